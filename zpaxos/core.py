@@ -1,0 +1,459 @@
+"""The Paxos rules: Acceptor, Proposer and Learner as pure state machines.
+
+Every rule of the protocol lives in this file and nowhere else. Nothing here touches a
+socket, the clock, the disk or global randomness:
+
+* handlers take a message (and, for the proposer, the current time ``now``) and return
+  a :class:`Step`: the acceptor state to make durable, then the messages to send, then
+  events worth logging. The runtime must persist ``step.persist`` *before* any message
+  of ``step.send`` leaves the process (see :class:`Step`);
+* the proposer is told the time and asks to be woken (``next_wakeup``); it draws its
+  backoff from a ``random.Random`` that the caller seeds.
+
+So a seeded simulator can replay any schedule exactly (tests/simulator.py).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .messages import (
+    ZERO,
+    Accept,
+    Accepted,
+    Ballot,
+    Decide,
+    Nack,
+    Prepare,
+    Promise,
+    ProtocolMessage,
+)
+
+Peer = Hashable  # who a message comes from or goes to: an acceptor id, a routing id, ...
+
+
+def quorum_size(n: int) -> int:
+    """Smallest majority of ``n`` acceptors; any two such sets intersect."""
+    if n < 1:
+        raise ValueError("a cluster needs at least one acceptor")
+    return n // 2 + 1
+
+
+@dataclass(frozen=True, slots=True)
+class KeyState:
+    """What one acceptor must remember about one key, across crashes."""
+
+    promised: Ballot = ZERO
+    accepted: Ballot = ZERO
+    value: bytes | None = None
+    chosen: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something worth logging that is not itself a message (adopted, retry, chosen...)."""
+
+    name: str
+    key: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Step:
+    """What a handler asks the runtime to do, in this order.
+
+    1. ``persist``: make these key states durable (fsync);
+    2. ``send``: only then send these messages;
+    3. ``events``: log these.
+
+    Safety depends on the order: a Promise or Accepted that leaves before its state is on
+    disk can be forgotten by a crash, and a forgotten promise lets two values be chosen.
+    """
+
+    persist: list[tuple[str, KeyState]] = field(default_factory=list)
+    send: list[tuple[Peer, ProtocolMessage]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+    def extend(self, other: Step) -> None:
+        self.persist.extend(other.persist)
+        self.send.extend(other.send)
+        self.events.extend(other.events)
+
+
+# --------------------------------------------------------------------------- acceptor
+
+
+class Acceptor:
+    """The acceptor rules, for any number of independent keys.
+
+    ``states`` is what storage recovered at start-up: exactly what was persisted before.
+    """
+
+    def __init__(self, states: Mapping[str, KeyState] | None = None) -> None:
+        self.states: dict[str, KeyState] = dict(states or {})
+
+    def state(self, key: str) -> KeyState:
+        return self.states.get(key, KeyState())
+
+    def handle(self, src: Peer, msg: ProtocolMessage) -> Step:
+        if isinstance(msg, Prepare):
+            return self.on_prepare(src, msg)
+        if isinstance(msg, Accept):
+            return self.on_accept(src, msg)
+        if isinstance(msg, Decide):
+            return self.on_decide(src, msg)
+        # Replies meant for proposers are a peer's mistake, not ours: ignore them.
+        return Step(events=[Event("ignored", msg.key, {"type": type(msg).__name__})])
+
+    def _update(self, key: str, new: KeyState) -> list[tuple[str, KeyState]]:
+        if self.states.get(key, KeyState()) == new:
+            return []  # nothing changed: nothing to fsync
+        self.states[key] = new
+        return [(key, new)]
+
+    def on_prepare(self, src: Peer, msg: Prepare) -> Step:
+        s = self.state(msg.key)
+        if s.chosen is not None:
+            # Already decided: tell the proposer at once instead of running a round.
+            return Step(send=[(src, Decide(msg.key, s.chosen))])
+        if msg.ballot > s.promised:
+            # Promise: from now on ignore every ballot below msg.ballot.
+            persist = self._update(msg.key, replace(s, promised=msg.ballot))
+            reply = Promise(msg.key, msg.ballot, s.accepted, s.value)
+            return Step(persist=persist, send=[(src, reply)])
+        return Step(send=[(src, Nack(msg.key, msg.ballot, s.promised))])
+
+    def on_accept(self, src: Peer, msg: Accept) -> Step:
+        s = self.state(msg.key)
+        if s.chosen is not None:
+            return Step(send=[(src, Decide(msg.key, s.chosen))])
+        if msg.ballot >= s.promised:
+            # Accepting also promises msg.ballot, so accepted <= promised always holds.
+            new = replace(s, promised=msg.ballot, accepted=msg.ballot, value=msg.value)
+            persist = self._update(msg.key, new)
+            return Step(persist=persist, send=[(src, Accepted(msg.key, msg.ballot, msg.value))])
+        return Step(send=[(src, Nack(msg.key, msg.ballot, s.promised))])
+
+    def on_decide(self, src: Peer, msg: Decide) -> Step:
+        s = self.state(msg.key)
+        if s.chosen is None:
+            persist = self._update(msg.key, replace(s, chosen=msg.value))
+            return Step(persist=persist, events=[Event("learned", msg.key, {"value": msg.value})])
+        if s.chosen != msg.value:
+            # Two different chosen values: a safety violation somewhere, or a rogue peer.
+            # Keep what we have and raise the alarm; never overwrite a decision.
+            return Step(
+                events=[Event("conflict", msg.key, {"chosen": s.chosen, "value": msg.value})]
+            )
+        return Step()
+
+
+# --------------------------------------------------------------------------- learner
+
+
+class Learner:
+    """Learns chosen values: a quorum of Accepted for one ballot, or a Decide."""
+
+    def __init__(self, acceptors: Sequence[Peer]) -> None:
+        self.acceptors = frozenset(acceptors)
+        self.quorum = quorum_size(len(self.acceptors))
+        self.chosen: dict[str, bytes] = {}
+        self._votes: dict[tuple[str, Ballot, bytes], set[Peer]] = {}
+
+    def on_accepted(self, src: Peer, msg: Accepted) -> bytes | None:
+        """Count one Accepted; return the value if it is (now) known to be chosen."""
+        if msg.key in self.chosen:
+            return self.chosen[msg.key]
+        if src not in self.acceptors:
+            return None
+        voters = self._votes.setdefault((msg.key, msg.ballot, msg.value), set())
+        voters.add(src)  # a set: a duplicated Accepted counts once
+        if len(voters) >= self.quorum:
+            self.chosen[msg.key] = msg.value
+            self._votes = {k: v for k, v in self._votes.items() if k[0] != msg.key}
+            return msg.value
+        return None
+
+    def on_decide(self, msg: Decide) -> bytes:
+        return self.chosen.setdefault(msg.key, msg.value)
+
+
+# --------------------------------------------------------------------------- proposer
+
+
+@dataclass(frozen=True, slots=True)
+class ProposerOptions:
+    """How a proposer paces itself, and the staging hooks for textbook orderings.
+
+    Staging applies to every round, retries included, and never causes a retry itself:
+    a phase's round timeout starts after its last delayed message is sent.
+    """
+
+    round_timeout_s: float = 0.5  # wait this long for a quorum in one phase
+    timeout_s: float = 5.0  # whole-proposal deadline (float("inf") for none)
+    max_rounds: int = 10  # ballots to try before giving up
+    backoff_s: float = 0.05  # base of the randomized exponential backoff; 0 disables it
+    backoff_max_s: float = 2.0  # cap on one backoff
+    pause_between_phases_s: float = 0.0  # staging: wait after a quorum of promises
+    prepare_delay_s: Mapping[Peer, float] = field(default_factory=dict)  # staging, per acceptor
+    accept_delay_s: Mapping[Peer, float] = field(default_factory=dict)  # staging, per acceptor
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a proposal ended. ``chosen`` is None when no value could be chosen in time."""
+
+    key: str
+    proposed: bytes
+    chosen: bytes | None
+    own: bool  # True exactly when chosen == proposed
+    rounds: int
+    ballot: Ballot
+    reason: str
+    silent: tuple[Peer, ...]  # acceptors that never answered this proposer
+
+
+IDLE, PREPARE, PAUSE, ACCEPT, BACKOFF, DONE = "idle", "prepare", "pause", "accept", "backoff", "done"
+
+
+class Proposer:
+    """Proposes one value for one key and runs rounds until a value is chosen or it gives up.
+
+    Drive it with ``start(now)``, ``receive(now, src, msg)`` and ``tick(now)`` (call
+    ``tick`` once ``now >= next_wakeup``). ``outcome`` is set when it is done.
+    """
+
+    def __init__(
+        self,
+        key: str,
+        value: bytes,
+        proposer_id: bytes,
+        acceptors: Sequence[Peer],
+        options: ProposerOptions,
+        rng: random.Random,
+    ) -> None:
+        if not proposer_id:
+            raise ValueError("proposer_id must be non-empty (the empty id is reserved for ZERO)")
+        self.key = key
+        self.proposed = value
+        self.id = proposer_id
+        self.acceptors = tuple(acceptors)
+        self.opts = options
+        self.rng = rng
+        self.quorum = quorum_size(len(self.acceptors))
+        self.phase = IDLE
+        self.ballot = ZERO
+        self.rounds = 0
+        self.value = value  # what phase 2 proposes: our own, or an adopted one
+        self.outcome: Outcome | None = None
+        self._round = 0
+        self._max_seen_round = 0
+        self._promises: dict[Peer, Promise] = {}
+        self._learner = Learner(self.acceptors)
+        self._outbox: list[tuple[float, Peer, ProtocolMessage]] = []  # staged sends
+        self._phase_deadline = float("inf")
+        self._wake_at = float("inf")
+        self._deadline = float("inf")
+        self._heard: set[Peer] = set()
+        self._answered_phase: set[Peer] = set()
+
+    # ---- driving
+
+    @property
+    def done(self) -> bool:
+        return self.phase == DONE
+
+    @property
+    def next_wakeup(self) -> float | None:
+        """When ``tick`` must next be called; None once done."""
+        if self.phase == DONE:
+            return None
+        t = self._deadline
+        if self._outbox:
+            t = min(t, min(due for due, _, _ in self._outbox))
+        if self.phase in (PREPARE, ACCEPT):
+            t = min(t, self._phase_deadline)
+        elif self.phase in (PAUSE, BACKOFF):
+            t = min(t, self._wake_at)
+        return t
+
+    def start(self, now: float) -> Step:
+        if self.phase != IDLE:
+            raise RuntimeError("proposer already started")
+        self._deadline = now + self.opts.timeout_s
+        step = Step()
+        self._start_round(now, step)
+        return step
+
+    def tick(self, now: float) -> Step:
+        step = Step()
+        if self.phase in (DONE, IDLE):
+            return step
+        self._flush_outbox(now, step)
+        if now >= self._deadline:
+            self._finish(step, None, f"no value chosen within the {self.opts.timeout_s:g} s deadline")
+        elif self.phase in (PREPARE, ACCEPT) and now >= self._phase_deadline:
+            missing = [a for a in self.acceptors if a not in self._answered_phase]
+            self._retry(now, step, f"timeout in {self.phase} phase", {"no_reply_from": missing})
+        elif self.phase == PAUSE and now >= self._wake_at:
+            self._send_accepts(now, step)
+        elif self.phase == BACKOFF and now >= self._wake_at:
+            self._start_round(now, step)
+        return step
+
+    def receive(self, now: float, src: Peer, msg: ProtocolMessage) -> Step:
+        step = Step()
+        if self.phase in (DONE, IDLE) or msg.key != self.key or src not in self.acceptors:
+            return step
+        self._heard.add(src)
+        if isinstance(msg, Decide):
+            self._finish(step, msg.value, f"already chosen (told by acceptor {src})", skip=src)
+        elif isinstance(msg, Promise):
+            self._on_promise(now, src, msg, step)
+        elif isinstance(msg, Accepted):
+            self._on_accepted(src, msg, step)
+        elif isinstance(msg, Nack):
+            self._on_nack(now, src, msg, step)
+        return step
+
+    # ---- phase 1
+
+    def _start_round(self, now: float, step: Step) -> None:
+        self.rounds += 1
+        # Above every ballot this proposer has seen, so a retry can win.
+        self._round = max(self._round, self._max_seen_round) + 1
+        self.ballot = Ballot(self._round, self.id)
+        self.value = self.proposed
+        self._promises.clear()
+        self._outbox.clear()  # staged messages of an abandoned round would only be stale
+        self._answered_phase.clear()
+        self.phase = PREPARE
+        step.events.append(Event("round", self.key, {"ballot": self.ballot, "round": self.rounds}))
+        self._send_all(now, step, Prepare(self.key, self.ballot), self.opts.prepare_delay_s)
+
+    def _on_promise(self, now: float, src: Peer, msg: Promise, step: Step) -> None:
+        if msg.ballot != self.ballot:
+            return  # a reply to an earlier round
+        self._answered_phase.add(src)
+        if self.phase != PREPARE:
+            return  # quorum already reached; a late promise changes nothing
+        self._promises[src] = msg  # a dict: a duplicated Promise counts once
+        if len(self._promises) < self.quorum:
+            return
+        # The Paxos rule: propose the value of the highest accepted ballot among the
+        # quorum's promises; our own value only when none of them accepted anything.
+        best = max(self._promises.values(), key=lambda p: p.accepted)
+        if best.value is not None and not best.accepted.is_zero:
+            self.value = best.value
+            step.events.append(
+                Event("adopted", self.key, {"value": best.value, "from_ballot": best.accepted,
+                                            "ballot": self.ballot})
+            )
+        if self.opts.pause_between_phases_s > 0:
+            self.phase = PAUSE
+            self._wake_at = now + self.opts.pause_between_phases_s
+            step.events.append(
+                Event("pause", self.key, {"ballot": self.ballot,
+                                          "seconds": self.opts.pause_between_phases_s})
+            )
+        else:
+            self._send_accepts(now, step)
+
+    # ---- phase 2
+
+    def _send_accepts(self, now: float, step: Step) -> None:
+        self.phase = ACCEPT
+        self._answered_phase.clear()
+        self._send_all(now, step, Accept(self.key, self.ballot, self.value),
+                       self.opts.accept_delay_s)
+
+    def _on_accepted(self, src: Peer, msg: Accepted, step: Step) -> None:
+        if msg.ballot != self.ballot:
+            return
+        self._answered_phase.add(src)
+        if self.phase != ACCEPT:
+            return
+        chosen = self._learner.on_accepted(src, msg)
+        if chosen is not None:
+            self._finish(step, chosen, "chosen by a quorum")
+
+    # ---- rejection, retry, end
+
+    def _on_nack(self, now: float, src: Peer, msg: Nack, step: Step) -> None:
+        self._max_seen_round = max(self._max_seen_round, msg.promised.round)
+        if msg.ballot != self.ballot:
+            return  # rejection of an earlier round
+        self._answered_phase.add(src)
+        # promised == our ballot is no rejection: a staged or duplicated Prepare arrived
+        # after the acceptor had already promised (or accepted) this very ballot.
+        if msg.promised > self.ballot and self.phase in (PREPARE, PAUSE, ACCEPT):
+            self._retry(now, step, f"rejected by acceptor {src}",
+                        {"promised": msg.promised, "peer": src})
+
+    def _retry(self, now: float, step: Step, reason: str, info: Mapping[str, Any]) -> None:
+        self._outbox.clear()
+        if self.rounds >= self.opts.max_rounds:
+            self._finish(step, None, f"no value chosen in {self.rounds} rounds ({reason})")
+            return
+        cap = min(self.opts.backoff_max_s, self.opts.backoff_s * 2 ** (self.rounds - 1))
+        backoff = self.rng.uniform(0, cap) if cap > 0 else 0.0
+        step.events.append(
+            Event("retry", self.key, {"ballot": self.ballot, "reason": reason,
+                                      "backoff_s": round(backoff, 4), **info})
+        )
+        if backoff <= 0:
+            self._start_round(now, step)
+        else:
+            self.phase = BACKOFF
+            self._wake_at = now + backoff
+
+    def _finish(self, step: Step, chosen: bytes | None, reason: str, skip: Peer = None) -> None:
+        self.phase = DONE
+        self._outbox.clear()
+        self.outcome = Outcome(
+            key=self.key,
+            proposed=self.proposed,
+            chosen=chosen,
+            own=chosen is not None and chosen == self.proposed,
+            rounds=self.rounds,
+            ballot=self.ballot,
+            reason=reason,
+            silent=tuple(a for a in self.acceptors if a not in self._heard),
+        )
+        if chosen is None:
+            step.events.append(Event("gave_up", self.key, {"ballot": self.ballot, "reason": reason,
+                                                           "rounds": self.rounds}))
+            return
+        step.events.append(
+            Event("chosen", self.key, {"value": chosen, "ballot": self.ballot,
+                                       "own": self.outcome.own, "rounds": self.rounds})
+        )
+        # Tell every acceptor, so each records the decision and answers later proposers
+        # at once (and a node that missed a round learns it from us).
+        step.send.extend((a, Decide(self.key, chosen)) for a in self.acceptors if a != skip)
+
+    # ---- helpers
+
+    def _send_all(self, now: float, step: Step, msg: ProtocolMessage,
+                  delays: Mapping[Peer, float]) -> None:
+        last = now
+        for a in self.acceptors:
+            d = delays.get(a, 0.0)
+            if d > 0:
+                self._outbox.append((now + d, a, msg))
+                last = max(last, now + d)
+            else:
+                step.send.append((a, msg))
+        # The round timeout starts after the last staged message leaves.
+        self._phase_deadline = last + self.opts.round_timeout_s
+
+    def _flush_outbox(self, now: float, step: Step) -> None:
+        if not self._outbox:
+            return
+        due = [(t, a, m) for t, a, m in self._outbox if t <= now]
+        if due:
+            self._outbox = [(t, a, m) for t, a, m in self._outbox if t > now]
+            step.send.extend((a, m) for _, a, m in sorted(due, key=lambda x: x[0]))

@@ -1,0 +1,115 @@
+"""Ballots and protocol messages: small immutable values, nothing else.
+
+Every message names the *instance key* it is about: the cluster runs one independent
+single-decree Paxos instance per key. Values are bytes; the CLI encodes text as UTF-8.
+
+Ballot uniqueness (the lab's safety hole was two proposers using the same number):
+a ballot is ``(round, proposer)`` and compares as that tuple. ``proposer`` is the
+proposer's id, 16 bytes drawn from the operating system's CSPRNG (``os.urandom``) by
+the runtime when a proposer is created; the core never invents one. Two proposers,
+even started in the same microsecond on different machines, therefore share an id
+with probability about n^2 / 2^129 (for a billion proposers, about 1e-21), and a
+proposer never reuses a round of its own because its round only grows. So no two
+proposers ever send the same ballot, and the acceptor rule "accept at or above my
+promise" cannot accept two values under one ballot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PROPOSER_ID_BYTES = 16
+DEFAULT_KEY = "CISC5597"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Ballot:
+    """A totally ordered, unique proposal number: compared by round, then proposer id."""
+
+    round: int
+    proposer: bytes
+
+    def __str__(self) -> str:
+        # Short human form used in logs and charts: "2.b7c1" (round, first id bytes).
+        if self.round == 0 and not self.proposer:
+            return "0"
+        return f"{self.round}.{self.proposer[:2].hex()}"
+
+    @property
+    def is_zero(self) -> bool:
+        return self.round == 0 and not self.proposer
+
+
+# Below every real ballot (real rounds start at 1), so no code ever compares with None.
+ZERO = Ballot(0, b"")
+
+
+@dataclass(frozen=True, slots=True)
+class Prepare:
+    """Phase 1a: 'promise me you will ignore ballots below this one'."""
+
+    key: str
+    ballot: Ballot
+
+
+@dataclass(frozen=True, slots=True)
+class Promise:
+    """Phase 1b: the promise, with the acceptor's highest accepted ballot and value.
+
+    ``accepted`` is ZERO and ``value`` None when the acceptor has accepted nothing.
+    """
+
+    key: str
+    ballot: Ballot
+    accepted: Ballot
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    """Phase 2a: 'accept this value under this ballot'."""
+
+    key: str
+    ballot: Ballot
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """Phase 2b: the acceptor accepted ``value`` under ``ballot``.
+
+    It carries the value so that any learner can count it without knowing the proposer.
+    """
+
+    key: str
+    ballot: Ballot
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Nack:
+    """A rejection of ``ballot`` (a Prepare or Accept), naming the ballot to beat."""
+
+    key: str
+    ballot: Ballot
+    promised: Ballot
+
+
+@dataclass(frozen=True, slots=True)
+class Decide:
+    """``value`` is chosen for ``key``.
+
+    Sent by a proposer that saw a quorum accept (or that learned it from a Decide) to
+    every acceptor, and by an acceptor that already knows the chosen value in reply to
+    a Prepare or Accept, so that a late proposer finishes at once.
+    """
+
+    key: str
+    value: bytes
+
+
+ProtocolMessage = Prepare | Promise | Accept | Accepted | Nack | Decide
+
+# Messages a proposer sends to acceptors and those acceptors send back.
+TO_ACCEPTOR = (Prepare, Accept, Decide)
+TO_PROPOSER = (Promise, Accepted, Nack, Decide)
