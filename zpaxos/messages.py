@@ -113,3 +113,66 @@ ProtocolMessage = Prepare | Promise | Accept | Accepted | Nack | Decide
 # Messages a proposer sends to acceptors and those acceptors send back.
 TO_ACCEPTOR = (Prepare, Accept, Decide)
 TO_PROPOSER = (Promise, Accepted, Nack, Decide)
+
+
+# --------------------------------------------------------------------------- runtime messages
+# Not Paxos: how a node reports its state and how a restarted node catches up on
+# decisions it missed. The core never sees these; the node answers them from its state.
+
+KEY_MAX_LEN = 128
+_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+
+
+def key_problem(key: str) -> str | None:
+    """Why ``key`` is not a valid instance key (keys become file names), or None."""
+    if not key:
+        return "a key must not be empty"
+    if len(key) > KEY_MAX_LEN:
+        return f"a key has at most {KEY_MAX_LEN} characters (this one has {len(key)})"
+    if key[0] == ".":
+        return "a key must not start with a dot"
+    bad = sorted(set(key) - _KEY_CHARS)
+    if bad:
+        return f"a key may hold only letters, digits, '.', '_' and '-' (not {''.join(bad)!r})"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRequest:
+    """Ask a node for its acceptor state; ``key`` None means every key (up to a limit)."""
+
+    key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyStatus:
+    key: str
+    promised: Ballot
+    accepted: Ballot
+    value: bytes | None
+    chosen: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReply:
+    node: int
+    keys: tuple[KeyStatus, ...]
+    truncated: bool  # more keys exist than one reply carries
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRequest:
+    """A (re)started node asks a peer for chosen values, one page after key ``after``."""
+
+    after: str
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReply:
+    after: str  # the request this answers
+    chosen: tuple[tuple[str, bytes], ...]
+    more: bool  # ask again after the last key of this page
+
+
+RuntimeMessage = StatusRequest | StatusReply | SyncRequest | SyncReply
+Message = ProtocolMessage | RuntimeMessage

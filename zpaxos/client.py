@@ -1,0 +1,225 @@
+"""The proposer runtime and Python API: drives pure Proposer cores over DEALER sockets.
+
+    from zpaxos.client import Client, propose
+    outcome = propose("Value_A")                       # one call, default cluster file
+    with Client(load_config("configs/cluster.ini")) as c:
+        outcomes = c.propose_many([("k1", b"x"), ("k2", b"y")])   # concurrently
+
+One :class:`Client` is one proposer process's view of the cluster: a DEALER per node, one
+event loop, any number of proposals (many keys at once). Each proposal gets a fresh
+16-byte proposer id from ``os.urandom`` (the first one reuses the client's id, so a CLI
+proposer's ballots carry its name), which keeps every ballot unique (see messages.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+
+import zmq
+
+from .config import ClusterConfig, ProposerConfig, load_config
+from .core import Outcome, Proposer, ProposerOptions, Step
+from .log import EventLog, null_log
+from .messages import (
+    DEFAULT_KEY,
+    TO_PROPOSER,
+    KeyStatus,
+    StatusReply,
+    StatusRequest,
+    key_problem,
+)
+from .transport import (
+    ANSWERED_LINGER_MS,
+    SignalWakeup,
+    Wire,
+    open_dealer,
+    proposer_name,
+    proposer_routing_id,
+)
+
+
+def options_from(cfg: ProposerConfig, **overrides) -> ProposerOptions:
+    """ProposerOptions from the config's [proposer] section, with per-call overrides."""
+    opts = ProposerOptions(round_timeout_s=cfg.round_timeout_s, timeout_s=cfg.timeout_s,
+                           max_rounds=cfg.max_rounds, backoff_s=cfg.backoff_s,
+                           backoff_max_s=cfg.backoff_max_s)
+    return replace(opts, **{k: v for k, v in overrides.items() if v is not None})
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    id: int
+    endpoint: str
+    reachable: bool
+    keys: tuple[KeyStatus, ...] = ()
+    truncated: bool = False
+
+
+class Interrupted(Exception):
+    """SIGINT/SIGTERM arrived while proposals were running."""
+
+
+class Client:
+    """A proposer process's connection to the cluster (use as a context manager)."""
+
+    def __init__(self, cluster: ClusterConfig, log: EventLog | None = None,
+                 client_id: bytes | None = None, rng: random.Random | None = None) -> None:
+        self.cluster = cluster
+        self.id = client_id or os.urandom(16)
+        self.name = proposer_name(self.id)
+        self.log = log or null_log(self.name)
+        self.rng = rng or random.Random(int.from_bytes(os.urandom(8), "big"))
+        self.wire = Wire(self.log, self.id[:4].hex())
+        self.ctx = zmq.Context()
+        self.socks = {n.id: open_dealer(self.ctx, proposer_routing_id(self.id, n.id), n.endpoint)
+                      for n in cluster.nodes}
+        self._node_of = {s: i for i, s in self.socks.items()}
+        self._answered: set[int] = set()
+        self._ids_used = 0
+        self._closed = False
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close; final Decides get a short linger, but only towards nodes that answered
+        (a node that is down would otherwise hold the process for the whole linger)."""
+        if self._closed:
+            return
+        self._closed = True
+        for node_id, sock in self.socks.items():
+            sock.close(linger=ANSWERED_LINGER_MS if node_id in self._answered else 0)
+        self.ctx.term()
+
+    def _new_proposer_id(self) -> bytes:
+        self._ids_used += 1
+        return self.id if self._ids_used == 1 else os.urandom(16)
+
+    # ---- proposing
+
+    def propose(self, value: bytes | str, key: str = DEFAULT_KEY,
+                options: ProposerOptions | None = None,
+                wakeup: SignalWakeup | None = None) -> Outcome:
+        return self.propose_many([(key, value)], options, wakeup)[0]
+
+    def propose_many(self, items: Iterable[tuple[str, bytes | str]],
+                     options: ProposerOptions | None = None,
+                     wakeup: SignalWakeup | None = None) -> list[Outcome]:
+        """Run one proposal per (key, value), all at once; return their outcomes in order."""
+        opts = options or options_from(self.cluster.proposer)
+        proposers = []
+        for key, value in items:
+            problem = key_problem(key)
+            if problem:
+                raise ValueError(f"invalid key {key!r}: {problem}")
+            data = value.encode() if isinstance(value, str) else bytes(value)
+            proposers.append(Proposer(key, data, self._new_proposer_id(), list(self.socks), opts,
+                                      random.Random(self.rng.random())))
+        by_key: dict[str, list[Proposer]] = {}
+        for p in proposers:
+            by_key.setdefault(p.key, []).append(p)
+        now = time.monotonic()
+        for p in proposers:
+            self._do(p.start(now))
+        self._run(proposers, by_key, wakeup)
+        return [p.outcome for p in proposers]  # type: ignore[misc]
+
+    def _run(self, proposers: list[Proposer], by_key: Mapping[str, list[Proposer]],
+             wakeup: SignalWakeup | None) -> None:
+        poller = zmq.Poller()
+        for sock in self.socks.values():
+            poller.register(sock, zmq.POLLIN)
+        if wakeup is not None:
+            poller.register(wakeup.fd, zmq.POLLIN)
+        active = [p for p in proposers if not p.done]
+        while active:
+            now = time.monotonic()
+            for p in active:
+                wake = p.next_wakeup
+                if wake is not None and wake <= now:
+                    self._do(p.tick(now))
+            active = [p for p in active if not p.done]
+            if not active:
+                break
+            next_wake = min(p.next_wakeup for p in active)  # type: ignore[type-var]
+            timeout_ms = max(0.0, (next_wake - time.monotonic()) * 1000)
+            ready = dict(poller.poll(timeout_ms))
+            if wakeup is not None and wakeup.fd in ready:
+                wakeup.drain()
+                if wakeup.stop_requested:
+                    raise Interrupted(wakeup.signal_name)
+            now = time.monotonic()
+            for sock, node_id in self._node_of.items():
+                if sock in ready:
+                    self._drain(sock, node_id, by_key, now)
+            active = [p for p in active if not p.done]
+
+    def _drain(self, sock: zmq.Socket, node_id: int, by_key: Mapping[str, list[Proposer]],
+               now: float) -> None:
+        while True:
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._answered.add(node_id)
+            msg = self.wire.parse(frames, f"node{node_id}")
+            if not isinstance(msg, TO_PROPOSER):
+                continue  # garbage (already logged) or not meant for a proposer
+            for p in by_key.get(msg.key, ()):
+                self._do(p.receive(now, node_id, msg))
+
+    def _do(self, step: Step) -> None:
+        # Proposers persist nothing: a restarted proposer is a new proposer with a new id.
+        for ev in step.events:  # first: a round starts before its Prepares leave
+            level = logging.WARNING if ev.name == "gave_up" else logging.INFO
+            self.log.event(ev.name, level=level, key=ev.key, **ev.fields)
+        for node_id, msg in step.send:
+            self.wire.send(self.socks[node_id], msg, f"node{node_id}")
+
+    # ---- status
+
+    def status(self, key: str | None = None, timeout_s: float = 1.0) -> list[NodeStatus]:
+        """Ask every node for its state; a node that does not answer in time is unreachable."""
+        for node_id, sock in self.socks.items():
+            self.wire.send(sock, StatusRequest(key), f"node{node_id}")
+        replies: dict[int, StatusReply] = {}
+        poller = zmq.Poller()
+        for sock in self.socks.values():
+            poller.register(sock, zmq.POLLIN)
+        deadline = time.monotonic() + timeout_s
+        while len(replies) < len(self.socks):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            for sock, _ in poller.poll(left * 1000):
+                node_id = self._node_of[sock]
+                try:
+                    frames = sock.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    continue
+                msg = self.wire.parse(frames, f"node{node_id}")
+                if isinstance(msg, StatusReply):
+                    replies[node_id] = msg
+        return [NodeStatus(n.id, n.endpoint, n.id in replies,
+                           replies[n.id].keys if n.id in replies else (),
+                           replies[n.id].truncated if n.id in replies else False)
+                for n in self.cluster.nodes]
+
+
+def propose(value: bytes | str, key: str = DEFAULT_KEY,
+            config: ClusterConfig | str | os.PathLike[str] | None = None,
+            log: EventLog | None = None, **options) -> Outcome:
+    """One call: propose ``value`` for ``key`` and return the Outcome.
+
+    ``options`` override ProposerOptions fields (timeout_s, max_rounds, ...)."""
+    cluster = config if isinstance(config, ClusterConfig) else load_config(config)
+    with Client(cluster, log) as c:
+        return c.propose(value, key, options_from(cluster.proposer, **options))

@@ -1,0 +1,217 @@
+"""INI cluster files -> frozen, validated dataclasses.
+
+Everything is checked once, at load time; a problem is a :class:`ConfigError` whose text
+names the file, the section and the key, so the CLI can print it as one line.
+Defaults live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import configparser
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_CONFIG = "configs/cluster.ini"
+CONFIG_ENV = "ZPAXOS_CONFIG"
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
+
+
+class ConfigError(Exception):
+    """The user's configuration is wrong; the message says where and what."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    id: int
+    host: str
+    port: int
+    data_dir: Path
+    value_files: str  # glob of keys that get a <data_dir>/<key>.txt file; "" for none
+
+    @property
+    def endpoint(self) -> str:
+        return f"tcp://{self.host}:{self.port}"
+
+    @property
+    def name(self) -> str:
+        return f"node{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class ProposerConfig:
+    timeout_s: float = 5.0
+    round_timeout_s: float = 0.5
+    max_rounds: int = 10
+    backoff_s: float = 0.05
+    backoff_max_s: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    file: Path | None = Path("paxos.log")
+    level: str = "INFO"
+    format: str = "text"
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    path: Path
+    nodes: tuple[NodeConfig, ...]
+    proposer: ProposerConfig
+    log: LogConfig
+
+    def node(self, node_id: int) -> NodeConfig:
+        for n in self.nodes:
+            if n.id == node_id:
+                return n
+        ids = ", ".join(str(n.id) for n in self.nodes)
+        raise ConfigError(f"{self.path}: there is no [node.{node_id}] (nodes: {ids})")
+
+
+# Every key a section may hold, with its default; an unknown key is an error (a typo
+# would otherwise be silently ignored).
+_NODE_KEYS = {"host": None, "port": None, "data_dir": None, "value_files": "*"}
+_PROPOSER_KEYS = {f: getattr(ProposerConfig, f) for f in ProposerConfig.__dataclass_fields__}
+_LOG_KEYS = {"file": "paxos.log", "level": "INFO", "format": "text"}
+
+
+def default_config_path() -> Path:
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> ClusterConfig:
+    """Read and validate a cluster file (default: $ZPAXOS_CONFIG or configs/cluster.ini)."""
+    p = Path(path) if path is not None else default_config_path()
+    parser = configparser.ConfigParser(
+        inline_comment_prefixes=(";", "#"), interpolation=None, strict=True
+    )
+    try:
+        with open(p, encoding="utf-8") as f:
+            parser.read_file(f, source=str(p))
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found (give one with --config or "
+                          f"${CONFIG_ENV})") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{p}: is a directory, not a config file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: cannot read config file ({e})") from None
+    except configparser.DuplicateSectionError as e:
+        raise ConfigError(f"{p}: section [{e.section}] appears twice (line {e.lineno})") from None
+    except configparser.DuplicateOptionError as e:
+        raise ConfigError(f"{p}: [{e.section}] {e.option}: key appears twice "
+                          f"(line {e.lineno})") from None
+    except configparser.MissingSectionHeaderError as e:
+        raise ConfigError(f"{p}: line {e.lineno}: text before the first [section]") from None
+    except configparser.Error as e:
+        first = str(e).splitlines()[0]
+        raise ConfigError(f"{p}: not a valid INI file ({first})") from None
+    return _build(p, parser)
+
+
+def _build(p: Path, parser: configparser.ConfigParser) -> ClusterConfig:
+    nodes: list[NodeConfig] = []
+    proposer = ProposerConfig()
+    log = LogConfig()
+    for section in parser.sections():
+        sec = parser[section]
+        if section.startswith("node."):
+            nodes.append(_node(p, section, sec))
+        elif section == "proposer":
+            proposer = _proposer(p, sec)
+        elif section == "log":
+            log = _log(p, sec)
+        else:
+            raise ConfigError(f"{p}: [{section}]: unknown section (expected [node.N], "
+                              f"[proposer] or [log])")
+    if not nodes:
+        raise ConfigError(f"{p}: no [node.N] sections: a cluster needs at least one node")
+    nodes.sort(key=lambda n: n.id)
+    for want, n in enumerate(nodes):
+        if n.id != want:
+            raise ConfigError(f"{p}: [node.{want}] is missing (node ids run 0..N-1 without gaps)")
+    seen: dict[tuple[str, int], int] = {}
+    for n in nodes:
+        other = seen.setdefault((n.host, n.port), n.id)
+        if other != n.id:
+            raise ConfigError(f"{p}: [node.{n.id}] port: {n.host}:{n.port} is already used by "
+                              f"[node.{other}]")
+    dirs: dict[Path, int] = {}
+    for n in nodes:
+        other = dirs.setdefault(n.data_dir.resolve(), n.id)
+        if other != n.id:
+            raise ConfigError(f"{p}: [node.{n.id}] data_dir: {n.data_dir} is already used by "
+                              f"[node.{other}]")
+    return ClusterConfig(p, tuple(nodes), proposer, log)
+
+
+def _check_keys(p: Path, section: str, sec: configparser.SectionProxy, allowed: dict) -> None:
+    for key in sec:
+        if key not in allowed:
+            raise ConfigError(f"{p}: [{section}] {key}: unknown key (known: "
+                              f"{', '.join(allowed)})")
+
+
+def _need(p: Path, section: str, sec: configparser.SectionProxy, key: str) -> str:
+    value = sec.get(key, "").strip()
+    if not value:
+        raise ConfigError(f"{p}: [{section}] {key}: missing (required)")
+    return value
+
+
+def _node(p: Path, section: str, sec: configparser.SectionProxy) -> NodeConfig:
+    raw_id = section[len("node."):]
+    if not raw_id.isdigit() or len(raw_id) > 4:
+        raise ConfigError(f"{p}: [{section}]: node sections are named [node.N] with N = 0, 1, 2...")
+    _check_keys(p, section, sec, _NODE_KEYS)
+    host = _need(p, section, sec, "host")
+    port_s = _need(p, section, sec, "port")
+    try:
+        port = int(port_s)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"{p}: [{section}] port: {port_s!r} is not a port number (1-65535)")
+    data_dir = Path(_need(p, section, sec, "data_dir"))
+    value_files = sec.get("value_files", "*").strip()
+    if value_files.lower() == "none":
+        value_files = ""
+    return NodeConfig(int(raw_id), host, port, data_dir, value_files)
+
+
+def _number(p: Path, section: str, key: str, raw: str, *, integer: bool, minimum: float) -> float:
+    try:
+        v = int(raw) if integer else float(raw)
+    except ValueError:
+        kind = "a whole number" if integer else "a number"
+        raise ConfigError(f"{p}: [{section}] {key}: {raw!r} is not {kind}") from None
+    if math.isnan(v) or v < minimum or (math.isinf(v) and key != "timeout_s"):
+        raise ConfigError(f"{p}: [{section}] {key}: {raw!r} must be at least {minimum:g}")
+    return v
+
+
+def _proposer(p: Path, sec: configparser.SectionProxy) -> ProposerConfig:
+    _check_keys(p, "proposer", sec, _PROPOSER_KEYS)
+    values = {}
+    for key, default in _PROPOSER_KEYS.items():
+        if key in sec:
+            integer = isinstance(default, int)
+            minimum = 1 if integer else (0.0 if "backoff" in key else 0.001)
+            values[key] = _number(p, "proposer", key, sec[key].strip(), integer=integer,
+                                  minimum=minimum)
+    return ProposerConfig(**values)
+
+
+def _log(p: Path, sec: configparser.SectionProxy) -> LogConfig:
+    _check_keys(p, "log", sec, _LOG_KEYS)
+    file_s = sec.get("file", "paxos.log").strip()
+    level = sec.get("level", "INFO").strip().upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"{p}: [log] level: {level!r} is not one of {', '.join(LOG_LEVELS)}")
+    fmt = sec.get("format", "text").strip().lower()
+    if fmt not in LOG_FORMATS:
+        raise ConfigError(f"{p}: [log] format: {fmt!r} is not one of {', '.join(LOG_FORMATS)}")
+    return LogConfig(Path(file_s) if file_s else None, level, fmt)

@@ -1,0 +1,166 @@
+"""Event logging shared by nodes and proposers.
+
+Every record is an *event* with a name and fields, logged through the standard
+``logging`` module. The configured file (``paxos.log``, appended by every process of the
+cluster) gets text or JSON lines; stderr always gets text, for the person watching.
+
+JSON lines carry what a message sequence chart needs (``zpaxos trace`` reads them)::
+
+    {"ts": 1764226800.123456, "process": "node0", "level": "INFO", "event": "recv",
+     "type": "PREPARE", "msg_id": "3f2a9c01:1", "peer": "proposer 3f2a",
+     "key": "CISC5597", "ballot": "1.3f2a"}
+
+``send`` and ``recv`` name the message ``type`` and ``msg_id`` (unique per sender, so a
+send pairs with its receive) and the ``peer`` at the other end; other events (start,
+stop, round, adopted, pause, retry, chosen, gave_up, learned, persisted, malformed, ...)
+carry their own fields.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+from .config import LogConfig
+from .messages import Ballot
+
+_VALUE_SHOWN = 200  # characters of a value shown in a text line
+
+
+def show_value(v: bytes | None) -> str | None:
+    """Values are bytes; logs show them as text, with undecodable bytes escaped."""
+    return None if v is None else v.decode("utf-8", "backslashreplace")
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return show_value(v)
+    if isinstance(v, Ballot):
+        return str(v)
+    if isinstance(v, (list, tuple, set, frozenset)):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+class _TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        t = time.strftime("%H:%M:%S", time.localtime(record.created))
+        fields = getattr(record, "fields", {})
+        parts = []
+        for k, v in fields.items():
+            if v is None or k in ("type", "peer"):
+                continue
+            s = str(_jsonable(v))
+            if len(s) > _VALUE_SHOWN:
+                s = s[:_VALUE_SHOWN] + "..."
+            parts.append(f"{k}={s}")
+        event = getattr(record, "event", "")
+        head = event
+        if event in ("send", "recv"):
+            arrow = "->" if event == "send" else "<-"
+            head = f"{event} {fields.get('type')} {arrow} {fields.get('peer')}"
+        msg = record.getMessage()
+        tail = f" {msg}" if msg else ""
+        return (f"{t}.{int(record.msecs):03d} {getattr(record, 'process_name', '?'):<14} "
+                f"{record.levelname:<5} {head} {' '.join(parts)}{tail}").rstrip()
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "ts": round(record.created, 6),
+            "process": getattr(record, "process_name", "?"),
+            "level": record.levelname,
+            "event": getattr(record, "event", "log"),
+        }
+        for k, v in getattr(record, "fields", {}).items():
+            if v is not None:
+                out[k] = _jsonable(v)
+        msg = record.getMessage()
+        if msg:
+            out["msg"] = msg
+        return json.dumps(out, separators=(",", ":"), ensure_ascii=False)
+
+
+class EventLog:
+    """A process's logger: ``log.event("chosen", key=..., value=...)``."""
+
+    def __init__(self, logger: logging.Logger, process: str) -> None:
+        self.logger = logger
+        self.process = process
+
+    def enabled(self, level: int = logging.INFO) -> bool:
+        return self.logger.isEnabledFor(level)
+
+    def event(self, name: str, msg: str = "", level: int = logging.INFO, **fields: Any) -> None:
+        if self.logger.isEnabledFor(level):
+            self.logger.log(level, msg, extra={"event": name, "fields": fields,
+                                               "process_name": self.process})
+
+
+def setup_logging(cfg: LogConfig, process: str, *, stderr: bool = True,
+                  level: str | None = None) -> EventLog:
+    """Log to the configured file and (unless ``stderr`` is False) to stderr.
+
+    A log file that cannot be opened is the user's problem: it raises OSError, which the
+    CLI reports in one line.
+    """
+    logger = logging.getLogger(f"zpaxos.{process}")
+    logger.propagate = False
+    for h in list(logger.handlers):
+        logger.removeHandler(h)
+        h.close()
+    logger.setLevel(level or cfg.level)
+    if cfg.file is not None:
+        if cfg.file.parent != cfg.file:
+            cfg.file.parent.mkdir(parents=True, exist_ok=True)
+        fh = logging.FileHandler(cfg.file, mode="a", encoding="utf-8")
+        fh.setFormatter(_JsonFormatter() if cfg.format == "json" else _TextFormatter())
+        logger.addHandler(fh)
+    if stderr:
+        sh = logging.StreamHandler(sys.stderr)
+        sh.setFormatter(_TextFormatter())
+        logger.addHandler(sh)
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
+    return EventLog(logger, process)
+
+
+def null_log(process: str = "test") -> EventLog:
+    logger = logging.getLogger(f"zpaxos.null.{process}")
+    logger.propagate = False
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
+    return EventLog(logger, process)
+
+
+def message_fields(msg: Any) -> dict[str, Any]:
+    """The fields of a message worth logging (and drawing), by message type."""
+    from .messages import (Accept, Accepted, Decide, Nack, Prepare, Promise, StatusReply,
+                           StatusRequest, SyncReply, SyncRequest)
+
+    if isinstance(msg, Prepare):
+        return {"key": msg.key, "ballot": msg.ballot}
+    if isinstance(msg, Promise):
+        if msg.accepted.is_zero:
+            return {"key": msg.key, "ballot": msg.ballot}
+        return {"key": msg.key, "ballot": msg.ballot, "accepted": msg.accepted,
+                "value": msg.value}
+    if isinstance(msg, (Accept, Accepted)):
+        return {"key": msg.key, "ballot": msg.ballot, "value": msg.value}
+    if isinstance(msg, Nack):
+        return {"key": msg.key, "ballot": msg.ballot, "promised": msg.promised}
+    if isinstance(msg, Decide):
+        return {"key": msg.key, "value": msg.value}
+    if isinstance(msg, StatusRequest):
+        return {"key": msg.key}
+    if isinstance(msg, StatusReply):
+        return {"keys": len(msg.keys)}
+    if isinstance(msg, SyncRequest):
+        return {"after": msg.after}
+    if isinstance(msg, SyncReply):
+        return {"after": msg.after, "entries": len(msg.chosen), "more": msg.more}
+    return {}
