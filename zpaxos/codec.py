@@ -204,7 +204,7 @@ def decode(frames: Sequence[bytes]) -> tuple[Message, bytes]:
     try:
         fields = msgpack.unpackb(body, raw=False, use_list=True, strict_map_key=True,
                                  max_bin_len=MAX_BODY_BYTES, max_str_len=MAX_BODY_BYTES)
-    except Exception as e:  # msgpack raises several types for garbage; all mean the same
+    except Exception as e:  # noqa: BLE001 - msgpack raises many types for garbage; all mean one thing
         raise DecodeError(f"{tag.decode()}: body is not valid msgpack ({e})") from None
     count, build = spec
     _list(fields, count, f"{tag.decode()} body")

@@ -216,7 +216,9 @@ class Outcome:
     silent: tuple[Peer, ...]  # acceptors that never answered this proposer
 
 
-IDLE, PREPARE, PAUSE, ACCEPT, BACKOFF, DONE = "idle", "prepare", "pause", "accept", "backoff", "done"
+# Proposer phases.
+IDLE, PREPARE, PAUSE, ACCEPT = "idle", "prepare", "pause", "accept"
+BACKOFF, DONE = "backoff", "done"
 
 
 class Proposer:
@@ -294,7 +296,8 @@ class Proposer:
             return step
         self._flush_outbox(now, step)
         if now >= self._deadline:
-            self._finish(step, None, f"no value chosen within the {self.opts.timeout_s:g} s deadline")
+            reason = f"no value chosen within the {self.opts.timeout_s:g} s deadline"
+            self._finish(step, None, reason)
         elif self.phase in (PREPARE, ACCEPT) and now >= self._phase_deadline:
             missing = [a for a in self.acceptors if a not in self._answered_phase]
             self._retry(now, step, f"timeout in {self.phase} phase", {"no_reply_from": missing})

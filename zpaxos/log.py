@@ -25,7 +25,19 @@ import time
 from typing import Any
 
 from .config import LogConfig
-from .messages import Ballot
+from .messages import (
+    Accept,
+    Accepted,
+    Ballot,
+    Decide,
+    Nack,
+    Prepare,
+    Promise,
+    StatusReply,
+    StatusRequest,
+    SyncReply,
+    SyncRequest,
+)
 
 _VALUE_SHOWN = 200  # characters of a value shown in a text line
 
@@ -139,9 +151,6 @@ def null_log(process: str = "test") -> EventLog:
 
 def message_fields(msg: Any) -> dict[str, Any]:
     """The fields of a message worth logging (and drawing), by message type."""
-    from .messages import (Accept, Accepted, Decide, Nack, Prepare, Promise, StatusReply,
-                           StatusRequest, SyncReply, SyncRequest)
-
     if isinstance(msg, Prepare):
         return {"key": msg.key, "ballot": msg.ballot}
     if isinstance(msg, Promise):

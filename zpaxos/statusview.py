@@ -46,7 +46,8 @@ def status_table(nodes: Sequence[NodeStatus], key: str | None = None) -> str:
         if n.truncated:
             rows.append((name, n.endpoint, "yes", "... (more keys; use --key)", "", "", "", ""))
     widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in (head, *rows)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+             for r in (head, *rows)]
     down = [f"node{n.id}" for n in nodes if not n.reachable]
     if down:
         lines.append(f"unreachable: {', '.join(down)}")
