@@ -85,7 +85,8 @@ def node(node_id: int, config: str | None, quiet: bool) -> None:
 
     def ready(_n: Any) -> None:
         click.echo(f"{cfg.name} listening on {cfg.endpoint} (data in {cfg.data_dir}, "
-                   f"{len(n.acceptor.states)} keys known); Ctrl-C to stop", err=quiet)
+                   f"{len(n.acceptor.states)} keys known); Ctrl-C to stop")
+        sys.stdout.flush()
 
     try:
         n.run(on_ready=ready)
@@ -93,7 +94,7 @@ def node(node_id: int, config: str | None, quiet: bool) -> None:
         raise Failure(f"{cfg.name}: {e}") from None
     except StorageError as e:
         raise Failure(f"{cfg.name}: stopping: {e}") from None
-    click.echo(f"{cfg.name} stopped", err=quiet)
+    click.echo(f"{cfg.name} stopped")
 
 
 # ---------------------------------------------------------------- propose
