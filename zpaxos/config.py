@@ -10,7 +10,7 @@ from __future__ import annotations
 import configparser
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 DEFAULT_CONFIG = "configs/cluster.ini"
@@ -75,7 +75,7 @@ class ClusterConfig:
 # Every key a section may hold, with its default; an unknown key is an error (a typo
 # would otherwise be silently ignored).
 _NODE_KEYS = {"host": None, "port": None, "data_dir": None, "value_files": "*"}
-_PROPOSER_KEYS = {f: getattr(ProposerConfig, f) for f in ProposerConfig.__dataclass_fields__}
+_PROPOSER_KEYS = {f.name: f.default for f in fields(ProposerConfig)}
 _LOG_KEYS = {"file": "paxos.log", "level": "INFO", "format": "text"}
 
 
@@ -195,7 +195,7 @@ def _number(p: Path, section: str, key: str, raw: str, *, integer: bool, minimum
 
 def _proposer(p: Path, sec: configparser.SectionProxy) -> ProposerConfig:
     _check_keys(p, "proposer", sec, _PROPOSER_KEYS)
-    values = {}
+    values: dict[str, float] = {}
     for key, default in _PROPOSER_KEYS.items():
         if key in sec:
             integer = isinstance(default, int)

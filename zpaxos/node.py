@@ -35,7 +35,7 @@ from .messages import (
     SyncReply,
     SyncRequest,
 )
-from .storage import SqliteStore
+from .storage import MemoryStore, SqliteStore
 from .transport import SignalWakeup, Wire, node_routing_id, open_dealer, open_router, peer_name
 from .valuefiles import ValueFiles
 
@@ -54,11 +54,13 @@ class _Pass:
 
 
 class Node:
-    def __init__(self, cluster: ClusterConfig, node_id: int, log: EventLog) -> None:
+    def __init__(self, cluster: ClusterConfig, node_id: int, log: EventLog,
+                 store: SqliteStore | MemoryStore | None = None) -> None:
         self.cfg: NodeConfig = cluster.node(node_id)
         self.cluster = cluster
         self.log = log
-        self.store = SqliteStore(self.cfg.data_dir)  # raises StorageError if damaged
+        # SqliteStore raises StorageError over a damaged database: the node never starts.
+        self.store = store if store is not None else SqliteStore(self.cfg.data_dir)
         self.acceptor = Acceptor(self.store.load())
         self.wire = Wire(log, f"n{node_id}")
         self.ctx = zmq.Context()

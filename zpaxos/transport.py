@@ -155,6 +155,14 @@ class SignalWakeup:
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._old[sig] = signal.signal(sig, handler)
 
+    def request_stop(self) -> None:
+        """Stop from another thread (tests, embedding), as a signal would."""
+        self.stop_requested = True
+        try:
+            self._w.send(b"\0")
+        except OSError:
+            pass
+
     def drain(self) -> None:
         try:
             while self._r.recv(4096):

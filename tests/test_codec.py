@@ -1,0 +1,106 @@
+"""The wire format: every message survives the round trip; garbage is one error type."""
+
+from __future__ import annotations
+
+import random
+
+import msgpack
+import pytest
+
+from zpaxos import codec
+from zpaxos.messages import (
+    ZERO,
+    Accept,
+    Accepted,
+    Ballot,
+    Decide,
+    KeyStatus,
+    Nack,
+    Prepare,
+    Promise,
+    StatusReply,
+    StatusRequest,
+    SyncReply,
+    SyncRequest,
+)
+
+B1 = Ballot(1, b"\xff" * 16)
+BIG = Ballot(codec.MAX_ROUND, b"\x00" * 15 + b"\x01")
+
+MESSAGES = [
+    Prepare("CISC5597", B1),
+    Prepare("k", BIG),
+    Promise("k", B1, ZERO, None),
+    Promise("k", BIG, B1, b"\x00\xffbinary"),
+    Accept("k", B1, b""),
+    Accept("k-1.x_y", B1, "héllo".encode()),
+    Accepted("k", BIG, b"v" * 1000),
+    Nack("k", B1, BIG),
+    Nack("k", B1, ZERO),
+    Decide("k", b"Value_A"),
+    StatusRequest(None),
+    StatusRequest("k"),
+    StatusReply(2, (KeyStatus("k", B1, ZERO, None, None), KeyStatus("j", BIG, B1, b"x", b"x")),
+                False),
+    SyncRequest(""),
+    SyncReply("a", (("b", b"1"), ("c", b"2")), True),
+]
+
+
+@pytest.mark.parametrize("msg", MESSAGES, ids=lambda m: type(m).__name__)
+def test_round_trip(msg):
+    frames = codec.encode(msg, b"n0:1")
+    assert frames[0] == codec.PROTOCOL and len(frames) == 4
+    assert codec.decode(frames) == (msg, b"n0:1")
+
+
+def test_ballot_order_is_round_then_proposer():
+    assert ZERO < Ballot(1, b"\x00") < Ballot(1, b"\x01") < Ballot(2, b"\x00")
+    assert str(Ballot(2, bytes.fromhex("b7c1aa"))) == "2.b7c1"
+
+
+def _body(*fields):
+    return msgpack.packb(list(fields), use_bin_type=True)
+
+
+@pytest.mark.parametrize("frames,why", [
+    ([b"ZPAXOS/1", b"PREPARE", b"1"], "expected 4 frames"),
+    ([b"ZPAXOS/2", b"PREPARE", b"1", b""], "unknown protocol"),
+    ([b"ZPAXOS/1", b"PREPAR", b"1", b""], "unknown message type"),
+    ([b"ZPAXOS/1", b"PREPARE", b"1", b"\xc1"], "not valid msgpack"),
+    ([b"ZPAXOS/1", b"PREPARE", b"1", _body("k")], "expected a list of 2"),
+    ([b"ZPAXOS/1", b"PREPARE", b"1", _body("k", [0, b""])], "zero ballot"),
+    ([b"ZPAXOS/1", b"PREPARE", b"1", _body("k", [-1, b"x"])], "round"),
+    ([b"ZPAXOS/1", b"PREPARE", b"1", _body("k", [1 << 63, b"x"])], "round"),
+    ([b"ZPAXOS/1", b"PREPARE", b"1", _body("k", [True, b"x"])], "round"),
+    ([b"ZPAXOS/1", b"PREPARE", b"1", _body("k", [1, "x"])], "expected bytes"),
+    ([b"ZPAXOS/1", b"PREPARE", b"1", _body("k", [1, b"x" * 33])], "not a valid ballot"),
+    ([b"ZPAXOS/1", b"PREPARE", b"1", _body("a/b", [1, b"x"])], "may hold only"),
+    ([b"ZPAXOS/1", b"ACCEPT", b"1", _body("k", [1, b"x"], "text")], "bytes"),
+    ([b"ZPAXOS/1", b"ACCEPT", b"1", _body("k", [1, b"x"], b"v" * (codec.MAX_VALUE_BYTES + 1))],
+     "bytes"),
+    ([b"ZPAXOS/1", b"PROMISE", b"1", _body("k", [1, b"x"], [1, b"y"], None)], "go together"),
+    ([b"ZPAXOS/1", b"DECIDE", b"\x80", _body("k", b"v")], "message id"),
+    ([b"ZPAXOS/1", b"STATUS_REPLY", b"1", _body(1, [["k"]], False)], "status entry"),
+    ([b"ZPAXOS/1", b"SYNC_REPLY", b"1", _body("", [["k", b"v"]], 1)], "true/false"),
+])
+def test_garbage_is_a_decode_error(frames, why):
+    with pytest.raises(codec.DecodeError, match=why.replace("[", r"\[")):
+        codec.decode(frames)
+
+
+def test_random_garbage_never_raises_anything_else():
+    rng = random.Random(5597)
+    valid = [codec.encode(m, b"x") for m in MESSAGES]
+    for _ in range(5000):
+        frames = [bytearray(f) for f in rng.choice(valid)]
+        for _ in range(rng.randint(1, 4)):
+            f = rng.choice(frames[1:])
+            if f and rng.random() < 0.7:
+                f[rng.randrange(len(f))] = rng.randrange(256)
+            else:
+                f.extend(rng.randbytes(rng.randint(1, 4)))
+        try:
+            codec.decode([bytes(f) for f in frames])
+        except codec.DecodeError:
+            pass

@@ -1,0 +1,136 @@
+"""Bad configs and bad command lines: one clear line on stderr, exit 2, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from tests.harness import ROOT, env, zpaxos_cmd
+from zpaxos.cli import main
+from zpaxos.config import ConfigError, load_config
+
+GOOD = """
+[node.0]
+host = 127.0.0.1
+port = 5001
+data_dir = data/node0   ; a comment
+[node.1]
+host = 127.0.0.1
+port = 5002
+data_dir = data/node1
+[node.2]
+host = 127.0.0.1
+port = 5003
+data_dir = data/node2
+[proposer]
+timeout_s = 5
+round_timeout_s = 0.5
+max_rounds = 10
+backoff_s = 0.05
+[log]
+file = paxos.log
+level = INFO
+format = text
+"""
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as e:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return e.value.code, out, err
+
+
+def test_shipped_configs_load():
+    for name in ("cluster.ini", "five-nodes.ini"):
+        cfg = load_config(ROOT / "configs" / name)
+        assert [n.id for n in cfg.nodes] == list(range(len(cfg.nodes)))
+    cfg = load_config(ROOT / "configs" / "cluster.ini")
+    assert [n.port for n in cfg.nodes] == [5001, 5002, 5003]
+    assert cfg.proposer.round_timeout_s == 0.5 and cfg.log.format == "text"
+
+
+def test_env_var_picks_the_config(tmp_path, monkeypatch):
+    p = tmp_path / "c.ini"
+    p.write_text(GOOD.replace("5003", "6003"))
+    monkeypatch.setenv("ZPAXOS_CONFIG", str(p))
+    assert load_config().nodes[2].port == 6003
+
+
+@pytest.mark.parametrize("edit,expect", [
+    (lambda s: s.replace("port = 5002", "port = 70000"), "[node.1] port: '70000' is not a port"),
+    (lambda s: s.replace("port = 5002", "port = abc"), "[node.1] port: 'abc' is not a port"),
+    (lambda s: s.replace("timeout_s = 5", "timeout_s = soon"),
+     "[proposer] timeout_s: 'soon' is not a number"),
+    (lambda s: s.replace("max_rounds = 10", "max_rounds = 2.5"),
+     "[proposer] max_rounds: '2.5' is not a whole number"),
+    (lambda s: s.replace("backoff_s = 0.05", "backoff_s = -1"),
+     "[proposer] backoff_s: '-1' must be at least 0"),
+    (lambda s: s.replace("[node.1]", "[node.3]"), "[node.1] is missing"),
+    (lambda s: s.replace("[node.2]", "[node.1]"), "section [node.1] appears twice"),
+    (lambda s: s + "\n[nodes]\nx = 1\n", "[nodes]: unknown section"),
+    (lambda s: s.replace("level = INFO", "level = LOUD"), "[log] level: 'LOUD' is not one of"),
+    (lambda s: s.replace("format = text", "format = yaml"), "[log] format: 'yaml' is not one of"),
+    (lambda s: s.replace("host = 127.0.0.1\nport = 5002", "hots = x\nport = 5002"),
+     "[node.1] hots: unknown key"),
+    (lambda s: s.replace("port = 5002", "port = 5001"),
+     "[node.1] port: 127.0.0.1:5001 is already used by [node.0]"),
+    (lambda s: s.replace("data_dir = data/node1", ""), "[node.1] data_dir: missing"),
+    (lambda s: s.replace("max_rounds = 10", "max_rounds = 10\nmax_rounds = 3"),
+     "[proposer] max_rounds: key appears twice"),
+    (lambda s: "junk\n" + s, "text before the first [section]"),
+    (lambda s: "", "no [node.N] sections"),
+])
+def test_config_errors_name_file_section_key(tmp_path, capsys, edit, expect):
+    p = tmp_path / "bad.ini"
+    p.write_text(edit(GOOD))
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert str(p) in str(e.value) and expect in str(e.value)
+    code, out, err = run_cli(capsys, "propose", "x", "--config", str(p))
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and expect in err and "Traceback" not in err
+
+
+def test_missing_config_file(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "node", "0", "--config", str(tmp_path / "nope.ini"))
+    assert code == 2 and "config file not found" in err and err.count("\n") == 1
+
+
+def test_unknown_node_id(tmp_path, capsys):
+    p = tmp_path / "c.ini"
+    p.write_text(GOOD)
+    code, _, err = run_cli(capsys, "node", "7", "--config", str(p))
+    assert code == 2 and "there is no [node.7]" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["propose", "x", "--key", "a/../b"], "may hold only letters"),
+    (["propose", "x", "--key", ".hidden"], "must not start with a dot"),
+    (["propose", "x", "--key", "k" * 129], "at most 128 characters"),
+    (["propose", "x", "--prepare-delay", "1"], "is not NODE:SECONDS"),
+    (["propose", "x", "--accept-delay", "9:1"], "--accept-delay: no node 9"),
+    (["propose", "x", "--delay", "-1"], "--delay"),
+    (["propose", "x", "--max-rounds", "0"], "--max-rounds"),
+    (["propose"], "Missing argument 'VALUE'"),
+    (["frobnicate"], "No such command"),
+    (["node", "zero"], "'zero' is not a valid integer"),
+])
+def test_bad_command_lines(tmp_path, capsys, args, expect):
+    p = tmp_path / "c.ini"
+    p.write_text(GOOD)
+    code, out, err = run_cli(capsys, *args, "--config", str(p))
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and expect in err, err
+
+
+def test_root_cli_py_and_module_entry_point_work(tmp_path):
+    """The design's `python cli.py ...` from the repo root, as a real process."""
+    p = tmp_path / "bad.ini"
+    p.write_text(GOOD.replace("port = 5003", "port = 0"))
+    for cmd in ([zpaxos_cmd()[0], str(ROOT / "cli.py")], zpaxos_cmd()):
+        r = subprocess.run([*cmd, "status", "--config", str(p)], env=env(), cwd=tmp_path,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and "[node.2] port: '0' is not a port" in r.stderr
+        assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1

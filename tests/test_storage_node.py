@@ -1,0 +1,160 @@
+"""Durable state: what is promised is on disk before the reply leaves, and damage stops us."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+import pytest
+
+from tests.harness import free_ports
+from zpaxos.client import Client
+from zpaxos.config import ClusterConfig, LogConfig, NodeConfig, ProposerConfig
+from zpaxos.core import KeyState
+from zpaxos.log import null_log
+from zpaxos.messages import ZERO, Ballot
+from zpaxos.node import Node
+from zpaxos.storage import MemoryStore, SqliteStore, StorageError
+from zpaxos.transport import SignalWakeup
+
+ID = bytes(range(16))
+
+
+def test_sqlite_round_trip_keeps_every_byte_and_order(tmp_path):
+    store = SqliteStore(tmp_path)
+    states = {
+        "a": KeyState(),
+        "b": KeyState(Ballot((1 << 63) - 1, b"\xff" * 16), Ballot(3, b"\x00" * 16), b"\x00v", None),
+        "c": KeyState(Ballot(2, ID), Ballot(2, ID), b"", b""),
+    }
+    store.save(states.items())
+    store.close()
+    again = SqliteStore(tmp_path)
+    assert again.load() == states
+    assert again.load()["b"].promised > Ballot((1 << 63) - 2, b"\xff" * 16)
+
+
+def test_fresh_directory_starts_empty(tmp_path):
+    assert SqliteStore(tmp_path / "new" / "dir").load() == {}
+
+
+def test_garbage_database_is_refused(tmp_path):
+    (tmp_path / "state.db").write_bytes(b"not sqlite at all " * 1000)
+    with pytest.raises(StorageError, match="damaged or unreadable"):
+        SqliteStore(tmp_path)
+
+
+def test_database_without_schema_is_refused(tmp_path):
+    sqlite3.connect(tmp_path / "state.db").execute("CREATE TABLE other (x)").connection.commit()
+    with pytest.raises(StorageError, match="schema is missing"):
+        SqliteStore(tmp_path)
+
+
+def test_truncated_database_is_refused(tmp_path):
+    store = SqliteStore(tmp_path)
+    store.save((f"k{i}", KeyState(Ballot(i + 1, ID))) for i in range(2000))
+    store.close()
+    db = tmp_path / "state.db"
+    (tmp_path / "state.db-wal").unlink(missing_ok=True)
+    db.write_bytes(db.read_bytes()[: db.stat().st_size // 2])
+    with pytest.raises(StorageError):
+        SqliteStore(tmp_path).load()
+
+
+def test_lost_database_with_its_wal_left_behind_is_refused(tmp_path):
+    (tmp_path / "state.db-wal").write_bytes(b"x")
+    with pytest.raises(StorageError, match="write-ahead log"):
+        SqliteStore(tmp_path)
+
+
+# ---------------------------------------------------------------- persist, then send
+
+
+class RecordingStore(MemoryStore):
+    def __init__(self, journal: list, fail: bool = False) -> None:
+        super().__init__()
+        self.journal, self.fail = journal, fail
+
+    def save(self, batch):
+        rows = list(batch)
+        if self.fail and rows:
+            raise StorageError("disk on fire")
+        super().save(rows)
+        self.journal.append(("saved", {k: s for k, s in rows}))
+
+
+def one_node_cluster(tmp_path) -> ClusterConfig:
+    node = NodeConfig(0, "127.0.0.1", free_ports(1)[0], tmp_path / "n0", "")
+    return ClusterConfig(tmp_path / "x.ini", (node,),
+                         ProposerConfig(timeout_s=3, round_timeout_s=0.5, max_rounds=3),
+                         LogConfig(file=None))
+
+
+def run_node(node: Node) -> tuple[threading.Thread, SignalWakeup, list]:
+    wakeup, errors = SignalWakeup(), []
+
+    def target():
+        try:
+            node.run(wakeup)
+        except StorageError as e:
+            errors.append(e)
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    return t, wakeup, errors
+
+
+def test_replies_leave_only_after_their_state_is_saved(tmp_path):
+    cluster = one_node_cluster(tmp_path)
+    journal: list = []
+    node = Node(cluster, 0, null_log(), RecordingStore(journal))
+    real_send = node.wire.send
+
+    def send(sock, msg, peer, ident=None):
+        journal.append(("sent", msg))
+        return real_send(sock, msg, peer, ident)
+
+    node.wire.send = send
+    t, wakeup, errors = run_node(node)
+    try:
+        with Client(cluster) as c:
+            out = c.propose_many([(f"k{i}", f"v{i}") for i in range(20)])
+        assert all(o.chosen == f"v{i}".encode() for i, o in enumerate(out))
+    finally:
+        wakeup.request_stop()
+        t.join(10)
+    assert not errors
+    durable: dict[str, KeyState] = {}
+    replies = 0
+    for kind, item in journal:
+        if kind == "saved":
+            durable.update(item)
+            continue
+        msg = item
+        if type(msg).__name__ == "Promise":
+            replies += 1
+            assert durable[msg.key].promised >= msg.ballot, "promise sent before it was durable"
+        if type(msg).__name__ == "Accepted":
+            replies += 1
+            assert durable[msg.key].accepted == msg.ballot, "accepted sent before durable"
+    assert replies == 40
+    assert node.store.commits < 60  # group commit: fewer commits than state changes (60)
+
+
+def test_failed_commit_sends_nothing_and_stops_the_node(tmp_path):
+    cluster = one_node_cluster(tmp_path)
+    journal: list = []
+    node = Node(cluster, 0, null_log(), RecordingStore(journal, fail=True))
+    sent = []
+    node.wire.send = lambda sock, msg, peer, ident=None: sent.append(msg)
+    t, wakeup, errors = run_node(node)
+    try:
+        with Client(cluster) as c:
+            out = c.propose("v", "k")
+        assert out.chosen is None
+    finally:
+        wakeup.request_stop()
+        t.join(10)
+    assert errors and "disk on fire" in str(errors[0])
+    assert not [m for m in sent if type(m).__name__ in ("Promise", "Accepted")]
+    assert node.acceptor.state("k").promised != ZERO  # in memory only; never acknowledged
