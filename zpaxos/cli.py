@@ -191,12 +191,12 @@ def propose(value: str, key: str | None, delay: float, pause_between_phases: flo
         raise KeyboardInterrupt from None
     finally:
         wakeup.close()
-    _print_outcome(outcome, (time.monotonic() - started) * 1000, as_json)
+    _print_outcome(outcome, (time.monotonic() - started) * 1000, as_json, log.process)
     if outcome.chosen is None:
         sys.exit(EXIT_FAILED)
 
 
-def _print_outcome(o: Any, elapsed_ms: float, as_json: bool) -> None:
+def _print_outcome(o: Any, elapsed_ms: float, as_json: bool, proposer: str) -> None:
     import json
 
     from .log import show_value
@@ -207,6 +207,7 @@ def _print_outcome(o: Any, elapsed_ms: float, as_json: bool) -> None:
             "key": o.key, "proposed": show_value(o.proposed), "chosen": show_value(o.chosen),
             "own": o.own, "ballot": str(o.ballot), "rounds": o.rounds,
             "elapsed_ms": round(elapsed_ms, 1), "reason": o.reason, "no_reply_from": silent,
+            "proposer": proposer,
         }))
         return
     rounds = f"{o.rounds} round{'s' if o.rounds != 1 else ''}"

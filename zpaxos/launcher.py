@@ -1,0 +1,200 @@
+"""Start, stop and kill a local cluster's node processes; run zpaxos commands against it.
+
+Used by the scenario runner (``run_scenarios.sh``) and by the end-to-end tests. Every
+process started here is tracked and stopped by :meth:`LocalCluster.close` (and, as a
+last resort, at interpreter exit), whatever happened in between.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+START_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 10.0
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+_live: set[subprocess.Popen] = set()
+T = TypeVar("T")
+
+
+def _reap_all() -> None:
+    for p in list(_live):
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        _live.discard(p)
+
+
+atexit.register(_reap_all)
+
+
+def zpaxos_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "zpaxos", *args]
+
+
+def child_env() -> dict[str, str]:
+    """The environment for child processes: this checkout importable, no stray config."""
+    e = dict(os.environ)
+    e["PYTHONPATH"] = str(PACKAGE_ROOT) + os.pathsep + e.get("PYTHONPATH", "")
+    e.pop("ZPAXOS_CONFIG", None)
+    return e
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def json(self) -> dict[str, Any]:
+        return json.loads(self.out)
+
+
+class NodeStartError(Exception):
+    """A node process did not come up; the message carries what it printed."""
+
+
+class LocalCluster:
+    """The nodes of ``config`` as child processes running in ``workdir``."""
+
+    def __init__(self, config: Path, workdir: Path, node_ids: Sequence[int]) -> None:
+        self.config = Path(config).resolve()
+        self.dir = Path(workdir)
+        self.node_ids = list(node_ids)
+        self.procs: dict[int, subprocess.Popen] = {}
+
+    def __enter__(self) -> LocalCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- nodes
+
+    def is_running(self, i: int) -> bool:
+        p = self.procs.get(i)
+        return p is not None and p.poll() is None
+
+    def start(self, i: int) -> None:
+        """Start node ``i`` and wait until it says it is listening."""
+        if self.is_running(i):
+            raise RuntimeError(f"node{i} is already running")
+        p = subprocess.Popen(zpaxos_cmd("node", str(i), "--config", str(self.config), "-q"),
+                             cwd=self.dir, env=child_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        _live.add(p)
+        self.procs[i] = p
+        line = _read_line(p, START_TIMEOUT_S)
+        if "listening on" not in line:
+            p.kill()
+            _, err = p.communicate()
+            _live.discard(p)
+            raise NodeStartError(f"node{i} did not start: {(line + err).strip()}")
+
+    def start_all(self) -> None:
+        for i in self.node_ids:
+            self.start(i)
+
+    def kill(self, i: int, sig: int = signal.SIGKILL) -> int | None:
+        """Send ``sig`` to node ``i`` and wait for it to exit; its exit code."""
+        p = self.procs.get(i)
+        if p is None:
+            return None
+        if p.poll() is None:
+            p.send_signal(sig)
+        try:
+            code = p.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            code = p.wait()
+        _live.discard(p)
+        for f in (p.stdout, p.stderr):
+            if f:
+                f.close()
+        return code
+
+    def stop(self, i: int) -> int | None:
+        return self.kill(i, signal.SIGTERM)
+
+    def close(self) -> None:
+        for i in list(self.procs):
+            self.stop(i)
+
+    # ---- commands
+
+    def run(self, *args: str, timeout: float = 120) -> Result:
+        r = subprocess.run(zpaxos_cmd(*args, "--config", str(self.config)), cwd=self.dir,
+                           env=child_env(), capture_output=True, text=True, timeout=timeout)
+        return Result(r.returncode, r.stdout, r.stderr)
+
+    def propose(self, value: str, *args: str, timeout: float = 120) -> Result:
+        return self.run("propose", value, "--json", "-q", *args, timeout=timeout)
+
+    def propose_bg(self, value: str, *args: str) -> subprocess.Popen:
+        p = subprocess.Popen(zpaxos_cmd("propose", value, "--json", "-q", *args,
+                                        "--config", str(self.config)),
+                             cwd=self.dir, env=child_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        _live.add(p)
+        return p
+
+    @staticmethod
+    def finish(p: subprocess.Popen, timeout: float = 120) -> Result:
+        try:
+            out, err = p.communicate(timeout=timeout)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            _live.discard(p)
+        return Result(p.returncode, out, err)
+
+    def status(self, key: str | None = None) -> dict[str, Any]:
+        r = self.run("status", "--json", *(["--key", key] if key else []))
+        if r.code != 0:
+            raise RuntimeError(f"zpaxos status failed: {r.err.strip()}")
+        return r.json
+
+    def node_state(self, i: int, key: str) -> dict[str, Any] | None:
+        """Node ``i``'s state for ``key`` (None if unreachable or it has none)."""
+        for node in self.status(key)["nodes"]:
+            if node["id"] == i:
+                return node["keys"].get(key) if node["reachable"] else None
+        return None
+
+
+def wait_for(predicate: Callable[[], T], what: str, timeout_s: float = 20.0,
+             every_s: float = 0.05) -> T:
+    """Poll until ``predicate()`` is truthy: await an event instead of sleeping blindly."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s:g} s waiting for {what}")
+        time.sleep(every_s)
+
+
+def _read_line(p: subprocess.Popen, timeout_s: float) -> str:
+    assert p.stdout is not None
+    sel = selectors.DefaultSelector()
+    sel.register(p.stdout, selectors.EVENT_READ)
+    try:
+        if not sel.select(timeout_s):
+            return ""
+        return p.stdout.readline()
+    finally:
+        sel.close()

@@ -1,0 +1,456 @@
+"""The lab's scenarios and the textbook orderings, run against a real local cluster.
+
+``./run_scenarios.sh`` runs this module (``python -m zpaxos.scenarios``). It starts every
+node of the cluster file, runs the chosen scenarios one after the other, each on its own
+key, checks each outcome against what Paxos guarantees, draws a message sequence chart
+of each, prints a summary table, stops every process it started (on success, failure,
+Ctrl-C or SIGTERM) and exits 1 if any outcome was wrong.
+
+The staged orderings (4-6) use the proposer's staging options with delays of seconds,
+far longer than a whole proposal takes on a quiet machine, so a slow, loaded machine
+still produces the same ordering.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import ClusterConfig, ConfigError, default_config_path, load_config
+from .core import quorum_size
+from .launcher import LocalCluster, NodeStartError, Result, wait_for
+from .messages import DEFAULT_KEY
+
+STAGE_S = 3.0  # how late a staged message arrives
+PAUSE_S = 1.0  # livelock: each proposer's pause between its phases
+DEFAULT_OUT = Path("out/scenarios")
+
+
+class Failed(Exception):
+    """A scenario's outcome contradicts what Paxos guarantees (or what it staged)."""
+
+
+def check(ok: bool, why: str) -> None:
+    if not ok:
+        raise Failed(why)
+
+
+@dataclass
+class Row:
+    number: int
+    slug: str
+    title: str
+    happened: str = ""
+    chosen: str = "-"
+    rounds: str = "-"
+    seconds: float = 0.0
+    passed: bool = False
+    chart: str = ""
+
+
+@dataclass
+class Ctx:
+    """What a scenario may use: the running cluster and facts about it."""
+
+    cluster: LocalCluster
+    cfg: ClusterConfig
+    workdir: Path
+    row: Row
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.cfg.nodes)
+
+    @property
+    def quorum(self) -> int:
+        return quorum_size(self.n)
+
+    def propose(self, value: str, key: str, *args: str) -> dict[str, Any]:
+        return outcome(self.cluster.propose(value, "--key", key, *args), value)
+
+    def propose_bg(self, value: str, key: str, *args: str):
+        return self.cluster.propose_bg(value, "--key", key, *args)
+
+    def chosen_everywhere(self, key: str, value: str) -> None:
+        """Every node records the decision (a node that missed it learns it from peers)."""
+        def everywhere() -> bool:
+            nodes = self.cluster.status(key)["nodes"]
+            return all(n["reachable"] and n["keys"].get(key, {}).get("chosen") == value
+                       for n in nodes)
+        try:
+            wait_for(everywhere, f"{value} recorded as chosen on every node", 20)
+        except TimeoutError as e:
+            raise Failed(str(e)) from None
+
+    def accepted_by(self, i: int, key: str, value: str) -> None:
+        try:
+            wait_for(lambda: (self.cluster.node_state(i, key) or {}).get("value") == value,
+                     f"node{i} to accept {value}", 20)
+        except TimeoutError as e:
+            raise Failed(str(e)) from None
+
+    def events(self, key: str) -> list[dict[str, Any]]:
+        path = self.workdir / "paxos.log"
+        out = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            if e.get("key") == key:
+                out.append(e)
+        return out
+
+
+def outcome(r: Result, value: str) -> dict[str, Any]:
+    try:
+        doc = r.json
+    except ValueError:
+        raise Failed(f"propose {value} printed no JSON (exit {r.code}): {r.err.strip()}") from None
+    doc["exit"] = r.code
+    return doc
+
+
+def finish(ctx: Ctx, proc, value: str) -> dict[str, Any]:
+    return outcome(ctx.cluster.finish(proc), value)
+
+
+def won(doc: dict[str, Any], value: str, own: bool) -> None:
+    who = doc.get("proposed")
+    check(doc["exit"] == 0, f"proposer of {who} failed: {doc.get('reason')}")
+    check(doc["chosen"] == value, f"proposer of {who} reports {doc['chosen']}, expected {value}")
+    check(doc["own"] is own, f"proposer of {who}: own={doc['own']}, expected {own}")
+
+
+# ---------------------------------------------------------------- the scenarios
+
+
+def s1_single(ctx: Ctx) -> str:
+    a = ctx.propose("Value_A", DEFAULT_KEY)
+    won(a, "Value_A", True)
+    ctx.chosen_everywhere(DEFAULT_KEY, "Value_A")
+    for node in ctx.cfg.nodes:
+        f = ctx.workdir / "data" / f"node{node.id}" / f"{DEFAULT_KEY}.txt"
+        try:
+            wait_for(f.is_file, f"{f}", 10)
+        except TimeoutError as e:
+            raise Failed(str(e)) from None
+        check(f.read_text().strip() == "Value_A", f"{f} holds {f.read_text()!r}")
+    ctx.row.chosen, ctx.row.rounds = a["chosen"], str(a["rounds"])
+    return f"Value_A chosen in {a['rounds']} round; {DEFAULT_KEY}.txt on every node"
+
+
+def _first_wins(ctx: Ctx, key: str, first: str, second: str) -> str:
+    p1 = ctx.propose_bg(first, key)
+    p2 = ctx.propose_bg(second, key, "--delay", "1")
+    d1, d2 = finish(ctx, p1, first), finish(ctx, p2, second)
+    won(d1, first, True)
+    won(d2, first, False)
+    ctx.chosen_everywhere(key, first)
+    ctx.row.chosen, ctx.row.rounds = first, f"{d1['rounds']}+{d2['rounds']}"
+    return f"{first} chosen; the later proposer adopted it: {d2['reason']}"
+
+
+def s2_a_then_b(ctx: Ctx) -> str:
+    return _first_wins(ctx, "lab-2-a-then-b", "Value_A", "Value_B")
+
+
+def s3_b_then_a(ctx: Ctx) -> str:
+    return _first_wins(ctx, "lab-3-b-then-a", "Value_B", "Value_A")
+
+
+def _accepts_only_at_node0(ctx: Ctx) -> list[str]:
+    args = []
+    for i in range(1, ctx.n):
+        args += ["--accept-delay", f"{i}:{STAGE_S:g}"]
+    return args
+
+
+def s4_minority_seen(ctx: Ctx) -> str:
+    key = "p24-minority-seen"
+    a = ctx.propose_bg("Value_A", key, *_accepts_only_at_node0(ctx))
+    ctx.accepted_by(0, key, "Value_A")
+    # B's quorum is the first `quorum` nodes, which include node0 and its accepted value.
+    late = [arg for i in range(ctx.quorum, ctx.n)
+            for arg in ("--prepare-delay", f"{i}:{STAGE_S:g}")]
+    b = ctx.propose("Value_B", key, *late)
+    da = finish(ctx, a, "Value_A")
+    won(b, "Value_A", False)
+    won(da, "Value_A", True)
+    adopted = [e for e in ctx.events(key) if e["event"] == "adopted"
+               and e["process"] == b["proposer"]]
+    check(bool(adopted) and adopted[0].get("value") == "Value_A",
+          "B never logged adopting Value_A")
+    ctx.chosen_everywhere(key, "Value_A")
+    ctx.row.chosen, ctx.row.rounds = "Value_A", f"A:{da['rounds']} B:{b['rounds']}"
+    return "B's Prepare found Value_A at node0 and adopted it; both report Value_A"
+
+
+def s5_minority_missed(ctx: Ctx) -> str:
+    key = "p25-minority-missed"
+    a = ctx.propose_bg("Value_A", key, *_accepts_only_at_node0(ctx))
+    ctx.accepted_by(0, key, "Value_A")
+    b = ctx.propose("Value_B", key, "--prepare-delay", f"0:{STAGE_S:g}")
+    da = finish(ctx, a, "Value_A")
+    won(b, "Value_B", True)
+    won(da, "Value_B", False)
+    events = ctx.events(key)
+    a_ballots = {e["ballot"] for e in events if e["event"] == "send" and e["type"] == "ACCEPT"
+                 and e["process"] == da["proposer"]}
+    for i in range(1, ctx.n):
+        took = [e for e in events if e["process"] == f"node{i}" and e["event"] == "send"
+                and e["type"] == "ACCEPTED" and e.get("ballot") in a_ballots]
+        check(not took, f"node{i} accepted A's ballot; B's Prepare should have overtaken it")
+    ctx.chosen_everywhere(key, "Value_B")
+    ctx.row.chosen, ctx.row.rounds = "Value_B", f"A:{da['rounds']} B:{b['rounds']}"
+    return "B's Prepare overtook A's Accepts; B chose Value_B; A's Accepts were turned down"
+
+
+def _duel(ctx: Ctx, key: str, *args: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    staged = ("--pause-between-phases", f"{PAUSE_S:g}", "--max-rounds", "100", *args)
+    a = ctx.propose_bg("Value_A", key, *staged)
+    # B's Prepare lands in the middle of A's pause, and from then on each one's Prepare
+    # lands in the other's pause.
+    b = ctx.propose_bg("Value_B", key, "--delay", f"{PAUSE_S / 2:g}", *staged)
+    return finish(ctx, a, "Value_A"), finish(ctx, b, "Value_B")
+
+
+def s6_livelock(ctx: Ctx) -> str:
+    # Without backoff: each one's Prepare pre-empts the other's Accept, round after round,
+    # until their deadlines (which fall in the middle of a pause) stop both.
+    key = "p26-livelock-no-backoff"
+    da, db = _duel(ctx, key, "--backoff", "0", "--timeout", f"{4.5 * PAUSE_S:g}")
+    check(da["exit"] == 1 and db["exit"] == 1,
+          f"without backoff the duel should livelock, but A got {da['chosen']}, B {db['chosen']}")
+    check(da["rounds"] >= 3 and db["rounds"] >= 3,
+          f"expected several pre-empted rounds, got A:{da['rounds']} B:{db['rounds']}")
+    states = ctx.cluster.status(key)["nodes"]
+    check(not any(n["keys"].get(key, {}).get("chosen") for n in states),
+          "a value was chosen in the livelocked duel")
+    # With randomized, growing backoff the same duel ends, with exactly one value.
+    key2 = "p26-livelock-backoff"
+    ea, eb = _duel(ctx, key2, "--backoff", f"{PAUSE_S:g}", "--timeout", "60")
+    check(ea["exit"] == 0 and eb["exit"] == 0, "with backoff both proposers should finish")
+    check(ea["chosen"] == eb["chosen"], f"two values chosen: {ea['chosen']}, {eb['chosen']}")
+    ctx.chosen_everywhere(key2, ea["chosen"])
+    ctx.row.chosen = ea["chosen"]
+    ctx.row.rounds = f"{da['rounds']}+{db['rounds']} / {ea['rounds']}+{eb['rounds']}"
+    return (f"no backoff: livelock, both gave up after {da['rounds']} and {db['rounds']} "
+            f"rounds; backoff: {ea['chosen']} chosen")
+
+
+def _down(ctx: Ctx, count: int) -> list[int]:
+    ids = [node.id for node in ctx.cfg.nodes][-count:]
+    for i in ids:
+        ctx.cluster.kill(i)
+    return ids
+
+
+def _restart(ctx: Ctx, ids: list[int]) -> None:
+    for i in ids:
+        ctx.cluster.start(i)
+
+
+def s7_minority_down(ctx: Ctx) -> str:
+    key = "minority-down"
+    down = _down(ctx, ctx.n - ctx.quorum)
+    try:
+        a = ctx.propose("Value_A", key)
+        won(a, "Value_A", True)
+    finally:
+        _restart(ctx, down)
+    ctx.chosen_everywhere(key, "Value_A")  # the restarted nodes catch up from their peers
+    ctx.row.chosen, ctx.row.rounds = "Value_A", str(a["rounds"])
+    names = ", ".join(f"node{i}" for i in down)
+    return f"{names} down; Value_A chosen by {ctx.quorum} of {ctx.n}"
+
+
+def s8_majority_down(ctx: Ctx) -> str:
+    key = "majority-down"
+    timeout_s = 2.0
+    down = _down(ctx, ctx.n - ctx.quorum + 1)
+    try:
+        a = ctx.propose("Value_A", key, "--timeout", f"{timeout_s:g}")
+    finally:
+        _restart(ctx, down)
+    names = [f"node{i}" for i in down]
+    check(a["exit"] == 1 and a["chosen"] is None, "a value was chosen without a quorum")
+    check(a["elapsed_ms"] <= timeout_s * 1000 + 500,
+          f"gave up after {a['elapsed_ms']} ms, timeout was {timeout_s:g} s")
+    check(sorted(a["no_reply_from"]) == sorted(names),
+          f"named {a['no_reply_from']} as silent, expected {names}")
+    b = ctx.propose("Value_A", key)
+    won(b, "Value_A", True)
+    ctx.chosen_everywhere(key, "Value_A")
+    ctx.row.chosen, ctx.row.rounds = "Value_A", f"{a['rounds']}/{b['rounds']}"
+    return (f"{', '.join(names)} down: failed after {a['elapsed_ms'] / 1000:.1f} s naming them; "
+            f"after restart Value_A chosen")
+
+
+def s9_crash_restart(ctx: Ctx) -> str:
+    key = "crash-restart"
+    won(ctx.propose("Value_A", key), "Value_A", True)
+    for node in ctx.cfg.nodes:
+        ctx.cluster.kill(node.id, signal.SIGKILL)
+    ctx.cluster.start_all()
+    b = ctx.propose("Value_B", key)
+    won(b, "Value_A", False)
+    ctx.row.chosen, ctx.row.rounds = "Value_A", str(b["rounds"])
+    return "every node SIGKILLed and restarted; the new proposer got Value_A"
+
+
+SCENARIOS: list[tuple[str, str, Callable[[Ctx], str]]] = [
+    ("single", "A single proposer: Value_A is chosen", s1_single),
+    ("a-then-b", "A first, B one second later: Value_A wins, B adopts it", s2_a_then_b),
+    ("b-then-a", "B first, A one second later: Value_B wins", s3_b_then_a),
+    ("page24", "Minority accepted, seen: B adopts Value_A (Ousterhout p.24)", s4_minority_seen),
+    ("page25", "Minority accepted, missed: B wins, A's Accepts fail (p.25)", s5_minority_missed),
+    ("page26", "Duelling proposers: livelock without backoff, not with it (p.26)", s6_livelock),
+    ("minority-down", "A minority of nodes down: consensus still", s7_minority_down),
+    ("majority-down", "A majority down: clear failure; after restart, success",
+     s8_majority_down),
+    ("crash-restart", "Every node SIGKILLed and restarted: the value survives",
+     s9_crash_restart),
+]
+
+
+# ---------------------------------------------------------------- running
+
+
+def scenario_config(cfg: ClusterConfig, workdir: Path) -> Path:
+    """The user's cluster (hosts, ports, proposer settings) with fresh data directories
+    and a JSON log inside ``workdir``, so runs never disturb each other or real data."""
+    lines = []
+    for node in cfg.nodes:
+        lines += [f"[node.{node.id}]", f"host = {node.host}", f"port = {node.port}",
+                  f"data_dir = data/node{node.id}", f"value_files = {node.value_files or 'none'}",
+                  ""]
+    p = cfg.proposer
+    lines += ["[proposer]", f"timeout_s = {p.timeout_s}", f"round_timeout_s = {p.round_timeout_s}",
+              f"max_rounds = {p.max_rounds}", f"backoff_s = {p.backoff_s}",
+              f"backoff_max_s = {p.backoff_max_s}", "",
+              "[log]", "file = paxos.log", "level = INFO", "format = json", ""]
+    path = workdir / "cluster.ini"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def run(cfg: ClusterConfig, numbers: list[int], out: Path,
+        draw: Callable[[Path, str, Path, float], str] | None) -> list[Row]:
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    config = scenario_config(cfg, out)
+    rows = []
+    with LocalCluster(config, out, [n.id for n in cfg.nodes]) as cluster:
+        cluster.start_all()
+        print(f"cluster of {len(cfg.nodes)} nodes up ({cfg.path}); working in {out}/",
+              flush=True)
+        for number in numbers:
+            slug, title, fn = SCENARIOS[number - 1]
+            row = Row(number, slug, title)
+            ctx = Ctx(cluster, cfg, out, row)
+            print(f"[{number}] {title} ...", flush=True)
+            t0 = time.monotonic()
+            since = time.time()
+            try:
+                row.happened = fn(ctx)
+                row.passed = True
+            except Failed as e:
+                row.happened = f"FAILED: {e}"
+            except (NodeStartError, TimeoutError, RuntimeError) as e:
+                row.happened = f"FAILED: {e}"
+            row.seconds = time.monotonic() - t0
+            for node in cfg.nodes:  # leave every node up for the next scenario
+                if not cluster.is_running(node.id):
+                    cluster.start(node.id)
+            if draw is not None:
+                row.chart = draw(out / "paxos.log", f"{number}-{slug}", out, since)
+            print(f"    {'pass' if row.passed else 'FAIL'}: {row.happened}", flush=True)
+            rows.append(row)
+    return rows
+
+
+def summary(rows: list[Row]) -> str:
+    head = ("#", "SCENARIO", "WHAT HAPPENED", "CHOSEN", "ROUNDS", "TIME", "RESULT")
+    body = [(str(r.number), r.slug, r.happened, r.chosen, r.rounds, f"{r.seconds:.1f}s",
+             "pass" if r.passed else "FAIL") for r in rows]
+    widths = [max(len(x[i]) for x in (head, *body)) for i in range(len(head))]
+    widths[2] = min(widths[2], 90)
+    lines = []
+    for r in (head, *body):
+        cells = [c if len(c) <= w else c[: w - 3] + "..." for c, w in zip(r, widths, strict=True)]
+        lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
+    charts = [r.chart for r in rows if r.chart]
+    if charts:
+        lines.append("")
+        lines.append("charts: " + ", ".join(charts))
+    failed = [r for r in rows if not r.passed]
+    lines.append("")
+    lines.append(f"{len(rows) - len(failed)} of {len(rows)} scenarios passed")
+    return "\n".join(lines)
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="run_scenarios.sh",
+                                 description="Run the lab's scenarios on a local cluster.")
+    ap.add_argument("numbers", nargs="*", type=int, metavar="N",
+                    help="scenario numbers to run (default: all)")
+    ap.add_argument("--config", default=None, help="cluster file (default configs/cluster.ini)")
+    ap.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    ap.add_argument("--out", default=str(DEFAULT_OUT), help="working directory for the run")
+    ap.add_argument("--no-charts", action="store_true", help="do not draw charts")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    if args.list:
+        for i, (slug, title, _) in enumerate(SCENARIOS, 1):
+            print(f"{i}  {slug:<14} {title}")
+        return 0
+    bad = [n for n in args.numbers if not 1 <= n <= len(SCENARIOS)]
+    if bad:
+        print(f"run_scenarios.sh: error: no scenario {bad[0]} (1-{len(SCENARIOS)}; see --list)",
+              file=sys.stderr)
+        return 2
+    try:
+        cfg = load_config(args.config or default_config_path())
+    except ConfigError as e:
+        print(f"run_scenarios.sh: error: {e}", file=sys.stderr)
+        return 2
+    if len(cfg.nodes) < 3:
+        print(f"run_scenarios.sh: error: {cfg.path}: the scenarios need at least 3 nodes",
+              file=sys.stderr)
+        return 2
+    # SIGTERM unwinds like Ctrl-C, so every node is stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    draw = None
+    if not args.no_charts:
+        from .trace import draw_scenario
+
+        draw = draw_scenario
+    try:
+        rows = run(cfg, args.numbers or list(range(1, len(SCENARIOS) + 1)), Path(args.out), draw)
+    except NodeStartError as e:
+        print(f"run_scenarios.sh: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("run_scenarios.sh: interrupted; every node was stopped", file=sys.stderr)
+        return 130
+    print()
+    print(summary(rows))
+    return 0 if all(r.passed for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
