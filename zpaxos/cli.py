@@ -244,6 +244,28 @@ def status(config: str | None, key: str | None, as_json: bool, timeout: float) -
     click.echo(status_json(nodes) if as_json else status_table(nodes, key))
 
 
+# ---------------------------------------------------------------- trace
+
+
+@cli.command()
+@click.argument("logfile", metavar="LOGFILE")
+@click.option("--key", default=None, callback=_key_param, help="Chart only this key.")
+@click.option("--since", default=None, metavar="TIME",
+              help="Only events at or after TIME (epoch seconds, ISO date-time, or HH:MM:SS).")
+@click.option("--out", default=None, metavar="FILE", help="Write the chart to FILE.")
+@click.option("--format", "fmt", type=click.Choice(["svg", "text"]), default=None,
+              help="svg (default when --out ends in .svg) or text (default otherwise).")
+def trace(logfile: str, key: str | None, since: str | None, out: str | None,
+          fmt: str | None) -> None:
+    """Draw a message sequence chart of a run from its JSON log."""
+    from .trace import TraceError, run_trace
+
+    try:
+        run_trace(logfile, key=key, since=since, out=out, fmt=fmt)
+    except TraceError as e:
+        raise Failure(str(e), EXIT_USAGE) from None
+
+
 # ---------------------------------------------------------------- entry point
 
 

@@ -394,7 +394,7 @@ class Proposer:
         # after the acceptor had already promised (or accepted) this very ballot.
         if msg.promised > self.ballot and self.phase in (PREPARE, PAUSE, ACCEPT):
             self._retry(now, step, f"rejected by acceptor {src}",
-                        {"promised": msg.promised, "peer": src})
+                        {"promised": msg.promised, "acceptor": src})
 
     def _retry(self, now: float, step: Step, reason: str, info: Mapping[str, Any]) -> None:
         self._outbox.clear()

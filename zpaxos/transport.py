@@ -18,7 +18,9 @@ import zmq
 
 from . import codec
 from .log import EventLog, message_fields
-from .messages import Message
+from .messages import Message, StatusReply, StatusRequest, SyncReply, SyncRequest
+
+RUNTIME_MESSAGES = (StatusRequest, StatusReply, SyncRequest, SyncReply)
 
 ROUTER_LINGER_MS = 200  # replies already queued get this long to leave at shutdown
 ANSWERED_LINGER_MS = 500  # a proposer's final Decides to nodes that answered it
@@ -92,12 +94,20 @@ class Wire:
         self.undeliverable = 0
 
     def send(self, sock: zmq.Socket, msg: Message, peer: str, ident: bytes | None = None) -> bool:
-        """Send without blocking; a message that cannot leave is logged, never hangs us."""
+        """Send without blocking; a message that cannot leave is logged, never hangs us.
+
+        The send is logged just before the message leaves, so in the log every send comes
+        before its receive; one that then fails is logged again as undeliverable.
+        """
         self.sent += 1
         msg_id = f"{self.prefix}:{self.sent}"
         frames = codec.encode(msg, msg_id.encode())
         if ident is not None:
             frames.insert(0, ident)
+        level = _level(msg)
+        if self.log.enabled(level):
+            self.log.event("send", level=level, type=codec.type_name(msg), msg_id=msg_id,
+                           peer=peer, **message_fields(msg))
         try:
             sock.send_multipart(frames, zmq.NOBLOCK)
         except zmq.ZMQError as e:
@@ -107,9 +117,6 @@ class Wire:
             self.log.event("undeliverable", why, logging.WARNING, type=codec.type_name(msg),
                            msg_id=msg_id, peer=peer, **message_fields(msg))
             return False
-        if self.log.enabled():
-            self.log.event("send", type=codec.type_name(msg), msg_id=msg_id, peer=peer,
-                           **message_fields(msg))
         return True
 
     def parse(self, frames: list[bytes], peer: str) -> Message | None:
@@ -121,10 +128,16 @@ class Wire:
             self.log.event("malformed", str(e), logging.WARNING, peer=peer,
                            dropped=self.malformed)
             return None
-        if self.log.enabled():
-            self.log.event("recv", type=codec.type_name(msg), msg_id=msg_id.decode(), peer=peer,
-                           **message_fields(msg))
+        level = _level(msg)
+        if self.log.enabled(level):
+            self.log.event("recv", level=level, type=codec.type_name(msg),
+                           msg_id=msg_id.decode(), peer=peer, **message_fields(msg))
         return msg
+
+
+def _level(msg: Message) -> int:
+    """Paxos messages are the story of a run (INFO); status and sync are plumbing (DEBUG)."""
+    return logging.DEBUG if isinstance(msg, RUNTIME_MESSAGES) else logging.INFO
 
 
 class SignalWakeup:
