@@ -17,7 +17,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 
 import zmq
@@ -114,44 +114,54 @@ class Client:
                      options: ProposerOptions | None = None,
                      wakeup: SignalWakeup | None = None) -> list[Outcome]:
         """Run one proposal per (key, value), all at once; return their outcomes in order."""
-        opts = options or options_from(self.cluster.proposer)
-        proposers = []
-        for key, value in items:
-            problem = key_problem(key)
-            if problem:
-                raise ValueError(f"invalid key {key!r}: {problem}")
-            data = value.encode() if isinstance(value, str) else bytes(value)
-            proposers.append(Proposer(key, data, self._new_proposer_id(), list(self.socks), opts,
-                                      random.Random(self.rng.random())))
-        by_key: dict[str, list[Proposer]] = {}
-        for p in proposers:
-            by_key.setdefault(p.key, []).append(p)
-        now = time.monotonic()
-        for p in proposers:
-            self._do(p.start(now))
-        self._run(proposers, by_key, wakeup)
-        return [p.outcome for p in proposers]  # type: ignore[misc]
+        items = list(items)
+        outcomes: list[Outcome | None] = [None] * len(items)
+        for i, outcome, _ in self.stream(items, max(1, len(items)), options, wakeup):
+            outcomes[i] = outcome
+        return outcomes  # type: ignore[return-value]
 
-    def _run(self, proposers: list[Proposer], by_key: Mapping[str, list[Proposer]],
-             wakeup: SignalWakeup | None) -> None:
+    def stream(self, items: Iterable[tuple[str, bytes | str]], concurrency: int,
+               options: ProposerOptions | None = None, wakeup: SignalWakeup | None = None,
+               ) -> Iterator[tuple[int, Outcome, float]]:
+        """Run proposals with up to ``concurrency`` in flight, starting the next as one
+        ends; yield ``(index, outcome, seconds it took)`` as each finishes."""
+        opts = options or options_from(self.cluster.proposer)
+        pending = iter(enumerate(items))
+        active: dict[Proposer, tuple[int, float]] = {}
+        by_key: dict[str, list[Proposer]] = {}
         poller = zmq.Poller()
         for sock in self.socks.values():
             poller.register(sock, zmq.POLLIN)
         if wakeup is not None:
             poller.register(wakeup.fd, zmq.POLLIN)
-        active = [p for p in proposers if not p.done]
-        while active:
+        while True:
+            while len(active) < concurrency:  # top up
+                nxt = next(pending, None)
+                if nxt is None:
+                    break
+                index, (key, value) = nxt
+                p = self._new_proposer(key, value, opts)
+                now = time.monotonic()
+                active[p] = (index, now)
+                by_key.setdefault(key, []).append(p)
+                self._do(p.start(now))
+            if not active:
+                return  # nothing in flight and nothing left to start
             now = time.monotonic()
-            for p in active:
+            for p in list(active):
                 wake = p.next_wakeup
                 if wake is not None and wake <= now:
                     self._do(p.tick(now))
-            active = [p for p in active if not p.done]
+            for p in [p for p in active if p.done]:
+                index, started = active.pop(p)
+                by_key[p.key].remove(p)
+                if not by_key[p.key]:
+                    del by_key[p.key]
+                yield index, p.outcome, time.monotonic() - started  # type: ignore[misc]
             if not active:
-                break
+                continue  # start the next ones, or return
             next_wake = min(p.next_wakeup for p in active)  # type: ignore[type-var]
-            timeout_ms = max(0.0, (next_wake - time.monotonic()) * 1000)
-            ready = dict(poller.poll(timeout_ms))
+            ready = dict(poller.poll(max(0.0, (next_wake - time.monotonic()) * 1000)))
             if wakeup is not None and wakeup.fd in ready:
                 wakeup.drain()
                 if wakeup.stop_requested:
@@ -160,7 +170,14 @@ class Client:
             for sock, node_id in self._node_of.items():
                 if sock in ready:
                     self._drain(sock, node_id, by_key, now)
-            active = [p for p in active if not p.done]
+
+    def _new_proposer(self, key: str, value: bytes | str, opts: ProposerOptions) -> Proposer:
+        problem = key_problem(key)
+        if problem:
+            raise ValueError(f"invalid key {key!r}: {problem}")
+        data = value.encode() if isinstance(value, str) else bytes(value)
+        return Proposer(key, data, self._new_proposer_id(), list(self.socks), opts,
+                        random.Random(self.rng.random()))
 
     def _drain(self, sock: zmq.Socket, node_id: int, by_key: Mapping[str, list[Proposer]],
                now: float) -> None:

@@ -12,13 +12,16 @@ import json
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
+
+from .config import ProposerConfig
 
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 10.0
@@ -37,6 +40,36 @@ def _reap_all() -> None:
 
 
 atexit.register(_reap_all)
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """Ports the kernel just handed out as free (held open together so they differ)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind((host, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def write_config(path: Path, endpoints: Sequence[tuple[str, int]], *,
+                 proposer: ProposerConfig | None = None, log_level: str = "INFO",
+                 log_format: str = "json", value_files: str = "*") -> Path:
+    """A cluster file for ``endpoints``: data in data/nodeN and the log in paxos.log,
+    both relative to the directory the processes run in."""
+    p = proposer or ProposerConfig()
+    lines = []
+    for i, (host, port) in enumerate(endpoints):
+        lines += [f"[node.{i}]", f"host = {host}", f"port = {port}", f"data_dir = data/node{i}",
+                  f"value_files = {value_files or 'none'}", ""]
+    lines += ["[proposer]", *(f"{f.name} = {getattr(p, f.name)}" for f in fields(p)), "",
+              "[log]", "file = paxos.log", f"level = {log_level}", f"format = {log_format}", ""]
+    path.write_text("\n".join(lines))
+    return path
 
 
 def zpaxos_cmd(*args: str) -> list[str]:

@@ -26,7 +26,7 @@ from typing import Any
 
 from .config import ClusterConfig, ConfigError, default_config_path, load_config
 from .core import quorum_size
-from .launcher import LocalCluster, NodeStartError, Result, wait_for
+from .launcher import LocalCluster, NodeStartError, Result, wait_for, write_config
 from .messages import DEFAULT_KEY
 
 STAGE_S = 3.0  # how late a staged message arrives
@@ -329,19 +329,8 @@ SCENARIOS: list[tuple[str, str, Callable[[Ctx], str]]] = [
 def scenario_config(cfg: ClusterConfig, workdir: Path) -> Path:
     """The user's cluster (hosts, ports, proposer settings) with fresh data directories
     and a JSON log inside ``workdir``, so runs never disturb each other or real data."""
-    lines = []
-    for node in cfg.nodes:
-        lines += [f"[node.{node.id}]", f"host = {node.host}", f"port = {node.port}",
-                  f"data_dir = data/node{node.id}", f"value_files = {node.value_files or 'none'}",
-                  ""]
-    p = cfg.proposer
-    lines += ["[proposer]", f"timeout_s = {p.timeout_s}", f"round_timeout_s = {p.round_timeout_s}",
-              f"max_rounds = {p.max_rounds}", f"backoff_s = {p.backoff_s}",
-              f"backoff_max_s = {p.backoff_max_s}", "",
-              "[log]", "file = paxos.log", "level = INFO", "format = json", ""]
-    path = workdir / "cluster.ini"
-    path.write_text("\n".join(lines))
-    return path
+    return write_config(workdir / "cluster.ini", [(n.host, n.port) for n in cfg.nodes],
+                        proposer=cfg.proposer, value_files=cfg.nodes[0].value_files)
 
 
 def run(cfg: ClusterConfig, numbers: list[int], out: Path,
