@@ -266,6 +266,38 @@ def trace(logfile: str, key: str | None, since: str | None, out: str | None,
         raise Failure(str(e), EXIT_USAGE) from None
 
 
+# ---------------------------------------------------------------- bench
+
+
+@cli.command()
+@click.option("--config", "config", metavar="PATH", default=None,
+              help="Measure this running cluster (default: start a temporary one).")
+@click.option("--proposals", type=click.IntRange(min=1), default=2000, show_default=True)
+@click.option("--concurrency", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Proposals in flight at once.")
+@click.option("--contended-keys", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Keys shared by every proposal in the contended run.")
+@click.option("--value-size", type=click.IntRange(min=1, max=1 << 19), default=16,
+              show_default=True, help="Bytes per value.")
+@click.option("--cli-runs", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Whole `zpaxos propose` processes to time (0 to skip).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench(config: str | None, proposals: int, concurrency: int, contended_keys: int,
+          value_size: int, cli_runs: int, as_json: bool) -> None:
+    """Measure decisions per second and latency, end to end on real sockets."""
+    from . import bench as b
+    from .config import ConfigError
+    from .launcher import NodeStartError
+
+    try:
+        result = b.run_bench(config, proposals, concurrency, contended_keys, value_size, cli_runs)
+    except ConfigError as e:
+        raise Failure(str(e), EXIT_USAGE) from None
+    except (NodeStartError, RuntimeError) as e:
+        raise Failure(str(e)) from None
+    click.echo(b.as_json(result) if as_json else b.report(result))
+
+
 # ---------------------------------------------------------------- entry point
 
 

@@ -1,0 +1,140 @@
+"""``zpaxos bench``: how fast a cluster decides, measured end to end on real sockets.
+
+Without ``--config`` it starts its own temporary cluster (3 nodes on free loopback ports,
+in a temporary directory, logging at WARNING so the measurement is of Paxos and SQLite,
+not of log lines) and stops it afterwards. With ``--config`` it measures a running cluster.
+
+It reports, for a run of independent keys (no contention) and for a run where every
+proposal fights over a handful of keys (contention):
+  decisions per second, latency percentiles, rounds per decision;
+and the wall time of a whole ``zpaxos propose`` process (start-up included).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .client import Client, options_from
+from .config import ClusterConfig, load_config
+from .launcher import LocalCluster, child_env, free_ports, write_config, zpaxos_cmd
+from .log import null_log
+
+
+@dataclass
+class Run:
+    name: str
+    proposals: int
+    concurrency: int
+    keys: int
+    seconds: float
+    chosen: int
+    decisions_per_s: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_rounds: float
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    i = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[i]
+
+
+def measure(cluster: ClusterConfig, name: str, proposals: int, concurrency: int,
+            keys: int | None, value_size: int) -> Run:
+    """``proposals`` proposals, ``concurrency`` in flight; ``keys`` distinct keys shared
+    by all of them (None: every proposal has a key of its own)."""
+    tag = os.urandom(3).hex()
+    value = b"v" * value_size
+    items = [(f"bench-{tag}-{i % keys if keys else i}", value + str(i).encode())
+             for i in range(proposals)]
+    opts = options_from(cluster.proposer, timeout_s=60.0, max_rounds=1000)
+    latencies, rounds, chosen = [], [], 0
+    with Client(cluster, null_log("bench")) as client:
+        t0 = time.perf_counter()
+        for _, outcome, seconds in client.stream(items, concurrency, opts):
+            latencies.append(seconds * 1000)
+            rounds.append(outcome.rounds)
+            chosen += outcome.chosen is not None
+        elapsed = time.perf_counter() - t0
+    latencies.sort()
+    return Run(name, proposals, concurrency, keys or proposals, round(elapsed, 3), chosen,
+               round(proposals / elapsed, 1), round(_percentile(latencies, 0.5), 2),
+               round(_percentile(latencies, 0.9), 2), round(_percentile(latencies, 0.99), 2),
+               round(statistics.fmean(rounds), 2))
+
+
+def cli_latency(config: Path, workdir: Path, runs: int) -> dict[str, float]:
+    """Wall time of whole ``zpaxos propose`` processes, start-up included."""
+    times = []
+    for i in range(runs):
+        t0 = time.perf_counter()
+        r = subprocess.run(zpaxos_cmd("propose", f"v{i}", "--key", f"cli-{os.getpid()}-{i}",
+                                      "-q", "--config", str(config)),
+                           cwd=workdir, env=child_env(), capture_output=True, timeout=60)
+        times.append((time.perf_counter() - t0) * 1000)
+        if r.returncode != 0:
+            raise RuntimeError(f"zpaxos propose failed: {r.stderr.decode().strip()}")
+    times.sort()
+    return {"runs": runs, "median_ms": round(statistics.median(times), 1),
+            "min_ms": round(times[0], 1), "max_ms": round(times[-1], 1)}
+
+
+def run_bench(config: str | None, proposals: int, concurrency: int, contended_keys: int,
+              value_size: int, cli_runs: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="zpaxos-bench-") as tmp:
+        work = Path(tmp)
+        if config is None:
+            path = write_config(work / "cluster.ini",
+                                [("127.0.0.1", p) for p in free_ports(3)], log_level="WARNING")
+            local: LocalCluster | None = LocalCluster(path, work, range(3))
+        else:
+            path, local = Path(config).resolve(), None
+        try:
+            if local is not None:
+                local.start_all()
+            cluster = load_config(path)
+            runs = [
+                measure(cluster, "independent keys", proposals, 1, None, value_size),
+                measure(cluster, "independent keys", proposals, concurrency, None, value_size),
+                measure(cluster, f"contended ({contended_keys} keys)", proposals, concurrency,
+                        contended_keys, value_size),
+            ]
+            cli = cli_latency(path, work, cli_runs) if cli_runs else None
+        finally:
+            if local is not None:
+                local.close()
+    return {"cluster": "temporary 3-node cluster on loopback" if config is None else str(path),
+            "nodes": len(cluster.nodes), "value_bytes": value_size,
+            "runs": [asdict(r) for r in runs], "cli_propose": cli}
+
+
+def report(result: dict) -> str:
+    lines = [f"cluster: {result['cluster']} ({result['nodes']} nodes), values of about "
+             f"{result['value_bytes']} bytes", ""]
+    head = ("RUN", "PROPOSALS", "IN FLIGHT", "DECISIONS/S", "P50 MS", "P90 MS", "P99 MS",
+            "ROUNDS", "CHOSEN")
+    rows = [(r["name"], str(r["proposals"]), str(r["concurrency"]), f"{r['decisions_per_s']:.0f}",
+             f"{r['p50_ms']:.2f}", f"{r['p90_ms']:.2f}", f"{r['p99_ms']:.2f}",
+             f"{r['mean_rounds']:.2f}", str(r["chosen"])) for r in result["runs"]]
+    widths = [max(len(x[i]) for x in (head, *rows)) for i in range(len(head))]
+    for r in (head, *rows):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    cli = result.get("cli_propose")
+    if cli:
+        lines += ["", f"zpaxos propose, whole process: median {cli['median_ms']} ms "
+                      f"(min {cli['min_ms']}, max {cli['max_ms']}, {cli['runs']} runs)"]
+    return "\n".join(lines)
+
+
+def as_json(result: dict) -> str:
+    return json.dumps(result, indent=2)
