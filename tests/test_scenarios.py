@@ -1,0 +1,85 @@
+"""The scenario runner behind run_scenarios.sh: every scenario passes on a real cluster,
+and it leaves nothing running, whether it finishes or is interrupted."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.harness import ROOT, env
+from zpaxos.launcher import free_ports, write_config
+
+pytestmark = pytest.mark.e2e
+
+
+def runner(config: Path, out: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "zpaxos.scenarios", "--config", str(config),
+            "--out", str(out), *args]
+
+
+def leftovers(config: Path) -> list[str]:
+    """zpaxos processes still running from this test's directory (the runner writes its
+    own copy of the config there)."""
+    ps = subprocess.run(["ps", "-eww", "-o", "pid,args"], capture_output=True, text=True).stdout
+    return [line for line in ps.splitlines()
+            if str(config.parent) in line and "zpaxos" in line]
+
+
+@pytest.fixture
+def config(tmp_path):
+    path = write_config(tmp_path / "cluster.ini",
+                        [("127.0.0.1", p) for p in free_ports(3)])
+    yield path
+    for line in leftovers(path):  # never leave a node behind, even if the test failed
+        os.kill(int(line.split()[0]), signal.SIGKILL)
+
+
+def test_every_scenario_passes_and_nothing_is_left_running(tmp_path, config):
+    out = tmp_path / "out"
+    r = subprocess.run(runner(config, out), cwd=tmp_path, env=env(), capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "9 of 9 scenarios passed" in r.stdout
+    for line in r.stdout.split("#  SCENARIO")[1].splitlines()[1:10]:
+        assert line.rstrip().endswith("pass"), line
+    for i in range(3):
+        assert (out / "data" / f"node{i}" / "CISC5597.txt").read_text() == "Value_A\n"
+    charts = sorted(p.name for p in out.glob("*.svg"))
+    assert len(charts) == 9 and "5-page25.svg" in charts
+    assert not leftovers(config)
+
+
+def test_ctrl_c_stops_every_node(tmp_path, config):
+    p = subprocess.Popen(runner(config, tmp_path / "out", "6", "--no-charts"), cwd=tmp_path,
+                         env=env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    try:
+        assert p.stdout is not None
+        for line in p.stdout:  # wait until the cluster is up and the duel has begun
+            if line.startswith("[6]"):
+                break
+        assert len(leftovers(config)) >= 3  # three nodes (and proposers) are running
+        os.killpg(p.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        p.wait(timeout=60)
+    finally:
+        if p.poll() is None:  # the test failed: take down the runner and its nodes at once
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    assert p.returncode == 130
+    assert "interrupted" in p.stderr.read()
+    assert not leftovers(config)
+
+
+def test_list_and_bad_numbers(tmp_path, config):
+    script = ROOT / "run_scenarios.sh"
+    r = subprocess.run([str(script), "--list"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 9 and "page25" in r.stdout
+    r = subprocess.run(runner(config, tmp_path / "out", "12"), env=env(), capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and "no scenario 12" in r.stderr
