@@ -401,7 +401,9 @@ class Proposer:
         if self.rounds >= self.opts.max_rounds:
             self._finish(step, None, f"no value chosen in {self.rounds} rounds ({reason})")
             return
-        cap = min(self.opts.backoff_max_s, self.opts.backoff_s * 2 ** (self.rounds - 1))
+        # The exponent is capped: 2 ** 1024 does not fit a float, and a proposer with no
+        # deadline retries that often in a long partition (OverflowError at round 1025).
+        cap = min(self.opts.backoff_max_s, self.opts.backoff_s * 2 ** min(self.rounds - 1, 64))
         backoff = self.rng.uniform(0, cap) if cap > 0 else 0.0
         step.events.append(
             Event("retry", self.key, {"ballot": self.ballot, "reason": reason,
