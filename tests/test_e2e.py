@@ -224,3 +224,8 @@ def test_status_reports_unreachable_nodes(running):
     assert [n["reachable"] for n in doc["nodes"]] == [True, False, True]
     r = running.run("status")
     assert r.code == 0 and "unreachable: node1" in r.out
+    assert running.propose("Value_A", "--key", "other").code == 0
+    r = running.run("status", "--key", "other")
+    rows = [line for line in r.out.splitlines() if line.startswith("node")]
+    assert len(rows) == 3 and all("other" in line or "NO (down?)" in line for line in rows)
+    assert "CISC5597" not in r.out

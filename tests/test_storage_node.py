@@ -158,3 +158,28 @@ def test_failed_commit_sends_nothing_and_stops_the_node(tmp_path):
     assert errors and "disk on fire" in str(errors[0])
     assert not [m for m in sent if type(m).__name__ in ("Promise", "Accepted")]
     assert node.acceptor.state("k").promised != ZERO  # in memory only; never acknowledged
+
+
+# ---------------------------------------------------------------- value files
+
+
+def test_value_files_follow_the_glob_and_are_rebuilt(tmp_path):
+    from zpaxos.valuefiles import ValueFiles
+
+    vf = ValueFiles(tmp_path, "CISC*", null_log())
+    vf.rebuild([("CISC5597", b"Value_A"), ("other", b"x")])
+    vf.submit("CISC-2", b"\xffbytes")
+    vf.close()
+    assert (tmp_path / "CISC5597.txt").read_bytes() == b"Value_A\n"
+    assert (tmp_path / "CISC-2.txt").read_bytes() == b"\xffbytes\n"
+    assert not (tmp_path / "other.txt").exists()
+    assert not list(tmp_path.glob(".*.tmp"))  # written by rename; no temp file left
+    (tmp_path / "CISC5597.txt").write_text("tampered")
+    vf = ValueFiles(tmp_path, "", null_log())  # value_files = none: no files at all
+    vf.submit("CISC5597", b"Value_A")
+    vf.close()
+    assert (tmp_path / "CISC5597.txt").read_text() == "tampered"
+    vf = ValueFiles(tmp_path, "*", null_log())  # a restart rebuilds the view from the db
+    vf.rebuild([("CISC5597", b"Value_A")])
+    vf.close()
+    assert (tmp_path / "CISC5597.txt").read_bytes() == b"Value_A\n"

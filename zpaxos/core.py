@@ -294,11 +294,12 @@ class Proposer:
         step = Step()
         if self.phase in (DONE, IDLE):
             return step
-        self._flush_outbox(now, step)
         if now >= self._deadline:
             reason = f"no value chosen within the {self.opts.timeout_s:g} s deadline"
-            self._finish(step, None, reason)
-        elif self.phase in (PREPARE, ACCEPT) and now >= self._phase_deadline:
+            self._finish(step, None, reason)  # staged messages still waiting are dropped
+            return step
+        self._flush_outbox(now, step)
+        if self.phase in (PREPARE, ACCEPT) and now >= self._phase_deadline:
             missing = [a for a in self.acceptors if a not in self._answered_phase]
             self._retry(now, step, f"timeout in {self.phase} phase", {"no_reply_from": missing})
         elif self.phase == PAUSE and now >= self._wake_at:
