@@ -237,6 +237,21 @@ def test_a_quorum_of_accepted_chooses_and_tells_every_acceptor() -> None:
     assert p.done and p.next_wakeup is None and o.silent == ("A3",)
 
 
+def test_a_quorum_for_an_abandoned_round_still_counts_as_chosen() -> None:
+    """A Nack from one acceptor abandons the round, but if the others accept it anyway
+    the value is chosen: the proposer must notice instead of running more rounds."""
+    p = proposer(backoff_s=0.5)
+    p.start(0.0)
+    p.receive(0.1, "A1", promise(B1))
+    p.receive(0.1, "A2", promise(B1))
+    p.receive(0.2, "A3", Nack(K, B1, Ballot(4, b"q")))
+    assert p.phase == "backoff"
+    p.receive(0.3, "A1", Accepted(K, B1, b"mine"))
+    step = p.receive(0.3, "A2", Accepted(K, B1, b"mine"))
+    assert p.outcome is not None and p.outcome.chosen == b"mine" and p.rounds == 1
+    assert sent(step) == [(a, Decide(K, b"mine")) for a in ACCEPTORS]
+
+
 def test_a_single_acceptor_is_its_own_quorum() -> None:
     p = proposer(acceptors=("A1",))
     p.start(0.0)

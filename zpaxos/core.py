@@ -375,11 +375,11 @@ class Proposer:
                        self.opts.accept_delay_s)
 
     def _on_accepted(self, src: Peer, msg: Accepted, step: Step) -> None:
-        if msg.ballot != self.ballot:
-            return
-        self._answered_phase.add(src)
-        if self.phase != ACCEPT:
-            return
+        if msg.ballot == self.ballot:
+            self._answered_phase.add(src)
+        # Count every Accepted, even for a round we have since abandoned (a Nack from one
+        # acceptor does not stop the others from accepting): a quorum for any one ballot
+        # means its value is chosen, whoever proposed it.
         chosen = self._learner.on_accepted(src, msg)
         if chosen is not None:
             self._finish(step, chosen, "chosen by a quorum")
