@@ -1,0 +1,413 @@
+"""``zpaxos trace``: the log model, the SVG and text charts, the CLI, and a real run's chart.
+
+The text chart of tests/data/trace_fixed.jsonl (a hand-made run: two proposers, three
+nodes, a pause, a NACK, a retry with backoff, lost messages, node2 killed and restarted,
+the decision) is compared with tests/data/trace_fixed.txt. After a deliberate change to
+the chart, rewrite it with::
+
+    ZPAXOS_REWRITE_EXPECTED=1 .venv/bin/pytest tests/test_trace.py
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import time
+import xml.etree.ElementTree as ET
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from zpaxos.chart_svg import render_svg
+from zpaxos.chart_text import render_text
+from zpaxos.cli import main
+from zpaxos.trace import (
+    PAXOS_TYPES,
+    TraceError,
+    draw_scenario,
+    parse_since,
+    read_log,
+    run_trace,
+    select,
+)
+
+DATA = Path(__file__).parent / "data"
+FIXED_LOG = DATA / "trace_fixed.jsonl"
+FIXED_TEXT = DATA / "trace_fixed.txt"
+REWRITE = os.environ.get("ZPAXOS_REWRITE_EXPECTED") == "1"
+T0 = 1764226800.0  # the fixture's epoch: 2025-11-27 07:00:00 UTC
+SVG_NS = "{http://www.w3.org/2000/svg}"
+
+
+@pytest.fixture
+def utc():
+    """Charts show local wall-clock times; the expected file is in UTC."""
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = old
+        time.tzset()
+
+
+def events(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def message_sends(evs: list[dict]) -> Counter:
+    """What the chart must draw: one arrow per Paxos send, by message type."""
+    return Counter(e["type"] for e in evs if e["event"] == "send" and e["type"] in PAXOS_TYPES)
+
+
+def classes(el: ET.Element) -> list[str]:
+    return el.get("class", "").split()
+
+
+def by_class(root: ET.Element, name: str) -> list[ET.Element]:
+    return [el for el in root.iter() if name in classes(el)]
+
+
+def svg_root(text: str) -> ET.Element:
+    root = ET.fromstring(text)  # raises on anything that is not well-formed XML
+    assert root.tag == f"{SVG_NS}svg"
+    return root
+
+
+def check_svg(root: ET.Element, evs: list[dict], chosen: str) -> None:
+    """The properties every SVG chart of a one-key, one-run log must have."""
+    processes = {e["process"] for e in evs}
+    lifelines = [el.get("data-process") for el in by_class(root, "lifeline")]
+    assert sorted(lifelines) == sorted(processes)  # exactly one per process
+    arrows = by_class(root, "arrow")
+    sends = message_sends(evs)
+    assert Counter(a.get("data-type") for a in arrows) == sends
+    for a in arrows:
+        assert f"msg-{a.get('data-type').lower()}" in classes(a)
+    decisions = by_class(root, "decision")
+    assert [d.get("data-value") for d in decisions] == [chosen]
+    # Self-contained: nothing loaded from anywhere, no scripts.
+    for el in root.iter():
+        assert el.tag not in (f"{SVG_NS}script", f"{SVG_NS}image", f"{SVG_NS}foreignObject")
+        for name, value in el.attrib.items():
+            assert not name.endswith("href"), (el.tag, name)
+            assert "http" not in value or name == "xmlns", (el.tag, name, value)
+    assert root.find(f"{SVG_NS}title") is not None
+    assert by_class(root, "legend")
+
+
+# ---------------------------------------------------------------- the model
+
+
+def test_fixed_log_model():
+    trace = read_log(str(FIXED_LOG))
+    assert trace.skipped == 0
+    [chart] = select(trace)
+    assert chart.key == "CISC5597" and chart.note == ""
+    assert chart.processes == ["proposer 3f2a", "proposer b7c1", "node0", "node1", "node2"]
+    assert chart.proposed == {"proposer 3f2a": "Value_A", "proposer b7c1": "Value_B"}
+    assert len(chart.messages) == sum(message_sends(events(FIXED_LOG)).values()) == 33
+    lost = [m for m in chart.messages if m.lost]
+    assert len(lost) == 6
+    assert [m.lost_why for m in lost if m.lost_why] == ["undeliverable: peer has gone away"]
+    # node2 restarted and numbers its messages from 1 again: both n2:1 are told apart.
+    n2_1 = [m for m in chart.messages if m.msg_id == "n2:1"]
+    assert [(m.type, m.lost) for m in n2_1] == [("PROMISE", False), ("DECIDE", True)]
+    kinds = Counter(m.kind for m in chart.marks)
+    assert kinds["crash"] == kinds["restart"] == kinds["pause"] == kinds["retry"] == 1
+    assert kinds["backoff"] == 1 and kinds["round"] == 3 and kinds["learned"] == 1
+    crash = next(m for m in chart.marks if m.kind == "crash")
+    assert crash.process == "node2" and crash.ts == pytest.approx(T0 + 1.0016)
+    assert chart.is_down("node2", T0 + 1.2) and not chart.is_down("node2", T0 + 1.4)
+    assert chart.decision is not None and chart.decision.value == "Value_B"
+    assert chart.decision.process == "proposer b7c1"
+    learns = [m for m in chart.marks if m.kind == "learns"]
+    assert [m.process for m in learns] == ["proposer 3f2a"]  # told by node0's DECIDE
+
+
+def test_labels_say_type_and_ballot():
+    labels = {m.label for m in select(read_log(str(FIXED_LOG)))[0].messages}
+    for label in ("PREPARE 1.3f2a", "PROMISE 1.b7c1", "ACCEPT 1.3f2a Value_A",
+                  "NACK 1.3f2a promised 1.b7c1", "ACCEPTED 1.b7c1", "DECIDE Value_B"):
+        assert label in labels
+
+
+def _shifted(evs: list[dict], seconds: float, key: str | None = None,
+             tag: str = "2") -> list[dict]:
+    """A copy of a run, later, by other processes (and maybe on another key)."""
+    out = []
+    for e in evs:
+        e = dict(e, ts=e["ts"] + seconds)
+        if e["process"].startswith("proposer"):
+            e["process"] += tag
+        if str(e.get("peer", "")).startswith("proposer"):
+            e["peer"] += tag
+        if key is not None and "key" in e:
+            e["key"] = key
+        out.append(e)
+    return out
+
+
+def _write(path: Path, evs: list[dict], extra: str = "") -> Path:
+    path.write_text("".join(json.dumps(e) + "\n" for e in evs) + extra)
+    return path
+
+
+def test_latest_run_per_key_and_since(tmp_path):
+    """A key proposed again a minute later is a new run; --since takes both."""
+    evs = events(FIXED_LOG)
+    log = _write(tmp_path / "runs.log", evs + _shifted(evs, 60))
+    trace = read_log(str(log))
+    [latest] = select(trace)
+    assert latest.note == "latest of 2 runs of this key"
+    assert latest.start == pytest.approx(T0 + 61.0)
+    assert len(latest.messages) == 33
+    [both] = select(trace, since=T0)
+    assert len(both.messages) == 66 and both.start == pytest.approx(T0 + 1.0)
+
+
+def test_one_chart_per_key(tmp_path):
+    evs = events(FIXED_LOG)
+    log = _write(tmp_path / "keys.log", evs + _shifted(evs, 10, key="other"))
+    trace = read_log(str(log))
+    assert [c.key for c in select(trace)] == ["CISC5597", "other"]
+    assert [c.key for c in select(trace, key="other")] == ["other"]
+    root = svg_root(render_svg(select(trace), str(log)))
+    charts = by_class(root, "chart")
+    assert [c.get("data-key") for c in charts] == ["CISC5597", "other"]
+    for chart in charts:  # stacked: each chart has its own lifelines, arrows, decision
+        assert len(by_class(chart, "lifeline")) == 5
+        assert len(by_class(chart, "arrow")) == 33
+        assert [d.get("data-value") for d in by_class(chart, "decision")] == ["Value_B"]
+    text = render_text(select(trace))
+    assert text.count("key CISC5597 ·") == 1 and text.count("key other ·") == 1
+    with pytest.raises(TraceError, match="no events for key 'nope'.*CISC5597, other"):
+        select(trace, key="nope")
+
+
+def test_since_forms(utc):
+    assert parse_since("1764226801.5") == 1764226801.5
+    assert parse_since("2025-11-27T07:00:01") == T0 + 1
+    assert parse_since("2025-11-27 07:00:01.250") == T0 + 1.25
+    today = time.strftime("%Y-%m-%d")
+    assert parse_since("07:00:01") == parse_since(f"{today}T07:00:01")
+    assert parse_since("07:00") == parse_since(f"{today}T07:00:00")
+    for bad in ("banana", "25:00:00", "", "07:00:01pm", "nan", "inf", "-5", "1e300",
+                "0001-01-01"):
+        with pytest.raises(TraceError, match="not a time"):
+            parse_since(bad)
+
+
+# ---------------------------------------------------------------- the charts
+
+
+def test_fixed_svg():
+    root = svg_root(render_svg(select(read_log(str(FIXED_LOG))), "trace_fixed.jsonl"))
+    check_svg(root, events(FIXED_LOG), "Value_B")
+    lost = by_class(root, "lost")
+    assert len(lost) == 6 and all("arrow" in classes(a) for a in lost)
+    for nack in by_class(root, "msg-nack"):
+        assert nack.find(f"{SVG_NS}line").get("stroke-dasharray")
+    for kind in ("crash", "restart", "pause", "backoff", "retry"):
+        assert by_class(root, kind), kind
+    assert by_class(root, "break")  # the backoff's 451 ms is cut out and labelled
+    markers = root.findall(f"{SVG_NS}defs/{SVG_NS}marker")
+    assert len(markers) == len(PAXOS_TYPES)
+
+
+def test_fixed_text_matches_expected(utc):
+    """The text chart of the fixed log, character for character."""
+    text = render_text(select(read_log(str(FIXED_LOG))))
+    if REWRITE:
+        FIXED_TEXT.write_text(text, encoding="utf-8")
+    expected = FIXED_TEXT.read_text(encoding="utf-8")
+    if text != expected:
+        diff = "\n".join(difflib.unified_diff(expected.splitlines(), text.splitlines(),
+                                              "expected", "got", lineterm=""))
+        pytest.fail(f"text chart differs from {FIXED_TEXT.name} (rewrite it on purpose with "
+                    f"ZPAXOS_REWRITE_EXPECTED=1):\n{diff}")
+
+
+def test_text_chart_rows_and_width(utc):
+    text = render_text(select(read_log(str(FIXED_LOG))))
+    rows = text.splitlines()
+    assert max(len(r) for r in rows) <= 120
+    assert message_rows(text) == 33  # a row per message
+    ascii_text = render_text(select(read_log(str(FIXED_LOG))), ascii_only=True)
+    assert ascii_text.isascii()
+    assert len(ascii_text.splitlines()) == len(rows)
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def message_rows(text: str) -> int:
+    """Rows of a text chart that draw a message (the legend, which shows them too, ends it)."""
+    rows = text.split("\nlegend:")[0].splitlines()[5:]
+    return sum(any(g in r for g in "▶◀╳") for r in rows)
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as e:
+        main(["trace", *args])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return e.value.code, out, err
+
+
+def test_cli_missing_file(capsys, tmp_path):
+    code, out, err = run_cli(capsys, str(tmp_path / "nope.log"))
+    assert code == 2 and out == ""
+    assert err.strip() == f"zpaxos trace: error: {tmp_path / 'nope.log'}: no such file"
+
+
+def test_cli_text_format_log(capsys, tmp_path):
+    log = tmp_path / "paxos.log"
+    log.write_text("07:09:58.970 node0          INFO  start endpoint=tcp://127.0.0.1:5001\n"
+                   "07:09:58.971 node0          INFO  recv PREPARE <- proposer 3f2a "
+                   "key=CISC5597 ballot=1.3f2a\n")
+    code, _, err = run_cli(capsys, str(log))
+    assert code == 2
+    assert "this looks like a text-format log; set format = json in the [log] section" in err
+
+
+@pytest.mark.parametrize("content, why", [
+    ("", "the file is empty"),
+    ("garbage\n[1, 2]\n{\"ts\": \"x\", \"process\": \"a\", \"event\": \"b\"}\n", "3 lines skipped"),
+])
+def test_cli_no_events(capsys, tmp_path, content, why):
+    log = tmp_path / "paxos.log"
+    log.write_text(content)
+    code, _, err = run_cli(capsys, str(log))
+    assert code == 2 and f"no zpaxos events ({why})" in err
+
+
+def test_cli_counts_skipped_lines(capsys, tmp_path):
+    log = tmp_path / "paxos.log"
+    log.write_bytes(FIXED_LOG.read_bytes() + b"not json\n\xff\xfe binary\n"
+                    b'{"ts": 1e400, "process": "node0", "event": "start"}\n')
+    code, out, err = run_cli(capsys, str(log), "--format", "text")
+    assert code == 0 and "chosen: Value_B" in out
+    assert "skipped 3 lines that are not zpaxos events (first: line 83)" in err
+
+
+def test_cli_key_filter_and_text_output(capsys, tmp_path):
+    evs = events(FIXED_LOG)
+    log = _write(tmp_path / "keys.log", evs + _shifted(evs, 10, key="other"))
+    code, out, err = run_cli(capsys, str(log), "--key", "other")
+    assert code == 0 and err == ""
+    assert "key other ·" in out and "key CISC5597" not in out
+    assert "★═ chosen: Value_B (ballot 1.b7c1) ═" in out and "legend:" in out
+    code, _, err = run_cli(capsys, str(log), "--key", "missing")
+    assert code == 2 and "no events for key 'missing'" in err
+
+
+def test_cli_writes_svg(capsys, tmp_path):
+    out_file = tmp_path / "chart.svg"
+    code, out, err = run_cli(capsys, str(FIXED_LOG), "--out", str(out_file))
+    assert code == 0 and err == ""
+    assert out.strip() == f"wrote svg chart of CISC5597 to {out_file}"
+    check_svg(svg_root(out_file.read_text()), events(FIXED_LOG), "Value_B")
+    txt = tmp_path / "chart.txt"
+    code, out, _ = run_cli(capsys, str(FIXED_LOG), "--out", str(txt))
+    assert code == 0 and "wrote text chart" in out and "legend:" in txt.read_text()
+    code, _, err = run_cli(capsys, str(FIXED_LOG), "--out", str(tmp_path / "no" / "x.svg"))
+    assert code == 2 and "cannot write" in err
+
+
+def test_cli_since(capsys, utc):
+    code, out, _ = run_cli(capsys, str(FIXED_LOG), "--since", "2025-11-27T07:00:01.5")
+    assert code == 0 and "round 2 · ballot 2.3f2a" in out and "round 1" not in out
+    code, _, err = run_cli(capsys, str(FIXED_LOG), "--since", "2030-01-01T00:00:00")
+    assert code == 2 and "no Paxos messages or proposer events at or after 2030-01-01" in err
+    code, _, err = run_cli(capsys, str(FIXED_LOG), "--since", "yesterday-ish")
+    assert code == 2 and "--since 'yesterday-ish': not a time" in err
+
+
+HOSTILE = [  # valid JSON, plausible enough to pass the first checks, wrong inside
+    {"ts": T0 + 1, "process": "proposer 3f2a", "event": "start", "key": 7, "value": None},
+    {"ts": T0 + 1, "process": "proposer 3f2a", "event": "pause", "key": "k", "seconds": "x"},
+    {"ts": T0 + 1, "process": "proposer 3f2a", "event": "retry", "key": "k", "backoff_s": -1,
+     "no_reply_from": "everyone"},
+    {"ts": T0 + 1, "process": "proposer 3f2a", "event": "pause", "key": "k", "seconds": 1e300},
+    {"ts": T0 + 1, "process": "proposer 3f2a", "event": "send", "type": "PREPARE",
+     "msg_id": "a:1", "peer": "node0", "key": "k", "ballot": {"x": [1]}},
+    {"ts": T0 + 1, "process": "node0", "event": "recv", "type": "PREPARE", "msg_id": "a:1",
+     "peer": "proposer 3f2a", "key": "k"},
+    {"ts": T0 + 1, "process": "node0", "event": "send", "type": "NACK", "msg_id": "n0:1",
+     "peer": "node0", "key": "k"},
+    {"ts": T0 + 1, "process": "node0", "event": "recv", "type": "ACCEPT", "msg_id": "z:9",
+     "peer": "unknown 00ff", "key": "k", "value": ["a", 1]},
+    {"ts": T0 + 1, "process": "node0", "event": "undeliverable", "type": "DECIDE",
+     "msg_id": "n0:7", "peer": "proposer 9", "key": "k"},
+    {"ts": T0 + 1, "process": "proposer 3f2a", "event": "chosen", "key": "k", "value": None},
+    {"ts": T0 + 1, "process": "node1", "event": "start"},
+    {"ts": T0 + 1, "process": "node1", "event": "start"},
+    {"ts": T0 + 1, "process": "node0", "event": "send", "type": "PREPARE"},
+]
+
+
+@pytest.mark.parametrize("fmt", ["text", "svg"])
+def test_cli_never_a_traceback_on_odd_events(capsys, tmp_path, fmt):
+    log = _write(tmp_path / "odd.log", HOSTILE)
+    code, out, err = run_cli(capsys, str(log), "--format", fmt)
+    assert code == 0, err
+    assert "skipped 1 line" in err  # the send without msg_id and peer
+    if fmt == "svg":
+        svg_root(out)
+
+
+def test_run_trace_raises_trace_error(tmp_path):
+    with pytest.raises(TraceError, match="no such file"):
+        run_trace(str(tmp_path / "missing.log"))
+
+
+# ---------------------------------------------------------------- the scenario runner's hook
+
+
+def test_draw_scenario(tmp_path):
+    path = draw_scenario(FIXED_LOG, "9-fixed", tmp_path, since=T0)
+    assert path == str(tmp_path / "9-fixed.svg")
+    check_svg(svg_root(Path(path).read_text()), events(FIXED_LOG), "Value_B")
+    # A scenario that logged nothing drawable still gets a file saying so.
+    empty = draw_scenario(FIXED_LOG, "later", tmp_path, since=T0 + 3600)
+    assert "nothing to draw" in Path(empty).read_text()
+    svg_root(Path(empty).read_text())
+    missing = draw_scenario(tmp_path / "none.log", "none", tmp_path, since=0.0)
+    assert "no such file" in Path(missing).read_text()
+    assert draw_scenario(FIXED_LOG, "x", tmp_path / "absent-dir", since=T0) == ""
+
+
+# ---------------------------------------------------------------- a real run
+
+
+@pytest.mark.e2e
+def test_chart_of_a_real_run(tmp_path, capsys):
+    """Three real nodes, two proposers at once: the chart has every process and message."""
+    from tests.harness import Cluster
+
+    cluster = Cluster(tmp_path)
+    try:
+        cluster.start_all()
+        a = cluster.propose_bg("Value_A")
+        b = cluster.propose_bg("Value_B")
+        ra, rb = Cluster.finish(a), Cluster.finish(b)
+        assert ra.code == 0 and rb.code == 0, (ra.err, rb.err)
+        chosen = ra.json["chosen"]
+        assert rb.json["chosen"] == chosen
+    finally:
+        cluster.stop_all()
+    log = tmp_path / "paxos.log"
+    evs = events(log)
+    path = draw_scenario(log, "e2e", tmp_path, since=0.0)
+    check_svg(svg_root(Path(path).read_text()), evs, chosen)
+    code, out, err = run_cli(capsys, str(log), "--format", "text")
+    assert code == 0 and err == ""
+    assert message_rows(out) == sum(message_sends(evs).values())
+    assert f"chosen: {chosen}" in out

@@ -1,0 +1,168 @@
+"""The text chart of ``zpaxos trace --format text``: for people working over ssh.
+
+One column per process (proposers left, nodes right), one row per message or mark in
+time order, the time since the chart's first event on the left. A message is drawn on
+the row it was sent, as a horizontal arrow from sender to receiver, its label written
+into the arrow; a lost one ends in ``╳`` short of the receiver. Gaps longer than
+``BREAK_S`` get a row of their own saying how long nothing happened.
+"""
+
+from __future__ import annotations
+
+from .trace import Chart, Mark, Message, clock, elapsed, gap, is_proposer
+
+BREAK_S = 0.25  # a gap this long between rows gets a row saying so
+TIME_W = 10  # the elapsed-time column
+PROPOSER_GAP, MIDDLE_GAP, NODE_GAP = 16, 36, 18  # columns between lifelines
+MARK_ROOM = 24  # room right of the last lifeline for its marks
+
+BOX = dict(line="│", tee_r="├", tee_l="┤", h="─", nack="┄", head_r="▶", head_l="◀", lost="╳",
+           pause="▒", brk="┊", band="═", top="┬", bottom="┴", start="●", stop="■", crash="✕",
+           restart="↻", round="◆", adopted="◆", retry="↺", backoff="▒", chosen="★",
+           learns="☆", gave_up="⊘", learned="○", conflict="!", malformed="?", more="…")
+ASCII = dict(line="|", tee_r="+", tee_l="+", h="-", nack=".", head_r=">", head_l="<", lost="x",
+             pause="#", brk=":", band="=", top="+", bottom="+", start="o", stop="=", crash="X",
+             restart="^", round="+", adopted="+", retry="~", backoff="#", chosen="*",
+             learns="*", gave_up="/", learned="o", conflict="!", malformed="?", more="~")
+
+
+def render_text(charts: list[Chart], ascii_only: bool = False) -> str:
+    """Every chart, one after the other, then one legend."""
+    g = ASCII if ascii_only else BOX
+    parts = [_TextChart(c, g).render() for c in charts]
+    legend = (f"legend: {g['h']}{g['head_r']} message   {g['nack']}{g['head_r']} NACK   "
+              f"{g['h']}{g['lost']} lost (never received)   {g['pause']} pause/backoff   "
+              f"{g['round']} round   {g['retry']} retry\n"
+              f"        {g['crash']} crash   {g['restart']} restart   {g['chosen']} decision   "
+              f"{g['learns']} told the decision   times: since the chart's first event")
+    doc = "\n\n".join(parts) + "\n\n" + legend + "\n"
+    if ascii_only:
+        doc = doc.replace("·", "-").replace("…", "...").replace("→", "->")
+        doc = doc.encode("ascii", "replace").decode("ascii")
+    return doc
+
+
+class _TextChart:
+    def __init__(self, chart: Chart, glyphs: dict[str, str]) -> None:
+        self.c = chart
+        self.g = glyphs
+        self.x: dict[str, int] = {}
+        pos = TIME_W + 2
+        for i, p in enumerate(chart.processes):
+            if i:
+                prev = is_proposer(chart.processes[i - 1])
+                pos += (PROPOSER_GAP if prev and is_proposer(p) else
+                        MIDDLE_GAP if prev else NODE_GAP)
+            self.x[p] = pos
+        self.right = pos  # the last lifeline
+        self.width = pos + MARK_ROOM
+        self.boxes = {p: [(m.ts, m.until) for m in chart.marks
+                          if m.process == p and m.until is not None] for p in chart.processes}
+
+    # ---- rows
+
+    def _glyph(self, p: str, ts: float, up: str) -> str:
+        if self.c.is_down(p, ts):
+            return " "
+        if any(a <= ts < b for a, b in self.boxes[p]):
+            return self.g["pause"]
+        return up
+
+    def _row(self, ts: float, time_text: str | None = None, up: str | None = None) -> list[str]:
+        buf = [" "] * self.width
+        t = elapsed(ts - self.c.start) if time_text is None else time_text
+        buf[: TIME_W - 1] = t.rjust(TIME_W - 1)[: TIME_W - 1]
+        for p, x in self.x.items():
+            buf[x] = self._glyph(p, ts, up or self.g["line"])
+        return buf
+
+    @staticmethod
+    def _put(buf: list[str], at: int, text: str) -> None:
+        for i, ch in enumerate(text):
+            if 0 <= at + i < len(buf):
+                buf[at + i] = ch
+
+    def _fit(self, text: str, room: int) -> str:
+        if room <= 0:
+            return ""
+        return text if len(text) <= room else text[: room - 1] + self.g["more"]
+
+    def _message(self, m: Message) -> list[str]:
+        g = self.g
+        buf = self._row(m.sent)
+        s, r = self.x[m.sender], self.x[m.receiver]
+        label = m.label + ((" (undeliverable)" if m.lost_why else " (lost)") if m.lost else "")
+        if s == r:  # a process talking to itself: nothing to draw an arrow across
+            self._put(buf, s + 2, self._fit(f"{label} (to itself)", self.width - s - 2))
+            return buf
+        fill = g["nack"] if m.type == "NACK" else g["h"]
+        step = 1 if r > s else -1
+        for i in range(s + step, r, step):
+            buf[i] = fill
+        buf[s] = g["tee_r"] if step > 0 else g["tee_l"]
+        if m.lost:
+            buf[r - step] = " "
+            buf[r - 2 * step] = g["lost"]
+        else:
+            buf[r - step] = g["head_r"] if step > 0 else g["head_l"]
+        room = abs(r - s) - (5 if m.lost else 4)
+        text = self._fit(label, room)
+        self._put(buf, s + 2 if step > 0 else s - 1 - len(text), text)
+        return buf
+
+    def _mark(self, m: Mark, decision: Mark | None) -> list[str]:
+        g = self.g
+        buf = self._row(m.ts)
+        x = self.x[m.process]
+        if m is decision:
+            buf[x] = g["chosen"]
+            band_end = max(self.right + 2, x + len(m.text) + 5)
+            for i in range(x + 1, min(band_end, self.width)):
+                buf[i] = g["band"]
+            self._put(buf, x + 2, self._fit(f" {m.text} ", self.width - x - 3))
+            return buf
+        buf[x] = g["learns"] if m.kind == "chosen" else g.get(m.kind, g["round"])  # not first
+        self._put(buf, x + 2, self._fit(m.text, self.width - x - 2))
+        return buf
+
+    # ---- the chart
+
+    def render(self) -> str:
+        c, g = self.c, self.g
+        decision = c.decision
+        items: list[tuple[float, float, Message | Mark]] = [(m.sent, m.line, m)
+                                                            for m in c.messages]
+        items += [(m.ts, m.line, m) for m in c.marks]
+        items.sort(key=lambda i: (i[0], i[1]))
+        rows = self._header()
+        top = self._row(c.start, "", g["top"])
+        rows.append("".join(top).rstrip())
+        prev = c.start
+        for ts, _, item in items:
+            if ts - prev > BREAK_S:
+                rows.append("".join(self._row(prev, "+" + gap(ts - prev), g["brk"])).rstrip())
+            prev = max(prev, ts)
+            buf = self._message(item) if isinstance(item, Message) else self._mark(item, decision)
+            rows.append("".join(buf).rstrip())
+        rows.append("".join(self._row(c.end, "", g["bottom"])).rstrip())
+        return "\n".join(rows)
+
+    def _header(self) -> list[str]:
+        c = self.c
+        nprop = sum(is_proposer(p) for p in c.processes)
+        lost = sum(m.lost for m in c.messages)
+        decision = c.decision
+        title = (f"key {c.key} · {clock(c.start, date=True)} → {clock(c.end)} "
+                 f"({elapsed(c.end - c.start)})" + (f" · {c.note}" if c.note else ""))
+        summary = (f"{nprop} proposer{'s' if nprop != 1 else ''}, "
+                   f"{len(c.processes) - nprop} nodes · {len(c.messages)} messages"
+                   f"{f', {lost} lost' if lost else ''} · "
+                   + (f"chosen: {decision.value}" if decision else "no value chosen"))
+        names = [" "] * self.width
+        values = [" "] * self.width
+        for p, x in self.x.items():
+            self._put(names, x - len(p) // 2, p)
+            if p in c.proposed:
+                v = self._fit(c.proposed[p], PROPOSER_GAP - 3)
+                self._put(values, x - (len(v) + 2) // 2, f"({v})")
+        return [title, summary, "", "".join(names).rstrip(), "".join(values).rstrip()]
