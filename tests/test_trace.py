@@ -115,7 +115,10 @@ def test_fixed_log_model():
     assert len(chart.messages) == sum(message_sends(events(FIXED_LOG)).values()) == 33
     lost = [m for m in chart.messages if m.lost]
     assert len(lost) == 6
-    assert [m.lost_why for m in lost if m.lost_why] == ["undeliverable: peer has gone away"]
+    assert sorted(m.lost_why for m in lost if m.lost_why) == [
+        "undeliverable: peer has gone away", "unread: the proposer had already finished"]
+    unread = [m for m in lost if m.unread]
+    assert [(m.type, m.receiver) for m in unread] == [("DECIDE", "proposer 3f2a")]
     # node2 restarted and numbers its messages from 1 again: both n2:1 are told apart.
     n2_1 = [m for m in chart.messages if m.msg_id == "n2:1"]
     assert [(m.type, m.lost) for m in n2_1] == [("PROMISE", False), ("DECIDE", True)]

@@ -183,7 +183,7 @@ class _SvgChart:
     def _heading(self) -> list[str]:
         c = self.c
         nprop = sum(is_proposer(p) for p in c.processes)
-        lost = sum(m.lost for m in c.messages)
+        lost = sum(m.lost and not m.unread for m in c.messages)
         span = (f"{clock(c.start, date=True)} → {clock(c.end)}  ({elapsed(c.end - c.start)})"
                 + (f"  ·  {c.note}" if c.note else ""))
         outcome = (f"chosen: {self.decision.value}" if self.decision is not None
@@ -289,9 +289,9 @@ class _SvgChart:
         if m.lost:
             # Short of the receiver, so it still points at whom it was meant for.
             x1, y1 = r - (r - s) * min(0.35, 60 / max(abs(r - s), 1)), y0 + ROW * 0.8
-            label += " — " + ("undeliverable" if m.lost_why else "lost")
+            label += " — " + m.loss_label
             tip_text += f"\n{m.lost_why or 'never received'}"
-            end = _cross(x1, y1, 5, "#d62728")
+            end = _cross(x1, y1, 5, "#999999" if m.unread else "#d62728")
             head = ""
         else:
             x1, y1 = r + tip, self.y_recv[id(m)]

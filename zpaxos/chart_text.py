@@ -91,7 +91,7 @@ class _TextChart:
         g = self.g
         buf = self._row(m.sent)
         s, r = self.x[m.sender], self.x[m.receiver]
-        label = m.label + ((" (undeliverable)" if m.lost_why else " (lost)") if m.lost else "")
+        label = m.label + (f" ({m.loss_label})" if m.lost else "")
         if s == r:  # a process talking to itself: nothing to draw an arrow across
             self._put(buf, s + 2, self._fit(f"{label} (to itself)", self.width - s - 2))
             return buf
@@ -150,7 +150,7 @@ class _TextChart:
     def _header(self) -> list[str]:
         c = self.c
         nprop = sum(is_proposer(p) for p in c.processes)
-        lost = sum(m.lost for m in c.messages)
+        lost = sum(m.lost and not m.unread for m in c.messages)
         decision = c.decision
         title = (f"key {c.key} · {clock(c.start, date=True)} → {clock(c.end)} "
                  f"({elapsed(c.end - c.start)})" + (f" · {c.note}" if c.note else ""))

@@ -182,15 +182,18 @@ def propose(value: str, key: str | None, delay: float, pause_between_phases: flo
     wakeup = SignalWakeup()
     wakeup.install()
     started = time.monotonic()
+    key = key or DEFAULT_KEY
+    outcome = None
     try:
         with Client(cluster, log, client_id) as client:
-            log.event("start", role="proposer", key=key or DEFAULT_KEY, value=value.encode())
-            outcome = client.propose(value, key or DEFAULT_KEY, opts, wakeup)
-            log.event("stop", rounds=outcome.rounds)
+            log.event("start", role="proposer", key=key, value=value.encode())
+            outcome = client.propose(value, key, opts, wakeup)
     except Interrupted:
         raise KeyboardInterrupt from None
     finally:
         wakeup.close()
+        log.event("stop", key=key, rounds=outcome.rounds if outcome else None,
+                  interrupted=outcome is None or None)
     _print_outcome(outcome, (time.monotonic() - started) * 1000, as_json, log.process)
     if outcome.chosen is None:
         sys.exit(EXIT_FAILED)

@@ -96,8 +96,21 @@ class Client:
             return
         self._closed = True
         for node_id, sock in self.socks.items():
+            self._drain_unread(sock, node_id)
             sock.close(linger=ANSWERED_LINGER_MS if node_id in self._answered else 0)
         self.ctx.term()
+
+    def _drain_unread(self, sock: zmq.Socket, node_id: int) -> None:
+        """Log replies that arrived after their proposal ended (a quorum answered first),
+        so the log shows them received, not lost. Whatever is still on its way is not
+        waited for."""
+        while True:
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._answered.add(node_id)
+            self.wire.parse(frames, f"node{node_id}")
 
     def _new_proposer_id(self) -> bytes:
         self._ids_used += 1

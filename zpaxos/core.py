@@ -314,7 +314,7 @@ class Proposer:
             return step
         self._heard.add(src)
         if isinstance(msg, Decide):
-            self._finish(step, msg.value, f"already chosen (told by acceptor {src})", skip=src)
+            self._finish(step, msg.value, f"already chosen (told by acceptor {src})", told_by=src)
         elif isinstance(msg, Promise):
             self._on_promise(now, src, msg, step)
         elif isinstance(msg, Accepted):
@@ -416,7 +416,10 @@ class Proposer:
             self.phase = BACKOFF
             self._wake_at = now + backoff
 
-    def _finish(self, step: Step, chosen: bytes | None, reason: str, skip: Peer = None) -> None:
+    def _finish(self, step: Step, chosen: bytes | None, reason: str,
+                told_by: Peer = None) -> None:
+        """End the proposal. ``told_by``: the acceptor whose Decide told us the outcome
+        (then ``ballot`` is merely our last one, not the ballot the value was chosen at)."""
         self.phase = DONE
         self._outbox.clear()
         self.outcome = Outcome(
@@ -433,13 +436,14 @@ class Proposer:
             step.events.append(Event("gave_up", self.key, {"ballot": self.ballot, "reason": reason,
                                                            "rounds": self.rounds}))
             return
-        step.events.append(
-            Event("chosen", self.key, {"value": chosen, "ballot": self.ballot,
-                                       "own": self.outcome.own, "rounds": self.rounds})
-        )
+        fields = {"value": chosen, "ballot": self.ballot, "own": self.outcome.own,
+                  "rounds": self.rounds}
+        if told_by is not None:
+            fields["told_by"] = told_by
+        step.events.append(Event("chosen", self.key, fields))
         # Tell every acceptor, so each records the decision and answers later proposers
         # at once (and a node that missed a round learns it from us).
-        step.send.extend((a, Decide(self.key, chosen)) for a in self.acceptors if a != skip)
+        step.send.extend((a, Decide(self.key, chosen)) for a in self.acceptors if a != told_by)
 
     # ---- helpers
 

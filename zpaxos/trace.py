@@ -36,6 +36,7 @@ RUN_GAP_S = 5.0  # a key quiet this long, with no proposer busy, ends a run
 PROPOSER_GONE_S = 60.0  # a proposer silent this long (killed, say) is no longer busy
 TAIL_S = 1.0  # a proposer's exit this soon after a chart's last event still belongs to it
 MAX_TS = 1e10  # year 2286: a larger "ts" is garbage, and localtime() would fail on it
+IN_FLIGHT_S = 0.05  # a reply sent this soon before its proposer finished was still on its way
 SKEW_S = 0.5  # how far a receive may seem to precede its send (clocks, log buffering)
 VALUE_SHOWN = 24  # characters of a value shown in a label
 
@@ -83,6 +84,18 @@ class Message:
     @property
     def lost(self) -> bool:
         return self.received is None
+
+    @property
+    def unread(self) -> bool:
+        """Never received because the proposer it was for had already finished and gone:
+        not a network loss, just an answer nobody waited for."""
+        return self.lost and self.lost_why.startswith("unread")
+
+    @property
+    def loss_label(self) -> str:
+        if self.unread:
+            return "not read: proposer done"
+        return "undeliverable" if self.lost_why else "lost"
 
     @property
     def label(self) -> str:
@@ -314,6 +327,20 @@ def _pair_messages(trace: Trace) -> None:
                 trace.messages.append(m)
             m.received, m.recv_line = max(e.ts, m.sent), e.line
     trace.messages.sort(key=lambda m: (m.sent, m.line))
+    _mark_unread(trace)
+
+
+def _mark_unread(trace: Trace) -> None:
+    """A proposer stops reading once it has its outcome: replies sent to it after that
+    were not lost by the network, they were simply never read."""
+    finished: dict[str, float] = {}
+    for e in trace.events:
+        if e.name in ("chosen", "gave_up") and is_proposer(e.process):
+            finished.setdefault(e.process, e.ts)
+    for m in trace.messages:
+        done = finished.get(m.receiver)
+        if m.lost and not m.lost_why and done is not None and m.sent >= done - IN_FLIGHT_S:
+            m.lost_why = "unread: the proposer had already finished"
 
 
 def _lifecycle(trace: Trace) -> None:
@@ -396,10 +423,11 @@ def _marks_of(e: Event, prev: Event | None) -> list[Mark]:
     elif e.name == "chosen":
         value = str(f.get("value"))
         extra = {"value": value}
-        if prev is not None and _told_by_decide(e, prev):
+        if "told_by" in f or (prev is not None and _told_by_decide(e, prev)):
             # The ballot logged is this proposer's own, not the one the value was chosen at.
             kind = "learns"
-            text = f"learns {short(value)} was chosen (told by {prev.fields.get('peer')})"
+            teller = f"node{f['told_by']}" if "told_by" in f else prev.fields.get("peer")
+            text = f"learns {short(value)} was chosen (told by {teller})"
         else:
             text = f"chosen: {short(value)} (ballot {ballot})"
     elif e.name == "gave_up":
