@@ -339,8 +339,10 @@ def _mark_unread(trace: Trace) -> None:
             finished.setdefault(e.process, e.ts)
     for m in trace.messages:
         done = finished.get(m.receiver)
-        if m.lost and not m.lost_why and done is not None and m.sent >= done - IN_FLIGHT_S:
-            m.lost_why = "unread: the proposer had already finished"
+        gone = not m.lost_why or "gone away" in m.lost_why  # ROUTER: the proposer had left
+        if m.lost and gone and done is not None and m.sent >= done - IN_FLIGHT_S:
+            why = f" ({m.lost_why})" if m.lost_why else ""
+            m.lost_why = f"unread: the proposer had already finished{why}"
 
 
 def _lifecycle(trace: Trace) -> None:
