@@ -17,7 +17,7 @@ import math
 from bisect import bisect_right
 from xml.sax.saxutils import escape, quoteattr
 
-from .trace import Chart, Mark, Message, clock, elapsed, gap, is_proposer
+from .trace import Chart, Mark, Message, clock, columns, elapsed, gap, is_proposer
 
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
 BREAK_S = 0.25  # a longer gap between rows is cut out and labelled
@@ -87,15 +87,9 @@ class _SvgChart:
 
     def __init__(self, chart: Chart) -> None:
         self.c = chart
-        self.x: dict[str, float] = {}
-        pos = PAD + AXIS_W + HEAD_W / 2 + 12
-        for i, p in enumerate(chart.processes):
-            if i:
-                prev = is_proposer(chart.processes[i - 1])
-                pos += (PROPOSER_GAP if prev and is_proposer(p) else
-                        MIDDLE_GAP if prev else NODE_GAP)
-            self.x[p] = pos
-        self.width = pos + HEAD_W / 2 + 150 + PAD
+        self.x = columns(chart.processes, PAD + AXIS_W + HEAD_W / 2 + 12, PROPOSER_GAP,
+                         MIDDLE_GAP, NODE_GAP)
+        self.width = max(self.x.values()) + HEAD_W / 2 + 150 + PAD
         self.decision = chart.decision
         self.heads_y = 62.0
         self.body_top = self.heads_y + HEAD_H + 12

@@ -9,7 +9,7 @@ into the arrow; a lost one ends in ``╳`` short of the receiver. Gaps longer th
 
 from __future__ import annotations
 
-from .trace import Chart, Mark, Message, clock, elapsed, gap, is_proposer
+from .trace import Chart, Mark, Message, clock, columns, elapsed, gap, is_proposer
 
 BREAK_S = 0.25  # a gap this long between rows gets a row saying so
 TIME_W = 10  # the elapsed-time column
@@ -46,16 +46,10 @@ class _TextChart:
     def __init__(self, chart: Chart, glyphs: dict[str, str]) -> None:
         self.c = chart
         self.g = glyphs
-        self.x: dict[str, int] = {}
-        pos = TIME_W + 2
-        for i, p in enumerate(chart.processes):
-            if i:
-                prev = is_proposer(chart.processes[i - 1])
-                pos += (PROPOSER_GAP if prev and is_proposer(p) else
-                        MIDDLE_GAP if prev else NODE_GAP)
-            self.x[p] = pos
-        self.right = pos  # the last lifeline
-        self.width = pos + MARK_ROOM
+        self.x = {p: int(x) for p, x in columns(chart.processes, TIME_W + 2, PROPOSER_GAP,
+                                                  MIDDLE_GAP, NODE_GAP).items()}
+        self.right = max(self.x.values())  # the last lifeline
+        self.width = self.right + MARK_ROOM
         self.boxes = {p: [(m.ts, m.until) for m in chart.marks
                           if m.process == p and m.until is not None] for p in chart.processes}
 

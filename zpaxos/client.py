@@ -104,13 +104,7 @@ class Client:
         """Log replies that arrived after their proposal ended (a quorum answered first),
         so the log shows them received, not lost. Whatever is still on its way is not
         waited for."""
-        while True:
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            self._answered.add(node_id)
-            self.wire.parse(frames, f"node{node_id}")
+        self._drain(sock, node_id, {}, time.monotonic())
 
     def _new_proposer_id(self) -> bytes:
         self._ids_used += 1

@@ -186,6 +186,20 @@ def short(v: Any, width: int = VALUE_SHOWN) -> str:
     return s if len(s) <= width else s[: width - 1] + "…"
 
 
+def columns(processes: list[str], first: float, proposer_gap: float, middle_gap: float,
+            node_gap: float) -> dict[str, float]:
+    """Where each lifeline goes: proposers side by side, a wider gap, then the nodes."""
+    x: dict[str, float] = {}
+    pos = first
+    for i, p in enumerate(processes):
+        if i:
+            prev = is_proposer(processes[i - 1])
+            pos += (proposer_gap if prev and is_proposer(p) else
+                    middle_gap if prev else node_gap)
+        x[p] = pos
+    return x
+
+
 def is_proposer(process: str) -> bool:
     return process.startswith("proposer")
 
