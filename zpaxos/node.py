@@ -42,6 +42,20 @@ from .valuefiles import ValueFiles
 BATCH_MAX = 1000  # messages handled per pass before the group commit
 STATUS_MAX_KEYS = 10_000  # keys in one status reply
 SYNC_PAGE = 500  # chosen values in one sync reply
+# Values are up to 1 MiB each: a reply stops short of this many value bytes, so it always
+# fits the decoder's body limit (codec.MAX_BODY_BYTES) at the other end.
+REPLY_MAX_VALUE_BYTES = 16 << 20
+
+
+def _page(items: list, max_items: int, size) -> tuple[list, bool]:
+    """The first items that fit both limits (always at least one), and whether more remain."""
+    out, total = [], 0
+    for item in items[:max_items]:
+        total += size(item)
+        if out and total > REPLY_MAX_VALUE_BYTES:
+            break
+        out.append(item)
+    return out, len(out) < len(items)
 
 
 @dataclass
@@ -199,14 +213,16 @@ class Node:
             items = [(req.key, self.acceptor.state(req.key))] if req.key in states else []
         else:
             items = sorted(states.items())
-        entries = tuple(KeyStatus(k, s.promised, s.accepted, s.value, s.chosen)
-                        for k, s in items[:STATUS_MAX_KEYS])
-        return StatusReply(self.cfg.id, entries, len(items) > STATUS_MAX_KEYS)
+        page, more = _page(items, STATUS_MAX_KEYS,
+                           lambda kv: len(kv[1].value or b"") + len(kv[1].chosen or b""))
+        entries = tuple(KeyStatus(k, s.promised, s.accepted, s.value, s.chosen) for k, s in page)
+        return StatusReply(self.cfg.id, entries, more)
 
     def _sync_page(self, after: str) -> SyncReply:
         chosen = sorted((k, s.chosen) for k, s in self.acceptor.states.items()
                         if s.chosen is not None and k > after)
-        return SyncReply(after, tuple(chosen[:SYNC_PAGE]), len(chosen) > SYNC_PAGE)
+        page, more = _page(chosen, SYNC_PAGE, lambda kv: len(kv[1]))
+        return SyncReply(after, tuple(page), more)
 
     def _start_sync(self) -> None:
         """Ask every peer for the decisions this node may have missed while down. A peer

@@ -61,6 +61,9 @@ def open_router(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
     # Without this a reply to a departed proposer vanishes silently; with it we log it.
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
     sock.setsockopt(zmq.LINGER, ROUTER_LINGER_MS)
+    # A peer that sends a frame larger than any valid message is cut off by libzmq before
+    # the node allocates it.
+    sock.setsockopt(zmq.MAXMSGSIZE, codec.MAX_BODY_BYTES + 4096)
     try:
         sock.bind(endpoint)
     except zmq.ZMQError as e:
