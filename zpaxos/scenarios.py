@@ -284,7 +284,7 @@ def s8_majority_down(ctx: Ctx) -> str:
         _restart(ctx, down)
     names = [f"node{i}" for i in down]
     check(a["exit"] == 1 and a["chosen"] is None, "a value was chosen without a quorum")
-    check(a["elapsed_ms"] <= timeout_s * 1000 + 500,
+    check(a["elapsed_ms"] <= timeout_s * 1000 + 1000,  # the deadline, plus slack for load
           f"gave up after {a['elapsed_ms']} ms, timeout was {timeout_s:g} s")
     check(sorted(a["no_reply_from"]) == sorted(names),
           f"named {a['no_reply_from']} as silent, expected {names}")
