@@ -314,7 +314,8 @@ class Proposer:
             return step
         self._heard.add(src)
         if isinstance(msg, Decide):
-            self._finish(step, msg.value, f"already chosen (told by acceptor {src})", told_by=src)
+            chosen = self._learner.on_decide(msg)
+            self._finish(step, chosen, f"already chosen (told by acceptor {src})", told_by=src)
         elif isinstance(msg, Promise):
             self._on_promise(now, src, msg, step)
         elif isinstance(msg, Accepted):

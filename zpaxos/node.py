@@ -25,11 +25,10 @@ from .config import ClusterConfig, NodeConfig
 from .core import Acceptor
 from .log import EventLog
 from .messages import (
-    Accept,
+    TO_ACCEPTOR,
     Decide,
     KeyStatus,
     Message,
-    Prepare,
     StatusReply,
     StatusRequest,
     SyncReply,
@@ -162,7 +161,7 @@ class Node:
 
     def _handle(self, sock: zmq.Socket, ident: bytes | None, peer: str, msg: Message,
                 p: _Pass) -> None:
-        if isinstance(msg, (Prepare, Accept, Decide)):
+        if isinstance(msg, TO_ACCEPTOR):
             self._apply(sock, ident, peer, msg, p)
         elif isinstance(msg, StatusRequest):
             p.replies.append((sock, ident, self._status(msg), peer))
