@@ -2,12 +2,11 @@
 
 Process handling lives in zpaxos.launcher (shared with the scenario runner and the
 benchmark); this adds what tests need: a cluster file on free ports in a temporary
-directory, and helpers to read the JSON log. The fixture stops every process.
+directory, and helpers for the data directories. The fixture stops every process.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from zpaxos.launcher import (
@@ -45,12 +44,6 @@ class Cluster(LocalCluster):
     @staticmethod
     def wait_for(predicate, what: str, timeout_s: float = 20.0):
         return wait_for(predicate, what, timeout_s)
-
-    def log_events(self) -> list[dict]:
-        path = self.dir / "paxos.log"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
     def value_file(self, i: int, key: str = "CISC5597") -> Path:
         return self.dir / "data" / f"node{i}" / f"{key}.txt"

@@ -200,6 +200,19 @@ class LocalCluster:
             raise RuntimeError(f"zpaxos status failed: {r.err.strip()}")
         return r.json
 
+    def log_events(self) -> list[dict[str, Any]]:
+        """Every event of the cluster's JSON log (``paxos.log`` in the work directory)."""
+        path = self.dir / "paxos.log"
+        if not path.exists():
+            return []
+        events = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                continue  # a line cut short by a kill -9
+        return events
+
     def node_state(self, i: int, key: str) -> dict[str, Any] | None:
         """Node ``i``'s state for ``key`` (None if unreachable or it has none)."""
         for node in self.status(key)["nodes"]:

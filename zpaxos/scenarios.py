@@ -14,7 +14,6 @@ still produces the same ordering.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import signal
 import sys
@@ -99,16 +98,7 @@ class Ctx:
             raise Failed(str(e)) from None
 
     def events(self, key: str) -> list[dict[str, Any]]:
-        path = self.workdir / "paxos.log"
-        out = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                e = json.loads(line)
-            except ValueError:
-                continue
-            if e.get("key") == key:
-                out.append(e)
-        return out
+        return [e for e in self.cluster.log_events() if e.get("key") == key]
 
 
 def outcome(r: Result, value: str) -> dict[str, Any]:
