@@ -13,8 +13,8 @@ import argparse
 import random
 import time
 
-from zpaxos.core import Acceptor, Proposer, ProposerOptions
-from zpaxos.messages import Accept, Decide, Prepare
+from zpaxos.protocol.core import Acceptor, Proposer, ProposerOptions
+from zpaxos.protocol.messages import Accept, Decide, Prepare
 
 
 def decide_all(n: int) -> float:

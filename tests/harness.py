@@ -1,6 +1,6 @@
 """Real clusters for end-to-end tests: node processes on free loopback ports.
 
-Process handling lives in zpaxos.launcher (shared with the scenario runner and the
+Process handling lives in zpaxos.lab.launcher (shared with the scenario runner and the
 benchmark); this adds what tests need: a cluster file on free ports in a temporary
 directory, and helpers for the data directories. The fixture stops every process.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zpaxos.launcher import (
+from zpaxos.lab.launcher import (
     PACKAGE_ROOT,
     LocalCluster,
     Result,

@@ -1,4 +1,4 @@
-"""A seeded, deterministic simulator for the pure Paxos core (zpaxos.core).
+"""A seeded, deterministic simulator for the pure Paxos core (zpaxos.protocol.core).
 
 The tests own the network (STYLE.md, example 7): every in-flight message is plain data in
 an event queue keyed by virtual time, and a ``random.Random(seed)`` decides how long each
@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from zpaxos.core import (
+from zpaxos.protocol.core import (
     Acceptor,
     Event,
     KeyState,
@@ -48,7 +48,7 @@ from zpaxos.core import (
     Step,
     quorum_size,
 )
-from zpaxos.messages import ZERO, Accept, Accepted, Ballot, Decide, Nack, Prepare, Promise
+from zpaxos.protocol.messages import ZERO, Accept, Accepted, Ballot, Decide, Nack, Prepare, Promise
 
 INF = float("inf")
 TRACE_TAIL_LINES = 60  # how much of the trace a failure message shows

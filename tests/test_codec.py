@@ -7,8 +7,8 @@ import random
 import msgpack
 import pytest
 
-from zpaxos import codec
-from zpaxos.messages import (
+from zpaxos.runtime import codec
+from zpaxos.protocol.messages import (
     ZERO,
     Accept,
     Accepted,

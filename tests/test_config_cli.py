@@ -8,7 +8,7 @@ import pytest
 
 from tests.harness import ROOT, env, zpaxos_cmd
 from zpaxos.cli import main
-from zpaxos.config import ConfigError, load_config
+from zpaxos.runtime.config import ConfigError, load_config
 
 GOOD = """
 [node.0]

@@ -1,4 +1,4 @@
-"""Focused tests of the Paxos rules in zpaxos.core, one rule at a time, no network."""
+"""Focused tests of the Paxos rules in zpaxos.protocol.core, one rule at a time, no network."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from zpaxos.core import (
+from zpaxos.protocol.core import (
     Acceptor,
     KeyState,
     Learner,
@@ -16,7 +16,7 @@ from zpaxos.core import (
     Step,
     quorum_size,
 )
-from zpaxos.messages import (
+from zpaxos.protocol.messages import (
     ZERO,
     Accept,
     Accepted,

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from tests.harness import ROOT, env
-from zpaxos.launcher import free_ports, write_config
+from zpaxos.lab.launcher import free_ports, write_config
 
 pytestmark = pytest.mark.e2e
 
 
 def runner(config: Path, out: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "zpaxos.scenarios", "--config", str(config),
+    return [sys.executable, "-m", "zpaxos.lab.scenarios", "--config", str(config),
             "--out", str(out), *args]
 
 

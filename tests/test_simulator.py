@@ -26,8 +26,8 @@ from tests.simulator import (
     main,
     run_schedule,
 )
-from zpaxos.core import Acceptor, Event, Proposer, ProposerOptions, Step
-from zpaxos.messages import ZERO, Accept, Accepted, Ballot, Decide, Prepare, Promise
+from zpaxos.protocol.core import Acceptor, Event, Proposer, ProposerOptions, Step
+from zpaxos.protocol.messages import ZERO, Accept, Accepted, Ballot, Decide, Prepare, Promise
 
 # --------------------------------------------------------------------------- mutants
 # Deliberately broken variants. They live here, not in zpaxos/, and each one must be

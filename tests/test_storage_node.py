@@ -8,14 +8,14 @@ import threading
 import pytest
 
 from tests.harness import free_ports
-from zpaxos.client import Client
-from zpaxos.config import ClusterConfig, LogConfig, NodeConfig, ProposerConfig
-from zpaxos.core import KeyState
-from zpaxos.log import null_log
-from zpaxos.messages import ZERO, Ballot
-from zpaxos.node import Node
-from zpaxos.storage import MemoryStore, SqliteStore, StorageError
-from zpaxos.transport import SignalWakeup
+from zpaxos.runtime.client import Client
+from zpaxos.runtime.config import ClusterConfig, LogConfig, NodeConfig, ProposerConfig
+from zpaxos.protocol.core import KeyState
+from zpaxos.runtime.log import null_log
+from zpaxos.protocol.messages import ZERO, Ballot
+from zpaxos.runtime.node import Node
+from zpaxos.runtime.storage import MemoryStore, SqliteStore, StorageError
+from zpaxos.runtime.sockets import SignalWakeup
 
 ID = bytes(range(16))
 
@@ -164,7 +164,7 @@ def test_failed_commit_sends_nothing_and_stops_the_node(tmp_path):
 
 
 def test_value_files_follow_the_glob_and_are_rebuilt(tmp_path):
-    from zpaxos.valuefiles import ValueFiles
+    from zpaxos.runtime.valuefiles import ValueFiles
 
     vf = ValueFiles(tmp_path, "CISC*", null_log())
     vf.rebuild([("CISC5597", b"Value_A"), ("other", b"x")])
@@ -188,8 +188,8 @@ def test_value_files_follow_the_glob_and_are_rebuilt(tmp_path):
 def test_sync_and_status_pages_stay_under_the_decoders_limit(tmp_path):
     """Large values: every page must still decode at the other end, and paging covers
     every key exactly once."""
-    from zpaxos import codec
-    from zpaxos.messages import StatusRequest
+    from zpaxos.runtime import codec
+    from zpaxos.protocol.messages import StatusRequest
 
     cluster = one_node_cluster(tmp_path)
     store = MemoryStore()

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from zpaxos.chart_svg import render_svg
-from zpaxos.chart_text import render_text
+from zpaxos.pictures.chart_svg import render_svg
+from zpaxos.pictures.chart_text import render_text
 from zpaxos.cli import main
-from zpaxos.trace import (
+from zpaxos.pictures.trace import (
     PAXOS_TYPES,
     TraceError,
     draw_scenario,

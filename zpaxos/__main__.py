@@ -1,5 +1,5 @@
 """``python -m zpaxos ...``: the same command as the installed ``zpaxos``."""
 
-from .cli import main
+from zpaxos.cli import main
 
 main()

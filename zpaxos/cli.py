@@ -29,7 +29,7 @@ class Failure(Exception):
 
 
 def _load(config: str | None) -> Any:
-    from .config import ConfigError, load_config
+    from zpaxos.runtime.config import ConfigError, load_config
 
     try:
         return load_config(config)
@@ -38,7 +38,7 @@ def _load(config: str | None) -> Any:
 
 
 def _logging(cluster: Any, process: str, quiet: bool) -> Any:
-    from .log import setup_logging
+    from zpaxos.runtime.log import setup_logging
 
     try:
         return setup_logging(cluster.log, process, stderr=not quiet)
@@ -67,10 +67,10 @@ def cli() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Log to the log file only, not to stderr.")
 def node(node_id: int, config: str | None, quiet: bool) -> None:
     """Run node ID of the cluster in the foreground until Ctrl-C or SIGTERM."""
-    from .config import ConfigError
-    from .node import Node
-    from .storage import StorageError
-    from .transport import BindError
+    from zpaxos.runtime.config import ConfigError
+    from zpaxos.runtime.node import Node
+    from zpaxos.runtime.storage import StorageError
+    from zpaxos.runtime.sockets import BindError
 
     cluster = _load(config)
     try:
@@ -115,7 +115,7 @@ def _node_delays(ctx: click.Context, param: click.Parameter, raw: tuple[str, ...
 
 
 def _key_param(ctx: click.Context, param: click.Parameter, key: str | None) -> str | None:
-    from .messages import key_problem
+    from zpaxos.protocol.messages import key_problem
 
     if key is not None:
         problem = key_problem(key)
@@ -167,9 +167,9 @@ def propose(value: str, key: str | None, delay: float, pause_between_phases: flo
     if delay:
         time.sleep(delay)
 
-    from .client import Client, Interrupted, options_from
-    from .messages import DEFAULT_KEY
-    from .transport import SignalWakeup, proposer_name
+    from zpaxos.runtime.client import Client, Interrupted, options_from
+    from zpaxos.protocol.messages import DEFAULT_KEY
+    from zpaxos.runtime.sockets import SignalWakeup, proposer_name
 
     opts = options_from(cluster.proposer, timeout_s=timeout, max_rounds=max_rounds,
                         round_timeout_s=round_timeout, backoff_s=backoff,
@@ -202,7 +202,7 @@ def propose(value: str, key: str | None, delay: float, pause_between_phases: flo
 def _print_outcome(o: Any, elapsed_ms: float, as_json: bool, proposer: str) -> None:
     import json
 
-    from .log import show_value
+    from zpaxos.runtime.log import show_value
 
     silent = [f"node{n}" for n in o.silent] if o.chosen is None else []
     if as_json:
@@ -237,9 +237,9 @@ def _print_outcome(o: Any, elapsed_ms: float, as_json: bool, proposer: str) -> N
               help="How long to wait for each node (default 1 s).")
 def status(config: str | None, key: str | None, as_json: bool, timeout: float) -> None:
     """Show each node's state: reachable or not, and per key promised/accepted/chosen."""
-    from .client import Client
-    from .log import null_log
-    from .statusview import status_json, status_table
+    from zpaxos.runtime.client import Client
+    from zpaxos.runtime.log import null_log
+    from zpaxos.pictures.statusview import status_json, status_table
 
     cluster = _load(config)
     with Client(cluster, null_log("status")) as client:
@@ -261,7 +261,7 @@ def status(config: str | None, key: str | None, as_json: bool, timeout: float) -
 def trace(logfile: str, key: str | None, since: str | None, out: str | None,
           fmt: str | None) -> None:
     """Draw a message sequence chart of a run from its JSON log."""
-    from .trace import TraceError, run_trace
+    from zpaxos.pictures.trace import TraceError, run_trace
 
     try:
         run_trace(logfile, key=key, since=since, out=out, fmt=fmt)
@@ -288,9 +288,9 @@ def trace(logfile: str, key: str | None, since: str | None, out: str | None,
 def bench(config: str | None, proposals: int, concurrency: int, contended_keys: int,
           value_size: int, cli_runs: int, as_json: bool) -> None:
     """Measure decisions per second and latency, end to end on real sockets."""
-    from . import bench as b
-    from .config import ConfigError
-    from .launcher import NodeStartError
+    from zpaxos.lab import bench as b
+    from zpaxos.runtime.config import ConfigError
+    from zpaxos.lab.launcher import NodeStartError
 
     try:
         result = b.run_bench(config, proposals, concurrency, contended_keys, value_size, cli_runs)

@@ -1,6 +1,6 @@
 """The lab's scenarios and the textbook orderings, run against a real local cluster.
 
-``./run_scenarios.sh`` runs this module (``python -m zpaxos.scenarios``). It starts every
+``./run_scenarios.sh`` runs this module (``python -m zpaxos.lab.scenarios``). It starts every
 node of the cluster file, runs the chosen scenarios one after the other, each on its own
 key, checks each outcome against what Paxos guarantees, draws a message sequence chart
 of each, prints a summary table, stops every process it started (on success, failure,
@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import ClusterConfig, ConfigError, default_config_path, load_config
-from .core import quorum_size
-from .launcher import LocalCluster, NodeStartError, Result, wait_for, write_config
-from .messages import DEFAULT_KEY
+from zpaxos.runtime.config import ClusterConfig, ConfigError, default_config_path, load_config
+from zpaxos.protocol.core import quorum_size
+from zpaxos.lab.launcher import LocalCluster, NodeStartError, Result, wait_for, write_config
+from zpaxos.protocol.messages import DEFAULT_KEY
 
 STAGE_S = 3.0  # how late a staged message arrives
 PAUSE_S = 1.0  # livelock: each proposer's pause between its phases
@@ -415,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     draw = None
     if not args.no_charts:
-        from .trace import draw_scenario
+        from zpaxos.pictures.trace import draw_scenario
 
         draw = draw_scenario
     try:

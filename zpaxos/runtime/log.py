@@ -24,8 +24,8 @@ import sys
 import time
 from typing import Any
 
-from .config import LogConfig
-from .messages import (
+from zpaxos.runtime.config import LogConfig
+from zpaxos.protocol.messages import (
     Accept,
     Accepted,
     Ballot,

@@ -21,11 +21,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .config import ProposerConfig
+from zpaxos.runtime.config import ProposerConfig
 
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 10.0
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 _live: set[subprocess.Popen] = set()
 T = TypeVar("T")

@@ -18,8 +18,8 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
-from .core import KeyState
-from .messages import Ballot
+from zpaxos.protocol.core import KeyState
+from zpaxos.protocol.messages import Ballot
 
 DB_NAME = "state.db"
 SCHEMA_VERSION = "1"

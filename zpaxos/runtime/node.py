@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 
 import zmq
 
-from .config import ClusterConfig, NodeConfig
-from .core import Acceptor
-from .log import EventLog
-from .messages import (
+from zpaxos.runtime.config import ClusterConfig, NodeConfig
+from zpaxos.protocol.core import Acceptor
+from zpaxos.runtime.log import EventLog
+from zpaxos.protocol.messages import (
     TO_ACCEPTOR,
     Decide,
     KeyStatus,
@@ -34,9 +34,9 @@ from .messages import (
     SyncReply,
     SyncRequest,
 )
-from .storage import MemoryStore, SqliteStore
-from .transport import SignalWakeup, Wire, node_routing_id, open_dealer, open_router, peer_name
-from .valuefiles import ValueFiles
+from zpaxos.runtime.storage import MemoryStore, SqliteStore
+from zpaxos.runtime.sockets import SignalWakeup, Wire, node_routing_id, open_dealer, open_router, peer_name
+from zpaxos.runtime.valuefiles import ValueFiles
 
 BATCH_MAX = 1000  # messages handled per pass before the group commit
 STATUS_MAX_KEYS = 10_000  # keys in one status reply

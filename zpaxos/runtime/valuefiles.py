@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from .log import EventLog
+from zpaxos.runtime.log import EventLog
 
 _STOP = object()
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import msgpack
 
-from .messages import (
+from zpaxos.protocol.messages import (
     PROPOSER_ID_BYTES,
     ZERO,
     Accept,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from .client import NodeStatus
-from .log import show_value
+from zpaxos.runtime.client import NodeStatus
+from zpaxos.runtime.log import show_value
 
 
 def _ballot(b) -> str | None:

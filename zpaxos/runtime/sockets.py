@@ -16,9 +16,9 @@ from typing import Any
 
 import zmq
 
-from . import codec
-from .log import EventLog, message_fields
-from .messages import Message, StatusReply, StatusRequest, SyncReply, SyncRequest
+from zpaxos.runtime import codec
+from zpaxos.runtime.log import EventLog, message_fields
+from zpaxos.protocol.messages import Message, StatusReply, StatusRequest, SyncReply, SyncRequest
 
 RUNTIME_MESSAGES = (StatusRequest, StatusReply, SyncRequest, SyncReply)
 

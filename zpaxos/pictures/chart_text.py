@@ -9,7 +9,7 @@ into the arrow; a lost one ends in ``╳`` short of the receiver. Gaps longer th
 
 from __future__ import annotations
 
-from .trace import Chart, Mark, Message, clock, columns, elapsed, gap, is_proposer
+from zpaxos.pictures.trace import Chart, Mark, Message, clock, columns, elapsed, gap, is_proposer
 
 BREAK_S = 0.25  # a gap this long between rows gets a row saying so
 TIME_W = 10  # the elapsed-time column

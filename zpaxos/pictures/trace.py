@@ -577,10 +577,10 @@ def _chart(trace: Trace, key: str, window: list[Event], nodes: list[str],
 
 def _render(charts: list[Chart], fmt: str, source: str, ascii_only: bool = False) -> str:
     if fmt == "svg":
-        from .chart_svg import render_svg
+        from zpaxos.pictures.chart_svg import render_svg
 
         return render_svg(charts, source)
-    from .chart_text import render_text
+    from zpaxos.pictures.chart_text import render_text
 
     return render_text(charts, ascii_only=ascii_only)
 
@@ -629,7 +629,7 @@ def draw_scenario(log_path: Path, name: str, out_dir: Path, since: float) -> str
     """The scenario runner's chart: every key with events at or after ``since``, stacked
     in ``out_dir/name.svg``. Never raises for a bad or empty log -- a scenario that failed
     early still gets a chart saying so -- and returns "" only if the file cannot be written."""
-    from .chart_svg import render_empty, render_svg
+    from zpaxos.pictures.chart_svg import render_empty, render_svg
 
     try:
         doc = render_svg(select(read_log(str(log_path)), None, since), str(log_path))

@@ -17,7 +17,7 @@ import math
 from bisect import bisect_right
 from xml.sax.saxutils import escape, quoteattr
 
-from .trace import Chart, Mark, Message, clock, columns, elapsed, gap, is_proposer
+from zpaxos.pictures.trace import Chart, Mark, Message, clock, columns, elapsed, gap, is_proposer
 
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
 BREAK_S = 0.25  # a longer gap between rows is cut out and labelled

@@ -20,7 +20,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .messages import (
+from zpaxos.protocol.messages import (
     ZERO,
     Accept,
     Accepted,

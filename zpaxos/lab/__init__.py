@@ -1,0 +1,1 @@
+"""The lab: scenarios on a real local cluster, the process launcher, and the benchmark."""

@@ -1,0 +1,1 @@
+"""Pictures of runs: the log model, message sequence charts (SVG, text) and status tables."""

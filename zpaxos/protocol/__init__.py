@@ -1,0 +1,1 @@
+"""The protocol: ballots and messages, the message registry, and the pure Paxos rules."""
