@@ -38,12 +38,13 @@ MESSAGES = [
     Nack("k", B1, BIG),
     Nack("k", B1, ZERO),
     Decide("k", b"Value_A"),
+    Decide("k", b"Value_A", B1),
     StatusRequest(None),
     StatusRequest("k"),
-    StatusReply(2, (KeyStatus("k", B1, ZERO, None, None), KeyStatus("j", BIG, B1, b"x", b"x")),
+    StatusReply(2, (KeyStatus("k", B1, ZERO, None, None), KeyStatus("j", BIG, B1, b"x", b"x", B1)),
                 False),
     SyncRequest(""),
-    SyncReply("a", (("b", b"1"), ("c", b"2")), True),
+    SyncReply("a", (("b", b"1", B1), ("c", b"2", ZERO)), True),
 ]
 
 
@@ -82,7 +83,7 @@ def _body(*fields):
     ([b"ZPAXOS/1", b"PROMISE", b"1", _body("k", [1, b"x"], [1, b"y"], None)], "go together"),
     ([b"ZPAXOS/1", b"DECIDE", b"\x80", _body("k", b"v")], "message id"),
     ([b"ZPAXOS/1", b"STATUS_REPLY", b"1", _body(1, [["k"]], False)], "status entry"),
-    ([b"ZPAXOS/1", b"SYNC_REPLY", b"1", _body("", [["k", b"v"]], 1)], "true/false"),
+    ([b"ZPAXOS/1", b"SYNC_REPLY", b"1", _body("", [["k", b"v", [0, b""]]], 1)], "true/false"),
 ])
 def test_garbage_is_a_decode_error(frames, why):
     with pytest.raises(codec.DecodeError, match=why.replace("[", r"\[")):

@@ -132,10 +132,12 @@ def test_keys_are_independent_instances() -> None:
 
 def test_a_decided_acceptor_answers_prepare_and_accept_with_the_decision() -> None:
     a = Acceptor()
-    step = a.on_decide("P", Decide(K, b"x"))
-    assert step.persist == [(K, KeyState(chosen=b"x"))] and step.events[0].name == "learned"
-    assert sent(a.on_prepare("Q", Prepare(K, B3))) == [("Q", Decide(K, b"x"))]
-    assert sent(a.on_accept("Q", Accept(K, B3, b"y"))) == [("Q", Decide(K, b"x"))]
+    step = a.on_decide("P", Decide(K, b"x", B1))
+    assert step.persist == [(K, KeyState(chosen=b"x", chosen_ballot=B1))]
+    assert step.events[0].name == "learned"
+    # The Decide names the ballot that chose the value, so a late proposer can say so.
+    assert sent(a.on_prepare("Q", Prepare(K, B3))) == [("Q", Decide(K, b"x", B1))]
+    assert sent(a.on_accept("Q", Accept(K, B3, b"y"))) == [("Q", Decide(K, b"x", B1))]
     assert a.state(K).promised == ZERO  # a decided key needs no more promises
 
 
@@ -145,6 +147,9 @@ def test_a_conflicting_decide_never_overwrites_and_raises_the_alarm() -> None:
     assert step.persist == [] and [e.name for e in step.events] == ["conflict"]
     assert a.state(K).chosen == b"x"
     assert a.on_decide("P", Decide(K, b"x")).persist == []  # the same decision again
+    # ... but the same decision with its ballot fills in what was unknown.
+    assert a.on_decide("P", Decide(K, b"x", B1)).persist == [
+        (K, KeyState(chosen=b"x", chosen_ballot=B1))]
 
 
 def test_a_restarted_acceptor_keeps_exactly_what_was_persisted() -> None:
@@ -231,9 +236,10 @@ def test_a_quorum_of_accepted_chooses_and_tells_every_acceptor() -> None:
     assert p.receive(0.2, "A1", Accepted(K, B1, b"mine")).send == []  # duplicate
     assert p.receive(0.2, "A2", Accepted(K, Ballot(0, b"p"), b"mine")).send == []  # stale
     step = p.receive(0.2, "A2", Accepted(K, B1, b"mine"))
-    assert sent(step) == [(a, Decide(K, b"mine")) for a in ACCEPTORS]
+    assert sent(step) == [(a, Decide(K, b"mine", B1)) for a in ACCEPTORS]
     o = p.outcome
     assert o is not None and (o.chosen, o.own, o.rounds, o.ballot) == (b"mine", True, 1, B1)
+    assert (o.chosen_ballot, o.how) == (B1, "proposed")
     assert p.done and p.next_wakeup is None and o.silent == ("A3",)
 
 
@@ -249,7 +255,7 @@ def test_a_quorum_for_an_abandoned_round_still_counts_as_chosen() -> None:
     p.receive(0.3, "A1", Accepted(K, B1, b"mine"))
     step = p.receive(0.3, "A2", Accepted(K, B1, b"mine"))
     assert p.outcome is not None and p.outcome.chosen == b"mine" and p.rounds == 1
-    assert sent(step) == [(a, Decide(K, b"mine")) for a in ACCEPTORS]
+    assert sent(step) == [(a, Decide(K, b"mine", B1)) for a in ACCEPTORS]
 
 
 def test_a_single_acceptor_is_its_own_quorum() -> None:
@@ -283,10 +289,13 @@ def test_a_rejection_starts_a_round_above_the_promise_it_names() -> None:
 
 def test_a_decide_from_an_acceptor_ends_the_proposal() -> None:
     p, _ = started()
-    step = p.receive(0.1, "A2", Decide(K, b"theirs"))
-    assert sent(step) == [("A1", Decide(K, b"theirs")), ("A3", Decide(K, b"theirs"))]
+    earlier = Ballot(7, b"q")
+    step = p.receive(0.1, "A2", Decide(K, b"theirs", earlier))
+    assert sent(step) == [("A1", Decide(K, b"theirs", earlier)),
+                          ("A3", Decide(K, b"theirs", earlier))]
     o = p.outcome
     assert o is not None and (o.chosen, o.own) == (b"theirs", False)
+    assert (o.chosen_ballot, o.how) == (earlier, "already")
     assert p.receive(0.2, "A1", Decide(K, b"other")).send == []  # done means done
 
 

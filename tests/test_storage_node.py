@@ -201,7 +201,7 @@ def test_sync_and_status_pages_stay_under_the_decoders_limit(tmp_path):
         while more:
             reply = node._sync_page(after)
             assert codec.decode(codec.encode(reply, b"1"))[0] == reply
-            seen += [k for k, _ in reply.chosen]
+            seen += [k for k, _, _ in reply.chosen]
             after, more = reply.chosen[-1][0], reply.more
         assert seen == [f"k{i:03d}" for i in range(80)]
         status = node._status(StatusRequest(None))

@@ -50,6 +50,7 @@ class KeyState:
     accepted: Ballot = ZERO
     value: bytes | None = None
     chosen: bytes | None = None
+    chosen_ballot: Ballot = ZERO  # the ballot that chose ``chosen``; ZERO when not known
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +119,7 @@ class Acceptor:
         s = self.state(msg.key)
         if s.chosen is not None:
             # Already decided: tell the proposer at once instead of running a round.
-            return Step(send=[(src, Decide(msg.key, s.chosen))])
+            return Step(send=[(src, Decide(msg.key, s.chosen, s.chosen_ballot))])
         if msg.ballot > s.promised:
             # Promise: from now on ignore every ballot below msg.ballot.
             persist = self._update(msg.key, replace(s, promised=msg.ballot))
@@ -129,7 +130,7 @@ class Acceptor:
     def on_accept(self, src: Peer, msg: Accept) -> Step:
         s = self.state(msg.key)
         if s.chosen is not None:
-            return Step(send=[(src, Decide(msg.key, s.chosen))])
+            return Step(send=[(src, Decide(msg.key, s.chosen, s.chosen_ballot))])
         if msg.ballot >= s.promised:
             # Accepting also promises msg.ballot, so accepted <= promised always holds.
             new = replace(s, promised=msg.ballot, accepted=msg.ballot, value=msg.value)
@@ -140,8 +141,12 @@ class Acceptor:
     def on_decide(self, src: Peer, msg: Decide) -> Step:
         s = self.state(msg.key)
         if s.chosen is None:
-            persist = self._update(msg.key, replace(s, chosen=msg.value))
+            persist = self._update(msg.key, replace(s, chosen=msg.value,
+                                                    chosen_ballot=msg.ballot))
             return Step(persist=persist, events=[Event("learned", msg.key, {"value": msg.value})])
+        if s.chosen == msg.value and s.chosen_ballot.is_zero and not msg.ballot.is_zero:
+            # Same decision, and now we also know the ballot that chose it.
+            return Step(persist=self._update(msg.key, replace(s, chosen_ballot=msg.ballot)))
         if s.chosen != msg.value:
             # Two different chosen values: a safety violation somewhere, or a rogue peer.
             # Keep what we have and raise the alarm; never overwrite a decision.
@@ -161,6 +166,7 @@ class Learner:
         self.acceptors = frozenset(acceptors)
         self.quorum = quorum_size(len(self.acceptors))
         self.chosen: dict[str, bytes] = {}
+        self.chosen_ballot: dict[str, Ballot] = {}  # when known
         self._votes: dict[tuple[str, Ballot, bytes], set[Peer]] = {}
 
     def on_accepted(self, src: Peer, msg: Accepted) -> bytes | None:
@@ -173,11 +179,14 @@ class Learner:
         voters.add(src)  # a set: a duplicated Accepted counts once
         if len(voters) >= self.quorum:
             self.chosen[msg.key] = msg.value
+            self.chosen_ballot[msg.key] = msg.ballot
             self._votes = {k: v for k, v in self._votes.items() if k[0] != msg.key}
             return msg.value
         return None
 
     def on_decide(self, msg: Decide) -> bytes:
+        if msg.key not in self.chosen and not msg.ballot.is_zero:
+            self.chosen_ballot[msg.key] = msg.ballot
         return self.chosen.setdefault(msg.key, msg.value)
 
 
@@ -211,9 +220,14 @@ class Outcome:
     chosen: bytes | None
     own: bool  # True exactly when chosen == proposed
     rounds: int
-    ballot: Ballot
+    ballot: Ballot  # this proposer's last ballot
     reason: str
     silent: tuple[Peer, ...]  # acceptors that never answered this proposer
+    # The ballot a quorum accepted the chosen value at (ZERO when not known), and how it
+    # came to be: "proposed" (chosen now, our value), "adopted" (chosen now, an earlier
+    # proposer's value we adopted), "already" (chosen before we came; told by a Decide).
+    chosen_ballot: Ballot = ZERO
+    how: str = ""
 
 
 # Proposer phases.
@@ -423,6 +437,13 @@ class Proposer:
         (then ``ballot`` is merely our last one, not the ballot the value was chosen at)."""
         self.phase = DONE
         self._outbox.clear()
+        chosen_ballot = self._learner.chosen_ballot.get(self.key, ZERO)
+        if chosen is None:
+            how = ""
+        elif told_by is not None and chosen_ballot != self.ballot:
+            how = "already"
+        else:
+            how = "proposed" if chosen == self.proposed else "adopted"
         self.outcome = Outcome(
             key=self.key,
             proposed=self.proposed,
@@ -432,19 +453,22 @@ class Proposer:
             ballot=self.ballot,
             reason=reason,
             silent=tuple(a for a in self.acceptors if a not in self._heard),
+            chosen_ballot=chosen_ballot,
+            how=how,
         )
         if chosen is None:
             step.events.append(Event("gave_up", self.key, {"ballot": self.ballot, "reason": reason,
                                                            "rounds": self.rounds}))
             return
         fields = {"value": chosen, "ballot": self.ballot, "own": self.outcome.own,
-                  "rounds": self.rounds}
+                  "rounds": self.rounds, "chosen_ballot": chosen_ballot, "how": how}
         if told_by is not None:
             fields["told_by"] = told_by
         step.events.append(Event("chosen", self.key, fields))
         # Tell every acceptor, so each records the decision and answers later proposers
         # at once (and a node that missed a round learns it from us).
-        step.send.extend((a, Decide(self.key, chosen)) for a in self.acceptors if a != told_by)
+        step.send.extend((a, Decide(self.key, chosen, chosen_ballot))
+                         for a in self.acceptors if a != told_by)
 
     # ---- helpers
 

@@ -106,6 +106,7 @@ class Decide:
 
     key: str
     value: bytes
+    ballot: Ballot = ZERO  # the ballot a quorum accepted it at; ZERO when not known
 
 
 ProtocolMessage = Prepare | Promise | Accept | Accepted | Nack | Decide
@@ -151,6 +152,7 @@ class KeyStatus:
     accepted: Ballot
     value: bytes | None
     chosen: bytes | None
+    chosen_ballot: Ballot = ZERO
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +172,7 @@ class SyncRequest:
 @dataclass(frozen=True, slots=True)
 class SyncReply:
     after: str  # the request this answers
-    chosen: tuple[tuple[str, bytes], ...]
+    chosen: tuple[tuple[str, bytes, Ballot], ...]  # (key, value, ballot that chose it)
     more: bool  # ask again after the last key of this page
 
 

@@ -62,7 +62,8 @@ def _ballot(b: Ballot) -> list[Any]:
 
 
 def _status(k: KeyStatus) -> list[Any]:
-    return [k.key, _ballot(k.promised), _ballot(k.accepted), k.value, k.chosen]
+    return [k.key, _ballot(k.promised), _ballot(k.accepted), k.value, k.chosen,
+            _ballot(k.chosen_ballot)]
 
 
 _ENCODERS: dict[type, tuple[bytes, Callable[[Any], list[Any]]]] = {
@@ -71,11 +72,12 @@ _ENCODERS: dict[type, tuple[bytes, Callable[[Any], list[Any]]]] = {
     Accept: (b"ACCEPT", lambda m: [m.key, _ballot(m.ballot), m.value]),
     Accepted: (b"ACCEPTED", lambda m: [m.key, _ballot(m.ballot), m.value]),
     Nack: (b"NACK", lambda m: [m.key, _ballot(m.ballot), _ballot(m.promised)]),
-    Decide: (b"DECIDE", lambda m: [m.key, m.value]),
+    Decide: (b"DECIDE", lambda m: [m.key, m.value, _ballot(m.ballot)]),
     StatusRequest: (b"STATUS", lambda m: [m.key]),
     StatusReply: (b"STATUS_REPLY", lambda m: [m.node, [_status(k) for k in m.keys], m.truncated]),
     SyncRequest: (b"SYNC", lambda m: [m.after]),
-    SyncReply: (b"SYNC_REPLY", lambda m: [m.after, [list(kv) for kv in m.chosen], m.more]),
+    SyncReply: (b"SYNC_REPLY", lambda m: [m.after, [[k, v, _ballot(b)] for k, v, b in m.chosen],
+                                             m.more]),
 }
 
 
@@ -151,9 +153,9 @@ def _real_ballot(x: Any, what: str = "ballot") -> Ballot:
 
 
 def _status_of(x: Any) -> KeyStatus:
-    k, pr, ac, v, ch = _list(x, 5, "status entry")
+    k, pr, ac, v, ch, cb = _list(x, 6, "status entry")
     return KeyStatus(_key(k), _ballot_of(pr, "promised"), _ballot_of(ac, "accepted"),
-                     _opt_value(v), _opt_value(ch, "chosen"))
+                     _opt_value(v), _opt_value(ch, "chosen"), _ballot_of(cb, "chosen ballot"))
 
 
 def _promise(f: Sequence[Any]) -> Promise:
@@ -166,8 +168,8 @@ def _promise(f: Sequence[Any]) -> Promise:
 
 def _sync_reply(f: Sequence[Any]) -> SyncReply:
     after = f[0] if f[0] == "" else _key(f[0], "after")
-    pairs = tuple((_key(k), _value(v)) for k, v in
-                  (_list(e, 2, "sync entry") for e in _list(f[1], None, "entries")))
+    pairs = tuple((_key(k), _value(v), _ballot_of(b, "chosen ballot")) for k, v, b in
+                  (_list(e, 3, "sync entry") for e in _list(f[1], None, "entries")))
     return SyncReply(after, pairs, _bool(f[2], "more"))
 
 
@@ -177,7 +179,7 @@ _DECODERS: dict[bytes, tuple[int, Callable[[Sequence[Any]], Message]]] = {
     b"ACCEPT": (3, lambda f: Accept(_key(f[0]), _real_ballot(f[1]), _value(f[2]))),
     b"ACCEPTED": (3, lambda f: Accepted(_key(f[0]), _real_ballot(f[1]), _value(f[2]))),
     b"NACK": (3, lambda f: Nack(_key(f[0]), _real_ballot(f[1]), _ballot_of(f[2], "promised"))),
-    b"DECIDE": (2, lambda f: Decide(_key(f[0]), _value(f[1]))),
+    b"DECIDE": (3, lambda f: Decide(_key(f[0]), _value(f[1]), _ballot_of(f[2]))),
     b"STATUS": (1, lambda f: StatusRequest(None if f[0] is None else _key(f[0]))),
     b"STATUS_REPLY": (3, lambda f: StatusReply(
         _int(f[0], "node", 0, 65535),

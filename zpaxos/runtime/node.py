@@ -168,8 +168,8 @@ class Node:
         elif isinstance(msg, SyncRequest):
             p.replies.append((sock, ident, self._sync_page(msg.after), peer))
         elif isinstance(msg, SyncReply) and ident is None:
-            for key, value in msg.chosen:
-                self._apply(sock, None, peer, Decide(key, value), p)
+            for key, value, ballot in msg.chosen:
+                self._apply(sock, None, peer, Decide(key, value, ballot), p)
             if msg.more and msg.chosen:
                 p.replies.append((sock, None, SyncRequest(msg.chosen[-1][0]), peer))
         else:
@@ -214,11 +214,12 @@ class Node:
             items = sorted(states.items())
         page, more = _page(items, STATUS_MAX_KEYS,
                            lambda kv: len(kv[1].value or b"") + len(kv[1].chosen or b""))
-        entries = tuple(KeyStatus(k, s.promised, s.accepted, s.value, s.chosen) for k, s in page)
+        entries = tuple(KeyStatus(k, s.promised, s.accepted, s.value, s.chosen,
+                                  s.chosen_ballot) for k, s in page)
         return StatusReply(self.cfg.id, entries, more)
 
     def _sync_page(self, after: str) -> SyncReply:
-        chosen = sorted((k, s.chosen) for k, s in self.acceptor.states.items()
+        chosen = sorted((k, s.chosen, s.chosen_ballot) for k, s in self.acceptor.states.items()
                         if s.chosen is not None and k > after)
         page, more = _page(chosen, SYNC_PAGE, lambda kv: len(kv[1]))
         return SyncReply(after, tuple(page), more)

@@ -22,7 +22,7 @@ from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.messages import Ballot
 
 DB_NAME = "state.db"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: chosen_round, chosen_id (the ballot that chose the value)
 
 _SCHEMA = """
 CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -33,11 +33,13 @@ CREATE TABLE acceptor (
     accepted_round INTEGER NOT NULL,
     accepted_id    BLOB NOT NULL,
     value          BLOB,
-    chosen         BLOB
+    chosen         BLOB,
+    chosen_round   INTEGER NOT NULL,
+    chosen_id      BLOB NOT NULL
 );
 """
 _COLUMNS = ["key", "promised_round", "promised_id", "accepted_round", "accepted_id", "value",
-            "chosen"]
+            "chosen", "chosen_round", "chosen_id"]
 
 
 class StorageError(Exception):
@@ -46,14 +48,14 @@ class StorageError(Exception):
 
 def _row(key: str, s: KeyState) -> tuple:
     return (key, s.promised.round, s.promised.proposer, s.accepted.round, s.accepted.proposer,
-            s.value, s.chosen)
+            s.value, s.chosen, s.chosen_ballot.round, s.chosen_ballot.proposer)
 
 
 def _state(row: tuple) -> KeyState:
-    _, pr, pid, ar, aid, value, chosen = row
+    _, pr, pid, ar, aid, value, chosen, cr, cid = row
     return KeyState(Ballot(pr, bytes(pid)), Ballot(ar, bytes(aid)),
                     None if value is None else bytes(value),
-                    None if chosen is None else bytes(chosen))
+                    None if chosen is None else bytes(chosen), Ballot(cr, bytes(cid)))
 
 
 class SqliteStore:
@@ -97,6 +99,13 @@ class SqliteStore:
         if not {"meta", "acceptor"} <= tables:
             raise sqlite3.DatabaseError("the zpaxos schema is missing")
         version = self._db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
+        if version and version[0] == "1":
+            # Version 1 did not record the ballot that chose a value: ZERO means "unknown".
+            self._db.executescript(
+                "BEGIN; ALTER TABLE acceptor ADD COLUMN chosen_round INTEGER NOT NULL DEFAULT 0;"
+                " ALTER TABLE acceptor ADD COLUMN chosen_id BLOB NOT NULL DEFAULT x'';"
+                f" UPDATE meta SET value='{SCHEMA_VERSION}' WHERE name='schema_version'; COMMIT;")
+            version = (SCHEMA_VERSION,)
         if not version or version[0] != SCHEMA_VERSION:
             raise sqlite3.DatabaseError(f"unknown schema version {version and version[0]!r}")
         cols = [r[1] for r in self._db.execute("PRAGMA table_info(acceptor)")]
