@@ -411,3 +411,9 @@ def test_a_finished_proposer_drops_its_staged_messages() -> None:
     p.start(0.0)
     p.receive(0.1, "A1", Decide(K, b"x"))
     assert p.next_wakeup is None and p.tick(0.5).send == []
+
+
+def test_first_round_stages_who_holds_the_higher_ballot() -> None:
+    p = proposer(first_round=3)
+    step = p.start(0.0)
+    assert sent(step) == [(a, Prepare(K, Ballot(3, b"p"))) for a in ACCEPTORS]

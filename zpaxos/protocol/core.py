@@ -209,6 +209,7 @@ class ProposerOptions:
     pause_between_phases_s: float = 0.0  # staging: wait after a quorum of promises
     prepare_delay_s: Mapping[Peer, float] = field(default_factory=dict)  # staging, per acceptor
     accept_delay_s: Mapping[Peer, float] = field(default_factory=dict)  # staging, per acceptor
+    first_round: int = 1  # staging: start at this round, to stage who holds the higher ballot
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,7 +344,7 @@ class Proposer:
     def _start_round(self, now: float, step: Step) -> None:
         self.rounds += 1
         # Above every ballot this proposer has seen, so a retry can win.
-        self._round = max(self._round, self._max_seen_round) + 1
+        self._round = max(self._round, self._max_seen_round, self.opts.first_round - 1) + 1
         self.ballot = Ballot(self._round, self.id)
         self.value = self.proposed
         self._promises.clear()
