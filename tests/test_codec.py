@@ -7,7 +7,6 @@ import random
 import msgpack
 import pytest
 
-from zpaxos.runtime import codec
 from zpaxos.protocol.messages import (
     ZERO,
     Accept,
@@ -23,6 +22,7 @@ from zpaxos.protocol.messages import (
     SyncReply,
     SyncRequest,
 )
+from zpaxos.runtime import codec
 
 B1 = Ballot(1, b"\xff" * 16)
 BIG = Ballot(codec.MAX_ROUND, b"\x00" * 15 + b"\x01")

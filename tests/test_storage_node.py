@@ -8,14 +8,14 @@ import threading
 import pytest
 
 from tests.harness import free_ports
+from zpaxos.protocol.core import KeyState
+from zpaxos.protocol.messages import ZERO, Ballot
 from zpaxos.runtime.client import Client
 from zpaxos.runtime.config import ClusterConfig, LogConfig, NodeConfig, ProposerConfig
-from zpaxos.protocol.core import KeyState
 from zpaxos.runtime.log import null_log
-from zpaxos.protocol.messages import ZERO, Ballot
 from zpaxos.runtime.node import Node
-from zpaxos.runtime.storage import MemoryStore, SqliteStore, StorageError
 from zpaxos.runtime.sockets import SignalWakeup
+from zpaxos.runtime.storage import MemoryStore, SqliteStore, StorageError
 
 ID = bytes(range(16))
 
@@ -108,13 +108,13 @@ def test_replies_leave_only_after_their_state_is_saved(tmp_path):
     cluster = one_node_cluster(tmp_path)
     journal: list = []
     node = Node(cluster, 0, null_log(), RecordingStore(journal))
-    real_send = node.wire.send
+    real_send = node._send
 
-    def send(sock, msg, peer, ident=None):
+    def send(dst, msg):
         journal.append(("sent", msg))
-        return real_send(sock, msg, peer, ident)
+        return real_send(dst, msg)
 
-    node.wire.send = send
+    node._send = send
     t, wakeup, errors = run_node(node)
     try:
         with Client(cluster) as c:
@@ -146,7 +146,7 @@ def test_failed_commit_sends_nothing_and_stops_the_node(tmp_path):
     journal: list = []
     node = Node(cluster, 0, null_log(), RecordingStore(journal, fail=True))
     sent = []
-    node.wire.send = lambda sock, msg, peer, ident=None: sent.append(msg)
+    node._send = lambda dst, msg: sent.append(msg)
     t, wakeup, errors = run_node(node)
     try:
         with Client(cluster) as c:
@@ -157,7 +157,7 @@ def test_failed_commit_sends_nothing_and_stops_the_node(tmp_path):
         t.join(10)
     assert errors and "disk on fire" in str(errors[0])
     assert not [m for m in sent if type(m).__name__ in ("Promise", "Accepted")]
-    assert node.acceptor.state("k").promised != ZERO  # in memory only; never acknowledged
+    assert node.host.acceptor.state("k").promised != ZERO  # in memory only; never acknowledged
 
 
 # ---------------------------------------------------------------- value files
@@ -189,7 +189,6 @@ def test_sync_and_status_pages_stay_under_the_decoders_limit(tmp_path):
     """Large values: every page must still decode at the other end, and paging covers
     every key exactly once."""
     from zpaxos.runtime import codec
-    from zpaxos.protocol.messages import StatusRequest
 
     cluster = one_node_cluster(tmp_path)
     store = MemoryStore()
@@ -199,12 +198,12 @@ def test_sync_and_status_pages_stay_under_the_decoders_limit(tmp_path):
     try:
         seen, after, more = [], "", True
         while more:
-            reply = node._sync_page(after)
+            reply = node.host.sync_page(after)
             assert codec.decode(codec.encode(reply, b"1"))[0] == reply
             seen += [k for k, _, _ in reply.chosen]
             after, more = reply.chosen[-1][0], reply.more
         assert seen == [f"k{i:03d}" for i in range(80)]
-        status = node._status(StatusRequest(None))
+        status = node.host.status(None)
         assert status.truncated and 0 < len(status.keys) < 80
         assert codec.decode(codec.encode(status, b"1"))[0] == status
     finally:

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from zpaxos.cli import main
 from zpaxos.pictures.chart_svg import render_svg
 from zpaxos.pictures.chart_text import render_text
-from zpaxos.cli import main
 from zpaxos.pictures.trace import (
     PAXOS_TYPES,
     TraceError,

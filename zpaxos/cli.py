@@ -69,8 +69,8 @@ def node(node_id: int, config: str | None, quiet: bool) -> None:
     """Run node ID of the cluster in the foreground until Ctrl-C or SIGTERM."""
     from zpaxos.runtime.config import ConfigError
     from zpaxos.runtime.node import Node
-    from zpaxos.runtime.storage import StorageError
     from zpaxos.runtime.sockets import BindError
+    from zpaxos.runtime.storage import StorageError
 
     cluster = _load(config)
     try:
@@ -85,7 +85,7 @@ def node(node_id: int, config: str | None, quiet: bool) -> None:
 
     def ready(_n: Any) -> None:
         click.echo(f"{cfg.name} listening on {cfg.endpoint} (data in {cfg.data_dir}, "
-                   f"{len(n.acceptor.states)} keys known); Ctrl-C to stop")
+                   f"{len(n.host.states)} keys known); Ctrl-C to stop")
         sys.stdout.flush()
 
     try:
@@ -167,14 +167,16 @@ def propose(value: str, key: str | None, delay: float, pause_between_phases: flo
     if delay:
         time.sleep(delay)
 
-    from zpaxos.runtime.client import Client, Interrupted, options_from
+    from zpaxos.naming import proposer_name
     from zpaxos.protocol.messages import DEFAULT_KEY
-    from zpaxos.runtime.sockets import SignalWakeup, proposer_name
+    from zpaxos.runtime.client import Client, Interrupted, options_from
+    from zpaxos.runtime.sockets import SignalWakeup
+    from zpaxos.runtime.staging import StagingOptions
 
     opts = options_from(cluster.proposer, timeout_s=timeout, max_rounds=max_rounds,
-                        round_timeout_s=round_timeout, backoff_s=backoff,
-                        pause_between_phases_s=pause_between_phases,
-                        prepare_delay_s=prepare_delay, accept_delay_s=accept_delay)
+                        round_timeout_s=round_timeout, backoff_s=backoff)
+    staging = StagingOptions(pause_between_phases_s=pause_between_phases or 0.0,
+                             prepare_delay_s=prepare_delay, accept_delay_s=accept_delay)
     import os
 
     client_id = os.urandom(16)
@@ -187,7 +189,7 @@ def propose(value: str, key: str | None, delay: float, pause_between_phases: flo
     try:
         with Client(cluster, log, client_id) as client:
             log.event("start", role="proposer", key=key, value=value.encode())
-            outcome = client.propose(value, key, opts, wakeup)
+            outcome = client.propose(value, key, opts, wakeup, staging)
     except Interrupted:
         raise KeyboardInterrupt from None
     finally:
@@ -237,9 +239,9 @@ def _print_outcome(o: Any, elapsed_ms: float, as_json: bool, proposer: str) -> N
               help="How long to wait for each node (default 1 s).")
 def status(config: str | None, key: str | None, as_json: bool, timeout: float) -> None:
     """Show each node's state: reachable or not, and per key promised/accepted/chosen."""
+    from zpaxos.pictures.statusview import status_json, status_table
     from zpaxos.runtime.client import Client
     from zpaxos.runtime.log import null_log
-    from zpaxos.pictures.statusview import status_json, status_table
 
     cluster = _load(config)
     with Client(cluster, null_log("status")) as client:
@@ -289,8 +291,8 @@ def bench(config: str | None, proposals: int, concurrency: int, contended_keys: 
           value_size: int, cli_runs: int, as_json: bool) -> None:
     """Measure decisions per second and latency, end to end on real sockets."""
     from zpaxos.lab import bench as b
-    from zpaxos.runtime.config import ConfigError
     from zpaxos.lab.launcher import NodeStartError
+    from zpaxos.runtime.config import ConfigError
 
     try:
         result = b.run_bench(config, proposals, concurrency, contended_keys, value_size, cli_runs)

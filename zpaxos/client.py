@@ -3,9 +3,9 @@
     from zpaxos.client import Client, propose, load_config
 """
 
+from zpaxos.protocol.core import Outcome
 from zpaxos.runtime.client import Client, Interrupted, NodeStatus, propose
 from zpaxos.runtime.config import ClusterConfig, load_config
-from zpaxos.protocol.core import Outcome
 
 __all__ = ["Client", "ClusterConfig", "Interrupted", "NodeStatus", "Outcome", "load_config",
            "propose"]

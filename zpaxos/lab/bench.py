@@ -21,9 +21,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from zpaxos.lab.launcher import LocalCluster, child_env, free_ports, write_config, zpaxos_cmd
 from zpaxos.runtime.client import Client, options_from
 from zpaxos.runtime.config import ClusterConfig, load_config
-from zpaxos.lab.launcher import LocalCluster, child_env, free_ports, write_config, zpaxos_cmd
 from zpaxos.runtime.log import null_log
 
 

@@ -5,21 +5,41 @@ socket, the clock, the disk or global randomness:
 
 * handlers take a message (and, for the proposer, the current time ``now``) and return
   a :class:`Step`: the acceptor state to make durable, then the messages to send, then
-  events worth logging. The runtime must persist ``step.persist`` *before* any message
-  of ``step.send`` leaves the process (see :class:`Step`);
+  typed events (:mod:`zpaxos.protocol.events`). The runtime must persist
+  ``step.persist`` *before* any message of ``step.send`` leaves the process;
 * the proposer is told the time and asks to be woken (``next_wakeup``); it draws its
   backoff from a ``random.Random`` that the caller seeds.
 
-So a seeded simulator can replay any schedule exactly (tests/simulator.py).
+So a seeded simulator can replay any schedule exactly (tests/simulator.py). Staging for
+the textbook orderings (late messages, a pause between phases) is not a Paxos rule: it
+lives in :mod:`zpaxos.runtime.staging`, around the proposer.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
+from zpaxos.protocol.events import ADOPTED as HOW_ADOPTED
+from zpaxos.protocol.events import (
+    ALREADY,
+    DEADLINE,
+    MAX_ROUNDS,
+    REJECTED,
+    TIMEOUT,
+    Adopted,
+    Chosen,
+    Conflict,
+    Event,
+    GaveUp,
+    Ignored,
+    Learned,
+    Peer,
+    Retry,
+    Round,
+)
+from zpaxos.protocol.events import PROPOSED as HOW_PROPOSED
 from zpaxos.protocol.messages import (
     ZERO,
     Accept,
@@ -31,8 +51,10 @@ from zpaxos.protocol.messages import (
     Promise,
     ProtocolMessage,
 )
+from zpaxos.protocol.registry import type_name
 
-Peer = Hashable  # who a message comes from or goes to: an acceptor id, a routing id, ...
+__all__ = ["Acceptor", "KeyState", "Learner", "Outcome", "Peer", "Proposer", "ProposerOptions",
+           "Step", "quorum_size"]
 
 
 def quorum_size(n: int) -> int:
@@ -53,22 +75,13 @@ class KeyState:
     chosen_ballot: Ballot = ZERO  # the ballot that chose ``chosen``; ZERO when not known
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """Something worth logging that is not itself a message (adopted, retry, chosen...)."""
-
-    name: str
-    key: str
-    fields: Mapping[str, Any] = field(default_factory=dict)
-
-
 @dataclass(slots=True)
 class Step:
     """What a handler asks the runtime to do, in this order.
 
     1. ``persist``: make these key states durable (fsync);
     2. ``send``: only then send these messages;
-    3. ``events``: log these.
+    3. ``events``: report these.
 
     Safety depends on the order: a Promise or Accepted that leaves before its state is on
     disk can be forgotten by a crash, and a forgotten promise lets two values be chosen.
@@ -107,7 +120,7 @@ class Acceptor:
         if isinstance(msg, Decide):
             return self.on_decide(src, msg)
         # Replies meant for proposers are a peer's mistake, not ours: ignore them.
-        return Step(events=[Event("ignored", msg.key, {"type": type(msg).__name__})])
+        return Step(events=[Ignored(msg.key, type_name(msg))])
 
     def _update(self, key: str, new: KeyState) -> list[tuple[str, KeyState]]:
         if self.states.get(key, KeyState()) == new:
@@ -143,16 +156,14 @@ class Acceptor:
         if s.chosen is None:
             persist = self._update(msg.key, replace(s, chosen=msg.value,
                                                     chosen_ballot=msg.ballot))
-            return Step(persist=persist, events=[Event("learned", msg.key, {"value": msg.value})])
+            return Step(persist=persist, events=[Learned(msg.key, msg.value, msg.ballot)])
         if s.chosen == msg.value and s.chosen_ballot.is_zero and not msg.ballot.is_zero:
             # Same decision, and now we also know the ballot that chose it.
             return Step(persist=self._update(msg.key, replace(s, chosen_ballot=msg.ballot)))
         if s.chosen != msg.value:
             # Two different chosen values: a safety violation somewhere, or a rogue peer.
             # Keep what we have and raise the alarm; never overwrite a decision.
-            return Step(
-                events=[Event("conflict", msg.key, {"chosen": s.chosen, "value": msg.value})]
-            )
+            return Step(events=[Conflict(msg.key, s.chosen, msg.value)])
         return Step()
 
 
@@ -195,21 +206,15 @@ class Learner:
 
 @dataclass(frozen=True, slots=True)
 class ProposerOptions:
-    """How a proposer paces itself, and the staging hooks for textbook orderings.
-
-    Staging applies to every round, retries included, and never causes a retry itself:
-    a phase's round timeout starts after its last delayed message is sent.
-    """
+    """How a proposer paces itself. These defaults are the only ones: the config's
+    [proposer] section and the CLI start from them."""
 
     round_timeout_s: float = 0.5  # wait this long for a quorum in one phase
     timeout_s: float = 5.0  # whole-proposal deadline (float("inf") for none)
     max_rounds: int = 10  # ballots to try before giving up
     backoff_s: float = 0.05  # base of the randomized exponential backoff; 0 disables it
     backoff_max_s: float = 2.0  # cap on one backoff
-    pause_between_phases_s: float = 0.0  # staging: wait after a quorum of promises
-    prepare_delay_s: Mapping[Peer, float] = field(default_factory=dict)  # staging, per acceptor
-    accept_delay_s: Mapping[Peer, float] = field(default_factory=dict)  # staging, per acceptor
-    first_round: int = 1  # staging: start at this round, to stage who holds the higher ballot
+    first_round: int = 1  # start at this round (staging: who holds the higher ballot)
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,10 +235,14 @@ class Outcome:
     chosen_ballot: Ballot = ZERO
     how: str = ""
 
+    @property
+    def chosen_text(self) -> str | None:
+        """The chosen value as text (values are bytes; undecodable bytes escaped)."""
+        return None if self.chosen is None else self.chosen.decode("utf-8", "backslashreplace")
+
 
 # Proposer phases.
-IDLE, PREPARE, PAUSE, ACCEPT = "idle", "prepare", "pause", "accept"
-BACKOFF, DONE = "backoff", "done"
+IDLE, PREPARE, ACCEPT, BACKOFF, DONE = "idle", "prepare", "accept", "backoff", "done"
 
 
 class Proposer:
@@ -270,7 +279,6 @@ class Proposer:
         self._max_seen_round = 0
         self._promises: dict[Peer, Promise] = {}
         self._learner = Learner(self.acceptors)
-        self._outbox: list[tuple[float, Peer, ProtocolMessage]] = []  # staged sends
         self._phase_deadline = float("inf")
         self._wake_at = float("inf")
         self._deadline = float("inf")
@@ -288,14 +296,11 @@ class Proposer:
         """When ``tick`` must next be called; None once done."""
         if self.phase == DONE:
             return None
-        t = self._deadline
-        if self._outbox:
-            t = min(t, min(due for due, _, _ in self._outbox))
         if self.phase in (PREPARE, ACCEPT):
-            t = min(t, self._phase_deadline)
-        elif self.phase in (PAUSE, BACKOFF):
-            t = min(t, self._wake_at)
-        return t
+            return min(self._deadline, self._phase_deadline)
+        if self.phase == BACKOFF:
+            return min(self._deadline, self._wake_at)
+        return self._deadline
 
     def start(self, now: float) -> Step:
         if self.phase != IDLE:
@@ -305,20 +310,22 @@ class Proposer:
         self._start_round(now, step)
         return step
 
+    def hold_phase(self, sent_at: float) -> None:
+        """The runtime sent (some of) this phase's messages late, at ``sent_at``: the
+        round timeout counts from then, so a late message is never taken for a lost one."""
+        if self.phase in (PREPARE, ACCEPT):
+            self._phase_deadline = max(self._phase_deadline, sent_at + self.opts.round_timeout_s)
+
     def tick(self, now: float) -> Step:
         step = Step()
         if self.phase in (DONE, IDLE):
             return step
         if now >= self._deadline:
             reason = f"no value chosen within the {self.opts.timeout_s:g} s deadline"
-            self._finish(step, None, reason)  # staged messages still waiting are dropped
-            return step
-        self._flush_outbox(now, step)
-        if self.phase in (PREPARE, ACCEPT) and now >= self._phase_deadline:
-            missing = [a for a in self.acceptors if a not in self._answered_phase]
-            self._retry(now, step, f"timeout in {self.phase} phase", {"no_reply_from": missing})
-        elif self.phase == PAUSE and now >= self._wake_at:
-            self._send_accepts(now, step)
+            self._give_up(step, DEADLINE, reason)
+        elif self.phase in (PREPARE, ACCEPT) and now >= self._phase_deadline:
+            missing = tuple(a for a in self.acceptors if a not in self._answered_phase)
+            self._retry(now, step, TIMEOUT, no_reply_from=missing)
         elif self.phase == BACKOFF and now >= self._wake_at:
             self._start_round(now, step)
         return step
@@ -348,11 +355,11 @@ class Proposer:
         self.ballot = Ballot(self._round, self.id)
         self.value = self.proposed
         self._promises.clear()
-        self._outbox.clear()  # staged messages of an abandoned round would only be stale
         self._answered_phase.clear()
         self.phase = PREPARE
-        step.events.append(Event("round", self.key, {"ballot": self.ballot, "round": self.rounds}))
-        self._send_all(now, step, Prepare(self.key, self.ballot), self.opts.prepare_delay_s)
+        self._phase_deadline = now + self.opts.round_timeout_s
+        step.events.append(Round(self.key, self.ballot, self.rounds))
+        step.send.extend((a, Prepare(self.key, self.ballot)) for a in self.acceptors)
 
     def _on_promise(self, now: float, src: Peer, msg: Promise, step: Step) -> None:
         if msg.ballot != self.ballot:
@@ -368,27 +375,14 @@ class Proposer:
         best = max(self._promises.values(), key=lambda p: p.accepted)
         if best.value is not None and not best.accepted.is_zero:
             self.value = best.value
-            step.events.append(
-                Event("adopted", self.key, {"value": best.value, "from_ballot": best.accepted,
-                                            "ballot": self.ballot})
-            )
-        if self.opts.pause_between_phases_s > 0:
-            self.phase = PAUSE
-            self._wake_at = now + self.opts.pause_between_phases_s
-            step.events.append(
-                Event("pause", self.key, {"ballot": self.ballot,
-                                          "seconds": self.opts.pause_between_phases_s})
-            )
-        else:
-            self._send_accepts(now, step)
-
-    # ---- phase 2
-
-    def _send_accepts(self, now: float, step: Step) -> None:
+            step.events.append(Adopted(self.key, best.value, best.accepted, self.ballot))
+        # Phase 2: ask every acceptor to accept (ballot, value).
         self.phase = ACCEPT
         self._answered_phase.clear()
-        self._send_all(now, step, Accept(self.key, self.ballot, self.value),
-                       self.opts.accept_delay_s)
+        self._phase_deadline = now + self.opts.round_timeout_s
+        step.send.extend((a, Accept(self.key, self.ballot, self.value)) for a in self.acceptors)
+
+    # ---- phase 2
 
     def _on_accepted(self, src: Peer, msg: Accepted, step: Step) -> None:
         if msg.ballot == self.ballot:
@@ -409,42 +403,54 @@ class Proposer:
         self._answered_phase.add(src)
         # promised == our ballot is no rejection: a staged or duplicated Prepare arrived
         # after the acceptor had already promised (or accepted) this very ballot.
-        if msg.promised > self.ballot and self.phase in (PREPARE, PAUSE, ACCEPT):
-            self._retry(now, step, f"rejected by acceptor {src}",
-                        {"promised": msg.promised, "acceptor": src})
+        if msg.promised > self.ballot and self.phase in (PREPARE, ACCEPT):
+            self._retry(now, step, REJECTED, acceptor=src, promised=msg.promised)
 
-    def _retry(self, now: float, step: Step, reason: str, info: Mapping[str, Any]) -> None:
-        self._outbox.clear()
+    def _retry(self, now: float, step: Step, cause: str, acceptor: Peer | None = None,
+               promised: Ballot | None = None,
+               no_reply_from: tuple[Peer, ...] | None = None) -> None:
+        phase = self.phase
         if self.rounds >= self.opts.max_rounds:
-            self._finish(step, None, f"no value chosen in {self.rounds} rounds ({reason})")
+            why = (f"rejected by acceptor {acceptor}" if cause == REJECTED
+                   else f"timeout in {phase} phase")
+            self._give_up(step, MAX_ROUNDS, f"no value chosen in {self.rounds} rounds ({why})")
             return
         # The exponent is capped: 2 ** 1024 does not fit a float, and a proposer with no
         # deadline retries that often in a long partition (OverflowError at round 1025).
         cap = min(self.opts.backoff_max_s, self.opts.backoff_s * 2 ** min(self.rounds - 1, 64))
         backoff = self.rng.uniform(0, cap) if cap > 0 else 0.0
-        step.events.append(
-            Event("retry", self.key, {"ballot": self.ballot, "reason": reason,
-                                      "backoff_s": round(backoff, 4), **info})
-        )
+        step.events.append(Retry(self.key, self.ballot, cause, phase, round(backoff, 4),
+                                 acceptor, promised, no_reply_from))
         if backoff <= 0:
             self._start_round(now, step)
         else:
             self.phase = BACKOFF
             self._wake_at = now + backoff
 
-    def _finish(self, step: Step, chosen: bytes | None, reason: str,
-                told_by: Peer = None) -> None:
-        """End the proposal. ``told_by``: the acceptor whose Decide told us the outcome
-        (then ``ballot`` is merely our last one, not the ballot the value was chosen at)."""
+    def _give_up(self, step: Step, cause: str, reason: str) -> None:
+        self._end(None, reason, None)
+        step.events.append(GaveUp(self.key, self.ballot, self.rounds, cause, reason))
+
+    def _finish(self, step: Step, chosen: bytes, reason: str, told_by: Peer | None = None) -> None:
+        """End the proposal with ``chosen``. ``told_by``: the acceptor whose Decide told
+        us (then the value may have been chosen before we came)."""
+        o = self._end(chosen, reason, told_by)
+        step.events.append(Chosen(self.key, chosen, self.ballot, o.own, self.rounds, o.how,
+                                  o.chosen_ballot, told_by))
+        # Tell every acceptor, so each records the decision and answers later proposers
+        # at once (and a node that missed a round learns it from us).
+        step.send.extend((a, Decide(self.key, chosen, o.chosen_ballot))
+                         for a in self.acceptors if a != told_by)
+
+    def _end(self, chosen: bytes | None, reason: str, told_by: Peer | None) -> Outcome:
         self.phase = DONE
-        self._outbox.clear()
         chosen_ballot = self._learner.chosen_ballot.get(self.key, ZERO)
         if chosen is None:
             how = ""
         elif told_by is not None and chosen_ballot != self.ballot:
-            how = "already"
+            how = ALREADY
         else:
-            how = "proposed" if chosen == self.proposed else "adopted"
+            how = HOW_PROPOSED if chosen == self.proposed else HOW_ADOPTED
         self.outcome = Outcome(
             key=self.key,
             proposed=self.proposed,
@@ -457,39 +463,4 @@ class Proposer:
             chosen_ballot=chosen_ballot,
             how=how,
         )
-        if chosen is None:
-            step.events.append(Event("gave_up", self.key, {"ballot": self.ballot, "reason": reason,
-                                                           "rounds": self.rounds}))
-            return
-        fields = {"value": chosen, "ballot": self.ballot, "own": self.outcome.own,
-                  "rounds": self.rounds, "chosen_ballot": chosen_ballot, "how": how}
-        if told_by is not None:
-            fields["told_by"] = told_by
-        step.events.append(Event("chosen", self.key, fields))
-        # Tell every acceptor, so each records the decision and answers later proposers
-        # at once (and a node that missed a round learns it from us).
-        step.send.extend((a, Decide(self.key, chosen, chosen_ballot))
-                         for a in self.acceptors if a != told_by)
-
-    # ---- helpers
-
-    def _send_all(self, now: float, step: Step, msg: ProtocolMessage,
-                  delays: Mapping[Peer, float]) -> None:
-        last = now
-        for a in self.acceptors:
-            d = delays.get(a, 0.0)
-            if d > 0:
-                self._outbox.append((now + d, a, msg))
-                last = max(last, now + d)
-            else:
-                step.send.append((a, msg))
-        # The round timeout starts after the last staged message leaves.
-        self._phase_deadline = last + self.opts.round_timeout_s
-
-    def _flush_outbox(self, now: float, step: Step) -> None:
-        if not self._outbox:
-            return
-        due = [(t, a, m) for t, a, m in self._outbox if t <= now]
-        if due:
-            self._outbox = [(t, a, m) for t, a, m in self._outbox if t > now]
-            step.send.extend((a, m) for _, a, m in sorted(due, key=lambda x: x[0]))
+        return self.outcome

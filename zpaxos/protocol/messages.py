@@ -111,10 +111,6 @@ class Decide:
 
 ProtocolMessage = Prepare | Promise | Accept | Accepted | Nack | Decide
 
-# Messages a proposer sends to acceptors and those acceptors send back.
-TO_ACCEPTOR = (Prepare, Accept, Decide)
-TO_PROPOSER = (Promise, Accepted, Nack, Decide)
-
 
 # --------------------------------------------------------------------------- runtime messages
 # Not Paxos: how a node reports its state and how a restarted node catches up on

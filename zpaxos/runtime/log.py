@@ -24,20 +24,8 @@ import sys
 import time
 from typing import Any
 
+from zpaxos.protocol.messages import Ballot
 from zpaxos.runtime.config import LogConfig
-from zpaxos.protocol.messages import (
-    Accept,
-    Accepted,
-    Ballot,
-    Decide,
-    Nack,
-    Prepare,
-    Promise,
-    StatusReply,
-    StatusRequest,
-    SyncReply,
-    SyncRequest,
-)
 
 _VALUE_SHOWN = 200  # characters of a value shown in a text line
 
@@ -147,29 +135,3 @@ def null_log(process: str = "test") -> EventLog:
     if not logger.handlers:
         logger.addHandler(logging.NullHandler())
     return EventLog(logger, process)
-
-
-def message_fields(msg: Any) -> dict[str, Any]:
-    """The fields of a message worth logging (and drawing), by message type."""
-    if isinstance(msg, Prepare):
-        return {"key": msg.key, "ballot": msg.ballot}
-    if isinstance(msg, Promise):
-        if msg.accepted.is_zero:
-            return {"key": msg.key, "ballot": msg.ballot}
-        return {"key": msg.key, "ballot": msg.ballot, "accepted": msg.accepted,
-                "value": msg.value}
-    if isinstance(msg, (Accept, Accepted)):
-        return {"key": msg.key, "ballot": msg.ballot, "value": msg.value}
-    if isinstance(msg, Nack):
-        return {"key": msg.key, "ballot": msg.ballot, "promised": msg.promised}
-    if isinstance(msg, Decide):
-        return {"key": msg.key, "value": msg.value}
-    if isinstance(msg, StatusRequest):
-        return {"key": msg.key}
-    if isinstance(msg, StatusReply):
-        return {"keys": len(msg.keys)}
-    if isinstance(msg, SyncRequest):
-        return {"after": msg.after}
-    if isinstance(msg, SyncReply):
-        return {"after": msg.after, "entries": len(msg.chosen), "more": msg.more}
-    return {}

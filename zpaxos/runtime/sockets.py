@@ -16,11 +16,14 @@ from typing import Any
 
 import zmq
 
+from zpaxos.naming import node_name
+from zpaxos.naming import proposer_name as proposer_name
+from zpaxos.protocol.messages import Message
+from zpaxos.protocol.registry import RUNTIME_TYPES, type_name
+from zpaxos.protocol.registry import log_fields as message_fields
 from zpaxos.runtime import codec
-from zpaxos.runtime.log import EventLog, message_fields
-from zpaxos.protocol.messages import Message, StatusReply, StatusRequest, SyncReply, SyncRequest
-
-RUNTIME_MESSAGES = (StatusRequest, StatusReply, SyncRequest, SyncReply)
+from zpaxos.runtime.addresses import Caller, Src
+from zpaxos.runtime.log import EventLog
 
 ROUTER_LINGER_MS = 200  # replies already queued get this long to leave at shutdown
 ANSWERED_LINGER_MS = 500  # a proposer's final Decides to nodes that answered it
@@ -38,22 +41,30 @@ def node_routing_id(node_id: int, peer_id: int) -> bytes:
     return f"n:{node_id}:{peer_id}:{os.urandom(4).hex()}".encode()
 
 
-def proposer_name(client_id: bytes) -> str:
-    """How a proposer process is named in logs and charts: 'proposer 3f2a'."""
-    return f"proposer {client_id[:2].hex()}"
-
-
 def peer_name(ident: bytes) -> str:
     """A readable name for whoever holds routing id ``ident`` (a stranger shows as hex)."""
     try:
         kind, who, *_ = ident.decode("ascii").split(":")
         if kind == "p" and len(who) == 16:
-            return f"proposer {who[:4]}"
+            return proposer_name(bytes.fromhex(who[:4]))
         if kind == "n" and who.isdigit():
-            return f"node{who}"
+            return node_name(int(who))
     except (UnicodeDecodeError, ValueError):
         pass
     return f"unknown {ident[:16].hex()}"
+
+
+BATCH_MAX = 1000  # messages taken from one socket per pass
+SNDHWM = 10_000  # messages queued towards one peer before sends to it fail (EAGAIN)
+
+
+def _harden(sock: zmq.Socket) -> None:
+    # A peer that sends a frame larger than any valid message is cut off by libzmq
+    # before this process allocates it; IPv6 endpoints work (IPv4 ones still do).
+    sock.setsockopt(zmq.MAXMSGSIZE, codec.MAX_FRAME_BYTES)
+    sock.setsockopt(zmq.IPV6, 1)
+    sock.setsockopt(zmq.SNDHWM, SNDHWM)
+    sock.setsockopt(zmq.RCVHWM, SNDHWM)
 
 
 def open_router(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
@@ -61,9 +72,7 @@ def open_router(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
     # Without this a reply to a departed proposer vanishes silently; with it we log it.
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
     sock.setsockopt(zmq.LINGER, ROUTER_LINGER_MS)
-    # A peer that sends a frame larger than any valid message is cut off by libzmq before
-    # the node allocates it.
-    sock.setsockopt(zmq.MAXMSGSIZE, codec.MAX_BODY_BYTES + 4096)
+    _harden(sock)
     try:
         sock.bind(endpoint)
     except zmq.ZMQError as e:
@@ -79,8 +88,108 @@ def open_dealer(ctx: zmq.Context, routing_id: bytes, endpoint: str) -> zmq.Socke
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.ROUTING_ID, routing_id)
     sock.setsockopt(zmq.LINGER, 0)  # raised at close only towards nodes that answered
+    _harden(sock)
     sock.connect(endpoint)
     return sock
+
+
+class Sockets:
+    """One process's sockets, poller and frames: the only place that touches ZeroMQ.
+
+    A node binds a ROUTER (``bind``) and, like a proposer, opens one DEALER per remote
+    node in ``nodes`` (id -> endpoint) with an explicit routing id. ``poll`` returns
+    decoded messages with their source (:mod:`zpaxos.runtime.addresses`): a node id for
+    what came back on our DEALER to that node, a :class:`Caller` for what reached our
+    ROUTER. ``send`` takes the same kind of address. Garbage is logged, counted and
+    dropped by the :class:`Wire`.
+    """
+
+    def __init__(self, log: EventLog, prefix: str, nodes: dict[int, str],
+                 routing_id: Callable[[int], bytes], bind: str | None = None,
+                 wakeup: SignalWakeup | None = None) -> None:
+        self.wire = Wire(log, prefix)
+        self.ctx = zmq.Context()
+        self.router: zmq.Socket | None = None
+        self.dealers: dict[int, zmq.Socket] = {}
+        self.answered: set[int] = set()  # nodes that ever replied to us
+        self.wakeup = wakeup
+        try:
+            if bind is not None:
+                self.router = open_router(self.ctx, bind)  # BindError if taken
+            for node_id, endpoint in nodes.items():
+                self.dealers[node_id] = open_dealer(self.ctx, routing_id(node_id), endpoint)
+        except BaseException:
+            self.close()
+            raise
+        self._node_of = {sock: i for i, sock in self.dealers.items()}
+        self.poller = zmq.Poller()
+        if self.router is not None:
+            self.poller.register(self.router, zmq.POLLIN)
+        for sock in self.dealers.values():
+            self.poller.register(sock, zmq.POLLIN)
+        if wakeup is not None:
+            self.poller.register(wakeup.fd, zmq.POLLIN)
+
+    def use_wakeup(self, wakeup: SignalWakeup) -> None:
+        """Wake ``poll`` when a signal arrives (a client given one after it was opened)."""
+        self.wakeup = wakeup
+        self.poller.register(wakeup.fd, zmq.POLLIN)
+
+    @property
+    def stop_requested(self) -> bool:
+        return self.wakeup is not None and self.wakeup.stop_requested
+
+    def poll(self, timeout_s: float | None) -> list[tuple[Src, Message]]:
+        """Wait up to ``timeout_s`` (None: until something arrives) and return every
+        message waiting, up to BATCH_MAX per socket."""
+        timeout = None if timeout_s is None else max(0.0, timeout_s) * 1000
+        ready = dict(self.poller.poll(timeout))
+        if self.wakeup is not None and self.wakeup.fd in ready:
+            self.wakeup.drain()
+        out: list[tuple[Src, Message]] = []
+        if self.router is not None and self.router in ready:
+            self._drain(self.router, None, out)
+        for sock, node_id in self._node_of.items():
+            if sock in ready:
+                self._drain(sock, node_id, out)
+        return out
+
+    def _drain(self, sock: zmq.Socket, node_id: int | None,
+               out: list[tuple[Src, Message]]) -> None:
+        wire = self.wire
+        for _ in range(BATCH_MAX):
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                return
+            src: Src
+            if node_id is None:
+                ident, frames = frames[0], frames[1:]
+                src, peer = Caller(ident), peer_name(ident)
+            else:
+                self.answered.add(node_id)
+                src, peer = node_id, node_name(node_id)
+            msg = wire.parse(frames, peer)
+            if msg is not None:
+                out.append((src, msg))
+
+    def send(self, dst: Src, msg: Message) -> bool:
+        if isinstance(dst, Caller):
+            assert self.router is not None, "a Caller can only be answered through a ROUTER"
+            return self.wire.send(self.router, msg, peer_name(dst.ident), dst.ident)
+        return self.wire.send(self.dealers[dst], msg, node_name(dst))
+
+    def close(self, linger_ms: int = 0) -> None:
+        """Close every socket. ``linger_ms``: how long queued messages to nodes that
+        answered us may still take to leave (a node that is down would otherwise hold
+        the process for the whole linger)."""
+        for node_id, sock in self.dealers.items():
+            sock.close(linger=linger_ms if node_id in self.answered else 0)
+        self.dealers = {}
+        if self.router is not None:
+            self.router.close()
+            self.router = None
+        self.ctx.term()
 
 
 class Wire:
@@ -109,7 +218,7 @@ class Wire:
             frames.insert(0, ident)
         level = _level(msg)
         if self.log.enabled(level):
-            self.log.event("send", level=level, type=codec.type_name(msg), msg_id=msg_id,
+            self.log.event("send", level=level, type=type_name(msg), msg_id=msg_id,
                            peer=peer, **message_fields(msg))
         try:
             sock.send_multipart(frames, zmq.NOBLOCK)
@@ -117,7 +226,7 @@ class Wire:
             self.undeliverable += 1
             why = ("peer has gone away" if e.errno == zmq.EHOSTUNREACH else
                    "send queue full" if e.errno == zmq.EAGAIN else e.strerror)
-            self.log.event("undeliverable", why, logging.WARNING, type=codec.type_name(msg),
+            self.log.event("undeliverable", why, logging.WARNING, type=type_name(msg),
                            msg_id=msg_id, peer=peer, **message_fields(msg))
             return False
         return True
@@ -133,14 +242,14 @@ class Wire:
             return None
         level = _level(msg)
         if self.log.enabled(level):
-            self.log.event("recv", level=level, type=codec.type_name(msg),
+            self.log.event("recv", level=level, type=type_name(msg),
                            msg_id=msg_id.decode(), peer=peer, **message_fields(msg))
         return msg
 
 
 def _level(msg: Message) -> int:
     """Paxos messages are the story of a run (INFO); status and sync are plumbing (DEBUG)."""
-    return logging.DEBUG if isinstance(msg, RUNTIME_MESSAGES) else logging.INFO
+    return logging.DEBUG if isinstance(msg, RUNTIME_TYPES) else logging.INFO
 
 
 class SignalWakeup:

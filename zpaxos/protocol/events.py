@@ -1,0 +1,156 @@
+"""Typed events: what the core and the hosts report besides messages.
+
+An event is data, never a sentence: the node branches on ``isinstance(ev, Learned)``, a
+chart reads ``Retry.acceptor`` and ``Retry.promised``, and only the log and the charts
+turn an event into text. Each event names its ``key`` and lists which of its fields
+are peers (``peer_fields``), so the runtime can name them ("node1") when it logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from dataclasses import fields as dc_fields
+from typing import Any, ClassVar
+
+from zpaxos.protocol.messages import ZERO, Ballot
+
+Peer = Hashable  # an acceptor id, a routing id...: whatever the runtime addresses
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base of every event; ``name`` is what the log calls it."""
+
+    name: ClassVar[str] = "event"
+    peer_fields: ClassVar[tuple[str, ...]] = ()
+    key: str
+
+    def fields(self, name_peer: Callable[[Peer], Any] = lambda p: p) -> dict[str, Any]:
+        """The event's fields (key included), peers passed through ``name_peer``;
+        None-valued optional fields and ZERO ballots meaning "unknown" are left out."""
+        out: dict[str, Any] = {}
+        for f in dc_fields(self):
+            v = getattr(self, f.name)
+            if v is None or (isinstance(v, Ballot) and v.is_zero and f.name != "ballot"):
+                continue
+            if f.name in self.peer_fields:
+                v = [name_peer(p) for p in v] if isinstance(v, tuple) else name_peer(v)
+            out[f.name] = v
+        return out
+
+
+# --------------------------------------------------------------------------- proposer
+
+
+@dataclass(frozen=True, slots=True)
+class Round(Event):
+    """A proposer starts its ``round``-th ballot (phase 1)."""
+
+    name: ClassVar[str] = "round"
+    ballot: Ballot
+    round: int
+
+
+@dataclass(frozen=True, slots=True)
+class Adopted(Event):
+    """A quorum's promises reported an accepted value: phase 2 proposes it, not ours."""
+
+    name: ClassVar[str] = "adopted"
+    value: bytes
+    from_ballot: Ballot
+    ballot: Ballot
+
+
+@dataclass(frozen=True, slots=True)
+class Pause(Event):
+    """Staging: the proposer waits ``seconds`` between its phases."""
+
+    name: ClassVar[str] = "pause"
+    ballot: Ballot
+    seconds: float
+
+
+REJECTED, TIMEOUT = "rejected", "timeout"
+
+
+@dataclass(frozen=True, slots=True)
+class Retry(Event):
+    """A round failed: ``cause`` is REJECTED (``acceptor`` promised ``promised``, above our
+    ballot) or TIMEOUT (no quorum in ``phase`` before the round timeout). The next round
+    starts after ``backoff_s``."""
+
+    name: ClassVar[str] = "retry"
+    peer_fields: ClassVar[tuple[str, ...]] = ("acceptor", "no_reply_from")
+    ballot: Ballot
+    cause: str
+    phase: str
+    backoff_s: float
+    acceptor: Peer | None = None
+    promised: Ballot | None = None
+    no_reply_from: tuple[Peer, ...] | None = None
+
+
+PROPOSED, ADOPTED, ALREADY = "proposed", "adopted", "already"
+
+
+@dataclass(frozen=True, slots=True)
+class Chosen(Event):
+    """The proposal ended with ``value`` chosen. ``how``: PROPOSED (chosen now, our value),
+    ADOPTED (chosen now, an earlier value we adopted) or ALREADY (chosen before we came;
+    ``told_by`` an acceptor's Decide). ``chosen_ballot`` is the ballot a quorum accepted
+    it at (ZERO when not known); ``ballot`` is this proposer's own last ballot."""
+
+    name: ClassVar[str] = "chosen"
+    peer_fields: ClassVar[tuple[str, ...]] = ("told_by",)
+    value: bytes
+    ballot: Ballot
+    own: bool
+    rounds: int
+    how: str
+    chosen_ballot: Ballot = ZERO
+    told_by: Peer | None = None
+
+
+DEADLINE, MAX_ROUNDS = "deadline", "max_rounds"
+
+
+@dataclass(frozen=True, slots=True)
+class GaveUp(Event):
+    """The proposal ended with nothing chosen: ``cause`` is DEADLINE or MAX_ROUNDS."""
+
+    name: ClassVar[str] = "gave_up"
+    ballot: Ballot
+    rounds: int
+    cause: str
+    reason: str  # the same, as a sentence for people
+
+
+# --------------------------------------------------------------------------- acceptor
+
+
+@dataclass(frozen=True, slots=True)
+class Learned(Event):
+    """An acceptor recorded ``value`` as chosen (from a Decide or a peer's sync)."""
+
+    name: ClassVar[str] = "learned"
+    value: bytes
+    chosen_ballot: Ballot = ZERO
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict(Event):
+    """A Decide named another value than the one recorded as chosen: a safety violation
+    somewhere, or a rogue peer. The recorded decision stands."""
+
+    name: ClassVar[str] = "conflict"
+    chosen: bytes
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored(Event):
+    """A message that makes no sense where it arrived (a reply sent to an acceptor)."""
+
+    name: ClassVar[str] = "ignored"
+    type: str

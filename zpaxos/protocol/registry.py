@@ -1,0 +1,381 @@
+"""The message registry: every message type declared once, everything else derived.
+
+A declaration (:class:`Spec`) says, for one message class:
+
+* its wire ``tag`` and its ``fields`` in wire order, each with a :class:`Kind` that
+  encodes it, decodes and checks it, and shows it in a log;
+* its ``direction`` (to an acceptor, to a proposer, or runtime plumbing between
+  processes), which also fixes its log level;
+* which fields the log records (``logged``), and how a chart labels and colours it.
+
+The codec (:mod:`zpaxos.runtime.codec`), the event log, the log model and the charts all
+read this table; a test walks it and round-trips every type through each of them. So a
+new message type is one ``Spec`` here plus its handler.
+
+Decoding is strict: any garbage raises :class:`DecodeError`, and its text never formats
+the offending value itself (a hostile, deeply nested value must not cost more than its
+type name to describe).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from zpaxos.protocol.messages import (
+    PROPOSER_ID_BYTES,
+    ZERO,
+    Accept,
+    Accepted,
+    Ballot,
+    Decide,
+    KeyStatus,
+    Nack,
+    Prepare,
+    Promise,
+    StatusReply,
+    StatusRequest,
+    SyncReply,
+    SyncRequest,
+    key_problem,
+)
+
+MAX_VALUE_BYTES = 1 << 20  # 1 MiB per value
+MAX_ROUND = (1 << 63) - 1  # fits SQLite's signed 64-bit integers
+MAX_ENTRIES = 100_000  # entries in one status or sync page
+
+# Directions: a Paxos message goes to acceptors, to proposers or (Decide) both ways;
+# runtime messages (status, sync) are plumbing between processes, not Paxos.
+TO_ACCEPTOR, TO_PROPOSER, BOTH, RUNTIME = "to_acceptor", "to_proposer", "both", "runtime"
+
+
+class DecodeError(Exception):
+    """A peer sent something that is not a valid zpaxos message (the peer's fault)."""
+
+
+def describe(x: Any) -> str:
+    """A bounded description of a received value for an error message: never its repr,
+    which could be huge or deeply nested."""
+    if x is None or type(x) in (bool, int, float):
+        text = repr(x)
+        return text if len(text) <= 24 else text[:24] + "..."
+    size = f" of {len(x)}" if isinstance(x, (bytes, str, list, dict, tuple)) else ""
+    return f"{type(x).__name__}{size}"
+
+
+# --------------------------------------------------------------------------- field kinds
+
+
+class Kind:
+    """How one field travels: ``enc`` to a msgpack-able value, ``dec`` back (checked),
+    ``show`` for a log line (None: leave the field out of the log)."""
+
+    name: ClassVar[str] = "?"
+
+    def enc(self, v: Any) -> Any:
+        return v
+
+    def dec(self, x: Any, what: str) -> Any:
+        raise NotImplementedError
+
+    def show(self, v: Any) -> Any:
+        return v
+
+
+class _Key(Kind):
+    name = "key"
+
+    def dec(self, x: Any, what: str) -> str:
+        if type(x) is not str:
+            raise DecodeError(f"{what}: expected text, got {describe(x)}")
+        problem = key_problem(x)
+        if problem:
+            raise DecodeError(f"{what}: {problem}")
+        return x
+
+
+class _OptKey(_Key):
+    """A key, or None ("every key")."""
+
+    name = "key or none"
+
+    def dec(self, x: Any, what: str) -> str | None:
+        return None if x is None else super().dec(x, what)
+
+
+class _After(_Key):
+    """A key to page after, or "" for the first page."""
+
+    name = "key or empty"
+
+    def dec(self, x: Any, what: str) -> str:
+        return "" if x == "" else super().dec(x, what)
+
+
+class _Value(Kind):
+    name = "value"
+
+    def dec(self, x: Any, what: str) -> bytes:
+        if type(x) is not bytes:
+            raise DecodeError(f"{what}: expected bytes, got {describe(x)}")
+        if len(x) > MAX_VALUE_BYTES:
+            raise DecodeError(f"{what}: {len(x)} bytes is over the {MAX_VALUE_BYTES}-byte limit")
+        return x
+
+
+class _OptValue(_Value):
+    name = "value or none"
+
+    def dec(self, x: Any, what: str) -> bytes | None:
+        return None if x is None else super().dec(x, what)
+
+
+class _Bool(Kind):
+    name = "bool"
+
+    def dec(self, x: Any, what: str) -> bool:
+        if type(x) is not bool:
+            raise DecodeError(f"{what}: expected true/false, got {describe(x)}")
+        return x
+
+
+class _Int(Kind):
+    def __init__(self, lo: int, hi: int) -> None:
+        self.lo, self.hi = lo, hi
+
+    def dec(self, x: Any, what: str) -> int:
+        if type(x) is not int or not self.lo <= x <= self.hi:
+            raise DecodeError(f"{what}: expected an integer in [{self.lo}, {self.hi}], "
+                              f"got {describe(x)}")
+        return x
+
+
+class _Ballot(Kind):
+    """``[round, proposer id]``; ZERO is ``[0, b""]``."""
+
+    name = "ballot"
+
+    def enc(self, b: Ballot) -> list[Any]:
+        return [b.round, b.proposer]
+
+    def dec(self, x: Any, what: str) -> Ballot:
+        if type(x) is not list or len(x) != 2:
+            raise DecodeError(f"{what}: expected [round, proposer], got {describe(x)}")
+        r, p = x
+        if type(r) is not int or not 0 <= r <= MAX_ROUND:
+            raise DecodeError(f"{what} round: expected an integer in [0, {MAX_ROUND}], "
+                              f"got {describe(r)}")
+        if type(p) is not bytes:
+            raise DecodeError(f"{what} proposer: expected bytes, got {describe(p)}")
+        if r == 0 and not p:
+            return ZERO
+        if r == 0 or not 1 <= len(p) <= 2 * PROPOSER_ID_BYTES:
+            raise DecodeError(f"{what}: not a valid ballot (round {r}, {len(p)}-byte id)")
+        return Ballot(r, p)
+
+    def show(self, b: Ballot) -> str:
+        return str(b)
+
+
+class _RealBallot(_Ballot):
+    """A ballot someone proposes: never ZERO."""
+
+    def dec(self, x: Any, what: str) -> Ballot:
+        b = super().dec(x, what)
+        if b.is_zero:
+            raise DecodeError(f"{what}: the zero ballot cannot be proposed")
+        return b
+
+
+class _Record(Kind):
+    """A fixed-length list of kinds, built into ``build(*values)`` (a status entry...)."""
+
+    def __init__(self, name: str, kinds: Sequence[tuple[str, Kind]],
+                 build: Callable[..., Any], split: Callable[[Any], Sequence[Any]]) -> None:
+        self.name = name
+        self.kinds = tuple(kinds)
+        self.build = build
+        self.split = split
+
+    def enc(self, v: Any) -> list[Any]:
+        return [k.enc(x) for (_, k), x in zip(self.kinds, self.split(v), strict=True)]
+
+    def dec(self, x: Any, what: str) -> Any:
+        if type(x) is not list or len(x) != len(self.kinds):
+            raise DecodeError(f"{what}: expected a {self.name} of {len(self.kinds)} fields, "
+                              f"got {describe(x)}")
+        return self.build(*(k.dec(v, f"{what} {n}") for (n, k), v in zip(self.kinds, x,
+                                                                          strict=True)))
+
+
+class _ListOf(Kind):
+    def __init__(self, item: Kind, max_len: int = MAX_ENTRIES) -> None:
+        self.item, self.max_len = item, max_len
+
+    def enc(self, v: Sequence[Any]) -> list[Any]:
+        return [self.item.enc(x) for x in v]
+
+    def dec(self, x: Any, what: str) -> tuple[Any, ...]:
+        if type(x) is not list or len(x) > self.max_len:
+            raise DecodeError(f"{what}: expected a list of at most {self.max_len}, "
+                              f"got {describe(x)}")
+        return tuple(self.item.dec(v, what) for v in x)
+
+    def show(self, v: Sequence[Any]) -> int:
+        return len(v)  # logs count entries; they never dump a page
+
+
+KEY, OPT_KEY, AFTER = _Key(), _OptKey(), _After()
+VALUE, OPT_VALUE, BOOL = _Value(), _OptValue(), _Bool()
+BALLOT, REAL_BALLOT = _Ballot(), _RealBallot()
+NODE_ID = _Int(0, 65535)
+
+KEY_STATUS = _Record(
+    "status entry",
+    [("key", KEY), ("promised", BALLOT), ("accepted", BALLOT), ("value", OPT_VALUE),
+     ("chosen", OPT_VALUE), ("chosen ballot", BALLOT)],
+    KeyStatus,
+    lambda k: (k.key, k.promised, k.accepted, k.value, k.chosen, k.chosen_ballot),
+)
+SYNC_ENTRY = _Record("sync entry", [("key", KEY), ("value", VALUE), ("ballot", BALLOT)],
+                     lambda k, v, b: (k, v, b), lambda e: e)
+
+
+# --------------------------------------------------------------------------- declarations
+
+
+@dataclass(frozen=True)
+class ChartStyle:
+    """How a chart draws a message: line colour, text colour, SVG dash pattern."""
+
+    line: str
+    ink: str
+    dash: str = ""
+
+
+@dataclass(frozen=True)
+class Spec:
+    cls: type
+    tag: bytes
+    fields: tuple[tuple[str, Kind], ...]
+    direction: str
+    logged: tuple[str, ...]  # fields recorded in the log (and so available to charts)
+    label: Callable[[Mapping[str, Any]], str]  # chart label, from the logged fields
+    style: ChartStyle
+    check: Callable[[Any], str | None] = lambda m: None  # a cross-field rule, or None
+
+    @property
+    def type_name(self) -> str:
+        return self.tag.decode()
+
+    @property
+    def paxos(self) -> bool:
+        return self.direction != RUNTIME
+
+
+def _short(v: Any, width: int = 24) -> str:
+    s = "" if v is None else str(v)
+    return s if len(s) <= width else s[: width - 1] + "…"
+
+
+def _promise_check(m: Promise) -> str | None:
+    if (m.value is None) != m.accepted.is_zero:
+        return "an accepted ballot and its value go together"
+    return None
+
+
+def _promise_label(f: Mapping[str, Any]) -> str:
+    if "accepted" in f:
+        return f"PROMISE {f.get('ballot', '?')} accepted {f['accepted']}={_short(f.get('value'))}"
+    return f"PROMISE {f.get('ballot', '?')}"
+
+
+def _decide_label(f: Mapping[str, Any]) -> str:
+    b = f.get("ballot")
+    at = f" (chosen at {b})" if b not in (None, "0") else ""
+    return f"DECIDE {_short(f.get('value'))}{at}"
+
+
+SPECS: tuple[Spec, ...] = (
+    Spec(Prepare, b"PREPARE", (("key", KEY), ("ballot", REAL_BALLOT)), TO_ACCEPTOR,
+         ("key", "ballot"), lambda f: f"PREPARE {f.get('ballot', '?')}",
+         ChartStyle("#1f5fbf", "#174a94")),
+    Spec(Promise, b"PROMISE",
+         (("key", KEY), ("ballot", REAL_BALLOT), ("accepted", BALLOT), ("value", OPT_VALUE)),
+         TO_PROPOSER, ("key", "ballot", "accepted", "value"), _promise_label,
+         ChartStyle("#5a9ee0", "#2363a8"), check=_promise_check),
+    Spec(Accept, b"ACCEPT", (("key", KEY), ("ballot", REAL_BALLOT), ("value", VALUE)),
+         TO_ACCEPTOR, ("key", "ballot", "value"),
+         lambda f: f"ACCEPT {f.get('ballot', '?')} {_short(f.get('value'))}",
+         ChartStyle("#1e8a3c", "#17692e")),
+    Spec(Accepted, b"ACCEPTED", (("key", KEY), ("ballot", REAL_BALLOT), ("value", VALUE)),
+         TO_PROPOSER, ("key", "ballot", "value"),
+         lambda f: f"ACCEPTED {f.get('ballot', '?')}", ChartStyle("#6cbf6c", "#2f7d32")),
+    Spec(Nack, b"NACK", (("key", KEY), ("ballot", REAL_BALLOT), ("promised", BALLOT)),
+         TO_PROPOSER, ("key", "ballot", "promised"),
+         lambda f: f"NACK {f.get('ballot', '?')} promised {f.get('promised', '?')}",
+         ChartStyle("#d62728", "#b71c1c", "6 4")),
+    Spec(Decide, b"DECIDE", (("key", KEY), ("value", VALUE), ("ballot", BALLOT)),
+         BOTH, ("key", "value", "ballot"), _decide_label,
+         ChartStyle("#8e44ad", "#6c3483")),
+    Spec(StatusRequest, b"STATUS", (("key", OPT_KEY),), RUNTIME, ("key",),
+         lambda f: "STATUS", ChartStyle("#7f7f7f", "#555555", "2 3")),
+    Spec(StatusReply, b"STATUS_REPLY",
+         (("node", NODE_ID), ("keys", _ListOf(KEY_STATUS)), ("truncated", BOOL)), RUNTIME,
+         ("keys", "truncated"), lambda f: f"STATUS_REPLY {f.get('keys', '?')} keys",
+         ChartStyle("#7f7f7f", "#555555", "2 3")),
+    Spec(SyncRequest, b"SYNC", (("after", AFTER),), RUNTIME, ("after",),
+         lambda f: f"SYNC after {f.get('after') or 'start'}",
+         ChartStyle("#b8860b", "#8a6508", "2 3")),
+    Spec(SyncReply, b"SYNC_REPLY",
+         (("after", AFTER), ("chosen", _ListOf(SYNC_ENTRY)), ("more", BOOL)), RUNTIME,
+         ("after", "chosen", "more"),
+         lambda f: f"SYNC_REPLY {f.get('chosen', '?')} chosen" + (" (more)" if f.get("more")
+                                                                  else ""),
+         ChartStyle("#b8860b", "#8a6508", "2 3")),
+)
+
+BY_CLASS: dict[type, Spec] = {s.cls: s for s in SPECS}
+BY_TAG: dict[bytes, Spec] = {s.tag: s for s in SPECS}
+BY_NAME: dict[str, Spec] = {s.type_name: s for s in SPECS}
+PAXOS_TYPES: tuple[str, ...] = tuple(s.type_name for s in SPECS if s.paxos)
+TO_ACCEPTOR_TYPES: tuple[type, ...] = tuple(s.cls for s in SPECS
+                                            if s.direction in (TO_ACCEPTOR, BOTH))
+TO_PROPOSER_TYPES: tuple[type, ...] = tuple(s.cls for s in SPECS
+                                            if s.direction in (TO_PROPOSER, BOTH))
+RUNTIME_TYPES: tuple[type, ...] = tuple(s.cls for s in SPECS if s.direction == RUNTIME)
+
+
+def spec_of(msg: object) -> Spec:
+    return BY_CLASS[type(msg)]
+
+
+def type_name(msg: object) -> str:
+    """The wire name of a message's type ("PREPARE"), as logs and charts show it."""
+    return BY_CLASS[type(msg)].type_name
+
+
+def log_fields(msg: object) -> dict[str, Any]:
+    """The fields of a message worth logging (and drawing). An empty accepted ballot
+    (and its absent value) is left out: "accepted nothing" is the common case."""
+    spec = BY_CLASS[type(msg)]
+    kinds = dict(spec.fields)
+    out: dict[str, Any] = {}
+    for name in spec.logged:
+        v = getattr(msg, name)
+        if v is None or (isinstance(v, Ballot) and v.is_zero and name == "accepted"):
+            continue
+        out[name] = kinds[name].show(v)
+    return out
+
+
+def label(type_name: str, fields: Mapping[str, Any]) -> str:
+    """A chart's label for a logged message; an unknown type shows just its name."""
+    spec = BY_NAME.get(type_name)
+    return spec.label(fields) if spec else type_name
+
+
+def style(type_name: str) -> ChartStyle:
+    spec = BY_NAME.get(type_name)
+    return spec.style if spec else ChartStyle("#444444", "#222222", "2 2")

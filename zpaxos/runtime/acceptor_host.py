@@ -1,0 +1,156 @@
+"""The acceptor host: one node's acceptor, status and sync, pure (no sockets, disk, clock).
+
+Like etcd's ``RawNode``/``Ready``: the node's loop hands the host a *batch* of
+(source, message) pairs, everything that arrived in one pass, and gets back a
+:class:`Ready`: the key states to make durable, then the messages to send, then what
+was learned and what to report. The loop must persist ``ready.persist`` (one fsynced
+transaction: group commit) *before* any message of ``ready.send`` leaves; the simulator
+drives this same host, crashes included between the two.
+
+Besides the Paxos rules (the core's :class:`~zpaxos.protocol.core.Acceptor`) the host
+answers status requests, pages its chosen values to a peer that syncs, and turns a
+peer's :class:`SyncReply` into Decides (which the core checks like any other: a value
+never overwrites a different chosen one).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from zpaxos.protocol.core import Acceptor, KeyState
+from zpaxos.protocol.events import Event, Ignored, Learned
+from zpaxos.protocol.messages import (
+    Decide,
+    KeyStatus,
+    Message,
+    ProtocolMessage,
+    StatusReply,
+    StatusRequest,
+    SyncReply,
+    SyncRequest,
+)
+from zpaxos.protocol.registry import TO_ACCEPTOR_TYPES, type_name
+from zpaxos.runtime.addresses import Caller, Src
+
+STATUS_MAX_KEYS = 10_000  # keys in one status reply
+SYNC_PAGE = 500  # chosen values in one sync reply
+# Values are up to 1 MiB each: a reply stops short of this many value bytes, so it always
+# fits the decoder's body limit (codec.MAX_BODY_BYTES) at the other end.
+REPLY_MAX_VALUE_BYTES = 16 << 20
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class Ready:
+    """One pass's work, in the order it must be done: persist, send, then the rest."""
+
+    persist: dict[str, KeyState] = field(default_factory=dict)
+    send: list[tuple[Src, Message]] = field(default_factory=list)
+    learned: list[tuple[str, bytes]] = field(default_factory=list)
+    events: list[tuple[Src | None, Event]] = field(default_factory=list)
+
+
+def page(items: Iterable[T], max_items: int, size: Callable[[T], int]) -> tuple[list[T], bool]:
+    """The first items that fit both limits (always at least one), and whether more remain."""
+    out: list[T] = []
+    total = 0
+    for item in items:
+        if len(out) >= max_items:
+            return out, True
+        total += size(item)
+        if out and total > REPLY_MAX_VALUE_BYTES:
+            return out, True
+        out.append(item)
+    return out, False
+
+
+class AcceptorHost:
+    """One node: ``node_id``, its recovered ``states``, and its ``peers`` (node ids)."""
+
+    def __init__(self, node_id: int, states: Mapping[str, KeyState],
+                 peers: Sequence[int]) -> None:
+        self.node_id = node_id
+        self.peers = tuple(peers)
+        self.acceptor = Acceptor(states)
+        # Sorted indexes, kept up to date, so a page never sorts every key.
+        self._keys = sorted(self.acceptor.states)
+        self._chosen = sorted(k for k, s in self.acceptor.states.items() if s.chosen is not None)
+
+    @property
+    def states(self) -> Mapping[str, KeyState]:
+        return self.acceptor.states
+
+    def start(self) -> Ready:
+        """Ask every peer for the decisions this node may have missed while it was down."""
+        return Ready(send=[(p, SyncRequest("")) for p in self.peers])
+
+    def handle(self, batch: Iterable[tuple[Src, Message]]) -> Ready:
+        ready = Ready()
+        for src, msg in batch:
+            if isinstance(msg, TO_ACCEPTOR_TYPES):
+                self._apply(src, msg, ready)  # type: ignore[arg-type]
+            elif isinstance(msg, StatusRequest):
+                ready.send.append((src, self.status(msg.key)))
+            elif isinstance(msg, SyncRequest):
+                ready.send.append((src, self.sync_page(msg.after)))
+            elif isinstance(msg, SyncReply) and isinstance(src, int):
+                # Only an answer to our own request, on our own socket to that peer.
+                for key, value, ballot in msg.chosen:
+                    self._apply(src, Decide(key, value, ballot), ready, reply=False)
+                if msg.more and msg.chosen:
+                    ready.send.append((src, SyncRequest(msg.chosen[-1][0])))
+            else:
+                ready.events.append((src, Ignored(getattr(msg, "key", "") or "",
+                                                  type_name(msg))))
+        return ready
+
+    def _apply(self, src: Src, msg: ProtocolMessage, ready: Ready, reply: bool = True) -> None:
+        known = msg.key in self.acceptor.states
+        was_chosen = known and self.acceptor.states[msg.key].chosen is not None
+        step = self.acceptor.handle(src, msg)
+        for key, state in step.persist:
+            ready.persist[key] = state  # the latest state of a key in this pass wins
+        if reply:
+            ready.send.extend((src, m) for _, m in step.send)  # the core answers the sender
+        for ev in step.events:
+            ready.events.append((src, ev))
+            if isinstance(ev, Learned):
+                ready.learned.append((ev.key, ev.value))
+        if not known and msg.key in self.acceptor.states:
+            bisect.insort(self._keys, msg.key)
+        if not was_chosen and self.acceptor.states.get(msg.key, KeyState()).chosen is not None:
+            bisect.insort(self._chosen, msg.key)
+
+    # ---- status and sync (answered from the core's state; no protocol rule here)
+
+    def status(self, key: str | None) -> StatusReply:
+        states = self.acceptor.states
+        keys: Iterable[str] = ([key] if key in states else []) if key is not None else self._keys
+
+        def entries() -> Iterable[KeyStatus]:
+            for k in keys:
+                s = states[k]
+                yield KeyStatus(k, s.promised, s.accepted, s.value, s.chosen, s.chosen_ballot)
+
+        items, more = page(entries(), STATUS_MAX_KEYS,
+                           lambda e: len(e.value or b"") + len(e.chosen or b""))
+        return StatusReply(self.node_id, tuple(items), more)
+
+    def sync_page(self, after: str) -> SyncReply:
+        states = self.acceptor.states
+        start = bisect.bisect_right(self._chosen, after)
+
+        def entries() -> Iterable[tuple[str, bytes, object]]:
+            for k in self._chosen[start:start + SYNC_PAGE + 1]:
+                s = states[k]
+                yield (k, s.chosen, s.chosen_ballot)
+
+        items, more = page(entries(), SYNC_PAGE, lambda e: len(e[1]))  # type: ignore[arg-type]
+        return SyncReply(after, tuple(items), more)  # type: ignore[arg-type]
+
+
+__all__ = ["AcceptorHost", "Caller", "Ready", "page"]
