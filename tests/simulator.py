@@ -1,29 +1,38 @@
-"""A seeded, deterministic simulator for the pure Paxos core (zpaxos.protocol.core).
+"""A seeded, deterministic simulator that runs the real hosts: the same AcceptorHost and
+ProposerHost (zpaxos/runtime/) that the node and client loops run on sockets.
 
 The tests own the network (STYLE.md, example 7): every in-flight message is plain data in
 an event queue keyed by virtual time, and a ``random.Random(seed)`` decides how long each
-message takes (so messages reorder), which ones are duplicated or lost, and when acceptors
-crash and restart. A restarted acceptor is rebuilt from exactly what it persisted
-(``Acceptor(states=disk)``); a crash may also strike between a step's persist and its
-sends, which are then lost. Nothing sleeps: a whole schedule takes milliseconds.
+message takes (so messages reorder), which ones are duplicated or lost, and when nodes
+crash and restart. Nothing sleeps: a whole schedule takes milliseconds.
 
-After every step the simulator checks the safety invariants of the TLA+ spec of Paxos
-against *ghost* state, which sees every vote ever cast and every promise ever sent:
+* A **node** is an AcceptorHost plus a disk. Messages land in its inbox; a *pass* a moment
+  later hands the whole inbox to the host as one batch (several keys, several proposers,
+  status and sync requests mixed), then does what the node's loop does with the Ready:
+  persist, then send. A crash may strike between the two, and the sends are lost. A
+  restarted node is rebuilt from exactly its disk and syncs from its peers (in small
+  pages, so paging is exercised).
+* A **proposer process** is a ProposerHost running one or more proposals (sometimes on
+  the same key), routing replies by key, with staging, ticks and backoff.
+
+After every pass and every proposer step the simulator checks the safety invariants of
+the TLA+ spec of Paxos against *ghost* state, which sees every vote ever cast and every
+promise ever sent:
 
 * a ballot carries at most one value (OneValuePerBallot), and at most one value is
   chosen per key, where chosen means a quorum of acceptors voted for it in one ballot;
 * a chosen value was proposed by someone;
-* every decision reported (a proposer's ``Outcome.chosen``, an acceptor's
-  ``KeyState.chosen``) is the chosen value;
+* every decision reported (a proposal's ``Outcome.chosen``, a node's ``chosen``) is the
+  chosen value;
 * no acceptor votes below a promise it has sent, and none has accepted > promised.
 
-After the chaos ends (no more drops or crashes, crashed acceptors restarted) every proposer
+After the chaos ends (no more drops or crashes, crashed nodes restarted) every proposal
 must finish within ``Scenario.bound_s`` of virtual time, and with a chosen value when the
 scenario says so (``must_choose``).
 
 Replay one seed:  ``python -m tests.simulator --seed 1234 --trace``
 Soak many seeds:  ``python -m tests.simulator --seeds 100000 --workers 2``
-A broken variant: add ``--mutant NAME`` (see MUTANTS in tests/test_simulator.py)
+A broken variant: add ``--mutant NAME`` (see tests/mutants.py)
 """
 
 from __future__ import annotations
@@ -34,28 +43,36 @@ import multiprocessing
 import random
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from zpaxos.protocol.core import (
-    Acceptor,
-    Event,
-    KeyState,
-    Outcome,
-    Proposer,
-    ProposerOptions,
-    Step,
-    quorum_size,
+from zpaxos.protocol.core import Acceptor, KeyState, Outcome, Proposer, ProposerOptions, quorum_size
+from zpaxos.protocol.events import Event
+from zpaxos.protocol.messages import (
+    ZERO,
+    Accept,
+    Accepted,
+    Ballot,
+    Decide,
+    Nack,
+    Prepare,
+    Promise,
+    StatusReply,
+    StatusRequest,
+    SyncReply,
+    SyncRequest,
 )
-from zpaxos.protocol.messages import ZERO, Accept, Accepted, Ballot, Decide, Nack, Prepare, Promise
+from zpaxos.runtime.acceptor_host import AcceptorHost, Ready
+from zpaxos.runtime.addresses import Caller
+from zpaxos.runtime.proposer_host import ProposerHost
+from zpaxos.runtime.proposer_host import Ready as ProposerReady
+from zpaxos.runtime.staging import NO_STAGING, StagingOptions
 
 INF = float("inf")
 TRACE_TAIL_LINES = 60  # how much of the trace a failure message shows
 REPLAY_CMD = "python -m tests.simulator --seed {seed} --trace"
-
-ProposerFactory = Callable[..., Proposer]  # (key, value, id, acceptors, options, rng)
-DropRule = Callable[[str, str, Any], bool]  # (src, dst, message) -> lose it
+SIM_SYNC_PAGE = 2  # tiny sync pages, so a restarted node always pages
 
 
 # --------------------------------------------------------------------------- scenario
@@ -63,26 +80,37 @@ DropRule = Callable[[str, str, Any], bool]  # (src, dst, message) -> lose it
 
 @dataclass(frozen=True)
 class ProposerSpec:
-    """One proposer: its network name, what it proposes, when it starts, how it paces."""
+    """One proposal: its name, what it proposes, when it starts, how it paces.
+
+    Proposals with the same ``process`` run in one ProposerHost (one client process);
+    by default each proposal is a process of its own. Its ballots carry ``proposer_id``
+    (default: the name), so ids are distinct."""
 
     name: str
     key: str
     value: bytes
     start_s: float
     options: ProposerOptions
-    proposer_id: bytes = b""  # the ballot id; defaults to the name, so ids are distinct
+    proposer_id: bytes = b""
+    staging: StagingOptions = NO_STAGING
+    process: str = ""
+
+    @property
+    def proc(self) -> str:
+        return self.process or self.name
 
 
 @dataclass(frozen=True)
 class Chaos:
-    """What goes wrong until ``end_s``: lost messages and crashing acceptors."""
+    """What goes wrong until ``end_s``: lost messages and crashing nodes."""
 
     end_s: float = 0.0
     drop_p: float = 0.0
     crash_gap_s: float = INF  # mean virtual time between two random crashes
-    downtime_s: float = 0.1  # a crashed acceptor stays down up to this long
-    crash_in_step_p: float = 0.0  # a step crashes after its persist, before its sends
-    restart_all: bool = True  # at end_s restart every acceptor, else just a majority
+    downtime_s: float = 0.1  # a crashed node stays down up to this long
+    crash_in_step_p: float = 0.0  # a pass crashes after its persist, before its sends
+    restart_all: bool = True  # at end_s restart every node, else just a majority
+    forge_sync_p: float = 0.0  # a sync reply also names a wrong value for a decided key
 
 
 @dataclass(frozen=True)
@@ -96,36 +124,41 @@ class Scenario:
     max_delay_s: float = 0.01
     dup_p: float = 0.0  # duplicates (and reordering) go on after the chaos
     chaos: Chaos = Chaos()
-    must_choose: bool = False  # liveness: every proposer ends with a chosen value
+    must_choose: bool = False  # liveness: every proposal ends with a chosen value
     bound_s: float = 10.0  # ... within this virtual time after the chaos and last start
-    drop_if: DropRule | None = None  # a test's rule for messages the network always loses
+    drop_if: Any = None  # a test's rule (src, dst, msg) -> bool for messages always lost
+    pass_delay_s: float = 0.0  # a node's pass runs up to this long after a message lands
+    status_probes: int = 0  # status requests sent to random nodes during the run
 
     def describe(self) -> str:
         c = self.chaos
         ps = ", ".join(
-            f"{p.name}({p.key}={p.value.decode()} at {p.start_s:.3f}"
+            f"{p.name}@{p.proc}({p.key}={p.value.decode()} at {p.start_s:.3f}"
             f" max_rounds={p.options.max_rounds} timeout={p.options.timeout_s:g})"
             for p in self.proposers
         )
         return (
             f"N={self.n_acceptors}, delay {self.min_delay_s:g}..{self.max_delay_s:.3f} s,"
-            f" dup {self.dup_p:.2f}; chaos until {c.end_s:.3f} s: drop {c.drop_p:.2f},"
-            f" crash every ~{c.crash_gap_s:.3f} s, in-step crash {c.crash_in_step_p:.2f},"
-            f" restart {'all' if c.restart_all else 'a majority'}; must_choose="
-            f"{self.must_choose}; proposers: {ps}"
+            f" pass delay {self.pass_delay_s:.4f} s, dup {self.dup_p:.2f}; chaos until"
+            f" {c.end_s:.3f} s: drop {c.drop_p:.2f}, crash every ~{c.crash_gap_s:.3f} s,"
+            f" in-step crash {c.crash_in_step_p:.2f}, forged sync {c.forge_sync_p:.2f},"
+            f" restart {'all' if c.restart_all else 'a majority'};"
+            f" must_choose={self.must_choose}; proposals: {ps}"
         )
 
 
 def generate(seed: int) -> Scenario:
     """A random but modest schedule: small enough that 10,000 run in well under a minute,
-    hostile enough (contention on one key, crashes, lost promises) to expose broken rules."""
+    hostile enough (contention on one key, crashes, lost promises, batched passes,
+    several proposals per process) to expose broken rules."""
     rng = random.Random(f"scenario/{seed}")
     n = rng.choice((3, 3, 5, 5, 7))
-    keys = ("k0",) if rng.random() < 0.8 else ("k0", "k1")
+    keys = ("k0",) if rng.random() < 0.7 else ("k0", "k1")
     n_prop = rng.choice((2, 3, 3, 4)) if len(keys) == 1 else rng.choice((3, 4))
     max_delay = rng.uniform(0.003, 0.03)
     must_choose = rng.random() < 0.75
     spread = rng.choice((0.2, 1.0, 1.0, 4.0, 20.0)) * max_delay  # how far apart starts are
+    n_procs = rng.choice((n_prop, n_prop, max(1, n_prop - 1), max(1, n_prop - 2)))
     proposers = []
     for i in range(n_prop):
         key = keys[0] if i < 2 else rng.choice(keys)  # the first two always conflict
@@ -137,10 +170,12 @@ def generate(seed: int) -> Scenario:
             backoff_s=rng.choice((0.0, 0.5, 1.0, 2.0)) * max_delay if not must_choose
             else rng.uniform(0.5, 2) * max_delay,
             backoff_max_s=20 * max_delay,
-            pause_between_phases_s=pause,
         )
+        staging = StagingOptions(pause_between_phases_s=pause) if pause else NO_STAGING
+        proc = f"C{i % n_procs + 1}"
         proposers.append(ProposerSpec(f"P{i + 1}", key, f"v{i + 1}".encode(),
-                                      rng.uniform(0, spread), options))
+                                      rng.uniform(0, spread), options, staging=staging,
+                                      process=proc))
     chaos = Chaos(
         end_s=rng.uniform(0.02, 0.3),
         drop_p=rng.choice((0.0, rng.uniform(0, 0.3))),
@@ -148,10 +183,13 @@ def generate(seed: int) -> Scenario:
         downtime_s=rng.uniform(0.005, 0.15),
         crash_in_step_p=rng.choice((0.0, rng.uniform(0, 0.15))),
         restart_all=rng.random() < 0.5,
+        forge_sync_p=rng.choice((0.0, 0.0, 0.5)),
     )
     return Scenario(seed, n, tuple(proposers), 0.0005, max_delay,
                     dup_p=rng.choice((0.0, rng.uniform(0, 0.2))), chaos=chaos,
-                    must_choose=must_choose)
+                    must_choose=must_choose,
+                    pass_delay_s=rng.choice((0.0, 0.3 * max_delay, max_delay)),
+                    status_probes=rng.choice((0, 0, 1, 3)))
 
 
 # --------------------------------------------------------------------------- formatting
@@ -177,7 +215,16 @@ def fmsg(m: Any) -> str:
     if t is Nack:
         return f"Nack({m.key}, {fb(m.ballot)}, promised={fb(m.promised)})"
     if t is Decide:
-        return f"Decide({m.key}, {fv(m.value)})"
+        return f"Decide({m.key}, {fv(m.value)}, at={fb(m.ballot)})"
+    if t is SyncRequest:
+        return f"Sync(after={m.after or '-'})"
+    if t is SyncReply:
+        entries = ", ".join(f"{k}={fv(v)}" for k, v, _ in m.chosen)
+        return f"SyncReply([{entries}]{', more' if m.more else ''})"
+    if t is StatusRequest:
+        return "Status()"
+    if t is StatusReply:
+        return f"StatusReply({len(m.keys)} keys)"
     return repr(m)
 
 
@@ -194,17 +241,17 @@ def fevent(e: Event) -> str:
             return fv(v)
         return f"{v:.4g}" if isinstance(v, float) else str(v)
 
-    return f"[{e.name} {' '.join(f'{k}={f(v)}' for k, v in e.fields.items())}]"
+    fields = e.fields()
+    fields.pop("key", None)
+    return f"[{e.name} {' '.join(f'{k}={f(v)}' for k, v in fields.items())}]"
 
 
-def fstep(step: Step) -> str:
-    parts = [f"persist {k}: {fstate(s)}" for k, s in step.persist]
+def fsends(sends: Iterable[tuple[Any, Any]]) -> str:
     groups: dict[Any, list[str]] = {}
-    for dst, m in step.send:
-        groups.setdefault(m, []).append(str(dst))
-    parts += [f"{fmsg(m)} -> {','.join(dsts)}" for m, dsts in groups.items()]
-    parts += [fevent(e) for e in step.events]
-    return "; ".join(parts)
+    for dst, m in sends:
+        groups.setdefault(m, []).append(str(dst.ident.decode() if isinstance(dst, Caller)
+                                            else f"n{dst}"))
+    return "; ".join(f"{fmsg(m)} -> {','.join(dsts)}" for m, dsts in groups.items())
 
 
 # --------------------------------------------------------------------------- simulation
@@ -228,25 +275,34 @@ class InvariantViolation(AssertionError):
 @dataclass
 class SimResult:
     scenario: Scenario
-    outcomes: dict[str, Outcome]  # by proposer name
+    outcomes: dict[str, Outcome]  # by proposal name
     finished_at: dict[str, float]
     chosen: dict[str, bytes]  # the ghost's view: key -> the chosen value
     chosen_at: dict[str, float]
-    events: list[tuple[float, str, Event]]  # (time, proposer name, event)
-    votes: list[tuple[float, str, str, Ballot, bytes]]  # (time, acceptor, key, ballot, value)
+    events: list[tuple[float, str, Event]]  # (time, proposal name or node, event)
+    votes: list[tuple[float, int, str, Ballot, bytes]]  # (time, node, key, ballot, value)
     stats: Counter[str]
     trace: list[str] = field(default_factory=list)
 
 
-DELIVER, WAKE, START, CRASH, RESTART, CHAOS_END = range(6)
+DELIVER, PASS, WAKE, START, CRASH, RESTART, CHAOS_END, PROBE = range(8)
 
 
 class Simulation:
-    """Runs one scenario on the pure core, checking the invariants after every step."""
+    """Runs one scenario on the real hosts, checking the invariants after every step.
+
+    Variants (the mutants in tests/mutants.py): ``acceptor_cls`` and ``proposer_cls`` for
+    the core, ``host_cls`` and ``proposer_host_cls`` for the hosts, ``shared_ids`` for
+    the lab's ballot bug; ``one_process_each`` runs every proposal in a process of its
+    own."""
 
     def __init__(self, scenario: Scenario, *, trace: bool = False,
                  acceptor_cls: type[Acceptor] = Acceptor,
-                 proposer_factory: ProposerFactory = Proposer, replay: str = "") -> None:
+                 proposer_cls: type[Proposer] = Proposer,
+                 host_cls: type[AcceptorHost] = AcceptorHost,
+                 proposer_host_cls: type[ProposerHost] = ProposerHost,
+                 shared_ids: bool = False, one_process_each: bool = False,
+                 replay: str = "") -> None:
         """``replay`` is the command that reproduces the run, with ``{seed}`` in it."""
         sc = self.sc = scenario
         self.rng = random.Random(sc.seed)  # the network's and the crashes' randomness
@@ -255,16 +311,26 @@ class Simulation:
         self.replay = (replay or REPLAY_CMD).format(seed=sc.seed)
         self.now = 0.0
         self.acceptor_cls = acceptor_cls
-        self.names = tuple(f"A{i}" for i in range(1, sc.n_acceptors + 1))
+        self.host_cls = host_cls
+        self.ids = tuple(range(sc.n_acceptors))
         self.quorum = quorum_size(sc.n_acceptors)
-        self.acceptors: dict[str, Acceptor | None] = {a: acceptor_cls() for a in self.names}
-        self.disk: dict[str, dict[str, KeyState]] = {a: {} for a in self.names}
-        self.stay_down: set[str] = set()
-        self.proposers: dict[str, Proposer] = {}
+        self.disk: dict[int, dict[str, KeyState]] = {a: {} for a in self.ids}
+        self.nodes: dict[int, AcceptorHost | None] = {a: self._host(a) for a in self.ids}
+        self.inbox: dict[int, list[tuple[Any, Any]]] = {a: [] for a in self.ids}
+        self.pass_due: dict[int, float] = {}
+        self.stay_down: set[int] = set()
+        if one_process_each:
+            sc = self.sc = replace(sc, proposers=tuple(replace(p, process="")
+                                                       for p in sc.proposers))
+        self.specs = {p.name: p for p in sc.proposers}
+        self.procs: dict[str, ProposerHost] = {}
+        self._next_id = b""
         for p in sc.proposers:
-            rng = random.Random(self.rng.getrandbits(64))  # each its own stream, from the seed
-            self.proposers[p.name] = proposer_factory(
-                p.key, p.value, p.proposer_id or p.name.encode(), self.names, p.options, rng)
+            if p.proc not in self.procs:
+                rng = random.Random(self.rng.getrandbits(64))  # its own stream, from the seed
+                self.procs[p.proc] = proposer_host_cls(
+                    self.ids, rng, (lambda: b"P") if shared_ids else (lambda: self._next_id),
+                    proposer_cls)
         self.chaos_on = sc.chaos.end_s > 0
         self.queue: list[tuple[Any, ...]] = []
         self.seq = 0
@@ -273,16 +339,20 @@ class Simulation:
         self.proposed: dict[str, set[bytes]] = {}
         for p in sc.proposers:
             self.proposed.setdefault(p.key, set()).add(p.value)
-        self.max_promise: dict[tuple[str, str], Ballot] = {}  # (acceptor, key) -> max sent
-        self.votes: dict[tuple[str, Ballot, bytes], set[str]] = {}
+        self.max_promise: dict[tuple[int, str], Ballot] = {}  # (node, key) -> max sent
+        self.votes: dict[tuple[str, Ballot, bytes], set[int]] = {}
         self.ballot_value: dict[tuple[str, Ballot], bytes] = {}
         self.chosen: dict[str, bytes] = {}
         self.chosen_at: dict[str, float] = {}
         self.outcomes: dict[str, Outcome] = {}
         self.finished_at: dict[str, float] = {}
         self.events: list[tuple[float, str, Event]] = []
-        self.vote_log: list[tuple[float, str, str, Ballot, bytes]] = []
+        self.vote_log: list[tuple[float, int, str, Ballot, bytes]] = []
         self.stats: Counter[str] = Counter()
+
+    def _host(self, a: int) -> AcceptorHost:
+        return self.host_cls(a, dict(self.disk[a]), [b for b in self.ids if b != a],
+                             sync_page=SIM_SYNC_PAGE, acceptor_cls=self.acceptor_cls)
 
     # ---- bookkeeping
 
@@ -309,6 +379,9 @@ class Simulation:
             if sc.chaos.crash_gap_s < INF:
                 self._push(self.rng.expovariate(1 / sc.chaos.crash_gap_s), CRASH, None)
         last_start = max((p.start_s for p in sc.proposers), default=0.0)
+        for _ in range(sc.status_probes):
+            self._push(self.rng.uniform(0, last_start + sc.chaos.end_s + 0.05), PROBE,
+                       self.rng.choice(self.ids))
         horizon = max(sc.chaos.end_s, last_start) + sc.bound_s
         queue = self.queue
         while queue:
@@ -318,156 +391,239 @@ class Simulation:
             self.now, kind = item[0], item[2]
             if kind == DELIVER:
                 self._deliver(*item[3:])
+            elif kind == PASS:
+                self._pass(item[3])
             elif kind == WAKE:
                 name = item[3]
                 if self.wake_at.get(name) == self.now:  # else superseded by a later wakeup
                     del self.wake_at[name]
-                    p = self.proposers[name]
-                    self._after_proposer(name, p, p.tick(self.now), f"tick {name}")
+                    host = self.procs[name]
+                    self._after_proc(name, host.tick(self.now), f"tick {name}")
             elif kind == START:
-                p = self.proposers[item[3]]
-                self._after_proposer(item[3], p, p.start(self.now),
-                                     f"start {item[3]} {p.key}={fv(p.proposed)}")
+                self._start(item[3])
             elif kind == CRASH:
                 self._random_crash()
             elif kind == RESTART:
                 self._restart(item[3])
+            elif kind == PROBE:
+                self._send("probe", item[3], StatusRequest(None))
             else:
                 self._end_chaos()
-        for name, p in self.proposers.items():
-            if not p.done:
-                state = f"phase {p.phase}, ballot {fb(p.ballot)}, {p.rounds} rounds"
-                self._violate(f"liveness: {name} has not finished by t={horizon:.3f}"
-                              f" ({sc.bound_s:g} s after the chaos and the last start; {state})")
-            if sc.must_choose and p.outcome is not None and p.outcome.chosen is None:
-                self._violate(f"liveness: {name} ended without a value ({p.outcome.reason})")
+        for spec in sc.proposers:
+            o = self.outcomes.get(spec.name)
+            if o is None:
+                self._violate(f"liveness: {spec.name} has not finished by t={horizon:.3f}"
+                              f" ({sc.bound_s:g} s after the chaos and the last start)")
+            elif sc.must_choose and o.chosen is None:
+                self._violate(f"liveness: {spec.name} ended without a value ({o.reason})")
         return SimResult(sc, self.outcomes, self.finished_at, self.chosen, self.chosen_at,
                          self.events, self.vote_log, self.stats, self.trace)
 
     # ---- network
 
-    def _send(self, src: str, dst: str, msg: Any) -> None:
+    def _send(self, src: Any, dst: Any, msg: Any) -> None:
+        """``src``/``dst``: a node id (int) or a process name (str)."""
         rng = self.rng
         if self.chaos_on and rng.random() < self.sc.chaos.drop_p:
             self.stats["dropped"] += 1
             if self.tracing:
-                self._log(f"drop {src} -> {dst} {fmsg(msg)}")
+                self._log(f"{_who(src)} -> {_who(dst)} {fmsg(msg)} => dropped")
             return
         if self.sc.drop_if is not None and self.sc.drop_if(src, dst, msg):
-            if self.tracing:
-                self._log(f"drop (rule) {src} -> {dst} {fmsg(msg)}")
             return
         lo, hi = self.sc.min_delay_s, self.sc.max_delay_s
-        self._push(self.now + rng.uniform(lo, hi), DELIVER, src, dst, msg)
-        if self.sc.dup_p and rng.random() < self.sc.dup_p:
-            self.stats["duplicated"] += 1
+        copies = 2 if rng.random() < self.sc.dup_p else 1
+        self.stats["duplicated"] += copies - 1
+        for _ in range(copies):
             self._push(self.now + rng.uniform(lo, hi), DELIVER, src, dst, msg)
 
-    def _deliver(self, src: str, dst: str, msg: Any) -> None:
-        p = self.proposers.get(dst)
-        if p is not None:
-            self._after_proposer(dst, p, p.receive(self.now, src, msg),
-                                 f"{src} -> {dst} {fmsg(msg)}")
+    def _deliver(self, src: Any, dst: Any, msg: Any) -> None:
+        if isinstance(dst, str):
+            if dst == "probe":
+                return
+            host = self.procs[dst]
+            if isinstance(src, int):
+                self._after_proc(dst, host.receive(self.now, src, msg),
+                                 f"n{src} -> {dst} {fmsg(msg)}")
             return
-        acc = self.acceptors[dst]
-        if acc is None:
+        if self.nodes[dst] is None:
             if self.tracing:
-                self._log(f"{src} -> {dst} {fmsg(msg)} => lost: {dst} is down")
+                self._log(f"{_who(src)} -> n{dst} {fmsg(msg)} => lost: n{dst} is down")
             return
-        key = msg.key
-        before = acc.states.get(key)
-        step = acc.handle(src, msg)
-        disk = self.disk[dst]
-        # Persist, then send: the step's state is durable before any reply can leave.
-        for k, s in step.persist:
+        # The node sees a routed caller for whatever reached its ROUTER, and a node id for
+        # a reply on its own socket to a peer (a SyncReply): as on real sockets.
+        if isinstance(msg, SyncReply):
+            origin: Any = src
+            if self.chaos_on and self.rng.random() < self.sc.chaos.forge_sync_p:
+                msg = self._forge(dst, msg)
+        else:
+            origin = Caller(src.encode() if isinstance(src, str) else f"n{src}".encode())
+        self.inbox[dst].append((origin, msg))
+        if dst not in self.pass_due:
+            due = self.now + self.rng.uniform(0, self.sc.pass_delay_s)
+            self.pass_due[dst] = due
+            self._push(due, PASS, dst)
+
+    def _forge(self, dst: int, msg: SyncReply) -> SyncReply:
+        """A faulty peer: also name another value for a key ``dst`` has decided. The
+        host must never let it replace the decision."""
+        node = self.nodes[dst]
+        decided = sorted(k for k, s in node.states.items() if s.chosen is not None) if node else []
+        if not decided:
+            return msg
+        self.stats["forged_sync"] += 1
+        key = self.rng.choice(decided)
+        return SyncReply(msg.after, (*msg.chosen, (key, b"forged", Ballot(1, b"F"))), msg.more)
+
+    # ---- nodes
+
+    def _pass(self, a: int) -> None:
+        self.pass_due.pop(a, None)
+        host = self.nodes[a]
+        batch, self.inbox[a] = self.inbox[a], []
+        if host is None or not batch:
+            return
+        self.stats["passes"] += 1
+        self.stats["batched"] += len(batch) > 1
+        before: dict[str, KeyState | None] = dict(host.states)
+        ready = host.handle(batch)
+        self._do_node(a, host, ready, before,
+                      "; ".join(f"{_who(s)}:{fmsg(m)}" for s, m in batch))
+
+    def _do_node(self, a: int, host: AcceptorHost, ready: Ready,
+                 before: dict[str, KeyState | None], what: str) -> None:
+        disk = self.disk[a]
+        # Persist, then send: the pass's state is durable before any reply can leave.
+        for k, s in ready.persist.items():
             disk[k] = s
-            self._check_state(dst, k, s, "on disk")
-        sends = step.send
-        if self.chaos_on and self.rng.random() < self.sc.chaos.crash_in_step_p:
+            self._check_state(a, k, s, "on disk")
+        sends = ready.send
+        crash = self.chaos_on and self.rng.random() < self.sc.chaos.crash_in_step_p
+        if self.tracing:
+            persisted = "; ".join(f"persist {k}: {fstate(s)}" for k, s in ready.persist.items())
+            evs = " ".join(fevent(e) for _, e in ready.events)
+            out = fsends(sends) or "nothing"
+            tail = (f"CRASH n{a} after persist, before send: lost {out}" if crash else out)
+            self._log(f"n{a} pass [{what}] => {'; '.join(x for x in (persisted, evs) if x)}"
+                      f"{'; ' if persisted or evs else ''}{tail}")
+        for _, e in ready.events:
+            self.events.append((self.now, f"n{a}", e))
+            self.stats[e.name] += 1
+        # The ghost learns the pass's promises and votes in the order they were made (the
+        # order of the replies), then any vote the replies do not show (a crash lost them).
+        if not crash:
+            for _, m in sends:
+                t = type(m)
+                if t is Promise:
+                    mk = (a, m.key)
+                    if m.ballot > self.max_promise.get(mk, ZERO):
+                        self.max_promise[mk] = m.ballot
+                elif t is Accepted:
+                    self._vote(a, m.key, m.ballot, m.value)
+                elif t is StatusReply:
+                    self._check_status(a, host, m)
+        for key, new in host.states.items():
+            old = before.get(key)
+            if new is not old:
+                if not new.accepted.is_zero and (
+                    old is None or new.accepted != old.accepted or new.value != old.value
+                ):
+                    self._vote(a, key, new.accepted, new.value)  # type: ignore[arg-type]
+                self._check_state(a, key, new, "in memory")
+        if crash:
             self.stats["crash_in_step"] += 1
-            if self.tracing:
-                done = fstep(Step(persist=step.persist)) or "nothing to persist"
-                lost = fstep(Step(send=sends)) or "nothing"
-                self._log(f"{src} -> {dst} {fmsg(msg)} => {done}; CRASH {dst} after persist,"
-                          f" before send: lost {lost}")
-            sends = []
-            self._crash(dst)
-        elif self.tracing:
-            self._log(f"{src} -> {dst} {fmsg(msg)} => {fstep(step) or 'nothing'}")
-        after = acc.states.get(key)
-        if after is not None and after is not before:
-            if not after.accepted.is_zero and (
-                before is None or after.accepted != before.accepted or after.value != before.value
-            ):
-                self._vote(dst, key, after.accepted, after.value)
-            self._check_state(dst, key, after, "in memory")
-        for to, m in sends:
-            t = type(m)
-            if t is Promise:
-                mk = (dst, m.key)
-                if m.ballot > self.max_promise.get(mk, ZERO):
-                    self.max_promise[mk] = m.ballot
-            elif t is Accepted:
-                self._vote(dst, m.key, m.ballot, m.value)
-            self._send(dst, to, m)
+            self._crash(a)
+            return
+        for dst, m in sends:
+            self._send(a, _dst(dst), m)
+
+    def _check_status(self, a: int, host: AcceptorHost, reply: StatusReply) -> None:
+        """The reply was built mid-pass: later messages of the pass may have moved the
+        state on since, but only forwards."""
+        got = [k.key for k in reply.keys]
+        states = host.states
+        if got != sorted(set(got)):
+            self._violate(f"n{a}'s status reply is not in key order: {got}")
+        for k in reply.keys:
+            now = states.get(k.key)
+            if now is None or k.promised > now.promised or (
+                    k.chosen is not None and k.chosen != now.chosen):
+                self._violate(f"n{a}'s status reply for {k.key} is not its state")
+        self.stats["status_checked"] += 1
 
     # ---- proposers
 
-    def _after_proposer(self, name: str, p: Proposer, step: Step, what: str) -> None:
-        if self.tracing and (step.send or step.events or what[:4] != "tick"):
-            self._log(f"{what} => {fstep(step) or 'nothing'}")
-        for e in step.events:
-            self.events.append((self.now, name, e))
+    def _start(self, name: str) -> None:
+        spec = self.specs[name]
+        self._next_id = spec.proposer_id or name.encode()
+        host = self.procs[spec.proc]
+        ready = host.start(self.now, name, spec.key, spec.value, spec.options, spec.staging)
+        self._after_proc(spec.proc, ready, f"start {name}@{spec.proc} {spec.key}={fv(spec.value)}")
+
+    def _after_proc(self, proc: str, ready: ProposerReady, what: str) -> None:
+        if self.tracing and (ready.send or ready.events or what[:4] != "tick"):
+            parts = [fsends(ready.send), " ".join(fevent(e) for e in ready.events)]
+            self._log(f"{what} => {'; '.join(p for p in parts if p) or 'nothing'}")
+        for e in ready.events:
+            self.events.append((self.now, proc, e))
             self.stats[e.name] += 1
-        oc = p.outcome
-        if oc is not None and name not in self.outcomes:
+        for token, oc in ready.finished:
+            name = str(token)
+            if name in self.outcomes:
+                self._violate(f"{name} finished twice")
             self.outcomes[name] = oc
             self.finished_at[name] = self.now
+            spec = self.specs[name]
+            if oc.key != spec.key or oc.proposed != spec.value:
+                self._violate(f"{name} got the outcome of another proposal ({oc.key}="
+                              f"{fv(oc.proposed)})")
             if oc.chosen is not None and oc.chosen != self.chosen.get(oc.key):
                 self._violate(f"{name} reports {oc.key}={fv(oc.chosen)} but the chosen value is"
                               f" {fv(self.chosen.get(oc.key))}")
             if oc.own != (oc.chosen is not None and oc.chosen == oc.proposed):
                 self._violate(f"{name} reports own={oc.own} for chosen={fv(oc.chosen)}")
-        for to, m in step.send:
-            self._send(name, to, m)
-        nw = p.next_wakeup
-        if nw is not None and nw < INF and self.wake_at.get(name) != nw:
+        for to, m in ready.send:
+            self._send(proc, to, m)
+        nw = self.procs[proc].next_wakeup
+        if nw is not None and nw < INF and self.wake_at.get(proc) != nw:
             nw = max(nw, self.now)
-            self.wake_at[name] = nw
-            self._push(nw, WAKE, name)
+            self.wake_at[proc] = nw
+            self._push(nw, WAKE, proc)
 
     # ---- crashes
 
     def _random_crash(self) -> None:
         if not self.chaos_on:
             return
-        a = self.rng.choice(self.names)
-        if self.acceptors[a] is not None:
+        a = self.rng.choice(self.ids)
+        if self.nodes[a] is not None:
             if self.tracing:
-                self._log(f"CRASH {a}")
+                self._log(f"CRASH n{a}")
             self._crash(a)
         self._push(self.now + self.rng.expovariate(1 / self.sc.chaos.crash_gap_s), CRASH, None)
 
-    def _crash(self, a: str) -> None:
+    def _crash(self, a: int) -> None:
         self.stats["crashes"] += 1
-        self.acceptors[a] = None  # memory is gone; only self.disk[a] survives
+        self.nodes[a] = None  # memory and inbox are gone; only self.disk[a] survives
+        self.inbox[a] = []
         self._push(self.now + self.rng.uniform(0, self.sc.chaos.downtime_s), RESTART, a)
 
-    def _restart(self, a: str) -> None:
-        if self.acceptors[a] is not None or a in self.stay_down:
+    def _restart(self, a: int) -> None:
+        if self.nodes[a] is not None or a in self.stay_down:
             return
-        disk = self.disk[a]
-        self.acceptors[a] = self.acceptor_cls(states=dict(disk))  # exactly what was persisted
+        host = self.nodes[a] = self._host(a)  # exactly what was persisted
         if self.tracing:
-            self._log(f"restart {a} from disk: "
-                      + ("; ".join(f"{k}: {fstate(s)}" for k, s in disk.items()) or "empty"))
+            self._log(f"restart n{a} from disk: "
+                      + ("; ".join(f"{k}: {fstate(s)}" for k, s in self.disk[a].items())
+                         or "empty"))
+        self._do_node(a, host, host.start(), {}, "start: sync from peers")
 
     def _end_chaos(self) -> None:
         self.chaos_on = False
-        down = [a for a in self.names if self.acceptors[a] is None]
+        down = [a for a in self.ids if self.nodes[a] is None]
         if not self.sc.chaos.restart_all:
             # Leave as many down as a majority allows: liveness must not need them.
-            spare = len(self.names) - self.quorum
+            spare = len(self.ids) - self.quorum
             self.stay_down = set(self.rng.sample(down, min(spare, len(down))))
             self.stats["stayed_down"] += len(self.stay_down)
         if self.tracing:
@@ -478,14 +634,14 @@ class Simulation:
 
     # ---- invariants
 
-    def _vote(self, a: str, key: str, b: Ballot, v: bytes) -> None:
+    def _vote(self, a: int, key: str, b: Ballot, v: bytes) -> None:
         """Record that ``a`` voted (b, v) for ``key``: the ghost history of the TLA+ spec."""
         voters = self.votes.get((key, b, v))
         if voters is not None and a in voters:
             return
         promised = self.max_promise.get((a, key), ZERO)
         if b < promised:
-            self._violate(f"{a} accepted {key}={fv(v)} at ballot {fb(b)} below the promise"
+            self._violate(f"n{a} accepted {key}={fv(v)} at ballot {fb(b)} below the promise"
                           f" {fb(promised)} it had sent")
         self.max_promise[(a, key)] = b  # voting for b promises b
         other = self.ballot_value.setdefault((key, b), v)
@@ -509,13 +665,27 @@ class Simulation:
             self._violate(f"two values chosen for {key}: {fv(prev)}, then {fv(v)} at ballot"
                           f" {fb(b)} by {sorted(voters)}")
 
-    def _check_state(self, a: str, key: str, s: KeyState, where: str) -> None:
+    def _check_state(self, a: int, key: str, s: KeyState, where: str) -> None:
         if s.accepted > s.promised:
-            self._violate(f"{a} {where}: {key} accepted {fb(s.accepted)} above its promise"
+            self._violate(f"n{a} {where}: {key} accepted {fb(s.accepted)} above its promise"
                           f" {fb(s.promised)}")
         if s.chosen is not None and s.chosen != self.chosen.get(key):
-            self._violate(f"{a} {where}: {key} chosen={fv(s.chosen)} but the chosen value is"
+            self._violate(f"n{a} {where}: {key} chosen={fv(s.chosen)} but the chosen value is"
                           f" {fv(self.chosen.get(key))}")
+
+
+def _who(x: Any) -> str:
+    if isinstance(x, Caller):
+        return x.ident.decode()
+    return f"n{x}" if isinstance(x, int) else str(x)
+
+
+def _dst(dst: Any) -> Any:
+    """Where a node's reply goes: a Caller's ident names a process or another node."""
+    if isinstance(dst, Caller):
+        name = dst.ident.decode()
+        return int(name[1:]) if name[0] == "n" and name[1:].isdigit() else name
+    return dst
 
 
 # --------------------------------------------------------------------------- running seeds
@@ -525,7 +695,7 @@ def run_schedule(seed: int, trace: bool = False, **variant: Any) -> SimResult:
     """Generate and run the schedule of ``seed``; raise InvariantViolation on a failure.
 
     A failure found without a trace is re-run with one (the run is deterministic), so the
-    error always carries the trace. ``variant``: acceptor_cls, proposer_factory, replay.
+    error always carries the trace. ``variant``: see :class:`Simulation`.
     """
     try:
         return Simulation(generate(seed), trace=trace, **variant).run()
@@ -533,6 +703,10 @@ def run_schedule(seed: int, trace: bool = False, **variant: Any) -> SimResult:
         if trace:
             raise
     return Simulation(generate(seed), trace=True, **variant).run()  # raises again, traced
+
+
+COVERED = ("crashes", "crash_in_step", "stayed_down", "dropped", "duplicated", "adopted",
+           "retry", "gave_up", "chosen", "batched", "forged_sync", "status_checked", "learned")
 
 
 def check_seeds(seeds: Iterable[int], stop_at_first: bool = True,
@@ -552,9 +726,9 @@ def check_seeds(seeds: Iterable[int], stop_at_first: bool = True,
         cover["schedules"] += 1
         cover[f"N={sc.n_acceptors}"] += 1
         cover["multi_key"] += len({p.key for p in sc.proposers}) > 1
+        cover["shared_process"] += len({p.proc for p in sc.proposers}) < len(sc.proposers)
         cover["must_choose"] += sc.must_choose
-        for name in ("crashes", "crash_in_step", "stayed_down", "dropped", "duplicated",
-                     "adopted", "retry", "gave_up", "chosen"):
+        for name in COVERED:
             cover[f"with_{name}"] += r.stats[name] > 0
     return failures, cover
 
@@ -591,13 +765,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=1000, help="how many seeds to check")
     ap.add_argument("--start", type=int, default=0, help="first seed to check")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--mutant", help="run a broken variant: a name in test_simulator.MUTANTS")
+    ap.add_argument("--mutant", help="run a broken variant: a name in tests/mutants.py")
     args = ap.parse_args(argv)
     variant: dict[str, Any] = {}
     if args.mutant:
-        from tests.test_simulator import MUTANTS  # the broken variants live with the tests
+        from tests.mutants import MUTANTS  # the broken variants live with the tests
 
-        variant = MUTANTS[args.mutant]
+        variant = MUTANTS[args.mutant].variant
     if args.seed is not None:
         try:
             r = Simulation(generate(args.seed), trace=args.trace, **variant).run()

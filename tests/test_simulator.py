@@ -1,5 +1,6 @@
-"""The simulator suite: thousands of hostile seeded schedules on the pure core, the broken
-variants they must catch, and Ousterhout's textbook orderings driven step by step.
+"""The simulator suite: thousands of hostile seeded schedules on the real hosts (and the
+pure core inside them), the broken variants of both they must catch (tests/mutants.py),
+and Ousterhout's textbook orderings driven step by step.
 
 Every run is virtual time; nothing sleeps. A failure prints the seed, the trace tail and
 the command that replays it (``python -m tests.simulator --seed N --trace``).
@@ -8,13 +9,12 @@ the command that replays it (``python -m tests.simulator --seed N --trace``).
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 
 import pytest
 
+from tests.mutants import MUTANTS, RepromisingAcceptor
 from tests.simulator import (
     INF,
-    REPLAY_CMD,
     Chaos,
     InvariantViolation,
     ProposerSpec,
@@ -26,86 +26,12 @@ from tests.simulator import (
     main,
     run_schedule,
 )
-from zpaxos.protocol.core import Acceptor, Event, Proposer, ProposerOptions, Step
-from zpaxos.protocol.messages import ZERO, Accept, Accepted, Ballot, Decide, Prepare, Promise
+from zpaxos.protocol.core import ProposerOptions
+from zpaxos.protocol.events import Adopted, Event, Retry
+from zpaxos.protocol.messages import Ballot, Decide
+from zpaxos.runtime.staging import StagingOptions
 
-# --------------------------------------------------------------------------- mutants
-# Deliberately broken variants. They live here, not in zpaxos/, and each one must be
-# caught by some default seed: a simulator that cannot find a bug proves nothing.
-
-
-class AcceptsBelowPromise(Acceptor):
-    """Mutant 1: accepts a ballot below its promise (and leaves the promise as it was)."""
-
-    def on_accept(self, src: object, msg: Accept) -> Step:
-        s = self.state(msg.key)
-        if s.chosen is None and msg.ballot < s.promised:
-            new = replace(s, accepted=msg.ballot, value=msg.value)
-            self.states[msg.key] = new
-            return Step(persist=[(msg.key, new)],
-                        send=[(src, Accepted(msg.key, msg.ballot, msg.value))])
-        return super().on_accept(src, msg)
-
-
-class ForgetsPromise(Acceptor):
-    """Mutant 2: a promise alone is never written to disk, so a restart forgets it."""
-
-    def on_prepare(self, src: object, msg: Prepare) -> Step:
-        step = super().on_prepare(src, msg)
-        step.persist.clear()
-        return step
-
-
-class IgnoresAcceptedValues(Proposer):
-    """Mutant 3: reads every Promise as 'nothing accepted', so it always proposes its own."""
-
-    def receive(self, now: float, src: object, msg: object) -> Step:
-        if isinstance(msg, Promise):
-            msg = Promise(msg.key, msg.ballot, ZERO, None)
-        return super().receive(now, src, msg)
-
-
-def shared_id_proposer(key: str, value: bytes, proposer_id: bytes, acceptors: object,
-                       options: ProposerOptions, rng: object) -> Proposer:
-    """Mutant 4, proposer half: the lab's bug, every proposer numbers its ballots alike."""
-    return Proposer(key, value, b"P", acceptors, options, rng)
-
-
-class RepromisingAcceptor(Acceptor):
-    """Mutant 4, acceptor half: answers a Prepare *equal* to its promise with a Promise.
-
-    Alone this is safe (a common idempotent rule, e.g. cocagne's composable Paxos uses
-    >=), and shared ids alone are safe against zpaxos's strict '>' (an equal Prepare is
-    refused, so one ballot never gets two promise quorums). Together they let two
-    proposers run the same ballot with different values: the lab's bug in full.
-    """
-
-    def on_prepare(self, src: object, msg: Prepare) -> Step:
-        s = self.state(msg.key)
-        if s.chosen is None and msg.ballot == s.promised:
-            return Step(send=[(src, Promise(msg.key, msg.ballot, s.accepted, s.value))])
-        return super().on_prepare(src, msg)
-
-
-def _mutant(name: str, **variant: object) -> dict[str, object]:
-    return {**variant, "replay": f"{REPLAY_CMD} --mutant {name}"}
-
-
-MUTANTS: dict[str, dict[str, object]] = {
-    "accepts-below-promise": _mutant("accepts-below-promise", acceptor_cls=AcceptsBelowPromise),
-    "forgets-promise": _mutant("forgets-promise", acceptor_cls=ForgetsPromise),
-    "ignores-accepted": _mutant("ignores-accepted", proposer_factory=IgnoresAcceptedValues),
-    "reuses-ballot": _mutant("reuses-ballot", proposer_factory=shared_id_proposer,
-                             acceptor_cls=RepromisingAcceptor),
-}
 MUTANT_SEEDS = 10_000  # the default seed count: every mutant must be caught within it
-# The invariant each mutant must trip (a substring of InvariantViolation.what).
-CAUGHT_BY = {
-    "accepts-below-promise": "below the promise",
-    "forgets-promise": "below the promise",
-    "ignores-accepted": "two values chosen",
-    "reuses-ballot": "carries two values",
-}
 
 
 # --------------------------------------------------------------------------- seeded runs
@@ -121,33 +47,43 @@ def test_default_schedules_keep_every_invariant(sim_seeds: int) -> None:
     if sim_seeds < 1000:
         return  # too few schedules for the coverage counts below to mean anything
     # The generator must keep exercising what makes Paxos hard, or the run proves little.
-    for what in ("N=3", "N=5", "N=7", "multi_key", "must_choose", "with_crashes",
-                 "with_crash_in_step", "with_dropped", "with_duplicated", "with_adopted",
-                 "with_retry", "with_gave_up", "with_stayed_down"):
+    for what in ("N=3", "N=5", "N=7", "multi_key", "shared_process", "must_choose",
+                 "with_crashes", "with_crash_in_step", "with_dropped", "with_duplicated",
+                 "with_adopted", "with_retry", "with_gave_up", "with_stayed_down", "with_batched",
+                 "with_forged_sync", "with_status_checked", "with_learned"):
         assert cover[what] >= 0.03 * sim_seeds, f"too few schedules {what}: {dict(cover)}"
 
 
 @pytest.mark.parametrize("name", MUTANTS)
 def test_mutant_is_caught(name: str, sim_seeds: int) -> None:
-    """Each must fall within the default seed count (the first 2-36 seeds do it today)."""
+    """Each must fall within the default seed count (the first 1-126 seeds do it today)."""
     seeds = max(sim_seeds, MUTANT_SEEDS)
-    failures, _ = check_seeds(range(seeds), **MUTANTS[name])  # stops at the first
+    failures, _ = check_seeds(range(seeds), **MUTANTS[name].variant)  # stops at the first
     assert failures, f"mutant {name} survived {seeds} schedules"
     v = failures[0]
-    assert CAUGHT_BY[name] in v.what, str(v)
+    assert MUTANTS[name].caught_by in v.what, str(v)
     text = str(v)
     assert f"seed {v.seed}: " in text and f"--seed {v.seed} --trace --mutant {name}" in text
     assert len(v.trace) > 0 and v.trace[-1] in text
 
 
-@pytest.mark.parametrize("variant", [{"proposer_factory": shared_id_proposer},
+@pytest.mark.parametrize("variant", [{"shared_ids": True, "one_process_each": True},
                                      {"acceptor_cls": RepromisingAcceptor}],
                          ids=["shared-ids-alone", "repromise-alone"])
 def test_halves_of_the_ballot_reuse_mutant_are_safe_alone(variant: dict[str, object]) -> None:
     """Pins why mutant 4 needs both halves: the core's strict '>' on Prepare is what makes
-    it immune to shared ids (if that rule ever becomes '>=', the first case fails)."""
+    it immune to shared ids (if that rule ever becomes '>=', the first case fails) --
+    as long as each proposer is a process of its own."""
     failures, cover = check_seeds(range(1000), **variant)
     assert not failures, str(failures[0])
+
+
+def test_shared_ids_inside_one_process_choose_two_values() -> None:
+    """...but two proposals of one key in one process share the replies to a shared
+    ballot (replies are routed by key), so a shared id alone breaks safety there. This is
+    why the client draws a fresh id for every proposal."""
+    failures, _ = check_seeds(range(1000), shared_ids=True)
+    assert failures and "carries two values" in failures[0].what
 
 
 def test_a_seed_replays_exactly() -> None:
@@ -158,7 +94,7 @@ def test_a_seed_replays_exactly() -> None:
 
 
 def test_violation_message_and_cli_replay(capsys: pytest.CaptureFixture[str]) -> None:
-    failures, _ = check_seeds(range(100), **MUTANTS["accepts-below-promise"])
+    failures, _ = check_seeds(range(100), **MUTANTS["accepts-below-promise"].variant)
     v = failures[0]
     assert isinstance(v, InvariantViolation)
     text = str(v)
@@ -179,9 +115,9 @@ def test_crash_between_persist_and_send_loses_the_sends_only() -> None:
     sc = Scenario(7, 3, (spec,), chaos=Chaos(end_s=0.2, crash_in_step_p=1.0, downtime_s=0.01),
                   must_choose=True)
     r = Simulation(sc, trace=True).run()
-    lost = [line for line in r.trace if "CRASH A" in line and "lost Promise(k, 1.P1" in line]
+    lost = [line for line in r.trace if "CRASH n" in line and "lost Promise(k, 1.P1" in line]
     assert lost, "\n".join(r.trace)
-    assert any("restart A" in line and "promised=1.P1" in line for line in r.trace)
+    assert any("restart n" in line and "promised=1.P1" in line for line in r.trace)
     assert r.outcomes["P1"].chosen == b"X" and r.chosen == {"k": b"X"}
     assert r.finished_at["P1"] > 0.2  # nothing could be chosen before the chaos ended
 
@@ -193,6 +129,10 @@ def test_crash_between_persist_and_send_loses_the_sends_only() -> None:
 D = 0.01
 X, Y = b"X", b"Y"
 B1_P1, B1_P2 = Ballot(1, b"P1"), Ballot(1, b"P2")
+
+
+def stage(**kw: object) -> StagingOptions:
+    return StagingOptions(**kw)  # type: ignore[arg-type]
 
 
 def opts(**kw: object) -> ProposerOptions:
@@ -209,10 +149,11 @@ def textbook(*proposers: ProposerSpec, basic: bool = True, seed: int = 0) -> Sim
 
 
 def events(r: SimResult, proposer: str, name: str) -> list[Event]:
+    """The events of one proposal (each textbook proposal runs in a process of its own)."""
     return [e for _, p, e in r.events if p == proposer and e.name == name]
 
 
-def votes_before(r: SimResult, t: float) -> list[tuple[str, Ballot, bytes]]:
+def votes_before(r: SimResult, t: float) -> list[tuple[int, Ballot, bytes]]:
     return [(a, b, v) for when, a, _, b, v in r.votes if when < t]
 
 
@@ -224,7 +165,7 @@ def test_a_chosen_value_is_found_and_kept() -> None:
     assert (p1.chosen, p1.own) == (X, True), trace
     assert (p2.chosen, p2.own, p2.rounds) == (X, False, 1), trace
     [adopted] = events(r, "P2", "adopted")
-    assert adopted.fields["value"] == X and adopted.fields["from_ballot"] == B1_P1
+    assert isinstance(adopted, Adopted) and (adopted.value, adopted.from_ballot) == (X, B1_P1)
     # With Decide messages the acceptors know the outcome and tell P2 at once.
     r = textbook(ProposerSpec("P1", "k", X, 0.0, opts()), ProposerSpec("P2", "k", Y, 1.0, opts()),
                  basic=False)
@@ -236,13 +177,13 @@ def test_a_chosen_value_is_found_and_kept() -> None:
 def test_b_value_accepted_by_a_minority_is_adopted() -> None:
     # P1's Accept reaches A1 at once, A2 and A3 only after a second; P2 prepares in
     # between and its quorum {A1, A2} includes A1 (its Prepare to A3 is held back).
-    p1 = ProposerSpec("P1", "k", X, 0.0, opts(accept_delay_s={"A2": 1.0, "A3": 1.0}))
-    p2 = ProposerSpec("P2", "k", Y, 0.1, opts(prepare_delay_s={"A3": 0.5}))
+    p1 = ProposerSpec("P1", "k", X, 0.0, opts(), staging=stage(accept_delay_s={1: 1.0, 2: 1.0}))
+    p2 = ProposerSpec("P2", "k", Y, 0.1, opts(), staging=stage(prepare_delay_s={2: 0.5}))
     r = textbook(p1, p2)
     trace = "\n".join(r.trace)
-    assert votes_before(r, 0.1) == [("A1", B1_P1, X)], trace  # a minority only
+    assert votes_before(r, 0.1) == [(0, B1_P1, X)], trace  # a minority only
     [adopted] = events(r, "P2", "adopted")
-    assert adopted.fields["value"] == X and adopted.fields["from_ballot"] == B1_P1, trace
+    assert isinstance(adopted, Adopted) and (adopted.value, adopted.from_ballot) == (X, B1_P1)
     assert r.chosen == {"k": X}, trace
     assert (r.outcomes["P2"].chosen, r.outcomes["P2"].own) == (X, False), trace
     assert (r.outcomes["P1"].chosen, r.outcomes["P1"].own) == (X, True), trace
@@ -251,17 +192,17 @@ def test_b_value_accepted_by_a_minority_is_adopted() -> None:
 def test_c_later_proposer_misses_it_and_the_earlier_accepts_are_rejected() -> None:
     # Same as (b), but P2 holds back its Prepare to A1, so its quorum {A2, A3} has seen
     # nothing: P2 chooses Y, and P1's late Accepts meet P2's promise.
-    p1 = ProposerSpec("P1", "k", X, 0.0, opts(accept_delay_s={"A2": 1.0, "A3": 1.0}))
-    p2 = ProposerSpec("P2", "k", Y, 0.1, opts(prepare_delay_s={"A1": 0.5}))
+    p1 = ProposerSpec("P1", "k", X, 0.0, opts(), staging=stage(accept_delay_s={1: 1.0, 2: 1.0}))
+    p2 = ProposerSpec("P2", "k", Y, 0.1, opts(), staging=stage(prepare_delay_s={0: 0.5}))
     r = textbook(p1, p2)
     trace = "\n".join(r.trace)
-    assert votes_before(r, 0.1) == [("A1", B1_P1, X)], trace
+    assert votes_before(r, 0.1) == [(0, B1_P1, X)], trace
     assert not events(r, "P2", "adopted"), trace
     assert r.chosen == {"k": Y} and r.chosen_at["k"] < 1.0, trace
     assert (r.outcomes["P2"].chosen, r.outcomes["P2"].own) == (Y, True), trace
     [rejected] = events(r, "P1", "retry")
-    assert rejected.fields["promised"] == B1_P2 and rejected.fields["ballot"] == B1_P1, trace
-    assert "rejected by acceptor" in rejected.fields["reason"], trace
+    assert isinstance(rejected, Retry), trace
+    assert (rejected.promised, rejected.ballot, rejected.cause) == (B1_P2, B1_P1, "rejected")
     assert any("Nack(k, 1.P1, promised=1.P2)" in line for line in r.trace), trace
     assert (r.outcomes["P1"].chosen, r.outcomes["P1"].own) == (Y, False), trace
 
@@ -274,10 +215,11 @@ def duel(p2_timeout_s: float = INF, backoff_s: float = 0.0, seed: int = 0) -> Si
     """P2 starts 0.05 s after P1. A round takes 2D to gather promises, PAUSE, then 2D to
     hear back, so each proposer's Prepare lands in the middle of the other's pause and
     the other's Accepts are then rejected: each Nack starts a higher round at once."""
-    p1 = ProposerSpec("P1", "k", X, 0.0, opts(pause_between_phases_s=PAUSE,
-                                                max_rounds=ROUNDS, backoff_s=backoff_s))
-    p2 = ProposerSpec("P2", "k", Y, 0.05, opts(pause_between_phases_s=PAUSE, max_rounds=ROUNDS,
-                                                 backoff_s=backoff_s, timeout_s=p2_timeout_s))
+    p1 = ProposerSpec("P1", "k", X, 0.0, opts(max_rounds=ROUNDS, backoff_s=backoff_s),
+                      staging=stage(pause_between_phases_s=PAUSE))
+    p2 = ProposerSpec("P2", "k", Y, 0.05, opts(max_rounds=ROUNDS, backoff_s=backoff_s,
+                                                 timeout_s=p2_timeout_s),
+                      staging=stage(pause_between_phases_s=PAUSE))
     return textbook(p1, p2, basic=False, seed=seed)
 
 
@@ -288,7 +230,8 @@ def test_d_duel_without_backoff_livelocks_for_the_allowed_rounds() -> None:
     # Every round of both was rejected by the other's Prepare, for all the rounds allowed.
     assert p1.chosen is None and p1.rounds == ROUNDS and f"in {ROUNDS} rounds" in p1.reason
     assert len(events(r, "P1", "retry")) == ROUNDS - 1, trace
-    assert all("rejected" in e.fields["reason"] for e in events(r, "P1", "retry")), trace
+    assert all(isinstance(e, Retry) and e.cause == "rejected"
+               for e in events(r, "P1", "retry")), trace
     assert len(events(r, "P2", "retry")) == ROUNDS - 1, trace
     # The rival that holds the highest ballot is never rejected again once P1 stops, so with
     # max_rounds alone it wins its very last round: nothing was chosen before that.

@@ -71,11 +71,14 @@ def page(items: Iterable[T], max_items: int, size: Callable[[T], int]) -> tuple[
 class AcceptorHost:
     """One node: ``node_id``, its recovered ``states``, and its ``peers`` (node ids)."""
 
-    def __init__(self, node_id: int, states: Mapping[str, KeyState],
-                 peers: Sequence[int]) -> None:
+    def __init__(self, node_id: int, states: Mapping[str, KeyState], peers: Sequence[int],
+                 *, sync_page: int = SYNC_PAGE, status_page: int = STATUS_MAX_KEYS,
+                 acceptor_cls: type[Acceptor] = Acceptor) -> None:
         self.node_id = node_id
         self.peers = tuple(peers)
-        self.acceptor = Acceptor(states)
+        self.sync_page_size = sync_page
+        self.status_page_size = status_page
+        self.acceptor = acceptor_cls(states)
         # Sorted indexes, kept up to date, so a page never sorts every key.
         self._keys = sorted(self.acceptor.states)
         self._chosen = sorted(k for k, s in self.acceptor.states.items() if s.chosen is not None)
@@ -136,7 +139,7 @@ class AcceptorHost:
                 s = states[k]
                 yield KeyStatus(k, s.promised, s.accepted, s.value, s.chosen, s.chosen_ballot)
 
-        items, more = page(entries(), STATUS_MAX_KEYS,
+        items, more = page(entries(), self.status_page_size,
                            lambda e: len(e.value or b"") + len(e.chosen or b""))
         return StatusReply(self.node_id, tuple(items), more)
 
@@ -145,11 +148,11 @@ class AcceptorHost:
         start = bisect.bisect_right(self._chosen, after)
 
         def entries() -> Iterable[tuple[str, bytes, object]]:
-            for k in self._chosen[start:start + SYNC_PAGE + 1]:
+            for k in self._chosen[start:start + self.sync_page_size + 1]:
                 s = states[k]
                 yield (k, s.chosen, s.chosen_ballot)
 
-        items, more = page(entries(), SYNC_PAGE, lambda e: len(e[1]))  # type: ignore[arg-type]
+        items, more = page(entries(), self.sync_page_size, lambda e: len(e[1]))  # type: ignore[arg-type]
         return SyncReply(after, tuple(items), more)  # type: ignore[arg-type]
 
 

@@ -49,8 +49,9 @@ class ProposerHost:
     """Runs any number of proposals against the acceptors ``nodes`` (node ids)."""
 
     def __init__(self, nodes: Sequence[int], rng: random.Random,
-                 new_id: Callable[[], bytes]) -> None:
+                 new_id: Callable[[], bytes], proposer_cls: type[Proposer] = Proposer) -> None:
         self.nodes = tuple(nodes)
+        self.proposer_cls = proposer_cls
         self.rng = rng
         self.new_id = new_id
         self._by_key: dict[str, list[_Proposal]] = {}
@@ -69,7 +70,7 @@ class ProposerHost:
     def start(self, now: float, token: Token, key: str, value: bytes,
               options: ProposerOptions, staging: StagingOptions = NO_STAGING) -> Ready:
         """Start proposing ``value`` for ``key``; its outcome comes back with ``token``."""
-        core = Proposer(key, value, self.new_id(), self.nodes, options,
+        core = self.proposer_cls(key, value, self.new_id(), self.nodes, options,
                         random.Random(self.rng.random()))
         prop = _Proposal(token, Staged(core, staging))
         self._by_key.setdefault(key, []).append(prop)

@@ -1,0 +1,167 @@
+"""Deliberately broken variants of the core and of the hosts, for the simulator.
+
+They live here, not in zpaxos/, and each must be caught by some default seed: a simulator
+that cannot find a bug proves nothing. ``MUTANTS[name].variant`` is what
+``Simulation(..., **variant)`` takes; ``caught_by`` is the invariant that must trip
+(a substring of ``InvariantViolation.what``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from tests.simulator import REPLAY_CMD
+from zpaxos.protocol.core import Acceptor, KeyState, Proposer, Step
+from zpaxos.protocol.messages import ZERO, Accept, Accepted, Message, Prepare, Promise, SyncReply
+from zpaxos.runtime.acceptor_host import AcceptorHost, Ready
+from zpaxos.runtime.addresses import Src
+from zpaxos.runtime.proposer_host import ProposerHost
+from zpaxos.runtime.proposer_host import Ready as ProposerReady
+from zpaxos.runtime.staging import NO_STAGING
+
+# --------------------------------------------------------------------------- core mutants
+
+
+class AcceptsBelowPromise(Acceptor):
+    """Accepts a ballot below its promise (and leaves the promise as it was)."""
+
+    def on_accept(self, src: object, msg: Accept) -> Step:
+        s = self.state(msg.key)
+        if s.chosen is None and msg.ballot < s.promised:
+            new = replace(s, accepted=msg.ballot, value=msg.value)
+            self.states[msg.key] = new
+            return Step(persist=[(msg.key, new)],
+                        send=[(src, Accepted(msg.key, msg.ballot, msg.value))])
+        return super().on_accept(src, msg)
+
+
+class ForgetsPromise(Acceptor):
+    """A promise alone is never written to disk, so a restart forgets it."""
+
+    def on_prepare(self, src: object, msg: Prepare) -> Step:
+        step = super().on_prepare(src, msg)
+        step.persist.clear()
+        return step
+
+
+class IgnoresAcceptedValues(Proposer):
+    """Reads every Promise as 'nothing accepted', so it always proposes its own value."""
+
+    def receive(self, now: float, src: object, msg: Any) -> Step:
+        if isinstance(msg, Promise):
+            msg = Promise(msg.key, msg.ballot, ZERO, None)
+        return super().receive(now, src, msg)
+
+
+class RepromisingAcceptor(Acceptor):
+    """Answers a Prepare *equal* to its promise with a Promise.
+
+    Alone this is safe (a common idempotent rule, e.g. cocagne's composable Paxos uses
+    >=), and shared ids alone are safe against zpaxos's strict '>' (an equal Prepare is
+    refused, so one ballot never gets two promise quorums). Together they let two
+    proposers run the same ballot with different values: the lab's bug in full.
+    """
+
+    def on_prepare(self, src: object, msg: Prepare) -> Step:
+        s = self.state(msg.key)
+        if s.chosen is None and msg.ballot == s.promised:
+            return Step(send=[(src, Promise(msg.key, msg.ballot, s.accepted, s.value))])
+        return super().on_prepare(src, msg)
+
+
+# --------------------------------------------------------------------------- host mutants
+
+
+class SendsBeforePersisting(AcceptorHost):
+    """Lets a pass's replies leave while its state is made durable only with the next
+    pass: a crash in between forgets promises and votes that were already sent."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._late: dict[str, KeyState] = {}
+
+    def handle(self, batch: Iterable[tuple[Src, Message]]) -> Ready:
+        ready = super().handle(batch)
+        ready.persist, self._late = self._late, ready.persist
+        return ready
+
+
+class KeepsFirstStateInPass(AcceptorHost):
+    """When two messages of one pass change the same key, persists the first state only
+    (the node's old group-commit bug class: the latest state must win)."""
+
+    def handle(self, batch: Iterable[tuple[Src, Message]]) -> Ready:
+        merged = Ready()
+        for item in batch:
+            one = super().handle([item])
+            for k, s in one.persist.items():
+                merged.persist.setdefault(k, s)
+            merged.send += one.send
+            merged.learned += one.learned
+            merged.events += one.events
+        return merged
+
+
+class SyncOverwritesChosen(AcceptorHost):
+    """Applies a peer's SyncReply straight to the state, over a different chosen value,
+    instead of through the core's Decide rule (a decision is never overwritten)."""
+
+    def handle(self, batch: Iterable[tuple[Src, Message]]) -> Ready:
+        batch = list(batch)
+        ready = super().handle(batch)
+        for src, msg in batch:
+            if isinstance(msg, SyncReply) and isinstance(src, int):
+                for key, value, ballot in msg.chosen:
+                    s = self.acceptor.state(key)
+                    if s.chosen is not None and s.chosen != value:
+                        new = replace(s, chosen=value, chosen_ballot=ballot)
+                        self.acceptor.states[key] = new
+                        ready.persist[key] = new
+        return ready
+
+
+class MisroutesReplies(ProposerHost):
+    """Keeps one route per key: a new proposal of a key takes the route of the one
+    already running, whose replies then go to the wrong proposal (and are ignored there,
+    since the ballot is not its own)."""
+
+    def start(self, now: float, token: Any, key: str, value: bytes, options: Any,
+              staging: Any = NO_STAGING) -> ProposerReady:
+        ready = super().start(now, token, key, value, options, staging)
+        props = self._by_key.get(key, [])
+        if len(props) > 1:
+            self.running -= len(props) - 1
+            del props[:-1]
+        return ready
+
+
+# --------------------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True)
+class Mutant:
+    variant: dict[str, Any]
+    caught_by: str  # a substring of the violation that must catch it
+    layer: str  # "core" or "host"
+
+
+def _m(name: str, caught_by: str, layer: str, **variant: Any) -> tuple[str, Mutant]:
+    return name, Mutant({**variant, "replay": f"{REPLAY_CMD} --mutant {name}"}, caught_by, layer)
+
+
+MUTANTS: dict[str, Mutant] = dict([
+    _m("accepts-below-promise", "below the promise", "core", acceptor_cls=AcceptsBelowPromise),
+    _m("forgets-promise", "below the promise", "core", acceptor_cls=ForgetsPromise),
+    _m("ignores-accepted", "two values chosen", "core", proposer_cls=IgnoresAcceptedValues),
+    _m("reuses-ballot", "carries two values", "core", shared_ids=True,
+       acceptor_cls=RepromisingAcceptor),
+    _m("host-sends-before-persisting", "below the promise", "host",
+       host_cls=SendsBeforePersisting),
+    _m("host-keeps-first-state-in-pass", "below the promise", "host",
+       host_cls=KeepsFirstStateInPass),
+    _m("host-sync-overwrites-chosen", "but the chosen value is", "host",
+       host_cls=SyncOverwritesChosen),
+    _m("host-misroutes-replies", "liveness", "host", proposer_host_cls=MisroutesReplies),
+])
