@@ -51,18 +51,14 @@ from zpaxos.protocol.core import Acceptor, KeyState, Outcome, Proposer, Proposer
 from zpaxos.protocol.events import Event
 from zpaxos.protocol.messages import (
     ZERO,
-    Accept,
     Accepted,
     Ballot,
-    Decide,
-    Nack,
-    Prepare,
     Promise,
     StatusReply,
     StatusRequest,
     SyncReply,
-    SyncRequest,
 )
+from zpaxos.protocol.registry import spec_of
 from zpaxos.runtime.acceptor_host import AcceptorHost, Ready
 from zpaxos.runtime.addresses import Caller
 from zpaxos.runtime.proposer_host import ProposerHost
@@ -204,28 +200,24 @@ def fv(v: bytes | None) -> str:
     return "-" if v is None else v.decode("utf-8", "backslashreplace")
 
 
+def _fany(v: Any) -> str:
+    if isinstance(v, Ballot):
+        return fb(v)
+    if v is None or isinstance(v, bytes):
+        return fv(v)
+    if isinstance(v, tuple):
+        return "[" + ", ".join(":".join(map(_fany, x)) if isinstance(x, tuple) else _fany(x)
+                               for x in v) + "]"
+    return str(v) if v != "" else "-"
+
+
 def fmsg(m: Any) -> str:
-    t = type(m)
-    if t is Prepare:
-        return f"Prepare({m.key}, {fb(m.ballot)})"
-    if t is Promise:
-        return f"Promise({m.key}, {fb(m.ballot)}, accepted={fb(m.accepted)}:{fv(m.value)})"
-    if t is Accept or t is Accepted:
-        return f"{t.__name__}({m.key}, {fb(m.ballot)}, {fv(m.value)})"
-    if t is Nack:
-        return f"Nack({m.key}, {fb(m.ballot)}, promised={fb(m.promised)})"
-    if t is Decide:
-        return f"Decide({m.key}, {fv(m.value)}, at={fb(m.ballot)})"
-    if t is SyncRequest:
-        return f"Sync(after={m.after or '-'})"
-    if t is SyncReply:
-        entries = ", ".join(f"{k}={fv(v)}" for k, v, _ in m.chosen)
-        return f"SyncReply([{entries}]{', more' if m.more else ''})"
-    if t is StatusRequest:
-        return "Status()"
-    if t is StatusReply:
-        return f"StatusReply({len(m.keys)} keys)"
-    return repr(m)
+    """``Prepare(k0, 2.P1)``, ``Nack(k0, 1.P1, promised=2.P2)``: any message, from its
+    registry declaration (the first two fields bare, the rest named)."""
+    spec = spec_of(m)
+    parts = [(name, _fany(getattr(m, name))) for name, _ in spec.fields]
+    shown = [v if i < 2 else f"{n}={v}" for i, (n, v) in enumerate(parts)]
+    return f"{spec.cls.__name__}({', '.join(shown)})"
 
 
 def fstate(s: KeyState) -> str:

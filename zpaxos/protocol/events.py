@@ -26,7 +26,7 @@ class Event:
     peer_fields: ClassVar[tuple[str, ...]] = ()
     key: str
 
-    def fields(self, name_peer: Callable[[Peer], Any] = lambda p: p) -> dict[str, Any]:
+    def fields(self, name_peer: Callable[[Any], Any] = lambda p: p) -> dict[str, Any]:
         """The event's fields (key included), peers passed through ``name_peer``;
         None-valued optional fields and ZERO ballots meaning "unknown" are left out."""
         out: dict[str, Any] = {}

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from zpaxos.protocol.messages import (
     PROPOSER_ID_BYTES,
@@ -69,9 +69,9 @@ def describe(x: Any) -> str:
 
 class Kind:
     """How one field travels: ``enc`` to a msgpack-able value, ``dec`` back (checked),
-    ``show`` for a log line (None: leave the field out of the log)."""
+    ``show`` for a log line."""
 
-    name: ClassVar[str] = "?"
+    name = "?"
 
     def enc(self, v: Any) -> Any:
         return v
@@ -95,13 +95,13 @@ class _Key(Kind):
         return x
 
 
-class _OptKey(_Key):
+class _OptKey(Kind):
     """A key, or None ("every key")."""
 
     name = "key or none"
 
     def dec(self, x: Any, what: str) -> str | None:
-        return None if x is None else super().dec(x, what)
+        return None if x is None else KEY.dec(x, what)
 
 
 class _After(_Key):
@@ -124,11 +124,11 @@ class _Value(Kind):
         return x
 
 
-class _OptValue(_Value):
+class _OptValue(Kind):
     name = "value or none"
 
     def dec(self, x: Any, what: str) -> bytes | None:
-        return None if x is None else super().dec(x, what)
+        return None if x is None else VALUE.dec(x, what)
 
 
 class _Bool(Kind):

@@ -23,6 +23,7 @@ from typing import TypeVar
 from zpaxos.protocol.core import Acceptor, KeyState
 from zpaxos.protocol.events import Event, Ignored, Learned
 from zpaxos.protocol.messages import (
+    Ballot,
     Decide,
     KeyStatus,
     Message,
@@ -147,13 +148,14 @@ class AcceptorHost:
         states = self.acceptor.states
         start = bisect.bisect_right(self._chosen, after)
 
-        def entries() -> Iterable[tuple[str, bytes, object]]:
+        def entries() -> Iterable[tuple[str, bytes, Ballot]]:
             for k in self._chosen[start:start + self.sync_page_size + 1]:
                 s = states[k]
-                yield (k, s.chosen, s.chosen_ballot)
+                if s.chosen is not None:
+                    yield (k, s.chosen, s.chosen_ballot)
 
-        items, more = page(entries(), self.sync_page_size, lambda e: len(e[1]))  # type: ignore[arg-type]
-        return SyncReply(after, tuple(items), more)  # type: ignore[arg-type]
+        items, more = page(entries(), self.sync_page_size, lambda e: len(e[1]))
+        return SyncReply(after, tuple(items), more)
 
 
 __all__ = ["AcceptorHost", "Caller", "Ready", "page"]

@@ -166,8 +166,9 @@ class Client:
             ready = host.tick(now)
             self._emit(ready.events, ready.send)
             finished += ready.finished
-            for index, outcome in finished:
-                yield index, outcome, time.monotonic() - started.pop(index)  # type: ignore[arg-type]
+            for token, outcome in finished:
+                index = int(token)  # type: ignore[call-overload]  # our tokens are the indexes
+                yield index, outcome, time.monotonic() - started.pop(index)
 
     def _emit(self, events: list[Event], send: list[tuple[int, Any]]) -> None:
         # Events first: a round starts (in the log) before its Prepares leave.

@@ -12,7 +12,7 @@ import os
 import signal
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import zmq
 
@@ -24,6 +24,9 @@ from zpaxos.protocol.registry import log_fields as message_fields
 from zpaxos.runtime import codec
 from zpaxos.runtime.addresses import Caller, Src
 from zpaxos.runtime.log import EventLog
+
+Sock: TypeAlias = "zmq.Socket[bytes]"
+Ctx: TypeAlias = "zmq.Context[Sock]"
 
 ROUTER_LINGER_MS = 200  # replies already queued get this long to leave at shutdown
 ANSWERED_LINGER_MS = 500  # a proposer's final Decides to nodes that answered it
@@ -58,7 +61,7 @@ BATCH_MAX = 1000  # messages taken from one socket per pass
 SNDHWM = 10_000  # messages queued towards one peer before sends to it fail (EAGAIN)
 
 
-def _harden(sock: zmq.Socket) -> None:
+def _harden(sock: Sock) -> None:
     # A peer that sends a frame larger than any valid message is cut off by libzmq
     # before this process allocates it; IPv6 endpoints work (IPv4 ones still do).
     sock.setsockopt(zmq.MAXMSGSIZE, codec.MAX_FRAME_BYTES)
@@ -67,8 +70,8 @@ def _harden(sock: zmq.Socket) -> None:
     sock.setsockopt(zmq.RCVHWM, SNDHWM)
 
 
-def open_router(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
-    sock = ctx.socket(zmq.ROUTER)
+def open_router(ctx: Ctx, endpoint: str) -> Sock:
+    sock: Sock = ctx.socket(zmq.ROUTER)
     # Without this a reply to a departed proposer vanishes silently; with it we log it.
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
     sock.setsockopt(zmq.LINGER, ROUTER_LINGER_MS)
@@ -84,8 +87,8 @@ def open_router(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
     return sock
 
 
-def open_dealer(ctx: zmq.Context, routing_id: bytes, endpoint: str) -> zmq.Socket:
-    sock = ctx.socket(zmq.DEALER)
+def open_dealer(ctx: Ctx, routing_id: bytes, endpoint: str) -> Sock:
+    sock: Sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.ROUTING_ID, routing_id)
     sock.setsockopt(zmq.LINGER, 0)  # raised at close only towards nodes that answered
     _harden(sock)
@@ -108,9 +111,9 @@ class Sockets:
                  routing_id: Callable[[int], bytes], bind: str | None = None,
                  wakeup: SignalWakeup | None = None) -> None:
         self.wire = Wire(log, prefix)
-        self.ctx = zmq.Context()
-        self.router: zmq.Socket | None = None
-        self.dealers: dict[int, zmq.Socket] = {}
+        self.ctx: Ctx = zmq.Context()
+        self.router: Sock | None = None
+        self.dealers: dict[int, Sock] = {}
         self.answered: set[int] = set()  # nodes that ever replied to us
         self.wakeup = wakeup
         try:
@@ -142,7 +145,7 @@ class Sockets:
     def poll(self, timeout_s: float | None) -> list[tuple[Src, Message]]:
         """Wait up to ``timeout_s`` (None: until something arrives) and return every
         message waiting, up to BATCH_MAX per socket."""
-        timeout = None if timeout_s is None else max(0.0, timeout_s) * 1000
+        timeout = None if timeout_s is None else int(max(0.0, timeout_s) * 1000 + 0.999)
         ready = dict(self.poller.poll(timeout))
         if self.wakeup is not None and self.wakeup.fd in ready:
             self.wakeup.drain()
@@ -154,7 +157,7 @@ class Sockets:
                 self._drain(sock, node_id, out)
         return out
 
-    def _drain(self, sock: zmq.Socket, node_id: int | None,
+    def _drain(self, sock: Sock, node_id: int | None,
                out: list[tuple[Src, Message]]) -> None:
         wire = self.wire
         for _ in range(BATCH_MAX):
@@ -205,7 +208,7 @@ class Wire:
         self.malformed = 0
         self.undeliverable = 0
 
-    def send(self, sock: zmq.Socket, msg: Message, peer: str, ident: bytes | None = None) -> bool:
+    def send(self, sock: Sock, msg: Message, peer: str, ident: bytes | None = None) -> bool:
         """Send without blocking; a message that cannot leave is logged, never hangs us.
 
         The send is logged just before the message leaves, so in the log every send comes

@@ -17,9 +17,6 @@ from pathlib import Path
 
 from zpaxos.runtime.log import EventLog
 
-_STOP = object()
-
-
 def value_file(data_dir: Path, key: str) -> Path:
     return Path(data_dir) / f"{key}.txt"
 
@@ -30,7 +27,7 @@ class ValueFiles:
         self.pattern = pattern
         self.log = log
         self.written = 0
-        self._q: queue.Queue = queue.Queue()
+        self._q: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="value-files", daemon=True)
         self._thread.start()
 
@@ -48,13 +45,13 @@ class ValueFiles:
 
     def close(self) -> None:
         """Write what is pending, then stop the thread."""
-        self._q.put(_STOP)
+        self._q.put(None)
         self._thread.join()
 
     def _run(self) -> None:
         while True:
             item = self._q.get()
-            if item is _STOP:
+            if item is None:  # close() asked us to stop
                 return
             self._write(*item)
 
