@@ -17,6 +17,7 @@ from pathlib import Path
 
 from zpaxos.runtime.log import EventLog
 
+
 def value_file(data_dir: Path, key: str) -> Path:
     return Path(data_dir) / f"{key}.txt"
 
