@@ -82,7 +82,7 @@ def _body(*fields):
      "bytes"),
     ([b"ZPAXOS/1", b"PROMISE", b"1", _body("k", [1, b"x"], [1, b"y"], None)], "go together"),
     ([b"ZPAXOS/1", b"DECIDE", b"\x80", _body("k", b"v")], "message id"),
-    ([b"ZPAXOS/1", b"STATUS_REPLY", b"1", _body(1, [["k"]], False)], "status entry"),
+    ([b"ZPAXOS/1", b"STATUS_REPLY", b"1", _body(1, [["k"]], False, [])], "status entry"),
     ([b"ZPAXOS/1", b"SYNC_REPLY", b"1", _body("", [["k", b"v", [0, b""]]], 1)], "true/false"),
 ])
 def test_garbage_is_a_decode_error(frames, why):

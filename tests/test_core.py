@@ -369,3 +369,21 @@ def test_first_round_stages_who_holds_the_higher_ballot() -> None:
     p = proposer(first_round=3)
     step = p.start(0.0)
     assert sent(step) == [(a, Prepare(K, Ballot(3, b"p"))) for a in ACCEPTORS]
+
+
+def test_a_round_far_beyond_anything_seen_cannot_lock_a_key() -> None:
+    """One forged Prepare with the largest round the codec carries would otherwise leave
+    no ballot to outbid it: the acceptor refuses it, and honest proposers go on."""
+    from zpaxos.protocol.messages import MAX_ROUND_STEP
+    from zpaxos.runtime.codec import MAX_ROUND
+
+    a = Acceptor()
+    huge = Ballot(MAX_ROUND, b"evil")
+    assert sent(a.on_prepare("X", Prepare(K, huge))) == [("X", Nack(K, huge, ZERO))]
+    assert sent(a.on_accept("X", Accept(K, huge, b"bad"))) == [("X", Nack(K, huge, ZERO))]
+    assert a.state(K) == KeyState()  # no state change at all
+    step = Ballot(MAX_ROUND_STEP, b"p")  # the furthest jump allowed
+    assert sent(a.on_prepare("P", Prepare(K, step))) == [("P", Promise(K, step, ZERO, None))]
+    p, _ = started()  # an honest proposer still outbids the highest real promise
+    retry = p.receive(0.1, "A1", Nack(K, B1, step))
+    assert p.phase == "prepare" and sent(retry)[0][1] == Prepare(K, Ballot(step.round + 1, b"p"))

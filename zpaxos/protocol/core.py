@@ -41,6 +41,7 @@ from zpaxos.protocol.events import (
 )
 from zpaxos.protocol.events import PROPOSED as HOW_PROPOSED
 from zpaxos.protocol.messages import (
+    MAX_ROUND_STEP,
     ZERO,
     Accept,
     Accepted,
@@ -128,12 +129,18 @@ class Acceptor:
         self.states[key] = new
         return [(key, new)]
 
+    @staticmethod
+    def _absurd(s: KeyState, b: Ballot) -> bool:
+        """A round too far ahead of anything seen: a forged or broken ballot that would
+        lock the key (see MAX_ROUND_STEP). It is refused like a ballot that is too low."""
+        return b.round > max(s.promised.round, s.accepted.round) + MAX_ROUND_STEP
+
     def on_prepare(self, src: Peer, msg: Prepare) -> Step:
         s = self.state(msg.key)
         if s.chosen is not None:
             # Already decided: tell the proposer at once instead of running a round.
             return Step(send=[(src, Decide(msg.key, s.chosen, s.chosen_ballot))])
-        if msg.ballot > s.promised:
+        if msg.ballot > s.promised and not self._absurd(s, msg.ballot):
             # Promise: from now on ignore every ballot below msg.ballot.
             persist = self._update(msg.key, replace(s, promised=msg.ballot))
             reply = Promise(msg.key, msg.ballot, s.accepted, s.value)
@@ -144,7 +151,7 @@ class Acceptor:
         s = self.state(msg.key)
         if s.chosen is not None:
             return Step(send=[(src, Decide(msg.key, s.chosen, s.chosen_ballot))])
-        if msg.ballot >= s.promised:
+        if msg.ballot >= s.promised and not self._absurd(s, msg.ballot):
             # Accepting also promises msg.ballot, so accepted <= promised always holds.
             new = replace(s, promised=msg.ballot, accepted=msg.ballot, value=msg.value)
             persist = self._update(msg.key, new)

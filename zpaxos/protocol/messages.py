@@ -20,6 +20,12 @@ from dataclasses import dataclass
 
 PROPOSER_ID_BYTES = 16
 DEFAULT_KEY = "CISC5597"
+# An acceptor refuses a ballot whose round is this far beyond anything it has promised or
+# accepted for the key. An honest proposer only ever goes one past the highest round it
+# has seen, so this never bites it; but without it one message with round 2**63-1 would
+# lock a key forever (nobody could outbid it). With it, pushing a key to the codec's
+# limit (2**63-1) takes 2**43 accepted messages: years at any rate a node can serve.
+MAX_ROUND_STEP = 1 << 20
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -156,6 +162,8 @@ class StatusReply:
     node: int
     keys: tuple[KeyStatus, ...]
     truncated: bool  # more keys exist than one reply carries
+    # The node's counters: malformed messages dropped, peers refused (CURVE), ...
+    stats: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,5 +180,27 @@ class SyncReply:
     more: bool  # ask again after the last key of this page
 
 
-RuntimeMessage = StatusRequest | StatusReply | SyncRequest | SyncReply
+@dataclass(frozen=True, slots=True)
+class CheckAccepted:
+    """Node to node: "have you accepted ``ballot`` for ``key``, and with which value?"
+
+    How a node checks a Decide it cannot take on trust (from a client, with CURVE on)
+    before it records the value as chosen: a quorum that accepted one ballot with one
+    value is what makes a value chosen."""
+
+    key: str
+    ballot: Ballot
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedAt:
+    """The answer: ``value`` accepted (or chosen) at exactly ``ballot``, else None."""
+
+    key: str
+    ballot: Ballot
+    value: bytes | None
+
+
+RuntimeMessage = (StatusRequest | StatusReply | SyncRequest | SyncReply | CheckAccepted
+                  | AcceptedAt)
 Message = ProtocolMessage | RuntimeMessage

@@ -28,7 +28,9 @@ from zpaxos.protocol.messages import (
     ZERO,
     Accept,
     Accepted,
+    AcceptedAt,
     Ballot,
+    CheckAccepted,
     Decide,
     KeyStatus,
     Nack,
@@ -226,6 +228,18 @@ class _ListOf(Kind):
         return len(v)  # logs count entries; they never dump a page
 
 
+class _Name(Kind):
+    """A short ASCII name (a counter's)."""
+
+    name = "name"
+
+    def dec(self, x: Any, what: str) -> str:
+        if type(x) is not str or not 0 < len(x) <= 32 or not x.isascii():
+            raise DecodeError(f"{what}: expected a name of 1-32 ASCII characters, "
+                              f"got {describe(x)}")
+        return x
+
+
 KEY, OPT_KEY, AFTER = _Key(), _OptKey(), _After()
 VALUE, OPT_VALUE, BOOL = _Value(), _OptValue(), _Bool()
 BALLOT, REAL_BALLOT = _Ballot(), _RealBallot()
@@ -238,6 +252,8 @@ KEY_STATUS = _Record(
     KeyStatus,
     lambda k: (k.key, k.promised, k.accepted, k.value, k.chosen, k.chosen_ballot),
 )
+COUNTER = _Record("counter", [("name", _Name()), ("count", _Int(0, MAX_ROUND))],
+                  lambda n, c: (n, c), lambda e: e)
 SYNC_ENTRY = _Record("sync entry", [("key", KEY), ("value", VALUE), ("ballot", BALLOT)],
                      lambda k, v, b: (k, v, b), lambda e: e)
 
@@ -322,7 +338,8 @@ SPECS: tuple[Spec, ...] = (
     Spec(StatusRequest, b"STATUS", (("key", OPT_KEY),), RUNTIME, ("key",),
          lambda f: "STATUS", ChartStyle("#7f7f7f", "#555555", "2 3")),
     Spec(StatusReply, b"STATUS_REPLY",
-         (("node", NODE_ID), ("keys", _ListOf(KEY_STATUS)), ("truncated", BOOL)), RUNTIME,
+         (("node", NODE_ID), ("keys", _ListOf(KEY_STATUS)), ("truncated", BOOL),
+          ("stats", _ListOf(COUNTER, 64))), RUNTIME,
          ("keys", "truncated"), lambda f: f"STATUS_REPLY {f.get('keys', '?')} keys",
          ChartStyle("#7f7f7f", "#555555", "2 3")),
     Spec(SyncRequest, b"SYNC", (("after", AFTER),), RUNTIME, ("after",),
@@ -334,6 +351,14 @@ SPECS: tuple[Spec, ...] = (
          lambda f: f"SYNC_REPLY {f.get('chosen', '?')} chosen" + (" (more)" if f.get("more")
                                                                   else ""),
          ChartStyle("#b8860b", "#8a6508", "2 3")),
+    Spec(CheckAccepted, b"CHECK", (("key", KEY), ("ballot", REAL_BALLOT)), RUNTIME,
+         ("key", "ballot"), lambda f: f"CHECK {f.get('ballot', '?')}",
+         ChartStyle("#8e44ad", "#6c3483", "2 3")),
+    Spec(AcceptedAt, b"CHECKED", (("key", KEY), ("ballot", REAL_BALLOT), ("value", OPT_VALUE)),
+         RUNTIME, ("key", "ballot", "value"),
+         lambda f: f"CHECKED {f.get('ballot', '?')} "
+                   + (_short(f["value"]) if "value" in f else "not accepted"),
+         ChartStyle("#8e44ad", "#6c3483", "2 3")),
 )
 
 BY_CLASS: dict[type, Spec] = {s.cls: s for s in SPECS}

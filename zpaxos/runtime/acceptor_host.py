@@ -23,7 +23,9 @@ from typing import TypeVar
 from zpaxos.protocol.core import Acceptor, KeyState
 from zpaxos.protocol.events import Event, Ignored, Learned
 from zpaxos.protocol.messages import (
+    AcceptedAt,
     Ballot,
+    CheckAccepted,
     Decide,
     KeyStatus,
     Message,
@@ -41,6 +43,7 @@ SYNC_PAGE = 500  # chosen values in one sync reply
 # Values are up to 1 MiB each: a reply stops short of this many value bytes, so it always
 # fits the decoder's body limit (codec.MAX_BODY_BYTES) at the other end.
 REPLY_MAX_VALUE_BYTES = 16 << 20
+MAX_CHECKS = 10_000  # client Decides being checked with the peers at once
 
 T = TypeVar("T")
 
@@ -74,9 +77,17 @@ class AcceptorHost:
 
     def __init__(self, node_id: int, states: Mapping[str, KeyState], peers: Sequence[int],
                  *, sync_page: int = SYNC_PAGE, status_page: int = STATUS_MAX_KEYS,
-                 acceptor_cls: type[Acceptor] = Acceptor) -> None:
+                 acceptor_cls: type[Acceptor] = Acceptor,
+                 check_client_decides: bool = False) -> None:
+        """``check_client_decides``: a Decide from anyone but a peer node (a client, with
+        CURVE on) is recorded only once a quorum of nodes confirms they accepted that very
+        ballot with that very value (see :meth:`_check_decide`)."""
         self.node_id = node_id
         self.peers = tuple(peers)
+        self.quorum = (len(self.peers) + 1) // 2 + 1
+        self.check_client_decides = check_client_decides
+        self._checks: dict[tuple[str, Ballot, bytes], set[int]] = {}
+        self.stats: dict[str, int] = {}  # counters the runtime keeps (status shows them)
         self.sync_page_size = sync_page
         self.status_page_size = status_page
         self.acceptor = acceptor_cls(states)
@@ -95,12 +106,26 @@ class AcceptorHost:
     def handle(self, batch: Iterable[tuple[Src, Message]]) -> Ready:
         ready = Ready()
         for src, msg in batch:
-            if isinstance(msg, TO_ACCEPTOR_TYPES):
+            if (isinstance(msg, Decide) and self.check_client_decides
+                    and isinstance(src, Caller) and not src.is_node):
+                self._check_decide(msg, ready)
+            elif isinstance(msg, TO_ACCEPTOR_TYPES):
                 self._apply(src, msg, ready)  # type: ignore[arg-type]
             elif isinstance(msg, StatusRequest):
                 ready.send.append((src, self.status(msg.key)))
             elif isinstance(msg, SyncRequest):
                 ready.send.append((src, self.sync_page(msg.after)))
+            elif isinstance(msg, CheckAccepted):
+                s = self.acceptor.state(msg.key)
+                value = (s.value if s.accepted == msg.ballot else
+                         s.chosen if s.chosen_ballot == msg.ballot else None)
+                ready.send.append((src, AcceptedAt(msg.key, msg.ballot, value)))
+            elif isinstance(msg, AcceptedAt) and isinstance(src, int):
+                entry = (msg.key, msg.ballot, msg.value or b"")
+                voters = self._checks.get(entry)
+                if voters is not None and msg.value is not None:
+                    voters.add(src)
+                    self._maybe_confirmed(entry, voters, ready)
             elif isinstance(msg, SyncReply) and isinstance(src, int):
                 # Only an answer to our own request, on our own socket to that peer.
                 for key, value, ballot in msg.chosen:
@@ -111,6 +136,33 @@ class AcceptorHost:
                 ready.events.append((src, Ignored(getattr(msg, "key", "") or "",
                                                   type_name(msg))))
         return ready
+
+    def _check_decide(self, msg: Decide, ready: Ready) -> None:
+        """A client says ``msg.value`` was chosen at ``msg.ballot``. Believe it only when a
+        quorum of nodes (this one included) confirms it accepted exactly that ballot with
+        exactly that value: an acceptor's accepted ballot only grows, so each of them did
+        accept it at some point, and a quorum accepting one ballot is what chosen means.
+        A buggy client's claim for a minority's value, or a made-up one, never gets there."""
+        s = self.acceptor.state(msg.key)
+        if s.chosen is not None or msg.ballot.is_zero:
+            return  # nothing to learn, or nothing to check it against
+        entry = (msg.key, msg.ballot, msg.value)
+        if entry in self._checks:
+            return
+        if len(self._checks) >= MAX_CHECKS:
+            del self._checks[next(iter(self._checks))]  # bounded, whatever clients send
+        voters = self._checks[entry] = set()
+        if s.accepted == msg.ballot and s.value == msg.value:
+            voters.add(self.node_id)
+        ready.send.extend((p, CheckAccepted(msg.key, msg.ballot)) for p in self.peers)
+        self._maybe_confirmed(entry, voters, ready)
+
+    def _maybe_confirmed(self, entry: tuple[str, Ballot, bytes], voters: set[int],
+                         ready: Ready) -> None:
+        if len(voters) >= self.quorum:
+            del self._checks[entry]
+            key, ballot, value = entry
+            self._apply(self.node_id, Decide(key, value, ballot), ready, reply=False)
 
     def _apply(self, src: Src, msg: ProtocolMessage, ready: Ready, reply: bool = True) -> None:
         known = msg.key in self.acceptor.states
@@ -142,7 +194,7 @@ class AcceptorHost:
 
         items, more = page(entries(), self.status_page_size,
                            lambda e: len(e.value or b"") + len(e.chosen or b""))
-        return StatusReply(self.node_id, tuple(items), more)
+        return StatusReply(self.node_id, tuple(items), more, tuple(sorted(self.stats.items())))
 
     def sync_page(self, after: str) -> SyncReply:
         states = self.acceptor.states

@@ -14,6 +14,13 @@ from dataclasses import dataclass
 @dataclass(frozen=True, slots=True)
 class Caller:
     ident: bytes
+    # Who CURVE authenticated this connection as ("node:node1", "client:alice"); "" when
+    # the cluster runs without CURVE (then nobody is authenticated).
+    user: str = ""
+
+    @property
+    def is_node(self) -> bool:
+        return self.user.startswith("node:")
 
 
 Src = int | Caller

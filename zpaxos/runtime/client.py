@@ -22,6 +22,7 @@ import random
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from zpaxos.naming import node_name, proposer_name
@@ -30,6 +31,7 @@ from zpaxos.protocol.events import Event, GaveUp
 from zpaxos.protocol.messages import DEFAULT_KEY, KeyStatus, StatusReply, StatusRequest, key_problem
 from zpaxos.protocol.registry import MAX_VALUE_BYTES, TO_PROPOSER_TYPES
 from zpaxos.runtime.config import ClusterConfig, ProposerConfig, load_config
+from zpaxos.runtime.curve import Curve
 from zpaxos.runtime.log import EventLog, null_log
 from zpaxos.runtime.proposer_host import ProposerHost
 from zpaxos.runtime.sockets import (
@@ -59,10 +61,17 @@ class NodeStatus:
     reachable: bool
     keys: tuple[KeyStatus, ...] = ()
     truncated: bool = False
+    stats: tuple[tuple[str, int], ...] = ()  # the node's counters (malformed, refused...)
+    error: str = ""  # why it is unreachable, when known ("refused our key")
 
 
 class Interrupted(Exception):
     """SIGINT/SIGTERM arrived while proposals were running."""
+
+
+class Refused(Exception):
+    """Too many nodes refused our connection (CURVE): no quorum can ever answer us.
+    The text names each node and why, e.g. "node1 refused our key"."""
 
 
 class Client:
@@ -70,17 +79,27 @@ class Client:
 
     def __init__(self, cluster: ClusterConfig, log: EventLog | None = None,
                  client_id: bytes | None = None, rng: random.Random | None = None,
-                 wakeup: SignalWakeup | None = None) -> None:
+                 wakeup: SignalWakeup | None = None, key_file: Path | None = None) -> None:
+        """``key_file``: the client's CURVE key pair (default: the config's
+        ``[security] client_key``); ignored without CURVE."""
         self.cluster = cluster
+        keys = cluster.security.client_keys(cluster.path, key_file)  # ConfigError if bad
+        curve = None
+        if keys is not None:
+            curve = Curve(keys, {n.id: n.public_key for n in cluster.nodes
+                                 if n.public_key is not None})
         self.id = client_id or os.urandom(16)
         self.name = proposer_name(self.id)
         self.log = log or null_log(self.name)
         self.rng = rng or random.Random(int.from_bytes(os.urandom(8), "big"))
         self.sockets = Sockets(self.log, self.id[:4].hex(),
                                {n.id: n.endpoint for n in cluster.nodes},
-                               lambda node: proposer_routing_id(self.id, node), wakeup=wakeup)
+                               lambda node: proposer_routing_id(self.id, node), wakeup=wakeup,
+                               curve=curve, watch=True)
+        self.quorum = len(cluster.nodes) // 2 + 1
         self._ids_used = 0
         self._closed = False
+        self._warned: set[int] = set()
 
     def __enter__(self) -> Client:
         return self
@@ -156,6 +175,7 @@ class Client:
             batch = sockets.poll(None if wake is None else wake - time.monotonic())
             if sockets.stop_requested:
                 raise Interrupted(sockets.wakeup.signal_name if sockets.wakeup else "")
+            self._check_refusals()
             now = time.monotonic()
             finished = []
             for src, msg in batch:
@@ -179,6 +199,21 @@ class Client:
         for node_id, msg in send:
             self.sockets.send(node_id, msg)
 
+    def _check_refusals(self) -> None:
+        """Fail at once, not at the deadline, when so many nodes refused us (wrong key,
+        wrong server key, plaintext against CURVE) that no quorum can answer."""
+        watch = self.sockets.watch
+        if watch is None or not watch.refused:
+            return
+        for node_id, why in watch.refused.items():
+            if node_id not in self._warned:
+                self._warned.add(node_id)
+                self.log.event("refused", f"{node_name(node_id)} {why}", logging.WARNING,
+                               peer=node_name(node_id))
+        if len(self.cluster.nodes) - len(watch.refused) < self.quorum:
+            raise Refused("; ".join(f"{node_name(i)} {why}"
+                                    for i, why in sorted(watch.refused.items())))
+
     # ---- status
 
     def status(self, key: str | None = None, timeout_s: float = 1.0) -> list[NodeStatus]:
@@ -187,17 +222,25 @@ class Client:
             self.sockets.send(node.id, StatusRequest(key))
         replies: dict[int, StatusReply] = {}
         deadline = time.monotonic() + timeout_s
-        while len(replies) < len(self.cluster.nodes):
+        refused: dict[int, str] = {}
+        while len(replies) + len(refused) < len(self.cluster.nodes):
             left = deadline - time.monotonic()
             if left <= 0:
                 break
             for src, msg in self.sockets.poll(left):
                 if isinstance(src, int) and isinstance(msg, StatusReply):
                     replies[src] = msg
-        return [NodeStatus(n.id, n.endpoint, n.id in replies,
-                           replies[n.id].keys if n.id in replies else (),
-                           replies[n.id].truncated if n.id in replies else False)
-                for n in self.cluster.nodes]
+            if self.sockets.watch is not None:
+                refused = {i: why for i, why in self.sockets.watch.refused.items()
+                           if i not in replies}
+        out = []
+        for n in self.cluster.nodes:
+            r = replies.get(n.id)
+            if r is not None:
+                out.append(NodeStatus(n.id, n.endpoint, True, r.keys, r.truncated, r.stats))
+            else:
+                out.append(NodeStatus(n.id, n.endpoint, False, error=refused.get(n.id, "")))
+        return out
 
 
 def _checked(key: str, value: bytes | str) -> bytes:

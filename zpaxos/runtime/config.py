@@ -10,8 +10,16 @@ from __future__ import annotations
 import configparser
 import math
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+
+from zpaxos.runtime.security import (
+    KeyFileError,
+    KeyPair,
+    load_authorized,
+    load_public,
+    load_secret,
+)
 
 DEFAULT_CONFIG = "configs/cluster.ini"
 CONFIG_ENV = "ZPAXOS_CONFIG"
@@ -31,6 +39,8 @@ class NodeConfig:
     port: int
     data_dir: Path
     value_files: str  # glob of keys that get a <data_dir>/<key>.txt file; "" for none
+    public_key: bytes | None = None  # CURVE: the node's public key (Z85), when curve is on
+    secret_key_file: Path | None = None  # CURVE: where the node's key pair lives
 
     @property
     def endpoint(self) -> str:
@@ -58,11 +68,50 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SecurityConfig:
+    """``[security]``: CURVE on every socket (see runtime/security.py)."""
+
+    curve: bool = False
+    authorized_clients: dict[bytes, str] | None = None  # public key -> client name
+    client_key_file: Path | None = None  # this client's key pair (propose, status)
+
+    def client_keys(self, path: Path, override: Path | None = None) -> KeyPair | None:
+        """The client key pair to connect with, or None without CURVE; ConfigError if it
+        is missing or bad (``override``: --key on the command line)."""
+        if not self.curve:
+            return None
+        key_file = override or self.client_key_file
+        if key_file is None:
+            raise ConfigError(f"{path}: [security] client_key: missing (required with curve "
+                              f"= true to propose or ask for status; or give --key)")
+        try:
+            return load_secret(key_file)
+        except KeyFileError as e:
+            raise ConfigError(f"{path}: [security] client_key: {e}") from None
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterConfig:
     path: Path
     nodes: tuple[NodeConfig, ...]
     proposer: ProposerConfig
     log: LogConfig
+    security: SecurityConfig = SecurityConfig()
+
+    def node_keys(self, node_id: int) -> KeyPair | None:
+        """A node's own key pair, or None without CURVE (ConfigError if missing/bad)."""
+        if not self.security.curve:
+            return None
+        n = self.node(node_id)
+        try:
+            assert n.secret_key_file is not None
+            pair = load_secret(n.secret_key_file)
+        except KeyFileError as e:
+            raise ConfigError(f"{self.path}: [node.{node_id}] secret_key: {e}") from None
+        if pair.public != n.public_key:
+            raise ConfigError(f"{self.path}: [node.{node_id}] secret_key: "
+                              f"{n.secret_key_file} does not belong to public_key")
+        return pair
 
     def node(self, node_id: int) -> NodeConfig:
         for n in self.nodes:
@@ -74,7 +123,9 @@ class ClusterConfig:
 
 # Every key a section may hold, with its default; an unknown key is an error (a typo
 # would otherwise be silently ignored).
-_NODE_KEYS = {"host": None, "port": None, "data_dir": None, "value_files": "*"}
+_NODE_KEYS = {"host": None, "port": None, "data_dir": None, "value_files": "*",
+              "public_key": None, "secret_key": None}
+_SECURITY_KEYS = {"curve": "false", "authorized_clients": None, "client_key": None}
 _PROPOSER_KEYS = {f.name: f.default for f in fields(ProposerConfig)}
 _LOG_KEYS = {"file": "paxos.log", "level": "INFO", "format": "text"}
 
@@ -116,6 +167,7 @@ def _build(p: Path, parser: configparser.ConfigParser) -> ClusterConfig:
     nodes: list[NodeConfig] = []
     proposer = ProposerConfig()
     log = LogConfig()
+    security = SecurityConfig()
     for section in parser.sections():
         sec = parser[section]
         if section.startswith("node."):
@@ -124,9 +176,11 @@ def _build(p: Path, parser: configparser.ConfigParser) -> ClusterConfig:
             proposer = _proposer(p, sec)
         elif section == "log":
             log = _log(p, sec)
+        elif section == "security":
+            security = _security(p, sec)
         else:
             raise ConfigError(f"{p}: [{section}]: unknown section (expected [node.N], "
-                              f"[proposer] or [log])")
+                              f"[proposer], [log] or [security])")
     if not nodes:
         raise ConfigError(f"{p}: no [node.N] sections: a cluster needs at least one node")
     nodes.sort(key=lambda n: n.id)
@@ -145,7 +199,46 @@ def _build(p: Path, parser: configparser.ConfigParser) -> ClusterConfig:
         if other != n.id:
             raise ConfigError(f"{p}: [node.{n.id}] data_dir: {n.data_dir} is already used by "
                               f"[node.{other}]")
-    return ClusterConfig(p, tuple(nodes), proposer, log)
+    if security.curve:
+        nodes = [_node_keys(p, n, parser[f"node.{n.id}"]) for n in nodes]
+    else:
+        for n in nodes:
+            for key in ("public_key", "secret_key"):
+                if parser[f"node.{n.id}"].get(key, "").strip():
+                    raise ConfigError(f"{p}: [node.{n.id}] {key}: set, but [security] curve "
+                                      f"is not true (turn curve on, or remove the key)")
+    return ClusterConfig(p, tuple(nodes), proposer, log, security)
+
+
+def _node_keys(p: Path, n: NodeConfig, sec: configparser.SectionProxy) -> NodeConfig:
+    section = f"node.{n.id}"
+    public_file = Path(_need(p, section, sec, "public_key"))
+    secret_file = Path(_need(p, section, sec, "secret_key"))
+    try:
+        public = load_public(public_file)
+    except KeyFileError as e:
+        raise ConfigError(f"{p}: [{section}] public_key: {e}") from None
+    return replace(n, public_key=public, secret_key_file=secret_file)
+
+
+def _security(p: Path, sec: configparser.SectionProxy) -> SecurityConfig:
+    _check_keys(p, "security", sec, _SECURITY_KEYS)
+    raw = sec.get("curve", "false").strip().lower()
+    if raw not in ("true", "false", "yes", "no", "on", "off", "1", "0"):
+        raise ConfigError(f"{p}: [security] curve: {raw!r} is not true or false")
+    if raw in ("false", "no", "off", "0"):
+        return SecurityConfig()
+    import zmq
+
+    if not zmq.has("curve"):
+        raise ConfigError(f"{p}: [security] curve: this pyzmq/libzmq has no CURVE support")
+    clients_dir = Path(_need(p, "security", sec, "authorized_clients"))
+    try:
+        clients = load_authorized(clients_dir)
+    except KeyFileError as e:
+        raise ConfigError(f"{p}: [security] authorized_clients: {e}") from None
+    client_key = sec.get("client_key", "").strip()
+    return SecurityConfig(True, clients, Path(client_key) if client_key else None)
 
 
 def _check_keys(p: Path, section: str, sec: configparser.SectionProxy, allowed: dict) -> None:

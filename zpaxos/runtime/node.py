@@ -25,6 +25,7 @@ from zpaxos.protocol.messages import Message
 from zpaxos.runtime.acceptor_host import AcceptorHost, Ready
 from zpaxos.runtime.addresses import Caller, Src
 from zpaxos.runtime.config import ClusterConfig, NodeConfig
+from zpaxos.runtime.curve import Curve
 from zpaxos.runtime.log import EventLog
 from zpaxos.runtime.sockets import SignalWakeup, Sockets, node_routing_id, peer_name
 from zpaxos.runtime.storage import MemoryStore, SqliteStore
@@ -43,10 +44,14 @@ class Node:
         self.cfg: NodeConfig = cluster.node(node_id)
         self.cluster = cluster
         self.log = log
+        # CURVE keys first: a missing or bad key is a config error (ConfigError), found
+        # before the database is touched.
+        self.keys = cluster.node_keys(node_id)
         # SqliteStore raises StorageError over a damaged database: the node never starts.
         self.store = store if store is not None else SqliteStore(self.cfg.data_dir)
         peers = [n.id for n in cluster.nodes if n.id != node_id]
-        self.host = AcceptorHost(node_id, self.store.load(), peers)
+        self.host = AcceptorHost(node_id, self.store.load(), peers,
+                                 check_client_decides=cluster.security.curve)
         self.sockets: Sockets | None = None
         self.values = ValueFiles(self.cfg.data_dir, self.cfg.value_files, log)
         self.passes = 0
@@ -62,13 +67,20 @@ class Node:
             wakeup = SignalWakeup()
             wakeup.install()
         me = self.cfg.id
+        curve = None
+        if self.keys is not None:
+            curve = Curve.for_node(self.keys, {n.id: n.public_key for n in self.cluster.nodes
+                                               if n.public_key is not None},
+                                   self.cluster.security.authorized_clients or {})
         try:
             self.sockets = Sockets(
                 self.log, f"n{me}",
                 {n.id: n.endpoint for n in self.cluster.nodes if n.id != me},
-                lambda peer: node_routing_id(me, peer), bind=self.cfg.endpoint, wakeup=wakeup)
+                lambda peer: node_routing_id(me, peer), bind=self.cfg.endpoint, wakeup=wakeup,
+                curve=curve)
             self.log.event("start", endpoint=self.cfg.endpoint, data_dir=str(self.cfg.data_dir),
-                           keys=len(self.host.states), role="node")
+                           keys=len(self.host.states), role="node",
+                           security="curve" if curve else "none")
             self.values.rebuild((k, s.chosen) for k, s in self.host.states.items()
                                 if s.chosen is not None)
             self._do(self.host.start())  # sync: ask peers what we missed while down
@@ -97,7 +109,16 @@ class Node:
             if not batch:
                 continue
             self.passes += 1
+            self._count(sockets)
             self._do(self.host.handle(batch))
+
+    def _count(self, sockets: Sockets) -> None:
+        """The socket layer's counters, for status replies."""
+        stats = self.host.stats
+        stats["malformed"] = sockets.wire.malformed
+        stats["undeliverable"] = sockets.wire.undeliverable
+        if sockets.zap is not None:
+            stats["refused"] = sockets.zap.refused
 
     def _do(self, ready: Ready) -> None:
         if ready.persist:

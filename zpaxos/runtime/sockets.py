@@ -23,6 +23,7 @@ from zpaxos.protocol.registry import RUNTIME_TYPES, type_name
 from zpaxos.protocol.registry import log_fields as message_fields
 from zpaxos.runtime import codec
 from zpaxos.runtime.addresses import Caller, Src
+from zpaxos.runtime.curve import Curve, HandshakeWatch, ZapHandler, secure_client, secure_server
 from zpaxos.runtime.log import EventLog
 
 Sock: TypeAlias = "zmq.Socket[bytes]"
@@ -70,8 +71,10 @@ def _harden(sock: Sock) -> None:
     sock.setsockopt(zmq.RCVHWM, SNDHWM)
 
 
-def open_router(ctx: Ctx, endpoint: str) -> Sock:
+def open_router(ctx: Ctx, endpoint: str, curve: Curve | None = None) -> Sock:
     sock: Sock = ctx.socket(zmq.ROUTER)
+    if curve is not None:
+        secure_server(sock, curve)
     # Without this a reply to a departed proposer vanishes silently; with it we log it.
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
     sock.setsockopt(zmq.LINGER, ROUTER_LINGER_MS)
@@ -87,8 +90,11 @@ def open_router(ctx: Ctx, endpoint: str) -> Sock:
     return sock
 
 
-def open_dealer(ctx: Ctx, routing_id: bytes, endpoint: str) -> Sock:
+def open_dealer(ctx: Ctx, routing_id: bytes, endpoint: str, curve: Curve | None = None,
+                node_id: int = 0) -> Sock:
     sock: Sock = ctx.socket(zmq.DEALER)
+    if curve is not None:
+        secure_client(sock, curve, node_id)
     sock.setsockopt(zmq.ROUTING_ID, routing_id)
     sock.setsockopt(zmq.LINGER, 0)  # raised at close only towards nodes that answered
     _harden(sock)
@@ -109,18 +115,31 @@ class Sockets:
 
     def __init__(self, log: EventLog, prefix: str, nodes: dict[int, str],
                  routing_id: Callable[[int], bytes], bind: str | None = None,
-                 wakeup: SignalWakeup | None = None) -> None:
+                 wakeup: SignalWakeup | None = None, curve: Curve | None = None,
+                 watch: bool = False) -> None:
+        """``curve``: CURVE on every socket (and, with ``bind``, a ZAP handler admitting
+        only its listed keys); ``watch``: read the DEALERs' handshakes (``watch.refused``
+        says which nodes refused us, ``watch.came_up`` which came (back) up)."""
         self.wire = Wire(log, prefix)
         self.ctx: Ctx = zmq.Context()
         self.router: Sock | None = None
         self.dealers: dict[int, Sock] = {}
         self.answered: set[int] = set()  # nodes that ever replied to us
         self.wakeup = wakeup
+        self.curve = curve
+        self.zap: ZapHandler | None = None
+        self.watch: HandshakeWatch | None = None
         try:
             if bind is not None:
-                self.router = open_router(self.ctx, bind)  # BindError if taken
+                if curve is not None:
+                    # The handler must exist before the ROUTER can take a connection.
+                    self.zap = ZapHandler(self.ctx, curve, log)
+                self.router = open_router(self.ctx, bind, curve)  # BindError if taken
             for node_id, endpoint in nodes.items():
-                self.dealers[node_id] = open_dealer(self.ctx, routing_id(node_id), endpoint)
+                self.dealers[node_id] = open_dealer(self.ctx, routing_id(node_id), endpoint,
+                                                    curve, node_id)
+            if watch:
+                self.watch = HandshakeWatch(self.dealers)
         except BaseException:
             self.close()
             raise
@@ -130,6 +149,11 @@ class Sockets:
             self.poller.register(self.router, zmq.POLLIN)
         for sock in self.dealers.values():
             self.poller.register(sock, zmq.POLLIN)
+        if self.zap is not None:
+            self.poller.register(self.zap.sock, zmq.POLLIN)
+        if self.watch is not None:
+            for monitor in self.watch.monitors:
+                self.poller.register(monitor, zmq.POLLIN)
         if wakeup is not None:
             self.poller.register(wakeup.fd, zmq.POLLIN)
 
@@ -149,6 +173,12 @@ class Sockets:
         ready = dict(self.poller.poll(timeout))
         if self.wakeup is not None and self.wakeup.fd in ready:
             self.wakeup.drain()
+        if self.zap is not None and self.zap.sock in ready:
+            self.zap.handle()
+        if self.watch is not None:
+            for monitor in self.watch.monitors:
+                if monitor in ready:
+                    self.watch.handle(monitor)
         out: list[tuple[Src, Message]] = []
         if self.router is not None and self.router in ready:
             self._drain(self.router, None, out)
@@ -160,15 +190,22 @@ class Sockets:
     def _drain(self, sock: Sock, node_id: int | None,
                out: list[tuple[Src, Message]]) -> None:
         wire = self.wire
+        authenticated = node_id is None and self.curve is not None
         for _ in range(BATCH_MAX):
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
+                if authenticated:
+                    parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                    user = str(parts[-1].get("User-Id") or "")
+                    frames = [p.bytes for p in parts]
+                else:
+                    user = ""
+                    frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
             except zmq.Again:
                 return
             src: Src
             if node_id is None:
                 ident, frames = frames[0], frames[1:]
-                src, peer = Caller(ident), peer_name(ident)
+                src, peer = Caller(ident, user), peer_name(ident)
             else:
                 self.answered.add(node_id)
                 src, peer = node_id, node_name(node_id)
@@ -186,12 +223,18 @@ class Sockets:
         """Close every socket. ``linger_ms``: how long queued messages to nodes that
         answered us may still take to leave (a node that is down would otherwise hold
         the process for the whole linger)."""
+        if self.watch is not None:
+            self.watch.close(self.dealers)
+            self.watch = None
         for node_id, sock in self.dealers.items():
             sock.close(linger=linger_ms if node_id in self.answered else 0)
         self.dealers = {}
         if self.router is not None:
             self.router.close()
             self.router = None
+        if self.zap is not None:
+            self.zap.close()
+            self.zap = None
         self.ctx.term()
 
 

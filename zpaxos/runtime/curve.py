@@ -1,0 +1,164 @@
+"""CURVE on the sockets: the ZAP handler that admits only listed keys, and the handshake
+watch that tells a client at once when a node refused it.
+
+Both run inside the owning loop's poller (no extra thread): the ZAP handler is a REP
+socket on ZeroMQ's fixed ``inproc://zeromq.zap.01`` endpoint of the process's context,
+asked by libzmq during every CURVE handshake on our ROUTER; the watch reads the socket
+monitor of each DEALER.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TypeAlias
+
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+from zpaxos.runtime.log import EventLog
+from zpaxos.runtime.security import CLIENT_ROLE, NODE_ROLE, KeyPair, fingerprint
+
+Sock: TypeAlias = "zmq.Socket[bytes]"
+Ctx: TypeAlias = "zmq.Context[Sock]"
+
+ZAP_ENDPOINT = "inproc://zeromq.zap.01"
+ZAP_DOMAIN = b"zpaxos"
+REFUSAL_LOG_EVERY_S = 60.0  # a refused peer that keeps retrying is logged this often
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One process's CURVE setup: its own key pair, each node's public key (whom our
+    DEALERs must reach), and for a node, who may connect: public key -> (role, name)."""
+
+    own: KeyPair
+    server_keys: dict[int, bytes]
+    allowed: dict[bytes, tuple[str, str]] = field(default_factory=dict)
+
+    @staticmethod
+    def for_node(own: KeyPair, node_keys: dict[int, bytes],
+                 clients: dict[bytes, str]) -> Curve:
+        allowed = {k: (CLIENT_ROLE, name) for k, name in clients.items()}
+        allowed.update({k: (NODE_ROLE, f"node{i}") for i, k in node_keys.items()})
+        return Curve(own, node_keys, allowed)
+
+
+def secure_server(sock: Sock, curve: Curve) -> None:
+    sock.setsockopt(zmq.CURVE_SERVER, 1)
+    sock.setsockopt(zmq.CURVE_PUBLICKEY, curve.own.public)
+    sock.setsockopt(zmq.CURVE_SECRETKEY, curve.own.secret)
+    sock.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN)
+    sock.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)  # no handler, no connection
+
+
+def secure_client(sock: Sock, curve: Curve, node_id: int) -> None:
+    sock.setsockopt(zmq.CURVE_SERVERKEY, curve.server_keys[node_id])
+    sock.setsockopt(zmq.CURVE_PUBLICKEY, curve.own.public)
+    sock.setsockopt(zmq.CURVE_SECRETKEY, curve.own.secret)
+
+
+class ZapHandler:
+    """Answers libzmq's authentication requests: a listed key is admitted with its role
+    as the connection's User-Id ("node:node1", "client:alice"); anything else is refused
+    before any message from it reaches us, logged (throttled) and counted."""
+
+    def __init__(self, ctx: Ctx, curve: Curve, log: EventLog) -> None:
+        self.curve = curve
+        self.log = log
+        self.refused = 0
+        self._last_logged: dict[tuple[str, bytes], float] = {}
+        self.sock: Sock = ctx.socket(zmq.REP)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.bind(ZAP_ENDPOINT)
+
+    def handle(self) -> None:
+        while True:
+            try:
+                frames = self.sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._answer(frames)
+
+    def _answer(self, frames: list[bytes]) -> None:
+        # [version, request id, domain, address, routing id, mechanism, credentials...]
+        if len(frames) < 6:
+            self.sock.send_multipart([b"1.0", b"", b"500", b"bad ZAP request", b"", b""])
+            return
+        version, request_id, domain, address, _ident, mechanism = frames[:6]
+        key = frames[6] if len(frames) > 6 else b""
+        who = None
+        if mechanism == b"CURVE" and domain == ZAP_DOMAIN and len(key) == 32:
+            who = self.curve.allowed.get(zmq.utils.z85.encode(key))
+        if who is not None:
+            user = f"{who[0]}:{who[1]}".encode()
+            self.sock.send_multipart([version, request_id, b"200", b"OK", user, b""])
+            return
+        self.refused += 1
+        z85 = zmq.utils.z85.encode(key) if len(key) == 32 else b""
+        peer = address.decode("ascii", "replace")[:64]
+        now = time.monotonic()
+        last = self._last_logged.get((peer, z85))
+        if last is None or now - last >= REFUSAL_LOG_EVERY_S:
+            if len(self._last_logged) > 10_000:
+                self._last_logged.clear()  # bounded memory whatever the attacker does
+            self._last_logged[(peer, z85)] = now
+            self.log.event("refused", "a peer whose key is not listed was refused",
+                           logging.WARNING, address=peer,
+                           key=fingerprint(z85) if z85 else "none",
+                           mechanism=mechanism.decode("ascii", "replace")[:16],
+                           refused=self.refused)
+        self.sock.send_multipart([version, request_id, b"400", b"key not authorized", b"", b""])
+
+    def close(self) -> None:
+        self.sock.close(0)
+
+
+# Handshake failures a client can see on its DEALER's monitor, and what they mean.
+_FAILURES: dict[int, str] = {
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "refused our key",
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "failed the security handshake (plaintext on one "
+                                         "side and CURVE on the other?)",
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "failed the CURVE handshake (wrong server key "
+                                          "for it in the config?)",
+}
+WATCHED = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+           | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_SUCCEEDED
+           | zmq.EVENT_DISCONNECTED)
+
+
+class HandshakeWatch:
+    """Reads the monitor of each DEALER: which nodes refused us (and why), and which
+    came (back) up: a successful handshake clears a refusal."""
+
+    def __init__(self, dealers: dict[int, Sock]) -> None:
+        self.monitors: dict[Sock, int] = {}
+        for node_id, sock in dealers.items():
+            self.monitors[sock.get_monitor_socket(WATCHED)] = node_id
+        self.refused: dict[int, str] = {}
+        self.came_up: set[int] = set()  # handshakes since the last look
+
+    def handle(self, monitor: Sock) -> None:
+        node_id = self.monitors[monitor]
+        while True:
+            try:
+                frames = monitor.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            event = int(parse_monitor_message(frames)["event"])
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.refused.pop(node_id, None)
+                self.came_up.add(node_id)
+            elif event in _FAILURES:
+                self.refused[node_id] = _FAILURES[event]
+
+    def close(self, dealers: dict[int, Sock]) -> None:
+        for sock in dealers.values():
+            try:
+                sock.disable_monitor()
+            except zmq.ZMQError:
+                pass
+        for monitor in self.monitors:
+            monitor.close(0)
+        self.monitors = {}
