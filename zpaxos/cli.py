@@ -394,15 +394,16 @@ def log_(logfile: str, key: str | None) -> None:
 @cli.command()
 @click.option("--config", "config", metavar="PATH", default=None,
               help="Measure this running cluster (default: start a temporary one).")
-@click.option("--proposals", type=click.IntRange(min=1), default=2000, show_default=True)
+@click.option("--proposals", type=click.IntRange(min=1), default=2000, show_default=True,
+              metavar="N", help="Proposals in each of the three runs.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=64, show_default=True,
-              help="Proposals in flight at once.")
+              metavar="C", help="Proposals in flight at once.")
 @click.option("--contended-keys", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Keys shared by every proposal in the contended run.")
+              metavar="K", help="Keys shared by every proposal in the contended run.")
 @click.option("--value-size", type=click.IntRange(min=1, max=1 << 19), default=16,
-              show_default=True, help="Bytes per value.")
+              show_default=True, metavar="BYTES", help="Bytes per value.")
 @click.option("--cli-runs", type=click.IntRange(min=0), default=10, show_default=True,
-              help="Whole `zpaxos propose` processes to time (0 to skip).")
+              metavar="N", help="Whole `zpaxos propose` processes to time (0 to skip).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench(config: str | None, proposals: int, concurrency: int, contended_keys: int,
           value_size: int, cli_runs: int, as_json: bool) -> None:
