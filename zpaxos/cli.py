@@ -68,10 +68,9 @@ def _logging(cluster: Any, process: str, quiet: bool, summary: Any = None) -> An
 
 
 def _named(text: str) -> str:
-    """The core says "acceptor 1"; people see nodes named as everywhere else ("node1")."""
-    from zpaxos.naming import node_name
+    from zpaxos.pictures.rounds import with_node_names
 
-    return re.sub(r"\bacceptor (\d+)", lambda m: node_name(int(m.group(1))), text)
+    return with_node_names(text)
 
 
 config_option = click.option(
@@ -276,8 +275,9 @@ def _print_outcome(o: Any, elapsed_ms: float, as_json: bool, proposer: str) -> N
 def result_line(o: Any, told_by: str | None, elapsed_ms: float) -> str:
     """The chosen value and how it came to be, telling apart the three cases a student
     meets: chosen now with this proposer's value; chosen now with a value it had to
-    adopt; chosen before it came (whatever it proposed). The ballot is the one that
-    chose the value, not merely this proposer's last one."""
+    adopt; already chosen (before it came, or by another proposer while it waited),
+    whatever it proposed. The ballot is the one that chose the value, not merely this
+    proposer's last one."""
     from zpaxos.printable import printable
 
     at = "ballot unknown" if o.chosen_ballot.is_zero else f"ballot {o.chosen_ballot}"
@@ -287,7 +287,7 @@ def result_line(o: Any, told_by: str | None, elapsed_ms: float) -> str:
     if o.how == "already":
         who = f" ({told_by} said so)" if told_by else ""
         mine = "it proposed the same value" if o.own else f"it proposed {proposed}"
-        return f"{head}: chosen before this proposer came, at {at}{who}; {mine}; {took}"
+        return f"{head}: already chosen, at {at}{who}; {mine}; {took}"
     if o.own:
         return f"{head}: chosen now, its own value; {at}, {took}"
     return (f"{head}: chosen now, an earlier proposal's value it adopted (it proposed "

@@ -4,9 +4,9 @@ The proposer logs every message it sends and receives (the log file keeps all of
 ``-v`` shows them on stderr). A student running one proposal wants the shape of the
 run instead, so this handler folds a round's events into one line::
 
-    round 1, ballot 1.3f2a: Prepare to 3 nodes, 3 promises; Accept to 3 nodes, 3 accepted: chosen
+    round 1, ballot 1.3f2a: Prepare to 3 nodes, 3 promises; Accept to 3 nodes, 2 accepted: chosen: Value_A
     round 1, ballot 1.9c41: Prepare to 3 nodes, 1 promise, 2 rejections (node1 promised 2.3f2a): retry in 0.04 s
-    round 2, ballot 3.9c41: Prepare to 3 nodes, 3 promises, node0 had accepted Value_A at 2.3f2a: adopted; ...
+    round 2, ballot 3.9c41: Prepare to 3 nodes, 3 promises; adopted Value_A (accepted at 2.3f2a); Accept to 3 nodes, 3 accepted: chosen: Value_A
 
 It reads the same events the log gets, so it needs no hook in the proposer.
 """
@@ -14,11 +14,17 @@ It reads the same events the log gets, so it needs no hook in the proposer.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Any, TextIO
 
 from zpaxos.naming import node_name
 from zpaxos.printable import printable
+
+
+def with_node_names(text: str) -> str:
+    """The core says "acceptor 1"; people see nodes named as everywhere else ("node1")."""
+    return re.sub(r"\bacceptor (\d+)\b", lambda m: node_name(int(m.group(1))), text)
 
 
 def _plural(n: int, one: str, many: str | None = None) -> str:
@@ -92,7 +98,7 @@ class RoundSummary(logging.Handler):
                 self._flush(r, f"chosen: {printable(f.get('value'))}")
             self.done = True
         elif event == "gave_up":
-            self._flush(r, f"gave up: {printable(f.get('reason'))}")
+            self._flush(r, f"gave up: {printable(with_node_names(str(f.get('reason'))))}")
             self.done = True
 
     def _message(self, r: _Round, event: str, kind: str, peer: str, f: dict[str, Any]) -> None:
@@ -112,11 +118,10 @@ class RoundSummary(logging.Handler):
     def _retry_text(f: dict[str, Any]) -> str:
         backoff = f.get("backoff_s") or 0
         silent = f.get("no_reply_from")
-        why = (f"no reply in time from {', '.join(node_name(n) for n in silent)}" if silent
-               else "retry")
-        if "rejected" in str(f.get("reason", "")):
-            why = "rejected"
-        return f"{why}: retry" + (f" in {backoff:.2f} s" if backoff else " at once")
+        when = f"in {backoff:.2f} s" if backoff else "at once"
+        if silent:
+            return f"no reply in time from {', '.join(node_name(n) for n in silent)}: retry {when}"
+        return f"retry {when}"  # after a rejection, which the line already shows
 
     def _flush(self, r: _Round, end: str) -> None:
         phases = []
