@@ -98,8 +98,8 @@ def node(node_id: int, config: str | None, quiet: bool) -> None:
     """
     from zpaxos.runtime.config import ConfigError
     from zpaxos.runtime.node import Node
-    from zpaxos.runtime.storage import StorageError
     from zpaxos.runtime.sockets import BindError
+    from zpaxos.runtime.storage import StorageError
 
     cluster = _load(config)
     try:
@@ -112,8 +112,11 @@ def node(node_id: int, config: str | None, quiet: bool) -> None:
     except StorageError as e:
         raise Failure(f"{cfg.name}: {e}") from None
 
+    from zpaxos.printable import printable
+
     def ready(_n: Any) -> None:
-        click.echo(f"{cfg.name} listening on {cfg.endpoint} (data in {cfg.data_dir}, "
+        click.echo(f"{cfg.name} listening on {cfg.endpoint} "
+                   f"(data in {printable(str(cfg.data_dir))}, "
                    f"{len(n.acceptor.states)} keys known); Ctrl-C to stop")
         sys.stdout.flush()
 
@@ -209,8 +212,8 @@ def propose(value: str, key: str | None, delay: float, pause_between_phases: flo
     if delay:
         time.sleep(delay)
 
-    from zpaxos.runtime.client import Client, Interrupted, options_from
     from zpaxos.protocol.messages import DEFAULT_KEY
+    from zpaxos.runtime.client import Client, Interrupted, options_from
     from zpaxos.runtime.sockets import SignalWakeup, proposer_name
 
     opts = options_from(cluster.proposer, timeout_s=timeout, max_rounds=max_rounds,
@@ -412,8 +415,8 @@ def bench(config: str | None, proposals: int, concurrency: int, contended_keys: 
     End to end on real sockets; without --config on a temporary 3-node cluster.
     """
     from zpaxos.lab import bench as b
-    from zpaxos.runtime.config import ConfigError
     from zpaxos.lab.launcher import NodeStartError
+    from zpaxos.runtime.config import ConfigError
 
     try:
         result = b.run_bench(config, proposals, concurrency, contended_keys, value_size, cli_runs)

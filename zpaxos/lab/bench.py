@@ -29,10 +29,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from zpaxos.runtime.client import Client, options_from
-from zpaxos.printable import printable
-from zpaxos.runtime.config import ClusterConfig, ConfigError, load_config
 from zpaxos.lab.launcher import LocalCluster, child_env, free_ports, write_config, zpaxos_cmd
+from zpaxos.printable import printable
+from zpaxos.runtime.client import Client, options_from
+from zpaxos.runtime.config import ClusterConfig, ConfigError, load_config
 from zpaxos.runtime.log import null_log
 
 
@@ -156,9 +156,10 @@ def report(result: dict) -> str:
              f"about {result['value_bytes']} bytes; keys {printable(result.get('keys'))}", ""]
     head = ("RUN", "PROPOSALS", "IN FLIGHT", "DECISIONS/S", "P50 MS", "P90 MS", "P99 MS",
             "ROUNDS", "CHOSEN")
-    rows = [(printable(r["name"]), str(r["proposals"]), str(r["concurrency"]), f"{r['decisions_per_s']:.0f}",
-             f"{r['p50_ms']:.2f}", f"{r['p90_ms']:.2f}", f"{r['p99_ms']:.2f}",
-             f"{r['mean_rounds']:.2f}", str(r["chosen"])) for r in result["runs"]]
+    rows = [(printable(r["name"]), str(r["proposals"]), str(r["concurrency"]),
+             f"{r['decisions_per_s']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p90_ms']:.2f}",
+             f"{r['p99_ms']:.2f}", f"{r['mean_rounds']:.2f}", str(r["chosen"]))
+            for r in result["runs"]]
     widths = [max(len(x[i]) for x in (head, *rows)) for i in range(len(head))]
     for r in (head, *rows):
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())

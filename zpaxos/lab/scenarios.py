@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zpaxos.printable import printable
-from zpaxos.runtime.config import ClusterConfig, ConfigError, default_config_path, load_config
-from zpaxos.protocol.core import quorum_size
 from zpaxos.lab.launcher import LocalCluster, NodeStartError, Result, wait_for, write_config
+from zpaxos.printable import printable
+from zpaxos.protocol.core import quorum_size
 from zpaxos.protocol.messages import DEFAULT_KEY
+from zpaxos.runtime.config import ClusterConfig, ConfigError, default_config_path, load_config
 
 STAGE_S = 3.0  # how late a staged message arrives
 PAUSE_S = 1.0  # livelock: each proposer's pause between its phases

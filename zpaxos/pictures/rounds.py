@@ -4,11 +4,15 @@ The proposer logs every message it sends and receives (the log file keeps all of
 ``-v`` shows them on stderr). A student running one proposal wants the shape of the
 run instead, so this handler folds a round's events into one line::
 
-    round 1, ballot 1.3f2a: Prepare to 3 nodes, 3 promises; Accept to 3 nodes, 2 accepted: chosen: Value_A
-    round 1, ballot 1.9c41: Prepare to 3 nodes, 1 promise, 2 rejections (node1 promised 2.3f2a): retry in 0.04 s
-    round 2, ballot 3.9c41: Prepare to 3 nodes, 3 promises; adopted Value_A (accepted at 2.3f2a); Accept to 3 nodes, 3 accepted: chosen: Value_A
+    round 1, ballot 1.3f2a: Prepare to 3 nodes, 3 promises; Accept to 3 nodes, 2 accepted:
+      chosen: Value_A
+    round 1, ballot 1.9c41: Prepare to 3 nodes, 1 promise, 2 rejections (node1 promised
+      2.3f2a): retry in 0.04 s
+    round 2, ballot 3.9c41: Prepare to 3 nodes, 3 promises; adopted Value_A (accepted at
+      2.3f2a); Accept to 3 nodes, 3 accepted: chosen: Value_A
 
-It reads the same events the log gets, so it needs no hook in the proposer.
+(each one line on the screen). It reads the same events the log gets, so it needs no hook
+in the proposer.
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ class RoundSummary(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             self._on(getattr(record, "event", ""), getattr(record, "fields", {}))
-        except Exception:  # a display problem must never break a proposal
+        except Exception:  # noqa: BLE001 -- a display problem must never break a proposal
             self.handleError(record)
 
     def _on(self, event: str, f: dict[str, Any]) -> None:
@@ -92,8 +96,8 @@ class RoundSummary(logging.Handler):
         elif event == "chosen":
             told = f.get("told_by")
             if told is not None:
-                self._flush(r, f"{node_name(told)} says {printable(f.get('value'))} was already chosen"
-                               f" (at {f.get('chosen_ballot')})")
+                self._flush(r, f"{node_name(told)} says {printable(f.get('value'))} was already "
+                               f"chosen (at {f.get('chosen_ballot')})")
             else:
                 self._flush(r, f"chosen: {printable(f.get('value'))}")
             self.done = True
@@ -120,7 +124,8 @@ class RoundSummary(logging.Handler):
         silent = f.get("no_reply_from")
         when = f"in {backoff:.2f} s" if backoff else "at once"
         if silent:
-            return f"no reply in time from {', '.join(node_name(n) for n in silent)}: retry {when}"
+            nodes = ", ".join(node_name(n) for n in silent)
+            return f"no reply in time from {nodes}: retry {when}"
         return f"retry {when}"  # after a rejection, which the line already shows
 
     def _flush(self, r: _Round, end: str) -> None:

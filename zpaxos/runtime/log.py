@@ -25,7 +25,6 @@ import time
 from typing import Any
 
 from zpaxos.printable import printable, quoted
-from zpaxos.runtime.config import LogConfig
 from zpaxos.protocol.messages import (
     Accept,
     Accepted,
@@ -39,6 +38,7 @@ from zpaxos.protocol.messages import (
     SyncReply,
     SyncRequest,
 )
+from zpaxos.runtime.config import LogConfig
 
 _VALUE_SHOWN = 200  # characters of a value shown in a text line
 
@@ -85,7 +85,8 @@ class _TextFormatter(logging.Formatter):
         head = printable(event)
         if event in ("send", "recv"):
             arrow = "->" if event == "send" else "<-"
-            head = f"{event} {printable(fields.get('type'))} {arrow} {printable(fields.get('peer'))}"
+            kind, peer = printable(fields.get("type")), printable(fields.get("peer"))
+            head = f"{event} {kind} {arrow} {peer}"
         tail = f" {printable(msg)}" if msg else ""
         return (f"{t}.{ms:03d} {printable(process):<14} "
                 f"{printable(level):<5} {head} {' '.join(parts)}{tail}").rstrip()
