@@ -65,6 +65,14 @@ def test_chosen_now_then_already_chosen_name_the_ballot_that_chose(lab):
     assert re.fullmatch(r"node\d", same["told_by"])
     assert same["reason"] == f"already chosen (told by {same['told_by']})"
     assert same["ballot"] != at  # its own, unused ballot is still there, for who wants it
+    assert set(same) == documented_json_fields()
+
+
+def documented_json_fields() -> set[str]:
+    """The fields the README's propose reference says --json prints."""
+    readme = (ROOT / "README.md").read_text()
+    paragraph = readme[readme.index("`--json` prints "):].split("\n\n")[0]
+    return {w for w in re.findall(r"`([^`]+)`", paragraph) if re.fullmatch(r"[a-z_]+", w)}
 
 
 def _outcome(how: str, chosen: bytes, proposed: bytes = b"Value_B", rounds: int = 1) -> Outcome:
