@@ -205,3 +205,12 @@ def test_root_cli_py_and_module_entry_point_work(tmp_path):
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 2 and "[node.2] port: '0' is not a port" in r.stderr
         assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_the_hint_suggests_the_command_whatever_clicks_version_says():
+    """click before 8.2 does not ask "Did you mean"; the hint does then."""
+    from zpaxos.cli import _usage_hint
+
+    assert _usage_hint(["propse"], "No such command 'propse'.") == (
+        "zpaxos", "No such command 'propse'. Did you mean 'propose'? "
+                  "(see 'zpaxos propose --help')")

@@ -435,20 +435,23 @@ def _fail(command: str, message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
-def _usage_hint(args: list[str]) -> tuple[str, str]:
-    """Which command the error is about, and where to look for help: the closest command
-    to a misspelt one (`zpaxos propse` -> see 'zpaxos propose --help'), or the list."""
+def _usage_hint(args: list[str], message: str) -> tuple[str, str]:
+    """Which command a usage error is about, and the message with where to look for help:
+    for a misspelt command the closest one (`zpaxos propse` -> see 'zpaxos propose
+    --help'), else the list of commands."""
     import difflib
 
     first = args[0] if args and not args[0].startswith("-") else None
     if first is None:
-        return "zpaxos", " (see 'zpaxos --help')"
+        return "zpaxos", f"{message} (see 'zpaxos --help')"
     if first in cli.commands:
-        return f"zpaxos {first}", f" (see 'zpaxos {first} --help')"
+        return f"zpaxos {first}", f"{message} (see 'zpaxos {first} --help')"
     close = difflib.get_close_matches(first, list(cli.commands), n=1)
-    if close:  # click's message already asks "Did you mean 'propose'?"
-        return "zpaxos", f" (see 'zpaxos {close[0]} --help')"
-    return "zpaxos", f" (commands: {', '.join(sorted(cli.commands))}; see 'zpaxos --help')"
+    if close:
+        if "Did you mean" not in message:  # click 8.2 and later ask it themselves
+            message += f" Did you mean '{close[0]}'?"
+        return "zpaxos", f"{message} (see 'zpaxos {close[0]} --help')"
+    return "zpaxos", f"{message} (commands: {', '.join(sorted(cli.commands))}; see 'zpaxos --help')"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -456,14 +459,14 @@ def main(argv: list[str] | None = None) -> None:
     from zpaxos.printable import printable
 
     args = sys.argv[1:] if argv is None else argv
-    command, hint = _usage_hint(args)
+    command = _usage_hint(args, "")[0]
     try:
         rv = cli.main(args=args, prog_name="zpaxos", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as e:
         click.echo(e.ctx.get_help() if e.ctx else str(e), err=True)
         sys.exit(EXIT_USAGE)
     except click.UsageError as e:
-        _fail(command, printable(e.format_message()) + hint, EXIT_USAGE)
+        _fail(command, printable(_usage_hint(args, e.format_message())[1]), EXIT_USAGE)
     except click.ClickException as e:
         _fail(command, printable(e.format_message()), e.exit_code)
     except Failure as e:
