@@ -191,8 +191,8 @@ def propose(value: str, key: str | None, delay: float, pause_between_phases: flo
             config: str | None, as_json: bool, verbose: bool, quiet: bool) -> None:
     """Propose VALUE; print the value chosen and how.
 
-    The value chosen is this one, an earlier proposer's value it had to adopt, or a value
-    chosen before it came.
+    The value chosen is this one (chosen now), an earlier proposal's value it had to adopt
+    (chosen now), or a value already chosen; the ballot printed is the one that chose it.
 
     On stderr it shows one line per round (its Prepares and Promises, Accepts and
     Accepteds); -v shows every message instead, -q nothing. The log file always gets
