@@ -4,10 +4,17 @@ Imports are deferred into each command so that a short-lived ``zpaxos propose`` 
 only what it needs. A user's mistake (bad option, bad config, port in use, damaged
 state) is one line on stderr and a non-zero exit, never a traceback:
 
-    exit 0  success (propose: a value was chosen, whichever it is)
-    exit 1  the operation failed (propose: nothing chosen in time; node: cannot run)
-    exit 2  usage or configuration error
+    exit 0   success (propose: a value was chosen, whichever it is; status: every node
+             answered)
+    exit 1   the operation failed (propose: nothing chosen in time; node: cannot run;
+             status: a majority of nodes did not answer, so nothing can be chosen)
+    exit 2   usage or configuration error
+    exit 3   status: some nodes did not answer, but a majority did (the cluster can
+             still choose values)
     exit 130 interrupted (Ctrl-C)
+
+Everything printed for people passes through ``zpaxos.printable``, so a value holding
+a newline or a terminal escape cannot break a line, a table row or a log line.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from typing import Any, NoReturn
 
 import click
 
-EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_FAILED, EXIT_USAGE, EXIT_DEGRADED, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 
 class Failure(Exception):
@@ -37,14 +44,32 @@ def _load(config: str | None) -> Any:
         raise Failure(str(e), EXIT_USAGE) from None
 
 
-def _logging(cluster: Any, process: str, quiet: bool) -> Any:
+def _logging(cluster: Any, process: str, quiet: bool, summary: Any = None) -> Any:
+    """The process's event log: everything to the log file; on stderr every event as
+    text, or (``summary``, a handler) only what that handler makes of them, or nothing
+    (``quiet``)."""
+    import logging
+
     from zpaxos.runtime.log import setup_logging
 
     try:
-        return setup_logging(cluster.log, process, stderr=not quiet)
+        log = setup_logging(cluster.log, process, stderr=not quiet and summary is None)
     except OSError as e:
         raise Failure(f"{cluster.path}: [log] file: cannot open {cluster.log.file} ({e.strerror})",
                       EXIT_USAGE) from None
+    if summary is not None and not quiet:
+        # The summary reads INFO events even when the file is configured to get fewer.
+        for h in log.logger.handlers:
+            h.setLevel(log.logger.level)
+        log.logger.setLevel(min(log.logger.level, logging.INFO))
+        log.logger.addHandler(summary)
+    return log
+
+
+def _named(text: str) -> str:
+    from zpaxos.pictures.rounds import with_node_names
+
+    return with_node_names(text)
 
 
 config_option = click.option(
@@ -66,7 +91,10 @@ def cli() -> None:
 @config_option
 @click.option("-q", "--quiet", is_flag=True, help="Log to the log file only, not to stderr.")
 def node(node_id: int, config: str | None, quiet: bool) -> None:
-    """Run node ID of the cluster in the foreground until Ctrl-C or SIGTERM."""
+    """Run node ID of the cluster until Ctrl-C or SIGTERM.
+
+    It runs in the foreground and shows every message it sends and receives on stderr.
+    """
     from zpaxos.runtime.config import ConfigError
     from zpaxos.runtime.node import Node
     from zpaxos.runtime.sockets import BindError
@@ -83,8 +111,11 @@ def node(node_id: int, config: str | None, quiet: bool) -> None:
     except StorageError as e:
         raise Failure(f"{cfg.name}: {e}") from None
 
+    from zpaxos.printable import printable
+
     def ready(_n: Any) -> None:
-        click.echo(f"{cfg.name} listening on {cfg.endpoint} (data in {cfg.data_dir}, "
+        click.echo(f"{cfg.name} listening on {cfg.endpoint} "
+                   f"(data in {printable(str(cfg.data_dir))}, "
                    f"{len(n.host.states)} keys known); Ctrl-C to stop")
         sys.stdout.flush()
 
@@ -149,14 +180,27 @@ seconds = click.FloatRange(min=0, max=1e9)
               help="Base of the randomized retry backoff; 0 retries at once.")
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("-q", "--quiet", is_flag=True, help="Log to the log file only, not to stderr.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show every message sent and received on stderr, not one line per round.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Print only the result: nothing on stderr (the log file gets everything).")
 def propose(value: str, key: str | None, delay: float, pause_between_phases: float | None,
             prepare_delay: dict, accept_delay: dict, max_rounds: int | None,
             timeout: float | None, round_timeout: float | None, backoff: float | None,
-            config: str | None, as_json: bool, quiet: bool) -> None:
-    """Propose VALUE and print the value chosen (this one, or an earlier one adopted)."""
+            config: str | None, as_json: bool, verbose: bool, quiet: bool) -> None:
+    """Propose VALUE; print the value chosen and how.
+
+    The value chosen is this one (chosen now), an earlier proposal's value it had to adopt
+    (chosen now), or a value already chosen; the ballot printed is the one that chose it.
+
+    On stderr it shows one line per round (its Prepares and Promises, Accepts and
+    Accepteds); -v shows every message instead, -q nothing. The log file always gets
+    every event.
+    """
     import time
 
+    if verbose and quiet:
+        raise click.UsageError("-v and -q cannot be used together")
     cluster = _load(config)
     ids = {n.id for n in cluster.nodes}
     for opt, delays in (("--prepare-delay", prepare_delay), ("--accept-delay", accept_delay)):
@@ -179,8 +223,11 @@ def propose(value: str, key: str | None, delay: float, pause_between_phases: flo
                              prepare_delay_s=prepare_delay, accept_delay_s=accept_delay)
     import os
 
+    from zpaxos.pictures.rounds import RoundSummary
+
     client_id = os.urandom(16)
-    log = _logging(cluster, proposer_name(client_id), quiet)
+    log = _logging(cluster, proposer_name(client_id), quiet,
+                   None if verbose else RoundSummary())
     wakeup = SignalWakeup()
     wakeup.install()
     started = time.monotonic()
@@ -204,28 +251,50 @@ def propose(value: str, key: str | None, delay: float, pause_between_phases: flo
 def _print_outcome(o: Any, elapsed_ms: float, as_json: bool, proposer: str) -> None:
     import json
 
+    from zpaxos.naming import node_name
+    from zpaxos.printable import printable
     from zpaxos.runtime.log import show_value
 
-    silent = [f"node{n}" for n in o.silent] if o.chosen is None else []
+    silent = [node_name(n) for n in o.silent] if o.chosen is None else []
+    told_by = node_name(o.told_by) if o.how == "already" and o.told_by is not None else None
+    chosen_at = None if o.chosen_ballot.is_zero else str(o.chosen_ballot)
     if as_json:
         click.echo(json.dumps({
             "key": o.key, "proposed": show_value(o.proposed), "chosen": show_value(o.chosen),
-            "own": o.own, "ballot": str(o.ballot), "rounds": o.rounds,
-            "elapsed_ms": round(elapsed_ms, 1), "reason": o.reason, "no_reply_from": silent,
-            "proposer": proposer,
+            "own": o.own, "how": o.how or None, "chosen_ballot": chosen_at,
+            "told_by": told_by, "ballot": str(o.ballot), "rounds": o.rounds,
+            "elapsed_ms": round(elapsed_ms, 1), "reason": _named(o.reason),
+            "no_reply_from": silent, "proposer": proposer,
         }))
         return
-    rounds = f"{o.rounds} round{'s' if o.rounds != 1 else ''}"
     if o.chosen is None:
         who = f"; no reply from {', '.join(silent)}" if silent else ""
-        click.echo(f"no value chosen for {o.key}: {o.reason}{who}", err=True)
+        click.echo(f"no value chosen for {printable(o.key)}: {printable(_named(o.reason))}{who}",
+                   err=True)
         return
+    click.echo(result_line(o, told_by, elapsed_ms))
+
+
+def result_line(o: Any, told_by: str | None, elapsed_ms: float) -> str:
+    """The chosen value and how it came to be, telling apart the three cases a student
+    meets: chosen now with this proposer's value; chosen now with a value it had to
+    adopt; already chosen (before it came, or by another proposer while it waited),
+    whatever it proposed. The ballot is the one that chose the value, not merely this
+    proposer's last one."""
+    from zpaxos.printable import printable
+
+    at = "ballot unknown" if o.chosen_ballot.is_zero else f"ballot {o.chosen_ballot}"
+    took = f"{o.rounds} round{'s' if o.rounds != 1 else ''}, {elapsed_ms:.0f} ms"
+    head = f"{printable(o.key)} = {printable(o.chosen)}"
+    proposed = printable(o.proposed)
+    if o.how == "already":
+        who = f" ({told_by} said so)" if told_by else ""
+        mine = "it proposed the same value" if o.own else f"it proposed {proposed}"
+        return f"{head}: already chosen, at {at}{who}; {mine}; {took}"
     if o.own:
-        how = "its own proposal"
-    else:
-        how = f"adopted an earlier value (this proposer proposed {show_value(o.proposed)})"
-    click.echo(f"{o.key} = {show_value(o.chosen)}: {how}; ballot {o.ballot}, {rounds}, "
-               f"{elapsed_ms:.0f} ms")
+        return f"{head}: chosen now, its own value; {at}, {took}"
+    return (f"{head}: chosen now, an earlier proposal's value it adopted (it proposed "
+            f"{proposed}); {at}, {took}")
 
 
 # ---------------------------------------------------------------- status
@@ -238,8 +307,17 @@ def _print_outcome(o: Any, elapsed_ms: float, as_json: bool, proposer: str) -> N
 @click.option("--timeout", type=click.FloatRange(min=0.01, max=60), default=1.0, metavar="S",
               help="How long to wait for each node (default 1 s).")
 def status(config: str | None, key: str | None, as_json: bool, timeout: float) -> None:
-    """Show each node's state: reachable or not, and per key promised/accepted/chosen."""
+    """Show every node's state; exit code tells the cluster's health.
+
+    Per node: reachable or not; per key: promised and accepted ballots, accepted value,
+    chosen value.
+
+    Like `etcdctl endpoint health`, the exit code tells the cluster's health: 0 every
+    node answered; 3 some did not, but a majority did (values can still be chosen);
+    1 a majority did not answer (nothing can be chosen).
+    """
     from zpaxos.pictures.statusview import status_json, status_table
+    from zpaxos.protocol.core import quorum_size
     from zpaxos.runtime.client import Client
     from zpaxos.runtime.log import null_log
 
@@ -247,6 +325,11 @@ def status(config: str | None, key: str | None, as_json: bool, timeout: float) -
     with Client(cluster, null_log("status")) as client:
         nodes = client.status(key, timeout)
     click.echo(status_json(nodes) if as_json else status_table(nodes, key))
+    up = sum(n.reachable for n in nodes)
+    if up < quorum_size(len(nodes)):
+        sys.exit(EXIT_FAILED)
+    if up < len(nodes):
+        sys.exit(EXIT_DEGRADED)
 
 
 # ---------------------------------------------------------------- trace
@@ -271,25 +354,66 @@ def trace(logfile: str, key: str | None, since: str | None, out: str | None,
         raise Failure(str(e), EXIT_USAGE) from None
 
 
+# ---------------------------------------------------------------- log
+
+
+@cli.command("log")
+@click.argument("logfile", metavar="LOGFILE")
+@click.option("--key", default=None, callback=_key_param, help="Show only events of this key.")
+def log_(logfile: str, key: str | None) -> None:
+    """Print a JSON log as readable text lines.
+
+    LOGFILE is what nodes and proposers write (paxos.log); the lines are the ones they
+    show on stderr. Values are escaped, so each event stays on one line.
+    """
+    import json
+
+    from zpaxos.printable import printable
+    from zpaxos.runtime.log import _TextFormatter
+
+    try:
+        f = open(logfile, encoding="utf-8", errors="backslashreplace")
+    except OSError as e:
+        raise Failure(f"{logfile}: cannot read ({e.strerror})", EXIT_USAGE) from None
+    with f:
+        for raw in f:
+            raw = raw.rstrip("\n")
+            try:
+                obj = json.loads(raw)
+            except ValueError:
+                obj = None
+            if not isinstance(obj, dict):  # a text line, or one cut short by a kill -9
+                if key is None and raw:
+                    click.echo(printable(raw))
+                continue
+            if key is not None and obj.get("key") != key:
+                continue
+            click.echo(_TextFormatter.from_json(obj))
+
+
 # ---------------------------------------------------------------- bench
 
 
 @cli.command()
 @click.option("--config", "config", metavar="PATH", default=None,
               help="Measure this running cluster (default: start a temporary one).")
-@click.option("--proposals", type=click.IntRange(min=1), default=2000, show_default=True)
+@click.option("--proposals", type=click.IntRange(min=1), default=2000, show_default=True,
+              metavar="N", help="Proposals in each of the three runs.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=64, show_default=True,
-              help="Proposals in flight at once.")
+              metavar="C", help="Proposals in flight at once.")
 @click.option("--contended-keys", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Keys shared by every proposal in the contended run.")
+              metavar="K", help="Keys shared by every proposal in the contended run.")
 @click.option("--value-size", type=click.IntRange(min=1, max=1 << 19), default=16,
-              show_default=True, help="Bytes per value.")
+              show_default=True, metavar="BYTES", help="Bytes per value.")
 @click.option("--cli-runs", type=click.IntRange(min=0), default=10, show_default=True,
-              help="Whole `zpaxos propose` processes to time (0 to skip).")
+              metavar="N", help="Whole `zpaxos propose` processes to time (0 to skip).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench(config: str | None, proposals: int, concurrency: int, contended_keys: int,
           value_size: int, cli_runs: int, as_json: bool) -> None:
-    """Measure decisions per second and latency, end to end on real sockets."""
+    """Measure decisions per second and latency.
+
+    End to end on real sockets; without --config on a temporary 3-node cluster.
+    """
     from zpaxos.lab import bench as b
     from zpaxos.lab.launcher import NodeStartError
     from zpaxos.runtime.config import ConfigError
@@ -311,23 +435,46 @@ def _fail(command: str, message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
+def _usage_hint(args: list[str], message: str) -> tuple[str, str]:
+    """Which command a usage error is about, and the message with where to look for help:
+    for a misspelt command the closest one (`zpaxos propse` -> see 'zpaxos propose
+    --help'), else the list of commands."""
+    import difflib
+
+    first = args[0] if args and not args[0].startswith("-") else None
+    if first is None:
+        return "zpaxos", f"{message} (see 'zpaxos --help')"
+    if first in cli.commands:
+        return f"zpaxos {first}", f"{message} (see 'zpaxos {first} --help')"
+    close = difflib.get_close_matches(first, list(cli.commands), n=1)
+    if close:
+        if "Did you mean" not in message:  # click 8.2 and later ask it themselves
+            message += f" Did you mean '{close[0]}'?"
+        return "zpaxos", f"{message} (see 'zpaxos {close[0]} --help')"
+    return "zpaxos", f"{message} (commands: {', '.join(sorted(cli.commands))}; see 'zpaxos --help')"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: click in non-standalone mode so every error is one line."""
+    from zpaxos.printable import printable
+
     args = sys.argv[1:] if argv is None else argv
-    command = "zpaxos" + (f" {args[0]}" if args and not args[0].startswith("-") else "")
+    command = _usage_hint(args, "")[0]
     try:
         rv = cli.main(args=args, prog_name="zpaxos", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as e:
         click.echo(e.ctx.get_help() if e.ctx else str(e), err=True)
         sys.exit(EXIT_USAGE)
     except click.UsageError as e:
-        hint = f" (see '{command} --help')"
-        _fail(command, e.format_message() + hint, EXIT_USAGE)
+        _fail(command, printable(_usage_hint(args, e.format_message())[1]), EXIT_USAGE)
     except click.ClickException as e:
-        _fail(command, e.format_message(), e.exit_code)
+        _fail(command, printable(e.format_message()), e.exit_code)
     except Failure as e:
-        _fail(command, str(e), e.code)
+        _fail(command, printable(str(e)), e.code)
     except (KeyboardInterrupt, click.Abort):
         click.echo(f"{command}: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    except BrokenPipeError:  # `zpaxos log paxos.log | head`: the reader has gone; fine
+        sys.stderr.close()
+        sys.exit(0)
     sys.exit(rv if isinstance(rv, int) else 0)

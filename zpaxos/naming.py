@@ -38,3 +38,8 @@ def is_proposer(name: str) -> bool:
 
 def is_node(name: str) -> bool:
     return node_id_of(name) is not None
+
+
+def as_node_name(x: object) -> str:
+    """A node named as people see it, whether given as an id (2) or a name ("node2")."""
+    return node_name(x) if isinstance(x, int) else str(x)

@@ -2,7 +2,14 @@
 
 Without ``--config`` it starts its own temporary cluster (3 nodes on free loopback ports,
 in a temporary directory, logging at WARNING so the measurement is of Paxos and SQLite,
-not of log lines) and stops it afterwards. With ``--config`` it measures a running cluster.
+not of log lines; no value files) and stops it afterwards. With ``--config`` it measures
+a running cluster.
+
+Every key it proposes is plainly its own: ``bench-<run id>-...``, the run id random per
+run. Paxos never forgets a decision, so those keys stay in a measured cluster's state;
+a cluster whose ``value_files`` glob would give each of them a ``.txt`` file (the lab's
+``configs/cluster.ini`` gives every key one) is refused: measure a temporary cluster, or
+narrow the glob.
 
 It reports, for a run of independent keys (no contention) and for a run where every
 proposal fights over a handful of keys (contention):
@@ -12,6 +19,7 @@ and the wall time of a whole ``zpaxos propose`` process (start-up included).
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import statistics
@@ -22,8 +30,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from zpaxos.lab.launcher import LocalCluster, child_env, free_ports, write_config, zpaxos_cmd
+from zpaxos.printable import printable
 from zpaxos.runtime.client import Client, options_from
-from zpaxos.runtime.config import ClusterConfig, load_config
+from zpaxos.runtime.config import ClusterConfig, ConfigError, load_config
 from zpaxos.runtime.log import null_log
 
 
@@ -49,13 +58,30 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[i]
 
 
+KEY_PREFIX = "bench-"
+
+
+def new_run_id() -> str:
+    return os.urandom(3).hex()
+
+
+def refuse_value_files(cluster: ClusterConfig, run_id: str) -> None:
+    """A cluster that would write a value file for every bench key is not measured."""
+    probe = f"{KEY_PREFIX}{run_id}-0"
+    for n in cluster.nodes:
+        if n.value_files and fnmatch.fnmatchcase(probe, n.value_files):
+            raise ConfigError(
+                f"{cluster.path}: [node.{n.id}] value_files: {n.value_files!r} would give each "
+                f"bench key ({KEY_PREFIX}*) a file in {n.data_dir}; run zpaxos bench without "
+                f"--config (a temporary cluster), or narrow value_files (e.g. CISC5597)")
+
+
 def measure(cluster: ClusterConfig, name: str, proposals: int, concurrency: int,
-            keys: int | None, value_size: int) -> Run:
+            keys: int | None, value_size: int, prefix: str) -> Run:
     """``proposals`` proposals, ``concurrency`` in flight; ``keys`` distinct keys shared
-    by all of them (None: every proposal has a key of its own)."""
-    tag = os.urandom(3).hex()
+    by all of them (None: every proposal has a key of its own), named ``prefix<i>``."""
     value = b"v" * value_size
-    items = [(f"bench-{tag}-{i % keys if keys else i}", value + str(i).encode())
+    items = [(f"{prefix}{i % keys if keys else i}", value + str(i).encode())
              for i in range(proposals)]
     opts = options_from(cluster.proposer, timeout_s=60.0, max_rounds=1000)
     latencies, rounds, chosen = [], [], 0
@@ -73,12 +99,12 @@ def measure(cluster: ClusterConfig, name: str, proposals: int, concurrency: int,
                round(statistics.fmean(rounds), 2))
 
 
-def cli_latency(config: Path, workdir: Path, runs: int) -> dict[str, float]:
+def cli_latency(config: Path, workdir: Path, runs: int, prefix: str) -> dict[str, float]:
     """Wall time of whole ``zpaxos propose`` processes, start-up included."""
     times = []
     for i in range(runs):
         t0 = time.perf_counter()
-        r = subprocess.run(zpaxos_cmd("propose", f"v{i}", "--key", f"cli-{os.getpid()}-{i}",
+        r = subprocess.run(zpaxos_cmd("propose", f"v{i}", "--key", f"{prefix}{i}",
                                       "-q", "--config", str(config)),
                            cwd=workdir, env=child_env(), capture_output=True, timeout=60)
         times.append((time.perf_counter() - t0) * 1000)
@@ -91,11 +117,16 @@ def cli_latency(config: Path, workdir: Path, runs: int) -> dict[str, float]:
 
 def run_bench(config: str | None, proposals: int, concurrency: int, contended_keys: int,
               value_size: int, cli_runs: int) -> dict:
+    run_id = new_run_id()
+    keys = f"{KEY_PREFIX}{run_id}-"
+    if config is not None:  # checked before anything is proposed
+        refuse_value_files(load_config(config), run_id)
     with tempfile.TemporaryDirectory(prefix="zpaxos-bench-") as tmp:
         work = Path(tmp)
         if config is None:
             path = write_config(work / "cluster.ini",
-                                [("127.0.0.1", p) for p in free_ports(3)], log_level="WARNING")
+                                [("127.0.0.1", p) for p in free_ports(3)], log_level="WARNING",
+                                value_files="")
             local: LocalCluster | None = LocalCluster(path, work, range(3))
         else:
             path, local = Path(config).resolve(), None
@@ -104,28 +135,31 @@ def run_bench(config: str | None, proposals: int, concurrency: int, contended_ke
                 local.start_all()
             cluster = load_config(path)
             runs = [
-                measure(cluster, "independent keys", proposals, 1, None, value_size),
-                measure(cluster, "independent keys", proposals, concurrency, None, value_size),
+                measure(cluster, "independent keys", proposals, 1, None, value_size,
+                        f"{keys}serial-"),
+                measure(cluster, "independent keys", proposals, concurrency, None, value_size,
+                        f"{keys}parallel-"),
                 measure(cluster, f"contended ({contended_keys} keys)", proposals, concurrency,
-                        contended_keys, value_size),
+                        contended_keys, value_size, f"{keys}contended-"),
             ]
-            cli = cli_latency(path, work, cli_runs) if cli_runs else None
+            cli = cli_latency(path, work, cli_runs, f"{keys}cli-") if cli_runs else None
         finally:
             if local is not None:
                 local.close()
     return {"cluster": "temporary 3-node cluster on loopback" if config is None else str(path),
-            "nodes": len(cluster.nodes), "value_bytes": value_size,
+            "nodes": len(cluster.nodes), "value_bytes": value_size, "keys": f"{keys}*",
             "runs": [asdict(r) for r in runs], "cli_propose": cli}
 
 
 def report(result: dict) -> str:
-    lines = [f"cluster: {result['cluster']} ({result['nodes']} nodes), values of about "
-             f"{result['value_bytes']} bytes", ""]
+    lines = [f"cluster: {printable(result['cluster'])} ({result['nodes']} nodes), values of "
+             f"about {result['value_bytes']} bytes; keys {printable(result.get('keys'))}", ""]
     head = ("RUN", "PROPOSALS", "IN FLIGHT", "DECISIONS/S", "P50 MS", "P90 MS", "P99 MS",
             "ROUNDS", "CHOSEN")
-    rows = [(r["name"], str(r["proposals"]), str(r["concurrency"]), f"{r['decisions_per_s']:.0f}",
-             f"{r['p50_ms']:.2f}", f"{r['p90_ms']:.2f}", f"{r['p99_ms']:.2f}",
-             f"{r['mean_rounds']:.2f}", str(r["chosen"])) for r in result["runs"]]
+    rows = [(printable(r["name"]), str(r["proposals"]), str(r["concurrency"]),
+             f"{r['decisions_per_s']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p90_ms']:.2f}",
+             f"{r['p99_ms']:.2f}", f"{r['mean_rounds']:.2f}", str(r["chosen"]))
+            for r in result["runs"]]
     widths = [max(len(x[i]) for x in (head, *rows)) for i in range(len(head))]
     for r in (head, *rows):
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())

@@ -17,6 +17,7 @@ import argparse
 import shutil
 import signal
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from zpaxos.lab.launcher import LocalCluster, NodeStartError, Result, wait_for, write_config
+from zpaxos.printable import printable
 from zpaxos.protocol.core import quorum_size
 from zpaxos.protocol.messages import DEFAULT_KEY
 from zpaxos.runtime.config import ClusterConfig, ConfigError, default_config_path, load_config
@@ -323,11 +325,20 @@ def scenario_config(cfg: ClusterConfig, workdir: Path) -> Path:
                         proposer=cfg.proposer, value_files=cfg.nodes[0].value_files)
 
 
+def fresh_workdir(out: Path) -> None:
+    """Start the cluster afresh in ``out`` (no data, no log), but keep the charts: the
+    charts of scenarios that are not rerun (one scenario, or a run stopped by Ctrl-C)
+    stay, and each rerun scenario's chart is replaced when it is drawn."""
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / "data").exists():
+        shutil.rmtree(out / "data")
+    for name in ("paxos.log", "cluster.ini"):
+        (out / name).unlink(missing_ok=True)
+
+
 def run(cfg: ClusterConfig, numbers: list[int], out: Path,
         draw: Callable[[Path, str, Path, float], str] | None) -> list[Row]:
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    fresh_workdir(out)
     config = scenario_config(cfg, out)
     rows = []
     with LocalCluster(config, out, [n.id for n in cfg.nodes]) as cluster:
@@ -338,6 +349,8 @@ def run(cfg: ClusterConfig, numbers: list[int], out: Path,
             slug, title, fn = SCENARIOS[number - 1]
             row = Row(number, slug, title)
             ctx = Ctx(cluster, cfg, out, row)
+            if draw is not None:  # a chart is replaced only by one of a new run
+                (out / f"{number}-{slug}.svg").unlink(missing_ok=True)
             print(f"[{number}] {title} ...", flush=True)
             t0 = time.monotonic()
             since = time.time()
@@ -359,20 +372,34 @@ def run(cfg: ClusterConfig, numbers: list[int], out: Path,
     return rows
 
 
-def summary(rows: list[Row]) -> str:
-    head = ("#", "SCENARIO", "WHAT HAPPENED", "CHOSEN", "ROUNDS", "TIME", "RESULT")
-    body = [(str(r.number), r.slug, r.happened, r.chosen, r.rounds, f"{r.seconds:.1f}s",
+SUMMARY_WIDTH = 100  # columns: the summary fits a standard terminal
+
+
+def summary(rows: list[Row], width: int = SUMMARY_WIDTH) -> str:
+    """A table of the results, then what happened in each scenario, wrapped: nothing is
+    wider than ``width`` columns and nothing is cut off."""
+    head = ("#", "SCENARIO", "CHOSEN", "ROUNDS", "TIME", "RESULT")
+    body = [(str(r.number), r.slug, printable(r.chosen), r.rounds, f"{r.seconds:.1f}s",
              "pass" if r.passed else "FAIL") for r in rows]
     widths = [max(len(x[i]) for x in (head, *body)) for i in range(len(head))]
-    widths[2] = min(widths[2], 90)
+    widths[2] = min(widths[2], 24)
     lines = []
     for r in (head, *body):
         cells = [c if len(c) <= w else c[: w - 3] + "..." for c, w in zip(r, widths, strict=True)]
         lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
+    if rows:
+        lines += ["", "what happened:"]
+        number_w = max(len(str(r.number)) for r in rows)
+        for r in rows:
+            lines += textwrap.wrap(printable(r.happened) or "-", width,
+                                   initial_indent=f"{r.number:<{number_w}}  ",
+                                   subsequent_indent=" " * (number_w + 2),
+                                   break_on_hyphens=False)
     charts = [r.chart for r in rows if r.chart]
     if charts:
         lines.append("")
-        lines.append("charts: " + ", ".join(charts))
+        lines += textwrap.wrap("charts: " + ", ".join(charts), width, subsequent_indent="  ",
+                               break_on_hyphens=False)
     failed = [r for r in rows if not r.passed]
     lines.append("")
     lines.append(f"{len(rows) - len(failed)} of {len(rows)} scenarios passed")

@@ -1,10 +1,16 @@
-"""``zpaxos status`` output: a JSON document, or a table for people."""
+"""``zpaxos status`` output: a JSON document, or a table for people.
+
+Every table cell goes through ``printable``: a value holding a newline stays in its row.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
 
+from zpaxos.naming import node_name
+from zpaxos.printable import printable
+from zpaxos.protocol.core import quorum_size
 from zpaxos.runtime.client import NodeStatus
 from zpaxos.runtime.log import show_value
 
@@ -14,17 +20,36 @@ def _ballot(b) -> str | None:
 
 
 def status_json(nodes: Sequence[NodeStatus]) -> str:
-    return json.dumps({"nodes": [
-        {"id": n.id, "endpoint": n.endpoint, "reachable": n.reachable, "truncated": n.truncated,
-         "keys": {k.key: {"promised": _ballot(k.promised), "accepted": _ballot(k.accepted),
-                          "value": show_value(k.value), "chosen": show_value(k.chosen)}
-                  for k in n.keys}}
-        for n in nodes]})
+    up = sum(n.reachable for n in nodes)
+    return json.dumps({
+        "reachable": up, "quorum": quorum_size(len(nodes)),
+        "majority_reachable": up >= quorum_size(len(nodes)),
+        "nodes": [
+            {"id": n.id, "endpoint": n.endpoint, "reachable": n.reachable,
+             "truncated": n.truncated,
+             "keys": {k.key: {"promised": _ballot(k.promised), "accepted": _ballot(k.accepted),
+                              "value": show_value(k.value), "chosen": show_value(k.chosen),
+                              "chosen_ballot": _ballot(k.chosen_ballot)}
+                      for k in n.keys}}
+            for n in nodes]})
 
 
-def _cell(s: str | None, width: int = 24) -> str:
-    s = "-" if s is None else s
+def _cell(v: bytes | str | None, width: int = 24) -> str:
+    s = printable(v)
     return s if len(s) <= width else s[: width - 3] + "..."
+
+
+def health(nodes: Sequence[NodeStatus]) -> str:
+    """One line on how many nodes answered and what that means for choosing values."""
+    up, n = sum(x.reachable for x in nodes), len(nodes)
+    down = [node_name(x.id) for x in nodes if not x.reachable]
+    if not down:
+        return f"all {n} nodes reachable"
+    if up >= quorum_size(n):
+        return (f"unreachable: {', '.join(down)} ({up} of {n} reachable, a majority: values "
+                f"can still be chosen)")
+    return (f"unreachable: {', '.join(down)} ({up} of {n} reachable, no majority: nothing "
+            f"can be chosen)")
 
 
 def status_table(nodes: Sequence[NodeStatus], key: str | None = None) -> str:
@@ -32,23 +57,21 @@ def status_table(nodes: Sequence[NodeStatus], key: str | None = None) -> str:
     head = ("NODE", "ENDPOINT", "REACHABLE", "KEY", "PROMISED", "ACCEPTED", "VALUE", "CHOSEN")
     rows: list[tuple[str, ...]] = []
     for n in nodes:
-        name = f"node{n.id}"
+        name = node_name(n.id)
         if not n.reachable:
             rows.append((name, n.endpoint, "NO (down?)", "-", "-", "-", "-", "-"))
             continue
         if not n.keys:
-            rows.append((name, n.endpoint, "yes", f"(no state for {key})" if key else "(no keys)",
+            rows.append((name, n.endpoint, "yes", f"(no state for {printable(key)})" if key
+                         else "(no keys)",
                          "-", "-", "-", "-"))
         for k in n.keys:
             rows.append((name, n.endpoint, "yes", _cell(k.key, 32), _cell(_ballot(k.promised)),
-                         _cell(_ballot(k.accepted)), _cell(show_value(k.value)),
-                         _cell(show_value(k.chosen))))
+                         _cell(_ballot(k.accepted)), _cell(k.value), _cell(k.chosen)))
         if n.truncated:
             rows.append((name, n.endpoint, "yes", "... (more keys; use --key)", "", "", "", ""))
     widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
              for r in (head, *rows)]
-    down = [f"node{n.id}" for n in nodes if not n.reachable]
-    if down:
-        lines.append(f"unreachable: {', '.join(down)}")
+    lines.append(health(nodes))
     return "\n".join(lines)

@@ -241,6 +241,7 @@ class Outcome:
     # proposer's value we adopted), "already" (chosen before we came; told by a Decide).
     chosen_ballot: Ballot = ZERO
     how: str = ""
+    told_by: Peer | None = None  # the acceptor whose Decide told us, if one did
 
     @property
     def chosen_text(self) -> str | None:
@@ -469,5 +470,6 @@ class Proposer:
             silent=tuple(a for a in self.acceptors if a not in self._heard),
             chosen_ballot=chosen_ballot,
             how=how,
+            told_by=told_by,
         )
         return self.outcome

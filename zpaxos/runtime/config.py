@@ -8,8 +8,10 @@ Defaults live here and nowhere else.
 from __future__ import annotations
 
 import configparser
+import ipaddress
 import math
 import os
+import re
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -43,8 +45,21 @@ class NodeConfig:
     secret_key_file: Path | None = None  # CURVE: where the node's key pair lives
 
     @property
+    def ipv6(self) -> bool:
+        """True when ``host`` is an IPv6 address. ZeroMQ then needs the endpoint in
+        brackets (``endpoint`` does that) and ``zmq.IPV6 = 1`` on every socket that binds
+        or connects to it: the node's ROUTER, and each DEALER (a proposer's or a peer
+        node's) that connects to this node."""
+        return ":" in self.host
+
+    @property
+    def address(self) -> str:
+        """``host:port`` as people write it: ``127.0.0.1:5001``, ``[::1]:5001``."""
+        return f"[{self.host}]:{self.port}" if self.ipv6 else f"{self.host}:{self.port}"
+
+    @property
     def endpoint(self) -> str:
-        return f"tcp://{self.host}:{self.port}"
+        return f"tcp://{self.address}"
 
     @property
     def name(self) -> str:
@@ -64,7 +79,9 @@ class ProposerConfig:
 class LogConfig:
     file: Path | None = Path("paxos.log")
     level: str = "INFO"
-    format: str = "text"
+    # The file is JSON by default: `zpaxos trace` draws charts from it and `zpaxos log`
+    # prints it as text. stderr always shows text.
+    format: str = "json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +144,7 @@ _NODE_KEYS = {"host": None, "port": None, "data_dir": None, "value_files": "*",
               "public_key": None, "secret_key": None}
 _SECURITY_KEYS = {"curve": "false", "authorized_clients": None, "client_key": None}
 _PROPOSER_KEYS = {f.name: f.default for f in fields(ProposerConfig)}
-_LOG_KEYS = {"file": "paxos.log", "level": "INFO", "format": "text"}
+_LOG_KEYS = {"file": "paxos.log", "level": "INFO", "format": "json"}
 
 
 def default_config_path() -> Path:
@@ -191,7 +208,7 @@ def _build(p: Path, parser: configparser.ConfigParser) -> ClusterConfig:
     for n in nodes:
         other = seen.setdefault((n.host, n.port), n.id)
         if other != n.id:
-            raise ConfigError(f"{p}: [node.{n.id}] port: {n.host}:{n.port} is already used by "
+            raise ConfigError(f"{p}: [node.{n.id}] port: {n.address} is already used by "
                               f"[node.{other}]")
     dirs: dict[Path, int] = {}
     for n in nodes:
@@ -260,7 +277,7 @@ def _node(p: Path, section: str, sec: configparser.SectionProxy) -> NodeConfig:
     if not raw_id.isdigit() or len(raw_id) > 4:
         raise ConfigError(f"{p}: [{section}]: node sections are named [node.N] with N = 0, 1, 2...")
     _check_keys(p, section, sec, _NODE_KEYS)
-    host = _need(p, section, sec, "host")
+    host = _host(p, section, _need(p, section, sec, "host"))
     port_s = _need(p, section, sec, "port")
     try:
         port = int(port_s)
@@ -273,6 +290,41 @@ def _node(p: Path, section: str, sec: configparser.SectionProxy) -> NodeConfig:
     if value_files.lower() == "none":
         value_files = ""
     return NodeConfig(int(raw_id), host, port, data_dir, value_files)
+
+
+_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+def host_problem(host: str) -> str | None:
+    """Why ``host`` cannot be a node's address, as "is ..." (None if it can): it must be
+    an IPv4 address, an IPv6 address (``::1`` or ``[::1]``) or a DNS host name. Checked
+    by form only; nothing is resolved."""
+    inner = host[1:-1] if host.startswith("[") and host.endswith("]") else None
+    try:
+        ip = ipaddress.ip_address(host if inner is None else inner)
+    except ValueError:
+        ip = None
+    if ip is not None:
+        if inner is not None and ip.version == 4:
+            return "is an IPv4 address in brackets (brackets are for IPv6 only)"
+        return None
+    if inner is not None or ":" in host:
+        return "is not an IPv6 address"
+    labels = host.split(".")
+    if all(label.isdigit() for label in labels):
+        return "is not an IPv4 address"
+    if len(host) > 253 or not all(_LABEL.match(label) for label in labels):
+        return "is not an IP address or host name"
+    return None
+
+
+def _host(p: Path, section: str, raw: str) -> str:
+    problem = host_problem(raw)
+    if problem:
+        raise ConfigError(f"{p}: [{section}] host: {raw!r} {problem}")
+    if ":" in raw:  # IPv6, kept in one spelling so that duplicates are found
+        return str(ipaddress.ip_address(raw.strip("[]")))
+    return raw
 
 
 def _number(p: Path, section: str, key: str, raw: str, *, integer: bool, minimum: float) -> float:
@@ -304,7 +356,7 @@ def _log(p: Path, sec: configparser.SectionProxy) -> LogConfig:
     level = sec.get("level", "INFO").strip().upper()
     if level not in LOG_LEVELS:
         raise ConfigError(f"{p}: [log] level: {level!r} is not one of {', '.join(LOG_LEVELS)}")
-    fmt = sec.get("format", "text").strip().lower()
+    fmt = sec.get("format", _LOG_KEYS["format"]).strip().lower()
     if fmt not in LOG_FORMATS:
         raise ConfigError(f"{p}: [log] format: {fmt!r} is not one of {', '.join(LOG_FORMATS)}")
     return LogConfig(Path(file_s) if file_s else None, level, fmt)

@@ -24,6 +24,7 @@ import sys
 import time
 from typing import Any
 
+from zpaxos.printable import printable, quoted
 from zpaxos.protocol.messages import Ballot
 from zpaxos.runtime.config import LogConfig
 
@@ -46,26 +47,47 @@ def _jsonable(v: Any) -> Any:
 
 
 class _TextFormatter(logging.Formatter):
+    """One line per event, for people. Every field goes through ``printable``: a value
+    holding a newline cannot split the line or forge another one."""
+
     def format(self, record: logging.LogRecord) -> str:
-        t = time.strftime("%H:%M:%S", time.localtime(record.created))
-        fields = getattr(record, "fields", {})
+        return self.line(record.created, getattr(record, "process_name", "?"),
+                         record.levelname, getattr(record, "event", ""),
+                         getattr(record, "fields", {}), record.getMessage())
+
+    @staticmethod
+    def line(created: float, process: str, level: str, event: str, fields: dict[str, Any],
+             msg: str = "") -> str:
+        t = time.strftime("%H:%M:%S", time.localtime(created))
+        ms = int((created % 1) * 1000)
         parts = []
         for k, v in fields.items():
             if v is None or k in ("type", "peer"):
                 continue
-            s = str(_jsonable(v))
+            if isinstance(v, (list, tuple, set, frozenset)):
+                v = ",".join(str(_jsonable(x)) for x in v)
+            s = quoted(_jsonable(v) if not isinstance(v, bytes) else v)
             if len(s) > _VALUE_SHOWN:
                 s = s[:_VALUE_SHOWN] + "..."
-            parts.append(f"{k}={s}")
-        event = getattr(record, "event", "")
-        head = event
+            parts.append(f"{printable(k)}={s}")
+        head = printable(event)
         if event in ("send", "recv"):
             arrow = "->" if event == "send" else "<-"
-            head = f"{event} {fields.get('type')} {arrow} {fields.get('peer')}"
-        msg = record.getMessage()
-        tail = f" {msg}" if msg else ""
-        return (f"{t}.{int(record.msecs):03d} {getattr(record, 'process_name', '?'):<14} "
-                f"{record.levelname:<5} {head} {' '.join(parts)}{tail}").rstrip()
+            kind, peer = printable(fields.get("type")), printable(fields.get("peer"))
+            head = f"{event} {kind} {arrow} {peer}"
+        tail = f" {printable(msg)}" if msg else ""
+        return (f"{t}.{ms:03d} {printable(process):<14} "
+                f"{printable(level):<5} {head} {' '.join(parts)}{tail}").rstrip()
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> str:
+        """A line of a JSON log (what ``_JsonFormatter`` wrote) as the same text line."""
+        fields = {k: v for k, v in obj.items() if k not in ("ts", "process", "level", "event",
+                                                            "msg")}
+        ts = obj.get("ts")
+        return cls.line(ts if isinstance(ts, (int, float)) else 0.0, str(obj.get("process", "?")),
+                        str(obj.get("level", "")), str(obj.get("event", "")), fields,
+                        str(obj.get("msg", "")))
 
 
 class _JsonFormatter(logging.Formatter):

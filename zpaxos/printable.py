@@ -1,0 +1,54 @@
+"""Text that is safe to show on one line: every human-readable output goes through here.
+
+Values are arbitrary bytes chosen by users. Printed raw, a value holding a newline would
+split a log line in two (and could forge a whole log line) or break a table row; a
+terminal escape sequence could rewrite the screen. So every field shown to a person
+(log lines, the status table, propose's result line, the bench report) is escaped the
+way Python escapes a string literal: ``\\n``, ``\\t``, ``\\x1b``, ``\\u2028``, and a
+backslash as ``\\\\``, which keeps the rendering unambiguous. Bytes that are not UTF-8
+show as ``\\xff``. JSON output needs none of this: JSON escapes by itself.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+_SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
+# Control, format (bidi overrides, zero-width), line and paragraph separators.
+_UNSAFE_CATEGORIES = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
+
+
+def _escape_char(c: str) -> str:
+    short = _SHORT.get(c)
+    if short is not None:
+        return short
+    o = ord(c)
+    if 0xDC80 <= o <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+        return f"\\x{o - 0xDC00:02x}"
+    if o < 0x100:
+        return f"\\x{o:02x}"
+    return f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}"
+
+
+def _unsafe(c: str) -> bool:
+    return c in _SHORT or (not c.isprintable() and c != " ") or (
+        unicodedata.category(c) in _UNSAFE_CATEGORIES)
+
+
+def printable(v: bytes | str | None, missing: str = "-") -> str:
+    """``v`` as one line of printable text (``missing`` for None)."""
+    if v is None:
+        return missing
+    s = v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else str(v)
+    if s.isprintable() and "\\" not in s:
+        return s  # the common case, fast
+    return "".join(_escape_char(c) if _unsafe(c) else c for c in s)
+
+
+def quoted(v: bytes | str | None) -> str:
+    """Like :func:`printable`, in double quotes when needed to keep ``key=value`` pairs
+    apart (empty, or holding a space, ``=`` or ``"``), logfmt style."""
+    s = printable(v, "")
+    if s == "" or any(c in s for c in ' ="'):
+        return '"' + s.replace('"', '\\"') + '"'
+    return s
