@@ -20,17 +20,18 @@ from pathlib import Path
 
 import pytest
 
+from zpaxos.cli import main
 from zpaxos.pictures.chart_svg import render_svg
 from zpaxos.pictures.chart_text import render_text
-from zpaxos.cli import main
-from zpaxos.pictures.trace import (
+from zpaxos.pictures.chartmodel import label, parse_since, select
+from zpaxos.pictures.draw import draw_scenario
+from zpaxos.pictures.logmodel import (
+    DRAWN_TYPES,
     PAXOS_TYPES,
+    RECEIVER_DOWN,
+    UNREAD,
     TraceError,
-    draw_scenario,
-    parse_since,
     read_log,
-    run_trace,
-    select,
 )
 
 DATA = Path(__file__).parent / "data"
@@ -85,7 +86,7 @@ def check_svg(root: ET.Element, evs: list[dict], chosen: str) -> None:
     processes = {e["process"] for e in evs}
     lifelines = [el.get("data-process") for el in by_class(root, "lifeline")]
     assert sorted(lifelines) == sorted(processes)  # exactly one per process
-    arrows = by_class(root, "arrow")
+    arrows = [a for a in by_class(root, "arrow") if a.get("data-type") in PAXOS_TYPES]
     sends = message_sends(evs)
     assert Counter(a.get("data-type") for a in arrows) == sends
     for a in arrows:
@@ -106,22 +107,29 @@ def check_svg(root: ET.Element, evs: list[dict], chosen: str) -> None:
 
 
 def test_fixed_log_model():
-    trace = read_log(str(FIXED_LOG))
-    assert trace.skipped == 0
-    [chart] = select(trace)
+    model = read_log(str(FIXED_LOG))
+    assert model.skipped == 0
+    [chart] = select(model)
     assert chart.key == "CISC5597" and chart.note == ""
     assert chart.processes == ["proposer 3f2a", "proposer b7c1", "node0", "node1", "node2"]
     assert chart.proposed == {"proposer 3f2a": "Value_A", "proposer b7c1": "Value_B"}
-    assert len(chart.messages) == sum(message_sends(events(FIXED_LOG)).values()) == 33
+    paxos = [m for m in chart.messages if m.type in PAXOS_TYPES]
+    assert len(paxos) == sum(message_sends(events(FIXED_LOG)).values()) == 33
+    # node2 learned the decision by syncing with node0 after its restart: that exchange is
+    # drawn (node1's reply, which came later and taught it nothing, is not).
+    sync = [(m.type, m.sender, m.receiver) for m in chart.messages if m.type not in PAXOS_TYPES]
+    assert sync == [("SYNC", "node2", "node0"), ("SYNC_REPLY", "node0", "node2")]
     lost = [m for m in chart.messages if m.lost]
     assert len(lost) == 6
-    # Replies to a proposer that had finished are unread, not lost: one still on its way
-    # when it exited, and one its node could no longer deliver (the proposer had left).
-    assert sorted(m.lost_why for m in lost if m.lost_why) == [
-        "unread: the proposer had already finished",
-        "unread: the proposer had already finished (undeliverable: peer has gone away)"]
-    unread = [m for m in lost if m.unread]
-    assert [(m.type, m.receiver) for m in unread] == [("DECIDE", "proposer 3f2a")] * 2
+    # What became of each: four sent to node2 while it was down (its crash), and two
+    # replies to a proposer that had finished: one still on its way when it exited, one
+    # its node could no longer deliver (the proposer had left). None is a network fault.
+    assert Counter(m.fate for m in lost) == {RECEIVER_DOWN: 4, UNREAD: 2}
+    assert {m.receiver for m in lost if m.fate == RECEIVER_DOWN} == {"node2"}
+    assert [(m.type, m.receiver) for m in lost if m.fate == UNREAD] == [
+        ("DECIDE", "proposer 3f2a")] * 2
+    assert [m.why for m in lost if m.why] == ["peer has gone away"]
+    assert chart.faults == 0
     # node2 restarted and numbers its messages from 1 again: both n2:1 are told apart.
     n2_1 = [m for m in chart.messages if m.msg_id == "n2:1"]
     assert [(m.type, m.lost) for m in n2_1] == [("PROMISE", False), ("DECIDE", True)]
@@ -135,13 +143,31 @@ def test_fixed_log_model():
     assert chart.decision.process == "proposer b7c1"
     learns = [m for m in chart.marks if m.kind == "learns"]
     assert [m.process for m in learns] == ["proposer 3f2a"]  # told by node0's DECIDE
+    assert learns[0].text == "learns Value_B was chosen (told by node0)"
+    [learned] = [m for m in chart.marks if m.kind == "learned"]
+    assert learned.text == "learned Value_B from node0"
+    assert [m.type for m in learned.via] == ["SYNC", "SYNC_REPLY"]
+
+
+def test_model_queries():
+    """Scenarios and tests ask the model, not raw dicts."""
+    model = read_log(str(FIXED_LOG))
+    retries = model.events(key="CISC5597", name="retry")
+    assert [(e.process, e["cause"], e["acceptor"]) for e in retries] == [
+        ("proposer 3f2a", "rejected", "node0")]
+    accepts = model.events(process="proposer b7c1", name="send", type="ACCEPT")
+    assert [e["peer"] for e in accepts] == ["node0", "node1", "node2"]
+    assert model.first(name="chosen").process == "proposer b7c1"
+    assert model.first(name="conflict") is None
+    assert model.events(key="other") == []
 
 
 def test_labels_say_type_and_ballot():
-    labels = {m.label for m in select(read_log(str(FIXED_LOG)))[0].messages}
-    for label in ("PREPARE 1.3f2a", "PROMISE 1.b7c1", "ACCEPT 1.3f2a Value_A",
-                  "NACK 1.3f2a promised 1.b7c1", "ACCEPTED 1.b7c1", "DECIDE Value_B"):
-        assert label in labels
+    labels = {label(m) for m in select(read_log(str(FIXED_LOG)))[0].messages}
+    for text in ("PREPARE 1.3f2a", "PROMISE 1.b7c1", "ACCEPT 1.3f2a Value_A",
+                 "NACK 1.3f2a promised 1.b7c1", "ACCEPTED 1.b7c1",
+                 "DECIDE Value_B chosen at 1.b7c1"):
+        assert text in labels
 
 
 def _shifted(evs: list[dict], seconds: float, key: str | None = None,
@@ -173,9 +199,9 @@ def test_latest_run_per_key_and_since(tmp_path):
     [latest] = select(trace)
     assert latest.note == "latest of 2 runs of this key"
     assert latest.start == pytest.approx(T0 + 61.0)
-    assert len(latest.messages) == 33
+    assert len(latest.messages) == 35  # 33 Paxos messages and node2's sync exchange
     [both] = select(trace, since=T0)
-    assert len(both.messages) == 66 and both.start == pytest.approx(T0 + 1.0)
+    assert len(both.messages) == 70 and both.start == pytest.approx(T0 + 1.0)
 
 
 def test_one_chart_per_key(tmp_path):
@@ -189,7 +215,7 @@ def test_one_chart_per_key(tmp_path):
     assert [c.get("data-key") for c in charts] == ["CISC5597", "other"]
     for chart in charts:  # stacked: each chart has its own lifelines, arrows, decision
         assert len(by_class(chart, "lifeline")) == 5
-        assert len(by_class(chart, "arrow")) == 33
+        assert len(by_class(chart, "arrow")) == 35
         assert [d.get("data-value") for d in by_class(chart, "decision")] == ["Value_B"]
     text = render_text(select(trace))
     assert text.count("key CISC5597 ·") == 1 and text.count("key other ·") == 1
@@ -224,7 +250,7 @@ def test_fixed_svg():
         assert by_class(root, kind), kind
     assert by_class(root, "break")  # the backoff's 451 ms is cut out and labelled
     markers = root.findall(f"{SVG_NS}defs/{SVG_NS}marker")
-    assert len(markers) == len(PAXOS_TYPES)
+    assert len(markers) == len(DRAWN_TYPES)
 
 
 def test_fixed_text_matches_expected(utc):
@@ -243,8 +269,8 @@ def test_fixed_text_matches_expected(utc):
 def test_text_chart_rows_and_width(utc):
     text = render_text(select(read_log(str(FIXED_LOG))))
     rows = text.splitlines()
-    assert max(len(r) for r in rows) <= 120
-    assert message_rows(text) == 33  # a row per message
+    assert max(len(r) for r in rows) <= 132  # a wide terminal
+    assert message_rows(text) == 35  # a row per message (33 Paxos, 2 of node2's sync)
     ascii_text = render_text(select(read_log(str(FIXED_LOG))), ascii_only=True)
     assert ascii_text.isascii()
     assert len(ascii_text.splitlines()) == len(rows)
@@ -256,7 +282,7 @@ def test_text_chart_rows_and_width(utc):
 def message_rows(text: str) -> int:
     """Rows of a text chart that draw a message (the legend, which shows them too, ends it)."""
     rows = text.split("\nlegend:")[0].splitlines()[5:]
-    return sum(any(g in r for g in "▶◀╳") for r in rows)
+    return sum(any(g in r for g in "▶◀◌") for r in rows)
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
@@ -300,7 +326,7 @@ def test_cli_counts_skipped_lines(capsys, tmp_path):
                     b'{"ts": 1e400, "process": "node0", "event": "start"}\n')
     code, out, err = run_cli(capsys, str(log), "--format", "text")
     assert code == 0 and "chosen: Value_B" in out
-    assert "skipped 3 lines that are not zpaxos events (first: line 83)" in err
+    assert "skipped 3 lines that are not zpaxos events (first: line 91)" in err
 
 
 def test_cli_key_filter_and_text_output(capsys, tmp_path):
@@ -369,9 +395,38 @@ def test_cli_never_a_traceback_on_odd_events(capsys, tmp_path, fmt):
         svg_root(out)
 
 
-def test_run_trace_raises_trace_error(tmp_path):
-    with pytest.raises(TraceError, match="no such file"):
-        run_trace(str(tmp_path / "missing.log"))
+@pytest.mark.parametrize("name, fmt", [("chart.svg", "svg"), ("chart.SVG", "svg"),
+                                       ("chart.txt", "text")])
+def test_cli_format_from_extension(capsys, tmp_path, name, fmt):
+    out_file = tmp_path / name
+    code, out, err = run_cli(capsys, str(FIXED_LOG), "--out", str(out_file))
+    assert code == 0 and err == ""
+    assert out.startswith(f"wrote {fmt} chart")
+    written = out_file.read_text()
+    assert written.startswith("<svg") if fmt == "svg" else "legend:" in written
+
+
+@pytest.mark.parametrize("name, why", [
+    ("chart.png", "cannot tell the chart format from '.png'"),
+    ("chart", "cannot tell the chart format from no extension"),
+])
+def test_cli_refuses_unknown_extension(capsys, tmp_path, name, why):
+    """--out x.png used to write a text chart into x.png without a word."""
+    out_file = tmp_path / name
+    code, out, err = run_cli(capsys, str(FIXED_LOG), "--out", str(out_file))
+    assert code == 2 and out == "" and not out_file.exists()
+    assert err == (f"zpaxos trace: error: --out {out_file}: {why}; use a .svg or .txt file "
+                   f"name, or --format svg|text\n")
+
+
+def test_cli_format_and_extension(capsys, tmp_path):
+    # An explicit --format wins over an unknown extension, never over a known other one.
+    code, _, err = run_cli(capsys, str(FIXED_LOG), "--out", str(tmp_path / "c.dat"),
+                           "--format", "svg")
+    assert code == 0 and (tmp_path / "c.dat").read_text().startswith("<svg")
+    code, _, err = run_cli(capsys, str(FIXED_LOG), "--out", str(tmp_path / "c.svg"),
+                           "--format", "text")
+    assert code == 2 and "a .svg file, but --format text" in err
 
 
 # ---------------------------------------------------------------- the scenario runner's hook

@@ -415,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     draw = None
     if not args.no_charts:
-        from zpaxos.pictures.trace import draw_scenario
+        from zpaxos.pictures.draw import draw_scenario
 
         draw = draw_scenario
     try:

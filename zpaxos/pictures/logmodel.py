@@ -1,48 +1,47 @@
-"""``zpaxos trace``: message sequence charts of a run, drawn from the cluster's JSON log.
+"""The log model: a cluster's JSON log read into events, messages and lifeline marks.
 
-Every process of a run appends JSON lines to one log (see log.py). This module reads
-them into a small model -- processes, messages (a ``send`` paired with its ``recv`` by the
-sender's ``msg_id``), and marks on lifelines (rounds, pauses, retries, crashes, the
-decision) -- and picks what to draw; chart_svg.py and chart_text.py only draw it.
-
-Which events make a chart:
-
-* ``--since T``: every key's events at or after T (``--key`` narrows it to one key).
-* otherwise each key's *latest run*. A run of a key is a stretch of its events split at a
-  proposer ``start`` for that key that comes more than ``RUN_GAP_S`` after the key's
-  previous event while no earlier proposer of the key is still busy (a proposer is busy
-  until it logs ``chosen``, ``gave_up`` or ``stop``, or stays silent ``PROPOSER_GONE_S``).
-  So "A, then B one second later" or "fail, restart the nodes, retry" is one run, and the
-  same key proposed again after a quiet minute starts a new one.
-
-Events without a key (a node's start and stop, a crash, a malformed frame) belong to
-every chart whose time window they fall in.
+Every process of a run appends JSON lines to one log (see runtime/log.py). This module
+reads them once into a :class:`LogModel` -- the events, with a small query API for the
+scenarios and tests (``model.events(key=..., process=..., name=...)``); every message (a
+``send`` paired with its ``recv`` by the sender's ``msg_id``), with what became of it when
+it was never received; and the marks on each lifeline (rounds, pauses, retries, crashes,
+decisions). chartmodel.py picks what one chart shows; chart_svg.py and chart_text.py
+draw it. Nothing here knows about pictures, and nothing here parses a sentence: every
+mark is built from an event's typed fields.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import sys
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+# The message types a chart draws. Until the message registry lands
+# (zpaxos/protocol/registry.py), this tuple and chartmodel.MESSAGES are the one place
+# that lists them; the registry should replace both.
 PAXOS_TYPES = ("PREPARE", "PROMISE", "ACCEPT", "ACCEPTED", "NACK", "DECIDE")
-RUN_GAP_S = 5.0  # a key quiet this long, with no proposer busy, ends a run
+SYNC_TYPES = ("SYNC", "SYNC_REPLY")  # a (re)started node catching up (logged at DEBUG)
+DRAWN_TYPES = PAXOS_TYPES + SYNC_TYPES
 PROPOSER_GONE_S = 60.0  # a proposer silent this long (killed, say) is no longer busy
-TAIL_S = 1.0  # a proposer's exit this soon after a chart's last event still belongs to it
 MAX_TS = 1e10  # year 2286: a larger "ts" is garbage, and localtime() would fail on it
 IN_FLIGHT_S = 0.05  # a reply sent this soon before its proposer finished was still on its way
 SKEW_S = 0.5  # how far a receive may seem to precede its send (clocks, log buffering)
-VALUE_SHOWN = 24  # characters of a value shown in a label
+SYNC_WINDOW_S = 1.0  # a node's "learned" this soon after a SYNC_REPLY came from it
 
 NOT_DRAWN = ("persisted", "value_file", "value_file_failed", "ignored")  # bookkeeping
 _TEXT_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3}\s+\S")
 _NODE = re.compile(r"^node(\d+)$")
+
+# What became of a message that was never received (Message.fate).
+DELIVERED = ""
+LOST = "lost"  # no explanation in the log: the network, or a process we cannot see
+UNDELIVERABLE = "undeliverable"  # its sender's socket refused it (``undeliverable`` event)
+RECEIVER_DOWN = "receiver down"  # sent to a node that was not running
+NOT_SENT = "not sent"  # its proposer finished and exited before the message left
+UNREAD = "unread"  # a reply to a proposer that had already finished
 
 
 class TraceError(Exception):
@@ -64,10 +63,16 @@ class Event:
         k = self.fields.get("key")
         return k if isinstance(k, str) else None
 
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.fields.get(name, default)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.fields[name]
+
 
 @dataclass
 class Message:
-    """A Paxos message: its send, and its receive unless it was lost."""
+    """A message: its send, and its receive unless it was never received (see ``fate``)."""
 
     type: str
     sender: str
@@ -79,38 +84,19 @@ class Message:
     line: int
     received: float | None = None
     recv_line: int = 0
-    lost_why: str = ""  # "undeliverable: peer has gone away", or "" for never received
+    fate: str = DELIVERED  # LOST, UNDELIVERABLE, RECEIVER_DOWN, NOT_SENT or UNREAD
+    why: str = ""  # the socket's own words for an undeliverable message
 
     @property
     def lost(self) -> bool:
+        """Never received, for whatever reason (``fate`` says which)."""
         return self.received is None
 
     @property
-    def unread(self) -> bool:
-        """Never received because the proposer it was for had already finished and gone:
-        not a network loss, just an answer nobody waited for."""
-        return self.lost and self.lost_why.startswith("unread")
-
-    @property
-    def loss_label(self) -> str:
-        if self.unread:
-            return "not read: proposer done"
-        return "undeliverable" if self.lost_why else "lost"
-
-    @property
-    def label(self) -> str:
-        """``PREPARE 2.b7``, ``PROMISE 2.b7 accepted 1.a3=Value_A``, ``DECIDE Value_A``..."""
-        f, t = self.fields, self.type
-        ballot = str(f.get("ballot", "?"))
-        if t == "PROMISE" and "accepted" in f:
-            return f"{t} {ballot} accepted {f['accepted']}={short(f.get('value'))}"
-        if t == "NACK":
-            return f"{t} {ballot} promised {f.get('promised', '?')}"
-        if t == "ACCEPT":
-            return f"{t} {ballot} {short(f.get('value'))}"
-        if t == "DECIDE":
-            return f"{t} {short(f.get('value'))}"
-        return f"{t} {ballot}"
+    def fault(self) -> bool:
+        """Never received and nothing explains it but a fault: only these count as lost.
+        An answer nobody waited for, or a message its proposer never got to send, is not."""
+        return self.lost and self.fate in (LOST, UNDELIVERABLE)
 
 
 @dataclass
@@ -126,39 +112,15 @@ class Mark:
     key: str | None = None
     until: float | None = None  # end of a pause or backoff box
     value: str | None = None
+    via: list[Message] = field(default_factory=list)  # learned: the sync exchange it came by
 
 
 @dataclass
-class Chart:
-    """What one chart shows: one key over one time window."""
-
-    key: str
-    start: float
-    end: float
-    processes: list[str]
-    messages: list[Message]
-    marks: list[Mark]
-    down: dict[str, list[tuple[float, float]]]  # per process: when it was not running
-    proposed: dict[str, str]  # proposer -> the value it proposed
-    note: str = ""
-
-    @property
-    def decision(self) -> Mark | None:
-        """The first proposer to learn the value from its quorum's ACCEPTEDs (else the
-        first one told by a DECIDE): the instant the chart highlights."""
-        first = next((m for m in self.marks if m.kind == "chosen"), None)
-        return first or next((m for m in self.marks if m.kind == "learns"), None)
-
-    def is_down(self, process: str, ts: float) -> bool:
-        return any(a <= ts < b for a, b in self.down.get(process, ()))
-
-
-@dataclass
-class Trace:
-    """A whole log: every event, every message, every mark."""
+class LogModel:
+    """A whole log: every event, every message, every mark, and when processes were down."""
 
     path: str
-    events: list[Event]
+    all_events: list[Event]
     skipped: int = 0
     first_skipped: int = 0
     text_lines: int = 0
@@ -167,11 +129,25 @@ class Trace:
     down: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     crashes: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # (last, restart)
     busy_until: dict[str, float] = field(default_factory=dict)  # proposer -> end of its work
+    finished: dict[str, float] = field(default_factory=dict)  # proposer -> chosen/gave_up
+    stopped: dict[str, float] = field(default_factory=dict)  # proposer -> its exit
 
     _index: dict[str | None, tuple[list[Message], list[Mark]]] | None = None
 
+    def events(self, key: str | None = None, process: str | None = None,
+               name: str | None = None, type: str | None = None) -> list[Event]:
+        """The events matching every given filter, in log order (``type``: a message's)."""
+        return [e for e in self.all_events
+                if (key is None or e.key == key) and (process is None or e.process == process)
+                and (name is None or e.name == name)
+                and (type is None or e.fields.get("type") == type)]
+
+    def first(self, **filters: str) -> Event | None:
+        found = self.events(**filters)
+        return found[0] if found else None
+
     def by_key(self, key: str | None) -> tuple[list[Message], list[Mark]]:
-        """The messages and marks of one key (None: the keyless marks), indexed once."""
+        """The messages and marks of one key (None: the keyless ones), indexed once."""
         if self._index is None:
             self._index = defaultdict(lambda: ([], []))
             for m in self.messages:
@@ -180,70 +156,32 @@ class Trace:
                 self._index[mk.key][1].append(mk)
         return self._index.get(key, ([], []))
 
-
-def short(v: Any, width: int = VALUE_SHOWN) -> str:
-    s = "" if v is None else str(v)
-    return s if len(s) <= width else s[: width - 1] + "…"
-
-
-def columns(processes: list[str], first: float, proposer_gap: float, middle_gap: float,
-            node_gap: float) -> dict[str, float]:
-    """Where each lifeline goes: proposers side by side, a wider gap, then the nodes."""
-    x: dict[str, float] = {}
-    pos = first
-    for i, p in enumerate(processes):
-        if i:
-            prev = is_proposer(processes[i - 1])
-            pos += (proposer_gap if prev and is_proposer(p) else
-                    middle_gap if prev else node_gap)
-        x[p] = pos
-    return x
+    def is_down(self, process: str, ts: float) -> bool:
+        spans = self.down.get(process, []) + self.crashes.get(process, [])
+        return any(a <= ts < b for a, b in spans)
 
 
 def is_proposer(process: str) -> bool:
     return process.startswith("proposer")
 
 
-def clock(ts: float, date: bool = False) -> str:
-    """Local wall-clock time, as the log's text format and --since HH:MM:SS use."""
-    t = time.localtime(ts)
-    ms = int((ts % 1) * 1000)
-    return time.strftime("%Y-%m-%d %H:%M:%S" if date else "%H:%M:%S", t) + f".{ms:03d}"
+def node_name(v: Any) -> str:
+    """Events name nodes ``node1``; older logs gave an acceptor's number (1)."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"node{v}"
+    return str(v)
 
 
-def elapsed(s: float) -> str:
-    """Time since a chart's first event: '0.4 ms', '265.2 ms', '3.012 s', '75 s'."""
-    if s < 1:
-        return f"{s * 1000:.1f} ms"
-    return f"{s:.3f} s" if s < 100 else f"{s:.0f} s"
+def node_order(process: str) -> tuple[int, int, str]:
+    m = _NODE.match(process)
+    return (0, int(m.group(1)), "") if m else (1, 0, process)
 
 
-def gap(s: float) -> str:
-    return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.2f} s" if s < 100 else f"{s:.0f} s"
+def is_node(process: str) -> bool:
+    return _NODE.match(process) is not None
 
 
 # ---------------------------------------------------------------- reading
-
-
-def parse_since(text: str) -> float:
-    """--since: epoch seconds, an ISO date-time, or HH:MM[:SS[.fff]] today (local time)."""
-    s = text.strip()
-    try:
-        try:
-            ts = float(s)
-        except ValueError:
-            if re.fullmatch(r"\d{1,2}:\d\d(:\d\d(\.\d+)?)?", s):
-                t = datetime.strptime(s, "%H:%M:%S.%f" if "." in s else
-                                      "%H:%M:%S" if s.count(":") == 2 else "%H:%M").time()
-                ts = datetime.combine(datetime.now().date(), t).timestamp()
-            else:
-                ts = datetime.fromisoformat(s).timestamp()
-    except (ValueError, OverflowError, OSError):
-        ts = -1.0
-    if not 0 <= ts < MAX_TS:  # also NaN and Infinity
-        raise TraceError(f"--since {text!r}: not a time (use epoch seconds, "
-                         f"2025-11-27T07:09:58, or 07:09:58 for today)")
-    return ts
 
 
 def _valid(obj: Any) -> bool:
@@ -259,8 +197,9 @@ def _valid(obj: Any) -> bool:
     return True
 
 
-def read_log(path: str) -> Trace:
+def read_log(path: str | Path) -> LogModel:
     """Parse the log; a line that is no zpaxos event is counted and skipped."""
+    path = str(path)
     p = Path(path)
     try:
         f = p.open(encoding="utf-8", errors="replace")
@@ -270,7 +209,7 @@ def read_log(path: str) -> Trace:
         raise TraceError(f"{path}: is a directory, not a log file") from None
     except OSError as e:
         raise TraceError(f"{path}: cannot read ({e.strerror})") from None
-    trace = Trace(path, [])
+    model = LogModel(path, [])
     with f:
         try:
             for n, raw in enumerate(f, 1):
@@ -282,42 +221,43 @@ def read_log(path: str) -> Trace:
                 except ValueError:
                     obj = None
                 if not _valid(obj):
-                    trace.skipped += 1
-                    trace.first_skipped = trace.first_skipped or n
-                    trace.text_lines += bool(_TEXT_LINE.match(line))
+                    model.skipped += 1
+                    model.first_skipped = model.first_skipped or n
+                    model.text_lines += bool(_TEXT_LINE.match(line))
                     continue
                 fields = {k: v for k, v in obj.items() if k not in ("ts", "process", "event")}
-                trace.events.append(Event(float(obj["ts"]), obj["process"], obj["event"],
-                                          fields, n))
+                model.all_events.append(Event(float(obj["ts"]), obj["process"], obj["event"],
+                                              fields, n))
         except OSError as e:
             raise TraceError(f"{path}: cannot read ({e.strerror})") from None
-    if not trace.events:
-        if trace.text_lines:
+    if not model.all_events:
+        if model.text_lines:
             raise TraceError(f"{path}: this looks like a text-format log; set format = json "
                              f"in the [log] section of the cluster file and run again")
-        what = f"{trace.skipped} lines skipped" if trace.skipped else "the file is empty"
+        what = f"{model.skipped} lines skipped" if model.skipped else "the file is empty"
         raise TraceError(f"{path}: no zpaxos events ({what})")
-    trace.events.sort(key=lambda e: (e.ts, e.line))
-    _pair_messages(trace)
-    _lifecycle(trace)
-    _marks(trace)
-    return trace
+    model.all_events.sort(key=lambda e: (e.ts, e.line))
+    _pair_messages(model)
+    _lifecycle(model)
+    _fates(model)
+    _marks(model)
+    return model
 
 
-def _pair_messages(trace: Trace) -> None:
+def _pair_messages(model: LogModel) -> None:
     """A receive pairs with the latest earlier send of its msg_id from its peer to it.
 
     Latest, because a restarted node numbers its messages from 1 again: an older send
-    with the same id that was never received stays lost."""
+    with the same id that was never received stays unreceived."""
     pending: dict[tuple[str, str, str], list[Message]] = defaultdict(list)  # not yet received
     by_sender: dict[tuple[str, str], Message] = {}
-    for e in trace.events:
+    for e in model.all_events:
         f = e.fields
-        if f.get("type") not in PAXOS_TYPES:
+        if f.get("type") not in DRAWN_TYPES:
             continue
         if e.name == "send":
             m = Message(f["type"], e.process, f["peer"], f["msg_id"], e.key, e.ts, f, e.line)
-            trace.messages.append(m)
+            model.messages.append(m)
             pending[(m.sender, m.receiver, m.msg_id)].append(m)
             by_sender[(m.sender, m.msg_id)] = m
         elif e.name == "undeliverable":
@@ -327,8 +267,8 @@ def _pair_messages(trace: Trace) -> None:
                 waiting.remove(m)  # it never left, so no receive can match it
             else:
                 m = Message(f["type"], e.process, f["peer"], f["msg_id"], e.key, e.ts, f, e.line)
-                trace.messages.append(m)
-            m.lost_why = f"undeliverable: {f.get('msg') or 'not sent'}"
+                model.messages.append(m)
+            m.fate, m.why = UNDELIVERABLE, str(f.get("msg") or "not sent")
         elif e.name == "recv":
             waiting = pending.get((f["peer"], e.process, f["msg_id"]), [])
             i = len(waiting) - 1
@@ -338,34 +278,18 @@ def _pair_messages(trace: Trace) -> None:
                 m = waiting.pop(i)
             else:  # sent by a process that does not log: draw it as instantaneous
                 m = Message(f["type"], f["peer"], e.process, f["msg_id"], e.key, e.ts, f, e.line)
-                trace.messages.append(m)
+                model.messages.append(m)
             m.received, m.recv_line = max(e.ts, m.sent), e.line
-    trace.messages.sort(key=lambda m: (m.sent, m.line))
-    _mark_unread(trace)
+    model.messages.sort(key=lambda m: (m.sent, m.line))
 
 
-def _mark_unread(trace: Trace) -> None:
-    """A proposer stops reading once it has its outcome: replies sent to it after that
-    were not lost by the network, they were simply never read."""
-    finished: dict[str, float] = {}
-    for e in trace.events:
-        if e.name in ("chosen", "gave_up") and is_proposer(e.process):
-            finished.setdefault(e.process, e.ts)
-    for m in trace.messages:
-        done = finished.get(m.receiver)
-        gone = not m.lost_why or "gone away" in m.lost_why  # ROUTER: the proposer had left
-        if m.lost and gone and done is not None and m.sent >= done - IN_FLIGHT_S:
-            why = f" ({m.lost_why})" if m.lost_why else ""
-            m.lost_why = f"unread: the proposer had already finished{why}"
-
-
-def _lifecycle(trace: Trace) -> None:
+def _lifecycle(model: LogModel) -> None:
     """Starts, stops, crashes and restarts, and when each process was not running.
 
     A node killed with SIGKILL logs no stop: a second ``start`` without a ``stop`` in
     between means it crashed just after the last event it logged."""
     per: dict[str, list[Event]] = defaultdict(list)
-    for e in trace.events:
+    for e in model.all_events:
         per[e.process].append(e)
     for proc, evs in per.items():
         down: list[tuple[float, float]] = []
@@ -374,63 +298,101 @@ def _lifecycle(trace: Trace) -> None:
         for e in evs:
             if e.name == "start":
                 if up and prev is not None:
-                    trace.marks.append(Mark("crash", proc, prev.ts, "crashed", prev.line + 0.5))
-                    trace.crashes.setdefault(proc, []).append((prev.ts, e.ts))
+                    model.marks.append(Mark("crash", proc, prev.ts, "crashed", prev.line + 0.5))
+                    model.crashes.setdefault(proc, []).append((prev.ts, e.ts))
                 elif prev is not None:
                     down.append((down_since, e.ts))
                 if prev is not None:
-                    trace.marks.append(Mark("restart", proc, e.ts, "restarted", e.line))
+                    model.marks.append(Mark("restart", proc, e.ts, "restarted", e.line))
                 elif proposer:
                     down.append((float("-inf"), e.ts))
-                    value = short(e.fields.get("value"))
-                    trace.marks.append(Mark("start", proc, e.ts, f"starts, proposing {value}",
-                                            e.line, key=e.key))
+                    value = str(e.fields.get("value"))
+                    model.marks.append(Mark("start", proc, e.ts, f"starts, proposing {value}",
+                                            e.line, key=e.key, value=value))
                 else:
                     down.append((float("-inf"), e.ts))
-                    trace.marks.append(Mark("start", proc, e.ts, "started", e.line))
+                    model.marks.append(Mark("start", proc, e.ts, "started", e.line))
                 up = True
             elif e.name == "stop":
                 text = "exits" if proposer else "stopped"
-                trace.marks.append(Mark("stop", proc, e.ts, text, e.line))
+                model.marks.append(Mark("stop", proc, e.ts, text, e.line))
                 up, down_since = False, e.ts
+                if proposer:
+                    model.stopped.setdefault(proc, e.ts)
+            elif e.name in ("chosen", "gave_up") and proposer:
+                model.finished.setdefault(proc, e.ts)
             prev = e
         if not up:
             down.append((down_since, float("inf")))
         elif proposer:  # a proposer that logged no stop was killed: its line ends
             down.append((evs[-1].ts, float("inf")))
-        trace.down[proc] = down
+        model.down[proc] = down
         if proposer:
             ends = [e.ts for e in evs if e.name in ("chosen", "gave_up", "stop")]
-            trace.busy_until[proc] = ends[0] if ends else evs[-1].ts + PROPOSER_GONE_S
+            model.busy_until[proc] = ends[0] if ends else evs[-1].ts + PROPOSER_GONE_S
 
 
-def _marks(trace: Trace) -> None:
+def _fates(model: LogModel) -> None:
+    """Why each message that was never received was not, as far as the log tells."""
+    for m in model.messages:
+        if not m.lost:
+            continue
+        done = model.finished.get(m.receiver)
+        gone = m.fate != UNDELIVERABLE or "gone away" in m.why  # ROUTER: the proposer left
+        if done is not None and gone and m.sent >= done - IN_FLIGHT_S:
+            # A proposer stops reading once it has its outcome: not lost, just unread.
+            m.fate = UNREAD
+        elif m.fate == UNDELIVERABLE:
+            continue
+        elif model.is_down(m.receiver, m.sent):
+            m.fate = RECEIVER_DOWN
+        elif is_proposer(m.sender) and m.sender in model.stopped and not _crashed_after(
+                model, m.receiver, m.sent):
+            # The node was up all along and never saw it: the proposer finished and
+            # exited (closing its sockets) before the message had left its queue.
+            m.fate = NOT_SENT
+        else:
+            m.fate = LOST
+
+
+def _crashed_after(model: LogModel, process: str, ts: float) -> bool:
+    return any(b >= ts for _, b in model.crashes.get(process, ()))
+
+
+def _marks(model: LogModel) -> None:
     """Marks for the proposers' and the nodes' own events (core.py says when each happens)."""
     last: dict[str, Event] = {}
-    for e in trace.events:
-        trace.marks.extend(_marks_of(e, last.get(e.process)))
-        if e.name not in NOT_DRAWN:
+    syncs: dict[str, list[Message]] = defaultdict(list)  # receiver -> SYNC_REPLYs received
+    for m in model.messages:
+        if m.type == "SYNC_REPLY" and m.received is not None:
+            syncs[m.receiver].append(m)
+    for e in model.all_events:
+        model.marks.extend(_marks_of(model, e, last.get(e.process), syncs))
+        if e.name not in NOT_DRAWN and not _plumbing(e):
             last[e.process] = e
-    trace.marks.sort(key=lambda m: (m.ts, m.line))
+    model.marks.sort(key=lambda m: (m.ts, m.line))
 
 
-def _marks_of(e: Event, prev: Event | None) -> list[Mark]:
+def _plumbing(e: Event) -> bool:
+    """A send or receive of a message no chart draws (status requests, say)."""
+    return e.name in ("send", "recv", "undeliverable") and e.fields.get("type") not in DRAWN_TYPES
+
+
+def _marks_of(model: LogModel, e: Event, prev: Event | None,
+              syncs: dict[str, list[Message]]) -> list[Mark]:
     f, k = e.fields, e.key
     ballot = f.get("ballot", "?")
     kind, text, extra = e.name, "", {}
     if e.name == "round":
         text = f"round {f.get('round', '?')} · ballot {ballot}"
     elif e.name == "adopted":
-        text = f"adopts {short(f.get('value'))} (accepted at {f.get('from_ballot')})"
+        text = f"adopts {f.get('value')} (accepted at {f.get('from_ballot')})"
+        extra = {"value": str(f.get("value"))}
     elif e.name == "pause":
         secs = _num(f.get("seconds"))
         text, extra = f"pause {secs:g} s", {"until": e.ts + secs}
     elif e.name == "retry":
-        text = f"retry: {_nodes(f.get('reason', ''))}"
-        if "promised" in f:
-            text += f" (promised {f['promised']})"
-        elif isinstance(f.get("no_reply_from"), list) and f["no_reply_from"]:
-            text += f" (no reply from {', '.join(f'node{n}' for n in f['no_reply_from'])})"
+        text = "retry: " + retry_cause(f)
         backoff = _num(f.get("backoff_s"))
         if backoff > 0:
             return [Mark("retry", e.process, e.ts, text, e.line, key=k),
@@ -439,21 +401,37 @@ def _marks_of(e: Event, prev: Event | None) -> list[Mark]:
     elif e.name == "chosen":
         value = str(f.get("value"))
         extra = {"value": value}
-        if "told_by" in f or (prev is not None and _told_by_decide(e, prev)):
+        told = f.get("told_by")
+        if told is None and prev is not None and _told_by_decide(e, prev):
+            told = prev.fields.get("peer")
+        if told is not None or f.get("how") == "already":
             # The ballot logged is this proposer's own, not the one the value was chosen at.
             kind = "learns"
-            teller = f"node{f['told_by']}" if "told_by" in f else prev.fields.get("peer")
-            text = f"learns {short(value)} was chosen (told by {teller})"
+            by = f" (told by {node_name(told)})" if told is not None else ""
+            text = f"learns {value} was chosen{by}"
         else:
-            text = f"chosen: {short(value)} (ballot {ballot})"
+            at = f.get("chosen_ballot") or ballot
+            how = " (adopted)" if f.get("how") == "adopted" else ""
+            text = f"chosen: {value} (ballot {at}){how}"
     elif e.name == "gave_up":
-        text = f"gave up: {_nodes(f.get('reason', ''))}"
+        text = "gave up: " + gave_up_cause(f)
     elif e.name == "learned":
         if _told_by_decide(e, prev):
             return []  # the DECIDE arrow already says so
-        text, extra = f"learned {short(f.get('value'))}", {"value": str(f.get("value"))}
+        value = str(f.get("value"))
+        text, extra = f"learned {value}", {"value": value}
+        peer = f.get("peer")
+        via = [m for m in syncs.get(e.process, ()) if m.sender == peer
+               and m.received is not None and 0 <= e.ts - m.received <= SYNC_WINDOW_S]
+        if via:
+            reply = via[-1]
+            request = [m for m in model.messages if m.type == "SYNC" and m.sender == e.process
+                       and m.receiver == peer and m.sent <= reply.sent]
+            extra["via"] = request[-1:] + [reply]
+        if isinstance(peer, str) and is_node(peer):
+            text += f" from {peer}"
     elif e.name == "conflict":
-        text = f"CONFLICT: chosen {short(f.get('chosen'))}, told {short(f.get('value'))}"
+        text = f"CONFLICT: chosen {f.get('chosen')}, told {f.get('value')}"
     elif e.name == "malformed":
         text = f"dropped a malformed frame from {f.get('peer', '?')}"
     else:
@@ -461,9 +439,32 @@ def _marks_of(e: Event, prev: Event | None) -> list[Mark]:
     return [Mark(kind, e.process, e.ts, text, e.line, key=k, **extra)]
 
 
-def _nodes(reason: Any) -> str:
-    """The core names acceptors by number ("rejected by acceptor 0"); charts say node0."""
-    return re.sub(r"\bacceptor (\d+)", r"node\1", str(reason))
+def retry_cause(f: dict[str, Any]) -> str:
+    """``rejected by node1, promised 3.ab12`` or ``no reply from node2 (accept phase)``,
+    from the retry event's fields (older logs: an acceptor number, no ``cause``)."""
+    cause = f.get("cause") or ("rejected" if "promised" in f else "timeout")
+    phase = f.get("phase")
+    in_phase = f" ({phase} phase)" if isinstance(phase, str) else ""
+    if cause == "rejected":
+        who = node_name(f["acceptor"]) if "acceptor" in f else "an acceptor"
+        promised = f", promised {f['promised']}" if "promised" in f else ""
+        return f"rejected by {who}{promised}"
+    silent = f.get("no_reply_from")
+    if isinstance(silent, list) and silent:
+        return f"no reply from {', '.join(node_name(n) for n in silent)}{in_phase}"
+    return f"timeout{in_phase}"
+
+
+def gave_up_cause(f: dict[str, Any]) -> str:
+    """The event's own sentence (``reason`` is there for display), else one from ``cause``."""
+    cause, rounds, reason = f.get("cause"), f.get("rounds"), f.get("reason")
+    if reason:
+        return str(reason)
+    if cause == "max_rounds":
+        return f"no value chosen in {rounds} rounds"
+    if cause == "deadline":
+        return f"deadline passed after {rounds} rounds"
+    return f"after {rounds} rounds"
 
 
 def _told_by_decide(e: Event, prev: Event | None) -> bool:
@@ -475,169 +476,6 @@ def _num(v: Any) -> float:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0.0
 
 
-# ---------------------------------------------------------------- choosing what to draw
-
-
-def _runs(trace: Trace, events: list[Event]) -> list[list[Event]]:
-    runs: list[list[Event]] = [[]]
-    proposers: list[str] = []
-    for e in events:
-        if e.name == "start" and is_proposer(e.process):
-            busy = any(trace.busy_until.get(p, 0.0) > e.ts for p in proposers)
-            if runs[-1] and not busy and e.ts - runs[-1][-1].ts > RUN_GAP_S:
-                runs.append([])
-            proposers.append(e.process)
-        runs[-1].append(e)
-    return runs
-
-
-def _node_order(process: str) -> tuple[int, int, str]:
-    m = _NODE.match(process)
-    return (0, int(m.group(1)), "") if m else (1, 0, process)
-
-
-def select(trace: Trace, key: str | None = None, since: float | None = None) -> list[Chart]:
-    """The charts to draw: one per key (see the module docstring for the windows)."""
-    keyed: dict[str, list[Event]] = defaultdict(list)
-    for e in trace.events:
-        if e.key is not None and e.name not in NOT_DRAWN:
-            keyed[e.key].append(e)
-    if key is not None and key not in keyed:
-        known = ", ".join(sorted(keyed)) or "none"
-        raise TraceError(f"{trace.path}: no events for key {key!r} (keys in this log: {known})")
-    nodes = sorted({e.process for e in trace.events if _NODE.match(e.process)}, key=_node_order)
-    charts = []
-    for k in [key] if key is not None else list(keyed):
-        note = ""
-        if since is not None:
-            window = [e for e in keyed[k] if e.ts >= since]
-        else:
-            runs = _runs(trace, keyed[k])
-            window = runs[-1]
-            if len(runs) > 1:
-                note = f"latest of {len(runs)} runs of this key"
-        chart = _chart(trace, k, window, nodes, note)
-        if chart is not None:
-            charts.append(chart)
-    if not charts:
-        where = f" for key {key!r}" if key is not None else ""
-        after = f" at or after {clock(since, date=True)}" if since is not None else ""
-        raise TraceError(f"{trace.path}: no Paxos messages or proposer events{where}{after} "
-                         f"(the log runs from {clock(trace.events[0].ts, date=True)} "
-                         f"to {clock(trace.events[-1].ts, date=True)})")
-    charts.sort(key=lambda c: c.start)
-    return charts
-
-
-def _chart(trace: Trace, key: str, window: list[Event], nodes: list[str],
-           note: str) -> Chart | None:
-    if not window:
-        return None
-    start, end = window[0].ts, window[-1].ts
-    messages = [m for m in trace.by_key(key)[0] if start <= m.sent <= end]
-    proposers: list[str] = []
-    for e in window:
-        if is_proposer(e.process) and e.process not in proposers:
-            proposers.append(e.process)
-    if not messages and not proposers:
-        return None  # only a node catching up on an old key: nothing to draw
-    others = {e.process for e in window} | {m.sender for m in messages}
-    others |= {m.receiver for m in messages}
-    others -= set(proposers) | set(nodes)
-    processes = proposers + nodes + sorted(others, key=_node_order)
-    # A crash is known only to lie between the last event before a restart and the
-    # restart: draw it only in a chart that also holds the restart.
-    crashes = {p: [(a, b) for a, b in trace.crashes.get(p, ()) if start <= b <= end]
-               for p in processes}
-    crashed_at = {(p, a) for p, cs in crashes.items() for a, _ in cs}
-
-    def shown(m: Mark) -> bool:
-        if m.key is not None:
-            return m.key == key and start <= m.ts <= end
-        if m.kind == "crash":
-            return m.ts >= start and (m.process, m.ts) in crashed_at
-        exiting = m.kind == "stop" and m.process in proposers
-        return start <= m.ts <= (end + TAIL_S if exiting else end)
-
-    candidates = sorted(trace.by_key(key)[1] + trace.by_key(None)[1],
-                        key=lambda m: (m.ts, m.line))
-    marks = [m for m in candidates if m.process in processes and shown(m)]
-    end = max([end, *(m.ts for m in marks)])
-    for m in marks:
-        if m.until is not None:
-            m.until = min(m.until, end)
-    proposed = {e.process: short(e.fields.get("value")) for e in window
-                if e.name == "start" and is_proposer(e.process)}
-    down = {p: trace.down.get(p, []) + crashes[p] for p in processes}
-    return Chart(key, start, end, processes, messages, marks, down, proposed, note)
-
-
-# ---------------------------------------------------------------- entry points
-
-
-def _render(charts: list[Chart], fmt: str, source: str, ascii_only: bool = False) -> str:
-    if fmt == "svg":
-        from zpaxos.pictures.chart_svg import render_svg
-
-        return render_svg(charts, source)
-    from zpaxos.pictures.chart_text import render_text
-
-    return render_text(charts, ascii_only=ascii_only)
-
-
-def _can_draw_boxes(stream: Any) -> bool:
-    try:
-        "─▶◀│★╳".encode(getattr(stream, "encoding", None) or "ascii")
-    except (UnicodeEncodeError, LookupError):
-        return False
-    return True
-
-
-def run_trace(logfile: str, key: str | None = None, since: str | None = None,
-              out: str | None = None, fmt: str | None = None) -> None:
-    """The ``zpaxos trace`` command: read, select, render; write to ``out`` or stdout."""
-    import click
-
-    since_ts = parse_since(since) if since is not None else None
-    fmt = fmt or ("svg" if out and out.lower().endswith(".svg") else "text")
-    trace = read_log(logfile)
-    if trace.skipped:
-        hint = (f"; {trace.text_lines} look like text-format lines" if trace.text_lines else "")
-        click.echo(f"zpaxos trace: skipped {trace.skipped} line"
-                   f"{'s' if trace.skipped != 1 else ''} that are not zpaxos events "
-                   f"(first: line {trace.first_skipped}){hint}", err=True)
-    charts = select(trace, key, since_ts)
-    for c in charts:
-        if c.note:
-            click.echo(f"zpaxos trace: key {c.key}: the {c.note}, from {clock(c.start)}; "
-                       f"use --since to pick another", err=True)
-    doc = _render(charts, fmt, logfile, ascii_only=out is None and not _can_draw_boxes(sys.stdout))
-    if out is None:
-        click.echo(doc, nl=not doc.endswith("\n"))
-        return
-    try:
-        Path(out).write_text(doc, encoding="utf-8")
-    except OSError as e:
-        raise TraceError(f"cannot write {out}: {e.strerror}") from None
-    keys = ", ".join(c.key for c in charts[:5])
-    if len(charts) > 5:
-        keys = f"{len(charts)} keys ({keys}, ...)"
-    click.echo(f"wrote {fmt} chart{'s' if len(charts) > 1 else ''} of {keys} to {out}")
-
-
-def draw_scenario(log_path: Path, name: str, out_dir: Path, since: float) -> str:
-    """The scenario runner's chart: every key with events at or after ``since``, stacked
-    in ``out_dir/name.svg``. Never raises for a bad or empty log -- a scenario that failed
-    early still gets a chart saying so -- and returns "" only if the file cannot be written."""
-    from zpaxos.pictures.chart_svg import render_empty, render_svg
-
-    try:
-        doc = render_svg(select(read_log(str(log_path)), None, since), str(log_path))
-    except TraceError as e:
-        doc = render_empty(name, str(e))
-    path = Path(out_dir) / f"{name}.svg"
-    try:
-        path.write_text(doc, encoding="utf-8")
-    except OSError:
-        return ""
-    return str(path)
+def gap(s: float) -> str:
+    """A span of time, for labels: '600 ms', '2.70 s', '75 s'."""
+    return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.2f} s" if s < 100 else f"{s:.0f} s"
