@@ -23,13 +23,15 @@ import pytest
 from zpaxos.cli import main
 from zpaxos.pictures.chart_svg import render_svg
 from zpaxos.pictures.chart_text import render_text
-from zpaxos.pictures.chartmodel import label, parse_since, select
+from zpaxos.pictures.chartmodel import fit_label, label, label_parts, parse_since, select
 from zpaxos.pictures.draw import draw_scenario
 from zpaxos.pictures.logmodel import (
     DRAWN_TYPES,
+    NOT_SENT,
     PAXOS_TYPES,
     RECEIVER_DOWN,
     UNREAD,
+    Message,
     TraceError,
     read_log,
 )
@@ -234,6 +236,128 @@ def test_since_forms(utc):
                 "0001-01-01"):
         with pytest.raises(TraceError, match="not a time"):
             parse_since(bad)
+
+
+def _ev(dt: float, process: str, event: str, **fields) -> dict:
+    return {"ts": T0 + dt, "process": process, "level": "INFO", "event": event, **fields}
+
+
+def _msg(dt: float, process: str, event: str, type_: str, msg_id: str, peer: str,
+         **fields) -> dict:
+    return _ev(dt, process, event, type=type_, msg_id=msg_id, peer=peer, key="k", **fields)
+
+
+def _mark_texts(evs: list[dict], tmp_path: Path) -> dict[str, list[str]]:
+    [chart] = select(read_log(str(_write(tmp_path / "m.log", evs))))
+    out: dict[str, list[str]] = {}
+    for m in chart.marks:
+        out.setdefault(m.kind, []).append(m.text)
+    return out
+
+
+def test_marks_are_built_from_typed_fields(tmp_path):
+    """The retry label is made of the event's fields; no sentence is parsed."""
+    p = "proposer aa11"
+    evs = [_ev(0, p, "start", key="k", value="V"),
+           _ev(0.1, p, "retry", key="k", ballot="1.aa11", cause="rejected", phase="prepare",
+               acceptor="node1", promised="3.ab12", backoff_s=0),
+           _ev(0.2, p, "retry", key="k", ballot="4.aa11", cause="timeout", phase="accept",
+               no_reply_from=["node0", "node2"], backoff_s=0.25),
+           _ev(0.6, p, "gave_up", key="k", ballot="5.aa11", rounds=5, cause="max_rounds",
+               reason="no value chosen in 5 rounds (rejected by node1)")]
+    marks = _mark_texts(evs, tmp_path)
+    assert marks["retry"] == ["retry: rejected by node1, promised 3.ab12",
+                              "retry: no reply from node0, node2 (accept phase)"]
+    assert marks["backoff"] == ["backoff 250 ms"]
+    assert marks["gave_up"] == ["gave up: no value chosen in 5 rounds (rejected by node1)"]
+    evs[-1] = _ev(0.6, p, "gave_up", key="k", ballot="5.aa11", rounds=5, cause="deadline")
+    assert _mark_texts(evs, tmp_path)["gave_up"] == ["gave up: deadline passed after 5 rounds"]
+
+
+def test_older_logs_still_read(tmp_path):
+    """Logs written before the typed events: acceptors by number, no cause."""
+    p = "proposer aa11"
+    evs = [_ev(0, p, "start", key="k", value="V"),
+           _ev(0.1, p, "retry", key="k", ballot="1.aa11", reason="rejected by acceptor 1",
+               acceptor=1, promised="3.ab12", backoff_s=0),
+           _ev(0.2, p, "retry", key="k", ballot="4.aa11", reason="timeout in accept phase",
+               no_reply_from=[2], backoff_s=0),
+           _ev(0.3, p, "chosen", key="k", value="W", ballot="5.aa11", own=False, rounds=5,
+               told_by=2)]
+    marks = _mark_texts(evs, tmp_path)
+    assert marks["retry"] == ["retry: rejected by node1, promised 3.ab12",
+                              "retry: no reply from node2"]
+    assert marks["learns"] == ["learns W was chosen (told by node2)"]
+
+
+def _finished_early() -> list[dict]:
+    """Proposer A chose, sent its DECIDEs and exited; node2, up all along, never got its
+    DECIDE: it had not left A's queue when A exited (seen under load)."""
+    p = "proposer aa11"
+    evs = [_ev(-1, f"node{i}", "start") for i in range(3)]
+    evs += [_ev(0, p, "start", key="k", value="Value_A"),
+            _ev(0.001, p, "chosen", key="k", value="Value_A", ballot="1.aa11", own=True,
+                rounds=1, how="proposed", chosen_ballot="1.aa11")]
+    for i in range(3):
+        evs.append(_msg(0.002 + i / 1e4, p, "send", "DECIDE", f"a:{i}", f"node{i}",
+                        value="Value_A", ballot="1.aa11"))
+    evs += [_msg(0.003, "node0", "recv", "DECIDE", "a:0", p, value="Value_A"),
+            _msg(0.0031, "node1", "recv", "DECIDE", "a:1", p, value="Value_A"),
+            _ev(0.004, p, "stop", key="k", rounds=1),
+            _ev(2, "node2", "stop")]
+    return evs
+
+
+def test_not_sent_is_not_lost(tmp_path, utc):
+    log = _write(tmp_path / "early.log", _finished_early())
+    [chart] = select(read_log(str(log)))
+    [missing] = [m for m in chart.messages if m.lost]
+    assert (missing.receiver, missing.fate, missing.fault) == ("node2", NOT_SENT, False)
+    assert chart.faults == 0
+    text = render_text([chart])
+    assert "DECIDE Value_A chosen at 1.aa11 (not sent: proposer finished)" in text
+    assert "lost" not in text.split("legend:")[0]
+    root = svg_root(render_svg([chart], "early.log"))
+    [arrow] = by_class(root, "lost")
+    assert "fate-not-sent" in classes(arrow)
+    labels = " ".join("".join(t.itertext()) for t in by_class(root, "arrow-label"))
+    assert "not sent: proposer finished" in labels and "lost" not in labels
+    # The same message to a node that had stopped is "not delivered: node2 down".
+    evs = _finished_early()
+    evs[-1] = _ev(-0.5, "node2", "stop")
+    [chart] = select(read_log(str(_write(tmp_path / "down.log", evs))))
+    [missing] = [m for m in chart.messages if m.lost]
+    assert missing.fate == RECEIVER_DOWN
+    assert "(not delivered: node2 down)" in render_text([chart])
+
+
+def test_label_never_cuts_value_or_ballot_first():
+    m = Message("PROMISE", "node0", "proposer b", "n0:1", "k", T0,
+                {"ballot": "2.9200", "accepted": "1.c6cd", "value": "Value_A"}, 1)
+    parts = label_parts(m)
+    assert fit_label(parts, 60) == "PROMISE 2.9200 accepted 1.c6cd=Value_A"
+    assert fit_label(parts, 34) == "PROMISE 2.9200 acc. 1.c6cd=Value_A"
+    assert fit_label(parts, 30) == "PROMISE 2.9200 1.c6cd=Value_A"
+    assert fit_label(parts, 25) == "PROMISE 2.9200 1.c6cd=Va…"  # the value goes last
+
+
+def test_text_chart_shows_the_adopted_value(tmp_path, utc):
+    """Ousterhout p.24 in text: B's PROMISE from node0 carries A's Value_A, and the
+    chart used to cut it off (``PROMISE 2.9200 accepted 1.c6cd=…``)."""
+    a, b = "proposer c6cd", "proposer 9200"
+    evs = [_ev(-1, f"node{i}", "start") for i in range(3)]
+    evs += [_ev(0, a, "start", key="k", value="Value_A"),
+            _ev(0.1, b, "start", key="k", value="Value_B"),
+            _msg(0.2, b, "send", "PREPARE", "b:1", "node0", ballot="2.9200"),
+            _msg(0.21, "node0", "recv", "PREPARE", "b:1", b, ballot="2.9200"),
+            _msg(0.22, "node0", "send", "PROMISE", "n0:1", b, ballot="2.9200",
+                 accepted="1.c6cd", value="Value_A"),
+            _msg(0.23, b, "recv", "PROMISE", "n0:1", "node0", ballot="2.9200",
+                 accepted="1.c6cd", value="Value_A")]
+    log = _write(tmp_path / "p24.log", evs)
+    text = render_text(select(read_log(str(log))))
+    [row] = [r for r in text.splitlines() if "PROMISE" in r]
+    assert "PROMISE 2.9200 accepted 1.c6cd=Value_A" in row
 
 
 # ---------------------------------------------------------------- the charts

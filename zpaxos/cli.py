@@ -139,6 +139,9 @@ seconds = click.FloatRange(min=0, max=1e9)
               help="Staging: send each Prepare to NODE S seconds late (repeatable).")
 @click.option("--accept-delay", multiple=True, callback=_node_delays, metavar="NODE:S",
               help="Staging: send each Accept to NODE S seconds late (repeatable).")
+@click.option("--first-round", type=click.IntRange(min=1, max=1 << 31), default=None,
+              metavar="N", help="Staging: start at round N, so this proposer's ballots "
+              "are above (or below) another's whatever the random proposer ids.")
 @click.option("--max-rounds", type=click.IntRange(min=1), default=None, metavar="N",
               help="Give up after N ballots (default from the config).")
 @click.option("--timeout", type=click.FloatRange(min=0.001, max=1e9), default=None,
@@ -151,7 +154,8 @@ seconds = click.FloatRange(min=0, max=1e9)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("-q", "--quiet", is_flag=True, help="Log to the log file only, not to stderr.")
 def propose(value: str, key: str | None, delay: float, pause_between_phases: float | None,
-            prepare_delay: dict, accept_delay: dict, max_rounds: int | None,
+            prepare_delay: dict, accept_delay: dict, first_round: int | None,
+            max_rounds: int | None,
             timeout: float | None, round_timeout: float | None, backoff: float | None,
             config: str | None, as_json: bool, quiet: bool) -> None:
     """Propose VALUE and print the value chosen (this one, or an earlier one adopted)."""
@@ -174,7 +178,8 @@ def propose(value: str, key: str | None, delay: float, pause_between_phases: flo
     opts = options_from(cluster.proposer, timeout_s=timeout, max_rounds=max_rounds,
                         round_timeout_s=round_timeout, backoff_s=backoff,
                         pause_between_phases_s=pause_between_phases,
-                        prepare_delay_s=prepare_delay, accept_delay_s=accept_delay)
+                        prepare_delay_s=prepare_delay, accept_delay_s=accept_delay,
+                        first_round=first_round)
     import os
 
     client_id = os.urandom(16)
