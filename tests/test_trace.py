@@ -377,6 +377,28 @@ def test_fixed_svg():
     assert len(markers) == len(DRAWN_TYPES)
 
 
+def test_svg_marks_say_what_happened():
+    """A message that never arrived ends in a circle (black: lost; hollow: no fault), never
+    in the cross that marks a crashed node; every label sits on a white box, so no arrow
+    strikes it through; the legend names every symbol a chart uses."""
+    root = svg_root(render_svg(select(read_log(str(FIXED_LOG))), "trace_fixed.jsonl"))
+    for arrow in by_class(root, "lost"):
+        assert arrow.find(f"{SVG_NS}circle") is not None
+        assert arrow.find(f"{SVG_NS}path") is None
+    [crash] = by_class(root, "crash")
+    assert crash.find(f"{SVG_NS}path") is not None and crash.find(f"{SVG_NS}circle") is None
+    labels = by_class(root, "arrow-label")
+    assert labels and all(lab.find(f"{SVG_NS}rect") is not None for lab in labels)
+    retry_texts = [t for t in root.iter(f"{SVG_NS}text") if (t.text or "").startswith("retry:")]
+    assert [t.text for t in retry_texts] == ["retry: rejected by node0, promised 1.b7c1"]
+    legend = {el.get("data-name") for el in by_class(root, "legend-item")}
+    for name in ("NACK", "SYNC_REPLY", "lost (a fault)", "retry", "pause", "backoff",
+                 "node crashed", "restart", "node learned", "value chosen"):
+        assert name in legend, name
+    texts = " ".join(t.text or "" for t in root.iter(f"{SVG_NS}text"))
+    assert "not delivered: node2 down" in texts and "— lost" not in texts
+
+
 def test_fixed_text_matches_expected(utc):
     """The text chart of the fixed log, character for character."""
     text = render_text(select(read_log(str(FIXED_LOG))))

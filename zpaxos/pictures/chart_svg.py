@@ -29,7 +29,6 @@ from zpaxos.pictures.chartmodel import (
     is_proposer,
     label,
 )
-from zpaxos.pictures.logmodel import NOT_SENT
 
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
 BREAK_S = 0.25  # a longer gap between rows is cut out and labelled
@@ -317,8 +316,7 @@ class _SvgChart:
             # Short of the receiver, so it still points at whom it was meant for; a black
             # dot for a message lost to a fault (the UML "lost message"), a hollow grey one
             # for a message nobody was there to read or that never left.
-            reach = 0.35 if m.fate == NOT_SENT else 0.75
-            x1 = s + (r - s) * reach
+            x1 = r - (r - s) * min(0.35, 60 / max(abs(r - s), 1))
             y1 = y0 + ROW * 0.8
             text += " — " + fate_text(m)
             tip_text += f"\n{fate_text(m)}" + (f" ({m.why})" if m.why else "")
@@ -354,7 +352,7 @@ class _SvgChart:
         if m is self.decision:
             return (f'<g class="decision" data-value={_a(m.value)} {attrs}>'
                     + _star(x, y, 11, "#f5b800", "#9a7400") + "</g>",
-                    _label(x + 16, y + 5, m.text, 14, "#4d3b00", weight="bold"))
+                    _text(x + 16, y + 5, m.text, 14, "#4d3b00", weight="bold"))
         shape = {
             "start": f'<circle cx="{_num(x)}" cy="{_num(y)}" r="4.5" fill="#666"/>',
             "stop": f'<line x1="{_num(x - 8)}" y1="{_num(y)}" x2="{_num(x + 8)}" '

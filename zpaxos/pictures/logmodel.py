@@ -411,8 +411,8 @@ def _marks_of(model: LogModel, e: Event, prev: Event | None,
             text = f"learns {value} was chosen{by}"
         else:
             at = f.get("chosen_ballot") or ballot
-            how = " (adopted)" if f.get("how") == "adopted" else ""
-            text = f"chosen: {value} (ballot {at}){how}"
+            how = ", adopted" if f.get("how") == "adopted" else ""
+            text = f"chosen: {value} (ballot {at}{how})"
     elif e.name == "gave_up":
         text = "gave up: " + gave_up_cause(f)
     elif e.name == "learned":
