@@ -25,9 +25,11 @@ from zpaxos.pictures.chartmodel import (
     columns,
     elapsed,
     fate_text,
+    fit_label,
     gap,
     is_proposer,
     label,
+    label_parts,
 )
 
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
@@ -36,6 +38,7 @@ PAD, AXIS_W = 24, 78  # page margin; the elapsed-time column
 ROW = 22  # one row per send, receive or mark
 PROPOSER_GAP, MIDDLE_GAP, NODE_GAP = 190, 310, 210  # pixels between lifelines
 HEAD_W, HEAD_H = 150, 40  # a lifeline's name box
+LABEL_CHARS = 64  # a longer label loses its connecting words, then the end of its value
 CHAR_W = 6.6  # rough width of a character at 11.5 px: legend layout, label backgrounds
 
 # Message type -> (line colour, text colour, dash pattern); NACKs are red and dashed.
@@ -307,8 +310,8 @@ class _SvgChart:
         tip = -1 if right else 1
         cls = f"arrow msg-{m.type.lower()}" + (f" lost fate-{m.fate.replace(' ', '-')}"
                                                if m.lost else "")
-        text = label(m)
-        tip_text = (f"{text}\nfrom {m.sender} to {m.receiver}, msg {m.msg_id}\n"
+        text = fit_label(label_parts(m), LABEL_CHARS)
+        tip_text = (f"{label(m)}\nfrom {m.sender} to {m.receiver}, msg {m.msg_id}\n"
                     f"sent {clock(m.sent)}")
         head = f' marker-end="url(#head-{m.type.lower()})"' if m.type in STYLE else ""
         end = ""

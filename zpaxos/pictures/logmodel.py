@@ -1,13 +1,12 @@
 """The log model: a cluster's JSON log read into events, messages and lifeline marks.
 
-Every process of a run appends JSON lines to one log (see runtime/log.py). This module
-reads them once into a :class:`LogModel` -- the events, with a small query API for the
+Every process of a run appends JSON lines to one log (see runtime/log.py). ``read_log``
+reads them once into a :class:`LogModel`: the events, with a small query API for the
 scenarios and tests (``model.events(key=..., process=..., name=...)``); every message (a
-``send`` paired with its ``recv`` by the sender's ``msg_id``), with what became of it when
-it was never received; and the marks on each lifeline (rounds, pauses, retries, crashes,
-decisions). chartmodel.py picks what one chart shows; chart_svg.py and chart_text.py
-draw it. Nothing here knows about pictures, and nothing here parses a sentence: every
-mark is built from an event's typed fields.
+``send`` paired with its ``recv`` by the sender's ``msg_id``), and for one never received,
+what became of it as far as the log tells (``Message.fate``); when each process was down;
+and the marks on each lifeline (marks.py). chartmodel.py picks what one chart shows;
+chart_svg.py and chart_text.py draw it. Nothing here knows about pictures.
 """
 
 from __future__ import annotations
@@ -19,100 +18,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# The message types a chart draws. Until the message registry lands
-# (zpaxos/protocol/registry.py), this tuple and chartmodel.MESSAGES are the one place
-# that lists them; the registry should replace both.
-PAXOS_TYPES = ("PREPARE", "PROMISE", "ACCEPT", "ACCEPTED", "NACK", "DECIDE")
-SYNC_TYPES = ("SYNC", "SYNC_REPLY")  # a (re)started node catching up (logged at DEBUG)
-DRAWN_TYPES = PAXOS_TYPES + SYNC_TYPES
+from zpaxos.pictures.marks import event_marks
+from zpaxos.pictures.records import (
+    DELIVERED,
+    DRAWN_TYPES,
+    LOST,
+    MAX_TS,
+    NOT_DRAWN,
+    NOT_SENT,
+    PAXOS_TYPES,
+    RECEIVER_DOWN,
+    SYNC_TYPES,
+    UNDELIVERABLE,
+    UNREAD,
+    Event,
+    Mark,
+    Message,
+    TraceError,
+    gap,
+    is_node,
+    is_proposer,
+    node_name,
+    node_order,
+)
+
+__all__ = ["DELIVERED", "DRAWN_TYPES", "LOST", "MAX_TS", "NOT_DRAWN", "NOT_SENT", "PAXOS_TYPES",
+           "RECEIVER_DOWN", "SYNC_TYPES", "UNDELIVERABLE", "UNREAD", "Event", "LogModel", "Mark",
+           "Message", "TraceError", "gap", "is_node", "is_proposer", "node_name", "node_order",
+           "read_log"]
+
 PROPOSER_GONE_S = 60.0  # a proposer silent this long (killed, say) is no longer busy
-MAX_TS = 1e10  # year 2286: a larger "ts" is garbage, and localtime() would fail on it
 IN_FLIGHT_S = 0.05  # a reply sent this soon before its proposer finished was still on its way
 SKEW_S = 0.5  # how far a receive may seem to precede its send (clocks, log buffering)
-SYNC_WINDOW_S = 1.0  # a node's "learned" this soon after a SYNC_REPLY came from it
-
-NOT_DRAWN = ("persisted", "value_file", "value_file_failed", "ignored")  # bookkeeping
 _TEXT_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3}\s+\S")
-_NODE = re.compile(r"^node(\d+)$")
-
-# What became of a message that was never received (Message.fate).
-DELIVERED = ""
-LOST = "lost"  # no explanation in the log: the network, or a process we cannot see
-UNDELIVERABLE = "undeliverable"  # its sender's socket refused it (``undeliverable`` event)
-RECEIVER_DOWN = "receiver down"  # sent to a node that was not running
-NOT_SENT = "not sent"  # its proposer finished and exited before the message left
-UNREAD = "unread"  # a reply to a proposer that had already finished
-
-
-class TraceError(Exception):
-    """A user-facing problem with the log or the options: one line, no traceback."""
-
-
-@dataclass(frozen=True)
-class Event:
-    """One valid log line; ``line`` (1-based) breaks ties between equal timestamps."""
-
-    ts: float
-    process: str
-    name: str
-    fields: dict[str, Any]
-    line: int
-
-    @property
-    def key(self) -> str | None:
-        k = self.fields.get("key")
-        return k if isinstance(k, str) else None
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return self.fields.get(name, default)
-
-    def __getitem__(self, name: str) -> Any:
-        return self.fields[name]
-
-
-@dataclass
-class Message:
-    """A message: its send, and its receive unless it was never received (see ``fate``)."""
-
-    type: str
-    sender: str
-    receiver: str
-    msg_id: str
-    key: str | None
-    sent: float
-    fields: dict[str, Any]
-    line: int
-    received: float | None = None
-    recv_line: int = 0
-    fate: str = DELIVERED  # LOST, UNDELIVERABLE, RECEIVER_DOWN, NOT_SENT or UNREAD
-    why: str = ""  # the socket's own words for an undeliverable message
-
-    @property
-    def lost(self) -> bool:
-        """Never received, for whatever reason (``fate`` says which)."""
-        return self.received is None
-
-    @property
-    def fault(self) -> bool:
-        """Never received and nothing explains it but a fault: only these count as lost.
-        An answer nobody waited for, or a message its proposer never got to send, is not."""
-        return self.lost and self.fate in (LOST, UNDELIVERABLE)
-
-
-@dataclass
-class Mark:
-    """Something that happened on one lifeline: ``kind`` picks the symbol."""
-
-    kind: str  # start stop crash restart round adopted pause backoff retry chosen
-    #            learns (a proposer told by a DECIDE) gave_up learned conflict malformed
-    process: str
-    ts: float
-    text: str
-    line: float
-    key: str | None = None
-    until: float | None = None  # end of a pause or backoff box
-    value: str | None = None
-    via: list[Message] = field(default_factory=list)  # learned: the sync exchange it came by
 
 
 @dataclass
@@ -159,26 +97,6 @@ class LogModel:
     def is_down(self, process: str, ts: float) -> bool:
         spans = self.down.get(process, []) + self.crashes.get(process, [])
         return any(a <= ts < b for a, b in spans)
-
-
-def is_proposer(process: str) -> bool:
-    return process.startswith("proposer")
-
-
-def node_name(v: Any) -> str:
-    """Events name nodes ``node1``; older logs gave an acceptor's number (1)."""
-    if isinstance(v, int) and not isinstance(v, bool):
-        return f"node{v}"
-    return str(v)
-
-
-def node_order(process: str) -> tuple[int, int, str]:
-    m = _NODE.match(process)
-    return (0, int(m.group(1)), "") if m else (1, 0, process)
-
-
-def is_node(process: str) -> bool:
-    return _NODE.match(process) is not None
 
 
 # ---------------------------------------------------------------- reading
@@ -240,7 +158,8 @@ def read_log(path: str | Path) -> LogModel:
     _pair_messages(model)
     _lifecycle(model)
     _fates(model)
-    _marks(model)
+    model.marks.extend(event_marks(model.all_events, model.messages))
+    model.marks.sort(key=lambda m: (m.ts, m.line))
     return model
 
 
@@ -357,125 +276,3 @@ def _fates(model: LogModel) -> None:
 
 def _crashed_after(model: LogModel, process: str, ts: float) -> bool:
     return any(b >= ts for _, b in model.crashes.get(process, ()))
-
-
-def _marks(model: LogModel) -> None:
-    """Marks for the proposers' and the nodes' own events (core.py says when each happens)."""
-    last: dict[str, Event] = {}
-    syncs: dict[str, list[Message]] = defaultdict(list)  # receiver -> SYNC_REPLYs received
-    for m in model.messages:
-        if m.type == "SYNC_REPLY" and m.received is not None:
-            syncs[m.receiver].append(m)
-    for e in model.all_events:
-        model.marks.extend(_marks_of(model, e, last.get(e.process), syncs))
-        if e.name not in NOT_DRAWN and not _plumbing(e):
-            last[e.process] = e
-    model.marks.sort(key=lambda m: (m.ts, m.line))
-
-
-def _plumbing(e: Event) -> bool:
-    """A send or receive of a message no chart draws (status requests, say)."""
-    return e.name in ("send", "recv", "undeliverable") and e.fields.get("type") not in DRAWN_TYPES
-
-
-def _marks_of(model: LogModel, e: Event, prev: Event | None,
-              syncs: dict[str, list[Message]]) -> list[Mark]:
-    f, k = e.fields, e.key
-    ballot = f.get("ballot", "?")
-    kind, text, extra = e.name, "", {}
-    if e.name == "round":
-        text = f"round {f.get('round', '?')} · ballot {ballot}"
-    elif e.name == "adopted":
-        text = f"adopts {f.get('value')} (accepted at {f.get('from_ballot')})"
-        extra = {"value": str(f.get("value"))}
-    elif e.name == "pause":
-        secs = _num(f.get("seconds"))
-        text, extra = f"pause {secs:g} s", {"until": e.ts + secs}
-    elif e.name == "retry":
-        text = "retry: " + retry_cause(f)
-        backoff = _num(f.get("backoff_s"))
-        if backoff > 0:
-            return [Mark("retry", e.process, e.ts, text, e.line, key=k),
-                    Mark("backoff", e.process, e.ts, f"backoff {gap(backoff)}", e.line + 0.2,
-                         key=k, until=e.ts + backoff)]
-    elif e.name == "chosen":
-        value = str(f.get("value"))
-        extra = {"value": value}
-        told = f.get("told_by")
-        if told is None and prev is not None and _told_by_decide(e, prev):
-            told = prev.fields.get("peer")
-        if told is not None or f.get("how") == "already":
-            # The ballot logged is this proposer's own, not the one the value was chosen at.
-            kind = "learns"
-            by = f" (told by {node_name(told)})" if told is not None else ""
-            text = f"learns {value} was chosen{by}"
-        else:
-            at = f.get("chosen_ballot") or ballot
-            how = ", adopted" if f.get("how") == "adopted" else ""
-            text = f"chosen: {value} (ballot {at}{how})"
-    elif e.name == "gave_up":
-        text = "gave up: " + gave_up_cause(f)
-    elif e.name == "learned":
-        if _told_by_decide(e, prev):
-            return []  # the DECIDE arrow already says so
-        value = str(f.get("value"))
-        text, extra = f"learned {value}", {"value": value}
-        peer = f.get("peer")
-        via = [m for m in syncs.get(e.process, ()) if m.sender == peer
-               and m.received is not None and 0 <= e.ts - m.received <= SYNC_WINDOW_S]
-        if via:
-            reply = via[-1]
-            request = [m for m in model.messages if m.type == "SYNC" and m.sender == e.process
-                       and m.receiver == peer and m.sent <= reply.sent]
-            extra["via"] = request[-1:] + [reply]
-        if isinstance(peer, str) and is_node(peer):
-            text += f" from {peer}"
-    elif e.name == "conflict":
-        text = f"CONFLICT: chosen {f.get('chosen')}, told {f.get('value')}"
-    elif e.name == "malformed":
-        text = f"dropped a malformed frame from {f.get('peer', '?')}"
-    else:
-        return []
-    return [Mark(kind, e.process, e.ts, text, e.line, key=k, **extra)]
-
-
-def retry_cause(f: dict[str, Any]) -> str:
-    """``rejected by node1, promised 3.ab12`` or ``no reply from node2 (accept phase)``,
-    from the retry event's fields (older logs: an acceptor number, no ``cause``)."""
-    cause = f.get("cause") or ("rejected" if "promised" in f else "timeout")
-    phase = f.get("phase")
-    in_phase = f" ({phase} phase)" if isinstance(phase, str) else ""
-    if cause == "rejected":
-        who = node_name(f["acceptor"]) if "acceptor" in f else "an acceptor"
-        promised = f", promised {f['promised']}" if "promised" in f else ""
-        return f"rejected by {who}{promised}"
-    silent = f.get("no_reply_from")
-    if isinstance(silent, list) and silent:
-        return f"no reply from {', '.join(node_name(n) for n in silent)}{in_phase}"
-    return f"timeout{in_phase}"
-
-
-def gave_up_cause(f: dict[str, Any]) -> str:
-    """The event's own sentence (``reason`` is there for display), else one from ``cause``."""
-    cause, rounds, reason = f.get("cause"), f.get("rounds"), f.get("reason")
-    if reason:
-        return str(reason)
-    if cause == "max_rounds":
-        return f"no value chosen in {rounds} rounds"
-    if cause == "deadline":
-        return f"deadline passed after {rounds} rounds"
-    return f"after {rounds} rounds"
-
-
-def _told_by_decide(e: Event, prev: Event | None) -> bool:
-    return (prev is not None and prev.name == "recv" and prev.key == e.key
-            and prev.fields.get("type") == "DECIDE")
-
-
-def _num(v: Any) -> float:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0.0
-
-
-def gap(s: float) -> str:
-    """A span of time, for labels: '600 ms', '2.70 s', '75 s'."""
-    return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.2f} s" if s < 100 else f"{s:.0f} s"
