@@ -596,18 +596,21 @@ def test_draw_scenario(tmp_path):
 
 @pytest.mark.e2e
 def test_chart_of_a_real_run(tmp_path, capsys):
-    """Three real nodes, two proposers at once: the chart has every process and message."""
+    """Three real nodes, two proposers at once: the chart has every process and message,
+    and no message is called lost (on loopback none is: a DECIDE still queued when its
+    proposer exited is "not sent", a late reply "not read")."""
     from tests.harness import Cluster
 
     cluster = Cluster(tmp_path)
     try:
         cluster.start_all()
         a = cluster.propose_bg("Value_A")
-        b = cluster.propose_bg("Value_B")
+        b = cluster.propose_bg("Value_B", "--first-round", "7")  # staged: B's ballots above
         ra, rb = Cluster.finish(a), Cluster.finish(b)
         assert ra.code == 0 and rb.code == 0, (ra.err, rb.err)
         chosen = ra.json["chosen"]
         assert rb.json["chosen"] == chosen
+        assert rb.json["ballot"].startswith(("7.", "8.", "9.")), rb.json["ballot"]
     finally:
         cluster.stop_all()
     log = tmp_path / "paxos.log"
@@ -618,3 +621,8 @@ def test_chart_of_a_real_run(tmp_path, capsys):
     assert code == 0 and err == ""
     assert message_rows(out) == sum(message_sends(evs).values())
     assert f"chosen: {chosen}" in out
+    [chart] = select(read_log(str(log)))
+    assert chart.faults == 0, [(m.type, m.sender, m.receiver, m.fate) for m in chart.messages
+                               if m.fault]
+    rounds = [m.text for m in chart.marks if m.kind == "round"]
+    assert any(" · ballot 7." in t for t in rounds), rounds

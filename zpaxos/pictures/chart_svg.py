@@ -42,6 +42,8 @@ LABEL_CHARS = 64  # a longer label loses its connecting words, then the end of i
 CHAR_W = 6.6  # rough width of a character at 11.5 px: legend layout, label backgrounds
 
 # Message type -> (line colour, text colour, dash pattern); NACKs are red and dashed.
+# With chartmodel.MESSAGES (the labels), the place the message registry
+# (zpaxos/protocol/registry.py: each type's chart label and style) should plug in.
 STYLE = {
     "PREPARE": ("#1f5fbf", "#174a94", ""),
     "PROMISE": ("#5a9ee0", "#2363a8", ""),

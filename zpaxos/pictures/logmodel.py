@@ -48,7 +48,9 @@ __all__ = ["DELIVERED", "DRAWN_TYPES", "LOST", "MAX_TS", "NOT_DRAWN", "NOT_SENT"
            "read_log"]
 
 PROPOSER_GONE_S = 60.0  # a proposer silent this long (killed, say) is no longer busy
-IN_FLIGHT_S = 0.05  # a reply sent this soon before its proposer finished was still on its way
+# A reply sent this soon before its proposer finished may still have been on its way, or
+# waiting in the proposer's socket behind the replies that made its quorum (under load).
+IN_FLIGHT_S = 0.5
 SKEW_S = 0.5  # how far a receive may seem to precede its send (clocks, log buffering)
 _TEXT_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3}\s+\S")
 
