@@ -1,8 +1,9 @@
 """``zpaxos trace``: the log model, the SVG and text charts, the CLI, and a real run's chart.
 
-The text chart of tests/data/trace_fixed.jsonl (a hand-made run: two proposers, three
-nodes, a pause, a NACK, a retry with backoff, lost messages, node2 killed and restarted,
-the decision) is compared with tests/data/trace_fixed.txt. After a deliberate change to
+The text chart of tests/data/trace_fixed.jsonl (a hand-made run in the typed event
+fields: two proposers, three nodes, a pause, a NACK, a retry with backoff, messages to
+node2 while it was down, node2 killed, restarted and synced with node0 (DEBUG lines),
+replies nobody read, the decision) is compared with tests/data/trace_fixed.txt. After a deliberate change to
 the chart, rewrite it with::
 
     ZPAXOS_REWRITE_EXPECTED=1 .venv/bin/pytest tests/test_trace.py
@@ -60,13 +61,15 @@ def utc():
         time.tzset()
 
 
-def events(path: Path) -> list[dict]:
+def raw_lines(path: Path) -> list[dict]:
+    """The log's lines as written, to build other logs from (shifted, re-keyed)."""
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def message_sends(evs: list[dict]) -> Counter:
+def message_sends(path: Path) -> Counter:
     """What the chart must draw: one arrow per Paxos send, by message type."""
-    return Counter(e["type"] for e in evs if e["event"] == "send" and e["type"] in PAXOS_TYPES)
+    sends = read_log(path).events(name="send")
+    return Counter(e["type"] for e in sends if e["type"] in PAXOS_TYPES)
 
 
 def classes(el: ET.Element) -> list[str]:
@@ -83,13 +86,13 @@ def svg_root(text: str) -> ET.Element:
     return root
 
 
-def check_svg(root: ET.Element, evs: list[dict], chosen: str) -> None:
+def check_svg(root: ET.Element, log: Path, chosen: str) -> None:
     """The properties every SVG chart of a one-key, one-run log must have."""
-    processes = {e["process"] for e in evs}
+    processes = {e.process for e in read_log(log).all_events}
     lifelines = [el.get("data-process") for el in by_class(root, "lifeline")]
     assert sorted(lifelines) == sorted(processes)  # exactly one per process
     arrows = [a for a in by_class(root, "arrow") if a.get("data-type") in PAXOS_TYPES]
-    sends = message_sends(evs)
+    sends = message_sends(log)
     assert Counter(a.get("data-type") for a in arrows) == sends
     for a in arrows:
         assert f"msg-{a.get('data-type').lower()}" in classes(a)
@@ -116,7 +119,7 @@ def test_fixed_log_model():
     assert chart.processes == ["proposer 3f2a", "proposer b7c1", "node0", "node1", "node2"]
     assert chart.proposed == {"proposer 3f2a": "Value_A", "proposer b7c1": "Value_B"}
     paxos = [m for m in chart.messages if m.type in PAXOS_TYPES]
-    assert len(paxos) == sum(message_sends(events(FIXED_LOG)).values()) == 33
+    assert len(paxos) == sum(message_sends(FIXED_LOG).values()) == 33
     # node2 learned the decision by syncing with node0 after its restart: that exchange is
     # drawn (node1's reply, which came later and taught it nothing, is not).
     sync = [(m.type, m.sender, m.receiver) for m in chart.messages if m.type not in PAXOS_TYPES]
@@ -195,7 +198,7 @@ def _write(path: Path, evs: list[dict], extra: str = "") -> Path:
 
 def test_latest_run_per_key_and_since(tmp_path):
     """A key proposed again a minute later is a new run; --since takes both."""
-    evs = events(FIXED_LOG)
+    evs = raw_lines(FIXED_LOG)
     log = _write(tmp_path / "runs.log", evs + _shifted(evs, 60))
     trace = read_log(str(log))
     [latest] = select(trace)
@@ -207,7 +210,7 @@ def test_latest_run_per_key_and_since(tmp_path):
 
 
 def test_one_chart_per_key(tmp_path):
-    evs = events(FIXED_LOG)
+    evs = raw_lines(FIXED_LOG)
     log = _write(tmp_path / "keys.log", evs + _shifted(evs, 10, key="other"))
     trace = read_log(str(log))
     assert [c.key for c in select(trace)] == ["CISC5597", "other"]
@@ -365,7 +368,7 @@ def test_text_chart_shows_the_adopted_value(tmp_path, utc):
 
 def test_fixed_svg():
     root = svg_root(render_svg(select(read_log(str(FIXED_LOG))), "trace_fixed.jsonl"))
-    check_svg(root, events(FIXED_LOG), "Value_B")
+    check_svg(root, FIXED_LOG, "Value_B")
     lost = by_class(root, "lost")
     assert len(lost) == 6 and all("arrow" in classes(a) for a in lost)
     for nack in by_class(root, "msg-nack"):
@@ -476,7 +479,7 @@ def test_cli_counts_skipped_lines(capsys, tmp_path):
 
 
 def test_cli_key_filter_and_text_output(capsys, tmp_path):
-    evs = events(FIXED_LOG)
+    evs = raw_lines(FIXED_LOG)
     log = _write(tmp_path / "keys.log", evs + _shifted(evs, 10, key="other"))
     code, out, err = run_cli(capsys, str(log), "--key", "other")
     assert code == 0 and err == ""
@@ -491,7 +494,7 @@ def test_cli_writes_svg(capsys, tmp_path):
     code, out, err = run_cli(capsys, str(FIXED_LOG), "--out", str(out_file))
     assert code == 0 and err == ""
     assert out.strip() == f"wrote svg chart of CISC5597 to {out_file}"
-    check_svg(svg_root(out_file.read_text()), events(FIXED_LOG), "Value_B")
+    check_svg(svg_root(out_file.read_text()), FIXED_LOG, "Value_B")
     txt = tmp_path / "chart.txt"
     code, out, _ = run_cli(capsys, str(FIXED_LOG), "--out", str(txt))
     assert code == 0 and "wrote text chart" in out and "legend:" in txt.read_text()
@@ -581,7 +584,7 @@ def test_cli_format_and_extension(capsys, tmp_path):
 def test_draw_scenario(tmp_path):
     path = draw_scenario(FIXED_LOG, "9-fixed", tmp_path, since=T0)
     assert path == str(tmp_path / "9-fixed.svg")
-    check_svg(svg_root(Path(path).read_text()), events(FIXED_LOG), "Value_B")
+    check_svg(svg_root(Path(path).read_text()), FIXED_LOG, "Value_B")
     # A scenario that logged nothing drawable still gets a file saying so.
     empty = draw_scenario(FIXED_LOG, "later", tmp_path, since=T0 + 3600)
     assert "nothing to draw" in Path(empty).read_text()
@@ -614,12 +617,11 @@ def test_chart_of_a_real_run(tmp_path, capsys):
     finally:
         cluster.stop_all()
     log = tmp_path / "paxos.log"
-    evs = events(log)
     path = draw_scenario(log, "e2e", tmp_path, since=0.0)
-    check_svg(svg_root(Path(path).read_text()), evs, chosen)
+    check_svg(svg_root(Path(path).read_text()), log, chosen)
     code, out, err = run_cli(capsys, str(log), "--format", "text")
     assert code == 0 and err == ""
-    assert message_rows(out) == sum(message_sends(evs).values())
+    assert message_rows(out) == sum(message_sends(log).values())
     assert f"chosen: {chosen}" in out
     [chart] = select(read_log(str(log)))
     assert chart.faults == 0, [(m.type, m.sender, m.receiver, m.fate) for m in chart.messages
