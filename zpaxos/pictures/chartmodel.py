@@ -88,6 +88,11 @@ def _decide(f: dict[str, Any]) -> list[Part]:
     return parts
 
 
+def _sync_reply(f: dict[str, Any]) -> list[Part]:
+    n = f.get("entries", "?")
+    return [Part("SYNC_REPLY"), Part(f"({n} chosen value{'' if n == 1 else 's'})", True, f"({n})")]
+
+
 # Message type -> its label's parts. The message registry (zpaxos/protocol/registry.py,
 # with each type's chart label and style) should plug in here and in chart_svg.STYLE.
 MESSAGES: dict[str, Callable[[dict[str, Any]], list[Part]]] = {
@@ -98,9 +103,8 @@ MESSAGES: dict[str, Callable[[dict[str, Any]], list[Part]]] = {
     "NACK": lambda f: [Part("NACK"), Part(_b(f.get("ballot"))),
                        Part("promised", True, "prom."), Part(_b(f.get("promised")))],
     "DECIDE": _decide,
-    "SYNC": lambda f: [Part("SYNC"), Part("what was chosen?", True, "")],
-    "SYNC_REPLY": lambda f: [Part("SYNC_REPLY"),
-                             Part(f"{f.get('entries', '?')} chosen", True, "")],
+    "SYNC": lambda f: [Part("SYNC"), Part("(what was chosen?)", True, "")],
+    "SYNC_REPLY": _sync_reply,
 }
 
 
