@@ -3,8 +3,8 @@
 The text chart of tests/data/trace_fixed.jsonl (a hand-made run in the typed event
 fields: two proposers, three nodes, a pause, a NACK, a retry with backoff, messages to
 node2 while it was down, node2 killed, restarted and synced with node0 (DEBUG lines),
-replies nobody read, the decision) is compared with tests/data/trace_fixed.txt. After a deliberate change to
-the chart, rewrite it with::
+replies nobody read, the decision) is compared with tests/data/trace_fixed.txt. After a
+deliberate change to the chart, rewrite it with::
 
     ZPAXOS_REWRITE_EXPECTED=1 .venv/bin/pytest tests/test_trace.py
 """
@@ -400,6 +400,39 @@ def test_svg_marks_say_what_happened():
         assert name in legend, name
     texts = " ".join(t.text or "" for t in root.iter(f"{SVG_NS}text"))
     assert "not delivered: node2 down" in texts and "— lost" not in texts
+
+
+def label_boxes(root: ET.Element) -> list[tuple[float, float, float, float]]:
+    """Every label's white box, in page coordinates (charts are translated down)."""
+    out = []
+
+    def walk(el: ET.Element, dy: float) -> None:
+        t = el.get("transform", "")
+        if t.startswith("translate(0,"):
+            dy += float(t[len("translate(0,"):-1])
+        for ch in el:
+            if ch.tag == f"{SVG_NS}rect" and "label-bg" in classes(ch):
+                x, y, w, h = (float(ch.get(k)) for k in ("x", "y", "width", "height"))
+                out.append((x, y + dy, w, h))
+            walk(ch, dy)
+
+    walk(root, 0.0)
+    return out
+
+
+def test_svg_labels_do_not_overlap(tmp_path):
+    """No label sits on another (the "not read" labels once did), in the fixed run and in
+    a run of two charts."""
+    evs = raw_lines(FIXED_LOG)
+    log = _write(tmp_path / "keys.log", evs + _shifted(evs, 10, key="other"))
+    for path in (FIXED_LOG, log):
+        boxes = label_boxes(svg_root(render_svg(select(read_log(str(path))), "x")))
+        assert len(boxes) > 40
+        for i, (x1, y1, w1, h1) in enumerate(boxes):
+            for x2, y2, w2, h2 in boxes[i + 1:]:
+                overlap_x = min(x1 + w1, x2 + w2) - max(x1, x2)
+                overlap_y = min(y1 + h1, y2 + h2) - max(y1, y2)
+                assert overlap_x <= 0 or overlap_y <= 1, ((x1, y1, w1, h1), (x2, y2, w2, h2))
 
 
 def test_fixed_text_matches_expected(utc):

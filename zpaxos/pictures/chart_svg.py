@@ -79,8 +79,10 @@ def _label(x: float, y: float, s: str, size: float = 11.5, fill: str = "#222",
     """Text on a white box, so a line drawn under it never strikes it through."""
     w = len(s) * CHAR_W * size / 11.5 * (1.08 if weight == "bold" else 1.0) + 6
     x0 = x - 3 if anchor == "start" else x - w + 3 if anchor == "end" else x - w / 2
-    box = (f'<rect class="label-bg" x="{_num(x0)}" y="{_num(y - size)}" width="{_num(w)}" '
-           f'height="{_num(size + 4)}" rx="3" fill="#ffffff" fill-opacity="0.92"/>')
+    # From just above the capitals to just below the descenders of a sans-serif font.
+    top, bottom = y - 0.78 * size - 1, y + 0.22 * size + 1
+    box = (f'<rect class="label-bg" x="{_num(x0)}" y="{_num(top)}" width="{_num(w)}" '
+           f'height="{_num(bottom - top)}" rx="3" fill="#ffffff" fill-opacity="0.92"/>')
     return box + _text(x, y, s, size, fill, anchor, weight, style, halo=False)
 
 
