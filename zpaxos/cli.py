@@ -170,6 +170,9 @@ seconds = click.FloatRange(min=0, max=1e9)
               help="Staging: send each Prepare to NODE S seconds late (repeatable).")
 @click.option("--accept-delay", multiple=True, callback=_node_delays, metavar="NODE:S",
               help="Staging: send each Accept to NODE S seconds late (repeatable).")
+@click.option("--first-round", type=click.IntRange(min=1, max=1 << 31), default=None,
+              metavar="N", help="Staging: start at round N, so this proposer's ballots "
+              "are above (or below) another's whatever the random proposer ids.")
 @click.option("--max-rounds", type=click.IntRange(min=1), default=None, metavar="N",
               help="Give up after N ballots (default from the config).")
 @click.option("--timeout", type=click.FloatRange(min=0.001, max=1e9), default=None,
@@ -185,7 +188,8 @@ seconds = click.FloatRange(min=0, max=1e9)
 @click.option("-q", "--quiet", is_flag=True,
               help="Print only the result: nothing on stderr (the log file gets everything).")
 def propose(value: str, key: str | None, delay: float, pause_between_phases: float | None,
-            prepare_delay: dict, accept_delay: dict, max_rounds: int | None,
+            prepare_delay: dict, accept_delay: dict, first_round: int | None,
+            max_rounds: int | None,
             timeout: float | None, round_timeout: float | None, backoff: float | None,
             config: str | None, as_json: bool, verbose: bool, quiet: bool) -> None:
     """Propose VALUE; print the value chosen and how.
@@ -218,7 +222,8 @@ def propose(value: str, key: str | None, delay: float, pause_between_phases: flo
     from zpaxos.runtime.staging import StagingOptions
 
     opts = options_from(cluster.proposer, timeout_s=timeout, max_rounds=max_rounds,
-                        round_timeout_s=round_timeout, backoff_s=backoff)
+                        round_timeout_s=round_timeout, backoff_s=backoff,
+                        first_round=first_round)
     staging = StagingOptions(pause_between_phases_s=pause_between_phases or 0.0,
                              prepare_delay_s=prepare_delay, accept_delay_s=accept_delay)
     import os
@@ -340,18 +345,58 @@ def status(config: str | None, key: str | None, as_json: bool, timeout: float) -
 @click.option("--key", default=None, callback=_key_param, help="Chart only this key.")
 @click.option("--since", default=None, metavar="TIME",
               help="Only events at or after TIME (epoch seconds, ISO date-time, or HH:MM:SS).")
-@click.option("--out", default=None, metavar="FILE", help="Write the chart to FILE.")
+@click.option("--out", default=None, metavar="FILE",
+              help="Write the chart to FILE (.svg or .txt) instead of the terminal.")
 @click.option("--format", "fmt", type=click.Choice(["svg", "text"]), default=None,
-              help="svg (default when --out ends in .svg) or text (default otherwise).")
+              help="svg or text (default: from --out's extension; text to the terminal).")
 def trace(logfile: str, key: str | None, since: str | None, out: str | None,
           fmt: str | None) -> None:
     """Draw a message sequence chart of a run from its JSON log."""
-    from zpaxos.pictures.trace import TraceError, run_trace
+    from pathlib import Path
+
+    from zpaxos.pictures.chartmodel import clock, parse_since, select
+    from zpaxos.pictures.draw import output_format, render
+    from zpaxos.pictures.logmodel import TraceError, read_log
 
     try:
-        run_trace(logfile, key=key, since=since, out=out, fmt=fmt)
+        fmt = output_format(out, fmt)
+        since_ts = parse_since(since) if since is not None else None
+        model = read_log(logfile)
+        if model.skipped:
+            hint = (f"; {model.text_lines} look like text-format lines"
+                    if model.text_lines else "")
+            click.echo(f"zpaxos trace: skipped {model.skipped} line"
+                       f"{'s' if model.skipped != 1 else ''} that are not zpaxos events "
+                       f"(first: line {model.first_skipped}){hint}", err=True)
+        charts = select(model, key, since_ts)
     except TraceError as e:
         raise Failure(str(e), EXIT_USAGE) from None
+    for c in charts:
+        if c.note:
+            click.echo(f"zpaxos trace: key {c.key}: the {c.note}, from {clock(c.start)}; "
+                       f"use --since to pick another", err=True)
+    ascii_only = out is None and not _can_draw_boxes(sys.stdout)
+    doc = render(charts, fmt, logfile, ascii_only=ascii_only)
+    if out is None:
+        click.echo(doc, nl=not doc.endswith("\n"))
+        return
+    try:
+        Path(out).write_text(doc, encoding="utf-8")
+    except OSError as e:
+        raise Failure(f"cannot write {out}: {e.strerror}", EXIT_USAGE) from None
+    keys = ", ".join(c.key for c in charts[:5])
+    if len(charts) > 5:
+        keys = f"{len(charts)} keys ({keys}, ...)"
+    click.echo(f"wrote {fmt} chart{'s' if len(charts) > 1 else ''} of {keys} to {out}")
+
+
+def _can_draw_boxes(stream: Any) -> bool:
+    """Whether the terminal's encoding has the text chart's box-drawing characters."""
+    try:
+        "─▶◀│★◌".encode(getattr(stream, "encoding", None) or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
 
 
 # ---------------------------------------------------------------- log

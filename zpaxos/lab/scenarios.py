@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from zpaxos.lab.launcher import LocalCluster, NodeStartError, Result, wait_for, write_config
+from zpaxos.pictures.logmodel import LogModel, read_log
 from zpaxos.printable import printable
 from zpaxos.protocol.core import quorum_size
 from zpaxos.protocol.messages import DEFAULT_KEY
@@ -99,8 +100,9 @@ class Ctx:
         except TimeoutError as e:
             raise Failed(str(e)) from None
 
-    def events(self, key: str) -> list[dict[str, Any]]:
-        return [e for e in self.cluster.log_events() if e.get("key") == key]
+    def log(self) -> LogModel:
+        """The cluster's JSON log as the charts read it: query it with ``.events(...)``."""
+        return read_log(self.workdir / "paxos.log")
 
 
 def outcome(r: Result, value: str) -> dict[str, Any]:
@@ -167,6 +169,11 @@ def _accepts_only_at_node0(ctx: Ctx) -> list[str]:
     return args
 
 
+# Which of two proposers holds the higher ballot would otherwise depend on their random
+# ids: B starts at round 2, so its first ballot is above A's first (1.x) in every run.
+B_ABOVE_A = ("--first-round", "2")
+
+
 def s4_minority_seen(ctx: Ctx) -> str:
     key = "p24-minority-seen"
     a = ctx.propose_bg("Value_A", key, *_accepts_only_at_node0(ctx))
@@ -174,12 +181,12 @@ def s4_minority_seen(ctx: Ctx) -> str:
     # B's quorum is the first `quorum` nodes, which include node0 and its accepted value.
     late = [arg for i in range(ctx.quorum, ctx.n)
             for arg in ("--prepare-delay", f"{i}:{STAGE_S:g}")]
-    b = ctx.propose("Value_B", key, *late)
+    b = ctx.propose("Value_B", key, *B_ABOVE_A, *late)
     da = finish(ctx, a, "Value_A")
     won(b, "Value_A", False)
     won(da, "Value_A", True)
-    adopted = [e for e in ctx.events(key) if e["event"] == "adopted"
-               and e["process"] == b["proposer"]]
+    check(b["rounds"] == 1, f"B's ballot is above A's, yet B needed {b['rounds']} rounds")
+    adopted = ctx.log().events(key=key, process=b["proposer"], name="adopted")
     check(bool(adopted) and adopted[0].get("value") == "Value_A",
           "B never logged adopting Value_A")
     ctx.chosen_everywhere(key, "Value_A")
@@ -191,16 +198,17 @@ def s5_minority_missed(ctx: Ctx) -> str:
     key = "p25-minority-missed"
     a = ctx.propose_bg("Value_A", key, *_accepts_only_at_node0(ctx))
     ctx.accepted_by(0, key, "Value_A")
-    b = ctx.propose("Value_B", key, "--prepare-delay", f"0:{STAGE_S:g}")
+    b = ctx.propose("Value_B", key, *B_ABOVE_A, "--prepare-delay", f"0:{STAGE_S:g}")
     da = finish(ctx, a, "Value_A")
     won(b, "Value_B", True)
     won(da, "Value_B", False)
-    events = ctx.events(key)
-    a_ballots = {e["ballot"] for e in events if e["event"] == "send" and e["type"] == "ACCEPT"
-                 and e["process"] == da["proposer"]}
+    check(b["rounds"] == 1, f"B's ballot is above A's, yet B needed {b['rounds']} rounds")
+    log = ctx.log()
+    a_ballots = {e["ballot"] for e in log.events(key=key, process=da["proposer"], name="send",
+                                                 type="ACCEPT")}
     for i in range(1, ctx.n):
-        took = [e for e in events if e["process"] == f"node{i}" and e["event"] == "send"
-                and e["type"] == "ACCEPTED" and e.get("ballot") in a_ballots]
+        took = [e for e in log.events(key=key, process=f"node{i}", name="send",
+                                      type="ACCEPTED") if e.get("ballot") in a_ballots]
         check(not took, f"node{i} accepted A's ballot; B's Prepare should have overtaken it")
     ctx.chosen_everywhere(key, "Value_B")
     ctx.row.chosen, ctx.row.rounds = "Value_B", f"A:{da['rounds']} B:{b['rounds']}"
@@ -210,9 +218,9 @@ def s5_minority_missed(ctx: Ctx) -> str:
 def _duel(ctx: Ctx, key: str, *args: str) -> tuple[dict[str, Any], dict[str, Any]]:
     staged = ("--pause-between-phases", f"{PAUSE_S:g}", "--max-rounds", "100", *args)
     a = ctx.propose_bg("Value_A", key, *staged)
-    # B's Prepare lands in the middle of A's pause, and from then on each one's Prepare
-    # lands in the other's pause.
-    b = ctx.propose_bg("Value_B", key, "--delay", f"{PAUSE_S / 2:g}", *staged)
+    # B's Prepare (above A's ballot) lands in the middle of A's pause, and from then on
+    # each one's Prepare lands in the other's pause.
+    b = ctx.propose_bg("Value_B", key, "--delay", f"{PAUSE_S / 2:g}", *B_ABOVE_A, *staged)
     return finish(ctx, a, "Value_A"), finish(ctx, b, "Value_B")
 
 
@@ -321,8 +329,11 @@ SCENARIOS: list[tuple[str, str, Callable[[Ctx], str]]] = [
 def scenario_config(cfg: ClusterConfig, workdir: Path) -> Path:
     """The user's cluster (hosts, ports, proposer settings) with fresh data directories
     and a JSON log inside ``workdir``, so runs never disturb each other or real data."""
+    # DEBUG, so the log holds a restarted node's sync with its peers (SYNC, SYNC_REPLY),
+    # which the charts draw where it taught the node a decision.
     return write_config(workdir / "cluster.ini", [(n.host, n.port) for n in cfg.nodes],
-                        proposer=cfg.proposer, value_files=cfg.nodes[0].value_files)
+                        proposer=cfg.proposer, value_files=cfg.nodes[0].value_files,
+                        log_level="DEBUG")
 
 
 def fresh_workdir(out: Path) -> None:
@@ -442,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     draw = None
     if not args.no_charts:
-        from zpaxos.pictures.trace import draw_scenario
+        from zpaxos.pictures.draw import draw_scenario
 
         draw = draw_scenario
     try:

@@ -17,7 +17,20 @@ import math
 from bisect import bisect_right
 from xml.sax.saxutils import escape, quoteattr
 
-from zpaxos.pictures.trace import Chart, Mark, Message, clock, columns, elapsed, gap, is_proposer
+from zpaxos.pictures.chartmodel import (
+    Chart,
+    Mark,
+    Message,
+    clock,
+    columns,
+    elapsed,
+    fate_text,
+    fit_label,
+    gap,
+    is_proposer,
+    label,
+    label_parts,
+)
 
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
 BREAK_S = 0.25  # a longer gap between rows is cut out and labelled
@@ -25,9 +38,12 @@ PAD, AXIS_W = 24, 78  # page margin; the elapsed-time column
 ROW = 22  # one row per send, receive or mark
 PROPOSER_GAP, MIDDLE_GAP, NODE_GAP = 190, 310, 210  # pixels between lifelines
 HEAD_W, HEAD_H = 150, 40  # a lifeline's name box
-CHAR_W = 6.4  # rough width of a character at 11.5 px, for laying out the legend
+LABEL_CHARS = 64  # a longer label loses its connecting words, then the end of its value
+CHAR_W = 6.6  # rough width of a character at 11.5 px: legend layout, label backgrounds
 
 # Message type -> (line colour, text colour, dash pattern); NACKs are red and dashed.
+# With chartmodel.MESSAGES (the labels), the place the message registry
+# (zpaxos/protocol/registry.py: each type's chart label and style) should plug in.
 STYLE = {
     "PREPARE": ("#1f5fbf", "#174a94", ""),
     "PROMISE": ("#5a9ee0", "#2363a8", ""),
@@ -35,7 +51,10 @@ STYLE = {
     "ACCEPTED": ("#6cbf6c", "#2f7d32", ""),
     "NACK": ("#d62728", "#b71c1c", "6 4"),
     "DECIDE": ("#8e44ad", "#6c3483", ""),
+    "SYNC": ("#7f8c8d", "#555f60", "2 3"),
+    "SYNC_REPLY": ("#16a085", "#0e6655", "2 3"),
 }
+LOST_INK, MISSED_INK = "#111111", "#9a9a9a"  # the end of a lost arrow; of one never due
 HALO = 'stroke="#ffffff" stroke-width="4" stroke-linejoin="round" paint-order="stroke"'
 
 
@@ -53,6 +72,23 @@ def _text(x: float, y: float, s: str, size: float = 11.5, fill: str = "#222",
     return (f'<text x="{_num(x)}" y="{_num(y)}" font-size="{size}" fill="{fill}" '
             f'text-anchor="{anchor}" font-weight="{weight}" font-style="{style}"'
             f'{" " + HALO if halo else ""}>{escape(s)}</text>')
+
+
+def _label(x: float, y: float, s: str, size: float = 11.5, fill: str = "#222",
+           anchor: str = "start", weight: str = "normal", style: str = "normal") -> str:
+    """Text on a white box, so a line drawn under it never strikes it through."""
+    w = len(s) * CHAR_W * size / 11.5 * (1.08 if weight == "bold" else 1.0) + 6
+    x0 = x - 3 if anchor == "start" else x - w + 3 if anchor == "end" else x - w / 2
+    # From just above the capitals to just below the descenders of a sans-serif font.
+    top, bottom = y - 0.78 * size - 1, y + 0.22 * size + 1
+    box = (f'<rect class="label-bg" x="{_num(x0)}" y="{_num(top)}" width="{_num(w)}" '
+           f'height="{_num(bottom - top)}" rx="3" fill="#ffffff" fill-opacity="0.92"/>')
+    return box + _text(x, y, s, size, fill, anchor, weight, style, halo=False)
+
+
+def _dot(x: float, y: float, r: float, fill: str, stroke: str) -> str:
+    return (f'<circle cx="{_num(x)}" cy="{_num(y)}" r="{_num(r)}" fill="{fill}" '
+            f'stroke="{stroke}" stroke-width="1.8"/>')
 
 
 def _star(x: float, y: float, r: float, fill: str, stroke: str) -> str:
@@ -177,14 +213,14 @@ class _SvgChart:
     def _heading(self) -> list[str]:
         c = self.c
         nprop = sum(is_proposer(p) for p in c.processes)
-        lost = sum(m.lost and not m.unread for m in c.messages)
+        lost = c.never_received()
         span = (f"{clock(c.start, date=True)} → {clock(c.end)}  ({elapsed(c.end - c.start)})"
                 + (f"  ·  {c.note}" if c.note else ""))
         outcome = (f"chosen: {self.decision.value}" if self.decision is not None
                    else "no value chosen")
         summary = (f"{nprop} proposer{'s' if nprop != 1 else ''}  ·  "
                    f"{len(c.processes) - nprop} nodes  ·  {len(c.messages)} messages"
-                   f"{f', {lost} lost' if lost else ''}  ·  {outcome}")
+                   f"{f' ({lost})' if lost else ''}  ·  {outcome}")
         return [
             f'<line x1="{PAD}" y1="2" x2="{_num(self.width - PAD)}" y2="2" stroke="#888"/>',
             _text(PAD, 24, f"key {c.key}", 16, "#111", weight="bold", halo=False),
@@ -263,7 +299,7 @@ class _SvgChart:
         x = self.x[m.process]
         y0, y1 = self.y_mark[id(m)], self.y_end.get(id(m), self.y_mark[id(m)])
         fill, stroke = ("#c9d3e3", "#8796ab") if m.kind == "pause" else ("#f8d7a6", "#d9a45b")
-        label = _text(x + 11, y0 + 4, m.text, 11, "#6b5a3a", style="italic") \
+        label = _label(x + 11, y0 + 4, m.text, 11, "#6b5a3a", style="italic") \
             if m.kind == "backoff" else ""
         return (f'<g class="mark {m.kind}" data-process={_a(m.process)}>'
                 f'<rect x="{_num(x - 6)}" y="{_num(y0)}" width="12" '
@@ -271,29 +307,38 @@ class _SvgChart:
                 f"{label}</g>")
 
     def _arrow(self, m: Message) -> tuple[str, str]:
-        line, ink, dash = STYLE[m.type]
+        line, ink, dash = STYLE.get(m.type, ("#7f8c8d", "#555f60", ""))
         s, r = self.x[m.sender], self.x[m.receiver]
         y0 = self.y_send[id(m)]
         right = r >= s
         tip = -1 if right else 1
-        cls = f"arrow msg-{m.type.lower()}" + (" lost" if m.lost else "")
-        label = m.label
-        tip_text = (f"{m.label}\nfrom {m.sender} to {m.receiver}, msg {m.msg_id}\n"
+        cls = f"arrow msg-{m.type.lower()}" + (f" lost fate-{m.fate.replace(' ', '-')}"
+                                               if m.lost else "")
+        text = fit_label(label_parts(m), LABEL_CHARS)
+        tip_text = (f"{label(m)}\nfrom {m.sender} to {m.receiver}, msg {m.msg_id}\n"
                     f"sent {clock(m.sent)}")
+        head = f' marker-end="url(#head-{m.type.lower()})"' if m.type in STYLE else ""
+        end = ""
         if m.lost:
-            # Short of the receiver, so it still points at whom it was meant for.
-            x1, y1 = r - (r - s) * min(0.35, 60 / max(abs(r - s), 1)), y0 + ROW * 0.8
-            label += " — " + m.loss_label
-            tip_text += f"\n{m.lost_why or 'never received'}"
-            end = _cross(x1, y1, 5, "#999999" if m.unread else "#d62728")
+            # Short of the receiver, so it still points at whom it was meant for; a black
+            # dot for a message lost to a fault (the UML "lost message"), a hollow grey one
+            # for a message nobody was there to read or that never left.
+            x1 = r - (r - s) * min(0.35, 60 / max(abs(r - s), 1))
+            y1 = y0 + ROW * 0.8
+            text += " — " + fate_text(m)
+            tip_text += f"\n{fate_text(m)}" + (f" ({m.why})" if m.why else "")
+            if m.fault:
+                end = _dot(x1, y1, 4.5, LOST_INK, LOST_INK)
+                ink = "#b71c1c"
+            else:
+                end = _dot(x1, y1, 4.5, "#ffffff", MISSED_INK)
+                line, ink, dash = MISSED_INK, "#6f6f6f", "4 3"
             head = ""
         else:
             x1, y1 = r + tip, self.y_recv[id(m)]
             tip_text += f", received {clock(m.received or m.sent)}"
             if (m.received or m.sent) - m.sent >= 0.001:
                 tip_text += f" ({gap((m.received or m.sent) - m.sent)} later)"
-            end = ""
-            head = f' marker-end="url(#head-{m.type.lower()})"'
         width = "2.2" if m.type == "DECIDE" else "1.6"
         dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
         lx = s + 8 if right else s - 8
@@ -302,10 +347,10 @@ class _SvgChart:
                  f"<title>{escape(tip_text)}</title>"
                  f'<line x1="{_num(s)}" y1="{_num(y0)}" x2="{_num(x1)}" y2="{_num(y1)}" '
                  f'stroke="{line}" stroke-width="{width}"{dash_attr}{head}/>{end}</g>')
-        text = (f'<g class="arrow-label" data-msg-id={_a(m.msg_id)}>'
-                f"<title>{escape(tip_text)}</title>"
-                + _text(lx, y0 - 5, label, 11.5, ink, "start" if right else "end") + "</g>")
-        return shape, text
+        words = (f'<g class="arrow-label" data-msg-id={_a(m.msg_id)}>'
+                 f"<title>{escape(tip_text)}</title>"
+                 + _label(lx, y0 - 5, text, 11.5, ink, "start" if right else "end") + "</g>")
+        return shape, words
 
     def _mark(self, m: Mark) -> tuple[str, str]:
         x, y = self.x[m.process], self.y_mark[id(m)]
@@ -345,7 +390,7 @@ class _SvgChart:
         if m.kind == "pause":
             tx = x + 11
         return (f'<g class="mark {m.kind}" {attrs}>{shape}</g>',
-                _text(tx, ty, m.text, 11.5, ink, weight=weight, style=style))
+                _label(tx, ty, m.text, 11.5, ink, weight=weight, style=style))
 
 
 # ---------------------------------------------------------------- the document
@@ -359,15 +404,26 @@ def _legend(width: float, y: float) -> tuple[list[str], float]:
         items.append((t, f'<line x1="0" y1="0" x2="30" y2="0" stroke="{line}" stroke-width="1.8"'
                          f'{dash_attr} marker-end="url(#head-{t.lower()})"/>'))
     items += [
-        ("lost message", '<line x1="0" y1="0" x2="22" y2="0" stroke="#888" stroke-width="1.6"/>'
-                         + _cross(25, 0, 5, "#d62728")),
-        ("pause / backoff", '<rect x="9" y="-8" width="12" height="16" rx="2" fill="#c9d3e3" '
-                            'stroke="#8796ab"/>'),
+        ("lost (a fault)", '<line x1="0" y1="0" x2="24" y2="0" stroke="#888" stroke-width="1.6"/>'
+                           + _dot(27, 0, 4.5, LOST_INK, LOST_INK)),
+        ("not delivered, not sent or not read (no fault)",
+         f'<line x1="0" y1="0" x2="24" y2="0" stroke="{MISSED_INK}" stroke-width="1.6" '
+         f'stroke-dasharray="4 3"/>' + _dot(27, 0, 4.5, "#ffffff", MISSED_INK)),
         ("new round", '<path d="M15,-6 l6,6 l-6,6 l-6,-6 z" fill="#555"/>'),
-        ("crash", _cross(15, 0, 7, "#d62728", 3.5)),
+        ("retry", '<circle cx="15" cy="0" r="5" fill="#ffffff" stroke="#d35400" '
+                  'stroke-width="2.5"/>'),
+        ("pause", '<rect x="9" y="-8" width="12" height="16" rx="2" fill="#c9d3e3" '
+                  'stroke="#8796ab"/>'),
+        ("backoff", '<rect x="9" y="-8" width="12" height="16" rx="2" fill="#f8d7a6" '
+                    'stroke="#d9a45b"/>'),
+        ("adopts a value", '<path d="M15,-6 l6,6 l-6,6 l-6,-6 z" fill="#8e44ad"/>'),
+        ("node crashed", _cross(15, 0, 7, "#d62728", 3.5)),
         ("restart", '<circle cx="15" cy="0" r="6" fill="#fff" stroke="#2e8b57" '
                     'stroke-width="3"/>'),
+        ("node learned", '<circle cx="15" cy="0" r="4" fill="#2e8b57"/>'),
         ("value chosen", _star(15, 0, 10, "#f5b800", "#9a7400")),
+        ("told it was chosen", _star(15, 0, 7.5, "#ffffff", "#b08a00")),
+        ("gave up", _cross(15, 0, 6, "#555", 3)),
     ]
     out, x, row = ['<g class="legend">'], float(PAD), 0
     for name, sample in items:
@@ -375,7 +431,8 @@ def _legend(width: float, y: float) -> tuple[list[str], float]:
         if x + w > width - PAD and x > PAD:
             x, row = float(PAD), row + 1
         yy = y + row * 24
-        out.append(f'<g transform="translate({_num(x)},{_num(yy)})">{sample}</g>')
+        out.append(f'<g class="legend-item" data-name={_a(name)} '
+                   f'transform="translate({_num(x)},{_num(yy)})">{sample}</g>')
         out.append(_text(x + 38, yy + 4, name, 11.5, "#333", halo=False))
         x += w
     out.append("</g>")

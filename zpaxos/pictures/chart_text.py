@@ -3,24 +3,41 @@
 One column per process (proposers left, nodes right), one row per message or mark in
 time order, the time since the chart's first event on the left. A message is drawn on
 the row it was sent, as a horizontal arrow from sender to receiver, its label written
-into the arrow; a lost one ends in ``╳`` short of the receiver. Gaps longer than
-``BREAK_S`` get a row of their own saying how long nothing happened.
+into the arrow; one never received ends in ``◌`` short of the receiver, its label saying
+why (lost, receiver down, not sent, not read). The gap between the proposers and the
+nodes widens so that the labels there fit; a label that still does not fit loses its
+connecting words first, never its ballots or value. Gaps longer than ``BREAK_S`` get a
+row of their own saying how long nothing happened.
 """
 
 from __future__ import annotations
 
-from zpaxos.pictures.trace import Chart, Mark, Message, clock, columns, elapsed, gap, is_proposer
+from zpaxos.pictures.chartmodel import (
+    Chart,
+    Mark,
+    Message,
+    clock,
+    columns,
+    elapsed,
+    fate_text,
+    fit_label,
+    gap,
+    is_proposer,
+    label,
+    label_parts,
+)
 
 BREAK_S = 0.25  # a gap this long between rows gets a row saying so
 TIME_W = 10  # the elapsed-time column
 PROPOSER_GAP, MIDDLE_GAP, NODE_GAP = 16, 36, 18  # columns between lifelines
-MARK_ROOM = 24  # room right of the last lifeline for its marks
+MIDDLE_MAX = 48  # the proposers-to-nodes gap widens up to this for labels to fit
+MARK_ROOM = 30  # room right of the last lifeline for its marks
 
-BOX = dict(line="│", tee_r="├", tee_l="┤", h="─", nack="┄", head_r="▶", head_l="◀", lost="╳",
+BOX = dict(line="│", tee_r="├", tee_l="┤", h="─", nack="┄", head_r="▶", head_l="◀", lost="◌",
            pause="▒", brk="┊", band="═", top="┬", bottom="┴", start="●", stop="■", crash="✕",
            restart="↻", round="◆", adopted="◆", retry="↺", backoff="▒", chosen="★",
            learns="☆", gave_up="⊘", learned="○", conflict="!", malformed="?", more="…")
-ASCII = dict(line="|", tee_r="+", tee_l="+", h="-", nack=".", head_r=">", head_l="<", lost="x",
+ASCII = dict(line="|", tee_r="+", tee_l="+", h="-", nack=".", head_r=">", head_l="<", lost="@",
              pause="#", brk=":", band="=", top="+", bottom="+", start="o", stop="=", crash="X",
              restart="^", round="+", adopted="+", retry="~", backoff="#", chosen="*",
              learns="*", gave_up="/", learned="o", conflict="!", malformed="?", more="~")
@@ -31,10 +48,12 @@ def render_text(charts: list[Chart], ascii_only: bool = False) -> str:
     g = ASCII if ascii_only else BOX
     parts = [_TextChart(c, g).render() for c in charts]
     legend = (f"legend: {g['h']}{g['head_r']} message   {g['nack']}{g['head_r']} NACK   "
-              f"{g['h']}{g['lost']} lost (never received)   {g['pause']} pause/backoff   "
-              f"{g['round']} round   {g['retry']} retry\n"
-              f"        {g['crash']} crash   {g['restart']} restart   {g['chosen']} decision   "
-              f"{g['learns']} told the decision   times: since the chart's first event")
+              f"{g['h']}{g['lost']} never received (the label says why)   "
+              f"{g['pause']} pause/backoff   {g['round']} round   {g['retry']} retry\n"
+              f"        {g['crash']} node crashed   {g['restart']} restart   "
+              f"{g['learned']} node learned   {g['chosen']} decision   "
+              f"{g['learns']} told the decision   {g['gave_up']} gave up\n"
+              f"        times: since the chart's first event")
     doc = "\n\n".join(parts) + "\n\n" + legend + "\n"
     if ascii_only:
         doc = doc.replace("·", "-").replace("…", "...").replace("→", "->")
@@ -46,12 +65,37 @@ class _TextChart:
     def __init__(self, chart: Chart, glyphs: dict[str, str]) -> None:
         self.c = chart
         self.g = glyphs
-        self.x = {p: int(x) for p, x in columns(chart.processes, TIME_W + 2, PROPOSER_GAP,
-                                                  MIDDLE_GAP, NODE_GAP).items()}
+        self.x = self._columns(MIDDLE_GAP)
+        wanted = max((len(self._full(m)) + 5 - abs(self.x[m.receiver] - self.x[m.sender])
+                      for m in chart.messages
+                      if is_proposer(m.sender) != is_proposer(m.receiver)), default=0)
+        if wanted > 0:
+            self.x = self._columns(min(MIDDLE_GAP + wanted, MIDDLE_MAX))
         self.right = max(self.x.values())  # the last lifeline
         self.width = self.right + MARK_ROOM
         self.boxes = {p: [(m.ts, m.until) for m in chart.marks
                           if m.process == p and m.until is not None] for p in chart.processes}
+
+    def _columns(self, middle: int) -> dict[str, int]:
+        return {p: int(x) for p, x in columns(self.c.processes, TIME_W + 2, PROPOSER_GAP,
+                                              middle, NODE_GAP).items()}
+
+    @staticmethod
+    def _full(m: Message) -> str:
+        return label(m) + (f" ({fate_text(m)})" if m.lost else "")
+
+    def _fit_message(self, m: Message, room: int) -> str:
+        """The label in ``room``: the fate in full, else short; then the label's own
+        connecting words shortened or dropped; a value is cut only as the last resort."""
+        parts = label_parts(m)
+        if not m.lost:
+            return fit_label(parts, room, self.g["more"])
+        for fate in (fate_text(m), fate_text(m, short=True)):
+            suffix = f" ({fate})"
+            text = fit_label(parts, room - len(suffix), self.g["more"])
+            if not text.endswith(self.g["more"]):
+                return text + suffix
+        return fit_label(parts, room - len(suffix), self.g["more"]) + suffix
 
     # ---- rows
 
@@ -85,9 +129,8 @@ class _TextChart:
         g = self.g
         buf = self._row(m.sent)
         s, r = self.x[m.sender], self.x[m.receiver]
-        label = m.label + (f" ({m.loss_label})" if m.lost else "")
         if s == r:  # a process talking to itself: nothing to draw an arrow across
-            self._put(buf, s + 2, self._fit(f"{label} (to itself)", self.width - s - 2))
+            self._put(buf, s + 2, self._fit(f"{self._full(m)} (to itself)", self.width - s - 2))
             return buf
         fill = g["nack"] if m.type == "NACK" else g["h"]
         step = 1 if r > s else -1
@@ -100,7 +143,7 @@ class _TextChart:
         else:
             buf[r - step] = g["head_r"] if step > 0 else g["head_l"]
         room = abs(r - s) - (5 if m.lost else 4)
-        text = self._fit(label, room)
+        text = self._fit_message(m, room)
         self._put(buf, s + 2 if step > 0 else s - 1 - len(text), text)
         return buf
 
@@ -144,13 +187,13 @@ class _TextChart:
     def _header(self) -> list[str]:
         c = self.c
         nprop = sum(is_proposer(p) for p in c.processes)
-        lost = sum(m.lost and not m.unread for m in c.messages)
+        lost = c.never_received()
         decision = c.decision
         title = (f"key {c.key} · {clock(c.start, date=True)} → {clock(c.end)} "
                  f"({elapsed(c.end - c.start)})" + (f" · {c.note}" if c.note else ""))
         summary = (f"{nprop} proposer{'s' if nprop != 1 else ''}, "
                    f"{len(c.processes) - nprop} nodes · {len(c.messages)} messages"
-                   f"{f', {lost} lost' if lost else ''} · "
+                   f"{f' ({lost})' if lost else ''} · "
                    + (f"chosen: {decision.value}" if decision else "no value chosen"))
         names = [" "] * self.width
         values = [" "] * self.width

@@ -1,0 +1,61 @@
+"""Charts from a log, for the ``zpaxos trace`` command and the scenario runner.
+
+The one place that picks a renderer: the command's output format (from ``--format`` or
+the ``--out`` file's extension) and the scenario runner's SVG per scenario.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from zpaxos.pictures.chart_svg import render_empty, render_svg
+from zpaxos.pictures.chart_text import render_text
+from zpaxos.pictures.chartmodel import Chart, select
+from zpaxos.pictures.logmodel import TraceError, read_log
+
+FORMATS = {".svg": "svg", ".txt": "text"}  # --out extension -> format
+
+
+def output_format(out: str | None, fmt: str | None) -> str:
+    """The format to write: ``--format`` if given, else from ``--out``'s extension (text
+    to a terminal). An extension that names no format is refused, never guessed."""
+    ext = Path(out).suffix.lower() if out else ""
+    implied = FORMATS.get(ext)
+    if fmt is not None:
+        if implied is not None and implied != fmt:
+            raise TraceError(f"--out {out}: a {ext} file, but --format {fmt}; "
+                             f"name it *{_ext(fmt)} or drop --format")
+        return fmt
+    if out is None:
+        return "text"
+    if implied is None:
+        what = f"'{ext}'" if ext else "no extension"
+        raise TraceError(f"--out {out}: cannot tell the chart format from {what}; "
+                         f"use a .svg or .txt file name, or --format svg|text")
+    return implied
+
+
+def _ext(fmt: str) -> str:
+    return next(e for e, f in FORMATS.items() if f == fmt)
+
+
+def render(charts: list[Chart], fmt: str, source: str, ascii_only: bool = False) -> str:
+    if fmt == "svg":
+        return render_svg(charts, source)
+    return render_text(charts, ascii_only=ascii_only)
+
+
+def draw_scenario(log_path: Path, name: str, out_dir: Path, since: float) -> str:
+    """The scenario runner's chart: every key with events at or after ``since``, stacked
+    in ``out_dir/name.svg``. Never raises for a bad or empty log -- a scenario that failed
+    early still gets a chart saying so -- and returns "" only if the file cannot be written."""
+    try:
+        doc = render_svg(select(read_log(str(log_path)), None, since), str(log_path))
+    except TraceError as e:
+        doc = render_empty(name, str(e))
+    path = Path(out_dir) / f"{name}.svg"
+    try:
+        path.write_text(doc, encoding="utf-8")
+    except OSError:
+        return ""
+    return str(path)
