@@ -151,7 +151,10 @@ def _first_wins(ctx: Ctx, key: str, first: str, second: str) -> str:
     won(d2, first, False)
     ctx.chosen_everywhere(key, first)
     ctx.row.chosen, ctx.row.rounds = first, f"{d1['rounds']}+{d2['rounds']}"
-    return f"{first} chosen; the later proposer adopted it: {d2['reason']}"
+    if d2.get("how") == "already":
+        return (f"{first} chosen; the later proposer found it already chosen "
+                f"(told by {d2.get('told_by') or 'a node'}) and reports it")
+    return f"{first} chosen; the later proposer adopted it ({d2['reason']})"
 
 
 def s2_a_then_b(ctx: Ctx) -> str:
@@ -329,11 +332,10 @@ SCENARIOS: list[tuple[str, str, Callable[[Ctx], str]]] = [
 def scenario_config(cfg: ClusterConfig, workdir: Path) -> Path:
     """The user's cluster (hosts, ports, proposer settings) with fresh data directories
     and a JSON log inside ``workdir``, so runs never disturb each other or real data."""
-    # DEBUG, so the log holds a restarted node's sync with its peers (SYNC, SYNC_REPLY),
-    # which the charts draw where it taught the node a decision.
+    # A restarted node's sync with its peers (SYNC, SYNC_REPLY) is logged at INFO, so the
+    # charts can draw it where it taught the node a decision.
     return write_config(workdir / "cluster.ini", [(n.host, n.port) for n in cfg.nodes],
-                        proposer=cfg.proposer, value_files=cfg.nodes[0].value_files,
-                        log_level="DEBUG")
+                        proposer=cfg.proposer, value_files=cfg.nodes[0].value_files)
 
 
 def fresh_workdir(out: Path) -> None:

@@ -31,6 +31,7 @@ from zpaxos.pictures.chartmodel import (
     label,
     label_parts,
 )
+from zpaxos.protocol import registry
 
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
 BREAK_S = 0.25  # a longer gap between rows is cut out and labelled
@@ -41,19 +42,9 @@ HEAD_W, HEAD_H = 150, 40  # a lifeline's name box
 LABEL_CHARS = 64  # a longer label loses its connecting words, then the end of its value
 CHAR_W = 6.6  # rough width of a character at 11.5 px: legend layout, label backgrounds
 
-# Message type -> (line colour, text colour, dash pattern); NACKs are red and dashed.
-# With chartmodel.MESSAGES (the labels), the place the message registry
-# (zpaxos/protocol/registry.py: each type's chart label and style) should plug in.
-STYLE = {
-    "PREPARE": ("#1f5fbf", "#174a94", ""),
-    "PROMISE": ("#5a9ee0", "#2363a8", ""),
-    "ACCEPT": ("#1e8a3c", "#17692e", ""),
-    "ACCEPTED": ("#6cbf6c", "#2f7d32", ""),
-    "NACK": ("#d62728", "#b71c1c", "6 4"),
-    "DECIDE": ("#8e44ad", "#6c3483", ""),
-    "SYNC": ("#7f8c8d", "#555f60", "2 3"),
-    "SYNC_REPLY": ("#16a085", "#0e6655", "2 3"),
-}
+# Message type -> (line colour, text colour, dash pattern), as the registry declares them
+# (NACKs are red and dashed; sync is dotted).
+STYLE = {t: (st.line, st.ink, st.dash) for t, st in registry.STYLES.items()}
 LOST_INK, MISSED_INK = "#111111", "#9a9a9a"  # the end of a lost arrow; of one never due
 HALO = 'stroke="#ffffff" stroke-width="4" stroke-linejoin="round" paint-order="stroke"'
 

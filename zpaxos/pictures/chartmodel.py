@@ -13,9 +13,9 @@ Which events make a chart:
 Events without a key (a node's start and stop, a crash, a malformed frame, a sync
 exchange) belong to every chart whose time window they fall in.
 
-The labels of messages live here, in one table (``MESSAGES``), as parts -- type, ballots,
-value, connecting words -- so a renderer short of room drops the words first and never
-cuts a value or a ballot to keep a word.
+Message labels come from the message registry (zpaxos/protocol/registry.py) as parts --
+type, ballots, value, connecting words -- so a renderer short of room drops the words
+first and never cuts a value or a ballot to keep a word.
 """
 
 from __future__ import annotations
@@ -23,10 +23,8 @@ from __future__ import annotations
 import re
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from zpaxos.pictures.logmodel import (
     LOST,
@@ -46,6 +44,8 @@ from zpaxos.pictures.logmodel import (
     is_proposer,
     node_order,
 )
+from zpaxos.protocol import registry
+from zpaxos.protocol.registry import Part
 
 __all__ = ["Chart", "Mark", "Message", "TraceError", "clock", "columns", "elapsed", "gap",
            "is_proposer", "label", "label_parts", "fate_text", "fit_label", "parse_since",
@@ -58,59 +58,9 @@ TAIL_S = 1.0  # a proposer's exit this soon after a chart's last event still bel
 # ---------------------------------------------------------------- labels
 
 
-@dataclass(frozen=True)
-class Part:
-    """One piece of a label. ``word`` parts connect (``accepted``, ``promised``): a renderer
-    short of room uses ``short``, then drops them; the others (type, ballots, value) stay."""
-
-    text: str
-    word: bool = False
-    short: str = ""
-    glue: str = " "  # what joins it to the part before
-
-
-def _b(v: Any) -> str:
-    return "?" if v is None else str(v)
-
-
-def _promise(f: dict[str, Any]) -> list[Part]:
-    parts = [Part("PROMISE"), Part(_b(f.get("ballot")))]
-    if "accepted" in f:
-        parts += [Part("accepted", True, "acc."), Part(_b(f["accepted"])),
-                  Part(str(f.get("value")), glue="=")]
-    return parts
-
-
-def _decide(f: dict[str, Any]) -> list[Part]:
-    parts = [Part("DECIDE"), Part(str(f.get("value")))]
-    if f.get("ballot") not in (None, "0", "0.0"):
-        parts += [Part("chosen at", True, "@"), Part(_b(f["ballot"]))]
-    return parts
-
-
-def _sync_reply(f: dict[str, Any]) -> list[Part]:
-    n = f.get("entries", "?")
-    return [Part("SYNC_REPLY"), Part(f"({n} chosen value{'' if n == 1 else 's'})", True, f"({n})")]
-
-
-# Message type -> its label's parts. The message registry (zpaxos/protocol/registry.py,
-# with each type's chart label and style) should plug in here and in chart_svg.STYLE.
-MESSAGES: dict[str, Callable[[dict[str, Any]], list[Part]]] = {
-    "PREPARE": lambda f: [Part("PREPARE"), Part(_b(f.get("ballot")))],
-    "PROMISE": _promise,
-    "ACCEPT": lambda f: [Part("ACCEPT"), Part(_b(f.get("ballot"))), Part(str(f.get("value")))],
-    "ACCEPTED": lambda f: [Part("ACCEPTED"), Part(_b(f.get("ballot")))],
-    "NACK": lambda f: [Part("NACK"), Part(_b(f.get("ballot"))),
-                       Part("promised", True, "prom."), Part(_b(f.get("promised")))],
-    "DECIDE": _decide,
-    "SYNC": lambda f: [Part("SYNC"), Part("(what was chosen?)", True, "")],
-    "SYNC_REPLY": _sync_reply,
-}
-
-
 def label_parts(m: Message) -> list[Part]:
-    make = MESSAGES.get(m.type)
-    return make(m.fields) if make else [Part(m.type)]
+    """The message's label, as the registry declares it for its type."""
+    return registry.label_parts(m.type, m.fields)
 
 
 def _join(parts: list[Part]) -> str:
@@ -255,7 +205,7 @@ def _drawn(e: Event) -> bool:
     if e.name in NOT_DRAWN:
         return False
     if e.name in ("send", "recv", "undeliverable"):
-        return e.fields.get("type") in MESSAGES
+        return e.fields.get("type") in registry.DRAWN_TYPES
     return True
 
 

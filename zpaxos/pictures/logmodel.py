@@ -28,7 +28,6 @@ from zpaxos.pictures.records import (
     NOT_SENT,
     PAXOS_TYPES,
     RECEIVER_DOWN,
-    SYNC_TYPES,
     UNDELIVERABLE,
     UNREAD,
     Event,
@@ -43,7 +42,7 @@ from zpaxos.pictures.records import (
 )
 
 __all__ = ["DELIVERED", "DRAWN_TYPES", "LOST", "MAX_TS", "NOT_DRAWN", "NOT_SENT", "PAXOS_TYPES",
-           "RECEIVER_DOWN", "SYNC_TYPES", "UNDELIVERABLE", "UNREAD", "Event", "LogModel", "Mark",
+           "RECEIVER_DOWN", "UNDELIVERABLE", "UNREAD", "Event", "LogModel", "Mark",
            "Message", "TraceError", "gap", "is_node", "is_proposer", "node_name", "node_order",
            "read_log"]
 

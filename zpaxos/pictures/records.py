@@ -10,9 +10,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-PAXOS_TYPES = ("PREPARE", "PROMISE", "ACCEPT", "ACCEPTED", "NACK", "DECIDE")
-SYNC_TYPES = ("SYNC", "SYNC_REPLY")  # a (re)started node catching up (logged at DEBUG)
-DRAWN_TYPES = PAXOS_TYPES + SYNC_TYPES
+from zpaxos.protocol import registry
+
+PAXOS_TYPES = registry.PAXOS_TYPES
+DRAWN_TYPES = registry.DRAWN_TYPES  # Paxos, and the runtime exchanges a run's story needs
 MAX_TS = 1e10  # year 2286: a larger "ts" is garbage, and localtime() would fail on it
 
 NOT_DRAWN = ("persisted", "value_file", "value_file_failed", "ignored")  # bookkeeping

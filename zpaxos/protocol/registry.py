@@ -262,6 +262,18 @@ SYNC_ENTRY = _Record("sync entry", [("key", KEY), ("value", VALUE), ("ballot", B
 
 
 @dataclass(frozen=True)
+class Part:
+    """One piece of a chart label. ``word`` parts connect (``accepted``, ``promised``): a
+    renderer short of room uses ``short``, then drops them; the others (type, ballots,
+    value) stay."""
+
+    text: str
+    word: bool = False
+    short: str = ""
+    glue: str = " "  # what joins it to the part before
+
+
+@dataclass(frozen=True)
 class ChartStyle:
     """How a chart draws a message: line colour, text colour, SVG dash pattern."""
 
@@ -277,9 +289,10 @@ class Spec:
     fields: tuple[tuple[str, Kind], ...]
     direction: str
     logged: tuple[str, ...]  # fields recorded in the log (and so available to charts)
-    label: Callable[[Mapping[str, Any]], str]  # chart label, from the logged fields
+    parts: Callable[[Mapping[str, Any]], list[Part]]  # chart label, from the logged fields
     style: ChartStyle
     check: Callable[[Any], str | None] = lambda m: None  # a cross-field rule, or None
+    drawn: bool = True  # charts draw it (status traffic is not part of a run's story)
 
     @property
     def type_name(self) -> str:
@@ -290,9 +303,8 @@ class Spec:
         return self.direction != RUNTIME
 
 
-def _short(v: Any, width: int = 24) -> str:
-    s = "" if v is None else str(v)
-    return s if len(s) <= width else s[: width - 1] + "…"
+def _b(v: Any) -> str:
+    return "?" if v is None else str(v)
 
 
 def _promise_check(m: Promise) -> str | None:
@@ -301,63 +313,80 @@ def _promise_check(m: Promise) -> str | None:
     return None
 
 
-def _promise_label(f: Mapping[str, Any]) -> str:
+def _simple(*names: str) -> Callable[[Mapping[str, Any]], list[Part]]:
+    """A label of the type name and some fields' values: ``ACCEPT 2.b7 Value_A``."""
+    def parts(f: Mapping[str, Any]) -> list[Part]:
+        return [Part(str(f.get("type", "?")))] + [Part(_b(f.get(n))) for n in names]
+    return parts
+
+
+def _promise_parts(f: Mapping[str, Any]) -> list[Part]:
+    parts = [Part("PROMISE"), Part(_b(f.get("ballot")))]
     if "accepted" in f:
-        return f"PROMISE {f.get('ballot', '?')} accepted {f['accepted']}={_short(f.get('value'))}"
-    return f"PROMISE {f.get('ballot', '?')}"
+        parts += [Part("accepted", True, "acc."), Part(_b(f["accepted"])),
+                  Part(str(f.get("value")), glue="=")]
+    return parts
 
 
-def _decide_label(f: Mapping[str, Any]) -> str:
-    b = f.get("ballot")
-    at = f" (chosen at {b})" if b not in (None, "0") else ""
-    return f"DECIDE {_short(f.get('value'))}{at}"
+def _nack_parts(f: Mapping[str, Any]) -> list[Part]:
+    return [Part("NACK"), Part(_b(f.get("ballot"))), Part("promised", True, "prom."),
+            Part(_b(f.get("promised")))]
+
+
+def _decide_parts(f: Mapping[str, Any]) -> list[Part]:
+    parts = [Part("DECIDE"), Part(str(f.get("value")))]
+    if f.get("ballot") not in (None, "0", "0.0"):
+        parts += [Part("chosen at", True, "@"), Part(_b(f["ballot"]))]
+    return parts
+
+
+def _sync_reply_parts(f: Mapping[str, Any]) -> list[Part]:
+    n = f.get("chosen", f.get("entries", "?"))  # "entries": logs of zpaxos before 0.2
+    return [Part("SYNC_REPLY"), Part(f"({n} chosen value{'' if n == 1 else 's'})", True,
+                                     f"({n})")]
+
+
+def _checked_parts(f: Mapping[str, Any]) -> list[Part]:
+    value = str(f["value"]) if "value" in f else "not accepted"
+    return [Part("CHECKED"), Part(_b(f.get("ballot"))), Part(value)]
 
 
 SPECS: tuple[Spec, ...] = (
     Spec(Prepare, b"PREPARE", (("key", KEY), ("ballot", REAL_BALLOT)), TO_ACCEPTOR,
-         ("key", "ballot"), lambda f: f"PREPARE {f.get('ballot', '?')}",
-         ChartStyle("#1f5fbf", "#174a94")),
+         ("key", "ballot"), _simple("ballot"), ChartStyle("#1f5fbf", "#174a94")),
     Spec(Promise, b"PROMISE",
          (("key", KEY), ("ballot", REAL_BALLOT), ("accepted", BALLOT), ("value", OPT_VALUE)),
-         TO_PROPOSER, ("key", "ballot", "accepted", "value"), _promise_label,
+         TO_PROPOSER, ("key", "ballot", "accepted", "value"), _promise_parts,
          ChartStyle("#5a9ee0", "#2363a8"), check=_promise_check),
     Spec(Accept, b"ACCEPT", (("key", KEY), ("ballot", REAL_BALLOT), ("value", VALUE)),
-         TO_ACCEPTOR, ("key", "ballot", "value"),
-         lambda f: f"ACCEPT {f.get('ballot', '?')} {_short(f.get('value'))}",
+         TO_ACCEPTOR, ("key", "ballot", "value"), _simple("ballot", "value"),
          ChartStyle("#1e8a3c", "#17692e")),
     Spec(Accepted, b"ACCEPTED", (("key", KEY), ("ballot", REAL_BALLOT), ("value", VALUE)),
-         TO_PROPOSER, ("key", "ballot", "value"),
-         lambda f: f"ACCEPTED {f.get('ballot', '?')}", ChartStyle("#6cbf6c", "#2f7d32")),
+         TO_PROPOSER, ("key", "ballot", "value"), _simple("ballot"),
+         ChartStyle("#6cbf6c", "#2f7d32")),
     Spec(Nack, b"NACK", (("key", KEY), ("ballot", REAL_BALLOT), ("promised", BALLOT)),
-         TO_PROPOSER, ("key", "ballot", "promised"),
-         lambda f: f"NACK {f.get('ballot', '?')} promised {f.get('promised', '?')}",
+         TO_PROPOSER, ("key", "ballot", "promised"), _nack_parts,
          ChartStyle("#d62728", "#b71c1c", "6 4")),
     Spec(Decide, b"DECIDE", (("key", KEY), ("value", VALUE), ("ballot", BALLOT)),
-         BOTH, ("key", "value", "ballot"), _decide_label,
-         ChartStyle("#8e44ad", "#6c3483")),
-    Spec(StatusRequest, b"STATUS", (("key", OPT_KEY),), RUNTIME, ("key",),
-         lambda f: "STATUS", ChartStyle("#7f7f7f", "#555555", "2 3")),
+         BOTH, ("key", "value", "ballot"), _decide_parts, ChartStyle("#8e44ad", "#6c3483")),
+    Spec(StatusRequest, b"STATUS", (("key", OPT_KEY),), RUNTIME, ("key",), _simple(),
+         ChartStyle("#7f7f7f", "#555555", "2 3"), drawn=False),
     Spec(StatusReply, b"STATUS_REPLY",
          (("node", NODE_ID), ("keys", _ListOf(KEY_STATUS)), ("truncated", BOOL),
           ("stats", _ListOf(COUNTER, 64))), RUNTIME,
-         ("keys", "truncated"), lambda f: f"STATUS_REPLY {f.get('keys', '?')} keys",
-         ChartStyle("#7f7f7f", "#555555", "2 3")),
+         ("keys", "truncated"), _simple("keys"), ChartStyle("#7f7f7f", "#555555", "2 3"),
+         drawn=False),
     Spec(SyncRequest, b"SYNC", (("after", AFTER),), RUNTIME, ("after",),
-         lambda f: f"SYNC after {f.get('after') or 'start'}",
-         ChartStyle("#b8860b", "#8a6508", "2 3")),
+         lambda f: [Part("SYNC"), Part("(what was chosen?)", True, "")],
+         ChartStyle("#7f8c8d", "#555f60", "2 3")),
     Spec(SyncReply, b"SYNC_REPLY",
          (("after", AFTER), ("chosen", _ListOf(SYNC_ENTRY)), ("more", BOOL)), RUNTIME,
-         ("after", "chosen", "more"),
-         lambda f: f"SYNC_REPLY {f.get('chosen', '?')} chosen" + (" (more)" if f.get("more")
-                                                                  else ""),
-         ChartStyle("#b8860b", "#8a6508", "2 3")),
+         ("after", "chosen", "more"), _sync_reply_parts,
+         ChartStyle("#16a085", "#0e6655", "2 3")),
     Spec(CheckAccepted, b"CHECK", (("key", KEY), ("ballot", REAL_BALLOT)), RUNTIME,
-         ("key", "ballot"), lambda f: f"CHECK {f.get('ballot', '?')}",
-         ChartStyle("#8e44ad", "#6c3483", "2 3")),
+         ("key", "ballot"), _simple("ballot"), ChartStyle("#8e44ad", "#6c3483", "2 3")),
     Spec(AcceptedAt, b"CHECKED", (("key", KEY), ("ballot", REAL_BALLOT), ("value", OPT_VALUE)),
-         RUNTIME, ("key", "ballot", "value"),
-         lambda f: f"CHECKED {f.get('ballot', '?')} "
-                   + (_short(f["value"]) if "value" in f else "not accepted"),
+         RUNTIME, ("key", "ballot", "value"), _checked_parts,
          ChartStyle("#8e44ad", "#6c3483", "2 3")),
 )
 
@@ -365,6 +394,8 @@ BY_CLASS: dict[type, Spec] = {s.cls: s for s in SPECS}
 BY_TAG: dict[bytes, Spec] = {s.tag: s for s in SPECS}
 BY_NAME: dict[str, Spec] = {s.type_name: s for s in SPECS}
 PAXOS_TYPES: tuple[str, ...] = tuple(s.type_name for s in SPECS if s.paxos)
+DRAWN_TYPES: tuple[str, ...] = tuple(s.type_name for s in SPECS if s.drawn)
+STYLES: dict[str, ChartStyle] = {s.type_name: s.style for s in SPECS if s.drawn}
 TO_ACCEPTOR_TYPES: tuple[type, ...] = tuple(s.cls for s in SPECS
                                             if s.direction in (TO_ACCEPTOR, BOTH))
 TO_PROPOSER_TYPES: tuple[type, ...] = tuple(s.cls for s in SPECS
@@ -395,12 +426,21 @@ def log_fields(msg: object) -> dict[str, Any]:
     return out
 
 
-def label(type_name: str, fields: Mapping[str, Any]) -> str:
-    """A chart's label for a logged message; an unknown type shows just its name."""
+def label_parts(type_name: str, fields: Mapping[str, Any]) -> list[Part]:
+    """A chart's label for a logged message, in parts; an unknown type shows its name."""
     spec = BY_NAME.get(type_name)
-    return spec.label(fields) if spec else type_name
+    return spec.parts({**fields, "type": type_name}) if spec else [Part(type_name)]
+
+
+def label(type_name: str, fields: Mapping[str, Any]) -> str:
+    """``PREPARE 2.b7``, ``PROMISE 2.b7 accepted 1.a3=Value_A``, ``DECIDE Value_A``..."""
+    out = ""
+    for p in label_parts(type_name, fields):
+        if p.text:
+            out += (p.glue if out else "") + p.text
+    return out
 
 
 def style(type_name: str) -> ChartStyle:
     spec = BY_NAME.get(type_name)
-    return spec.style if spec else ChartStyle("#444444", "#222222", "2 2")
+    return spec.style if spec else ChartStyle("#7f8c8d", "#555f60", "2 2")

@@ -19,8 +19,8 @@ import zmq
 from zpaxos.naming import node_name
 from zpaxos.naming import proposer_name as proposer_name
 from zpaxos.protocol.messages import Message
-from zpaxos.protocol.registry import RUNTIME_TYPES, type_name
 from zpaxos.protocol.registry import log_fields as message_fields
+from zpaxos.protocol.registry import spec_of, type_name
 from zpaxos.runtime import codec
 from zpaxos.runtime.addresses import Caller, Src
 from zpaxos.runtime.curve import Curve, HandshakeWatch, ZapHandler, secure_client, secure_server
@@ -294,8 +294,9 @@ class Wire:
 
 
 def _level(msg: Message) -> int:
-    """Paxos messages are the story of a run (INFO); status and sync are plumbing (DEBUG)."""
-    return logging.DEBUG if isinstance(msg, RUNTIME_TYPES) else logging.INFO
+    """What charts draw is the story of a run (INFO: Paxos, a restarted node's sync, a
+    node checking a client's Decide); status traffic is plumbing (DEBUG)."""
+    return logging.INFO if spec_of(msg).drawn else logging.DEBUG
 
 
 class SignalWakeup:
