@@ -15,6 +15,7 @@ from zpaxos.lab.launcher import (
     Result,
     child_env,
     free_ports,
+    make_keys,
     wait_for,
     write_config,
     zpaxos_cmd,
@@ -28,10 +29,12 @@ __all__ = ["ROOT", "Cluster", "Result", "env", "free_ports", "zpaxos_cmd"]
 class Cluster(LocalCluster):
     """N nodes on free ports in ``workdir``; they log JSON to workdir/paxos.log."""
 
-    def __init__(self, workdir: Path, n: int = 3, log_level: str = "INFO"):
+    def __init__(self, workdir: Path, n: int = 3, log_level: str = "INFO", secure: bool = False):
         self.ports = free_ports(n)
         config = write_config(workdir / "cluster.ini", [("127.0.0.1", p) for p in self.ports],
-                              log_level=log_level)
+                              log_level=log_level, secure=secure)
+        if secure:
+            make_keys(workdir, n)
         super().__init__(config, workdir, range(n))
         self.n = n
 

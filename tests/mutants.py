@@ -122,6 +122,18 @@ class SyncOverwritesChosen(AcceptorHost):
         return ready
 
 
+class TrustsClientDecides(AcceptorHost):
+    """Records a client's Decide as soon as the node itself accepted that ballot and
+    value, without asking its peers: one acceptance is not a quorum."""
+
+    def _check_decide(self, msg: Any, ready: Ready) -> None:
+        s = self.acceptor.state(msg.key)
+        if s.chosen is None and s.accepted == msg.ballot and s.value == msg.value:
+            self._apply(self.node_id, msg, ready, reply=False)
+            return
+        super()._check_decide(msg, ready)
+
+
 class MisroutesReplies(ProposerHost):
     """Keeps one route per key: a new proposal of a key takes the route of the one
     already running, whose replies then go to the wrong proposal (and are ignored there,
@@ -143,7 +155,7 @@ class MisroutesReplies(ProposerHost):
 @dataclass(frozen=True)
 class Mutant:
     variant: dict[str, Any]
-    caught_by: str  # a substring of the violation that must catch it
+    caught_by: str  # a substring of the violation that must catch it ("a|b": either)
     layer: str  # "core" or "host"
 
 
@@ -157,11 +169,13 @@ MUTANTS: dict[str, Mutant] = dict([
     _m("ignores-accepted", "two values chosen", "core", proposer_cls=IgnoresAcceptedValues),
     _m("reuses-ballot", "carries two values", "core", shared_ids=True,
        acceptor_cls=RepromisingAcceptor),
-    _m("host-sends-before-persisting", "below the promise", "host",
+    _m("host-sends-before-persisting", "below the promise|two values chosen", "host",
        host_cls=SendsBeforePersisting),
     _m("host-keeps-first-state-in-pass", "below the promise", "host",
        host_cls=KeepsFirstStateInPass),
     _m("host-sync-overwrites-chosen", "but the chosen value is", "host",
        host_cls=SyncOverwritesChosen),
     _m("host-misroutes-replies", "liveness", "host", proposer_host_cls=MisroutesReplies),
+    _m("host-trusts-client-decides", "but the chosen value is", "host",
+       host_cls=TrustsClientDecides),
 ])

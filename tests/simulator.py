@@ -52,7 +52,9 @@ from zpaxos.protocol.events import Event
 from zpaxos.protocol.messages import (
     ZERO,
     Accepted,
+    AcceptedAt,
     Ballot,
+    Decide,
     Promise,
     StatusReply,
     StatusRequest,
@@ -107,6 +109,7 @@ class Chaos:
     crash_in_step_p: float = 0.0  # a pass crashes after its persist, before its sends
     restart_all: bool = True  # at end_s restart every node, else just a majority
     forge_sync_p: float = 0.0  # a sync reply also names a wrong value for a decided key
+    forge_decides: int = 0  # a rogue (authorized) client's Decides for values not chosen
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,7 @@ class Scenario:
     drop_if: Any = None  # a test's rule (src, dst, msg) -> bool for messages always lost
     pass_delay_s: float = 0.0  # a node's pass runs up to this long after a message lands
     status_probes: int = 0  # status requests sent to random nodes during the run
+    check_client_decides: bool = False  # nodes check clients' Decides (CURVE roles)
 
     def describe(self) -> str:
         c = self.chaos
@@ -138,6 +142,7 @@ class Scenario:
             f" pass delay {self.pass_delay_s:.4f} s, dup {self.dup_p:.2f}; chaos until"
             f" {c.end_s:.3f} s: drop {c.drop_p:.2f}, crash every ~{c.crash_gap_s:.3f} s,"
             f" in-step crash {c.crash_in_step_p:.2f}, forged sync {c.forge_sync_p:.2f},"
+            f" forged decides {c.forge_decides} (checked: {self.check_client_decides}),"
             f" restart {'all' if c.restart_all else 'a majority'};"
             f" must_choose={self.must_choose}; proposals: {ps}"
         )
@@ -180,12 +185,14 @@ def generate(seed: int) -> Scenario:
         crash_in_step_p=rng.choice((0.0, rng.uniform(0, 0.15))),
         restart_all=rng.random() < 0.5,
         forge_sync_p=rng.choice((0.0, 0.0, 0.5)),
+        forge_decides=rng.choice((0, 0, 3)),
     )
+    checked = chaos.forge_decides > 0 or rng.random() < 0.3
     return Scenario(seed, n, tuple(proposers), 0.0005, max_delay,
                     dup_p=rng.choice((0.0, rng.uniform(0, 0.2))), chaos=chaos,
                     must_choose=must_choose,
                     pass_delay_s=rng.choice((0.0, 0.3 * max_delay, max_delay)),
-                    status_probes=rng.choice((0, 0, 1, 3)))
+                    status_probes=rng.choice((0, 0, 1, 3)), check_client_decides=checked)
 
 
 # --------------------------------------------------------------------------- formatting
@@ -277,7 +284,7 @@ class SimResult:
     trace: list[str] = field(default_factory=list)
 
 
-DELIVER, PASS, WAKE, START, CRASH, RESTART, CHAOS_END, PROBE = range(8)
+DELIVER, PASS, WAKE, START, CRASH, RESTART, CHAOS_END, PROBE, FORGE = range(9)
 
 
 class Simulation:
@@ -344,7 +351,8 @@ class Simulation:
 
     def _host(self, a: int) -> AcceptorHost:
         return self.host_cls(a, dict(self.disk[a]), [b for b in self.ids if b != a],
-                             sync_page=SIM_SYNC_PAGE, acceptor_cls=self.acceptor_cls)
+                             sync_page=SIM_SYNC_PAGE, acceptor_cls=self.acceptor_cls,
+                             check_client_decides=self.sc.check_client_decides)
 
     # ---- bookkeeping
 
@@ -374,6 +382,10 @@ class Simulation:
         for _ in range(sc.status_probes):
             self._push(self.rng.uniform(0, last_start + sc.chaos.end_s + 0.05), PROBE,
                        self.rng.choice(self.ids))
+        if sc.check_client_decides:
+            for _ in range(sc.chaos.forge_decides):
+                self._push(self.rng.uniform(0, last_start + sc.chaos.end_s + 0.05), FORGE,
+                           self.rng.choice(self.ids))
         horizon = max(sc.chaos.end_s, last_start) + sc.bound_s
         queue = self.queue
         while queue:
@@ -399,6 +411,8 @@ class Simulation:
                 self._restart(item[3])
             elif kind == PROBE:
                 self._send("probe", item[3], StatusRequest(None))
+            elif kind == FORGE:
+                self._forge_decide(item[3])
             else:
                 self._end_chaos()
         for spec in sc.proposers:
@@ -431,7 +445,7 @@ class Simulation:
 
     def _deliver(self, src: Any, dst: Any, msg: Any) -> None:
         if isinstance(dst, str):
-            if dst == "probe":
+            if dst in ("probe", "rogue"):
                 return
             host = self.procs[dst]
             if isinstance(src, int):
@@ -444,9 +458,10 @@ class Simulation:
             return
         # The node sees a routed caller for whatever reached its ROUTER, and a node id for
         # a reply on its own socket to a peer (a SyncReply): as on real sockets.
-        if isinstance(msg, SyncReply):
-            origin: Any = src
-            if self.chaos_on and self.rng.random() < self.sc.chaos.forge_sync_p:
+        if isinstance(msg, (SyncReply, AcceptedAt)) and isinstance(src, int):
+            origin: Any = src  # a reply on the node's own socket to a peer
+            if (isinstance(msg, SyncReply) and self.chaos_on
+                    and self.rng.random() < self.sc.chaos.forge_sync_p):
                 msg = self._forge(dst, msg)
         else:
             origin = Caller(src.encode() if isinstance(src, str) else f"n{src}".encode())
@@ -455,6 +470,19 @@ class Simulation:
             due = self.now + self.rng.uniform(0, self.sc.pass_delay_s)
             self.pass_due[dst] = due
             self._push(due, PASS, dst)
+
+    def _forge_decide(self, dst: int) -> None:
+        """A buggy but authorized client tells ``dst`` that a value was chosen: a vote
+        some acceptor cast that no quorum (yet) shares, or a value nobody proposed."""
+        unchosen = [(k, b, v) for (k, b, v), voters in self.votes.items()
+                    if self.chosen.get(k) != v]
+        if unchosen and self.rng.random() < 0.7:
+            key, ballot, value = self.rng.choice(sorted(unchosen))
+        else:
+            key = self.rng.choice(sorted({p.key for p in self.sc.proposers}))
+            ballot, value = Ballot(1, b"R"), b"made-up"
+        self.stats["forged_decide"] += 1
+        self._send("rogue", dst, Decide(key, value, ballot))
 
     def _forge(self, dst: int, msg: SyncReply) -> SyncReply:
         """A faulty peer: also name another value for a key ``dst`` has decided. The
@@ -698,7 +726,8 @@ def run_schedule(seed: int, trace: bool = False, **variant: Any) -> SimResult:
 
 
 COVERED = ("crashes", "crash_in_step", "stayed_down", "dropped", "duplicated", "adopted",
-           "retry", "gave_up", "chosen", "batched", "forged_sync", "status_checked", "learned")
+           "retry", "gave_up", "chosen", "batched", "forged_sync", "status_checked", "learned",
+           "forged_decide")
 
 
 def check_seeds(seeds: Iterable[int], stop_at_first: bool = True,

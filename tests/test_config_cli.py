@@ -165,7 +165,8 @@ def test_unknown_node_id(tmp_path, capsys):
     (["propose", "x", "--accept-delay", "9:1"], "--accept-delay: no node 9"),
     (["propose", "x", "--delay", "-1"], "--delay"),
     (["propose", "x", "--max-rounds", "0"], "--max-rounds"),
-    (["propose"], "Missing argument 'VALUE'"),
+    (["propose"], "give the value to propose as VALUE or with --value-file"),
+    (["propose", "x", "--value-file", "-"], "exactly one of them"),
     (["node", "zero"], "'zero' is not a valid integer"),
 ])
 def test_bad_command_lines(tmp_path, capsys, args, expect):
@@ -181,10 +182,10 @@ def test_bad_command_lines(tmp_path, capsys, args, expect):
                       "(see 'zpaxos propose --help')"),
     (["stats"], "zpaxos: error: No such command 'stats'. Did you mean 'status'? "
                 "(see 'zpaxos status --help')"),
-    (["frobnicate"], "zpaxos: error: No such command 'frobnicate'. (commands: bench, log, node, "
-                     "propose, status, trace; see 'zpaxos --help')"),
-    (["propose"], "zpaxos propose: error: Missing argument 'VALUE'. "
-                  "(see 'zpaxos propose --help')"),
+    (["frobnicate"], "zpaxos: error: No such command 'frobnicate'. (commands: bench, keygen, "
+                     "log, node, propose, status, trace; see 'zpaxos --help')"),
+    (["propose"], "zpaxos propose: error: give the value to propose as VALUE or with "
+                  "--value-file (exactly one of them) (see 'zpaxos propose --help')"),
     (["propose", "x", "-v", "-q"], "zpaxos propose: error: -v and -q cannot be used together "
                                    "(see 'zpaxos propose --help')"),
 ])

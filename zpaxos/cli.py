@@ -20,6 +20,7 @@ a newline or a terminal escape cannot break a line, a table row or a log line.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -108,6 +109,8 @@ def node(node_id: int, config: str | None, quiet: bool) -> None:
     log = _logging(cluster, cfg.name, quiet)
     try:
         n = Node(cluster, node_id, log)
+    except ConfigError as e:  # its CURVE keys
+        raise Failure(str(e), EXIT_USAGE) from None
     except StorageError as e:
         raise Failure(f"{cfg.name}: {e}") from None
 
@@ -158,8 +161,16 @@ def _key_param(ctx: click.Context, param: click.Parameter, key: str | None) -> s
 seconds = click.FloatRange(min=0, max=1e9)
 
 
+client_key_option = click.option(
+    "--client-key", "client_key", metavar="PATH", default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With CURVE: this client's secret key file (default: [security] client_key).")
+
+
 @cli.command()
-@click.argument("value")
+@click.argument("value", required=False)
+@click.option("--value-file", "value_file", metavar="PATH", default=None,
+              help="Read the value from PATH ('-' for stdin) instead of VALUE.")
 @click.option("--key", default=None, callback=_key_param,
               help="Instance key (default CISC5597); also the value file's name.")
 @click.option("--delay", type=seconds, default=0.0, metavar="S",
@@ -182,16 +193,18 @@ seconds = click.FloatRange(min=0, max=1e9)
 @click.option("--backoff", type=seconds, default=None, metavar="S",
               help="Base of the randomized retry backoff; 0 retries at once.")
 @config_option
+@client_key_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("-v", "--verbose", is_flag=True,
               help="Show every message sent and received on stderr, not one line per round.")
 @click.option("-q", "--quiet", is_flag=True,
               help="Print only the result: nothing on stderr (the log file gets everything).")
-def propose(value: str, key: str | None, delay: float, pause_between_phases: float | None,
-            prepare_delay: dict, accept_delay: dict, first_round: int | None,
-            max_rounds: int | None,
+def propose(value: str | None, value_file: str | None, key: str | None, delay: float,
+            pause_between_phases: float | None, prepare_delay: dict, accept_delay: dict,
+            first_round: int | None, max_rounds: int | None,
             timeout: float | None, round_timeout: float | None, backoff: float | None,
-            config: str | None, as_json: bool, verbose: bool, quiet: bool) -> None:
+            config: str | None, client_key: Path | None, as_json: bool, verbose: bool,
+            quiet: bool) -> None:
     """Propose VALUE; print the value chosen and how.
 
     The value chosen is this one (chosen now), an earlier proposal's value it had to adopt
@@ -205,6 +218,7 @@ def propose(value: str, key: str | None, delay: float, pause_between_phases: flo
 
     if verbose and quiet:
         raise click.UsageError("-v and -q cannot be used together")
+    data = _value(value, value_file)
     cluster = _load(config)
     ids = {n.id for n in cluster.nodes}
     for opt, delays in (("--prepare-delay", prepare_delay), ("--accept-delay", accept_delay)):
@@ -217,7 +231,8 @@ def propose(value: str, key: str | None, delay: float, pause_between_phases: flo
 
     from zpaxos.naming import proposer_name
     from zpaxos.protocol.messages import DEFAULT_KEY
-    from zpaxos.runtime.client import Client, Interrupted, options_from
+    from zpaxos.runtime.client import Client, Interrupted, Refused, options_from
+    from zpaxos.runtime.config import ConfigError
     from zpaxos.runtime.sockets import SignalWakeup
     from zpaxos.runtime.staging import StagingOptions
 
@@ -239,11 +254,15 @@ def propose(value: str, key: str | None, delay: float, pause_between_phases: flo
     key = key or DEFAULT_KEY
     outcome = None
     try:
-        with Client(cluster, log, client_id) as client:
-            log.event("start", role="proposer", key=key, value=value.encode())
-            outcome = client.propose(value, key, opts, wakeup, staging)
+        with Client(cluster, log, client_id, key_file=client_key) as client:
+            log.event("start", role="proposer", key=key, value=data)
+            outcome = client.propose(data, key, opts, wakeup, staging)
     except Interrupted:
         raise KeyboardInterrupt from None
+    except ConfigError as e:  # the client's CURVE key
+        raise Failure(str(e), EXIT_USAGE) from None
+    except Refused as e:
+        raise Failure(f"cannot propose: {e}") from None
     finally:
         wakeup.close()
         log.event("stop", key=key, rounds=outcome.rounds if outcome else None,
@@ -251,6 +270,34 @@ def propose(value: str, key: str | None, delay: float, pause_between_phases: flo
     _print_outcome(outcome, (time.monotonic() - started) * 1000, as_json, log.process)
     if outcome.chosen is None:
         sys.exit(EXIT_FAILED)
+
+
+def _value(value: str | None, value_file: str | None) -> bytes:
+    """The value to propose: VALUE, or the bytes of --value-file (stdin for '-'), checked
+    against the size limit before anything is sent."""
+    from zpaxos.protocol.registry import MAX_VALUE_BYTES
+
+    if (value is None) == (value_file is None):
+        raise click.UsageError("give the value to propose as VALUE or with --value-file "
+                               "(exactly one of them)")
+    if value_file is None:
+        assert value is not None
+        data = value.encode()
+    else:
+        try:
+            if value_file == "-":
+                data = sys.stdin.buffer.read(MAX_VALUE_BYTES + 1)
+            else:
+                with open(value_file, "rb") as f:
+                    data = f.read(MAX_VALUE_BYTES + 1)
+        except OSError as e:
+            raise Failure(f"--value-file {value_file}: cannot read ({e.strerror})",
+                          EXIT_USAGE) from None
+    if len(data) > MAX_VALUE_BYTES:
+        what = "the value" if value_file is None else f"--value-file {value_file}"
+        raise Failure(f"{what}: over the {MAX_VALUE_BYTES}-byte (1 MiB) limit on a value",
+                      EXIT_USAGE)
+    return data
 
 
 def _print_outcome(o: Any, elapsed_ms: float, as_json: bool, proposer: str) -> None:
@@ -307,11 +354,13 @@ def result_line(o: Any, told_by: str | None, elapsed_ms: float) -> str:
 
 @cli.command()
 @config_option
+@client_key_option
 @click.option("--key", default=None, callback=_key_param, help="Show only this key.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--timeout", type=click.FloatRange(min=0.01, max=60), default=1.0, metavar="S",
               help="How long to wait for each node (default 1 s).")
-def status(config: str | None, key: str | None, as_json: bool, timeout: float) -> None:
+def status(config: str | None, client_key: Path | None, key: str | None, as_json: bool,
+           timeout: float) -> None:
     """Show every node's state; exit code tells the cluster's health.
 
     Per node: reachable or not; per key: promised and accepted ballots, accepted value,
@@ -324,17 +373,96 @@ def status(config: str | None, key: str | None, as_json: bool, timeout: float) -
     from zpaxos.pictures.statusview import status_json, status_table
     from zpaxos.protocol.core import quorum_size
     from zpaxos.runtime.client import Client
+    from zpaxos.runtime.config import ConfigError
     from zpaxos.runtime.log import null_log
 
     cluster = _load(config)
-    with Client(cluster, null_log("status")) as client:
-        nodes = client.status(key, timeout)
+    try:
+        with Client(cluster, null_log("status"), key_file=client_key) as client:
+            nodes = client.status(key, timeout)
+    except ConfigError as e:  # the client's CURVE key
+        raise Failure(str(e), EXIT_USAGE) from None
     click.echo(status_json(nodes) if as_json else status_table(nodes, key))
     up = sum(n.reachable for n in nodes)
     if up < quorum_size(len(nodes)):
         sys.exit(EXIT_FAILED)
     if up < len(nodes):
         sys.exit(EXIT_DEGRADED)
+
+
+# ---------------------------------------------------------------- keygen
+
+
+@cli.command()
+@click.argument("directory", metavar="DIR", required=False,
+                type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", "names", multiple=True, metavar="NAME",
+              help="Make NAME.key and NAME.key_secret in DIR (repeatable).")
+@click.option("--config", "config", metavar="PATH", default=None,
+              help="Make every key this cluster file names that does not exist yet.")
+@click.option("--force", is_flag=True, help="Replace keys that exist (default: keep them).")
+def keygen(directory: Path | None, names: tuple[str, ...], config: str | None,
+           force: bool) -> None:
+    """Make CURVE key pairs (ZeroMQ certificates): DIR --name NAME..., or --config FILE.
+
+    NAME.key is the public key (share it); NAME.key_secret holds both keys and is
+    created mode 0600. An existing key is kept unless --force.
+    """
+    from zpaxos.runtime.security import KeyFileError
+    from zpaxos.runtime.security import keygen as make
+
+    if config is not None:
+        if directory is not None or names:
+            raise click.UsageError("--config makes the keys the cluster file names; give "
+                                   "either --config or DIR --name NAME")
+        jobs = _keys_of_config(config)
+        if not jobs:
+            raise Failure(f"{config}: [security] curve is not true: no keys to make",
+                          EXIT_USAGE)
+    else:
+        if directory is None or not names:
+            raise click.UsageError("give a directory and at least one --name (or --config)")
+        jobs = [(directory, n) for n in names]
+    made = 0
+    for d, name in jobs:
+        exists = (d / f"{name}.key").exists() or (d / f"{name}.key_secret").exists()
+        if exists and config is not None and not force:
+            continue  # --config makes what is missing
+        try:
+            public, secret = make(d, name, force)
+        except KeyFileError as e:
+            raise Failure(str(e), EXIT_USAGE) from None
+        except OSError as e:
+            raise Failure(f"{d}: cannot write keys ({e.strerror})", EXIT_USAGE) from None
+        made += 1
+        click.echo(f"{public} (public), {secret} (secret, mode 600)")
+    if not made:
+        click.echo("every key exists already (use --force to replace them)")
+
+
+def _keys_of_config(config: str) -> list[tuple[Path, str]]:
+    """(directory, name) of each key file a cluster file names, read without loading
+    the keys (which may not exist yet)."""
+    import configparser
+
+    parser = configparser.ConfigParser(inline_comment_prefixes=(";", "#"), interpolation=None)
+    try:
+        with open(config, encoding="utf-8") as f:
+            parser.read_file(f)
+    except (OSError, configparser.Error) as e:
+        raise Failure(f"{config}: cannot read ({e})", EXIT_USAGE) from None
+    sec = parser["security"] if parser.has_section("security") else {}
+    if str(sec.get("curve", "false")).strip().lower() not in ("true", "yes", "on", "1"):
+        return []
+    files = [parser[s].get("secret_key", "") for s in parser.sections() if s.startswith("node.")]
+    files.append(sec.get("client_key", ""))
+    jobs = []
+    for raw in files:
+        raw = raw.strip()
+        if raw:
+            path = Path(raw)
+            jobs.append((path.parent, path.name.removesuffix(".key_secret")))
+    return jobs
 
 
 # ---------------------------------------------------------------- trace

@@ -26,6 +26,7 @@ def status_json(nodes: Sequence[NodeStatus]) -> str:
         "majority_reachable": up >= quorum_size(len(nodes)),
         "nodes": [
             {"id": n.id, "endpoint": n.endpoint, "reachable": n.reachable,
+             "error": n.error or None, "counters": dict(n.stats),
              "truncated": n.truncated,
              "keys": {k.key: {"promised": _ballot(k.promised), "accepted": _ballot(k.accepted),
                               "value": show_value(k.value), "chosen": show_value(k.chosen),
@@ -59,7 +60,8 @@ def status_table(nodes: Sequence[NodeStatus], key: str | None = None) -> str:
     for n in nodes:
         name = node_name(n.id)
         if not n.reachable:
-            rows.append((name, n.endpoint, "NO (down?)", "-", "-", "-", "-", "-"))
+            why = f"NO ({n.error})" if n.error else "NO (down?)"
+            rows.append((name, n.endpoint, why, "-", "-", "-", "-", "-"))
             continue
         if not n.keys:
             rows.append((name, n.endpoint, "yes", f"(no state for {printable(key)})" if key
@@ -74,4 +76,8 @@ def status_table(nodes: Sequence[NodeStatus], key: str | None = None) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
              for r in (head, *rows)]
     lines.append(health(nodes))
+    noted = [f"{node_name(n.id)} dropped {c} {what}" for n in nodes
+             for what, c in n.stats if c and what in ("malformed", "refused")]
+    if noted:
+        lines.append("counters: " + "; ".join(noted) + " (see the node's log)")
     return "\n".join(lines)

@@ -95,24 +95,60 @@ class ZapHandler:
             user = f"{who[0]}:{who[1]}".encode()
             self.sock.send_multipart([version, request_id, b"200", b"OK", user, b""])
             return
-        self.refused += 1
         z85 = zmq.utils.z85.encode(key) if len(key) == 32 else b""
-        peer = address.decode("ascii", "replace")[:64]
+        self.count_refusal(address.decode("ascii", "replace")[:64], z85, "key not listed")
+        self.sock.send_multipart([version, request_id, b"400", b"key not authorized", b"", b""])
+
+    def count_refusal(self, peer: str, z85: bytes, why: str) -> None:
+        """Count every refusal; log the first from a peer and key, then once a minute."""
+        self.refused += 1
         now = time.monotonic()
         last = self._last_logged.get((peer, z85))
         if last is None or now - last >= REFUSAL_LOG_EVERY_S:
             if len(self._last_logged) > 10_000:
                 self._last_logged.clear()  # bounded memory whatever the attacker does
             self._last_logged[(peer, z85)] = now
-            self.log.event("refused", "a peer whose key is not listed was refused",
-                           logging.WARNING, address=peer,
-                           key=fingerprint(z85) if z85 else "none",
-                           mechanism=mechanism.decode("ascii", "replace")[:16],
+            self.log.event("refused", f"a peer was refused: {why}", logging.WARNING,
+                           address=peer, key=fingerprint(z85) if z85 else "none",
                            refused=self.refused)
-        self.sock.send_multipart([version, request_id, b"400", b"key not authorized", b"", b""])
 
     def close(self) -> None:
         self.sock.close(0)
+
+
+class ServerWatch:
+    """Reads the ROUTER's monitor: a peer that fails the handshake before ZAP is asked
+    (plaintext against CURVE, a garbled or wrongly keyed CURVE hello) is refused too,
+    and counted and logged (throttled) like a key ZAP refused."""
+
+    EVENTS = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+
+    def __init__(self, router: Sock, zap: ZapHandler) -> None:
+        self.monitor: Sock = router.get_monitor_socket(self.EVENTS)
+        self.router = router
+        self.zap = zap
+
+    def handle(self) -> None:
+        while True:
+            try:
+                frames = self.monitor.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            ev = parse_monitor_message(frames)
+            why = ("handshake failed (plaintext, or CURVE with a wrong server key)"
+                   if int(ev["event"]) == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                   else "CURVE handshake failed")
+            where = ev.get("endpoint", b"")
+            if isinstance(where, bytes):
+                where = where.decode("ascii", "replace")
+            self.zap.count_refusal(str(where)[:64], b"", why)
+
+    def close(self) -> None:
+        try:
+            self.router.disable_monitor()
+        except zmq.ZMQError:
+            pass
+        self.monitor.close(0)
 
 
 # Handshake failures a client can see on its DEALER's monitor, and what they mean.

@@ -23,7 +23,14 @@ from zpaxos.protocol.registry import log_fields as message_fields
 from zpaxos.protocol.registry import spec_of, type_name
 from zpaxos.runtime import codec
 from zpaxos.runtime.addresses import Caller, Src
-from zpaxos.runtime.curve import Curve, HandshakeWatch, ZapHandler, secure_client, secure_server
+from zpaxos.runtime.curve import (
+    Curve,
+    HandshakeWatch,
+    ServerWatch,
+    ZapHandler,
+    secure_client,
+    secure_server,
+)
 from zpaxos.runtime.log import EventLog
 
 Sock: TypeAlias = "zmq.Socket[bytes]"
@@ -128,6 +135,7 @@ class Sockets:
         self.wakeup = wakeup
         self.curve = curve
         self.zap: ZapHandler | None = None
+        self.server_watch: ServerWatch | None = None
         self.watch: HandshakeWatch | None = None
         try:
             if bind is not None:
@@ -135,6 +143,8 @@ class Sockets:
                     # The handler must exist before the ROUTER can take a connection.
                     self.zap = ZapHandler(self.ctx, curve, log)
                 self.router = open_router(self.ctx, bind, curve)  # BindError if taken
+                if self.zap is not None:
+                    self.server_watch = ServerWatch(self.router, self.zap)
             for node_id, endpoint in nodes.items():
                 self.dealers[node_id] = open_dealer(self.ctx, routing_id(node_id), endpoint,
                                                     curve, node_id)
@@ -151,6 +161,8 @@ class Sockets:
             self.poller.register(sock, zmq.POLLIN)
         if self.zap is not None:
             self.poller.register(self.zap.sock, zmq.POLLIN)
+        if self.server_watch is not None:
+            self.poller.register(self.server_watch.monitor, zmq.POLLIN)
         if self.watch is not None:
             for monitor in self.watch.monitors:
                 self.poller.register(monitor, zmq.POLLIN)
@@ -175,6 +187,8 @@ class Sockets:
             self.wakeup.drain()
         if self.zap is not None and self.zap.sock in ready:
             self.zap.handle()
+        if self.server_watch is not None and self.server_watch.monitor in ready:
+            self.server_watch.handle()
         if self.watch is not None:
             for monitor in self.watch.monitors:
                 if monitor in ready:
@@ -229,6 +243,9 @@ class Sockets:
         for node_id, sock in self.dealers.items():
             sock.close(linger=linger_ms if node_id in self.answered else 0)
         self.dealers = {}
+        if self.server_watch is not None:
+            self.server_watch.close()
+            self.server_watch = None
         if self.router is not None:
             self.router.close()
             self.router = None
