@@ -5,8 +5,11 @@ only what it needs. A user's mistake (bad option, bad config, port in use, damag
 state) is one line on stderr and a non-zero exit, never a traceback:
 
     exit 0  success (propose: a value was chosen, whichever it is)
-    exit 1  the operation failed (propose: nothing chosen in time; node: cannot run)
+    exit 1  the operation failed (propose: nothing chosen in time; node: cannot run,
+            e.g. port in use or data directory locked by another process)
     exit 2  usage or configuration error
+    exit 3-7 node: a storage error (zpaxos.runtime.storage_errors: damaged, state lost,
+            not writable, disk full, changed underneath)
     exit 130 interrupted (Ctrl-C)
 """
 
@@ -65,11 +68,14 @@ def cli() -> None:
 @click.argument("node_id", metavar="ID", type=click.IntRange(min=0))
 @config_option
 @click.option("-q", "--quiet", is_flag=True, help="Log to the log file only, not to stderr.")
-def node(node_id: int, config: str | None, quiet: bool) -> None:
+@click.option("--new", "new", is_flag=True,
+              help="Start empty on purpose over LOST or damaged state (old files are moved "
+                   "to DATA_DIR/retired-*); see 'Operating zpaxos' in the README first.")
+def node(node_id: int, config: str | None, quiet: bool, new: bool) -> None:
     """Run node ID of the cluster in the foreground until Ctrl-C or SIGTERM."""
     from zpaxos.runtime.config import ConfigError
     from zpaxos.runtime.node import Node
-    from zpaxos.runtime.storage import StorageError
+    from zpaxos.runtime.storage import SqliteStore, StorageError
     from zpaxos.runtime.sockets import BindError
 
     cluster = _load(config)
@@ -78,10 +84,20 @@ def node(node_id: int, config: str | None, quiet: bool) -> None:
     except ConfigError as e:
         raise Failure(str(e), EXIT_USAGE) from None
     log = _logging(cluster, cfg.name, quiet)
+    store = None
     try:
-        n = Node(cluster, node_id, log)
+        # The store takes the data directory's lock first and holds it until n.close().
+        store = SqliteStore(cfg.data_dir, new=new)
+        n = Node(cluster, node_id, log, store)
     except StorageError as e:
-        raise Failure(f"{cfg.name}: {e}") from None
+        if store is not None:
+            store.close()
+        raise Failure(f"{cfg.name}: {e}", e.exit_code) from None
+    if store.retired is not None:
+        log.event("started_new", "started empty on purpose (--new)",
+                  retired=str(store.retired), incarnation=store.incarnation.hex())
+        click.echo(f"{cfg.name}: started empty on purpose (--new); the old state files are "
+                   f"in {store.retired}", err=True)
 
     def ready(_n: Any) -> None:
         click.echo(f"{cfg.name} listening on {cfg.endpoint} (data in {cfg.data_dir}, "
@@ -93,7 +109,7 @@ def node(node_id: int, config: str | None, quiet: bool) -> None:
     except BindError as e:
         raise Failure(f"{cfg.name}: {e}") from None
     except StorageError as e:
-        raise Failure(f"{cfg.name}: stopping: {e}") from None
+        raise Failure(f"{cfg.name}: stopping: {e}", e.exit_code) from None
     click.echo(f"{cfg.name} stopped")
 
 
