@@ -235,9 +235,15 @@ def retire(data_dir: Path, names: list[str]) -> Path | None:
     present = [n for n in names if (Path(data_dir) / n).exists()]
     if not present:
         return None
-    dest = Path(data_dir) / time.strftime("retired-%Y%m%dT%H%M%SZ", time.gmtime())
+    stamp = time.strftime("retired-%Y%m%dT%H%M%SZ", time.gmtime())
+    dest = Path(data_dir) / stamp
     try:
-        dest.mkdir()
+        for i in range(2, 1000):
+            try:
+                dest.mkdir()
+                break
+            except FileExistsError:
+                dest = Path(data_dir) / f"{stamp}-{i}"
         for n in present:
             os.replace(Path(data_dir) / n, dest / n)
         _fsync_dir(dest)
