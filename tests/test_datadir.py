@@ -32,8 +32,8 @@ pytestmark = pytest.mark.e2e
 ERR = "zpaxos node: error: node0: "
 ID = bytes(range(16))
 README = "'Operating zpaxos' in the README"
-RESCUE = (f"; the node will not vote on it: restore the latest state.db from a backup, or, if "
-          f"it is gone, follow {README} to rejoin with --new")
+RESCUE = (f"; the node will not vote on it: put back this node's own latest files if you "
+          f"still have them, else follow {README} to rejoin with --new")
 
 
 @pytest.fixture

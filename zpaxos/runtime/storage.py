@@ -109,8 +109,8 @@ def _state(row: tuple) -> KeyState:
 
 
 def _rescue(why: str) -> str:
-    return (f"{why}; the node will not vote on it: restore the latest state.db from a "
-            f"backup, or, if it is gone, follow {README} to rejoin with --new")
+    return (f"{why}; the node will not vote on it: put back this node's own latest files "
+            f"if you still have them, else follow {README} to rejoin with --new")
 
 
 class SqliteStore:

@@ -90,8 +90,8 @@ def disk_full(path: Path, why: str = "no space left on device") -> DiskFull:
 
 def damaged(path: Path, why: str) -> StateDamaged:
     return StateDamaged(f"{path}: damaged or unreadable state database ({why}); the node "
-                        f"will not vote on it and must not start empty over it: restore the "
-                        f"data directory from a backup, or see {README}")
+                        f"will not vote on it: put back this node's own intact files if you "
+                        f"still have them, else follow {README} to rejoin with --new")
 
 
 def changed(path: Path, why: str) -> ChangedUnderneath:
