@@ -73,6 +73,8 @@ def cli() -> None:
                    "to DATA_DIR/retired-*); see 'Operating zpaxos' in the README first.")
 def node(node_id: int, config: str | None, quiet: bool, new: bool) -> None:
     """Run node ID of the cluster in the foreground until Ctrl-C or SIGTERM."""
+    import logging
+
     from zpaxos.runtime.config import ConfigError
     from zpaxos.runtime.node import Node
     from zpaxos.runtime.storage import SqliteStore, StorageError
@@ -109,6 +111,7 @@ def node(node_id: int, config: str | None, quiet: bool, new: bool) -> None:
     except BindError as e:
         raise Failure(f"{cfg.name}: {e}") from None
     except StorageError as e:
+        log.event("storage_error", str(e), logging.ERROR, exit_code=e.exit_code)
         raise Failure(f"{cfg.name}: stopping: {e}", e.exit_code) from None
     click.echo(f"{cfg.name} stopped")
 

@@ -58,6 +58,9 @@ _SLOT = 512
 _RECORD = struct.Struct(">8s16sQ")  # magic, incarnation, commit count; then a CRC32
 
 
+_datasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -184,7 +187,7 @@ class Marker:
         assert self._fd is not None
         try:
             os.pwrite(self._fd, self._slot(self.incarnation, commits), (commits % 2) * _SLOT)
-            os.fdatasync(self._fd)
+            _datasync(self._fd)
         except OSError as e:
             raise from_os_error(self.path, e, running=True) from None
 
