@@ -396,3 +396,24 @@ def test_new_in_process(tmp_path):
     assert fresh.incarnation != old and fresh.load() == {} and fresh.retired is not None
     fresh.close()
     SqliteStore(tmp_path).close()  # from now on an ordinary node
+
+
+def test_lock_file_deleted_under_a_running_node(c):
+    """Someone removes node.lock: a second process still cannot use the database (SQLite's
+    own exclusive lock), and the first stops at its next commit instead of sharing."""
+    c.start(0)
+    chosen(c, "Value_A")
+    (data(c) / "node.lock").unlink()
+    other = write_config(c.dir / "other.ini", [("127.0.0.1", free_ports(1)[0])])
+    r = subprocess.run(zpaxos_cmd("node", "0", "--config", str(other), "-q"), cwd=c.dir,
+                       env=env(), capture_output=True, text=True, timeout=15)
+    assert r.returncode == 1
+    assert r.stderr == (f"{ERR}data/node0/state.db: the database is locked by another "
+                        f"process; stop the other node using this data_dir\n")
+    c.propose("Value_B", "--key", "k2", "--timeout", "2")
+    p = c.procs[0]
+    assert p.wait(timeout=10) == 7
+    assert p.stderr.read() == (f"{ERR}stopping: data/node0/node.lock: changed underneath the "
+                               f"running node (the file was replaced by another one); no reply "
+                               f"depends on the failed write: find what touched the data "
+                               f"directory, then start the node again (it checks its state)\n")

@@ -254,6 +254,7 @@ class SqliteStore:
         self._watch.add(self.path)
         self._watch.add(self.wal, check_size=False)
         self._watch.add(self._marker.path)
+        self._watch.add(self._lock.path, check_size=False)  # deleted: a second owner could lock
 
     def _check(self) -> tuple[bytes, int]:
         """Integrity, schema (migrating 1 -> 2 -> 3), incarnation and commit count."""

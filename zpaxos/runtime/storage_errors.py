@@ -70,7 +70,8 @@ class ChangedUnderneath(StorageError):
 
 
 # SQLite primary result codes (https://www.sqlite.org/rescode.html).
-SQLITE_PERM, SQLITE_READONLY, SQLITE_IOERR, SQLITE_CORRUPT = 3, 8, 10, 11
+SQLITE_PERM, SQLITE_BUSY, SQLITE_LOCKED = 3, 5, 6
+SQLITE_READONLY, SQLITE_IOERR, SQLITE_CORRUPT = 8, 10, 11
 SQLITE_FULL, SQLITE_CANTOPEN, SQLITE_NOTADB = 13, 14, 26
 
 _NOT_WRITABLE_ERRNOS = {errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
@@ -119,6 +120,7 @@ def sqlite_code(e: sqlite3.Error) -> int | None:
         return code & 0xFF
     text = str(e).lower()  # Python < 3.11: only the message is there
     for needle, primary in (("readonly", SQLITE_READONLY), ("disk is full", SQLITE_FULL),
+                            ("database is locked", SQLITE_BUSY),
                             ("malformed", SQLITE_CORRUPT), ("not a database", SQLITE_NOTADB),
                             ("disk i/o", SQLITE_IOERR), ("unable to open", SQLITE_CANTOPEN)):
         if needle in text:
@@ -132,6 +134,10 @@ def from_sqlite_error(path: Path, e: sqlite3.Error, running: bool = False) -> St
     ``running``: the database passed every start-up check, so corruption or an I/O error
     now means something changed the files underneath us (or the disk is failing)."""
     code = sqlite_code(e)
+    if code in (SQLITE_BUSY, SQLITE_LOCKED):
+        # Only if someone bypassed node.lock (deleted it under a running node, say).
+        return DataDirLocked(f"{path}: the database is locked by another process; stop the "
+                             f"other node using this data_dir")
     if code in (SQLITE_READONLY, SQLITE_PERM):
         return not_writable(path, f"SQLite: {e}")
     if code == SQLITE_FULL:
