@@ -164,8 +164,8 @@ def test_starting_empty_is_explicit_and_keeps_the_old_files(c):
         out, err = p.communicate(timeout=10)
     retired = list(data(c).glob("retired-*"))
     assert len(retired) == 1 and (retired[0] / "state.marker").exists()
-    assert err.startswith(f"node0: started empty on purpose (--new); the old state files are in "
-                          f"data/node0/retired-")
+    assert err.startswith("node0: started empty on purpose (--new); the old state files are in "
+                          "data/node0/retired-")
     c.start(0)  # the new incarnation is an ordinary node from now on
 
 
@@ -361,7 +361,8 @@ def test_torn_marker_write_falls_back_to_the_other_slot(tmp_path):
 @pytest.mark.parametrize("version", ["1", "2"])
 def test_old_schemas_are_migrated_with_checksums(tmp_path, version):
     con = sqlite3.connect(tmp_path / "state.db")
-    chosen_cols = "" if version == "1" else ", chosen_round INTEGER NOT NULL, chosen_id BLOB NOT NULL"
+    chosen_cols = ("" if version == "1" else
+                   ", chosen_round INTEGER NOT NULL, chosen_id BLOB NOT NULL")
     con.executescript(
         "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);"
         "CREATE TABLE acceptor (key TEXT PRIMARY KEY, promised_round INTEGER NOT NULL,"
