@@ -418,3 +418,11 @@ def test_lock_file_deleted_under_a_running_node(c):
                                f"running node (the file was replaced by another one); no reply "
                                f"depends on the failed write: find what touched the data "
                                f"directory, then start the node again (it checks its state)\n")
+
+
+def test_empty_database_file_from_a_crash_at_creation_is_still_a_new_node(tmp_path):
+    (tmp_path / "state.db").write_bytes(b"")
+    (tmp_path / "state.db-wal").write_bytes(b"")
+    store = SqliteStore(tmp_path)
+    assert store.load() == {} and store.commit_seq == 0
+    store.close()

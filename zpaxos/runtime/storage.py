@@ -161,6 +161,11 @@ class SqliteStore:
 
     def _open_existing_or_fresh(self) -> None:
         marker = self._marker.read()
+        if marker is None and self._empty(self.path) and self._empty(self.wal):
+            # A crash while the very first database was being created: an empty file
+            # holds no promise, so this is still a new node.
+            self._remove(self.wal)
+            self._remove(self.path)
         if not self.path.exists():
             if self.wal.exists():
                 raise StateLost(_rescue(f"{self.path}: missing, but its write-ahead log is "
@@ -193,6 +198,23 @@ class SqliteStore:
         self.incarnation, self.commit_seq = inc, seq
         self._watch_files()
 
+    @staticmethod
+    def _empty(path: Path) -> bool:
+        """True if ``path`` is missing or holds no bytes."""
+        try:
+            return path.stat().st_size == 0
+        except FileNotFoundError:
+            return True
+        except OSError as e:
+            raise from_os_error(path, e) from None
+
+    @staticmethod
+    def _remove(path: Path) -> None:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as e:
+            raise from_os_error(path, e) from None
+
     def _probe_writable(self) -> None:
         """Tell "cannot write" from "damaged" before SQLite blurs them. The descriptor is
         closed before SQLite opens the file (closing a descriptor would drop SQLite's
@@ -224,11 +246,8 @@ class SqliteStore:
     def _create(self) -> None:
         """A new incarnation: the database first, then its marker. A crash in between
         leaves a database without a marker, which the next start adopts."""
-        for leftover in (DB_NAME + "-shm", MARKER_NAME):
-            try:
-                (self.dir / leftover).unlink(missing_ok=True)
-            except OSError as e:
-                raise from_os_error(self.dir / leftover, e) from None
+        for leftover in (DB_NAME + "-wal", DB_NAME + "-shm", MARKER_NAME):
+            self._remove(self.dir / leftover)  # only ever empty or promise-free here
         make_dir(self.dir)
         inc = os.urandom(16)
         self._connect()
