@@ -11,6 +11,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -426,3 +427,31 @@ def test_empty_database_file_from_a_crash_at_creation_is_still_a_new_node(tmp_pa
     store = SqliteStore(tmp_path)
     assert store.load() == {} and store.commit_seq == 0
     store.close()
+
+
+def test_files_of_another_user_are_not_writable_not_damaged():
+    """The node started as the wrong user: permission denied is not damage."""
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None:
+        pytest.skip("needs root and setpriv to run the node as another user")
+    work = Path(tempfile.mkdtemp(prefix="zpaxos-perm-"))  # reachable by the other user
+    os.chmod(work, 0o755)
+    c = Cluster(work, n=1)
+    try:
+        c.start(0)
+        chosen(c, "Value_A")
+        c.stop(0)
+        os.chmod(data(c), 0o777)
+        for f in (data(c) / "node.lock", c.dir / "paxos.log"):
+            if f.exists():
+                os.chmod(f, 0o666)
+        r = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+                            *zpaxos_cmd("node", "0", "--config", str(c.config), "-q")],
+                           cwd=c.dir, env=env(), capture_output=True, text=True, timeout=30)
+    finally:
+        c.stop_all()
+        shutil.rmtree(work, ignore_errors=True)
+    assert r.returncode == 5, r.stderr
+    assert r.stderr == (f"{ERR}data/node0/state.db: not writable (permission denied); the "
+                        f"stored state is intact: make it writable again (remount read-write, "
+                        f"fix ownership or permissions, chattr -i) and start the node again\n")
