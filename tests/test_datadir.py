@@ -355,7 +355,7 @@ def test_torn_marker_write_falls_back_to_the_other_slot(tmp_path):
     assert again.commit_seq == 3
     again.close()
     marker.write_bytes(b"\0" * 1024)
-    with pytest.raises(StateDamaged, match="state.marker: damaged"):
+    with pytest.raises(StateDamaged, match=r"state.marker: damaged \(no valid record\)"):
         SqliteStore(tmp_path)
 
 

@@ -44,10 +44,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zpaxos.runtime.storage_errors import (
+    README,
     DataDirLocked,
+    StateDamaged,
     StorageError,
     changed,
-    damaged,
     from_os_error,
 )
 
@@ -157,7 +158,10 @@ class Marker:
                 if best is None or commits > best.commits:
                     best = MarkerState(inc, commits)
         if best is None:
-            raise damaged(self.path, "no valid record")
+            raise StateDamaged(f"{self.path}: damaged (no valid record); the node will not "
+                               f"vote without it: if you are sure state.db is this node's "
+                               f"latest, move {MARKER_NAME} away and the node adopts the "
+                               f"database; else follow {README} to rejoin with --new")
         return best
 
     def create(self, incarnation: bytes, commits: int) -> None:
