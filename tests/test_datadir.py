@@ -455,3 +455,32 @@ def test_files_of_another_user_are_not_writable_not_damaged():
     assert r.stderr == (f"{ERR}data/node0/state.db: not writable (permission denied); the "
                         f"stored state is intact: make it writable again (remount read-write, "
                         f"fix ownership or permissions, chattr -i) and start the node again\n")
+
+
+def test_storage_errors_are_classified_by_code_and_errno():
+    import errno
+
+    from zpaxos.runtime import storage_errors as se
+
+    def sq(code: int, text: str = "x") -> sqlite3.Error:
+        e = sqlite3.OperationalError(text)
+        e.sqlite_errorcode = code
+        return e
+
+    p = Path("d/state.db")
+    cases = [(sq(8), False, se.NotWritable), (sq(8 | 6 << 8), False, se.NotWritable),
+             (sq(13), True, se.DiskFull), (sq(11), False, se.StateDamaged),
+             (sq(26), False, se.StateDamaged), (sq(10 | 3 << 8), True, se.ChangedUnderneath),
+             (sq(11), True, se.ChangedUnderneath), (sq(5), False, se.DataDirLocked),
+             (sqlite3.OperationalError("database or disk is full"), True, se.DiskFull)]
+    for err, running, cls in cases:
+        assert type(se.from_sqlite_error(p, err, running)) is cls, (err, running)
+    for no, cls in [(errno.EROFS, se.NotWritable), (errno.EACCES, se.NotWritable),
+                    (errno.EPERM, se.NotWritable), (errno.ENOSPC, se.DiskFull),
+                    (errno.EIO, se.StateDamaged)]:
+        assert type(se.from_os_error(p, OSError(no, os.strerror(no)))) is cls
+    assert type(se.from_os_error(p, OSError(errno.EIO, "x"), running=True)) is \
+        se.ChangedUnderneath
+    codes = [c.exit_code for c in (se.StateDamaged, se.StateLost, se.NotWritable, se.DiskFull,
+                                   se.ChangedUnderneath)]
+    assert codes == [3, 4, 5, 6, 7]
