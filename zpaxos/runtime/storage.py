@@ -232,7 +232,10 @@ class SqliteStore:
 
     def _connect(self) -> None:
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            # timeout=0: with node.lock held, a busy database means a second owner; say so
+            # at once instead of waiting for it.
+            self._db = sqlite3.connect(self.path, timeout=0, isolation_level=None,
+                                       check_same_thread=False)
             self._db.execute("PRAGMA locking_mode=EXCLUSIVE")  # before the first access
             self._db.execute("PRAGMA mmap_size=0")
             mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()
