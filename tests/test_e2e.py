@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import zmq
 
-from tests.harness import Cluster
+from tests.harness import Cluster, Result
 
 pytestmark = pytest.mark.e2e
 
@@ -101,8 +101,16 @@ def test_malformed_frames_leave_node_serving(running):
 
 
 def test_node_refuses_a_port_in_use(cluster):
+    import subprocess
+
+    from tests.harness import env, zpaxos_cmd
+
     cluster.start(0)
-    r = cluster.run("node", "0", "-q", timeout=30)
+    elsewhere = cluster.dir / "elsewhere"  # its own data_dir (relative to its cwd), same port
+    elsewhere.mkdir()
+    p = subprocess.run(zpaxos_cmd("node", "0", "-q", "--config", str(cluster.config)),
+                       cwd=elsewhere, env=env(), capture_output=True, text=True, timeout=30)
+    r = Result(p.returncode, p.stdout, p.stderr)
     assert r.code == 1
     assert "address already in use" in r.err and len(r.err.strip().splitlines()) == 1
 
@@ -113,7 +121,7 @@ def test_damaged_state_stops_the_node(cluster):
     db = cluster.dir / "data" / "node0" / "state.db"
     db.write_bytes(b"this is not a database" * 100)
     r = cluster.run("node", "0", "-q", timeout=30)
-    assert r.code == 1 and "Traceback" not in r.err
+    assert r.code == 3 and "Traceback" not in r.err  # 3: damaged (storage_errors)
     assert "damaged or unreadable" in r.err and len(r.err.strip().splitlines()) == 1
 
 

@@ -6,11 +6,14 @@ state) is one line on stderr and a non-zero exit, never a traceback:
 
     exit 0   success (propose: a value was chosen, whichever it is; status: every node
              answered)
-    exit 1   the operation failed (propose: nothing chosen in time; node: cannot run;
-             status: a majority of nodes did not answer, so nothing can be chosen)
+    exit 1   the operation failed (propose: nothing chosen in time, or refused by too
+             many nodes; node: cannot run, e.g. port in use or data directory locked by
+             another process; status: a majority of nodes did not answer)
     exit 2   usage or configuration error
     exit 3   status: some nodes did not answer, but a majority did (the cluster can
              still choose values)
+    exit 3-7 node: a storage error (zpaxos.runtime.storage_errors: damaged, state lost,
+             not writable, disk full, changed underneath)
     exit 130 interrupted (Ctrl-C)
 
 Everything printed for people passes through ``zpaxos.printable``, so a value holding
@@ -91,28 +94,39 @@ def cli() -> None:
 @click.argument("node_id", metavar="ID", type=click.IntRange(min=0))
 @config_option
 @click.option("-q", "--quiet", is_flag=True, help="Log to the log file only, not to stderr.")
-def node(node_id: int, config: str | None, quiet: bool) -> None:
-    """Run node ID of the cluster until Ctrl-C or SIGTERM.
+@click.option("--new", "new", is_flag=True,
+              help="Start empty on purpose over LOST or damaged state (old files are moved "
+                   "to DATA_DIR/retired-*); see 'Operating zpaxos' in the README first.")
+def node(node_id: int, config: str | None, quiet: bool, new: bool) -> None:
+    """Run node ID of the cluster in the foreground until Ctrl-C or SIGTERM."""
+    import logging
 
-    It runs in the foreground and shows every message it sends and receives on stderr.
-    """
     from zpaxos.runtime.config import ConfigError
     from zpaxos.runtime.node import Node
     from zpaxos.runtime.sockets import BindError
-    from zpaxos.runtime.storage import StorageError
+    from zpaxos.runtime.storage import SqliteStore, StorageError
 
     cluster = _load(config)
     try:
         cfg = cluster.node(node_id)
+        cluster.node_keys(node_id)  # its CURVE keys, before anything is opened
     except ConfigError as e:
         raise Failure(str(e), EXIT_USAGE) from None
     log = _logging(cluster, cfg.name, quiet)
+    store = None
     try:
-        n = Node(cluster, node_id, log)
-    except ConfigError as e:  # its CURVE keys
-        raise Failure(str(e), EXIT_USAGE) from None
+        # The store takes the data directory's lock first and holds it until n.close().
+        store = SqliteStore(cfg.data_dir, new=new)
+        n = Node(cluster, node_id, log, store)
     except StorageError as e:
-        raise Failure(f"{cfg.name}: {e}") from None
+        if store is not None:
+            store.close()
+        raise Failure(f"{cfg.name}: {e}", e.exit_code) from None
+    if store.retired is not None:
+        log.event("started_new", "started empty on purpose (--new)",
+                  retired=str(store.retired), incarnation=store.incarnation.hex())
+        click.echo(f"{cfg.name}: started empty on purpose (--new); the old state files are "
+                   f"in {store.retired}", err=True)
 
     from zpaxos.printable import printable
 
@@ -127,7 +141,8 @@ def node(node_id: int, config: str | None, quiet: bool) -> None:
     except BindError as e:
         raise Failure(f"{cfg.name}: {e}") from None
     except StorageError as e:
-        raise Failure(f"{cfg.name}: stopping: {e}") from None
+        log.event("storage_error", str(e), logging.ERROR, exit_code=e.exit_code)
+        raise Failure(f"{cfg.name}: stopping: {e}", e.exit_code) from None
     click.echo(f"{cfg.name} stopped")
 
 
@@ -580,9 +595,11 @@ def log_(logfile: str, key: str | None) -> None:
               show_default=True, metavar="BYTES", help="Bytes per value.")
 @click.option("--cli-runs", type=click.IntRange(min=0), default=10, show_default=True,
               metavar="N", help="Whole `zpaxos propose` processes to time (0 to skip).")
+@click.option("--curve", is_flag=True,
+              help="Also run on a temporary cluster with CURVE on, to compare (not with --config).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench(config: str | None, proposals: int, concurrency: int, contended_keys: int,
-          value_size: int, cli_runs: int, as_json: bool) -> None:
+          value_size: int, cli_runs: int, curve: bool, as_json: bool) -> None:
     """Measure decisions per second and latency.
 
     End to end on real sockets; without --config on a temporary 3-node cluster.
@@ -592,7 +609,8 @@ def bench(config: str | None, proposals: int, concurrency: int, contended_keys: 
     from zpaxos.runtime.config import ConfigError
 
     try:
-        result = b.run_bench(config, proposals, concurrency, contended_keys, value_size, cli_runs)
+        result = b.run_bench(config, proposals, concurrency, contended_keys, value_size, cli_runs,
+                             curve)
     except ConfigError as e:
         raise Failure(str(e), EXIT_USAGE) from None
     except (NodeStartError, RuntimeError) as e:

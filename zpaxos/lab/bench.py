@@ -29,7 +29,14 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from zpaxos.lab.launcher import LocalCluster, child_env, free_ports, write_config, zpaxos_cmd
+from zpaxos.lab.launcher import (
+    LocalCluster,
+    child_env,
+    free_ports,
+    make_keys,
+    write_config,
+    zpaxos_cmd,
+)
 from zpaxos.printable import printable
 from zpaxos.runtime.client import Client, options_from
 from zpaxos.runtime.config import ClusterConfig, ConfigError, load_config
@@ -116,36 +123,51 @@ def cli_latency(config: Path, workdir: Path, runs: int, prefix: str) -> dict[str
 
 
 def run_bench(config: str | None, proposals: int, concurrency: int, contended_keys: int,
-              value_size: int, cli_runs: int) -> dict:
+              value_size: int, cli_runs: int, curve: bool = False) -> dict:
+    """The three runs (and the CLI's wall time) on ``config``, or on a temporary cluster;
+    ``curve``: the same runs again on a temporary cluster with CURVE on, in the same
+    process, right after (the cost of CURVE, side by side)."""
     run_id = new_run_id()
     keys = f"{KEY_PREFIX}{run_id}-"
     if config is not None:  # checked before anything is proposed
+        if curve:
+            raise ConfigError("--curve measures temporary clusters, with and without CURVE; "
+                              "it cannot be combined with --config")
         refuse_value_files(load_config(config), run_id)
-    with tempfile.TemporaryDirectory(prefix="zpaxos-bench-") as tmp:
-        work = Path(tmp)
-        if config is None:
-            path = write_config(work / "cluster.ini",
-                                [("127.0.0.1", p) for p in free_ports(3)], log_level="WARNING",
-                                value_files="")
-            local: LocalCluster | None = LocalCluster(path, work, range(3))
-        else:
-            path, local = Path(config).resolve(), None
-        try:
-            if local is not None:
-                local.start_all()
-            cluster = load_config(path)
-            runs = [
-                measure(cluster, "independent keys", proposals, 1, None, value_size,
-                        f"{keys}serial-"),
-                measure(cluster, "independent keys", proposals, concurrency, None, value_size,
-                        f"{keys}parallel-"),
-                measure(cluster, f"contended ({contended_keys} keys)", proposals, concurrency,
-                        contended_keys, value_size, f"{keys}contended-"),
-            ]
-            cli = cli_latency(path, work, cli_runs, f"{keys}cli-") if cli_runs else None
-        finally:
-            if local is not None:
-                local.close()
+    runs: list[Run] = []
+    cli = None
+    for secure in ((False, True) if curve else (False,)):
+        tag = ", CURVE" if secure else (", plaintext" if curve else "")
+        with tempfile.TemporaryDirectory(prefix="zpaxos-bench-") as tmp:
+            work = Path(tmp)
+            if config is None:
+                path = write_config(work / "cluster.ini",
+                                    [("127.0.0.1", p) for p in free_ports(3)],
+                                    log_level="WARNING", value_files="", secure=secure,
+                                    keys_dir=str(work / "keys"))
+                if secure:
+                    make_keys(work, 3)
+                local: LocalCluster | None = LocalCluster(path, work, range(3))
+            else:
+                path, local = Path(config).resolve(), None
+            try:
+                if local is not None:
+                    local.start_all()
+                cluster = load_config(path)
+                pre = f"{keys}{'c' if secure else ''}"
+                runs += [
+                    measure(cluster, f"independent keys{tag}", proposals, 1, None, value_size,
+                            f"{pre}serial-"),
+                    measure(cluster, f"independent keys{tag}", proposals, concurrency, None,
+                            value_size, f"{pre}parallel-"),
+                    measure(cluster, f"contended ({contended_keys} keys){tag}", proposals,
+                            concurrency, contended_keys, value_size, f"{pre}contended-"),
+                ]
+                if cli_runs and not secure:
+                    cli = cli_latency(path, work, cli_runs, f"{keys}cli-")
+            finally:
+                if local is not None:
+                    local.close()
     return {"cluster": "temporary 3-node cluster on loopback" if config is None else str(path),
             "nodes": len(cluster.nodes), "value_bytes": value_size, "keys": f"{keys}*",
             "runs": [asdict(r) for r in runs], "cli_propose": cli}

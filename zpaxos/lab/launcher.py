@@ -58,7 +58,8 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
 
 def write_config(path: Path, endpoints: Sequence[tuple[str, int]], *,
                  proposer: ProposerConfig | None = None, log_level: str = "INFO",
-                 log_format: str = "json", value_files: str = "*", secure: bool = False) -> Path:
+                 log_format: str = "json", value_files: str = "*", secure: bool = False,
+                 keys_dir: str = "keys") -> Path:
     """A cluster file for ``endpoints``: data in data/nodeN and the log in paxos.log,
     both relative to the directory the processes run in. ``secure``: CURVE on, with the
     keys in keys/ there (make them with :func:`make_keys`)."""
@@ -68,13 +69,14 @@ def write_config(path: Path, endpoints: Sequence[tuple[str, int]], *,
         lines += [f"[node.{i}]", f"host = {host}", f"port = {port}", f"data_dir = data/node{i}",
                   f"value_files = {value_files or 'none'}"]
         if secure:
-            lines += [f"public_key = keys/node{i}.key", f"secret_key = keys/node{i}.key_secret"]
+            lines += [f"public_key = {keys_dir}/node{i}.key",
+                      f"secret_key = {keys_dir}/node{i}.key_secret"]
         lines.append("")
     lines += ["[proposer]", *(f"{f.name} = {getattr(p, f.name)}" for f in fields(p)), "",
               "[log]", "file = paxos.log", f"level = {log_level}", f"format = {log_format}", ""]
     if secure:
-        lines += ["[security]", "curve = true", "authorized_clients = keys/clients",
-                  "client_key = keys/clients/lab.key_secret", ""]
+        lines += ["[security]", "curve = true", f"authorized_clients = {keys_dir}/clients",
+                  f"client_key = {keys_dir}/clients/lab.key_secret", ""]
     path.write_text("\n".join(lines))
     return path
 

@@ -5,24 +5,55 @@ learned. It is opened with ``journal_mode=WAL`` and ``synchronous=FULL``: every 
 is fsynced, because a commit that a power cut can undo is a promise the acceptor may
 forget, and a forgotten promise lets two values be chosen.
 
+``locking_mode=EXCLUSIVE`` is set before the first access: one process owns the database
+(as the data directory lock says anyway), and SQLite then keeps the WAL index in heap
+memory instead of the memory-mapped ``-shm`` file. A memory-mapped file that is truncated
+or becomes unwritable under a running process kills it with SIGBUS; with no mapping
+(``mmap_size=0`` too) every such fault comes back as an error the node reports.
+
 Ballots are stored as two columns (round as a signed 64-bit INTEGER, which a round never
 exceeds, and the proposer id as a BLOB) so their order and every byte survive the trip.
+Every row carries a checksum (BLAKE2b-128 over an unambiguous encoding of the key and the
+whole state), verified when the state is loaded: SQLite's own checks cannot see a byte
+changed inside a value or a promised round turned from 7 into 1, and the node must never
+vote on such a row. A row that fails stops the node at start (naming the key), rather
+than quarantining the key: the simplest rule that is plainly safe.
 
-A damaged database stops the node (:class:`StorageError`); it never starts empty over
-it. "Fresh" means exactly one thing: the database file does not exist.
+Nothing is ever taken for a fresh node except a data directory that never held state (no
+database, no write-ahead log, no ``state.marker``, see :mod:`zpaxos.runtime.datadir`).
+A database that is missing, replaced or older than the marker stops the node with
+:class:`StateLost`; starting empty on purpose is ``SqliteStore(dir, new=True)``, which
+moves the old files aside. The errors are classified in :mod:`storage_errors`.
+
+Schema versions: 1 (original); 2 adds the chosen ballot; 3 adds the row checksum and the
+``incarnation`` and ``commit_seq`` meta rows. Older databases are migrated when opened.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import sqlite3
+import struct
 from collections.abc import Iterable
 from pathlib import Path
 
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.messages import Ballot
+from zpaxos.runtime.datadir import MARKER_NAME, DirLock, FileWatch, Marker, make_dir, retire
+from zpaxos.runtime.storage_errors import (
+    README,
+    NotLost,
+    StateDamaged,
+    StateLost,
+    StorageError,
+    damaged,
+    from_os_error,
+    from_sqlite_error,
+)
 
 DB_NAME = "state.db"
-SCHEMA_VERSION = "2"  # 2: chosen_round, chosen_id (the ballot that chose the value)
+SCHEMA_VERSION = "3"  # 2: chosen_round, chosen_id; 3: checksum, incarnation, commit_seq
 
 _SCHEMA = """
 CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -35,115 +66,333 @@ CREATE TABLE acceptor (
     value          BLOB,
     chosen         BLOB,
     chosen_round   INTEGER NOT NULL,
-    chosen_id      BLOB NOT NULL
+    chosen_id      BLOB NOT NULL,
+    checksum       BLOB NOT NULL
 );
 """
-_COLUMNS = ["key", "promised_round", "promised_id", "accepted_round", "accepted_id", "value",
-            "chosen", "chosen_round", "chosen_id"]
+_STATE_COLUMNS = ["key", "promised_round", "promised_id", "accepted_round", "accepted_id",
+                  "value", "chosen", "chosen_round", "chosen_id"]
+_COLUMNS = [*_STATE_COLUMNS, "checksum"]
+_INSERT = (f"INSERT OR REPLACE INTO acceptor ({', '.join(_COLUMNS)}) "
+           f"VALUES ({', '.join('?' * len(_COLUMNS))})")
+
+__all__ = ["DB_NAME", "SCHEMA_VERSION", "MemoryStore", "SqliteStore", "StorageError",
+           "checksum"]
 
 
-class StorageError(Exception):
-    """The node's state cannot be trusted or written; the node must stop."""
+def checksum(row: tuple) -> bytes:
+    """BLAKE2b-128 of a row's state columns, each tagged and length-prefixed so that no two
+    different rows encode alike (None differs from b"", a byte cannot move between fields)."""
+    h = hashlib.blake2b(digest_size=16, person=b"zpaxos-row-v3")
+    for v in row:
+        if v is None:
+            h.update(b"N")
+        elif isinstance(v, int):
+            h.update(b"I" + struct.pack(">q", v))
+        else:
+            b = v.encode() if isinstance(v, str) else bytes(v)
+            h.update(b"B" + struct.pack(">Q", len(b)) + b)
+    return h.digest()
 
 
 def _row(key: str, s: KeyState) -> tuple:
-    return (key, s.promised.round, s.promised.proposer, s.accepted.round, s.accepted.proposer,
-            s.value, s.chosen, s.chosen_ballot.round, s.chosen_ballot.proposer)
+    row = (key, s.promised.round, s.promised.proposer, s.accepted.round, s.accepted.proposer,
+           s.value, s.chosen, s.chosen_ballot.round, s.chosen_ballot.proposer)
+    return (*row, checksum(row))
 
 
 def _state(row: tuple) -> KeyState:
-    _, pr, pid, ar, aid, value, chosen, cr, cid = row
+    _, pr, pid, ar, aid, value, chosen, cr, cid = row[:9]
     return KeyState(Ballot(pr, bytes(pid)), Ballot(ar, bytes(aid)),
                     None if value is None else bytes(value),
                     None if chosen is None else bytes(chosen), Ballot(cr, bytes(cid)))
 
 
+def _rescue(why: str) -> str:
+    return (f"{why}; the node will not vote on it: put back this node's own latest files "
+            f"if you still have them, else follow {README} to rejoin with --new")
+
+
 class SqliteStore:
-    """One node's acceptor state: ``load()`` at start, ``save(batch)`` once per loop pass."""
+    """One node's acceptor state: ``load()`` at start, ``save(batch)`` once per loop pass.
 
-    def __init__(self, data_dir: Path) -> None:
-        self.path = Path(data_dir) / DB_NAME
-        fresh = not self.path.exists()
-        if fresh and Path(str(self.path) + "-wal").exists():
-            raise StorageError(f"{self.path}: missing, but its write-ahead log is there; "
-                               f"refusing to start empty over lost state")
+    Holds the data directory's lock from construction to :meth:`close`. ``incarnation``
+    (16 bytes, drawn when the database was created) and ``commit_seq`` (commits made by
+    this incarnation) are what peers can remember to recognise a rolled-back node.
+    ``new=True`` starts empty on purpose over lost or damaged state (the old files are
+    moved to ``retired``); over a healthy state it raises :class:`NotLost`.
+    """
+
+    def __init__(self, data_dir: Path, new: bool = False) -> None:
+        self.dir = Path(data_dir)
+        self.path = self.dir / DB_NAME
+        self.wal = self.dir / (DB_NAME + "-wal")
+        self.incarnation = b""
+        self.commit_seq = 0
+        self.retired: Path | None = None
+        self._db: sqlite3.Connection | None = None
+        self._marker = Marker(self.dir)
+        self._watch = FileWatch()
+        self._lock = DirLock(self.dir)  # creates the directory; DataDirLocked if taken
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise StorageError(f"{self.path.parent}: cannot create data directory ({e})") from None
-        try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            if fresh:
-                self._db.executescript("BEGIN;" + _SCHEMA +
-                                       f"INSERT INTO meta VALUES ('schema_version', "
-                                       f"'{SCHEMA_VERSION}'); COMMIT;")
-            else:
-                self._check()
-        except StorageError:
-            self._close_quietly()
+            self._open(new)
+        except BaseException:
+            self.close()
             raise
-        except sqlite3.Error as e:
-            self._close_quietly()
-            raise StorageError(f"{self.path}: damaged or unreadable state database ({e}); "
-                               f"the node will not start over it (restore it, or move the "
-                               f"data directory away to start this node empty)") from None
 
-    def _check(self) -> None:
-        result = self._db.execute("PRAGMA quick_check").fetchone()
+    # ---- opening
+
+    def _open(self, new: bool) -> None:
+        if not new:
+            self._open_existing_or_fresh()
+            return
+        try:
+            self._open_existing_or_fresh()
+        except (StateLost, StateDamaged):
+            self._close_db()
+            self.retired = retire(self.dir, [DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm",
+                                             MARKER_NAME])
+            self._create()
+            return
+        if self.commit_seq > 0:
+            raise NotLost(f"{self.dir}: --new refused: this node's state is intact "
+                          f"({self.commit_seq} commits) and starting it empty would throw "
+                          f"away its promises; start it without --new")
+
+    def _open_existing_or_fresh(self) -> None:
+        marker = self._marker.read()
+        if marker is None and self._empty(self.path) and self._empty(self.wal):
+            # A crash while the very first database was being created: an empty file
+            # holds no promise, so this is still a new node.
+            self._remove(self.wal)
+            self._remove(self.path)
+        if not self.path.exists():
+            if self.wal.exists():
+                raise StateLost(_rescue(f"{self.path}: missing, but its write-ahead log is "
+                                        f"there (state lost)"))
+            if marker is not None and marker.commits > 0:
+                raise StateLost(_rescue(f"{self.path}: missing, but this directory held "
+                                        f"zpaxos state ({marker.commits} commits; state lost)"))
+            self._create()  # never held state (a marker at 0 commits promised nothing)
+            return
+        self._probe_writable()
+        self._connect()
+        try:
+            inc, seq = self._check()
+        except sqlite3.Error as e:
+            raise from_sqlite_error(self.path, e) from None
+        if marker is None:
+            # A database without a marker: an older zpaxos's, or a crash between creating
+            # the database and its marker. Adopt it.
+            self._marker.create(inc, seq)
+        elif marker.incarnation != inc:
+            raise StateLost(_rescue(f"{self.path}: replaced: it is not the database this "
+                                    f"directory held ({marker.commits} commits; state lost)"))
+        elif seq < marker.commits:
+            raise StateLost(_rescue(
+                f"{self.path}: rolled back: it holds {seq} commits but this node had made "
+                f"{marker.commits} (restored from an old backup, or its write-ahead log was "
+                f"deleted)"))
+        else:
+            self._marker.open(inc)
+        self.incarnation, self.commit_seq = inc, seq
+        self._watch_files()
+
+    @staticmethod
+    def _empty(path: Path) -> bool:
+        """True if ``path`` is missing or holds no bytes."""
+        try:
+            return path.stat().st_size == 0
+        except FileNotFoundError:
+            return True
+        except OSError as e:
+            raise from_os_error(path, e) from None
+
+    @staticmethod
+    def _remove(path: Path) -> None:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as e:
+            raise from_os_error(path, e) from None
+
+    def _probe_writable(self) -> None:
+        """Tell "cannot write" from "damaged" before SQLite blurs them. The descriptor is
+        closed before SQLite opens the file (closing a descriptor would drop SQLite's
+        POSIX locks if it were closed later)."""
+        for p in (self.path, self.wal):
+            try:
+                fd = os.open(p, os.O_RDWR)
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                raise from_os_error(p, e) from None
+            os.close(fd)
+        if not os.access(self.dir, os.W_OK):
+            raise from_os_error(self.dir, PermissionError(13, "permission denied"))
+
+    def _connect(self) -> None:
+        try:
+            # timeout=0: with node.lock held, a busy database means a second owner; say so
+            # at once instead of waiting for it.
+            self._db = sqlite3.connect(self.path, timeout=0, isolation_level=None,
+                                       check_same_thread=False)
+            self._db.execute("PRAGMA locking_mode=EXCLUSIVE")  # before the first access
+            self._db.execute("PRAGMA mmap_size=0")
+            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()
+            if not mode or mode[0].lower() != "wal":
+                raise damaged(self.path, f"cannot use a write-ahead log (journal mode "
+                                         f"{mode and mode[0]!r})")
+            self._db.execute("PRAGMA synchronous=FULL")
+        except sqlite3.Error as e:
+            raise from_sqlite_error(self.path, e) from None
+
+    def _create(self) -> None:
+        """A new incarnation: the database first, then its marker. A crash in between
+        leaves a database without a marker, which the next start adopts."""
+        for leftover in (DB_NAME + "-wal", DB_NAME + "-shm", MARKER_NAME):
+            self._remove(self.dir / leftover)  # only ever empty or promise-free here
+        make_dir(self.dir)
+        inc = os.urandom(16)
+        self._connect()
+        assert self._db is not None
+        try:
+            self._db.executescript(
+                "BEGIN;" + _SCHEMA +
+                f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
+                f"INSERT INTO meta VALUES ('incarnation', '{inc.hex()}');"
+                "INSERT INTO meta VALUES ('commit_seq', '0'); COMMIT;")
+        except sqlite3.Error as e:
+            raise from_sqlite_error(self.path, e) from None
+        self._marker.create(inc, 0)
+        self.incarnation, self.commit_seq = inc, 0
+        self._watch_files()
+
+    def _watch_files(self) -> None:
+        assert self._db is not None
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as e:
+            raise from_sqlite_error(self.path, e) from None
+        self._watch.add(self.path)
+        self._watch.add(self.wal, check_size=False)
+        self._watch.add(self._marker.path)
+        self._watch.add(self._lock.path, check_size=False)  # deleted: a second owner could lock
+
+    def _check(self) -> tuple[bytes, int]:
+        """Integrity, schema (migrating 1 -> 2 -> 3), incarnation and commit count."""
+        assert self._db is not None
+        db = self._db
+        result = db.execute("PRAGMA quick_check").fetchone()
         if not result or result[0] != "ok":
             raise sqlite3.DatabaseError(f"integrity check failed: {result and result[0]}")
-        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master "
-                                                 "WHERE type='table'")}
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if not {"meta", "acceptor"} <= tables:
             raise sqlite3.DatabaseError("the zpaxos schema is missing")
-        version = self._db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
-        if version and version[0] == "1":
-            # Version 1 did not record the ballot that chose a value: ZERO means "unknown".
-            self._db.executescript(
-                "BEGIN; ALTER TABLE acceptor ADD COLUMN chosen_round INTEGER NOT NULL DEFAULT 0;"
-                " ALTER TABLE acceptor ADD COLUMN chosen_id BLOB NOT NULL DEFAULT x'';"
-                f" UPDATE meta SET value='{SCHEMA_VERSION}' WHERE name='schema_version'; COMMIT;")
+        version = db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
+        if version and version[0] in ("1", "2"):
+            self._migrate(version[0])
             version = (SCHEMA_VERSION,)
         if not version or version[0] != SCHEMA_VERSION:
             raise sqlite3.DatabaseError(f"unknown schema version {version and version[0]!r}")
-        cols = [r[1] for r in self._db.execute("PRAGMA table_info(acceptor)")]
+        cols = [r[1] for r in db.execute("PRAGMA table_info(acceptor)")]
         if cols != _COLUMNS:
             raise sqlite3.DatabaseError("the acceptor table has the wrong columns")
+        meta = dict(db.execute("SELECT name, value FROM meta "
+                               "WHERE name IN ('incarnation', 'commit_seq')").fetchall())
+        try:
+            inc = bytes.fromhex(meta["incarnation"])
+            seq = int(meta["commit_seq"])
+            if len(inc) != 16 or seq < 0:
+                raise ValueError
+        except (KeyError, ValueError, TypeError):
+            raise sqlite3.DatabaseError("bad incarnation or commit_seq in meta") from None
+        return inc, seq
+
+    def _migrate(self, version: str) -> None:
+        """Versions 1 and 2 to 3, in one transaction. Version 1 did not record the ballot
+        that chose a value (ZERO means "unknown"); rows from before version 3 are trusted
+        as they are when their checksums are first computed."""
+        assert self._db is not None
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if version == "1":
+                db.execute("ALTER TABLE acceptor ADD COLUMN chosen_round INTEGER NOT NULL "
+                           "DEFAULT 0")
+                db.execute("ALTER TABLE acceptor ADD COLUMN chosen_id BLOB NOT NULL "
+                           "DEFAULT x''")
+            db.execute("ALTER TABLE acceptor ADD COLUMN checksum BLOB NOT NULL DEFAULT x''")
+            rows = db.execute(f"SELECT {', '.join(_STATE_COLUMNS)} FROM acceptor").fetchall()
+            db.executemany("UPDATE acceptor SET checksum=? WHERE key=?",
+                           [(checksum(r), r[0]) for r in rows])
+            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                           [("schema_version", SCHEMA_VERSION),
+                            ("incarnation", os.urandom(16).hex()),
+                            # Rows mean promises: never let a marker say "nothing to lose".
+                            ("commit_seq", "1" if rows else "0")])
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    # ---- use
 
     def load(self) -> dict[str, KeyState]:
+        """Every key's state, each row's checksum verified (StateDamaged names the key)."""
+        assert self._db is not None
         try:
             rows = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM acceptor").fetchall()
+        except sqlite3.Error as e:
+            raise from_sqlite_error(self.path, e) from None
+        bad = [r[0] for r in rows if checksum(r[:-1]) != bytes(r[-1])]
+        if bad:
+            more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+            raise StateDamaged(_rescue(f"{self.path}: the state of key {bad[0]!r}{more} fails "
+                                       f"its checksum (changed on disk)"))
+        try:
             return {r[0]: _state(r) for r in rows}
-        except (sqlite3.Error, TypeError, ValueError) as e:
-            raise StorageError(f"{self.path}: cannot read state ({e})") from None
+        except (TypeError, ValueError) as e:
+            raise damaged(self.path, f"cannot read state: {e}") from None
 
     def save(self, batch: Iterable[tuple[str, KeyState]]) -> None:
-        """Write a whole loop pass in one transaction; fsynced when this returns."""
+        """Write a whole loop pass in one transaction; durable (database and marker
+        fsynced) when this returns. Raises a StorageError, never a signal."""
         rows = [_row(k, s) for k, s in batch]
         if not rows:
             return
+        assert self._db is not None
+        self._watch.check()  # a deleted or replaced file would swallow this commit
+        seq = self.commit_seq + 1
         try:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany(
-                f"INSERT OR REPLACE INTO acceptor ({', '.join(_COLUMNS)}) "
-                f"VALUES ({', '.join('?' * len(_COLUMNS))})", rows)
+            self._db.executemany(_INSERT, rows)
+            self._db.execute("UPDATE meta SET value=? WHERE name='commit_seq'", (str(seq),))
             self._db.execute("COMMIT")
         except sqlite3.Error as e:
-            raise StorageError(f"{self.path}: cannot write state ({e})") from None
+            try:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise from_sqlite_error(self.path, e, running=True) from None
+        self.commit_seq = seq
+        self._marker.write(seq)  # after the commit: marker <= database, always
 
     def close(self) -> None:
-        self._close_quietly()
+        self._close_db()
+        self._marker.close()
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.release()
 
-    def _close_quietly(self) -> None:
-        db = getattr(self, "_db", None)
+    def _close_db(self) -> None:
+        db, self._db = self._db, None
         if db is not None:
             try:
                 db.close()
             except sqlite3.Error:
                 pass
-            self._db = None
 
 
 class MemoryStore:
@@ -152,6 +401,11 @@ class MemoryStore:
     def __init__(self) -> None:
         self.saved: dict[str, KeyState] = {}
         self.commits = 0
+        self.incarnation = os.urandom(16)
+
+    @property
+    def commit_seq(self) -> int:
+        return self.commits
 
     def load(self) -> dict[str, KeyState]:
         return dict(self.saved)
