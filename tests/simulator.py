@@ -637,6 +637,10 @@ class Simulation:
                       + ("; ".join(f"{k}: {fstate(s)}" for k, s in self.disk[a].items())
                          or "empty"))
         self._do_node(a, host, host.start(), {}, "start: sync from peers")
+        # Each client's socket monitor sees the node come back: its proposals retry now.
+        for name, proc in self.procs.items():
+            if proc.running:
+                self._after_proc(name, proc.nudge(self.now), f"nudge {name}: n{a} is back")
 
     def _end_chaos(self) -> None:
         self.chaos_on = False

@@ -387,3 +387,18 @@ def test_a_round_far_beyond_anything_seen_cannot_lock_a_key() -> None:
     p, _ = started()  # an honest proposer still outbids the highest real promise
     retry = p.receive(0.1, "A1", Nack(K, B1, step))
     assert p.phase == "prepare" and sent(retry)[0][1] == Prepare(K, Ballot(step.round + 1, b"p"))
+
+
+def test_a_nudge_retries_at_once_when_a_node_comes_back() -> None:
+    """The runtime saw an acceptor reconnect: a phase in progress resends to those that have
+    not answered (same ballot), and a backoff ends with the next round at once."""
+    p, _ = started()
+    p.receive(0.1, "A1", promise(B1))
+    step = p.nudge(0.2)
+    assert sent(step) == [("A2", Prepare(K, B1)), ("A3", Prepare(K, B1))]
+    assert p.next_wakeup == pytest.approx(0.2 + 1.0)  # the round timeout starts again
+    q = proposer(backoff_s=5.0)
+    q.start(0.0)
+    q.receive(0.1, "A1", Nack(K, B1, B3))
+    assert q.phase == "backoff"
+    assert sent(q.nudge(0.2)) == [(a, Prepare(K, Ballot(4, b"p"))) for a in ACCEPTORS]

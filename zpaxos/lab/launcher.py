@@ -17,11 +17,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from zpaxos.runtime.config import ProposerConfig
+from zpaxos.runtime.config import PROPOSER_KEYS, ProposerConfig
 
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 10.0
@@ -72,7 +72,7 @@ def write_config(path: Path, endpoints: Sequence[tuple[str, int]], *,
             lines += [f"public_key = {keys_dir}/node{i}.key",
                       f"secret_key = {keys_dir}/node{i}.key_secret"]
         lines.append("")
-    lines += ["[proposer]", *(f"{f.name} = {getattr(p, f.name)}" for f in fields(p)), "",
+    lines += ["[proposer]", *(f"{k} = {getattr(p, k)}" for k in PROPOSER_KEYS), "",
               "[log]", "file = paxos.log", f"level = {log_level}", f"format = {log_format}", ""]
     if secure:
         lines += ["[security]", "curve = true", f"authorized_clients = {keys_dir}/clients",

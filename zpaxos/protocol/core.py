@@ -324,6 +324,21 @@ class Proposer:
         if self.phase in (PREPARE, ACCEPT):
             self._phase_deadline = max(self._phase_deadline, sent_at + self.opts.round_timeout_s)
 
+    def nudge(self, now: float) -> Step:
+        """An acceptor came back (the runtime saw it reconnect): retry now rather than
+        wait out a round timeout or a backoff. A phase in progress sends its message
+        again to the acceptors that have not answered it (the same ballot: an acceptor
+        that already had it answers as before); a backoff ends with the next round."""
+        step = Step()
+        if self.phase in (PREPARE, ACCEPT):
+            msg: ProtocolMessage = (Prepare(self.key, self.ballot) if self.phase == PREPARE
+                                    else Accept(self.key, self.ballot, self.value))
+            step.send.extend((a, msg) for a in self.acceptors if a not in self._answered_phase)
+            self._phase_deadline = now + self.opts.round_timeout_s
+        elif self.phase == BACKOFF and now < self._deadline:
+            self._start_round(now, step)
+        return step
+
     def tick(self, now: float) -> Step:
         step = Step()
         if self.phase in (DONE, IDLE):

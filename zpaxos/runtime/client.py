@@ -30,7 +30,7 @@ from zpaxos.protocol.core import Outcome, ProposerOptions
 from zpaxos.protocol.events import Event, GaveUp
 from zpaxos.protocol.messages import DEFAULT_KEY, KeyStatus, StatusReply, StatusRequest, key_problem
 from zpaxos.protocol.registry import MAX_VALUE_BYTES, TO_PROPOSER_TYPES
-from zpaxos.runtime.config import ClusterConfig, ProposerConfig, load_config
+from zpaxos.runtime.config import ClusterConfig, load_config
 from zpaxos.runtime.curve import Curve
 from zpaxos.runtime.log import EventLog, null_log
 from zpaxos.runtime.proposer_host import ProposerHost
@@ -46,12 +46,9 @@ __all__ = ["Client", "Interrupted", "NodeStatus", "Outcome", "ProposerOptions", 
            "options_from", "propose"]
 
 
-def options_from(cfg: ProposerConfig, **overrides: Any) -> ProposerOptions:
-    """ProposerOptions from the config's [proposer] section, with per-call overrides."""
-    opts = ProposerOptions(round_timeout_s=cfg.round_timeout_s, timeout_s=cfg.timeout_s,
-                           max_rounds=cfg.max_rounds, backoff_s=cfg.backoff_s,
-                           backoff_max_s=cfg.backoff_max_s)
-    return replace(opts, **{k: v for k, v in overrides.items() if v is not None})
+def options_from(cfg: ProposerOptions, **overrides: Any) -> ProposerOptions:
+    """The config's [proposer] options, with per-call overrides (None: keep)."""
+    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +180,14 @@ class Client:
                     ready = host.receive(now, src, msg)  # type: ignore[arg-type]
                     self._emit(ready.events, ready.send)
                     finished += ready.finished
+            watch = sockets.watch
+            if watch is not None and watch.came_up:
+                # A node is back (after a crash or a partition): retry at once, so
+                # decisions resume within a round trip of a majority being reachable.
+                watch.came_up.clear()
+                ready = host.nudge(now)
+                self._emit(ready.events, ready.send)
+                finished += ready.finished
             ready = host.tick(now)
             self._emit(ready.events, ready.send)
             finished += ready.finished

@@ -12,9 +12,12 @@ import ipaddress
 import math
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
+from zpaxos.protocol.core import ProposerOptions
 from zpaxos.runtime.security import (
     KeyFileError,
     KeyPair,
@@ -66,13 +69,10 @@ class NodeConfig:
         return f"node{self.id}"
 
 
-@dataclass(frozen=True, slots=True)
-class ProposerConfig:
-    timeout_s: float = 5.0
-    round_timeout_s: float = 0.5
-    max_rounds: int = 10
-    backoff_s: float = 0.05
-    backoff_max_s: float = 2.0
+# [proposer] is the core's ProposerOptions (its defaults are the only ones); these are the
+# fields a cluster file may set.
+ProposerConfig = ProposerOptions
+PROPOSER_KEYS = ("timeout_s", "round_timeout_s", "max_rounds", "backoff_s", "backoff_max_s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +143,8 @@ class ClusterConfig:
 _NODE_KEYS = {"host": None, "port": None, "data_dir": None, "value_files": "*",
               "public_key": None, "secret_key": None}
 _SECURITY_KEYS = {"curve": "false", "authorized_clients": None, "client_key": None}
-_PROPOSER_KEYS = {f.name: f.default for f in fields(ProposerConfig)}
-_LOG_KEYS = {"file": "paxos.log", "level": "INFO", "format": "json"}
+_PROPOSER_KEYS: dict[str, object] = {k: getattr(ProposerOptions(), k) for k in PROPOSER_KEYS}
+_LOG_KEYS: dict[str, object] = {f.name: f.default for f in fields(LogConfig)}
 
 
 def default_config_path() -> Path:
@@ -258,7 +258,8 @@ def _security(p: Path, sec: configparser.SectionProxy) -> SecurityConfig:
     return SecurityConfig(True, clients, Path(client_key) if client_key else None)
 
 
-def _check_keys(p: Path, section: str, sec: configparser.SectionProxy, allowed: dict) -> None:
+def _check_keys(p: Path, section: str, sec: configparser.SectionProxy,
+                allowed: Mapping[str, object]) -> None:
     for key in sec:
         if key not in allowed:
             raise ConfigError(f"{p}: [{section}] {key}: unknown key (known: "
@@ -340,7 +341,7 @@ def _number(p: Path, section: str, key: str, raw: str, *, integer: bool, minimum
 
 def _proposer(p: Path, sec: configparser.SectionProxy) -> ProposerConfig:
     _check_keys(p, "proposer", sec, _PROPOSER_KEYS)
-    values: dict[str, float] = {}
+    values: dict[str, Any] = {}
     for key, default in _PROPOSER_KEYS.items():
         if key in sec:
             integer = isinstance(default, int)
@@ -352,11 +353,11 @@ def _proposer(p: Path, sec: configparser.SectionProxy) -> ProposerConfig:
 
 def _log(p: Path, sec: configparser.SectionProxy) -> LogConfig:
     _check_keys(p, "log", sec, _LOG_KEYS)
-    file_s = sec.get("file", "paxos.log").strip()
-    level = sec.get("level", "INFO").strip().upper()
+    file_s = sec.get("file", str(_LOG_KEYS["file"])).strip()
+    level = sec.get("level", str(_LOG_KEYS["level"])).strip().upper()
     if level not in LOG_LEVELS:
         raise ConfigError(f"{p}: [log] level: {level!r} is not one of {', '.join(LOG_LEVELS)}")
-    fmt = sec.get("format", _LOG_KEYS["format"]).strip().lower()
+    fmt = sec.get("format", str(_LOG_KEYS["format"])).strip().lower()
     if fmt not in LOG_FORMATS:
         raise ConfigError(f"{p}: [log] format: {fmt!r} is not one of {', '.join(LOG_FORMATS)}")
     return LogConfig(Path(file_s) if file_s else None, level, fmt)

@@ -138,10 +138,9 @@ class ServerWatch:
             why = ("handshake failed (plaintext, or CURVE with a wrong server key)"
                    if int(ev["event"]) == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
                    else "CURVE handshake failed")
-            where = ev.get("endpoint", b"")
-            if isinstance(where, bytes):
-                where = where.decode("ascii", "replace")
-            self.zap.count_refusal(str(where)[:64], b"", why)
+            raw = ev.get("endpoint", b"")
+            where = raw.decode("ascii", "replace") if isinstance(raw, bytes) else str(raw)
+            self.zap.count_refusal(where[:64], b"", why)
 
     def close(self) -> None:
         try:
@@ -165,15 +164,17 @@ WATCHED = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
 
 
 class HandshakeWatch:
-    """Reads the monitor of each DEALER: which nodes refused us (and why), and which
-    came (back) up: a successful handshake clears a refusal."""
+    """Reads the monitor of each DEALER: which nodes refused us (and why), and which came
+    back up after a disconnection (so proposals can retry at once instead of waiting out
+    a timeout); a successful handshake clears a refusal."""
 
     def __init__(self, dealers: dict[int, Sock]) -> None:
         self.monitors: dict[Sock, int] = {}
         for node_id, sock in dealers.items():
             self.monitors[sock.get_monitor_socket(WATCHED)] = node_id
         self.refused: dict[int, str] = {}
-        self.came_up: set[int] = set()  # handshakes since the last look
+        self.came_up: set[int] = set()  # nodes back after a disconnection, since last look
+        self._lost: set[int] = set()
 
     def handle(self, monitor: Sock) -> None:
         node_id = self.monitors[monitor]
@@ -185,7 +186,11 @@ class HandshakeWatch:
             event = int(parse_monitor_message(frames)["event"])
             if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self.refused.pop(node_id, None)
-                self.came_up.add(node_id)
+                if node_id in self._lost:
+                    self._lost.discard(node_id)
+                    self.came_up.add(node_id)
+            elif event == zmq.EVENT_DISCONNECTED:
+                self._lost.add(node_id)
             elif event in _FAILURES:
                 self.refused[node_id] = _FAILURES[event]
 

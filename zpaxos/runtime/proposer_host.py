@@ -86,6 +86,14 @@ class ProposerHost:
             self._after(prop, prop.staged.receive(now, src, msg), ready)
         return ready
 
+    def nudge(self, now: float) -> Ready:
+        """A node came back: every running proposal retries at once (Proposer.nudge)."""
+        ready = Ready()
+        for props in tuple(self._by_key.values()):
+            for prop in tuple(props):
+                self._after(prop, prop.staged.nudge(now), ready)
+        return ready
+
     def tick(self, now: float) -> Ready:
         ready = Ready()
         heap = self._wakeups

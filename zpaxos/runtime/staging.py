@@ -61,6 +61,9 @@ class Staged:
     def receive(self, now: float, src: Peer, msg: ProtocolMessage) -> Step:
         return self._stage(now, self.p.receive(now, src, msg))
 
+    def nudge(self, now: float) -> Step:
+        return self._stage(now, self.p.nudge(now))
+
     def tick(self, now: float) -> Step:
         step = self._stage(now, self.p.tick(now))
         if self._outbox:

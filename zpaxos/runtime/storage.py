@@ -37,6 +37,7 @@ import sqlite3
 import struct
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.messages import Ballot
@@ -80,7 +81,7 @@ __all__ = ["DB_NAME", "SCHEMA_VERSION", "MemoryStore", "SqliteStore", "StorageEr
            "checksum"]
 
 
-def checksum(row: tuple) -> bytes:
+def checksum(row: tuple[Any, ...]) -> bytes:
     """BLAKE2b-128 of a row's state columns, each tagged and length-prefixed so that no two
     different rows encode alike (None differs from b"", a byte cannot move between fields)."""
     h = hashlib.blake2b(digest_size=16, person=b"zpaxos-row-v3")
@@ -95,13 +96,13 @@ def checksum(row: tuple) -> bytes:
     return h.digest()
 
 
-def _row(key: str, s: KeyState) -> tuple:
+def _row(key: str, s: KeyState) -> tuple[Any, ...]:
     row = (key, s.promised.round, s.promised.proposer, s.accepted.round, s.accepted.proposer,
            s.value, s.chosen, s.chosen_ballot.round, s.chosen_ballot.proposer)
     return (*row, checksum(row))
 
 
-def _state(row: tuple) -> KeyState:
+def _state(row: tuple[Any, ...]) -> KeyState:
     _, pr, pid, ar, aid, value, chosen, cr, cid = row[:9]
     return KeyState(Ballot(pr, bytes(pid)), Ballot(ar, bytes(aid)),
                     None if value is None else bytes(value),

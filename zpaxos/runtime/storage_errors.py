@@ -117,7 +117,7 @@ def sqlite_code(e: sqlite3.Error) -> int | None:
     """The primary SQLite result code of ``e`` (None if unknown)."""
     code = getattr(e, "sqlite_errorcode", None)
     if code is not None:
-        return code & 0xFF
+        return int(code) & 0xFF
     text = str(e).lower()  # Python < 3.11: only the message is there
     for needle, primary in (("readonly", SQLITE_READONLY), ("disk is full", SQLITE_FULL),
                             ("database is locked", SQLITE_BUSY),
