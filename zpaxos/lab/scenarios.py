@@ -24,7 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zpaxos.lab.launcher import LocalCluster, NodeStartError, Result, wait_for, write_config
+from zpaxos.lab.launcher import (
+    LocalCluster,
+    NodeStartError,
+    Result,
+    make_keys,
+    wait_for,
+    write_config,
+)
 from zpaxos.pictures.logmodel import LogModel, read_log
 from zpaxos.printable import printable
 from zpaxos.protocol.core import quorum_size
@@ -334,8 +341,12 @@ def scenario_config(cfg: ClusterConfig, workdir: Path) -> Path:
     and a JSON log inside ``workdir``, so runs never disturb each other or real data."""
     # A restarted node's sync with its peers (SYNC, SYNC_REPLY) is logged at INFO, so the
     # charts can draw it where it taught the node a decision.
-    return write_config(workdir / "cluster.ini", [(n.host, n.port) for n in cfg.nodes],
-                        proposer=cfg.proposer, value_files=cfg.nodes[0].value_files)
+    path = write_config(workdir / "cluster.ini", [(n.host, n.port) for n in cfg.nodes],
+                        proposer=cfg.proposer, value_files=cfg.nodes[0].value_files,
+                        secure=cfg.security.curve)
+    if cfg.security.curve:  # CURVE on, with keys of its own (in workdir/keys)
+        make_keys(workdir, len(cfg.nodes))
+    return path
 
 
 def fresh_workdir(out: Path) -> None:
@@ -443,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     try:
-        cfg = load_config(args.config or default_config_path())
+        cfg = load_config(args.config or default_config_path(), keys=False)
     except ConfigError as e:
         print(f"run_scenarios.sh: error: {e}", file=sys.stderr)
         return 2

@@ -151,7 +151,8 @@ def default_config_path() -> Path:
     return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
 
 
-def load_config(path: str | os.PathLike[str] | None = None) -> ClusterConfig:
+def load_config(path: str | os.PathLike[str] | None = None, *,
+                keys: bool = True) -> ClusterConfig:
     """Read and validate a cluster file (default: $ZPAXOS_CONFIG or configs/cluster.ini)."""
     p = Path(path) if path is not None else default_config_path()
     parser = configparser.ConfigParser(
@@ -177,10 +178,12 @@ def load_config(path: str | os.PathLike[str] | None = None) -> ClusterConfig:
     except configparser.Error as e:
         first = str(e).splitlines()[0]
         raise ConfigError(f"{p}: not a valid INI file ({first})") from None
-    return _build(p, parser)
+    return _build(p, parser, keys)
 
 
-def _build(p: Path, parser: configparser.ConfigParser) -> ClusterConfig:
+def _build(p: Path, parser: configparser.ConfigParser, keys: bool = True) -> ClusterConfig:
+    """``keys`` False: read a CURVE config without loading its key files (the scenario
+    runner makes keys of its own for its temporary cluster)."""
     nodes: list[NodeConfig] = []
     proposer = ProposerConfig()
     log = LogConfig()
@@ -194,7 +197,7 @@ def _build(p: Path, parser: configparser.ConfigParser) -> ClusterConfig:
         elif section == "log":
             log = _log(p, sec)
         elif section == "security":
-            security = _security(p, sec)
+            security = _security(p, sec, keys)
         else:
             raise ConfigError(f"{p}: [{section}]: unknown section (expected [node.N], "
                               f"[proposer], [log] or [security])")
@@ -216,9 +219,9 @@ def _build(p: Path, parser: configparser.ConfigParser) -> ClusterConfig:
         if other != n.id:
             raise ConfigError(f"{p}: [node.{n.id}] data_dir: {n.data_dir} is already used by "
                               f"[node.{other}]")
-    if security.curve:
+    if security.curve and keys:
         nodes = [_node_keys(p, n, parser[f"node.{n.id}"]) for n in nodes]
-    else:
+    elif not security.curve:
         for n in nodes:
             for key in ("public_key", "secret_key"):
                 if parser[f"node.{n.id}"].get(key, "").strip():
@@ -238,7 +241,7 @@ def _node_keys(p: Path, n: NodeConfig, sec: configparser.SectionProxy) -> NodeCo
     return replace(n, public_key=public, secret_key_file=secret_file)
 
 
-def _security(p: Path, sec: configparser.SectionProxy) -> SecurityConfig:
+def _security(p: Path, sec: configparser.SectionProxy, keys: bool = True) -> SecurityConfig:
     _check_keys(p, "security", sec, _SECURITY_KEYS)
     raw = sec.get("curve", "false").strip().lower()
     if raw not in ("true", "false", "yes", "no", "on", "off", "1", "0"):
@@ -249,6 +252,8 @@ def _security(p: Path, sec: configparser.SectionProxy) -> SecurityConfig:
 
     if not zmq.has("curve"):
         raise ConfigError(f"{p}: [security] curve: this pyzmq/libzmq has no CURVE support")
+    if not keys:
+        return SecurityConfig(True)
     clients_dir = Path(_need(p, "security", sec, "authorized_clients"))
     try:
         clients = load_authorized(clients_dir)
