@@ -91,8 +91,11 @@ def test_garbage_is_a_decode_error(frames, why):
 
 
 def test_random_garbage_never_raises_anything_else():
+    """Mutated valid messages decode to a valid message or raise DecodeError, nothing else;
+    and what does decode is a real message that survives the round trip again."""
     rng = random.Random(5597)
     valid = [codec.encode(m, b"x") for m in MESSAGES]
+    decoded = 0
     for _ in range(5000):
         frames = [bytearray(f) for f in rng.choice(valid)]
         for _ in range(rng.randint(1, 4)):
@@ -102,6 +105,24 @@ def test_random_garbage_never_raises_anything_else():
             else:
                 f.extend(rng.randbytes(rng.randint(1, 4)))
         try:
-            codec.decode([bytes(f) for f in frames])
+            msg, msg_id = codec.decode([bytes(f) for f in frames])
         except codec.DecodeError:
-            pass
+            continue
+        decoded += 1
+        assert codec.decode(codec.encode(msg, msg_id)) == (msg, msg_id)
+    assert decoded > 100  # the mutations leave some messages valid: those were checked too
+
+
+def test_valid_messages_round_trip_under_the_fuzzer_too():
+    for m in MESSAGES:
+        frames = codec.encode(m, b"id")
+        assert codec.decode(frames) == (m, b"id")
+
+
+def test_deep_nesting_is_refused_without_recursion():
+    """A body of a million nested arrays once crashed a node (RecursionError while the
+    error message formatted the value). Now it is one DecodeError, quickly."""
+    for body in (b"\x91" * 1_000_000 + b"\xc0", b"\x92" + b"\x91" * 5000 + b"\xc0" + b"\xc0",
+                 msgpack.packb(["k", [[[[[[[[1]]]]]]]]])):
+        with pytest.raises(codec.DecodeError):
+            codec.decode([b"ZPAXOS/1", b"PREPARE", b"1", body])

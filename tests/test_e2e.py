@@ -93,11 +93,11 @@ def test_malformed_frames_leave_node_serving(running):
     finally:
         s.close()
         ctx.term()
-    malformed = [e for e in running.log_events()
-                 if e["event"] == "malformed" and e["process"] == "node0"]
+    log = running.log()
+    malformed = log.events(name="malformed", process="node0")
     assert len(malformed) == len(garbage) - 1  # the PROMISE is well formed, just not for us
-    assert all(e["peer"].startswith("unknown") for e in malformed)
-    assert [e for e in running.log_events() if e["event"] == "ignored"]
+    assert all(e.fields["peer"].startswith("unknown") for e in malformed)
+    assert log.events(name="ignored")
 
 
 def test_node_refuses_a_port_in_use(cluster):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from zpaxos.pictures.logmodel import LogModel, read_log
 from zpaxos.runtime.config import PROPOSER_KEYS, ProposerConfig
 
 START_TIMEOUT_S = 15.0
@@ -220,18 +221,10 @@ class LocalCluster:
             raise RuntimeError(f"zpaxos status failed: {r.err.strip()}")
         return r.json
 
-    def log_events(self) -> list[dict[str, Any]]:
-        """Every event of the cluster's JSON log (``paxos.log`` in the work directory)."""
-        path = self.dir / "paxos.log"
-        if not path.exists():
-            return []
-        events = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                events.append(json.loads(line))
-            except ValueError:
-                continue  # a line cut short by a kill -9
-        return events
+    def log(self) -> LogModel:
+        """The cluster's JSON log (``paxos.log`` in the work directory), read into the log
+        model, which pairs messages and answers queries (``.events(name=..., ...)``)."""
+        return read_log(self.dir / "paxos.log")
 
     def node_state(self, i: int, key: str) -> dict[str, Any] | None:
         """Node ``i``'s state for ``key`` (None if unreachable or it has none)."""
