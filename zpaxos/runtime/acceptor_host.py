@@ -38,11 +38,16 @@ from zpaxos.protocol.messages import (
 from zpaxos.protocol.registry import TO_ACCEPTOR_TYPES, type_name
 from zpaxos.runtime.addresses import Caller, Src
 
-STATUS_MAX_KEYS = 10_000  # keys in one status reply
+STATUS_MAX_KEYS = 1000  # keys in one status reply
 SYNC_PAGE = 500  # chosen values in one sync reply
-# Values are up to 1 MiB each: a reply stops short of this many value bytes, so it always
-# fits the decoder's body limit (codec.MAX_BODY_BYTES) at the other end.
-REPLY_MAX_VALUE_BYTES = 16 << 20
+# Memory: a client that asks for status and never reads can make a node queue at most
+# sockets.SNDHWM replies for it, so a status reply is kept small: this many bytes of
+# values (and per-key overhead), though always at least one key's.
+STATUS_MAX_BYTES = 64 << 10
+KEY_OVERHEAD_BYTES = 160  # a status entry without its values, encoded (key and ballots)
+# Values are up to 1 MiB each: a sync reply stops short of this many value bytes, so with
+# one more value it still fits the decoder's body limit (codec.MAX_BODY_BYTES).
+REPLY_MAX_VALUE_BYTES = 1 << 20
 MAX_CHECKS = 10_000  # client Decides being checked with the peers at once
 
 T = TypeVar("T")
@@ -58,7 +63,8 @@ class Ready:
     events: list[tuple[Src | None, Event]] = field(default_factory=list)
 
 
-def page(items: Iterable[T], max_items: int, size: Callable[[T], int]) -> tuple[list[T], bool]:
+def page(items: Iterable[T], max_items: int, size: Callable[[T], int],
+         max_bytes: int = REPLY_MAX_VALUE_BYTES) -> tuple[list[T], bool]:
     """The first items that fit both limits (always at least one), and whether more remain."""
     out: list[T] = []
     total = 0
@@ -66,7 +72,7 @@ def page(items: Iterable[T], max_items: int, size: Callable[[T], int]) -> tuple[
         if len(out) >= max_items:
             return out, True
         total += size(item)
-        if out and total > REPLY_MAX_VALUE_BYTES:
+        if out and total > max_bytes:
             return out, True
         out.append(item)
     return out, False
@@ -193,7 +199,8 @@ class AcceptorHost:
                 yield KeyStatus(k, s.promised, s.accepted, s.value, s.chosen, s.chosen_ballot)
 
         items, more = page(entries(), self.status_page_size,
-                           lambda e: len(e.value or b"") + len(e.chosen or b""))
+                           lambda e: KEY_OVERHEAD_BYTES + len(e.value or b"")
+                           + len(e.chosen or b""), STATUS_MAX_BYTES)
         return StatusReply(self.node_id, tuple(items), more, tuple(sorted(self.stats.items())))
 
     def sync_page(self, after: str) -> SyncReply:

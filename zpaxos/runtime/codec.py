@@ -41,7 +41,10 @@ __all__ = ["DecodeError", "MAX_BODY_BYTES", "MAX_FRAME_BYTES", "MAX_ROUND", "MAX
            "decode", "encode", "type_name"]
 
 PROTOCOL = b"ZPAXOS/1"
-MAX_BODY_BYTES = 64 << 20  # a status or sync page holds many values
+# The largest valid body: a status reply holds one key's value and chosen value (1 MiB
+# each) past its page limit, a sync page 1 MiB of values plus one more. Anything larger
+# is refused by the socket before this process allocates it (MAXMSGSIZE).
+MAX_BODY_BYTES = 4 << 20
 MAX_FRAME_BYTES = MAX_BODY_BYTES + 4096  # the socket refuses any larger frame (MAXMSGSIZE)
 MAX_MSG_ID_BYTES = 64
 MAX_DEPTH = 4  # the deepest valid body: [page, [entry, [ballot]]]

@@ -66,7 +66,10 @@ def peer_name(ident: bytes) -> str:
 
 
 BATCH_MAX = 1000  # messages taken from one socket per pass
-SNDHWM = 10_000  # messages queued towards one peer before sends to it fail (EAGAIN)
+# Messages queued towards (and from) one peer before sends to it fail (EAGAIN, logged as
+# undeliverable): what a peer that never reads can make us hold, together with the
+# message size limits (codec.MAX_BODY_BYTES; status replies of at most ~64 KiB).
+SNDHWM = 1000
 
 
 def _harden(sock: Sock) -> None:
