@@ -202,6 +202,10 @@ class Learner:
             return msg.value
         return None
 
+    def forget(self, key: str) -> None:
+        """Drop the votes counted for an undecided key (the caller bounds its memory)."""
+        self._votes = {k: v for k, v in self._votes.items() if k[0] != key}
+
     def on_decide(self, msg: Decide) -> bytes:
         if msg.key not in self.chosen and not msg.ballot.is_zero:
             self.chosen_ballot[msg.key] = msg.ballot

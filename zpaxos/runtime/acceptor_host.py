@@ -20,9 +20,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from zpaxos.protocol.core import Acceptor, KeyState
+from zpaxos.protocol.core import Acceptor, KeyState, Learner
 from zpaxos.protocol.events import Event, Ignored, Learned
 from zpaxos.protocol.messages import (
+    Accepted,
     AcceptedAt,
     Ballot,
     CheckAccepted,
@@ -90,9 +91,10 @@ class AcceptorHost:
         ballot with that very value (see :meth:`_check_decide`)."""
         self.node_id = node_id
         self.peers = tuple(peers)
-        self.quorum = (len(self.peers) + 1) // 2 + 1
         self.check_client_decides = check_client_decides
-        self._checks: dict[tuple[str, Ballot, bytes], set[int]] = {}
+        # Client Decides being checked: the core's Learner counts the confirmations.
+        self._checks: dict[tuple[str, Ballot, bytes], None] = {}  # ordered: oldest first
+        self._learner = Learner((node_id, *self.peers))
         self.stats: dict[str, int] = {}  # counters the runtime keeps (status shows them)
         self.sync_page_size = sync_page
         self.status_page_size = status_page
@@ -127,11 +129,8 @@ class AcceptorHost:
                          s.chosen if s.chosen_ballot == msg.ballot else None)
                 ready.send.append((src, AcceptedAt(msg.key, msg.ballot, value)))
             elif isinstance(msg, AcceptedAt) and isinstance(src, int):
-                entry = (msg.key, msg.ballot, msg.value or b"")
-                voters = self._checks.get(entry)
-                if voters is not None and msg.value is not None:
-                    voters.add(src)
-                    self._maybe_confirmed(entry, voters, ready)
+                if msg.value is not None and (msg.key, msg.ballot, msg.value) in self._checks:
+                    self._confirmed_by(src, Accepted(msg.key, msg.ballot, msg.value), ready)
             elif isinstance(msg, SyncReply) and isinstance(src, int):
                 # Only an answer to our own request, on our own socket to that peer.
                 for key, value, ballot in msg.chosen:
@@ -155,20 +154,22 @@ class AcceptorHost:
         entry = (msg.key, msg.ballot, msg.value)
         if entry in self._checks:
             return
-        if len(self._checks) >= MAX_CHECKS:
-            del self._checks[next(iter(self._checks))]  # bounded, whatever clients send
-        voters = self._checks[entry] = set()
-        if s.accepted == msg.ballot and s.value == msg.value:
-            voters.add(self.node_id)
+        if len(self._checks) >= MAX_CHECKS:  # bounded, whatever clients send
+            oldest = next(iter(self._checks))
+            del self._checks[oldest]
+            self._learner.forget(oldest[0])
+        self._checks[entry] = None
         ready.send.extend((p, CheckAccepted(msg.key, msg.ballot)) for p in self.peers)
-        self._maybe_confirmed(entry, voters, ready)
+        if s.accepted == msg.ballot and s.value == msg.value:
+            self._confirmed_by(self.node_id, Accepted(msg.key, msg.ballot, msg.value), ready)
 
-    def _maybe_confirmed(self, entry: tuple[str, Ballot, bytes], voters: set[int],
-                         ready: Ready) -> None:
-        if len(voters) >= self.quorum:
-            del self._checks[entry]
-            key, ballot, value = entry
-            self._apply(self.node_id, Decide(key, value, ballot), ready, reply=False)
+    def _confirmed_by(self, node: int, vote: Accepted, ready: Ready) -> None:
+        """``node`` accepted exactly this ballot and value: one vote for the core's Learner;
+        once a quorum voted, the value is chosen and recorded as any Decide is."""
+        chosen = self._learner.on_accepted(node, vote)
+        if chosen is not None:
+            self._checks = {e: None for e in self._checks if e[0] != vote.key}
+            self._apply(self.node_id, Decide(vote.key, chosen, vote.ballot), ready, reply=False)
 
     def _apply(self, src: Src, msg: ProtocolMessage, ready: Ready, reply: bool = True) -> None:
         known = msg.key in self.acceptor.states

@@ -150,7 +150,8 @@ class ServerWatch:
         self.monitor.close(0)
 
 
-# Handshake failures a client can see on its DEALER's monitor, and what they mean.
+# Handshake failures a client can see on its DEALER's monitor, and what they mean: with
+# CURVE on our side, and without it (then the node must be running CURVE).
 _FAILURES: dict[int, str] = {
     zmq.EVENT_HANDSHAKE_FAILED_AUTH: "refused our key",
     zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "failed the security handshake (plaintext on one "
@@ -158,6 +159,8 @@ _FAILURES: dict[int, str] = {
     zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "failed the CURVE handshake (wrong server key "
                                           "for it in the config?)",
 }
+_PLAINTEXT_FAILURE = ("failed the security handshake (plaintext on one side and CURVE on "
+                      "the other? this client has no [security] curve = true)")
 WATCHED = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
            | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_SUCCEEDED
            | zmq.EVENT_DISCONNECTED)
@@ -168,7 +171,8 @@ class HandshakeWatch:
     back up after a disconnection (so proposals can retry at once instead of waiting out
     a timeout); a successful handshake clears a refusal."""
 
-    def __init__(self, dealers: dict[int, Sock]) -> None:
+    def __init__(self, dealers: dict[int, Sock], curve: bool = False) -> None:
+        self.curve = curve
         self.monitors: dict[Sock, int] = {}
         for node_id, sock in dealers.items():
             self.monitors[sock.get_monitor_socket(WATCHED)] = node_id
@@ -192,7 +196,7 @@ class HandshakeWatch:
             elif event == zmq.EVENT_DISCONNECTED:
                 self._lost.add(node_id)
             elif event in _FAILURES:
-                self.refused[node_id] = _FAILURES[event]
+                self.refused[node_id] = _FAILURES[event] if self.curve else _PLAINTEXT_FAILURE
 
     def close(self, dealers: dict[int, Sock]) -> None:
         for sock in dealers.values():

@@ -152,7 +152,7 @@ class Sockets:
                 self.dealers[node_id] = open_dealer(self.ctx, routing_id(node_id), endpoint,
                                                     curve, node_id)
             if watch:
-                self.watch = HandshakeWatch(self.dealers)
+                self.watch = HandshakeWatch(self.dealers, curve is not None)
         except BaseException:
             self.close()
             raise
