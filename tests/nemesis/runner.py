@@ -1,0 +1,555 @@
+"""The nemesis run: a cluster across network namespaces, a workload, a seeded fault
+schedule, then healing, a full restart and the checker.
+
+Only the public interfaces are used: ``zpaxos node``, ``zpaxos propose --json``,
+``zpaxos status --json``, ``Client.stream`` (in tests/nemesis/worker.py) and the JSON log.
+Every process, namespace and link made here is removed on success, failure, Ctrl-C and
+SIGTERM (finally blocks, atexit, signal handlers).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.nemesis import checker
+from tests.nemesis.netns import Topology
+from tests.nemesis.proxy import ProxyControl
+from tests.nemesis.schedule import CRASH_KINDS, Fault, as_dicts, make_schedule
+
+ROOT = Path(__file__).resolve().parents[2]
+PORT = 7000
+START_TIMEOUT_S = 20.0
+CLI_TIMEOUT_S = 3.0  # a CLI proposer's whole-proposal deadline
+CONVERGE_TIMEOUT_S = 60.0
+
+_children: set[subprocess.Popen] = set()
+
+
+def _reap() -> None:
+    for p in list(_children):
+        with contextlib.suppress(OSError):
+            if p.poll() is None:
+                os.kill(p.pid, signal.SIGCONT)
+                p.kill()
+                p.wait(5)
+        _children.discard(p)
+
+
+atexit.register(_reap)
+
+
+def crash_points_wired() -> bool:
+    """True when the runtime calls faults.crash_point somewhere (the redesign places them)."""
+    for path in (ROOT / "zpaxos" / "runtime").rglob("*.py"):
+        if path.name != "faults.py" and "crash_point(" in path.read_text(encoding="utf-8"):
+            return True
+    return False
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZPAXOS_")}
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class Options:
+    seed: int
+    seconds: float = 90.0
+    nodes: int = 3
+    workdir: Path = Path("out/nemesis")
+    stream_workers: int = 2
+    concurrency: int = 16
+    cli_threads: int = 2
+    hot_keys: int = 4
+    log_level: str = "WARNING"
+    verbose: bool = True
+
+
+@dataclass
+class Report:
+    seed: int
+    seconds: float
+    nodes: int
+    replay: str
+    operations: dict[str, int] = field(default_factory=dict)
+    faults: dict[str, int] = field(default_factory=dict)
+    not_wired: dict[str, int] = field(default_factory=dict)
+    unavailability: dict[str, dict] = field(default_factory=dict)
+    proxy: dict[str, int] = field(default_factory=dict)
+    violations: list[str] = field(default_factory=list)
+    liveness: list[str] = field(default_factory=list)
+    unexpected_exits: list[str] = field(default_factory=list)
+    keys: int = 0
+    workdir: str = ""
+    fault_log: list[dict] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations and not self.liveness and not self.unexpected_exits
+
+    def summary(self) -> str:
+        ops = self.operations
+        lines = [
+            f"nemesis: seed {self.seed}, {self.nodes} nodes, {self.seconds:g} s of faults",
+            f"  operations: {ops.get('total', 0)} ({ops.get('chosen', 0)} chosen, "
+            f"{ops.get('maybe', 0)} maybe chosen/timed out; cli {ops.get('cli', 0)}, "
+            f"stream {ops.get('stream', 0)}, repair {ops.get('repair', 0)}) on {self.keys} keys",
+            "  faults: " + ", ".join(f"{k} {v}" for k, v in sorted(self.faults.items())),
+        ]
+        if self.not_wired:
+            lines.append("  not wired (crash points not called by the runtime yet): "
+                         + ", ".join(f"{k} {v}" for k, v in sorted(self.not_wired.items())))
+        lines.append("  unavailability (longest gap between successful decisions, per kind):")
+        for kind, u in self.unavailability.items():
+            lines.append(f"    {kind:22} n={u['count']:<3} max {u['max_gap_s']:6.2f} s  "
+                         f"mean {u['mean_gap_s']:6.2f} s")
+        lines.append("  proxy: " + ", ".join(f"{k} {v}" for k, v in sorted(self.proxy.items())))
+        lines.append(f"  violations: {len(self.violations)}")
+        lines += [f"    {v}" for v in self.violations[:20]]
+        if self.liveness:
+            lines.append(f"  not converged after healing: {len(self.liveness)}")
+            lines += [f"    {v}" for v in self.liveness[:10]]
+        if self.unexpected_exits:
+            lines.append(f"  unexpected node exits: {self.unexpected_exits}")
+        lines.append(f"  work directory: {self.workdir}")
+        lines.append(f"  replay the fault schedule: {self.replay}")
+        return "\n".join(lines)
+
+
+class Nodes:
+    """Node processes, each in its own namespace."""
+
+    def __init__(self, topo: Topology, workdir: Path) -> None:
+        self.topo = topo
+        self.dir = workdir
+        self.procs: dict[int, subprocess.Popen] = {}
+        self.expected_exit: dict[int, bool] = {}
+        self.unexpected: list[str] = []
+        self.starts = 0
+        self.lock = threading.Lock()
+
+    def config(self, i: int) -> Path:
+        return self.dir / f"node{i}.ini"
+
+    def start(self, i: int, env: dict[str, str] | None = None, wait: bool = True) -> None:
+        self.reap(i)
+        self.starts += 1
+        out = open(self.dir / f"node{i}.out", "a")
+        out.write(f"--- start {time.time():.3f} env={env or {}}\n")
+        out.flush()
+        p = subprocess.Popen(
+            [*self.topo.exec_prefix(self.topo.node_ns(i)), sys.executable, "-m", "zpaxos",
+             "node", str(i), "--config", str(self.config(i)), "-q"],
+            cwd=self.dir, env=child_env(env), stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        out.close()
+        _children.add(p)
+        with self.lock:
+            self.procs[i] = p
+            self.expected_exit[i] = bool(env)  # a crash point exits on purpose
+        if wait:
+            self.wait_listening(i, p)
+
+    def wait_listening(self, i: int, p: subprocess.Popen) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        path = self.dir / f"node{i}.out"
+        while time.monotonic() < deadline:
+            tail = path.read_text(errors="replace").rsplit("--- start", 1)[-1]
+            if "listening on" in tail:
+                return
+            if p.poll() is not None:
+                if self.expected_exit.get(i):
+                    return
+                raise RuntimeError(f"node{i} exited at start ({p.returncode}): {tail[-500:]}")
+            time.sleep(0.05)
+        raise RuntimeError(f"node{i} did not start within {START_TIMEOUT_S:g} s")
+
+    def running(self, i: int) -> bool:
+        p = self.procs.get(i)
+        return p is not None and p.poll() is None
+
+    def signal(self, i: int, sig: int) -> None:
+        p = self.procs.get(i)
+        if p is not None and p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p.pid, sig)
+
+    def kill(self, i: int) -> None:
+        with self.lock:
+            self.expected_exit[i] = True
+        self.signal(i, signal.SIGKILL)
+        self.reap(i)
+
+    def reap(self, i: int) -> None:
+        p = self.procs.get(i)
+        if p is None:
+            return
+        if p.poll() is None and self.expected_exit.get(i):
+            p.wait(10)
+        if p.poll() is not None:
+            if not self.expected_exit.get(i) and p.returncode not in (0, -signal.SIGKILL):
+                self.unexpected.append(f"node{i} exited with {p.returncode}")
+            _children.discard(p)
+
+    def check_unexpected(self) -> None:
+        for i, p in list(self.procs.items()):
+            if p.poll() is not None and not self.expected_exit.get(i):
+                self.unexpected.append(f"node{i} exited with {p.returncode} (see node{i}.out)")
+                self.expected_exit[i] = True  # report once
+
+    def stop_all(self) -> None:
+        for i in list(self.procs):
+            self.signal(i, signal.SIGCONT)
+            self.kill(i)
+
+
+class Nemesis:
+    def __init__(self, opts: Options) -> None:
+        self.o = opts
+        self.dir = Path(opts.workdir).resolve()
+        self.topo = Topology(opts.nodes)
+        self.nodes = Nodes(self.topo, self.dir)
+        self.proxy_proc: subprocess.Popen | None = None
+        self.proxy: ProxyControl | None = None
+        self.ops: list[dict] = []
+        self.ops_lock = threading.Lock()
+        self.stop_workload = threading.Event()
+        self.fault_log: list[dict] = []
+        self.rng = random.Random(opts.seed ^ 0x5EED)
+
+    def say(self, msg: str) -> None:
+        if self.o.verbose:
+            print(f"[nemesis {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+    # ---- set-up
+
+    def write_configs(self) -> None:
+        n = self.o.nodes
+        proposer = ["[proposer]", f"timeout_s = {CLI_TIMEOUT_S}", "round_timeout_s = 0.3",
+                    "max_rounds = 30", "backoff_s = 0.05", "backoff_max_s = 0.5", ""]
+        log = ["[log]", f"file = {self.dir / 'paxos.log'}", f"level = {self.o.log_level}",
+               "format = json", ""]
+
+        def cfg(own: int | None) -> str:
+            lines = []
+            for i in range(n):
+                host = self.topo.node_addr(i) if i == own else self.topo.proxy_addr(i)
+                lines += [f"[node.{i}]", f"host = {host}", f"port = {PORT}",
+                          f"data_dir = {self.dir / 'data' / f'node{i}'}", "value_files = *", ""]
+            return "\n".join(lines + proposer + log)
+
+        for i in range(n):
+            self.nodes.config(i).write_text(cfg(i))
+        (self.dir / "client.ini").write_text(cfg(None))
+
+    def client_cmd(self, *args: str) -> list[str]:
+        return [*self.topo.exec_prefix(self.topo.client_ns), sys.executable, *args]
+
+    def start_proxy(self) -> None:
+        ctl = self.dir / "proxy.sock"
+        with contextlib.suppress(FileNotFoundError):
+            ctl.unlink()
+        out = open(self.dir / "proxy.out", "w")
+        self.proxy_proc = subprocess.Popen(
+            [*self.topo.exec_prefix(self.topo.hub), sys.executable, "-m", "tests.nemesis.proxy",
+             "--control", str(ctl), "--port", str(PORT), "--nodes", str(self.o.nodes),
+             "--seed", str(self.o.seed)],
+            cwd=ROOT, env=child_env(), stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        out.close()
+        _children.add(self.proxy_proc)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not ctl.exists():
+            if self.proxy_proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("fault proxy did not start: "
+                                   + (self.dir / "proxy.out").read_text()[-500:])
+            time.sleep(0.05)
+        self.proxy = ProxyControl(str(ctl))
+
+    # ---- workload
+
+    def record(self, op: dict) -> None:
+        with self.ops_lock:
+            self.ops.append(op)
+
+    def cli_loop(self, name: str, seed: int) -> None:
+        rng = random.Random(seed)
+        n = 0
+        while not self.stop_workload.is_set():
+            key = (f"hot-{rng.randrange(self.o.hot_keys)}" if rng.random() < 0.6
+                   else f"f-{name}-{n}")
+            value = f"{name}-{n}"
+            n += 1
+            t0 = time.time()
+            try:
+                r = subprocess.run(self.client_cmd("-m", "zpaxos", "propose", value, "--key", key,
+                                                   "--config", str(self.dir / "client.ini"),
+                                                   "--json", "-q"),
+                                   cwd=self.dir, env=child_env(), capture_output=True, text=True,
+                                   timeout=CLI_TIMEOUT_S + 30)
+                chosen = json.loads(r.stdout)["chosen"] if r.returncode == 0 else None
+                reason = r.stderr.strip()[-200:] if r.returncode else ""
+            except (subprocess.TimeoutExpired, ValueError, KeyError) as e:
+                chosen, reason = None, f"{type(e).__name__}"
+            self.record({"proc": name, "via": "cli", "key": key, "value": value, "start": t0,
+                         "end": time.time(), "chosen": chosen, "reason": reason})
+
+    def start_stream_workers(self, seconds: float) -> list[tuple[subprocess.Popen, Path]]:
+        workers = []
+        for w in range(self.o.stream_workers):
+            out = self.dir / f"stream{w}.jsonl"
+            out.unlink(missing_ok=True)
+            errf = open(self.dir / f"stream{w}.err", "w")
+            p = subprocess.Popen(
+                self.client_cmd("-m", "tests.nemesis.worker", "--config",
+                                str(self.dir / "client.ini"), "--name", f"s{w}", "--out",
+                                str(out), "--seconds", str(seconds), "--concurrency",
+                                str(self.o.concurrency), "--hot-keys", str(self.o.hot_keys),
+                                "--seed", str(self.o.seed * 100 + w)),
+                cwd=ROOT, env=child_env(), stdout=errf, stderr=subprocess.STDOUT,
+                start_new_session=True)
+            errf.close()
+            _children.add(p)
+            workers.append((p, out))
+        return workers
+
+    @staticmethod
+    def read_ops(path: Path) -> list[dict]:
+        if not path.exists():
+            return []
+        ops = []
+        for line in path.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                ops.append(json.loads(line))
+        return ops
+
+    # ---- faults
+
+    def apply(self, f: Fault) -> dict:
+        """Start fault ``f``; its record (with a 'heal' closure kept aside)."""
+        rec = {"kind": f.kind, "nodes": list(f.nodes), "params": f.params,
+               "duration": f.duration, "at": f.at, "started": time.time(), "wired": True}
+        k = f.kind
+        assert self.proxy is not None
+        if k in ("kill_minority", "kill_all"):
+            for i in f.nodes:
+                self.nodes.kill(i)
+        elif k == "pause":
+            for i in f.nodes:
+                self.nodes.signal(i, signal.SIGSTOP)
+        elif k == "partition_links":
+            for i in f.nodes:
+                self.topo.set_link(i, False)
+        elif k == "partition_pair":
+            a, b = (f"node{i}" for i in f.nodes)
+            self.proxy.set([{"src": a, "dst": b, "drop": 1.0}, {"src": b, "dst": a, "drop": 1.0}])
+        elif k == "one_way":
+            src = "client" if f.params.get("from_client") else f"node{f.nodes[0]}"
+            self.proxy.set([{"src": src, "dst": f"node{f.nodes[1]}", "drop": 1.0}])
+        elif k == "loss":
+            self.proxy.set([{"drop": f.params["p"]}])
+        elif k == "delay":
+            self.proxy.set([{"delay_ms": [0, f.params["ms"]]}])
+        elif k == "duplicate":
+            self.proxy.set([{"dup": f.params["p"]}])
+        elif k == "reorder":
+            self.proxy.set([{"reorder": f.params["p"], "reorder_ms": f.params["ms"]}])
+        elif k in CRASH_KINDS:
+            if not crash_points_wired():
+                rec["wired"] = False
+            else:
+                i = f.nodes[0]
+                self.nodes.kill(i)
+                self.nodes.start(i, {"ZPAXOS_CRASH_AT": CRASH_KINDS[k],
+                                     "ZPAXOS_CRASH_AFTER": str(f.params["after"])})
+        return rec
+
+    def heal(self, f: Fault, rec: dict) -> None:
+        k = f.kind
+        assert self.proxy is not None
+        if k in ("kill_minority", "kill_all"):
+            for i in f.nodes:
+                self.nodes.start(i)
+        elif k == "pause":
+            for i in f.nodes:
+                self.nodes.signal(i, signal.SIGCONT)
+        elif k == "partition_links":
+            for i in f.nodes:
+                self.topo.set_link(i, True)
+        elif k in CRASH_KINDS and rec["wired"]:
+            i = f.nodes[0]
+            p = self.nodes.procs[i]
+            rec["crashed"] = p.poll() == 99
+            self.nodes.kill(i)
+            self.nodes.start(i)
+        else:
+            self.proxy.clear()
+        rec["healed"] = time.time()
+
+    def heal_everything(self) -> None:
+        if self.proxy is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self.proxy.clear()
+        for i in range(self.o.nodes):
+            with contextlib.suppress(RuntimeError):
+                self.topo.set_link(i, True)
+            self.nodes.signal(i, signal.SIGCONT)
+
+    # ---- the run
+
+    def run(self) -> Report:
+        o = self.o
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for f in ("paxos.log", *(f"node{i}.out" for i in range(o.nodes))):
+            (self.dir / f).unlink(missing_ok=True)
+        schedule = make_schedule(o.seed, o.seconds, o.nodes)
+        replay = (f"python -m tests.nemesis --seed {o.seed} --minutes {o.seconds / 60:g} "
+                  f"--nodes {o.nodes}")
+        self.say(f"seed {o.seed}: {len(schedule)} faults over {o.seconds:g} s; replay: {replay}")
+        report = Report(o.seed, o.seconds, o.nodes, replay, workdir=str(self.dir))
+        try:
+            self.topo.setup()
+            self.write_configs()
+            self.start_proxy()
+            for i in range(o.nodes):
+                self.nodes.start(i)
+            self.say(f"cluster up in namespaces {', '.join(self.topo.namespaces)}")
+            t_start = time.time()
+            workers = self.start_stream_workers(o.seconds)
+            threads = [threading.Thread(target=self.cli_loop, args=(f"c{j}", o.seed * 10 + j),
+                                        daemon=True) for j in range(o.cli_threads)]
+            for t in threads:
+                t.start()
+            for f in schedule:
+                self._sleep_until(t_start + f.at)
+                rec = self.apply(f)
+                self.say(f"fault  {f.describe()}" + ("" if rec["wired"] else "  (not wired)"))
+                self._sleep_until(rec["started"] + f.duration)
+                self.heal(f, rec)
+                self.fault_log.append(rec)
+                self.nodes.check_unexpected()
+            self._sleep_until(t_start + o.seconds)
+            self.stop_workload.set()
+            t_end = time.time()
+            self.say("workload ends; healing")
+            self.heal_everything()
+            for p, _ in workers:
+                try:
+                    p.wait(CLI_TIMEOUT_S + 30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+            for t in threads:
+                t.join(CLI_TIMEOUT_S + 35)
+            for _, path in workers:
+                self.ops += self.read_ops(path)
+            self.nodes.check_unexpected()
+            report.unexpected_exits = list(self.nodes.unexpected)
+            report.proxy = self.proxy.stats() if self.proxy else {}
+            self.finish(report, t_end)
+        finally:
+            self.stop_workload.set()
+            self.nodes.stop_all()
+            if self.proxy is not None:
+                self.proxy.close()
+            if self.proxy_proc is not None:
+                self.proxy_proc.kill()
+                self.proxy_proc.wait()
+                _children.discard(self.proxy_proc)
+            _reap()
+            self.topo.close()
+        (self.dir / "report.json").write_text(json.dumps(report.__dict__, indent=1, default=str))
+        return report
+
+    def finish(self, report: Report, t_end: float) -> None:
+        """Full restart (kill -9 every node), a repair proposal on every key, then check."""
+        o = self.o
+        self.say("full restart (kill -9 every node)")
+        for i in range(o.nodes):
+            self.nodes.kill(i)
+        for i in range(o.nodes):
+            self.nodes.start(i)
+        keys = sorted({op["key"] for op in self.ops})
+        # Drive every key to a decision every node hears of: a proposer that finds a value
+        # chosen (or accepted) adopts it, so this never changes a decision; it only makes
+        # sure one exists and that every node is told it.
+        keys_file = self.dir / "keys.txt"
+        pending = keys
+        for attempt in range(5):
+            keys_file.write_text("\n".join(pending) + "\n")
+            out = self.dir / f"repair{attempt}.jsonl"
+            out.unlink(missing_ok=True)
+            subprocess.run(self.client_cmd("-m", "tests.nemesis.worker", "--config",
+                                           str(self.dir / "client.ini"), "--name",
+                                           f"repair{attempt}", "--out", str(out), "--keys-file",
+                                           str(keys_file), "--concurrency", "64"),
+                           cwd=ROOT, env=child_env(), capture_output=True, timeout=300)
+            done = self.read_ops(out)
+            self.ops += done
+            pending = sorted({op["key"] for op in done if op["chosen"] is None})
+            if not pending:
+                break
+        decided, violations = checker.decisions(self.ops)
+        data_dirs = {i: self.dir / "data" / f"node{i}" for i in range(o.nodes)}
+        deadline = time.monotonic() + CONVERGE_TIMEOUT_S
+        while True:
+            status = self.status()
+            final_v, missing = checker.final_state(decided, set(keys), status, data_dirs)
+            if not missing or time.monotonic() > deadline:
+                break
+            time.sleep(1.0)
+        violations += final_v + checker.cross_node(status)
+        for e in self.log_events():
+            if e.get("event") == "conflict":
+                violations.append(f"log: {e.get('process')} conflict on {e.get('key')}: {e}")
+        report.violations = violations
+        report.liveness = missing
+        report.keys = len(keys)
+        via = [op["via"] for op in self.ops]
+        report.operations = {
+            "total": len(self.ops), "chosen": sum(op["chosen"] is not None for op in self.ops),
+            "maybe": sum(op["chosen"] is None for op in self.ops),
+            "cli": via.count("cli"), "stream": via.count("stream"), "repair": via.count("repair"),
+        }
+        report.fault_log = self.fault_log
+        for rec in self.fault_log:
+            bucket = report.faults if rec["wired"] else report.not_wired
+            bucket[rec["kind"]] = bucket.get(rec["kind"], 0) + 1
+        report.unavailability = checker.unavailability(self.ops, self.fault_log, t_end)
+
+    def status(self) -> dict[str, Any]:
+        r = subprocess.run(self.client_cmd("-m", "zpaxos", "status", "--json", "--config",
+                                           str(self.dir / "client.ini"), "--timeout", "3"),
+                           cwd=self.dir, env=child_env(), capture_output=True, text=True,
+                           timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError(f"zpaxos status failed: {r.stderr.strip()}")
+        return json.loads(r.stdout)
+
+    def log_events(self) -> list[dict]:
+        path = self.dir / "paxos.log"
+        events = []
+        if path.exists():
+            for line in path.read_text(errors="replace").splitlines():
+                with contextlib.suppress(ValueError):
+                    events.append(json.loads(line))
+        return events
+
+    @staticmethod
+    def _sleep_until(t: float) -> None:
+        while (left := t - time.time()) > 0:
+            time.sleep(min(left, 0.2))
