@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tests.nemesis.netns import install_signal_cleanup, unavailable_reason
 from tests.nemesis.runner import Nemesis, Options
-from tests.nemesis.schedule import make_schedule
+from tests.nemesis.schedule import KINDS, make_schedule
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,16 +25,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", default="out/nemesis")
     ap.add_argument("--stream-workers", type=int, default=2)
     ap.add_argument("--concurrency", type=int, default=16, help="proposals in flight per worker")
+    ap.add_argument("--rate", type=float, default=40.0,
+                    help="proposals started per second per stream worker (0: flat out)")
     ap.add_argument("--cli-threads", type=int, default=2)
     ap.add_argument("--log-level", default="WARNING", help="nodes' and proposers' log level")
+    ap.add_argument("--kinds", default=None, metavar="K1,K2",
+                    help=f"only these fault kinds (of {','.join(KINDS)})")
     ap.add_argument("--print-schedule", action="store_true", help="print the faults and exit")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     a = ap.parse_args(argv)
     seed = a.seed if a.seed is not None else random.SystemRandom().randrange(1 << 31)
     seconds = a.minutes * 60
+    kinds = None
+    if a.kinds:
+        unknown = sorted(set(a.kinds.split(",")) - set(KINDS))
+        if unknown:
+            ap.error(f"--kinds: unknown {unknown} (known: {', '.join(KINDS)})")
+        kinds = {k: KINDS[k] for k in a.kinds.split(",")}
     if a.print_schedule:
         print(f"seed {seed}, {a.nodes} nodes, {seconds:g} s")
-        for f in make_schedule(seed, seconds, a.nodes):
+        for f in make_schedule(seed, seconds, a.nodes, kinds=kinds):
             print(f.describe())
         return 0
     reason = unavailable_reason()
@@ -43,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         return 77
     install_signal_cleanup()
     report = Nemesis(Options(seed=seed, seconds=seconds, nodes=a.nodes, workdir=Path(a.workdir),
-                             stream_workers=a.stream_workers, concurrency=a.concurrency,
-                             cli_threads=a.cli_threads, log_level=a.log_level)).run()
+                             stream_workers=a.stream_workers, concurrency=a.concurrency, rate=a.rate,
+                             cli_threads=a.cli_threads, log_level=a.log_level,
+                             kinds=kinds)).run()
     print(json.dumps(report.__dict__, default=str) if a.json else report.summary())
     return 0 if report.ok else 1
 

@@ -49,9 +49,20 @@ def final_state(decided: dict[str, str], keys: set[str], status: dict[str, Any],
             missing.append(f"node{i} unreachable after the full restart")
             continue
         for key in sorted(keys):
+            want = decided.get(key)
+            if key not in node["keys"] and node.get("truncated"):
+                # Past the status reply's page: the value file (a view of the node's
+                # database, rebuilt from it at start-up) is the witness.
+                vf = data_dirs[i] / f"{key}.txt"
+                content = vf.read_text() if vf.is_file() else None
+                if content is None:
+                    missing.append(f"node{i} has no value file for {key} (past status page)")
+                elif want is not None and content != want + "\n":
+                    violations.append(f"durability: node{i} value file {key}={content!r}, "
+                                      f"operations reported {want!r}")
+                continue
             st = node["keys"].get(key) or {}
             have = st.get("chosen")
-            want = decided.get(key)
             if have is None:
                 missing.append(f"node{i} does not know the decision for {key}")
             elif want is not None and have != want:

@@ -26,7 +26,8 @@ from typing import Any
 from tests.nemesis import checker
 from tests.nemesis.netns import Topology
 from tests.nemesis.proxy import ProxyControl
-from tests.nemesis.schedule import CRASH_KINDS, Fault, as_dicts, make_schedule
+from tests.nemesis.schedule import CRASH_KINDS, Fault, make_schedule
+from tests.nemesis.worker import hot_key
 
 ROOT = Path(__file__).resolve().parents[2]
 PORT = 7000
@@ -73,9 +74,11 @@ class Options:
     workdir: Path = Path("out/nemesis")
     stream_workers: int = 2
     concurrency: int = 16
+    rate: float = 40.0  # proposals per second per stream worker
     cli_threads: int = 2
     hot_keys: int = 4
     log_level: str = "WARNING"
+    kinds: dict[str, int] | None = None  # fault kinds and weights (None: all)
     verbose: bool = True
 
 
@@ -290,8 +293,8 @@ class Nemesis:
         rng = random.Random(seed)
         n = 0
         while not self.stop_workload.is_set():
-            key = (f"hot-{rng.randrange(self.o.hot_keys)}" if rng.random() < 0.6
-                   else f"f-{name}-{n}")
+            key = (hot_key(rng.randrange(self.o.hot_keys)) if rng.random() < 0.6
+                   else f"x-{name}-{n}")
             value = f"{name}-{n}"
             n += 1
             t0 = time.time()
@@ -319,7 +322,7 @@ class Nemesis:
                                 str(self.dir / "client.ini"), "--name", f"s{w}", "--out",
                                 str(out), "--seconds", str(seconds), "--concurrency",
                                 str(self.o.concurrency), "--hot-keys", str(self.o.hot_keys),
-                                "--seed", str(self.o.seed * 100 + w)),
+                                "--rate", str(self.o.rate), "--seed", str(self.o.seed * 100 + w)),
                 cwd=ROOT, env=child_env(), stdout=errf, stderr=subprocess.STDOUT,
                 start_new_session=True)
             errf.close()
@@ -416,9 +419,9 @@ class Nemesis:
         self.dir.mkdir(parents=True, exist_ok=True)
         for f in ("paxos.log", *(f"node{i}.out" for i in range(o.nodes))):
             (self.dir / f).unlink(missing_ok=True)
-        schedule = make_schedule(o.seed, o.seconds, o.nodes)
+        schedule = make_schedule(o.seed, o.seconds, o.nodes, kinds=o.kinds)
         replay = (f"python -m tests.nemesis --seed {o.seed} --minutes {o.seconds / 60:g} "
-                  f"--nodes {o.nodes}")
+                  f"--nodes {o.nodes}" + (f" --kinds {','.join(o.kinds)}" if o.kinds else ""))
         self.say(f"seed {o.seed}: {len(schedule)} faults over {o.seconds:g} s; replay: {replay}")
         report = Report(o.seed, o.seconds, o.nodes, replay, workdir=str(self.dir))
         try:

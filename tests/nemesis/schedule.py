@@ -42,6 +42,9 @@ class Fault:
 
     def describe(self) -> str:
         who = ",".join(f"node{i}" for i in self.nodes)
+        if self.kind == "one_way":
+            a, b = self.nodes
+            who = f"{'client' if self.params.get('from_client') else f'node{a}'}->node{b}"
         extra = " ".join(f"{k}={v}" for k, v in sorted(self.params.items()))
         return f"t={self.at:6.1f}s {self.kind:22} {self.duration:4.1f}s {who} {extra}".rstrip()
 
