@@ -20,6 +20,7 @@ from tests.nemesis.schedule import KINDS, make_schedule
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.nemesis", description=__doc__.split("\n")[0])
     ap.add_argument("--minutes", type=float, default=2.0, help="length of the faulty phase")
+    ap.add_argument("--seconds", type=float, default=None, help="the same, in seconds")
     ap.add_argument("--seed", type=int, default=None, help="fault schedule seed (default: random)")
     ap.add_argument("--nodes", type=int, default=3)
     ap.add_argument("--workdir", default="out/nemesis")
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     a = ap.parse_args(argv)
     seed = a.seed if a.seed is not None else random.SystemRandom().randrange(1 << 31)
-    seconds = a.minutes * 60
+    seconds = a.seconds if a.seconds is not None else a.minutes * 60
     kinds = None
     if a.kinds:
         unknown = sorted(set(a.kinds.split(",")) - set(KINDS))

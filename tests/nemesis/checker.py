@@ -99,6 +99,8 @@ def unavailability(ops: list[dict], faults: list[dict], t_end: float) -> dict[st
     ok = sorted(op["end"] for op in ops if op["chosen"] is not None and op["via"] != "repair")
     per_kind: dict[str, list[float]] = defaultdict(list)
     for n, f in enumerate(faults):
+        if not f.get("wired", True):
+            continue  # scheduled, but nothing was done: not a fault's window
         t0 = f["started"]
         t1 = faults[n + 1]["started"] if n + 1 < len(faults) else t_end
         gap, last = 0.0, t0

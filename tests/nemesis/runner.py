@@ -420,7 +420,9 @@ class Nemesis:
         for f in ("paxos.log", *(f"node{i}.out" for i in range(o.nodes))):
             (self.dir / f).unlink(missing_ok=True)
         schedule = make_schedule(o.seed, o.seconds, o.nodes, kinds=o.kinds)
-        replay = (f"python -m tests.nemesis --seed {o.seed} --minutes {o.seconds / 60:g} "
+        length = (f"--minutes {o.seconds / 60:g}" if o.seconds % 60 == 0
+                  else f"--seconds {o.seconds:g}")
+        replay = (f"python -m tests.nemesis --seed {o.seed} {length} "
                   f"--nodes {o.nodes}" + (f" --kinds {','.join(o.kinds)}" if o.kinds else ""))
         self.say(f"seed {o.seed}: {len(schedule)} faults over {o.seconds:g} s; replay: {replay}")
         report = Report(o.seed, o.seconds, o.nodes, replay, workdir=str(self.dir))
