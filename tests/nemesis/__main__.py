@@ -53,10 +53,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nemesis: skipped: {reason}", file=sys.stderr)
         return 77
     install_signal_cleanup()
-    report = Nemesis(Options(seed=seed, seconds=seconds, nodes=a.nodes, workdir=Path(a.workdir),
-                             stream_workers=a.stream_workers, concurrency=a.concurrency, rate=a.rate,
-                             cli_threads=a.cli_threads, log_level=a.log_level,
-                             kinds=kinds)).run()
+    try:
+        report = Nemesis(Options(seed=seed, seconds=seconds, nodes=a.nodes, workdir=Path(a.workdir),
+                                 stream_workers=a.stream_workers, concurrency=a.concurrency,
+                                 rate=a.rate, cli_threads=a.cli_threads,
+                                 log_level=a.log_level, kinds=kinds)).run()
+    except (KeyboardInterrupt, SystemExit) as e:
+        code = e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else 130
+        print(f"nemesis: interrupted (seed {seed}); every process and namespace removed",
+              file=sys.stderr)
+        return code
     print(json.dumps(report.__dict__, default=str) if a.json else report.summary())
     return 0 if report.ok else 1
 

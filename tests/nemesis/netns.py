@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -62,6 +63,20 @@ def unavailable_reason() -> str | None:
     return None
 
 
+def sweep_stale() -> list[str]:
+    """Delete namespaces of earlier runs whose process is gone (killed with SIGKILL, when
+    no cleanup could run). A run's namespaces are named after its pid: zpn<pid>..."""
+    r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+    gone = []
+    for line in r.stdout.splitlines():
+        m = re.match(r"zpn(\d+)[hcn]\d*\b", line)
+        if m and not os.path.exists(f"/proc/{m.group(1)}"):
+            name = line.split()[0]
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+            gone.append(name)
+    return gone
+
+
 def _ip(*args: str) -> None:
     r = subprocess.run(["ip", *args], capture_output=True, text=True)
     if r.returncode != 0:
@@ -71,7 +86,7 @@ def _ip(*args: str) -> None:
 @dataclass
 class Topology:
     n: int
-    tag: str = field(default_factory=lambda: f"{os.getpid() % 100000}")
+    tag: str = field(default_factory=lambda: str(os.getpid()))
     namespaces: list[str] = field(default_factory=list)
 
     # ---- names and addresses
@@ -101,6 +116,7 @@ class Topology:
     # ---- life cycle
 
     def setup(self) -> Topology:
+        sweep_stale()
         _open.append(self)
         try:
             self._add_ns(self.hub)
