@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.nemesis import checker
+from tests.nemesis.crashnode import wiring
 from tests.nemesis.netns import Topology
 from tests.nemesis.proxy import ProxyControl
 from tests.nemesis.schedule import CRASH_KINDS, Fault, make_schedule
@@ -49,14 +50,6 @@ def _reap() -> None:
 
 
 atexit.register(_reap)
-
-
-def crash_points_wired() -> bool:
-    """True when the runtime calls faults.crash_point somewhere (the redesign places them)."""
-    for path in (ROOT / "zpaxos" / "runtime").rglob("*.py"):
-        if path.name != "faults.py" and "crash_point(" in path.read_text(encoding="utf-8"):
-            return True
-    return False
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -96,6 +89,8 @@ class Report:
     violations: list[str] = field(default_factory=list)
     liveness: list[str] = field(default_factory=list)
     unexpected_exits: list[str] = field(default_factory=list)
+    crash_points: dict[str, dict] = field(default_factory=dict)
+    node_peak_rss_kb: dict[int, int] = field(default_factory=dict)
     keys: int = 0
     workdir: str = ""
     fault_log: list[dict] = field(default_factory=list)
@@ -116,11 +111,18 @@ class Report:
         if self.not_wired:
             lines.append("  not wired (crash points not called by the runtime yet): "
                          + ", ".join(f"{k} {v}" for k, v in sorted(self.not_wired.items())))
+        for kind, c in sorted(self.crash_points.items()):
+            lines.append(f"  {kind}: {c['crashed']} of {c['scheduled']} crashed at the point "
+                         f"(placed by the {c['wiring']})")
         lines.append("  unavailability (longest gap between successful decisions, per kind):")
         for kind, u in self.unavailability.items():
             lines.append(f"    {kind:22} n={u['count']:<3} max {u['max_gap_s']:6.2f} s  "
                          f"mean {u['mean_gap_s']:6.2f} s")
-        lines.append("  proxy: " + ", ".join(f"{k} {v}" for k, v in sorted(self.proxy.items())))
+        lines.append("  proxy: " + ", ".join(f"{k} {v}" for k, v in sorted(self.proxy.items()))
+                     + f" ({self.proxy.get('messages', 0) / max(self.seconds, 1):.0f} messages/s)")
+        if self.node_peak_rss_kb:
+            lines.append("  node peak RSS: " + ", ".join(
+                f"node{i} {kb / 1024:.0f} MiB" for i, kb in sorted(self.node_peak_rss_kb.items())))
         lines.append(f"  violations: {len(self.violations)}")
         lines += [f"    {v}" for v in self.violations[:20]]
         if self.liveness:
@@ -143,6 +145,7 @@ class Nodes:
         self.expected_exit: dict[int, bool] = {}
         self.unexpected: list[str] = []
         self.starts = 0
+        self.peak_rss_kb: dict[int, int] = {}
         self.lock = threading.Lock()
 
     def config(self, i: int) -> Path:
@@ -154,8 +157,10 @@ class Nodes:
         out = open(self.dir / f"node{i}.out", "a")
         out.write(f"--- start {time.time():.3f} env={env or {}}\n")
         out.flush()
+        # A crash point needs the shim until the runtime places crash points itself.
+        module = "tests.nemesis.crashnode" if env else "zpaxos"
         p = subprocess.Popen(
-            [*self.topo.exec_prefix(self.topo.node_ns(i)), sys.executable, "-m", "zpaxos",
+            [*self.topo.exec_prefix(self.topo.node_ns(i)), sys.executable, "-m", module,
              "node", str(i), "--config", str(self.config(i)), "-q"],
             cwd=self.dir, env=child_env(env), stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True)
@@ -191,7 +196,18 @@ class Nodes:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p.pid, sig)
 
+    def sample_rss(self) -> None:
+        """Note each running node's peak resident memory (VmHWM)."""
+        for i, p in list(self.procs.items()):
+            if p.poll() is None:
+                with contextlib.suppress(OSError, ValueError):
+                    for line in open(f"/proc/{p.pid}/status"):
+                        if line.startswith("VmHWM:"):
+                            kb = int(line.split()[1])
+                            self.peak_rss_kb[i] = max(self.peak_rss_kb.get(i, 0), kb)
+
     def kill(self, i: int) -> None:
+        self.sample_rss()
         with self.lock:
             self.expected_exit[i] = True
         self.signal(i, signal.SIGKILL)
@@ -372,7 +388,8 @@ class Nemesis:
         elif k == "reorder":
             self.proxy.set([{"reorder": f.params["p"], "reorder_ms": f.params["ms"]}])
         elif k in CRASH_KINDS:
-            if not crash_points_wired():
+            rec["crash_points"] = wiring()
+            if rec["crash_points"] == "not wired":
                 rec["wired"] = False
             else:
                 i = f.nodes[0]
@@ -447,6 +464,7 @@ class Nemesis:
                 self.heal(f, rec)
                 self.fault_log.append(rec)
                 self.nodes.check_unexpected()
+                self.nodes.sample_rss()
             self._sleep_until(t_start + o.seconds)
             self.stop_workload.set()
             t_end = time.time()
@@ -534,6 +552,12 @@ class Nemesis:
         for rec in self.fault_log:
             bucket = report.faults if rec["wired"] else report.not_wired
             bucket[rec["kind"]] = bucket.get(rec["kind"], 0) + 1
+            if rec["kind"] in CRASH_KINDS and rec["wired"]:
+                c = report.crash_points.setdefault(rec["kind"], {
+                    "scheduled": 0, "crashed": 0, "wiring": rec["crash_points"]})
+                c["scheduled"] += 1
+                c["crashed"] += bool(rec.get("crashed"))
+        report.node_peak_rss_kb = dict(self.nodes.peak_rss_kb)
         report.unavailability = checker.unavailability(self.ops, self.fault_log, t_end)
 
     def status(self) -> dict[str, Any]:
