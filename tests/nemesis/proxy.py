@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import random
 import struct
@@ -180,7 +181,7 @@ class Proxy:
     async def serve(self, control_path: str) -> None:
         servers = []
         for i in range(self.nodes):
-            handler = (lambda i: lambda r, w: self.handle(i, r, w))(i)
+            handler = functools.partial(self.handle, i)
             servers.append(await asyncio.start_server(handler, Topology.proxy_addr(i),
                                                       self.port, reuse_address=True))
         servers.append(await asyncio.start_unix_server(self.control, control_path))

@@ -44,7 +44,8 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--hot-keys", type=int, default=4)
     ap.add_argument("--hot-share", type=float, default=0.3)
-    ap.add_argument("--rate", type=float, default=40.0, help="proposals started per second (0: flat out)")
+    ap.add_argument("--rate", type=float, default=40.0,
+                    help="proposals started per second (0: flat out)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keys-file", default=None, help="propose once on each key listed")
     a = ap.parse_args()
