@@ -94,7 +94,7 @@ def test_proxy_rules_and_peers():
 
 @pytest.mark.e2e
 @pytest.mark.nemesis
-def test_nemesis_across_namespaces(tmp_path):
+def test_nemesis_across_namespaces(tmp_path, capsys):
     reason = unavailable_reason()
     if reason:
         pytest.skip(f"nemesis skipped: {reason}")
@@ -108,7 +108,8 @@ def test_nemesis_across_namespaces(tmp_path):
                                  verbose=False)).run()
     finally:
         signal.signal(signal.SIGTERM, old)
-    print(report.summary())
+    with capsys.disabled():  # the figures and the replay command, in every CI log
+        print("\n" + report.summary())
     assert report.violations == [], report.summary()
     assert report.liveness == [], report.summary()
     assert report.unexpected_exits == [], report.summary()
