@@ -29,6 +29,7 @@ from tests.nemesis.netns import Topology
 from tests.nemesis.proxy import ProxyControl
 from tests.nemesis.schedule import CRASH_KINDS, Fault, make_schedule
 from tests.nemesis.worker import hot_key
+from zpaxos.runtime.faults import CRASH_EXIT_CODE
 
 ROOT = Path(__file__).resolve().parents[2]
 PORT = 7000
@@ -403,7 +404,7 @@ class Nemesis:
         assert self.proxy is not None
         if k in ("kill_minority", "kill_all"):
             for i in f.nodes:
-                self.nodes.start(i)
+                self.restart(i)
         elif k == "pause":
             for i in f.nodes:
                 self.nodes.signal(i, signal.SIGCONT)
@@ -413,12 +414,21 @@ class Nemesis:
         elif k in CRASH_KINDS and rec["wired"]:
             i = f.nodes[0]
             p = self.nodes.procs[i]
-            rec["crashed"] = p.poll() == 99
+            rec["crashed"] = p.poll() == CRASH_EXIT_CODE
             self.nodes.kill(i)
-            self.nodes.start(i)
+            self.restart(i)
         else:
             self.proxy.clear()
         rec["healed"] = time.time()
+
+    def restart(self, i: int) -> None:
+        """Start node i; one that cannot start (say, a database a crash left damaged) is
+        a finding for the report, not the end of the run."""
+        try:
+            self.nodes.start(i)
+        except RuntimeError as e:
+            self.nodes.unexpected.append(str(e))
+            self.nodes.expected_exit[i] = True
 
     def heal_everything(self) -> None:
         if self.proxy is not None:
@@ -484,6 +494,8 @@ class Nemesis:
             report.unexpected_exits = list(self.nodes.unexpected)
             report.proxy = self.proxy.stats() if self.proxy else {}
             self.finish(report, t_end)
+            self.nodes.check_unexpected()
+            report.unexpected_exits = list(self.nodes.unexpected)
         finally:
             self.stop_workload.set()
             self.nodes.stop_all()
@@ -505,7 +517,7 @@ class Nemesis:
         for i in range(o.nodes):
             self.nodes.kill(i)
         for i in range(o.nodes):
-            self.nodes.start(i)
+            self.restart(i)
         keys = sorted({op["key"] for op in self.ops})
         # Drive every key to a decision every node hears of: a proposer that finds a value
         # chosen (or accepted) adopts it, so this never changes a decision; it only makes
