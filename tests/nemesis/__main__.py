@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tests.nemesis.netns import install_signal_cleanup, unavailable_reason
 from tests.nemesis.runner import Nemesis, Options
-from tests.nemesis.schedule import KINDS, make_schedule
+from tests.nemesis.schedule import KINDS, NETEM_KIND, make_schedule
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--log-level", default="WARNING", help="nodes' and proposers' log level")
     ap.add_argument("--kinds", default=None, metavar="K1,K2",
                     help=f"only these fault kinds (of {','.join(KINDS)})")
+    ap.add_argument("--netem", action="store_true",
+                    help="add packet faults with kernel netem (where the kernel has it)")
     ap.add_argument("--print-schedule", action="store_true", help="print the faults and exit")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     a = ap.parse_args(argv)
@@ -43,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             ap.error(f"--kinds: unknown {unknown} (known: {', '.join(KINDS)})")
         kinds = {k: KINDS[k] for k in a.kinds.split(",")}
+    if a.netem:
+        kinds = {**(kinds or KINDS), NETEM_KIND: 3}
     if a.print_schedule:
         print(f"seed {seed}, {a.nodes} nodes, {seconds:g} s")
         for f in make_schedule(seed, seconds, a.nodes, kinds=kinds):

@@ -161,5 +161,28 @@ class Topology:
         """Take node i's cable out of the switch (both directions), or put it back."""
         _ip("-n", self.hub, "link", "set", self._hub_port(f"n{i}"), "up" if up else "down")
 
+    def netem_available(self) -> bool:
+        """Whether this kernel has netem (this project's CI machine has not)."""
+        port = self._hub_port("c")
+        r = subprocess.run(["tc", "-n", self.hub, "qdisc", "add", "dev", port, "root", "netem",
+                            "delay", "1ms"], capture_output=True, text=True)
+        if r.returncode == 0:
+            subprocess.run(["tc", "-n", self.hub, "qdisc", "del", "dev", port, "root"],
+                           capture_output=True)
+        return r.returncode == 0
+
+    def set_netem(self, i: int, spec: list[str] | None) -> None:
+        """Packet faults on the bridge's port towards node i (netem ``spec``, e.g.
+        ``["delay", "50ms", "20ms", "loss", "5%"]``); None removes them."""
+        port = self._hub_port(f"n{i}")
+        if spec is None:
+            subprocess.run(["tc", "-n", self.hub, "qdisc", "del", "dev", port, "root"],
+                           capture_output=True)
+            return
+        r = subprocess.run(["tc", "-n", self.hub, "qdisc", "replace", "dev", port, "root",
+                            "netem", *spec], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"tc netem on {port}: {r.stderr.strip()}")
+
     def exec_prefix(self, ns: str) -> list[str]:
         return ["ip", "netns", "exec", ns]

@@ -27,7 +27,7 @@ from tests.nemesis import checker
 from tests.nemesis.crashnode import wiring
 from tests.nemesis.netns import Topology
 from tests.nemesis.proxy import ProxyControl
-from tests.nemesis.schedule import CRASH_KINDS, Fault, make_schedule
+from tests.nemesis.schedule import CRASH_KINDS, KINDS, NETEM_KIND, Fault, make_schedule
 from tests.nemesis.worker import hot_key
 from zpaxos.runtime.faults import CRASH_EXIT_CODE
 
@@ -388,6 +388,9 @@ class Nemesis:
             self.proxy.set([{"dup": f.params["p"]}])
         elif k == "reorder":
             self.proxy.set([{"reorder": f.params["p"], "reorder_ms": f.params["ms"]}])
+        elif k == NETEM_KIND:
+            for i in range(self.o.nodes):
+                self.topo.set_netem(i, f.params["spec"])
         elif k in CRASH_KINDS:
             rec["crash_points"] = wiring()
             if rec["crash_points"] == "not wired":
@@ -411,6 +414,9 @@ class Nemesis:
         elif k == "partition_links":
             for i in f.nodes:
                 self.topo.set_link(i, True)
+        elif k == NETEM_KIND:
+            for i in range(self.o.nodes):
+                self.topo.set_netem(i, None)
         elif k in CRASH_KINDS and rec["wired"]:
             i = f.nodes[0]
             p = self.nodes.procs[i]
@@ -438,6 +444,8 @@ class Nemesis:
             with contextlib.suppress(RuntimeError):
                 self.topo.set_link(i, True)
             self.nodes.signal(i, signal.SIGCONT)
+            if self.o.kinds and NETEM_KIND in self.o.kinds:
+                self.topo.set_netem(i, None)
 
     # ---- the run
 
@@ -449,12 +457,19 @@ class Nemesis:
         schedule = make_schedule(o.seed, o.seconds, o.nodes, kinds=o.kinds)
         length = (f"--minutes {o.seconds / 60:g}" if o.seconds % 60 == 0
                   else f"--seconds {o.seconds:g}")
-        replay = (f"python -m tests.nemesis --seed {o.seed} {length} "
-                  f"--nodes {o.nodes}" + (f" --kinds {','.join(o.kinds)}" if o.kinds else ""))
+        replay = f"python -m tests.nemesis --seed {o.seed} {length} --nodes {o.nodes}"
+        if o.kinds:
+            plain = [k for k in o.kinds if k != NETEM_KIND]
+            if set(plain) != set(KINDS):
+                replay += f" --kinds {','.join(plain)}"
+            if NETEM_KIND in o.kinds:
+                replay += " --netem"
         self.say(f"seed {o.seed}: {len(schedule)} faults over {o.seconds:g} s; replay: {replay}")
         report = Report(o.seed, o.seconds, o.nodes, replay, workdir=str(self.dir))
         try:
             self.topo.setup()
+            if o.kinds and NETEM_KIND in o.kinds and not self.topo.netem_available():
+                raise RuntimeError("--netem: this kernel has no netem (tc qdisc ... netem)")
             self.write_configs()
             self.start_proxy()
             for i in range(o.nodes):

@@ -27,6 +27,9 @@ KINDS: dict[str, int] = {
     "crash_after_commit": 1,
     "crash_mid_value_write": 1,
 }
+# Only with --netem (a kernel with netem): packet-level delay, loss, duplication and
+# reordering on every bridge port, under TCP (which hides loss as retransmission delay).
+NETEM_KIND = "packet_chaos"
 CRASH_KINDS = {"crash_before_commit": "before_commit", "crash_after_commit": "after_commit",
                "crash_mid_value_write": "mid_value_write"}
 MESSAGE_KINDS = ("loss", "delay", "duplicate", "reorder")
@@ -85,6 +88,10 @@ def make_schedule(seed: int, seconds: float, n: int, warmup_s: float = 3.0,
         elif kind == "reorder":
             params["p"] = round(rng.uniform(0.2, 0.6), 2)
             params["ms"] = round(rng.uniform(20, 200))
+        elif kind == NETEM_KIND:
+            params["spec"] = ["delay", f"{rng.randint(5, 100)}ms", f"{rng.randint(1, 50)}ms",
+                              "loss", f"{rng.randint(1, 20)}%", "duplicate",
+                              f"{rng.randint(1, 20)}%", "reorder", f"{rng.randint(5, 40)}%"]
         elif kind in CRASH_KINDS:
             nodes = (rng.randrange(n),)
             params["after"] = rng.randint(1, 30)
