@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
                                  stream_workers=a.stream_workers, concurrency=a.concurrency,
                                  rate=a.rate, cli_threads=a.cli_threads,
                                  log_level=a.log_level, kinds=kinds)).run()
+    except RuntimeError as e:  # a node or the proxy could not start; no netem
+        print(f"nemesis: error: {e} (seed {seed})", file=sys.stderr)
+        return 1
     except (KeyboardInterrupt, SystemExit) as e:
         code = e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else 130
         print(f"nemesis: interrupted (seed {seed}); every process and namespace removed",
