@@ -279,9 +279,17 @@ def main() -> None:
         b = Blaster("127.0.0.1", c.ports[0], a.seed)
         t0 = time.monotonic()
         held: list[socket.socket] = []
+        series, next_sample = [], t0
         while time.monotonic() - t0 < a.seconds:
             b.blast_zmq(200)
             held += b.blast_raw(5)
+            if len(held) > 100:  # at most ~100 half-open connections at a time
+                for s in held[:50]:
+                    s.close()
+                del held[:50]
+            if time.monotonic() >= next_sample:
+                series.append(rss_kb(pid)["VmRSS"] // 1024)
+                next_sample += 5
         elapsed = time.monotonic() - t0
         b.drain_replies()
         flushed = wait_logged(c, b.counts.expected_malformed)
@@ -296,6 +304,7 @@ def main() -> None:
               f"{malformed}; flushed {flushed}; node0 RSS {before['VmRSS']} -> "
               f"{after['VmRSS']} KiB, peak {after['VmHWM']} KiB; alive {c.is_running(0)}; "
               f"propose after: exit {r.code} {r.out.strip()}")
+        print(f"node0 RSS every 5 s (MiB): {series}")
         print(b.counts.kinds)
         b.close()
 
