@@ -101,7 +101,7 @@ def test_nemesis_across_namespaces(tmp_path, capsys):
     from tests.nemesis.runner import Nemesis, Options
 
     seed = int(os.environ.get("ZPAXOS_NEMESIS_SEED") or random.SystemRandom().randrange(1 << 31))
-    seconds = float(os.environ.get("ZPAXOS_NEMESIS_SECONDS", "95"))
+    seconds = float(os.environ.get("ZPAXOS_NEMESIS_SECONDS", "80"))
     old = signal.signal(signal.SIGTERM, lambda s, f: (_ for _ in ()).throw(SystemExit(143)))
     try:
         report = Nemesis(Options(seed=seed, seconds=seconds, workdir=tmp_path / "nemesis",
@@ -114,3 +114,21 @@ def test_nemesis_across_namespaces(tmp_path, capsys):
     assert report.liveness == [], report.summary()
     assert report.unexpected_exits == [], report.summary()
     assert report.operations["chosen"] > 100 and sum(report.faults.values()) >= 5
+
+
+@pytest.mark.e2e
+@pytest.mark.nemesis
+def test_nemesis_catches_a_node_that_forgets(tmp_path):
+    """The mutation check: nodes whose commit does nothing lose decisions at the first
+    kill -9 of every node, and the run must say so."""
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(f"nemesis skipped: {reason}")
+    from tests.nemesis.runner import Nemesis, Options
+
+    report = Nemesis(Options(seed=1, seconds=12, workdir=tmp_path / "mutant", verbose=False,
+                             kinds={"kill_all": 1}, mutant="forget", stream_workers=1,
+                             cli_threads=0)).run()
+    assert report.faults == {"kill_all": len(report.fault_log)} and report.fault_log
+    kinds = {v.split(":")[0] for v in report.violations}
+    assert kinds & {"agreement", "durability"}, report.summary()

@@ -12,6 +12,7 @@ import random
 import sys
 from pathlib import Path
 
+from tests.nemesis.crashnode import MUTANTS
 from tests.nemesis.netns import install_signal_cleanup, unavailable_reason
 from tests.nemesis.runner import Nemesis, Options
 from tests.nemesis.schedule import KINDS, NETEM_KIND, make_schedule
@@ -34,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"only these fault kinds (of {','.join(KINDS)})")
     ap.add_argument("--netem", action="store_true",
                     help="add packet faults with kernel netem (where the kernel has it)")
+    ap.add_argument("--mutant", choices=sorted(MUTANTS), default=None,
+                    help="run deliberately broken nodes: the run must then find violations")
     ap.add_argument("--print-schedule", action="store_true", help="print the faults and exit")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     a = ap.parse_args(argv)
@@ -61,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         report = Nemesis(Options(seed=seed, seconds=seconds, nodes=a.nodes, workdir=Path(a.workdir),
                                  stream_workers=a.stream_workers, concurrency=a.concurrency,
                                  rate=a.rate, cli_threads=a.cli_threads,
-                                 log_level=a.log_level, kinds=kinds)).run()
+                                 log_level=a.log_level, kinds=kinds,
+                                 mutant=a.mutant)).run()
     except RuntimeError as e:  # a node or the proxy could not start; no netem
         print(f"nemesis: error: {e} (seed {seed})", file=sys.stderr)
         return 1

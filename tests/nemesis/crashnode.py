@@ -16,10 +16,18 @@ was redesigned), the shim changes nothing and only runs the CLI.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 from zpaxos.runtime.faults import crash_point
+
+MUTANT_ENV = "ZPAXOS_NEMESIS_MUTANT"
+# Deliberately broken nodes, to show the nemesis catches what it claims to catch.
+MUTANTS = {
+    "forget": "the group commit does nothing: a restarted node has forgotten its promises, "
+              "acceptances and decisions",
+}
 
 
 def runtime_places_crash_points() -> bool:
@@ -73,9 +81,21 @@ def wiring() -> str:
     return "shim" if ok else "not wired"
 
 
+def install_mutant(name: str) -> None:
+    from zpaxos.runtime import storage
+
+    if name == "forget":
+        storage.SqliteStore.save = lambda self, items: None
+    else:
+        raise SystemExit(f"unknown mutant {name!r} (known: {', '.join(MUTANTS)})")
+
+
 def main() -> None:
     if not runtime_places_crash_points():
         install()
+    mutant = os.environ.get(MUTANT_ENV)
+    if mutant:
+        install_mutant(mutant)
     from zpaxos.cli import main as cli_main
 
     cli_main(sys.argv[1:])

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.nemesis import checker
-from tests.nemesis.crashnode import wiring
+from tests.nemesis.crashnode import MUTANT_ENV, wiring
 from tests.nemesis.netns import Topology
 from tests.nemesis.proxy import ProxyControl
 from tests.nemesis.schedule import CRASH_KINDS, KINDS, NETEM_KIND, Fault, make_schedule
@@ -73,6 +73,7 @@ class Options:
     hot_keys: int = 4
     log_level: str = "WARNING"
     kinds: dict[str, int] | None = None  # fault kinds and weights (None: all)
+    mutant: str | None = None  # deliberately broken nodes (crashnode.MUTANTS)
     verbose: bool = True
 
 
@@ -139,8 +140,9 @@ class Report:
 class Nodes:
     """Node processes, each in its own namespace."""
 
-    def __init__(self, topo: Topology, workdir: Path) -> None:
+    def __init__(self, topo: Topology, workdir: Path, mutant: str | None = None) -> None:
         self.topo = topo
+        self.mutant = mutant
         self.dir = workdir
         self.procs: dict[int, subprocess.Popen] = {}
         self.expected_exit: dict[int, bool] = {}
@@ -158,12 +160,13 @@ class Nodes:
         out = open(self.dir / f"node{i}.out", "a")
         out.write(f"--- start {time.time():.3f} env={env or {}}\n")
         out.flush()
-        # A crash point needs the shim until the runtime places crash points itself.
-        module = "tests.nemesis.crashnode" if env else "zpaxos"
+        # A crash point (or a mutant) needs the shim until the runtime places crash points.
+        module = "tests.nemesis.crashnode" if env or self.mutant else "zpaxos"
+        extra = {**({MUTANT_ENV: self.mutant} if self.mutant else {}), **(env or {})}
         p = subprocess.Popen(
             [*self.topo.exec_prefix(self.topo.node_ns(i)), sys.executable, "-m", module,
              "node", str(i), "--config", str(self.config(i)), "-q"],
-            cwd=self.dir, env=child_env(env), stdout=out, stderr=subprocess.STDOUT,
+            cwd=self.dir, env=child_env(extra), stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True)
         out.close()
         _children.add(p)
@@ -242,7 +245,7 @@ class Nemesis:
         self.o = opts
         self.dir = Path(opts.workdir).resolve()
         self.topo = Topology(opts.nodes)
-        self.nodes = Nodes(self.topo, self.dir)
+        self.nodes = Nodes(self.topo, self.dir, opts.mutant)
         self.proxy_proc: subprocess.Popen | None = None
         self.proxy: ProxyControl | None = None
         self.ops: list[dict] = []
@@ -464,6 +467,8 @@ class Nemesis:
                 replay += f" --kinds {','.join(plain)}"
             if NETEM_KIND in o.kinds:
                 replay += " --netem"
+        if o.mutant:
+            replay += f" --mutant {o.mutant}"
         self.say(f"seed {o.seed}: {len(schedule)} faults over {o.seconds:g} s; replay: {replay}")
         report = Report(o.seed, o.seconds, o.nodes, replay, workdir=str(self.dir))
         try:
