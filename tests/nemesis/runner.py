@@ -528,6 +528,9 @@ class Nemesis:
             _reap()
             self.topo.close()
         (self.dir / "report.json").write_text(json.dumps(report.__dict__, indent=1, default=str))
+        with open(self.dir / "history.jsonl", "w") as f:  # every operation, by start time
+            for op in sorted(self.ops, key=lambda op: op["start"]):
+                f.write(json.dumps(op) + "\n")
         return report
 
     def finish(self, report: Report, t_end: float) -> None:
