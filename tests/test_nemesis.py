@@ -113,7 +113,8 @@ def test_nemesis_across_namespaces(tmp_path, capsys):
     assert report.violations == [], report.summary()
     assert report.liveness == [], report.summary()
     assert report.unexpected_exits == [], report.summary()
-    assert report.operations["chosen"] > 100 and sum(report.faults.values()) >= 5
+    assert report.operations["chosen"] > 100
+    assert sum(report.faults.values()) >= (5 if seconds >= 60 else 1), report.summary()
 
 
 @pytest.mark.e2e

@@ -9,55 +9,31 @@ SIGTERM (finally blocks, atexit, signal handlers).
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
-import os
 import random
 import signal
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tests.nemesis import checker
-from tests.nemesis.crashnode import MUTANT_ENV, wiring
+from tests.nemesis.crashnode import wiring
 from tests.nemesis.netns import Topology
+from tests.nemesis.nodes import ROOT, START_TIMEOUT_S, Nodes, _children, _reap, child_env
 from tests.nemesis.proxy import ProxyControl
+from tests.nemesis.report import Report
 from tests.nemesis.schedule import CRASH_KINDS, KINDS, NETEM_KIND, Fault, make_schedule
 from tests.nemesis.worker import hot_key
 from zpaxos.runtime.faults import CRASH_EXIT_CODE
 
-ROOT = Path(__file__).resolve().parents[2]
 PORT = 7000
-START_TIMEOUT_S = 20.0
 CLI_TIMEOUT_S = 3.0  # a CLI proposer's whole-proposal deadline
 CONVERGE_TIMEOUT_S = 60.0
-
-_children: set[subprocess.Popen] = set()
-
-
-def _reap() -> None:
-    for p in list(_children):
-        with contextlib.suppress(OSError):
-            if p.poll() is None:
-                os.kill(p.pid, signal.SIGCONT)
-                p.kill()
-                p.wait(5)
-        _children.discard(p)
-
-
-atexit.register(_reap)
-
-
-def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ZPAXOS_")}
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env.update(extra or {})
-    return env
 
 
 @dataclass
@@ -75,169 +51,6 @@ class Options:
     kinds: dict[str, int] | None = None  # fault kinds and weights (None: all)
     mutant: str | None = None  # deliberately broken nodes (crashnode.MUTANTS)
     verbose: bool = True
-
-
-@dataclass
-class Report:
-    seed: int
-    seconds: float
-    nodes: int
-    replay: str
-    operations: dict[str, int] = field(default_factory=dict)
-    faults: dict[str, int] = field(default_factory=dict)
-    not_wired: dict[str, int] = field(default_factory=dict)
-    unavailability: dict[str, dict] = field(default_factory=dict)
-    proxy: dict[str, int] = field(default_factory=dict)
-    violations: list[str] = field(default_factory=list)
-    liveness: list[str] = field(default_factory=list)
-    unexpected_exits: list[str] = field(default_factory=list)
-    crash_points: dict[str, dict] = field(default_factory=dict)
-    node_peak_rss_kb: dict[int, int] = field(default_factory=dict)
-    keys: int = 0
-    workdir: str = ""
-    fault_log: list[dict] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.violations and not self.liveness and not self.unexpected_exits
-
-    def summary(self) -> str:
-        ops = self.operations
-        lines = [
-            f"nemesis: seed {self.seed}, {self.nodes} nodes, {self.seconds:g} s of faults",
-            f"  operations: {ops.get('total', 0)} ({ops.get('chosen', 0)} chosen, "
-            f"{ops.get('maybe', 0)} maybe chosen/timed out; cli {ops.get('cli', 0)}, "
-            f"stream {ops.get('stream', 0)}, repair {ops.get('repair', 0)}) on {self.keys} keys",
-            "  faults: " + ", ".join(f"{k} {v}" for k, v in sorted(self.faults.items())),
-        ]
-        if self.not_wired:
-            lines.append("  not wired (crash points not called by the runtime yet): "
-                         + ", ".join(f"{k} {v}" for k, v in sorted(self.not_wired.items())))
-        for kind, c in sorted(self.crash_points.items()):
-            lines.append(f"  {kind}: {c['crashed']} of {c['scheduled']} crashed at the point "
-                         f"(placed by the {c['wiring']})")
-        lines.append("  unavailability (longest gap between successful decisions, per kind):")
-        for kind, u in self.unavailability.items():
-            lines.append(f"    {kind:22} n={u['count']:<3} max {u['max_gap_s']:6.2f} s  "
-                         f"mean {u['mean_gap_s']:6.2f} s")
-        lines.append("  proxy: " + ", ".join(f"{k} {v}" for k, v in sorted(self.proxy.items()))
-                     + f" ({self.proxy.get('messages', 0) / max(self.seconds, 1):.0f} messages/s)")
-        if self.node_peak_rss_kb:
-            lines.append("  node peak RSS: " + ", ".join(
-                f"node{i} {kb / 1024:.0f} MiB" for i, kb in sorted(self.node_peak_rss_kb.items())))
-        lines.append(f"  violations: {len(self.violations)}")
-        lines += [f"    {v}" for v in self.violations[:20]]
-        if self.liveness:
-            lines.append(f"  not converged after healing: {len(self.liveness)}")
-            lines += [f"    {v}" for v in self.liveness[:10]]
-        if self.unexpected_exits:
-            lines.append(f"  unexpected node exits: {self.unexpected_exits}")
-        lines.append(f"  work directory: {self.workdir}")
-        lines.append(f"  replay the fault schedule: {self.replay}")
-        return "\n".join(lines)
-
-
-class Nodes:
-    """Node processes, each in its own namespace."""
-
-    def __init__(self, topo: Topology, workdir: Path, mutant: str | None = None) -> None:
-        self.topo = topo
-        self.mutant = mutant
-        self.dir = workdir
-        self.procs: dict[int, subprocess.Popen] = {}
-        self.expected_exit: dict[int, bool] = {}
-        self.unexpected: list[str] = []
-        self.starts = 0
-        self.peak_rss_kb: dict[int, int] = {}
-        self.lock = threading.Lock()
-
-    def config(self, i: int) -> Path:
-        return self.dir / f"node{i}.ini"
-
-    def start(self, i: int, env: dict[str, str] | None = None, wait: bool = True) -> None:
-        self.reap(i)
-        self.starts += 1
-        out = open(self.dir / f"node{i}.out", "a")
-        out.write(f"--- start {time.time():.3f} env={env or {}}\n")
-        out.flush()
-        # A crash point (or a mutant) needs the shim until the runtime places crash points.
-        module = "tests.nemesis.crashnode" if env or self.mutant else "zpaxos"
-        extra = {**({MUTANT_ENV: self.mutant} if self.mutant else {}), **(env or {})}
-        p = subprocess.Popen(
-            [*self.topo.exec_prefix(self.topo.node_ns(i)), sys.executable, "-m", module,
-             "node", str(i), "--config", str(self.config(i)), "-q"],
-            cwd=self.dir, env=child_env(extra), stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True)
-        out.close()
-        _children.add(p)
-        with self.lock:
-            self.procs[i] = p
-            self.expected_exit[i] = bool(env)  # a crash point exits on purpose
-        if wait:
-            self.wait_listening(i, p)
-
-    def wait_listening(self, i: int, p: subprocess.Popen) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        path = self.dir / f"node{i}.out"
-        while time.monotonic() < deadline:
-            tail = path.read_text(errors="replace").rsplit("--- start", 1)[-1]
-            if "listening on" in tail:
-                return
-            if p.poll() is not None:
-                if self.expected_exit.get(i):
-                    return
-                raise RuntimeError(f"node{i} exited at start ({p.returncode}): {tail[-500:]}")
-            time.sleep(0.05)
-        raise RuntimeError(f"node{i} did not start within {START_TIMEOUT_S:g} s")
-
-    def running(self, i: int) -> bool:
-        p = self.procs.get(i)
-        return p is not None and p.poll() is None
-
-    def signal(self, i: int, sig: int) -> None:
-        p = self.procs.get(i)
-        if p is not None and p.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p.pid, sig)
-
-    def sample_rss(self) -> None:
-        """Note each running node's peak resident memory (VmHWM)."""
-        for i, p in list(self.procs.items()):
-            if p.poll() is None:
-                with contextlib.suppress(OSError, ValueError):
-                    for line in open(f"/proc/{p.pid}/status"):
-                        if line.startswith("VmHWM:"):
-                            kb = int(line.split()[1])
-                            self.peak_rss_kb[i] = max(self.peak_rss_kb.get(i, 0), kb)
-
-    def kill(self, i: int) -> None:
-        self.sample_rss()
-        with self.lock:
-            self.expected_exit[i] = True
-        self.signal(i, signal.SIGKILL)
-        self.reap(i)
-
-    def reap(self, i: int) -> None:
-        p = self.procs.get(i)
-        if p is None:
-            return
-        if p.poll() is None and self.expected_exit.get(i):
-            p.wait(10)
-        if p.poll() is not None:
-            if not self.expected_exit.get(i) and p.returncode not in (0, -signal.SIGKILL):
-                self.unexpected.append(f"node{i} exited with {p.returncode}")
-            _children.discard(p)
-
-    def check_unexpected(self) -> None:
-        for i, p in list(self.procs.items()):
-            if p.poll() is not None and not self.expected_exit.get(i):
-                self.unexpected.append(f"node{i} exited with {p.returncode} (see node{i}.out)")
-                self.expected_exit[i] = True  # report once
-
-    def stop_all(self) -> None:
-        for i in list(self.procs):
-            self.signal(i, signal.SIGCONT)
-            self.kill(i)
 
 
 class Nemesis:
