@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.nemesis import checker
+from tests.nemesis.blaster import log_events
 from tests.nemesis.crashnode import wiring
 from tests.nemesis.netns import Topology
 from tests.nemesis.nodes import ROOT, START_TIMEOUT_S, Nodes, _children, _reap, child_env
@@ -422,13 +423,7 @@ class Nemesis:
                                f"{r.stderr.strip()[-300:]}") from None
 
     def log_events(self) -> list[dict]:
-        path = self.dir / "paxos.log"
-        events = []
-        if path.exists():
-            for line in path.read_text(errors="replace").splitlines():
-                with contextlib.suppress(ValueError):
-                    events.append(json.loads(line))
-        return events
+        return log_events(self.dir / "paxos.log")
 
     @staticmethod
     def _sleep_until(t: float) -> None:
