@@ -80,9 +80,6 @@ def test_nesting_far_from_the_limit_is_refused(depth):
         codec.decode([PROTOCOL, b"PREPARE", b"id:1", deep(depth)])
 
 
-@pytest.mark.xfail(strict=False, reason="nesting near msgpack's depth limit (~1000) makes "
-                   "the decoder's error path raise RecursionError formatting the repr; "
-                   "fixed by the decoder work on main")
 def test_nesting_near_the_limit_is_refused():
     for depth in range(900, 1100, 3):
         for body in (deep(depth), b"\x92\xa1k" + deep(depth)):

@@ -105,8 +105,6 @@ def test_live_node_survives_a_blast(cluster, capsys):
 
 
 @pytest.mark.e2e
-@pytest.mark.xfail(strict=False, reason="deep msgpack nesting kills the node's decoder "
-                   "(RecursionError in the error path) until the decoder fix lands")
 def test_live_node_survives_deep_nesting(cluster):
     c = cluster
     b = Blaster("127.0.0.1", c.ports[0], seed=1)

@@ -162,7 +162,7 @@ def test_a_refused_proposer_fails_fast_and_changes_nothing(secure, who):
             "public_key = keys/node0.key", "public_key = keys/node2.key").replace(
             "public_key = keys/node1.key", "public_key = keys/node2.key"))
         args = ["--config", str(wrong)]
-        why = "failed the CURVE handshake (wrong server key"
+        why = "failed the CURVE handshake again and again (wrong server key"
         refusers = [0, 1]  # node2's key is right: it may answer (a minority: no decision)
     started = time.monotonic()
     r = run(c.dir, "propose", "Forged", "--key", "k1", "--timeout", "30", *args)

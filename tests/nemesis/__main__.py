@@ -15,7 +15,7 @@ from pathlib import Path
 from tests.nemesis.crashnode import MUTANTS
 from tests.nemesis.netns import install_signal_cleanup, unavailable_reason
 from tests.nemesis.runner import Nemesis, Options
-from tests.nemesis.schedule import KINDS, NETEM_KIND, make_schedule
+from tests.nemesis.schedule import CURVE_KINDS, KINDS, NETEM_KIND, make_schedule
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="add packet faults with kernel netem (where the kernel has it)")
     ap.add_argument("--mutant", choices=sorted(MUTANTS), default=None,
                     help="run deliberately broken nodes: the run must then find violations")
+    ap.add_argument("--curve", action="store_true",
+                    help="CURVE on every socket (node and link faults only: see CURVE_KINDS)")
     ap.add_argument("--print-schedule", action="store_true", help="print the faults and exit")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     a = ap.parse_args(argv)
@@ -48,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             ap.error(f"--kinds: unknown {unknown} (known: {', '.join(KINDS)})")
         kinds = {k: KINDS[k] for k in a.kinds.split(",")}
+    if a.curve:
+        kinds = {k: w for k, w in (kinds or CURVE_KINDS).items() if k in CURVE_KINDS}
     if a.netem:
         kinds = {**(kinds or KINDS), NETEM_KIND: 3}
     if a.print_schedule:
@@ -65,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                                  stream_workers=a.stream_workers, concurrency=a.concurrency,
                                  rate=a.rate, cli_threads=a.cli_threads,
                                  log_level=a.log_level, kinds=kinds,
-                                 mutant=a.mutant)).run()
+                                 mutant=a.mutant, curve=a.curve)).run()
     except RuntimeError as e:  # a node or the proxy could not start; no netem
         print(f"nemesis: error: {e} (seed {seed})", file=sys.stderr)
         return 1

@@ -30,6 +30,7 @@ from tests.nemesis.proxy import ProxyControl
 from tests.nemesis.report import Report
 from tests.nemesis.schedule import CRASH_KINDS, KINDS, NETEM_KIND, Fault, make_schedule
 from tests.nemesis.worker import hot_key
+from zpaxos.lab.launcher import make_keys
 from zpaxos.runtime.faults import CRASH_EXIT_CODE
 
 PORT = 7000
@@ -52,6 +53,7 @@ class Options:
     kinds: dict[str, int] | None = None  # fault kinds and weights (None: all)
     mutant: str | None = None  # deliberately broken nodes (crashnode.MUTANTS)
     verbose: bool = True
+    curve: bool = False  # CURVE on every socket, keys of its own (see CURVE_KINDS)
 
 
 class Nemesis:
@@ -81,13 +83,24 @@ class Nemesis:
         log = ["[log]", f"file = {self.dir / 'paxos.log'}", f"level = {self.o.log_level}",
                "format = json", ""]
 
+        keys = self.dir / "keys"
+        security: list[str] = []
+        if self.o.curve:
+            make_keys(self.dir, n)
+            security = ["[security]", "curve = true", f"authorized_clients = {keys}/clients",
+                        f"client_key = {keys}/clients/lab.key_secret", ""]
+
         def cfg(own: int | None) -> str:
             lines = []
             for i in range(n):
                 host = self.topo.node_addr(i) if i == own else self.topo.proxy_addr(i)
                 lines += [f"[node.{i}]", f"host = {host}", f"port = {PORT}",
-                          f"data_dir = {self.dir / 'data' / f'node{i}'}", "value_files = *", ""]
-            return "\n".join(lines + proposer + log)
+                          f"data_dir = {self.dir / 'data' / f'node{i}'}", "value_files = *"]
+                if self.o.curve:
+                    lines += [f"public_key = {keys}/node{i}.key",
+                              f"secret_key = {keys}/node{i}.key_secret"]
+                lines.append("")
+            return "\n".join(lines + proposer + log + security)
 
         for i in range(n):
             self.nodes.config(i).write_text(cfg(i))

@@ -33,6 +33,11 @@ NETEM_KIND = "packet_chaos"
 CRASH_KINDS = {"crash_before_commit": "before_commit", "crash_after_commit": "after_commit",
                "crash_mid_value_write": "mid_value_write"}
 MESSAGE_KINDS = ("loss", "delay", "duplicate", "reorder")
+# With CURVE on, the proxy sees only encrypted commands whose nonces must grow: it cannot
+# duplicate, reorder or pick out messages (that is the point of CURVE), so a CURVE run
+# uses the faults that act on whole nodes and links.
+CURVE_KINDS = {k: w for k, w in KINDS.items()
+               if k not in (*MESSAGE_KINDS, "partition_pair", "one_way")}
 
 
 @dataclass(frozen=True)

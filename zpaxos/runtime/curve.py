@@ -156,8 +156,16 @@ _FAILURES: dict[int, str] = {
     zmq.EVENT_HANDSHAKE_FAILED_AUTH: "refused our key",
     zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "failed the security handshake (plaintext on one "
                                          "side and CURVE on the other?)",
-    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "failed the CURVE handshake (wrong server key "
-                                          "for it in the config?)",
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "failed the CURVE handshake again and again "
+                                          "(wrong server key for it in the config?)",
+}
+# How many failures in a row make a refusal. A refusal by ZAP is final at once; a failure
+# without detail is also what a connection cut mid-handshake looks like (a proxy in front
+# of a node that is down), so only a run of them, ~0.5 s of reconnects, counts.
+_FAILURES_TO_REFUSE: dict[int, int] = {
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: 1,
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: 1,  # libzmq does not retry after one
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: 3,
 }
 _PLAINTEXT_FAILURE = ("failed the security handshake (plaintext on one side and CURVE on "
                       "the other? this client has no [security] curve = true)")
@@ -179,6 +187,7 @@ class HandshakeWatch:
         self.refused: dict[int, str] = {}
         self.came_up: set[int] = set()  # nodes back after a disconnection, since last look
         self._lost: set[int] = set()
+        self._failures: dict[int, int] = {}  # failed handshakes in a row, per node
 
     def handle(self, monitor: Sock) -> None:
         node_id = self.monitors[monitor]
@@ -190,13 +199,17 @@ class HandshakeWatch:
             event = int(parse_monitor_message(frames)["event"])
             if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self.refused.pop(node_id, None)
+                self._failures.pop(node_id, None)
                 if node_id in self._lost:
                     self._lost.discard(node_id)
                     self.came_up.add(node_id)
             elif event == zmq.EVENT_DISCONNECTED:
                 self._lost.add(node_id)
             elif event in _FAILURES:
-                self.refused[node_id] = _FAILURES[event] if self.curve else _PLAINTEXT_FAILURE
+                n = self._failures[node_id] = self._failures.get(node_id, 0) + 1
+                if n >= _FAILURES_TO_REFUSE[event]:
+                    self.refused[node_id] = (_FAILURES[event] if self.curve
+                                             else _PLAINTEXT_FAILURE)
 
     def close(self, dealers: dict[int, Sock]) -> None:
         for sock in dealers.values():

@@ -26,6 +26,7 @@ from zpaxos.runtime.acceptor_host import AcceptorHost, Ready
 from zpaxos.runtime.addresses import Caller, Src
 from zpaxos.runtime.config import ClusterConfig, NodeConfig
 from zpaxos.runtime.curve import Curve
+from zpaxos.runtime.faults import crash_point
 from zpaxos.runtime.log import EventLog
 from zpaxos.runtime.sockets import SignalWakeup, Sockets, node_routing_id, peer_name
 from zpaxos.runtime.storage import MemoryStore, SqliteStore
@@ -127,6 +128,7 @@ class Node:
             # survive a crash; if this commit fails, StorageError stops the node and no
             # reply leaves.
             self.store.save(ready.persist.items())
+            crash_point("after_commit")  # tests only: durable, and no reply sent yet
             self.commits += 1
             self.log.event("persisted", keys=len(ready.persist),
                            ms=round((time.perf_counter() - t0) * 1000, 3))

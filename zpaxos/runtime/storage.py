@@ -42,6 +42,7 @@ from typing import Any
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.messages import Ballot
 from zpaxos.runtime.datadir import MARKER_NAME, DirLock, FileWatch, Marker, make_dir, retire
+from zpaxos.runtime.faults import crash_point
 from zpaxos.runtime.storage_errors import (
     README,
     NotLost,
@@ -369,6 +370,7 @@ class SqliteStore:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany(_INSERT, rows)
             self._db.execute("UPDATE meta SET value=? WHERE name='commit_seq'", (str(seq),))
+            crash_point("before_commit")  # tests only: a crash with the pass staged
             self._db.execute("COMMIT")
         except sqlite3.Error as e:
             try:

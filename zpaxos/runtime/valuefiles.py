@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from zpaxos.runtime.faults import crash_point
 from zpaxos.runtime.log import EventLog
 
 
@@ -64,7 +65,10 @@ class ValueFiles:
                 return
             tmp = path.with_name(f".{key}.txt.tmp")
             with open(tmp, "wb") as f:
-                f.write(content)
+                half = len(content) // 2
+                f.write(content[:half])
+                crash_point("mid_value_write")  # tests only: a half-written temporary copy
+                f.write(content[half:])
             os.replace(tmp, path)  # atomic: a reader sees the old file or the new one
             self.written += 1
             self.log.event("value_file", key=key, file=str(path), value=value)
