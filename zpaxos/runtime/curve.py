@@ -22,7 +22,7 @@ from zpaxos.runtime.security import CLIENT_ROLE, NODE_ROLE, KeyPair, fingerprint
 Sock: TypeAlias = "zmq.Socket[bytes]"
 
 
-def parse_monitor_message(frames: list[bytes]) -> dict[str, object]:
+def parse_monitor_message(frames: list[bytes]) -> dict[str, int | bytes]:
     """A socket monitor's event: frame 1 holds the event (uint16) and its value (uint32),
     frame 2 the endpoint. (zmq.utils.monitor has the same, but imports asyncio: 30 ms of
     every CLI run.)"""
