@@ -42,4 +42,4 @@ def is_node(name: str) -> bool:
 
 def as_node_name(x: object) -> str:
     """A node named as people see it, whether given as an id (2) or a name ("node2")."""
-    return node_name(x) if isinstance(x, int) else str(x)
+    return node_name(x) if isinstance(x, int) and not isinstance(x, bool) else str(x)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from zpaxos.naming import node_name
 from zpaxos.pictures.logmodel import LogModel, read_log
 from zpaxos.runtime.config import PROPOSER_KEYS, ProposerConfig
 
@@ -87,7 +88,7 @@ def make_keys(workdir: Path, n_nodes: int, clients: Sequence[str] = ("lab",)) ->
     from zpaxos.runtime.security import keygen
 
     for i in range(n_nodes):
-        keygen(workdir / "keys", f"node{i}", force=True)
+        keygen(workdir / "keys", node_name(i), force=True)
     for name in clients:
         keygen(workdir / "keys" / "clients", name, force=True)
 
@@ -143,7 +144,7 @@ class LocalCluster:
     def start(self, i: int) -> None:
         """Start node ``i`` and wait until it says it is listening."""
         if self.is_running(i):
-            raise RuntimeError(f"node{i} is already running")
+            raise RuntimeError(f"{node_name(i)} is already running")
         p = subprocess.Popen(zpaxos_cmd("node", str(i), "--config", str(self.config), "-q"),
                              cwd=self.dir, env=child_env(), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
@@ -154,7 +155,7 @@ class LocalCluster:
             p.kill()
             _, err = p.communicate()
             _live.discard(p)
-            raise NodeStartError(f"node{i} did not start: {(line + err).strip()}")
+            raise NodeStartError(f"{node_name(i)} did not start: {(line + err).strip()}")
 
     def start_all(self) -> None:
         for i in self.node_ids:

@@ -32,6 +32,7 @@ from zpaxos.lab.launcher import (
     wait_for,
     write_config,
 )
+from zpaxos.naming import node_name
 from zpaxos.pictures.logmodel import LogModel, read_log
 from zpaxos.printable import printable
 from zpaxos.protocol.core import quorum_size
@@ -103,7 +104,7 @@ class Ctx:
     def accepted_by(self, i: int, key: str, value: str) -> None:
         try:
             wait_for(lambda: (self.cluster.node_state(i, key) or {}).get("value") == value,
-                     f"node{i} to accept {value}", 20)
+                     f"{node_name(i)} to accept {value}", 20)
         except TimeoutError as e:
             raise Failed(str(e)) from None
 
@@ -140,7 +141,7 @@ def s1_single(ctx: Ctx) -> str:
     won(a, "Value_A", True)
     ctx.chosen_everywhere(DEFAULT_KEY, "Value_A")
     for node in ctx.cfg.nodes:
-        f = ctx.workdir / "data" / f"node{node.id}" / f"{DEFAULT_KEY}.txt"
+        f = ctx.workdir / "data" / node_name(node.id) / f"{DEFAULT_KEY}.txt"
         try:
             wait_for(f.is_file, f"{f}", 10)
         except TimeoutError as e:
@@ -217,9 +218,9 @@ def s5_minority_missed(ctx: Ctx) -> str:
     a_ballots = {e["ballot"] for e in log.events(key=key, process=da["proposer"], name="send",
                                                  type="ACCEPT")}
     for i in range(1, ctx.n):
-        took = [e for e in log.events(key=key, process=f"node{i}", name="send",
+        took = [e for e in log.events(key=key, process=node_name(i), name="send",
                                       type="ACCEPTED") if e.get("ballot") in a_ballots]
-        check(not took, f"node{i} accepted A's ballot; B's Prepare should have overtaken it")
+        check(not took, f"{node_name(i)} accepted A's ballot; B's Prepare should have overtaken it")
     ctx.chosen_everywhere(key, "Value_B")
     ctx.row.chosen, ctx.row.rounds = "Value_B", f"A:{da['rounds']} B:{b['rounds']}"
     return "B's Prepare overtook A's Accepts; B chose Value_B; A's Accepts were turned down"
@@ -280,7 +281,7 @@ def s7_minority_down(ctx: Ctx) -> str:
         _restart(ctx, down)
     ctx.chosen_everywhere(key, "Value_A")  # the restarted nodes catch up from their peers
     ctx.row.chosen, ctx.row.rounds = "Value_A", str(a["rounds"])
-    names = ", ".join(f"node{i}" for i in down)
+    names = ", ".join(node_name(i) for i in down)
     return f"{names} down; Value_A chosen by {ctx.quorum} of {ctx.n}"
 
 
@@ -292,7 +293,7 @@ def s8_majority_down(ctx: Ctx) -> str:
         a = ctx.propose("Value_A", key, "--timeout", f"{timeout_s:g}")
     finally:
         _restart(ctx, down)
-    names = [f"node{i}" for i in down]
+    names = [node_name(i) for i in down]
     check(a["exit"] == 1 and a["chosen"] is None, "a value was chosen without a quorum")
     check(a["elapsed_ms"] <= timeout_s * 1000 + 1000,  # the deadline, plus slack for load
           f"gave up after {a['elapsed_ms']} ms, timeout was {timeout_s:g} s")

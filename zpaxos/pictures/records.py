@@ -6,10 +6,10 @@ logmodel.py fills them from a JSON log, marks.py turns events into marks; the ch
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from zpaxos.naming import as_node_name, node_id_of
 from zpaxos.protocol import registry
 
 PAXOS_TYPES = registry.PAXOS_TYPES
@@ -17,7 +17,6 @@ DRAWN_TYPES = registry.DRAWN_TYPES  # Paxos, and the runtime exchanges a run's s
 MAX_TS = 1e10  # year 2286: a larger "ts" is garbage, and localtime() would fail on it
 
 NOT_DRAWN = ("persisted", "value_file", "value_file_failed", "ignored")  # bookkeeping
-_NODE = re.compile(r"^node(\d+)$")
 
 # What became of a message that was never received (Message.fate).
 DELIVERED = ""
@@ -101,24 +100,14 @@ class Mark:
 
 
 
-def is_proposer(process: str) -> bool:
-    return process.startswith("proposer")
-
-
 def node_name(v: Any) -> str:
     """Events name nodes ``node1``; older logs gave an acceptor's number (1)."""
-    if isinstance(v, int) and not isinstance(v, bool):
-        return f"node{v}"
-    return str(v)
+    return as_node_name(v)
 
 
 def node_order(process: str) -> tuple[int, int, str]:
-    m = _NODE.match(process)
-    return (0, int(m.group(1)), "") if m else (1, 0, process)
-
-
-def is_node(process: str) -> bool:
-    return _NODE.match(process) is not None
+    i = node_id_of(process)
+    return (0, i, "") if i is not None else (1, 0, process)
 
 
 def num(v: Any) -> float:

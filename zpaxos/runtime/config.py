@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from zpaxos.naming import node_name
 from zpaxos.protocol.core import ProposerOptions
 from zpaxos.runtime.security import (
     KeyFileError,
@@ -66,7 +67,7 @@ class NodeConfig:
 
     @property
     def name(self) -> str:
-        return f"node{self.id}"
+        return node_name(self.id)
 
 
 # [proposer] is the core's ProposerOptions (its defaults are the only ones); these are the

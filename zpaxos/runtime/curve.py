@@ -16,6 +16,7 @@ from typing import TypeAlias
 
 import zmq
 
+from zpaxos.naming import node_name
 from zpaxos.runtime.log import EventLog
 from zpaxos.runtime.security import CLIENT_ROLE, NODE_ROLE, KeyPair, fingerprint
 
@@ -50,7 +51,7 @@ class Curve:
     def for_node(own: KeyPair, node_keys: dict[int, bytes],
                  clients: dict[bytes, str]) -> Curve:
         allowed = {k: (CLIENT_ROLE, name) for k, name in clients.items()}
-        allowed.update({k: (NODE_ROLE, f"node{i}") for i, k in node_keys.items()})
+        allowed.update({k: (NODE_ROLE, node_name(i)) for i, k in node_keys.items()})
         return Curve(own, node_keys, allowed)
 
 
