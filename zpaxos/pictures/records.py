@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zpaxos.naming import as_node_name, node_id_of
+from zpaxos.naming import is_node as is_node  # re-exported for the pictures
+from zpaxos.naming import is_proposer as is_proposer
 from zpaxos.protocol import registry
 
 PAXOS_TYPES = registry.PAXOS_TYPES
