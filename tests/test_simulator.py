@@ -1,9 +1,9 @@
 """The simulator suite: thousands of hostile seeded schedules on the real hosts (and the
-pure core inside them), the broken variants of both they must catch (tests/mutants.py),
+pure core inside them), the broken variants of both they must catch (zpaxos/sim/mutants.py),
 and Ousterhout's textbook orderings driven step by step.
 
 Every run is virtual time; nothing sleeps. A failure prints the seed, the trace tail and
-the command that replays it (``python -m tests.simulator --seed N --trace``).
+the command that replays it (``python -m zpaxos.sim --seed N --trace``).
 """
 
 from __future__ import annotations
@@ -12,8 +12,13 @@ import os
 
 import pytest
 
-from tests.mutants import MUTANTS, RepromisingAcceptor
-from tests.simulator import (
+from zpaxos.protocol.core import ProposerOptions
+from zpaxos.protocol.events import Adopted, Event, Retry
+from zpaxos.protocol.messages import Ballot, Decide
+from zpaxos.runtime.staging import StagingOptions
+from zpaxos.sim.__main__ import main
+from zpaxos.sim.mutants import MUTANTS, RepromisingAcceptor
+from zpaxos.sim.simulator import (
     INF,
     Chaos,
     InvariantViolation,
@@ -23,13 +28,8 @@ from tests.simulator import (
     Simulation,
     check_seeds,
     check_seeds_parallel,
-    main,
     run_schedule,
 )
-from zpaxos.protocol.core import ProposerOptions
-from zpaxos.protocol.events import Adopted, Event, Retry
-from zpaxos.protocol.messages import Ballot, Decide
-from zpaxos.runtime.staging import StagingOptions
 
 MUTANT_SEEDS = 10_000  # the default seed count: every mutant must be caught within it
 

@@ -10,7 +10,7 @@ socket, the clock, the disk or global randomness:
 * the proposer is told the time and asks to be woken (``next_wakeup``); it draws its
   backoff from a ``random.Random`` that the caller seeds.
 
-So a seeded simulator can replay any schedule exactly (tests/simulator.py). Staging for
+So a seeded simulator can replay any schedule exactly (zpaxos/sim/simulator.py). Staging for
 the textbook orderings (late messages, a pause between phases) is not a Paxos rule: it
 lives in :mod:`zpaxos.runtime.staging`, around the proposer.
 """

@@ -3,7 +3,7 @@
 Like etcd's ``RawNode``, the host is driven from outside and answers with a
 :class:`Ready`: the messages to send, the events to report and the proposals that
 finished. The client's loop (:mod:`zpaxos.runtime.client`) feeds it what the sockets
-received and the time; the simulator (tests/simulator.py) feeds it virtual time and its
+received and the time; the simulator (zpaxos/sim/simulator.py) feeds it virtual time and its
 own network. So the code that routes replies to proposals runs under the simulator too.
 
 Routing: a reply names its key; it goes to every running proposal of that key (each

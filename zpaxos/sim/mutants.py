@@ -1,6 +1,6 @@
 """Deliberately broken variants of the core and of the hosts, for the simulator.
 
-They live here, not in zpaxos/, and each must be caught by some default seed: a simulator
+Each must be caught by some default seed: a simulator
 that cannot find a bug proves nothing. ``MUTANTS[name].variant`` is what
 ``Simulation(..., **variant)`` takes; ``caught_by`` is the invariant that must trip
 (a substring of ``InvariantViolation.what``).
@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from tests.simulator import REPLAY_CMD
 from zpaxos.protocol.core import Acceptor, KeyState, Proposer, Step
 from zpaxos.protocol.messages import ZERO, Accept, Accepted, Message, Prepare, Promise, SyncReply
 from zpaxos.runtime.acceptor_host import AcceptorHost, Ready
@@ -20,6 +19,7 @@ from zpaxos.runtime.addresses import Src
 from zpaxos.runtime.proposer_host import ProposerHost
 from zpaxos.runtime.proposer_host import Ready as ProposerReady
 from zpaxos.runtime.staging import NO_STAGING
+from zpaxos.sim.simulator import REPLAY_CMD
 
 # --------------------------------------------------------------------------- core mutants
 

@@ -30,20 +30,18 @@ After the chaos ends (no more drops or crashes, crashed nodes restarted) every p
 must finish within ``Scenario.bound_s`` of virtual time, and with a chosen value when the
 scenario says so (``must_choose``).
 
-Replay one seed:  ``python -m tests.simulator --seed 1234 --trace``
-Soak many seeds:  ``python -m tests.simulator --seeds 100000 --workers 2``
-A broken variant: add ``--mutant NAME`` (see tests/mutants.py)
+Replay one seed:  ``python -m zpaxos.sim --seed 1234 --trace``
+Soak many seeds:  ``python -m zpaxos.sim --seeds 100000 --workers 2``
+A broken variant: add ``--mutant NAME`` (see zpaxos/sim/mutants.py)
 """
 
 from __future__ import annotations
 
-import argparse
 import heapq
 import multiprocessing
 import random
-import sys
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -69,7 +67,7 @@ from zpaxos.runtime.staging import NO_STAGING, StagingOptions
 
 INF = float("inf")
 TRACE_TAIL_LINES = 60  # how much of the trace a failure message shows
-REPLAY_CMD = "python -m tests.simulator --seed {seed} --trace"
+REPLAY_CMD = "python -m zpaxos.sim --seed {seed} --trace"
 SIM_SYNC_PAGE = 2  # tiny sync pages, so a restarted node always pages
 
 
@@ -290,7 +288,7 @@ DELIVER, PASS, WAKE, START, CRASH, RESTART, CHAOS_END, PROBE, FORGE = range(9)
 class Simulation:
     """Runs one scenario on the real hosts, checking the invariants after every step.
 
-    Variants (the mutants in tests/mutants.py): ``acceptor_cls`` and ``proposer_cls`` for
+    Variants (the mutants in zpaxos/sim/mutants.py): ``acceptor_cls`` and ``proposer_cls`` for
     the core, ``host_cls`` and ``proposer_host_cls`` for the hosts, ``shared_ids`` for
     the lab's ballot bug; ``one_process_each`` runs every proposal in a process of its
     own."""
@@ -780,46 +778,3 @@ def check_seeds_parallel(seeds: range, workers: int = 2, chunks: int = 16,
         failures += f
         cover += c
     return failures, cover
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tests.simulator", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seed", type=int, help="replay this one seed")
-    ap.add_argument("--trace", action="store_true", help="print the schedule's trace")
-    ap.add_argument("--seeds", type=int, default=1000, help="how many seeds to check")
-    ap.add_argument("--start", type=int, default=0, help="first seed to check")
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--mutant", help="run a broken variant: a name in tests/mutants.py")
-    args = ap.parse_args(argv)
-    variant: dict[str, Any] = {}
-    if args.mutant:
-        from tests.mutants import MUTANTS  # the broken variants live with the tests
-
-        variant = MUTANTS[args.mutant].variant
-    if args.seed is not None:
-        try:
-            r = Simulation(generate(args.seed), trace=args.trace, **variant).run()
-        except InvariantViolation as e:
-            print("\n".join(e.trace) if args.trace else "", file=sys.stderr)
-            print(f"seed {e.seed}: VIOLATION: {e.what}", file=sys.stderr)
-            return 1
-        print(f"scenario: {r.scenario.describe()}")
-        if args.trace:
-            print("\n".join(r.trace))
-        for name, o in r.outcomes.items():
-            print(f"{name} at t={r.finished_at[name]:.4f}: chosen={fv(o.chosen)} own={o.own}"
-                  f" rounds={o.rounds} ({o.reason})")
-        print(f"seed {args.seed}: ok")
-        return 0
-    failures, cover = check_seeds_parallel(range(args.start, args.start + args.seeds),
-                                           args.workers, **variant)
-    print(dict(sorted(cover.items())))
-    for f in failures:
-        print(f, file=sys.stderr)
-    print(f"{cover['schedules']} schedules ok, {len(failures)} failed")
-    return 1 if failures else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
