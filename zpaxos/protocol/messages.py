@@ -201,6 +201,32 @@ class AcceptedAt:
     value: bytes | None
 
 
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """Node to node: "I am ``node``, incarnation ``incarnation``, at ``commit_seq`` commits".
+
+    Sent when a node starts and, while its commits advance, about once a second: each peer
+    remembers the latest it heard of every node (zpaxos.runtime.incarnation), so a node
+    whose whole data directory was restored from an old copy, or deleted, is recognised.
+    ``fresh``: this incarnation was started empty on purpose (``--new``)."""
+
+    node: int
+    incarnation: bytes
+    commit_seq: int
+    fresh: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HelloReply:
+    """The peer's verdict on a Hello, with what it remembered before it (``incarnation``
+    empty when it had never heard of that node). ``verdict``: see incarnation.VERDICTS."""
+
+    node: int  # the peer answering
+    verdict: int
+    incarnation: bytes
+    commit_seq: int
+
+
 RuntimeMessage = (StatusRequest | StatusReply | SyncRequest | SyncReply | CheckAccepted
-                  | AcceptedAt)
+                  | AcceptedAt | Hello | HelloReply)
 Message = ProtocolMessage | RuntimeMessage

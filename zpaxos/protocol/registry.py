@@ -32,6 +32,8 @@ from zpaxos.protocol.messages import (
     Ballot,
     CheckAccepted,
     Decide,
+    Hello,
+    HelloReply,
     KeyStatus,
     Nack,
     Prepare,
@@ -240,10 +242,25 @@ class _Name(Kind):
         return x
 
 
+class _Incarnation(Kind):
+    """A database's incarnation id: 16 bytes, or empty for "none known"."""
+
+    name = "incarnation"
+
+    def dec(self, x: Any, what: str) -> bytes:
+        if type(x) is not bytes or len(x) not in (0, 16):
+            raise DecodeError(f"{what}: expected 0 or 16 bytes, got {describe(x)}")
+        return x
+
+    def show(self, v: bytes) -> str:
+        return v[:4].hex()
+
+
 KEY, OPT_KEY, AFTER = _Key(), _OptKey(), _After()
 VALUE, OPT_VALUE, BOOL = _Value(), _OptValue(), _Bool()
 BALLOT, REAL_BALLOT = _Ballot(), _RealBallot()
 NODE_ID = _Int(0, 65535)
+INCARNATION = _Incarnation()
 
 KEY_STATUS = _Record(
     "status entry",
@@ -388,6 +405,15 @@ SPECS: tuple[Spec, ...] = (
     Spec(AcceptedAt, b"CHECKED", (("key", KEY), ("ballot", REAL_BALLOT), ("value", OPT_VALUE)),
          RUNTIME, ("key", "ballot", "value"), _checked_parts,
          ChartStyle("#8e44ad", "#6c3483", "2 3")),
+    Spec(Hello, b"HELLO",
+         (("node", NODE_ID), ("incarnation", INCARNATION), ("commit_seq", _Int(0, MAX_ROUND)),
+          ("fresh", BOOL)), RUNTIME, ("node", "incarnation", "commit_seq", "fresh"),
+         _simple("node", "commit_seq"), ChartStyle("#7f7f7f", "#555555", "2 3"), drawn=False),
+    Spec(HelloReply, b"HELLO_REPLY",
+         (("node", NODE_ID), ("verdict", _Int(0, 15)), ("incarnation", INCARNATION),
+          ("commit_seq", _Int(0, MAX_ROUND))), RUNTIME,
+         ("node", "verdict", "incarnation", "commit_seq"), _simple("verdict"),
+         ChartStyle("#7f7f7f", "#555555", "2 3"), drawn=False),
 )
 
 BY_CLASS: dict[type, Spec] = {s.cls: s for s in SPECS}

@@ -24,12 +24,15 @@ from zpaxos.protocol.events import Conflict, Event
 from zpaxos.protocol.messages import Message
 from zpaxos.runtime.acceptor_host import AcceptorHost, Ready
 from zpaxos.runtime.addresses import Caller, Src
+from zpaxos.runtime.admission import Admission
 from zpaxos.runtime.config import ClusterConfig, NodeConfig
 from zpaxos.runtime.curve import Curve
 from zpaxos.runtime.faults import crash_point
 from zpaxos.runtime.log import EventLog
+from zpaxos.runtime.peers import PeersFile, adopt_self, advice, write_lost
 from zpaxos.runtime.sockets import SignalWakeup, Sockets, node_routing_id, peer_name
 from zpaxos.runtime.storage import MemoryStore, SqliteStore
+from zpaxos.runtime.storage_errors import StateLost
 from zpaxos.runtime.valuefiles import ValueFiles
 
 
@@ -41,7 +44,8 @@ def src_name(src: Src | None) -> str | None:
 
 class Node:
     def __init__(self, cluster: ClusterConfig, node_id: int, log: EventLog,
-                 store: SqliteStore | MemoryStore | None = None) -> None:
+                 store: SqliteStore | MemoryStore | None = None, new: bool = False) -> None:
+        """``new``: the store was started empty on purpose (``zpaxos node ID --new``)."""
         self.cfg: NodeConfig = cluster.node(node_id)
         self.cluster = cluster
         self.log = log
@@ -53,6 +57,18 @@ class Node:
         peers = [n.id for n in cluster.nodes if n.id != node_id]
         self.host = AcceptorHost(node_id, self.store.load(), peers,
                                  check_client_decides=cluster.security.curve)
+        # What this node remembers of its peers, and of itself (peers.json): only with a
+        # real data directory. adopt_self raises StateLost over swapped state files.
+        self.peers_file: PeersFile | None = None
+        fresh = new
+        if isinstance(self.store, SqliteStore):
+            self.peers_file = PeersFile(self.cfg.data_dir).load()
+            fresh = adopt_self(self.peers_file, node_id, self.store.incarnation,
+                               self.store.commit_seq, new)
+        self.admission = Admission(self.host, node_id, peers, self.store.incarnation,
+                                   self.store.commit_seq, fresh,
+                                   self.peers_file.peers if self.peers_file else {},
+                                   curve=cluster.security.curve)
         self.sockets: Sockets | None = None
         self.values = ValueFiles(self.cfg.data_dir, self.cfg.value_files, log)
         self.passes = 0
@@ -84,7 +100,8 @@ class Node:
                            security="curve" if curve else "none")
             self.values.rebuild((k, s.chosen) for k, s in self.host.states.items()
                                 if s.chosen is not None)
-            self._do(self.host.start())  # sync: ask peers what we missed while down
+            # Hello to the peers; once they clear it, sync what was missed while down.
+            self._do(self.admission.start(time.monotonic()))
             if on_ready:
                 on_ready(self)
             self._loop(self.sockets)
@@ -105,13 +122,16 @@ class Node:
     # ---- the loop
 
     def _loop(self, sockets: Sockets) -> None:
+        admission = self.admission
         while not sockets.stop_requested:
-            batch = sockets.poll(None)  # no timers: sleep until something arrives
-            if not batch:
-                continue
-            self.passes += 1
-            self._count(sockets)
-            self._do(self.host.handle(batch))
+            at = admission.next_due()  # None: no timer, sleep until something arrives
+            batch = sockets.poll(None if at is None else at - time.monotonic())
+            if batch:
+                self.passes += 1
+                self._count(sockets)
+                self._do(admission.handle(batch))
+            if at is not None:
+                self._do(admission.due(time.monotonic()))
 
     def _count(self, sockets: Sockets) -> None:
         """The socket layer's counters, for status replies."""
@@ -120,6 +140,8 @@ class Node:
         stats["undeliverable"] = sockets.wire.undeliverable
         if sockets.zap is not None:
             stats["refused"] = sockets.zap.refused
+        stats["voting"] = int(self.admission.voting)
+        stats["not_voting_dropped"] = self.admission.dropped
 
     def _do(self, ready: Ready) -> None:
         if ready.persist:
@@ -128,16 +150,34 @@ class Node:
             # survive a crash; if this commit fails, StorageError stops the node and no
             # reply leaves.
             self.store.save(ready.persist.items())
+            self.admission.commit_seq = self.store.commit_seq
             crash_point("after_commit")  # tests only: durable, and no reply sent yet
             self.commits += 1
             self.log.event("persisted", keys=len(ready.persist),
                            ms=round((time.perf_counter() - t0) * 1000, 3))
+        admission = self.admission
+        if admission.dirty and self.peers_file is not None:
+            self.peers_file.save()  # what we remember of the peers, before we answer them
+        admission.dirty = False
         for dst, msg in ready.send:
             self._send(dst, msg)
         for src, ev in ready.events:
             self._log_event(src, ev)
         for key, value in ready.learned:
             self.values.submit(key, value)
+        for note in admission.notes:
+            self.log.event(note.name, **note.fields)
+        admission.notes.clear()
+        if admission.refusal is not None:
+            self._refuse(admission.refusal)
+
+    def _refuse(self, why: str) -> None:
+        """A peer says this node lost state: record it (so every later start refuses too,
+        and --new is allowed) and stop with StateLost (exit 4)."""
+        text = f"{self.cfg.data_dir}: {why}; {advice()}"
+        if self.peers_file is not None:
+            write_lost(self.cfg.data_dir, text)
+        raise StateLost(text)
 
     def _send(self, dst: Src, msg: Message) -> None:
         assert self.sockets is not None
