@@ -170,7 +170,8 @@ def test_messages_wait_while_checking_and_are_answered_once_cleared() -> None:
     net.run()
     net.tick()
     assert a.phase == VOTING
-    assert [m for _, m in net.client if isinstance(m, Promise)] == [Promise("k", B1, Ballot(0, b""), None)]
+    promises = [m for _, m in net.client if isinstance(m, Promise)]
+    assert promises == [Promise("k", B1, Ballot(0, b""), None)]
 
 
 def _run_a_while(net: Net, node: int, keys: range) -> None:
