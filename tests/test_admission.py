@@ -24,7 +24,7 @@ from zpaxos.protocol.messages import (
 from zpaxos.runtime.acceptor_host import AcceptorHost
 from zpaxos.runtime.addresses import Caller
 from zpaxos.runtime.admission import CHECKING, LEARNING, REFUSED, VOTING, Admission
-from zpaxos.runtime.peers import OK, REPLACED, RETIRED, ROLLED_BACK, PeerRecord, judge
+from zpaxos.runtime.peers import OK, REPLACED, RETIRED, ROLLED_BACK, STALE, PeerRecord, judge
 
 CLIENT = Caller(b"p:0123456789abcdef:0")
 B1 = Ballot(1, b"\x01" * 16)
@@ -113,8 +113,9 @@ class Net:
 
 def test_judge_rules() -> None:
     x, y = os.urandom(16), os.urandom(16)
-    assert judge(None, x, 5, False) == (OK, PeerRecord(x, 5))
-    assert judge(PeerRecord(x, 5), x, 4, False) == (ROLLED_BACK, None)
+    assert judge(None, x, 5, False, b"b1") == (OK, PeerRecord(x, 5, [], b"b1"))
+    assert judge(PeerRecord(x, 5, [], b"b1"), x, 4, False, b"b2") == (ROLLED_BACK, None)
+    assert judge(PeerRecord(x, 5, [], b"b1"), x, 4, False, b"b1") == (STALE, None)
     assert judge(PeerRecord(x, 5), x, 7, False)[1] == PeerRecord(x, 7)
     assert judge(PeerRecord(x, 5), y, 0, False) == (REPLACED, None)
     verdict, rec = judge(PeerRecord(x, 5), y, 0, True)
@@ -277,7 +278,7 @@ def test_a_hello_must_come_from_the_node_it_names() -> None:
         net.start(i)
     net.run()
     a = net.up[0]
-    forged = Hello(1, os.urandom(16), 0, True)
+    forged = Hello(1, b"12345678", os.urandom(16), 0, True)
     ready = a.handle([(CLIENT, forged), (Caller(b"n:2:0:0"), forged)])
     assert not ready.send and a.dropped == 2
     assert net.disks[0].memory[1].incarnation == net.disks[1].incarnation
@@ -289,3 +290,147 @@ def test_a_single_node_cluster_votes_at_once() -> None:
     assert a.phase == VOTING
     b = Net(1).start(0, fresh=True)
     assert b.phase == VOTING
+
+
+# ---------------------------------------------------------------- seeded chaos
+
+
+class ChaosNet:
+    """Admission under a seeded network that delays (so reorders), duplicates and drops
+    messages, with nodes crashing and restarting (each start a new process with its own
+    boot id; a reply to a dead process is lost, as on real sockets). Virtual time."""
+
+    def __init__(self, seed: int, n: int) -> None:
+        import heapq
+        import random
+
+        self.heapq = heapq
+        self.rng = random.Random(seed)
+        self.n = n
+        self.disks = {i: Disk() for i in range(n)}
+        self.up: dict[int, Admission] = {}
+        self.queue: list = []
+        self.seq = 0
+        self.now = 0.0
+        self.chaos = True
+        self.refused_ever: dict[int, str] = {}
+
+    def push(self, t: float, *item) -> None:
+        self.seq += 1
+        self.heapq.heappush(self.queue, (t, self.seq, *item))
+
+    def start(self, i: int) -> None:
+        d = self.disks[i]
+        peers = [p for p in range(self.n) if p != i]
+        adm = Admission(AcceptorHost(i, d.states, peers), i, peers, d.incarnation,
+                        d.commit_seq, False, d.memory, boot=self.rng.randbytes(8))
+        self.up[i] = adm
+        self._after(i, adm.start(self.now))
+
+    def _after(self, i: int, ready) -> None:
+        adm, d = self.up[i], self.disks[i]
+        if ready.persist:
+            d.states.update(ready.persist)
+            d.commit_seq += 1
+            adm.commit_seq = d.commit_seq
+        for dst, msg in ready.send:
+            if self.chaos and self.rng.random() < 0.1:
+                continue  # lost
+            for _ in range(2 if self.rng.random() < 0.1 else 1):
+                self.push(self.now + self.rng.uniform(0.001, 0.2), "msg", (i, adm.boot), dst,
+                          msg)
+        if adm.refusal is not None:
+            self.refused_ever[i] = adm.refusal
+            del self.up[i]
+
+    def deliver(self, sender, dst, msg) -> None:
+        if sender is None:
+            target, src = dst, CLIENT
+        elif isinstance(dst, int):
+            target, src = dst, Caller(f"n:{sender[0]}:{dst}:{sender[1].hex()}".encode())
+        elif dst == CLIENT:
+            return
+        else:
+            _, node, _, boot = dst.ident.decode().split(":")
+            target, src = int(node), sender[0]
+            if target in self.up and self.up[target].boot.hex() != boot:
+                return  # that process is gone: its routing id is unknown now
+        if target in self.up:
+            self._after(target, self.up[target].handle([(src, msg)]))
+
+    def run(self, chaos_s: float = 5.0, end_s: float = 20.0) -> None:
+        for i in range(self.n):
+            self.start(i)
+        self.push(0.3, "tick")
+        self.push(self.rng.uniform(0, 1), "chaos")
+        self.push(chaos_s, "end")
+        while self.queue and self.queue[0][0] <= end_s:
+            self.now, _, kind, *args = self.heapq.heappop(self.queue)
+            if kind == "msg":
+                self.deliver(*args)
+            elif kind == "tick":
+                for i in list(self.up):
+                    if i in self.up:
+                        self._after(i, self.up[i].due(self.now))
+                self.push(self.now + 0.3, "tick")
+            elif kind == "chaos" and self.chaos:
+                i = self.rng.randrange(self.n)
+                what = self.rng.random()
+                if what < 0.5 and i in self.up:
+                    self.push(self.now, "msg", None, i,
+                              Prepare(f"k{self.rng.randrange(50)}",
+                                      Ballot(self.rng.randrange(1, 9), b"\x01" * 16)))
+                elif what < 0.8 and i in self.up:
+                    del self.up[i]  # crash: memory gone, the disk stays
+                elif i not in self.up and i not in self.refused_ever:
+                    self.start(i)
+                self.push(self.now + self.rng.uniform(0, 0.3), "chaos")
+            elif kind == "end":
+                self.chaos = False
+                for i in range(self.n):
+                    if i not in self.up and i not in self.refused_ever:
+                        self.start(i)
+
+
+def test_seeded_chaos_never_refuses_a_healthy_node_and_always_admits_everyone() -> None:
+    """Restarts, reordered, duplicated and lost Hellos (the nemesis's proxy does all of
+    them): a node that kept its state is never refused, and once the network heals every
+    node votes: nobody waits for anybody forever."""
+    for seed in range(int(os.environ.get("ZPAXOS_ADMISSION_SEEDS", "150"))):
+        for n in (3, 5):
+            net = ChaosNet(seed, n)
+            net.run()
+            assert not net.refused_ever, (seed, n, net.refused_ever)
+            assert {i: a.phase for i, a in net.up.items()} == {i: VOTING for i in range(n)}, \
+                (seed, n)
+
+
+def test_seeded_chaos_refuses_a_restored_copy_whatever_the_order() -> None:
+    for seed in range(60):
+        net = ChaosNet(seed, 3)
+        net.run(end_s=8)
+        backup = net.disks[2].copy()
+        for k in range(3):  # node 2 moves on, and the peers hear of it
+            net.push(net.now, "msg", None, 2, Prepare(f"later{k}", Ballot(50, b"\x02" * 16)))
+        net.push(net.now + 0.001, "end")
+        _drain(net, net.now + 5)
+        assert all(net.disks[p].memory[2].commit_seq > backup.commit_seq for p in (0, 1))
+        del net.up[2]
+        net.disks[2] = backup
+        net.start(2)
+        _drain(net, net.now + 5)
+        assert 2 in net.refused_ever and "rolled back" in net.refused_ever[2], seed
+
+
+def _drain(net: ChaosNet, until: float) -> None:
+    net.push(net.now + 0.3, "tick")
+    while net.queue and net.queue[0][0] <= until:
+        net.now, _, kind, *args = net.heapq.heappop(net.queue)
+        if kind == "msg":
+            net.deliver(*args)
+        elif kind == "tick":
+            for i in list(net.up):
+                net._after(i, net.up[i].due(net.now))
+            net.push(net.now + 0.3, "tick")
+    net.queue = [e for e in net.queue if e[2] != "tick"]
+    net.heapq.heapify(net.queue)

@@ -208,9 +208,12 @@ class Hello:
     Sent when a node starts and, while its commits advance, about once a second: each peer
     remembers the latest it heard of every node (zpaxos.runtime.incarnation), so a node
     whose whole data directory was restored from an old copy, or deleted, is recognised.
-    ``fresh``: this incarnation was started empty on purpose (``--new``)."""
+    ``fresh``: this incarnation was started empty on purpose (``--new``). ``boot``: drawn
+    by each process at start, so a peer can tell a delayed or duplicated Hello of the same
+    process (ignored) from a restart that reports fewer commits (a rollback)."""
 
     node: int
+    boot: bytes
     incarnation: bytes
     commit_seq: int
     fresh: bool
@@ -222,6 +225,7 @@ class HelloReply:
     empty when it had never heard of that node). ``verdict``: see incarnation.VERDICTS."""
 
     node: int  # the peer answering
+    boot: bytes  # the boot id of the Hello this answers
     verdict: int
     incarnation: bytes
     commit_seq: int

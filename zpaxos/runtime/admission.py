@@ -28,6 +28,7 @@ the time in). It adds the Hello exchange of :mod:`zpaxos.runtime.peers`:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,7 +50,7 @@ from zpaxos.protocol.messages import (
 )
 from zpaxos.runtime.acceptor_host import AcceptorHost, Ready
 from zpaxos.runtime.addresses import Caller, Src
-from zpaxos.runtime.peers import OK, VERDICTS, PeerRecord, judge, refusal_text
+from zpaxos.runtime.peers import OK, STALE, VERDICTS, PeerRecord, judge, refusal_text
 
 HELLO_INTERVAL = 1.0  # s between Hellos while commits advance (and between retries)
 MAX_HELD = 10_000  # protocol messages held while checking (the oldest go first)
@@ -74,8 +75,11 @@ class Admission:
 
     def __init__(self, host: AcceptorHost, node_id: int, peers: Sequence[int],
                  incarnation: bytes, commit_seq: int, fresh: bool,
-                 memory: dict[int, PeerRecord], curve: bool = False) -> None:
+                 memory: dict[int, PeerRecord], curve: bool = False,
+                 boot: bytes = b"") -> None:
+        """``boot``: 8 bytes drawn by this process (os.urandom by default)."""
         self.host = host
+        self.boot = boot or os.urandom(8)
         self.node_id = node_id
         self.peers = tuple(peers)
         self.incarnation = incarnation
@@ -151,21 +155,26 @@ class Admission:
                                   if p not in self.synced and p not in self._syncing)
                 self._syncing.clear()
         elif self.phase == VOTING:
-            ready.send.extend(self._hellos(now, self.peers))
+            if self.commit_seq != self._hello_seq:
+                ready.send.extend(self._hellos(now, self.peers))
+            else:  # a peer that has not answered yet may be the one that knows better
+                ready.send.extend(self._hellos(now, [p for p in self.peers
+                                                     if p not in self.cleared_by]))
         return ready
 
     def next_due(self) -> float | None:
         if self.phase == REFUSED or not self.peers or self._hello_at is None:
             return None
-        if self.phase == VOTING and self.commit_seq == self._hello_seq:
-            return None  # nothing new to tell: sleep
+        if (self.phase == VOTING and self.commit_seq == self._hello_seq
+                and len(self.cleared_by) == len(self.peers)):
+            return None  # nothing new to tell, and every peer has answered: sleep
         return self._hello_at + HELLO_INTERVAL
 
     # ---- inside
 
     def _hellos(self, now: float, to: Iterable[int]) -> list[tuple[Src, Message]]:
         self._hello_at, self._hello_seq = now, self.commit_seq
-        hello = Hello(self.node_id, self.incarnation, self.commit_seq, self.fresh)
+        hello = Hello(self.node_id, self.boot, self.incarnation, self.commit_seq, self.fresh)
         return [(p, hello) for p in to]
 
     def _learns(self, msg: Message) -> bool:
@@ -194,11 +203,13 @@ class Admission:
             self.dropped += 1
             return
         old = self.memory.get(msg.node)
-        verdict, new = judge(old, msg.incarnation, msg.commit_seq, msg.fresh)
+        verdict, new = judge(old, msg.incarnation, msg.commit_seq, msg.fresh, msg.boot)
+        if verdict == STALE:
+            return  # a delayed or duplicated Hello of a process we heard further from
         if new is not None:
             self.memory[msg.node] = new
             self.dirty = True
-            if old is not None and new.incarnation != old.incarnation:
+            if old is not None and new.incarnation != old.incarnation:  # --new
                 self.notes.append(Note("peer_new_incarnation", {
                     "peer": node_name(msg.node), "was": old.incarnation[:4].hex(),
                     "now": new.incarnation[:4].hex()}))
@@ -207,12 +218,13 @@ class Admission:
                 "peer": node_name(msg.node), "verdict": VERDICTS[verdict],
                 "incarnation": msg.incarnation[:4].hex(), "commit_seq": msg.commit_seq}))
         known = old.incarnation if old is not None else b""
-        out.send.append((src, HelloReply(self.node_id, verdict, known,
+        out.send.append((src, HelloReply(self.node_id, msg.boot, verdict, known,
                                          old.commit_seq if old is not None else 0)))
 
     def _on_verdict(self, src: Src, msg: HelloReply) -> None:
-        if not isinstance(src, int) or src != msg.node or self.phase == REFUSED:
-            return  # only a peer's answer on our own socket to it counts
+        if (not isinstance(src, int) or src != msg.node or msg.boot != self.boot
+                or self.phase == REFUSED):
+            return  # only a peer's answer to this process, on our own socket to it, counts
         if msg.verdict == OK:
             self.cleared_by.add(src)
             return

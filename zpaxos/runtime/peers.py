@@ -40,6 +40,7 @@ MAX_PAST = 32  # retired incarnations remembered per peer
 # A peer's verdict on a Hello.
 OK, ROLLED_BACK, REPLACED, RETIRED = 0, 1, 2, 3
 VERDICTS = {OK: "ok", ROLLED_BACK: "rolled back", REPLACED: "replaced", RETIRED: "retired"}
+STALE = -1  # a delayed or duplicated Hello of a process already heard further: no answer
 
 
 @dataclass
@@ -47,6 +48,7 @@ class PeerRecord:
     incarnation: bytes
     commit_seq: int
     past: list[bytes] = field(default_factory=list)
+    boot: bytes = b""  # the process that reported commit_seq
 
 
 @dataclass
@@ -57,31 +59,33 @@ class SelfRecord:
 
 
 def judge(rec: PeerRecord | None, incarnation: bytes, commit_seq: int,
-          fresh: bool) -> tuple[int, PeerRecord | None]:
+          fresh: bool, boot: bytes = b"") -> tuple[int, PeerRecord | None]:
     """A peer's verdict on a node that says it is ``incarnation`` at ``commit_seq``, and
     the record to remember afterwards (None: keep the old one). Pure.
 
     * never heard of it: OK (a new node, or one this peer never met), remembered;
-    * the same incarnation at fewer commits than already heard: ROLLED_BACK (its whole
-      data directory is an older copy);
+    * the same incarnation at fewer commits than already heard: from the same process
+      (``boot``), a Hello that was delayed or duplicated on the way (STALE: ignored); from
+      another process, ROLLED_BACK (its whole data directory is an older copy);
     * an incarnation this peer saw retired by ``--new``: RETIRED (an old copy is back);
     * another incarnation: OK only if it says it was started empty on purpose (``fresh``,
       ``--new``), and then the old one is retired; else REPLACED (its state was deleted
       or swapped, marker and all, and it started as if new).
     """
     if rec is None:
-        return OK, PeerRecord(incarnation, commit_seq)
+        return OK, PeerRecord(incarnation, commit_seq, [], boot)
     if incarnation == rec.incarnation:
         if commit_seq < rec.commit_seq:
-            return ROLLED_BACK, None
-        if commit_seq == rec.commit_seq:
+            return (STALE if boot and boot == rec.boot else ROLLED_BACK), None
+        if commit_seq == rec.commit_seq and boot == rec.boot:
             return OK, None
-        return OK, PeerRecord(incarnation, commit_seq, rec.past)
+        return OK, PeerRecord(incarnation, commit_seq, rec.past, boot)
     if incarnation in rec.past:
         return RETIRED, None
     if not fresh:
         return REPLACED, None
-    return OK, PeerRecord(incarnation, commit_seq, [*rec.past, rec.incarnation][-MAX_PAST:])
+    return OK, PeerRecord(incarnation, commit_seq, [*rec.past, rec.incarnation][-MAX_PAST:],
+                          boot)
 
 
 def refusal_text(verdict: int, peer: int, me: int, known: bytes, known_seq: int,
@@ -152,7 +156,8 @@ class PeersFile:
                 int(me["node"]), bytes.fromhex(me["incarnation"]), bool(me["fresh"]))
             self.peers = {int(n): PeerRecord(bytes.fromhex(r["incarnation"]),
                                              int(r["commit_seq"]),
-                                             [bytes.fromhex(p) for p in r["past"]])
+                                             [bytes.fromhex(p) for p in r["past"]],
+                                             bytes.fromhex(r.get("boot", "")))
                           for n, r in doc["peers"].items()}
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise StateDamaged(
@@ -168,7 +173,7 @@ class PeersFile:
                 "node": self.me.node, "incarnation": self.me.incarnation.hex(),
                 "fresh": self.me.fresh},
             "peers": {str(n): {"incarnation": r.incarnation.hex(), "commit_seq": r.commit_seq,
-                               "past": [p.hex() for p in r.past]}
+                               "past": [p.hex() for p in r.past], "boot": r.boot.hex()}
                       for n, r in sorted(self.peers.items())},
         }
         _write_atomic(self.path, json.dumps(doc, indent=1).encode() + b"\n")
@@ -216,6 +221,7 @@ def read_lost(data_dir: Path) -> str | None:
         raise from_os_error(path, e) from None
 
 
-__all__ = ["LOST_NAME", "OK", "PEERS_NAME", "REPLACED", "RETIRED", "ROLLED_BACK", "VERDICTS",
+__all__ = ["LOST_NAME", "OK", "PEERS_NAME", "REPLACED", "RETIRED", "ROLLED_BACK", "STALE",
+           "VERDICTS",
            "PeerRecord", "PeersFile", "SelfRecord", "adopt_self", "judge", "read_lost",
            "refusal_text", "write_lost"]
