@@ -337,8 +337,9 @@ class ChaosNet:
             if self.chaos and self.rng.random() < 0.1:
                 continue  # lost
             for _ in range(2 if self.rng.random() < 0.1 else 1):
-                self.push(self.now + self.rng.uniform(0.001, 0.2), "msg", (i, adm.boot), dst,
-                          msg)
+                late = self.chaos and self.rng.random() < 0.05  # held up for a long time
+                delay = self.rng.uniform(0.2, 3.0) if late else self.rng.uniform(0.001, 0.2)
+                self.push(self.now + delay, "msg", (i, adm.boot), dst, msg)
         if adm.refusal is not None:
             self.refused_ever[i] = adm.refusal
             del self.up[i]
