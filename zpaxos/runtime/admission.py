@@ -64,6 +64,7 @@ class Note:
 
     name: str
     fields: dict[str, Any]
+    warning: bool = False  # worth the operator's attention (logged at WARNING)
 
 
 class Admission:
@@ -216,7 +217,8 @@ class Admission:
         if verdict != OK:
             self.notes.append(Note("peer_refused", {
                 "peer": node_name(msg.node), "verdict": VERDICTS[verdict],
-                "incarnation": msg.incarnation[:4].hex(), "commit_seq": msg.commit_seq}))
+                "incarnation": msg.incarnation[:4].hex(), "commit_seq": msg.commit_seq},
+                warning=True))
         known = old.incarnation if old is not None else b""
         out.send.append((src, HelloReply(self.node_id, msg.boot, verdict, known,
                                          old.commit_seq if old is not None else 0)))

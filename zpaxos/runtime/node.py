@@ -166,7 +166,8 @@ class Node:
         for key, value in ready.learned:
             self.values.submit(key, value)
         for note in admission.notes:
-            self.log.event(note.name, **note.fields)
+            self.log.event(note.name, level=logging.WARNING if note.warning else logging.INFO,
+                           **note.fields)
         admission.notes.clear()
         if admission.refusal is not None:
             self._refuse(admission.refusal)
