@@ -435,3 +435,14 @@ def _drain(net: ChaosNet, until: float) -> None:
             net.push(net.now + 0.3, "tick")
     net.queue = [e for e in net.queue if e[2] != "tick"]
     net.heapq.heapify(net.queue)
+
+
+def test_status_names_the_nodes_that_do_not_vote_yet() -> None:
+    from zpaxos.pictures.statusview import status_table
+    from zpaxos.runtime.client import NodeStatus
+
+    nodes = [NodeStatus(0, "tcp://a:1", True, stats=(("voting", 1),)),
+             NodeStatus(1, "tcp://a:2", True, stats=(("voting", 0),))]
+    text = status_table(nodes)
+    assert "not voting yet: node1 (waiting for its peers" in text
+    assert "node0" not in text.split("not voting yet")[1]
