@@ -29,12 +29,12 @@ the time in). It adds the Hello exchange of :mod:`zpaxos.runtime.peers`:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from zpaxos.naming import node_name
-from zpaxos.protocol.core import quorum_size
+from zpaxos.protocol.core import KeyState, quorum_size
 from zpaxos.protocol.messages import (
     Accept,
     AcceptedAt,
@@ -53,9 +53,17 @@ from zpaxos.runtime.addresses import Caller, Src
 from zpaxos.runtime.peers import OK, STALE, VERDICTS, PeerRecord, judge, refusal_text
 
 HELLO_INTERVAL = 1.0  # s between Hellos while commits advance (and between retries)
+RETRY_MAX_FACTOR = 30  # retries back off to at most this many intervals (30 s)
 MAX_HELD = 10_000  # protocol messages held while checking (the oldest go first)
 
 CHECKING, LEARNING, VOTING, REFUSED = "checking", "learning", "voting", "refused"
+
+
+def _peer_of_routing_id(src: Caller) -> int | None:
+    """The node a peer's routing id names (sockets.node_routing_id: ``n:<id>:<peer>:<r>``)."""
+    kind, _, rest = src.ident.partition(b":")
+    who = rest.partition(b":")[0]
+    return int(who) if kind == b"n" and who.isdigit() else None
 
 
 @dataclass(frozen=True)
@@ -77,8 +85,14 @@ class Admission:
     def __init__(self, host: AcceptorHost, node_id: int, peers: Sequence[int],
                  incarnation: bytes, commit_seq: int, fresh: bool,
                  memory: dict[int, PeerRecord], curve: bool = False,
-                 boot: bytes = b"") -> None:
-        """``boot``: 8 bytes drawn by this process (os.urandom by default)."""
+                 boot: bytes = b"", hello_interval: float = HELLO_INTERVAL,
+                 peer_of: Callable[[Caller], int | None] | None = None) -> None:
+        """``boot``: 8 bytes drawn by this process (os.urandom by default); ``peer_of``:
+        which node a caller's routing id says it is (the simulator names callers its own
+        way; CURVE's authenticated name is checked on top)."""
+        self.hello_interval = hello_interval
+        self._gap = hello_interval  # between retries: doubles up to RETRY_MAX_FACTOR times
+        self.peer_of = peer_of or _peer_of_routing_id
         self.host = host
         self.boot = boot or os.urandom(8)
         self.node_id = node_id
@@ -102,6 +116,10 @@ class Admission:
         self._hello_seq = -1
 
     # ---- what the loop calls
+
+    @property
+    def states(self) -> Mapping[str, KeyState]:
+        return self.host.states
 
     @property
     def voting(self) -> bool:
@@ -142,34 +160,35 @@ class Admission:
         return ready
 
     def due(self, now: float) -> Ready:
-        """Timed work: Hellos to the peers that have not answered yet (checking), or to
-        every peer when commits advanced (voting)."""
+        """Timed work: a Hello to every peer when commits advanced (voting); else retries,
+        backing off up to RETRY_MAX_FACTOR intervals, of the Hellos (and, learning, the
+        syncs) that got no answer: a peer that is down gets the queued one when it is back,
+        so the retries only cover lost messages."""
         ready = Ready()
         at = self.next_due()
         if at is None or now < at:
             return ready
-        if self.phase in (CHECKING, LEARNING):
-            missing = [p for p in self.peers if p not in self.cleared_by]
-            ready.send.extend(self._hellos(now, missing))
-            if self.phase == LEARNING:  # a sync that went quiet: its request may be lost
-                ready.send.extend((p, SyncRequest("")) for p in self.peers
-                                  if p not in self.synced and p not in self._syncing)
-                self._syncing.clear()
-        elif self.phase == VOTING:
-            if self.commit_seq != self._hello_seq:
-                ready.send.extend(self._hellos(now, self.peers))
-            else:  # a peer that has not answered yet may be the one that knows better
-                ready.send.extend(self._hellos(now, [p for p in self.peers
-                                                     if p not in self.cleared_by]))
+        if self.phase == VOTING and self.commit_seq != self._hello_seq:
+            ready.send.extend(self._hellos(now, self.peers))
+            return ready
+        self._gap = min(2 * self._gap, RETRY_MAX_FACTOR * self.hello_interval)
+        # A peer that has not answered yet may be the one that knows better.
+        ready.send.extend(self._hellos(now, [p for p in self.peers if p not in self.cleared_by]))
+        if self.phase == LEARNING:  # a sync that went quiet: its request may be lost
+            ready.send.extend((p, SyncRequest("")) for p in self.peers
+                              if p not in self.synced and p not in self._syncing)
+            self._syncing.clear()
         return ready
 
     def next_due(self) -> float | None:
         if self.phase == REFUSED or not self.peers or self._hello_at is None:
             return None
-        if (self.phase == VOTING and self.commit_seq == self._hello_seq
-                and len(self.cleared_by) == len(self.peers)):
-            return None  # nothing new to tell, and every peer has answered: sleep
-        return self._hello_at + HELLO_INTERVAL
+        if self.phase == VOTING:
+            if self.commit_seq != self._hello_seq:
+                return self._hello_at + self.hello_interval
+            if len(self.cleared_by) == len(self.peers):
+                return None  # nothing new to tell, and every peer has answered: sleep
+        return self._hello_at + self._gap
 
     # ---- inside
 
@@ -195,9 +214,9 @@ class Admission:
         """Is a Hello that says it is from ``node`` really from that peer's node socket?"""
         if node not in self.peers or not isinstance(src, Caller):
             return False
-        if self.curve:
-            return src.user == f"node:{node_name(node)}"
-        return src.ident.startswith(f"n:{node}:".encode())
+        if self.curve and src.user != f"node:{node_name(node)}":
+            return False
+        return self.peer_of(src) == node
 
     def _on_hello(self, src: Src, msg: Hello, out: Ready) -> None:
         if not self._from_peer(src, msg.node):
