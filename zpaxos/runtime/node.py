@@ -6,7 +6,7 @@ One pass of the loop::
     -> take every message waiting (up to a batch limit), decoded by the socket layer
     -> hand the whole batch to the pure AcceptorHost, which returns a Ready
     -> commit every state change of the pass in ONE transaction (group commit, fsync)
-    -> only then send the pass's replies
+    -> only then send the pass's replies: one frame per destination (batched wire)
     -> hand newly chosen values to the value-file writer (off the loop)
 
 Everything that decides what to answer lives in the host (runtime/acceptor_host.py), so
@@ -132,17 +132,19 @@ class Node:
             self.commits += 1
             self.log.event("persisted", keys=len(ready.persist),
                            ms=round((time.perf_counter() - t0) * 1000, 3))
-        for dst, msg in ready.send:
-            self._send(dst, msg)
+        if ready.send:
+            self._send_all(ready.send)
         for src, ev in ready.events:
             self._log_event(src, ev)
         for key, value in ready.learned:
             self.values.submit(key, value)
 
-    def _send(self, dst: Src, msg: Message) -> None:
+    def _send_all(self, sends: list[tuple[Src, Message]]) -> None:
+        """One frame per destination for the whole pass (the batched wire)."""
         assert self.sockets is not None
-        self.sockets.send(dst, msg)
+        self.sockets.send_all(sends)
 
     def _log_event(self, src: Src | None, ev: Event) -> None:
         level = logging.ERROR if isinstance(ev, Conflict) else logging.INFO
-        self.log.event(ev.name, level=level, peer=src_name(src), **ev.fields(node_name))
+        if self.log.enabled(level):  # the fields cost more than the check
+            self.log.event(ev.name, level=level, peer=src_name(src), **ev.fields(node_name))

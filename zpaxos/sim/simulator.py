@@ -211,8 +211,9 @@ def _fany(v: Any) -> str:
     if v is None or isinstance(v, bytes):
         return fv(v)
     if isinstance(v, tuple):
-        return "[" + ", ".join(":".join(map(_fany, x)) if isinstance(x, tuple) else _fany(x)
-                               for x in v) + "]"
+        return "[" + ", ".join(":".join(map(_fany, x))
+                               if isinstance(x, tuple) and not isinstance(x, Ballot)
+                               else _fany(x) for x in v) + "]"
     return str(v) if v != "" else "-"
 
 
