@@ -59,8 +59,8 @@ from zpaxos.protocol.messages import (
     SyncReply,
 )
 from zpaxos.protocol.registry import spec_of
-from zpaxos.runtime.acceptor_host import AcceptorHost, Ready
 from zpaxos.runtime import codec
+from zpaxos.runtime.acceptor_host import AcceptorHost, Ready
 from zpaxos.runtime.addresses import Caller
 from zpaxos.runtime.proposer_host import ProposerHost
 from zpaxos.runtime.proposer_host import Ready as ProposerReady
