@@ -291,7 +291,7 @@ class SimResult:
     trace: list[str] = field(default_factory=list)
 
 
-DELIVER, PASS, WAKE, START, CRASH, RESTART, CHAOS_END, PROBE, FORGE = range(9)
+DELIVER, PASS, WAKE, START, CRASH, RESTART, CHAOS_END, PROBE, FORGE, FLUSH = range(10)
 
 
 class Simulation:
@@ -323,6 +323,9 @@ class Simulation:
         self.disk: dict[int, dict[str, KeyState]] = {a: {} for a in self.ids}
         self.nodes: dict[int, AcceptorHost | None] = {a: self._host(a) for a in self.ids}
         self.inbox: dict[int, list[tuple[Any, Any]]] = {a: [] for a in self.ids}
+        # Learned decisions a node has not committed yet (Ready.lazy): they reach the disk
+        # with its next commit, or when it goes idle (FLUSH), and a crash loses them.
+        self.lazy: dict[int, dict[str, KeyState]] = {a: {} for a in self.ids}
         self.pass_due: dict[int, float] = {}
         self.stay_down: set[int] = set()
         if one_process_each:
@@ -420,6 +423,8 @@ class Simulation:
                 self._send("probe", item[3], StatusRequest(None))
             elif kind == FORGE:
                 self._forge_decide(item[3])
+            elif kind == FLUSH:
+                self._flush(item[3])
             else:
                 self._end_chaos()
         for spec in sc.proposers:
@@ -547,10 +552,19 @@ class Simulation:
     def _do_node(self, a: int, host: AcceptorHost, ready: Ready,
                  before: dict[str, KeyState | None], what: str) -> None:
         disk = self.disk[a]
-        # Persist, then send: the pass's state is durable before any reply can leave.
-        for k, s in ready.persist.items():
-            disk[k] = s
-            self._check_state(a, k, s, "on disk")
+        lazy = self.lazy[a]
+        lazy.update(ready.lazy)
+        if ready.persist:
+            # Persist, then send: the pass's state is durable before any reply can leave
+            # (and what was learned before rides along, as in the node's commit).
+            lazy.update(ready.persist)
+            for k, s in lazy.items():
+                disk[k] = s
+                self._check_state(a, k, s, "on disk")
+            lazy.clear()
+        elif ready.lazy:
+            self.stats["lazy_commit"] += 1
+            self._push(self.now + self.rng.uniform(0, self.sc.max_delay_s), FLUSH, a)
         sends = ready.send
         crash = self.chaos_on and self.rng.random() < self.sc.chaos.crash_in_step_p
         if self.tracing:
@@ -658,7 +672,17 @@ class Simulation:
         self.stats["crashes"] += 1
         self.nodes[a] = None  # memory and inbox are gone; only self.disk[a] survives
         self.inbox[a] = []
+        self.lazy[a] = {}  # learned but not yet committed: lost
         self._push(self.now + self.rng.uniform(0, self.sc.chaos.downtime_s), RESTART, a)
+
+    def _flush(self, a: int) -> None:
+        """The node went idle: its learned decisions are committed."""
+        if self.nodes[a] is None:
+            return
+        for k, s in self.lazy[a].items():
+            self.disk[a][k] = s
+            self._check_state(a, k, s, "on disk")
+        self.lazy[a] = {}
 
     def _restart(self, a: int) -> None:
         if self.nodes[a] is not None or a in self.stay_down:
@@ -763,7 +787,7 @@ def run_schedule(seed: int, trace: bool = False, **variant: Any) -> SimResult:
 
 COVERED = ("crashes", "crash_in_step", "stayed_down", "dropped", "duplicated", "adopted",
            "retry", "gave_up", "chosen", "batched", "forged_sync", "status_checked", "learned",
-           "forged_decide", "wire_batch")
+           "forged_decide", "wire_batch", "lazy_commit")
 
 
 def check_seeds(seeds: Iterable[int], stop_at_first: bool = True,
