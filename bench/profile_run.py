@@ -62,7 +62,8 @@ def main() -> None:
             assert p.stdout is not None
             line = p.stdout.readline()
             if "listening" not in line:
-                raise SystemExit(f"node{i} did not start: {line}{p.stderr.read() if p.stderr else ''}")
+                err = p.stderr.read() if p.stderr else ""
+                raise SystemExit(f"node{i} did not start: {line}{err}")
         try:
             cluster = load_config(cfg)
             items = [(f"prof-{i}", b"v" * 16) for i in range(a.proposals)]
