@@ -183,8 +183,8 @@ class AcceptorHost:
             self._apply(self.node_id, Decide(vote.key, chosen, vote.ballot), ready, reply=False)
 
     def _apply(self, src: Src, msg: ProtocolMessage, ready: Ready, reply: bool = True) -> None:
-        known = msg.key in self.acceptor.states
-        was_chosen = known and self.acceptor.states[msg.key].chosen is not None
+        states = self.acceptor.states
+        before = states.get(msg.key)
         step = self.acceptor.handle(src, msg)
         learned_only = type(msg) is Decide  # on_decide changes nothing but chosen
         for key, state in step.persist:
@@ -195,15 +195,18 @@ class AcceptorHost:
                 ready.persist[key] = state
                 ready.lazy.pop(key, None)
         if reply:
-            ready.send.extend((src, m) for _, m in step.send)  # the core answers the sender
+            for _, m in step.send:
+                ready.send.append((src, m))  # the core answers the sender
         for ev in step.events:
             ready.events.append((src, ev))
             if isinstance(ev, Learned):
                 ready.learned.append((ev.key, ev.value))
-        if not known and msg.key in self.acceptor.states:
-            bisect.insort(self._keys, msg.key)
-        if not was_chosen and self.acceptor.states.get(msg.key, KeyState()).chosen is not None:
-            bisect.insort(self._chosen, msg.key)
+        after = states.get(msg.key)
+        if after is not before and after is not None:  # the key's state changed
+            if before is None:
+                bisect.insort(self._keys, msg.key)
+            if after.chosen is not None and (before is None or before.chosen is None):
+                bisect.insort(self._chosen, msg.key)
 
     # ---- status and sync (answered from the core's state; no protocol rule here)
 
