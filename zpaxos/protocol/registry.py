@@ -176,6 +176,8 @@ class _Ballot(Kind):
             if (type(r) is int and type(p) is bytes and 0 < r <= MAX_ROUND
                     and 0 < len(p) <= 2 * PROPOSER_ID_BYTES):
                 return _ballot((r, p))
+            if r == 0 and p == b"" and type(r) is int and type(p) is bytes:
+                return ZERO  # "accepted nothing": the other common case
         return self._slow(x, what)
 
     def _slow(self, x: Any, what: str) -> Ballot:
@@ -201,9 +203,9 @@ class _Ballot(Kind):
 class _RealBallot(_Ballot):
     """A ballot someone proposes: never ZERO."""
 
-    def _slow(self, x: Any, what: str) -> Ballot:
-        b = super()._slow(x, what)
-        if b.is_zero:
+    def dec(self, x: Any, what: str) -> Ballot:
+        b = super().dec(x, what)
+        if b is ZERO:
             raise DecodeError(f"{what}: the zero ballot cannot be proposed")
         return b
 

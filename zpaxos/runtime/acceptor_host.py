@@ -110,9 +110,14 @@ class AcceptorHost:
         self.sync_page_size = sync_page
         self.status_page_size = status_page
         self.acceptor = acceptor_cls(states)
-        # Sorted indexes, kept up to date, so a page never sorts every key.
-        self._keys = sorted(self.acceptor.states)
-        self._chosen = sorted(k for k, s in self.acceptor.states.items() if s.chosen is not None)
+        # Sorted indexes, so a page never sorts every key. New keys wait in a list and are
+        # merged in when a page is asked for (status and sync are rare; a new key per
+        # message is not, and inserting each into a sorted list costs a move of the list).
+        self._sorted_keys = sorted(self.acceptor.states)
+        self._sorted_chosen = sorted(k for k, s in self.acceptor.states.items()
+                                     if s.chosen is not None)
+        self._new_keys: list[str] = []
+        self._new_chosen: list[str] = []
 
     @property
     def states(self) -> Mapping[str, KeyState]:
@@ -204,9 +209,25 @@ class AcceptorHost:
         after = states.get(msg.key)
         if after is not before and after is not None:  # the key's state changed
             if before is None:
-                bisect.insort(self._keys, msg.key)
+                self._new_keys.append(msg.key)
             if after.chosen is not None and (before is None or before.chosen is None):
-                bisect.insort(self._chosen, msg.key)
+                self._new_chosen.append(msg.key)
+
+    @property
+    def _keys(self) -> list[str]:
+        if self._new_keys:  # timsort merges the sorted run with the new keys
+            self._sorted_keys += self._new_keys
+            self._sorted_keys.sort()
+            self._new_keys = []
+        return self._sorted_keys
+
+    @property
+    def _chosen(self) -> list[str]:
+        if self._new_chosen:
+            self._sorted_chosen += self._new_chosen
+            self._sorted_chosen.sort()
+            self._new_chosen = []
+        return self._sorted_chosen
 
     # ---- status and sync (answered from the core's state; no protocol rule here)
 

@@ -76,7 +76,8 @@ class ProposerHost:
         # The proposals share the process's seeded stream (a proposal draws from it only
         # for a backoff): seeding a generator of its own cost ~25 us per proposal.
         core = self.proposer_cls(key, value, self.new_id(), self.nodes, options, self.rng)
-        prop = _Proposal(token, core, Staged(core, staging) if staging.active else core)
+        staged = staging is not NO_STAGING and staging.active
+        prop = _Proposal(token, core, Staged(core, staging) if staged else core)
         self._by_key.setdefault(key, []).append(prop)
         self.running += 1
         ready = Ready()
