@@ -50,6 +50,10 @@ KEY_OVERHEAD_BYTES = 160  # a status entry without its values, encoded (key and 
 # one more value it still fits the decoder's body limit (codec.MAX_BODY_BYTES).
 REPLY_MAX_VALUE_BYTES = 1 << 20
 MAX_CHECKS = 10_000  # client Decides being checked with the peers at once
+# Status and sync pages built in one pass: one frame can ask for thousands, and each page
+# is built in memory before anything is sent; the rest are ignored (asked again, they are
+# answered in a later pass).
+MAX_PAGES_PER_PASS = 64
 
 T = TypeVar("T")
 
@@ -129,7 +133,13 @@ class AcceptorHost:
 
     def handle(self, batch: Iterable[tuple[Src, Message]]) -> Ready:
         ready = Ready()
+        pages = 0
         for src, msg in batch:
+            if isinstance(msg, (StatusRequest, SyncRequest)):
+                pages += 1
+                if pages > MAX_PAGES_PER_PASS:
+                    ready.events.append((src, Ignored("", type_name(msg))))
+                    continue
             if (isinstance(msg, Decide) and self.check_client_decides
                     and isinstance(src, Caller) and not src.is_node):
                 self._check_decide(msg, ready)

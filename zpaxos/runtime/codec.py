@@ -28,7 +28,7 @@ the whole frame when any message in it is bad (the sender is broken or hostile).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
@@ -136,17 +136,38 @@ _DECODE: dict[str, _Decoder] = {
 
 
 def encode_batch(sender: str, first_seq: int, msgs: Sequence[Message],
-                 ) -> list[tuple[bytes, Sequence[Message]]]:
-    """The frame(s) carrying ``msgs``, each with the messages it holds: one frame, unless
-    together they exceed the body limit (then split in halves, in order). Encoding our
-    own malformed message is a bug: it raises."""
-    body = msgpack.packb([sender, first_seq, [_ENCODE[type(m)](m) for m in msgs]],
-                         use_bin_type=True)
-    if len(body) <= MAX_BODY_BYTES or len(msgs) <= 1:
-        return [(PROTOCOL + body, msgs)]
-    half = len(msgs) // 2
-    return (encode_batch(sender, first_seq, msgs[:half])
-            + encode_batch(sender, first_seq + half, msgs[half:]))
+                 ) -> Iterator[tuple[bytes, Sequence[Message]]]:
+    """The frame(s) carrying ``msgs``, each with the messages it holds, made as they are
+    taken: one frame, unless together they exceed the body limit (then as many as it
+    takes, in order; a sender that stops taking them, because the peer's queue is full,
+    never encodes the rest). Encoding our own malformed message is a bug: it raises."""
+    if len(msgs) <= 64:  # the common case: all in one call, without the checks below
+        body = msgpack.packb([sender, first_seq, [_ENCODE[type(m)](m) for m in msgs]],
+                             use_bin_type=True)
+        if len(body) <= MAX_BODY_BYTES:
+            yield PROTOCOL + body, msgs
+            return
+    pack = msgpack.Packer(use_bin_type=True).pack
+    limit = MAX_BODY_BYTES - 64  # room for the header
+    start, size = 0, 0
+    parts: list[bytes] = []
+    for i, m in enumerate(msgs):
+        part = pack(_ENCODE[type(m)](m))
+        if parts and size + len(part) > limit:
+            yield _frame(pack, sender, first_seq + start, parts), msgs[start:i]
+            start, size = i, 0
+            parts = []
+        parts.append(part)
+        size += len(part)
+    if parts:
+        yield _frame(pack, sender, first_seq + start, parts), msgs[start:]
+
+
+def _frame(pack: Callable[[Any], bytes], sender: str, first_seq: int,
+           parts: list[bytes]) -> bytes:
+    head = b"\x93" + pack(sender) + pack(first_seq) + msgpack.Packer().pack_array_header(
+        len(parts))
+    return b"".join((PROTOCOL, head, *parts))
 
 
 # --------------------------------------------------------------------------- decoding
@@ -221,7 +242,7 @@ def decode_batch(frame: bytes | memoryview) -> Batch:
 
 def encode(msg: Message, sender: str = "x", seq: int = 1) -> bytes:
     """One message in a frame of its own (tests, tools): message id ``sender:seq``."""
-    return encode_batch(sender, seq - 1, [msg])[0][0]
+    return next(encode_batch(sender, seq - 1, [msg]))[0]
 
 
 def decode(frame: bytes | memoryview) -> tuple[Message, str]:
