@@ -19,11 +19,14 @@ type name to describe).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from zpaxos.protocol.messages import (
+    KEY_MAX_LEN,
     PROPOSER_ID_BYTES,
     ZERO,
     Accept,
@@ -87,10 +90,16 @@ class Kind:
         return v
 
 
+# Every valid key matches this (key_problem says why one does not): one C call per key.
+_VALID_KEY = re.compile(f"[A-Za-z0-9_-][A-Za-z0-9._-]{{0,{KEY_MAX_LEN - 1}}}").fullmatch
+
+
 class _Key(Kind):
     name = "key"
 
     def dec(self, x: Any, what: str) -> str:
+        if type(x) is str and _VALID_KEY(x):
+            return x
         if type(x) is not str:
             raise DecodeError(f"{what}: expected text, got {describe(x)}")
         problem = key_problem(x)
@@ -155,15 +164,26 @@ class _Int(Kind):
         return x
 
 
+_ballot = partial(tuple.__new__, Ballot)  # Ballot((round, proposer)) minus a Python call
+
+
 class _Ballot(Kind):
     """``[round, proposer id]``; ZERO is ``[0, b""]``."""
 
     name = "ballot"
 
-    def enc(self, b: Ballot) -> list[Any]:
-        return [b.round, b.proposer]
-
     def dec(self, x: Any, what: str) -> Ballot:
+        if type(x) is list and len(x) == 2:  # the common case, checked in one go
+            r, p = x
+            if (type(r) is int and type(p) is bytes and 0 < r <= MAX_ROUND
+                    and 0 < len(p) <= 2 * PROPOSER_ID_BYTES):
+                return _ballot((r, p))
+            if r == 0 and p == b"" and type(r) is int and type(p) is bytes:
+                return ZERO  # "accepted nothing": the other common case
+        return self._slow(x, what)
+
+    def _slow(self, x: Any, what: str) -> Ballot:
+        """ZERO, or the reason ``x`` is no ballot."""
         if type(x) is not list or len(x) != 2:
             raise DecodeError(f"{what}: expected [round, proposer], got {describe(x)}")
         r, p = x
@@ -187,7 +207,7 @@ class _RealBallot(_Ballot):
 
     def dec(self, x: Any, what: str) -> Ballot:
         b = super().dec(x, what)
-        if b.is_zero:
+        if b is ZERO:
             raise DecodeError(f"{what}: the zero ballot cannot be proposed")
         return b
 
@@ -228,6 +248,11 @@ class _ListOf(Kind):
 
     def show(self, v: Sequence[Any]) -> int:
         return len(v)  # logs count entries; they never dump a page
+
+
+def nests(kind: Kind) -> bool:
+    """Whether a field holds lists of records (its nesting is checked before decoding)."""
+    return isinstance(kind, (_ListOf, _Record))
 
 
 class _Name(Kind):

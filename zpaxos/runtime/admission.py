@@ -270,6 +270,7 @@ class Admission:
             if held:
                 later = self.handle(held)  # handled by the phase just entered
                 ready.persist.update(later.persist)
+                ready.lazy.update(later.lazy)
                 ready.send.extend(later.send)
                 ready.learned.extend(later.learned)
                 ready.events.extend(later.events)

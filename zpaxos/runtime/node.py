@@ -6,7 +6,7 @@ One pass of the loop::
     -> take every message waiting (up to a batch limit), decoded by the socket layer
     -> hand the whole batch to the pure AcceptorHost, which returns a Ready
     -> commit every state change of the pass in ONE transaction (group commit, fsync)
-    -> only then send the pass's replies
+    -> only then send the pass's replies: one frame per destination (batched wire)
     -> hand newly chosen values to the value-file writer (off the loop)
 
 Everything that decides what to answer lives in the host (runtime/acceptor_host.py), so
@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 
 from zpaxos.naming import node_name
+from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.events import Conflict, Event
 from zpaxos.protocol.messages import Message
 from zpaxos.runtime.acceptor_host import AcceptorHost, Ready
@@ -34,6 +35,11 @@ from zpaxos.runtime.sockets import SignalWakeup, Sockets, node_routing_id, peer_
 from zpaxos.runtime.storage import MemoryStore, SqliteStore
 from zpaxos.runtime.storage_errors import StateLost
 from zpaxos.runtime.valuefiles import ValueFiles
+
+# A learned decision (Ready.lazy) waits for the next commit at most this long when the
+# node goes idle, and at most this many wait at once.
+LAZY_FLUSH_S = 0.02
+LAZY_MAX_KEYS = 10_000
 
 
 def src_name(src: Src | None) -> str | None:
@@ -73,6 +79,8 @@ class Node:
         self.values = ValueFiles(self.cfg.data_dir, self.cfg.value_files, log)
         self.passes = 0
         self.commits = 0
+        self._lazy: dict[str, KeyState] = {}  # learned decisions not yet committed
+        self._learned: list[tuple[str, bytes]] = []  # values for the files, once durable
 
     # ---- life cycle
 
@@ -124,14 +132,25 @@ class Node:
     def _loop(self, sockets: Sockets) -> None:
         admission = self.admission
         while not sockets.stop_requested:
-            at = admission.next_due()  # None: no timer, sleep until something arrives
-            batch = sockets.poll(None if at is None else at - time.monotonic())
+            # No timers but two: learned decisions that have waited long enough for a
+            # commit to carry them, and admission's Hellos (None: nothing due, so sleep
+            # until something arrives).
+            at = admission.next_due()
+            timeout = LAZY_FLUSH_S if self._lazy else None
+            if at is not None:
+                wait = max(0.0, at - time.monotonic())
+                timeout = wait if timeout is None else min(timeout, wait)
+            batch = sockets.poll(timeout)
             if batch:
                 self.passes += 1
                 self._count(sockets)
                 self._do(admission.handle(batch))
+            elif self._lazy:
+                self._commit({})
             if at is not None:
                 self._do(admission.due(time.monotonic()))
+        if self._lazy:
+            self._commit({})  # stopping: what was learned is made durable too
 
     def _count(self, sockets: Sockets) -> None:
         """The socket layer's counters, for status replies."""
@@ -144,33 +163,60 @@ class Node:
         stats["not_voting_dropped"] = self.admission.dropped
 
     def _do(self, ready: Ready) -> None:
-        if ready.persist:
-            t0 = time.perf_counter()
+        self._lazy.update(ready.lazy)
+        self._learned += ready.learned
+        if ready.persist or len(self._lazy) >= LAZY_MAX_KEYS:
             # Persist, then send: the replies below promise or report state that must
             # survive a crash; if this commit fails, StorageError stops the node and no
             # reply leaves.
-            self.store.save(ready.persist.items())
-            self.admission.commit_seq = self.store.commit_seq
-            crash_point("after_commit")  # tests only: durable, and no reply sent yet
-            self.commits += 1
-            self.log.event("persisted", keys=len(ready.persist),
-                           ms=round((time.perf_counter() - t0) * 1000, 3))
+            self._commit(ready.persist)
         admission = self.admission
         if admission.dirty and self.peers_file is not None:
             self.peers_file.save()  # what we remember of the peers, before we answer them
         admission.dirty = False
-        for dst, msg in ready.send:
-            self._send(dst, msg)
+        if ready.send:
+            self._send_all(ready.send)
         for src, ev in ready.events:
             self._log_event(src, ev)
-        for key, value in ready.learned:
+        if self.admission.notes or self.admission.refusal is not None:
+            self._after()  # (becoming a voter always comes with a note)
+
+    def _commit(self, persist: dict[str, KeyState]) -> None:
+        """One transaction (fsynced) of ``persist`` and every learned decision still
+        waiting (Ready.lazy: no reply depended on those, so they ride along with the next
+        commit rather than each costing one: a sequential run's Decide pass no longer
+        commits). Then the value files get what is now durable."""
+        t0 = time.perf_counter()
+        batch, self._lazy = self._lazy, {}
+        batch.update(persist)  # a key's latest state wins
+        self.store.save(batch.items())
+        self.admission.commit_seq = self.store.commit_seq
+        crash_point("after_commit")  # tests only: durable, and no reply sent yet
+        self.commits += 1
+        if self.log.enabled(logging.INFO):
+            self.log.event("persisted", keys=len(batch),
+                           ms=round((time.perf_counter() - t0) * 1000, 3))
+        learned, self._learned = self._learned, []
+        for key, value in learned:
             self.values.submit(key, value)
+
+    def _after(self) -> None:
+        """What admission has to say: notes for the log, and a peer's refusal."""
+        admission = self.admission
         for note in admission.notes:
             self.log.event(note.name, level=logging.WARNING if note.warning else logging.INFO,
                            **note.fields)
         admission.notes.clear()
         if admission.refusal is not None:
             self._refuse(admission.refusal)
+        if admission.fresh and admission.voting and self.peers_file is not None:
+            # Every peer took the new incarnation and it learned every decision: once that
+            # is durable, later restarts are ordinary ones (quorum - 1 peers, no learning).
+            if self._lazy:
+                self._commit({})
+            assert self.peers_file.me is not None
+            self.peers_file.me.fresh = admission.fresh = False
+            self.peers_file.save()
 
     def _refuse(self, why: str) -> None:
         """A peer says this node lost state: record it (so every later start refuses too,
@@ -180,10 +226,12 @@ class Node:
             write_lost(self.cfg.data_dir, text)
         raise StateLost(text)
 
-    def _send(self, dst: Src, msg: Message) -> None:
+    def _send_all(self, sends: list[tuple[Src, Message]]) -> None:
+        """One frame per destination for the whole pass (the batched wire)."""
         assert self.sockets is not None
-        self.sockets.send(dst, msg)
+        self.sockets.send_all(sends)
 
     def _log_event(self, src: Src | None, ev: Event) -> None:
         level = logging.ERROR if isinstance(ev, Conflict) else logging.INFO
-        self.log.event(ev.name, level=level, peer=src_name(src), **ev.fields(node_name))
+        if self.log.enabled(level):  # the fields cost more than the check
+            self.log.event(ev.name, level=level, peer=src_name(src), **ev.fields(node_name))

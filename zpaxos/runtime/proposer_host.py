@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from zpaxos.protocol.core import Outcome, Proposer, ProposerOptions, Step
@@ -36,10 +36,13 @@ class Ready:
 
 
 class _Proposal:
-    __slots__ = ("token", "staged", "wake", "finished")
+    __slots__ = ("token", "core", "staged", "wake", "finished")
 
-    def __init__(self, token: Token, staged: Staged) -> None:
+    def __init__(self, token: Token, core: Proposer, staged: Staged | Proposer) -> None:
         self.token = token
+        self.core = core
+        # What the host drives: the core itself, or the core behind staging when the
+        # proposal stages its messages (the same start/receive/nudge/tick/next_wakeup).
         self.staged = staged
         self.wake: float | None = None
         self.finished = False
@@ -70,9 +73,11 @@ class ProposerHost:
     def start(self, now: float, token: Token, key: str, value: bytes,
               options: ProposerOptions, staging: StagingOptions = NO_STAGING) -> Ready:
         """Start proposing ``value`` for ``key``; its outcome comes back with ``token``."""
-        core = self.proposer_cls(key, value, self.new_id(), self.nodes, options,
-                        random.Random(self.rng.random()))
-        prop = _Proposal(token, Staged(core, staging))
+        # The proposals share the process's seeded stream (a proposal draws from it only
+        # for a backoff): seeding a generator of its own cost ~25 us per proposal.
+        core = self.proposer_cls(key, value, self.new_id(), self.nodes, options, self.rng)
+        staged = staging is not NO_STAGING and staging.active
+        prop = _Proposal(token, core, Staged(core, staging) if staged else core)
         self._by_key.setdefault(key, []).append(prop)
         self.running += 1
         ready = Ready()
@@ -81,9 +86,19 @@ class ProposerHost:
 
     def receive(self, now: float, src: int, msg: ProtocolMessage) -> Ready:
         """A reply from node ``src``: to every running proposal of its key."""
+        return self.receive_all(now, [(src, msg)])
+
+    def receive_all(self, now: float, replies: Iterable[tuple[int, ProtocolMessage]]) -> Ready:
+        """Every reply of one pass (many keys, many nodes; a batch off the wire), each to
+        every running proposal of its key, in order: one Ready for the whole pass, so its
+        sends leave as one frame per node."""
         ready = Ready()
-        for prop in tuple(self._by_key.get(msg.key, ())):
-            self._after(prop, prop.staged.receive(now, src, msg), ready)
+        by_key = self._by_key
+        for src, msg in replies:
+            props = by_key.get(msg.key)
+            if props:
+                for prop in tuple(props):
+                    self._after(prop, prop.staged.receive(now, src, msg), ready)
         return ready
 
     def nudge(self, now: float) -> Ready:
@@ -105,9 +120,11 @@ class ProposerHost:
         return ready
 
     def _after(self, prop: _Proposal, step: Step, ready: Ready) -> None:
-        ready.send.extend(step.send)  # type: ignore[arg-type]  # core peers are node ids here
-        ready.events.extend(step.events)
-        core = prop.staged.p
+        if step.send:
+            ready.send.extend(step.send)  # type: ignore[arg-type]  # core peers: node ids
+        if step.events:
+            ready.events.extend(step.events)
+        core = prop.core
         if core.outcome is not None:
             if not prop.finished:
                 prop.finished = True
@@ -122,9 +139,9 @@ class ProposerHost:
 
     def _remove(self, prop: _Proposal) -> None:
         prop.wake = None
-        props = self._by_key.get(prop.staged.p.key)
+        props = self._by_key.get(prop.core.key)
         if props is not None and prop in props:
             props.remove(prop)
             self.running -= 1
             if not props:
-                del self._by_key[prop.staged.p.key]
+                del self._by_key[prop.core.key]

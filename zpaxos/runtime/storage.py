@@ -98,10 +98,31 @@ def checksum(row: tuple[Any, ...]) -> bytes:
     return h.digest()
 
 
+_LEN = struct.Struct(">Q").pack
+_INT = struct.Struct(">q").pack
+
+
 def _row(key: str, s: KeyState) -> tuple[Any, ...]:
-    row = (key, s.promised.round, s.promised.proposer, s.accepted.round, s.accepted.proposer,
-           s.value, s.chosen, s.chosen_ballot.round, s.chosen_ballot.proposer)
-    return (*row, checksum(row))
+    """The row for ``key``, with its checksum: ``checksum(row)``, computed in one pass
+    over the known column types (a node writes a row per key per commit)."""
+    (pr, pid), (ar, aid), (cr, cid) = s.promised, s.accepted, s.chosen_ballot
+    k = key.encode()
+    v, ch = s.value, s.chosen
+    data = b"".join((b"B", _LEN(len(k)), k, b"I", _INT(pr), b"B", _LEN(len(pid)), pid,
+                     b"I", _INT(ar), b"B", _LEN(len(aid)), aid,
+                     b"N" if v is None else b"B" + _LEN(len(v)) + v,
+                     b"N" if ch is None else b"B" + _LEN(len(ch)) + ch,
+                     b"I", _INT(cr), b"B", _LEN(len(cid)), cid))
+    return (key, pr, pid, ar, aid, v, ch, cr, cid, _hash(data))
+
+
+_HASH = hashlib.blake2b(digest_size=16, person=b"zpaxos-row-v3")
+
+
+def _hash(data: bytes) -> bytes:
+    h = _HASH.copy()  # cheaper than setting up the keyed hash again
+    h.update(data)
+    return h.digest()
 
 
 def _state(row: tuple[Any, ...]) -> KeyState:
