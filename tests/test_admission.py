@@ -74,7 +74,8 @@ class Net:
 
     def _after(self, i: int, ready) -> None:
         d = self.disks[i]
-        if ready.persist:
+        if ready.persist or ready.lazy:  # learned decisions: committed at once here
+            d.states.update(ready.lazy)
             d.states.update(ready.persist)
             d.commit_seq += 1
             self.up[i].commit_seq = d.commit_seq
@@ -329,7 +330,8 @@ class ChaosNet:
 
     def _after(self, i: int, ready) -> None:
         adm, d = self.up[i], self.disks[i]
-        if ready.persist:
+        if ready.persist or ready.lazy:  # learned decisions: committed at once here
+            d.states.update(ready.lazy)
             d.states.update(ready.persist)
             d.commit_seq += 1
             adm.commit_seq = d.commit_seq

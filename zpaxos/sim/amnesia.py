@@ -136,17 +136,22 @@ class AmnesiaSimulation(Simulation):
             ready = host.due(self.now)
             self._do_node(a, host, ready, dict(host.states), "due: hello")
 
-    def _deliver(self, src: Any, dst: Any, msg: Any) -> None:
-        if not (isinstance(msg, HelloReply) and isinstance(src, int) and isinstance(dst, int)):
-            super()._deliver(src, dst, msg)
-            return
-        if self.nodes[dst] is None:
+    def _land(self, src: Any, dst: int, msg: Any) -> None:
+        if not (isinstance(msg, HelloReply) and isinstance(src, int)):
+            super()._land(src, dst, msg)
             return
         self.inbox[dst].append((src, msg))  # the answer on dst's own socket to src
         if dst not in self.pass_due:
             due = self.now + self.rng.uniform(0, self.sc.pass_delay_s)
             self.pass_due[dst] = due
             self._push(due, PASS, dst)
+
+    def _flush(self, a: int) -> None:
+        host = self.nodes[a]
+        if host is not None and self.lazy[a]:  # learned decisions, committed when idle
+            self.disks[a].commit_seq += 1
+            host.commit_seq = self.disks[a].commit_seq
+        super()._flush(a)
 
     def _restart(self, a: int) -> None:
         if self.nodes[a] is not None or a in self.stay_down or a in self.refused:
@@ -177,6 +182,7 @@ class AmnesiaSimulation(Simulation):
         self.restored = True
         self.stats["restored"] += 1
         self.disk[a] = dict(states)
+        self.lazy[a] = {}
         self.disks[a] = old.copy()
         if self.tracing:
             self._log(f"n{a}'s whole disk put back to the copy at {old.commit_seq} commits "
