@@ -448,3 +448,16 @@ def test_status_names_the_nodes_that_do_not_vote_yet() -> None:
     text = status_table(nodes)
     assert "not voting yet: node1 (waiting for its peers" in text
     assert "node0" not in text.split("not voting yet")[1]
+
+
+def test_what_waits_during_the_check_is_bounded() -> None:
+    from zpaxos.runtime import admission
+
+    net = Net()
+    a = net.start(0)  # nobody else up: it stays checking
+    big = b"x" * (1 << 20)
+    a.handle([(CLIENT, Accept(f"k{i}", B1, big)) for i in range(80)])
+    assert a.phase == CHECKING
+    assert len(a.held) == admission.MAX_HELD_BYTES // len(big) and a.dropped == 80 - len(a.held)
+    a.handle([(CLIENT, Prepare(f"p{i}", B1)) for i in range(admission.MAX_HELD)])
+    assert len(a.held) == admission.MAX_HELD

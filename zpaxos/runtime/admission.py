@@ -54,7 +54,10 @@ from zpaxos.runtime.peers import OK, STALE, VERDICTS, PeerRecord, judge, refusal
 
 HELLO_INTERVAL = 1.0  # s between Hellos while commits advance (and between retries)
 RETRY_MAX_FACTOR = 30  # retries back off to at most this many intervals (30 s)
-MAX_HELD = 10_000  # protocol messages held while checking (the oldest go first)
+# Protocol messages held while checking, and the bytes of values they carry: past either,
+# new ones are dropped (a proposer retries). Keeps a flood during the check bounded.
+MAX_HELD = 10_000
+MAX_HELD_BYTES = 64 << 20
 
 CHECKING, LEARNING, VOTING, REFUSED = "checking", "learning", "voting", "refused"
 
@@ -111,6 +114,7 @@ class Admission:
         self._syncing: set[int] = set()  # peers that sent a sync page since the last due()
         self.notes: list[Note] = []
         self.held: list[tuple[Src, Message]] = []
+        self._held_bytes = 0
         self.dropped = 0
         self._hello_at: float | None = None
         self._hello_seq = -1
@@ -205,9 +209,12 @@ class Admission:
         return isinstance(msg, (Decide, SyncReply, AcceptedAt))
 
     def _hold(self, src: Src, msg: Message) -> None:
-        if len(self.held) >= MAX_HELD:
-            self.held.pop(0)
+        value = getattr(msg, "value", None)
+        size = len(value) if isinstance(value, bytes) else 0
+        if len(self.held) >= MAX_HELD or self._held_bytes + size > MAX_HELD_BYTES:
             self.dropped += 1
+            return
+        self._held_bytes += size
         self.held.append((src, msg))
 
     def _from_peer(self, src: Src, node: int) -> bool:
@@ -251,6 +258,7 @@ class Admission:
             return
         self.phase = REFUSED
         self.held.clear()
+        self._held_bytes = 0
         self.refusal = refusal_text(msg.verdict, src, self.node_id, msg.incarnation,
                                     msg.commit_seq, self.incarnation, self.commit_seq)
 
@@ -261,7 +269,7 @@ class Admission:
             self.notes.append(Note("admitted", {
                 "by": [node_name(p) for p in sorted(self.cleared_by)],
                 "phase": self.phase}))
-            held, self.held = self.held, []
+            held, self.held, self._held_bytes = self.held, [], 0
             start = self.host.start()  # sync from the peers what was chosen meanwhile
             if self.fresh:
                 # Sync from every peer; each answers with its whole chosen set.
