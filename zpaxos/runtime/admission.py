@@ -75,7 +75,6 @@ class Note:
 
     name: str
     fields: dict[str, Any]
-    warning: bool = False  # worth the operator's attention (logged at WARNING)
 
 
 class Admission:
@@ -243,8 +242,7 @@ class Admission:
         if verdict != OK:
             self.notes.append(Note("peer_refused", {
                 "peer": node_name(msg.node), "verdict": VERDICTS[verdict],
-                "incarnation": msg.incarnation[:4].hex(), "commit_seq": msg.commit_seq},
-                warning=True))
+                "incarnation": msg.incarnation[:4].hex(), "commit_seq": msg.commit_seq}))
         known = old.incarnation if old is not None else b""
         out.send.append((src, HelloReply(self.node_id, msg.boot, verdict, known,
                                          old.commit_seq if old is not None else 0)))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from zpaxos.naming import node_name
 from zpaxos.protocol.core import KeyState
@@ -204,8 +205,7 @@ class Node:
         """What admission has to say: notes for the log, and a peer's refusal."""
         admission = self.admission
         for note in admission.notes:
-            self.log.event(note.name, level=logging.WARNING if note.warning else logging.INFO,
-                           **note.fields)
+            self._log_note(note.name, note.fields)
         admission.notes.clear()
         if admission.refusal is not None:
             self._refuse(admission.refusal)
@@ -217,6 +217,18 @@ class Node:
             assert self.peers_file.me is not None
             self.peers_file.me.fresh = admission.fresh = False
             self.peers_file.save()
+
+    def _log_note(self, name: str, fields: dict[str, Any]) -> None:
+        # Literal event names: the README's list of events is checked against them.
+        log = self.log
+        if name == "admitted":
+            log.event("admitted", **fields)
+        elif name == "voting":
+            log.event("voting", **fields)
+        elif name == "peer_refused":
+            log.event("peer_refused", level=logging.WARNING, **fields)
+        else:
+            log.event("peer_new_incarnation", level=logging.WARNING, **fields)
 
     def _refuse(self, why: str) -> None:
         """A peer says this node lost state: record it (so every later start refuses too,
