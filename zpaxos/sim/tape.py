@@ -256,6 +256,7 @@ class TapedSimulation(Simulation):
 
     def _crash_for(self, a: int, down: float) -> None:
         self.crashed.append((self.now, a, down))
+        self._emit(node_name(a), "crash")  # real nodes cannot log this; charts read it
         self.stats["crashes"] += 1
         self.nodes[a] = None  # memory and inbox are gone; only self.disk[a] survives
         self.inbox[a] = []
