@@ -28,6 +28,8 @@ from typing import Any, NoReturn
 
 import click
 
+from zpaxos.cli_sim import sim as sim_command
+
 EXIT_FAILED, EXIT_USAGE, EXIT_DEGRADED, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 
@@ -85,6 +87,9 @@ config_option = click.option(
 @click.version_option(package_name="zpaxos")
 def cli() -> None:
     """zpaxos: Basic Paxos over ZeroMQ. Run three nodes, then propose values."""
+
+
+cli.add_command(sim_command)  # zpaxos/cli_sim.py
 
 
 # ---------------------------------------------------------------- node
