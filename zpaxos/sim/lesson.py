@@ -146,10 +146,10 @@ def draw_lesson(lesson: Lesson, out: Path, fmt: str, compare: bool = False) -> l
         right = render(charts_of(intact_log), fmt, str(intact_log), intact_log)
         if fmt == "svg":
             doc = side_by_side(doc, right, (f"{lesson.rule.name} broken: two values chosen",
-                                            "rule kept, same schedule: one value"))
+                                            "rule kept, same proposers and timing: one value"))
         elif fmt == "text":
             doc = (f"=== {lesson.rule.name} broken ===\n\n{doc}\n"
-                   f"=== rule kept, same schedule ===\n\n{right}")
+                   f"=== rule kept, same proposers and timing ===\n\n{right}")
     out.write_text(doc, encoding="utf-8")
     written.append(out)
     return written
