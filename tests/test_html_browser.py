@@ -9,6 +9,7 @@ browser tests skip, saying why; the page's self-containment is checked either wa
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -46,17 +47,24 @@ def test_page_is_self_contained(page):
     assert "<summary>The chart as text</summary>" in doc and "TWO VALUES CHOSEN" in doc
 
 
+def _skip(why: str) -> None:
+    """Skip, saying why; where the browser must be there (.ci/run installed it), fail."""
+    if os.environ.get("ZPAXOS_BROWSER_REQUIRED"):
+        pytest.fail(f"browser required (ZPAXOS_BROWSER_REQUIRED) but: {why}")
+    pytest.skip(why)
+
+
 def _browser():
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
     except ImportError:
-        pytest.skip("selenium is not installed (pip install -e '.[test]')")
+        _skip("selenium is not installed (pip install -e '.[test]')")
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
     driver = shutil.which("chromedriver")
     if binary is None or driver is None:
-        pytest.skip("no chromium/chromedriver (apt-get install chromium chromium-driver;"
-                    " .ci/run does)")
+        _skip("no chromium/chromedriver (apt-get install chromium chromium-driver;"
+              " .ci/run does)")
     opts = webdriver.ChromeOptions()
     for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
               "--window-size=1440,900"):
@@ -65,7 +73,7 @@ def _browser():
     try:
         return webdriver.Chrome(options=opts, service=Service(driver))
     except Exception as e:  # noqa: BLE001 -- any failure to start means: no browser here
-        pytest.skip(f"chromium would not start: {str(e).splitlines()[0]}")
+        _skip(f"chromium would not start: {str(e).splitlines()[0]}")
 
 
 @pytest.fixture(scope="module")

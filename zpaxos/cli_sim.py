@@ -14,6 +14,7 @@ Errors are one line (click's exceptions, which zpaxos.cli.main prints so).
 from __future__ import annotations
 
 from pathlib import Path
+
 import click
 
 DEFAULT_SEEDS = 1000
@@ -125,8 +126,8 @@ def _many(seeds: int, start: int, nodes: int, proposers: int, faults: frozenset[
 
 def _one(seed: int, nodes: int, proposers: int, faults: frozenset[str], out: str | None,
          fmt: str | None) -> None:
-    from zpaxos.sim.report import run_one
     from zpaxos.sim.lesson import charts_of, render
+    from zpaxos.sim.report import run_one
 
     fmt = _format(out, fmt)
     text, log_text, ok = run_one(seed, nodes, proposers, faults)

@@ -17,6 +17,7 @@ import math
 from bisect import bisect_right
 from xml.sax.saxutils import escape, quoteattr
 
+from zpaxos.pictures import split_svg
 from zpaxos.pictures.chartmodel import (
     Chart,
     Mark,
@@ -31,7 +32,6 @@ from zpaxos.pictures.chartmodel import (
     label,
     label_parts,
 )
-from zpaxos.pictures import split_svg
 from zpaxos.protocol import registry
 
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"

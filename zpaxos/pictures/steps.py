@@ -126,22 +126,15 @@ def steps(model: LogModel, charts: list[Chart]) -> dict[str, Any]:
         order = sorted(range(len(c.messages)), key=lambda i: _moment(c.messages[i]))
         events = [e for e in model.all_events if e.process in nodes or e.process in props]
         j = 0
-
-        def upto(moment: tuple[float, float]) -> None:
-            nonlocal j
-            while j < len(events) and (events[j].ts, events[j].line) < moment:
-                _apply(events[j], c.key, nodes, props)  # noqa: B023 -- called right here
-                j += 1
-
         # Step k shows everything up to the moment the next message arrives.
         ends = [_moment(c.messages[i]) for i in order] + [(float("inf"), 0.0)]
         first = len(out)
-        upto(ends[0])
+        j = _advance(events, j, ends[0], c.key, nodes, props)
         out.append({"chart": ci, "msg": -1, "text": f"key {c.key}: the start, before any"
                     f" message arrives", **_snapshot(nodes, props, quorum)})
         for k, i in enumerate(order):
             m = c.messages[i]
-            upto(ends[k + 1])
+            j = _advance(events, j, ends[k + 1], c.key, nodes, props)
             fate = fate_text(m)
             text = f"{m.sender} → {m.receiver}: {label(m)}" + (f" ({fate})" if fate else "")
             out.append({"chart": ci, "msg": i, "text": text, **_snapshot(nodes, props, quorum)})
@@ -149,6 +142,15 @@ def steps(model: LogModel, charts: list[Chart]) -> dict[str, Any]:
                      for mk in drawn_marks(c)]
         info.append({"key": c.key, "markStep": mark_step})
     return {"charts": info, "steps": out}
+
+
+def _advance(events: list[Event], j: int, moment: tuple[float, float], key: str,
+             nodes: dict[str, NodeState], props: dict[str, ProposerState]) -> int:
+    """Apply events from the ``j``-th up to ``moment``; the index of the next one."""
+    while j < len(events) and (events[j].ts, events[j].line) < moment:
+        _apply(events[j], key, nodes, props)
+        j += 1
+    return j
 
 
 def _moment(m: Any) -> tuple[float, float]:

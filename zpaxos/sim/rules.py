@@ -152,7 +152,7 @@ def explain(rule: Rule, sim: TapedSimulation, s: Split) -> str:
                        f" the message that let it happen is the {msg}, which a unique"
                        f" ballot (round, proposer id) would have made impossible.",
         "forgets-promise": f"{x} had promised a higher ballot, crashed, and came back"
-                           f" without that promise ({below[0] if below else 'it was never on disk'}):"
+                           f" without that promise ({below[0] if below else 'never on disk'}):"
                            f" the message that let it happen is the {msg}, which the kept"
                            f" promise would have refused.",
         "accepts-below-promise": f"{x} accepted a ballot below its own promise"
