@@ -163,7 +163,10 @@ def _break(rule: str, start: int, limit: int, nodes: int, proposers: int,
         raise click.ClickException(str(e)) from None
     click.echo(report(lesson))
     if out is not None:
-        files = draw_lesson(lesson, Path(out), fmt, compare)
+        try:
+            files = draw_lesson(lesson, Path(out), fmt, compare)
+        except OSError as e:
+            raise click.ClickException(f"cannot write {out}: {e.strerror}") from None
         click.echo(f"wrote {', '.join(str(f) for f in files)}")
     else:
         import tempfile

@@ -35,8 +35,7 @@ header { padding: 12px 20px 4px; }
 h1 { font-size: 1.35rem; margin: 0 0 6px; }
 .intro { max-width: 75rem; margin: 0 0 8px; }
 .layout { display: flex; align-items: flex-start; gap: 16px; padding: 0 12px 12px; }
-.chart { flex: 1 1 auto; overflow: auto; max-height: calc(100vh - 40px);
-         border: 1px solid var(--line); border-radius: 6px; }
+.chart { flex: 1 1 auto; overflow-x: auto; border: 1px solid var(--line); border-radius: 6px; }
 aside { flex: 0 0 27rem; position: sticky; top: 8px; max-height: calc(100vh - 16px);
         overflow: auto; border: 1px solid var(--line); border-radius: 6px; padding: 10px 12px; }
 .controls { display: flex; flex-wrap: wrap; gap: 6px; align-items: center; }
@@ -118,8 +117,14 @@ SCRIPT = """
          ['promised', 'accepted', 'chosen', 'status'], same ? prev.nodes : null);
     rows(document.querySelector('#proposers tbody'), 'data-proposer', s.proposers,
          ['phase', 'ballot', 'value', 'votes'], same ? prev.proposers : null);
+    // Keep the current arrow in sight: scroll only when it is off the screen.
     const el = charts[s.chart] && charts[s.chart].querySelector('[data-msg="' + s.msg + '"]');
-    if (el && el.scrollIntoView) el.scrollIntoView({block: 'nearest', inline: 'nearest'});
+    if (el) {
+      const r = el.getBoundingClientRect();
+      if (r.bottom > window.innerHeight - 10 || r.top < 10) {
+        window.scrollBy(0, r.top - window.innerHeight / 3);
+      }
+    }
   }
   document.getElementById('first').onclick = () => show(0);
   document.getElementById('prev').onclick = () => show(current - 1);

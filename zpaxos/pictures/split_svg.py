@@ -58,6 +58,7 @@ def highlights(lay: Any) -> list[str]:
     if split is None:
         return []
     out = []
+    index = {id(m): i for i, m in enumerate(lay.c.messages)}  # data-msg, as the arrows'
     for i, q in enumerate(split):
         colour, dash, _ = QUORUM_STYLE[i]
         dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
@@ -67,9 +68,10 @@ def highlights(lay: Any) -> list[str]:
             x0, y0 = lay.x[m.sender], lay.y_send[id(m)]
             x1 = lay.x[m.receiver]
             y1 = lay.y_recv.get(id(m), y0 + 18)
-            out.append(f'<line class="quorum-vote quorum-{i + 1}" x1="{x0:.1f}" y1="{y0:.1f}" '
+            out.append(f'<g data-msg="{index.get(id(m), -1)}">'
+                       f'<line class="quorum-vote quorum-{i + 1}" x1="{x0:.1f}" y1="{y0:.1f}" '
                        f'x2="{x1:.1f}" y2="{y1:.1f}" stroke="{colour}" stroke-width="10" '
-                       f'stroke-opacity="0.55" stroke-linecap="round"{dash_attr}/>')
+                       f'stroke-opacity="0.55" stroke-linecap="round"{dash_attr}/></g>')
     return out
 
 

@@ -133,6 +133,7 @@ def side_by_side(left: str, right: str, captions: tuple[str, str]) -> str:
 
 def draw_lesson(lesson: Lesson, out: Path, fmt: str, compare: bool = False) -> list[Path]:
     """Write the lesson's log (``out`` with .log) and its chart; returns the files."""
+    out.parent.mkdir(parents=True, exist_ok=True)
     log = out.with_suffix(".log")
     log.write_text(lesson.broken.log_text(), encoding="utf-8")
     written = [log]
