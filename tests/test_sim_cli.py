@@ -199,3 +199,16 @@ def test_cli_lists_the_rules(capsys):
     for name in ("lab-ballots", "forgets-promise", "accepts-below-promise", "ignores-accepted",
                  "sends-before-persisting"):
         assert out.count(f"{name}\n") == 1
+
+
+def test_lessons_are_written_with_their_readme(tmp_path):
+    from zpaxos.sim.lesson import write_lessons
+
+    (lesson, files), = write_lessons(tmp_path, ["accepts-below-promise"])
+    names = sorted(f.name for f in files)
+    assert names == ["accepts-below-promise-intact.log", "accepts-below-promise.html",
+                     "accepts-below-promise.log", "accepts-below-promise.svg",
+                     "accepts-below-promise.txt"]
+    readme = (tmp_path / "README.md").read_text()
+    assert "## accepts-below-promise" in readme and lesson.paragraph in readme
+    assert "TWO VALUES CHOSEN" in (tmp_path / "accepts-below-promise.txt").read_text()

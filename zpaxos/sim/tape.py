@@ -24,7 +24,8 @@ hosts' events, ``start``/``stop`` -- at ``BASE_TS`` plus virtual time, so ``zpax
 trace`` and the charts read a simulated run like a real one. Ballots are written as
 ``round.name`` (``2.P1``) instead of the runtime's hex id prefix, for people. A node
 restarted from its disk also logs ``recovered`` per key (what it reloaded), which the
-step-through page shows; real nodes do not log it.
+step-through page shows, and a crash is logged (``crash``) when it happens, so the chart
+puts the cross where the crash was; real nodes log neither (a killed process cannot).
 """
 
 from __future__ import annotations
