@@ -121,6 +121,20 @@ def test_lab_ballots_culprit_is_the_second_accept_at_the_same_ballot(lessons):
     assert s.culprit.startswith("ACCEPT 1.P ")
 
 
+def test_each_paragraph_names_the_message_the_rule_should_have_stopped(lessons):
+    # A proposer that ignores what it was told: the Promise that told it.
+    s = lessons["ignores-accepted"].split
+    assert s.culprit.startswith("PROMISE ") and " accepted " in s.culprit
+    assert s.culprit_ids[0] == f"node{s.node}" and s.culprit_ids[1].startswith("proposer ")
+    # An acceptor that forgot or ignored its promise: the Accept it took below it.
+    for name in ("forgets-promise", "accepts-below-promise"):
+        lesson = lessons[name]
+        below = [w for _, w in lesson.broken.violations if "below the promise" in w]
+        assert below and below[0].startswith(f"n{lesson.split.node} accepted ")
+        assert lesson.split.culprit.startswith("ACCEPT ")
+        assert lesson.split.culprit_ids[1] == f"node{lesson.split.node}"
+
+
 # ---------------------------------------------------------------- the pictures
 
 

@@ -23,6 +23,7 @@ sends-before-persisting  a node sends its replies before its state is durable; a
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +80,10 @@ class Split:
     culprit_ids: tuple[str, str] = ("", "")  # (sender, receiver) process names
 
 
+_BELOW = re.compile(r"^n(\d+) accepted (\S+?)=(.*) at ballot (\S+) below the promise (\S+)"
+                    r" it had sent$")  # the simulator's words for that violation
+
+
 def _quorum(sim: TapedSimulation, key: str, value: bytes) -> tuple[Ballot, list[int]]:
     """The first ballot at which a quorum voted for ``value``."""
     counts: dict[Ballot, set[int]] = {}
@@ -107,40 +112,55 @@ def find_split(sim: TapedSimulation) -> Split | None:
         return min(t for t, n, k, bb, vv in sim.vote_log if (n, k, bb, vv) == (a, key, b, v))
     node = max(both, key=lambda a: max(when(a, b1, v1), when(a, b2, v2)))
     later = (b2, v2) if when(node, b2, v2) >= when(node, b1, v1) else (b1, v1)
+    # A vote the ghost saw cast below a promise is the culprit, when a node of both
+    # quorums cast it (an acceptor that forgot or ignored its promise).
+    for _, what in sim.violations:
+        m = _BELOW.match(what)
+        if m and int(m.group(1)) in both and m.group(2) == key:
+            vote = next(((b, v) for b, v in ((b1, v1), (b2, v2))
+                         if fb(b) == m.group(4) and fv(v) == m.group(3)), None)
+            if vote is not None:
+                node, later = int(m.group(1)), vote
+                break
     first, second = (v1, b1, q1, p1), (v2, b2, q2, p2)
-    culprit, ids = _culprit(sim, key, node, later, (b1, v1) if later == (b2, v2) else (b2, v2))
+    earlier = (b1, v1) if later == (b2, v2) else (b2, v2)
+    node, culprit, ids = _culprit(sim, key, node, both, later, earlier)
     return Split(key, first, second, node, culprit, ids)
 
 
-def _culprit(sim: TapedSimulation, key: str, node: int, later: tuple[Ballot, bytes],
-             earlier: tuple[Ballot, bytes]) -> tuple[str, tuple[str, str]]:
-    """The message that let the later vote happen: a Promise the proposer ignored (when
-    one reported the earlier value), else the Accept the node took."""
+def _culprit(sim: TapedSimulation, key: str, node: int, both: list[int],
+             later: tuple[Ballot, bytes], earlier: tuple[Ballot, bytes],
+             ) -> tuple[int, str, tuple[str, str]]:
+    """The message that let the later vote happen, and the node it concerns: a Promise
+    from a node of both quorums that reported the earlier value and was ignored, else
+    the Accept ``node`` took."""
     b, v = later
     delivered = [m for m, d in sim.recorded.items() if d]
     for src, dst, msg, _ in delivered:
-        if (src == node and isinstance(msg, Promise) and msg.key == key and msg.ballot == b
+        if (src in both and isinstance(msg, Promise) and msg.key == key and msg.ballot == b
                 and msg.value == earlier[1] and msg.value != v):
-            return (f"PROMISE {fb(b)} accepted {fb(msg.accepted)}={fv(msg.value)}",
+            return (src, f"PROMISE {fb(b)} accepted {fb(msg.accepted)}={fv(msg.value)}",
                     (proc_name(src), proc_name(dst)))
     for src, dst, msg, _ in delivered:
         if dst == node and isinstance(msg, Accept) and msg.key == key and msg.ballot == b \
                 and msg.value == v:
-            return f"ACCEPT {fb(b)} {fv(v)}", (proc_name(src), proc_name(dst))
-    return f"ACCEPT {fb(b)} {fv(v)}", ("", proc_name(node))
+            return node, f"ACCEPT {fb(b)} {fv(v)}", (proc_name(src), proc_name(dst))
+    return node, f"ACCEPT {fb(b)} {fv(v)}", ("", proc_name(node))
 
 
 def explain(rule: Rule, sim: TapedSimulation, s: Split) -> str:
     """One paragraph: which rule was broken, what was chosen, and which message did it."""
     (v1, b1, q1, p1), (v2, b2, q2, p2) = s.first, s.second
     x = proc_name(s.node)
-    names = lambda q: ", ".join(proc_name(a) for a in q)  # noqa: E731
+    names = lambda q: " and ".join(proc_name(a) for a in q)  # noqa: E731
+    both = [a for a in q1 if a in q2]
+    quorum = lambda q: ", ".join(proc_name(a) for a in q)  # noqa: E731
     head = (f"Broken rule: {rule.name} -- {rule.broken}. Two values were chosen for key"
-            f" {s.key}: {fv(v1)} by the quorum {{{names(q1)}}} at ballot {fb(b1)} (decided"
-            f" by proposer {p1}) and {fv(v2)} by {{{names(q2)}}} at ballot {fb(b2)}"
-            f" (decided by proposer {p2}). Any two majorities share a node -- here {x} --"
-            f" and Paxos is safe because that node carries the first value into the second"
-            f" ballot. ")
+            f" {s.key}: {fv(v1)} by the quorum {{{quorum(q1)}}} at ballot {fb(b1)} (decided"
+            f" by proposer {p1}) and {fv(v2)} by {{{quorum(q2)}}} at ballot {fb(b2)}"
+            f" (decided by proposer {p2}). Any two majorities share a node -- here"
+            f" {names(both)} -- and Paxos is safe because such a node carries the first"
+            f" value into the later ballot. ")
     sender, _ = s.culprit_ids
     msg = f"{s.culprit} from {sender or 'a proposer'} to {s.culprit_ids[1]}"
     below = [w for _, w in sim.violations if "below the promise" in w

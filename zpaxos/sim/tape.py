@@ -118,11 +118,16 @@ class TapedSimulation(Simulation):
     def __init__(self, scenario: Scenario, *, tape: Tape | None = None, log: bool = False,
                  strict: bool = True, stop_at_split: bool = False,
                  unknown_delay_s: float | None = None, **variant: Any) -> None:
-        if tape is not None:  # crashes come from the tape, not from the stream
-            scenario = replace(scenario, chaos=replace(scenario.chaos, crash_gap_s=INF,
-                                                       crash_in_step_p=0.0))
+        # Crashes come from a stream of their own when recording and from the tape when
+        # replaying, so the simulator's own stream (a pass's delay, a commit's) is drawn
+        # alike in both: a whole tape replays the very run.
+        self.crash_gap_s = scenario.chaos.crash_gap_s
+        in_step = scenario.chaos.crash_in_step_p if tape is None else 0.0
+        scenario = replace(scenario, chaos=replace(scenario.chaos, crash_gap_s=INF,
+                                                   crash_in_step_p=in_step))
         super().__init__(scenario, **variant)
         self.net = random.Random(f"network/{scenario.seed}")
+        self.crash_rng = random.Random(f"crashes/{scenario.seed}")
         self.tape = tape
         self.unknown_delay_s = unknown_delay_s
         self.strict = strict
@@ -145,6 +150,8 @@ class TapedSimulation(Simulation):
             for c in sorted(tape.crashes):
                 self._push(c[0], CRASH, None)
             self._plan = deque(sorted(tape.crashes))
+        elif self.crash_gap_s < INF and self.chaos_on:
+            self._push(self.crash_rng.expovariate(1 / self.crash_gap_s), CRASH, None)
 
     # ---- what the run recorded
 
@@ -245,7 +252,12 @@ class TapedSimulation(Simulation):
 
     def _random_crash(self) -> None:
         if self.tape is None:
-            super()._random_crash()  # which calls _crash below
+            if not self.chaos_on:
+                return
+            a = self.crash_rng.choice(self.ids)
+            if self.nodes[a] is not None:
+                self._crash(a)
+            self._push(self.now + self.crash_rng.expovariate(1 / self.crash_gap_s), CRASH, None)
             return
         if self._plan:
             _, a, down = self._plan.popleft()
@@ -253,7 +265,7 @@ class TapedSimulation(Simulation):
                 self._crash_for(a, down)
 
     def _crash(self, a: int) -> None:
-        self._crash_for(a, self.rng.uniform(0, self.sc.chaos.downtime_s))
+        self._crash_for(a, self.crash_rng.uniform(0, self.sc.chaos.downtime_s))
 
     def _crash_for(self, a: int, down: float) -> None:
         self.crashed.append((self.now, a, down))
@@ -261,6 +273,7 @@ class TapedSimulation(Simulation):
         self.stats["crashes"] += 1
         self.nodes[a] = None  # memory and inbox are gone; only self.disk[a] survives
         self.inbox[a] = []
+        self.lazy[a] = {}  # learned but not yet committed: lost
         self._push(self.now + down, RESTART, a)
 
     def _restart(self, a: int) -> None:
