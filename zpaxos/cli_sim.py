@@ -13,7 +13,9 @@ Errors are one line (click's exceptions, which zpaxos.cli.main prints so).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -131,22 +133,37 @@ def _one(seed: int, nodes: int, proposers: int, faults: frozenset[str], out: str
 
     fmt = _format(out, fmt)
     text, log_text, ok = run_one(seed, nodes, proposers, faults)
-    click.echo(text, err=out is None and fmt != "text")
-    if out is not None:
-        log = Path(out).with_suffix(".log")
+    click.echo(text, err=out is None and fmt != "text")  # stdout: the chart
+    with _log_dir(out) as log:
         _write(log, log_text)
-        _write(Path(out), render(charts_of(log), fmt, str(log), log,
-                                 f"zpaxos sim --seed {seed}"))
-        click.echo(f"wrote {fmt} chart to {out} (the run's log: {log})")
-    elif fmt == "text":
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as d:
-            log = Path(d) / "sim.log"
-            log.write_text(log_text, encoding="utf-8")
-            click.echo(render(charts_of(log), "text", f"zpaxos sim --seed {seed}"))
+        doc = render(charts_of(log), fmt, str(log), log, f"zpaxos sim --seed {seed}")
+        _emit(doc, out, fmt, log)
     if not ok:
         raise click.ClickException(f"seed {seed} broke an invariant")
+
+
+def _log_dir(out: str | None) -> Any:
+    """Where the run's log goes: beside --out (kept), else a temporary directory."""
+    import contextlib
+    import tempfile
+
+    if out is not None:
+        return contextlib.nullcontext(Path(out).with_suffix(".log"))
+
+    @contextlib.contextmanager
+    def temporary() -> Iterator[Path]:
+        with tempfile.TemporaryDirectory() as d:
+            yield Path(d) / "sim.log"
+
+    return temporary()
+
+
+def _emit(doc: str, out: str | None, fmt: str, log: Path | None) -> None:
+    if out is None:
+        click.echo(doc, nl=not doc.endswith("\n"))
+        return
+    _write(Path(out), doc)
+    click.echo(f"wrote {fmt} chart to {out}" + (f" (the run's log: {log})" if log else ""))
 
 
 def _break(rule: str, start: int, limit: int, nodes: int, proposers: int,
@@ -161,19 +178,20 @@ def _break(rule: str, start: int, limit: int, nodes: int, proposers: int,
         lesson = break_rule(rule, start, limit, nodes, proposers, _lesson_faults(faults))
     except NotFound as e:
         raise click.ClickException(str(e)) from None
-    click.echo(report(lesson))
+    click.echo(report(lesson), err=out is None and fmt != "text")
     if out is not None:
         try:
             files = draw_lesson(lesson, Path(out), fmt, compare)
         except OSError as e:
             raise click.ClickException(f"cannot write {out}: {e.strerror}") from None
         click.echo(f"wrote {', '.join(str(f) for f in files)}")
-    else:
-        import tempfile
+        return
+    import tempfile
 
-        with tempfile.TemporaryDirectory() as d:
-            files = draw_lesson(lesson, Path(d) / "lesson.txt", "text", compare)
-            click.echo(files[-1].read_text(encoding="utf-8"))
+    with tempfile.TemporaryDirectory() as d:
+        files = draw_lesson(lesson, Path(d) / f"lesson.{'txt' if fmt == 'text' else fmt}",
+                            fmt, compare)
+        _emit(files[-1].read_text(encoding="utf-8"), None, fmt, None)
 
 
 def _lesson_faults(faults: frozenset[str]) -> frozenset[str]:
