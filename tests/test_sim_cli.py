@@ -226,3 +226,19 @@ def test_lessons_are_written_with_their_readme(tmp_path):
     readme = (tmp_path / "README.md").read_text()
     assert "## accepts-below-promise" in readme and lesson.paragraph in readme
     assert "TWO VALUES CHOSEN" in (tmp_path / "accepts-below-promise.txt").read_text()
+
+
+def test_steps_show_a_forgotten_promise(lessons, tmp_path):
+    """The step-through panel of forgets-promise: before the crash the node has promised
+    a ballot; reloaded from its disk it has not (the simulator logs what it reloaded)."""
+    from zpaxos.pictures.steps import steps
+    from zpaxos.sim.lesson import draw_lesson
+
+    lesson = lessons["forgets-promise"]
+    log = draw_lesson(lesson, tmp_path / "f.txt", "text")[0]
+    node = f"node{lesson.split.node}"
+    data = steps(read_log(log), charts_of(log, delivered_only=True))["steps"]
+    states = [s["nodes"][node] for s in data]
+    back = next(i for i, st in enumerate(states) if st["status"].startswith("restarted"))
+    assert any(st["promised"] != "-" for st in states[:back])  # it had promised
+    assert states[back]["promised"] == "-"  # and forgot

@@ -281,8 +281,14 @@ class TapedSimulation(Simulation):
             name = node_name(a)
             disk = self.disk[a]
             self._emit(name, "start", role="node", keys=len(disk))
-            for k, s in sorted(disk.items()):
-                self._emit(name, "recovered", key=k, promised=s.promised,
+            # Every key proposed, so a key the disk does not hold shows as forgotten.
+            for k in sorted(set(disk) | set(self.proposed)):
+                s = disk.get(k)
+                if s is None:
+                    self._emit(name, "recovered", key=k)
+                    continue
+                self._emit(name, "recovered", key=k,
+                           promised=None if s.promised.is_zero else s.promised,
                            accepted=None if s.accepted.is_zero else s.accepted,
                            value=s.value, chosen=s.chosen)
         super()._restart(a)
