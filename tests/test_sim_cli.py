@@ -242,3 +242,10 @@ def test_steps_show_a_forgotten_promise(lessons, tmp_path):
     back = next(i for i, st in enumerate(states) if st["status"].startswith("restarted"))
     assert any(st["promised"] != "-" for st in states[:back])  # it had promised
     assert states[back]["promised"] == "-"  # and forgot
+
+
+def test_cli_break_that_finds_nothing_says_so(capsys):
+    code, out, err = run_cli(capsys, "--break", "ignores-accepted", "--max-seeds", "1")
+    assert code == 1 and out == ""
+    assert err == ("zpaxos sim: error: no schedule from seed 0 on chose two values with"
+                   " ignores-accepted broken (searched up to 1 seeds / 50 s)\n")
