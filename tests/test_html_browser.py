@@ -142,3 +142,26 @@ def test_a_lesson_page_renders_to_an_image(browser, page, tmp_path):
     shot = tmp_path / "shot.png"
     assert browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 20_000
+
+
+def test_a_real_runs_page_steps_too(browser, tmp_path):
+    """zpaxos trace --format html on a real cluster's log (the fixed one of test_trace)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from zpaxos.cli import main
+
+    out = tmp_path / "real.html"
+    with pytest.raises(SystemExit) as e:
+        main(["trace", str(ROOT / "tests" / "data" / "trace_fixed.jsonl"), "--out", str(out)])
+    assert e.value.code == 0
+    browser.get(out.as_uri())
+    body = browser.find_element(By.TAG_NAME, "body")
+    body.send_keys(Keys.END)
+    phase = browser.find_elements(By.CSS_SELECTOR, "#proposers td.phase")
+    assert [p.text for p in phase] == ["done: Value_B chosen", "done: Value_B chosen"]
+    chosen = browser.find_elements(By.CSS_SELECTOR, "#nodes td.chosen")
+    assert [c.text for c in chosen] == ["Value_B"] * 3
+    body.send_keys(Keys.HOME)
+    chosen = browser.find_elements(By.CSS_SELECTOR, "#nodes td.chosen")
+    assert [c.text for c in chosen] == ["-"] * 3

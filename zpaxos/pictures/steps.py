@@ -106,9 +106,10 @@ def _snapshot(nodes: dict[str, NodeState], props: dict[str, ProposerState],
                       "accepted": f"{n.accepted} = {n.value}" if n.accepted != "-" else "-",
                       "chosen": n.chosen, "status": n.status} for p, n in nodes.items()},
         "proposers": {p: {"phase": s.phase, "ballot": s.ballot, "value": s.value,
-                          "votes": (f"{len(s.promises)}/{quorum} promises"
-                                    + (f", {len(s.accepted)}/{quorum} accepted"
-                                       if s.phase.startswith(("2", "done")) else ""))}
+                          "votes": (f"{len(s.promises)} promised"
+                                    + (f", {len(s.accepted)} accepted"
+                                       if s.phase.startswith(("2", "done")) else "")
+                                    + f" (quorum {quorum})")}
                       for p, s in props.items()},
     }
 
