@@ -28,7 +28,14 @@ from typing import Any
 from zpaxos.naming import node_name, proposer_name
 from zpaxos.protocol.core import Outcome, ProposerOptions
 from zpaxos.protocol.events import Event, GaveUp
-from zpaxos.protocol.messages import DEFAULT_KEY, KeyStatus, StatusReply, StatusRequest, key_problem
+from zpaxos.protocol.messages import (
+    DEFAULT_KEY,
+    Decide,
+    KeyStatus,
+    StatusReply,
+    StatusRequest,
+    key_problem,
+)
 from zpaxos.protocol.registry import MAX_VALUE_BYTES, TO_PROPOSER_TYPES
 from zpaxos.runtime.config import ClusterConfig, load_config
 from zpaxos.runtime.curve import Curve
@@ -156,50 +163,57 @@ class Client:
         if wakeup is not None and sockets.wakeup is None:
             sockets.use_wakeup(wakeup)
         outbox: list[tuple[int, Any]] = []  # the pass's sends: one frame per node at the end
-        while True:
-            while host.running < concurrency:  # top up
-                nxt = next(pending, None)
-                if nxt is None:
-                    break
-                index, (key, value) = nxt
-                data = _checked(key, value)
+        try:
+            while True:
+                while host.running < concurrency:  # top up
+                    nxt = next(pending, None)
+                    if nxt is None:
+                        break
+                    index, (key, value) = nxt
+                    data = _checked(key, value)
+                    now = time.monotonic()
+                    started[index] = now
+                    ready = host.start(now, index, key, data, opts, staging)
+                    self._emit(ready.events, ready.send, outbox)
+                self._flush(outbox)
+                if not host.running:
+                    return  # nothing in flight and nothing left to start
+                wake = host.next_wakeup
+                batch = sockets.poll(None if wake is None else wake - time.monotonic())
+                if sockets.stop_requested:
+                    raise Interrupted(sockets.wakeup.signal_name if sockets.wakeup else "")
+                self._check_refusals()
                 now = time.monotonic()
-                started[index] = now
-                ready = host.start(now, index, key, data, opts, staging)
-                self._emit(ready.events, ready.send, outbox)
-            self._flush(outbox)
-            if not host.running:
-                return  # nothing in flight and nothing left to start
-            wake = host.next_wakeup
-            batch = sockets.poll(None if wake is None else wake - time.monotonic())
-            if sockets.stop_requested:
-                raise Interrupted(sockets.wakeup.signal_name if sockets.wakeup else "")
-            self._check_refusals()
-            now = time.monotonic()
-            finished = []
-            replies = [(src, msg) for src, msg in batch
-                       if isinstance(src, int) and isinstance(msg, TO_PROPOSER_TYPES)]
-            if replies:
-                ready = host.receive_all(now, replies)  # type: ignore[arg-type]
-                self._emit(ready.events, ready.send, outbox)
-                finished += ready.finished
-            watch = sockets.watch
-            if watch is not None and watch.came_up:
-                # A node is back (after a crash or a partition): retry at once, so
-                # decisions resume within a round trip of a majority being reachable.
-                watch.came_up.clear()
-                ready = host.nudge(now)
+                finished = []
+                replies = [(src, msg) for src, msg in batch
+                           if isinstance(src, int) and isinstance(msg, TO_PROPOSER_TYPES)]
+                if replies:
+                    ready = host.receive_all(now, replies)  # type: ignore[arg-type]
+                    self._emit(ready.events, ready.send, outbox)
+                    finished += ready.finished
+                watch = sockets.watch
+                if watch is not None and watch.came_up:
+                    # A node is back (after a crash or a partition): retry at once, so
+                    # decisions resume within a round trip of a majority being reachable.
+                    watch.came_up.clear()
+                    ready = host.nudge(now)
+                    self._emit(ready.events, ready.send, outbox)
+                    finished += ready.finished
+                ready = host.tick(now)
                 self._emit(ready.events, ready.send, outbox)
                 finished += ready.finished
-            ready = host.tick(now)
-            self._emit(ready.events, ready.send, outbox)
-            finished += ready.finished
-            # Before any outcome is handed out: its Decides must leave even if the caller
-            # stops iterating.
-            self._flush(outbox)
-            for token, outcome in finished:
-                index = int(token)  # type: ignore[call-overload]  # our tokens are the indexes
-                yield index, outcome, time.monotonic() - started.pop(index)
+                # Before any outcome is handed out, what running proposals need must leave.
+                # Decides alone may wait for the next pass's frame (one frame per node
+                # instead of two, one at a time); the finally below sends them if the
+                # caller stops iterating.
+                if any(type(m) is not Decide for _, m in outbox):
+                    self._flush(outbox)
+                for token, outcome in finished:
+                    index = int(token)  # type: ignore[call-overload]  # our tokens are the indexes
+                    yield index, outcome, time.monotonic() - started.pop(index)
+        finally:
+            if not self._closed:  # (a generator dropped after close sends nothing)
+                self._flush(outbox)
 
     def _emit(self, events: list[Event], send: list[tuple[int, Any]],
               outbox: list[tuple[int, Any]]) -> None:
