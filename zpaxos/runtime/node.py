@@ -52,7 +52,8 @@ class Node:
         self.store = store if store is not None else SqliteStore(self.cfg.data_dir)
         peers = [n.id for n in cluster.nodes if n.id != node_id]
         self.host = AcceptorHost(node_id, self.store.load(), peers,
-                                 check_client_decides=cluster.security.curve)
+                                 check_client_decides=cluster.security.curve,
+                                 ranges=self.store.load_ranges())
         self.sockets: Sockets | None = None
         self.values = ValueFiles(self.cfg.data_dir, self.cfg.value_files, log)
         self.passes = 0
@@ -122,12 +123,12 @@ class Node:
             stats["refused"] = sockets.zap.refused
 
     def _do(self, ready: Ready) -> None:
-        if ready.persist:
+        if ready.persist or ready.ranges:
             t0 = time.perf_counter()
             # Persist, then send: the replies below promise or report state that must
             # survive a crash; if this commit fails, StorageError stops the node and no
             # reply leaves.
-            self.store.save(ready.persist.items())
+            self.store.save(ready.persist.items(), ready.ranges.items())
             crash_point("after_commit")  # tests only: durable, and no reply sent yet
             self.commits += 1
             self.log.event("persisted", keys=len(ready.persist),
