@@ -73,7 +73,7 @@ class Leases:
         self.tries: dict[str, int] = {}  # leases of a prefix lost before ever being held
 
 
-_Waiting = tuple[Hashable, str, bytes, ProposerOptions]
+_Waiting = tuple[Hashable, bytes, str, bytes, ProposerOptions]
 
 
 class ProposerHost:
@@ -116,23 +116,25 @@ class ProposerHost:
         """Start proposing ``value`` for ``key``; its outcome comes back with ``token``.
         ``fast``: skip phase 1 when a range promise allows it (see the module doc)."""
         ready = Ready()
+        pid = self.new_id()  # drawn now, in the order proposals start
         prefix = range_prefix(key) if fast and not staging.active else None
         lease = self._lease(now, prefix, options, ready) if prefix is not None else None
         if lease is not None and lease.state == PENDING:
-            self._waiting.setdefault(lease.prefix, []).append((token, key, value, options))
+            self._waiting.setdefault(lease.prefix, []).append((token, pid, key, value, options))
             self.running += 1  # waiting for the lease counts as running
             return ready
-        self._start(now, token, key, value, options, staging, lease, ready)
+        self._start(now, token, pid, key, value, options, staging, lease, ready)
         return ready
 
-    def _start(self, now: float, token: Token, key: str, value: bytes, options: ProposerOptions,
-               staging: StagingOptions, lease: Lease | None, ready: Ready) -> None:
+    def _start(self, now: float, token: Token, pid: bytes, key: str, value: bytes,
+               options: ProposerOptions, staging: StagingOptions, lease: Lease | None,
+               ready: Ready) -> None:
         fast = lease.take(key) if lease is not None else None
         if fast is None and lease is not None and lease.state == HELD:
             # A busy or taken key of a held range: its own ballots start above the lease's.
             options = replace(options, first_round=max(options.first_round,
                                                        lease.ballot.round + 1))
-        core = self.proposer_cls(key, value, self.new_id(), self.nodes, options,
+        core = self.proposer_cls(key, value, pid, self.nodes, options,
                                  random.Random(self.rng.random()))
         prop = _Proposal(token, Staged(core, staging))
         self._by_key.setdefault(key, []).append(prop)
@@ -162,9 +164,9 @@ class ProposerHost:
 
     def _release(self, now: float, lease: Lease, ready: Ready) -> None:
         """The lease is no longer pending: its waiting proposals start (fast if held)."""
-        for token, key, value, options in self._waiting.pop(lease.prefix, ()):
+        for token, pid, key, value, options in self._waiting.pop(lease.prefix, ()):
             self.running -= 1
-            self._start(now, token, key, value, options, NO_STAGING,
+            self._start(now, token, pid, key, value, options, NO_STAGING,
                         lease if lease.state == HELD else None, ready)
 
     def receive(self, now: float, src: int,
