@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import random
 import sqlite3
+from collections import Counter
 
 import pytest
 
 from tests.harness import free_ports
 from zpaxos.lab.launcher import LocalCluster, write_config
+from zpaxos.pictures.logmodel import read_log
 from zpaxos.protocol.core import Acceptor, KeyState, ProposerOptions
 from zpaxos.protocol.messages import (
     ZERO,
@@ -303,3 +305,26 @@ def test_real_nodes_decide_fresh_keys_in_phase_2_and_remember_the_range(tmp_path
         finally:
             sockets.close(0)
         assert replies == {n: Nack("fast-99", low, lease_ballot) for n in range(3)}
+
+
+def test_the_lab_never_skips_phase_1_and_bench_fast_does(tmp_path):
+    """``zpaxos propose`` shows both phases even for keys of a range; ``zpaxos bench
+    --fast`` takes range promises."""
+    path = write_config(tmp_path / "cluster.ini",
+                        [("127.0.0.1", p) for p in free_ports(3)], value_files="")
+    with LocalCluster(path, tmp_path, range(3)) as local:
+        local.start_all()
+        for i in range(2):
+            assert local.propose(f"v{i}", "--key", f"lab-{i}").code == 0
+        sends = read_log(tmp_path / "paxos.log").events(name="send")
+        lab = Counter(e["type"] for e in sends if e.process.startswith("proposer"))
+        assert lab["PREPARE"] == 6 and lab["ACCEPT"] == 6 and not lab["RANGE_PREPARE"], lab
+        r = local.run("bench", "--proposals", "6", "--concurrency", "3", "--contended-keys",
+                      "2", "--cli-runs", "0", "--fast", "--json")
+        assert r.code == 0, r.err
+        assert r.json["fast"] and all(run["chosen"] == 6 and run["name"].endswith(", fast")
+                                      for run in r.json["runs"])
+        # The one-at-a-time run's keys were all accepted at its range's one ballot.
+        keys = local.status()["nodes"][0]["keys"]
+        serial = {v["accepted"] for k, v in keys.items() if "-serial-" in k}
+        assert len(serial) == 1 and len([k for k in keys if "-serial-" in k]) == 6, keys
