@@ -49,7 +49,7 @@ from zpaxos.protocol.messages import (
 MAX_VALUE_BYTES = 1 << 20  # 1 MiB per value
 MAX_ROUND = (1 << 63) - 1  # fits SQLite's signed 64-bit integers
 MAX_ENTRIES = 100_000  # entries in one status or sync page
-MAX_BUSY = 64  # keys a RangePromise names as not fresh (more: two phases for the range)
+MAX_BUSY = 1024  # keys a RangePromise names as not fresh (more: two phases for the range)
 
 # Directions: a Paxos message goes to acceptors, to proposers or (Decide) both ways;
 # runtime messages (status, sync) are plumbing between processes, not Paxos.
