@@ -16,7 +16,8 @@ import pytest
 from tests.harness import free_ports
 from zpaxos.lab.launcher import LocalCluster, write_config
 from zpaxos.pictures.logmodel import read_log
-from zpaxos.protocol.core import Acceptor, KeyState, ProposerOptions
+from zpaxos.protocol.core import Acceptor, KeyState, Proposer, ProposerOptions
+from zpaxos.protocol.events import Round
 from zpaxos.protocol.messages import (
     ZERO,
     Accept,
@@ -160,6 +161,18 @@ def test_a_refused_or_silent_lease_is_lost():
     lease.on_promise(0, RangePromise("job-", B2, (), False))
     lease.tick(1.0)
     assert lease.state == LOST
+
+
+def test_a_fast_proposer_starts_in_phase_2_and_falls_back_to_two_phases_on_a_nack():
+    p = Proposer("job-1", b"A", b"p" * 16, (0, 1, 2), OPTS, random.Random(0))
+    step = p.start(0.0, fast=B2)
+    assert step.events == [Round("job-1", B2, 1, fast=True)]
+    assert [m for _, m in step.send] == [Accept("job-1", B2, b"A")] * 3
+    step = p.receive(0.0, 0, Nack("job-1", B2, Ballot(4, b"o" * 16)))
+    assert [m for _, m in step.send] == [Prepare("job-1", Ballot(5, b"p" * 16))] * 3
+    step = p.receive(0.0, 1, Promise("job-1", Ballot(5, b"p" * 16), Ballot(4, b"o" * 16), b"O"))
+    step = p.receive(0.0, 2, Promise("job-1", Ballot(5, b"p" * 16), ZERO, None))
+    assert [m for _, m in step.send] == [Accept("job-1", Ballot(5, b"p" * 16), b"O")] * 3
 
 
 # --------------------------------------------------------------------------- the proposer host

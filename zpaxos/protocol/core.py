@@ -381,7 +381,7 @@ class Proposer:
         self.ballot = fast
         self.phase = ACCEPT
         self._phase_deadline = now + self.opts.round_timeout_s
-        step.events.append(Round(self.key, self.ballot, self.rounds))
+        step.events.append(Round(self.key, self.ballot, self.rounds, fast=True))
         step.send.extend((a, Accept(self.key, self.ballot, self.value)) for a in self.acceptors)
         return step
 
