@@ -224,28 +224,3 @@ def test_sync_and_status_pages_stay_under_the_decoders_limit(tmp_path):
         assert codec.decode(codec.encode(status, b"1"))[0] == status
     finally:
         node.close()
-
-
-def test_learned_decisions_ride_with_the_next_commit(tmp_path):
-    """A Decide changes nothing a reply depends on: it costs no commit of its own (the
-    next Accept would wait behind it) but rides with the next pass's, or an idle flush."""
-    from zpaxos.protocol.messages import Decide, Prepare
-    from zpaxos.runtime.addresses import Caller
-
-    journal: list = []
-    node = Node(one_node_cluster(tmp_path), 0, null_log(), RecordingStore(journal))
-    node._send = lambda dst, msg: journal.append(("sent", msg))
-    try:
-        b = Ballot(1, b"p" * 16)
-        client = Caller(b"client")
-        node._do(node.host.handle([(client, Decide("k1", b"v", b))]))
-        assert node.store.commits == 0 and node.store.saved == {}
-        assert node.host.acceptor.state("k1").chosen == b"v"  # known, answered from memory
-        node._do(node.host.handle([(client, Prepare("k2", b))]))  # a promise: a commit
-        assert node.store.commits == 1
-        assert node.store.saved["k1"].chosen == b"v" and node.store.saved["k2"].promised == b
-        node._do(node.host.handle([(client, Decide("k3", b"w", b))]))
-        node._commit({}, {})  # what the loop does when idle (and at stop)
-        assert node.store.commits == 2 and node.store.saved["k3"].chosen == b"w"
-    finally:
-        node.close()

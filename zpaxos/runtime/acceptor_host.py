@@ -61,11 +61,6 @@ class Ready:
 
     persist: dict[str, KeyState] = field(default_factory=dict)
     ranges: dict[str, Ballot] = field(default_factory=dict)  # range promises, persisted alike
-    # Decisions learned (a Decide, a sync page): no reply depends on them being durable
-    # (a decision is true whoever forgets it, and a node that forgets one in a crash learns
-    # it again by sync), so the loop makes them durable with its next commit, or when idle,
-    # instead of a commit of their own that the next Accept would wait behind.
-    lazy: dict[str, KeyState] = field(default_factory=dict)
     send: list[tuple[Src, Message]] = field(default_factory=list)
     learned: list[tuple[str, bytes]] = field(default_factory=list)
     events: list[tuple[Src | None, Event]] = field(default_factory=list)
@@ -193,14 +188,8 @@ class AcceptorHost:
         known = msg.key in self.acceptor.states
         was_chosen = known and self.acceptor.states[msg.key].chosen is not None
         step = self.acceptor.handle(src, msg)
-        lazy = isinstance(msg, Decide)
         for key, state in step.persist:
-            # The latest state of a key in this pass wins (lazy only if all of it is).
-            if lazy and key not in ready.persist:
-                ready.lazy[key] = state
-            else:
-                ready.persist[key] = state
-                ready.lazy.pop(key, None)
+            ready.persist[key] = state  # the latest state of a key in this pass wins
         if reply:
             ready.send.extend((src, m) for _, m in step.send)  # the core answers the sender
         for ev in step.events:

@@ -6,8 +6,6 @@ One pass of the loop::
     -> take every message waiting (up to a batch limit), decoded by the socket layer
     -> hand the whole batch to the pure AcceptorHost, which returns a Ready
     -> commit every state change of the pass in ONE transaction (group commit, fsync)
-       (decisions learned ride with the next commit, or one when the node is idle for
-       LAZY_FLUSH_S: no reply waits for them; see acceptor_host.Ready.lazy)
     -> only then send the pass's replies
     -> hand newly chosen values to the value-file writer (off the loop)
 
@@ -22,9 +20,8 @@ import time
 from collections.abc import Callable
 
 from zpaxos.naming import node_name
-from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.events import Conflict, Event
-from zpaxos.protocol.messages import Ballot, Message
+from zpaxos.protocol.messages import Message
 from zpaxos.runtime.acceptor_host import AcceptorHost, Ready
 from zpaxos.runtime.addresses import Caller, Src
 from zpaxos.runtime.config import ClusterConfig, NodeConfig
@@ -34,9 +31,6 @@ from zpaxos.runtime.log import EventLog
 from zpaxos.runtime.sockets import SignalWakeup, Sockets, node_routing_id, peer_name
 from zpaxos.runtime.storage import MemoryStore, SqliteStore
 from zpaxos.runtime.valuefiles import ValueFiles
-
-LAZY_FLUSH_S = 0.002  # idle this long with decisions not yet durable: commit them
-LAZY_MAX = 1000  # or as soon as this many wait
 
 
 def src_name(src: Src | None) -> str | None:
@@ -64,7 +58,6 @@ class Node:
         self.values = ValueFiles(self.cfg.data_dir, self.cfg.value_files, log)
         self.passes = 0
         self.commits = 0
-        self._lazy: dict[str, KeyState] = {}  # learned decisions awaiting a commit
 
     # ---- life cycle
 
@@ -96,7 +89,6 @@ class Node:
             if on_ready:
                 on_ready(self)
             self._loop(self.sockets)
-            self._commit({}, {})  # decisions learned last
             self.log.event("stop", signal=wakeup.signal_name or None, passes=self.passes,
                            commits=self.commits, malformed=self.sockets.wire.malformed)
         finally:
@@ -115,11 +107,8 @@ class Node:
 
     def _loop(self, sockets: Sockets) -> None:
         while not sockets.stop_requested:
-            # No timers, but one: learned decisions are made durable once idle.
-            batch = sockets.poll(LAZY_FLUSH_S if self._lazy else None)
+            batch = sockets.poll(None)  # no timers: sleep until something arrives
             if not batch:
-                if self._lazy:
-                    self._commit({}, {})
                 continue
             self.passes += 1
             self._count(sockets)
@@ -133,27 +122,17 @@ class Node:
         if sockets.zap is not None:
             stats["refused"] = sockets.zap.refused
 
-    def _commit(self, persist: dict[str, KeyState], ranges: dict[str, Ballot]) -> None:
-        """One transaction: the pass's state, and the learned decisions waiting."""
-        if self._lazy:
-            persist = {**self._lazy, **persist}  # the pass's own state of a key is newer
-            self._lazy = {}
-        if not persist and not ranges:
-            return
-        t0 = time.perf_counter()
-        self.store.save(persist.items(), ranges.items())
-        crash_point("after_commit")  # tests only: durable, and no reply sent yet
-        self.commits += 1
-        self.log.event("persisted", keys=len(persist),
-                       ms=round((time.perf_counter() - t0) * 1000, 3))
-
     def _do(self, ready: Ready) -> None:
-        self._lazy.update(ready.lazy)
-        if ready.persist or ready.ranges or len(self._lazy) >= LAZY_MAX:
+        if ready.persist or ready.ranges:
+            t0 = time.perf_counter()
             # Persist, then send: the replies below promise or report state that must
             # survive a crash; if this commit fails, StorageError stops the node and no
             # reply leaves.
-            self._commit(ready.persist, ready.ranges)
+            self.store.save(ready.persist.items(), ready.ranges.items())
+            crash_point("after_commit")  # tests only: durable, and no reply sent yet
+            self.commits += 1
+            self.log.event("persisted", keys=len(ready.persist),
+                           ms=round((time.perf_counter() - t0) * 1000, 3))
         for dst, msg in ready.send:
             self._send(dst, msg)
         for src, ev in ready.events:

@@ -9,9 +9,7 @@ crash and restart. Nothing sleeps: a whole schedule takes milliseconds.
 * A **node** is an AcceptorHost plus a disk. Messages land in its inbox; a *pass* a moment
   later hands the whole inbox to the host as one batch (several keys, several proposers,
   status and sync requests mixed), then does what the node's loop does with the Ready:
-  persist, then send. A crash may strike between the two, and the sends are lost. Learned
-  decisions (``Ready.lazy``) reach the disk only with a later pass's commit or an idle
-  flush, as on the node, so a crash may forget them. A
+  persist, then send. A crash may strike between the two, and the sends are lost. A
   restarted node is rebuilt from exactly its disk and syncs from its peers (in small
   pages, so paging is exercised).
 * A **proposer process** is a ProposerHost running one or more proposals (sometimes on
@@ -344,8 +342,6 @@ class Simulation:
         self.quorum = quorum_size(sc.n_acceptors)
         self.disk: dict[int, dict[str, KeyState]] = {a: {} for a in self.ids}
         self.disk_ranges: dict[int, dict[str, Ballot]] = {a: {} for a in self.ids}
-        self.lazy: dict[int, dict[str, KeyState]] = {a: {} for a in self.ids}  # not on disk yet
-        self.lazy_rng = random.Random(f"lazy/{sc.seed}")  # when idle flushes happen
         self.nodes: dict[int, AcceptorHost | None] = {a: self._host(a) for a in self.ids}
         self.inbox: dict[int, list[tuple[Any, Any]]] = {a: [] for a in self.ids}
         self.pass_due: dict[int, float] = {}
@@ -549,21 +545,14 @@ class Simulation:
                  before: dict[str, KeyState | None], what: str) -> None:
         disk = self.disk[a]
         # Persist, then send: the pass's state is durable before any reply can leave.
-        # Learned decisions wait for a commit, or for the node to be idle (a coin here).
-        lazy = self.lazy[a]
-        lazy.update(ready.lazy)
-        persist = ready.persist
-        if persist or ready.ranges or (lazy and self.lazy_rng.random() < 0.5):
-            persist = {**lazy, **persist}
-            lazy.clear()
-        for k, s in persist.items():
+        for k, s in ready.persist.items():
             disk[k] = s
             self._check_state(a, k, s, "on disk")
         self.disk_ranges[a].update(ready.ranges)
         sends = ready.send
         crash = self.chaos_on and self.rng.random() < self.sc.chaos.crash_in_step_p
         if self.tracing:
-            persisted = "; ".join([f"persist {k}: {fstate(s)}" for k, s in persist.items()]
+            persisted = "; ".join([f"persist {k}: {fstate(s)}" for k, s in ready.persist.items()]
                                   + [f"persist range {p}*: {fb(b)}"
                                      for p, b in ready.ranges.items()])
             evs = " ".join(fevent(e) for _, e in ready.events)
@@ -677,7 +666,6 @@ class Simulation:
         self.stats["crashes"] += 1
         self.nodes[a] = None  # memory and inbox are gone; only self.disk[a] survives
         self.inbox[a] = []
-        self.lazy[a] = {}
         self._push(self.now + self.rng.uniform(0, self.sc.chaos.downtime_s), RESTART, a)
 
     def _restart(self, a: int) -> None:
