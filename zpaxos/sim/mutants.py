@@ -206,8 +206,8 @@ class MisroutesReplies(ProposerHost):
     since the ballot is not its own)."""
 
     def start(self, now: float, token: Any, key: str, value: bytes, options: Any,
-              staging: Any = NO_STAGING) -> ProposerReady:
-        ready = super().start(now, token, key, value, options, staging)
+              staging: Any = NO_STAGING, fast: bool = False) -> ProposerReady:
+        ready = super().start(now, token, key, value, options, staging, fast)
         props = self._by_key.get(key, [])
         if len(props) > 1:
             self.running -= len(props) - 1
