@@ -85,7 +85,7 @@ def install_mutant(name: str) -> None:
     from zpaxos.runtime import storage
 
     if name == "forget":
-        storage.SqliteStore.save = lambda self, items: None
+        storage.SqliteStore.save = lambda self, items, ranges=(): None
     else:
         raise SystemExit(f"unknown mutant {name!r} (known: {', '.join(MUTANTS)})")
 
