@@ -46,9 +46,9 @@ def install() -> bool:
     except (ImportError, AttributeError):
         return False
 
-    def save_with_crash_points(self, items):
+    def save_with_crash_points(self, items, ranges=()):
         crash_point("before_commit")
-        result = save(self, items)
+        result = save(self, items, ranges)
         crash_point("after_commit")
         return result
 
