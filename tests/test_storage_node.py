@@ -107,8 +107,9 @@ def run_node(node: Node) -> tuple[threading.Thread, SignalWakeup, list]:
 
 @pytest.mark.parametrize("fast", [False, True], ids=["two-phase", "fast"])
 def test_replies_leave_only_after_their_state_is_saved(tmp_path, fast):
-    """Two phases: 20 Promises and 20 Accepteds. The fast path (range promises): one
-    RangePromise, sent only once the range is durable, then 20 Accepteds."""
+    """Two phases: 20 Promises and 20 Accepteds. The fast path (range promises): the
+    first key in two phases, then one RangePromise, sent only once the range is durable,
+    and 19 Accepteds."""
     cluster = one_node_cluster(tmp_path)
     journal: list = []
     node = Node(cluster, 0, null_log(), RecordingStore(journal))
@@ -140,7 +141,7 @@ def test_replies_leave_only_after_their_state_is_saved(tmp_path, fast):
             continue
         msg = item
         if type(msg).__name__ == "RangePromise":
-            replies += 20  # stands for the 20 Promises it saved
+            replies += 19  # stands for the 19 Promises it saved
             assert durable_ranges[msg.prefix] >= msg.ballot, "range promise sent before durable"
         if type(msg).__name__ == "Promise":
             replies += 1
@@ -148,7 +149,8 @@ def test_replies_leave_only_after_their_state_is_saved(tmp_path, fast):
         if type(msg).__name__ == "Accepted":
             replies += 1
             assert durable[msg.key].accepted == msg.ballot, "accepted sent before durable"
-    assert replies == 40
+    # (fast: the first key races the range's ballot and may need a second round)
+    assert replies == 40 if not fast else replies >= 40
     assert any(k == "sent" and type(m).__name__ == "RangePromise" for k, m in journal) == fast
     assert node.store.commits < 60  # group commit: fewer commits than state changes (60)
 
@@ -162,9 +164,9 @@ def test_failed_commit_sends_nothing_and_stops_the_node(tmp_path, fast):
     node._send = lambda dst, msg: sent.append(msg)
     t, wakeup, errors = run_node(node)
     try:
-        with Client(cluster, fast=fast) as c:
-            out = c.propose("v", "k")
-        assert out.chosen is None
+        with Client(cluster, fast=fast) as c:  # (the second proposal asks for the range)
+            outs = c.propose_many([("k", "v"), ("k2", "v")])
+        assert all(out.chosen is None for out in outs)
     finally:
         wakeup.request_stop()
         t.join(10)

@@ -63,14 +63,23 @@ class _Proposal:
 
 
 MAX_LEASE_TRIES = 3  # leases of one range refused (or timed out) in a row: then two phases
+LEASE_AFTER = 2  # a range is asked for from its second proposal in this process on
+MAX_LEASES = 256  # ranges one process holds; proposals of further ranges run two phases
+MAX_SEEN = 10_000  # prefixes counted towards LEASE_AFTER (then the count starts again)
 
 
 class Leases:
-    """A proposer process's leases, by prefix (what outlives one ProposerHost)."""
+    """A proposer process's leases, by prefix (what outlives one ProposerHost).
 
-    def __init__(self) -> None:
+    A range costs every node a durable row, so a prefix seen once (``order-17-``) does
+    not get one: only a prefix that ``lease_after`` proposals share, and at most
+    MAX_LEASES of them."""
+
+    def __init__(self, lease_after: int = LEASE_AFTER) -> None:
         self.by_prefix: dict[str, Lease] = {}
         self.tries: dict[str, int] = {}  # leases of a prefix lost before ever being held
+        self.lease_after = lease_after
+        self.seen: dict[str, int] = {}  # proposals of prefixes not leased yet
 
 
 _Waiting = tuple[Hashable, bytes, str, bytes, ProposerOptions]
@@ -152,6 +161,14 @@ class ProposerHost:
             lease.tick(now)
             if lease.state != LOST:
                 return lease if lease.usable else None
+        if lease is None:  # a range never asked for: is it worth a range?
+            seen = leases.seen.get(prefix, 0) + 1
+            if seen < leases.lease_after or len(leases.by_prefix) >= MAX_LEASES:
+                if len(leases.seen) >= MAX_SEEN:
+                    leases.seen.clear()
+                leases.seen[prefix] = seen
+                return None
+            leases.seen.pop(prefix, None)
         tries = leases.tries.get(prefix, 0)
         if tries >= MAX_LEASE_TRIES:
             return None

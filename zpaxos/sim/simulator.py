@@ -69,7 +69,7 @@ from zpaxos.protocol.registry import spec_of
 from zpaxos.runtime import codec
 from zpaxos.runtime.acceptor_host import AcceptorHost, Ready
 from zpaxos.runtime.addresses import Caller
-from zpaxos.runtime.proposer_host import ProposerHost
+from zpaxos.runtime.proposer_host import Leases, ProposerHost
 from zpaxos.runtime.proposer_host import Ready as ProposerReady
 from zpaxos.runtime.staging import NO_STAGING, StagingOptions
 
@@ -137,6 +137,7 @@ class Scenario:
     status_probes: int = 0  # status requests sent to random nodes during the run
     check_client_decides: bool = False  # nodes check clients' Decides (CURVE roles)
     lease_tag: bytes = b"Q"  # leases' ballot ids: b"Q<name>" sorts above b"P<n>", b"A<name>" below
+    lease_after: int = 1  # a process asks for a range from this proposal of it on
     # The batched wire: what one pass (a node's, or a proposer process's) sends to one
     # destination travels as one frame, through the real codec, and is delayed, lost or
     # duplicated whole; off, every message travels on its own.
@@ -207,6 +208,7 @@ def generate(seed: int) -> Scenario:
     # fresh keys of the range after its first, so its lease serves several keys.
     frng = random.Random(f"fast/{seed}")
     lease_tag = frng.choice((b"A", b"Q"))
+    lease_after = frng.choice((1, 1, 2))
     if frng.random() < 0.5:
         fast = [replace(p, fast=frng.random() < 0.6) for p in proposers]
         if not any(p.fast for p in fast):
@@ -224,7 +226,7 @@ def generate(seed: int) -> Scenario:
                     must_choose=must_choose,
                     pass_delay_s=rng.choice((0.0, 0.3 * max_delay, max_delay)),
                     status_probes=rng.choice((0, 0, 1, 3)), check_client_decides=checked,
-                    lease_tag=lease_tag,
+                    lease_tag=lease_tag, lease_after=lease_after,
                     # its own stream: the rest of a seed's schedule is as it was before
                     batch_wire=random.Random(f"wire/{seed}").random() < 0.7)
 
@@ -370,7 +372,7 @@ class Simulation:
                 self.procs[p.proc] = proposer_host_cls(
                     self.ids, rng, (lambda: b"P") if shared_ids else (lambda: self._next_id),
                     proposer_cls, new_lease_id=lambda: sc.lease_tag + self._next_id,
-                    lease_cls=lease_cls)
+                    lease_cls=lease_cls, leases=Leases(sc.lease_after))
         self.chaos_on = sc.chaos.end_s > 0
         self.queue: list[tuple[Any, ...]] = []
         self.seq = 0
