@@ -22,6 +22,7 @@ from zpaxos.protocol.messages import (
     Message,
     Prepare,
     Promise,
+    RangePrepare,
     RangePromise,
     SyncReply,
 )
@@ -128,6 +129,21 @@ class IgnoresReportedKeys(Lease):
 
 
 # --------------------------------------------------------------------------- host mutants
+
+
+class RangeIndexLags(AcceptorHost):
+    """Answers a RangePrepare from a key index that lacks the keys created since the last
+    status or sync page: the reply misses busy keys."""
+
+    def handle(self, batch: Iterable[tuple[Src, Message]]) -> Ready:
+        batch = list(batch)
+        if not any(isinstance(m, RangePrepare) for _, m in batch):
+            return super().handle(batch)
+        lagging, self._new_keys = self._new_keys, []
+        try:
+            return super().handle(batch)
+        finally:
+            self._new_keys = lagging + self._new_keys
 
 
 class ForgetsRangePromises(AcceptorHost):
@@ -252,4 +268,5 @@ MUTANTS: dict[str, Mutant] = dict([
     _m("ignores-reported-keys", "two values chosen", "core", lease_cls=IgnoresReportedKeys),
     _m("host-forgets-range-promises", "below the promise", "host",
        host_cls=ForgetsRangePromises),
+    _m("host-range-index-lags", "two values chosen", "host", host_cls=RangeIndexLags),
 ])
