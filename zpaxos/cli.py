@@ -28,6 +28,8 @@ from typing import Any, NoReturn
 
 import click
 
+from zpaxos.cli_sim import sim as sim_command
+
 EXIT_FAILED, EXIT_USAGE, EXIT_DEGRADED, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 
@@ -85,6 +87,9 @@ config_option = click.option(
 @click.version_option(package_name="zpaxos")
 def cli() -> None:
     """zpaxos: Basic Paxos over ZeroMQ. Run three nodes, then propose values."""
+
+
+cli.add_command(sim_command)  # zpaxos/cli_sim.py
 
 
 # ---------------------------------------------------------------- node
@@ -269,7 +274,8 @@ def propose(value: str | None, value_file: str | None, key: str | None, delay: f
     key = key or DEFAULT_KEY
     outcome = None
     try:
-        with Client(cluster, log, client_id, key_file=client_key) as client:
+        # fast=False: the lab shows both phases of every proposal (no range promises).
+        with Client(cluster, log, client_id, key_file=client_key, fast=False) as client:
             log.event("start", role="proposer", key=key, value=data)
             outcome = client.propose(data, key, opts, wakeup, staging)
     except Interrupted:
@@ -489,9 +495,10 @@ def _keys_of_config(config: str) -> list[tuple[Path, str]]:
 @click.option("--since", default=None, metavar="TIME",
               help="Only events at or after TIME (epoch seconds, ISO date-time, or HH:MM:SS).")
 @click.option("--out", default=None, metavar="FILE",
-              help="Write the chart to FILE (.svg or .txt) instead of the terminal.")
-@click.option("--format", "fmt", type=click.Choice(["svg", "text"]), default=None,
-              help="svg or text (default: from --out's extension; text to the terminal).")
+              help="Write the chart to FILE (.svg, .html or .txt) instead of the terminal.")
+@click.option("--format", "fmt", type=click.Choice(["svg", "html", "text"]), default=None,
+              help="svg, html (a page to step through the run) or text (default: from"
+                   " --out's extension; text to the terminal).")
 def trace(logfile: str, key: str | None, since: str | None, out: str | None,
           fmt: str | None) -> None:
     """Draw a message sequence chart of a run from its JSON log."""
@@ -519,7 +526,7 @@ def trace(logfile: str, key: str | None, since: str | None, out: str | None,
             click.echo(f"zpaxos trace: key {c.key}: the {c.note}, from {clock(c.start)}; "
                        f"use --since to pick another", err=True)
     ascii_only = out is None and not _can_draw_boxes(sys.stdout)
-    doc = render(charts, fmt, logfile, ascii_only=ascii_only)
+    doc = render(charts, fmt, logfile, ascii_only=ascii_only, model=model)
     if out is None:
         click.echo(doc, nl=not doc.endswith("\n"))
         return
@@ -597,9 +604,12 @@ def log_(logfile: str, key: str | None) -> None:
               metavar="N", help="Whole `zpaxos propose` processes to time (0 to skip).")
 @click.option("--curve", is_flag=True,
               help="Also run on a temporary cluster with CURVE on, to compare (not with --config).")
+@click.option("--fast", is_flag=True,
+              help="Skip phase 1 for fresh keys through range promises (the Python API's "
+                   "default; `zpaxos propose` never does).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench(config: str | None, proposals: int, concurrency: int, contended_keys: int,
-          value_size: int, cli_runs: int, curve: bool, as_json: bool) -> None:
+          value_size: int, cli_runs: int, curve: bool, fast: bool, as_json: bool) -> None:
     """Measure decisions per second and latency.
 
     End to end on real sockets; without --config on a temporary 3-node cluster.
@@ -610,7 +620,7 @@ def bench(config: str | None, proposals: int, concurrency: int, contended_keys: 
 
     try:
         result = b.run_bench(config, proposals, concurrency, contended_keys, value_size, cli_runs,
-                             curve)
+                             curve, fast)
     except ConfigError as e:
         raise Failure(str(e), EXIT_USAGE) from None
     except (NodeStartError, RuntimeError) as e:

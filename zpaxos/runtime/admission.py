@@ -276,6 +276,7 @@ class Admission:
             if held:
                 later = self.handle(held)  # handled by the phase just entered
                 ready.persist.update(later.persist)
+                ready.ranges.update(later.ranges)
                 ready.lazy.update(later.lazy)
                 ready.send.extend(later.send)
                 ready.learned.extend(later.learned)

@@ -78,7 +78,7 @@ class AmnesiaSimulation(Simulation):
         rng = random.Random(f"amnesia/{scenario.seed}")
         self.disks = {a: Disk(rng.randbytes(16)) for a in range(scenario.n_acceptors)}
         self.victim = rng.randrange(scenario.n_acceptors)
-        self.backup: tuple[dict[str, KeyState], Disk] | None = None
+        self.backup: tuple[dict[str, KeyState], dict[str, Any], Disk] | None = None
         self.restored = False
         self.refused: dict[int, str] = {}
         self.boots = rng
@@ -101,7 +101,7 @@ class AmnesiaSimulation(Simulation):
 
     def _do_node(self, a: int, host: Any, ready: Ready,
                  before: dict[str, KeyState | None], what: str) -> None:
-        if ready.persist:  # the commit count moves with the state, in the same commit
+        if ready.persist or ready.ranges:  # the commit count moves with the state
             d = self.disks[a]
             d.commit_seq += 1
             host.commit_seq = d.commit_seq
@@ -172,9 +172,9 @@ class AmnesiaSimulation(Simulation):
         memory)."""
         d = self.disks[a]
         if self.backup is None:
-            self.backup = (dict(self.disk[a]), d.copy())
+            self.backup = (dict(self.disk[a]), dict(self.disk_ranges[a]), d.copy())
             return
-        states, old = self.backup
+        states, ranges, old = self.backup
         heard = [self.disks[p].memory.get(a) for p in self.disks if p != a]
         if self.restored or not self.chaos_on or not all(
                 r is not None and r.commit_seq > old.commit_seq for r in heard):
@@ -182,6 +182,7 @@ class AmnesiaSimulation(Simulation):
         self.restored = True
         self.stats["restored"] += 1
         self.disk[a] = dict(states)
+        self.disk_ranges[a] = dict(ranges)  # its range promises too: the whole directory
         self.lazy[a] = {}
         self.disks[a] = old.copy()
         if self.tracing:
