@@ -149,8 +149,7 @@ def test_replies_leave_only_after_their_state_is_saved(tmp_path, fast):
         if type(msg).__name__ == "Accepted":
             replies += 1
             assert durable[msg.key].accepted == msg.ballot, "accepted sent before durable"
-    # (fast: the first key races the range's ballot and may need a second round)
-    assert replies == 40 if not fast else replies >= 40
+    assert replies == 40
     assert any(k == "sent" and type(m).__name__ == "RangePromise" for k, m in journal) == fast
     assert node.store.commits < 60  # group commit: fewer commits than state changes (60)
 
