@@ -92,7 +92,11 @@ def test_kill_9_never_leaves_a_stale_lock(c):
     c.kill(0)
     assert (data(c) / "node.lock").exists()
     c.start(0)
-    assert c.node_state(0)["chosen"] == "Value_A"
+    # Its vote survived. (Whether it also knows the value chosen depends on whether the
+    # kill came before the next commit carried the learned decision: learning is not
+    # durable at once, the acceptance is.)
+    state = c.node_state(0)
+    assert state["chosen"] == "Value_A" or state["value"] == "Value_A", state
 
 
 def test_lock_is_held_in_process_too(tmp_path):
