@@ -36,7 +36,9 @@ from zpaxos.protocol.messages import (
     SyncReply,
     SyncRequest,
 )
-from zpaxos.protocol.registry import TO_ACCEPTOR_TYPES, type_name
+from zpaxos.protocol.register import RegAcceptor
+from zpaxos.protocol.regmessages import RegisterMessage, register_slot
+from zpaxos.protocol.registry import REGISTER_TYPES, TO_ACCEPTOR_TYPES, type_name
 from zpaxos.runtime.addresses import Caller, Src
 
 STATUS_MAX_KEYS = 1000  # keys in one status reply
@@ -85,7 +87,8 @@ class AcceptorHost:
     def __init__(self, node_id: int, states: Mapping[str, KeyState], peers: Sequence[int],
                  *, sync_page: int = SYNC_PAGE, status_page: int = STATUS_MAX_KEYS,
                  acceptor_cls: type[Acceptor] = Acceptor,
-                 check_client_decides: bool = False) -> None:
+                 check_client_decides: bool = False,
+                 register_cls: type[RegAcceptor] = RegAcceptor) -> None:
         """``check_client_decides``: a Decide from anyone but a peer node (a client, with
         CURVE on) is recorded only once a quorum of nodes confirms they accepted that very
         ballot with that very value (see :meth:`_check_decide`)."""
@@ -99,6 +102,8 @@ class AcceptorHost:
         self.sync_page_size = sync_page
         self.status_page_size = status_page
         self.acceptor = acceptor_cls(states)
+        # Registers (CASPaxos) keep their state in the same map, in their own "@" slots.
+        self.registers = register_cls(self.acceptor.states)
         # Sorted indexes, kept up to date, so a page never sorts every key.
         self._keys = sorted(self.acceptor.states)
         self._chosen = sorted(k for k, s in self.acceptor.states.items() if s.chosen is not None)
@@ -117,6 +122,8 @@ class AcceptorHost:
             if (isinstance(msg, Decide) and self.check_client_decides
                     and isinstance(src, Caller) and not src.is_node):
                 self._check_decide(msg, ready)
+            elif isinstance(msg, REGISTER_TYPES):
+                self._apply_register(src, msg, ready)  # type: ignore[arg-type]
             elif isinstance(msg, TO_ACCEPTOR_TYPES):
                 self._apply(src, msg, ready)  # type: ignore[arg-type]
             elif isinstance(msg, StatusRequest):
@@ -187,6 +194,17 @@ class AcceptorHost:
             bisect.insort(self._keys, msg.key)
         if not was_chosen and self.acceptor.states.get(msg.key, KeyState()).chosen is not None:
             bisect.insort(self._chosen, msg.key)
+
+    def _apply_register(self, src: Src, msg: RegisterMessage, ready: Ready) -> None:
+        slot = register_slot(msg.key)
+        known = slot in self.acceptor.states
+        step = self.registers.handle(src, msg)
+        for k, state in step.persist:
+            ready.persist[k] = state
+        if not known and slot in self.acceptor.states:
+            bisect.insort(self._keys, slot)
+        ready.send.extend((src, m) for _, m in step.send)  # type: ignore[misc]
+        ready.events.extend((src, ev) for ev in step.events)
 
     # ---- status and sync (answered from the core's state; no protocol rule here)
 
