@@ -38,7 +38,6 @@ from zpaxos.protocol.events import Event, Ignored, Peer
 from zpaxos.protocol.messages import MAX_ROUND_STEP, ZERO, Ballot
 from zpaxos.protocol.regmessages import (
     EMPTY,
-    RECENT_OPS,
     REGISTER_PREFIX,
     RAccept,
     RAccepted,
@@ -298,14 +297,18 @@ class RegisterProposer:
         a = self._a
         assert a is not None
         op = a.op
+        # Idempotent retries: ``base`` remembers the last change of each recent writer. A
+        # host runs one operation per register at a time, so if an earlier attempt of this
+        # one took effect, ``base`` descends from it and its op id is our writer's entry.
         done_at = base.applied(op.op_id) if op.mutates else None
         if done_at is not None:
             # An earlier attempt of this very change took effect (its reply was lost): do
             # not apply it twice; accept ``base`` as it is, so it is surely chosen.
             new, result = base, RegResult(self.key, op.kind, OK, done_at, op.value)
-        elif op.mutates and any(v <= base.version - RECENT_OPS for v in a.sent_versions):
-            # An earlier attempt may be an ancestor of ``base`` older than ``recent``
-            # remembers: applying again could apply it twice. Say so rather than guess.
+        elif op.mutates and a.sent_versions and not base.knows_writer(op.op_id):
+            # An earlier attempt of this change reached some acceptors, and ``base`` no
+            # longer says whether it took effect (its writer was pushed out of ``recent``):
+            # applying it again could apply it twice. Say so rather than guess.
             self._end(UNKNOWN, f"an earlier attempt may have taken effect (version now "
                       f"{base.version})", base)
             return

@@ -12,7 +12,10 @@ changes the register has seen; 0 = never written), the ``value`` (None = absent:
 set, or deleted; a deleted register keeps its version as a tombstone) and ``recent``:
 the ids of the last :data:`RECENT_OPS` changes with the version each produced. ``recent``
 makes a change idempotent: a proposer that retries a change after a lost reply finds its
-own op id in the state it reads and does not apply the change twice.
+own op id in the state it reads and does not apply the change twice. An op id is the
+writer (a proposer process: :data:`WRITER_BYTES` of its id) then a sequence number that
+only grows; ``recent`` keeps the last change of each of the last :data:`RECENT_OPS`
+writers.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from dataclasses import dataclass
 
 from zpaxos.protocol.messages import ZERO, Ballot
 
-RECENT_OPS = 8  # changes remembered per register, for idempotent retries
+RECENT_OPS = 16  # writers whose last change a register remembers (idempotent retries)
+WRITER_BYTES = 8  # an op id starts with its writer's id
 OP_ID_MAX_BYTES = 32
 REGISTER_PREFIX = "@"  # an acceptor's slot for register "x" is "@x"; no write-once key has "@"
 
@@ -52,7 +56,17 @@ class RegState:
     def changed(self, value: bytes | None, op_id: bytes) -> RegState:
         """The next version: ``value`` (None deletes), written by op ``op_id``."""
         v = self.version + 1
-        return RegState(v, value, ((*self.recent, (op_id, v)))[-RECENT_OPS:])
+        w = op_id[:WRITER_BYTES]
+        others = tuple(e for e in self.recent if e[0][:WRITER_BYTES] != w)
+        return RegState(v, value, (*others, (op_id, v))[-RECENT_OPS:])
+
+    def knows_writer(self, op_id: bytes) -> bool:
+        """Whether ``recent`` holds a change by the writer of ``op_id``. When it does not
+        and ``recent`` is not full, that writer never changed this register: writers are
+        only ever pushed out of a full list."""
+        w = op_id[:WRITER_BYTES]
+        return len(self.recent) < RECENT_OPS or any(e[0][:WRITER_BYTES] == w
+                                                    for e in self.recent)
 
     def applied(self, op_id: bytes) -> int | None:
         """The version op ``op_id`` produced, if it is among the recent changes."""

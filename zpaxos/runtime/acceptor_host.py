@@ -37,8 +37,8 @@ from zpaxos.protocol.messages import (
     SyncRequest,
 )
 from zpaxos.protocol.register import RegAcceptor
-from zpaxos.protocol.regmessages import RegisterMessage, register_slot
 from zpaxos.protocol.registry import REGISTER_TYPES, TO_ACCEPTOR_TYPES, type_name
+from zpaxos.protocol.regmessages import RegisterMessage, register_slot
 from zpaxos.runtime.addresses import Caller, Src
 
 STATUS_MAX_KEYS = 1000  # keys in one status reply
