@@ -371,11 +371,13 @@ def result_line(o: Any, told_by: str | None, elapsed_ms: float) -> str:
 @config_option
 @client_key_option
 @click.option("--key", default=None, callback=_key_param, help="Show only this key.")
+@click.option("--register", default=None, callback=_key_param, metavar="NAME",
+              help="Show only this register (registers show as @NAME, with their version).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--timeout", type=click.FloatRange(min=0.01, max=60), default=1.0, metavar="S",
               help="How long to wait for each node (default 1 s).")
-def status(config: str | None, client_key: Path | None, key: str | None, as_json: bool,
-           timeout: float) -> None:
+def status(config: str | None, client_key: Path | None, key: str | None, register: str | None,
+           as_json: bool, timeout: float) -> None:
     """Show every node's state; exit code tells the cluster's health.
 
     Per node: reachable or not; per key: promised and accepted ballots, accepted value,
@@ -392,6 +394,8 @@ def status(config: str | None, client_key: Path | None, key: str | None, as_json
     from zpaxos.runtime.log import null_log
 
     cluster = _load(config)
+    if register is not None:
+        key = "@" + register  # a register's slot (zpaxos/protocol/regmessages.py)
     try:
         with Client(cluster, null_log("status"), key_file=client_key) as client:
             nodes = client.status(key, timeout)
@@ -619,6 +623,19 @@ def bench(config: str | None, proposals: int, concurrency: int, contended_keys: 
 
 
 # ---------------------------------------------------------------- entry point
+
+
+# ---------------------------------------------------------------- registers
+
+def _add_register_commands() -> None:
+    """get, set, cas, delete: rewritable registers (zpaxos/regcli.py)."""
+    from zpaxos.regcli import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
+_add_register_commands()
 
 
 def _fail(command: str, message: str, code: int) -> NoReturn:

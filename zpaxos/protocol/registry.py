@@ -262,6 +262,15 @@ class _StatusKey(_Key):
         return super().dec(x, what)
 
 
+class _OptStatusKey(Kind):
+    """A status request's key: a write-once key, a register's slot, or None (all)."""
+
+    name = "key, @register or none"
+
+    def dec(self, x: Any, what: str) -> str | None:
+        return None if x is None else STATUS_KEY.dec(x, what)
+
+
 class _RegState(Kind):
     """A register state: ``[version, value or none, [[op id, version], ...]]``."""
 
@@ -293,7 +302,7 @@ class _RegState(Kind):
 
 
 KEY, OPT_KEY, AFTER = _Key(), _OptKey(), _After()
-STATUS_KEY = _StatusKey()
+STATUS_KEY, OPT_STATUS_KEY = _StatusKey(), _OptStatusKey()
 VALUE, OPT_VALUE, BOOL = _Value(), _OptValue(), _Bool()
 BALLOT, REAL_BALLOT = _Ballot(), _RealBallot()
 NODE_ID = _Int(0, 65535)
@@ -453,7 +462,7 @@ SPECS: tuple[Spec, ...] = (
          ChartStyle("#d62728", "#b71c1c", "6 4")),
     Spec(Decide, b"DECIDE", (("key", KEY), ("value", VALUE), ("ballot", BALLOT)),
          BOTH, ("key", "value", "ballot"), _decide_parts, ChartStyle("#8e44ad", "#6c3483")),
-    Spec(StatusRequest, b"STATUS", (("key", OPT_KEY),), RUNTIME, ("key",), _simple(),
+    Spec(StatusRequest, b"STATUS", (("key", OPT_STATUS_KEY),), RUNTIME, ("key",), _simple(),
          ChartStyle("#7f7f7f", "#555555", "2 3"), drawn=False),
     Spec(StatusReply, b"STATUS_REPLY",
          (("node", NODE_ID), ("keys", _ListOf(KEY_STATUS)), ("truncated", BOOL),
