@@ -237,8 +237,11 @@ class Client:
         if self._regs is None:
             def stop() -> None:
                 raise Interrupted(self.sockets.wakeup.signal_name if self.sockets.wakeup else "")
+            # The client's id (so register ballots carry its name): register ballots are
+            # compared only with register ballots, and this is the client's one register
+            # host, so they stay unique.
             self._regs = Registers(self.sockets, [n.id for n in self.cluster.nodes],
-                                   random.Random(self.rng.random()), os.urandom(16), stop)
+                                   random.Random(self.rng.random()), self.id, stop)
         return self._regs
 
     def register_options(self, one_rtt: bool = True, **overrides: Any) -> RegisterOptions:
