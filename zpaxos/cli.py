@@ -601,9 +601,12 @@ def log_(logfile: str, key: str | None) -> None:
               metavar="N", help="Whole `zpaxos propose` processes to time (0 to skip).")
 @click.option("--curve", is_flag=True,
               help="Also run on a temporary cluster with CURVE on, to compare (not with --config).")
+@click.option("--registers", is_flag=True,
+              help="Measure registers instead: set, cas, get; contended or not; 1-RTT on/off "
+                   "(--proposals operations per run, --concurrency registers).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench(config: str | None, proposals: int, concurrency: int, contended_keys: int,
-          value_size: int, cli_runs: int, curve: bool, as_json: bool) -> None:
+          value_size: int, cli_runs: int, curve: bool, registers: bool, as_json: bool) -> None:
     """Measure decisions per second and latency.
 
     End to end on real sockets; without --config on a temporary 3-node cluster.
@@ -612,6 +615,18 @@ def bench(config: str | None, proposals: int, concurrency: int, contended_keys: 
     from zpaxos.lab.launcher import NodeStartError
     from zpaxos.runtime.config import ConfigError
 
+    if registers:
+        from zpaxos.lab import regbench
+
+        try:
+            result = regbench.run_register_bench(config, proposals, concurrency,
+                                                 contended_keys, value_size)
+        except ConfigError as e:
+            raise Failure(str(e), EXIT_USAGE) from None
+        except (NodeStartError, RuntimeError) as e:
+            raise Failure(str(e)) from None
+        click.echo(b.as_json(result) if as_json else regbench.report(result))
+        return
     try:
         result = b.run_bench(config, proposals, concurrency, contended_keys, value_size, cli_runs,
                              curve)
