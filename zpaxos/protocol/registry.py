@@ -246,7 +246,7 @@ class _ListOf(Kind):
 
 def nests(kind: Kind) -> bool:
     """Whether a field holds lists of records (its nesting is checked before decoding)."""
-    return isinstance(kind, (_ListOf, _Record))
+    return isinstance(kind, (_ListOf, _Record, _RegState))
 
 
 class _Name(Kind):
