@@ -15,6 +15,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
+from typing import Any
 
 from zpaxos.protocol.core import ProposerOptions
 from zpaxos.protocol.messages import key_problem
@@ -68,6 +69,7 @@ class Registers:
         host, sockets = self.host, self.sockets
         started: dict[int, tuple[int, float]] = {}  # token -> (index, start)
         inflight = 0
+        outbox: list[tuple[int, Any]] = []  # a pass's sends: one frame per node at its end
         while True:
             while inflight < concurrency:
                 nxt = next(pending, None)
@@ -79,7 +81,8 @@ class Registers:
                 now = time.monotonic()
                 started[self._token] = (index, now)
                 inflight += 1
-                self._send(host.submit(now, self._token, key, op, options).send)
+                outbox += host.submit(now, self._token, key, op, options).send
+            self._flush(outbox)
             if not inflight:
                 return
             wake = host.next_wakeup
@@ -91,17 +94,18 @@ class Registers:
             for src, msg in batch:
                 if isinstance(src, int) and isinstance(msg, _REPLIES):
                     ready = host.receive(now, src, msg)
-                    self._send(ready.send)
+                    outbox += ready.send
                     finished += ready.finished
             watch = sockets.watch
             if watch is not None and watch.came_up:
                 watch.came_up.clear()
                 ready = host.nudge(now)
-                self._send(ready.send)
+                outbox += ready.send
                 finished += ready.finished
             ready = host.tick(now)
-            self._send(ready.send)
+            outbox += ready.send
             finished += ready.finished
+            self._flush(outbox)
             for token, result in finished:
                 index, t0 = started.pop(int(token))  # type: ignore[call-overload]
                 inflight -= 1
@@ -115,9 +119,11 @@ class Registers:
             out[i] = result
         return out  # type: ignore[return-value]
 
-    def _send(self, send: list) -> None:  # type: ignore[type-arg]
-        for node_id, msg in send:
-            self.sockets.send(node_id, msg)
+    def _flush(self, outbox: list[tuple[int, Any]]) -> None:
+        """Send what the pass produced: one frame per node (the batched wire)."""
+        if outbox:
+            self.sockets.send_all(outbox)
+            outbox.clear()
 
 
 def with_one_rtt(o: RegisterOptions, one_rtt: bool | None) -> RegisterOptions:
