@@ -335,7 +335,7 @@ class RegisterProposer:
             return
         self._answered.add(src)
         self._accepted.add(src)
-        if not msg.next.is_zero:
+        if msg.next == next_ballot(self.ballot):  # only our next round counts
             self._promised_next.add(src)
         if len(self._accepted) < self.quorum:
             return

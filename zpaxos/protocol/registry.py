@@ -420,12 +420,6 @@ def _rpromise_check(m: RPromise) -> str | None:
     return None
 
 
-def _raccept_check(m: RAccept | RAccepted) -> str | None:
-    if not m.next.is_zero and m.next != Ballot(m.ballot.round + 1, m.ballot.proposer):
-        return "the next ballot is the same proposer's next round"
-    return None
-
-
 def _rpromise_parts(f: Mapping[str, Any]) -> list[Part]:
     parts = [Part("RPROMISE"), Part(_b(f.get("ballot")))]
     if "accepted" in f:
@@ -501,10 +495,10 @@ SPECS: tuple[Spec, ...] = (
     Spec(RAccept, b"RACCEPT",
          (("key", KEY), ("ballot", REAL_BALLOT), ("state", REG_STATE), ("next", BALLOT)),
          TO_ACCEPTOR, ("key", "ballot", "state", "next"), _raccept_parts,
-         ChartStyle("#1e8a3c", "#17692e"), check=_raccept_check),
+         ChartStyle("#1e8a3c", "#17692e")),
     Spec(RAccepted, b"RACCEPTED", (("key", KEY), ("ballot", REAL_BALLOT), ("next", BALLOT)),
          TO_PROPOSER, ("key", "ballot", "next"), _raccept_parts,
-         ChartStyle("#6cbf6c", "#2f7d32"), check=_raccept_check),
+         ChartStyle("#6cbf6c", "#2f7d32")),
     Spec(RNack, b"RNACK", (("key", KEY), ("ballot", REAL_BALLOT), ("promised", BALLOT)),
          TO_PROPOSER, ("key", "ballot", "promised"), _nack_parts,
          ChartStyle("#d62728", "#b71c1c", "6 4")),

@@ -21,12 +21,26 @@ writers.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
-from zpaxos.protocol.messages import ZERO, Ballot
+# The state and the messages live in messages.py with every other message (one Message
+# union); this module adds what only registers need.
+from zpaxos.protocol.messages import (
+    RECENT_OPS,
+    WRITER_BYTES,
+    RAccept,
+    RAccepted,
+    RegisterMessage,
+    RegState,
+    RNack,
+    RPrepare,
+    RPromise,
+)
 
-RECENT_OPS = 16  # writers whose last change a register remembers (idempotent retries)
-WRITER_BYTES = 8  # an op id starts with its writer's id
+__all__ = ["EMPTY", "OP_ID_MAX_BYTES", "RECENT_OPS", "REGISTER_PREFIX", "WRITER_BYTES",
+           "BadState", "RAccept", "RAccepted", "RNack", "RPrepare", "RPromise", "RegState",
+           "RegisterMessage", "decode_state", "encode_state", "register_of_slot",
+           "register_slot"]
+
 OP_ID_MAX_BYTES = 32
 REGISTER_PREFIX = "@"  # an acceptor's slot for register "x" is "@x"; no write-once key has "@"
 
@@ -39,41 +53,6 @@ def register_slot(key: str) -> str:
 def register_of_slot(slot: str) -> str | None:
     """The register a slot belongs to, or None for a write-once key."""
     return slot[1:] if slot.startswith(REGISTER_PREFIX) else None
-
-
-@dataclass(frozen=True, slots=True)
-class RegState:
-    """A register's value at some version (see the module docstring)."""
-
-    version: int = 0
-    value: bytes | None = None
-    recent: tuple[tuple[bytes, int], ...] = ()
-
-    @property
-    def exists(self) -> bool:
-        return self.value is not None
-
-    def changed(self, value: bytes | None, op_id: bytes) -> RegState:
-        """The next version: ``value`` (None deletes), written by op ``op_id``."""
-        v = self.version + 1
-        w = op_id[:WRITER_BYTES]
-        others = tuple(e for e in self.recent if e[0][:WRITER_BYTES] != w)
-        return RegState(v, value, (*others, (op_id, v))[-RECENT_OPS:])
-
-    def knows_writer(self, op_id: bytes) -> bool:
-        """Whether ``recent`` holds a change by the writer of ``op_id``. When it does not
-        and ``recent`` is not full, that writer never changed this register: writers are
-        only ever pushed out of a full list."""
-        w = op_id[:WRITER_BYTES]
-        return len(self.recent) < RECENT_OPS or any(e[0][:WRITER_BYTES] == w
-                                                    for e in self.recent)
-
-    def applied(self, op_id: bytes) -> int | None:
-        """The version op ``op_id`` produced, if it is among the recent changes."""
-        for op, v in self.recent:
-            if op == op_id:
-                return v
-        return None
 
 
 EMPTY = RegState()
@@ -121,58 +100,3 @@ def decode_state(b: bytes) -> RegState:
     except struct.error as e:
         raise BadState(f"truncated register state ({e})") from None
     return RegState(version, value, tuple(recent))
-
-
-# --------------------------------------------------------------------------- messages
-
-
-@dataclass(frozen=True, slots=True)
-class RPrepare:
-    """Phase 1a for register ``key``."""
-
-    key: str
-    ballot: Ballot
-
-
-@dataclass(frozen=True, slots=True)
-class RPromise:
-    """Phase 1b: the promise, with the register state accepted at ``accepted``
-    (ZERO and the empty state when the acceptor has accepted nothing)."""
-
-    key: str
-    ballot: Ballot
-    accepted: Ballot
-    state: RegState
-
-
-@dataclass(frozen=True, slots=True)
-class RAccept:
-    """Phase 2a: accept ``state`` at ``ballot``. ``next`` (ZERO: none) is the 1-RTT
-    optimisation: the same proposer's next ballot, which the acceptor also promises, so
-    the proposer's next change of this key can skip phase 1."""
-
-    key: str
-    ballot: Ballot
-    state: RegState
-    next: Ballot = ZERO
-
-
-@dataclass(frozen=True, slots=True)
-class RAccepted:
-    """Phase 2b: ``ballot`` accepted; ``next`` promised too when it is not ZERO."""
-
-    key: str
-    ballot: Ballot
-    next: Ballot = ZERO
-
-
-@dataclass(frozen=True, slots=True)
-class RNack:
-    """A rejection of ``ballot``, naming the ballot to beat."""
-
-    key: str
-    ballot: Ballot
-    promised: Ballot
-
-
-RegisterMessage = RPrepare | RPromise | RAccept | RAccepted | RNack

@@ -220,7 +220,7 @@ class AcceptorHost:
             ready.persist[k] = state
         if not known and slot in self.acceptor.states:
             bisect.insort(self._keys, slot)
-        ready.send.extend((src, m) for _, m in step.send)  # type: ignore[misc]
+        ready.send.extend((src, m) for _, m in step.send)
         ready.events.extend((src, ev) for ev in step.events)
 
     # ---- status and sync (answered from the core's state; no protocol rule here)
