@@ -52,6 +52,10 @@ KEY_OVERHEAD_BYTES = 160  # a status entry without its values, encoded (key and 
 # one more value it still fits the decoder's body limit (codec.MAX_BODY_BYTES).
 REPLY_MAX_VALUE_BYTES = 1 << 20
 MAX_CHECKS = 10_000  # client Decides being checked with the peers at once
+# Status and sync pages built in one pass: one frame can ask for thousands, and each page
+# is built in memory before anything is sent; the rest are ignored (asked again, they are
+# answered in a later pass).
+MAX_PAGES_PER_PASS = 64
 
 T = TypeVar("T")
 
@@ -115,9 +119,14 @@ class AcceptorHost:
         self.acceptor = acceptor_cls(states)
         # Registers (CASPaxos) keep their state in the same map, in their own "@" slots.
         self.registers = register_cls(self.acceptor.states)
-        # Sorted indexes, kept up to date, so a page never sorts every key.
-        self._keys = sorted(self.acceptor.states)
-        self._chosen = sorted(k for k, s in self.acceptor.states.items() if s.chosen is not None)
+        # Sorted indexes, so a page never sorts every key. New keys wait in a list and are
+        # merged in when a page is asked for (status and sync are rare; a new key per
+        # message is not, and inserting each into a sorted list costs a move of the list).
+        self._sorted_keys = sorted(self.acceptor.states)
+        self._sorted_chosen = sorted(k for k, s in self.acceptor.states.items()
+                                     if s.chosen is not None)
+        self._new_keys: list[str] = []
+        self._new_chosen: list[str] = []
 
     @property
     def states(self) -> Mapping[str, KeyState]:
@@ -129,7 +138,13 @@ class AcceptorHost:
 
     def handle(self, batch: Iterable[tuple[Src, Message]]) -> Ready:
         ready = Ready()
+        pages = 0
         for src, msg in batch:
+            if isinstance(msg, (StatusRequest, SyncRequest)):
+                pages += 1
+                if pages > MAX_PAGES_PER_PASS:
+                    ready.events.append((src, Ignored("", type_name(msg))))
+                    continue
             if (isinstance(msg, Decide) and self.check_client_decides
                     and isinstance(src, Caller) and not src.is_node):
                 self._check_decide(msg, ready)
@@ -190,8 +205,8 @@ class AcceptorHost:
             self._apply(self.node_id, Decide(vote.key, chosen, vote.ballot), ready, reply=False)
 
     def _apply(self, src: Src, msg: ProtocolMessage, ready: Ready, reply: bool = True) -> None:
-        known = msg.key in self.acceptor.states
-        was_chosen = known and self.acceptor.states[msg.key].chosen is not None
+        states = self.acceptor.states
+        before = states.get(msg.key)
         step = self.acceptor.handle(src, msg)
         learned_only = type(msg) is Decide  # on_decide changes nothing but chosen
         for key, state in step.persist:
@@ -202,15 +217,34 @@ class AcceptorHost:
                 ready.persist[key] = state
                 ready.lazy.pop(key, None)
         if reply:
-            ready.send.extend((src, m) for _, m in step.send)  # the core answers the sender
+            for _, m in step.send:
+                ready.send.append((src, m))  # the core answers the sender
         for ev in step.events:
             ready.events.append((src, ev))
             if isinstance(ev, Learned):
                 ready.learned.append((ev.key, ev.value))
-        if not known and msg.key in self.acceptor.states:
-            bisect.insort(self._keys, msg.key)
-        if not was_chosen and self.acceptor.states.get(msg.key, KeyState()).chosen is not None:
-            bisect.insort(self._chosen, msg.key)
+        after = states.get(msg.key)
+        if after is not before and after is not None:  # the key's state changed
+            if before is None:
+                self._new_keys.append(msg.key)
+            if after.chosen is not None and (before is None or before.chosen is None):
+                self._new_chosen.append(msg.key)
+
+    @property
+    def _keys(self) -> list[str]:
+        if self._new_keys:  # timsort merges the sorted run with the new keys
+            self._sorted_keys += self._new_keys
+            self._sorted_keys.sort()
+            self._new_keys = []
+        return self._sorted_keys
+
+    @property
+    def _chosen(self) -> list[str]:
+        if self._new_chosen:
+            self._sorted_chosen += self._new_chosen
+            self._sorted_chosen.sort()
+            self._new_chosen = []
+        return self._sorted_chosen
 
     def _apply_register(self, src: Src, msg: RegisterMessage, ready: Ready) -> None:
         slot = register_slot(msg.key)
@@ -219,7 +253,7 @@ class AcceptorHost:
         for k, state in step.persist:
             ready.persist[k] = state
         if not known and slot in self.acceptor.states:
-            bisect.insort(self._keys, slot)
+            self._new_keys.append(slot)  # joins the status index when a page is asked for
         ready.send.extend((src, m) for _, m in step.send)
         ready.events.extend((src, ev) for ev in step.events)
 
