@@ -63,6 +63,9 @@ def test_cli_get_set_cas_delete(running: Cluster) -> None:
     assert sorted(versions(running, "cfg"))[-2:] == [5, 5]
     table = running.run("status").out
     assert "@cfg" in table and "v5 back" in table
+    # The log file has the register rounds, as it has propose's (zpaxos trace draws them).
+    log = (running.dir / "paxos.log").read_text()
+    assert '"type":"RACCEPT"' in log and '"state":"v5=back"' in log
 
 
 def test_cli_usage_errors(running: Cluster) -> None:

@@ -61,14 +61,24 @@ def common(f: Any) -> Any:
 
 def _run(name: str, op: Any, config: str | None, client_key: Path | None,
          timeout: float | None, as_json: bool) -> None:
+    import os
+
+    from zpaxos.naming import proposer_name
     from zpaxos.protocol.register import CAS_FAILED, NO_QUORUM, OK
     from zpaxos.runtime.client import Client, Interrupted, Refused
     from zpaxos.runtime.config import ConfigError, load_config
-    from zpaxos.runtime.log import null_log
+    from zpaxos.runtime.log import setup_logging
 
     try:
         cluster = load_config(config)
-        with Client(cluster, null_log("register"), key_file=client_key) as c:
+        client_id = os.urandom(16)
+        try:
+            # The log file gets every message, as for propose (zpaxos trace draws them).
+            log = setup_logging(cluster.log, proposer_name(client_id), stderr=False)
+        except OSError as e:
+            raise _Fail(f"{cluster.path}: [log] file: cannot open {cluster.log.file} "
+                        f"({e.strerror})", EXIT_USAGE) from None
+        with Client(cluster, log, client_id, key_file=client_key) as c:
             t0 = time.perf_counter()
             r = c.registers([(name, op)], c.register_options(timeout_s=timeout))[0]
             ms = (time.perf_counter() - t0) * 1000
