@@ -274,7 +274,8 @@ def propose(value: str | None, value_file: str | None, key: str | None, delay: f
     key = key or DEFAULT_KEY
     outcome = None
     try:
-        with Client(cluster, log, client_id, key_file=client_key) as client:
+        # fast=False: the lab shows both phases of every proposal (no range promises).
+        with Client(cluster, log, client_id, key_file=client_key, fast=False) as client:
             log.event("start", role="proposer", key=key, value=data)
             outcome = client.propose(data, key, opts, wakeup, staging)
     except Interrupted:
@@ -607,12 +608,16 @@ def log_(logfile: str, key: str | None) -> None:
               metavar="N", help="Whole `zpaxos propose` processes to time (0 to skip).")
 @click.option("--curve", is_flag=True,
               help="Also run on a temporary cluster with CURVE on, to compare (not with --config).")
+@click.option("--fast", is_flag=True,
+              help="Skip phase 1 for fresh keys through range promises (the Python API's "
+                   "default; `zpaxos propose` never does).")
 @click.option("--registers", is_flag=True,
               help="Measure registers instead: set, cas, get; contended or not; 1-RTT on/off "
                    "(--proposals operations per run, --concurrency registers).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench(config: str | None, proposals: int, concurrency: int, contended_keys: int,
-          value_size: int, cli_runs: int, curve: bool, registers: bool, as_json: bool) -> None:
+          value_size: int, cli_runs: int, curve: bool, fast: bool, registers: bool,
+          as_json: bool) -> None:
     """Measure decisions per second and latency.
 
     End to end on real sockets; without --config on a temporary 3-node cluster.
@@ -635,7 +640,7 @@ def bench(config: str | None, proposals: int, concurrency: int, contended_keys: 
         return
     try:
         result = b.run_bench(config, proposals, concurrency, contended_keys, value_size, cli_runs,
-                             curve)
+                             curve, fast)
     except ConfigError as e:
         raise Failure(str(e), EXIT_USAGE) from None
     except (NodeStartError, RuntimeError) as e:

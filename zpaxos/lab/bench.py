@@ -15,6 +15,11 @@ It reports, for a run of independent keys (no contention) and for a run where ev
 proposal fights over a handful of keys (contention):
   decisions per second, latency percentiles, rounds per decision;
 and the wall time of a whole ``zpaxos propose`` process (start-up included).
+
+``--fast`` runs the proposals with the fast path on (the Python API's default; see
+zpaxos/protocol/ranges.py): each run's keys share a range (``bench-<run id>-serial-``...),
+so after one range promise every fresh key needs phase 2 only. Without it every proposal
+runs both phases, as the lab's ``zpaxos propose`` does.
 """
 
 from __future__ import annotations
@@ -84,7 +89,7 @@ def refuse_value_files(cluster: ClusterConfig, run_id: str) -> None:
 
 
 def measure(cluster: ClusterConfig, name: str, proposals: int, concurrency: int,
-            keys: int | None, value_size: int, prefix: str) -> Run:
+            keys: int | None, value_size: int, prefix: str, fast: bool = False) -> Run:
     """``proposals`` proposals, ``concurrency`` in flight; ``keys`` distinct keys shared
     by all of them (None: every proposal has a key of its own), named ``prefix<i>``."""
     value = b"v" * value_size
@@ -92,7 +97,7 @@ def measure(cluster: ClusterConfig, name: str, proposals: int, concurrency: int,
              for i in range(proposals)]
     opts = options_from(cluster.proposer, timeout_s=60.0, max_rounds=1000)
     latencies, rounds, chosen = [], [], 0
-    with Client(cluster, null_log("bench")) as client:
+    with Client(cluster, null_log("bench"), fast=fast) as client:
         t0 = time.perf_counter()
         for _, outcome, seconds in client.stream(items, concurrency, opts):
             latencies.append(seconds * 1000)
@@ -123,7 +128,7 @@ def cli_latency(config: Path, workdir: Path, runs: int, prefix: str) -> dict[str
 
 
 def run_bench(config: str | None, proposals: int, concurrency: int, contended_keys: int,
-              value_size: int, cli_runs: int, curve: bool = False) -> dict:
+              value_size: int, cli_runs: int, curve: bool = False, fast: bool = False) -> dict:
     """The three runs (and the CLI's wall time) on ``config``, or on a temporary cluster;
     ``curve``: the same runs again on a temporary cluster with CURVE on, in the same
     process, right after (the cost of CURVE, side by side)."""
@@ -138,6 +143,7 @@ def run_bench(config: str | None, proposals: int, concurrency: int, contended_ke
     cli = None
     for secure in ((False, True) if curve else (False,)):
         tag = ", CURVE" if secure else (", plaintext" if curve else "")
+        tag += ", fast" if fast else ""
         with tempfile.TemporaryDirectory(prefix="zpaxos-bench-") as tmp:
             work = Path(tmp)
             if config is None:
@@ -157,11 +163,11 @@ def run_bench(config: str | None, proposals: int, concurrency: int, contended_ke
                 pre = f"{keys}{'c' if secure else ''}"
                 runs += [
                     measure(cluster, f"independent keys{tag}", proposals, 1, None, value_size,
-                            f"{pre}serial-"),
+                            f"{pre}serial-", fast),
                     measure(cluster, f"independent keys{tag}", proposals, concurrency, None,
-                            value_size, f"{pre}parallel-"),
+                            value_size, f"{pre}parallel-", fast),
                     measure(cluster, f"contended ({contended_keys} keys){tag}", proposals,
-                            concurrency, contended_keys, value_size, f"{pre}contended-"),
+                            concurrency, contended_keys, value_size, f"{pre}contended-", fast),
                 ]
                 if cli_runs and not secure:
                     cli = cli_latency(path, work, cli_runs, f"{keys}cli-")
@@ -170,6 +176,7 @@ def run_bench(config: str | None, proposals: int, concurrency: int, contended_ke
                     local.close()
     return {"cluster": "temporary 3-node cluster on loopback" if config is None else str(path),
             "nodes": len(cluster.nodes), "value_bytes": value_size, "keys": f"{keys}*",
+            "fast": fast,
             "runs": [asdict(r) for r in runs], "cli_propose": cli}
 
 

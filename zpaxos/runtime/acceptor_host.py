@@ -31,6 +31,7 @@ from zpaxos.protocol.messages import (
     KeyStatus,
     Message,
     ProtocolMessage,
+    RangePrepare,
     StatusReply,
     StatusRequest,
     SyncReply,
@@ -75,6 +76,7 @@ class Ready:
     """
 
     persist: dict[str, KeyState] = field(default_factory=dict)
+    ranges: dict[str, Ballot] = field(default_factory=dict)  # range promises, persisted alike
     send: list[tuple[Src, Message]] = field(default_factory=list)
     learned: list[tuple[str, bytes]] = field(default_factory=list)
     events: list[tuple[Src | None, Event]] = field(default_factory=list)
@@ -103,6 +105,7 @@ class AcceptorHost:
                  *, sync_page: int = SYNC_PAGE, status_page: int = STATUS_MAX_KEYS,
                  acceptor_cls: type[Acceptor] = Acceptor,
                  check_client_decides: bool = False,
+                 ranges: Mapping[str, Ballot] | None = None,
                  register_cls: type[RegAcceptor] = RegAcceptor) -> None:
         """``check_client_decides``: a Decide from anyone but a peer node (a client, with
         CURVE on) is recorded only once a quorum of nodes confirms they accepted that very
@@ -116,7 +119,7 @@ class AcceptorHost:
         self.stats: dict[str, int] = {}  # counters the runtime keeps (status shows them)
         self.sync_page_size = sync_page
         self.status_page_size = status_page
-        self.acceptor = acceptor_cls(states)
+        self.acceptor = acceptor_cls(states, ranges)
         # Registers (CASPaxos) keep their state in the same map, in their own "@" slots.
         self.registers = register_cls(self.acceptor.states)
         # Sorted indexes, so a page never sorts every key. New keys wait in a list and are
@@ -131,6 +134,11 @@ class AcceptorHost:
     @property
     def states(self) -> Mapping[str, KeyState]:
         return self.acceptor.states
+
+    @property
+    def ranges(self) -> Mapping[str, Ballot]:
+        """The range promises held (zpaxos/protocol/ranges.py)."""
+        return self.acceptor.ranges.by_prefix
 
     def start(self) -> Ready:
         """Ask every peer for the decisions this node may have missed while it was down."""
@@ -150,6 +158,12 @@ class AcceptorHost:
                 self._check_decide(msg, ready)
             elif isinstance(msg, REGISTER_TYPES):
                 self._apply_register(src, msg, ready)  # type: ignore[arg-type]
+            elif isinstance(msg, RangePrepare):
+                # Every key, the pass's new ones included: the reply must name every busy one.
+                self.acceptor.key_index = self._keys
+                step = self.acceptor.handle(src, msg)
+                ready.ranges.update(step.ranges)
+                ready.send.extend((src, m) for _, m in step.send)
             elif isinstance(msg, TO_ACCEPTOR_TYPES):
                 self._apply(src, msg, ready)  # type: ignore[arg-type]
             elif isinstance(msg, StatusRequest):

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from zpaxos.naming import node_name
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.events import Conflict, Event
-from zpaxos.protocol.messages import Message
+from zpaxos.protocol.messages import Ballot, Message
 from zpaxos.runtime.acceptor_host import AcceptorHost, Ready
 from zpaxos.runtime.addresses import Caller, Src
 from zpaxos.runtime.config import ClusterConfig, NodeConfig
@@ -58,7 +58,8 @@ class Node:
         self.store = store if store is not None else SqliteStore(self.cfg.data_dir)
         peers = [n.id for n in cluster.nodes if n.id != node_id]
         self.host = AcceptorHost(node_id, self.store.load(), peers,
-                                 check_client_decides=cluster.security.curve)
+                                 check_client_decides=cluster.security.curve,
+                                 ranges=self.store.load_ranges())
         self.sockets: Sockets | None = None
         self.values = ValueFiles(self.cfg.data_dir, self.cfg.value_files, log)
         self.passes = 0
@@ -138,17 +139,18 @@ class Node:
     def _do(self, ready: Ready) -> None:
         self._lazy.update(ready.lazy)
         self._learned += ready.learned
-        if ready.persist or len(self._lazy) >= LAZY_MAX_KEYS:
+        if ready.persist or ready.ranges or len(self._lazy) >= LAZY_MAX_KEYS:
             # Persist, then send: the replies below promise or report state that must
             # survive a crash; if this commit fails, StorageError stops the node and no
             # reply leaves.
-            self._commit(ready.persist)
+            self._commit(ready.persist, ready.ranges)
         if ready.send:
             self._send_all(ready.send)
         for src, ev in ready.events:
             self._log_event(src, ev)
 
-    def _commit(self, persist: dict[str, KeyState]) -> None:
+    def _commit(self, persist: dict[str, KeyState],
+                ranges: dict[str, Ballot] | None = None) -> None:
         """One transaction (fsynced) of ``persist`` and every learned decision still
         waiting (Ready.lazy: no reply depended on those, so they ride along with the next
         commit rather than each costing one: a sequential run's Decide pass no longer
@@ -156,7 +158,7 @@ class Node:
         t0 = time.perf_counter()
         batch, self._lazy = self._lazy, {}
         batch.update(persist)  # a key's latest state wins
-        self.store.save(batch.items())
+        self.store.save(batch.items(), (ranges or {}).items())
         crash_point("after_commit")  # tests only: durable, and no reply sent yet
         self.commits += 1
         if self.log.enabled(logging.INFO):
