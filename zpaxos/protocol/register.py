@@ -30,7 +30,7 @@ see README "Registers" for why no garbage collection.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from zpaxos.protocol.core import KeyState, quorum_size
@@ -38,7 +38,6 @@ from zpaxos.protocol.events import Event, Ignored, Peer
 from zpaxos.protocol.messages import MAX_ROUND_STEP, ZERO, Ballot
 from zpaxos.protocol.regmessages import (
     EMPTY,
-    REGISTER_PREFIX,
     RAccept,
     RAccepted,
     RegisterMessage,
@@ -49,6 +48,20 @@ from zpaxos.protocol.regmessages import (
     decode_state,
     encode_state,
     register_slot,
+)
+from zpaxos.protocol.regops import (
+    CAS,
+    CAS_FAILED,
+    CAS_VALUE,
+    DELETE,
+    GET,
+    NO_QUORUM,
+    OK,
+    SET,
+    UNKNOWN,
+    RegisterOptions,
+    RegOp,
+    RegResult,
 )
 
 __all__ = ["CAS", "CAS_FAILED", "CAS_VALUE", "DELETE", "GET", "NO_QUORUM", "OK", "SET",
@@ -123,70 +136,6 @@ class RegAcceptor:
             return Step(persist=self._update(msg.key, new),
                         send=[(src, RAccepted(msg.key, msg.ballot, nxt))])
         return Step(send=[(src, RNack(msg.key, msg.ballot, s.promised))])
-
-
-# --------------------------------------------------------------------------- operations
-
-GET, SET, CAS, CAS_VALUE, DELETE = "get", "set", "cas", "cas_value", "delete"
-OK, CAS_FAILED, NO_QUORUM, UNKNOWN = "ok", "cas_failed", "no_quorum", "unknown"
-
-
-@dataclass(frozen=True, slots=True)
-class RegOp:
-    """One operation on a register. ``op_id`` is unique per operation (the host makes it)."""
-
-    kind: str
-    value: bytes | None = None  # set, cas, cas_value: the new value
-    expect_version: int = 0  # cas: change only at this version (0: never written)
-    expect_value: bytes | None = None  # cas_value: only if the value is this (None: absent)
-    op_id: bytes = b""
-
-    @property
-    def mutates(self) -> bool:
-        return self.kind != GET
-
-    def apply(self, s: RegState) -> tuple[RegState, bool]:
-        """``f``: the new state, and False when a compare-and-set's comparison failed."""
-        if self.kind == GET:
-            return s, True
-        if self.kind == SET:
-            return s.changed(self.value, self.op_id), True
-        if self.kind == DELETE:
-            return (s.changed(None, self.op_id) if s.exists else s), True
-        if self.kind == CAS:
-            ok = s.version == self.expect_version
-        elif self.kind == CAS_VALUE:
-            ok = s.value == self.expect_value
-        else:
-            raise ValueError(f"unknown register operation {self.kind!r}")
-        return (s.changed(self.value, self.op_id) if ok else s), ok
-
-
-@dataclass(frozen=True, slots=True)
-class RegResult:
-    """How an operation ended. ``status``: OK (``version``/``value``: the register after
-    the operation, the read state for a get), CAS_FAILED (the comparison failed; the
-    register's current state), NO_QUORUM (not done: nothing was written) or UNKNOWN (no
-    quorum in time after a change was sent: it may or may not take effect)."""
-
-    key: str
-    kind: str
-    status: str
-    version: int = 0
-    value: bytes | None = None
-    rounds: int = 0
-    fast: bool = False  # finished on the 1-RTT path
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class RegisterOptions:
-    round_timeout_s: float = 0.5
-    timeout_s: float = 5.0
-    max_rounds: int = 10
-    backoff_s: float = 0.05
-    backoff_max_s: float = 2.0
-    one_rtt: bool = True
 
 
 IDLE, PREPARE, ACCEPT, BACKOFF = "idle", "prepare", "accept", "backoff"
@@ -441,13 +390,3 @@ class RegisterProposer:
         step.send.extend((p, msg) for p in self.acceptors if p not in self._answered)
         self._phase_deadline = now + a.options.round_timeout_s
         return step
-
-
-def acceptor_states(states: Mapping[str, KeyState]) -> dict[str, RegState]:
-    """Every register an acceptor holds, with its accepted state (for status views)."""
-    out = {}
-    for slot, s in states.items():
-        if slot.startswith(REGISTER_PREFIX) and s.value is not None:
-            out[slot[1:]] = decode_state(s.value)
-    return out
-
