@@ -114,6 +114,7 @@ def test_nemesis_across_namespaces(tmp_path, capsys):
     assert report.liveness == [], report.summary()
     assert report.unexpected_exits == [], report.summary()
     assert report.operations["chosen"] > 100
+    assert report.operations["registers_done"] > 50, report.summary()  # and linearizable
     assert sum(report.faults.values()) >= (5 if seconds >= 60 else 1), report.summary()
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from zpaxos.protocol import messages, registry
-from zpaxos.protocol.messages import Ballot
+from zpaxos.protocol.messages import Ballot, RegState
 from zpaxos.protocol.registry import SPECS, Kind, Spec
 from zpaxos.runtime import codec
 from zpaxos.runtime.log import _jsonable
@@ -25,7 +25,10 @@ def sample(kind: Kind) -> Any:
     """A valid value of ``kind``, built from the kind alone (nothing per message type)."""
     if isinstance(kind, registry._Ballot):
         return SAMPLE_BALLOT
-    if isinstance(kind, (registry._Key, registry._OptKey, registry._After)):
+    if isinstance(kind, registry._RegState):
+        return RegState(2, b"Value_\xffA", ((b"\x01" * 16, 2),))
+    if isinstance(kind, (registry._Key, registry._OptKey, registry._After,
+                         registry._OptStatusKey)):
         return "some-key"
     if isinstance(kind, (registry._Value, registry._OptValue)):
         return b"Value_\xffA"

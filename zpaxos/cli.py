@@ -377,11 +377,13 @@ def result_line(o: Any, told_by: str | None, elapsed_ms: float) -> str:
 @config_option
 @client_key_option
 @click.option("--key", default=None, callback=_key_param, help="Show only this key.")
+@click.option("--register", default=None, callback=_key_param, metavar="NAME",
+              help="Show only this register (registers show as @NAME, with their version).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--timeout", type=click.FloatRange(min=0.01, max=60), default=1.0, metavar="S",
               help="How long to wait for each node (default 1 s).")
-def status(config: str | None, client_key: Path | None, key: str | None, as_json: bool,
-           timeout: float) -> None:
+def status(config: str | None, client_key: Path | None, key: str | None, register: str | None,
+           as_json: bool, timeout: float) -> None:
     """Show every node's state; exit code tells the cluster's health.
 
     Per node: reachable or not; per key: promised and accepted ballots, accepted value,
@@ -398,6 +400,8 @@ def status(config: str | None, client_key: Path | None, key: str | None, as_json
     from zpaxos.runtime.log import null_log
 
     cluster = _load(config)
+    if register is not None:
+        key = "@" + register  # a register's slot (zpaxos/protocol/regmessages.py)
     try:
         with Client(cluster, null_log("status"), key_file=client_key) as client:
             nodes = client.status(key, timeout)
@@ -607,9 +611,13 @@ def log_(logfile: str, key: str | None) -> None:
 @click.option("--fast", is_flag=True,
               help="Skip phase 1 for fresh keys through range promises (the Python API's "
                    "default; `zpaxos propose` never does).")
+@click.option("--registers", is_flag=True,
+              help="Measure registers instead: set, cas, get; contended or not; 1-RTT on/off "
+                   "(--proposals operations per run, --concurrency registers).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench(config: str | None, proposals: int, concurrency: int, contended_keys: int,
-          value_size: int, cli_runs: int, curve: bool, fast: bool, as_json: bool) -> None:
+          value_size: int, cli_runs: int, curve: bool, fast: bool, registers: bool,
+          as_json: bool) -> None:
     """Measure decisions per second and latency.
 
     End to end on real sockets; without --config on a temporary 3-node cluster.
@@ -618,6 +626,18 @@ def bench(config: str | None, proposals: int, concurrency: int, contended_keys: 
     from zpaxos.lab.launcher import NodeStartError
     from zpaxos.runtime.config import ConfigError
 
+    if registers:
+        from zpaxos.lab import regbench
+
+        try:
+            result = regbench.run_register_bench(config, proposals, concurrency,
+                                                 contended_keys, value_size)
+        except ConfigError as e:
+            raise Failure(str(e), EXIT_USAGE) from None
+        except (NodeStartError, RuntimeError) as e:
+            raise Failure(str(e)) from None
+        click.echo(b.as_json(result) if as_json else regbench.report(result))
+        return
     try:
         result = b.run_bench(config, proposals, concurrency, contended_keys, value_size, cli_runs,
                              curve, fast)
@@ -629,6 +649,19 @@ def bench(config: str | None, proposals: int, concurrency: int, contended_keys: 
 
 
 # ---------------------------------------------------------------- entry point
+
+
+# ---------------------------------------------------------------- registers
+
+def _add_register_commands() -> None:
+    """get, set, cas, delete: rewritable registers (zpaxos/regcli.py)."""
+    from zpaxos.regcli import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
+_add_register_commands()
 
 
 def _fail(command: str, message: str, code: int) -> NoReturn:

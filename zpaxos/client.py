@@ -4,8 +4,9 @@
 """
 
 from zpaxos.protocol.core import Outcome
+from zpaxos.protocol.register import RegisterOptions, RegOp, RegResult
 from zpaxos.runtime.client import Client, Interrupted, NodeStatus, propose
 from zpaxos.runtime.config import ClusterConfig, load_config
 
-__all__ = ["Client", "ClusterConfig", "Interrupted", "NodeStatus", "Outcome", "load_config",
-           "propose"]
+__all__ = ["Client", "ClusterConfig", "Interrupted", "NodeStatus", "Outcome", "RegOp",
+           "RegResult", "RegisterOptions", "load_config", "propose"]

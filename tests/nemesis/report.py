@@ -38,6 +38,10 @@ class Report:
             f"stream {ops.get('stream', 0)}, repair {ops.get('repair', 0)}) on {self.keys} keys",
             "  faults: " + ", ".join(f"{k} {v}" for k, v in sorted(self.faults.items())),
         ]
+        if "registers" in ops:
+            lines.insert(2, f"  registers: {ops['registers']} operations ({ops['registers_done']}"
+                            f" with a result, the rest outcome unknown), checked for "
+                            f"linearizability")
         if self.not_wired:
             lines.append("  not wired (crash points not called by the runtime yet): "
                          + ", ".join(f"{k} {v}" for k, v in sorted(self.not_wired.items())))

@@ -54,6 +54,11 @@ class Options:
     mutant: str | None = None  # deliberately broken nodes (crashnode.MUTANTS)
     verbose: bool = True
     curve: bool = False  # CURVE on every socket, keys of its own (see CURVE_KINDS)
+    register_workers: int = 2  # register clients (regworker.py), checked for linearizability
+
+
+def _b(text: str | None) -> bytes | None:
+    return None if text is None else text.encode()
 
 
 class Nemesis:
@@ -176,6 +181,37 @@ class Nemesis:
             _children.add(p)
             workers.append((p, out))
         return workers
+
+    def start_register_workers(self, seconds: float) -> list[tuple[subprocess.Popen, Path]]:
+        workers = []
+        for w in range(self.o.register_workers):
+            out = self.dir / f"registers{w}.jsonl"
+            out.unlink(missing_ok=True)
+            errf = open(self.dir / f"registers{w}.err", "w")
+            p = subprocess.Popen(
+                self.client_cmd("-m", "tests.nemesis.regworker", "--config",
+                                str(self.dir / "client.ini"), "--name", f"r{w}", "--out",
+                                str(out), "--seconds", str(seconds),
+                                "--seed", str(self.o.seed * 100 + 50 + w)),
+                cwd=ROOT, env=child_env(), stdout=errf, stderr=subprocess.STDOUT,
+                start_new_session=True)
+            errf.close()
+            _children.add(p)
+            workers.append((p, out))
+        return workers
+
+    def check_registers(self, report: Report, paths: list[Path]) -> None:
+        """The register clients' history must be linearizable (tests/lincheck.py)."""
+        from tests.lincheck import Op, check
+
+        ops = [Op(**{**d, "value": _b(d["value"]), "arg": _b(d["arg"]),
+                     "expect_value": _b(d["expect_value"])})
+               for path in paths for d in self.read_ops(path)]
+        ok, why = check(ops)
+        if not ok:
+            report.violations.append(f"linearizability (registers): {why[:2000]}")
+        report.operations["registers"] = len(ops)
+        report.operations["registers_done"] = sum(o.ret is not None for o in ops)
 
     @staticmethod
     def read_ops(path: Path) -> list[dict]:
@@ -309,6 +345,7 @@ class Nemesis:
             self.say(f"cluster up in namespaces {', '.join(self.topo.namespaces)}")
             t_start = time.time()
             workers = self.start_stream_workers(o.seconds)
+            reg_workers = self.start_register_workers(o.seconds)
             threads = [threading.Thread(target=self.cli_loop, args=(f"c{j}", o.seed * 10 + j),
                                         daemon=True) for j in range(o.cli_threads)]
             for t in threads:
@@ -327,7 +364,7 @@ class Nemesis:
             t_end = time.time()
             self.say("workload ends; healing")
             self.heal_everything()
-            for p, _ in workers:
+            for p, _ in workers + reg_workers:
                 try:
                     p.wait(CLI_TIMEOUT_S + 30)
                 except subprocess.TimeoutExpired:
@@ -341,6 +378,7 @@ class Nemesis:
             report.unexpected_exits = list(self.nodes.unexpected)
             report.proxy = self.proxy.stats() if self.proxy else {}
             self.finish(report, t_end)
+            self.check_registers(report, [path for _, path in reg_workers])
             self.nodes.check_unexpected()
             report.unexpected_exits = list(self.nodes.unexpected)
         finally:

@@ -334,6 +334,76 @@ SCENARIOS: list[tuple[str, str, Callable[[Ctx], str]]] = [
 ]
 
 
+# ---------------------------------------------------------------- registers
+
+RACERS = ("A", "B")
+RACE_TRIES = 3  # compare-and-sets per racer
+
+
+def s10_cas_race(ctx: Ctx) -> str:
+    """Two processes race compare-and-set on one register: each reads the version, then
+    tries to move it one up. Exactly one wins each version; the other's CAS fails and
+    reports the state that beat it."""
+    import json
+    import subprocess
+
+    from zpaxos.lab.launcher import child_env
+
+    register = "lab-10-cas-race"
+    start_at = time.time() + 1.0  # both racers are up by then, and start together
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "zpaxos.lab.casrace", "--config", str(ctx.cluster.config),
+         "--name", name, "--register", register, "--tries", str(RACE_TRIES),
+         "--start-at", f"{start_at:.3f}"],
+        cwd=ctx.workdir, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True) for name in RACERS]
+    lines: list[dict[str, Any]] = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=120)
+            check(p.returncode == 0, f"a racer failed (exit {p.returncode}): {err.strip()}")
+            lines += [json.loads(x) for x in out.splitlines() if x.strip()]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    tries = [x for x in lines if "status" in x]
+    check(len(tries) == len(RACERS) * RACE_TRIES, f"expected {len(RACERS) * RACE_TRIES} "
+          f"compare-and-sets, got {len(tries)}")
+    wins = sorted((x["version"], x["name"]) for x in tries if x["status"] == "ok")
+    lost = [x for x in tries if x["status"] == "cas_failed"]
+    check(len(wins) + len(lost) == len(tries),
+          f"a compare-and-set ended without an answer: {[x for x in tries if x not in lost]}")
+    versions = [v for v, _ in wins]
+    check(versions == list(range(1, len(wins) + 1)),
+          f"versions won: {versions}; exactly one winner per version expected")
+    for x in lost:
+        check(x["version"] > x["expect"], f"{x['name']}'s CAS from version {x['expect']} "
+              f"failed, but reported version {x['version']}")
+    final = ctx.cluster.run("get", register, "--json")
+    check(final.code == 0, f"zpaxos get failed: {final.err.strip()}")
+    doc = final.json
+    last_v, last_name = wins[-1]
+    check((doc["version"], doc["value"]) == (last_v, f"{last_name}{last_v}"),
+          f"the register reads {doc['value']} at version {doc['version']}, expected "
+          f"{last_name}{last_v} at {last_v}")
+    ctx.row.chosen = f"{doc['value']} (v{doc['version']})"
+    ctx.row.rounds = f"{len(tries)} CAS"
+    who = ", ".join(f"v{v} {n}" for v, n in wins)
+    return (f"{len(tries)} compare-and-sets, {len(wins)} won, one per version ({who}); "
+            f"{len(lost)} failed and reported the state that beat them")
+
+
+# Registers beside the lab: run with `run_scenarios.sh --registers` (or by number); the
+# default run is the lab's nine scenarios.
+REGISTER_SCENARIOS: list[tuple[str, str, Callable[[Ctx], str]]] = [
+    ("cas-race", "Two clients race compare-and-set on a register: one winner per version",
+     s10_cas_race),
+]
+ALL_SCENARIOS = SCENARIOS + REGISTER_SCENARIOS
+
+
 # ---------------------------------------------------------------- running
 
 
@@ -371,7 +441,7 @@ def run(cfg: ClusterConfig, numbers: list[int], out: Path,
         print(f"cluster of {len(cfg.nodes)} nodes up ({cfg.path}); working in {out}/",
               flush=True)
         for number in numbers:
-            slug, title, fn = SCENARIOS[number - 1]
+            slug, title, fn = ALL_SCENARIOS[number - 1]
             row = Row(number, slug, title)
             ctx = Ctx(cluster, cfg, out, row)
             if draw is not None:  # a chart is replaced only by one of a new run
@@ -440,19 +510,23 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--list", action="store_true", help="list the scenarios and exit")
     ap.add_argument("--out", default=str(DEFAULT_OUT), help="working directory for the run")
     ap.add_argument("--no-charts", action="store_true", help="do not draw charts")
+    ap.add_argument("--registers", action="store_true",
+                    help=f"also the register scenarios ({len(SCENARIOS) + 1}-"
+                         f"{len(ALL_SCENARIOS)}), after the lab's")
     return ap.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    listed = ALL_SCENARIOS if args.registers else SCENARIOS
     if args.list:
-        for i, (slug, title, _) in enumerate(SCENARIOS, 1):
+        for i, (slug, title, _) in enumerate(listed, 1):
             print(f"{i}  {slug:<14} {title}")
         return 0
-    bad = [n for n in args.numbers if not 1 <= n <= len(SCENARIOS)]
+    bad = [n for n in args.numbers if not 1 <= n <= len(ALL_SCENARIOS)]
     if bad:
-        print(f"run_scenarios.sh: error: no scenario {bad[0]} (1-{len(SCENARIOS)}; see --list)",
-              file=sys.stderr)
+        print(f"run_scenarios.sh: error: no scenario {bad[0]} (1-{len(ALL_SCENARIOS)}; "
+              f"see --list)", file=sys.stderr)
         return 2
     try:
         cfg = load_config(args.config or default_config_path(), keys=False)
@@ -471,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
 
         draw = draw_scenario
     try:
-        rows = run(cfg, args.numbers or list(range(1, len(SCENARIOS) + 1)), Path(args.out), draw)
+        rows = run(cfg, args.numbers or list(range(1, len(listed) + 1)), Path(args.out), draw)
     except NodeStartError as e:
         print(f"run_scenarios.sh: error: {e}", file=sys.stderr)
         return 1

@@ -11,12 +11,25 @@ from collections.abc import Sequence
 from zpaxos.naming import node_name
 from zpaxos.printable import printable
 from zpaxos.protocol.core import quorum_size
+from zpaxos.protocol.messages import KeyStatus
+from zpaxos.protocol.regmessages import RegState, decode_state, register_of_slot
 from zpaxos.runtime.client import NodeStatus
 from zpaxos.runtime.log import show_value
 
 
 def _ballot(b) -> str | None:
     return None if b.is_zero else str(b)
+
+
+def _register(k: KeyStatus) -> RegState | None:
+    """A register's accepted state (its slot is "@name"), or None for a write-once key."""
+    if register_of_slot(k.key) is None:
+        return None
+    return decode_state(k.value) if k.value is not None else RegState()
+
+
+def _reg_text(r: RegState) -> str:
+    return f"v{r.version} " + ("(absent)" if r.value is None else printable(r.value))
 
 
 def status_json(nodes: Sequence[NodeStatus]) -> str:
@@ -28,11 +41,19 @@ def status_json(nodes: Sequence[NodeStatus]) -> str:
             {"id": n.id, "endpoint": n.endpoint, "reachable": n.reachable,
              "error": n.error or None, "counters": dict(n.stats),
              "truncated": n.truncated,
-             "keys": {k.key: {"promised": _ballot(k.promised), "accepted": _ballot(k.accepted),
-                              "value": show_value(k.value), "chosen": show_value(k.chosen),
-                              "chosen_ballot": _ballot(k.chosen_ballot)}
-                      for k in n.keys}}
+             "keys": {k.key: _key_json(k) for k in n.keys}}
             for n in nodes]})
+
+
+def _key_json(k: KeyStatus) -> dict[str, object]:
+    r = _register(k)
+    if r is not None:  # a register: its version and value, not the encoded state
+        return {"register": True, "promised": _ballot(k.promised),
+                "accepted": _ballot(k.accepted), "version": r.version,
+                "value": show_value(r.value)}
+    return {"promised": _ballot(k.promised), "accepted": _ballot(k.accepted),
+            "value": show_value(k.value), "chosen": show_value(k.chosen),
+            "chosen_ballot": _ballot(k.chosen_ballot)}
 
 
 def _cell(v: bytes | str | None, width: int = 24) -> str:
@@ -68,8 +89,11 @@ def status_table(nodes: Sequence[NodeStatus], key: str | None = None) -> str:
                          else "(no keys)",
                          "-", "-", "-", "-"))
         for k in n.keys:
+            r = _register(k)
+            value = _cell(k.value) if r is None else _cell(_reg_text(r))
+            chosen = _cell(k.chosen) if r is None else "(register)"
             rows.append((name, n.endpoint, "yes", _cell(k.key, 32), _cell(_ballot(k.promised)),
-                         _cell(_ballot(k.accepted)), _cell(k.value), _cell(k.chosen)))
+                         _cell(_ballot(k.accepted)), value, chosen))
         if n.truncated:
             rows.append((name, n.endpoint, "yes", "... (more keys; use --key)", "", "", "", ""))
     widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]

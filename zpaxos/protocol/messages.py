@@ -163,6 +163,104 @@ class RangeNack:
 RangeMessage = RangePrepare | RangePromise | RangeNack
 
 
+# --------------------------------------------------------------------------- registers
+# Rewritable registers (CASPaxos, protocol/register.py, regmessages.py): a register's
+# state and the messages of its rounds, their own types, so a key is never both.
+
+RECENT_OPS = 16  # writers whose last change a register remembers (idempotent retries)
+WRITER_BYTES = 8  # an op id starts with its writer's id
+
+
+@dataclass(frozen=True, slots=True)
+class RegState:
+    """A register's value at some version: ``version`` counts its changes (0: never
+    written), ``value`` None is absent (never set, or deleted: a tombstone keeps its
+    version), ``recent`` holds the last change (op id, version) of each of the last
+    RECENT_OPS writers, so a retried change is never applied twice (register.py)."""
+
+    version: int = 0
+    value: bytes | None = None
+    recent: tuple[tuple[bytes, int], ...] = ()
+
+    @property
+    def exists(self) -> bool:
+        return self.value is not None
+
+    def changed(self, value: bytes | None, op_id: bytes) -> RegState:
+        """The next version: ``value`` (None deletes), written by op ``op_id``."""
+        v = self.version + 1
+        w = op_id[:WRITER_BYTES]
+        others = tuple(e for e in self.recent if e[0][:WRITER_BYTES] != w)
+        return RegState(v, value, (*others, (op_id, v))[-RECENT_OPS:])
+
+    def knows_writer(self, op_id: bytes) -> bool:
+        """Whether ``recent`` holds a change by the writer of ``op_id``. When it does not
+        and ``recent`` is not full, that writer never changed this register: writers are
+        only ever pushed out of a full list."""
+        w = op_id[:WRITER_BYTES]
+        return len(self.recent) < RECENT_OPS or any(e[0][:WRITER_BYTES] == w
+                                                    for e in self.recent)
+
+    def applied(self, op_id: bytes) -> int | None:
+        """The version op ``op_id`` produced, if it is among the recent changes."""
+        for op, v in self.recent:
+            if op == op_id:
+                return v
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class RPrepare:
+    """Phase 1a for register ``key``."""
+
+    key: str
+    ballot: Ballot
+
+
+@dataclass(frozen=True, slots=True)
+class RPromise:
+    """Phase 1b: the promise, with the register state accepted at ``accepted``
+    (ZERO and the empty state when the acceptor has accepted nothing)."""
+
+    key: str
+    ballot: Ballot
+    accepted: Ballot
+    state: RegState
+
+
+@dataclass(frozen=True, slots=True)
+class RAccept:
+    """Phase 2a: accept ``state`` at ``ballot``. ``next`` (ZERO: none) is the 1-RTT
+    optimisation: the same proposer's next ballot, which the acceptor also promises, so
+    the proposer's next change of this key can skip phase 1."""
+
+    key: str
+    ballot: Ballot
+    state: RegState
+    next: Ballot = ZERO
+
+
+@dataclass(frozen=True, slots=True)
+class RAccepted:
+    """Phase 2b: ``ballot`` accepted; ``next`` promised too when it is not ZERO."""
+
+    key: str
+    ballot: Ballot
+    next: Ballot = ZERO
+
+
+@dataclass(frozen=True, slots=True)
+class RNack:
+    """A rejection of ``ballot``, naming the ballot to beat."""
+
+    key: str
+    ballot: Ballot
+    promised: Ballot
+
+
+RegisterMessage = RPrepare | RPromise | RAccept | RAccepted | RNack
+
+
 # --------------------------------------------------------------------------- runtime messages
 # Not Paxos: how a node reports its state and how a restarted node catches up on
 # decisions it missed. The core never sees these; the node answers them from its state.
@@ -278,4 +376,4 @@ class HelloReply:
 
 RuntimeMessage = (StatusRequest | StatusReply | SyncRequest | SyncReply | CheckAccepted
                   | AcceptedAt | Hello | HelloReply)
-Message = ProtocolMessage | RangeMessage | RuntimeMessage
+Message = ProtocolMessage | RangeMessage | RegisterMessage | RuntimeMessage

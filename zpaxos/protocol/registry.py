@@ -50,6 +50,17 @@ from zpaxos.protocol.messages import (
     SyncRequest,
     key_problem,
 )
+from zpaxos.protocol.regmessages import (
+    OP_ID_MAX_BYTES,
+    RECENT_OPS,
+    REGISTER_PREFIX,
+    RAccept,
+    RAccepted,
+    RegState,
+    RNack,
+    RPrepare,
+    RPromise,
+)
 
 MAX_VALUE_BYTES = 1 << 20  # 1 MiB per value
 MAX_ROUND = (1 << 63) - 1  # fits SQLite's signed 64-bit integers
@@ -256,7 +267,7 @@ class _ListOf(Kind):
 
 def nests(kind: Kind) -> bool:
     """Whether a field holds lists of records (its nesting is checked before decoding)."""
-    return isinstance(kind, (_ListOf, _Record))
+    return isinstance(kind, (_ListOf, _Record, _RegState))
 
 
 class _Name(Kind):
@@ -288,16 +299,71 @@ class _Token(Kind):
         return v[:4].hex()
 
 
+class _StatusKey(_Key):
+    """A key in a status entry: a write-once key, or a register's slot ("@name")."""
+
+    name = "key or @register"
+
+    def dec(self, x: Any, what: str) -> str:
+        if type(x) is str and x.startswith(REGISTER_PREFIX):
+            return REGISTER_PREFIX + super().dec(x[1:], what)
+        return super().dec(x, what)
+
+
+class _OptStatusKey(Kind):
+    """A status request's key: a write-once key, a register's slot, or None (all)."""
+
+    name = "key, @register or none"
+
+    def dec(self, x: Any, what: str) -> str | None:
+        return None if x is None else STATUS_KEY.dec(x, what)
+
+
+class _RegState(Kind):
+    """A register state: ``[version, value or none, [[op id, version], ...]]``."""
+
+    name = "register state"
+
+    def enc(self, s: RegState) -> list[Any]:
+        return [s.version, s.value, [[op, v] for op, v in s.recent]]
+
+    def dec(self, x: Any, what: str) -> RegState:
+        if type(x) is not list or len(x) != 3:
+            raise DecodeError(f"{what}: expected [version, value, recent], got {describe(x)}")
+        version = VERSION.dec(x[0], f"{what} version")
+        value = OPT_VALUE.dec(x[1], f"{what} value")
+        recent = x[2]
+        if type(recent) is not list or len(recent) > RECENT_OPS:
+            raise DecodeError(f"{what} recent: expected a list of at most {RECENT_OPS}, "
+                              f"got {describe(recent)}")
+        ops = []
+        for e in recent:
+            if (type(e) is not list or len(e) != 2 or type(e[0]) is not bytes
+                    or not 0 < len(e[0]) <= OP_ID_MAX_BYTES):
+                raise DecodeError(f"{what} recent: expected [op id, version], got {describe(e)}")
+            ops.append((e[0], VERSION.dec(e[1], f"{what} recent version")))
+        return RegState(version, value, tuple(ops))
+
+    def show(self, s: RegState) -> str:
+        shown = "absent" if s.value is None else s.value.decode("utf-8", "backslashreplace")
+        return f"v{s.version}={shown[:40]}"
+
+
 KEY, OPT_KEY, AFTER = _Key(), _OptKey(), _After()
+STATUS_KEY, OPT_STATUS_KEY = _StatusKey(), _OptStatusKey()
 VALUE, OPT_VALUE, BOOL = _Value(), _OptValue(), _Bool()
 BALLOT, REAL_BALLOT = _Ballot(), _RealBallot()
 NODE_ID = _Int(0, 65535)
 INCARNATION = _Token("incarnation", (0, 16))
 BOOT = _Token("boot id", (8,))
 
+
+VERSION = _Int(0, MAX_ROUND)
+REG_STATE = _RegState()
+
 KEY_STATUS = _Record(
     "status entry",
-    [("key", KEY), ("promised", BALLOT), ("accepted", BALLOT), ("value", OPT_VALUE),
+    [("key", STATUS_KEY), ("promised", BALLOT), ("accepted", BALLOT), ("value", OPT_VALUE),
      ("chosen", OPT_VALUE), ("chosen ballot", BALLOT)],
     KeyStatus,
     lambda k: (k.key, k.promised, k.accepted, k.value, k.chosen, k.chosen_ballot),
@@ -379,14 +445,37 @@ def _promise_parts(f: Mapping[str, Any]) -> list[Part]:
 
 
 def _nack_parts(f: Mapping[str, Any]) -> list[Part]:
-    return [Part("NACK"), Part(_b(f.get("ballot"))), Part("promised", True, "prom."),
-            Part(_b(f.get("promised")))]
+    return [Part(str(f.get("type", "NACK"))), Part(_b(f.get("ballot"))),
+            Part("promised", True, "prom."), Part(_b(f.get("promised")))]
 
 
 def _decide_parts(f: Mapping[str, Any]) -> list[Part]:
     parts = [Part("DECIDE"), Part(str(f.get("value")))]
     if f.get("ballot") not in (None, "0", "0.0"):
         parts += [Part("chosen at", True, "@"), Part(_b(f["ballot"]))]
+    return parts
+
+
+def _rpromise_check(m: RPromise) -> str | None:
+    if m.accepted.is_zero and m.state != RegState():
+        return "a register state comes with the ballot that accepted it"
+    return None
+
+
+def _rpromise_parts(f: Mapping[str, Any]) -> list[Part]:
+    parts = [Part("RPROMISE"), Part(_b(f.get("ballot")))]
+    if "accepted" in f:
+        parts += [Part("accepted", True, "acc."), Part(_b(f["accepted"])),
+                  Part(str(f.get("state")), glue="=")]
+    return parts
+
+
+def _raccept_parts(f: Mapping[str, Any]) -> list[Part]:
+    parts = [Part(str(f.get("type", "RACCEPT"))), Part(_b(f.get("ballot")))]
+    if "state" in f:
+        parts.append(Part(str(f["state"])))
+    if f.get("next") not in (None, "0"):
+        parts += [Part("+next", True, "+"), Part(_b(f["next"]))]
     return parts
 
 
@@ -437,7 +526,7 @@ SPECS: tuple[Spec, ...] = (
     Spec(RangeNack, b"RANGE_NACK", (("prefix", KEY), ("ballot", REAL_BALLOT), ("promised", BALLOT)),
          TO_PROPOSER, ("prefix", "ballot", "promised"), _range_parts("promised"),
          ChartStyle("#d62728", "#b71c1c", "6 4"), drawn=False),
-    Spec(StatusRequest, b"STATUS", (("key", OPT_KEY),), RUNTIME, ("key",), _simple(),
+    Spec(StatusRequest, b"STATUS", (("key", OPT_STATUS_KEY),), RUNTIME, ("key",), _simple(),
          ChartStyle("#7f7f7f", "#555555", "2 3"), drawn=False),
     Spec(StatusReply, b"STATUS_REPLY",
          (("node", NODE_ID), ("keys", _ListOf(KEY_STATUS)), ("truncated", BOOL),
@@ -466,6 +555,25 @@ SPECS: tuple[Spec, ...] = (
           ("incarnation", INCARNATION), ("commit_seq", _Int(0, MAX_ROUND))), RUNTIME,
          ("node", "verdict", "incarnation", "commit_seq"), _simple("verdict"),
          ChartStyle("#7f7f7f", "#555555", "2 3"), drawn=False),
+
+
+    # Registers (CASPaxos, protocol/register.py): their own types, so a key is never both.
+    Spec(RPrepare, b"RPREPARE", (("key", KEY), ("ballot", REAL_BALLOT)), TO_ACCEPTOR,
+         ("key", "ballot"), _simple("ballot"), ChartStyle("#1f5fbf", "#174a94")),
+    Spec(RPromise, b"RPROMISE",
+         (("key", KEY), ("ballot", REAL_BALLOT), ("accepted", BALLOT), ("state", REG_STATE)),
+         TO_PROPOSER, ("key", "ballot", "accepted", "state"), _rpromise_parts,
+         ChartStyle("#5a9ee0", "#2363a8"), check=_rpromise_check),
+    Spec(RAccept, b"RACCEPT",
+         (("key", KEY), ("ballot", REAL_BALLOT), ("state", REG_STATE), ("next", BALLOT)),
+         TO_ACCEPTOR, ("key", "ballot", "state", "next"), _raccept_parts,
+         ChartStyle("#1e8a3c", "#17692e")),
+    Spec(RAccepted, b"RACCEPTED", (("key", KEY), ("ballot", REAL_BALLOT), ("next", BALLOT)),
+         TO_PROPOSER, ("key", "ballot", "next"), _raccept_parts,
+         ChartStyle("#6cbf6c", "#2f7d32")),
+    Spec(RNack, b"RNACK", (("key", KEY), ("ballot", REAL_BALLOT), ("promised", BALLOT)),
+         TO_PROPOSER, ("key", "ballot", "promised"), _nack_parts,
+         ChartStyle("#d62728", "#b71c1c", "6 4")),
 )
 
 BY_CLASS: dict[type, Spec] = {s.cls: s for s in SPECS}
@@ -479,6 +587,7 @@ TO_ACCEPTOR_TYPES: tuple[type, ...] = tuple(s.cls for s in SPECS
 TO_PROPOSER_TYPES: tuple[type, ...] = tuple(s.cls for s in SPECS
                                             if s.direction in (TO_PROPOSER, BOTH))
 RUNTIME_TYPES: tuple[type, ...] = tuple(s.cls for s in SPECS if s.direction == RUNTIME)
+REGISTER_TYPES: tuple[type, ...] = (RPrepare, RPromise, RAccept, RAccepted, RNack)
 
 
 def spec_of(msg: object) -> Spec:

@@ -37,7 +37,9 @@ from zpaxos.protocol.messages import (
     SyncReply,
     SyncRequest,
 )
-from zpaxos.protocol.registry import TO_ACCEPTOR_TYPES, type_name
+from zpaxos.protocol.register import RegAcceptor
+from zpaxos.protocol.registry import REGISTER_TYPES, TO_ACCEPTOR_TYPES, type_name
+from zpaxos.protocol.regmessages import RegisterMessage, register_slot
 from zpaxos.runtime.addresses import Caller, Src
 
 STATUS_MAX_KEYS = 1000  # keys in one status reply
@@ -103,7 +105,8 @@ class AcceptorHost:
                  *, sync_page: int = SYNC_PAGE, status_page: int = STATUS_MAX_KEYS,
                  acceptor_cls: type[Acceptor] = Acceptor,
                  check_client_decides: bool = False,
-                 ranges: Mapping[str, Ballot] | None = None) -> None:
+                 ranges: Mapping[str, Ballot] | None = None,
+                 register_cls: type[RegAcceptor] = RegAcceptor) -> None:
         """``check_client_decides``: a Decide from anyone but a peer node (a client, with
         CURVE on) is recorded only once a quorum of nodes confirms they accepted that very
         ballot with that very value (see :meth:`_check_decide`)."""
@@ -117,6 +120,8 @@ class AcceptorHost:
         self.sync_page_size = sync_page
         self.status_page_size = status_page
         self.acceptor = acceptor_cls(states, ranges)
+        # Registers (CASPaxos) keep their state in the same map, in their own "@" slots.
+        self.registers = register_cls(self.acceptor.states)
         # Sorted indexes, so a page never sorts every key. New keys wait in a list and are
         # merged in when a page is asked for (status and sync are rare; a new key per
         # message is not, and inserting each into a sorted list costs a move of the list).
@@ -151,6 +156,8 @@ class AcceptorHost:
             if (isinstance(msg, Decide) and self.check_client_decides
                     and isinstance(src, Caller) and not src.is_node):
                 self._check_decide(msg, ready)
+            elif isinstance(msg, REGISTER_TYPES):
+                self._apply_register(src, msg, ready)  # type: ignore[arg-type]
             elif isinstance(msg, RangePrepare):
                 # Every key, the pass's new ones included: the reply must name every busy one.
                 self.acceptor.key_index = self._keys
@@ -252,6 +259,17 @@ class AcceptorHost:
             self._sorted_chosen.sort()
             self._new_chosen = []
         return self._sorted_chosen
+
+    def _apply_register(self, src: Src, msg: RegisterMessage, ready: Ready) -> None:
+        slot = register_slot(msg.key)
+        known = slot in self.acceptor.states
+        step = self.registers.handle(src, msg)
+        for k, state in step.persist:
+            ready.persist[k] = state
+        if not known and slot in self.acceptor.states:
+            self._new_keys.append(slot)  # joins the status index when a page is asked for
+        ready.send.extend((src, m) for _, m in step.send)
+        ready.events.extend((src, ev) for ev in step.events)
 
     # ---- status and sync (answered from the core's state; no protocol rule here)
 

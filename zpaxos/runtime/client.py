@@ -42,11 +42,22 @@ from zpaxos.protocol.messages import (
     StatusRequest,
     key_problem,
 )
+from zpaxos.protocol.register import (
+    CAS,
+    CAS_VALUE,
+    DELETE,
+    GET,
+    SET,
+    RegisterOptions,
+    RegOp,
+    RegResult,
+)
 from zpaxos.protocol.registry import MAX_VALUE_BYTES, TO_PROPOSER_TYPES
 from zpaxos.runtime.config import ClusterConfig, load_config
 from zpaxos.runtime.curve import Curve
 from zpaxos.runtime.log import EventLog, null_log
 from zpaxos.runtime.proposer_host import Leases, ProposerHost
+from zpaxos.runtime.register_client import Registers, register_options
 from zpaxos.runtime.sockets import (
     ANSWERED_LINGER_MS,
     SignalWakeup,
@@ -55,8 +66,8 @@ from zpaxos.runtime.sockets import (
 )
 from zpaxos.runtime.staging import NO_STAGING, StagingOptions
 
-__all__ = ["Client", "Interrupted", "NodeStatus", "Outcome", "ProposerOptions", "StagingOptions",
-           "options_from", "propose"]
+__all__ = ["Client", "Interrupted", "NodeStatus", "Outcome", "ProposerOptions", "RegOp",
+           "RegResult", "RegisterOptions", "StagingOptions", "options_from", "propose"]
 
 
 def options_from(cfg: ProposerOptions, **overrides: Any) -> ProposerOptions:
@@ -114,6 +125,7 @@ class Client:
         self._ids_used = 0
         self._closed = False
         self._warned: set[int] = set()
+        self._regs: Registers | None = None
 
     def __enter__(self) -> Client:
         return self
@@ -263,6 +275,63 @@ class Client:
             raise Refused("; ".join(f"{node_name(i)} {why}"
                                     for i, why in sorted(watch.refused.items())))
 
+    # ---- registers (rewritable, linearizable; zpaxos.runtime.register_client)
+
+    def _registers(self) -> Registers:
+        if self._regs is None:
+            def stop() -> None:
+                raise Interrupted(self.sockets.wakeup.signal_name if self.sockets.wakeup else "")
+            # The client's id (so register ballots carry its name): register ballots are
+            # compared only with register ballots, and this is the client's one register
+            # host, so they stay unique.
+            self._regs = Registers(self.sockets, [n.id for n in self.cluster.nodes],
+                                   random.Random(self.rng.random()), self.id, stop)
+        return self._regs
+
+    def register_options(self, one_rtt: bool = True, **overrides: Any) -> RegisterOptions:
+        """Register pacing: the config's [proposer] options with ``overrides``."""
+        return register_options(options_from(self.cluster.proposer, **overrides), one_rtt)
+
+    def registers(self, items: Iterable[tuple[str, RegOp]],
+                  options: RegisterOptions | None = None,
+                  concurrency: int | None = None) -> list[RegResult]:
+        """Run register operations, all at once (one register's in order); results in
+        order. ``RegResult.status``: "ok", "cas_failed", "no_quorum" or "unknown"."""
+        return self._registers().run(items, options or self.register_options(), concurrency)
+
+    def register_stream(self, items: Iterable[tuple[str, RegOp]], concurrency: int,
+                        options: RegisterOptions | None = None,
+                        ) -> Iterator[tuple[int, RegResult, float]]:
+        """Like :meth:`stream`, for register operations."""
+        return self._registers().stream(items, concurrency,
+                                        options or self.register_options())
+
+    def get(self, key: str, options: RegisterOptions | None = None) -> RegResult:
+        """A linearizable read: the register's value (None: absent) and version."""
+        return self.registers([(key, RegOp(GET))], options)[0]
+
+    def set(self, key: str, value: bytes | str,
+            options: RegisterOptions | None = None) -> RegResult:
+        return self.registers([(key, RegOp(SET, _bytes(value)))], options)[0]
+
+    def cas(self, key: str, value: bytes | str, expect_version: int | None = None,
+            expect_value: bytes | str | None = None, *, expect_absent: bool = False,
+            options: RegisterOptions | None = None) -> RegResult:
+        """Compare-and-set: write ``value`` only if the register is at ``expect_version``
+        (0: never written), or holds ``expect_value`` (``expect_absent``: holds nothing)."""
+        if expect_version is not None:
+            op = RegOp(CAS, _bytes(value), expect_version=expect_version)
+        elif expect_value is not None or expect_absent:
+            op = RegOp(CAS_VALUE, _bytes(value),
+                       expect_value=None if expect_absent else _bytes(expect_value or b""))
+        else:
+            raise ValueError("cas needs expect_version, expect_value or expect_absent")
+        return self.registers([(key, op)], options)[0]
+
+    def delete(self, key: str, options: RegisterOptions | None = None) -> RegResult:
+        """Delete (a tombstone at the next version; a later set continues from it)."""
+        return self.registers([(key, RegOp(DELETE))], options)[0]
+
     # ---- status
 
     def status(self, key: str | None = None, timeout_s: float = 1.0) -> list[NodeStatus]:
@@ -290,6 +359,10 @@ class Client:
             else:
                 out.append(NodeStatus(n.id, n.endpoint, False, error=refused.get(n.id, "")))
         return out
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else bytes(value)
 
 
 def _checked(key: str, value: bytes | str) -> bytes:

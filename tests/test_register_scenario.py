@@ -1,0 +1,35 @@
+"""The lab's register scenario (10, cas-race) on a real cluster: it passes, its chart
+shows the versions, and the default lab run is still the nine write-once scenarios."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.harness import env
+from tests.test_scenarios import config, leftovers  # noqa: F401  (the fixture)
+
+pytestmark = pytest.mark.e2e
+
+
+def test_cas_race_passes_and_its_chart_shows_versions(tmp_path, config):  # noqa: F811
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "zpaxos.lab.scenarios", "--config", str(config),
+                        "--out", str(out), "10"], cwd=tmp_path, env=env(), capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "1 of 1 scenarios passed" in r.stdout and "one per version" in r.stdout
+    chart = (out / "10-cas-race.svg").read_text()
+    assert "RACCEPT" in chart and "v1=" in chart and "v2=" in chart
+    assert not leftovers(config)
+
+
+def test_the_lab_lists_nine_scenarios_and_registers_on_request(tmp_path):
+    run = [sys.executable, "-m", "zpaxos.lab.scenarios", "--list"]
+    lab = subprocess.run(run, env=env(), capture_output=True, text=True, timeout=60).stdout
+    assert len(lab.splitlines()) == 9 and "cas-race" not in lab
+    both = subprocess.run([*run, "--registers"], env=env(), capture_output=True, text=True,
+                          timeout=60).stdout
+    assert len(both.splitlines()) == 10 and both.splitlines()[-1].startswith("10  cas-race")
