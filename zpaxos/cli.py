@@ -133,7 +133,7 @@ def node(node_id: int, config: str | None, quiet: bool, new: bool) -> None:
     def ready(_n: Any) -> None:
         click.echo(f"{cfg.name} listening on {cfg.endpoint} "
                    f"(data in {printable(str(cfg.data_dir))}, "
-                   f"{len(n.host.states)} keys known); Ctrl-C to stop")
+                   f"{n.keys_known} keys known); Ctrl-C to stop")
         sys.stdout.flush()
 
     try:

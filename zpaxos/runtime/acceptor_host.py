@@ -11,14 +11,25 @@ Besides the Paxos rules (the core's :class:`~zpaxos.protocol.core.Acceptor`) the
 answers status requests, pages its chosen values to a peer that syncs, and turns a
 peer's :class:`SyncReply` into Decides (which the core checks like any other: a value
 never overwrites a different chosen one).
+
+Two ways to hold the states. Given ``states`` (the simulator, small tests) the host keeps
+every key in memory, with sorted indexes for the pages. Given a ``source`` (a node: its
+store's read side) the host keeps only a bounded cache: before a batch reaches the core it
+reads the durable state of every key the batch names that is not cached (one query), so
+the core votes on exactly what is on disk, as if it had always been in memory; status and
+sync pages are walks down the store's key index, overlaid with the pass's own unsaved
+changes. A node with a million decided keys then holds a few tens of thousands of them,
+and starts without reading any. Eviction only ever drops states that are durable: it runs
+at the start of a pass, when the loop has persisted every earlier pass.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import itertools
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from zpaxos.protocol.core import Acceptor, KeyState, Learner
 from zpaxos.protocol.events import Event, Ignored, Learned
@@ -50,6 +61,9 @@ KEY_OVERHEAD_BYTES = 160  # a status entry without its values, encoded (key and 
 # one more value it still fits the decoder's body limit (codec.MAX_BODY_BYTES).
 REPLY_MAX_VALUE_BYTES = 1 << 20
 MAX_CHECKS = 10_000  # client Decides being checked with the peers at once
+# States a host with a ``source`` keeps in memory (a few hundred bytes each); a pass's
+# keys are always there, whatever this says.
+CACHE_KEYS = 50_000
 
 T = TypeVar("T")
 
@@ -62,6 +76,20 @@ class Ready:
     send: list[tuple[Src, Message]] = field(default_factory=list)
     learned: list[tuple[str, bytes]] = field(default_factory=list)
     events: list[tuple[Src | None, Event]] = field(default_factory=list)
+
+
+class StateSource(Protocol):
+    """The read side of durable storage (``SqliteStore``, ``MemoryStore``): what the host
+    reads instead of holding every key. Reads only; the loop still does every write."""
+
+    def get(self, keys: Collection[str]) -> Mapping[str, KeyState]:
+        """The durable states of ``keys``; a key never written is absent."""
+        ...
+
+    def page(self, after: str, limit: int, chosen_only: bool = False
+             ) -> list[tuple[str, KeyState]]:
+        """Up to ``limit`` (key, state) after ``after``, in key order."""
+        ...
 
 
 def page(items: Iterable[T], max_items: int, size: Callable[[T], int],
@@ -85,10 +113,13 @@ class AcceptorHost:
     def __init__(self, node_id: int, states: Mapping[str, KeyState], peers: Sequence[int],
                  *, sync_page: int = SYNC_PAGE, status_page: int = STATUS_MAX_KEYS,
                  acceptor_cls: type[Acceptor] = Acceptor,
-                 check_client_decides: bool = False) -> None:
+                 check_client_decides: bool = False,
+                 source: StateSource | None = None, cache_keys: int = CACHE_KEYS) -> None:
         """``check_client_decides``: a Decide from anyone but a peer node (a client, with
         CURVE on) is recorded only once a quorum of nodes confirms they accepted that very
-        ballot with that very value (see :meth:`_check_decide`)."""
+        ballot with that very value (see :meth:`_check_decide`). ``source``: read states
+        from it as needed, keeping at most about ``cache_keys`` (``states`` is then only
+        a warm start, normally empty)."""
         self.node_id = node_id
         self.peers = tuple(peers)
         self.check_client_decides = check_client_decides
@@ -99,9 +130,13 @@ class AcceptorHost:
         self.sync_page_size = sync_page
         self.status_page_size = status_page
         self.acceptor = acceptor_cls(states)
-        # Sorted indexes, kept up to date, so a page never sorts every key.
-        self._keys = sorted(self.acceptor.states)
-        self._chosen = sorted(k for k, s in self.acceptor.states.items() if s.chosen is not None)
+        self.source = source
+        self.cache_keys = max(1, cache_keys)
+        self._dirty: Mapping[str, KeyState] = {}  # the pass's unsaved states (with a source)
+        # Sorted indexes (without a source), kept up to date, so a page never sorts every key.
+        self._keys = [] if source else sorted(self.acceptor.states)
+        self._chosen = [] if source else sorted(k for k, s in self.acceptor.states.items()
+                                               if s.chosen is not None)
 
     @property
     def states(self) -> Mapping[str, KeyState]:
@@ -113,6 +148,11 @@ class AcceptorHost:
 
     def handle(self, batch: Iterable[tuple[Src, Message]]) -> Ready:
         ready = Ready()
+        if self.source is not None:
+            batch = list(batch)
+            self._evict()
+            self._fetch(batch)
+            self._dirty = ready.persist
         for src, msg in batch:
             if (isinstance(msg, Decide) and self.check_client_decides
                     and isinstance(src, Caller) and not src.is_node):
@@ -141,6 +181,46 @@ class AcceptorHost:
                 ready.events.append((src, Ignored(getattr(msg, "key", "") or "",
                                                   type_name(msg))))
         return ready
+
+    # ---- the cache (with a source)
+
+    def _evict(self) -> None:
+        """Forget the oldest cached states beyond ``cache_keys``. Safe because the loop
+        persisted every earlier pass before handing over this one: each state dropped is
+        on disk, and :meth:`_fetch` reads it back before the core can see the key again."""
+        states = self.acceptor.states
+        extra = len(states) - self.cache_keys
+        if extra > 0:
+            extra += self.cache_keys // 4  # evict in bulk, not a few keys every pass
+            for key in list(itertools.islice(states, extra)):
+                del states[key]
+
+    def _fetch(self, batch: list[tuple[Src, Message]]) -> None:
+        """Read the durable state of every key the batch names that is not cached."""
+        assert self.source is not None
+        states = self.acceptor.states
+        want: set[str] = set()
+        for _, msg in batch:
+            if isinstance(msg, SyncReply):
+                want.update(e[0] for e in msg.chosen)
+            else:
+                key = getattr(msg, "key", None)
+                if isinstance(key, str):
+                    want.add(key)
+        want.difference_update(states)
+        if want:
+            states.update(self.source.get(want))
+
+    def _paged(self, after: str, limit: int, chosen_only: bool) -> list[tuple[str, KeyState]]:
+        """The first ``limit`` keys after ``after`` (chosen ones only, if asked) as this
+        host sees them: the store's page, with this pass's unsaved states laid over it."""
+        assert self.source is not None
+        states = self.acceptor.states
+        rows = {k: states.get(k, s) for k, s in self.source.page(after, limit, chosen_only)}
+        for k, s in self._dirty.items():
+            if k > after and (s.chosen is not None or not chosen_only):
+                rows[k] = s
+        return sorted(rows.items())[:limit]
 
     def _check_decide(self, msg: Decide, ready: Ready) -> None:
         """A client says ``msg.value`` was chosen at ``msg.ballot``. Believe it only when a
@@ -183,6 +263,8 @@ class AcceptorHost:
             ready.events.append((src, ev))
             if isinstance(ev, Learned):
                 ready.learned.append((ev.key, ev.value))
+        if self.source is not None:
+            return  # no indexes to keep: pages come from the store
         if not known and msg.key in self.acceptor.states:
             bisect.insort(self._keys, msg.key)
         if not was_chosen and self.acceptor.states.get(msg.key, KeyState()).chosen is not None:
@@ -191,8 +273,11 @@ class AcceptorHost:
     # ---- status and sync (answered from the core's state; no protocol rule here)
 
     def status(self, key: str | None) -> StatusReply:
-        states = self.acceptor.states
+        states: Mapping[str, KeyState] = self.acceptor.states
         keys: Iterable[str] = ([key] if key in states else []) if key is not None else self._keys
+        if key is None and self.source is not None:
+            states = dict(self._paged("", self.status_page_size + 1, False))
+            keys = states
 
         def entries() -> Iterable[KeyStatus]:
             for k in keys:
@@ -205,11 +290,15 @@ class AcceptorHost:
         return StatusReply(self.node_id, tuple(items), more, tuple(sorted(self.stats.items())))
 
     def sync_page(self, after: str) -> SyncReply:
-        states = self.acceptor.states
+        states: Mapping[str, KeyState] = self.acceptor.states
         start = bisect.bisect_right(self._chosen, after)
+        window = self._chosen[start:start + self.sync_page_size + 1]
+        if self.source is not None:
+            states = dict(self._paged(after, self.sync_page_size + 1, True))
+            window = list(states)
 
         def entries() -> Iterable[tuple[str, bytes, Ballot]]:
-            for k in self._chosen[start:start + self.sync_page_size + 1]:
+            for k in window:
                 s = states[k]
                 if s.chosen is not None:
                     yield (k, s.chosen, s.chosen_ballot)
@@ -218,4 +307,4 @@ class AcceptorHost:
         return SyncReply(after, tuple(items), more)
 
 
-__all__ = ["AcceptorHost", "Caller", "Ready", "page"]
+__all__ = ["CACHE_KEYS", "AcceptorHost", "Caller", "Ready", "StateSource", "page"]

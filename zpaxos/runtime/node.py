@@ -51,8 +51,15 @@ class Node:
         # SqliteStore raises StorageError over a damaged database: the node never starts.
         self.store = store if store is not None else SqliteStore(self.cfg.data_dir)
         peers = [n.id for n in cluster.nodes if n.id != node_id]
-        self.host = AcceptorHost(node_id, self.store.load(), peers,
-                                 check_client_decides=cluster.security.curve)
+        # Nothing is loaded up front: the host reads each key's durable state (checksum
+        # verified) the first time a pass names it, and keeps a bounded cache, so a node
+        # with a million keys starts at once and stays small.
+        self.host = AcceptorHost(node_id, {}, peers, check_client_decides=cluster.security.curve,
+                                 source=self.store)
+        self.keys_known = self.store.count()
+        # The chosen values of the keys value_files matches (none for an empty glob), read
+        # now so that a damaged row among them stops the node before it starts serving.
+        self._files_at_start = self.store.chosen_matching(self.cfg.value_files)
         self.sockets: Sockets | None = None
         self.values = ValueFiles(self.cfg.data_dir, self.cfg.value_files, log)
         self.passes = 0
@@ -80,10 +87,10 @@ class Node:
                 lambda peer: node_routing_id(me, peer), bind=self.cfg.endpoint, wakeup=wakeup,
                 curve=curve)
             self.log.event("start", endpoint=self.cfg.endpoint, data_dir=str(self.cfg.data_dir),
-                           keys=len(self.host.states), role="node",
+                           keys=self.keys_known, role="node",
                            security="curve" if curve else "none")
-            self.values.rebuild((k, s.chosen) for k, s in self.host.states.items()
-                                if s.chosen is not None)
+            self.values.rebuild(self._files_at_start)
+            self._files_at_start = []
             self._do(self.host.start())  # sync: ask peers what we missed while down
             if on_ready:
                 on_ready(self)
