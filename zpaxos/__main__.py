@@ -1,5 +1,5 @@
 """``python -m zpaxos ...``: the same command as the installed ``zpaxos``."""
 
-from zpaxos.proposecmd import fast_main
+from zpaxos.entry import main
 
-fast_main()
+main()

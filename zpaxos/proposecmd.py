@@ -4,7 +4,7 @@ A ``zpaxos propose`` process is short-lived, so its start-up is most of its cost
 module holds everything the command does (load the config, open the log, propose, print)
 and imports nothing it does not need: not click, not the other commands, not the
 round-summary printer when ``-q`` silences it. :mod:`zpaxos.cli` wraps it in its click
-command; :func:`fast_main` runs it straight from ``argv`` when the arguments are plainly
+command; ``zpaxos.entry`` runs it straight from ``argv`` when the arguments are plainly
 one of the common forms (``propose VALUE`` with ``--key``, ``--config``, ``--json``,
 ``-q``, ``-v``, ``--timeout``, ``--round-timeout``, ``--max-rounds``, ``--backoff``,
 ``--client-key``), each valid exactly as click would check it. Anything else (help, a
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 EXIT_FAILED, EXIT_USAGE, EXIT_DEGRADED, EXIT_INTERRUPTED = 1, 2, 3, 130
 
@@ -301,33 +301,3 @@ def fast_args(args: list[str]) -> dict[str, Any] | None:
     if kw["value"] is None or (kw["verbose"] and kw["quiet"]):
         return None
     return kw
-
-
-def fast_main(argv: list[str] | None = None) -> None:
-    """The console entry point: ``propose`` in its common forms here, all else via click.
-    Errors look exactly as :func:`zpaxos.cli.main` prints them."""
-    args = sys.argv[1:] if argv is None else argv
-    kw = fast_args(args[1:]) if args[:1] == ["propose"] else None
-    if kw is None:
-        from zpaxos.cli import main
-
-        main(argv)
-        return
-    try:
-        run_propose(**kw)
-    except Failure as e:
-        from zpaxos.printable import printable
-
-        _fail(printable(str(e)), e.code)
-    except KeyboardInterrupt:
-        echo("zpaxos propose: interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
-    except BrokenPipeError:
-        sys.stderr.close()
-        sys.exit(0)
-    sys.exit(0)
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    echo(f"zpaxos propose: error: {message}", err=True)
-    sys.exit(code)
