@@ -427,6 +427,14 @@ def log_(logfile: str, key: str | None) -> None:
 
 
 @cli.command()
+@click.option("--race-proposers", type=click.IntRange(min=0, max=16), default=3,
+              show_default=True, metavar="P",
+              help="Proposer processes racing on the same fresh keys (0: no race).")
+@click.option("--race-keys", type=click.IntRange(min=1), default=200, show_default=True,
+              metavar="N", help="Fresh keys they race on.")
+@click.option("--million", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Instead: a node holding N decided keys (e.g. 1000000), its memory and "
+                   "its restart time.")
 @click.option("--config", "config", metavar="PATH", default=None,
               help="Measure this running cluster (default: start a temporary one).")
 @click.option("--proposals", type=click.IntRange(min=1), default=2000, show_default=True,
@@ -443,7 +451,8 @@ def log_(logfile: str, key: str | None) -> None:
               help="Also run on a temporary cluster with CURVE on, to compare (not with --config).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench(config: str | None, proposals: int, concurrency: int, contended_keys: int,
-          value_size: int, cli_runs: int, curve: bool, as_json: bool) -> None:
+          value_size: int, cli_runs: int, curve: bool, as_json: bool,
+          race_proposers: int, race_keys: int, million: int | None) -> None:
     """Measure decisions per second and latency.
 
     End to end on real sockets; without --config on a temporary 3-node cluster.
@@ -452,9 +461,21 @@ def bench(config: str | None, proposals: int, concurrency: int, contended_keys: 
     from zpaxos.lab.launcher import NodeStartError
     from zpaxos.runtime.config import ConfigError
 
+    if million is not None:
+        from zpaxos.lab import million as m
+
+        if config is not None:
+            raise Failure("--million builds its own temporary cluster; it cannot be combined "
+                          "with --config", EXIT_USAGE)
+        try:
+            mr = m.run_million(million)
+        except (NodeStartError, RuntimeError) as e:
+            raise Failure(str(e)) from None
+        click.echo(b.as_json(mr) if as_json else m.report(mr))
+        return
     try:
         result = b.run_bench(config, proposals, concurrency, contended_keys, value_size, cli_runs,
-                             curve)
+                             curve, race_proposers=race_proposers, race_keys=race_keys)
     except ConfigError as e:
         raise Failure(str(e), EXIT_USAGE) from None
     except (NodeStartError, RuntimeError) as e:
