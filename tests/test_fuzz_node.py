@@ -19,6 +19,7 @@ from tests.nemesis.blaster import (
     PROTOCOL,
     Blaster,
     deep,
+    frame,
     logged_malformed,
     rss_kb,
     wait_logged,
@@ -110,8 +111,8 @@ def test_live_node_survives_deep_nesting(cluster):
     b = Blaster("127.0.0.1", c.ports[0], seed=1)
     try:
         for depth in range(900, 1100, 5):
-            b.dealer.send_multipart([PROTOCOL, b"PREPARE", b"fz:deep", deep(depth)])
-            b.dealer.send_multipart([PROTOCOL, b"PREPARE", b"fz:deep", b"\x92\xa1k" + deep(depth)])
+            b.dealer.send(frame(PROTOCOL, b"PREPARE", b"fz:deep", deep(depth)))
+            b.dealer.send(frame(PROTOCOL, b"PREPARE", b"fz:deep", b"\x92\xa1k" + deep(depth)))
         sent = 2 * len(range(900, 1100, 5))
         wait_logged(c, sent, timeout_s=10)
         assert c.is_running(0), "node0 died of deeply nested msgpack"

@@ -61,9 +61,9 @@ def test_every_type_round_trips_through_codec_log_and_chart(spec: Spec) -> None:
     # declared fields are the dataclass's fields, in order
     assert [f for f, _ in spec.fields] == list(spec.cls.__dataclass_fields__)
     # codec: encode, decode, equal
-    frames = codec.encode(msg, b"n0:1")
-    assert frames[1] == spec.tag
-    assert codec.decode(frames) == (msg, b"n0:1")
+    frame = codec.encode(msg, "n0", 1)
+    assert spec.tag in frame  # the type travels as readable text
+    assert codec.decode(frame) == (msg, "n0:1")
     # log: the logged fields exist and are JSON-able
     fields = registry.log_fields(msg)
     assert set(fields) <= set(spec.logged) <= {f for f, _ in spec.fields}
@@ -82,15 +82,15 @@ def test_every_type_round_trips_through_codec_log_and_chart(spec: Spec) -> None:
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.type_name)
 def test_every_field_is_checked_on_decode(spec: Spec) -> None:
     """Replacing any one field by a wrong type is refused with DecodeError, never a crash."""
-    good = codec.encode(build(spec), b"1")
+    good = codec.encode(build(spec))
     import msgpack
 
-    body = msgpack.unpackb(good[3], raw=False)
-    for i in range(len(body)):
-        bad = list(body)
-        bad[i] = {"not": "valid"} if body[i] is not None else 12.5
+    sender, seq, [entry] = msgpack.unpackb(good[len(codec.PROTOCOL):], raw=False)
+    for i in range(1, len(entry)):
+        bad = list(entry)
+        bad[i] = {"not": "valid"} if entry[i] is not None else 12.5
         with pytest.raises(codec.DecodeError):
-            codec.decode([good[0], good[1], b"1", msgpack.packb(bad, use_bin_type=True)])
+            codec.decode(codec.PROTOCOL + msgpack.packb([sender, seq, [bad]], use_bin_type=True))
 
 
 def test_the_hosts_know_every_direction() -> None:

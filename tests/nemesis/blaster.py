@@ -30,7 +30,7 @@ import zmq
 
 from zpaxos.runtime import codec
 
-PROTOCOL = b"ZPAXOS/1"
+PROTOCOL = codec.PROTOCOL
 TAGS = [b"PREPARE", b"PROMISE", b"ACCEPT", b"ACCEPTED", b"NACK", b"DECIDE", b"STATUS",
         b"STATUS_REPLY", b"SYNC", b"SYNC_REPLY"]
 ARITY = {b"PREPARE": 2, b"PROMISE": 4, b"ACCEPT": 3, b"ACCEPTED": 3, b"NACK": 3, b"DECIDE": 3,
@@ -42,6 +42,32 @@ FUZZ_KEY_PREFIX = "fuzz-"
 def deep(depth: int) -> bytes:
     """A msgpack body of ``depth`` nested one-element arrays."""
     return b"\x91" * depth + b"\xc0"
+
+
+def frame(proto: bytes, tag: bytes, sender: bytes, body: bytes) -> bytes:
+    """One message in a wire frame (codec.py), built by hand from its parts so any of
+    them can be wrong: ``tag`` is put in as text (or raw bytes when not UTF-8), ``body``
+    (msgpack bytes, valid or not) stands for the message's fields; a body that packs a
+    list is spliced in as the fields themselves."""
+    try:
+        tag_obj: object = tag.decode()
+    except UnicodeDecodeError:
+        tag_obj = tag
+    try:
+        fields = msgpack.unpackb(body, raw=False, strict_map_key=False)
+    except Exception:  # noqa: BLE001 - garbage stays garbage
+        fields = None
+    if isinstance(fields, list) and len(fields) < 15:
+        entry = (bytes([0x90 + len(fields) + 1]) + msgpack.packb(tag_obj, use_bin_type=True)
+                 + b"".join(msgpack.packb(f, use_bin_type=True) for f in fields))
+    else:
+        entry = b"\x92" + msgpack.packb(tag_obj, use_bin_type=True) + body
+    try:
+        who = sender.decode("ascii").split(":")[0]
+    except UnicodeDecodeError:
+        who = ""
+    head = b"\x93" + msgpack.packb(who or sender, use_bin_type=True) + b"\x00\x91"
+    return proto + head + entry
 
 
 @dataclass
@@ -126,7 +152,7 @@ class Blaster:
             return [r.randbytes(r.randrange(64)) for _ in range(r.randrange(1, 7))]
         tag = r.choice(TAGS) if r.random() < 0.9 else r.randbytes(r.randrange(12))
         msg_id = b"fz:%d" % self.counts.messages if r.random() < 0.9 else r.randbytes(80)
-        proto = PROTOCOL if r.random() < 0.95 else b"ZPAXOS/2"
+        proto = PROTOCOL if r.random() < 0.95 else b"ZPAXOS/1"
         if roll < 0.5 and tag in ARITY:
             self.counts.add("right shape")
             body = msgpack.packb(self.shaped_fields(tag), use_bin_type=True)
@@ -140,14 +166,16 @@ class Blaster:
             self.counts.add("truncated body")
             full = msgpack.packb(self.shaped_fields(r.choice(TAGS)), use_bin_type=True)
             body = full[: r.randrange(max(1, len(full)))]
-        frames = [proto, tag, msg_id, body]
+        frames = [frame(proto, tag, msg_id, body)]
         if r.random() < 0.05:
-            frames = frames[: r.randrange(4)] + frames[r.randrange(4):]  # wrong frame count
+            frames = frames + [r.randbytes(r.randrange(8))]  # wrong frame count
         return frames
 
     def send(self, frames: list[bytes]) -> None:
         try:
-            codec.decode(frames)
+            if len(frames) != 1:
+                raise codec.DecodeError("expected 1 frame")
+            codec.decode_batch(frames[0])
         except codec.DecodeError:
             self.counts.expected_malformed += 1
         self.dealer.send_multipart(frames)

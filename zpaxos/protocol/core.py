@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from zpaxos.protocol.events import ADOPTED as HOW_ADOPTED
 from zpaxos.protocol.events import (
@@ -76,6 +76,9 @@ class KeyState:
     chosen_ballot: Ballot = ZERO  # the ballot that chose ``chosen``; ZERO when not known
 
 
+EMPTY = KeyState()  # a key the acceptor has never heard of (immutable, so shared)
+
+
 @dataclass(slots=True)
 class Step:
     """What a handler asks the runtime to do, in this order.
@@ -111,20 +114,21 @@ class Acceptor:
         self.states: dict[str, KeyState] = dict(states or {})
 
     def state(self, key: str) -> KeyState:
-        return self.states.get(key, KeyState())
+        return self.states.get(key, EMPTY)
 
     def handle(self, src: Peer, msg: ProtocolMessage) -> Step:
-        if isinstance(msg, Prepare):
-            return self.on_prepare(src, msg)
-        if isinstance(msg, Accept):
-            return self.on_accept(src, msg)
-        if isinstance(msg, Decide):
-            return self.on_decide(src, msg)
+        t = type(msg)
+        if t is Prepare:
+            return self.on_prepare(src, msg)  # type: ignore[arg-type]
+        if t is Accept:
+            return self.on_accept(src, msg)  # type: ignore[arg-type]
+        if t is Decide:
+            return self.on_decide(src, msg)  # type: ignore[arg-type]
         # Replies meant for proposers are a peer's mistake, not ours: ignore them.
         return Step(events=[Ignored(msg.key, type_name(msg))])
 
     def _update(self, key: str, new: KeyState) -> list[tuple[str, KeyState]]:
-        if self.states.get(key, KeyState()) == new:
+        if self.states.get(key, EMPTY) == new:
             return []  # nothing changed: nothing to fsync
         self.states[key] = new
         return [(key, new)]
@@ -135,43 +139,48 @@ class Acceptor:
         lock the key (see MAX_ROUND_STEP). It is refused like a ballot that is too low."""
         return b.round > max(s.promised.round, s.accepted.round) + MAX_ROUND_STEP
 
+    # The handlers build the new state whole (``KeyState(...)``) rather than through
+    # ``dataclasses.replace``: the same rule, at a fifth of the cost per message.
+
     def on_prepare(self, src: Peer, msg: Prepare) -> Step:
-        s = self.state(msg.key)
+        s = self.states.get(msg.key, EMPTY)
         if s.chosen is not None:
             # Already decided: tell the proposer at once instead of running a round.
-            return Step(send=[(src, Decide(msg.key, s.chosen, s.chosen_ballot))])
+            return Step([], [(src, Decide(msg.key, s.chosen, s.chosen_ballot))], [])
         if msg.ballot > s.promised and not self._absurd(s, msg.ballot):
             # Promise: from now on ignore every ballot below msg.ballot.
-            persist = self._update(msg.key, replace(s, promised=msg.ballot))
+            new = KeyState(msg.ballot, s.accepted, s.value, s.chosen, s.chosen_ballot)
+            self.states[msg.key] = new  # a higher promise: always a change
             reply = Promise(msg.key, msg.ballot, s.accepted, s.value)
-            return Step(persist=persist, send=[(src, reply)])
-        return Step(send=[(src, Nack(msg.key, msg.ballot, s.promised))])
+            return Step([(msg.key, new)], [(src, reply)], [])
+        return Step([], [(src, Nack(msg.key, msg.ballot, s.promised))], [])
 
     def on_accept(self, src: Peer, msg: Accept) -> Step:
-        s = self.state(msg.key)
+        s = self.states.get(msg.key, EMPTY)
         if s.chosen is not None:
-            return Step(send=[(src, Decide(msg.key, s.chosen, s.chosen_ballot))])
+            return Step([], [(src, Decide(msg.key, s.chosen, s.chosen_ballot))], [])
         if msg.ballot >= s.promised and not self._absurd(s, msg.ballot):
             # Accepting also promises msg.ballot, so accepted <= promised always holds.
-            new = replace(s, promised=msg.ballot, accepted=msg.ballot, value=msg.value)
+            new = KeyState(msg.ballot, msg.ballot, msg.value, s.chosen, s.chosen_ballot)
             persist = self._update(msg.key, new)
-            return Step(persist=persist, send=[(src, Accepted(msg.key, msg.ballot, msg.value))])
-        return Step(send=[(src, Nack(msg.key, msg.ballot, s.promised))])
+            return Step(persist, [(src, Accepted(msg.key, msg.ballot, msg.value))], [])
+        return Step([], [(src, Nack(msg.key, msg.ballot, s.promised))], [])
 
     def on_decide(self, src: Peer, msg: Decide) -> Step:
-        s = self.state(msg.key)
+        s = self.states.get(msg.key, EMPTY)
         if s.chosen is None:
-            persist = self._update(msg.key, replace(s, chosen=msg.value,
-                                                    chosen_ballot=msg.ballot))
-            return Step(persist=persist, events=[Learned(msg.key, msg.value, msg.ballot)])
+            persist = self._update(msg.key, KeyState(s.promised, s.accepted, s.value,
+                                                     msg.value, msg.ballot))
+            return Step(persist, [], [Learned(msg.key, msg.value, msg.ballot)])
         if s.chosen == msg.value and s.chosen_ballot.is_zero and not msg.ballot.is_zero:
             # Same decision, and now we also know the ballot that chose it.
-            return Step(persist=self._update(msg.key, replace(s, chosen_ballot=msg.ballot)))
+            return Step(self._update(msg.key, KeyState(s.promised, s.accepted, s.value,
+                                                       s.chosen, msg.ballot)), [], [])
         if s.chosen != msg.value:
             # Two different chosen values: a safety violation somewhere, or a rogue peer.
             # Keep what we have and raise the alarm; never overwrite a decision.
-            return Step(events=[Conflict(msg.key, s.chosen, msg.value)])
-        return Step()
+            return Step([], [], [Conflict(msg.key, s.chosen, msg.value)])
+        return Step([], [], [])
 
 
 # --------------------------------------------------------------------------- learner

@@ -17,6 +17,7 @@ promise" cannot accept two values under one ballot.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 PROPOSER_ID_BYTES = 16
 DEFAULT_KEY = "CISC5597"
@@ -28,9 +29,12 @@ DEFAULT_KEY = "CISC5597"
 MAX_ROUND_STEP = 1 << 20
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Ballot:
-    """A totally ordered, unique proposal number: compared by round, then proposer id."""
+class Ballot(NamedTuple):
+    """A totally ordered, unique proposal number: compared by round, then proposer id.
+
+    A named tuple, so that comparing two ballots (the acceptor's every decision) is the
+    interpreter's own tuple comparison and the wire carries it as ``[round, proposer]``
+    with no conversion."""
 
     round: int
     proposer: bytes

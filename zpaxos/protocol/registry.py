@@ -19,11 +19,13 @@ type name to describe).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from zpaxos.protocol.messages import (
+    KEY_MAX_LEN,
     PROPOSER_ID_BYTES,
     ZERO,
     Accept,
@@ -85,10 +87,16 @@ class Kind:
         return v
 
 
+# Every valid key matches this (key_problem says why one does not): one C call per key.
+_VALID_KEY = re.compile(f"[A-Za-z0-9_-][A-Za-z0-9._-]{{0,{KEY_MAX_LEN - 1}}}").fullmatch
+
+
 class _Key(Kind):
     name = "key"
 
     def dec(self, x: Any, what: str) -> str:
+        if type(x) is str and _VALID_KEY(x):
+            return x
         if type(x) is not str:
             raise DecodeError(f"{what}: expected text, got {describe(x)}")
         problem = key_problem(x)
@@ -158,9 +166,6 @@ class _Ballot(Kind):
 
     name = "ballot"
 
-    def enc(self, b: Ballot) -> list[Any]:
-        return [b.round, b.proposer]
-
     def dec(self, x: Any, what: str) -> Ballot:
         if type(x) is not list or len(x) != 2:
             raise DecodeError(f"{what}: expected [round, proposer], got {describe(x)}")
@@ -226,6 +231,11 @@ class _ListOf(Kind):
 
     def show(self, v: Sequence[Any]) -> int:
         return len(v)  # logs count entries; they never dump a page
+
+
+def nests(kind: Kind) -> bool:
+    """Whether a field holds lists of records (its nesting is checked before decoding)."""
+    return isinstance(kind, (_ListOf, _Record))
 
 
 class _Name(Kind):

@@ -70,12 +70,23 @@ T = TypeVar("T")
 
 @dataclass(slots=True)
 class Ready:
-    """One pass's work, in the order it must be done: persist, send, then the rest."""
+    """One pass's work, in the order it must be done: persist, send, then the rest.
+
+    ``lazy`` holds states whose only change is a learned decision (a Decide, a sync page,
+    a confirmed client Decide). No reply waits on them: a chosen value stays chosen whether
+    or not this node remembers it (a quorum's accepted state, durable elsewhere, is what
+    makes it chosen), so forgetting one in a crash only means learning it again (the sync
+    at start). The runtime may make them durable with its next commit, or when idle,
+    instead of paying a commit of their own; ``learned`` values are handed to the value
+    files once their state is durable. A key with a change in ``persist`` has its whole
+    latest state there.
+    """
 
     persist: dict[str, KeyState] = field(default_factory=dict)
     send: list[tuple[Src, Message]] = field(default_factory=list)
     learned: list[tuple[str, bytes]] = field(default_factory=list)
     events: list[tuple[Src | None, Event]] = field(default_factory=list)
+    lazy: dict[str, KeyState] = field(default_factory=dict)
 
 
 class StateSource(Protocol):
@@ -255,8 +266,14 @@ class AcceptorHost:
         known = msg.key in self.acceptor.states
         was_chosen = known and self.acceptor.states[msg.key].chosen is not None
         step = self.acceptor.handle(src, msg)
+        learned_only = type(msg) is Decide  # on_decide changes nothing but chosen
         for key, state in step.persist:
-            ready.persist[key] = state  # the latest state of a key in this pass wins
+            # The latest state of a key in this pass wins.
+            if learned_only and key not in ready.persist:
+                ready.lazy[key] = state
+            else:
+                ready.persist[key] = state
+                ready.lazy.pop(key, None)
         if reply:
             ready.send.extend((src, m) for _, m in step.send)  # the core answers the sender
         for ev in step.events:

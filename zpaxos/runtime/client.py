@@ -155,6 +155,7 @@ class Client:
         sockets = self.sockets
         if wakeup is not None and sockets.wakeup is None:
             sockets.use_wakeup(wakeup)
+        outbox: list[tuple[int, Any]] = []  # the pass's sends: one frame per node at the end
         while True:
             while host.running < concurrency:  # top up
                 nxt = next(pending, None)
@@ -165,7 +166,8 @@ class Client:
                 now = time.monotonic()
                 started[index] = now
                 ready = host.start(now, index, key, data, opts, staging)
-                self._emit(ready.events, ready.send)
+                self._emit(ready.events, ready.send, outbox)
+            self._flush(outbox)
             if not host.running:
                 return  # nothing in flight and nothing left to start
             wake = host.next_wakeup
@@ -175,34 +177,49 @@ class Client:
             self._check_refusals()
             now = time.monotonic()
             finished = []
-            for src, msg in batch:
-                if isinstance(src, int) and isinstance(msg, TO_PROPOSER_TYPES):
-                    ready = host.receive(now, src, msg)  # type: ignore[arg-type]
-                    self._emit(ready.events, ready.send)
-                    finished += ready.finished
+            replies = [(src, msg) for src, msg in batch
+                       if isinstance(src, int) and isinstance(msg, TO_PROPOSER_TYPES)]
+            if replies:
+                ready = host.receive_all(now, replies)  # type: ignore[arg-type]
+                self._emit(ready.events, ready.send, outbox)
+                finished += ready.finished
             watch = sockets.watch
             if watch is not None and watch.came_up:
                 # A node is back (after a crash or a partition): retry at once, so
                 # decisions resume within a round trip of a majority being reachable.
                 watch.came_up.clear()
                 ready = host.nudge(now)
-                self._emit(ready.events, ready.send)
+                self._emit(ready.events, ready.send, outbox)
                 finished += ready.finished
             ready = host.tick(now)
-            self._emit(ready.events, ready.send)
+            self._emit(ready.events, ready.send, outbox)
             finished += ready.finished
+            # Before any outcome is handed out: its Decides must leave even if the caller
+            # stops iterating.
+            self._flush(outbox)
             for token, outcome in finished:
                 index = int(token)  # type: ignore[call-overload]  # our tokens are the indexes
                 yield index, outcome, time.monotonic() - started.pop(index)
 
-    def _emit(self, events: list[Event], send: list[tuple[int, Any]]) -> None:
+    def _emit(self, events: list[Event], send: list[tuple[int, Any]],
+              outbox: list[tuple[int, Any]]) -> None:
         # Events first: a round starts (in the log) before its Prepares leave.
         # Proposers persist nothing: a restarted proposer is a new proposer with a new id.
-        for ev in events:
-            level = logging.WARNING if isinstance(ev, GaveUp) else logging.INFO
-            self.log.event(ev.name, level=level, **ev.fields(node_name))
-        for node_id, msg in send:
-            self.sockets.send(node_id, msg)
+        if events and self.log.enabled(logging.INFO):  # GaveUp is a WARNING: also on
+            for ev in events:
+                level = logging.WARNING if isinstance(ev, GaveUp) else logging.INFO
+                self.log.event(ev.name, level=level, **ev.fields(node_name))
+        elif events:
+            for ev in events:
+                if isinstance(ev, GaveUp) and self.log.enabled(logging.WARNING):
+                    self.log.event(ev.name, level=logging.WARNING, **ev.fields(node_name))
+        outbox.extend(send)
+
+    def _flush(self, outbox: list[tuple[int, Any]]) -> None:
+        """Send what the pass produced: one frame per node (batched wire)."""
+        if outbox:
+            self.sockets.send_all(outbox)
+            outbox.clear()
 
     def _check_refusals(self) -> None:
         """Fail at once, not at the deadline, when so many nodes refused us (wrong key,

@@ -64,7 +64,7 @@ class _TextFormatter(logging.Formatter):
         for k, v in fields.items():
             if v is None or k in ("type", "peer"):
                 continue
-            if isinstance(v, (list, tuple, set, frozenset)):
+            if isinstance(v, (list, tuple, set, frozenset)) and not isinstance(v, Ballot):
                 v = ",".join(str(_jsonable(x)) for x in v)
             s = quoted(_jsonable(v) if not isinstance(v, bytes) else v)
             if len(s) > _VALUE_SHOWN:

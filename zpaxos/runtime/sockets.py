@@ -11,7 +11,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeAlias
 
 import zmq
@@ -213,7 +213,7 @@ class Sockets:
                 if authenticated:
                     parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
                     user = str(parts[-1].get("User-Id") or "")
-                    frames = [p.bytes for p in parts]
+                    frames: list[Any] = [p.buffer for p in parts]
                 else:
                     user = ""
                     frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
@@ -221,20 +221,29 @@ class Sockets:
                 return
             src: Src
             if node_id is None:
-                ident, frames = frames[0], frames[1:]
+                ident, frames = bytes(frames[0]), frames[1:]
                 src, peer = Caller(ident, user), peer_name(ident)
             else:
                 self.answered.add(node_id)
                 src, peer = node_id, node_name(node_id)
-            msg = wire.parse(frames, peer)
-            if msg is not None:
-                out.append((src, msg))
+            msgs = wire.parse(frames, peer)
+            if msgs:
+                out.extend([(src, m) for m in msgs])
 
     def send(self, dst: Src, msg: Message) -> bool:
+        return self.send_batch(dst, [msg])
+
+    def send_batch(self, dst: Src, msgs: Sequence[Message]) -> bool:
+        """Send ``msgs`` to ``dst`` in one frame (more only past the body limit)."""
         if isinstance(dst, Caller):
             assert self.router is not None, "a Caller can only be answered through a ROUTER"
-            return self.wire.send(self.router, msg, peer_name(dst.ident), dst.ident)
-        return self.wire.send(self.dealers[dst], msg, node_name(dst))
+            return self.wire.send(self.router, msgs, peer_name(dst.ident), dst.ident)
+        return self.wire.send(self.dealers[dst], msgs, node_name(dst))
+
+    def send_all(self, sends: Iterable[tuple[Src, Message]]) -> None:
+        """Send a pass's messages: one batch per destination, each in the pass's order."""
+        for dst, msgs in grouped(sends).items():
+            self.send_batch(dst, msgs)
 
     def close(self, linger_ms: int = 0) -> None:
         """Close every socket. ``linger_ms``: how long queued messages to nodes that
@@ -259,9 +268,11 @@ class Sockets:
 
 
 class Wire:
-    """Encodes, sends and logs messages for one process; decodes and logs what arrives.
+    """Encodes, sends and logs batches for one process; decodes and logs what arrives.
 
-    ``prefix`` makes message ids unique per sender ("n0:17", "3f2a9c01:3").
+    ``prefix`` names this sender in every batch, so message ids ("n0:17", "3f2a9c01:3")
+    are unique per sender; ``sent`` counts messages, so ids run on across batches.
+    Logging costs nothing per message unless its level is on.
     """
 
     def __init__(self, log: EventLog, prefix: str) -> None:
@@ -271,46 +282,80 @@ class Wire:
         self.malformed = 0
         self.undeliverable = 0
 
-    def send(self, sock: Sock, msg: Message, peer: str, ident: bytes | None = None) -> bool:
-        """Send without blocking; a message that cannot leave is logged, never hangs us.
+    def send(self, sock: Sock, msgs: Sequence[Message], peer: str,
+             ident: bytes | None = None) -> bool:
+        """Send without blocking; a batch that cannot leave is logged, never hangs us.
 
-        The send is logged just before the message leaves, so in the log every send comes
-        before its receive; one that then fails is logged again as undeliverable.
-        """
-        self.sent += 1
-        msg_id = f"{self.prefix}:{self.sent}"
-        frames = codec.encode(msg, msg_id.encode())
-        if ident is not None:
-            frames.insert(0, ident)
-        level = _level(msg)
-        if self.log.enabled(level):
-            self.log.event("send", level=level, type=type_name(msg), msg_id=msg_id,
-                           peer=peer, **message_fields(msg))
-        try:
-            sock.send_multipart(frames, zmq.NOBLOCK)
-        except zmq.ZMQError as e:
-            self.undeliverable += 1
-            why = ("peer has gone away" if e.errno == zmq.EHOSTUNREACH else
-                   "send queue full" if e.errno == zmq.EAGAIN else e.strerror)
+        Each send is logged just before its batch leaves, so in the log every send comes
+        before its receive; a batch that then fails is logged again, message by message,
+        as undeliverable."""
+        if not msgs:
+            return True
+        first = self.sent
+        self.sent += len(msgs)
+        if self.log.enabled(logging.INFO):  # else no message of the batch is logged
+            self._log_each("send", msgs, self.prefix, first, peer)
+        ok = True
+        for frame, part in codec.encode_batch(self.prefix, first, msgs):
+            try:
+                if ident is not None:
+                    sock.send_multipart((ident, frame), zmq.NOBLOCK)
+                else:
+                    sock.send(frame, zmq.NOBLOCK)
+            except zmq.ZMQError as e:
+                ok = False
+                self._undeliverable(e, part, first, peer)
+            first += len(part)
+        return ok
+
+    def _undeliverable(self, e: zmq.ZMQError, msgs: Sequence[Message], first: int,
+                       peer: str) -> None:
+        self.undeliverable += len(msgs)
+        why = ("peer has gone away" if e.errno == zmq.EHOSTUNREACH else
+               "send queue full" if e.errno == zmq.EAGAIN else e.strerror)
+        for i, msg in enumerate(msgs):
             self.log.event("undeliverable", why, logging.WARNING, type=type_name(msg),
-                           msg_id=msg_id, peer=peer, **message_fields(msg))
-            return False
-        return True
+                           msg_id=codec.msg_id(self.prefix, first + i + 1), peer=peer,
+                           **message_fields(msg))
 
-    def parse(self, frames: list[bytes], peer: str) -> Message | None:
-        """Decode; garbage is the peer's fault: log it, count it, drop it."""
+    def _log_each(self, event: str, msgs: Sequence[Message], sender: str, first: int,
+                  peer: str) -> None:
+        log = self.log
+        for i, msg in enumerate(msgs):
+            level = _level(msg)
+            if log.enabled(level):
+                log.event(event, level=level, type=type_name(msg),
+                          msg_id=codec.msg_id(sender, first + i + 1), peer=peer,
+                          **message_fields(msg))
+
+    def parse(self, frames: Sequence[Any], peer: str) -> list[Message]:
+        """Decode one received batch; garbage is the peer's fault: log it, count it, drop
+        it (the whole frame)."""
         try:
-            msg, msg_id = codec.decode(frames)
+            if len(frames) != 1:
+                raise codec.DecodeError(f"expected 1 frame, got {len(frames)}")
+            batch = codec.decode_batch(frames[0])
         except codec.DecodeError as e:
             self.malformed += 1
             self.log.event("malformed", str(e), logging.WARNING, peer=peer,
                            dropped=self.malformed)
-            return None
-        level = _level(msg)
-        if self.log.enabled(level):
-            self.log.event("recv", level=level, type=type_name(msg),
-                           msg_id=msg_id.decode(), peer=peer, **message_fields(msg))
-        return msg
+            return []
+        msgs = batch.messages
+        if self.log.enabled(logging.INFO):  # else no message of the batch is logged
+            self._log_each("recv", msgs, batch.sender, batch.first_seq, peer)
+        return msgs
+
+
+def grouped(sends: Iterable[tuple[Src, Message]]) -> dict[Src, list[Message]]:
+    """A pass's sends by destination, each destination's in the order they were made."""
+    out: dict[Src, list[Message]] = {}
+    for dst, msg in sends:
+        box = out.get(dst)
+        if box is None:
+            out[dst] = [msg]
+        else:
+            box.append(msg)
+    return out
 
 
 def _level(msg: Message) -> int:

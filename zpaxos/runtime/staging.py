@@ -46,12 +46,13 @@ class Staged:
     def __init__(self, proposer: Proposer, options: StagingOptions) -> None:
         self.p = proposer
         self.opts = options
+        self._active = options.active  # checked per message: computed once
         self._outbox: list[tuple[float, Peer, ProtocolMessage]] = []
 
     @property
     def next_wakeup(self) -> float | None:
         wake = self.p.next_wakeup
-        if wake is None or not self._outbox:
+        if not self._outbox or wake is None:
             return wake
         return min(wake, min(due for due, _, _ in self._outbox))
 
@@ -80,7 +81,7 @@ class Staged:
                         if p.phase in (PREPARE, ACCEPT) and m[2].ballot == p.ballot]
 
     def _stage(self, now: float, step: Step) -> Step:
-        if not self.opts.active:
+        if not self._active:
             return step
         self._drop_stale()
         keep: list[tuple[Peer, ProtocolMessage]] = []

@@ -59,6 +59,7 @@ from zpaxos.protocol.messages import (
     SyncReply,
 )
 from zpaxos.protocol.registry import spec_of
+from zpaxos.runtime import codec
 from zpaxos.runtime.acceptor_host import AcceptorHost, Ready
 from zpaxos.runtime.addresses import Caller
 from zpaxos.runtime.proposer_host import ProposerHost
@@ -127,6 +128,10 @@ class Scenario:
     pass_delay_s: float = 0.0  # a node's pass runs up to this long after a message lands
     status_probes: int = 0  # status requests sent to random nodes during the run
     check_client_decides: bool = False  # nodes check clients' Decides (CURVE roles)
+    # The batched wire: what one pass (a node's, or a proposer process's) sends to one
+    # destination travels as one frame, through the real codec, and is delayed, lost or
+    # duplicated whole; off, every message travels on its own.
+    batch_wire: bool = False
 
     def describe(self) -> str:
         c = self.chaos
@@ -142,6 +147,7 @@ class Scenario:
             f" in-step crash {c.crash_in_step_p:.2f}, forged sync {c.forge_sync_p:.2f},"
             f" forged decides {c.forge_decides} (checked: {self.check_client_decides}),"
             f" restart {'all' if c.restart_all else 'a majority'};"
+            f" batched wire: {self.batch_wire};"
             f" must_choose={self.must_choose}; proposals: {ps}"
         )
 
@@ -190,7 +196,9 @@ def generate(seed: int) -> Scenario:
                     dup_p=rng.choice((0.0, rng.uniform(0, 0.2))), chaos=chaos,
                     must_choose=must_choose,
                     pass_delay_s=rng.choice((0.0, 0.3 * max_delay, max_delay)),
-                    status_probes=rng.choice((0, 0, 1, 3)), check_client_decides=checked)
+                    status_probes=rng.choice((0, 0, 1, 3)), check_client_decides=checked,
+                    # its own stream: the rest of a seed's schedule is as it was before
+                    batch_wire=random.Random(f"wire/{seed}").random() < 0.7)
 
 
 # --------------------------------------------------------------------------- formatting
@@ -211,8 +219,9 @@ def _fany(v: Any) -> str:
     if v is None or isinstance(v, bytes):
         return fv(v)
     if isinstance(v, tuple):
-        return "[" + ", ".join(":".join(map(_fany, x)) if isinstance(x, tuple) else _fany(x)
-                               for x in v) + "]"
+        return "[" + ", ".join(":".join(map(_fany, x))
+                               if isinstance(x, tuple) and not isinstance(x, Ballot)
+                               else _fany(x) for x in v) + "]"
     return str(v) if v != "" else "-"
 
 
@@ -282,7 +291,7 @@ class SimResult:
     trace: list[str] = field(default_factory=list)
 
 
-DELIVER, PASS, WAKE, START, CRASH, RESTART, CHAOS_END, PROBE, FORGE = range(9)
+DELIVER, PASS, WAKE, START, CRASH, RESTART, CHAOS_END, PROBE, FORGE, FLUSH = range(10)
 
 
 class Simulation:
@@ -314,6 +323,9 @@ class Simulation:
         self.disk: dict[int, dict[str, KeyState]] = {a: {} for a in self.ids}
         self.nodes: dict[int, AcceptorHost | None] = {a: self._host(a) for a in self.ids}
         self.inbox: dict[int, list[tuple[Any, Any]]] = {a: [] for a in self.ids}
+        # Learned decisions a node has not committed yet (Ready.lazy): they reach the disk
+        # with its next commit, or when it goes idle (FLUSH), and a crash loses them.
+        self.lazy: dict[int, dict[str, KeyState]] = {a: {} for a in self.ids}
         self.pass_due: dict[int, float] = {}
         self.stay_down: set[int] = set()
         if one_process_each:
@@ -411,6 +423,8 @@ class Simulation:
                 self._send("probe", item[3], StatusRequest(None))
             elif kind == FORGE:
                 self._forge_decide(item[3])
+            elif kind == FLUSH:
+                self._flush(item[3])
             else:
                 self._end_chaos()
         for spec in sc.proposers:
@@ -426,34 +440,61 @@ class Simulation:
     # ---- network
 
     def _send(self, src: Any, dst: Any, msg: Any) -> None:
-        """``src``/``dst``: a node id (int) or a process name (str)."""
+        """``src``/``dst``: a node id (int) or a process name (str); ``msg`` one message
+        or a batch (a list: lost, delayed or duplicated whole, as one frame is)."""
         rng = self.rng
         if self.chaos_on and rng.random() < self.sc.chaos.drop_p:
             self.stats["dropped"] += 1
             if self.tracing:
-                self._log(f"{_who(src)} -> {_who(dst)} {fmsg(msg)} => dropped")
+                shown = " ".join(map(fmsg, msg)) if isinstance(msg, list) else fmsg(msg)
+                self._log(f"{_who(src)} -> {_who(dst)} {shown} => dropped")
             return
-        if self.sc.drop_if is not None and self.sc.drop_if(src, dst, msg):
-            return
+        if (self.sc.drop_if is not None and not isinstance(msg, list)
+                and self.sc.drop_if(src, dst, msg)):
+            return  # (a batch's messages met the rule one by one, in _send_pass)
         lo, hi = self.sc.min_delay_s, self.sc.max_delay_s
         copies = 2 if rng.random() < self.sc.dup_p else 1
         self.stats["duplicated"] += copies - 1
         for _ in range(copies):
             self._push(self.now + rng.uniform(lo, hi), DELIVER, src, dst, msg)
 
+    def _send_pass(self, src: Any, sends: Iterable[tuple[Any, Any]]) -> None:
+        """What one pass sends: with the batched wire, one frame per destination."""
+        if not self.sc.batch_wire:
+            for dst, m in sends:
+                self._send(src, dst, m)
+            return
+        by_dst: dict[Any, list[Any]] = {}
+        for dst, m in sends:
+            if self.sc.drop_if is None or not self.sc.drop_if(src, dst, m):
+                by_dst.setdefault(dst, []).append(m)
+        for dst, msgs in by_dst.items():
+            # Through the real codec: what arrives is what the decoder makes of the frame.
+            for frame, _ in codec.encode_batch(_who(src)[:32] or "x", 0, msgs):
+                batch = codec.decode_batch(frame).messages
+                self.stats["wire_batch"] += len(batch) > 1
+                self._send(src, dst, batch)
+
     def _deliver(self, src: Any, dst: Any, msg: Any) -> None:
+        """``msg``: one message, or a list (a batch that traveled as one frame)."""
+        msgs = msg if isinstance(msg, list) else [msg]
         if isinstance(dst, str):
             if dst in ("probe", "rogue"):
                 return
             host = self.procs[dst]
             if isinstance(src, int):
-                self._after_proc(dst, host.receive(self.now, src, msg),
-                                 f"n{src} -> {dst} {fmsg(msg)}")
+                self._after_proc(dst, host.receive_all(self.now, [(src, m) for m in msgs]),
+                                 f"n{src} -> {dst} {' '.join(fmsg(m) for m in msgs)}")
             return
         if self.nodes[dst] is None:
             if self.tracing:
-                self._log(f"{_who(src)} -> n{dst} {fmsg(msg)} => lost: n{dst} is down")
+                self._log(f"{_who(src)} -> n{dst} {' '.join(fmsg(m) for m in msgs)}"
+                          f" => lost: n{dst} is down")
             return
+        for m in msgs:
+            self._land(src, dst, m)
+
+    def _land(self, src: Any, dst: int, msg: Any) -> None:
         # The node sees a routed caller for whatever reached its ROUTER, and a node id for
         # a reply on its own socket to a peer (a SyncReply): as on real sockets.
         if isinstance(msg, (SyncReply, AcceptedAt)) and isinstance(src, int):
@@ -511,10 +552,19 @@ class Simulation:
     def _do_node(self, a: int, host: AcceptorHost, ready: Ready,
                  before: dict[str, KeyState | None], what: str) -> None:
         disk = self.disk[a]
-        # Persist, then send: the pass's state is durable before any reply can leave.
-        for k, s in ready.persist.items():
-            disk[k] = s
-            self._check_state(a, k, s, "on disk")
+        lazy = self.lazy[a]
+        lazy.update(ready.lazy)
+        if ready.persist:
+            # Persist, then send: the pass's state is durable before any reply can leave
+            # (and what was learned before rides along, as in the node's commit).
+            lazy.update(ready.persist)
+            for k, s in lazy.items():
+                disk[k] = s
+                self._check_state(a, k, s, "on disk")
+            lazy.clear()
+        elif ready.lazy:
+            self.stats["lazy_commit"] += 1
+            self._push(self.now + self.rng.uniform(0, self.sc.max_delay_s), FLUSH, a)
         sends = ready.send
         crash = self.chaos_on and self.rng.random() < self.sc.chaos.crash_in_step_p
         if self.tracing:
@@ -552,8 +602,7 @@ class Simulation:
             self.stats["crash_in_step"] += 1
             self._crash(a)
             return
-        for dst, m in sends:
-            self._send(a, _dst(dst), m)
+        self._send_pass(a, [(_dst(dst), m) for dst, m in sends])
 
     def _check_status(self, a: int, host: AcceptorHost, reply: StatusReply) -> None:
         """The reply was built mid-pass: later messages of the pass may have moved the
@@ -600,8 +649,7 @@ class Simulation:
                               f" {fv(self.chosen.get(oc.key))}")
             if oc.own != (oc.chosen is not None and oc.chosen == oc.proposed):
                 self._violate(f"{name} reports own={oc.own} for chosen={fv(oc.chosen)}")
-        for to, m in ready.send:
-            self._send(proc, to, m)
+        self._send_pass(proc, ready.send)
         nw = self.procs[proc].next_wakeup
         if nw is not None and nw < INF and self.wake_at.get(proc) != nw:
             nw = max(nw, self.now)
@@ -624,7 +672,17 @@ class Simulation:
         self.stats["crashes"] += 1
         self.nodes[a] = None  # memory and inbox are gone; only self.disk[a] survives
         self.inbox[a] = []
+        self.lazy[a] = {}  # learned but not yet committed: lost
         self._push(self.now + self.rng.uniform(0, self.sc.chaos.downtime_s), RESTART, a)
+
+    def _flush(self, a: int) -> None:
+        """The node went idle: its learned decisions are committed."""
+        if self.nodes[a] is None:
+            return
+        for k, s in self.lazy[a].items():
+            self.disk[a][k] = s
+            self._check_state(a, k, s, "on disk")
+        self.lazy[a] = {}
 
     def _restart(self, a: int) -> None:
         if self.nodes[a] is not None or a in self.stay_down:
@@ -729,7 +787,7 @@ def run_schedule(seed: int, trace: bool = False, **variant: Any) -> SimResult:
 
 COVERED = ("crashes", "crash_in_step", "stayed_down", "dropped", "duplicated", "adopted",
            "retry", "gave_up", "chosen", "batched", "forged_sync", "status_checked", "learned",
-           "forged_decide")
+           "forged_decide", "wire_batch", "lazy_commit")
 
 
 def check_seeds(seeds: Iterable[int], stop_at_first: bool = True,

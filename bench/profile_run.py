@@ -1,0 +1,111 @@
+"""Where the CPU goes per decision: a temporary 3-node cluster with every node under
+cProfile, one client process (this one, profiled too) running independent proposals.
+
+    .venv/bin/python bench/profile_run.py --proposals 5000 --concurrency 64 [--top 15]
+
+Prints decisions/s, CPU microseconds per decision for each process (user + system, from
+the kernel's accounting) and each process's top functions by own time. Profiling slows
+everything down (roughly 1.5-2x), so read the shares, not the absolute rate; the rate
+without a profiler is `zpaxos bench`'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from zpaxos.lab.launcher import child_env, free_ports, write_config
+from zpaxos.runtime.client import Client, options_from
+from zpaxos.runtime.config import load_config
+from zpaxos.runtime.log import null_log
+
+NODE = ("import cProfile, sys; sys.argv = ['zpaxos', 'node', {i}, '--config', {cfg}, '-q']; "
+        "from zpaxos.cli import main; cProfile.run('main()', {out})")
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--proposals", type=int, default=5000)
+    ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--top", type=int, default=12)
+    ap.add_argument("--no-profile", action="store_true", help="only the CPU accounting")
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="zpaxos-prof-") as tmp:
+        work = Path(tmp)
+        cfg = write_config(work / "cluster.ini", [("127.0.0.1", p) for p in free_ports(3)],
+                           log_level="WARNING", value_files="")
+        procs = []
+        for i in range(3):
+            out = work / f"node{i}.prof"
+            cmd = ([sys.executable, "-m", "zpaxos", "node", str(i), "--config", str(cfg), "-q"]
+                   if a.no_profile else
+                   [sys.executable, "-c", NODE.format(i=repr(str(i)), cfg=repr(str(cfg)),
+                                                      out=repr(str(out)))])
+            p = subprocess.Popen(cmd, cwd=work, env=child_env(), stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+            procs.append(p)
+            assert p.stdout is not None
+            line = p.stdout.readline()
+            if "listening" not in line:
+                err = p.stderr.read() if p.stderr else ""
+                raise SystemExit(f"node{i} did not start: {line}{err}")
+        try:
+            cluster = load_config(cfg)
+            items = [(f"prof-{i}", b"v" * 16) for i in range(a.proposals)]
+            opts = options_from(cluster.proposer, timeout_s=60.0, max_rounds=1000)
+            before = [cpu_s(p.pid) for p in procs]
+            me0 = resource.getrusage(resource.RUSAGE_SELF)
+            prof = cProfile.Profile()
+            with Client(cluster, null_log("prof")) as client:
+                t0 = time.perf_counter()
+                if not a.no_profile:
+                    prof.enable()
+                n = sum(o.chosen is not None for _, o, _ in client.stream(items, a.concurrency,
+                                                                            opts))
+                prof.disable()
+                elapsed = time.perf_counter() - t0
+            me1 = resource.getrusage(resource.RUSAGE_SELF)
+            after = [cpu_s(p.pid) for p in procs]
+        finally:
+            for p in procs:
+                p.send_signal(signal.SIGTERM)
+            for p in procs:
+                p.wait(30)
+        print(f"{n} decisions in {elapsed:.2f} s: {n / elapsed:.0f}/s "
+              f"({a.concurrency} in flight{'' if a.no_profile else ', profiled'})")
+        client_cpu = (me1.ru_utime + me1.ru_stime) - (me0.ru_utime + me0.ru_stime)
+        total = client_cpu
+        print(f"  client: {client_cpu / n * 1e6:.0f} us CPU per decision")
+        for i, (b, c) in enumerate(zip(before, after, strict=True)):
+            total += c - b
+            print(f"  node{i}: {(c - b) / n * 1e6:.0f} us CPU per decision")
+        print(f"  all:    {total / n * 1e6:.0f} us CPU per decision")
+        if a.no_profile:
+            return
+        for name, stats in [("client", pstats.Stats(prof)),
+                            ("node0", pstats.Stats(str(work / "node0.prof")))]:
+            buf = io.StringIO()
+            stats.stream = buf  # type: ignore[attr-defined]
+            stats.sort_stats("tottime").print_stats(a.top)
+            body = buf.getvalue()
+            print(f"\n== {name}: top {a.top} by own time\n"
+                  + body[body.index("ncalls"):].rstrip())
+
+
+if __name__ == "__main__":
+    main()
