@@ -20,7 +20,10 @@ the core votes on exactly what is on disk, as if it had always been in memory; s
 sync pages are walks down the store's key index, overlaid with the pass's own unsaved
 changes. A node with a million decided keys then holds a few tens of thousands of them,
 and starts without reading any. Eviction only ever drops states that are durable: it runs
-at the start of a pass, when the loop has persisted every earlier pass.
+at the start of a pass, when the loop has persisted every earlier pass, except the
+learned decisions it let wait (``Ready.lazy``): the loop's source must show those over the
+store (:class:`zpaxos.runtime.node.WithPending`), so a key evicted meanwhile reads back
+its latest state.
 """
 
 from __future__ import annotations
@@ -143,7 +146,8 @@ class AcceptorHost:
         self.acceptor = acceptor_cls(states)
         self.source = source
         self.cache_keys = max(1, cache_keys)
-        self._dirty: Mapping[str, KeyState] = {}  # the pass's unsaved states (with a source)
+        # The pass's unsaved states (with a source): its persist, then its lazy ones.
+        self._dirty: tuple[Mapping[str, KeyState], ...] = ()
         # Sorted indexes (without a source), kept up to date, so a page never sorts every key.
         self._keys = [] if source else sorted(self.acceptor.states)
         self._chosen = [] if source else sorted(k for k, s in self.acceptor.states.items()
@@ -163,7 +167,7 @@ class AcceptorHost:
             batch = list(batch)
             self._evict()
             self._fetch(batch)
-            self._dirty = ready.persist
+            self._dirty = (ready.lazy, ready.persist)
         for src, msg in batch:
             if (isinstance(msg, Decide) and self.check_client_decides
                     and isinstance(src, Caller) and not src.is_node):
@@ -228,9 +232,10 @@ class AcceptorHost:
         assert self.source is not None
         states = self.acceptor.states
         rows = {k: states.get(k, s) for k, s in self.source.page(after, limit, chosen_only)}
-        for k, s in self._dirty.items():
-            if k > after and (s.chosen is not None or not chosen_only):
-                rows[k] = s
+        for dirty in self._dirty:
+            for k, s in dirty.items():
+                if k > after and (s.chosen is not None or not chosen_only):
+                    rows[k] = s
         return sorted(rows.items())[:limit]
 
     def _check_decide(self, msg: Decide, ready: Ready) -> None:

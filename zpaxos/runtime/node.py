@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 
 from zpaxos.naming import node_name
 from zpaxos.protocol.core import KeyState
@@ -37,6 +37,37 @@ from zpaxos.runtime.valuefiles import ValueFiles
 # node goes idle, and at most this many wait at once.
 LAZY_FLUSH_S = 0.02
 LAZY_MAX_KEYS = 10_000
+
+
+class WithPending:
+    """The store as the host must read it: the durable rows, overlaid with the learned
+    decisions still waiting for a commit (``pending()``, the node's Ready.lazy backlog).
+    Without it a key evicted from the host's cache would read back its state from before
+    the decision, and the decision would be forgotten (and overwritten by the next commit
+    of that key)."""
+
+    def __init__(self, store: SqliteStore | MemoryStore,
+                 pending: Callable[[], Mapping[str, KeyState]]) -> None:
+        self.store = store
+        self.pending = pending
+
+    def get(self, keys: Collection[str]) -> dict[str, KeyState]:
+        lazy = self.pending()
+        out = self.store.get([k for k in keys if k not in lazy] if lazy else keys)
+        if lazy:
+            out.update((k, lazy[k]) for k in keys if k in lazy)
+        return out
+
+    def page(self, after: str, limit: int, chosen_only: bool = False
+             ) -> list[tuple[str, KeyState]]:
+        rows = self.store.page(after, limit, chosen_only)
+        lazy = self.pending()
+        if not lazy:
+            return rows
+        merged = dict(rows)
+        merged.update((k, s) for k, s in lazy.items()
+                      if k > after and (s.chosen is not None or not chosen_only))
+        return sorted(merged.items())[:limit]
 
 
 def src_name(src: Src | None) -> str | None:
@@ -61,7 +92,7 @@ class Node:
         # verified) the first time a pass names it, and keeps a bounded cache, so a node
         # with a million keys starts at once and stays small.
         self.host = AcceptorHost(node_id, {}, peers, check_client_decides=cluster.security.curve,
-                                 source=self.store)
+                                 source=WithPending(self.store, lambda: self._lazy))
         self.keys_known = self.store.count()
         # The chosen values of the keys value_files matches (none for an empty glob), read
         # now so that a damaged row among them stops the node before it starts serving.
