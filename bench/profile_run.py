@@ -33,9 +33,11 @@ NODE = ("import cProfile, sys; sys.argv = ['zpaxos', 'node', {i}, '--config', {c
         "from zpaxos.cli import main; cProfile.run('main()', {out})")
 
 
-def cpu_s(pid: int) -> float:
+def cpu_s(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of process ``pid`` so far (all its threads)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def main() -> None:
@@ -88,13 +90,14 @@ def main() -> None:
                 p.wait(30)
         print(f"{n} decisions in {elapsed:.2f} s: {n / elapsed:.0f}/s "
               f"({a.concurrency} in flight{'' if a.no_profile else ', profiled'})")
-        client_cpu = (me1.ru_utime + me1.ru_stime) - (me0.ru_utime + me0.ru_stime)
-        total = client_cpu
-        print(f"  client: {client_cpu / n * 1e6:.0f} us CPU per decision")
-        for i, (b, c) in enumerate(zip(before, after, strict=True)):
-            total += c - b
-            print(f"  node{i}: {(c - b) / n * 1e6:.0f} us CPU per decision")
-        print(f"  all:    {total / n * 1e6:.0f} us CPU per decision")
+        rows = [("client", me1.ru_utime - me0.ru_utime, me1.ru_stime - me0.ru_stime)]
+        rows += [(f"node{i}", c[0] - b[0], c[1] - b[1])
+                 for i, (b, c) in enumerate(zip(before, after, strict=True))]
+        rows.append(("all", sum(r[1] for r in rows), sum(r[2] for r in rows)))
+        print("  CPU us per decision (user + system = total):")
+        for name, user, system in rows:
+            print(f"  {name:<7} {user / n * 1e6:6.0f} + {system / n * 1e6:6.0f} = "
+                  f"{(user + system) / n * 1e6:6.0f}")
         if a.no_profile:
             return
         for name, stats in [("client", pstats.Stats(prof)),

@@ -68,7 +68,7 @@ def test_a_batch_of_every_type_is_one_frame_and_round_trips():
 def test_a_batch_over_the_body_limit_is_split_in_order():
     big = b"v" * codec.MAX_VALUE_BYTES
     msgs = [Accept(f"k{i}", B1, big) for i in range(9)]
-    frames = codec.encode_batch("p", 0, msgs)
+    frames = list(codec.encode_batch("p", 0, msgs))
     assert len(frames) > 1
     got, seq = [], 0
     for frame, part in frames:
@@ -81,7 +81,7 @@ def test_a_batch_over_the_body_limit_is_split_in_order():
 
 
 def test_one_bad_message_refuses_the_whole_batch():
-    good = list(codec.encode_batch("x", 0, MESSAGES[:3])[0][0])
+    good = next(codec.encode_batch("x", 0, MESSAGES[:3]))[0]
     body = msgpack.unpackb(bytes(good[8:]), raw=False)
     body[2][1][1] = "a/b"  # the second message's key
     with pytest.raises(codec.DecodeError, match="PREPARE: key"):
@@ -144,7 +144,8 @@ def test_random_garbage_never_raises_anything_else():
     """Mutated valid batches decode to valid messages or raise DecodeError, nothing else;
     and what does decode is real messages that survive the round trip again."""
     rng = random.Random(5597)
-    valid = [codec.encode_batch("x", 0, MESSAGES[i:i + 3])[0][0] for i in range(len(MESSAGES))]
+    valid = [next(codec.encode_batch("x", 0, MESSAGES[i:i + 3]))[0]
+             for i in range(len(MESSAGES))]
     decoded = 0
     for _ in range(5000):
         f = bytearray(rng.choice(valid))
@@ -171,3 +172,14 @@ def test_deep_nesting_is_refused_without_recursion():
                  msgpack.packb(["x", 0, [["SYNC_REPLY", "", [[[[[[[["k"]]]]]]]], True]]])):
         with pytest.raises(codec.DecodeError):
             codec.decode_batch(codec.PROTOCOL + body)
+
+
+def test_frames_are_encoded_only_as_they_are_taken():
+    """A sender that stops at a full queue never encodes the rest of a huge pass."""
+    big = b"v" * (100 << 10)
+    msgs = [Accept(f"k{i}", B1, big) for i in range(80)] + [object()]  # the last: unencodable
+    frames = codec.encode_batch("p", 0, msgs)
+    frame, part = next(frames)
+    assert codec.decode_batch(frame).messages == list(part)
+    with pytest.raises(KeyError):
+        list(frames)  # only taking them all reaches the last message

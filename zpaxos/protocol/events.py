@@ -150,7 +150,8 @@ class Conflict(Event):
 
 @dataclass(frozen=True, slots=True)
 class Ignored(Event):
-    """A message that makes no sense where it arrived (a reply sent to an acceptor)."""
+    """A message that makes no sense where it arrived (a reply sent to an acceptor), or
+    one past a per-pass limit (more status pages than a pass builds)."""
 
     name: ClassVar[str] = "ignored"
     type: str

@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from zpaxos.protocol.messages import (
@@ -161,12 +162,26 @@ class _Int(Kind):
         return x
 
 
+_ballot = partial(tuple.__new__, Ballot)  # Ballot((round, proposer)) minus a Python call
+
+
 class _Ballot(Kind):
     """``[round, proposer id]``; ZERO is ``[0, b""]``."""
 
     name = "ballot"
 
     def dec(self, x: Any, what: str) -> Ballot:
+        if type(x) is list and len(x) == 2:  # the common case, checked in one go
+            r, p = x
+            if (type(r) is int and type(p) is bytes and 0 < r <= MAX_ROUND
+                    and 0 < len(p) <= 2 * PROPOSER_ID_BYTES):
+                return _ballot((r, p))
+            if r == 0 and p == b"" and type(r) is int and type(p) is bytes:
+                return ZERO  # "accepted nothing": the other common case
+        return self._slow(x, what)
+
+    def _slow(self, x: Any, what: str) -> Ballot:
+        """ZERO, or the reason ``x`` is no ballot."""
         if type(x) is not list or len(x) != 2:
             raise DecodeError(f"{what}: expected [round, proposer], got {describe(x)}")
         r, p = x
@@ -190,7 +205,7 @@ class _RealBallot(_Ballot):
 
     def dec(self, x: Any, what: str) -> Ballot:
         b = super().dec(x, what)
-        if b.is_zero:
+        if b is ZERO:
             raise DecodeError(f"{what}: the zero ballot cannot be proposed")
         return b
 

@@ -67,6 +67,10 @@ MAX_CHECKS = 10_000  # client Decides being checked with the peers at once
 # States a host with a ``source`` keeps in memory (a few hundred bytes each); a pass's
 # keys are always there, whatever this says.
 CACHE_KEYS = 50_000
+# Status and sync pages built in one pass: one frame can ask for thousands, and each page
+# is built in memory before anything is sent; the rest are ignored (asked again, they are
+# answered in a later pass).
+MAX_PAGES_PER_PASS = 64
 
 T = TypeVar("T")
 
@@ -148,10 +152,15 @@ class AcceptorHost:
         self.cache_keys = max(1, cache_keys)
         # The pass's unsaved states (with a source): its persist, then its lazy ones.
         self._dirty: tuple[Mapping[str, KeyState], ...] = ()
-        # Sorted indexes (without a source), kept up to date, so a page never sorts every key.
-        self._keys = [] if source else sorted(self.acceptor.states)
-        self._chosen = [] if source else sorted(k for k, s in self.acceptor.states.items()
-                                               if s.chosen is not None)
+        # Sorted indexes (without a source), so a page never sorts every key. New keys
+        # wait in a list and are merged in when a page is asked for (status and sync are
+        # rare; a new key per message is not, and inserting each into a sorted list costs
+        # a move of the list).
+        self._sorted_keys = sorted(self.acceptor.states)
+        self._sorted_chosen = sorted(k for k, s in self.acceptor.states.items()
+                                     if s.chosen is not None)
+        self._new_keys: list[str] = []
+        self._new_chosen: list[str] = []
 
     @property
     def states(self) -> Mapping[str, KeyState]:
@@ -168,7 +177,13 @@ class AcceptorHost:
             self._evict()
             self._fetch(batch)
             self._dirty = (ready.lazy, ready.persist)
+        pages = 0
         for src, msg in batch:
+            if isinstance(msg, (StatusRequest, SyncRequest)):
+                pages += 1
+                if pages > MAX_PAGES_PER_PASS:
+                    ready.events.append((src, Ignored("", type_name(msg))))
+                    continue
             if (isinstance(msg, Decide) and self.check_client_decides
                     and isinstance(src, Caller) and not src.is_node):
                 self._check_decide(msg, ready)
@@ -268,8 +283,8 @@ class AcceptorHost:
             self._apply(self.node_id, Decide(vote.key, chosen, vote.ballot), ready, reply=False)
 
     def _apply(self, src: Src, msg: ProtocolMessage, ready: Ready, reply: bool = True) -> None:
-        known = msg.key in self.acceptor.states
-        was_chosen = known and self.acceptor.states[msg.key].chosen is not None
+        states = self.acceptor.states
+        before = states.get(msg.key)
         step = self.acceptor.handle(src, msg)
         learned_only = type(msg) is Decide  # on_decide changes nothing but chosen
         for key, state in step.persist:
@@ -280,17 +295,36 @@ class AcceptorHost:
                 ready.persist[key] = state
                 ready.lazy.pop(key, None)
         if reply:
-            ready.send.extend((src, m) for _, m in step.send)  # the core answers the sender
+            for _, m in step.send:
+                ready.send.append((src, m))  # the core answers the sender
         for ev in step.events:
             ready.events.append((src, ev))
             if isinstance(ev, Learned):
                 ready.learned.append((ev.key, ev.value))
         if self.source is not None:
             return  # no indexes to keep: pages come from the store
-        if not known and msg.key in self.acceptor.states:
-            bisect.insort(self._keys, msg.key)
-        if not was_chosen and self.acceptor.states.get(msg.key, KeyState()).chosen is not None:
-            bisect.insort(self._chosen, msg.key)
+        after = states.get(msg.key)
+        if after is not before and after is not None:  # the key's state changed
+            if before is None:
+                self._new_keys.append(msg.key)
+            if after.chosen is not None and (before is None or before.chosen is None):
+                self._new_chosen.append(msg.key)
+
+    @property
+    def _keys(self) -> list[str]:
+        if self._new_keys:  # timsort merges the sorted run with the new keys
+            self._sorted_keys += self._new_keys
+            self._sorted_keys.sort()
+            self._new_keys = []
+        return self._sorted_keys
+
+    @property
+    def _chosen(self) -> list[str]:
+        if self._new_chosen:
+            self._sorted_chosen += self._new_chosen
+            self._sorted_chosen.sort()
+            self._new_chosen = []
+        return self._sorted_chosen
 
     # ---- status and sync (answered from the core's state; no protocol rule here)
 

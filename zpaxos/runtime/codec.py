@@ -28,7 +28,7 @@ the whole frame when any message in it is bad (the sender is broken or hostile).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
@@ -101,18 +101,33 @@ def _encoder(spec: Spec) -> Callable[[Any], Any]:
 _ENCODE: dict[type, Callable[[Any], Any]] = {s.cls: _encoder(s) for s in SPECS}
 
 
+def _builder(spec: Spec) -> Callable[[list[Any]], Any]:
+    """``entry -> message``: each field through its kind's checks, then the class. Spelt
+    out for the common arities, so a message costs one call per field and no loop."""
+    cls = spec.cls
+    decs = [(k.dec, f"{spec.type_name}: {n}") for n, k in spec.fields]
+    if len(decs) == 2:
+        (d1, w1), (d2, w2) = decs
+        return lambda e: cls(d1(e[1], w1), d2(e[2], w2))
+    if len(decs) == 3:
+        (d1, w1), (d2, w2), (d3, w3) = decs
+        return lambda e: cls(d1(e[1], w1), d2(e[2], w2), d3(e[3], w3))
+    if len(decs) == 4:
+        (d1, w1), (d2, w2), (d3, w3), (d4, w4) = decs
+        return lambda e: cls(d1(e[1], w1), d2(e[2], w2), d3(e[3], w3), d4(e[4], w4))
+    return lambda e: cls(*[d(x, w) for (d, w), x in zip(decs, e[1:], strict=True)])
+
+
 @dataclass(frozen=True, slots=True)
 class _Decoder:
     spec: Spec
     arity: int  # fields + the tag
-    fields: tuple[tuple[Callable[[Any, str], Any], str], ...]  # (kind.dec, "TYPE field")
+    build: Callable[[list[Any]], Any]
     nests: bool  # holds lists of records: its depth is checked before its fields
 
 
 _DECODE: dict[str, _Decoder] = {
-    s.type_name: _Decoder(s, len(s.fields) + 1,
-                          tuple((k.dec, f"{s.type_name}: {n}") for n, k in s.fields),
-                          any(nests(k) for _, k in s.fields))
+    s.type_name: _Decoder(s, len(s.fields) + 1, _builder(s), any(nests(k) for _, k in s.fields))
     for s in SPECS
 }
 
@@ -121,17 +136,38 @@ _DECODE: dict[str, _Decoder] = {
 
 
 def encode_batch(sender: str, first_seq: int, msgs: Sequence[Message],
-                 ) -> list[tuple[bytes, Sequence[Message]]]:
-    """The frame(s) carrying ``msgs``, each with the messages it holds: one frame, unless
-    together they exceed the body limit (then split in halves, in order). Encoding our
-    own malformed message is a bug: it raises."""
-    body = msgpack.packb([sender, first_seq, [_ENCODE[type(m)](m) for m in msgs]],
-                         use_bin_type=True)
-    if len(body) <= MAX_BODY_BYTES or len(msgs) <= 1:
-        return [(PROTOCOL + body, msgs)]
-    half = len(msgs) // 2
-    return (encode_batch(sender, first_seq, msgs[:half])
-            + encode_batch(sender, first_seq + half, msgs[half:]))
+                 ) -> Iterator[tuple[bytes, Sequence[Message]]]:
+    """The frame(s) carrying ``msgs``, each with the messages it holds, made as they are
+    taken: one frame, unless together they exceed the body limit (then as many as it
+    takes, in order; a sender that stops taking them, because the peer's queue is full,
+    never encodes the rest). Encoding our own malformed message is a bug: it raises."""
+    if len(msgs) <= 64:  # the common case: all in one call, without the checks below
+        body = msgpack.packb([sender, first_seq, [_ENCODE[type(m)](m) for m in msgs]],
+                             use_bin_type=True)
+        if len(body) <= MAX_BODY_BYTES:
+            yield PROTOCOL + body, msgs
+            return
+    pack = msgpack.Packer(use_bin_type=True).pack
+    limit = MAX_BODY_BYTES - 64  # room for the header
+    start, size = 0, 0
+    parts: list[bytes] = []
+    for i, m in enumerate(msgs):
+        part = pack(_ENCODE[type(m)](m))
+        if parts and size + len(part) > limit:
+            yield _frame(pack, sender, first_seq + start, parts), msgs[start:i]
+            start, size = i, 0
+            parts = []
+        parts.append(part)
+        size += len(part)
+    if parts:
+        yield _frame(pack, sender, first_seq + start, parts), msgs[start:]
+
+
+def _frame(pack: Callable[[Any], bytes], sender: str, first_seq: int,
+           parts: list[bytes]) -> bytes:
+    head = b"\x93" + pack(sender) + pack(first_seq) + msgpack.Packer().pack_array_header(
+        len(parts))
+    return b"".join((PROTOCOL, head, *parts))
 
 
 # --------------------------------------------------------------------------- decoding
@@ -196,8 +232,7 @@ def decode_batch(frame: bytes | memoryview) -> Batch:
                               f"got {len(entry) - 1}")
         if d.nests and not _depth_ok(entry, MAX_DEPTH + 1):
             raise DecodeError(f"{d.spec.type_name}: nested deeper than any valid message")
-        msg = d.spec.cls(*[dec(x, what) for (dec, what), x in zip(d.fields, entry[1:],
-                                                                   strict=True)])
+        msg = d.build(entry)
         problem = d.spec.check(msg)
         if problem:
             raise DecodeError(f"{d.spec.type_name}: {problem}")
@@ -207,7 +242,7 @@ def decode_batch(frame: bytes | memoryview) -> Batch:
 
 def encode(msg: Message, sender: str = "x", seq: int = 1) -> bytes:
     """One message in a frame of its own (tests, tools): message id ``sender:seq``."""
-    return encode_batch(sender, seq - 1, [msg])[0][0]
+    return next(encode_batch(sender, seq - 1, [msg]))[0]
 
 
 def decode(frame: bytes | memoryview) -> tuple[Message, str]:

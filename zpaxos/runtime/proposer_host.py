@@ -36,10 +36,13 @@ class Ready:
 
 
 class _Proposal:
-    __slots__ = ("token", "staged", "wake", "finished")
+    __slots__ = ("token", "core", "staged", "wake", "finished")
 
-    def __init__(self, token: Token, staged: Staged) -> None:
+    def __init__(self, token: Token, core: Proposer, staged: Staged | Proposer) -> None:
         self.token = token
+        self.core = core
+        # What the host drives: the core itself, or the core behind staging when the
+        # proposal stages its messages (the same start/receive/nudge/tick/next_wakeup).
         self.staged = staged
         self.wake: float | None = None
         self.finished = False
@@ -73,7 +76,8 @@ class ProposerHost:
         # The proposals share the process's seeded stream (a proposal draws from it only
         # for a backoff): seeding a generator of its own cost ~25 us per proposal.
         core = self.proposer_cls(key, value, self.new_id(), self.nodes, options, self.rng)
-        prop = _Proposal(token, Staged(core, staging))
+        staged = staging is not NO_STAGING and staging.active
+        prop = _Proposal(token, core, Staged(core, staging) if staged else core)
         self._by_key.setdefault(key, []).append(prop)
         self.running += 1
         ready = Ready()
@@ -116,9 +120,11 @@ class ProposerHost:
         return ready
 
     def _after(self, prop: _Proposal, step: Step, ready: Ready) -> None:
-        ready.send.extend(step.send)  # type: ignore[arg-type]  # core peers are node ids here
-        ready.events.extend(step.events)
-        core = prop.staged.p
+        if step.send:
+            ready.send.extend(step.send)  # type: ignore[arg-type]  # core peers: node ids
+        if step.events:
+            ready.events.extend(step.events)
+        core = prop.core
         if core.outcome is not None:
             if not prop.finished:
                 prop.finished = True
@@ -133,9 +139,9 @@ class ProposerHost:
 
     def _remove(self, prop: _Proposal) -> None:
         prop.wake = None
-        props = self._by_key.get(prop.staged.p.key)
+        props = self._by_key.get(prop.core.key)
         if props is not None and prop in props:
             props.remove(prop)
             self.running -= 1
             if not props:
-                del self._by_key[prop.staged.p.key]
+                del self._by_key[prop.core.key]

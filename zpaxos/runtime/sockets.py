@@ -65,11 +65,12 @@ def peer_name(ident: bytes) -> str:
     return f"unknown {ident[:16].hex()}"
 
 
-BATCH_MAX = 1000  # messages taken from one socket per pass
-# Messages queued towards (and from) one peer before sends to it fail (EAGAIN, logged as
-# undeliverable): what a peer that never reads can make us hold, together with the
-# message size limits (codec.MAX_BODY_BYTES; status replies of at most ~64 KiB).
-SNDHWM = 1000
+BATCH_MAX = 1000  # frames taken from one socket per pass ...
+BATCH_MAX_MESSAGES = 10_000  # ... and messages (a frame holds up to codec.MAX_BATCH)
+# Frames queued towards (and from) one peer before sends to it fail (EAGAIN, logged as
+# undeliverable): what a peer that never reads can make us hold is this many frames of at
+# most codec.MAX_FRAME_BYTES (about 1 GiB), however many messages it asks about.
+SNDHWM = 256
 
 
 def _harden(sock: Sock) -> None:
@@ -208,26 +209,27 @@ class Sockets:
                out: list[tuple[Src, Message]]) -> None:
         wire = self.wire
         authenticated = node_id is None and self.curve is not None
+        taken = 0
         for _ in range(BATCH_MAX):
+            if taken >= BATCH_MAX_MESSAGES:
+                return
             try:
-                if authenticated:
-                    parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-                    user = str(parts[-1].get("User-Id") or "")
-                    frames: list[Any] = [p.buffer for p in parts]
-                else:
-                    user = ""
-                    frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
+                # Not copied: the decoder reads the batch from libzmq's own buffer.
+                parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
+            user = str(parts[-1].get("User-Id") or "") if authenticated else ""
+            frames: list[Any] = [p.buffer for p in parts]
             src: Src
             if node_id is None:
-                ident, frames = bytes(frames[0]), frames[1:]
+                ident, frames = parts[0].bytes, frames[1:]
                 src, peer = Caller(ident, user), peer_name(ident)
             else:
                 self.answered.add(node_id)
                 src, peer = node_id, node_name(node_id)
             msgs = wire.parse(frames, peer)
             if msgs:
+                taken += len(msgs)
                 out.extend([(src, m) for m in msgs])
 
     def send(self, dst: Src, msg: Message) -> bool:
@@ -295,7 +297,7 @@ class Wire:
         self.sent += len(msgs)
         if self.log.enabled(logging.INFO):  # else no message of the batch is logged
             self._log_each("send", msgs, self.prefix, first, peer)
-        ok = True
+        done = 0
         for frame, part in codec.encode_batch(self.prefix, first, msgs):
             try:
                 if ident is not None:
@@ -303,10 +305,12 @@ class Wire:
                 else:
                     sock.send(frame, zmq.NOBLOCK)
             except zmq.ZMQError as e:
-                ok = False
-                self._undeliverable(e, part, first, peer)
-            first += len(part)
-        return ok
+                # The rest is not even encoded: a peer that never reads costs at most
+                # its queue (SNDHWM frames), however much one pass had for it.
+                self._undeliverable(e, msgs[done:], first + done, peer)
+                return False
+            done += len(part)
+        return True
 
     def _undeliverable(self, e: zmq.ZMQError, msgs: Sequence[Message], first: int,
                        peer: str) -> None:

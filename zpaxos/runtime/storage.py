@@ -104,20 +104,18 @@ _LEN = struct.Struct(">Q").pack
 _INT = struct.Struct(">q").pack
 
 
-def _field(v: bytes | None) -> bytes:
-    return b"N" if v is None else b"B" + _LEN(len(v)) + v
-
-
 def _row(key: str, s: KeyState) -> tuple[Any, ...]:
     """The row for ``key``, with its checksum: ``checksum(row)``, computed in one pass
     over the known column types (a node writes a row per key per commit)."""
-    p, a, c = s.promised, s.accepted, s.chosen_ballot
+    (pr, pid), (ar, aid), (cr, cid) = s.promised, s.accepted, s.chosen_ballot
     k = key.encode()
-    data = b"".join((b"B", _LEN(len(k)), k, b"I", _INT(p.round), _field(p.proposer),
-                     b"I", _INT(a.round), _field(a.proposer), _field(s.value),
-                     _field(s.chosen), b"I", _INT(c.round), _field(c.proposer)))
-    return (key, p.round, p.proposer, a.round, a.proposer, s.value, s.chosen, c.round,
-            c.proposer, _hash(data))
+    v, ch = s.value, s.chosen
+    data = b"".join((b"B", _LEN(len(k)), k, b"I", _INT(pr), b"B", _LEN(len(pid)), pid,
+                     b"I", _INT(ar), b"B", _LEN(len(aid)), aid,
+                     b"N" if v is None else b"B" + _LEN(len(v)) + v,
+                     b"N" if ch is None else b"B" + _LEN(len(ch)) + ch,
+                     b"I", _INT(cr), b"B", _LEN(len(cid)), cid))
+    return (key, pr, pid, ar, aid, v, ch, cr, cid, _hash(data))
 
 
 _HASH = hashlib.blake2b(digest_size=16, person=b"zpaxos-row-v3")
