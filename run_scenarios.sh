@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run every scenario of the lab (and the textbook orderings) on a real local cluster.
+# Run every scenario of the lab (and the textbook orderings) on a real local cluster, then
+# render the simulator's lessons (out/lessons/: zpaxos sim --lessons).
 #
 #   ./run_scenarios.sh                 all scenarios on configs/cluster.ini
 #   ./run_scenarios.sh 3               one scenario
@@ -17,4 +18,15 @@ if ! "$venv/bin/python" -c "import zpaxos.lab.scenarios, zmq, click, msgpack" 2>
     python3 -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test]"
 fi
-exec "$venv/bin/python" -m zpaxos.lab.scenarios "$@"
+"$venv/bin/python" -m zpaxos.lab.scenarios "$@"
+
+# Then the lessons (zpaxos sim --lessons, simulated: seconds, no cluster): each breakable
+# rule's shortest run that chooses two values, drawn into out/lessons/. Not for --list,
+# --no-charts, or a run of chosen scenarios.
+lessons=yes
+for arg in "$@"; do
+    case "$arg" in --list|--no-charts|[0-9]*) lessons=no ;; esac
+done
+if [ "$lessons" = yes ]; then
+    exec "$venv/bin/python" -m zpaxos sim --lessons --out-dir out/lessons
+fi

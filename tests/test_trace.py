@@ -597,8 +597,8 @@ def test_cli_refuses_unknown_extension(capsys, tmp_path, name, why):
     out_file = tmp_path / name
     code, out, err = run_cli(capsys, str(FIXED_LOG), "--out", str(out_file))
     assert code == 2 and out == "" and not out_file.exists()
-    assert err == (f"zpaxos trace: error: --out {out_file}: {why}; use a .svg or .txt file "
-                   f"name, or --format svg|text\n")
+    assert err == (f"zpaxos trace: error: --out {out_file}: {why}; use a .svg, .html or .txt"
+                   f" file name, or --format svg|html|text\n")
 
 
 def test_cli_format_and_extension(capsys, tmp_path):

@@ -28,6 +28,7 @@ from typing import Any, NoReturn
 
 import click
 
+from zpaxos.cli_sim import sim as sim_command
 from zpaxos.proposecmd import (  # the propose command's work, without click
     EXIT_DEGRADED,
     EXIT_FAILED,
@@ -56,6 +57,9 @@ config_option = click.option(
 @click.version_option(package_name="zpaxos")
 def cli() -> None:
     """zpaxos: Basic Paxos over ZeroMQ. Run three nodes, then propose values."""
+
+
+cli.add_command(sim_command)  # zpaxos/cli_sim.py
 
 
 # ---------------------------------------------------------------- node
@@ -333,9 +337,10 @@ def _keys_of_config(config: str) -> list[tuple[Path, str]]:
 @click.option("--since", default=None, metavar="TIME",
               help="Only events at or after TIME (epoch seconds, ISO date-time, or HH:MM:SS).")
 @click.option("--out", default=None, metavar="FILE",
-              help="Write the chart to FILE (.svg or .txt) instead of the terminal.")
-@click.option("--format", "fmt", type=click.Choice(["svg", "text"]), default=None,
-              help="svg or text (default: from --out's extension; text to the terminal).")
+              help="Write the chart to FILE (.svg, .html or .txt) instead of the terminal.")
+@click.option("--format", "fmt", type=click.Choice(["svg", "html", "text"]), default=None,
+              help="svg, html (a page to step through the run) or text (default: from"
+                   " --out's extension; text to the terminal).")
 def trace(logfile: str, key: str | None, since: str | None, out: str | None,
           fmt: str | None) -> None:
     """Draw a message sequence chart of a run from its JSON log."""
@@ -363,7 +368,7 @@ def trace(logfile: str, key: str | None, since: str | None, out: str | None,
             click.echo(f"zpaxos trace: key {c.key}: the {c.note}, from {clock(c.start)}; "
                        f"use --since to pick another", err=True)
     ascii_only = out is None and not _can_draw_boxes(sys.stdout)
-    doc = render(charts, fmt, logfile, ascii_only=ascii_only)
+    doc = render(charts, fmt, logfile, ascii_only=ascii_only, model=model)
     if out is None:
         click.echo(doc, nl=not doc.endswith("\n"))
         return

@@ -17,6 +17,7 @@ import math
 from bisect import bisect_right
 from xml.sax.saxutils import escape, quoteattr
 
+from zpaxos.pictures import split_svg
 from zpaxos.pictures.chartmodel import (
     Chart,
     Mark,
@@ -118,7 +119,8 @@ class _SvgChart:
                          MIDDLE_GAP, NODE_GAP)
         self.width = max(self.x.values()) + HEAD_W / 2 + 150 + PAD
         self.decision = chart.decision
-        self.heads_y = 62.0
+        self.decisions = chart.decisions  # two or more only when safety failed
+        self.heads_y = 62.0 + (split_svg.SPLIT_H if chart.split else 0)
         self.body_top = self.heads_y + HEAD_H + 12
         self._layout()
 
@@ -151,7 +153,7 @@ class _SvgChart:
                     self.breaks.append((y + step / 2, dt))
                 elif dt > 0.001:
                     step += min(22.0, 8 * math.log10(dt / 0.001))
-                if obj is self.decision and kind == "mark":
+                if kind == "mark" and self._is_decision(obj):
                     step += 10
                 y += step
             prev = ts if prev is None else max(prev, ts)
@@ -159,11 +161,14 @@ class _SvgChart:
                      "end": self.y_end}[kind]
             table[id(obj)] = y
             self.timeline.append((ts, y))
-            if obj is self.decision and kind == "mark":
+            if kind == "mark" and self._is_decision(obj):
                 y += 10
         self.body_bottom = y + ROW
         self.height = self.body_bottom + 16
         self._ts = [t for t, _ in self.timeline]
+
+    def _is_decision(self, obj: object) -> bool:
+        return any(obj is d for d in self.decisions)
 
     def y_at(self, ts: float) -> float:
         """The y of a moment between rows (for where a lifeline goes down or up)."""
@@ -184,18 +189,26 @@ class _SvgChart:
         c = self.c
         out = [f'<g class="chart" data-key={_a(c.key)} transform="translate(0,{_num(top)})">']
         out += self._heading()
-        if self.decision is not None:
-            y = self.y_mark[id(self.decision)]
+        for i, d in enumerate(self.decisions):
+            y = self.y_mark[id(d)]
+            fill, stroke, dash = (("#fff4c4", "#f1c40f", "") if i == 0
+                                  else ("#ddeefa", "#0072B2", ' stroke-dasharray="6 4"'))
             out.append(f'<rect class="decision-band" x="{PAD}" y="{_num(y - 14)}" '
-                       f'width="{_num(self.width - 2 * PAD)}" height="28" fill="#fff4c4" '
-                       f'stroke="#f1c40f"/>')
+                       f'width="{_num(self.width - 2 * PAD)}" height="28" fill="{fill}" '
+                       f'stroke="{stroke}"{dash}/>')
+        out += split_svg.heading(self)
         out += self._axis()
         out += [self._lifeline(p) for p in c.processes]
+        out += split_svg.heads(self)
         out += self._break_bands()
         out += [self._box(m) for m in c.marks if m.until is not None]
+        out += split_svg.highlights(self)
         # Labels go on top of every line, so no arrow drawn later can cross one.
-        arrows = [self._arrow(m) for m in c.messages]
-        marks = [self._mark(m) for m in c.marks if m.kind != "backoff"]
+        # data-msg / data-mark: the message's or mark's index in the chart, for stepping.
+        arrows = [(f'<g data-msg="{i}">{shape}</g>', f'<g data-msg="{i}">{words}</g>')
+                  for i, (shape, words) in enumerate(self._arrow(m) for m in c.messages)]
+        marks = [(f'<g data-mark="{i}">{shape}</g>', f'<g data-mark="{i}">{words}</g>')
+                 for i, (shape, words) in enumerate(self._mark(m) for m in drawn_marks(c))]
         out += [shape for shape, _ in arrows + marks]
         out += [label for _, label in arrows + marks]
         out.append("</g>")
@@ -209,6 +222,8 @@ class _SvgChart:
                 + (f"  ·  {c.note}" if c.note else ""))
         outcome = (f"chosen: {self.decision.value}" if self.decision is not None
                    else "no value chosen")
+        if len(self.decisions) > 1:
+            outcome = "TWO VALUES CHOSEN: " + " and ".join(str(d.value) for d in self.decisions)
         summary = (f"{nprop} proposer{'s' if nprop != 1 else ''}  ·  "
                    f"{len(c.processes) - nprop} nodes  ·  {len(c.messages)} messages"
                    f"{f' ({lost})' if lost else ''}  ·  {outcome}")
@@ -347,10 +362,14 @@ class _SvgChart:
         x, y = self.x[m.process], self.y_mark[id(m)]
         tx, ty = x + 12, y + 4
         attrs = f'data-process={_a(m.process)}'
-        if m is self.decision:
+        if self._is_decision(m):
+            i = next(i for i, d in enumerate(self.decisions) if d is m)
+            fill, stroke, ink = (("#f5b800", "#9a7400", "#4d3b00") if i == 0
+                                 else ("#56B4E9", "#0072B2", "#003d66"))
+            text = m.text if len(self.decisions) == 1 else f"decision {i + 1}: {m.text}"
             return (f'<g class="decision" data-value={_a(m.value)} {attrs}>'
-                    + _star(x, y, 11, "#f5b800", "#9a7400") + "</g>",
-                    _text(x + 16, y + 5, m.text, 14, "#4d3b00", weight="bold"))
+                    + _star(x, y, 11, fill, stroke) + "</g>",
+                    _text(x + 16, y + 5, text, 14, ink, weight="bold"))
         shape = {
             "start": f'<circle cx="{_num(x)}" cy="{_num(y)}" r="4.5" fill="#666"/>',
             "stop": f'<line x1="{_num(x - 8)}" y1="{_num(y)}" x2="{_num(x + 8)}" '
@@ -382,6 +401,11 @@ class _SvgChart:
             tx = x + 11
         return (f'<g class="mark {m.kind}" {attrs}>{shape}</g>',
                 _label(tx, ty, m.text, 11.5, ink, weight=weight, style=style))
+
+
+def drawn_marks(c: Chart) -> list[Mark]:
+    """The marks drawn as symbols, in the order ``data-mark`` numbers them."""
+    return [m for m in c.marks if m.kind != "backoff"]
 
 
 # ---------------------------------------------------------------- the document

@@ -147,11 +147,11 @@ class _TextChart:
         self._put(buf, s + 2 if step > 0 else s - 1 - len(text), text)
         return buf
 
-    def _mark(self, m: Mark, decision: Mark | None) -> list[str]:
+    def _mark(self, m: Mark, decisions: list[Mark]) -> list[str]:
         g = self.g
         buf = self._row(m.ts)
         x = self.x[m.process]
-        if m is decision:
+        if any(m is d for d in decisions):
             buf[x] = g["chosen"]
             band_end = max(self.right + 2, x + len(m.text) + 5)
             for i in range(x + 1, min(band_end, self.width)):
@@ -166,7 +166,7 @@ class _TextChart:
 
     def render(self) -> str:
         c, g = self.c, self.g
-        decision = c.decision
+        decisions = c.decisions
         items: list[tuple[float, float, Message | Mark]] = [(m.sent, m.line, m)
                                                             for m in c.messages]
         items += [(m.ts, m.line, m) for m in c.marks]
@@ -179,7 +179,7 @@ class _TextChart:
             if ts - prev > BREAK_S:
                 rows.append("".join(self._row(prev, "+" + gap(ts - prev), g["brk"])).rstrip())
             prev = max(prev, ts)
-            buf = self._message(item) if isinstance(item, Message) else self._mark(item, decision)
+            buf = self._message(item) if isinstance(item, Message) else self._mark(item, decisions)
             rows.append("".join(buf).rstrip())
         rows.append("".join(self._row(c.end, "", g["bottom"])).rstrip())
         return "\n".join(rows)
@@ -195,6 +195,15 @@ class _TextChart:
                    f"{len(c.processes) - nprop} nodes · {len(c.messages)} messages"
                    f"{f' ({lost})' if lost else ''} · "
                    + (f"chosen: {decision.value}" if decision else "no value chosen"))
+        split = c.split
+        quorums = []
+        if split is not None:
+            summary = summary.replace(f"chosen: {decision.value}" if decision else "", "")
+            summary += "TWO VALUES CHOSEN: " + " and ".join(str(d.value) for d in c.decisions)
+            both = [n for n in split[0].nodes if n in split[1].nodes]
+            quorums = [f"quorum {i + 1}: {', '.join(q.nodes)} chose {q.value} at ballot"
+                       f" {q.ballot}" for i, q in enumerate(split)]
+            quorums.append(f"in both quorums: {', '.join(both)}")
         names = [" "] * self.width
         values = [" "] * self.width
         for p, x in self.x.items():
@@ -202,4 +211,5 @@ class _TextChart:
             if p in c.proposed:
                 v = self._fit(c.proposed[p], PROPOSER_GAP - 3)
                 self._put(values, x - (len(v) + 2) // 2, f"({v})")
-        return [title, summary, "", "".join(names).rstrip(), "".join(values).rstrip()]
+        return [title, summary, *quorums, "", "".join(names).rstrip(),
+                "".join(values).rstrip()]

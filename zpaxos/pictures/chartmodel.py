@@ -47,7 +47,7 @@ from zpaxos.pictures.logmodel import (
 from zpaxos.protocol import registry
 from zpaxos.protocol.registry import Part
 
-__all__ = ["Chart", "Mark", "Message", "TraceError", "clock", "columns", "elapsed", "gap",
+__all__ = ["Chart", "Mark", "Message", "Quorum", "TraceError", "clock", "columns", "elapsed", "gap",
            "is_proposer", "label", "label_parts", "fate_text", "fit_label", "parse_since",
            "select"]
 
@@ -199,6 +199,50 @@ class Chart:
 
     def is_down(self, process: str, ts: float) -> bool:
         return any(a <= ts < b for a, b in self.down.get(process, ()))
+
+    @property
+    def decisions(self) -> list[Mark]:
+        """The first decision mark of each value decided: one, unless safety failed."""
+        out: list[Mark] = []
+        for kind in ("chosen", "learns"):
+            for m in self.marks:
+                if m.kind == kind and all(d.value != m.value for d in out):
+                    out.append(m)
+        return sorted(out, key=lambda m: (m.ts, m.line))
+
+    @property
+    def quorums(self) -> list[Quorum]:
+        """Every quorum the log shows voting: a majority of the chart's nodes that sent
+        ACCEPTED for one ballot and value, in the order the quorums were complete."""
+        nodes = [p for p in self.processes if is_node(p)]
+        groups: dict[tuple[str, str], dict[str, Message]] = {}
+        for m in self.messages:
+            if m.type == "ACCEPTED" and is_node(m.sender):
+                g = groups.setdefault((str(m.fields.get("ballot")), str(m.fields.get("value"))),
+                                      {})
+                g.setdefault(m.sender, m)
+        found = [Quorum(b, v, sorted(g, key=node_order), list(g.values()))
+                 for (b, v), g in groups.items() if len(g) > len(nodes) // 2]
+        return sorted(found, key=lambda q: max(m.sent for m in q.messages))
+
+    @property
+    def split(self) -> tuple[Quorum, Quorum] | None:
+        """Two quorums that chose different values (a safety failure), else None."""
+        qs = self.quorums
+        for q in qs[1:]:
+            if q.value != qs[0].value:
+                return qs[0], q
+        return None
+
+
+@dataclass
+class Quorum:
+    """A majority of nodes that accepted ``value`` at ``ballot``: it chose the value."""
+
+    ballot: str
+    value: str
+    nodes: list[str]
+    messages: list[Message]  # the ACCEPTED each node sent, its vote
 
 
 def _drawn(e: Event) -> bool:

@@ -11,9 +11,9 @@ from pathlib import Path
 from zpaxos.pictures.chart_svg import render_empty, render_svg
 from zpaxos.pictures.chart_text import render_text
 from zpaxos.pictures.chartmodel import Chart, select
-from zpaxos.pictures.logmodel import TraceError, read_log
+from zpaxos.pictures.logmodel import LogModel, TraceError, read_log
 
-FORMATS = {".svg": "svg", ".txt": "text"}  # --out extension -> format
+FORMATS = {".svg": "svg", ".txt": "text", ".html": "html"}  # --out extension -> format
 
 
 def output_format(out: str | None, fmt: str | None) -> str:
@@ -31,7 +31,7 @@ def output_format(out: str | None, fmt: str | None) -> str:
     if implied is None:
         what = f"'{ext}'" if ext else "no extension"
         raise TraceError(f"--out {out}: cannot tell the chart format from {what}; "
-                         f"use a .svg or .txt file name, or --format svg|text")
+                         f"use a .svg, .html or .txt file name, or --format svg|html|text")
     return implied
 
 
@@ -39,7 +39,13 @@ def _ext(fmt: str) -> str:
     return next(e for e, f in FORMATS.items() if f == fmt)
 
 
-def render(charts: list[Chart], fmt: str, source: str, ascii_only: bool = False) -> str:
+def render(charts: list[Chart], fmt: str, source: str, ascii_only: bool = False,
+           model: LogModel | None = None) -> str:
+    """``model``: the log the charts came from; the html step-through needs it."""
+    if fmt == "html":
+        from zpaxos.pictures.chart_html import render_html
+
+        return render_html(charts, source, model)
     if fmt == "svg":
         return render_svg(charts, source)
     return render_text(charts, ascii_only=ascii_only)

@@ -215,8 +215,15 @@ def _lifecycle(model: LogModel) -> None:
         down: list[tuple[float, float]] = []
         proposer = is_proposer(proc)
         up, down_since, prev = evs[0].name != "start", float("-inf"), None
+        crashed_at: float | None = None  # a logged crash (the simulator knows when)
         for e in evs:
-            if e.name == "start":
+            if e.name == "crash":
+                model.marks.append(Mark("crash", proc, e.ts, "crashed", e.line))
+                up, down_since, crashed_at = False, e.ts, e.ts
+            elif e.name == "start":
+                if crashed_at is not None:
+                    model.crashes.setdefault(proc, []).append((crashed_at, e.ts))
+                    crashed_at = None
                 if up and prev is not None:
                     model.marks.append(Mark("crash", proc, prev.ts, "crashed", prev.line + 0.5))
                     model.crashes.setdefault(proc, []).append((prev.ts, e.ts))

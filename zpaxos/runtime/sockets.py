@@ -11,7 +11,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeAlias
 
 import zmq
@@ -296,7 +296,9 @@ class Wire:
         first = self.sent
         self.sent += len(msgs)
         if self.log.enabled(logging.INFO):  # else no message of the batch is logged
-            self._log_each("send", msgs, self.prefix, first, peer)
+            for msg, level, msg_id in self._loggable(msgs, self.prefix, first):
+                self.log.event("send", level=level, type=type_name(msg), msg_id=msg_id,
+                               peer=peer, **message_fields(msg))
         done = 0
         for frame, part in codec.encode_batch(self.prefix, first, msgs):
             try:
@@ -322,15 +324,14 @@ class Wire:
                            msg_id=codec.msg_id(self.prefix, first + i + 1), peer=peer,
                            **message_fields(msg))
 
-    def _log_each(self, event: str, msgs: Sequence[Message], sender: str, first: int,
-                  peer: str) -> None:
-        log = self.log
+    def _loggable(self, msgs: Sequence[Message], sender: str,
+                  first: int) -> Iterator[tuple[Message, int, str]]:
+        """The messages of a batch whose level is on, with that level and their ids."""
+        enabled = self.log.enabled
         for i, msg in enumerate(msgs):
             level = _level(msg)
-            if log.enabled(level):
-                log.event(event, level=level, type=type_name(msg),
-                          msg_id=codec.msg_id(sender, first + i + 1), peer=peer,
-                          **message_fields(msg))
+            if enabled(level):
+                yield msg, level, codec.msg_id(sender, first + i + 1)
 
     def parse(self, frames: Sequence[Any], peer: str) -> list[Message]:
         """Decode one received batch; garbage is the peer's fault: log it, count it, drop
@@ -346,7 +347,9 @@ class Wire:
             return []
         msgs = batch.messages
         if self.log.enabled(logging.INFO):  # else no message of the batch is logged
-            self._log_each("recv", msgs, batch.sender, batch.first_seq, peer)
+            for msg, level, msg_id in self._loggable(msgs, batch.sender, batch.first_seq):
+                self.log.event("recv", level=level, type=type_name(msg), msg_id=msg_id,
+                               peer=peer, **message_fields(msg))
         return msgs
 
 
