@@ -164,3 +164,18 @@ def test_million_tool_builds_valid_rows_and_measures_a_small_cluster(tmp_path):
     assert r["keys"] == 300 and r["old_keys_answered"] == 10 and r["fresh_keys_chosen"] == 10
     assert r["rss_peak_mb"] > 0 and r["restart_serving_s"] >= r["restart_listening_s"] > 0
     assert "restart to serving" in report(r)
+
+
+def test_a_message_naming_no_key_is_refused_by_the_lazy_host(tmp_path):
+    """A tripwire: a message that may read many keys (a range, say) must not be answered
+    from the cache alone."""
+    from dataclasses import dataclass
+
+    @dataclass
+    class RangeSomething:
+        prefix: str
+
+    store = MemoryStore()
+    host = AcceptorHost(0, {}, [1], source=store)
+    with pytest.raises(TypeError, match="cannot tell which keys a RangeSomething reads"):
+        host.handle([(1, RangeSomething("k"))])

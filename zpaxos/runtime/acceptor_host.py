@@ -73,6 +73,7 @@ CACHE_KEYS = 50_000
 MAX_PAGES_PER_PASS = 64
 
 T = TypeVar("T")
+_NO_KEY = object()
 
 
 @dataclass(slots=True)
@@ -233,10 +234,16 @@ class AcceptorHost:
         for _, msg in batch:
             if isinstance(msg, SyncReply):
                 want.update(e[0] for e in msg.chosen)
-            else:
-                key = getattr(msg, "key", None)
+            elif not isinstance(msg, SyncRequest):
+                key = getattr(msg, "key", _NO_KEY)
                 if isinstance(key, str):
                     want.add(key)
+                elif key is _NO_KEY:
+                    # A message that names no key may read many (a range): the core would
+                    # answer it from the cache alone, which is not the disk. Refuse loudly
+                    # until this method reads what it needs.
+                    raise TypeError(f"the lazy host cannot tell which keys a "
+                                    f"{type(msg).__name__} reads; teach AcceptorHost._fetch")
         want.difference_update(states)
         if want:
             states.update(self.source.get(want))
