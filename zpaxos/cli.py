@@ -454,9 +454,12 @@ def log_(logfile: str, key: str | None) -> None:
               metavar="N", help="Whole `zpaxos propose` processes to time (0 to skip).")
 @click.option("--curve", is_flag=True,
               help="Also run on a temporary cluster with CURVE on, to compare (not with --config).")
+@click.option("--fast", is_flag=True,
+              help="Skip phase 1 for fresh keys through range promises (the Python API's "
+                   "default; `zpaxos propose` never does).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench(config: str | None, proposals: int, concurrency: int, contended_keys: int,
-          value_size: int, cli_runs: int, curve: bool, as_json: bool,
+          value_size: int, cli_runs: int, curve: bool, fast: bool, as_json: bool,
           race_proposers: int, race_keys: int, million: int | None) -> None:
     """Measure decisions per second and latency.
 
@@ -480,7 +483,8 @@ def bench(config: str | None, proposals: int, concurrency: int, contended_keys: 
         return
     try:
         result = b.run_bench(config, proposals, concurrency, contended_keys, value_size, cli_runs,
-                             curve, race_proposers=race_proposers, race_keys=race_keys)
+                             curve, fast, race_proposers=race_proposers,
+                             race_keys=race_keys)
     except ConfigError as e:
         raise Failure(str(e), EXIT_USAGE) from None
     except (NodeStartError, RuntimeError) as e:

@@ -127,7 +127,8 @@ def run_propose(value: str | None, value_file: str | None, key: str | None, dela
     key = key or DEFAULT_KEY
     outcome = None
     try:
-        with Client(cluster, log, client_id, key_file=client_key) as client:
+        # fast=False: the lab shows both phases of every proposal (no range promises).
+        with Client(cluster, log, client_id, key_file=client_key, fast=False) as client:
             log.event("start", role="proposer", key=key, value=data)
             outcome = client.propose(data, key, opts, wakeup, staging)
     except Interrupted:

@@ -46,9 +46,9 @@ def install() -> bool:
     except (ImportError, AttributeError):
         return False
 
-    def save_with_crash_points(self, items):
+    def save_with_crash_points(self, items, ranges=()):
         crash_point("before_commit")
-        result = save(self, items)
+        result = save(self, items, ranges)
         crash_point("after_commit")
         return result
 
@@ -85,7 +85,7 @@ def install_mutant(name: str) -> None:
     from zpaxos.runtime import storage
 
     if name == "forget":
-        storage.SqliteStore.save = lambda self, items: None
+        storage.SqliteStore.save = lambda self, items, ranges=(): None
     else:
         raise SystemExit(f"unknown mutant {name!r} (known: {', '.join(MUTANTS)})")
 

@@ -18,6 +18,12 @@ then a race (zpaxos/lab/race.py: several proposer processes proposing on the sam
 keys at once, the case that really contends) with its histogram of rounds; and the wall
 time of a whole ``zpaxos propose`` process (start-up included, bytecode cached as an
 installed package has it). On a terminal a progress bar shows each run's progress.
+
+``--fast`` runs the proposals with the fast path on (the Python API's default; see
+zpaxos/protocol/ranges.py): each run's keys share a range (``bench-<run id>-serial-``...),
+so after one range promise every fresh key needs phase 2 only. Without it every proposal
+runs both phases, as the lab's ``zpaxos propose`` does (the race too: with ``--fast``
+its proposers race for the range as well).
 """
 
 from __future__ import annotations
@@ -89,7 +95,7 @@ def refuse_value_files(cluster: ClusterConfig, run_id: str) -> None:
 
 
 def measure(cluster: ClusterConfig, name: str, proposals: int, concurrency: int,
-            keys: int | None, value_size: int, prefix: str) -> Run:
+            keys: int | None, value_size: int, prefix: str, fast: bool = False) -> Run:
     """``proposals`` proposals, ``concurrency`` in flight; ``keys`` distinct keys shared
     by all of them (None: every proposal has a key of its own), named ``prefix<i>``."""
     value = b"v" * value_size
@@ -97,7 +103,8 @@ def measure(cluster: ClusterConfig, name: str, proposals: int, concurrency: int,
              for i in range(proposals)]
     opts = options_from(cluster.proposer, timeout_s=60.0, max_rounds=1000)
     latencies, rounds, chosen = [], [], 0
-    with Client(cluster, null_log("bench")) as client, Progress(name, proposals) as bar:
+    with Client(cluster, null_log("bench"), fast=fast) as client, \
+            Progress(name, proposals) as bar:
         t0 = time.perf_counter()
         for _, outcome, seconds in client.stream(items, concurrency, opts):
             latencies.append(seconds * 1000)
@@ -138,7 +145,7 @@ def cli_latency(config: Path, workdir: Path, runs: int, prefix: str) -> dict[str
 
 
 def run_bench(config: str | None, proposals: int, concurrency: int, contended_keys: int,
-              value_size: int, cli_runs: int, curve: bool = False,
+              value_size: int, cli_runs: int, curve: bool = False, fast: bool = False,
               race_proposers: int = 3, race_keys: int = 200) -> dict:
     """The three runs (and the CLI's wall time) on ``config``, or on a temporary cluster;
     ``curve``: the same runs again on a temporary cluster with CURVE on, in the same
@@ -156,6 +163,7 @@ def run_bench(config: str | None, proposals: int, concurrency: int, contended_ke
     raced = None
     for secure in ((False, True) if curve else (False,)):
         tag = ", CURVE" if secure else (", plaintext" if curve else "")
+        tag += ", fast" if fast else ""
         with tempfile.TemporaryDirectory(prefix="zpaxos-bench-") as tmp:
             work = Path(tmp)
             if config is None:
@@ -175,15 +183,15 @@ def run_bench(config: str | None, proposals: int, concurrency: int, contended_ke
                 pre = f"{keys}{'c' if secure else ''}"
                 runs += [
                     measure(cluster, f"independent keys{tag}", proposals, 1, None, value_size,
-                            f"{pre}serial-"),
+                            f"{pre}serial-", fast),
                     measure(cluster, f"independent keys{tag}", proposals, concurrency, None,
-                            value_size, f"{pre}parallel-"),
+                            value_size, f"{pre}parallel-", fast),
                     measure(cluster, f"contended ({contended_keys} keys){tag}", proposals,
-                            concurrency, contended_keys, value_size, f"{pre}contended-"),
+                            concurrency, contended_keys, value_size, f"{pre}contended-", fast),
                 ]
                 if race_proposers and not secure:
                     raced = as_dict(race(path, f"{pre}race-", race_proposers, race_keys,
-                                         max(1, concurrency // race_proposers)))
+                                         max(1, concurrency // race_proposers), fast=fast))
                 if cli_runs and not secure:
                     cli = cli_latency(path, work, cli_runs, f"{keys}cli-")
             finally:
@@ -191,6 +199,7 @@ def run_bench(config: str | None, proposals: int, concurrency: int, contended_ke
                     local.close()
     return {"cluster": "temporary 3-node cluster on loopback" if config is None else str(path),
             "nodes": len(cluster.nodes), "value_bytes": value_size, "keys": f"{keys}*",
+            "fast": fast,
             "runs": [asdict(r) for r in runs], "race": raced, "cli_propose": cli}
 
 

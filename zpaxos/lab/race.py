@@ -43,7 +43,7 @@ class RaceRun:
 
 
 def _proposer(config: str, index: int, keys: list[str], concurrency: int,
-              barrier: Any, out: Any) -> None:
+              barrier: Any, out: Any, fast: bool) -> None:
     from zpaxos.runtime.client import Client, options_from
     from zpaxos.runtime.config import load_config
     from zpaxos.runtime.log import null_log
@@ -52,7 +52,7 @@ def _proposer(config: str, index: int, keys: list[str], concurrency: int,
     items = [(k, f"p{index}-{k}".encode()) for k in keys]
     opts = options_from(cluster.proposer, timeout_s=60.0, max_rounds=1000)
     results = []
-    with Client(cluster, null_log(f"race{index}")) as client:
+    with Client(cluster, null_log(f"race{index}"), fast=fast) as client:
         barrier.wait(START_TIMEOUT_S)
         t0 = time.perf_counter()
         for i, o, seconds in client.stream(items, concurrency, opts):
@@ -62,13 +62,15 @@ def _proposer(config: str, index: int, keys: list[str], concurrency: int,
 
 
 def race(config: Path, prefix: str, proposers: int, keys: int, concurrency: int,
-         progress: bool = True) -> RaceRun:
+         progress: bool = True, fast: bool = False) -> RaceRun:
+    """``fast``: the proposers may skip phase 1 through range promises (they then race
+    for the range itself)."""
     names = [f"{prefix}{i}" for i in range(keys)]
     ctx = mp.get_context("spawn")  # a clean interpreter each: no inherited ZeroMQ state
     barrier = ctx.Barrier(proposers)
     out = ctx.Queue()
     procs = [ctx.Process(target=_proposer, args=(str(config), i, names, concurrency,
-                                                  barrier, out), daemon=True)
+                                                  barrier, out, fast), daemon=True)
              for i in range(proposers)]
     for p in procs:
         p.start()

@@ -17,6 +17,7 @@ lives in :mod:`zpaxos.runtime.staging`, around the proposer.
 
 from __future__ import annotations
 
+import bisect
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,7 +52,11 @@ from zpaxos.protocol.messages import (
     Prepare,
     Promise,
     ProtocolMessage,
+    RangeNack,
+    RangePrepare,
+    RangePromise,
 )
+from zpaxos.protocol.ranges import MAX_RANGES, RangeTable, busy_keys
 from zpaxos.protocol.registry import type_name
 
 __all__ = ["Acceptor", "KeyState", "Learner", "Outcome", "Peer", "Proposer", "ProposerOptions",
@@ -92,11 +97,14 @@ class Step:
     """
 
     persist: list[tuple[str, KeyState]] = field(default_factory=list)
-    send: list[tuple[Peer, ProtocolMessage]] = field(default_factory=list)
+    send: list[tuple[Peer, ProtocolMessage | RangePromise | RangeNack]] = field(
+        default_factory=list)
     events: list[Event] = field(default_factory=list)
+    ranges: list[tuple[str, Ballot]] = field(default_factory=list)  # range promises to persist
 
     def extend(self, other: Step) -> None:
         self.persist.extend(other.persist)
+        self.ranges.extend(other.ranges)
         self.send.extend(other.send)
         self.events.extend(other.events)
 
@@ -107,16 +115,29 @@ class Step:
 class Acceptor:
     """The acceptor rules, for any number of independent keys.
 
-    ``states`` is what storage recovered at start-up: exactly what was persisted before.
+    ``states`` and ``ranges`` (range promises, prefix -> ballot; see
+    :mod:`zpaxos.protocol.ranges`) are what storage recovered at start-up: exactly what was
+    persisted before. ``key_index``, when the runtime keeps one, is every key of
+    ``states`` in order (a RangePrepare then looks only at its range's keys).
     """
 
-    def __init__(self, states: Mapping[str, KeyState] | None = None) -> None:
+    def __init__(self, states: Mapping[str, KeyState] | None = None,
+                 ranges: Mapping[str, Ballot] | None = None) -> None:
         self.states: dict[str, KeyState] = dict(states or {})
+        self.ranges = RangeTable(ranges)
+        self.key_index: list[str] | None = None
 
     def state(self, key: str) -> KeyState:
         return self.states.get(key, EMPTY)
 
-    def handle(self, src: Peer, msg: ProtocolMessage) -> Step:
+    def promised(self, key: str, s: KeyState) -> Ballot:
+        """The key's effective promise: its own, or a range promise covering it if higher."""
+        if not self.ranges.by_prefix:
+            return s.promised
+        r = self.ranges.covering(key)
+        return r if r > s.promised else s.promised
+
+    def handle(self, src: Peer, msg: ProtocolMessage | RangePrepare) -> Step:
         t = type(msg)
         if t is Prepare:
             return self.on_prepare(src, msg)  # type: ignore[arg-type]
@@ -124,8 +145,10 @@ class Acceptor:
             return self.on_accept(src, msg)  # type: ignore[arg-type]
         if t is Decide:
             return self.on_decide(src, msg)  # type: ignore[arg-type]
+        if t is RangePrepare:
+            return self.on_range_prepare(src, msg)  # type: ignore[arg-type]
         # Replies meant for proposers are a peer's mistake, not ours: ignore them.
-        return Step(events=[Ignored(msg.key, type_name(msg))])
+        return Step(events=[Ignored(getattr(msg, "key", ""), type_name(msg))])
 
     def _update(self, key: str, new: KeyState) -> list[tuple[str, KeyState]]:
         if self.states.get(key, EMPTY) == new:
@@ -134,10 +157,10 @@ class Acceptor:
         return [(key, new)]
 
     @staticmethod
-    def _absurd(s: KeyState, b: Ballot) -> bool:
+    def _absurd(promised: Ballot, accepted: Ballot, b: Ballot) -> bool:
         """A round too far ahead of anything seen: a forged or broken ballot that would
         lock the key (see MAX_ROUND_STEP). It is refused like a ballot that is too low."""
-        return b.round > max(s.promised.round, s.accepted.round) + MAX_ROUND_STEP
+        return b.round > max(promised.round, accepted.round) + MAX_ROUND_STEP
 
     # The handlers build the new state whole (``KeyState(...)``) rather than through
     # ``dataclasses.replace``: the same rule, at a fifth of the cost per message.
@@ -147,24 +170,51 @@ class Acceptor:
         if s.chosen is not None:
             # Already decided: tell the proposer at once instead of running a round.
             return Step([], [(src, Decide(msg.key, s.chosen, s.chosen_ballot))], [])
-        if msg.ballot > s.promised and not self._absurd(s, msg.ballot):
+        promised = self.promised(msg.key, s)
+        if msg.ballot > promised and not self._absurd(promised, s.accepted, msg.ballot):
             # Promise: from now on ignore every ballot below msg.ballot.
             new = KeyState(msg.ballot, s.accepted, s.value, s.chosen, s.chosen_ballot)
             self.states[msg.key] = new  # a higher promise: always a change
             reply = Promise(msg.key, msg.ballot, s.accepted, s.value)
             return Step([(msg.key, new)], [(src, reply)], [])
-        return Step([], [(src, Nack(msg.key, msg.ballot, s.promised))], [])
+        return Step([], [(src, Nack(msg.key, msg.ballot, promised))], [])
 
     def on_accept(self, src: Peer, msg: Accept) -> Step:
         s = self.states.get(msg.key, EMPTY)
         if s.chosen is not None:
             return Step([], [(src, Decide(msg.key, s.chosen, s.chosen_ballot))], [])
-        if msg.ballot >= s.promised and not self._absurd(s, msg.ballot):
+        promised = self.promised(msg.key, s)
+        if msg.ballot >= promised and not self._absurd(promised, s.accepted, msg.ballot):
             # Accepting also promises msg.ballot, so accepted <= promised always holds.
             new = KeyState(msg.ballot, msg.ballot, msg.value, s.chosen, s.chosen_ballot)
             persist = self._update(msg.key, new)
             return Step(persist, [(src, Accepted(msg.key, msg.ballot, msg.value))], [])
-        return Step([], [(src, Nack(msg.key, msg.ballot, s.promised))], [])
+        return Step([], [(src, Nack(msg.key, msg.ballot, promised))], [])
+
+    def on_range_prepare(self, src: Peer, msg: RangePrepare) -> Step:
+        """Phase 1 for every key starting with ``msg.prefix`` (zpaxos/protocol/ranges.py):
+        granted only above every overlapping range promise, durable before the reply, and
+        the reply names the range's keys that are not fresh."""
+        top = self.ranges.overlapping(msg.prefix)
+        if msg.ballot <= top or self._absurd(top, ZERO, msg.ballot):
+            return Step(send=[(src, RangeNack(msg.prefix, msg.ballot, top))])
+        if msg.prefix not in self.ranges.by_prefix and len(self.ranges) >= MAX_RANGES:
+            return Step(send=[(src, RangeNack(msg.prefix, msg.ballot, ZERO))])  # full
+        self.ranges.put(msg.prefix, msg.ballot)
+        index = self.key_index
+        if index is None:
+            index = sorted(k for k in self.states if k.startswith(msg.prefix))
+            keys = iter(index)
+        else:
+            keys = (index[i] for i in range(bisect.bisect_left(index, msg.prefix), len(index)))
+
+        def state(key: str) -> tuple[Ballot, Ballot, bool]:
+            s = self.states[key]
+            return s.promised, s.accepted, s.chosen is not None
+
+        busy, more = busy_keys(msg.prefix, msg.ballot, keys, state)
+        return Step(send=[(src, RangePromise(msg.prefix, msg.ballot, busy, more))],
+                    ranges=[(msg.prefix, msg.ballot)])
 
     def on_decide(self, src: Peer, msg: Decide) -> Step:
         s = self.states.get(msg.key, EMPTY)
@@ -323,12 +373,25 @@ class Proposer:
             return min(self._deadline, self._wake_at)
         return self._deadline
 
-    def start(self, now: float) -> Step:
+    def start(self, now: float, fast: Ballot | None = None) -> Step:
+        """Start proposing. ``fast``: a ballot whose phase 1 a range promise already did
+        for this key, with nothing accepted (zpaxos/protocol/ranges.py): the first round
+        goes straight to phase 2 at that ballot. Any Nack or timeout falls back to two
+        phases, at a ballot of this proposer's own above it."""
         if self.phase != IDLE:
             raise RuntimeError("proposer already started")
         self._deadline = now + self.opts.timeout_s
         step = Step()
-        self._start_round(now, step)
+        if fast is None:
+            self._start_round(now, step)
+            return step
+        self.rounds = 1
+        self._round = fast.round  # a retry starts above the range's ballot
+        self.ballot = fast
+        self.phase = ACCEPT
+        self._phase_deadline = now + self.opts.round_timeout_s
+        step.events.append(Round(self.key, self.ballot, self.rounds, fast=True))
+        step.send.extend((a, Accept(self.key, self.ballot, self.value)) for a in self.acceptors)
         return step
 
     def hold_phase(self, sent_at: float) -> None:

@@ -45,11 +45,13 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class Round(Event):
-    """A proposer starts its ``round``-th ballot (phase 1)."""
+    """A proposer starts its ``round``-th ballot (phase 1; ``fast``: phase 2 at once, at a
+    range promise's ballot, see zpaxos/protocol/ranges.py)."""
 
     name: ClassVar[str] = "round"
     ballot: Ballot
     round: int
+    fast: bool | None = None  # None (not logged) for an ordinary round
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,6 +122,47 @@ class Decide:
 ProtocolMessage = Prepare | Promise | Accept | Accepted | Nack | Decide
 
 
+# --------------------------------------------------------------------------- range promises
+# Phase 1 for a whole range of keys at once (zpaxos/protocol/ranges.py): a range is every
+# key that starts with ``prefix``. A proposer process that holds a quorum's range promise
+# at ballot B needs only phase 2 (Accept at B) for the range's fresh keys.
+
+
+@dataclass(frozen=True, slots=True)
+class RangePrepare:
+    """Phase 1a for every key starting with ``prefix``: 'ignore ballots below this one'."""
+
+    prefix: str
+    ballot: Ballot
+
+
+@dataclass(frozen=True, slots=True)
+class RangePromise:
+    """Phase 1b for the range: promised (durably) for every key of the range.
+
+    ``busy`` names the range's keys that are not fresh here: an accepted value, a decision
+    or a promise above ``ballot``. ``more``: there are more such keys than one reply
+    carries (the proposer then uses two phases for the whole range)."""
+
+    prefix: str
+    ballot: Ballot
+    busy: tuple[str, ...]
+    more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RangeNack:
+    """A refused RangePrepare: ``promised`` is the highest overlapping range promise to
+    beat, or ZERO when the node holds as many ranges as it may (no fast path there)."""
+
+    prefix: str
+    ballot: Ballot
+    promised: Ballot
+
+
+RangeMessage = RangePrepare | RangePromise | RangeNack
+
+
 # --------------------------------------------------------------------------- runtime messages
 # Not Paxos: how a node reports its state and how a restarted node catches up on
 # decisions it missed. The core never sees these; the node answers them from its state.
@@ -207,4 +248,4 @@ class AcceptedAt:
 
 RuntimeMessage = (StatusRequest | StatusReply | SyncRequest | SyncReply | CheckAccepted
                   | AcceptedAt)
-Message = ProtocolMessage | RuntimeMessage
+Message = ProtocolMessage | RangeMessage | RuntimeMessage

@@ -39,6 +39,9 @@ from zpaxos.protocol.messages import (
     Nack,
     Prepare,
     Promise,
+    RangeNack,
+    RangePrepare,
+    RangePromise,
     StatusReply,
     StatusRequest,
     SyncReply,
@@ -49,6 +52,7 @@ from zpaxos.protocol.messages import (
 MAX_VALUE_BYTES = 1 << 20  # 1 MiB per value
 MAX_ROUND = (1 << 63) - 1  # fits SQLite's signed 64-bit integers
 MAX_ENTRIES = 100_000  # entries in one status or sync page
+MAX_BUSY = 1024  # keys a RangePromise names as not fresh (more: two phases for the range)
 
 # Directions: a Paxos message goes to acceptors, to proposers or (Decide) both ways;
 # runtime messages (status, sync) are plumbing between processes, not Paxos.
@@ -371,6 +375,14 @@ def _sync_reply_parts(f: Mapping[str, Any]) -> list[Part]:
                                      f"({n})")]
 
 
+def _range_parts(*names: str) -> Callable[[Mapping[str, Any]], list[Part]]:
+    """``RANGE_PREPARE bench-1f-* 2.b7``: the range shown as its prefix and a star."""
+    def parts(f: Mapping[str, Any]) -> list[Part]:
+        return ([Part(str(f.get("type", "?"))), Part(f"{f.get('prefix')}*"),
+                 Part(_b(f.get("ballot")))] + [Part(_b(f.get(n))) for n in names])
+    return parts
+
+
 def _checked_parts(f: Mapping[str, Any]) -> list[Part]:
     value = str(f["value"]) if "value" in f else "not accepted"
     return [Part("CHECKED"), Part(_b(f.get("ballot"))), Part(value)]
@@ -394,6 +406,16 @@ SPECS: tuple[Spec, ...] = (
          ChartStyle("#d62728", "#b71c1c", "6 4")),
     Spec(Decide, b"DECIDE", (("key", KEY), ("value", VALUE), ("ballot", BALLOT)),
          BOTH, ("key", "value", "ballot"), _decide_parts, ChartStyle("#8e44ad", "#6c3483")),
+    Spec(RangePrepare, b"RANGE_PREPARE", (("prefix", KEY), ("ballot", REAL_BALLOT)),
+         TO_ACCEPTOR, ("prefix", "ballot"), _range_parts(), ChartStyle("#1f5fbf", "#174a94"),
+         drawn=False),
+    Spec(RangePromise, b"RANGE_PROMISE",
+         (("prefix", KEY), ("ballot", REAL_BALLOT), ("busy", _ListOf(KEY, MAX_BUSY)),
+          ("more", BOOL)), TO_PROPOSER, ("prefix", "ballot", "busy", "more"),
+         _range_parts("busy"), ChartStyle("#5a9ee0", "#2363a8"), drawn=False),
+    Spec(RangeNack, b"RANGE_NACK", (("prefix", KEY), ("ballot", REAL_BALLOT), ("promised", BALLOT)),
+         TO_PROPOSER, ("prefix", "ballot", "promised"), _range_parts("promised"),
+         ChartStyle("#d62728", "#b71c1c", "6 4"), drawn=False),
     Spec(StatusRequest, b"STATUS", (("key", OPT_KEY),), RUNTIME, ("key",), _simple(),
          ChartStyle("#7f7f7f", "#555555", "2 3"), drawn=False),
     Spec(StatusReply, b"STATUS_REPLY",

@@ -45,11 +45,13 @@ from zpaxos.protocol.messages import (
     KeyStatus,
     Message,
     ProtocolMessage,
+    RangePrepare,
     StatusReply,
     StatusRequest,
     SyncReply,
     SyncRequest,
 )
+from zpaxos.protocol.ranges import MAX_SCAN
 from zpaxos.protocol.registry import TO_ACCEPTOR_TYPES, type_name
 from zpaxos.runtime.addresses import Caller, Src
 
@@ -73,7 +75,6 @@ CACHE_KEYS = 50_000
 MAX_PAGES_PER_PASS = 64
 
 T = TypeVar("T")
-_NO_KEY = object()
 
 
 @dataclass(slots=True)
@@ -91,6 +92,7 @@ class Ready:
     """
 
     persist: dict[str, KeyState] = field(default_factory=dict)
+    ranges: dict[str, Ballot] = field(default_factory=dict)  # range promises, persisted alike
     send: list[tuple[Src, Message]] = field(default_factory=list)
     learned: list[tuple[str, bytes]] = field(default_factory=list)
     events: list[tuple[Src | None, Event]] = field(default_factory=list)
@@ -133,6 +135,7 @@ class AcceptorHost:
                  *, sync_page: int = SYNC_PAGE, status_page: int = STATUS_MAX_KEYS,
                  acceptor_cls: type[Acceptor] = Acceptor,
                  check_client_decides: bool = False,
+                 ranges: Mapping[str, Ballot] | None = None,
                  source: StateSource | None = None, cache_keys: int = CACHE_KEYS) -> None:
         """``check_client_decides``: a Decide from anyone but a peer node (a client, with
         CURVE on) is recorded only once a quorum of nodes confirms they accepted that very
@@ -148,11 +151,12 @@ class AcceptorHost:
         self.stats: dict[str, int] = {}  # counters the runtime keeps (status shows them)
         self.sync_page_size = sync_page
         self.status_page_size = status_page
-        self.acceptor = acceptor_cls(states)
+        self.acceptor = acceptor_cls(states, ranges)
         self.source = source
         self.cache_keys = max(1, cache_keys)
         # The pass's unsaved states (with a source): its persist, then its lazy ones.
         self._dirty: tuple[Mapping[str, KeyState], ...] = ()
+        self._range_keys: dict[str, list[str]] = {}  # RangePrepare prefix -> keys read
         # Sorted indexes (without a source), so a page never sorts every key. New keys
         # wait in a list and are merged in when a page is asked for (status and sync are
         # rare; a new key per message is not, and inserting each into a sorted list costs
@@ -166,6 +170,11 @@ class AcceptorHost:
     @property
     def states(self) -> Mapping[str, KeyState]:
         return self.acceptor.states
+
+    @property
+    def ranges(self) -> Mapping[str, Ballot]:
+        """The range promises held (zpaxos/protocol/ranges.py)."""
+        return self.acceptor.ranges.by_prefix
 
     def start(self) -> Ready:
         """Ask every peer for the decisions this node may have missed while it was down."""
@@ -188,6 +197,13 @@ class AcceptorHost:
             if (isinstance(msg, Decide) and self.check_client_decides
                     and isinstance(src, Caller) and not src.is_node):
                 self._check_decide(msg, ready)
+            elif isinstance(msg, RangePrepare):
+                # Every key, the pass's new ones included: the reply must name every busy one.
+                self.acceptor.key_index = (self._keys if self.source is None
+                                           else self._range_index(msg.prefix))
+                step = self.acceptor.handle(src, msg)
+                ready.ranges.update(step.ranges)
+                ready.send.extend((src, m) for _, m in step.send)
             elif isinstance(msg, TO_ACCEPTOR_TYPES):
                 self._apply(src, msg, ready)  # type: ignore[arg-type]
             elif isinstance(msg, StatusRequest):
@@ -231,22 +247,44 @@ class AcceptorHost:
         assert self.source is not None
         states = self.acceptor.states
         want: set[str] = set()
+        self._range_keys = {}
         for _, msg in batch:
             if isinstance(msg, SyncReply):
                 want.update(e[0] for e in msg.chosen)
-            elif not isinstance(msg, SyncRequest):
-                key = getattr(msg, "key", _NO_KEY)
+            elif isinstance(msg, RangePrepare):
+                self._fetch_range(msg.prefix)
+            else:
+                key = getattr(msg, "key", None)
                 if isinstance(key, str):
                     want.add(key)
-                elif key is _NO_KEY:
-                    # A message that names no key may read many (a range): the core would
-                    # answer it from the cache alone, which is not the disk. Refuse loudly
-                    # until this method reads what it needs.
-                    raise TypeError(f"the lazy host cannot tell which keys a "
-                                    f"{type(msg).__name__} reads; teach AcceptorHost._fetch")
         want.difference_update(states)
         if want:
             states.update(self.source.get(want))
+
+    def _fetch_range(self, prefix: str) -> None:
+        """A RangePrepare's reply names the range's busy keys, scanning at most MAX_SCAN of
+        them in key order (ranges.busy_keys): read the first MAX_SCAN + 1 keys from
+        ``prefix`` on, so the core sees them as if every key were in memory."""
+        assert self.source is not None
+        if prefix in self._range_keys:
+            return
+        rows = dict(self.source.get([prefix]))
+        rows.update(self.source.page(prefix, MAX_SCAN + 1))
+        states = self.acceptor.states
+        keys = []
+        for k, s in rows.items():
+            if k.startswith(prefix):
+                keys.append(k)
+                if k not in states:  # a cached state is the latest
+                    states[k] = s
+        self._range_keys[prefix] = keys
+
+    def _range_index(self, prefix: str) -> list[str]:
+        """The sorted keys a RangePrepare for ``prefix`` must look at: those read from the
+        store for it, and the cached ones in the range (the pass's new keys among them)."""
+        keys = set(self._range_keys.get(prefix, ()))
+        keys.update(k for k in self.acceptor.states if k.startswith(prefix))
+        return sorted(keys)
 
     def _paged(self, after: str, limit: int, chosen_only: bool) -> list[tuple[str, KeyState]]:
         """The first ``limit`` keys after ``after`` (chosen ones only, if asked) as this

@@ -12,6 +12,12 @@ reply belongs to, retries, staging and outcomes are the host's business
 fresh 16-byte proposer id from ``os.urandom`` (the first one reuses the client's id, so
 a CLI proposer's ballots carry its name), which keeps every ballot unique (messages.py).
 Values are bytes; ``Outcome.chosen_text`` gives the chosen value as text.
+
+The fast path is on by default here (``Client(fast=True)``): a proposal for a key with a
+range (``bench-1f-17``: the range ``bench-1f-``; see zpaxos/protocol/ranges.py) skips phase
+1 once this client holds a quorum's range promise, kept for the client's lifetime. The lab's
+``zpaxos propose`` and the scenarios turn it off, to show both phases; so does the one-call
+:func:`propose` (one proposal cannot repay the range's own round trip).
 """
 
 from __future__ import annotations
@@ -28,12 +34,19 @@ from typing import Any
 from zpaxos.naming import node_name, proposer_name
 from zpaxos.protocol.core import Outcome, ProposerOptions
 from zpaxos.protocol.events import Event, GaveUp
-from zpaxos.protocol.messages import DEFAULT_KEY, KeyStatus, StatusReply, StatusRequest, key_problem
+from zpaxos.protocol.messages import (
+    DEFAULT_KEY,
+    Decide,
+    KeyStatus,
+    StatusReply,
+    StatusRequest,
+    key_problem,
+)
 from zpaxos.protocol.registry import MAX_VALUE_BYTES, TO_PROPOSER_TYPES
 from zpaxos.runtime.config import ClusterConfig, load_config
 from zpaxos.runtime.curve import Curve
 from zpaxos.runtime.log import EventLog, null_log
-from zpaxos.runtime.proposer_host import ProposerHost
+from zpaxos.runtime.proposer_host import Leases, ProposerHost
 from zpaxos.runtime.sockets import (
     ANSWERED_LINGER_MS,
     SignalWakeup,
@@ -76,9 +89,13 @@ class Client:
 
     def __init__(self, cluster: ClusterConfig, log: EventLog | None = None,
                  client_id: bytes | None = None, rng: random.Random | None = None,
-                 wakeup: SignalWakeup | None = None, key_file: Path | None = None) -> None:
+                 wakeup: SignalWakeup | None = None, key_file: Path | None = None,
+                 fast: bool = True) -> None:
         """``key_file``: the client's CURVE key pair (default: the config's
-        ``[security] client_key``); ignored without CURVE."""
+        ``[security] client_key``); ignored without CURVE. ``fast``: skip phase 1 for fresh
+        keys of a range this client holds a range promise for (see the module doc)."""
+        self.fast = fast
+        self._leases = Leases()  # range promises held, across calls
         self.cluster = cluster
         keys = cluster.security.client_keys(cluster.path, key_file)  # ConfigError if bad
         curve = None
@@ -141,65 +158,75 @@ class Client:
 
     def stream(self, items: Iterable[tuple[str, bytes | str]], concurrency: int,
                options: ProposerOptions | None = None, wakeup: SignalWakeup | None = None,
-               staging: StagingOptions = NO_STAGING,
+               staging: StagingOptions = NO_STAGING, fast: bool | None = None,
                ) -> Iterator[tuple[int, Outcome, float]]:
         """Run proposals with up to ``concurrency`` in flight, starting the next as one
         ends; yield ``(index, outcome, seconds it took)`` as each finishes.
 
-        A bad key or an oversized value raises ValueError before anything is sent."""
+        A bad key or an oversized value raises ValueError before anything is sent.
+        ``fast``: the client's setting unless given."""
         opts = options or options_from(self.cluster.proposer)
+        fast = self.fast if fast is None else fast
         pending = iter(enumerate(items))
         host = ProposerHost([n.id for n in self.cluster.nodes],
-                            random.Random(self.rng.random()), self._new_proposer_id)
+                            random.Random(self.rng.random()), self._new_proposer_id,
+                            leases=self._leases, new_lease_id=lambda: os.urandom(16))
         started: dict[int, float] = {}
         sockets = self.sockets
         if wakeup is not None and sockets.wakeup is None:
             sockets.use_wakeup(wakeup)
         outbox: list[tuple[int, Any]] = []  # the pass's sends: one frame per node at the end
-        while True:
-            while host.running < concurrency:  # top up
-                nxt = next(pending, None)
-                if nxt is None:
-                    break
-                index, (key, value) = nxt
-                data = _checked(key, value)
+        try:
+            while True:
+                while host.running < concurrency:  # top up
+                    nxt = next(pending, None)
+                    if nxt is None:
+                        break
+                    index, (key, value) = nxt
+                    data = _checked(key, value)
+                    now = time.monotonic()
+                    started[index] = now
+                    ready = host.start(now, index, key, data, opts, staging, fast)
+                    self._emit(ready.events, ready.send, outbox)
+                self._flush(outbox)
+                if not host.running:
+                    return  # nothing in flight and nothing left to start
+                wake = host.next_wakeup
+                batch = sockets.poll(None if wake is None else wake - time.monotonic())
+                if sockets.stop_requested:
+                    raise Interrupted(sockets.wakeup.signal_name if sockets.wakeup else "")
+                self._check_refusals()
                 now = time.monotonic()
-                started[index] = now
-                ready = host.start(now, index, key, data, opts, staging)
-                self._emit(ready.events, ready.send, outbox)
-            self._flush(outbox)
-            if not host.running:
-                return  # nothing in flight and nothing left to start
-            wake = host.next_wakeup
-            batch = sockets.poll(None if wake is None else wake - time.monotonic())
-            if sockets.stop_requested:
-                raise Interrupted(sockets.wakeup.signal_name if sockets.wakeup else "")
-            self._check_refusals()
-            now = time.monotonic()
-            finished = []
-            replies = [(src, msg) for src, msg in batch
-                       if isinstance(src, int) and isinstance(msg, TO_PROPOSER_TYPES)]
-            if replies:
-                ready = host.receive_all(now, replies)  # type: ignore[arg-type]
-                self._emit(ready.events, ready.send, outbox)
-                finished += ready.finished
-            watch = sockets.watch
-            if watch is not None and watch.came_up:
-                # A node is back (after a crash or a partition): retry at once, so
-                # decisions resume within a round trip of a majority being reachable.
-                watch.came_up.clear()
-                ready = host.nudge(now)
+                finished = []
+                replies = [(src, msg) for src, msg in batch
+                           if isinstance(src, int) and isinstance(msg, TO_PROPOSER_TYPES)]
+                if replies:
+                    ready = host.receive_all(now, replies)  # type: ignore[arg-type]
+                    self._emit(ready.events, ready.send, outbox)
+                    finished += ready.finished
+                watch = sockets.watch
+                if watch is not None and watch.came_up:
+                    # A node is back (after a crash or a partition): retry at once, so
+                    # decisions resume within a round trip of a majority being reachable.
+                    watch.came_up.clear()
+                    ready = host.nudge(now)
+                    self._emit(ready.events, ready.send, outbox)
+                    finished += ready.finished
+                ready = host.tick(now)
                 self._emit(ready.events, ready.send, outbox)
                 finished += ready.finished
-            ready = host.tick(now)
-            self._emit(ready.events, ready.send, outbox)
-            finished += ready.finished
-            # Before any outcome is handed out: its Decides must leave even if the caller
-            # stops iterating.
-            self._flush(outbox)
-            for token, outcome in finished:
-                index = int(token)  # type: ignore[call-overload]  # our tokens are the indexes
-                yield index, outcome, time.monotonic() - started.pop(index)
+                # Before any outcome is handed out, what running proposals need must leave.
+                # Decides alone may wait for the next pass's frame (one frame per node
+                # instead of two, one at a time); the finally below sends them if the
+                # caller stops iterating.
+                if any(type(m) is not Decide for _, m in outbox):
+                    self._flush(outbox)
+                for token, outcome in finished:
+                    index = int(token)  # type: ignore[call-overload]  # our tokens are the indexes
+                    yield index, outcome, time.monotonic() - started.pop(index)
+        finally:
+            if not self._closed:  # (a generator dropped after close sends nothing)
+                self._flush(outbox)
 
     def _emit(self, events: list[Event], send: list[tuple[int, Any]],
               outbox: list[tuple[int, Any]]) -> None:
@@ -285,5 +312,5 @@ def propose(value: bytes | str, key: str = DEFAULT_KEY,
 
     ``options`` override ProposerOptions fields (timeout_s, max_rounds, ...)."""
     cluster = config if isinstance(config, ClusterConfig) else load_config(config)
-    with Client(cluster, log) as c:
+    with Client(cluster, log, fast=False) as c:
         return c.propose(value, key, options_from(cluster.proposer, **options))

@@ -22,7 +22,7 @@ from collections.abc import Callable, Collection, Mapping
 from zpaxos.naming import node_name
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.events import Conflict, Event
-from zpaxos.protocol.messages import Message
+from zpaxos.protocol.messages import Ballot, Message
 from zpaxos.runtime.acceptor_host import AcceptorHost, Ready
 from zpaxos.runtime.addresses import Caller, Src
 from zpaxos.runtime.config import ClusterConfig, NodeConfig
@@ -92,6 +92,7 @@ class Node:
         # verified) the first time a pass names it, and keeps a bounded cache, so a node
         # with a million keys starts at once and stays small.
         self.host = AcceptorHost(node_id, {}, peers, check_client_decides=cluster.security.curve,
+                                 ranges=self.store.load_ranges(),
                                  source=WithPending(self.store, lambda: self._lazy))
         self.keys_known = self.store.count()
         # The chosen values of the keys value_files matches (none for an empty glob), read
@@ -176,17 +177,18 @@ class Node:
     def _do(self, ready: Ready) -> None:
         self._lazy.update(ready.lazy)
         self._learned += ready.learned
-        if ready.persist or len(self._lazy) >= LAZY_MAX_KEYS:
+        if ready.persist or ready.ranges or len(self._lazy) >= LAZY_MAX_KEYS:
             # Persist, then send: the replies below promise or report state that must
             # survive a crash; if this commit fails, StorageError stops the node and no
             # reply leaves.
-            self._commit(ready.persist)
+            self._commit(ready.persist, ready.ranges)
         if ready.send:
             self._send_all(ready.send)
         for src, ev in ready.events:
             self._log_event(src, ev)
 
-    def _commit(self, persist: dict[str, KeyState]) -> None:
+    def _commit(self, persist: dict[str, KeyState],
+                ranges: dict[str, Ballot] | None = None) -> None:
         """One transaction (fsynced) of ``persist`` and every learned decision still
         waiting (Ready.lazy: no reply depended on those, so they ride along with the next
         commit rather than each costing one: a sequential run's Decide pass no longer
@@ -194,7 +196,7 @@ class Node:
         t0 = time.perf_counter()
         batch, self._lazy = self._lazy, {}
         batch.update(persist)  # a key's latest state wins
-        self.store.save(batch.items())
+        self.store.save(batch.items(), (ranges or {}).items())
         crash_point("after_commit")  # tests only: durable, and no reply sent yet
         self.commits += 1
         if self.log.enabled(logging.INFO):

@@ -9,6 +9,15 @@ own network. So the code that routes replies to proposals runs under the simulat
 Routing: a reply names its key; it goes to every running proposal of that key (each
 proposal ignores replies to ballots that are not its own). Proposals get a fresh
 proposer id each from ``new_id``, which keeps every ballot unique (messages.py).
+
+The fast path (``start(..., fast=True)``, zpaxos/protocol/ranges.py): a proposal whose key
+has a range (:func:`range_prefix`) takes a :class:`Lease` on it, one RangePrepare for the
+whole range, shared by every later proposal of the range in this process (``leases``
+outlives the host: the client keeps it across calls). While the lease is pending its
+proposals wait (at most a round timeout); once a quorum granted it, each fresh key of the
+range starts in phase 2 at the lease's ballot. A busy key, a key already taken, a refused
+or failed lease, and any Nack of a lease's Accept (which also drops the lease, renewed by
+the next proposal at a higher ballot) mean two phases. Staged proposals never go fast.
 """
 
 from __future__ import annotations
@@ -16,11 +25,19 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from zpaxos.protocol.core import Outcome, Proposer, ProposerOptions, Step
+from zpaxos.protocol.core import Outcome, Proposer, ProposerOptions, Step, quorum_size
 from zpaxos.protocol.events import Event
-from zpaxos.protocol.messages import ProtocolMessage
+from zpaxos.protocol.messages import (
+    Ballot,
+    Nack,
+    ProtocolMessage,
+    RangeNack,
+    RangePrepare,
+    RangePromise,
+)
+from zpaxos.protocol.ranges import HELD, LOST, PENDING, Lease, range_prefix
 from zpaxos.runtime.staging import NO_STAGING, Staged, StagingOptions
 
 Token = Hashable  # the caller's handle for one proposal (an index, a future...)
@@ -30,7 +47,7 @@ Token = Hashable  # the caller's handle for one proposal (an index, a future...)
 class Ready:
     """What the host asks of the runtime: send these, report these; these finished."""
 
-    send: list[tuple[int, ProtocolMessage]] = field(default_factory=list)
+    send: list[tuple[int, ProtocolMessage | RangePrepare]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     finished: list[tuple[Token, Outcome]] = field(default_factory=list)
 
@@ -48,17 +65,48 @@ class _Proposal:
         self.finished = False
 
 
+MAX_LEASE_TRIES = 3  # leases of one range refused (or timed out) in a row: then two phases
+LEASE_AFTER = 2  # a range is asked for from its second proposal in this process on
+MAX_LEASES = 256  # ranges one process holds; proposals of further ranges run two phases
+MAX_SEEN = 10_000  # prefixes counted towards LEASE_AFTER (then the count starts again)
+
+
+class Leases:
+    """A proposer process's leases, by prefix (what outlives one ProposerHost).
+
+    A range costs every node a durable row, so a prefix seen once (``order-17-``) does
+    not get one: only a prefix that ``lease_after`` proposals share, and at most
+    MAX_LEASES of them."""
+
+    def __init__(self, lease_after: int = LEASE_AFTER) -> None:
+        self.by_prefix: dict[str, Lease] = {}
+        self.tries: dict[str, int] = {}  # leases of a prefix lost before ever being held
+        self.lease_after = lease_after
+        self.seen: dict[str, int] = {}  # proposals of prefixes not leased yet
+
+
+_Waiting = tuple[Hashable, bytes, str, bytes, ProposerOptions]
+
+
 class ProposerHost:
     """Runs any number of proposals against the acceptors ``nodes`` (node ids)."""
 
     def __init__(self, nodes: Sequence[int], rng: random.Random,
-                 new_id: Callable[[], bytes], proposer_cls: type[Proposer] = Proposer) -> None:
+                 new_id: Callable[[], bytes], proposer_cls: type[Proposer] = Proposer, *,
+                 leases: Leases | None = None, new_lease_id: Callable[[], bytes] | None = None,
+                 lease_cls: type[Lease] = Lease) -> None:
+        """``new_lease_id``: ids for leases' ballots, never one a proposal gets (default:
+        ``new_id``, which draws a fresh random id each time at runtime)."""
         self.nodes = tuple(nodes)
         self.proposer_cls = proposer_cls
         self.rng = rng
         self.new_id = new_id
+        self.new_lease_id = new_lease_id or new_id
+        self.lease_cls = lease_cls
+        self.leases = leases if leases is not None else Leases()
         self._by_key: dict[str, list[_Proposal]] = {}
         self._wakeups: list[tuple[float, int, _Proposal]] = []  # a lazy heap
+        self._waiting: dict[str, list[_Waiting]] = {}  # by prefix: for a pending lease
         self._seq = 0
         self.running = 0
 
@@ -68,38 +116,128 @@ class ProposerHost:
         heap = self._wakeups
         while heap and heap[0][2].wake != heap[0][0]:
             heapq.heappop(heap)  # superseded by a later entry for the same proposal
-        return heap[0][0] if heap else None
+        wake = heap[0][0] if heap else None
+        for prefix in self._waiting:
+            deadline = self.leases.by_prefix[prefix].deadline
+            wake = deadline if wake is None else min(wake, deadline)
+        return wake
 
     def start(self, now: float, token: Token, key: str, value: bytes,
-              options: ProposerOptions, staging: StagingOptions = NO_STAGING) -> Ready:
-        """Start proposing ``value`` for ``key``; its outcome comes back with ``token``."""
+              options: ProposerOptions, staging: StagingOptions = NO_STAGING,
+              fast: bool = False) -> Ready:
+        """Start proposing ``value`` for ``key``; its outcome comes back with ``token``.
+        ``fast``: skip phase 1 when a range promise allows it (see the module doc)."""
+        ready = Ready()
+        pid = self.new_id()  # drawn now, in the order proposals start
+        prefix = range_prefix(key) if fast and not staging.active else None
+        lease = self._lease(now, prefix, options, ready) if prefix is not None else None
+        if lease is not None and lease.state == PENDING:
+            self._waiting.setdefault(lease.prefix, []).append((token, pid, key, value, options))
+            self.running += 1  # waiting for the lease counts as running
+            return ready
+        self._start(now, token, pid, key, value, options, staging, lease, ready)
+        return ready
+
+    def _start(self, now: float, token: Token, pid: bytes, key: str, value: bytes,
+               options: ProposerOptions, staging: StagingOptions, lease: Lease | None,
+               ready: Ready) -> None:
+        fast = lease.take(key) if lease is not None else None
+        if fast is None and lease is not None and lease.state == HELD:
+            # A busy or taken key of a held range: its own ballots start above the lease's.
+            options = replace(options, first_round=max(options.first_round,
+                                                       lease.ballot.round + 1))
         # The proposals share the process's seeded stream (a proposal draws from it only
         # for a backoff): seeding a generator of its own cost ~25 us per proposal.
-        core = self.proposer_cls(key, value, self.new_id(), self.nodes, options, self.rng)
+        core = self.proposer_cls(key, value, pid, self.nodes, options, self.rng)
         staged = staging is not NO_STAGING and staging.active
         prop = _Proposal(token, core, Staged(core, staging) if staged else core)
         self._by_key.setdefault(key, []).append(prop)
         self.running += 1
-        ready = Ready()
-        self._after(prop, prop.staged.start(now), ready)
-        return ready
+        self._after(prop, prop.staged.start(now, fast), ready)
 
-    def receive(self, now: float, src: int, msg: ProtocolMessage) -> Ready:
-        """A reply from node ``src``: to every running proposal of its key."""
+    def _lease(self, now: float, prefix: str, options: ProposerOptions,
+               ready: Ready) -> Lease | None:
+        """The lease for ``prefix``: the one held or pending, else a new one (its
+        RangePrepares go out with ``ready``); None when this range gets two phases."""
+        leases = self.leases
+        lease = leases.by_prefix.get(prefix)
+        if lease is not None:
+            lease.tick(now)
+            if lease.state != LOST:
+                return lease if lease.usable else None
+        if lease is None:  # a range never asked for: is it worth a range?
+            seen = leases.seen.get(prefix, 0) + 1
+            if seen < leases.lease_after or len(leases.by_prefix) >= MAX_LEASES:
+                if len(leases.seen) >= MAX_SEEN:
+                    leases.seen.clear()
+                leases.seen[prefix] = seen
+                return None
+            leases.seen.pop(prefix, None)
+        tries = leases.tries.get(prefix, 0)
+        if tries >= MAX_LEASE_TRIES:
+            return None
+        leases.tries[prefix] = tries + 1  # reset once held
+        round_ = lease.max_seen_round + 1 if lease is not None else options.first_round
+        lease = self.lease_cls(prefix, Ballot(round_, self.new_lease_id()), self.nodes,
+                               quorum_size(len(self.nodes)), now + options.round_timeout_s)
+        leases.by_prefix[prefix] = lease
+        ready.send.extend(lease.prepare())  # type: ignore[arg-type]  # peers are node ids
+        return lease
+
+    def _release(self, now: float, lease: Lease, ready: Ready) -> None:
+        """The lease is no longer pending: its waiting proposals start (fast if held)."""
+        for token, pid, key, value, options in self._waiting.pop(lease.prefix, ()):
+            self.running -= 1
+            self._start(now, token, pid, key, value, options, NO_STAGING,
+                        lease if lease.state == HELD else None, ready)
+
+    def receive(self, now: float, src: int,
+                msg: ProtocolMessage | RangePromise | RangeNack) -> Ready:
+        """A reply from node ``src``: to every running proposal of its key (a range
+        reply: to the range's lease)."""
         return self.receive_all(now, [(src, msg)])
 
-    def receive_all(self, now: float, replies: Iterable[tuple[int, ProtocolMessage]]) -> Ready:
+    def receive_all(self, now: float,
+                    replies: Iterable[tuple[int, ProtocolMessage | RangePromise | RangeNack]],
+                    ) -> Ready:
         """Every reply of one pass (many keys, many nodes; a batch off the wire), each to
         every running proposal of its key, in order: one Ready for the whole pass, so its
         sends leave as one frame per node."""
         ready = Ready()
         by_key = self._by_key
+        leases = self.leases.by_prefix
         for src, msg in replies:
+            if isinstance(msg, (RangePromise, RangeNack)):
+                self._on_range(now, src, msg, ready)
+                continue
+            if leases and type(msg) is Nack and msg.promised > msg.ballot:
+                self._lost(msg)
             props = by_key.get(msg.key)
             if props:
                 for prop in tuple(props):
                     self._after(prop, prop.staged.receive(now, src, msg), ready)
         return ready
+
+    def _on_range(self, now: float, src: int, msg: RangePromise | RangeNack,
+                  ready: Ready) -> None:
+        lease = self.leases.by_prefix.get(msg.prefix)
+        if lease is None:
+            return
+        if isinstance(msg, RangePromise):
+            lease.on_promise(src, msg)
+        else:
+            lease.on_nack(src, msg)
+        if lease.state == HELD:
+            self.leases.tries.pop(lease.prefix, None)
+        if lease.state != PENDING and lease.prefix in self._waiting:
+            self._release(now, lease, ready)
+
+    def _lost(self, msg: Nack) -> None:
+        """A Nack of one of a lease's Accepts: the lease is dropped (renewed later)."""
+        prefix = range_prefix(msg.key)
+        lease = self.leases.by_prefix.get(prefix) if prefix is not None else None
+        if lease is not None and lease.ballot == msg.ballot:
+            lease.lose(msg.promised)
 
     def nudge(self, now: float) -> Ready:
         """A node came back: every running proposal retries at once (Proposer.nudge)."""
@@ -111,6 +249,11 @@ class ProposerHost:
 
     def tick(self, now: float) -> Ready:
         ready = Ready()
+        for prefix in tuple(self._waiting):
+            lease = self.leases.by_prefix[prefix]
+            lease.tick(now)
+            if lease.state != PENDING:
+                self._release(now, lease, ready)
         heap = self._wakeups
         while heap and heap[0][0] <= now:
             wake, _, prop = heapq.heappop(heap)

@@ -22,7 +22,14 @@ from dataclasses import dataclass, field
 
 from zpaxos.protocol.core import ACCEPT, PREPARE, Peer, Proposer, Step
 from zpaxos.protocol.events import Pause
-from zpaxos.protocol.messages import Accept, Prepare, ProtocolMessage
+from zpaxos.protocol.messages import (
+    Accept,
+    Ballot,
+    Prepare,
+    ProtocolMessage,
+    RangeNack,
+    RangePromise,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +54,7 @@ class Staged:
         self.p = proposer
         self.opts = options
         self._active = options.active  # checked per message: computed once
-        self._outbox: list[tuple[float, Peer, ProtocolMessage]] = []
+        self._outbox: list[tuple[float, Peer, ProtocolMessage | RangePromise | RangeNack]] = []
 
     @property
     def next_wakeup(self) -> float | None:
@@ -56,8 +63,8 @@ class Staged:
             return wake
         return min(wake, min(due for due, _, _ in self._outbox))
 
-    def start(self, now: float) -> Step:
-        return self._stage(now, self.p.start(now))
+    def start(self, now: float, fast: Ballot | None = None) -> Step:
+        return self._stage(now, self.p.start(now, fast))
 
     def receive(self, now: float, src: Peer, msg: ProtocolMessage) -> Step:
         return self._stage(now, self.p.receive(now, src, msg))
@@ -84,7 +91,7 @@ class Staged:
         if not self._active:
             return step
         self._drop_stale()
-        keep: list[tuple[Peer, ProtocolMessage]] = []
+        keep: list[tuple[Peer, ProtocolMessage | RangePromise | RangeNack]] = []
         last = None
         paused = False
         for dst, msg in step.send:

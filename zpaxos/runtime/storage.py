@@ -26,7 +26,9 @@ A database that is missing, replaced or older than the marker stops the node wit
 moves the old files aside. The errors are classified in :mod:`storage_errors`.
 
 Schema versions: 1 (original); 2 adds the chosen ballot; 3 adds the row checksum and the
-``incarnation`` and ``commit_seq`` meta rows. Older databases are migrated when opened.
+``incarnation`` and ``commit_seq`` meta rows; 4 adds the ``ranges`` table (range promises,
+zpaxos/protocol/ranges.py: a prefix and its ballot, checksummed like every row). Older
+databases are migrated when opened.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ from zpaxos.runtime.storage_errors import (
 from zpaxos.runtime.valuefiles import glob_matcher, sql_glob
 
 DB_NAME = "state.db"
-SCHEMA_VERSION = "3"  # 2: chosen_round, chosen_id; 3: checksum, incarnation, commit_seq
+SCHEMA_VERSION = "4"  # 2: chosen_round, chosen_id; 3: checksum, incarnation, commit_seq; 4: ranges
 
 _SCHEMA = """
 CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -73,6 +75,14 @@ CREATE TABLE acceptor (
     checksum       BLOB NOT NULL
 );
 """
+_RANGES_SCHEMA = """
+CREATE TABLE ranges (
+    prefix   TEXT PRIMARY KEY,
+    round    INTEGER NOT NULL,
+    id       BLOB NOT NULL,
+    checksum BLOB NOT NULL
+);
+"""
 _STATE_COLUMNS = ["key", "promised_round", "promised_id", "accepted_round", "accepted_id",
                   "value", "chosen", "chosen_round", "chosen_id"]
 _COLUMNS = [*_STATE_COLUMNS, "checksum"]
@@ -80,6 +90,7 @@ _SELECT = ", ".join(_COLUMNS)
 _IN_CHUNK = 500  # keys per "IN (...)" query (SQLite's variable limit is far above)
 _INSERT = (f"INSERT OR REPLACE INTO acceptor ({', '.join(_COLUMNS)}) "
            f"VALUES ({', '.join('?' * len(_COLUMNS))})")
+_INSERT_RANGE = "INSERT OR REPLACE INTO ranges (prefix, round, id, checksum) VALUES (?, ?, ?, ?)"
 
 __all__ = ["DB_NAME", "SCHEMA_VERSION", "MemoryStore", "SqliteStore", "StorageError",
            "checksum"]
@@ -125,6 +136,11 @@ def _hash(data: bytes) -> bytes:
     h = _HASH.copy()  # cheaper than setting up the keyed hash again
     h.update(data)
     return h.digest()
+
+
+def _range_row(prefix: str, b: Ballot) -> tuple[Any, ...]:
+    row = (prefix, b.round, b.proposer)
+    return (*row, checksum(("range", *row)))  # tagged: never alike an acceptor row
 
 
 def _state(row: tuple[Any, ...]) -> KeyState:
@@ -283,7 +299,7 @@ class SqliteStore:
         assert self._db is not None
         try:
             self._db.executescript(
-                "BEGIN;" + _SCHEMA +
+                "BEGIN;" + _SCHEMA + _RANGES_SCHEMA +
                 f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
                 f"INSERT INTO meta VALUES ('incarnation', '{inc.hex()}');"
                 "INSERT INTO meta VALUES ('commit_seq', '0'); COMMIT;")
@@ -315,7 +331,7 @@ class SqliteStore:
         if not {"meta", "acceptor"} <= tables:
             raise sqlite3.DatabaseError("the zpaxos schema is missing")
         version = db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
-        if version and version[0] in ("1", "2"):
+        if version and version[0] in ("1", "2", "3"):
             self._migrate(version[0])
             version = (SCHEMA_VERSION,)
         if not version or version[0] != SCHEMA_VERSION:
@@ -323,6 +339,9 @@ class SqliteStore:
         cols = [r[1] for r in db.execute("PRAGMA table_info(acceptor)")]
         if cols != _COLUMNS:
             raise sqlite3.DatabaseError("the acceptor table has the wrong columns")
+        cols = [r[1] for r in db.execute("PRAGMA table_info(ranges)")]
+        if cols != ["prefix", "round", "id", "checksum"]:
+            raise sqlite3.DatabaseError("the ranges table is missing or has the wrong columns")
         meta = dict(db.execute("SELECT name, value FROM meta "
                                "WHERE name IN ('incarnation', 'commit_seq')").fetchall())
         try:
@@ -335,13 +354,20 @@ class SqliteStore:
         return inc, seq
 
     def _migrate(self, version: str) -> None:
-        """Versions 1 and 2 to 3, in one transaction. Version 1 did not record the ballot
+        """Versions 1, 2 and 3 to 4, in one transaction. Version 1 did not record the ballot
         that chose a value (ZERO means "unknown"); rows from before version 3 are trusted
-        as they are when their checksums are first computed."""
+        as they are when their checksums are first computed. Version 4 adds the (empty)
+        ranges table: no range promise was ever made before it."""
         assert self._db is not None
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
+            db.execute(_RANGES_SCHEMA)
+            if version == "3":
+                db.execute("UPDATE meta SET value=? WHERE name='schema_version'",
+                           (SCHEMA_VERSION,))
+                db.execute("COMMIT")
+                return
             if version == "1":
                 db.execute("ALTER TABLE acceptor ADD COLUMN chosen_round INTEGER NOT NULL "
                            "DEFAULT 0")
@@ -438,18 +464,40 @@ class SqliteStore:
         except sqlite3.Error as e:
             raise from_sqlite_error(self.path, e, running=True) from None
 
-    def save(self, batch: Iterable[tuple[str, KeyState]]) -> None:
-        """Write a whole loop pass in one transaction; durable (database and marker
-        fsynced) when this returns. Raises a StorageError, never a signal."""
+    def load_ranges(self) -> dict[str, Ballot]:
+        """Every range promise, prefix -> ballot, each row's checksum verified."""
+        assert self._db is not None
+        try:
+            rows = self._db.execute("SELECT prefix, round, id, checksum FROM ranges").fetchall()
+        except sqlite3.Error as e:
+            raise from_sqlite_error(self.path, e) from None
+        bad = [r[0] for r in rows if checksum(("range", *r[:3])) != bytes(r[3])]
+        if bad:
+            raise StateDamaged(_rescue(f"{self.path}: the range promise for {bad[0]!r}* fails "
+                                       f"its checksum (changed on disk)"))
+        try:
+            return {r[0]: Ballot(r[1], bytes(r[2])) for r in rows}
+        except (TypeError, ValueError) as e:
+            raise damaged(self.path, f"cannot read range promises: {e}") from None
+
+    def save(self, batch: Iterable[tuple[str, KeyState]],
+             ranges: Iterable[tuple[str, Ballot]] = ()) -> None:
+        """Write a whole loop pass (key states and range promises) in one transaction;
+        durable (database and marker fsynced) when this returns. Raises a StorageError,
+        never a signal."""
         rows = [_row(k, s) for k, s in batch]
-        if not rows:
+        range_rows = [_range_row(p, b) for p, b in ranges]
+        if not rows and not range_rows:
             return
         assert self._db is not None
         self._watch.check()  # a deleted or replaced file would swallow this commit
         seq = self.commit_seq + 1
         try:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany(_INSERT, rows)
+            if rows:
+                self._db.executemany(_INSERT, rows)
+            if range_rows:
+                self._db.executemany(_INSERT_RANGE, range_rows)
             self._db.execute("UPDATE meta SET value=? WHERE name='commit_seq'", (str(seq),))
             crash_point("before_commit")  # tests only: a crash with the pass staged
             self._db.execute("COMMIT")
@@ -484,6 +532,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self.saved: dict[str, KeyState] = {}
+        self.saved_ranges: dict[str, Ballot] = {}
         self.commits = 0
         self.incarnation = os.urandom(16)
 
@@ -512,10 +561,16 @@ class MemoryStore:
     def count(self) -> int:
         return len(self.saved)
 
-    def save(self, batch: Iterable[tuple[str, KeyState]]) -> None:
+    def load_ranges(self) -> dict[str, Ballot]:
+        return dict(self.saved_ranges)
+
+    def save(self, batch: Iterable[tuple[str, KeyState]],
+             ranges: Iterable[tuple[str, Ballot]] = ()) -> None:
         rows = list(batch)
-        if rows:
+        range_rows = list(ranges)
+        if rows or range_rows:
             self.saved.update(rows)
+            self.saved_ranges.update(range_rows)
             self.commits += 1
 
     def close(self) -> None:

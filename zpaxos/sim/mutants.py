@@ -12,8 +12,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from zpaxos.protocol.core import Acceptor, KeyState, Proposer, Step
-from zpaxos.protocol.messages import ZERO, Accept, Accepted, Message, Prepare, Promise, SyncReply
+from zpaxos.protocol.core import ACCEPT, Acceptor, KeyState, Proposer, Step
+from zpaxos.protocol.events import Round
+from zpaxos.protocol.messages import (
+    ZERO,
+    Accept,
+    Accepted,
+    Ballot,
+    Message,
+    Prepare,
+    Promise,
+    RangePrepare,
+    RangePromise,
+    SyncReply,
+)
+from zpaxos.protocol.ranges import Lease
 from zpaxos.runtime.acceptor_host import AcceptorHost, Ready
 from zpaxos.runtime.addresses import Src
 from zpaxos.runtime.proposer_host import ProposerHost
@@ -71,7 +84,76 @@ class RepromisingAcceptor(Acceptor):
         return super().on_prepare(src, msg)
 
 
+class AcceptsBelowRangePromise(Acceptor):
+    """Checks an Accept against the key's own promise only, not the range promises."""
+
+    def on_accept(self, src: object, msg: Accept) -> Step:
+        ranges, self.ranges.by_prefix = self.ranges.by_prefix, {}
+        try:
+            return super().on_accept(src, msg)
+        finally:
+            self.ranges.by_prefix = ranges
+
+
+class SkipsPhase1AfterLosingRange(Proposer):
+    """A fast proposal that was refused retries in phase 2 again, at a higher ballot it
+    never prepared (as if its range promise still held), with its own value."""
+
+    _was_fast = False
+
+    def start(self, now: float, fast: Ballot | None = None) -> Step:
+        self._was_fast = fast is not None
+        return super().start(now, fast)
+
+    def _start_round(self, now: float, step: Step) -> None:
+        if not self._was_fast:
+            super()._start_round(now, step)
+            return
+        self.rounds += 1
+        self._round = max(self._round, self._max_seen_round) + 1
+        self.ballot = Ballot(self._round, self.id)
+        self.value = self.proposed
+        self.phase = ACCEPT
+        self._answered_phase.clear()
+        self._phase_deadline = now + self.opts.round_timeout_s
+        step.events.append(Round(self.key, self.ballot, self.rounds))
+        step.send.extend((a, Accept(self.key, self.ballot, self.value)) for a in self.acceptors)
+
+
+class IgnoresReportedKeys(Lease):
+    """Takes every key of the range as fresh: the busy keys a RangePromise names (an
+    accepted value, a decision) are ignored."""
+
+    def on_promise(self, src: object, msg: RangePromise) -> None:
+        super().on_promise(src, RangePromise(msg.prefix, msg.ballot, (), False))
+
+
 # --------------------------------------------------------------------------- host mutants
+
+
+class RangeIndexLags(AcceptorHost):
+    """Answers a RangePrepare from a key index that lacks the keys created since the last
+    status or sync page: the reply misses busy keys."""
+
+    def handle(self, batch: Iterable[tuple[Src, Message]]) -> Ready:
+        batch = list(batch)
+        if not any(isinstance(m, RangePrepare) for _, m in batch):
+            return super().handle(batch)
+        lagging, self._new_keys = self._new_keys, []
+        try:
+            return super().handle(batch)
+        finally:
+            self._new_keys = lagging + self._new_keys
+
+
+class ForgetsRangePromises(AcceptorHost):
+    """Keeps range promises in memory only: a restarted node has forgotten them."""
+
+    def handle(self, batch: Iterable[tuple[Src, Message]]) -> Ready:
+        ready = super().handle(batch)
+        ready.ranges.clear()
+        return ready
+
 
 
 class SendsBeforePersisting(AcceptorHost):
@@ -140,8 +222,8 @@ class MisroutesReplies(ProposerHost):
     since the ballot is not its own)."""
 
     def start(self, now: float, token: Any, key: str, value: bytes, options: Any,
-              staging: Any = NO_STAGING) -> ProposerReady:
-        ready = super().start(now, token, key, value, options, staging)
+              staging: Any = NO_STAGING, fast: bool = False) -> ProposerReady:
+        ready = super().start(now, token, key, value, options, staging, fast)
         props = self._by_key.get(key, [])
         if len(props) > 1:
             self.running -= len(props) - 1
@@ -178,4 +260,13 @@ MUTANTS: dict[str, Mutant] = dict([
     _m("host-misroutes-replies", "liveness", "host", proposer_host_cls=MisroutesReplies),
     _m("host-trusts-client-decides", "but the chosen value is", "host",
        host_cls=TrustsClientDecides),
+    # The fast path (zpaxos/protocol/ranges.py).
+    _m("accepts-below-range-promise", "below the promise", "core",
+       acceptor_cls=AcceptsBelowRangePromise),
+    _m("skips-phase1-after-losing-range", "two values chosen|carries two values", "core",
+       proposer_cls=SkipsPhase1AfterLosingRange),
+    _m("ignores-reported-keys", "two values chosen", "core", lease_cls=IgnoresReportedKeys),
+    _m("host-forgets-range-promises", "below the promise", "host",
+       host_cls=ForgetsRangePromises),
+    _m("host-range-index-lags", "two values chosen", "host", host_cls=RangeIndexLags),
 ])

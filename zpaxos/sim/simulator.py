@@ -24,7 +24,12 @@ promise ever sent:
 * a chosen value was proposed by someone;
 * every decision reported (a proposal's ``Outcome.chosen``, a node's ``chosen``) is the
   chosen value;
-* no acceptor votes below a promise it has sent, and none has accepted > promised.
+* no acceptor votes below a promise it has sent (a range promise included: it promises
+  every key of its range), and none has accepted > promised.
+
+Some schedules run *fast* proposals (zpaxos/protocol/ranges.py): their process takes a
+range promise for ``k*`` and skips phase 1 for fresh keys, among two-phase rivals on the
+same keys; a node's range promises are on its disk like its key states.
 
 After the chaos ends (no more drops or crashes, crashed nodes restarted) every proposal
 must finish within ``Scenario.bound_s`` of virtual time, and with a chosen value when the
@@ -54,15 +59,17 @@ from zpaxos.protocol.messages import (
     Ballot,
     Decide,
     Promise,
+    RangePromise,
     StatusReply,
     StatusRequest,
     SyncReply,
 )
+from zpaxos.protocol.ranges import Lease, RangeTable
 from zpaxos.protocol.registry import spec_of
 from zpaxos.runtime import codec
 from zpaxos.runtime.acceptor_host import AcceptorHost, Ready
 from zpaxos.runtime.addresses import Caller
-from zpaxos.runtime.proposer_host import ProposerHost
+from zpaxos.runtime.proposer_host import Leases, ProposerHost
 from zpaxos.runtime.proposer_host import Ready as ProposerReady
 from zpaxos.runtime.staging import NO_STAGING, StagingOptions
 
@@ -91,6 +98,7 @@ class ProposerSpec:
     proposer_id: bytes = b""
     staging: StagingOptions = NO_STAGING
     process: str = ""
+    fast: bool = False  # skip phase 1 through a range promise when it may
 
     @property
     def proc(self) -> str:
@@ -128,6 +136,8 @@ class Scenario:
     pass_delay_s: float = 0.0  # a node's pass runs up to this long after a message lands
     status_probes: int = 0  # status requests sent to random nodes during the run
     check_client_decides: bool = False  # nodes check clients' Decides (CURVE roles)
+    lease_tag: bytes = b"Q"  # leases' ballot ids: b"Q<name>" sorts above b"P<n>", b"A<name>" below
+    lease_after: int = 1  # a process asks for a range from this proposal of it on
     # The batched wire: what one pass (a node's, or a proposer process's) sends to one
     # destination travels as one frame, through the real codec, and is delayed, lost or
     # duplicated whole; off, every message travels on its own.
@@ -137,6 +147,7 @@ class Scenario:
         c = self.chaos
         ps = ", ".join(
             f"{p.name}@{p.proc}({p.key}={p.value.decode()} at {p.start_s:.3f}"
+            f"{' fast' if p.fast else ''}"
             f" max_rounds={p.options.max_rounds} timeout={p.options.timeout_s:g})"
             for p in self.proposers
         )
@@ -192,11 +203,30 @@ def generate(seed: int) -> Scenario:
         forge_decides=rng.choice((0, 0, 3)),
     )
     checked = chaos.forge_decides > 0 or rng.random() < 0.3
+    # The fast path, from a stream of its own (the schedules above stay as they were): in
+    # half the schedules some proposals are fast, and a fast process may also propose a few
+    # fresh keys of the range after its first, so its lease serves several keys.
+    frng = random.Random(f"fast/{seed}")
+    lease_tag = frng.choice((b"A", b"Q"))
+    lease_after = frng.choice((1, 1, 2))
+    if frng.random() < 0.5:
+        fast = [replace(p, fast=frng.random() < 0.6) for p in proposers]
+        if not any(p.fast for p in fast):
+            fast[0] = replace(fast[0], fast=True)
+        extra = frng.choice((0, 1, 3))
+        base = next(p for p in fast if p.fast)
+        for j in range(extra):
+            i = len(fast) + 1
+            fast.append(replace(base, name=f"P{i}", key=f"k{2 + j}", value=f"v{i}".encode(),
+                                start_s=base.start_s + frng.uniform(0, spread + 4 * max_delay),
+                                staging=NO_STAGING))
+        proposers = fast
     return Scenario(seed, n, tuple(proposers), 0.0005, max_delay,
                     dup_p=rng.choice((0.0, rng.uniform(0, 0.2))), chaos=chaos,
                     must_choose=must_choose,
                     pass_delay_s=rng.choice((0.0, 0.3 * max_delay, max_delay)),
                     status_probes=rng.choice((0, 0, 1, 3)), check_client_decides=checked,
+                    lease_tag=lease_tag, lease_after=lease_after,
                     # its own stream: the rest of a seed's schedule is as it was before
                     batch_wire=random.Random(f"wire/{seed}").random() < 0.7)
 
@@ -307,6 +337,7 @@ class Simulation:
                  proposer_cls: type[Proposer] = Proposer,
                  host_cls: type[AcceptorHost] = AcceptorHost,
                  proposer_host_cls: type[ProposerHost] = ProposerHost,
+                 lease_cls: type[Lease] = Lease,
                  shared_ids: bool = False, one_process_each: bool = False,
                  replay: str = "") -> None:
         """``replay`` is the command that reproduces the run, with ``{seed}`` in it."""
@@ -321,6 +352,7 @@ class Simulation:
         self.ids = tuple(range(sc.n_acceptors))
         self.quorum = quorum_size(sc.n_acceptors)
         self.disk: dict[int, dict[str, KeyState]] = {a: {} for a in self.ids}
+        self.disk_ranges: dict[int, dict[str, Ballot]] = {a: {} for a in self.ids}
         self.nodes: dict[int, AcceptorHost | None] = {a: self._host(a) for a in self.ids}
         self.inbox: dict[int, list[tuple[Any, Any]]] = {a: [] for a in self.ids}
         # Learned decisions a node has not committed yet (Ready.lazy): they reach the disk
@@ -339,7 +371,8 @@ class Simulation:
                 rng = random.Random(self.rng.getrandbits(64))  # its own stream, from the seed
                 self.procs[p.proc] = proposer_host_cls(
                     self.ids, rng, (lambda: b"P") if shared_ids else (lambda: self._next_id),
-                    proposer_cls)
+                    proposer_cls, new_lease_id=lambda: sc.lease_tag + self._next_id,
+                    lease_cls=lease_cls, leases=Leases(sc.lease_after))
         self.chaos_on = sc.chaos.end_s > 0
         self.queue: list[tuple[Any, ...]] = []
         self.seq = 0
@@ -349,6 +382,7 @@ class Simulation:
         for p in sc.proposers:
             self.proposed.setdefault(p.key, set()).add(p.value)
         self.max_promise: dict[tuple[int, str], Ballot] = {}  # (node, key) -> max sent
+        self.range_promise: dict[int, RangeTable] = {a: RangeTable() for a in self.ids}
         self.votes: dict[tuple[str, Ballot, bytes], set[int]] = {}
         self.ballot_value: dict[tuple[str, Ballot], bytes] = {}
         self.chosen: dict[str, bytes] = {}
@@ -362,7 +396,8 @@ class Simulation:
     def _host(self, a: int) -> AcceptorHost:
         return self.host_cls(a, dict(self.disk[a]), [b for b in self.ids if b != a],
                              sync_page=SIM_SYNC_PAGE, acceptor_cls=self.acceptor_cls,
-                             check_client_decides=self.sc.check_client_decides)
+                             check_client_decides=self.sc.check_client_decides,
+                             ranges=dict(self.disk_ranges[a]))
 
     # ---- bookkeeping
 
@@ -554,7 +589,7 @@ class Simulation:
         disk = self.disk[a]
         lazy = self.lazy[a]
         lazy.update(ready.lazy)
-        if ready.persist:
+        if ready.persist or ready.ranges:
             # Persist, then send: the pass's state is durable before any reply can leave
             # (and what was learned before rides along, as in the node's commit).
             lazy.update(ready.persist)
@@ -562,13 +597,16 @@ class Simulation:
                 disk[k] = s
                 self._check_state(a, k, s, "on disk")
             lazy.clear()
+            self.disk_ranges[a].update(ready.ranges)  # range promises: durable alike
         elif ready.lazy:
             self.stats["lazy_commit"] += 1
             self._push(self.now + self.rng.uniform(0, self.sc.max_delay_s), FLUSH, a)
         sends = ready.send
         crash = self.chaos_on and self.rng.random() < self.sc.chaos.crash_in_step_p
         if self.tracing:
-            persisted = "; ".join(f"persist {k}: {fstate(s)}" for k, s in ready.persist.items())
+            persisted = "; ".join([f"persist {k}: {fstate(s)}" for k, s in ready.persist.items()]
+                                  + [f"persist range {p}*: {fb(b)}"
+                                     for p, b in ready.ranges.items()])
             evs = " ".join(fevent(e) for _, e in ready.events)
             out = fsends(sends) or "nothing"
             tail = (f"CRASH n{a} after persist, before send: lost {out}" if crash else out)
@@ -588,6 +626,11 @@ class Simulation:
                         self.max_promise[mk] = m.ballot
                 elif t is Accepted:
                     self._vote(a, m.key, m.ballot, m.value)
+                elif t is RangePromise:
+                    table = self.range_promise[a]
+                    if m.ballot > table.by_prefix.get(m.prefix, ZERO):
+                        table.put(m.prefix, m.ballot)
+                    self.stats["range_promised"] += 1
                 elif t is StatusReply:
                     self._check_status(a, host, m)
         for key, new in host.states.items():
@@ -624,7 +667,8 @@ class Simulation:
         spec = self.specs[name]
         self._next_id = spec.proposer_id or name.encode()
         host = self.procs[spec.proc]
-        ready = host.start(self.now, name, spec.key, spec.value, spec.options, spec.staging)
+        ready = host.start(self.now, name, spec.key, spec.value, spec.options, spec.staging,
+                           spec.fast)
         self._after_proc(spec.proc, ready, f"start {name}@{spec.proc} {spec.key}={fv(spec.value)}")
 
     def _after_proc(self, proc: str, ready: ProposerReady, what: str) -> None:
@@ -719,7 +763,10 @@ class Simulation:
         voters = self.votes.get((key, b, v))
         if voters is not None and a in voters:
             return
-        promised = self.max_promise.get((a, key), ZERO)
+        promised = max(self.max_promise.get((a, key), ZERO),
+                       self.range_promise[a].covering(key))  # a range promise counts too
+        if b.proposer[:1] == self.sc.lease_tag and len(b.proposer) > 1:
+            self.stats["fast_vote"] += 1
         if b < promised:
             self._violate(f"n{a} accepted {key}={fv(v)} at ballot {fb(b)} below the promise"
                           f" {fb(promised)} it had sent")
@@ -787,7 +834,7 @@ def run_schedule(seed: int, trace: bool = False, **variant: Any) -> SimResult:
 
 COVERED = ("crashes", "crash_in_step", "stayed_down", "dropped", "duplicated", "adopted",
            "retry", "gave_up", "chosen", "batched", "forged_sync", "status_checked", "learned",
-           "forged_decide", "wire_batch", "lazy_commit")
+           "forged_decide", "wire_batch", "lazy_commit", "range_promised", "fast_vote")
 
 
 def check_seeds(seeds: Iterable[int], stop_at_first: bool = True,
