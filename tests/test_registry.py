@@ -29,6 +29,8 @@ def sample(kind: Kind) -> Any:
         return "some-key"
     if isinstance(kind, (registry._Value, registry._OptValue)):
         return b"Value_\xffA"
+    if isinstance(kind, registry._Token):
+        return b"\x07" * kind.sizes[-1]
     if isinstance(kind, registry._Name):
         return "malformed"
     if isinstance(kind, registry._Bool):

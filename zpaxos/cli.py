@@ -92,7 +92,7 @@ def node(node_id: int, config: str | None, quiet: bool, new: bool) -> None:
     try:
         # The store takes the data directory's lock first and holds it until n.close().
         store = SqliteStore(cfg.data_dir, new=new)
-        n = Node(cluster, node_id, log, store)
+        n = Node(cluster, node_id, log, store, new=new)
     except StorageError as e:
         if store is not None:
             store.close()

@@ -80,4 +80,8 @@ def status_table(nodes: Sequence[NodeStatus], key: str | None = None) -> str:
              for what, c in n.stats if c and what in ("malformed", "refused")]
     if noted:
         lines.append("counters: " + "; ".join(noted) + " (see the node's log)")
+    waiting = [node_name(n.id) for n in nodes if n.reachable and ("voting", 0) in n.stats]
+    if waiting:
+        lines.append(f"not voting yet: {', '.join(waiting)} (waiting for its peers to confirm "
+                     f"it lost no state, or learning every decision after --new)")
     return "\n".join(lines)

@@ -246,6 +246,36 @@ class AcceptedAt:
     value: bytes | None
 
 
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """Node to node: "I am ``node``, incarnation ``incarnation``, at ``commit_seq`` commits".
+
+    Sent when a node starts and, while its commits advance, about once a second: each peer
+    remembers the latest it heard of every node (zpaxos.runtime.incarnation), so a node
+    whose whole data directory was restored from an old copy, or deleted, is recognised.
+    ``fresh``: this incarnation was started empty on purpose (``--new``). ``boot``: drawn
+    by each process at start, so a peer can tell a delayed or duplicated Hello of the same
+    process (ignored) from a restart that reports fewer commits (a rollback)."""
+
+    node: int
+    boot: bytes
+    incarnation: bytes
+    commit_seq: int
+    fresh: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HelloReply:
+    """The peer's verdict on a Hello, with what it remembered before it (``incarnation``
+    empty when it had never heard of that node). ``verdict``: see zpaxos.runtime.peers.VERDICTS."""
+
+    node: int  # the peer answering
+    boot: bytes  # the boot id of the Hello this answers
+    verdict: int
+    incarnation: bytes
+    commit_seq: int
+
+
 RuntimeMessage = (StatusRequest | StatusReply | SyncRequest | SyncReply | CheckAccepted
-                  | AcceptedAt)
+                  | AcceptedAt | Hello | HelloReply)
 Message = ProtocolMessage | RangeMessage | RuntimeMessage

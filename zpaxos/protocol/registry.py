@@ -35,6 +35,8 @@ from zpaxos.protocol.messages import (
     Ballot,
     CheckAccepted,
     Decide,
+    Hello,
+    HelloReply,
     KeyStatus,
     Nack,
     Prepare,
@@ -269,10 +271,29 @@ class _Name(Kind):
         return x
 
 
+class _Token(Kind):
+    """Random bytes of one of the given lengths: a database's incarnation id (16 bytes,
+    or empty for "none known"), a process's boot id (8)."""
+
+    def __init__(self, name: str, sizes: tuple[int, ...]) -> None:
+        self.name, self.sizes = name, sizes
+
+    def dec(self, x: Any, what: str) -> bytes:
+        if type(x) is not bytes or len(x) not in self.sizes:
+            raise DecodeError(f"{what}: expected {' or '.join(map(str, self.sizes))} bytes, "
+                              f"got {describe(x)}")
+        return x
+
+    def show(self, v: bytes) -> str:
+        return v[:4].hex()
+
+
 KEY, OPT_KEY, AFTER = _Key(), _OptKey(), _After()
 VALUE, OPT_VALUE, BOOL = _Value(), _OptValue(), _Bool()
 BALLOT, REAL_BALLOT = _Ballot(), _RealBallot()
 NODE_ID = _Int(0, 65535)
+INCARNATION = _Token("incarnation", (0, 16))
+BOOT = _Token("boot id", (8,))
 
 KEY_STATUS = _Record(
     "status entry",
@@ -435,6 +456,16 @@ SPECS: tuple[Spec, ...] = (
     Spec(AcceptedAt, b"CHECKED", (("key", KEY), ("ballot", REAL_BALLOT), ("value", OPT_VALUE)),
          RUNTIME, ("key", "ballot", "value"), _checked_parts,
          ChartStyle("#8e44ad", "#6c3483", "2 3")),
+    Spec(Hello, b"HELLO",
+         (("node", NODE_ID), ("boot", BOOT), ("incarnation", INCARNATION),
+          ("commit_seq", _Int(0, MAX_ROUND)), ("fresh", BOOL)), RUNTIME,
+         ("node", "incarnation", "commit_seq", "fresh"),
+         _simple("node", "commit_seq"), ChartStyle("#7f7f7f", "#555555", "2 3"), drawn=False),
+    Spec(HelloReply, b"HELLO_REPLY",
+         (("node", NODE_ID), ("boot", BOOT), ("verdict", _Int(0, 15)),
+          ("incarnation", INCARNATION), ("commit_seq", _Int(0, MAX_ROUND))), RUNTIME,
+         ("node", "verdict", "incarnation", "commit_seq"), _simple("verdict"),
+         ChartStyle("#7f7f7f", "#555555", "2 3"), drawn=False),
 )
 
 BY_CLASS: dict[type, Spec] = {s.cls: s for s in SPECS}

@@ -22,7 +22,7 @@ Three things live next to ``state.db``:
 
     What it cannot see: a *whole* data directory restored from a backup (marker and all)
     looks exactly like the old node. Only the peers can tell that (they saw later commits
-    of this incarnation); that check belongs to the sync protocol.
+    of this incarnation): see :mod:`zpaxos.runtime.peers` and :mod:`.admission`.
 
     Two 512-byte slots, written alternately, each with a CRC: a write torn by a crash
     leaves the other slot valid (one commit older, which is still ``<= database``).

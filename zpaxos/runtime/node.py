@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping
+from typing import Any
 
 from zpaxos.naming import node_name
 from zpaxos.protocol.core import KeyState
@@ -25,12 +26,15 @@ from zpaxos.protocol.events import Conflict, Event
 from zpaxos.protocol.messages import Ballot, Message
 from zpaxos.runtime.acceptor_host import AcceptorHost, Ready
 from zpaxos.runtime.addresses import Caller, Src
+from zpaxos.runtime.admission import Admission
 from zpaxos.runtime.config import ClusterConfig, NodeConfig
 from zpaxos.runtime.curve import Curve
 from zpaxos.runtime.faults import crash_point
 from zpaxos.runtime.log import EventLog
+from zpaxos.runtime.peers import PeersFile, adopt_self, advice, write_lost
 from zpaxos.runtime.sockets import SignalWakeup, Sockets, node_routing_id, peer_name
 from zpaxos.runtime.storage import MemoryStore, SqliteStore
+from zpaxos.runtime.storage_errors import StateLost
 from zpaxos.runtime.valuefiles import ValueFiles
 
 # A learned decision (Ready.lazy) waits for the next commit at most this long when the
@@ -78,7 +82,8 @@ def src_name(src: Src | None) -> str | None:
 
 class Node:
     def __init__(self, cluster: ClusterConfig, node_id: int, log: EventLog,
-                 store: SqliteStore | MemoryStore | None = None) -> None:
+                 store: SqliteStore | MemoryStore | None = None, new: bool = False) -> None:
+        """``new``: the store was started empty on purpose (``zpaxos node ID --new``)."""
         self.cfg: NodeConfig = cluster.node(node_id)
         self.cluster = cluster
         self.log = log
@@ -98,6 +103,18 @@ class Node:
         # The chosen values of the keys value_files matches (none for an empty glob), read
         # now so that a damaged row among them stops the node before it starts serving.
         self._files_at_start = self.store.chosen_matching(self.cfg.value_files)
+        # What this node remembers of its peers, and of itself (peers.json): only with a
+        # real data directory. adopt_self raises StateLost over swapped state files.
+        self.peers_file: PeersFile | None = None
+        fresh = new
+        if isinstance(self.store, SqliteStore):
+            self.peers_file = PeersFile(self.cfg.data_dir).load()
+            fresh = adopt_self(self.peers_file, node_id, self.store.incarnation,
+                               self.store.commit_seq, new)
+        self.admission = Admission(self.host, node_id, peers, self.store.incarnation,
+                                   self.store.commit_seq, fresh,
+                                   self.peers_file.peers if self.peers_file else {},
+                                   curve=cluster.security.curve)
         self.sockets: Sockets | None = None
         self.values = ValueFiles(self.cfg.data_dir, self.cfg.value_files, log)
         self.passes = 0
@@ -131,7 +148,8 @@ class Node:
                            security="curve" if curve else "none")
             self.values.rebuild(self._files_at_start)
             self._files_at_start = []
-            self._do(self.host.start())  # sync: ask peers what we missed while down
+            # Hello to the peers; once they clear it, sync what was missed while down.
+            self._do(self.admission.start(time.monotonic()))
             if on_ready:
                 on_ready(self)
             self._loop(self.sockets)
@@ -152,17 +170,25 @@ class Node:
     # ---- the loop
 
     def _loop(self, sockets: Sockets) -> None:
+        admission = self.admission
         while not sockets.stop_requested:
-            # No timers: sleep until something arrives, or until learned decisions have
-            # waited long enough for a commit to carry them.
-            batch = sockets.poll(LAZY_FLUSH_S if self._lazy else None)
-            if not batch:
-                if self._lazy:
-                    self._commit({})
-                continue
-            self.passes += 1
-            self._count(sockets)
-            self._do(self.host.handle(batch))
+            # No timers but two: learned decisions that have waited long enough for a
+            # commit to carry them, and admission's Hellos (None: nothing due, so sleep
+            # until something arrives).
+            at = admission.next_due()
+            timeout = LAZY_FLUSH_S if self._lazy else None
+            if at is not None:
+                wait = max(0.0, at - time.monotonic())
+                timeout = wait if timeout is None else min(timeout, wait)
+            batch = sockets.poll(timeout)
+            if batch:
+                self.passes += 1
+                self._count(sockets)
+                self._do(admission.handle(batch))
+            elif self._lazy:
+                self._commit({})
+            if at is not None:
+                self._do(admission.due(time.monotonic()))
         if self._lazy:
             self._commit({})  # stopping: what was learned is made durable too
 
@@ -173,6 +199,8 @@ class Node:
         stats["undeliverable"] = sockets.wire.undeliverable
         if sockets.zap is not None:
             stats["refused"] = sockets.zap.refused
+        stats["voting"] = int(self.admission.voting)
+        stats["not_voting_dropped"] = self.admission.dropped
 
     def _do(self, ready: Ready) -> None:
         self._lazy.update(ready.lazy)
@@ -182,10 +210,16 @@ class Node:
             # survive a crash; if this commit fails, StorageError stops the node and no
             # reply leaves.
             self._commit(ready.persist, ready.ranges)
+        admission = self.admission
+        if admission.dirty and self.peers_file is not None:
+            self.peers_file.save()  # what we remember of the peers, before we answer them
+        admission.dirty = False
         if ready.send:
             self._send_all(ready.send)
         for src, ev in ready.events:
             self._log_event(src, ev)
+        if self.admission.notes or self.admission.refusal is not None:
+            self._after()  # (becoming a voter always comes with a note)
 
     def _commit(self, persist: dict[str, KeyState],
                 ranges: dict[str, Ballot] | None = None) -> None:
@@ -197,6 +231,7 @@ class Node:
         batch, self._lazy = self._lazy, {}
         batch.update(persist)  # a key's latest state wins
         self.store.save(batch.items(), (ranges or {}).items())
+        self.admission.commit_seq = self.store.commit_seq
         crash_point("after_commit")  # tests only: durable, and no reply sent yet
         self.commits += 1
         if self.log.enabled(logging.INFO):
@@ -205,6 +240,43 @@ class Node:
         learned, self._learned = self._learned, []
         for key, value in learned:
             self.values.submit(key, value)
+
+    def _after(self) -> None:
+        """What admission has to say: notes for the log, and a peer's refusal."""
+        admission = self.admission
+        for note in admission.notes:
+            self._log_note(note.name, note.fields)
+        admission.notes.clear()
+        if admission.refusal is not None:
+            self._refuse(admission.refusal)
+        if admission.fresh and admission.voting and self.peers_file is not None:
+            # Every peer took the new incarnation and it learned every decision: once that
+            # is durable, later restarts are ordinary ones (quorum - 1 peers, no learning).
+            if self._lazy:
+                self._commit({})
+            assert self.peers_file.me is not None
+            self.peers_file.me.fresh = admission.fresh = False
+            self.peers_file.save()
+
+    def _log_note(self, name: str, fields: dict[str, Any]) -> None:
+        # Literal event names: the README's list of events is checked against them.
+        log = self.log
+        if name == "admitted":
+            log.event("admitted", **fields)
+        elif name == "voting":
+            log.event("voting", **fields)
+        elif name == "peer_refused":
+            log.event("peer_refused", level=logging.WARNING, **fields)
+        else:
+            log.event("peer_new_incarnation", level=logging.WARNING, **fields)
+
+    def _refuse(self, why: str) -> None:
+        """A peer says this node lost state: record it (so every later start refuses too,
+        and --new is allowed) and stop with StateLost (exit 4)."""
+        text = f"{self.cfg.data_dir}: {why}; {advice()}"
+        if self.peers_file is not None:
+            write_lost(self.cfg.data_dir, text)
+        raise StateLost(text)
 
     def _send_all(self, sends: list[tuple[Src, Message]]) -> None:
         """One frame per destination for the whole pass (the batched wire)."""

@@ -131,6 +131,11 @@ class ProposerHost:
         pid = self.new_id()  # drawn now, in the order proposals start
         prefix = range_prefix(key) if fast and not staging.active else None
         lease = self._lease(now, prefix, options, ready) if prefix is not None else None
+        if prefix is not None and lease is None:
+            # Two phases, above the round a range of this prefix would start at: a range
+            # asked for while it runs then finds its key promised (and names it busy)
+            # instead of refusing its Accept.
+            options = replace(options, first_round=max(options.first_round, 2))
         if lease is not None and lease.state == PENDING:
             self._waiting.setdefault(lease.prefix, []).append((token, pid, key, value, options))
             self.running += 1  # waiting for the lease counts as running

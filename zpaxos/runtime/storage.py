@@ -45,6 +45,7 @@ from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.messages import Ballot
 from zpaxos.runtime.datadir import MARKER_NAME, DirLock, FileWatch, Marker, make_dir, retire
 from zpaxos.runtime.faults import crash_point
+from zpaxos.runtime.peers import LOST_NAME, read_lost
 from zpaxos.runtime.storage_errors import (
     README,
     NotLost,
@@ -193,7 +194,7 @@ class SqliteStore:
         except (StateLost, StateDamaged):
             self._close_db()
             self.retired = retire(self.dir, [DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm",
-                                             MARKER_NAME])
+                                             MARKER_NAME, LOST_NAME])
             self._create()
             return
         if self.commit_seq > 0:
@@ -202,6 +203,9 @@ class SqliteStore:
                           f"away its promises; start it without --new")
 
     def _open_existing_or_fresh(self) -> None:
+        lost = read_lost(self.dir)  # the peers refused this state (zpaxos.runtime.peers)
+        if lost is not None:
+            raise StateLost(f"{lost} (recorded in {LOST_NAME} when the peers refused it)")
         marker = self._marker.read()
         if marker is None and self._empty(self.path) and self._empty(self.wal):
             # A crash while the very first database was being created: an empty file

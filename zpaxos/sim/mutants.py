@@ -216,6 +216,17 @@ class TrustsClientDecides(AcceptorHost):
         super()._check_decide(msg, ready)
 
 
+class DefersAcceptances(AcceptorHost):
+    """Marks every change of a pass lazy, as if promises and acceptances were learned
+    decisions: the replies leave before the state is durable (Ready.lazy's rule broken)."""
+
+    def handle(self, batch: Iterable[tuple[Src, Message]]) -> Ready:
+        ready = super().handle(batch)
+        ready.lazy.update(ready.persist)
+        ready.persist = {}
+        return ready
+
+
 class MisroutesReplies(ProposerHost):
     """Keeps one route per key: a new proposal of a key takes the route of the one
     already running, whose replies then go to the wrong proposal (and are ignored there,
@@ -258,6 +269,8 @@ MUTANTS: dict[str, Mutant] = dict([
     _m("host-sync-overwrites-chosen", "but the chosen value is", "host",
        host_cls=SyncOverwritesChosen),
     _m("host-misroutes-replies", "liveness", "host", proposer_host_cls=MisroutesReplies),
+    _m("host-defers-acceptances", "below the promise|two values chosen", "host",
+       host_cls=DefersAcceptances),
     _m("host-trusts-client-decides", "but the chosen value is", "host",
        host_cls=TrustsClientDecides),
     # The fast path (zpaxos/protocol/ranges.py).

@@ -1,0 +1,227 @@
+"""What a node remembers of its peers' incarnations, and what it knows of its own.
+
+The local checks (:mod:`zpaxos.runtime.datadir`) cannot see a *whole* data directory
+restored from an old copy (marker included), nor one deleted entirely: both look like a
+healthy node, or a new one. Only the other nodes can tell, because they heard this node's
+incarnation and commit count while it ran. So every node keeps, in ``peers.json`` next to
+its database:
+
+* for each peer: the incarnation it last accepted for that node, the highest commit
+  count (``commit_seq``) it heard for it, and the incarnations it knows were retired by
+  ``--new`` (so an old copy of a retired incarnation is not taken back);
+* for itself (``self``): its node id, its incarnation, and whether that incarnation was
+  started empty on purpose (``fresh``, by ``zpaxos node ID --new``).
+
+The peers' part is only ever raised: a Hello (see :mod:`zpaxos.runtime.admission`) is judged
+by :func:`judge` and remembered only when it is acceptable. The file is replaced
+atomically (temporary file, fsync, rename, fsync of the directory) whenever it changes,
+which is at most about once a second per peer.
+
+``state.lost`` is written when peers refused this node: it makes every later start refuse
+locally (exit 4) even with no peer reachable, and ``--new`` retires it with the state
+files. ``peers.json`` is kept by ``--new``: it is this node's memory of the others.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zpaxos.naming import node_name
+from zpaxos.runtime.storage_errors import README, StateDamaged, StateLost, from_os_error
+
+PEERS_NAME = "peers.json"
+LOST_NAME = "state.lost"
+MAX_PAST = 32  # retired incarnations remembered per peer
+
+# A peer's verdict on a Hello.
+OK, ROLLED_BACK, REPLACED, RETIRED = 0, 1, 2, 3
+VERDICTS = {OK: "ok", ROLLED_BACK: "rolled back", REPLACED: "replaced", RETIRED: "retired"}
+STALE = -1  # a delayed or duplicated Hello of a process already heard further: no answer
+
+
+@dataclass
+class PeerRecord:
+    incarnation: bytes
+    commit_seq: int
+    past: list[bytes] = field(default_factory=list)
+    boot: bytes = b""  # the process that reported commit_seq
+
+
+@dataclass
+class SelfRecord:
+    node: int
+    incarnation: bytes
+    fresh: bool
+
+
+def judge(rec: PeerRecord | None, incarnation: bytes, commit_seq: int,
+          fresh: bool, boot: bytes = b"") -> tuple[int, PeerRecord | None]:
+    """A peer's verdict on a node that says it is ``incarnation`` at ``commit_seq``, and
+    the record to remember afterwards (None: keep the old one). Pure.
+
+    * never heard of it: OK (a new node, or one this peer never met), remembered;
+    * the same incarnation at fewer commits than already heard: from the same process
+      (``boot``), a Hello that was delayed or duplicated on the way (STALE: ignored); from
+      another process, ROLLED_BACK (its whole data directory is an older copy);
+    * an incarnation this peer saw retired by ``--new``: RETIRED (an old copy is back);
+    * another incarnation: OK only if it says it was started empty on purpose (``fresh``,
+      ``--new``), and then the old one is retired; else REPLACED (its state was deleted
+      or swapped, marker and all, and it started as if new).
+    """
+    if rec is None:
+        return OK, PeerRecord(incarnation, commit_seq, [], boot)
+    if incarnation == rec.incarnation:
+        if commit_seq < rec.commit_seq:
+            return (STALE if boot and boot == rec.boot else ROLLED_BACK), None
+        if commit_seq == rec.commit_seq and boot == rec.boot:
+            return OK, None
+        return OK, PeerRecord(incarnation, commit_seq, rec.past, boot)
+    if incarnation in rec.past:
+        return RETIRED, None
+    if not fresh:
+        return REPLACED, None
+    return OK, PeerRecord(incarnation, commit_seq, [*rec.past, rec.incarnation][-MAX_PAST:],
+                          boot)
+
+
+def refusal_text(verdict: int, peer: int, me: int, known: bytes, known_seq: int,
+                 mine: bytes, seq: int) -> str:
+    """Why ``peer``'s verdict means this node must not vote, in one clause."""
+    who, inc = node_name(peer), mine[:4].hex()
+    if verdict == ROLLED_BACK:
+        return (f"rolled back: {who} has seen this incarnation ({inc}) at {known_seq} "
+                f"commits, but this data directory holds {seq} (it was restored from an "
+                f"older copy)")
+    if verdict == RETIRED:
+        return (f"retired: {who} knows this incarnation ({inc}) was replaced by --new "
+                f"(an old copy of this data directory was restored)")
+    return (f"replaced: {who} knows {node_name(me)} as incarnation {known[:4].hex()} "
+            f"({known_seq} commits), but this data directory holds another one ({inc}): "
+            f"its state was deleted or swapped, marker and all")
+
+
+def advice() -> str:
+    return (f"it will not vote on state the cluster has seen it lose: put back this node's "
+            f"own latest files if you still have them, else follow {README} to rejoin "
+            f"with --new")
+
+
+# --------------------------------------------------------------------------- the file
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as e:
+        raise from_os_error(path, e, running=True) from None
+
+
+class PeersFile:
+    """``peers.json``: the self record and the peer records (see the module docstring)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = Path(data_dir) / PEERS_NAME
+        self.me: SelfRecord | None = None
+        self.peers: dict[int, PeerRecord] = {}
+
+    def load(self) -> PeersFile:
+        try:
+            text = self.path.read_bytes()
+        except FileNotFoundError:
+            return self
+        except OSError as e:
+            raise from_os_error(self.path, e) from None
+        try:
+            doc = json.loads(text)
+            me = doc["self"]
+            self.me = None if me is None else SelfRecord(
+                int(me["node"]), bytes.fromhex(me["incarnation"]), bool(me["fresh"]))
+            self.peers = {int(n): PeerRecord(bytes.fromhex(r["incarnation"]),
+                                             int(r["commit_seq"]),
+                                             [bytes.fromhex(p) for p in r["past"]],
+                                             bytes.fromhex(r.get("boot", "")))
+                          for n, r in doc["peers"].items()}
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise StateDamaged(
+                f"{self.path}: damaged ({type(e).__name__}); the node's own state is not "
+                f"in it: move it away and the node starts forgetting what it knew of its "
+                f"peers (their restored or deleted data directories go unnoticed until "
+                f"they are heard again)") from None
+        return self
+
+    def save(self) -> None:
+        doc: dict[str, Any] = {
+            "self": None if self.me is None else {
+                "node": self.me.node, "incarnation": self.me.incarnation.hex(),
+                "fresh": self.me.fresh},
+            "peers": {str(n): {"incarnation": r.incarnation.hex(), "commit_seq": r.commit_seq,
+                               "past": [p.hex() for p in r.past], "boot": r.boot.hex()}
+                      for n, r in sorted(self.peers.items())},
+        }
+        _write_atomic(self.path, json.dumps(doc, indent=1).encode() + b"\n")
+
+
+def adopt_self(peers: PeersFile, node_id: int, incarnation: bytes, commit_seq: int,
+               new: bool) -> bool:
+    """Check the state files against this node's own record and update it; returns
+    whether this incarnation is ``fresh`` (started empty on purpose).
+
+    Raises :class:`StateLost` when the record says these files are not this node's: the
+    database, its write-ahead log and its marker were all replaced or deleted (which the
+    marker alone cannot see), or the directory belongs to another node id."""
+    me = peers.me
+    if me is not None and me.node != node_id:
+        raise StateLost(f"{peers.path.parent}: this data directory belongs to "
+                        f"{node_name(me.node)}, not {node_name(node_id)}; give each node its "
+                        f"own data_dir")
+    if me is not None and me.incarnation == incarnation:
+        return me.fresh
+    if me is not None and not new:
+        raise StateLost(f"{peers.path.parent}: replaced: this node was incarnation "
+                        f"{me.incarnation[:4].hex()} but its state files now hold "
+                        f"{incarnation[:4].hex()} ({commit_seq} commits): they were deleted "
+                        f"or swapped, marker and all; {advice()}")
+    # A first start (no record, or a data directory from before peers.json), or --new.
+    fresh = new and commit_seq == 0
+    peers.me = SelfRecord(node_id, incarnation, fresh)
+    peers.save()
+    return fresh
+
+
+def write_lost(data_dir: Path, why: str) -> None:
+    """Record that the peers refused this state (see the module docstring)."""
+    _write_atomic(Path(data_dir) / LOST_NAME, why.encode() + b"\n")
+
+
+def read_lost(data_dir: Path) -> str | None:
+    path = Path(data_dir) / LOST_NAME
+    try:
+        return path.read_text(errors="replace").strip() or "state lost"
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise from_os_error(path, e) from None
+
+
+__all__ = ["LOST_NAME", "OK", "PEERS_NAME", "REPLACED", "RETIRED", "ROLLED_BACK", "STALE",
+           "VERDICTS",
+           "PeerRecord", "PeersFile", "SelfRecord", "adopt_self", "judge", "read_lost",
+           "refusal_text", "write_lost"]
