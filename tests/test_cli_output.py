@@ -262,12 +262,18 @@ def test_bench_keys_are_plainly_its_own_and_get_no_files(tmp_path):
     with LocalCluster(config, tmp_path, range(3)) as c:
         c.start_all()
         r = c.run("bench", "--proposals", "6", "--concurrency", "3", "--contended-keys", "2",
-                  "--cli-runs", "1", "--json")
+                  "--cli-runs", "1", "--race-proposers", "2", "--race-keys", "3", "--json")
         assert r.code == 0, r.err
         prefix = r.json["keys"].removesuffix("*")
         assert re.fullmatch(r"bench-[0-9a-f]{6}-", prefix)
         keys = set(c.status()["nodes"][0]["keys"])
-        assert len(keys) == 6 + 6 + 2 + 1 and all(k.startswith(prefix) for k in keys)
+        # 6 + 6 + 2 in the three runs, 3 raced on, 2 zpaxos propose (one untimed, first)
+        assert len(keys) == 6 + 6 + 2 + 3 + 2 and all(k.startswith(prefix) for k in keys)
+        race = r.json["race"]
+        assert (race["proposers"], race["keys"], race["decided"]) == (2, 3, 3)
+        assert sum(race["rounds"].values()) == 2 * 3  # every proposal of both proposers
+        assert sum(race["won"].values()) == 3  # each key won by exactly one of them
+        assert not r.err  # stderr is a pipe here: no progress bar drawn
     assert sorted(p.name for p in (tmp_path / "data").rglob("*.txt")) == []
 
 
@@ -342,3 +348,23 @@ def test_an_ipv6_cluster_decides(tmp_path):
         c.start_all()
         r = c.propose("Value_A")
         assert r.code == 0 and r.json["chosen"] == "Value_A", r.err
+
+
+def test_progress_bar_only_on_a_terminal():
+    import io
+
+    from zpaxos.lab.progress import Progress
+
+    piped = io.StringIO()
+    with Progress("run", 3, piped) as bar:
+        for _ in range(3):
+            bar.step()
+    assert piped.getvalue() == ""  # a pipe or a file gets nothing
+    tty = io.StringIO()
+    with Progress("run", 4, tty, every_s=0, force=True) as bar:
+        bar.step(2)
+        bar.step(2)
+    drawn = tty.getvalue()
+    assert "run [###############               ] 2/4" in drawn
+    assert f"run [{'#' * 30}] 4/4" in drawn
+    assert drawn.endswith("\r\x1b[K")  # wiped at the end: the report follows

@@ -1,5 +1,5 @@
 """``python -m zpaxos ...``: the same command as the installed ``zpaxos``."""
 
-from zpaxos.cli import main
+from zpaxos.entry import main
 
 main()

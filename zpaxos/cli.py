@@ -29,54 +29,24 @@ from typing import Any, NoReturn
 import click
 
 from zpaxos.cli_sim import sim as sim_command
+from zpaxos.proposecmd import (  # the propose command's work, without click
+    EXIT_DEGRADED,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    Failure,
+    Usage,
+    _load,
+    _logging,
+    _named,
+    _print_outcome,
+    _value,
+    result_line,
+    run_propose,
+)
 
-EXIT_FAILED, EXIT_USAGE, EXIT_DEGRADED, EXIT_INTERRUPTED = 1, 2, 3, 130
-
-
-class Failure(Exception):
-    """A user-facing failure: printed as one line, exits with ``code``."""
-
-    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _load(config: str | None) -> Any:
-    from zpaxos.runtime.config import ConfigError, load_config
-
-    try:
-        return load_config(config)
-    except ConfigError as e:
-        raise Failure(str(e), EXIT_USAGE) from None
-
-
-def _logging(cluster: Any, process: str, quiet: bool, summary: Any = None) -> Any:
-    """The process's event log: everything to the log file; on stderr every event as
-    text, or (``summary``, a handler) only what that handler makes of them, or nothing
-    (``quiet``)."""
-    import logging
-
-    from zpaxos.runtime.log import setup_logging
-
-    try:
-        log = setup_logging(cluster.log, process, stderr=not quiet and summary is None)
-    except OSError as e:
-        raise Failure(f"{cluster.path}: [log] file: cannot open {cluster.log.file} ({e.strerror})",
-                      EXIT_USAGE) from None
-    if summary is not None and not quiet:
-        # The summary reads INFO events even when the file is configured to get fewer.
-        for h in log.logger.handlers:
-            h.setLevel(log.logger.level)
-        log.logger.setLevel(min(log.logger.level, logging.INFO))
-        log.logger.addHandler(summary)
-    return log
-
-
-def _named(text: str) -> str:
-    from zpaxos.pictures.rounds import with_node_names
-
-    return with_node_names(text)
-
+__all__ = ["EXIT_DEGRADED", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_USAGE", "Failure", "cli",
+           "main", "result_line", "_load", "_logging", "_named", "_print_outcome", "_value"]
 
 config_option = click.option(
     "--config", "config", metavar="PATH", default=None,
@@ -138,7 +108,7 @@ def node(node_id: int, config: str | None, quiet: bool, new: bool) -> None:
     def ready(_n: Any) -> None:
         click.echo(f"{cfg.name} listening on {cfg.endpoint} "
                    f"(data in {printable(str(cfg.data_dir))}, "
-                   f"{len(n.host.states)} keys known); Ctrl-C to stop")
+                   f"{n.keys_known} keys known); Ctrl-C to stop")
         sys.stdout.flush()
 
     try:
@@ -234,140 +204,12 @@ def propose(value: str | None, value_file: str | None, key: str | None, delay: f
     Accepteds); -v shows every message instead, -q nothing. The log file always gets
     every event.
     """
-    import time
-
-    if verbose and quiet:
-        raise click.UsageError("-v and -q cannot be used together")
-    data = _value(value, value_file)
-    cluster = _load(config)
-    ids = {n.id for n in cluster.nodes}
-    for opt, delays in (("--prepare-delay", prepare_delay), ("--accept-delay", accept_delay)):
-        unknown = sorted(set(delays) - ids)
-        if unknown:
-            raise Failure(f"{opt}: no node {unknown[0]} in {cluster.path} (nodes: "
-                          f"{', '.join(map(str, sorted(ids)))})", EXIT_USAGE)
-    if delay:
-        time.sleep(delay)
-
-    from zpaxos.naming import proposer_name
-    from zpaxos.protocol.messages import DEFAULT_KEY
-    from zpaxos.runtime.client import Client, Interrupted, Refused, options_from
-    from zpaxos.runtime.config import ConfigError
-    from zpaxos.runtime.sockets import SignalWakeup
-    from zpaxos.runtime.staging import StagingOptions
-
-    opts = options_from(cluster.proposer, timeout_s=timeout, max_rounds=max_rounds,
-                        round_timeout_s=round_timeout, backoff_s=backoff,
-                        first_round=first_round)
-    staging = StagingOptions(pause_between_phases_s=pause_between_phases or 0.0,
-                             prepare_delay_s=prepare_delay, accept_delay_s=accept_delay)
-    import os
-
-    from zpaxos.pictures.rounds import RoundSummary
-
-    client_id = os.urandom(16)
-    log = _logging(cluster, proposer_name(client_id), quiet,
-                   None if verbose else RoundSummary())
-    wakeup = SignalWakeup()
-    wakeup.install()
-    started = time.monotonic()
-    key = key or DEFAULT_KEY
-    outcome = None
     try:
-        # fast=False: the lab shows both phases of every proposal (no range promises).
-        with Client(cluster, log, client_id, key_file=client_key, fast=False) as client:
-            log.event("start", role="proposer", key=key, value=data)
-            outcome = client.propose(data, key, opts, wakeup, staging)
-    except Interrupted:
-        raise KeyboardInterrupt from None
-    except ConfigError as e:  # the client's CURVE key
-        raise Failure(str(e), EXIT_USAGE) from None
-    except Refused as e:
-        raise Failure(f"cannot propose: {e}") from None
-    finally:
-        wakeup.close()
-        log.event("stop", key=key, rounds=outcome.rounds if outcome else None,
-                  interrupted=outcome is None or None)
-    _print_outcome(outcome, (time.monotonic() - started) * 1000, as_json, log.process)
-    if outcome.chosen is None:
-        sys.exit(EXIT_FAILED)
-
-
-def _value(value: str | None, value_file: str | None) -> bytes:
-    """The value to propose: VALUE, or the bytes of --value-file (stdin for '-'), checked
-    against the size limit before anything is sent."""
-    from zpaxos.protocol.registry import MAX_VALUE_BYTES
-
-    if (value is None) == (value_file is None):
-        raise click.UsageError("give the value to propose as VALUE or with --value-file "
-                               "(exactly one of them)")
-    if value_file is None:
-        assert value is not None
-        data = value.encode()
-    else:
-        try:
-            if value_file == "-":
-                data = sys.stdin.buffer.read(MAX_VALUE_BYTES + 1)
-            else:
-                with open(value_file, "rb") as f:
-                    data = f.read(MAX_VALUE_BYTES + 1)
-        except OSError as e:
-            raise Failure(f"--value-file {value_file}: cannot read ({e.strerror})",
-                          EXIT_USAGE) from None
-    if len(data) > MAX_VALUE_BYTES:
-        what = "the value" if value_file is None else f"--value-file {value_file}"
-        raise Failure(f"{what}: over the {MAX_VALUE_BYTES}-byte (1 MiB) limit on a value",
-                      EXIT_USAGE)
-    return data
-
-
-def _print_outcome(o: Any, elapsed_ms: float, as_json: bool, proposer: str) -> None:
-    import json
-
-    from zpaxos.naming import node_name
-    from zpaxos.printable import printable
-    from zpaxos.runtime.log import show_value
-
-    silent = [node_name(n) for n in o.silent] if o.chosen is None else []
-    told_by = node_name(o.told_by) if o.how == "already" and o.told_by is not None else None
-    chosen_at = None if o.chosen_ballot.is_zero else str(o.chosen_ballot)
-    if as_json:
-        click.echo(json.dumps({
-            "key": o.key, "proposed": show_value(o.proposed), "chosen": show_value(o.chosen),
-            "own": o.own, "how": o.how or None, "chosen_ballot": chosen_at,
-            "told_by": told_by, "ballot": str(o.ballot), "rounds": o.rounds,
-            "elapsed_ms": round(elapsed_ms, 1), "reason": _named(o.reason),
-            "no_reply_from": silent, "proposer": proposer,
-        }))
-        return
-    if o.chosen is None:
-        who = f"; no reply from {', '.join(silent)}" if silent else ""
-        click.echo(f"no value chosen for {printable(o.key)}: {printable(_named(o.reason))}{who}",
-                   err=True)
-        return
-    click.echo(result_line(o, told_by, elapsed_ms))
-
-
-def result_line(o: Any, told_by: str | None, elapsed_ms: float) -> str:
-    """The chosen value and how it came to be, telling apart the three cases a student
-    meets: chosen now with this proposer's value; chosen now with a value it had to
-    adopt; already chosen (before it came, or by another proposer while it waited),
-    whatever it proposed. The ballot is the one that chose the value, not merely this
-    proposer's last one."""
-    from zpaxos.printable import printable
-
-    at = "ballot unknown" if o.chosen_ballot.is_zero else f"ballot {o.chosen_ballot}"
-    took = f"{o.rounds} round{'s' if o.rounds != 1 else ''}, {elapsed_ms:.0f} ms"
-    head = f"{printable(o.key)} = {printable(o.chosen)}"
-    proposed = printable(o.proposed)
-    if o.how == "already":
-        who = f" ({told_by} said so)" if told_by else ""
-        mine = "it proposed the same value" if o.own else f"it proposed {proposed}"
-        return f"{head}: already chosen, at {at}{who}; {mine}; {took}"
-    if o.own:
-        return f"{head}: chosen now, its own value; {at}, {took}"
-    return (f"{head}: chosen now, an earlier proposal's value it adopted (it proposed "
-            f"{proposed}); {at}, {took}")
+        run_propose(value, value_file, key, delay, pause_between_phases, prepare_delay,
+                    accept_delay, first_round, max_rounds, timeout, round_timeout, backoff,
+                    config, client_key, as_json, verbose, quiet)
+    except Usage as e:
+        raise click.UsageError(str(e)) from None
 
 
 # ---------------------------------------------------------------- status
@@ -594,6 +436,14 @@ def log_(logfile: str, key: str | None) -> None:
 
 
 @cli.command()
+@click.option("--race-proposers", type=click.IntRange(min=0, max=16), default=3,
+              show_default=True, metavar="P",
+              help="Proposer processes racing on the same fresh keys (0: no race).")
+@click.option("--race-keys", type=click.IntRange(min=1), default=200, show_default=True,
+              metavar="N", help="Fresh keys they race on.")
+@click.option("--million", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Instead: a node holding N decided keys (e.g. 1000000), its memory and "
+                   "its restart time.")
 @click.option("--config", "config", metavar="PATH", default=None,
               help="Measure this running cluster (default: start a temporary one).")
 @click.option("--proposals", type=click.IntRange(min=1), default=2000, show_default=True,
@@ -617,7 +467,7 @@ def log_(logfile: str, key: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench(config: str | None, proposals: int, concurrency: int, contended_keys: int,
           value_size: int, cli_runs: int, curve: bool, fast: bool, registers: bool,
-          as_json: bool) -> None:
+          as_json: bool, race_proposers: int, race_keys: int, million: int | None) -> None:
     """Measure decisions per second and latency.
 
     End to end on real sockets; without --config on a temporary 3-node cluster.
@@ -638,9 +488,22 @@ def bench(config: str | None, proposals: int, concurrency: int, contended_keys: 
             raise Failure(str(e)) from None
         click.echo(b.as_json(result) if as_json else regbench.report(result))
         return
+    if million is not None:
+        from zpaxos.lab import million as m
+
+        if config is not None:
+            raise Failure("--million builds its own temporary cluster; it cannot be combined "
+                          "with --config", EXIT_USAGE)
+        try:
+            mr = m.run_million(million)
+        except (NodeStartError, RuntimeError) as e:
+            raise Failure(str(e)) from None
+        click.echo(b.as_json(mr) if as_json else m.report(mr))
+        return
     try:
         result = b.run_bench(config, proposals, concurrency, contended_keys, value_size, cli_runs,
-                             curve, fast)
+                             curve, fast, race_proposers=race_proposers,
+                             race_keys=race_keys)
     except ConfigError as e:
         raise Failure(str(e), EXIT_USAGE) from None
     except (NodeStartError, RuntimeError) as e:
@@ -673,13 +536,13 @@ def _usage_hint(args: list[str], message: str) -> tuple[str, str]:
     """Which command a usage error is about, and the message with where to look for help:
     for a misspelt command the closest one (`zpaxos propse` -> see 'zpaxos propose
     --help'), else the list of commands."""
-    import difflib
-
     first = args[0] if args and not args[0].startswith("-") else None
     if first is None:
         return "zpaxos", f"{message} (see 'zpaxos --help')"
     if first in cli.commands:
         return f"zpaxos {first}", f"{message} (see 'zpaxos {first} --help')"
+    import difflib  # only for a mistyped command
+
     close = difflib.get_close_matches(first, list(cli.commands), n=1)
     if close:
         if "Did you mean" not in message:  # click 8.2 and later ask it themselves

@@ -14,12 +14,16 @@ narrow the glob.
 It reports, for a run of independent keys (no contention) and for a run where every
 proposal fights over a handful of keys (contention):
   decisions per second, latency percentiles, rounds per decision;
-and the wall time of a whole ``zpaxos propose`` process (start-up included).
+then a race (zpaxos/lab/race.py: several proposer processes proposing on the same fresh
+keys at once, the case that really contends) with its histogram of rounds; and the wall
+time of a whole ``zpaxos propose`` process (start-up included, bytecode cached as an
+installed package has it). On a terminal a progress bar shows each run's progress.
 
 ``--fast`` runs the proposals with the fast path on (the Python API's default; see
 zpaxos/protocol/ranges.py): each run's keys share a range (``bench-<run id>-serial-``...),
 so after one range promise every fresh key needs phase 2 only. Without it every proposal
-runs both phases, as the lab's ``zpaxos propose`` does.
+runs both phases, as the lab's ``zpaxos propose`` does (the race too: with ``--fast``
+its proposers race for the range as well).
 """
 
 from __future__ import annotations
@@ -36,12 +40,14 @@ from pathlib import Path
 
 from zpaxos.lab.launcher import (
     LocalCluster,
-    child_env,
+    cached_bytecode_env,
     free_ports,
     make_keys,
     write_config,
     zpaxos_cmd,
 )
+from zpaxos.lab.progress import Progress
+from zpaxos.lab.race import as_dict, histogram, race
 from zpaxos.printable import printable
 from zpaxos.runtime.client import Client, options_from
 from zpaxos.runtime.config import ClusterConfig, ConfigError, load_config
@@ -97,12 +103,14 @@ def measure(cluster: ClusterConfig, name: str, proposals: int, concurrency: int,
              for i in range(proposals)]
     opts = options_from(cluster.proposer, timeout_s=60.0, max_rounds=1000)
     latencies, rounds, chosen = [], [], 0
-    with Client(cluster, null_log("bench"), fast=fast) as client:
+    with Client(cluster, null_log("bench"), fast=fast) as client, \
+            Progress(name, proposals) as bar:
         t0 = time.perf_counter()
         for _, outcome, seconds in client.stream(items, concurrency, opts):
             latencies.append(seconds * 1000)
             rounds.append(outcome.rounds)
             chosen += outcome.chosen is not None
+            bar.step()
         elapsed = time.perf_counter() - t0
     latencies.sort()
     return Run(name, proposals, concurrency, keys or proposals, round(elapsed, 3), chosen,
@@ -112,26 +120,37 @@ def measure(cluster: ClusterConfig, name: str, proposals: int, concurrency: int,
 
 
 def cli_latency(config: Path, workdir: Path, runs: int, prefix: str) -> dict[str, float]:
-    """Wall time of whole ``zpaxos propose`` processes, start-up included."""
+    """Wall time of whole ``zpaxos propose`` processes, start-up included.
+
+    With bytecode cached, as an installed package has it: the processes write and read
+    their ``.pyc`` files under ``workdir`` (PYTHONPYCACHEPREFIX, after one untimed run),
+    whatever PYTHONDONTWRITEBYTECODE says, so the figure is not a recompile of every
+    module on every run."""
+    env = cached_bytecode_env(workdir)
     times = []
-    for i in range(runs):
-        t0 = time.perf_counter()
-        r = subprocess.run(zpaxos_cmd("propose", f"v{i}", "--key", f"{prefix}{i}",
-                                      "-q", "--config", str(config)),
-                           cwd=workdir, env=child_env(), capture_output=True, timeout=60)
-        times.append((time.perf_counter() - t0) * 1000)
-        if r.returncode != 0:
-            raise RuntimeError(f"zpaxos propose failed: {r.stderr.decode().strip()}")
+    with Progress("zpaxos propose processes", runs) as bar:
+        for i in range(-1, runs):  # -1: the untimed run that caches the bytecode
+            t0 = time.perf_counter()
+            r = subprocess.run(zpaxos_cmd("propose", f"v{i}", "--key", f"{prefix}{i + 1}",
+                                          "-q", "--config", str(config)),
+                               cwd=workdir, env=env, capture_output=True, timeout=60)
+            if i >= 0:
+                times.append((time.perf_counter() - t0) * 1000)
+                bar.step()
+            if r.returncode != 0:
+                raise RuntimeError(f"zpaxos propose failed: {r.stderr.decode().strip()}")
     times.sort()
     return {"runs": runs, "median_ms": round(statistics.median(times), 1),
             "min_ms": round(times[0], 1), "max_ms": round(times[-1], 1)}
 
 
 def run_bench(config: str | None, proposals: int, concurrency: int, contended_keys: int,
-              value_size: int, cli_runs: int, curve: bool = False, fast: bool = False) -> dict:
+              value_size: int, cli_runs: int, curve: bool = False, fast: bool = False,
+              race_proposers: int = 3, race_keys: int = 200) -> dict:
     """The three runs (and the CLI's wall time) on ``config``, or on a temporary cluster;
     ``curve``: the same runs again on a temporary cluster with CURVE on, in the same
-    process, right after (the cost of CURVE, side by side)."""
+    process, right after (the cost of CURVE, side by side). ``race_proposers`` processes
+    race on ``race_keys`` fresh keys (0 proposers: no race)."""
     run_id = new_run_id()
     keys = f"{KEY_PREFIX}{run_id}-"
     if config is not None:  # checked before anything is proposed
@@ -141,6 +160,7 @@ def run_bench(config: str | None, proposals: int, concurrency: int, contended_ke
         refuse_value_files(load_config(config), run_id)
     runs: list[Run] = []
     cli = None
+    raced = None
     for secure in ((False, True) if curve else (False,)):
         tag = ", CURVE" if secure else (", plaintext" if curve else "")
         tag += ", fast" if fast else ""
@@ -169,6 +189,9 @@ def run_bench(config: str | None, proposals: int, concurrency: int, contended_ke
                     measure(cluster, f"contended ({contended_keys} keys){tag}", proposals,
                             concurrency, contended_keys, value_size, f"{pre}contended-", fast),
                 ]
+                if race_proposers and not secure:
+                    raced = as_dict(race(path, f"{pre}race-", race_proposers, race_keys,
+                                         max(1, concurrency // race_proposers), fast=fast))
                 if cli_runs and not secure:
                     cli = cli_latency(path, work, cli_runs, f"{keys}cli-")
             finally:
@@ -177,7 +200,7 @@ def run_bench(config: str | None, proposals: int, concurrency: int, contended_ke
     return {"cluster": "temporary 3-node cluster on loopback" if config is None else str(path),
             "nodes": len(cluster.nodes), "value_bytes": value_size, "keys": f"{keys}*",
             "fast": fast,
-            "runs": [asdict(r) for r in runs], "cli_propose": cli}
+            "runs": [asdict(r) for r in runs], "race": raced, "cli_propose": cli}
 
 
 def report(result: dict) -> str:
@@ -192,6 +215,15 @@ def report(result: dict) -> str:
     widths = [max(len(x[i]) for x in (head, *rows)) for i in range(len(head))]
     for r in (head, *rows):
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    r = result.get("race")
+    if r:
+        lines += ["", f"{printable(r['name'])}: {r['keys']} keys, {r['proposers']} proposer "
+                      f"processes, {r['concurrency']} in flight each: {r['decided']} decided "
+                      f"in {r['seconds']} s ({r['decisions_per_s']:.0f}/s), p50 "
+                      f"{r['p50_ms']:.2f} ms, p90 {r['p90_ms']:.2f} ms, mean rounds "
+                      f"{r['mean_rounds']:.2f}; keys won: "
+                      + ", ".join(f"{k} {v}" for k, v in r["won"].items()),
+                  "rounds per proposal:", *histogram({int(k): v for k, v in r["rounds"].items()})]
     cli = result.get("cli_propose")
     if cli:
         lines += ["", f"zpaxos propose, whole process: median {cli['median_ms']} ms "

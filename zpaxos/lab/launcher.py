@@ -97,6 +97,16 @@ def zpaxos_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "zpaxos", *args]
 
 
+def cached_bytecode_env(workdir: Path) -> dict[str, str]:
+    """:func:`child_env` with bytecode cached under ``workdir`` whatever
+    PYTHONDONTWRITEBYTECODE says: what an installed package's processes start with (a
+    benchmark of start-up should not time a recompile of every module)."""
+    e = child_env()
+    e.pop("PYTHONDONTWRITEBYTECODE", None)
+    e["PYTHONPYCACHEPREFIX"] = str(Path(workdir) / "pycache")
+    return e
+
+
 def child_env() -> dict[str, str]:
     """The environment for child processes: this checkout importable, no stray config."""
     e = dict(os.environ)
@@ -123,8 +133,11 @@ class NodeStartError(Exception):
 class LocalCluster:
     """The nodes of ``config`` as child processes running in ``workdir``."""
 
-    def __init__(self, config: Path, workdir: Path, node_ids: Sequence[int]) -> None:
+    def __init__(self, config: Path, workdir: Path, node_ids: Sequence[int],
+                 env: dict[str, str] | None = None) -> None:
+        """``env``: the nodes' environment (default :func:`child_env`)."""
         self.config = Path(config).resolve()
+        self.env = env
         self.dir = Path(workdir)
         self.node_ids = list(node_ids)
         self.procs: dict[int, subprocess.Popen] = {}
@@ -146,7 +159,7 @@ class LocalCluster:
         if self.is_running(i):
             raise RuntimeError(f"{node_name(i)} is already running")
         p = subprocess.Popen(zpaxos_cmd("node", str(i), "--config", str(self.config), "-q"),
-                             cwd=self.dir, env=child_env(), stdout=subprocess.PIPE,
+                             cwd=self.dir, env=self.env or child_env(), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
         _live.add(p)
         self.procs[i] = p

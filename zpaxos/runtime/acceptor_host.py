@@ -11,14 +11,28 @@ Besides the Paxos rules (the core's :class:`~zpaxos.protocol.core.Acceptor`) the
 answers status requests, pages its chosen values to a peer that syncs, and turns a
 peer's :class:`SyncReply` into Decides (which the core checks like any other: a value
 never overwrites a different chosen one).
+
+Two ways to hold the states. Given ``states`` (the simulator, small tests) the host keeps
+every key in memory, with sorted indexes for the pages. Given a ``source`` (a node: its
+store's read side) the host keeps only a bounded cache: before a batch reaches the core it
+reads the durable state of every key the batch names that is not cached (one query), so
+the core votes on exactly what is on disk, as if it had always been in memory; status and
+sync pages are walks down the store's key index, overlaid with the pass's own unsaved
+changes. A node with a million decided keys then holds a few tens of thousands of them,
+and starts without reading any. Eviction only ever drops states that are durable: it runs
+at the start of a pass, when the loop has persisted every earlier pass, except the
+learned decisions it let wait (``Ready.lazy``): the loop's source must show those over the
+store (:class:`zpaxos.runtime.node.WithPending`), so a key evicted meanwhile reads back
+its latest state.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import itertools
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from zpaxos.protocol.core import Acceptor, KeyState, Learner
 from zpaxos.protocol.events import Event, Ignored, Learned
@@ -37,6 +51,7 @@ from zpaxos.protocol.messages import (
     SyncReply,
     SyncRequest,
 )
+from zpaxos.protocol.ranges import MAX_SCAN
 from zpaxos.protocol.register import RegAcceptor
 from zpaxos.protocol.registry import REGISTER_TYPES, TO_ACCEPTOR_TYPES, type_name
 from zpaxos.protocol.regmessages import RegisterMessage, register_slot
@@ -53,6 +68,9 @@ KEY_OVERHEAD_BYTES = 160  # a status entry without its values, encoded (key and 
 # one more value it still fits the decoder's body limit (codec.MAX_BODY_BYTES).
 REPLY_MAX_VALUE_BYTES = 1 << 20
 MAX_CHECKS = 10_000  # client Decides being checked with the peers at once
+# States a host with a ``source`` keeps in memory (a few hundred bytes each); a pass's
+# keys are always there, whatever this says.
+CACHE_KEYS = 50_000
 # Status and sync pages built in one pass: one frame can ask for thousands, and each page
 # is built in memory before anything is sent; the rest are ignored (asked again, they are
 # answered in a later pass).
@@ -83,6 +101,20 @@ class Ready:
     lazy: dict[str, KeyState] = field(default_factory=dict)
 
 
+class StateSource(Protocol):
+    """The read side of durable storage (``SqliteStore``, ``MemoryStore``): what the host
+    reads instead of holding every key. Reads only; the loop still does every write."""
+
+    def get(self, keys: Collection[str]) -> Mapping[str, KeyState]:
+        """The durable states of ``keys``; a key never written is absent."""
+        ...
+
+    def page(self, after: str, limit: int, chosen_only: bool = False
+             ) -> list[tuple[str, KeyState]]:
+        """Up to ``limit`` (key, state) after ``after``, in key order."""
+        ...
+
+
 def page(items: Iterable[T], max_items: int, size: Callable[[T], int],
          max_bytes: int = REPLY_MAX_VALUE_BYTES) -> tuple[list[T], bool]:
     """The first items that fit both limits (always at least one), and whether more remain."""
@@ -106,10 +138,13 @@ class AcceptorHost:
                  acceptor_cls: type[Acceptor] = Acceptor,
                  check_client_decides: bool = False,
                  ranges: Mapping[str, Ballot] | None = None,
-                 register_cls: type[RegAcceptor] = RegAcceptor) -> None:
+                 register_cls: type[RegAcceptor] = RegAcceptor,
+                 source: StateSource | None = None, cache_keys: int = CACHE_KEYS) -> None:
         """``check_client_decides``: a Decide from anyone but a peer node (a client, with
         CURVE on) is recorded only once a quorum of nodes confirms they accepted that very
-        ballot with that very value (see :meth:`_check_decide`)."""
+        ballot with that very value (see :meth:`_check_decide`). ``source``: read states
+        from it as needed, keeping at most about ``cache_keys`` (``states`` is then only
+        a warm start, normally empty)."""
         self.node_id = node_id
         self.peers = tuple(peers)
         self.check_client_decides = check_client_decides
@@ -120,11 +155,18 @@ class AcceptorHost:
         self.sync_page_size = sync_page
         self.status_page_size = status_page
         self.acceptor = acceptor_cls(states, ranges)
-        # Registers (CASPaxos) keep their state in the same map, in their own "@" slots.
+        # Registers (CASPaxos) keep their state in the same map, in their own "@" slots
+        # (the same dict object: the cache below evicts from and fetches into both).
         self.registers = register_cls(self.acceptor.states)
-        # Sorted indexes, so a page never sorts every key. New keys wait in a list and are
-        # merged in when a page is asked for (status and sync are rare; a new key per
-        # message is not, and inserting each into a sorted list costs a move of the list).
+        self.source = source
+        self.cache_keys = max(1, cache_keys)
+        # The pass's unsaved states (with a source): its persist, then its lazy ones.
+        self._dirty: tuple[Mapping[str, KeyState], ...] = ()
+        self._range_keys: dict[str, list[str]] = {}  # RangePrepare prefix -> keys read
+        # Sorted indexes (without a source), so a page never sorts every key. New keys
+        # wait in a list and are merged in when a page is asked for (status and sync are
+        # rare; a new key per message is not, and inserting each into a sorted list costs
+        # a move of the list).
         self._sorted_keys = sorted(self.acceptor.states)
         self._sorted_chosen = sorted(k for k, s in self.acceptor.states.items()
                                      if s.chosen is not None)
@@ -146,6 +188,11 @@ class AcceptorHost:
 
     def handle(self, batch: Iterable[tuple[Src, Message]]) -> Ready:
         ready = Ready()
+        if self.source is not None:
+            batch = list(batch)
+            self._evict()
+            self._fetch(batch)
+            self._dirty = (ready.lazy, ready.persist)
         pages = 0
         for src, msg in batch:
             if isinstance(msg, (StatusRequest, SyncRequest)):
@@ -160,7 +207,8 @@ class AcceptorHost:
                 self._apply_register(src, msg, ready)  # type: ignore[arg-type]
             elif isinstance(msg, RangePrepare):
                 # Every key, the pass's new ones included: the reply must name every busy one.
-                self.acceptor.key_index = self._keys
+                self.acceptor.key_index = (self._keys if self.source is None
+                                           else self._range_index(msg.prefix))
                 step = self.acceptor.handle(src, msg)
                 ready.ranges.update(step.ranges)
                 ready.send.extend((src, m) for _, m in step.send)
@@ -188,6 +236,77 @@ class AcceptorHost:
                 ready.events.append((src, Ignored(getattr(msg, "key", "") or "",
                                                   type_name(msg))))
         return ready
+
+    # ---- the cache (with a source)
+
+    def _evict(self) -> None:
+        """Forget the oldest cached states beyond ``cache_keys``. Safe because the loop
+        persisted every earlier pass before handing over this one: each state dropped is
+        on disk, and :meth:`_fetch` reads it back before the core can see the key again."""
+        states = self.acceptor.states
+        extra = len(states) - self.cache_keys
+        if extra > 0:
+            extra += self.cache_keys // 4  # evict in bulk, not a few keys every pass
+            for key in list(itertools.islice(states, extra)):
+                del states[key]
+
+    def _fetch(self, batch: list[tuple[Src, Message]]) -> None:
+        """Read the durable state of every key the batch names that is not cached."""
+        assert self.source is not None
+        states = self.acceptor.states
+        want: set[str] = set()
+        self._range_keys = {}
+        for _, msg in batch:
+            if isinstance(msg, SyncReply):
+                want.update(e[0] for e in msg.chosen)
+            elif isinstance(msg, RangePrepare):
+                self._fetch_range(msg.prefix)
+            elif isinstance(msg, REGISTER_TYPES):
+                want.add(register_slot(msg.key))  # type: ignore[union-attr,arg-type]
+            else:
+                key = getattr(msg, "key", None)
+                if isinstance(key, str):
+                    want.add(key)
+        want.difference_update(states)
+        if want:
+            states.update(self.source.get(want))
+
+    def _fetch_range(self, prefix: str) -> None:
+        """A RangePrepare's reply names the range's busy keys, scanning at most MAX_SCAN of
+        them in key order (ranges.busy_keys): read the first MAX_SCAN + 1 keys from
+        ``prefix`` on, so the core sees them as if every key were in memory."""
+        assert self.source is not None
+        if prefix in self._range_keys:
+            return
+        rows = dict(self.source.get([prefix]))
+        rows.update(self.source.page(prefix, MAX_SCAN + 1))
+        states = self.acceptor.states
+        keys = []
+        for k, s in rows.items():
+            if k.startswith(prefix):
+                keys.append(k)
+                if k not in states:  # a cached state is the latest
+                    states[k] = s
+        self._range_keys[prefix] = keys
+
+    def _range_index(self, prefix: str) -> list[str]:
+        """The sorted keys a RangePrepare for ``prefix`` must look at: those read from the
+        store for it, and the cached ones in the range (the pass's new keys among them)."""
+        keys = set(self._range_keys.get(prefix, ()))
+        keys.update(k for k in self.acceptor.states if k.startswith(prefix))
+        return sorted(keys)
+
+    def _paged(self, after: str, limit: int, chosen_only: bool) -> list[tuple[str, KeyState]]:
+        """The first ``limit`` keys after ``after`` (chosen ones only, if asked) as this
+        host sees them: the store's page, with this pass's unsaved states laid over it."""
+        assert self.source is not None
+        states = self.acceptor.states
+        rows = {k: states.get(k, s) for k, s in self.source.page(after, limit, chosen_only)}
+        for dirty in self._dirty:
+            for k, s in dirty.items():
+                if k > after and (s.chosen is not None or not chosen_only):
+                    rows[k] = s
+        return sorted(rows.items())[:limit]
 
     def _check_decide(self, msg: Decide, ready: Ready) -> None:
         """A client says ``msg.value`` was chosen at ``msg.ballot``. Believe it only when a
@@ -237,6 +356,8 @@ class AcceptorHost:
             ready.events.append((src, ev))
             if isinstance(ev, Learned):
                 ready.learned.append((ev.key, ev.value))
+        if self.source is not None:
+            return  # no indexes to keep: pages come from the store
         after = states.get(msg.key)
         if after is not before and after is not None:  # the key's state changed
             if before is None:
@@ -266,7 +387,7 @@ class AcceptorHost:
         step = self.registers.handle(src, msg)
         for k, state in step.persist:
             ready.persist[k] = state
-        if not known and slot in self.acceptor.states:
+        if self.source is None and not known and slot in self.acceptor.states:
             self._new_keys.append(slot)  # joins the status index when a page is asked for
         ready.send.extend((src, m) for _, m in step.send)
         ready.events.extend((src, ev) for ev in step.events)
@@ -274,8 +395,11 @@ class AcceptorHost:
     # ---- status and sync (answered from the core's state; no protocol rule here)
 
     def status(self, key: str | None) -> StatusReply:
-        states = self.acceptor.states
+        states: Mapping[str, KeyState] = self.acceptor.states
         keys: Iterable[str] = ([key] if key in states else []) if key is not None else self._keys
+        if key is None and self.source is not None:
+            states = dict(self._paged("", self.status_page_size + 1, False))
+            keys = states
 
         def entries() -> Iterable[KeyStatus]:
             for k in keys:
@@ -288,11 +412,15 @@ class AcceptorHost:
         return StatusReply(self.node_id, tuple(items), more, tuple(sorted(self.stats.items())))
 
     def sync_page(self, after: str) -> SyncReply:
-        states = self.acceptor.states
+        states: Mapping[str, KeyState] = self.acceptor.states
         start = bisect.bisect_right(self._chosen, after)
+        window = self._chosen[start:start + self.sync_page_size + 1]
+        if self.source is not None:
+            states = dict(self._paged(after, self.sync_page_size + 1, True))
+            window = list(states)
 
         def entries() -> Iterable[tuple[str, bytes, Ballot]]:
-            for k in self._chosen[start:start + self.sync_page_size + 1]:
+            for k in window:
                 s = states[k]
                 if s.chosen is not None:
                     yield (k, s.chosen, s.chosen_ballot)
@@ -301,4 +429,4 @@ class AcceptorHost:
         return SyncReply(after, tuple(items), more)
 
 
-__all__ = ["AcceptorHost", "Caller", "Ready", "page"]
+__all__ = ["CACHE_KEYS", "AcceptorHost", "Caller", "Ready", "StateSource", "page"]

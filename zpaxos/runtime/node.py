@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from zpaxos.naming import node_name
@@ -43,6 +43,37 @@ LAZY_FLUSH_S = 0.02
 LAZY_MAX_KEYS = 10_000
 
 
+class WithPending:
+    """The store as the host must read it: the durable rows, overlaid with the learned
+    decisions still waiting for a commit (``pending()``, the node's Ready.lazy backlog).
+    Without it a key evicted from the host's cache would read back its state from before
+    the decision, and the decision would be forgotten (and overwritten by the next commit
+    of that key)."""
+
+    def __init__(self, store: SqliteStore | MemoryStore,
+                 pending: Callable[[], Mapping[str, KeyState]]) -> None:
+        self.store = store
+        self.pending = pending
+
+    def get(self, keys: Collection[str]) -> dict[str, KeyState]:
+        lazy = self.pending()
+        out = self.store.get([k for k in keys if k not in lazy] if lazy else keys)
+        if lazy:
+            out.update((k, lazy[k]) for k in keys if k in lazy)
+        return out
+
+    def page(self, after: str, limit: int, chosen_only: bool = False
+             ) -> list[tuple[str, KeyState]]:
+        rows = self.store.page(after, limit, chosen_only)
+        lazy = self.pending()
+        if not lazy:
+            return rows
+        merged = dict(rows)
+        merged.update((k, s) for k, s in lazy.items()
+                      if k > after and (s.chosen is not None or not chosen_only))
+        return sorted(merged.items())[:limit]
+
+
 def src_name(src: Src | None) -> str | None:
     if src is None:
         return None
@@ -62,9 +93,16 @@ class Node:
         # SqliteStore raises StorageError over a damaged database: the node never starts.
         self.store = store if store is not None else SqliteStore(self.cfg.data_dir)
         peers = [n.id for n in cluster.nodes if n.id != node_id]
-        self.host = AcceptorHost(node_id, self.store.load(), peers,
-                                 check_client_decides=cluster.security.curve,
-                                 ranges=self.store.load_ranges())
+        # Nothing is loaded up front: the host reads each key's durable state (checksum
+        # verified) the first time a pass names it, and keeps a bounded cache, so a node
+        # with a million keys starts at once and stays small.
+        self.host = AcceptorHost(node_id, {}, peers, check_client_decides=cluster.security.curve,
+                                 ranges=self.store.load_ranges(),
+                                 source=WithPending(self.store, lambda: self._lazy))
+        self.keys_known = self.store.count()
+        # The chosen values of the keys value_files matches (none for an empty glob), read
+        # now so that a damaged row among them stops the node before it starts serving.
+        self._files_at_start = self.store.chosen_matching(self.cfg.value_files)
         # What this node remembers of its peers, and of itself (peers.json): only with a
         # real data directory. adopt_self raises StateLost over swapped state files.
         self.peers_file: PeersFile | None = None
@@ -106,10 +144,10 @@ class Node:
                 lambda peer: node_routing_id(me, peer), bind=self.cfg.endpoint, wakeup=wakeup,
                 curve=curve)
             self.log.event("start", endpoint=self.cfg.endpoint, data_dir=str(self.cfg.data_dir),
-                           keys=len(self.host.states), role="node",
+                           keys=self.keys_known, role="node",
                            security="curve" if curve else "none")
-            self.values.rebuild((k, s.chosen) for k, s in self.host.states.items()
-                                if s.chosen is not None)
+            self.values.rebuild(self._files_at_start)
+            self._files_at_start = []
             # Hello to the peers; once they clear it, sync what was missed while down.
             self._do(self.admission.start(time.monotonic()))
             if on_ready:

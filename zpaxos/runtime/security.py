@@ -22,7 +22,6 @@ a secret readable by others is refused at load time).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from dataclasses import dataclass
@@ -44,6 +43,8 @@ class KeyPair:
 
 def fingerprint(public: bytes) -> str:
     """A short, stable name for a public key in logs: 'sha256:3f2a9c01b7e4'."""
+    import hashlib  # here: a short-lived `zpaxos propose` without CURVE never needs it
+
     return "sha256:" + hashlib.sha256(public).hexdigest()[:12]
 
 

@@ -37,7 +37,7 @@ import hashlib
 import os
 import sqlite3
 import struct
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ from zpaxos.runtime.storage_errors import (
     from_os_error,
     from_sqlite_error,
 )
+from zpaxos.runtime.valuefiles import glob_matcher, sql_glob
 
 DB_NAME = "state.db"
 SCHEMA_VERSION = "4"  # 2: chosen_round, chosen_id; 3: checksum, incarnation, commit_seq; 4: ranges
@@ -86,6 +87,8 @@ CREATE TABLE ranges (
 _STATE_COLUMNS = ["key", "promised_round", "promised_id", "accepted_round", "accepted_id",
                   "value", "chosen", "chosen_round", "chosen_id"]
 _COLUMNS = [*_STATE_COLUMNS, "checksum"]
+_SELECT = ", ".join(_COLUMNS)
+_IN_CHUNK = 500  # keys per "IN (...)" query (SQLite's variable limit is far above)
 _INSERT = (f"INSERT OR REPLACE INTO acceptor ({', '.join(_COLUMNS)}) "
            f"VALUES ({', '.join('?' * len(_COLUMNS))})")
 _INSERT_RANGE = "INSERT OR REPLACE INTO ranges (prefix, round, id, checksum) VALUES (?, ?, ?, ?)"
@@ -408,6 +411,63 @@ class SqliteStore:
         except (TypeError, ValueError) as e:
             raise damaged(self.path, f"cannot read state: {e}") from None
 
+    # ---- lazy access: what a node with a million keys reads instead of load()
+
+    def _verified(self, rows: list[Any]) -> list[tuple[str, KeyState]]:
+        """Rows as states, each checksum verified: a row changed on disk stops the node
+        (StateDamaged names the key) before anyone votes on it, exactly as load() does."""
+        for r in rows:
+            if checksum(r[:-1]) != bytes(r[-1]):
+                raise StateDamaged(_rescue(f"{self.path}: the state of key {r[0]!r} fails its "
+                                           f"checksum (changed on disk)"))
+        try:
+            return [(r[0], _state(r)) for r in rows]
+        except (TypeError, ValueError) as e:
+            raise damaged(self.path, f"cannot read state: {e}") from None
+
+    def _select(self, where: str, args: tuple[Any, ...]) -> list[Any]:
+        assert self._db is not None
+        try:
+            return self._db.execute(f"SELECT {_SELECT} FROM acceptor {where}", args).fetchall()
+        except sqlite3.Error as e:
+            raise from_sqlite_error(self.path, e, running=True) from None
+
+    def get(self, keys: Collection[str]) -> dict[str, KeyState]:
+        """The durable states of ``keys`` (a key never written is absent), verified."""
+        keys = list(keys)
+        out: dict[str, KeyState] = {}
+        for i in range(0, len(keys), _IN_CHUNK):
+            chunk = keys[i:i + _IN_CHUNK]
+            rows = self._select(f"WHERE key IN ({', '.join('?' * len(chunk))})", tuple(chunk))
+            out.update(self._verified(rows))
+        return out
+
+    def page(self, after: str, limit: int, chosen_only: bool = False
+             ) -> list[tuple[str, KeyState]]:
+        """Up to ``limit`` states of the keys after ``after``, in key order, verified: a
+        walk down the primary key's index, never a sort (SQLite's BINARY order of UTF-8
+        text is Python's order of str)."""
+        cond = " AND chosen IS NOT NULL" if chosen_only else ""
+        return self._verified(self._select(f"WHERE key > ?{cond} ORDER BY key LIMIT ?",
+                                           (after, limit)))
+
+    def chosen_matching(self, pattern: str) -> list[tuple[str, bytes]]:
+        """The chosen values of the keys ``pattern`` (a value_files glob) matches, read
+        through the index where the glob has a literal prefix."""
+        match, sql = glob_matcher(pattern), sql_glob(pattern)
+        if sql is None:
+            return []
+        rows = self._select("WHERE key GLOB ? AND chosen IS NOT NULL", (sql,))
+        return [(k, s.chosen) for k, s in self._verified([r for r in rows if match(r[0])])
+                if s.chosen is not None]
+
+    def count(self) -> int:
+        assert self._db is not None
+        try:
+            return int(self._db.execute("SELECT count(*) FROM acceptor").fetchone()[0])
+        except sqlite3.Error as e:
+            raise from_sqlite_error(self.path, e, running=True) from None
+
     def load_ranges(self) -> dict[str, Ballot]:
         """Every range promise, prefix -> ballot, each row's checksum verified."""
         assert self._db is not None
@@ -486,6 +546,24 @@ class MemoryStore:
 
     def load(self) -> dict[str, KeyState]:
         return dict(self.saved)
+
+    def get(self, keys: Collection[str]) -> dict[str, KeyState]:
+        return {k: self.saved[k] for k in keys if k in self.saved}
+
+    def page(self, after: str, limit: int, chosen_only: bool = False
+             ) -> list[tuple[str, KeyState]]:
+        """In key order (sorted here: the in-memory twin is for tests, not for scale)."""
+        keys = sorted(k for k, s in self.saved.items()
+                      if k > after and (not chosen_only or s.chosen is not None))
+        return [(k, self.saved[k]) for k in keys[:limit]]
+
+    def chosen_matching(self, pattern: str) -> list[tuple[str, bytes]]:
+        match = glob_matcher(pattern)
+        return [(k, s.chosen) for k, s in sorted(self.saved.items())
+                if s.chosen is not None and match(k)]
+
+    def count(self) -> int:
+        return len(self.saved)
 
     def load_ranges(self) -> dict[str, Ballot]:
         return dict(self.saved_ranges)

@@ -3,6 +3,17 @@
 The database is the source of truth; these files are derived from it (and rebuilt from it
 when the node starts), so they need no fsync and are written by a background thread,
 off the node's event loop. ``value_files`` (a glob) picks which keys get a file.
+
+Off the hot path, in two ways:
+
+* a key outside the glob costs one precompiled match (an empty glob: one truth test), and
+  at start only the keys matching the glob are read from the database
+  (:meth:`rebuild` is given just those);
+* a key inside it is *coalesced*: :meth:`submit` only records the latest value per key in
+  a pending table; the writer thread takes the whole table in one pass and writes each
+  file once, however many decisions (or a start's rebuild and a decision) named it
+  meanwhile. At thousands of decisions per second the loop never waits on a file, and a
+  file is never rewritten with the content it already holds.
 """
 
 from __future__ import annotations
@@ -10,17 +21,43 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
-import queue
+import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from zpaxos.runtime.faults import crash_point
 from zpaxos.runtime.log import EventLog
 
+_GLOB_CHARS = frozenset("*?[")
+
 
 def value_file(data_dir: Path, key: str) -> Path:
     return Path(data_dir) / f"{key}.txt"
+
+
+def glob_matcher(pattern: str) -> Callable[[str], bool]:
+    """``fnmatchcase(key, pattern)``, compiled once: an empty glob matches nothing, a glob
+    without wildcards is one string comparison."""
+    if not pattern:
+        return lambda key: False
+    if not _GLOB_CHARS & set(pattern):
+        return pattern.__eq__
+    match = re.compile(fnmatch.translate(pattern)).match
+    return lambda key: match(key) is not None
+
+
+def sql_glob(pattern: str) -> str | None:
+    """A SQLite GLOB that selects a superset of the keys ``pattern`` matches (SQLite can
+    use the key index for its literal prefix), or None for "no key at all". The caller
+    still filters with :func:`glob_matcher`: the two glob dialects differ on ``[!...]``."""
+    if not pattern:
+        return None
+    cut = min((i for i, c in enumerate(pattern) if c in _GLOB_CHARS), default=len(pattern))
+    prefix = pattern[:cut]
+    if cut == len(pattern):
+        return prefix.replace("[", "[[]")  # exact key (no wildcard here anyway)
+    return "".join(f"[{c}]" if c in "*?[]" else c for c in prefix) + "*"
 
 
 class ValueFiles:
@@ -28,17 +65,23 @@ class ValueFiles:
         self.data_dir = Path(data_dir)
         self.pattern = pattern
         self.log = log
-        self.written = 0
-        self._q: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="value-files", daemon=True)
-        self._thread.start()
-
-    def wants(self, key: str) -> bool:
-        return bool(self.pattern) and fnmatch.fnmatchcase(key, self.pattern)
+        self.written = 0  # files written (a file already holding its value is not)
+        self.passes = 0  # writer passes that wrote at least one file
+        self.wants = glob_matcher(pattern)
+        self._pending: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        if pattern:
+            self._thread = threading.Thread(target=self._run, name="value-files", daemon=True)
+            self._thread.start()
 
     def submit(self, key: str, value: bytes) -> None:
         if self.wants(key):
-            self._q.put((key, value))
+            with self._lock:
+                self._pending[key] = value
+            self._wake.set()
 
     def rebuild(self, chosen: Iterable[tuple[str, bytes]]) -> None:
         """At start: make every file agree with the database (done off the loop)."""
@@ -47,22 +90,31 @@ class ValueFiles:
 
     def close(self) -> None:
         """Write what is pending, then stop the thread."""
-        self._q.put(None)
-        self._thread.join()
+        self._closing = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
 
     def _run(self) -> None:
         while True:
-            item = self._q.get()
-            if item is None:  # close() asked us to stop
+            self._wake.wait()
+            self._wake.clear()
+            with self._lock:
+                batch, self._pending = self._pending, {}
+            wrote = sum(self._write(k, v) for k, v in batch.items())
+            self.passes += wrote > 0
+            if self._closing and not self._pending:
                 return
-            self._write(*item)
 
-    def _write(self, key: str, value: bytes) -> None:
+    def _write(self, key: str, value: bytes) -> bool:
         path = value_file(self.data_dir, key)
         content = value + b"\n"
         try:
-            if path.is_file() and path.read_bytes() == content:
-                return
+            try:
+                if path.stat().st_size == len(content) and path.read_bytes() == content:
+                    return False
+            except FileNotFoundError:
+                pass
             tmp = path.with_name(f".{key}.txt.tmp")
             with open(tmp, "wb") as f:
                 half = len(content) // 2
@@ -72,5 +124,7 @@ class ValueFiles:
             os.replace(tmp, path)  # atomic: a reader sees the old file or the new one
             self.written += 1
             self.log.event("value_file", key=key, file=str(path), value=value)
+            return True
         except OSError as e:
             self.log.event("value_file_failed", str(e), logging.ERROR, key=key, file=str(path))
+            return False

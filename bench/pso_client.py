@@ -1,0 +1,51 @@
+"""A separate client process for PySyncObj (bench/compare.py; PySyncObj's venv, stdlib).
+
+    python pso_client.py RPC_PORT seq N PREFIX          one set at a time: latencies
+    python pso_client.py RPC_PORT thr N PREFIX WINDOW   WINDOW sets in flight: seconds
+    python pso_client.py RPC_PORT leader N PREFIX WINDOW  the leader generates the load
+
+Prints one JSON object.
+"""
+
+import json
+import sys
+import time
+from multiprocessing.connection import Client
+
+AUTHKEY = b"zpaxos-compare"
+
+
+def main():
+    port, mode, n, prefix = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    window = int(sys.argv[5]) if len(sys.argv) > 5 else 1
+    conn = Client(("127.0.0.1", port), authkey=AUTHKEY)
+    if mode == "seq":
+        lat = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            conn.send(("set", i, f"{prefix}{i}", b"v%d" % i))
+            rid, _, err = conn.recv()
+            lat.append((time.perf_counter() - t0) * 1000)
+            assert rid == i and err == 0, (rid, err)
+        print(json.dumps({"latencies_ms": lat}))
+    elif mode == "thr":
+        t0 = time.perf_counter()
+        sent = got = 0
+        while sent < min(window, n):
+            conn.send(("set", sent, f"{prefix}{sent}", b"v%d" % sent))
+            sent += 1
+        while got < n:
+            _, _, err = conn.recv()
+            assert err == 0, err
+            got += 1
+            if sent < n:
+                conn.send(("set", sent, f"{prefix}{sent}", b"v%d" % sent))
+                sent += 1
+        print(json.dumps({"seconds": time.perf_counter() - t0}))
+    else:
+        conn.send(("load", n, window, prefix))
+        print(json.dumps({"seconds": conn.recv()}))
+
+
+if __name__ == "__main__":
+    main()

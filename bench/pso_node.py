@@ -1,0 +1,97 @@
+"""One PySyncObj node for bench/compare.py (runs in PySyncObj's own venv, stdlib + pysyncobj).
+
+A replicated write-once map (``set(key, value)`` keeps the first value, like a zpaxos
+key), in memory: no journal file, so, like PySyncObj with one, it never fsyncs. Beside
+it, a small RPC listener (multiprocessing.connection) through which a separate client
+process proposes, or asks this node, if it leads, to generate load itself (PySyncObj's
+best configuration: the load inside the leader).
+
+    python pso_node.py INDEX RAFT_PORT,RAFT_PORT,RAFT_PORT RPC_PORT BATCH(0|1)
+"""
+
+import os
+import sys
+import threading
+import time
+from multiprocessing.connection import Listener
+
+from pysyncobj import SyncObj, SyncObjConf, replicated
+
+AUTHKEY = b"zpaxos-compare"
+
+
+class WriteOnce(SyncObj):
+    def __init__(self, me, partners, batch):
+        # appendEntriesUseBatch=False: a command from another thread wakes the Raft thread
+        # through a pipe at once (low latency); True: commands wait for its next tick and
+        # go out in batches (more throughput).
+        super().__init__(me, partners, conf=SyncObjConf(dynamicMembershipChange=False,
+                                                        appendEntriesUseBatch=batch))
+        self.data = {}
+
+    @replicated
+    def set(self, key, value):
+        return self.data.setdefault(key, value)
+
+
+def leader_load(obj, n, in_flight, prefix):
+    """``n`` sets from inside this process, ``in_flight`` at once; seconds taken."""
+    window = threading.Semaphore(in_flight)
+    done = threading.Event()
+    left = [n]
+    lock = threading.Lock()
+
+    def finished(result, error):
+        window.release()
+        with lock:
+            left[0] -= 1
+            if left[0] == 0:
+                done.set()
+
+    t0 = time.perf_counter()
+    for i in range(n):
+        window.acquire()
+        obj.set(f"{prefix}{i}", b"v%d" % i, callback=finished)
+    done.wait(300)
+    return time.perf_counter() - t0
+
+
+def serve(obj, conn):
+    send_lock = threading.Lock()
+
+    def reply(msg):
+        with send_lock:
+            conn.send(msg)
+
+    while True:
+        try:
+            msg = conn.recv()
+        except EOFError:
+            return
+        kind = msg[0]
+        if kind == "set":
+            _, rid, key, value = msg
+            obj.set(key, value, callback=lambda r, e, rid=rid: reply((rid, r, e)))
+        elif kind == "leader?":
+            reply(bool(obj._isLeader()))
+        elif kind == "load":
+            threading.Thread(target=lambda args=msg[1:]: reply(leader_load(obj, *args)),
+                             daemon=True).start()
+        elif kind == "quit":
+            os._exit(0)
+
+
+def main():
+    index, ports, rpc = int(sys.argv[1]), sys.argv[2].split(","), int(sys.argv[3])
+    addrs = [f"127.0.0.1:{p}" for p in ports]
+    batch = sys.argv[4] == "1"
+    obj = WriteOnce(addrs[index], [a for i, a in enumerate(addrs) if i != index], batch)
+    listener = Listener(("127.0.0.1", rpc), authkey=AUTHKEY)
+    print("ready", flush=True)
+    while True:
+        conn = listener.accept()
+        threading.Thread(target=serve, args=(obj, conn), daemon=True).start()
+
+
+if __name__ == "__main__":
+    main()

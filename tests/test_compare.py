@@ -1,0 +1,39 @@
+"""bench/compare.py runs end to end (a --quick smoke run): it would fail here if the
+comparison broke. PySyncObj comes from PyPI into a venv of its own; without PyPI the
+test skips, saying so."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from zpaxos.lab.launcher import child_env
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_compare_quick_reports_both_systems_and_the_ratios():
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "compare.py"), "--quick", "--json"],
+                       capture_output=True, text=True, timeout=900, env=child_env())
+    if r.returncode == 3:
+        pytest.skip(f"PySyncObj could not be installed (PyPI unreachable?): {r.stderr.strip()}")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    for system in ("zpaxos", "pysyncobj"):
+        figures = out[system]
+        assert figures["seq_p50_ms"] > 0 and figures["thr_client"] > 0
+        assert figures["thr_best"] >= figures["thr_client"]
+    for k, ratio in out["ratios"].items():
+        assert ratio > 0, k
+    assert "PySyncObj does not fsync" in out["note"]
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import compare
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    text = compare.report(out)
+    assert "sequential p50, separate client" in text and "PySyncObj does not fsync" in text

@@ -1,0 +1,61 @@
+"""``zpaxos propose``'s fast path: it parses the common forms exactly as click does, hands
+everything else to click, and really leaves click unloaded."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from zpaxos.cli import cli
+from zpaxos.lab.launcher import child_env
+from zpaxos.proposecmd import fast_args
+
+FAST = [
+    ["v"], ["v", "-q"], ["v", "--quiet", "--json"], ["--key", "k1", "v"], ["v", "--key=k-2"],
+    ["v", "--config", "x.ini", "--timeout", "2.5"], ["v", "--timeout=1e-3"],
+    ["v", "--max-rounds", "3", "--round-timeout", "0.5", "--backoff", "0"], ["v", "-v"],
+    ["v", "--client-key", "some/file"], ["v", "--json", "--verbose"], ["v", "-q", "--quiet"],
+]
+CLICK = [  # help, staging, usage errors, odd forms: click parses them and says what it says
+    [], ["-h"], ["v", "--help"], ["v", "-v", "-q"], ["v", "w"], ["v", "--key", "bad key"],
+    ["v", "--key"], ["v", "--timeout", "0"], ["v", "--timeout", "nan"], ["v", "--timeout", "x"],
+    ["v", "--max-rounds", "0"], ["v", "--max-rounds", "1.5"], ["v", "--backoff", "-1"],
+    ["v", "--delay", "1"], ["v", "--prepare-delay", "1:0.5"], ["--value-file", "f"],
+    ["v", "--key", "a", "--key", "b"], ["v", "-qv"], ["--", "-v"], ["-5"], ["v", "--json=1"],
+    ["v", "--client-key", "."], ["v", "--client-key", ""], ["v", "--unknown"],
+]
+
+
+@pytest.mark.parametrize("args", FAST, ids=" ".join)
+def test_fast_path_parses_as_click_does(args):
+    ctx = cli.commands["propose"].make_context("propose", list(args))
+    assert fast_args(list(args)) == ctx.params
+
+
+@pytest.mark.parametrize("args", CLICK, ids=lambda a: " ".join(a) or "(none)")
+def test_anything_else_goes_to_click(args):
+    assert fast_args(list(args)) is None
+
+
+def test_a_fast_propose_never_loads_click(tmp_path):
+    """Through the fast path to a user error: the same line as click's path prints, and
+    not one click module imported on the way."""
+    missing = tmp_path / "missing.ini"
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "zpaxos", "propose", "v",
+                        "-q", "--config", str(missing)], capture_output=True, text=True,
+                       env=child_env(), timeout=60)
+    assert r.returncode == 2
+    lines = r.stderr.splitlines()
+    errors = [line for line in lines if not line.startswith("import time:")]
+    assert errors == [f"zpaxos propose: error: {missing}: config file not found (give one "
+                      f"with --config or $ZPAXOS_CONFIG)"]
+    imported = {line.split("|")[-1].strip() for line in lines if line.startswith("import time:")}
+    assert "zpaxos.proposecmd" in imported
+    assert not {m for m in imported if m == "click" or m.startswith("click.")}
+    # The same mistake through click (help-like forms go there): the same line.
+    r2 = subprocess.run([sys.executable, "-m", "zpaxos", "propose", "v", "-q", "--delay", "0",
+                         "--config", str(missing)], capture_output=True, text=True,
+                        env=child_env(), timeout=60)
+    assert (r2.returncode, r2.stderr.splitlines()) == (2, errors)
