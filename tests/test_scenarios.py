@@ -66,13 +66,21 @@ def test_ctrl_c_stops_every_node(tmp_path, config):
                 break
         assert len(leftovers(config)) >= 3  # three nodes (and proposers) are running
         os.killpg(p.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-        p.wait(timeout=60)
+        # Read both pipes while waiting: a runner blocked writing to a full pipe is not a
+        # runner that ignored Ctrl-C.
+        try:
+            out, err = p.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            out, err = p.communicate()
+            pytest.fail("the runner did not stop within 60 s of Ctrl-C:\n"
+                        + out[-2000:] + err[-4000:])
     finally:
         if p.poll() is None:  # the test failed: take down the runner and its nodes at once
             os.killpg(p.pid, signal.SIGKILL)
             p.wait()
-    assert p.returncode == 130
-    assert "interrupted" in p.stderr.read()
+    assert p.returncode == 130, out[-2000:] + err[-4000:]
+    assert "interrupted" in err
     assert not leftovers(config)
 
 
