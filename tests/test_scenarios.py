@@ -54,6 +54,12 @@ def test_every_scenario_passes_and_nothing_is_left_running(tmp_path, config):
     assert not leftovers(config)
 
 
+def _as_from_a_terminal() -> None:
+    """Ctrl-C as a terminal delivers it: a test suite started in the background (``cmd &``
+    in a script, nohup) ignores SIGINT, and its children would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _signal_state(pid: int) -> str:
     """The runner's (and this process's) blocked, ignored and caught signals."""
     out = []
@@ -70,7 +76,7 @@ def test_ctrl_c_stops_every_node(tmp_path, config):
     p = subprocess.Popen(runner(config, tmp_path / "out", "6", "--no-charts"), cwd=tmp_path,
                          env=env(),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         start_new_session=True)
+                         start_new_session=True, preexec_fn=_as_from_a_terminal)
     try:
         assert p.stdout is not None
         for line in p.stdout:  # wait until the cluster is up and the duel has begun
