@@ -54,6 +54,18 @@ def test_every_scenario_passes_and_nothing_is_left_running(tmp_path, config):
     assert not leftovers(config)
 
 
+def _signal_state(pid: int) -> str:
+    """The runner's (and this process's) blocked, ignored and caught signals."""
+    out = []
+    for who in (str(pid), "self"):
+        try:
+            lines = Path(f"/proc/{who}/status").read_text().splitlines()
+        except OSError:
+            continue
+        out += [f"{who}: {ln}" for ln in lines if ln.startswith(("State", "Sig"))]
+    return "\n".join(out) + "\n"
+
+
 def test_ctrl_c_stops_every_node(tmp_path, config):
     p = subprocess.Popen(runner(config, tmp_path / "out", "6", "--no-charts"), cwd=tmp_path,
                          env=env(),
@@ -65,14 +77,23 @@ def test_ctrl_c_stops_every_node(tmp_path, config):
             if line.startswith("[6]"):
                 break
         assert len(leftovers(config)) >= 3  # three nodes (and proposers) are running
+        signals = _signal_state(p.pid)  # shown if it does not stop
         os.killpg(p.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-        p.wait(timeout=60)
+        # Read both pipes while waiting: a runner blocked writing to a full pipe is not a
+        # runner that ignored Ctrl-C.
+        try:
+            out, err = p.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            out, err = p.communicate()
+            pytest.fail("the runner did not stop within 60 s of Ctrl-C:\n" + signals
+                        + out[-2000:] + err[-4000:])
     finally:
         if p.poll() is None:  # the test failed: take down the runner and its nodes at once
             os.killpg(p.pid, signal.SIGKILL)
             p.wait()
-    assert p.returncode == 130
-    assert "interrupted" in p.stderr.read()
+    assert p.returncode == 130, out[-2000:] + err[-4000:]
+    assert "interrupted" in err
     assert not leftovers(config)
 
 
