@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/compare.py            # about a minute or two
     .venv/bin/python bench/compare.py --quick    # a smoke run (the test suite's)
+    .venv/bin/python bench/compare.py --registers [--quick]  # registers (compare_registers.py)
 
 PySyncObj is a *benchmark* dependency, not a project one: it is installed from PyPI into a
 venv of its own (default ``~/.cache/zpaxos-compare/pysyncobj-<version>``, reused), and its
@@ -313,19 +314,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--venv", type=Path, default=None,
                     help=f"PySyncObj's venv (default {default_venv()})")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--registers", action="store_true",
+                    help="compare rewritable registers (set/get/cas) instead")
     a = ap.parse_args(args)
     if a.quick:
         a.rounds, a.sequential, a.throughput = 1, 20, 200
+    runner, text = run, report
+    if a.registers:
+        import compare_registers
+
+        runner, text = compare_registers.run, compare_registers.report
     try:
-        result = run(a.rounds, a.sequential, a.throughput, a.venv or default_venv(),
-                     progress=not a.json)
+        result = runner(a.rounds, a.sequential, a.throughput, a.venv or default_venv(),
+                        progress=not a.json)
     except NoPyPI as e:
         print(f"compare.py: {e}", file=sys.stderr)
         return EXIT_NO_PYPI
     except (RuntimeError, subprocess.SubprocessError, OSError) as e:
         print(f"compare.py: {e}", file=sys.stderr)
         return 1
-    print(json.dumps(result, indent=2) if a.json else report(result))
+    print(json.dumps(result, indent=2) if a.json else text(result))
     return 0
 
 

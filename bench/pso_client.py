@@ -3,6 +3,9 @@
     python pso_client.py RPC_PORT seq N PREFIX          one set at a time: latencies
     python pso_client.py RPC_PORT thr N PREFIX WINDOW   WINDOW sets in flight: seconds
     python pso_client.py RPC_PORT leader N PREFIX WINDOW  the leader generates the load
+    python pso_client.py RPC_PORT reg N PREFIX          registers: sequential set, get
+                                                        and cas latencies on N registers
+    python pso_client.py RPC_PORT regthr N PREFIX WINDOW  register sets, WINDOW in flight
 
 Prints one JSON object.
 """
@@ -40,6 +43,36 @@ def main():
             got += 1
             if sent < n:
                 conn.send(("set", sent, f"{prefix}{sent}", b"v%d" % sent))
+                sent += 1
+        print(json.dumps({"seconds": time.perf_counter() - t0}))
+    elif mode == "reg":
+        out = {}
+        for op in ("set", "get", "cas"):
+            lat = []
+            for i in range(n):
+                key = f"{prefix}{i}"
+                msg = {"set": ("rset", i, key, b"v%d" % i), "get": ("rget", i, key),
+                       "cas": ("rcas", i, key, 1, b"w%d" % i)}[op]
+                t0 = time.perf_counter()
+                conn.send(msg)
+                rid, r, err = conn.recv()
+                lat.append((time.perf_counter() - t0) * 1000)
+                assert rid == i and err == 0, (rid, err)
+                assert op != "cas" or r == 2, r  # the cas succeeded (version 1 -> 2)
+            out[op] = lat
+        print(json.dumps(out))
+    elif mode == "regthr":
+        t0 = time.perf_counter()
+        sent = got = 0
+        while sent < min(window, n):
+            conn.send(("rset", sent, f"{prefix}{sent}", b"v%d" % sent))
+            sent += 1
+        while got < n:
+            _, _, err = conn.recv()
+            assert err == 0, err
+            got += 1
+            if sent < n:
+                conn.send(("rset", sent, f"{prefix}{sent}", b"v%d" % sent))
                 sent += 1
         print(json.dumps({"seconds": time.perf_counter() - t0}))
     else:

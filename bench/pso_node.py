@@ -28,6 +28,26 @@ class WriteOnce(SyncObj):
         super().__init__(me, partners, conf=SyncObjConf(dynamicMembershipChange=False,
                                                         appendEntriesUseBatch=batch))
         self.data = {}
+        self.regs = {}  # registers: key -> (version, value), as ReplDict keeps a dict
+
+    @replicated
+    def rset(self, key, value):
+        version = self.regs.get(key, (0, None))[0] + 1
+        self.regs[key] = (version, value)
+        return version
+
+    @replicated
+    def rcas(self, key, expect_version, value):
+        # compare-and-set, atomic because it runs as one replicated command
+        version = self.regs.get(key, (0, None))[0]
+        if version != expect_version:
+            return -version
+        self.regs[key] = (version + 1, value)
+        return version + 1
+
+    def rget(self, key):
+        # a local read of this replica (not through the log: not linearizable)
+        return self.regs.get(key, (0, None))
 
     @replicated
     def set(self, key, value):
@@ -72,6 +92,14 @@ def serve(obj, conn):
         if kind == "set":
             _, rid, key, value = msg
             obj.set(key, value, callback=lambda r, e, rid=rid: reply((rid, r, e)))
+        elif kind == "rset":
+            _, rid, key, value = msg
+            obj.rset(key, value, callback=lambda r, e, rid=rid: reply((rid, r, e)))
+        elif kind == "rcas":
+            _, rid, key, expect, value = msg
+            obj.rcas(key, expect, value, callback=lambda r, e, rid=rid: reply((rid, r, e)))
+        elif kind == "rget":
+            reply((msg[1], obj.rget(msg[2]), 0))
         elif kind == "leader?":
             reply(bool(obj._isLeader()))
         elif kind == "load":

@@ -37,3 +37,25 @@ def test_compare_quick_reports_both_systems_and_the_ratios():
         sys.path.remove(str(ROOT / "bench"))
     text = compare.report(out)
     assert "sequential p50, separate client" in text and "PySyncObj does not fsync" in text
+
+
+def test_compare_registers_quick_reports_set_get_cas_and_the_ratios():
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "compare.py"), "--registers",
+                        "--quick", "--json"],
+                       capture_output=True, text=True, timeout=900, env=child_env())
+    if r.returncode == 3:
+        pytest.skip(f"PySyncObj could not be installed (PyPI unreachable?): {r.stderr.strip()}")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    for system in ("zpaxos", "pysyncobj"):
+        for k in ("set_p50_ms", "get_p50_ms", "cas_p50_ms", "set_thr"):
+            assert out[system][k] > 0, (system, k)
+    assert set(out["ratios"]) == {"set_p50_ms", "get_p50_ms", "cas_p50_ms", "set_thr"}
+    assert "not linearizable" in out["note"] and "PySyncObj does not fsync" in out["note"]
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import compare_registers
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    text = compare_registers.report(out)
+    assert "sequential cas p50" in text and "local read" in text

@@ -176,5 +176,5 @@ def report(result: dict[str, Any]) -> str:
     widths = [max(len(x[i]) for x in (head, *rows)) for i in range(len(head))]
     for r in (head, *rows):
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-    lines += ["", "PySyncObj comparison: bench/compare.py (the scale work) is not on main yet."]
+    lines += ["", "Beside PySyncObj's replicated dict: bench/compare.py --registers."]
     return "\n".join(lines)
