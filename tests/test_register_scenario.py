@@ -26,10 +26,9 @@ def test_cas_race_passes_and_its_chart_shows_versions(tmp_path, config):  # noqa
     assert not leftovers(config)
 
 
-def test_the_lab_lists_nine_scenarios_and_registers_on_request(tmp_path):
+def test_every_run_lists_the_lab_and_the_register_scenario(tmp_path):
     run = [sys.executable, "-m", "zpaxos.lab.scenarios", "--list"]
-    lab = subprocess.run(run, env=env(), capture_output=True, text=True, timeout=60).stdout
-    assert len(lab.splitlines()) == 9 and "cas-race" not in lab
-    both = subprocess.run([*run, "--registers"], env=env(), capture_output=True, text=True,
-                          timeout=60).stdout
-    assert len(both.splitlines()) == 10 and both.splitlines()[-1].startswith("10  cas-race")
+    listed = subprocess.run(run, env=env(), capture_output=True, text=True, timeout=60).stdout
+    lines = listed.splitlines()
+    assert len(lines) == 10 and lines[0].startswith("1  single")
+    assert lines[-1].startswith("10  cas-race")

@@ -44,13 +44,14 @@ def test_every_scenario_passes_and_nothing_is_left_running(tmp_path, config):
     r = subprocess.run(runner(config, out), cwd=tmp_path, env=env(), capture_output=True,
                        text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "9 of 9 scenarios passed" in r.stdout
-    for line in r.stdout.split("#  SCENARIO")[1].splitlines()[1:10]:
+    assert "10 of 10 scenarios passed" in r.stdout
+    table = r.stdout.split("\nwhat happened:")[0].rsplit("SCENARIO", 1)[1]
+    for line in table.strip().splitlines()[1:11]:
         assert line.rstrip().endswith("pass"), line
     for i in range(3):
         assert (out / "data" / f"node{i}" / "CISC5597.txt").read_text() == "Value_A\n"
     charts = sorted(p.name for p in out.glob("*.svg"))
-    assert len(charts) == 9 and "5-page25.svg" in charts
+    assert len(charts) == 10 and "5-page25.svg" in charts and "10-cas-race.svg" in charts
     assert not leftovers(config)
 
 
@@ -106,7 +107,7 @@ def test_ctrl_c_stops_every_node(tmp_path, config):
 def test_list_and_bad_numbers(tmp_path, config):
     script = ROOT / "run_scenarios.sh"
     r = subprocess.run([str(script), "--list"], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0 and len(r.stdout.splitlines()) == 9 and "page25" in r.stdout
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 10 and "page25" in r.stdout
     r = subprocess.run(runner(config, tmp_path / "out", "12"), env=env(), capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 2 and "no scenario 12" in r.stderr

@@ -395,8 +395,7 @@ def s10_cas_race(ctx: Ctx) -> str:
             f"{len(lost)} failed and reported the state that beat them")
 
 
-# Registers beside the lab: run with `run_scenarios.sh --registers` (or by number); the
-# default run is the lab's nine scenarios.
+# Registers beside the lab's nine: scenario 10 (run_scenarios.sh runs every scenario).
 REGISTER_SCENARIOS: list[tuple[str, str, Callable[[Ctx], str]]] = [
     ("cas-race", "Two clients race compare-and-set on a register: one winner per version",
      s10_cas_race),
@@ -510,15 +509,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--list", action="store_true", help="list the scenarios and exit")
     ap.add_argument("--out", default=str(DEFAULT_OUT), help="working directory for the run")
     ap.add_argument("--no-charts", action="store_true", help="do not draw charts")
-    ap.add_argument("--registers", action="store_true",
-                    help=f"also the register scenarios ({len(SCENARIOS) + 1}-"
-                         f"{len(ALL_SCENARIOS)}), after the lab's")
     return ap.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    listed = ALL_SCENARIOS if args.registers else SCENARIOS
+    listed = ALL_SCENARIOS
     if args.list:
         for i, (slug, title, _) in enumerate(listed, 1):
             print(f"{i}  {slug:<14} {title}")
