@@ -391,7 +391,8 @@ class Proposer:
         self.phase = ACCEPT
         self._phase_deadline = now + self.opts.round_timeout_s
         step.events.append(Round(self.key, self.ballot, self.rounds, fast=True))
-        step.send.extend((a, Accept(self.key, self.ballot, self.value)) for a in self.acceptors)
+        accept = Accept(self.key, self.ballot, self.value)  # one immutable message for all
+        step.send.extend([(a, accept) for a in self.acceptors])
         return step
 
     def hold_phase(self, sent_at: float) -> None:
@@ -458,7 +459,8 @@ class Proposer:
         self.phase = PREPARE
         self._phase_deadline = now + self.opts.round_timeout_s
         step.events.append(Round(self.key, self.ballot, self.rounds))
-        step.send.extend((a, Prepare(self.key, self.ballot)) for a in self.acceptors)
+        prepare = Prepare(self.key, self.ballot)
+        step.send.extend([(a, prepare) for a in self.acceptors])
 
     def _on_promise(self, now: float, src: Peer, msg: Promise, step: Step) -> None:
         if msg.ballot != self.ballot:
@@ -479,7 +481,8 @@ class Proposer:
         self.phase = ACCEPT
         self._answered_phase.clear()
         self._phase_deadline = now + self.opts.round_timeout_s
-        step.send.extend((a, Accept(self.key, self.ballot, self.value)) for a in self.acceptors)
+        accept = Accept(self.key, self.ballot, self.value)
+        step.send.extend([(a, accept) for a in self.acceptors])
 
     # ---- phase 2
 
@@ -538,8 +541,8 @@ class Proposer:
                                   o.chosen_ballot, told_by))
         # Tell every acceptor, so each records the decision and answers later proposers
         # at once (and a node that missed a round learns it from us).
-        step.send.extend((a, Decide(self.key, chosen, o.chosen_ballot))
-                         for a in self.acceptors if a != told_by)
+        decide = Decide(self.key, chosen, o.chosen_ballot)
+        step.send.extend([(a, decide) for a in self.acceptors if a != told_by])
 
     def _end(self, chosen: bytes | None, reason: str, told_by: Peer | None) -> Outcome:
         self.phase = DONE

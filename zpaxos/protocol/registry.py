@@ -221,7 +221,12 @@ class _RealBallot(_Ballot):
     """A ballot someone proposes: never ZERO."""
 
     def dec(self, x: Any, what: str) -> Ballot:
-        b = super().dec(x, what)
+        if type(x) is list and len(x) == 2:  # the common case, as _Ballot's (no super call)
+            r, p = x
+            if (type(r) is int and type(p) is bytes and 0 < r <= MAX_ROUND
+                    and 0 < len(p) <= 2 * PROPOSER_ID_BYTES):
+                return _ballot((r, p))
+        b = self._slow(x, what)
         if b is ZERO:
             raise DecodeError(f"{what}: the zero ballot cannot be proposed")
         return b

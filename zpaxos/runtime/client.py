@@ -66,6 +66,8 @@ from zpaxos.runtime.sockets import (
 )
 from zpaxos.runtime.staging import NO_STAGING, StagingOptions
 
+_TO_PROPOSER = frozenset(TO_PROPOSER_TYPES)  # (decoded messages are of these exact types)
+
 __all__ = ["Client", "Interrupted", "NodeStatus", "Outcome", "ProposerOptions", "RegOp",
            "RegResult", "RegisterOptions", "StagingOptions", "options_from", "propose"]
 
@@ -188,6 +190,9 @@ class Client:
         if wakeup is not None and sockets.wakeup is None:
             sockets.use_wakeup(wakeup)
         outbox: list[tuple[int, Any]] = []  # the pass's sends: one frame per node at the end
+        emit = self._emit
+        watch = sockets.watch
+        to_proposer = _TO_PROPOSER
         try:
             while True:
                 while host.running < concurrency:  # top up
@@ -199,7 +204,7 @@ class Client:
                     now = time.monotonic()
                     started[index] = now
                     ready = host.start(now, index, key, data, opts, staging, fast)
-                    self._emit(ready.events, ready.send, outbox)
+                    emit(ready.events, ready.send, outbox)
                 self._flush(outbox)
                 if not host.running:
                     return  # nothing in flight and nothing left to start
@@ -207,31 +212,34 @@ class Client:
                 batch = sockets.poll(None if wake is None else wake - time.monotonic())
                 if sockets.stop_requested:
                     raise Interrupted(sockets.wakeup.signal_name if sockets.wakeup else "")
-                self._check_refusals()
+                if watch is not None and watch.refused:
+                    self._check_refusals()
                 now = time.monotonic()
                 finished = []
+                # Only replies a proposer takes, from the nodes we asked (a node's DEALER
+                # source is its id): anything else a node sends us is ignored.
                 replies = [(src, msg) for src, msg in batch
-                           if isinstance(src, int) and isinstance(msg, TO_PROPOSER_TYPES)]
+                           if type(src) is int and type(msg) in to_proposer]
                 if replies:
                     ready = host.receive_all(now, replies)  # type: ignore[arg-type]
-                    self._emit(ready.events, ready.send, outbox)
+                    emit(ready.events, ready.send, outbox)
                     finished += ready.finished
-                watch = sockets.watch
                 if watch is not None and watch.came_up:
                     # A node is back (after a crash or a partition): retry at once, so
                     # decisions resume within a round trip of a majority being reachable.
                     watch.came_up.clear()
                     ready = host.nudge(now)
-                    self._emit(ready.events, ready.send, outbox)
+                    emit(ready.events, ready.send, outbox)
                     finished += ready.finished
-                ready = host.tick(now)
-                self._emit(ready.events, ready.send, outbox)
-                finished += ready.finished
+                if wake is not None and now >= wake:
+                    ready = host.tick(now)
+                    emit(ready.events, ready.send, outbox)
+                    finished += ready.finished
                 # Before any outcome is handed out, what running proposals need must leave.
                 # Decides alone may wait for the next pass's frame (one frame per node
                 # instead of two, one at a time); the finally below sends them if the
                 # caller stops iterating.
-                if any(type(m) is not Decide for _, m in outbox):
+                if outbox and any(type(m) is not Decide for _, m in outbox):
                     self._flush(outbox)
                 for token, outcome in finished:
                     index = int(token)  # type: ignore[call-overload]  # our tokens are the indexes
@@ -252,7 +260,8 @@ class Client:
             for ev in events:
                 if isinstance(ev, GaveUp) and self.log.enabled(logging.WARNING):
                     self.log.event(ev.name, level=logging.WARNING, **ev.fields(node_name))
-        outbox.extend(send)
+        if send:
+            outbox.extend(send)
 
     def _flush(self, outbox: list[tuple[int, Any]]) -> None:
         """Send what the pass produced: one frame per node (batched wire)."""

@@ -135,18 +135,27 @@ _DECODE: dict[str, _Decoder] = {
 # --------------------------------------------------------------------------- encoding
 
 
+def encode_frame(sender: str, first_seq: int, msgs: Sequence[Message]) -> bytes | None:
+    """The one frame carrying ``msgs`` (the common case: a pass's few messages to one
+    peer), or None when they need :func:`encode_batch` (many, or over the body limit).
+    Encoding our own malformed message is a bug: it raises."""
+    if len(msgs) > 64:
+        return None
+    body = msgpack.packb([sender, first_seq, [_ENCODE[type(m)](m) for m in msgs]],
+                         use_bin_type=True)
+    return PROTOCOL + body if len(body) <= MAX_BODY_BYTES else None
+
+
 def encode_batch(sender: str, first_seq: int, msgs: Sequence[Message],
                  ) -> Iterator[tuple[bytes, Sequence[Message]]]:
     """The frame(s) carrying ``msgs``, each with the messages it holds, made as they are
     taken: one frame, unless together they exceed the body limit (then as many as it
     takes, in order; a sender that stops taking them, because the peer's queue is full,
     never encodes the rest). Encoding our own malformed message is a bug: it raises."""
-    if len(msgs) <= 64:  # the common case: all in one call, without the checks below
-        body = msgpack.packb([sender, first_seq, [_ENCODE[type(m)](m) for m in msgs]],
-                             use_bin_type=True)
-        if len(body) <= MAX_BODY_BYTES:
-            yield PROTOCOL + body, msgs
-            return
+    frame = encode_frame(sender, first_seq, msgs)
+    if frame is not None:
+        yield frame, msgs
+        return
     pack = msgpack.Packer(use_bin_type=True).pack
     limit = MAX_BODY_BYTES - 64  # room for the header
     start, size = 0, 0

@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import lru_cache, partial
 from typing import Any, TypeAlias
 
 import zmq
@@ -40,8 +41,24 @@ ROUTER_LINGER_MS = 200  # replies already queued get this long to leave at shutd
 ANSWERED_LINGER_MS = 500  # a proposer's final Decides to nodes that answered it
 
 
+# pyzmq's constants are enum members, and an enum's ``&`` or conversion is a Python call:
+# the hot paths below use them as plain ints.
+_NOBLOCK = int(zmq.NOBLOCK)
+_NOBLOCK_MORE = int(zmq.NOBLOCK | zmq.SNDMORE)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+
+
 class BindError(Exception):
     """The node cannot listen where its config says (the user's environment's fault)."""
+
+
+PEER_NAMES_CACHED = 4096  # routing ids whose readable names are kept (a bounded cache)
+
+
+def src_name(src: Src) -> str:
+    """A readable name for a message's source or destination (logs only)."""
+    return peer_name(src.ident) if isinstance(src, Caller) else node_name(src)
 
 
 def proposer_routing_id(client_id: bytes, node_id: int) -> bytes:
@@ -52,8 +69,10 @@ def node_routing_id(node_id: int, peer_id: int) -> bytes:
     return f"n:{node_id}:{peer_id}:{os.urandom(4).hex()}".encode()
 
 
+@lru_cache(maxsize=PEER_NAMES_CACHED)
 def peer_name(ident: bytes) -> str:
-    """A readable name for whoever holds routing id ``ident`` (a stranger shows as hex)."""
+    """A readable name for whoever holds routing id ``ident`` (a stranger shows as hex).
+    Cached: a node logging at INFO names the sender of every batch it receives."""
     try:
         kind, who, *_ = ident.decode("ascii").split(":")
         if kind == "p" and len(who) == 16:
@@ -157,26 +176,37 @@ class Sockets:
         except BaseException:
             self.close()
             raise
-        self._node_of = {sock: i for i, sock in self.dealers.items()}
+        # What each pollable item is: a DEALER's node id, None for the ROUTER, or the
+        # handler of a control socket. Control items are registered first, so a pass
+        # reads signals, handshakes and refusals before the messages that follow them.
+        self._what: dict[Any, int | Callable[[], None] | None] = {}
         self.poller = zmq.Poller()
-        if self.router is not None:
-            self.poller.register(self.router, zmq.POLLIN)
-        for sock in self.dealers.values():
-            self.poller.register(sock, zmq.POLLIN)
+        if wakeup is not None:
+            self._watch_item(wakeup.fd, self._on_wakeup)
         if self.zap is not None:
-            self.poller.register(self.zap.sock, zmq.POLLIN)
+            self._watch_item(self.zap.sock, self.zap.handle)
         if self.server_watch is not None:
-            self.poller.register(self.server_watch.monitor, zmq.POLLIN)
+            self._watch_item(self.server_watch.monitor, self.server_watch.handle)
         if self.watch is not None:
             for monitor in self.watch.monitors:
-                self.poller.register(monitor, zmq.POLLIN)
-        if wakeup is not None:
-            self.poller.register(wakeup.fd, zmq.POLLIN)
+                self._watch_item(monitor, partial(self.watch.handle, monitor))
+        if self.router is not None:
+            self._watch_item(self.router, None)
+        for node_id, sock in self.dealers.items():
+            self._watch_item(sock, node_id)
+
+    def _watch_item(self, item: Any, what: int | Callable[[], None] | None) -> None:
+        self._what[item] = what
+        self.poller.register(item, zmq.POLLIN)
+
+    def _on_wakeup(self) -> None:
+        if self.wakeup is not None:
+            self.wakeup.drain()
 
     def use_wakeup(self, wakeup: SignalWakeup) -> None:
         """Wake ``poll`` when a signal arrives (a client given one after it was opened)."""
         self.wakeup = wakeup
-        self.poller.register(wakeup.fd, zmq.POLLIN)
+        self._watch_item(wakeup.fd, self._on_wakeup)
 
     @property
     def stop_requested(self) -> bool:
@@ -185,52 +215,59 @@ class Sockets:
     def poll(self, timeout_s: float | None) -> list[tuple[Src, Message]]:
         """Wait up to ``timeout_s`` (None: until something arrives) and return every
         message waiting, up to BATCH_MAX per socket."""
-        timeout = None if timeout_s is None else int(max(0.0, timeout_s) * 1000 + 0.999)
-        ready = dict(self.poller.poll(timeout))
-        if self.wakeup is not None and self.wakeup.fd in ready:
-            self.wakeup.drain()
-        if self.zap is not None and self.zap.sock in ready:
-            self.zap.handle()
-        if self.server_watch is not None and self.server_watch.monitor in ready:
-            self.server_watch.handle()
-        if self.watch is not None:
-            for monitor in self.watch.monitors:
-                if monitor in ready:
-                    self.watch.handle(monitor)
+        timeout = -1 if timeout_s is None else int(max(0.0, timeout_s) * 1000 + 0.999)
         out: list[tuple[Src, Message]] = []
-        if self.router is not None and self.router in ready:
-            self._drain(self.router, None, out)
-        for sock, node_id in self._node_of.items():
-            if sock in ready:
-                self._drain(sock, node_id, out)
+        what = self._what
+        for item, _ in zmq.zmq_poll(self.poller.sockets, timeout):
+            w = what.get(item)
+            if w is None:
+                if self.router is not None and item is self.router:
+                    self._drain(self.router, None, out)
+            elif type(w) is int:
+                sock = self.dealers.get(w)
+                if sock is not None and sock is item:
+                    self._drain(sock, w, out)
+            else:
+                w()  # type: ignore[operator]
         return out
 
     def _drain(self, sock: Sock, node_id: int | None,
                out: list[tuple[Src, Message]]) -> None:
+        """Take what ``sock`` holds (poll said it holds something). Whether more is
+        waiting is asked of the socket (ZMQ_EVENTS) rather than learnt from the
+        ``zmq.Again`` of a recv on an empty socket: pyzmq builds two exception objects
+        for each, one per drain, which cost more than the question."""
         wire = self.wire
-        authenticated = node_id is None and self.curve is not None
+        router = node_id is None
+        authenticated = router and self.curve is not None
+        recv = sock.recv
+        more_waiting = sock.getsockopt
         taken = 0
         for _ in range(BATCH_MAX):
-            if taken >= BATCH_MAX_MESSAGES:
-                return
             try:
                 # Not copied: the decoder reads the batch from libzmq's own buffer.
-                parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                part = recv(_NOBLOCK, copy=False)
+                parts = [part]
+                while part.more:  # every part is taken, even of a malformed message
+                    part = recv(_NOBLOCK, copy=False)
+                    parts.append(part)
             except zmq.Again:
                 return
-            user = str(parts[-1].get("User-Id") or "") if authenticated else ""
-            frames: list[Any] = [p.buffer for p in parts]
+            user = str(part.get("User-Id") or "") if authenticated else ""
             src: Src
-            if node_id is None:
-                ident, frames = parts[0].bytes, frames[1:]
-                src, peer = Caller(ident, user), peer_name(ident)
+            if router:
+                src, parts = Caller(parts[0].bytes, user), parts[1:]
             else:
-                self.answered.add(node_id)
-                src, peer = node_id, node_name(node_id)
-            msgs = wire.parse(frames, peer)
+                self.answered.add(node_id)  # type: ignore[arg-type]
+                src = node_id  # type: ignore[assignment]
+            msgs = wire.parse([p.buffer for p in parts], src)
             if msgs:
                 taken += len(msgs)
                 out.extend([(src, m) for m in msgs])
+                if taken >= BATCH_MAX_MESSAGES:
+                    return
+            if not int(more_waiting(_EVENTS)) & _POLLIN:
+                return
 
     def send(self, dst: Src, msg: Message) -> bool:
         return self.send_batch(dst, [msg])
@@ -239,8 +276,8 @@ class Sockets:
         """Send ``msgs`` to ``dst`` in one frame (more only past the body limit)."""
         if isinstance(dst, Caller):
             assert self.router is not None, "a Caller can only be answered through a ROUTER"
-            return self.wire.send(self.router, msgs, peer_name(dst.ident), dst.ident)
-        return self.wire.send(self.dealers[dst], msgs, node_name(dst))
+            return self.wire.send(self.router, msgs, dst, dst.ident)
+        return self.wire.send(self.dealers[dst], msgs, dst)
 
     def send_all(self, sends: Iterable[tuple[Src, Message]]) -> None:
         """Send a pass's messages: one batch per destination, each in the pass's order."""
@@ -284,7 +321,7 @@ class Wire:
         self.malformed = 0
         self.undeliverable = 0
 
-    def send(self, sock: Sock, msgs: Sequence[Message], peer: str,
+    def send(self, sock: Sock, msgs: Sequence[Message], dst: Src,
              ident: bytes | None = None) -> bool:
         """Send without blocking; a batch that cannot leave is logged, never hangs us.
 
@@ -296,22 +333,34 @@ class Wire:
         first = self.sent
         self.sent += len(msgs)
         if self.log.enabled(logging.INFO):  # else no message of the batch is logged
+            peer = src_name(dst)
             for msg, level, msg_id in self._loggable(msgs, self.prefix, first):
                 self.log.event("send", level=level, type=type_name(msg), msg_id=msg_id,
                                peer=peer, **message_fields(msg))
+        frame = codec.encode_frame(self.prefix, first, msgs)
+        if frame is not None:  # the common case: the batch fits one frame
+            return self._send(sock, frame, ident, msgs, first, dst)
         done = 0
         for frame, part in codec.encode_batch(self.prefix, first, msgs):
-            try:
-                if ident is not None:
-                    sock.send_multipart((ident, frame), zmq.NOBLOCK)
-                else:
-                    sock.send(frame, zmq.NOBLOCK)
-            except zmq.ZMQError as e:
-                # The rest is not even encoded: a peer that never reads costs at most
-                # its queue (SNDHWM frames), however much one pass had for it.
-                self._undeliverable(e, msgs[done:], first + done, peer)
+            # The rest is not even encoded once one fails: a peer that never reads costs
+            # at most its queue (SNDHWM frames), however much one pass had for it.
+            if not self._send(sock, frame, ident, msgs[done:], first + done, dst):
                 return False
             done += len(part)
+        return True
+
+    def _send(self, sock: Sock, frame: bytes, ident: bytes | None, msgs: Sequence[Message],
+              first: int, dst: Src) -> bool:
+        """One frame (``msgs`` onward are logged as undeliverable if it cannot leave)."""
+        try:
+            if ident is not None:
+                # As send_multipart does, minus its type checks: a ROUTER refuses (or
+                # takes) a message at its first part, so the body never fails alone.
+                sock.send(ident, _NOBLOCK_MORE)
+            sock.send(frame, _NOBLOCK)
+        except zmq.ZMQError as e:
+            self._undeliverable(e, msgs, first, src_name(dst))
+            return False
         return True
 
     def _undeliverable(self, e: zmq.ZMQError, msgs: Sequence[Message], first: int,
@@ -333,7 +382,7 @@ class Wire:
             if enabled(level):
                 yield msg, level, codec.msg_id(sender, first + i + 1)
 
-    def parse(self, frames: Sequence[Any], peer: str) -> list[Message]:
+    def parse(self, frames: Sequence[Any], src: Src) -> list[Message]:
         """Decode one received batch; garbage is the peer's fault: log it, count it, drop
         it (the whole frame)."""
         try:
@@ -342,11 +391,12 @@ class Wire:
             batch = codec.decode_batch(frames[0])
         except codec.DecodeError as e:
             self.malformed += 1
-            self.log.event("malformed", str(e), logging.WARNING, peer=peer,
+            self.log.event("malformed", str(e), logging.WARNING, peer=src_name(src),
                            dropped=self.malformed)
             return []
         msgs = batch.messages
         if self.log.enabled(logging.INFO):  # else no message of the batch is logged
+            peer = src_name(src)
             for msg, level, msg_id in self._loggable(msgs, batch.sender, batch.first_seq):
                 self.log.event("recv", level=level, type=type_name(msg), msg_id=msg_id,
                                peer=peer, **message_fields(msg))
