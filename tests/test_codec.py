@@ -174,6 +174,27 @@ def test_deep_nesting_is_refused_without_recursion():
             codec.decode_batch(codec.PROTOCOL + body)
 
 
+@pytest.mark.parametrize("count,value_bytes", [
+    (codec.FRAME_CHUNK + 1, 16), (15 + codec.FRAME_CHUNK, 16), (16 + codec.FRAME_CHUNK, 16),
+    (1000, 16), (130, 100_000), (70, codec.MAX_VALUE_BYTES)])
+def test_a_big_batch_packed_a_chunk_at_a_time_round_trips_in_order(count, value_bytes):
+    """Past FRAME_CHUNK messages a batch is packed a chunk at a time (and a chunk that
+    does not fit the frame, one message at a time): frames stay under the limit, in
+    order, with their first seq right, whatever the chunk's array header was."""
+    msgs = [Accept(f"k{i}", B1, bytes([i % 256]) * (value_bytes if i % 3 else 5))
+            for i in range(count)]
+    got, seq = [], 7
+    for frame, part in codec.encode_batch("p", 7, msgs):
+        assert len(frame) <= codec.MAX_FRAME_BYTES
+        batch = codec.decode_batch(frame)
+        assert batch.first_seq == seq and batch.messages == list(part)
+        got += batch.messages
+        seq += len(part)
+    assert got == msgs
+    if value_bytes == 16:
+        assert len(list(codec.encode_batch("p", 7, msgs))) == 1
+
+
 def test_frames_are_encoded_only_as_they_are_taken():
     """A sender that stops at a full queue never encodes the rest of a huge pass."""
     big = b"v" * (100 << 10)

@@ -135,11 +135,14 @@ _DECODE: dict[str, _Decoder] = {
 # --------------------------------------------------------------------------- encoding
 
 
+FRAME_CHUNK = 64  # messages packed in one call (a bigger batch is packed this many at a time)
+
+
 def encode_frame(sender: str, first_seq: int, msgs: Sequence[Message]) -> bytes | None:
     """The one frame carrying ``msgs`` (the common case: a pass's few messages to one
     peer), or None when they need :func:`encode_batch` (many, or over the body limit).
     Encoding our own malformed message is a bug: it raises."""
-    if len(msgs) > 64:
+    if len(msgs) > FRAME_CHUNK:
         return None
     body = msgpack.packb([sender, first_seq, [_ENCODE[type(m)](m) for m in msgs]],
                          use_bin_type=True)
@@ -151,7 +154,8 @@ def encode_batch(sender: str, first_seq: int, msgs: Sequence[Message],
     """The frame(s) carrying ``msgs``, each with the messages it holds, made as they are
     taken: one frame, unless together they exceed the body limit (then as many as it
     takes, in order; a sender that stops taking them, because the peer's queue is full,
-    never encodes the rest). Encoding our own malformed message is a bug: it raises."""
+    never encodes more than FRAME_CHUNK messages past the frame it could not send).
+    Encoding our own malformed message is a bug: it raises."""
     frame = encode_frame(sender, first_seq, msgs)
     if frame is not None:
         yield frame, msgs
@@ -160,22 +164,32 @@ def encode_batch(sender: str, first_seq: int, msgs: Sequence[Message],
     limit = MAX_BODY_BYTES - 64  # room for the header
     start, size = 0, 0
     parts: list[bytes] = []
-    for i, m in enumerate(msgs):
-        part = pack(_ENCODE[type(m)](m))
-        if parts and size + len(part) > limit:
-            yield _frame(pack, sender, first_seq + start, parts), msgs[start:i]
-            start, size = i, 0
-            parts = []
-        parts.append(part)
-        size += len(part)
+    for c in range(0, len(msgs), FRAME_CHUNK):
+        entries = [_ENCODE[type(m)](m) for m in msgs[c:c + FRAME_CHUNK]]
+        packed = pack(entries)  # one call for the chunk ...
+        if size + len(packed) <= limit:  # ... which fits the frame being built: its
+            # entries, without the chunk's own array header, join the frame's
+            parts.append(packed[1 if len(entries) <= 15 else 3:])
+            size += len(packed)
+            continue
+        for i, entry in enumerate(entries, c):  # else one message at a time
+            part = pack(entry)
+            if parts and size + len(part) > limit:
+                yield _frame(pack, sender, first_seq + start, i - start, parts), msgs[start:i]
+                start, size = i, 0
+                parts = []
+            parts.append(part)
+            size += len(part)
     if parts:
-        yield _frame(pack, sender, first_seq + start, parts), msgs[start:]
+        yield (_frame(pack, sender, first_seq + start, len(msgs) - start, parts),
+               msgs[start:])
 
 
-def _frame(pack: Callable[[Any], bytes], sender: str, first_seq: int,
+def _frame(pack: Callable[[Any], bytes], sender: str, first_seq: int, count: int,
            parts: list[bytes]) -> bytes:
+    """A frame of ``count`` messages, already packed in ``parts``."""
     head = b"\x93" + pack(sender) + pack(first_seq) + msgpack.Packer().pack_array_header(
-        len(parts))
+        count)
     return b"".join((PROTOCOL, head, *parts))
 
 
