@@ -29,7 +29,7 @@ the whole frame when any message in it is bad (the sender is broken or hostile).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from operator import attrgetter
 from typing import Any
 
@@ -118,16 +118,14 @@ def _builder(spec: Spec) -> Callable[[list[Any]], Any]:
     return lambda e: cls(*[d(x, w) for (d, w), x in zip(decs, e[1:], strict=True)])
 
 
-@dataclass(frozen=True, slots=True)
-class _Decoder:
-    spec: Spec
-    arity: int  # fields + the tag
-    build: Callable[[list[Any]], Any]
-    nests: bool  # holds lists of records: its depth is checked before its fields
+_NO_CHECK = next(f.default for f in fields(Spec) if f.name == "check")
 
-
+# Per type: (arity: fields + the tag, nests: holds lists of records, so its depth is
+# checked before its fields, build, the cross-field check or None, the type's name).
+_Decoder = tuple[int, bool, Callable[[list[Any]], Any], Callable[[Any], str | None] | None, str]
 _DECODE: dict[str, _Decoder] = {
-    s.type_name: _Decoder(s, len(s.fields) + 1, _builder(s), any(nests(k) for _, k in s.fields))
+    s.type_name: (len(s.fields) + 1, any(nests(k) for _, k in s.fields), _builder(s),
+                  None if s.check is _NO_CHECK else s.check, s.type_name)
     for s in SPECS
 }
 
@@ -250,15 +248,16 @@ def decode_batch(frame: bytes | memoryview) -> Batch:
         d = _DECODE.get(tag) if type(tag) is str else None
         if d is None:
             raise DecodeError(f"unknown message type ({describe(tag)})")
-        if len(entry) != d.arity:
-            raise DecodeError(f"{d.spec.type_name}: expected {d.arity - 1} fields, "
-                              f"got {len(entry) - 1}")
-        if d.nests and not _depth_ok(entry, MAX_DEPTH + 1):
-            raise DecodeError(f"{d.spec.type_name}: nested deeper than any valid message")
-        msg = d.build(entry)
-        problem = d.spec.check(msg)
-        if problem:
-            raise DecodeError(f"{d.spec.type_name}: {problem}")
+        arity, nested, build, check, name = d
+        if len(entry) != arity:
+            raise DecodeError(f"{name}: expected {arity - 1} fields, got {len(entry) - 1}")
+        if nested and not _depth_ok(entry, MAX_DEPTH + 1):
+            raise DecodeError(f"{name}: nested deeper than any valid message")
+        msg = build(entry)
+        if check is not None:
+            problem = check(msg)
+            if problem:
+                raise DecodeError(f"{name}: {problem}")
         append(msg)
     return Batch(sender, first_seq, out)
 
