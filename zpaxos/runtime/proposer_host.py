@@ -129,7 +129,8 @@ class ProposerHost:
         ``fast``: skip phase 1 when a range promise allows it (see the module doc)."""
         ready = Ready()
         pid = self.new_id()  # drawn now, in the order proposals start
-        prefix = range_prefix(key) if fast and not staging.active else None
+        staged = staging is not NO_STAGING and staging.active
+        prefix = range_prefix(key) if fast and not staged else None
         lease = self._lease(now, prefix, options, ready) if prefix is not None else None
         if prefix is not None and lease is None:
             # Two phases, above the round a range of this prefix would start at: a range
