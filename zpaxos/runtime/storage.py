@@ -37,6 +37,7 @@ import hashlib
 import os
 import sqlite3
 import struct
+import time
 from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,7 @@ _INSERT_RANGE = "INSERT OR REPLACE INTO ranges (prefix, round, id, checksum) VAL
 FOLD_KEYS = 4096
 FOLD_BYTES = 8 << 20
 FOLD_KEYS_HARD = 4 * FOLD_KEYS
+MARKER_SYNC_S = 0.05  # state.marker is fdatasync'd at most this often (datadir.Marker)
 
 __all__ = ["DB_NAME", "SCHEMA_VERSION", "MemoryStore", "SqliteStore", "StorageError",
            "checksum"]
@@ -185,6 +187,7 @@ class SqliteStore:
         self._db: sqlite3.Connection | None = None
         self._marker = Marker(self.dir)
         self._marker_seq = 0  # the commits state.marker records
+        self._marker_synced = 0.0  # when it was last fdatasync'd (time.monotonic)
         self._journal = Journal(self.dir)
         # What the journal holds that state.db does not yet (latest state per key).
         self._pending: dict[str, KeyState] = {}
@@ -578,8 +581,12 @@ class SqliteStore:
         state: a crash before this leaves it one commit behind, never ahead), and the
         journal is folded into state.db once enough waits there."""
         if self._marker_seq < self.commit_seq:
-            self._marker.write(self.commit_seq)
+            now = time.monotonic()
+            sync = now - self._marker_synced >= MARKER_SYNC_S
+            self._marker.write(self.commit_seq, sync)
             self._marker_seq = self.commit_seq
+            if sync:
+                self._marker_synced = now
         if len(self._pending) >= FOLD_KEYS or self._journal.end >= FOLD_BYTES:
             self._fold()
 
@@ -609,6 +616,8 @@ class SqliteStore:
         self._journal.reset()
         self._pending.clear()
         self._pending_ranges.clear()
+        self._marker.write(self.commit_seq)  # fdatasync'd: at least at every fold
+        self._marker_seq, self._marker_synced = self.commit_seq, time.monotonic()
 
     def close(self) -> None:
         """Fold the journal into state.db (a clean stop leaves it empty; if that fails,
