@@ -375,6 +375,11 @@ class SqliteStore:
         assert self._db is not None
         try:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            # Hold SQLite's exclusive lock from now on (locking_mode=EXCLUSIVE never lets
+            # it go): a second process must fail on state.db even with node.lock deleted,
+            # though this one may not write to state.db until its first fold.
+            self._db.execute("BEGIN EXCLUSIVE")
+            self._db.execute("COMMIT")
         except sqlite3.Error as e:
             raise from_sqlite_error(self.path, e) from None
         self._watch.add(self.path)
