@@ -267,7 +267,8 @@ class AcceptorHost:
                 key = getattr(msg, "key", None)
                 if isinstance(key, str):
                     want.add(key)
-        want.difference_update(states)
+        # Not want.difference_update(states): that walks the whole cache every pass.
+        want = {k for k in want if k not in states}
         if want:
             states.update(self.source.get(want))
 

@@ -10,15 +10,20 @@ Three things live next to ``state.db``:
 
 ``state.marker``
     The incarnation id of the database (16 random bytes drawn when it was created) and the
-    number of commits it has made. It is written, fsynced, after every commit and before
-    that commit's replies leave the node, so at every instant ``marker <= database``, and
-    a database with *fewer* commits than the marker has lost something a peer may already
-    rely on: it was restored from an old backup, or its write-ahead log was deleted after
-    a crash. A marker without a database means the database was deleted. Neither is ever
-    mistaken for a new node. The write costs one small ``fdatasync`` per loop pass (the
-    file never grows, so no metadata is flushed); measured next to the WAL commit's own
-    fsync it adds well under a millisecond on the project's machines, and with group
-    commit it is paid once per pass, not once per message.
+    number of commits it has made. It is written after every commit (once that commit's
+    replies have left: off their path), so at every instant ``marker <= durable state``
+    (a crash in between leaves it one commit behind, never ahead), and state with *fewer*
+    commits than the marker has lost something a peer may already rely on: it was
+    restored from an old backup, or its journal or write-ahead log was deleted after a
+    crash. A marker without a database means the database was deleted. Neither is ever
+    mistaken for a new node.
+
+    Each write reaches the kernel at once (so a killed process loses none), but is
+    fdatasync'd at most every ``MARKER_SYNC_S`` (and at every fold and clean stop): three
+    nodes flushing one disk queue behind each other made a second flush per pass the
+    largest cost of a sequential decision. A power cut can therefore leave the marker up
+    to that long behind the state (never ahead of it: no false alarm); it then misses
+    only a rollback that *also* happened to those last commits after the power cut.
 
     What it cannot see: a *whole* data directory restored from a backup (marker and all)
     looks exactly like the old node. Only the peers can tell that (they saw later commits
@@ -59,10 +64,10 @@ _SLOT = 512
 _RECORD = struct.Struct(">8s16sQ")  # magic, incarnation, commit count; then a CRC32
 
 
-_datasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
+datasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -173,7 +178,7 @@ class Marker:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.path)
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
         except OSError as e:
             raise from_os_error(self.path, e) from None
         self.open(incarnation)
@@ -186,12 +191,14 @@ class Marker:
         except OSError as e:
             raise from_os_error(self.path, e) from None
 
-    def write(self, commits: int) -> None:
-        """Record ``commits`` durably; call after the database commit, before replies."""
+    def write(self, commits: int, sync: bool = True) -> None:
+        """Record ``commits`` (durably if ``sync``); only ever after those commits are
+        durable themselves."""
         assert self._fd is not None
         try:
             os.pwrite(self._fd, self._slot(self.incarnation, commits), (commits % 2) * _SLOT)
-            _datasync(self._fd)
+            if sync:
+                datasync(self._fd)
         except OSError as e:
             raise from_os_error(self.path, e, running=True) from None
 
@@ -253,8 +260,8 @@ def retire(data_dir: Path, names: list[str]) -> Path | None:
                 dest = Path(data_dir) / f"{stamp}-{i}"
         for n in present:
             os.replace(Path(data_dir) / n, dest / n)
-        _fsync_dir(dest)
-        _fsync_dir(Path(data_dir))
+        fsync_dir(dest)
+        fsync_dir(Path(data_dir))
     except OSError as e:
         raise from_os_error(dest, e) from None
     return dest

@@ -187,6 +187,7 @@ class Node:
                 self._do(admission.handle(batch))
             elif self._lazy:
                 self._commit({})
+                self.store.seal()
             if at is not None:
                 self._do(admission.due(time.monotonic()))
         if self._lazy:
@@ -216,6 +217,7 @@ class Node:
         admission.dirty = False
         if ready.send:
             self._send_all(ready.send)
+        self.store.seal()  # the commit's marker, and folding the journal: after the replies
         for src, ev in ready.events:
             self._log_event(src, ev)
         if self.admission.notes or self.admission.refusal is not None:

@@ -37,6 +37,7 @@ import hashlib
 import os
 import sqlite3
 import struct
+import time
 from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.messages import Ballot
 from zpaxos.runtime.datadir import MARKER_NAME, DirLock, FileWatch, Marker, make_dir, retire
 from zpaxos.runtime.faults import crash_point
+from zpaxos.runtime.journal import JOURNAL_NAME, Journal, Record, encode
 from zpaxos.runtime.peers import LOST_NAME, read_lost
 from zpaxos.runtime.storage_errors import (
     README,
@@ -92,6 +94,12 @@ _IN_CHUNK = 500  # keys per "IN (...)" query (SQLite's variable limit is far abo
 _INSERT = (f"INSERT OR REPLACE INTO acceptor ({', '.join(_COLUMNS)}) "
            f"VALUES ({', '.join('?' * len(_COLUMNS))})")
 _INSERT_RANGE = "INSERT OR REPLACE INTO ranges (prefix, round, id, checksum) VALUES (?, ?, ?, ?)"
+# The journal is folded into state.db once this many keys wait in it (after a pass's
+# replies, in seal()), or this many bytes; and within a pass past FOLD_KEYS_HARD.
+FOLD_KEYS = 4096
+FOLD_BYTES = 8 << 20
+FOLD_KEYS_HARD = 4 * FOLD_KEYS
+MARKER_SYNC_S = 0.05  # state.marker is fdatasync'd at most this often (datadir.Marker)
 
 __all__ = ["DB_NAME", "SCHEMA_VERSION", "MemoryStore", "SqliteStore", "StorageError",
            "checksum"]
@@ -151,9 +159,12 @@ def _state(row: tuple[Any, ...]) -> KeyState:
                     None if chosen is None else bytes(chosen), Ballot(cr, bytes(cid)))
 
 
+_RESCUE = (f"the node will not vote on it: put back this node's own latest files if you "
+           f"still have them, else follow {README} to rejoin with --new")
+
+
 def _rescue(why: str) -> str:
-    return (f"{why}; the node will not vote on it: put back this node's own latest files "
-            f"if you still have them, else follow {README} to rejoin with --new")
+    return f"{why}; {_RESCUE}"
 
 
 class SqliteStore:
@@ -175,13 +186,21 @@ class SqliteStore:
         self.retired: Path | None = None
         self._db: sqlite3.Connection | None = None
         self._marker = Marker(self.dir)
+        self._marker_seq = 0  # the commits state.marker records
+        self._marker_synced = 0.0  # when it was last fdatasync'd (time.monotonic)
+        self._journal = Journal(self.dir)
+        # What the journal holds that state.db does not yet (latest state per key).
+        self._pending: dict[str, KeyState] = {}
+        self._pending_ranges: dict[str, Ballot] = {}
         self._watch = FileWatch()
+        self._opened = False  # close() folds the journal only into a database that opened
         self._lock = DirLock(self.dir)  # creates the directory; DataDirLocked if taken
         try:
             self._open(new)
         except BaseException:
             self.close()
             raise
+        self._opened = True
 
     # ---- opening
 
@@ -194,7 +213,7 @@ class SqliteStore:
         except (StateLost, StateDamaged):
             self._close_db()
             self.retired = retire(self.dir, [DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm",
-                                             MARKER_NAME, LOST_NAME])
+                                             JOURNAL_NAME, MARKER_NAME, LOST_NAME])
             self._create()
             return
         if self.commit_seq > 0:
@@ -207,7 +226,8 @@ class SqliteStore:
         if lost is not None:
             raise StateLost(f"{lost} (recorded in {LOST_NAME} when the peers refused it)")
         marker = self._marker.read()
-        if marker is None and self._empty(self.path) and self._empty(self.wal):
+        if (marker is None and self._empty(self.path) and self._empty(self.wal)
+                and not self._journal.exists_with_records()):
             # A crash while the very first database was being created: an empty file
             # holds no promise, so this is still a new node.
             self._remove(self.wal)
@@ -216,6 +236,9 @@ class SqliteStore:
             if self.wal.exists():
                 raise StateLost(_rescue(f"{self.path}: missing, but its write-ahead log is "
                                         f"there (state lost)"))
+            if self._journal.exists_with_records():
+                raise StateLost(_rescue(f"{self.path}: missing, but its journal "
+                                        f"({JOURNAL_NAME}) holds state (state lost)"))
             if marker is not None and marker.commits > 0:
                 raise StateLost(_rescue(f"{self.path}: missing, but this directory held "
                                         f"zpaxos state ({marker.commits} commits; state lost)"))
@@ -224,9 +247,11 @@ class SqliteStore:
         self._probe_writable()
         self._connect()
         try:
-            inc, seq = self._check()
+            inc, db_seq = self._check()
         except sqlite3.Error as e:
             raise from_sqlite_error(self.path, e) from None
+        records = self._read_journal(inc, db_seq)
+        seq = records[-1].seq if records else db_seq
         if marker is None:
             # A database without a marker: an older zpaxos's, or a crash between creating
             # the database and its marker. Adopt it.
@@ -237,12 +262,44 @@ class SqliteStore:
         elif seq < marker.commits:
             raise StateLost(_rescue(
                 f"{self.path}: rolled back: it holds {seq} commits but this node had made "
-                f"{marker.commits} (restored from an old backup, or its write-ahead log was "
-                f"deleted)"))
+                f"{marker.commits} (restored from an old backup, or its journal or "
+                f"write-ahead log was deleted)"))
         else:
             self._marker.open(inc)
         self.incarnation, self.commit_seq = inc, seq
+        self._marker_seq = marker.commits if marker is not None else seq
+        self._replay(records)
         self._watch_files()
+
+    def _read_journal(self, inc: bytes, db_seq: int) -> list[Record]:
+        """The journal's records that state.db does not hold yet, checked to follow on
+        from it; an absent journal (a database from before journals) has none."""
+        if not self._journal.path.exists():
+            return []
+        records = [r for r in self._journal.read(inc, _RESCUE) if r.seq > db_seq]
+        for want, r in enumerate(records, db_seq + 1):
+            if r.seq != want:
+                raise StateLost(_rescue(
+                    f"{self.path}: rolled back: it holds {db_seq} commits but its journal "
+                    f"({JOURNAL_NAME}) goes on from commit {records[0].seq} (state.db was "
+                    f"restored from an old backup)" if want == db_seq + 1 else
+                    f"{self._journal.path}: damaged: commit {want} is missing from it"))
+        return records
+
+    def _replay(self, records: list[Record]) -> None:
+        """Fold what the journal held into state.db (after the checks that it belongs),
+        then start the journal empty (or create it)."""
+        for r in records:
+            for key, pr, pid, ar, aid, v, ch, cr, cid in r.rows:
+                self._pending[key] = KeyState(Ballot(pr, pid), Ballot(ar, aid), v, ch,
+                                              Ballot(cr, cid))
+            for prefix, rnd, pid in r.ranges:
+                self._pending_ranges[prefix] = Ballot(rnd, pid)
+        if self._journal.path.exists():
+            self._fold()
+            self._journal.reset()
+        else:
+            self._journal.create(self.incarnation)
 
     @staticmethod
     def _empty(path: Path) -> bool:
@@ -295,7 +352,7 @@ class SqliteStore:
     def _create(self) -> None:
         """A new incarnation: the database first, then its marker. A crash in between
         leaves a database without a marker, which the next start adopts."""
-        for leftover in (DB_NAME + "-wal", DB_NAME + "-shm", MARKER_NAME):
+        for leftover in (DB_NAME + "-wal", DB_NAME + "-shm", JOURNAL_NAME, MARKER_NAME):
             self._remove(self.dir / leftover)  # only ever empty or promise-free here
         make_dir(self.dir)
         inc = os.urandom(16)
@@ -309,19 +366,26 @@ class SqliteStore:
                 "INSERT INTO meta VALUES ('commit_seq', '0'); COMMIT;")
         except sqlite3.Error as e:
             raise from_sqlite_error(self.path, e) from None
+        self._journal.create(inc)
         self._marker.create(inc, 0)
-        self.incarnation, self.commit_seq = inc, 0
+        self.incarnation, self.commit_seq, self._marker_seq = inc, 0, 0
         self._watch_files()
 
     def _watch_files(self) -> None:
         assert self._db is not None
         try:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            # Hold SQLite's exclusive lock from now on (locking_mode=EXCLUSIVE never lets
+            # it go): a second process must fail on state.db even with node.lock deleted,
+            # though this one may not write to state.db until its first fold.
+            self._db.execute("BEGIN EXCLUSIVE")
+            self._db.execute("COMMIT")
         except sqlite3.Error as e:
             raise from_sqlite_error(self.path, e) from None
         self._watch.add(self.path)
         self._watch.add(self.wal, check_size=False)
         self._watch.add(self._marker.path)
+        self._watch.add(self._journal.path, check_size=False)  # emptied at every fold
         self._watch.add(self._lock.path, check_size=False)  # deleted: a second owner could lock
 
     def _check(self) -> tuple[bytes, int]:
@@ -396,6 +460,7 @@ class SqliteStore:
 
     def load(self) -> dict[str, KeyState]:
         """Every key's state, each row's checksum verified (StateDamaged names the key)."""
+        self._fold()
         assert self._db is not None
         try:
             rows = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM acceptor").fetchall()
@@ -434,8 +499,9 @@ class SqliteStore:
 
     def get(self, keys: Collection[str]) -> dict[str, KeyState]:
         """The durable states of ``keys`` (a key never written is absent), verified."""
-        keys = list(keys)
-        out: dict[str, KeyState] = {}
+        pending = self._pending
+        out = {k: pending[k] for k in keys if k in pending}
+        keys = [k for k in keys if k not in out] if out else list(keys)
         for i in range(0, len(keys), _IN_CHUNK):
             chunk = keys[i:i + _IN_CHUNK]
             rows = self._select(f"WHERE key IN ({', '.join('?' * len(chunk))})", tuple(chunk))
@@ -447,6 +513,7 @@ class SqliteStore:
         """Up to ``limit`` states of the keys after ``after``, in key order, verified: a
         walk down the primary key's index, never a sort (SQLite's BINARY order of UTF-8
         text is Python's order of str)."""
+        self._fold()  # the database holds every key, in order
         cond = " AND chosen IS NOT NULL" if chosen_only else ""
         return self._verified(self._select(f"WHERE key > ?{cond} ORDER BY key LIMIT ?",
                                            (after, limit)))
@@ -457,11 +524,13 @@ class SqliteStore:
         match, sql = glob_matcher(pattern), sql_glob(pattern)
         if sql is None:
             return []
+        self._fold()
         rows = self._select("WHERE key GLOB ? AND chosen IS NOT NULL", (sql,))
         return [(k, s.chosen) for k, s in self._verified([r for r in rows if match(r[0])])
                 if s.chosen is not None]
 
     def count(self) -> int:
+        self._fold()
         assert self._db is not None
         try:
             return int(self._db.execute("SELECT count(*) FROM acceptor").fetchone()[0])
@@ -470,6 +539,7 @@ class SqliteStore:
 
     def load_ranges(self) -> dict[str, Ballot]:
         """Every range promise, prefix -> ballot, each row's checksum verified."""
+        self._fold()
         assert self._db is not None
         try:
             rows = self._db.execute("SELECT prefix, round, id, checksum FROM ranges").fetchall()
@@ -486,24 +556,60 @@ class SqliteStore:
 
     def save(self, batch: Iterable[tuple[str, KeyState]],
              ranges: Iterable[tuple[str, Ballot]] = ()) -> None:
-        """Write a whole loop pass (key states and range promises) in one transaction;
-        durable (database and marker fsynced) when this returns. Raises a StorageError,
-        never a signal."""
-        rows = [_row(k, s) for k, s in batch]
-        range_rows = [_range_row(p, b) for p, b in ranges]
-        if not rows and not range_rows:
+        """Make a whole loop pass (key states and range promises) durable: one journal
+        record, fdatasync'd, when this returns. Raises a StorageError, never a signal.
+
+        Call :meth:`seal` once the pass's replies are sent (the next save does it
+        otherwise): it records the commit in state.marker and folds the journal into
+        state.db when enough waits there, both off the replies' path."""
+        states = dict(batch)
+        range_states = dict(ranges)
+        if not states and not range_states:
             return
-        assert self._db is not None
+        self.seal()  # the previous pass's marker: marker <= durable state, always
         self._watch.check()  # a deleted or replaced file would swallow this commit
         seq = self.commit_seq + 1
+        rows = [(k, s.promised[0], s.promised[1], s.accepted[0], s.accepted[1], s.value,
+                 s.chosen, s.chosen_ballot[0], s.chosen_ballot[1])
+                for k, s in states.items()]
+        record = encode(seq, rows, [(p, b[0], b[1]) for p, b in range_states.items()])
+        crash_point("before_commit")  # tests only: a crash with the pass not yet durable
+        self._journal.append(record)
+        self.commit_seq = seq
+        self._pending.update(states)
+        self._pending_ranges.update(range_states)
+        if len(self._pending) >= FOLD_KEYS_HARD:
+            self._fold()
+
+    def seal(self) -> None:
+        """After a pass's replies: state.marker records the commit (marker <= durable
+        state: a crash before this leaves it one commit behind, never ahead), and the
+        journal is folded into state.db once enough waits there."""
+        if self._marker_seq < self.commit_seq:
+            now = time.monotonic()
+            sync = now - self._marker_synced >= MARKER_SYNC_S
+            self._marker.write(self.commit_seq, sync)
+            self._marker_seq = self.commit_seq
+            if sync:
+                self._marker_synced = now
+        if len(self._pending) >= FOLD_KEYS or self._journal.end >= FOLD_BYTES:
+            self._fold()
+
+    def _fold(self) -> None:
+        """Write what the journal holds into state.db in one transaction (a key's latest
+        state once, however many passes wrote it), then empty the journal. A crash
+        between the two leaves records the database holds already: replay skips them."""
+        if not self._pending and not self._pending_ranges:
+            return
+        assert self._db is not None
+        rows = [_row(k, s) for k, s in self._pending.items()]
+        range_rows = [_range_row(p, b) for p, b in self._pending_ranges.items()]
         try:
             self._db.execute("BEGIN IMMEDIATE")
-            if rows:
-                self._db.executemany(_INSERT, rows)
-            if range_rows:
-                self._db.executemany(_INSERT_RANGE, range_rows)
-            self._db.execute("UPDATE meta SET value=? WHERE name='commit_seq'", (str(seq),))
-            crash_point("before_commit")  # tests only: a crash with the pass staged
+            self._db.executemany(_INSERT, rows)
+            self._db.executemany(_INSERT_RANGE, range_rows)
+            self._db.execute("UPDATE meta SET value=? WHERE name='commit_seq'",
+                             (str(self.commit_seq),))
             self._db.execute("COMMIT")
         except sqlite3.Error as e:
             try:
@@ -512,11 +618,24 @@ class SqliteStore:
             except sqlite3.Error:
                 pass
             raise from_sqlite_error(self.path, e, running=True) from None
-        self.commit_seq = seq
-        self._marker.write(seq)  # after the commit: marker <= database, always
+        self._journal.reset()
+        self._pending.clear()
+        self._pending_ranges.clear()
+        self._marker.write(self.commit_seq)  # fdatasync'd: at least at every fold
+        self._marker_seq, self._marker_synced = self.commit_seq, time.monotonic()
 
     def close(self) -> None:
+        """Fold the journal into state.db (a clean stop leaves it empty; if that fails,
+        it keeps everything for the next start), then let go of every file."""
+        if self._opened and self._db is not None:
+            try:
+                self._watch.check()  # never write through a file changed underneath
+                self.seal()
+                self._fold()
+            except StorageError:
+                pass
         self._close_db()
+        self._journal.close()
         self._marker.close()
         lock = getattr(self, "_lock", None)
         if lock is not None:
@@ -576,6 +695,9 @@ class MemoryStore:
             self.saved.update(rows)
             self.saved_ranges.update(range_rows)
             self.commits += 1
+
+    def seal(self) -> None:
+        """Nothing to do: what save() keeps is all there is."""
 
     def close(self) -> None:
         pass

@@ -1,0 +1,210 @@
+"""state.journal: every pass durable in one record, folded into state.db in bulk; a crash
+at any point keeps what was acknowledged, and damage or rollback stops the node."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+
+import pytest
+
+from zpaxos.protocol.core import KeyState
+from zpaxos.protocol.messages import Ballot
+from zpaxos.runtime import journal as journal_mod
+from zpaxos.runtime import storage
+from zpaxos.runtime.journal import HEADER_SIZE, JOURNAL_NAME
+from zpaxos.runtime.storage import SqliteStore, StateDamaged, StateLost
+
+ID = bytes(range(16))
+
+
+def state(n: int, chosen: bool = False) -> KeyState:
+    b = Ballot(n, ID)
+    v = b"v%d" % n
+    return KeyState(b, b, v, v if chosen else None, b if chosen else Ballot(0, b""))
+
+
+def crash(store: SqliteStore) -> None:
+    """Let go of every file as a killed process would: nothing folded, no marker sealed."""
+    store._journal.close()
+    store._close_db()
+    store._marker.close()
+    store._lock.release()
+    store._opened = False
+
+
+def query(path, sql: str) -> list[tuple]:
+    db = sqlite3.connect(path / "state.db")
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+def db_rows(path) -> int:
+    return query(path, "SELECT count(*) FROM acceptor")[0][0]
+
+
+def test_a_pass_is_durable_in_the_journal_and_replayed_after_a_crash(tmp_path):
+    store = SqliteStore(tmp_path)
+    store.save([("a", state(1))])
+    store.seal()
+    store.save([("a", state(2, chosen=True)), ("b", state(3))], [("p/", Ballot(9, ID))])
+    crash(store)  # the second pass's marker never written: one commit behind, allowed
+    assert db_rows(tmp_path) == 0  # only the journal has them
+    again = SqliteStore(tmp_path)
+    assert again.commit_seq == 2
+    assert again.get(["a", "b"]) == {"a": state(2, chosen=True), "b": state(3)}
+    assert again.load_ranges() == {"p/": Ballot(9, ID)}
+    again.close()
+    assert db_rows(tmp_path) == 2  # folded at start; the journal is empty again
+    assert (tmp_path / JOURNAL_NAME).read_bytes()[HEADER_SIZE:HEADER_SIZE + 8] == bytes(8)
+
+
+def test_fold_writes_a_key_once_and_keeps_the_latest(tmp_path, monkeypatch):
+    monkeypatch.setattr(storage, "FOLD_KEYS", 3)
+    store = SqliteStore(tmp_path)
+    for n in range(1, 6):
+        store.save([("k", state(n))])
+        store.seal()
+    in_db = "SELECT key, promised_round FROM acceptor ORDER BY key"
+    assert store._db.execute(in_db).fetchall() == []  # one key waits, under FOLD_KEYS
+    store.save([("x", state(1)), ("y", state(1))])
+    store.seal()  # three keys wait: folded
+    rows = store._db.execute(in_db).fetchall()
+    assert rows == [("k", 5), ("x", 1), ("y", 1)]
+    assert store.page("", 10) == [("k", state(5)), ("x", state(1)), ("y", state(1))]
+    store.close()
+
+
+def test_reads_that_walk_the_database_see_what_the_journal_holds(tmp_path):
+    store = SqliteStore(tmp_path)
+    store.save([("b", state(2, chosen=True)), ("a", state(1))])
+    assert [k for k, _ in store.page("", 10)] == ["a", "b"]
+    assert store.count() == 2
+    assert store.chosen_matching("b") == [("b", b"v2")]
+    store.close()
+
+
+def test_a_torn_last_record_was_never_acknowledged_and_is_dropped(tmp_path):
+    store = SqliteStore(tmp_path)
+    store.save([("a", state(1))])
+    store.seal()
+    end = store._journal.end
+    store.save([("b", state(2))])
+    crash(store)
+    path = tmp_path / JOURNAL_NAME
+    data = bytearray(path.read_bytes())
+    data[end + 12:store_end(data, end)] = bytes(store_end(data, end) - end - 12)  # torn
+    path.write_bytes(bytes(data))
+    again = SqliteStore(tmp_path)
+    assert again.commit_seq == 1 and again.get(["a", "b"]) == {"a": state(1)}
+    again.close()
+
+
+def store_end(data: bytearray, off: int) -> int:
+    length = int.from_bytes(data[off:off + 4], "big")
+    return off + 8 + length
+
+
+def test_a_damaged_record_with_valid_ones_after_it_stops_the_node(tmp_path):
+    store = SqliteStore(tmp_path)
+    store.save([("a", state(1))])
+    store.seal()
+    first = HEADER_SIZE
+    store.save([("b", state(2))])
+    store.seal()
+    crash(store)
+    path = tmp_path / JOURNAL_NAME
+    data = bytearray(path.read_bytes())
+    data[first + 10] ^= 0xFF  # a byte inside the first record's payload
+    path.write_bytes(bytes(data))
+    with pytest.raises(StateDamaged, match=r"state.journal: damaged \(a record at byte 25 "
+                                           r"fails its check, and a valid one follows it\)"):
+        SqliteStore(tmp_path)
+
+
+def test_losing_the_last_acknowledged_record_is_seen_by_the_marker(tmp_path):
+    """A record damaged after its replies left looks torn, but the marker has it."""
+    store = SqliteStore(tmp_path)
+    store.save([("a", state(1))])
+    store.seal()
+    end = store._journal.end
+    store.save([("b", state(2))])
+    store.seal()  # replies sent, marker at 2
+    crash(store)
+    path = tmp_path / JOURNAL_NAME
+    data = bytearray(path.read_bytes())
+    data[end + 9] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(StateLost, match="rolled back: it holds 1 commits but this node had "
+                                        "made 2"):
+        SqliteStore(tmp_path)
+
+
+def test_a_journal_of_another_database_is_refused(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        s = SqliteStore(d)
+        s.save([("k", state(1))])
+        crash(s)
+    shutil.copy(b / JOURNAL_NAME, a / JOURNAL_NAME)
+    with pytest.raises(StateLost, match="belongs to another database than state.db"):
+        SqliteStore(a)
+
+
+def test_a_database_older_than_its_journal_is_refused(tmp_path):
+    store = SqliteStore(tmp_path)
+    store.save([("a", state(1))])
+    store.close()  # folded: state.db at commit 1
+    backup = (tmp_path / "state.db").read_bytes()
+    store = SqliteStore(tmp_path)
+    store.save([("b", state(2))])
+    store.seal()
+    store.close()  # state.db at 2
+    store = SqliteStore(tmp_path)
+    store.save([("c", state(3))])
+    crash(store)  # the journal holds commit 3
+    (tmp_path / "state.db").write_bytes(backup)
+    for extra in ("state.db-wal", "state.marker"):  # even with the marker gone
+        (tmp_path / extra).unlink(missing_ok=True)
+    with pytest.raises(StateLost, match=r"rolled back: it holds 1 commits but its journal "
+                                        r"\(state.journal\) goes on from commit 3"):
+        SqliteStore(tmp_path)
+
+
+def test_a_crash_between_fold_and_reset_replays_nothing_twice(tmp_path, monkeypatch):
+    store = SqliteStore(tmp_path)
+    store.save([("a", state(1))])
+    store.save([("a", state(2)), ("b", state(1))])
+    store.seal()
+    monkeypatch.setattr(journal_mod.Journal, "reset", lambda self: None)
+    store._fold()  # committed to state.db; the journal keeps its records (the "crash")
+    crash(store)
+    monkeypatch.undo()
+    again = SqliteStore(tmp_path)
+    assert again.commit_seq == 2 and again.load() == {"a": state(2), "b": state(1)}
+    again.save([("c", state(1))])  # and numbering goes on from there
+    assert again.commit_seq == 3
+    again.close()
+
+
+def test_a_database_deleted_with_its_journal_left_is_refused(tmp_path):
+    store = SqliteStore(tmp_path)
+    store.save([("a", state(1))])
+    crash(store)
+    (tmp_path / "state.db").unlink()
+    (tmp_path / "state.marker").unlink()
+    with pytest.raises(StateLost, match=r"missing, but its journal \(state.journal\) holds state"):
+        SqliteStore(tmp_path)
+
+
+def test_new_retires_the_journal_too(tmp_path):
+    store = SqliteStore(tmp_path)
+    store.save([("a", state(1))])
+    crash(store)
+    (tmp_path / "state.db").unlink()
+    fresh = SqliteStore(tmp_path, new=True)
+    assert fresh.load() == {} and fresh.retired is not None
+    assert (fresh.retired / JOURNAL_NAME).exists()
+    fresh.close()
