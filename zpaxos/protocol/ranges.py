@@ -66,7 +66,7 @@ def range_prefix(key: str) -> str | None:
     separator (``-``, ``_``, ``.``), else the key without its trailing digits
     (``bench-1f-serial-17`` -> ``bench-1f-serial-``, ``k12`` -> ``k``); None if that
     leaves nothing (no range: two phases)."""
-    cut = max(key.rfind(c) for c in _SEPARATORS) + 1
+    cut = max(map(key.rfind, _SEPARATORS)) + 1
     if cut <= 0:
         cut = len(key.rstrip("0123456789"))
     return key[:cut] or None
