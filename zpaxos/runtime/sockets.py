@@ -188,8 +188,16 @@ class Sockets:
         if self.server_watch is not None:
             self._watch_item(self.server_watch.monitor, self.server_watch.handle)
         if self.watch is not None:
+            # A monitor is watched through its file descriptor, not as a ZeroMQ socket:
+            # zmq_poll asks every ZeroMQ socket for its events twice per call (two
+            # syscalls each), and a client has as many monitors as nodes. The fd signals
+            # when a monitor's queue goes from empty to not (its "edge"); handle() always
+            # reads it until empty, so no event is left behind unsignalled. The first
+            # read is here, for what came before the fd was watched.
             for monitor in self.watch.monitors:
-                self._watch_item(monitor, partial(self.watch.handle, monitor))
+                self.watch.handle(monitor)
+                self._watch_item(monitor.getsockopt(zmq.FD),
+                                 partial(self.watch.handle, monitor))
         if self.router is not None:
             self._watch_item(self.router, None)
         for node_id, sock in self.dealers.items():
