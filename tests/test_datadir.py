@@ -67,6 +67,15 @@ def commits(db: Path) -> int:
         con.close()
 
 
+def persisted(c: Cluster) -> int:
+    """How many commits node0 has logged (``persisted`` events in paxos.log)."""
+    log = c.dir / "paxos.log"
+    if not log.exists():
+        return 0
+    return sum(1 for line in log.read_text().splitlines()
+               if '"event":"persisted"' in line.replace(" ", ""))
+
+
 def chosen(c: Cluster, value: str, key: str = "CISC5597") -> None:
     r = c.propose(value, "--key", key)
     assert r.code == 0 and r.json["chosen"] == value, r.err
@@ -415,6 +424,10 @@ def test_lock_file_deleted_under_a_running_node(c):
     own exclusive lock), and the first stops at its next commit instead of sharing."""
     c.start(0)
     chosen(c, "Value_A")
+    # The node commits the learned decision (no reply waits on it) about 20 ms later;
+    # let it, or that commit may find node.lock gone and stop the node before the
+    # second process tries (which is right, but not what this test is about).
+    c.wait_for(lambda: persisted(c) >= 2, "the decision's own commit")
     (data(c) / "node.lock").unlink()
     other = write_config(c.dir / "other.ini", [("127.0.0.1", free_ports(1)[0])])
     r = subprocess.run(zpaxos_cmd("node", "0", "--config", str(other), "-q"), cwd=c.dir,
