@@ -186,7 +186,8 @@ class Acceptor:
         promised = self.promised(msg.key, s)
         if msg.ballot >= promised and not self._absurd(promised, s.accepted, msg.ballot):
             # Accepting also promises msg.ballot, so accepted <= promised always holds.
-            reply = [(src, Accepted(msg.key, msg.ballot, msg.value))]
+            reply: list[tuple[Peer, ProtocolMessage | RangePromise | RangeNack]] = [
+                (src, Accepted(msg.key, msg.ballot, msg.value))]
             if (s.accepted == msg.ballot and s.promised == msg.ballot
                     and s.value == msg.value):
                 return Step([], reply, [])  # the same Accept again: nothing to fsync

@@ -371,7 +371,7 @@ class AcceptorHost:
             for ev in step.events:
                 ready.events.append((src, ev))
                 if type(ev) is Learned:
-                    ready.learned.append((ev.key, ev.value))  # type: ignore[attr-defined]
+                    ready.learned.append((ev.key, ev.value))
         if self.source is not None:
             return  # no indexes to keep: pages come from the store
         after = states.get(msg.key)
