@@ -186,9 +186,14 @@ class Acceptor:
         promised = self.promised(msg.key, s)
         if msg.ballot >= promised and not self._absurd(promised, s.accepted, msg.ballot):
             # Accepting also promises msg.ballot, so accepted <= promised always holds.
+            reply: list[tuple[Peer, ProtocolMessage | RangePromise | RangeNack]] = [
+                (src, Accepted(msg.key, msg.ballot, msg.value))]
+            if (s.accepted == msg.ballot and s.promised == msg.ballot
+                    and s.value == msg.value):
+                return Step([], reply, [])  # the same Accept again: nothing to fsync
             new = KeyState(msg.ballot, msg.ballot, msg.value, s.chosen, s.chosen_ballot)
-            persist = self._update(msg.key, new)
-            return Step(persist, [(src, Accepted(msg.key, msg.ballot, msg.value))], [])
+            self.states[msg.key] = new
+            return Step([(msg.key, new)], reply, [])
         return Step([], [(src, Nack(msg.key, msg.ballot, promised))], [])
 
     def on_range_prepare(self, src: Peer, msg: RangePrepare) -> Step:
@@ -219,9 +224,9 @@ class Acceptor:
     def on_decide(self, src: Peer, msg: Decide) -> Step:
         s = self.states.get(msg.key, EMPTY)
         if s.chosen is None:
-            persist = self._update(msg.key, KeyState(s.promised, s.accepted, s.value,
-                                                     msg.value, msg.ballot))
-            return Step(persist, [], [Learned(msg.key, msg.value, msg.ballot)])
+            new = KeyState(s.promised, s.accepted, s.value, msg.value, msg.ballot)
+            self.states[msg.key] = new  # chosen set: always a change
+            return Step([(msg.key, new)], [], [Learned(msg.key, msg.value, msg.ballot)])
         if s.chosen == msg.value and s.chosen_ballot.is_zero and not msg.ballot.is_zero:
             # Same decision, and now we also know the ballot that chose it.
             return Step(self._update(msg.key, KeyState(s.promised, s.accepted, s.value,
