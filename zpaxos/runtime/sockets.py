@@ -1,4 +1,5 @@
-"""ZeroMQ plumbing: sockets, routing ids, framed send/receive with logging.
+"""ZeroMQ plumbing: sockets, routing ids, the poll loop's receive and send (the framing
+and its logging are the :class:`~zpaxos.runtime.wire.Wire`'s).
 
 Each node binds one ROUTER; each proposer (and each node, to reach its peers) opens one
 DEALER per remote node with an explicit routing id, so replies can be told apart and a
@@ -7,21 +8,17 @@ restarted process never inherits a dead one's replies.
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import socket
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from functools import lru_cache, partial
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import Any, TypeAlias
 
 import zmq
 
-from zpaxos.naming import node_name
 from zpaxos.naming import proposer_name as proposer_name
 from zpaxos.protocol.messages import Message
-from zpaxos.protocol.registry import log_fields as message_fields
-from zpaxos.protocol.registry import spec_of, type_name
 from zpaxos.runtime import codec
 from zpaxos.runtime.addresses import Caller, Src
 from zpaxos.runtime.curve import (
@@ -33,8 +30,9 @@ from zpaxos.runtime.curve import (
     secure_server,
 )
 from zpaxos.runtime.log import EventLog
+from zpaxos.runtime.wire import Sock, Wire
+from zpaxos.runtime.wire import peer_name as peer_name
 
-Sock: TypeAlias = "zmq.Socket[bytes]"
 Ctx: TypeAlias = "zmq.Context[Sock]"
 
 ROUTER_LINGER_MS = 200  # replies already queued get this long to leave at shutdown
@@ -44,7 +42,6 @@ ANSWERED_LINGER_MS = 500  # a proposer's final Decides to nodes that answered it
 # pyzmq's constants are enum members, and an enum's ``&`` or conversion is a Python call:
 # the hot paths below use them as plain ints.
 _NOBLOCK = int(zmq.NOBLOCK)
-_NOBLOCK_MORE = int(zmq.NOBLOCK | zmq.SNDMORE)
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 
@@ -53,35 +50,12 @@ class BindError(Exception):
     """The node cannot listen where its config says (the user's environment's fault)."""
 
 
-PEER_NAMES_CACHED = 4096  # routing ids whose readable names are kept (a bounded cache)
-
-
-def src_name(src: Src) -> str:
-    """A readable name for a message's source or destination (logs only)."""
-    return peer_name(src.ident) if isinstance(src, Caller) else node_name(src)
-
-
 def proposer_routing_id(client_id: bytes, node_id: int) -> bytes:
     return f"p:{client_id[:8].hex()}:{node_id}".encode()
 
 
 def node_routing_id(node_id: int, peer_id: int) -> bytes:
     return f"n:{node_id}:{peer_id}:{os.urandom(4).hex()}".encode()
-
-
-@lru_cache(maxsize=PEER_NAMES_CACHED)
-def peer_name(ident: bytes) -> str:
-    """A readable name for whoever holds routing id ``ident`` (a stranger shows as hex).
-    Cached: a node logging at INFO names the sender of every batch it receives."""
-    try:
-        kind, who, *_ = ident.decode("ascii").split(":")
-        if kind == "p" and len(who) == 16:
-            return proposer_name(bytes.fromhex(who[:4]))
-        if kind == "n" and who.isdigit():
-            return node_name(int(who))
-    except (UnicodeDecodeError, ValueError):
-        pass
-    return f"unknown {ident[:16].hex()}"
 
 
 BATCH_MAX = 1000  # frames taken from one socket per pass ...
@@ -314,103 +288,6 @@ class Sockets:
         self.ctx.term()
 
 
-class Wire:
-    """Encodes, sends and logs batches for one process; decodes and logs what arrives.
-
-    ``prefix`` names this sender in every batch, so message ids ("n0:17", "3f2a9c01:3")
-    are unique per sender; ``sent`` counts messages, so ids run on across batches.
-    Logging costs nothing per message unless its level is on.
-    """
-
-    def __init__(self, log: EventLog, prefix: str) -> None:
-        self.log = log
-        self.prefix = prefix
-        self.sent = 0
-        self.malformed = 0
-        self.undeliverable = 0
-
-    def send(self, sock: Sock, msgs: Sequence[Message], dst: Src,
-             ident: bytes | None = None) -> bool:
-        """Send without blocking; a batch that cannot leave is logged, never hangs us.
-
-        Each send is logged just before its batch leaves, so in the log every send comes
-        before its receive; a batch that then fails is logged again, message by message,
-        as undeliverable."""
-        if not msgs:
-            return True
-        first = self.sent
-        self.sent += len(msgs)
-        if self.log.enabled(logging.INFO):  # else no message of the batch is logged
-            peer = src_name(dst)
-            for msg, level, msg_id in self._loggable(msgs, self.prefix, first):
-                self.log.event("send", level=level, type=type_name(msg), msg_id=msg_id,
-                               peer=peer, **message_fields(msg))
-        frame = codec.encode_frame(self.prefix, first, msgs)
-        if frame is not None:  # the common case: the batch fits one frame
-            return self._send(sock, frame, ident, msgs, first, dst)
-        done = 0
-        for frame, part in codec.encode_batch(self.prefix, first, msgs):
-            # The rest is not even encoded once one fails: a peer that never reads costs
-            # at most its queue (SNDHWM frames), however much one pass had for it.
-            if not self._send(sock, frame, ident, msgs[done:], first + done, dst):
-                return False
-            done += len(part)
-        return True
-
-    def _send(self, sock: Sock, frame: bytes, ident: bytes | None, msgs: Sequence[Message],
-              first: int, dst: Src) -> bool:
-        """One frame (``msgs`` onward are logged as undeliverable if it cannot leave)."""
-        try:
-            if ident is not None:
-                # As send_multipart does, minus its type checks: a ROUTER refuses (or
-                # takes) a message at its first part, so the body never fails alone.
-                sock.send(ident, _NOBLOCK_MORE)
-            sock.send(frame, _NOBLOCK)
-        except zmq.ZMQError as e:
-            self._undeliverable(e, msgs, first, src_name(dst))
-            return False
-        return True
-
-    def _undeliverable(self, e: zmq.ZMQError, msgs: Sequence[Message], first: int,
-                       peer: str) -> None:
-        self.undeliverable += len(msgs)
-        why = ("peer has gone away" if e.errno == zmq.EHOSTUNREACH else
-               "send queue full" if e.errno == zmq.EAGAIN else e.strerror)
-        for i, msg in enumerate(msgs):
-            self.log.event("undeliverable", why, logging.WARNING, type=type_name(msg),
-                           msg_id=codec.msg_id(self.prefix, first + i + 1), peer=peer,
-                           **message_fields(msg))
-
-    def _loggable(self, msgs: Sequence[Message], sender: str,
-                  first: int) -> Iterator[tuple[Message, int, str]]:
-        """The messages of a batch whose level is on, with that level and their ids."""
-        enabled = self.log.enabled
-        for i, msg in enumerate(msgs):
-            level = _level(msg)
-            if enabled(level):
-                yield msg, level, codec.msg_id(sender, first + i + 1)
-
-    def parse(self, frames: Sequence[Any], src: Src) -> list[Message]:
-        """Decode one received batch; garbage is the peer's fault: log it, count it, drop
-        it (the whole frame)."""
-        try:
-            if len(frames) != 1:
-                raise codec.DecodeError(f"expected 1 frame, got {len(frames)}")
-            batch = codec.decode_batch(frames[0])
-        except codec.DecodeError as e:
-            self.malformed += 1
-            self.log.event("malformed", str(e), logging.WARNING, peer=src_name(src),
-                           dropped=self.malformed)
-            return []
-        msgs = batch.messages
-        if self.log.enabled(logging.INFO):  # else no message of the batch is logged
-            peer = src_name(src)
-            for msg, level, msg_id in self._loggable(msgs, batch.sender, batch.first_seq):
-                self.log.event("recv", level=level, type=type_name(msg), msg_id=msg_id,
-                               peer=peer, **message_fields(msg))
-        return msgs
-
-
 def grouped(sends: Iterable[tuple[Src, Message]]) -> dict[Src, list[Message]]:
     """A pass's sends by destination, each destination's in the order they were made."""
     out: dict[Src, list[Message]] = {}
@@ -421,12 +298,6 @@ def grouped(sends: Iterable[tuple[Src, Message]]) -> dict[Src, list[Message]]:
         else:
             box.append(msg)
     return out
-
-
-def _level(msg: Message) -> int:
-    """What charts draw is the story of a run (INFO: Paxos, a restarted node's sync, a
-    node checking a client's Decide); status traffic is plumbing (DEBUG)."""
-    return logging.INFO if spec_of(msg).drawn else logging.DEBUG
 
 
 class SignalWakeup:
