@@ -77,6 +77,19 @@ def test_fold_writes_a_key_once_and_keeps_the_latest(tmp_path, monkeypatch):
     store.close()
 
 
+def test_pages_merge_the_journal_with_the_database_in_key_order(tmp_path):
+    store = SqliteStore(tmp_path)
+    store.save([(k, state(1, chosen=k in "bd")) for k in "abcde"])
+    store._fold()
+    store.save([("c", state(2, chosen=True)), ("bb", state(3)), ("f", state(4, chosen=True))])
+    assert store.page("", 3) == [("a", state(1)), ("b", state(1, chosen=True)),
+                                 ("bb", state(3))]
+    assert store.page("b", 10, chosen_only=True) == [
+        ("c", state(2, chosen=True)), ("d", state(1, chosen=True)), ("f", state(4, chosen=True))]
+    assert store._pending  # no fold was needed for that
+    store.close()
+
+
 def test_reads_that_walk_the_database_see_what_the_journal_holds(tmp_path):
     store = SqliteStore(tmp_path)
     store.save([("b", state(2, chosen=True)), ("a", state(1))])
