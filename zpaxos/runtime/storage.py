@@ -33,10 +33,8 @@ databases are migrated when opened.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
-import struct
 import time
 from collections.abc import Collection, Iterable
 from pathlib import Path
@@ -47,7 +45,9 @@ from zpaxos.protocol.messages import Ballot
 from zpaxos.runtime.datadir import MARKER_NAME, DirLock, FileWatch, Marker, make_dir, retire
 from zpaxos.runtime.faults import crash_point
 from zpaxos.runtime.journal import JOURNAL_NAME, Journal, Record, encode
+from zpaxos.runtime.memstore import MemoryStore
 from zpaxos.runtime.peers import LOST_NAME, read_lost
+from zpaxos.runtime.rows import checksum, range_row, row, state_of
 from zpaxos.runtime.storage_errors import (
     README,
     NotLost,
@@ -103,60 +103,6 @@ MARKER_SYNC_S = 0.05  # state.marker is fdatasync'd at most this often (datadir.
 
 __all__ = ["DB_NAME", "SCHEMA_VERSION", "MemoryStore", "SqliteStore", "StorageError",
            "checksum"]
-
-
-def checksum(row: tuple[Any, ...]) -> bytes:
-    """BLAKE2b-128 of a row's state columns, each tagged and length-prefixed so that no two
-    different rows encode alike (None differs from b"", a byte cannot move between fields)."""
-    h = hashlib.blake2b(digest_size=16, person=b"zpaxos-row-v3")
-    for v in row:
-        if v is None:
-            h.update(b"N")
-        elif isinstance(v, int):
-            h.update(b"I" + struct.pack(">q", v))
-        else:
-            b = v.encode() if isinstance(v, str) else bytes(v)
-            h.update(b"B" + struct.pack(">Q", len(b)) + b)
-    return h.digest()
-
-
-_LEN = struct.Struct(">Q").pack
-_INT = struct.Struct(">q").pack
-
-
-def _row(key: str, s: KeyState) -> tuple[Any, ...]:
-    """The row for ``key``, with its checksum: ``checksum(row)``, computed in one pass
-    over the known column types (a node writes a row per key per commit)."""
-    (pr, pid), (ar, aid), (cr, cid) = s.promised, s.accepted, s.chosen_ballot
-    k = key.encode()
-    v, ch = s.value, s.chosen
-    data = b"".join((b"B", _LEN(len(k)), k, b"I", _INT(pr), b"B", _LEN(len(pid)), pid,
-                     b"I", _INT(ar), b"B", _LEN(len(aid)), aid,
-                     b"N" if v is None else b"B" + _LEN(len(v)) + v,
-                     b"N" if ch is None else b"B" + _LEN(len(ch)) + ch,
-                     b"I", _INT(cr), b"B", _LEN(len(cid)), cid))
-    return (key, pr, pid, ar, aid, v, ch, cr, cid, _hash(data))
-
-
-_HASH = hashlib.blake2b(digest_size=16, person=b"zpaxos-row-v3")
-
-
-def _hash(data: bytes) -> bytes:
-    h = _HASH.copy()  # cheaper than setting up the keyed hash again
-    h.update(data)
-    return h.digest()
-
-
-def _range_row(prefix: str, b: Ballot) -> tuple[Any, ...]:
-    row = (prefix, b.round, b.proposer)
-    return (*row, checksum(("range", *row)))  # tagged: never alike an acceptor row
-
-
-def _state(row: tuple[Any, ...]) -> KeyState:
-    _, pr, pid, ar, aid, value, chosen, cr, cid = row[:9]
-    return KeyState(Ballot(pr, bytes(pid)), Ballot(ar, bytes(aid)),
-                    None if value is None else bytes(value),
-                    None if chosen is None else bytes(chosen), Ballot(cr, bytes(cid)))
 
 
 _RESCUE = (f"the node will not vote on it: put back this node's own latest files if you "
@@ -472,7 +418,7 @@ class SqliteStore:
             raise StateDamaged(_rescue(f"{self.path}: the state of key {bad[0]!r}{more} fails "
                                        f"its checksum (changed on disk)"))
         try:
-            return {r[0]: _state(r) for r in rows}
+            return {r[0]: state_of(r) for r in rows}
         except (TypeError, ValueError) as e:
             raise damaged(self.path, f"cannot read state: {e}") from None
 
@@ -486,7 +432,7 @@ class SqliteStore:
                 raise StateDamaged(_rescue(f"{self.path}: the state of key {r[0]!r} fails its "
                                            f"checksum (changed on disk)"))
         try:
-            return [(r[0], _state(r)) for r in rows]
+            return [(r[0], state_of(r)) for r in rows]
         except (TypeError, ValueError) as e:
             raise damaged(self.path, f"cannot read state: {e}") from None
 
@@ -611,8 +557,8 @@ class SqliteStore:
         if not self._pending and not self._pending_ranges:
             return
         assert self._db is not None
-        rows = [_row(k, s) for k, s in self._pending.items()]
-        range_rows = [_range_row(p, b) for p, b in self._pending_ranges.items()]
+        rows = [row(k, s) for k, s in self._pending.items()]
+        range_rows = [range_row(p, b) for p, b in self._pending_ranges.items()]
         try:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany(_INSERT, rows)
@@ -657,56 +603,3 @@ class SqliteStore:
                 db.close()
             except sqlite3.Error:
                 pass
-
-
-class MemoryStore:
-    """The same interface in memory: for tests, and what a crash keeps is what was saved."""
-
-    def __init__(self) -> None:
-        self.saved: dict[str, KeyState] = {}
-        self.saved_ranges: dict[str, Ballot] = {}
-        self.commits = 0
-        self.incarnation = os.urandom(16)
-
-    @property
-    def commit_seq(self) -> int:
-        return self.commits
-
-    def load(self) -> dict[str, KeyState]:
-        return dict(self.saved)
-
-    def get(self, keys: Collection[str]) -> dict[str, KeyState]:
-        return {k: self.saved[k] for k in keys if k in self.saved}
-
-    def page(self, after: str, limit: int, chosen_only: bool = False
-             ) -> list[tuple[str, KeyState]]:
-        """In key order (sorted here: the in-memory twin is for tests, not for scale)."""
-        keys = sorted(k for k, s in self.saved.items()
-                      if k > after and (not chosen_only or s.chosen is not None))
-        return [(k, self.saved[k]) for k in keys[:limit]]
-
-    def chosen_matching(self, pattern: str) -> list[tuple[str, bytes]]:
-        match = glob_matcher(pattern)
-        return [(k, s.chosen) for k, s in sorted(self.saved.items())
-                if s.chosen is not None and match(k)]
-
-    def count(self) -> int:
-        return len(self.saved)
-
-    def load_ranges(self) -> dict[str, Ballot]:
-        return dict(self.saved_ranges)
-
-    def save(self, batch: Iterable[tuple[str, KeyState]],
-             ranges: Iterable[tuple[str, Ballot]] = ()) -> None:
-        rows = list(batch)
-        range_rows = list(ranges)
-        if rows or range_rows:
-            self.saved.update(rows)
-            self.saved_ranges.update(range_rows)
-            self.commits += 1
-
-    def seal(self) -> None:
-        """Nothing to do: what save() keeps is all there is."""
-
-    def close(self) -> None:
-        pass

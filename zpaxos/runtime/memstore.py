@@ -1,0 +1,67 @@
+"""The store's interface in memory: for tests and the simulator; what a crash keeps is what
+was saved."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection, Iterable
+
+from zpaxos.protocol.core import KeyState
+from zpaxos.protocol.messages import Ballot
+from zpaxos.runtime.valuefiles import glob_matcher
+
+
+class MemoryStore:
+    """The same interface in memory: for tests, and what a crash keeps is what was saved."""
+
+    def __init__(self) -> None:
+        self.saved: dict[str, KeyState] = {}
+        self.saved_ranges: dict[str, Ballot] = {}
+        self.commits = 0
+        self.incarnation = os.urandom(16)
+
+    @property
+    def commit_seq(self) -> int:
+        return self.commits
+
+    def load(self) -> dict[str, KeyState]:
+        return dict(self.saved)
+
+    def get(self, keys: Collection[str]) -> dict[str, KeyState]:
+        return {k: self.saved[k] for k in keys if k in self.saved}
+
+    def page(self, after: str, limit: int, chosen_only: bool = False
+             ) -> list[tuple[str, KeyState]]:
+        """In key order (sorted here: the in-memory twin is for tests, not for scale)."""
+        keys = sorted(k for k, s in self.saved.items()
+                      if k > after and (not chosen_only or s.chosen is not None))
+        return [(k, self.saved[k]) for k in keys[:limit]]
+
+    def chosen_matching(self, pattern: str) -> list[tuple[str, bytes]]:
+        match = glob_matcher(pattern)
+        return [(k, s.chosen) for k, s in sorted(self.saved.items())
+                if s.chosen is not None and match(k)]
+
+    def count(self) -> int:
+        return len(self.saved)
+
+    def load_ranges(self) -> dict[str, Ballot]:
+        return dict(self.saved_ranges)
+
+    def save(self, batch: Iterable[tuple[str, KeyState]],
+             ranges: Iterable[tuple[str, Ballot]] = ()) -> None:
+        rows = list(batch)
+        range_rows = list(ranges)
+        if rows or range_rows:
+            self.saved.update(rows)
+            self.saved_ranges.update(range_rows)
+            self.commits += 1
+
+    def seal(self) -> None:
+        """Nothing to do: what save() keeps is all there is."""
+
+    def close(self) -> None:
+        pass
+
+
+__all__ = ["MemoryStore"]
