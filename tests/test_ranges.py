@@ -37,7 +37,7 @@ from zpaxos.runtime.acceptor_host import AcceptorHost
 from zpaxos.runtime.client import Client
 from zpaxos.runtime.config import load_config
 from zpaxos.runtime.log import null_log
-from zpaxos.runtime.proposer_host import Leases, ProposerHost
+from zpaxos.runtime.proposer_host import COOL_MIN_S, COOL_RESET, Leases, ProposerHost
 from zpaxos.runtime.sockets import Sockets, proposer_routing_id
 from zpaxos.runtime.storage import SqliteStore
 from zpaxos.runtime.storage_errors import StateDamaged
@@ -233,9 +233,46 @@ def test_a_nack_of_a_lease_accept_falls_back_to_two_phases_and_renews_the_lease(
     assert [(t, o.chosen, o.rounds) for t, o in done] == [("b", b"B", 2)]
     assert [m.ballot.round for _, m in seen if isinstance(m, Prepare)] == [6] * 3
     assert host.leases.by_prefix["job-"].state == LOST
-    # The next proposal of the range renews the lease above what the Nack named.
+    # The range was held, then lost to someone else: it cools down (two phases) first...
     r = host.start(0.0, "c", "job-3", b"C", OPTS, fast=True)
+    assert [type(m) for _, m in r.send] == [Prepare] * 3
+    until, length = host.leases.cool["job-"]
+    assert length == COOL_MIN_S and 0.5 * COOL_MIN_S <= until < 1.5 * COOL_MIN_S
+    # ... then the next proposal of the range renews the lease above what the Nack named.
+    r = host.start(until, "d", "job-4", b"D", OPTS, fast=True)
     assert [m for _, m in r.send] == [RangePrepare("job-", Ballot(6, R))] * 3
+
+
+def test_a_range_lost_again_soon_after_each_hold_cools_down_longer_each_time():
+    """Two processes taking one range from each other: each loss soon after a hold
+    doubles the cool-down (up to COOL_MAX_S); a long hold starts it again."""
+    nodes = [AcceptorHost(i, {}, []) for i in range(3)]
+    ids = iter(bytes([i % 250 + 1]) * 16 for i in range(1, 1000))
+    host = ProposerHost(range(3), random.Random(1), lambda: next(ids),
+                        new_lease_id=lambda: R, leases=Leases(lease_after=1))
+    now, lengths, n = 0.0, [], 0
+
+    def hold_then_lose(held_for: float) -> None:
+        nonlocal now, n
+        n += 1
+        r = host.start(now, n, f"job-{n}", b"A", OPTS, fast=True)
+        assert [type(m) for _, m in r.send] == [RangePrepare] * 3
+        wire(host, nodes, r.send, now)
+        assert host.leases.by_prefix["job-"].state == HELD
+        now += held_for
+        host.leases.by_prefix["job-"].lose(Ballot(999, b"o" * 16))  # another took it
+        n += 1
+        r = host.start(now, n, f"job-{n}", b"B", OPTS, fast=True)
+        assert [type(m) for _, m in r.send] == [Prepare] * 3  # cooling: two phases
+        until, length = host.leases.cool["job-"]
+        lengths.append(length)
+        now = until
+
+    for _ in range(4):
+        hold_then_lose(0.001)
+    hold_then_lose(COOL_RESET * lengths[-1])  # a long hold
+    assert lengths == [COOL_MIN_S, 2 * COOL_MIN_S, 4 * COOL_MIN_S, 8 * COOL_MIN_S,
+                       COOL_MIN_S]
 
 
 # --------------------------------------------------------------------------- storage
