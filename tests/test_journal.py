@@ -155,6 +155,16 @@ def test_losing_the_last_acknowledged_record_is_seen_by_the_marker(tmp_path):
         SqliteStore(tmp_path)
 
 
+def test_a_journal_larger_than_any_we_write_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    store = SqliteStore(tmp_path)
+    store.save([("a", state(1))])
+    crash(store)
+    monkeypatch.setattr(journal_mod, "MAX_JOURNAL", 1 << 20)  # the file is 4 MB preallocated
+    with pytest.raises(StateDamaged, match=r"state.journal: damaged \(4194304 bytes, more "
+                                           r"than a journal ever holds\)"):
+        SqliteStore(tmp_path)
+
+
 def test_a_journal_of_another_database_is_refused(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     for d in (a, b):

@@ -52,6 +52,7 @@ HEADER_SIZE = _HEAD.size + 4
 _REC = struct.Struct(">II")  # payload length, CRC32 of the payload
 PREALLOC = 4 << 20  # bytes set aside at a time (a pass bigger than that extends it)
 MAX_RECORD = 1 << 30  # no pass writes more (values are at most 512 KiB each)
+MAX_JOURNAL = 2 * MAX_RECORD  # folded past 8 MB, so one pass's record is all it can add
 
 
 def _allocate(fd: int, offset: int, length: int) -> None:
@@ -168,8 +169,13 @@ class Journal:
         them. StateLost if it belongs to another database; StateDamaged if its header or
         a record that is not the last is damaged. ``rescue``: what to do, for errors."""
         try:
-            data = self.path.read_bytes()
             self._fd = os.open(self.path, os.O_RDWR)
+            size = os.fstat(self._fd).st_size
+            if size > MAX_JOURNAL:  # folded every few MB: this is not one we wrote
+                raise StateDamaged(f"{self.path}: damaged ({size} bytes, more than a "
+                                   f"journal ever holds); {rescue}")
+            with open(self.path, "rb") as f:  # (a read loop: one read stops short at 2 GB)
+                data = f.read(size)
         except OSError as e:
             raise from_os_error(self.path, e) from None
         head = data[:_HEAD.size]
