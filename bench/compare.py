@@ -229,20 +229,24 @@ def run(rounds: int, seq_n: int, thr_n: int, venv: Path, progress: bool = True
                 for r in range(rounds):
                     if progress:
                         print(f"round {r + 1}/{rounds} ...", file=sys.stderr, flush=True)
+                    # Each zpaxos run's keys get a range of their own ("...-zs-17"): with
+                    # the runs sharing one, each client process would first have to take
+                    # the range from the one before, and a two-phase client's Prepares
+                    # would meet the fast client's range promise.
                     pre = f"cmp-{tag}-{r}-"
                     order = [("zpaxos", z), ("pysyncobj", p)]
                     for name, _ in order if r % 2 == 0 else order[::-1]:
                         f = figures[name]
                         if name == "zpaxos":
                             fast = fast_available()
-                            lat = z.client("seq", seq_n, pre + "zs", 1, fast)["latencies_ms"]
+                            lat = z.client("seq", seq_n, pre + "zs-", 1, fast)["latencies_ms"]
                             two_phase.append(statistics.median(
-                                z.client("seq", seq_n, pre + "z2", 1)["latencies_ms"]))
-                            thr = thr_n / z.client("thr", thr_n, pre + "zt", 64,
+                                z.client("seq", seq_n, pre + "z2-", 1)["latencies_ms"]))
+                            thr = thr_n / z.client("thr", thr_n, pre + "zt-", 64,
                                                    fast)["seconds"]
                             best, cfg = thr, "64 in flight"  # the run above counts too
                             for window, fast in best_z:
-                                s = z.client("thr", thr_n, f"{pre}zb{window}{int(fast)}",
+                                s = z.client("thr", thr_n, f"{pre}zb{window}{int(fast)}-",
                                              window, fast)["seconds"]
                                 if thr_n / s > best:
                                     best = thr_n / s

@@ -16,6 +16,7 @@ import pytest
 from tests.harness import free_ports
 from zpaxos.lab.launcher import LocalCluster, write_config
 from zpaxos.pictures.logmodel import read_log
+from zpaxos.protocol import ranges
 from zpaxos.protocol.core import Acceptor, KeyState, Proposer, ProposerOptions
 from zpaxos.protocol.events import Round
 from zpaxos.protocol.messages import (
@@ -273,6 +274,20 @@ def test_a_range_lost_again_soon_after_each_hold_cools_down_longer_each_time():
     hold_then_lose(COOL_RESET * lengths[-1])  # a long hold
     assert lengths == [COOL_MIN_S, 2 * COOL_MIN_S, 4 * COOL_MIN_S, 8 * COOL_MIN_S,
                        COOL_MIN_S]
+
+
+def test_a_lease_that_gave_out_all_its_keys_is_renewed_at_once(monkeypatch):
+    """Retired by its own hand (MAX_USED keys), not taken: no cool-down."""
+    monkeypatch.setattr(ranges, "MAX_USED", 2)
+    nodes = [AcceptorHost(i, {}, []) for i in range(3)]
+    ids = iter(bytes([i]) * 16 for i in range(1, 100))
+    host = ProposerHost(range(3), random.Random(1), lambda: next(ids),
+                        new_lease_id=lambda: R, leases=Leases(lease_after=1))
+    wire(host, nodes, host.start(0.0, "a", "job-1", b"A", OPTS, fast=True).send)
+    wire(host, nodes, host.start(0.0, "b", "job-2", b"B", OPTS, fast=True).send)
+    assert host.leases.by_prefix["job-"].state == LOST
+    r = host.start(0.0, "c", "job-3", b"C", OPTS, fast=True)
+    assert {type(m) for _, m in r.send} == {RangePrepare} and "job-" not in host.leases.cool
 
 
 # --------------------------------------------------------------------------- storage

@@ -161,6 +161,7 @@ class Lease:
         self.busy: set[str] = set()
         self.used: set[str] = set()
         self.max_seen_round = ballot.round
+        self.retired = False  # LOST by its own hand (it gave out MAX_USED keys), not taken
         self._more = False
 
     def prepare(self) -> list[tuple[Peer, RangePrepare]]:
@@ -208,5 +209,6 @@ class Lease:
         self.used.add(key)
         if len(self.used) >= MAX_USED:
             self.state = LOST  # bounded memory: the next lease starts with nothing used
+            self.retired = True
         return self.ballot
 

@@ -187,7 +187,7 @@ class ProposerHost:
             lease.tick(now)
             if lease.state != LOST:
                 return lease if lease.usable else None
-            if self._cooling(now, prefix):
+            if self._cooling(now, prefix, lease.retired):
                 return None
         if lease is None:  # a range never asked for: is it worth a range?
             seen = leases.seen.get(prefix, 0) + 1
@@ -208,13 +208,14 @@ class ProposerHost:
         ready.send.extend(lease.prepare())  # type: ignore[arg-type]  # peers are node ids
         return lease
 
-    def _cooling(self, now: float, prefix: str) -> bool:
+    def _cooling(self, now: float, prefix: str, retired: bool) -> bool:
         """True while ``prefix``'s range cools down (two phases); a lease of it that was
-        held and is now found lost starts (or lengthens) the cool-down."""
+        held and is now found lost (not ``retired``: it gave out all it may) starts (or
+        lengthens) the cool-down."""
         leases = self.leases
         until, length = leases.cool.get(prefix, (0.0, 0.0))
         held_at = leases.held_at.pop(prefix, None)
-        if held_at is not None:  # lost after it was held: another process took it
+        if held_at is not None and not retired:  # lost after it was held: taken by another
             held_for = now - held_at
             length = (COOL_MIN_S if length == 0.0 or held_for >= COOL_RESET * length
                       else min(2 * length, COOL_MAX_S))
