@@ -96,7 +96,7 @@ _INSERT = (f"INSERT OR REPLACE INTO acceptor ({', '.join(_COLUMNS)}) "
 _INSERT_RANGE = "INSERT OR REPLACE INTO ranges (prefix, round, id, checksum) VALUES (?, ?, ?, ?)"
 # The journal is folded into state.db once this many keys wait in it (after a pass's
 # replies, in seal()), or this many bytes; and within a pass past FOLD_KEYS_HARD.
-FOLD_KEYS = 1024
+FOLD_KEYS = 4096
 FOLD_BYTES = 8 << 20
 FOLD_KEYS_HARD = 4 * FOLD_KEYS
 MARKER_SYNC_S = 0.05  # state.marker is fdatasync'd at most this often (datadir.Marker)
