@@ -1,4 +1,10 @@
-"""Durable acceptor state in SQLite, and an in-memory twin for tests.
+"""Durable acceptor state in SQLite, fronted by the node's own journal, and an in-memory
+twin for tests.
+
+Each loop pass is made durable as one record of ``state.journal``
+(:mod:`zpaxos.runtime.journal`: one write and one fdatasync); the records are folded
+into ``state.db`` in bulk, after a pass's replies (:meth:`SqliteStore.seal`), and at
+start whatever the journal still holds is checked and folded in.
 
 The database is the source of truth for everything an acceptor promised, accepted and
 learned. It is opened with ``journal_mode=WAL`` and ``synchronous=FULL``: every commit
@@ -158,6 +164,7 @@ class SqliteStore:
             self._open_existing_or_fresh()
         except (StateLost, StateDamaged):
             self._close_db()
+            self._journal.close()
             self.retired = retire(self.dir, [DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm",
                                              JOURNAL_NAME, MARKER_NAME, LOST_NAME])
             self._create()
