@@ -162,6 +162,7 @@ class Lease:
         self.used: set[str] = set()
         self.max_seen_round = ballot.round
         self.retired = False  # LOST by its own hand (it gave out MAX_USED keys), not taken
+        self.held_at: float | None = None  # when its holder saw it granted (runtime time)
         self._more = False
 
     def prepare(self) -> list[tuple[Peer, RangePrepare]]:

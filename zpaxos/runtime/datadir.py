@@ -75,6 +75,18 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def write_atomic(path: Path, data: bytes) -> None:
+    """``path`` holds ``data`` whole or not at all, durably: a temporary file, fsynced,
+    renamed over it, then the directory fsynced. Raises OSError."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
 def make_dir(path: Path) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -171,14 +183,8 @@ class Marker:
 
     def create(self, incarnation: bytes, commits: int) -> None:
         """Write a new marker atomically (temp file, fsync, rename, fsync the directory)."""
-        tmp = self.path.with_name(MARKER_NAME + ".tmp")
         try:
-            with open(tmp, "wb") as f:
-                f.write(self._slot(incarnation, commits) * 2)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-            fsync_dir(self.path.parent)
+            write_atomic(self.path, self._slot(incarnation, commits) * 2)
         except OSError as e:
             raise from_os_error(self.path, e) from None
         self.open(incarnation)

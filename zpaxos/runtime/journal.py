@@ -42,7 +42,7 @@ from typing import Any
 
 import msgpack
 
-from zpaxos.runtime.datadir import datasync, fsync_dir
+from zpaxos.runtime.datadir import datasync, write_atomic
 from zpaxos.runtime.storage_errors import StateDamaged, StateLost, from_os_error
 
 JOURNAL_NAME = "state.journal"
@@ -149,17 +149,11 @@ class Journal:
         return len(rec) == _REC.size and rec != bytes(_REC.size)
 
     def create(self, incarnation: bytes) -> None:
-        """A new, empty journal (temp file, fsync, rename, fsync the directory)."""
-        tmp = self.path.with_name(JOURNAL_NAME + ".tmp")
+        """A new, empty journal (its header written atomically), space set aside."""
         try:
-            with open(tmp, "wb") as f:
-                f.write(_header(incarnation))
-                f.flush()
-                _allocate(f.fileno(), 0, PREALLOC)
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-            fsync_dir(self.path.parent)
+            write_atomic(self.path, _header(incarnation))
             self._fd = os.open(self.path, os.O_RDWR)
+            _allocate(self._fd, 0, PREALLOC)  # lost in a crash: appends grow the file
         except OSError as e:
             raise from_os_error(self.path, e) from None
         self.end, self._allocated = HEADER_SIZE, PREALLOC

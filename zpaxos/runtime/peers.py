@@ -25,12 +25,12 @@ files. ``peers.json`` is kept by ``--new``: it is this node's memory of the othe
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from zpaxos.naming import node_name
+from zpaxos.runtime.datadir import write_atomic
 from zpaxos.runtime.storage_errors import README, StateDamaged, StateLost, from_os_error
 
 PEERS_NAME = "peers.json"
@@ -113,23 +113,9 @@ def advice() -> str:
 # --------------------------------------------------------------------------- the file
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        write_atomic(path, data)
     except OSError as e:
         raise from_os_error(path, e, running=True) from None
 

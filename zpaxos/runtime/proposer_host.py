@@ -96,9 +96,8 @@ class Leases:
         self.lease_after = lease_after
         self.seen: dict[str, int] = {}  # proposals of prefixes not leased yet
         # Ranges lost after being held (another process took them): prefix -> (two phases
-        # until, the cool-down's length); and when each held lease was granted.
+        # until, the cool-down's length).
         self.cool: dict[str, tuple[float, float]] = {}
-        self.held_at: dict[str, float] = {}
 
 
 _Waiting = tuple[Hashable, bytes, str, bytes, ProposerOptions]
@@ -187,7 +186,7 @@ class ProposerHost:
             lease.tick(now)
             if lease.state != LOST:
                 return lease if lease.usable else None
-            if self._cooling(now, prefix, lease.retired):
+            if self._cooling(now, lease):
                 return None
         if lease is None:  # a range never asked for: is it worth a range?
             seen = leases.seen.get(prefix, 0) + 1
@@ -208,14 +207,14 @@ class ProposerHost:
         ready.send.extend(lease.prepare())  # type: ignore[arg-type]  # peers are node ids
         return lease
 
-    def _cooling(self, now: float, prefix: str, retired: bool) -> bool:
-        """True while ``prefix``'s range cools down (two phases); a lease of it that was
-        held and is now found lost (not ``retired``: it gave out all it may) starts (or
-        lengthens) the cool-down."""
-        leases = self.leases
+    def _cooling(self, now: float, lease: Lease) -> bool:
+        """True while ``lease``'s range cools down (two phases). A lost lease that had
+        been held (and not retired: it gave out all it may) was taken by another process:
+        the first time it is found so, it starts (or lengthens) the cool-down."""
+        leases, prefix = self.leases, lease.prefix
         until, length = leases.cool.get(prefix, (0.0, 0.0))
-        held_at = leases.held_at.pop(prefix, None)
-        if held_at is not None and not retired:  # lost after it was held: taken by another
+        held_at, lease.held_at = lease.held_at, None  # counted once
+        if held_at is not None and not lease.retired:
             held_for = now - held_at
             length = (COOL_MIN_S if length == 0.0 or held_for >= COOL_RESET * length
                       else min(2 * length, COOL_MAX_S))
@@ -270,7 +269,8 @@ class ProposerHost:
             lease.on_nack(src, msg)
         if lease.state == HELD:
             self.leases.tries.pop(lease.prefix, None)
-            self.leases.held_at.setdefault(lease.prefix, now)
+            if lease.held_at is None:
+                lease.held_at = now
         if lease.state != PENDING and lease.prefix in self._waiting:
             self._release(now, lease, ready)
 
