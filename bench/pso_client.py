@@ -18,6 +18,23 @@ from multiprocessing.connection import Client
 AUTHKEY = b"zpaxos-compare"
 
 
+def windowed(conn, op: str, n: int, window: int, prefix: str) -> float:
+    """``n`` writes ``op`` with up to ``window`` in flight; the seconds they took."""
+    t0 = time.perf_counter()
+    sent = got = 0
+    while sent < min(window, n):
+        conn.send((op, sent, f"{prefix}{sent}", b"v%d" % sent))
+        sent += 1
+    while got < n:
+        _, _, err = conn.recv()
+        assert err == 0, err
+        got += 1
+        if sent < n:
+            conn.send((op, sent, f"{prefix}{sent}", b"v%d" % sent))
+            sent += 1
+    return time.perf_counter() - t0
+
+
 def main():
     port, mode, n, prefix = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
     window = int(sys.argv[5]) if len(sys.argv) > 5 else 1
@@ -31,20 +48,9 @@ def main():
             lat.append((time.perf_counter() - t0) * 1000)
             assert rid == i and err == 0, (rid, err)
         print(json.dumps({"latencies_ms": lat}))
-    elif mode == "thr":
-        t0 = time.perf_counter()
-        sent = got = 0
-        while sent < min(window, n):
-            conn.send(("set", sent, f"{prefix}{sent}", b"v%d" % sent))
-            sent += 1
-        while got < n:
-            _, _, err = conn.recv()
-            assert err == 0, err
-            got += 1
-            if sent < n:
-                conn.send(("set", sent, f"{prefix}{sent}", b"v%d" % sent))
-                sent += 1
-        print(json.dumps({"seconds": time.perf_counter() - t0}))
+    elif mode in ("thr", "regthr"):
+        op = "set" if mode == "thr" else "rset"
+        print(json.dumps({"seconds": windowed(conn, op, n, window, prefix)}))
     elif mode == "reg":
         out = {}
         for op in ("set", "get", "cas"):
@@ -61,20 +67,6 @@ def main():
                 assert op != "cas" or r == 2, r  # the cas succeeded (version 1 -> 2)
             out[op] = lat
         print(json.dumps(out))
-    elif mode == "regthr":
-        t0 = time.perf_counter()
-        sent = got = 0
-        while sent < min(window, n):
-            conn.send(("rset", sent, f"{prefix}{sent}", b"v%d" % sent))
-            sent += 1
-        while got < n:
-            _, _, err = conn.recv()
-            assert err == 0, err
-            got += 1
-            if sent < n:
-                conn.send(("rset", sent, f"{prefix}{sent}", b"v%d" % sent))
-                sent += 1
-        print(json.dumps({"seconds": time.perf_counter() - t0}))
     else:
         conn.send(("load", n, window, prefix))
         print(json.dumps({"seconds": conn.recv()}))
