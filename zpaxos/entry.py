@@ -1,12 +1,14 @@
 """The ``zpaxos`` console entry point (also ``python -m zpaxos`` and ``python cli.py``).
 
 ``zpaxos propose`` in its common forms runs straight from :mod:`zpaxos.proposecmd`,
-without loading click or any other command (a short-lived process is mostly start-up);
-everything else, help and every usage error included, goes to :func:`zpaxos.cli.main`.
+without loading click or any other command (a short-lived process is mostly start-up),
+and ends without the interpreter's teardown (see :func:`_leave`); everything else, help
+and every usage error included, goes to :func:`zpaxos.cli.main`.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import NoReturn
 
@@ -14,7 +16,8 @@ from zpaxos.proposecmd import EXIT_INTERRUPTED, Failure, echo, fast_args, run_pr
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Errors look exactly as :func:`zpaxos.cli.main` prints them."""
+    """Errors look exactly as :func:`zpaxos.cli.main` prints them. ``argv`` given (a
+    caller in the same process): ends with SystemExit, as click does, never os._exit."""
     args = sys.argv[1:] if argv is None else argv
     kw = fast_args(args[1:]) if args[:1] == ["propose"] else None
     if kw is None:
@@ -22,21 +25,37 @@ def main(argv: list[str] | None = None) -> None:
 
         click_main(argv)
         return
+    leave = _leave if argv is None else sys.exit
     try:
         run_propose(**kw)
     except Failure as e:
         from zpaxos.printable import printable
 
-        _fail(printable(str(e)), e.code)
+        echo(f"zpaxos propose: error: {printable(str(e))}", err=True)
+        leave(e.code)
     except KeyboardInterrupt:
         echo("zpaxos propose: interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        leave(EXIT_INTERRUPTED)
     except BrokenPipeError:  # the reader has gone; fine
         sys.stderr.close()
         sys.exit(0)
-    sys.exit(0)
+    leave(0)
 
 
-def _fail(message: str, code: int) -> NoReturn:
-    echo(f"zpaxos propose: error: {message}", err=True)
-    sys.exit(code)
+def _leave(code: int) -> NoReturn:
+    """End the process with ``code`` once everything it wrote is out: the log files
+    closed (``logging.shutdown``), stdout and stderr flushed. It skips the interpreter's
+    teardown, which frees every module, class and object one at a time: about 20 ms of a
+    ``zpaxos propose`` that is mostly start-up. Nothing is left for the teardown to do:
+    the client has closed its sockets (waiting out their linger), no other thread of ours
+    runs, and no atexit handler of ours exists."""
+    if "logging" in sys.modules:
+        import logging
+
+        logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):  # the reader has gone, or already closed
+            pass
+    os._exit(code)

@@ -29,7 +29,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zpaxos.naming import node_name, proposer_name
 from zpaxos.protocol.core import Outcome, ProposerOptions
@@ -42,22 +42,11 @@ from zpaxos.protocol.messages import (
     StatusRequest,
     key_problem,
 )
-from zpaxos.protocol.register import (
-    CAS,
-    CAS_VALUE,
-    DELETE,
-    GET,
-    SET,
-    RegisterOptions,
-    RegOp,
-    RegResult,
-)
 from zpaxos.protocol.registry import MAX_VALUE_BYTES, TO_PROPOSER_TYPES
 from zpaxos.runtime.config import ClusterConfig, load_config
 from zpaxos.runtime.curve import Curve
 from zpaxos.runtime.log import EventLog, null_log
 from zpaxos.runtime.proposer_host import Leases, ProposerHost
-from zpaxos.runtime.register_client import Registers, register_options
 from zpaxos.runtime.sockets import (
     ANSWERED_LINGER_MS,
     SignalWakeup,
@@ -66,10 +55,26 @@ from zpaxos.runtime.sockets import (
 )
 from zpaxos.runtime.staging import NO_STAGING, StagingOptions
 
+if TYPE_CHECKING:
+    from zpaxos.protocol.register import RegisterOptions, RegOp, RegResult
+    from zpaxos.runtime.register_client import Registers
+
 _TO_PROPOSER = frozenset(TO_PROPOSER_TYPES)  # (decoded messages are of these exact types)
 
 __all__ = ["Client", "Interrupted", "NodeStatus", "Outcome", "ProposerOptions", "RegOp",
            "RegResult", "RegisterOptions", "StagingOptions", "options_from", "propose"]
+
+_REGISTER_API = ("RegOp", "RegResult", "RegisterOptions")
+
+
+def __getattr__(name: str) -> Any:
+    """The register API's types, loaded when first asked for: a process that only
+    proposes (``zpaxos propose``, mostly start-up) never builds the register modules."""
+    if name in _REGISTER_API:
+        from zpaxos.protocol import register
+
+        return getattr(register, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def options_from(cfg: ProposerOptions, **overrides: Any) -> ProposerOptions:
@@ -288,6 +293,9 @@ class Client:
 
     def _registers(self) -> Registers:
         if self._regs is None:
+            from zpaxos.runtime.register_client import Registers
+
+
             def stop() -> None:
                 raise Interrupted(self.sockets.wakeup.signal_name if self.sockets.wakeup else "")
             # The client's id (so register ballots carry its name): register ballots are
@@ -299,6 +307,8 @@ class Client:
 
     def register_options(self, one_rtt: bool = True, **overrides: Any) -> RegisterOptions:
         """Register pacing: the config's [proposer] options with ``overrides``."""
+        from zpaxos.runtime.register_client import register_options
+
         return register_options(options_from(self.cluster.proposer, **overrides), one_rtt)
 
     def registers(self, items: Iterable[tuple[str, RegOp]],
@@ -317,10 +327,14 @@ class Client:
 
     def get(self, key: str, options: RegisterOptions | None = None) -> RegResult:
         """A linearizable read: the register's value (None: absent) and version."""
+        from zpaxos.protocol.register import GET, RegOp
+
         return self.registers([(key, RegOp(GET))], options)[0]
 
     def set(self, key: str, value: bytes | str,
             options: RegisterOptions | None = None) -> RegResult:
+        from zpaxos.protocol.register import SET, RegOp
+
         return self.registers([(key, RegOp(SET, _bytes(value)))], options)[0]
 
     def cas(self, key: str, value: bytes | str, expect_version: int | None = None,
@@ -328,6 +342,8 @@ class Client:
             options: RegisterOptions | None = None) -> RegResult:
         """Compare-and-set: write ``value`` only if the register is at ``expect_version``
         (0: never written), or holds ``expect_value`` (``expect_absent``: holds nothing)."""
+        from zpaxos.protocol.register import CAS, CAS_VALUE, RegOp
+
         if expect_version is not None:
             op = RegOp(CAS, _bytes(value), expect_version=expect_version)
         elif expect_value is not None or expect_absent:
@@ -339,6 +355,8 @@ class Client:
 
     def delete(self, key: str, options: RegisterOptions | None = None) -> RegResult:
         """Delete (a tombstone at the next version; a later set continues from it)."""
+        from zpaxos.protocol.register import DELETE, RegOp
+
         return self.registers([(key, RegOp(DELETE))], options)[0]
 
     # ---- status
