@@ -49,6 +49,7 @@ from zpaxos.runtime.log import EventLog, null_log
 from zpaxos.runtime.proposer_host import Leases, ProposerHost
 from zpaxos.runtime.sockets import (
     ANSWERED_LINGER_MS,
+    REACH_S,
     SignalWakeup,
     Sockets,
     proposer_routing_id,
@@ -140,9 +141,12 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def close(self) -> None:
-        """Close; final Decides get a short linger, but only towards nodes that answered
-        (a node that is down would otherwise hold the process for the whole linger)."""
+    def close(self, reach_s: float = REACH_S) -> None:
+        """Close; what is still queued (the final Decides) gets a short linger towards
+        the nodes that are up: those that answered, and those whose connection is up. A
+        node still connecting gets up to ``reach_s`` to finish (a busy node then still
+        learns the decisions); a node known to be down gets no wait (it would otherwise
+        hold the process for the whole linger)."""
         if self._closed:
             return
         self._closed = True
@@ -150,7 +154,7 @@ class Client:
         # so the log shows them received, not lost. What is still on its way is not
         # waited for.
         self.sockets.poll(0)
-        self.sockets.close(ANSWERED_LINGER_MS)
+        self.sockets.close(ANSWERED_LINGER_MS, reach_s)
 
     def _new_proposer_id(self) -> bytes:
         self._ids_used += 1

@@ -181,13 +181,15 @@ _PLAINTEXT_FAILURE = ("failed the security handshake (plaintext on one side and 
                       "the other? this client has no [security] curve = true)")
 WATCHED = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
            | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_SUCCEEDED
-           | zmq.EVENT_DISCONNECTED)
+           | zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED)
 
 
 class HandshakeWatch:
     """Reads the monitor of each DEALER: which nodes refused us (and why), and which came
     back up after a disconnection (so proposals can retry at once instead of waiting out
-    a timeout); a successful handshake clears a refusal."""
+    a timeout); a successful handshake clears a refusal. ``up``: nodes whose connection
+    is up (handshake done, no disconnection since); ``down``: nodes we tried to connect
+    to and could not (a refused connection, to be retried), since their last handshake."""
 
     def __init__(self, dealers: dict[int, Sock], curve: bool = False) -> None:
         self.curve = curve
@@ -196,6 +198,8 @@ class HandshakeWatch:
             self.monitors[sock.get_monitor_socket(WATCHED)] = node_id
         self.refused: dict[int, str] = {}
         self.came_up: set[int] = set()  # nodes back after a disconnection, since last look
+        self.up: set[int] = set()
+        self.down: set[int] = set()
         self._lost: set[int] = set()
         self._failures: dict[int, int] = {}  # failed handshakes in a row, per node
 
@@ -210,11 +214,17 @@ class HandshakeWatch:
             if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self.refused.pop(node_id, None)
                 self._failures.pop(node_id, None)
+                self.up.add(node_id)
+                self.down.discard(node_id)
                 if node_id in self._lost:
                     self._lost.discard(node_id)
                     self.came_up.add(node_id)
             elif event == zmq.EVENT_DISCONNECTED:
                 self._lost.add(node_id)
+                self.up.discard(node_id)
+            elif event == zmq.EVENT_CONNECT_RETRIED:
+                self.up.discard(node_id)
+                self.down.add(node_id)
             elif event in _FAILURES:
                 n = self._failures[node_id] = self._failures.get(node_id, 0) + 1
                 if n >= _FAILURES_TO_REFUSE[event]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import time
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any, TypeAlias
@@ -37,6 +38,11 @@ Ctx: TypeAlias = "zmq.Context[Sock]"
 
 ROUTER_LINGER_MS = 200  # replies already queued get this long to leave at shutdown
 ANSWERED_LINGER_MS = 500  # a proposer's final Decides to nodes that answered it
+# How long a closing proposer waits for a node it has sent to, but that has neither
+# answered, nor finished its handshake, nor refused the connection: a node that is up
+# but slow to take the connection (busy, or just started) then still gets what was
+# queued for it, the final Decides included. A node known to be down costs no wait.
+REACH_S = 0.2
 
 
 # pyzmq's constants are enum members, and an enum's ``&`` or conversion is a Python call:
@@ -94,15 +100,17 @@ def open_router(ctx: Ctx, endpoint: str, curve: Curve | None = None) -> Sock:
     return sock
 
 
-def open_dealer(ctx: Ctx, routing_id: bytes, endpoint: str, curve: Curve | None = None,
+def open_dealer(ctx: Ctx, routing_id: bytes, endpoint: str | None, curve: Curve | None = None,
                 node_id: int = 0) -> Sock:
+    """A DEALER to ``endpoint`` (None: not connected yet; the caller connects it)."""
     sock: Sock = ctx.socket(zmq.DEALER)
     if curve is not None:
         secure_client(sock, curve, node_id)
     sock.setsockopt(zmq.ROUTING_ID, routing_id)
     sock.setsockopt(zmq.LINGER, 0)  # raised at close only towards nodes that answered
     _harden(sock)
-    sock.connect(endpoint)
+    if endpoint is not None:
+        sock.connect(endpoint)
     return sock
 
 
@@ -129,6 +137,7 @@ class Sockets:
         self.router: Sock | None = None
         self.dealers: dict[int, Sock] = {}
         self.answered: set[int] = set()  # nodes that ever replied to us
+        self.sent: set[int] = set()  # nodes we ever queued a message for
         self.wakeup = wakeup
         self.curve = curve
         self.zap: ZapHandler | None = None
@@ -142,11 +151,13 @@ class Sockets:
                 self.router = open_router(self.ctx, bind, curve)  # BindError if taken
                 if self.zap is not None:
                     self.server_watch = ServerWatch(self.router, self.zap)
-            for node_id, endpoint in nodes.items():
-                self.dealers[node_id] = open_dealer(self.ctx, routing_id(node_id), endpoint,
+            for node_id in nodes:
+                self.dealers[node_id] = open_dealer(self.ctx, routing_id(node_id), None,
                                                     curve, node_id)
-            if watch:
+            if watch:  # before connecting: no handshake happens unseen
                 self.watch = HandshakeWatch(self.dealers, curve is not None)
+            for node_id, endpoint in nodes.items():
+                self.dealers[node_id].connect(endpoint)
         except BaseException:
             self.close()
             raise
@@ -259,6 +270,7 @@ class Sockets:
         if isinstance(dst, Caller):
             assert self.router is not None, "a Caller can only be answered through a ROUTER"
             return self.wire.send(self.router, msgs, dst, dst.ident)
+        self.sent.add(dst)
         return self.wire.send(self.dealers[dst], msgs, dst)
 
     def send_all(self, sends: Iterable[tuple[Src, Message]]) -> None:
@@ -266,15 +278,31 @@ class Sockets:
         for dst, msgs in grouped(sends).items():
             self.send_batch(dst, msgs)
 
-    def close(self, linger_ms: int = 0) -> None:
-        """Close every socket. ``linger_ms``: how long queued messages to nodes that
-        answered us may still take to leave (a node that is down would otherwise hold
-        the process for the whole linger)."""
+    def _reach(self, reach_s: float) -> None:
+        """Wait, up to ``reach_s``, until no node we sent to is still connecting. What
+        arrives meanwhile is read (and logged) like any late reply, and dropped."""
+        deadline = time.monotonic() + reach_s
+        while _unresolved(self):
+            left = deadline - time.monotonic()
+            if left <= 0 or self.stop_requested:
+                return
+            self.poll(min(left, 0.05))
+
+    def close(self, linger_ms: int = 0, reach_s: float = 0.0) -> None:
+        """Close every socket. ``linger_ms``: how long queued messages to nodes that are
+        up (they answered us, or their connection is up) may still take to leave; a node
+        that is down would otherwise hold the process for the whole linger. ``reach_s``
+        (with ``watch``): first wait up to this long for the nodes we sent to whose
+        connection is still being made, until each is up or known to be down."""
+        reachable = set(self.answered)
         if self.watch is not None:
+            if reach_s > 0:
+                self._reach(reach_s)
+            reachable |= self.watch.up
             self.watch.close(self.dealers)
             self.watch = None
         for node_id, sock in self.dealers.items():
-            sock.close(linger=linger_ms if node_id in self.answered else 0)
+            sock.close(linger=linger_ms if node_id in reachable else 0)
         self.dealers = {}
         if self.server_watch is not None:
             self.server_watch.close()
@@ -286,6 +314,15 @@ class Sockets:
             self.zap.close()
             self.zap = None
         self.ctx.term()
+
+
+def _unresolved(sockets: Sockets) -> set[int]:
+    """Nodes we queued messages for that neither answered, nor are up, nor are known to
+    be down or to refuse us: their connection is still being made."""
+    watch = sockets.watch
+    assert watch is not None
+    return (sockets.sent - sockets.answered - watch.up - watch.down
+            - set(watch.refused))
 
 
 def grouped(sends: Iterable[tuple[Src, Message]]) -> dict[Src, list[Message]]:
