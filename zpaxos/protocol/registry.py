@@ -490,7 +490,8 @@ def _raccept_parts(f: Mapping[str, Any]) -> list[Part]:
 
 def _sync_reply_parts(f: Mapping[str, Any]) -> list[Part]:
     n = f.get("chosen", f.get("entries", "?"))  # "entries": logs of zpaxos before 0.2
-    return [Part("SYNC_REPLY"), Part(f"({n} chosen value{'' if n == 1 else 's'})", True,
+    return [Part(str(f.get("type", "SYNC_REPLY"))),
+            Part(f"({n} chosen value{'' if n == 1 else 's'})", True,
                                      f"({n})")]
 
 
