@@ -600,7 +600,8 @@ class Simulation:
         before: dict[str, KeyState | None] = dict(host.states)
         ready = host.handle(batch)
         self._do_node(a, host, ready, before,
-                      "; ".join(f"{_who(s)}:{fmsg(m)}" for s, m in batch))
+                      "; ".join(f"{_who(s)}:{fmsg(m)}" for s, m in batch)
+                      if self.tracing else "")  # (only a trace shows it)
 
     def _do_node(self, a: int, host: AcceptorHost, ready: Ready,
                  before: dict[str, KeyState | None], what: str) -> None:
