@@ -7,8 +7,6 @@ runs and checks; they are not repeated here."""
 
 from __future__ import annotations
 
-import signal
-
 import pytest
 import zmq
 
@@ -69,22 +67,6 @@ def test_node_that_missed_a_decision_learns_it_from_peers(running):
     assert running.propose("Value_A").code == 0
     running.start(2)
     chosen_on_every_node(running, "Value_A")
-
-
-def test_node_that_missed_a_decision_while_stopped_learns_it_without_a_restart(running):
-    """Node 2 is stopped (SIGSTOP) while Value_A is chosen by nodes 0 and 1, and stays
-    stopped until the proposer has gone: no Decide ever reaches it, and it is not
-    restarted. It learns the decision from its peers all the same, by catching up
-    (zpaxos/runtime/catchup.py), and writes the value file."""
-    running.procs[2].send_signal(signal.SIGSTOP)
-    try:
-        assert running.propose("Value_A", "--timeout", "20").code == 0
-        for i in (0, 1):
-            running.wait_for(lambda i=i: running.value_file(i).is_file(), f"node{i} chose")
-    finally:
-        running.procs[2].send_signal(signal.SIGCONT)
-    chosen_on_every_node(running, "Value_A")
-    assert running.log().events(process="node2", name="learned"), "node 2 learned nothing"
 
 
 def test_malformed_frames_leave_node_serving(running):

@@ -324,33 +324,6 @@ class SyncReply:
 
 
 @dataclass(frozen=True, slots=True)
-class CatchUp:
-    """Node to node, about once a second: "what did you learn after position ``since`` of
-    your learn log?" Each node process numbers the decisions it learns, in order, from 1
-    (its learn log, zpaxos.runtime.acceptor_host); ``boot`` names the process (its Hello's
-    boot id) whose positions ``since`` counts, empty when the asker has none yet."""
-
-    boot: bytes
-    since: int
-
-
-@dataclass(frozen=True, slots=True)
-class CatchUpReply:
-    """One page of the answering process's learn log after ``since``: the decisions at
-    positions ``since + 1`` to ``upto``, their values as it knows them now. ``reset``:
-    ``since`` is not a position of this process's log (another process, or one it no
-    longer keeps): its log is at ``upto``, and the asker must walk the chosen keys from
-    the first (SyncRequest) for what came before."""
-
-    boot: bytes  # the answering process
-    since: int  # the request this answers
-    upto: int
-    chosen: tuple[tuple[str, bytes, Ballot], ...]  # (key, value, ballot that chose it)
-    more: bool  # ask again from ``upto`` now
-    reset: bool
-
-
-@dataclass(frozen=True, slots=True)
 class CheckAccepted:
     """Node to node: "have you accepted ``ballot`` for ``key``, and with which value?"
 
@@ -401,6 +374,6 @@ class HelloReply:
     commit_seq: int
 
 
-RuntimeMessage = (StatusRequest | StatusReply | SyncRequest | SyncReply | CatchUp
-                  | CatchUpReply | CheckAccepted | AcceptedAt | Hello | HelloReply)
+RuntimeMessage = (StatusRequest | StatusReply | SyncRequest | SyncReply | CheckAccepted
+                  | AcceptedAt | Hello | HelloReply)
 Message = ProtocolMessage | RangeMessage | RegisterMessage | RuntimeMessage

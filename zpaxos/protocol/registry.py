@@ -33,8 +33,6 @@ from zpaxos.protocol.messages import (
     Accepted,
     AcceptedAt,
     Ballot,
-    CatchUp,
-    CatchUpReply,
     CheckAccepted,
     Decide,
     Hello,
@@ -363,8 +361,6 @@ BALLOT, REAL_BALLOT = _Ballot(), _RealBallot()
 NODE_ID = _Int(0, 65535)
 INCARNATION = _Token("incarnation", (0, 16))
 BOOT = _Token("boot id", (8,))
-OPT_BOOT = _Token("boot id", (0, 8))
-POSITION = _Int(0, MAX_ROUND)  # a place in a node's learn log (CatchUp)
 
 
 VERSION = _Int(0, MAX_ROUND)
@@ -490,8 +486,7 @@ def _raccept_parts(f: Mapping[str, Any]) -> list[Part]:
 
 def _sync_reply_parts(f: Mapping[str, Any]) -> list[Part]:
     n = f.get("chosen", f.get("entries", "?"))  # "entries": logs of zpaxos before 0.2
-    return [Part(str(f.get("type", "SYNC_REPLY"))),
-            Part(f"({n} chosen value{'' if n == 1 else 's'})", True,
+    return [Part("SYNC_REPLY"), Part(f"({n} chosen value{'' if n == 1 else 's'})", True,
                                      f"({n})")]
 
 
@@ -550,13 +545,6 @@ SPECS: tuple[Spec, ...] = (
          (("after", AFTER), ("chosen", _ListOf(SYNC_ENTRY)), ("more", BOOL)), RUNTIME,
          ("after", "chosen", "more"), _sync_reply_parts,
          ChartStyle("#16a085", "#0e6655", "2 3")),
-    Spec(CatchUp, b"CATCHUP", (("boot", OPT_BOOT), ("since", POSITION)), RUNTIME, ("since",),
-         _simple("since"), ChartStyle("#7f8c8d", "#555f60", "2 3"), drawn=False),
-    Spec(CatchUpReply, b"CATCHUP_REPLY",
-         (("boot", BOOT), ("since", POSITION), ("upto", POSITION),
-          ("chosen", _ListOf(SYNC_ENTRY)), ("more", BOOL), ("reset", BOOL)), RUNTIME,
-         ("since", "upto", "chosen", "more", "reset"), _sync_reply_parts,
-         ChartStyle("#16a085", "#0e6655", "2 3"), drawn=False),
     Spec(CheckAccepted, b"CHECK", (("key", KEY), ("ballot", REAL_BALLOT)), RUNTIME,
          ("key", "ballot"), _simple("ballot"), ChartStyle("#8e44ad", "#6c3483", "2 3")),
     Spec(AcceptedAt, b"CHECKED", (("key", KEY), ("ballot", REAL_BALLOT), ("value", OPT_VALUE)),

@@ -41,8 +41,6 @@ from zpaxos.protocol.messages import (
     Accepted,
     AcceptedAt,
     Ballot,
-    CatchUp,
-    CatchUpReply,
     CheckAccepted,
     Decide,
     KeyStatus,
@@ -59,7 +57,6 @@ from zpaxos.protocol.ranges import MAX_SCAN
 from zpaxos.protocol.register import RegAcceptor
 from zpaxos.protocol.registry import REGISTER_TYPES, TO_ACCEPTOR_TYPES, type_name
 from zpaxos.protocol.regmessages import RegisterMessage, register_slot
-from zpaxos.runtime import catchup
 from zpaxos.runtime.addresses import Caller, Src
 
 STATUS_MAX_KEYS = 1000  # keys in one status reply
@@ -144,17 +141,12 @@ class AcceptorHost:
                  check_client_decides: bool = False,
                  ranges: Mapping[str, Ballot] | None = None,
                  register_cls: type[RegAcceptor] = RegAcceptor,
-                 source: StateSource | None = None, cache_keys: int = CACHE_KEYS,
-                 boot: bytes = b"", catch_up: bool = True) -> None:
+                 source: StateSource | None = None, cache_keys: int = CACHE_KEYS) -> None:
         """``check_client_decides``: a Decide from anyone but a peer node (a client, with
         CURVE on) is recorded only once a quorum of nodes confirms they accepted that very
         ballot with that very value (see :meth:`_check_decide`). ``source``: read states
         from it as needed, keeping at most about ``cache_keys`` (``states`` is then only
-        a warm start, normally empty). ``boot``: this process's boot id, which names its
-        learn log (zpaxos.runtime.catchup; a node's Admission sets it to its Hellos'; the
-        simulator draws one per start). Empty: its log answers every CatchUp with a reset,
-        so no two processes' positions are ever confused. ``catch_up`` off (the teaching
-        simulations): a start walks the peers' chosen keys at once, and nothing is timed."""
+        a warm start, normally empty)."""
         self.node_id = node_id
         self.peers = tuple(peers)
         self.check_client_decides = check_client_decides
@@ -182,16 +174,6 @@ class AcceptorHost:
                                      if s.chosen is not None)
         self._new_keys: list[str] = []
         self._new_chosen: list[str] = []
-        # Catching up (zpaxos.runtime.catchup): what this process learned, in order, and
-        # where it is in each peer's.
-        self.learn_log = catchup.LearnLog(boot)
-        self.cursors = catchup.Cursors(self.peers)
-        self.catch_up = catch_up
-
-    def use_boot(self, boot: bytes) -> None:
-        """Name this process's learn log (before it learned anything)."""
-        assert not self.learn_log.keys, "the learn log is named before it is used"
-        self.learn_log.boot = boot
 
     @property
     def states(self) -> Mapping[str, KeyState]:
@@ -203,20 +185,8 @@ class AcceptorHost:
         return self.acceptor.ranges.by_prefix
 
     def start(self) -> Ready:
-        """Ask every peer for the decisions this node may have missed while it was down:
-        a CatchUp without a cursor, answered with a reset, and then a walk over the peer's
-        chosen keys (zpaxos.runtime.catchup)."""
-        if not self.catch_up:
-            return Ready(send=list(self.cursors.walk_all()))
-        return Ready(send=list(self.cursors.start()))
-
-    def tick(self, now: float) -> Ready:
-        """Timed work at ``now``: the periodic CatchUps to the peers, and the retries."""
-        return Ready(send=list(self.cursors.tick(now)))
-
-    @property
-    def next_tick(self) -> float | None:
-        return self.cursors.next_due() if self.peers and self.catch_up else None
+        """Ask every peer for the decisions this node may have missed while it was down."""
+        return Ready(send=[(p, SyncRequest("")) for p in self.peers])
 
     def handle(self, batch: Iterable[tuple[Src, Message]]) -> Ready:
         ready = Ready()
@@ -234,7 +204,7 @@ class AcceptorHost:
             if t is Accept or t is Prepare or (t is Decide and not check_decides):
                 apply(src, msg, ready)  # type: ignore[arg-type]
                 continue
-            if isinstance(msg, (StatusRequest, SyncRequest, CatchUp)):
+            if isinstance(msg, (StatusRequest, SyncRequest)):
                 pages += 1
                 if pages > MAX_PAGES_PER_PASS:
                     ready.events.append((src, Ignored("", type_name(msg))))
@@ -257,15 +227,6 @@ class AcceptorHost:
                 ready.send.append((src, self.status(msg.key)))
             elif isinstance(msg, SyncRequest):
                 ready.send.append((src, self.sync_page(msg.after)))
-            elif isinstance(msg, CatchUp):
-                ready.send.append((src, self.catch_up_page(msg)))
-            elif isinstance(msg, CatchUpReply) and isinstance(src, int):
-                # Only an answer to our own request, on our own socket to that peer.
-                learn, sends = self.cursors.on_reply(src, msg)
-                if learn:
-                    for k, v, b in msg.chosen:
-                        self._apply(src, Decide(k, v, b), ready, reply=False)
-                ready.send.extend(sends)
             elif isinstance(msg, CheckAccepted):
                 s = self.acceptor.state(msg.key)
                 value = (s.value if s.accepted == msg.ballot else
@@ -278,7 +239,8 @@ class AcceptorHost:
                 # Only an answer to our own request, on our own socket to that peer.
                 for key, value, ballot in msg.chosen:
                     self._apply(src, Decide(key, value, ballot), ready, reply=False)
-                ready.send.extend(self.cursors.on_walk_page(src, msg))
+                if msg.more and msg.chosen:
+                    ready.send.append((src, SyncRequest(msg.chosen[-1][0])))
             else:
                 ready.events.append((src, Ignored(getattr(msg, "key", "") or "",
                                                   type_name(msg))))
@@ -304,7 +266,7 @@ class AcceptorHost:
         want: set[str] = set()
         self._range_keys = {}
         for _, msg in batch:
-            if isinstance(msg, (SyncReply, CatchUpReply)):
+            if isinstance(msg, SyncReply):
                 want.update(e[0] for e in msg.chosen)
             elif isinstance(msg, RangePrepare):
                 self._fetch_range(msg.prefix)
@@ -410,7 +372,6 @@ class AcceptorHost:
                 ready.events.append((src, ev))
                 if type(ev) is Learned:
                     ready.learned.append((ev.key, ev.value))
-                    self.learn_log.append(ev.key)
         if self.source is not None:
             return  # no indexes to keep: pages come from the store
         after = states.get(msg.key)
@@ -482,21 +443,6 @@ class AcceptorHost:
 
         items, more = page(entries(), self.sync_page_size, lambda e: len(e[1]))
         return SyncReply(after, tuple(items), more)
-
-    def catch_up_page(self, msg: CatchUp) -> CatchUpReply:
-        """A page of this process's learn log (zpaxos.runtime.catchup), values as known now."""
-        states = self.acceptor.states
-
-        def chosen_of(keys: list[str]) -> dict[str, tuple[bytes, Ballot]]:
-            found = {k: states[k] for k in keys if k in states}
-            missing = [k for k in keys if k not in found]
-            if missing and self.source is not None:
-                found.update(self.source.get(missing))
-            return {k: (s.chosen, s.chosen_ballot) for k, s in found.items()
-                    if s.chosen is not None}
-
-        return catchup.reply(self.learn_log, msg, chosen_of, self.sync_page_size,
-                             REPLY_MAX_VALUE_BYTES)
 
 
 __all__ = ["CACHE_KEYS", "AcceptorHost", "Caller", "Ready", "StateSource", "page"]

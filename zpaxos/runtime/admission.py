@@ -38,8 +38,6 @@ from zpaxos.protocol.core import KeyState, quorum_size
 from zpaxos.protocol.messages import (
     Accept,
     AcceptedAt,
-    CatchUp,
-    CatchUpReply,
     CheckAccepted,
     Decide,
     Hello,
@@ -99,7 +97,6 @@ class Admission:
         self.peer_of = peer_of or _peer_of_routing_id
         self.host = host
         self.boot = boot or os.urandom(8)
-        host.use_boot(self.boot)  # the host's learn log is this process's (catchup.py)
         self.node_id = node_id
         self.peers = tuple(peers)
         self.incarnation = incarnation
@@ -148,7 +145,7 @@ class Admission:
                 forward.append((src, msg))
             elif self.phase == REFUSED:
                 self.dropped += 1
-            elif isinstance(msg, (StatusRequest, SyncRequest, CatchUp, CheckAccepted)):
+            elif isinstance(msg, (StatusRequest, SyncRequest, CheckAccepted)):
                 forward.append((src, msg))  # read-only: answered in every phase
             elif self.phase == CHECKING:
                 self._hold(src, msg)
@@ -166,25 +163,12 @@ class Admission:
         return ready
 
     def due(self, now: float) -> Ready:
-        """Timed work: the host's (catching up with the peers, once admitted), and the
-        Hellos (:meth:`_hellos_due`)."""
-        ready = self._hellos_due(now)
-        if self.phase in (VOTING, LEARNING):
-            ready.send.extend(self.host.tick(now).send)
-        return ready
-
-    def next_due(self) -> float | None:
-        times = [t for t in (self._next_hello(), self.host.next_tick
-                             if self.phase in (VOTING, LEARNING) else None) if t is not None]
-        return min(times) if times else None
-
-    def _hellos_due(self, now: float) -> Ready:
-        """A Hello to every peer when commits advanced (voting); else retries, backing
-        off up to RETRY_MAX_FACTOR intervals, of the Hellos (and, learning, the syncs)
-        that got no answer: a peer that is down gets the queued one when it is back, so
-        the retries only cover lost messages."""
+        """Timed work: a Hello to every peer when commits advanced (voting); else retries,
+        backing off up to RETRY_MAX_FACTOR intervals, of the Hellos (and, learning, the
+        syncs) that got no answer: a peer that is down gets the queued one when it is back,
+        so the retries only cover lost messages."""
         ready = Ready()
-        at = self._next_hello()
+        at = self.next_due()
         if at is None or now < at:
             return ready
         if self.phase == VOTING and self.commit_seq != self._hello_seq:
@@ -199,7 +183,7 @@ class Admission:
             self._syncing.clear()
         return ready
 
-    def _next_hello(self) -> float | None:
+    def next_due(self) -> float | None:
         if self.phase == REFUSED or not self.peers or self._hello_at is None:
             return None
         if self.phase == VOTING:
@@ -221,7 +205,7 @@ class Admission:
         if isinstance(msg, (Prepare, Accept)):
             state = self.host.states.get(msg.key)
             return state is not None and state.chosen is not None
-        return isinstance(msg, (Decide, SyncReply, CatchUpReply, AcceptedAt))
+        return isinstance(msg, (Decide, SyncReply, AcceptedAt))
 
     def _hold(self, src: Src, msg: Message) -> None:
         value = getattr(msg, "value", None)

@@ -172,10 +172,9 @@ class Node:
     def _loop(self, sockets: Sockets) -> None:
         admission = self.admission
         while not sockets.stop_requested:
-            # No timers but three: learned decisions that have waited long enough for a
-            # commit to carry them, admission's Hellos and the host's catching up with its
-            # peers (admission's next_due covers both; None: nothing due, so sleep until
-            # something arrives).
+            # No timers but two: learned decisions that have waited long enough for a
+            # commit to carry them, and admission's Hellos (None: nothing due, so sleep
+            # until something arrives).
             at = admission.next_due()
             timeout = LAZY_FLUSH_S if self._lazy else None
             if at is not None:
@@ -190,9 +189,7 @@ class Node:
                 self._commit({})
                 self.store.seal()
             if at is not None:
-                now = time.monotonic()
-                if now >= at:  # (catching up keeps a timer set: not every pass is due)
-                    self._do(admission.due(now))
+                self._do(admission.due(time.monotonic()))
         if self._lazy:
             self._commit({})  # stopping: what was learned is made durable too
 

@@ -119,9 +119,6 @@ class AmnesiaSimulation(Simulation):
                 self._keep_quorum()
         self._schedule_due(a)
 
-    def _schedule_tick(self, a: int) -> None:
-        """Admission's timed work includes the host's (see _schedule_due)."""
-
     def _schedule_due(self, a: int) -> None:
         host = self.nodes[a]
         at = host.next_due() if host is not None else None

@@ -19,7 +19,6 @@ from zpaxos.protocol.messages import (
     Accept,
     Accepted,
     Ballot,
-    CatchUpReply,
     Message,
     Prepare,
     Promise,
@@ -30,7 +29,6 @@ from zpaxos.protocol.messages import (
 from zpaxos.protocol.ranges import Lease
 from zpaxos.runtime.acceptor_host import AcceptorHost, Ready
 from zpaxos.runtime.addresses import Src
-from zpaxos.runtime.catchup import Cursors
 from zpaxos.runtime.proposer_host import ProposerHost
 from zpaxos.runtime.proposer_host import Ready as ProposerReady
 from zpaxos.runtime.staging import NO_STAGING
@@ -229,21 +227,6 @@ class DefersAcceptances(AcceptorHost):
         return ready
 
 
-class _ForgetfulCursors(Cursors):
-    def on_reply(self, peer: int, msg: CatchUpReply) -> tuple[bool, list[tuple[int, Message]]]:
-        _, sends = super().on_reply(peer, msg)
-        return False, sends  # moves on as if it had learned the page, learning nothing
-
-
-class CatchUpLearnsNothing(AcceptorHost):
-    """Catches up with its peers but drops what their replies teach it: a decision the
-    node missed (a Decide lost) never reaches it while it runs."""
-
-    def __init__(self, *args: Any, **kw: Any) -> None:
-        super().__init__(*args, **kw)
-        self.cursors = _ForgetfulCursors(self.peers)
-
-
 class MisroutesReplies(ProposerHost):
     """Keeps one route per key: a new proposal of a key takes the route of the one
     already running, whose replies then go to the wrong proposal (and are ignored there,
@@ -290,7 +273,6 @@ MUTANTS: dict[str, Mutant] = dict([
        host_cls=DefersAcceptances),
     _m("host-trusts-client-decides", "but the chosen value is", "host",
        host_cls=TrustsClientDecides),
-    _m("host-catch-up-learns-nothing", "never learned", "host", host_cls=CatchUpLearnsNothing),
     # The fast path (zpaxos/protocol/ranges.py).
     _m("accepts-below-range-promise", "below the promise", "core",
        acceptor_cls=AcceptsBelowRangePromise),

@@ -45,20 +45,18 @@ from __future__ import annotations
 import heapq
 import multiprocessing
 import random
-import struct
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from zpaxos.protocol.core import Acceptor, KeyState, Outcome, Proposer, ProposerOptions, quorum_size
-from zpaxos.protocol.events import Event, Learned
+from zpaxos.protocol.events import Event
 from zpaxos.protocol.messages import (
     ZERO,
     Accepted,
     AcceptedAt,
     Ballot,
-    CatchUpReply,
     Decide,
     Promise,
     RangePromise,
@@ -71,7 +69,6 @@ from zpaxos.protocol.registry import spec_of
 from zpaxos.runtime import codec
 from zpaxos.runtime.acceptor_host import AcceptorHost, Ready
 from zpaxos.runtime.addresses import Caller
-from zpaxos.runtime.catchup import CATCHUP_S, RETRY_S
 from zpaxos.runtime.proposer_host import Leases, ProposerHost
 from zpaxos.runtime.proposer_host import Ready as ProposerReady
 from zpaxos.runtime.staging import NO_STAGING, StagingOptions
@@ -324,11 +321,7 @@ class SimResult:
     trace: list[str] = field(default_factory=list)
 
 
-DELIVER, PASS, WAKE, START, CRASH, RESTART, CHAOS_END, PROBE, FORGE, FLUSH, TICK = range(11)
-# A decision some live node knew this long before the run ends must be known to every
-# live node at the end (catching up: a lost request is asked again after RETRY_S, and
-# pages follow each other; the chaos is over by then).
-CAUGHT_UP_S = RETRY_S + 2 * CATCHUP_S + 1.0
+DELIVER, PASS, WAKE, START, CRASH, RESTART, CHAOS_END, PROBE, FORGE, FLUSH = range(10)
 
 
 class Simulation:
@@ -346,12 +339,8 @@ class Simulation:
                  proposer_host_cls: type[ProposerHost] = ProposerHost,
                  lease_cls: type[Lease] = Lease,
                  shared_ids: bool = False, one_process_each: bool = False,
-                 replay: str = "", catch_up: bool = True) -> None:
-        """``replay`` is the command that reproduces the run, with ``{seed}`` in it.
-        ``catch_up``: the nodes' periodic CatchUps run, and every live node must end up
-        knowing what any of them knew well before the end (off: the teaching runs, whose
-        pictures show the protocol's messages only)."""
-        self.catch_up = catch_up
+                 replay: str = "") -> None:
+        """``replay`` is the command that reproduces the run, with ``{seed}`` in it."""
         sc = self.sc = scenario
         self.rng = random.Random(sc.seed)  # the network's and the crashes' randomness
         self.tracing = trace
@@ -364,8 +353,6 @@ class Simulation:
         self.quorum = quorum_size(sc.n_acceptors)
         self.disk: dict[int, dict[str, KeyState]] = {a: {} for a in self.ids}
         self.disk_ranges: dict[int, dict[str, Ballot]] = {a: {} for a in self.ids}
-        self._boots = 0  # host processes started: each gets a boot id of its own
-        self.tick_at: dict[int, float] = {}  # a node's next catch-up tick (TICK)
         self.nodes: dict[int, AcceptorHost | None] = {a: self._host(a) for a in self.ids}
         self.inbox: dict[int, list[tuple[Any, Any]]] = {a: [] for a in self.ids}
         # Learned decisions a node has not committed yet (Ready.lazy): they reach the disk
@@ -407,12 +394,10 @@ class Simulation:
         self.stats: Counter[str] = Counter()
 
     def _host(self, a: int) -> AcceptorHost:
-        self._boots += 1
         return self.host_cls(a, dict(self.disk[a]), [b for b in self.ids if b != a],
                              sync_page=SIM_SYNC_PAGE, acceptor_cls=self.acceptor_cls,
                              check_client_decides=self.sc.check_client_decides,
-                             ranges=dict(self.disk_ranges[a]),
-                             boot=struct.pack(">Q", self._boots), catch_up=self.catch_up)
+                             ranges=dict(self.disk_ranges[a]))
 
     # ---- bookkeeping
 
@@ -475,8 +460,6 @@ class Simulation:
                 self._forge_decide(item[3])
             elif kind == FLUSH:
                 self._flush(item[3])
-            elif kind == TICK:
-                self._tick(item[3])
             else:
                 self._end_chaos()
         for spec in sc.proposers:
@@ -486,7 +469,6 @@ class Simulation:
                               f" ({sc.bound_s:g} s after the chaos and the last start)")
             elif sc.must_choose and o.chosen is None:
                 self._violate(f"liveness: {spec.name} ended without a value ({o.reason})")
-        self._check_caught_up(horizon)
         return SimResult(sc, self.outcomes, self.finished_at, self.chosen, self.chosen_at,
                          self.events, self.vote_log, self.stats, self.trace)
 
@@ -550,9 +532,9 @@ class Simulation:
     def _land(self, src: Any, dst: int, msg: Any) -> None:
         # The node sees a routed caller for whatever reached its ROUTER, and a node id for
         # a reply on its own socket to a peer (a SyncReply): as on real sockets.
-        if isinstance(msg, (SyncReply, CatchUpReply, AcceptedAt)) and isinstance(src, int):
+        if isinstance(msg, (SyncReply, AcceptedAt)) and isinstance(src, int):
             origin: Any = src  # a reply on the node's own socket to a peer
-            if (isinstance(msg, (SyncReply, CatchUpReply)) and self.chaos_on
+            if (isinstance(msg, SyncReply) and self.chaos_on
                     and self.rng.random() < self.sc.chaos.forge_sync_p):
                 msg = self._forge(dst, msg)
         else:
@@ -576,7 +558,7 @@ class Simulation:
         self.stats["forged_decide"] += 1
         self._send("rogue", dst, Decide(key, value, ballot))
 
-    def _forge(self, dst: int, msg: SyncReply | CatchUpReply) -> SyncReply | CatchUpReply:
+    def _forge(self, dst: int, msg: SyncReply) -> SyncReply:
         """A faulty peer: also name another value for a key ``dst`` has decided. The
         host must never let it replace the decision."""
         node = self.nodes[dst]
@@ -585,7 +567,7 @@ class Simulation:
             return msg
         self.stats["forged_sync"] += 1
         key = self.rng.choice(decided)
-        return replace(msg, chosen=(*msg.chosen, (key, b"forged", Ballot(1, b"F"))))
+        return SyncReply(msg.after, (*msg.chosen, (key, b"forged", Ballot(1, b"F"))), msg.more)
 
     # ---- nodes
 
@@ -665,25 +647,6 @@ class Simulation:
             self._crash(a)
             return
         self._send_pass(a, [(_dst(dst), m) for dst, m in sends])
-        self._schedule_tick(a)
-
-    def _schedule_tick(self, a: int) -> None:
-        """A TICK when node ``a``'s host has timed work (catching up with its peers)."""
-        host = self.nodes[a]
-        at = host.next_tick if host is not None and self.catch_up else None
-        if at is not None and self.tick_at.get(a) != max(at, self.now):
-            self.tick_at[a] = max(at, self.now)
-            self._push(self.tick_at[a], TICK, a)
-
-    def _tick(self, a: int) -> None:
-        if self.tick_at.get(a) != self.now:
-            return  # superseded by a later one (or the node restarted since)
-        del self.tick_at[a]
-        host = self.nodes[a]
-        if host is None:
-            return
-        self.stats["ticks"] += 1
-        self._do_node(a, host, host.tick(self.now), dict(host.states), "tick: catch up")
 
     def _check_status(self, a: int, host: AcceptorHost, reply: StatusReply) -> None:
         """The reply was built mid-pass: later messages of the pass may have moved the
@@ -769,7 +732,6 @@ class Simulation:
     def _restart(self, a: int) -> None:
         if self.nodes[a] is not None or a in self.stay_down:
             return
-        self.tick_at.pop(a, None)
         host = self.nodes[a] = self._host(a)  # exactly what was persisted
         if self.tracing:
             self._log(f"restart n{a} from disk: "
@@ -796,27 +758,6 @@ class Simulation:
             self._restart(a)
 
     # ---- invariants
-
-    def _check_caught_up(self, horizon: float) -> None:
-        """Catching up (zpaxos/runtime/catchup.py) works: a decision a live node learned
-        CAUGHT_UP_S before the end is, at the end, known to every live node."""
-        if not self.catch_up:
-            return
-        learned_at: dict[tuple[str, str], float] = {}  # (node, key) -> when, latest
-        for t, who, e in self.events:
-            if type(e) is Learned:
-                learned_at[(who, e.key)] = t
-        live = {a: h for a, h in self.nodes.items() if h is not None}
-        for a, host in live.items():
-            for key, s in host.states.items():
-                t = learned_at.get((f"n{a}", key))
-                if s.chosen is None or t is None or t > horizon - CAUGHT_UP_S:
-                    continue
-                for b, other in live.items():
-                    o = other.states.get(key)
-                    if o is None or o.chosen is None:
-                        self._violate(f"liveness: n{b} never learned {key!r}, which n{a} "
-                                      f"learned at t={t:.3f} (ends at t={horizon:.3f})")
 
     def _vote(self, a: int, key: str, b: Ballot, v: bytes) -> None:
         """Record that ``a`` voted (b, v) for ``key``: the ghost history of the TLA+ spec."""

@@ -125,8 +125,6 @@ class TapedSimulation(Simulation):
         in_step = scenario.chaos.crash_in_step_p if tape is None else 0.0
         scenario = replace(scenario, chaos=replace(scenario.chaos, crash_gap_s=INF,
                                                    crash_in_step_p=in_step))
-        # Teaching runs: the pictures show the protocol, not the nodes' periodic CatchUps.
-        variant.setdefault("catch_up", False)
         super().__init__(scenario, **variant)
         self.net = random.Random(f"network/{scenario.seed}")
         self.crash_rng = random.Random(f"crashes/{scenario.seed}")
