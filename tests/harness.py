@@ -7,7 +7,10 @@ directory, and helpers for the data directories. The fixture stops every process
 
 from __future__ import annotations
 
+import importlib
+import sys
 from pathlib import Path
+from types import ModuleType
 
 from zpaxos.lab.launcher import (
     PACKAGE_ROOT,
@@ -23,7 +26,17 @@ from zpaxos.lab.launcher import (
 
 ROOT = PACKAGE_ROOT
 env = child_env
-__all__ = ["ROOT", "Cluster", "Result", "env", "free_ports", "zpaxos_cmd"]
+__all__ = ["ROOT", "Cluster", "Result", "bench_module", "env", "free_ports", "zpaxos_cmd"]
+
+
+def bench_module(name: str) -> ModuleType:
+    """A script of ``bench/`` imported as a module (to call its ``report``)."""
+    bench = str(ROOT / "bench")
+    sys.path.insert(0, bench)
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(bench)
 
 
 class Cluster(LocalCluster):

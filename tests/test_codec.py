@@ -48,6 +48,22 @@ MESSAGES = [
 ]
 
 
+def _round_trip(msgs: list, first_seq: int) -> int:
+    """Encode ``msgs`` as one batch from ``first_seq``, check every frame is under the
+    limit and decodes to its part (first seq right, in order), and that together they
+    give back ``msgs``; how many frames it took."""
+    got, seq, frames = [], first_seq, 0
+    for frame, part in codec.encode_batch("p", first_seq, msgs):
+        assert len(frame) <= codec.MAX_FRAME_BYTES
+        batch = codec.decode_batch(frame)
+        assert batch.first_seq == seq and batch.messages == list(part)
+        got += batch.messages
+        seq += len(part)
+        frames += 1
+    assert got == msgs
+    return frames
+
+
 @pytest.mark.parametrize("msg", MESSAGES, ids=lambda m: type(m).__name__)
 def test_round_trip(msg):
     frame = codec.encode(msg, "n0", 1)
@@ -68,16 +84,7 @@ def test_a_batch_of_every_type_is_one_frame_and_round_trips():
 def test_a_batch_over_the_body_limit_is_split_in_order():
     big = b"v" * codec.MAX_VALUE_BYTES
     msgs = [Accept(f"k{i}", B1, big) for i in range(9)]
-    frames = list(codec.encode_batch("p", 0, msgs))
-    assert len(frames) > 1
-    got, seq = [], 0
-    for frame, part in frames:
-        assert len(frame) <= codec.MAX_FRAME_BYTES
-        batch = codec.decode_batch(frame)
-        assert batch.first_seq == seq and batch.messages == list(part)
-        got += batch.messages
-        seq += len(part)
-    assert got == msgs
+    assert _round_trip(msgs, 0) > 1
 
 
 def test_one_bad_message_refuses_the_whole_batch():
@@ -183,16 +190,9 @@ def test_a_big_batch_packed_a_chunk_at_a_time_round_trips_in_order(count, value_
     order, with their first seq right, whatever the chunk's array header was."""
     msgs = [Accept(f"k{i}", B1, bytes([i % 256]) * (value_bytes if i % 3 else 5))
             for i in range(count)]
-    got, seq = [], 7
-    for frame, part in codec.encode_batch("p", 7, msgs):
-        assert len(frame) <= codec.MAX_FRAME_BYTES
-        batch = codec.decode_batch(frame)
-        assert batch.first_seq == seq and batch.messages == list(part)
-        got += batch.messages
-        seq += len(part)
-    assert got == msgs
+    frames = _round_trip(msgs, 7)
     if value_bytes == 16:
-        assert len(list(codec.encode_batch("p", 7, msgs))) == 1
+        assert frames == 1
 
 
 def test_frames_are_encoded_only_as_they_are_taken():

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness import bench_module
 from zpaxos.lab.launcher import child_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,12 +31,7 @@ def test_compare_quick_reports_both_systems_and_the_ratios():
     for k, ratio in out["ratios"].items():
         assert ratio > 0, k
     assert "PySyncObj does not fsync" in out["note"]
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import compare
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
-    text = compare.report(out)
+    text = bench_module("compare").report(out)
     assert "sequential p50, separate client" in text and "PySyncObj does not fsync" in text
 
 
@@ -52,10 +48,5 @@ def test_compare_registers_quick_reports_set_get_cas_and_the_ratios():
             assert out[system][k] > 0, (system, k)
     assert set(out["ratios"]) == {"set_p50_ms", "get_p50_ms", "cas_p50_ms", "set_thr"}
     assert "not linearizable" in out["note"] and "PySyncObj does not fsync" in out["note"]
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import compare_registers
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
-    text = compare_registers.report(out)
+    text = bench_module("compare_registers").report(out)
     assert "sequential cas p50" in text and "local read" in text

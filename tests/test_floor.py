@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.harness import bench_module
 from zpaxos.lab.launcher import child_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,10 +27,5 @@ def test_floor_quick_reports_the_skeleton_beside_zpaxos(tmp_path):
               "zpaxos_propose_ms"):
         assert m[k] is not None and m[k] > 0, k
     assert m["pysyncobj_p50_ms"] is None  # no venv given: skipped, not invented
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import floor
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
-    text = floor.report(out)
+    text = bench_module("floor").report(out)
     assert "SKELETON (the floor)" in text and "whole propose process" in text

@@ -299,7 +299,6 @@ class Client:
         if self._regs is None:
             from zpaxos.runtime.register_client import Registers
 
-
             def stop() -> None:
                 raise Interrupted(self.sockets.wakeup.signal_name if self.sockets.wakeup else "")
             # The client's id (so register ballots carry its name): register ballots are

@@ -281,8 +281,12 @@ class Sockets:
     def _reach(self, reach_s: float) -> None:
         """Wait, up to ``reach_s``, until no node we sent to is still connecting. What
         arrives meanwhile is read (and logged) like any late reply, and dropped."""
+        watch = self.watch
+        assert watch is not None
         deadline = time.monotonic() + reach_s
-        while _unresolved(self):
+        # Nodes we queued messages for that neither answered, nor are up, nor are known
+        # to be down or to refuse us: their connection is still being made.
+        while self.sent - self.answered - watch.up - watch.down - watch.refused.keys():
             left = deadline - time.monotonic()
             if left <= 0 or self.stop_requested:
                 return
@@ -314,15 +318,6 @@ class Sockets:
             self.zap.close()
             self.zap = None
         self.ctx.term()
-
-
-def _unresolved(sockets: Sockets) -> set[int]:
-    """Nodes we queued messages for that neither answered, nor are up, nor are known to
-    be down or to refuse us: their connection is still being made."""
-    watch = sockets.watch
-    assert watch is not None
-    return (sockets.sent - sockets.answered - watch.up - watch.down
-            - set(watch.refused))
 
 
 def grouped(sends: Iterable[tuple[Src, Message]]) -> dict[Src, list[Message]]:
