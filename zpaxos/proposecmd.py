@@ -15,6 +15,7 @@ message and exit code stays click's.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -126,11 +127,13 @@ def run_propose(value: str | None, value_file: str | None, key: str | None, dela
     started = time.monotonic()
     key = key or DEFAULT_KEY
     outcome = None
+    closed: list[int] = []  # nodes whose handshake was closed (a hint if they did not reply)
     try:
         # fast=False: the lab shows both phases of every proposal (no range promises).
         with Client(cluster, log, client_id, key_file=client_key, fast=False) as client:
             log.event("start", role="proposer", key=key, value=data)
             outcome = client.propose(data, key, opts, wakeup, staging)
+            closed = client.handshake_closed()
     except Interrupted:
         raise KeyboardInterrupt from None
     except ConfigError as e:  # the client's CURVE key
@@ -141,7 +144,8 @@ def run_propose(value: str | None, value_file: str | None, key: str | None, dela
         wakeup.close()
         log.event("stop", key=key, rounds=outcome.rounds if outcome else None,
                   interrupted=outcome is None or None)
-    _print_outcome(outcome, (time.monotonic() - started) * 1000, as_json, log.process)
+    _print_outcome(outcome, (time.monotonic() - started) * 1000, as_json, log.process,
+                   closed)
     if outcome.chosen is None:
         sys.exit(EXIT_FAILED)
 
@@ -174,11 +178,14 @@ def _value(value: str | None, value_file: str | None) -> bytes:
     return data
 
 
-def _print_outcome(o: Any, elapsed_ms: float, as_json: bool, proposer: str) -> None:
+def _print_outcome(o: Any, elapsed_ms: float, as_json: bool, proposer: str,
+                   closed: Sequence[int] = ()) -> None:
+    """``closed``: nodes whose handshake was closed (a hint for those that did not reply)."""
     import json
 
     from zpaxos.naming import node_name
     from zpaxos.printable import printable
+    from zpaxos.runtime.curve import HANDSHAKE_CLOSED
     from zpaxos.runtime.log import show_value
 
     silent = [node_name(n) for n in o.silent] if o.chosen is None else []
@@ -195,6 +202,9 @@ def _print_outcome(o: Any, elapsed_ms: float, as_json: bool, proposer: str) -> N
         return
     if o.chosen is None:
         who = f"; no reply from {', '.join(silent)}" if silent else ""
+        hinted = [node_name(n) for n in o.silent if n in closed]
+        if hinted:
+            who += f"; {', '.join(hinted)}: {HANDSHAKE_CLOSED}"
         echo(f"no value chosen for {printable(o.key)}: {printable(_named(o.reason))}{who}",
                    err=True)
         return

@@ -44,7 +44,7 @@ from zpaxos.protocol.messages import (
 )
 from zpaxos.protocol.registry import MAX_VALUE_BYTES, TO_PROPOSER_TYPES
 from zpaxos.runtime.config import ClusterConfig, load_config
-from zpaxos.runtime.curve import Curve
+from zpaxos.runtime.curve import HANDSHAKE_CLOSED, Curve
 from zpaxos.runtime.log import EventLog, null_log
 from zpaxos.runtime.proposer_host import Leases, ProposerHost
 from zpaxos.runtime.sockets import (
@@ -279,8 +279,9 @@ class Client:
             outbox.clear()
 
     def _check_refusals(self) -> None:
-        """Fail at once, not at the deadline, when so many nodes refused us (wrong key,
-        wrong server key, plaintext against CURVE) that no quorum can answer."""
+        """Fail at once, not at the deadline, when so many nodes refused us (a key ZAP
+        refused, CURVE on one side only) that no quorum can answer. A handshake that was
+        only closed is a node down, not a refusal (see zpaxos.runtime.curve)."""
         watch = self.sockets.watch
         if watch is None or not watch.refused:
             return
@@ -381,14 +382,23 @@ class Client:
             if self.sockets.watch is not None:
                 refused = {i: why for i, why in self.sockets.watch.refused.items()
                            if i not in replies}
+        closed = self.handshake_closed()
         out = []
         for n in self.cluster.nodes:
             r = replies.get(n.id)
             if r is not None:
                 out.append(NodeStatus(n.id, n.endpoint, True, r.keys, r.truncated, r.stats))
             else:
-                out.append(NodeStatus(n.id, n.endpoint, False, error=refused.get(n.id, "")))
+                why = refused.get(n.id) or (HANDSHAKE_CLOSED if n.id in closed else "")
+                out.append(NodeStatus(n.id, n.endpoint, False, error=why))
         return out
+
+    def handshake_closed(self) -> list[int]:
+        """Nodes whose last connection was closed during the handshake: down behind a
+        proxy, or CURVE set up differently here and there (``curve.HANDSHAKE_CLOSED``).
+        Not a refusal, only a hint to give with the nodes that did not answer."""
+        watch = self.sockets.watch
+        return sorted(watch.closed) if watch is not None else []
 
 
 def _bytes(value: bytes | str) -> bytes:
