@@ -272,3 +272,37 @@ def test_an_authorized_clients_forged_decide_is_not_believed(secure):
     assert nodes[0]["keys"]["k8"]["value"] == "minority"  # it was accepted, not chosen
     r = c.propose("Value_B", "--key", "k8", "--json")  # Paxos goes on: the minority value
     assert r.code == 0 and r.json["chosen"] in ("minority", "Value_B")  # may be adopted
+
+
+def test_health_checks_are_not_refusals_a_wrongly_keyed_peer_is(secure):
+    """A TCP connection closed before its handshake ends (a load balancer's health check,
+    a port scan) refuses nobody: it is counted as such, never as a refusal, and never
+    logged as one. A CURVE peer that sealed its hello for another server key is refused,
+    with the reason libzmq gives (the node sees it first, every time it retries)."""
+    c = secure
+    for port in c.ports:
+        for _ in range(5):
+            with socket.create_connection(("127.0.0.1", port), timeout=2):
+                pass
+    ctx = zmq.Context()
+    try:
+        wrong_server, _ = zmq.curve_keypair()
+        public, secret = zmq.curve_keypair()
+        dealers = []  # (kept referenced: a collected socket closes before it connects)
+        for port in c.ports:  # after the health checks: its refusal is counted after theirs
+            s = ctx.socket(zmq.DEALER)
+            s.setsockopt(zmq.LINGER, 0)
+            s.curve_serverkey, s.curve_publickey, s.curve_secretkey = (
+                wrong_server, public, secret)
+            s.connect(f"tcp://127.0.0.1:{port}")
+            dealers.append(s)
+        nodes = Cluster.wait_for(
+            lambda: (lambda ns: ns if all(n["counters"]["refused"] >= 1 for n in ns)
+                     else None)(statuses(c)), "every node counted the wrongly keyed peer")
+    finally:
+        ctx.destroy(linger=0)
+    assert all(n["counters"]["handshakes_closed"] >= 5 for n in nodes), nodes
+    refused = [json.loads(line) for line in (c.dir / "paxos.log").read_text().splitlines()
+               if '"event": "refused"' in line or '"event":"refused"' in line]
+    assert {e["process"] for e in refused} == {"node0", "node1", "node2"}
+    assert all("sealed its hello for another server key" in e["msg"] for e in refused), refused

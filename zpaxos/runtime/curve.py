@@ -78,6 +78,7 @@ class ZapHandler:
         self.curve = curve
         self.log = log
         self.refused = 0
+        self.closed = 0  # TCP connections closed mid-handshake (health checks): no refusal
         self._last_logged: dict[tuple[str, bytes], float] = {}
         self.sock: Sock = ctx.socket(zmq.REP)
         self.sock.setsockopt(zmq.LINGER, 0)
@@ -128,8 +129,14 @@ class ZapHandler:
 
 class ServerWatch:
     """Reads the ROUTER's monitor: a peer that fails the handshake before ZAP is asked
-    (plaintext against CURVE, a garbled or wrongly keyed CURVE hello) is refused too,
-    and counted and logged (throttled) like a key ZAP refused."""
+    (plaintext against CURVE, a CURVE hello sealed for another server key) is refused too,
+    and counted and logged (throttled) like a key ZAP refused.
+
+    Only HANDSHAKE_FAILED_PROTOCOL is a refusal: libzmq reports it with the ZMTP error that
+    says why. HANDSHAKE_FAILED_NO_DETAIL is a TCP connection closed before its handshake
+    ended: a load balancer's health check, a port scan, a forwarder whose client went away
+    (or, when the peer noticed a mismatch first, a plaintext peer). That refuses nobody, so
+    it is only counted (``closed``), never logged as a refusal."""
 
     EVENTS = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 
@@ -145,12 +152,12 @@ class ServerWatch:
             except zmq.Again:
                 return
             ev = parse_monitor_message(frames)
-            why = ("handshake failed (plaintext, or CURVE with a wrong server key)"
-                   if int(ev["event"]) == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-                   else "CURVE handshake failed")
+            if int(ev["event"]) != zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+                self.zap.closed += 1
+                continue
             raw = ev.get("endpoint", b"")
             where = raw.decode("ascii", "replace") if isinstance(raw, bytes) else str(raw)
-            self.zap.count_refusal(where[:64], b"", why)
+            self.zap.count_refusal(where[:64], b"", server_refusal(int(ev["value"])))
 
     def close(self) -> None:
         try:
@@ -171,6 +178,15 @@ class ServerWatch:
 _PROTOCOL_ERRORS: dict[int, str] = {
     int(getattr(zmq, n)): n.removeprefix("PROTOCOL_ERROR_")
     for n in dir(zmq) if n.startswith("PROTOCOL_ERROR_")}
+def server_refusal(code: int) -> str:
+    """Why a node refused a peer's handshake, from libzmq's ZMTP error code."""
+    if code == getattr(zmq, "PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH", -1):
+        return "handshake failed: the peer does not use CURVE (plaintext against CURVE)"
+    if code == getattr(zmq, "PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC", -1):
+        return "CURVE handshake failed: the peer sealed its hello for another server key"
+    return f"handshake failed ({_PROTOCOL_ERRORS.get(code, 'protocol error')})"
+
+
 HANDSHAKE_CLOSED = ("handshake closed, not reachable (down behind a proxy? is CURVE "
                     "configured the same on both sides?)")
 WATCHED = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL

@@ -200,6 +200,7 @@ class Node:
         stats["undeliverable"] = sockets.wire.undeliverable
         if sockets.zap is not None:
             stats["refused"] = sockets.zap.refused
+            stats["handshakes_closed"] = sockets.zap.closed
         stats["voting"] = int(self.admission.voting)
         stats["not_voting_dropped"] = self.admission.dropped
 
