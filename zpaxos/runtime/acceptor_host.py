@@ -18,7 +18,9 @@ store's read side) the host keeps only a bounded cache: before a batch reaches t
 reads the durable state of every key the batch names that is not cached (one query), so
 the core votes on exactly what is on disk, as if it had always been in memory; status and
 sync pages are walks down the store's key index, overlaid with the pass's own unsaved
-changes. A node with a million decided keys then holds a few tens of thousands of them,
+changes; a RangePrepare reads only its range's keys (an index seek), and a pass takes only
+so many RangePrepares (RANGE_ROWS_PER_PASS), leaving the rest, in order, to the next.
+A node with a million decided keys then holds a few tens of thousands of them,
 and starts without reading any. Eviction only ever drops states that are durable: it runs
 at the start of a pass, when the loop has persisted every earlier pass, except the
 learned decisions it let wait (``Ready.lazy``): the loop's source must show those over the
