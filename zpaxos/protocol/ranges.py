@@ -58,7 +58,29 @@ MAX_SCAN = 4096  # keys of a range one RangePrepare looks at; beyond, ``more`` i
 MAX_USED = 100_000  # keys one lease gives out; then it retires (renewed, ``used`` emptied)
 _SEPARATORS = "-_."
 
-__all__ = ["MAX_RANGES", "MAX_SCAN", "Lease", "RangeTable", "busy_keys", "range_prefix"]
+__all__ = ["MAX_RANGES", "MAX_SCAN", "Lease", "RangeTable", "busy_keys", "prefix_end",
+           "range_prefix"]
+
+_MAX_CODE_POINT = 0x10FFFF
+_SURROGATES = range(0xD800, 0xE000)  # no key holds one: text in SQLite is UTF-8
+
+
+def prefix_end(prefix: str) -> str | None:
+    """The least string above every key that starts with ``prefix`` (None: no such
+    bound, for ``""`` or a prefix of nothing but U+10FFFF), so that the keys of the range
+    are exactly those with ``prefix <= key < prefix_end(prefix)``: a seek down a sorted
+    index, never a walk past the range's last key. Its last character that can grow, grown
+    by one (``job-`` -> ``job.``); the characters after it (each U+10FFFF) are dropped.
+    Surrogates are skipped (U+D7FF grows to U+E000): no key can hold one."""
+    i = len(prefix)
+    while i > 0 and ord(prefix[i - 1]) == _MAX_CODE_POINT:
+        i -= 1
+    if i == 0:
+        return None
+    c = ord(prefix[i - 1]) + 1
+    if c in _SURROGATES:
+        c = _SURROGATES.stop
+    return prefix[:i - 1] + chr(c)
 
 
 def range_prefix(key: str) -> str | None:

@@ -157,7 +157,8 @@ class Admission:
                         self.synced.add(src)
             else:
                 self.dropped += 1
-        ready = self.host.handle(forward) if forward else Ready()
+        # A pass with nothing new still runs the RangePrepares the last one left waiting.
+        ready = self.host.handle(forward) if forward or self.host.deferred else Ready()
         ready.send.extend(mine.send)
         self._advance(ready)
         return ready
