@@ -62,7 +62,7 @@ def test_cli_get_set_cas_delete(running: Cluster) -> None:
     # Status shows each node's version of the register (a quorum has the latest).
     assert sorted(versions(running, "cfg"))[-2:] == [5, 5]
     table = running.run("status").out
-    assert "@cfg" in table and "v5 back" in table
+    assert "@cfg" in table and "version 5: 'back'" in table
     # The log file has the register rounds, as it has propose's (zpaxos trace draws them).
     log = (running.dir / "paxos.log").read_text()
     assert '"type":"RACCEPT"' in log and '"state":"v5=back"' in log
@@ -173,3 +173,22 @@ def test_real_history_with_kill9_is_linearizable(running: Cluster) -> None:
     assert {o.kind for o in done} >= {GET, SET, CAS}
     ok, why = check(history)
     assert ok, why
+
+
+def test_status_shows_a_register_at_the_size_limit_shortened(running: Cluster) -> None:
+    """A register holding exactly 1 MiB (the limit on a value): a node's status entry holds
+    its state, the value and a few bytes more, and must still be read (issue 26.1: every
+    node showed as down, exit 1, and nothing was logged)."""
+    from zpaxos.protocol.registry import MAX_VALUE_BYTES
+
+    big = running.dir / "v"
+    big.write_bytes(b"b" * MAX_VALUE_BYTES)
+    assert running.run("set", "bigreg", "--value-file", str(big)).code == 0
+    r = running.run("status")
+    assert r.code == 0, r.out
+    assert r.out.splitlines()[-1] == "all 3 nodes reachable"
+    rows = [line for line in r.out.splitlines() if "@bigreg" in line]
+    assert len(rows) == 3 and all(" yes " in row for row in rows), r.out
+    assert all(f"version 1: '{'b' * 20}'... ({MAX_VALUE_BYTES} bytes)" in row for row in rows)
+    doc = running.run("status", "--json", "--register", "bigreg").json
+    assert all(n["keys"]["@bigreg"]["value"] == "b" * MAX_VALUE_BYTES for n in doc["nodes"])

@@ -371,7 +371,10 @@ class Client:
         replies: dict[int, StatusReply] = {}
         deadline = time.monotonic() + timeout_s
         refused: dict[int, str] = {}
-        while len(replies) + len(refused) < len(self.cluster.nodes):
+        unreadable = self.sockets.wire.unreadable
+        unreadable.clear()
+        while len(replies) + len(refused) + len(unreadable.keys() - replies.keys()) < len(
+                self.cluster.nodes):
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -382,10 +385,14 @@ class Client:
                 refused = {i: why for i, why in self.sockets.watch.refused.items()
                            if i not in replies}
         out = []
+        unreadable = self.sockets.wire.unreadable  # logged by the wire as "malformed"
         for n in self.cluster.nodes:
             r = replies.get(n.id)
             if r is not None:
                 out.append(NodeStatus(n.id, n.endpoint, True, r.keys, r.truncated, r.stats))
+            elif n.id in unreadable:  # it answered: reachable, but we cannot show its state
+                out.append(NodeStatus(n.id, n.endpoint, True, error=f"its reply could not be "
+                                      f"read ({unreadable[n.id]}); see the log"))
             else:
                 out.append(NodeStatus(n.id, n.endpoint, False, error=refused.get(n.id, "")))
         return out

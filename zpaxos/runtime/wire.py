@@ -64,6 +64,9 @@ class Wire:
         self.sent = 0
         self.malformed = 0
         self.undeliverable = 0
+        # Why the last frame from each node (a DEALER's source: a node id, so bounded)
+        # was dropped: a client can then say "its reply could not be read", not "down".
+        self.unreadable: dict[int, str] = {}
 
     def send(self, sock: Sock, msgs: Sequence[Message], dst: Src,
              ident: bytes | None = None) -> bool:
@@ -137,6 +140,8 @@ class Wire:
             self.malformed += 1
             self.log.event("malformed", str(e), logging.WARNING, peer=src_name(src),
                            dropped=self.malformed)
+            if type(src) is int:
+                self.unreadable[src] = str(e)
             return []
         msgs = batch.messages
         if self.log.enabled(logging.INFO):  # else no message of the batch is logged
