@@ -203,6 +203,60 @@ def test_bench_report_escapes_the_cluster_name():
     assert text.splitlines()[0].startswith("cluster: a\\nb.ini (3 nodes)")
 
 
+# ---------------------------------------------------------------- a node's terminal
+
+
+def test_a_proposer_gone_after_its_decision_is_no_warning_on_a_nodes_terminal(tmp_path):
+    """A proposer ends once a quorum answered; a slower node's reply then finds it gone.
+    That is normal: no WARNING on the node's terminal (issue 26.7), only a DEBUG line.
+    node2 is made the slow one: stopped (SIGSTOP) during the proposer's pause between its
+    phases, so its Accept and the Decide wait in its socket until the proposer has left."""
+    import signal
+
+    c = Cluster(tmp_path, log_level="DEBUG")
+    errs = [tmp_path / f"node{i}.err" for i in range(3)]
+    stopped = False
+    try:
+        for i in range(3):
+            c.start(i, stderr=errs[i])
+        assert c.run("propose", "Value_A").code == 0  # the lab's ordinary proposal
+
+        p = c.propose_bg("Value_B", "--key", "late", "--pause-between-phases", "1")
+        c.wait_for(lambda: any(e.get("event") == "pause" and e.get("key") == "late"
+                               for e in _events(tmp_path)), "the proposer's pause")
+        c.procs[2].send_signal(signal.SIGSTOP)
+        stopped = True
+        r = c.finish(p)
+        assert r.code == 0 and r.json["chosen"] == "Value_B", r.err
+        c.procs[2].send_signal(signal.SIGCONT)
+        stopped = False
+        c.wait_for(lambda: (c.node_state(2, "late") or {}).get("chosen") == "Value_B",
+                   "node2 learned the decision from the Decide it read late")
+    finally:
+        if stopped:
+            c.procs[2].send_signal(signal.SIGCONT)
+        c.stop_all()
+    gone = [e for e in _events(tmp_path) if e.get("event") == "undeliverable"
+            and e.get("process") == "node2"]
+    assert gone and all(e["level"] == "DEBUG" for e in gone), gone  # it did happen
+    for err in errs:
+        warnings = [line for line in err.read_text().splitlines() if "WARNING" in line]
+        assert not warnings, f"{err.name}: {warnings}"
+
+
+def _events(d: Path) -> list[dict]:
+    path = d / "paxos.log"
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            pass  # a line being written
+    return out
+
+
 # ---------------------------------------------------------------- status exit codes
 
 

@@ -113,10 +113,17 @@ class Wire:
     def _undeliverable(self, e: zmq.ZMQError, msgs: Sequence[Message], first: int,
                        peer: str) -> None:
         self.undeliverable += len(msgs)
-        why = ("peer has gone away" if e.errno == zmq.EHOSTUNREACH else
+        gone = e.errno == zmq.EHOSTUNREACH
+        why = ("peer has gone away" if gone else
                "send queue full" if e.errno == zmq.EAGAIN else e.strerror)
+        # A peer that has gone away is normal: a proposer leaves once a quorum answered,
+        # before the slower nodes' replies reach it (and a restarted peer reconnects
+        # under a new routing id). Paxos needs no reply to arrive. A full queue is not.
+        level = logging.DEBUG if gone else logging.WARNING
+        if not self.log.enabled(level):
+            return
         for i, msg in enumerate(msgs):
-            self.log.event("undeliverable", why, logging.WARNING, type=type_name(msg),
+            self.log.event("undeliverable", why, level, type=type_name(msg),
                            msg_id=codec.msg_id(self.prefix, first + i + 1), peer=peer,
                            **message_fields(msg))
 
