@@ -74,11 +74,36 @@ def test_cli_usage_errors(running: Cluster) -> None:
     assert r.code == 2 and "\n" not in r.err.strip() and "Traceback" not in r.err
 
 
+def all_voting(c: Cluster) -> None:
+    """Wait until every node votes (a node just started waits for its peers first)."""
+    c.wait_for(lambda: all(n["reachable"] and n["counters"].get("voting") == 1
+                           for n in c.status()["nodes"]), "every node voting")
+
+
 def test_no_quorum_is_its_own_exit_code(running: Cluster) -> None:
+    all_voting(running)
     running.kill(1)
     running.kill(2)
     r = running.run("set", "r", "x", "--timeout", "1", "--json")
     assert r.code == 1 and r.json["status"] == NO_QUORUM
+    assert r.json["no_reply_from"] == ["node1", "node2"]
+
+
+def test_register_commands_explain_failures_as_propose_does(running: Cluster) -> None:
+    """One explanation for every command: what did not happen, why, which nodes never
+    answered (issue 26.6: the register commands did not name them)."""
+    all_voting(running)
+    running.kill(1)
+    running.kill(2)
+    p = running.run("propose", "x", "--key", "k", "--timeout", "1", "-q")
+    assert (p.code, p.err) == (1, "no value chosen for k: no value chosen within the 1 s "
+                                  "deadline; no reply from node1, node2\n")
+    for args in (["get", "r"], ["set", "r", "x"], ["cas", "r", "x", "--expect-absent"],
+                 ["delete", "r"]):
+        r = running.run(*args, "--timeout", "1")
+        assert (r.code, r.out) == (1, ""), (args, r.err)
+        assert r.err == ("no quorum on register r, nothing written: no quorum within the 1 s "
+                         "deadline; no reply from node1, node2\n"), args
 
 
 def test_a_register_survives_kill9_and_never_goes_back(running: Cluster) -> None:

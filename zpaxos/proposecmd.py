@@ -73,7 +73,7 @@ def _logging(cluster: Any, process: str, quiet: bool, summary: Any = None) -> An
 
 
 def _named(text: str) -> str:
-    from zpaxos.pictures.rounds import with_node_names
+    from zpaxos.explain import with_node_names
 
     return with_node_names(text)
 
@@ -126,22 +126,27 @@ def run_propose(value: str | None, value_file: str | None, key: str | None, dela
     started = time.monotonic()
     key = key or DEFAULT_KEY
     outcome = None
+    connected: frozenset[int] = frozenset()
     try:
         # fast=False: the lab shows both phases of every proposal (no range promises).
         with Client(cluster, log, client_id, key_file=client_key, fast=False) as client:
             log.event("start", role="proposer", key=key, value=data)
             outcome = client.propose(data, key, opts, wakeup, staging)
+            connected = client.connected
     except Interrupted:
         raise KeyboardInterrupt from None
     except ConfigError as e:  # the client's CURVE key
         raise Failure(str(e), EXIT_USAGE) from None
     except Refused as e:
-        raise Failure(f"cannot propose: {e}") from None
+        from zpaxos.explain import refused_line
+
+        raise Failure(refused_line("propose", e)) from None
     finally:
         wakeup.close()
         log.event("stop", key=key, rounds=outcome.rounds if outcome else None,
                   interrupted=outcome is None or None)
-    _print_outcome(outcome, (time.monotonic() - started) * 1000, as_json, log.process)
+    _print_outcome(outcome, (time.monotonic() - started) * 1000, as_json, log.process,
+                   connected)
     if outcome.chosen is None:
         sys.exit(EXIT_FAILED)
 
@@ -174,7 +179,8 @@ def _value(value: str | None, value_file: str | None) -> bytes:
     return data
 
 
-def _print_outcome(o: Any, elapsed_ms: float, as_json: bool, proposer: str) -> None:
+def _print_outcome(o: Any, elapsed_ms: float, as_json: bool, proposer: str,
+                   connected: frozenset[int] = frozenset()) -> None:
     import json
 
     from zpaxos.naming import node_name
@@ -194,9 +200,10 @@ def _print_outcome(o: Any, elapsed_ms: float, as_json: bool, proposer: str) -> N
         }))
         return
     if o.chosen is None:
-        who = f"; no reply from {', '.join(silent)}" if silent else ""
-        echo(f"no value chosen for {printable(o.key)}: {printable(_named(o.reason))}{who}",
-                   err=True)
+        from zpaxos.explain import failure_line
+
+        echo(failure_line(f"no value chosen for {printable(o.key)}", o.reason, o.silent,
+                          connected), err=True)
         return
     echo(result_line(o, told_by, elapsed_ms))
 

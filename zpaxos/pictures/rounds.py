@@ -18,17 +18,12 @@ in the proposer.
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from typing import Any, TextIO
 
-from zpaxos.naming import as_node_name, node_name
+from zpaxos.explain import with_node_names
+from zpaxos.naming import as_node_name
 from zpaxos.printable import printable
-
-
-def with_node_names(text: str) -> str:
-    """The core says "acceptor 1"; people see nodes named as everywhere else ("node1")."""
-    return re.sub(r"\bacceptor (\d+)\b", lambda m: node_name(int(m.group(1))), text)
 
 
 def _plural(n: int, one: str, many: str | None = None) -> str:

@@ -293,6 +293,12 @@ class Client:
             raise Refused("; ".join(f"{node_name(i)} {why}"
                                     for i, why in sorted(watch.refused.items())))
 
+    @property
+    def connected(self) -> frozenset[int]:
+        """The nodes whose connection is up now: running, whether or not they answer."""
+        watch = self.sockets.watch
+        return frozenset(watch.up) if watch is not None else frozenset()
+
     # ---- registers (rewritable, linearizable; zpaxos.runtime.register_client)
 
     def _registers(self) -> Registers:
@@ -305,7 +311,8 @@ class Client:
             # compared only with register ballots, and this is the client's one register
             # host, so they stay unique.
             self._regs = Registers(self.sockets, [n.id for n in self.cluster.nodes],
-                                   random.Random(self.rng.random()), self.id, stop)
+                                   random.Random(self.rng.random()), self.id, stop,
+                                   self._check_refusals)
         return self._regs
 
     def register_options(self, one_rtt: bool = True, **overrides: Any) -> RegisterOptions:
