@@ -214,12 +214,12 @@ def result_line(o: Any, told_by: str | None, elapsed_ms: float) -> str:
     adopt; already chosen (before it came, or by another proposer while it waited),
     whatever it proposed. The ballot is the one that chose the value, not merely this
     proposer's last one."""
-    from zpaxos.printable import printable
+    from zpaxos.printable import printable, value_text
 
     at = "ballot unknown" if o.chosen_ballot.is_zero else f"ballot {o.chosen_ballot}"
     took = f"{o.rounds} round{'s' if o.rounds != 1 else ''}, {elapsed_ms:.0f} ms"
-    head = f"{printable(o.key)} = {printable(o.chosen)}"
-    proposed = printable(o.proposed)
+    head = f"{printable(o.key)} = {value_text(o.chosen)}"
+    proposed = value_text(o.proposed)
     if o.how == "already":
         who = f" ({told_by} said so)" if told_by else ""
         mine = "it proposed the same value" if o.own else f"it proposed {proposed}"

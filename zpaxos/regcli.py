@@ -105,11 +105,11 @@ def _run(name: str, op: Any, config: str | None, client_key: Path | None,
 
 def describe(r: Any) -> str:
     """``r = 'three' (version 3)``; ``r is absent (version 4)``."""
-    from zpaxos.printable import printable
+    from zpaxos.printable import printable, value_text
 
     if r.value is None:
         return f"{printable(r.key)} is absent (version {r.version})"
-    return f"{printable(r.key)} = {printable(r.value)!r} (version {r.version})"
+    return f"{printable(r.key)} = {value_text(r.value)} (version {r.version})"
 
 
 def print_result(r: Any, ms: float, as_json: bool,
