@@ -54,6 +54,10 @@ def test_cli_get_set_cas_delete(running: Cluster) -> None:
     assert running.run("delete", "cfg").out.strip() == "cfg is absent (version 4)"
     r = running.run("get", "cfg")
     assert (r.code, r.out.strip()) == (0, "cfg is absent (version 4)")
+    # The version is labelled: "v4 (absent)" read as if a value were there (issue 26.4).
+    rows = [line for line in running.run("status", "--register", "cfg").out.splitlines()
+            if "@cfg" in line]
+    assert sum(line.endswith("version 4: deleted  (register)") for line in rows) >= 2, rows
     r = running.run("cas", "cfg", "back", "--expect-absent", "--json")
     assert r.code == 0 and r.json["version"] == 5  # a tombstone keeps the version
     # A write-once key of the same name is another thing entirely.
