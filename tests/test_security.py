@@ -7,6 +7,7 @@ sockets and raw TCP connections made here."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import sqlite3
 import stat
@@ -200,6 +201,24 @@ def nothing_changed(c: Cluster, refusers: list[int]) -> None:
     assert refused and all("address" in e and "key" in e for e in refused)
     stored = db_keys(c)
     assert all("k1" not in stored[i] for i in refusers)
+
+
+@pytest.mark.parametrize("args", [["get", "r"], ["set", "r", "x"],
+                                  ["cas", "r", "x", "--expect-absent"], ["delete", "r"]])
+def test_a_refused_register_command_names_the_refusal_at_once(secure, args):
+    """As propose does (above): the refusal, named, within moments, not 'no quorum' at
+    the deadline (issue 26.6)."""
+    c = secure
+    keygen(c.dir / "other", "mallory")
+    started = time.monotonic()
+    r = run(c.dir, *args, "--timeout", "30", "--config", str(c.config),
+            "--client-key", str(c.dir / "other/mallory.key_secret"))
+    took = time.monotonic() - started
+    assert r.code == 1 and r.out == "", r.err
+    # It ends once so many refused that no quorum can answer: two nodes, or all three.
+    assert re.fullmatch(rf"zpaxos {args[0]}: error: cannot {args[0]}: node\d refused our key"
+                        r"(; node\d refused our key){1,2}\n", r.err), r.err
+    assert took < 10  # the handshakes told it; it did not wait out the 30 s deadline
 
 
 def test_forged_frames_from_outsiders_change_nothing(secure):

@@ -244,8 +244,15 @@ def status(config: str | None, client_key: Path | None, key: str | None, registe
     cluster = _load(config)
     if register is not None:
         key = "@" + register  # a register's slot (zpaxos/protocol/regmessages.py)
+    # The log file, not stderr: a reply that cannot be read is logged there (and its
+    # node's row says so); status traffic itself is DEBUG. Status still runs where the
+    # log cannot be opened (a read-only directory): the rows then say it alone.
     try:
-        with Client(cluster, null_log("status"), key_file=client_key) as client:
+        log = _logging(cluster, "status", quiet=True)
+    except Failure:
+        log = null_log("status")
+    try:
+        with Client(cluster, log, key_file=client_key) as client:
             nodes = client.status(key, timeout)
     except ConfigError as e:  # the client's CURVE key
         raise Failure(str(e), EXIT_USAGE) from None

@@ -154,21 +154,32 @@ class LocalCluster:
         p = self.procs.get(i)
         return p is not None and p.poll() is None
 
-    def start(self, i: int) -> None:
-        """Start node ``i`` and wait until it says it is listening."""
+    def start(self, i: int, stderr: Path | None = None) -> None:
+        """Start node ``i`` and wait until it says it is listening. ``stderr``: the node
+        shows its log lines, as on a terminal, and they go to this file (default: -q)."""
         if self.is_running(i):
             raise RuntimeError(f"{node_name(i)} is already running")
-        p = subprocess.Popen(zpaxos_cmd("node", str(i), "--config", str(self.config), "-q"),
-                             cwd=self.dir, env=self.env or child_env(), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+        quiet = ("-q",) if stderr is None else ()
+        err: Any = subprocess.PIPE
+        if stderr is not None:
+            err = open(stderr, "ab")  # noqa: SIM115 - the child holds it; closed below
+        try:
+            p = subprocess.Popen(zpaxos_cmd("node", str(i), "--config", str(self.config),
+                                            *quiet),
+                                 cwd=self.dir, env=self.env or child_env(),
+                                 stdout=subprocess.PIPE, stderr=err, text=True)
+        finally:
+            if stderr is not None:
+                err.close()
         _live.add(p)
         self.procs[i] = p
         line = _read_line(p, START_TIMEOUT_S)
         if "listening on" not in line:
             p.kill()
-            _, err = p.communicate()
+            _, said = p.communicate()
             _live.discard(p)
-            raise NodeStartError(f"{node_name(i)} did not start: {(line + err).strip()}")
+            said = said or (stderr.read_text() if stderr is not None else "")
+            raise NodeStartError(f"{node_name(i)} did not start: {(line + said).strip()}")
 
     def start_all(self) -> None:
         for i in self.node_ids:

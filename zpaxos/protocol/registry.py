@@ -54,6 +54,7 @@ from zpaxos.protocol.regmessages import (
     OP_ID_MAX_BYTES,
     RECENT_OPS,
     REGISTER_PREFIX,
+    STATE_OVERHEAD_BYTES,
     RAccept,
     RAccepted,
     RegState,
@@ -63,6 +64,9 @@ from zpaxos.protocol.regmessages import (
 )
 
 MAX_VALUE_BYTES = 1 << 20  # 1 MiB per value
+# A status entry's accepted value is what the acceptor holds: for a register's slot, its
+# encoded state, a value of up to MAX_VALUE_BYTES and the state's own fields.
+MAX_SLOT_BYTES = MAX_VALUE_BYTES + STATE_OVERHEAD_BYTES
 MAX_ROUND = (1 << 63) - 1  # fits SQLite's signed 64-bit integers
 MAX_ENTRIES = 100_000  # entries in one status or sync page
 MAX_BUSY = 1024  # keys a RangePromise names as not fresh (more: two phases for the range)
@@ -144,19 +148,25 @@ class _After(_Key):
 class _Value(Kind):
     name = "value"
 
+    def __init__(self, limit: int = MAX_VALUE_BYTES) -> None:
+        self.limit = limit
+
     def dec(self, x: Any, what: str) -> bytes:
         if type(x) is not bytes:
             raise DecodeError(f"{what}: expected bytes, got {describe(x)}")
-        if len(x) > MAX_VALUE_BYTES:
-            raise DecodeError(f"{what}: {len(x)} bytes is over the {MAX_VALUE_BYTES}-byte limit")
+        if len(x) > self.limit:
+            raise DecodeError(f"{what}: {len(x)} bytes is over the {self.limit}-byte limit")
         return x
 
 
 class _OptValue(Kind):
     name = "value or none"
 
+    def __init__(self, limit: int = MAX_VALUE_BYTES) -> None:
+        self.value = _Value(limit)
+
     def dec(self, x: Any, what: str) -> bytes | None:
-        return None if x is None else VALUE.dec(x, what)
+        return None if x is None else self.value.dec(x, what)
 
 
 class _Bool(Kind):
@@ -357,6 +367,7 @@ class _RegState(Kind):
 KEY, OPT_KEY, AFTER = _Key(), _OptKey(), _After()
 STATUS_KEY, OPT_STATUS_KEY = _StatusKey(), _OptStatusKey()
 VALUE, OPT_VALUE, BOOL = _Value(), _OptValue(), _Bool()
+OPT_SLOT_VALUE = _OptValue(MAX_SLOT_BYTES)  # an acceptor's value: a register's is its state
 BALLOT, REAL_BALLOT = _Ballot(), _RealBallot()
 NODE_ID = _Int(0, 65535)
 INCARNATION = _Token("incarnation", (0, 16))
@@ -368,8 +379,8 @@ REG_STATE = _RegState()
 
 KEY_STATUS = _Record(
     "status entry",
-    [("key", STATUS_KEY), ("promised", BALLOT), ("accepted", BALLOT), ("value", OPT_VALUE),
-     ("chosen", OPT_VALUE), ("chosen ballot", BALLOT)],
+    [("key", STATUS_KEY), ("promised", BALLOT), ("accepted", BALLOT),
+     ("value", OPT_SLOT_VALUE), ("chosen", OPT_VALUE), ("chosen ballot", BALLOT)],
     KeyStatus,
     lambda k: (k.key, k.promised, k.accepted, k.value, k.chosen, k.chosen_ballot),
 )

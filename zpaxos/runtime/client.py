@@ -294,6 +294,12 @@ class Client:
             raise Refused("; ".join(f"{node_name(i)} {why}"
                                     for i, why in sorted(watch.refused.items())))
 
+    @property
+    def connected(self) -> frozenset[int]:
+        """The nodes whose connection is up now: running, whether or not they answer."""
+        watch = self.sockets.watch
+        return frozenset(watch.up) if watch is not None else frozenset()
+
     # ---- registers (rewritable, linearizable; zpaxos.runtime.register_client)
 
     def _registers(self) -> Registers:
@@ -306,7 +312,8 @@ class Client:
             # compared only with register ballots, and this is the client's one register
             # host, so they stay unique.
             self._regs = Registers(self.sockets, [n.id for n in self.cluster.nodes],
-                                   random.Random(self.rng.random()), self.id, stop)
+                                   random.Random(self.rng.random()), self.id, stop,
+                                   self._check_refusals)
         return self._regs
 
     def register_options(self, one_rtt: bool = True, **overrides: Any) -> RegisterOptions:
@@ -372,7 +379,10 @@ class Client:
         replies: dict[int, StatusReply] = {}
         deadline = time.monotonic() + timeout_s
         refused: dict[int, str] = {}
-        while len(replies) + len(refused) < len(self.cluster.nodes):
+        unreadable = self.sockets.wire.unreadable
+        unreadable.clear()
+        while len(replies) + len(refused) + len(unreadable.keys() - replies.keys()) < len(
+                self.cluster.nodes):
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -384,10 +394,14 @@ class Client:
                            if i not in replies}
         closed = self.handshake_closed()
         out = []
+        unreadable = self.sockets.wire.unreadable  # logged by the wire as "malformed"
         for n in self.cluster.nodes:
             r = replies.get(n.id)
             if r is not None:
                 out.append(NodeStatus(n.id, n.endpoint, True, r.keys, r.truncated, r.stats))
+            elif n.id in unreadable:  # it answered: reachable, but we cannot show its state
+                out.append(NodeStatus(n.id, n.endpoint, True, error=f"its reply could not be "
+                                      f"read ({unreadable[n.id]}); see the log"))
             else:
                 why = refused.get(n.id) or (HANDSHAKE_CLOSED if n.id in closed else "")
                 out.append(NodeStatus(n.id, n.endpoint, False, error=why))
