@@ -162,7 +162,7 @@ def test_a_refused_proposer_fails_fast_and_changes_nothing(secure, who):
     assert r.code == 1 and r.err.startswith("zpaxos propose: error: cannot propose: node"), r.err
     assert why in r.err and r.err.count("\n") == 1
     assert took < 10  # the handshake told it; it did not wait out the 30 s deadline
-    nothing_changed(c, [0, 1, 2])
+    nothing_changed(c, [0, 1, 2], plaintext=who == "no-key")
 
 
 CLOSED = ("handshake closed, not reachable (down behind a proxy? is CURVE configured the same "
@@ -189,16 +189,23 @@ def test_a_wrong_server_key_is_a_node_not_reachable_with_a_hint(secure):
     nothing_changed(c, [0, 1])  # node2's key is right: it answers (a minority: no decision)
 
 
-def nothing_changed(c: Cluster, refusers: list[int]) -> None:
+def nothing_changed(c: Cluster, refusers: list[int], plaintext: bool = False) -> None:
     """The refusing nodes hold nothing of k1, counted and logged the refusals, and no
-    node has k1 chosen."""
+    node has k1 chosen.
+
+    ``plaintext``: the peer ran without CURVE. Which side sees the mismatch first is a race
+    in libzmq: when the node does, it refuses the peer (counted, logged); when the peer
+    does, it hangs up, and the node sees only a handshake closed (counted as such, as a
+    health check is, never logged as a refusal)."""
     nodes = statuses(c)
     assert all("k1" not in nodes[i]["keys"] for i in refusers)
     assert all(n["keys"].get("k1", {}).get("chosen") is None for n in nodes)
-    assert sum(nodes[i]["counters"]["refused"] for i in refusers) >= 2
+    counted = ("refused", "handshakes_closed") if plaintext else ("refused",)
+    assert sum(nodes[i]["counters"].get(k, 0) for i in refusers for k in counted) >= 2
     refused = [json.loads(line) for line in (c.dir / "paxos.log").read_text().splitlines()
                if '"refused"' in line and '"process":"node' in line]
-    assert refused and all("address" in e and "key" in e for e in refused)
+    assert plaintext or refused
+    assert all("address" in e and "key" in e for e in refused)
     stored = db_keys(c)
     assert all("k1" not in stored[i] for i in refusers)
 
