@@ -527,6 +527,17 @@ def _add_register_commands() -> None:
 _add_register_commands()
 
 
+def _add_transfer_commands() -> None:
+    """export, import: JSON lines through the protocol (zpaxos/transfercli.py)."""
+    from zpaxos.transfercli import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
+_add_transfer_commands()
+
+
 def _fail(command: str, message: str, code: int) -> NoReturn:
     click.echo(f"{command}: error: {message}", err=True)
     sys.exit(code)

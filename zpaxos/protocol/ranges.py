@@ -51,9 +51,9 @@ from zpaxos.protocol.messages import (
     RangePrepare,
     RangePromise,
 )
-from zpaxos.protocol.registry import MAX_BUSY
+from zpaxos.protocol.registry import MAX_BUSY, MAX_RANGE_ENTRIES
 
-MAX_RANGES = 4096  # range promises one acceptor holds; beyond, a new range is refused
+MAX_RANGES = MAX_RANGE_ENTRIES  # range promises one acceptor holds; beyond, a new one is refused
 MAX_SCAN = 4096  # keys of a range one RangePrepare looks at; beyond, ``more`` is set
 MAX_USED = 100_000  # keys one lease gives out; then it retires (renewed, ``used`` emptied)
 _SEPARATORS = "-_."
