@@ -18,7 +18,6 @@ from zpaxos.client import Client, load_config
 from zpaxos.protocol.messages import ZERO, SyncReply, SyncRequest
 from zpaxos.runtime.transfer import TransferError, decided_keys, parse_line, validate_file
 
-
 # --------------------------------------------------------------------------- lines
 
 
@@ -134,6 +133,14 @@ def test_export_then_import_into_another_cluster(two_clusters, tmp_path: Path) -
         c.set("cfg", "one")
         c.set("gone", "x")
         c.delete("gone")
+    # The client took the range "job-" on every node (its fast path): status shows it.
+    r = src.run("status", "--ranges")
+    assert "range promises: node0 1, node1 1, node2 1" in r.out, r.out
+    assert [ln.split()[:2] for ln in r.out.splitlines() if "job-*" in ln] == \
+        [["node0", "job-*"], ["node1", "job-*"], ["node2", "job-*"]]
+    doc = src.run("status", "--json").json
+    assert [n["ranges"][0]["prefix"] for n in doc["nodes"]] == ["job-"] * 3
+    assert all(n["counters"]["ranges"] == 1 for n in doc["nodes"])
     out = tmp_path / "all.jsonl"
     r = src.run("export", "--registers", "--out", str(out))
     assert r.code == 0, r.err
