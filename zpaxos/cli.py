@@ -88,6 +88,12 @@ def node(node_id: int, config: str | None, quiet: bool, new: bool) -> None:
     except ConfigError as e:
         raise Failure(str(e), EXIT_USAGE) from None
     log = _logging(cluster, cfg.name, quiet)
+    import signal
+
+    from zpaxos.runtime.log import reopen_logs
+
+    # logrotate: move paxos.log aside, then SIGHUP; the next record opens a new file.
+    signal.signal(signal.SIGHUP, lambda *_: reopen_logs())
     store = None
     try:
         # The store takes the data directory's lock first and holds it until n.close().
