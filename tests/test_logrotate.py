@@ -12,7 +12,8 @@ import pytest
 
 from tests.harness import Cluster
 from zpaxos.client import Client, load_config
-from zpaxos.runtime.config import ConfigError, load_config as load
+from zpaxos.runtime.config import ConfigError
+from zpaxos.runtime.config import load_config as load
 from zpaxos.runtime.log import EventLog, SharedFileHandler, _JsonFormatter
 
 pytestmark = pytest.mark.e2e
