@@ -160,7 +160,8 @@ def _raw(*top):
     (_one("ACCEPT", "k", [1, b"x"], "text"), "bytes"),
     (_one("ACCEPT", "k", [1, b"x"], b"v" * (codec.MAX_VALUE_BYTES + 1)), "bytes"),
     (_one("PROMISE", "k", [1, b"x"], [1, b"y"], None), "go together"),
-    (_one("STATUS_REPLY", 1, [["k"]], False, []), "status entry"),
+    (_one("STATUS_REPLY", 1, [["k"]], False, [], []), "status entry"),
+    (_one("STATUS_REPLY", 1, [], False, [], [["p-", [0, b"x"]]]), "ranges ballot"),
     (_one("SYNC_REPLY", "", [["k", b"v", [0, b""]]], 1), "true/false"),
 ])
 def test_garbage_is_a_decode_error(frame, why):

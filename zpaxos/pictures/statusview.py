@@ -53,6 +53,7 @@ def status_json(nodes: Sequence[NodeStatus]) -> str:
             {"id": n.id, "endpoint": n.endpoint, "reachable": n.reachable,
              "error": n.error or None, "counters": dict(n.stats),
              "truncated": n.truncated,
+             "ranges": [{"prefix": p, "ballot": _ballot(b)} for p, b in n.ranges],
              "keys": {k.key: _key_json(k) for k in n.keys}}
             for n in nodes]})
 
@@ -84,6 +85,21 @@ def health(nodes: Sequence[NodeStatus]) -> str:
                 f"can still be chosen)")
     return (f"unreachable: {', '.join(down)} ({up} of {n} reachable, no majority: nothing "
             f"can be chosen)")
+
+
+def ranges_lines(nodes: Sequence[NodeStatus], listed: bool) -> list[str]:
+    """How many range promises each node holds (zpaxos/protocol/ranges.py); ``listed``:
+    each one too, as ``prefix* ballot``."""
+    counts = [(n, dict(n.stats).get("ranges", 0)) for n in nodes if n.reachable]
+    if not any(c for _, c in counts) and not listed:
+        return []
+    out = ["range promises: " + ", ".join(f"{node_name(n.id)} {c}" for n, c in counts)]
+    if listed:
+        for n, c in counts:
+            out += [f"  {node_name(n.id)}  {printable(p)}*  {_ballot(b)}" for p, b in n.ranges]
+            if c > len(n.ranges):
+                out.append(f"  {node_name(n.id)}  ... ({c - len(n.ranges)} more)")
+    return out
 
 
 def status_table(nodes: Sequence[NodeStatus], key: str | None = None) -> str:

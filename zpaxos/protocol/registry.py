@@ -44,6 +44,8 @@ from zpaxos.protocol.messages import (
     RangeNack,
     RangePrepare,
     RangePromise,
+    RegistersReply,
+    RegistersRequest,
     StatusReply,
     StatusRequest,
     SyncReply,
@@ -69,6 +71,8 @@ MAX_VALUE_BYTES = 1 << 20  # 1 MiB per value
 MAX_SLOT_BYTES = MAX_VALUE_BYTES + STATE_OVERHEAD_BYTES
 MAX_ROUND = (1 << 63) - 1  # fits SQLite's signed 64-bit integers
 MAX_ENTRIES = 100_000  # entries in one status or sync page
+MAX_NAMES = 1000  # register names in one RegistersReply
+MAX_RANGE_ENTRIES = 4096  # range promises in one status reply (ranges.MAX_RANGES)
 MAX_BUSY = 1024  # keys a RangePromise names as not fresh (more: two phases for the range)
 
 # Directions: a Paxos message goes to acceptors, to proposers or (Decide) both ways;
@@ -386,6 +390,8 @@ KEY_STATUS = _Record(
 )
 COUNTER = _Record("counter", [("name", _Name()), ("count", _Int(0, MAX_ROUND))],
                   lambda n, c: (n, c), lambda e: e)
+RANGE_ENTRY = _Record("range promise", [("prefix", KEY), ("ballot", REAL_BALLOT)],
+                      lambda p, b: (p, b), lambda e: e)
 SYNC_ENTRY = _Record("sync entry", [("key", KEY), ("value", VALUE), ("ballot", BALLOT)],
                      lambda k, v, b: (k, v, b), lambda e: e)
 
@@ -546,7 +552,8 @@ SPECS: tuple[Spec, ...] = (
          ChartStyle("#7f7f7f", "#555555", "2 3"), drawn=False),
     Spec(StatusReply, b"STATUS_REPLY",
          (("node", NODE_ID), ("keys", _ListOf(KEY_STATUS)), ("truncated", BOOL),
-          ("stats", _ListOf(COUNTER, 64))), RUNTIME,
+          ("stats", _ListOf(COUNTER, 64)), ("ranges", _ListOf(RANGE_ENTRY, MAX_RANGE_ENTRIES))),
+         RUNTIME,
          ("keys", "truncated"), _simple("keys"), ChartStyle("#7f7f7f", "#555555", "2 3"),
          drawn=False),
     Spec(SyncRequest, b"SYNC", (("after", AFTER),), RUNTIME, ("after",),
@@ -556,6 +563,11 @@ SPECS: tuple[Spec, ...] = (
          (("after", AFTER), ("chosen", _ListOf(SYNC_ENTRY)), ("more", BOOL)), RUNTIME,
          ("after", "chosen", "more"), _sync_reply_parts,
          ChartStyle("#16a085", "#0e6655", "2 3")),
+    Spec(RegistersRequest, b"REGISTERS", (("after", AFTER),), RUNTIME, ("after",), _simple(),
+         ChartStyle("#7f7f7f", "#555555", "2 3"), drawn=False),
+    Spec(RegistersReply, b"REGISTERS_REPLY",
+         (("after", AFTER), ("names", _ListOf(KEY, MAX_NAMES)), ("more", BOOL)), RUNTIME,
+         ("after", "more"), _simple(), ChartStyle("#7f7f7f", "#555555", "2 3"), drawn=False),
     Spec(CheckAccepted, b"CHECK", (("key", KEY), ("ballot", REAL_BALLOT)), RUNTIME,
          ("key", "ballot"), _simple("ballot"), ChartStyle("#8e44ad", "#6c3483", "2 3")),
     Spec(AcceptedAt, b"CHECKED", (("key", KEY), ("ballot", REAL_BALLOT), ("value", OPT_VALUE)),

@@ -51,6 +51,8 @@ from zpaxos.protocol.messages import (
     Prepare,
     ProtocolMessage,
     RangePrepare,
+    RegistersReply,
+    RegistersRequest,
     StatusReply,
     StatusRequest,
     SyncReply,
@@ -59,12 +61,14 @@ from zpaxos.protocol.messages import (
 from zpaxos.protocol.ranges import MAX_SCAN
 from zpaxos.protocol.register import RegAcceptor
 from zpaxos.protocol.registry import REGISTER_TYPES, TO_ACCEPTOR_TYPES, type_name
-from zpaxos.protocol.regmessages import RegisterMessage, register_slot
+from zpaxos.protocol.regmessages import REGISTER_PREFIX, RegisterMessage, register_slot
 from zpaxos.runtime.addresses import Caller, Src
 from zpaxos.runtime.keyrange import in_range, span
 
 STATUS_MAX_KEYS = 1000  # keys in one status reply
 SYNC_PAGE = 500  # chosen values in one sync reply
+REGISTER_PAGE = 1000  # register names in one RegistersReply (registry.MAX_NAMES)
+STATUS_MAX_RANGES = 256  # range promises listed in one status reply (all are counted)
 # Memory: a client that asks for status and never reads can make a node queue at most
 # sockets.SNDHWM replies for it, so a status reply is kept small: this many bytes of
 # values (and per-key overhead), though always at least one key's.
@@ -157,6 +161,7 @@ class AcceptorHost:
 
     def __init__(self, node_id: int, states: Mapping[str, KeyState], peers: Sequence[int],
                  *, sync_page: int = SYNC_PAGE, status_page: int = STATUS_MAX_KEYS,
+                 register_page: int = REGISTER_PAGE,
                  acceptor_cls: type[Acceptor] = Acceptor,
                  check_client_decides: bool = False,
                  ranges: Mapping[str, Ballot] | None = None,
@@ -176,6 +181,7 @@ class AcceptorHost:
         self.stats: dict[str, int] = {}  # counters the runtime keeps (status shows them)
         self.sync_page_size = sync_page
         self.status_page_size = status_page
+        self.register_page_size = register_page
         self.acceptor = acceptor_cls(states, ranges)
         # Registers (CASPaxos) keep their state in the same map, in their own "@" slots
         # (the same dict object: the cache below evicts from and fetches into both).
@@ -236,7 +242,7 @@ class AcceptorHost:
             if t is Accept or t is Prepare or (t is Decide and not check_decides):
                 apply(src, msg, ready)  # type: ignore[arg-type]
                 continue
-            if isinstance(msg, (StatusRequest, SyncRequest)):
+            if isinstance(msg, (StatusRequest, SyncRequest, RegistersRequest)):
                 pages += 1
                 if pages > MAX_PAGES_PER_PASS:
                     ready.events.append((src, Ignored("", type_name(msg))))
@@ -257,6 +263,8 @@ class AcceptorHost:
                 ready.send.append((src, self.status(msg.key)))
             elif isinstance(msg, SyncRequest):
                 ready.send.append((src, self.sync_page(msg.after)))
+            elif isinstance(msg, RegistersRequest):
+                ready.send.append((src, self.register_page(msg.after)))
             elif isinstance(msg, CheckAccepted):
                 s = self.acceptor.state(msg.key)
                 value = (s.value if s.accepted == msg.ballot else
@@ -484,7 +492,25 @@ class AcceptorHost:
         items, more = page(entries(), self.status_page_size,
                            lambda e: KEY_OVERHEAD_BYTES + len(e.value or b"")
                            + len(e.chosen or b""), STATUS_MAX_BYTES)
-        return StatusReply(self.node_id, tuple(items), more, tuple(sorted(self.stats.items())))
+        ranges = self.acceptor.ranges.by_prefix
+        stats = sorted({**self.stats, "ranges": len(ranges)}.items())
+        listed = tuple((p, ranges[p]) for p in sorted(ranges)[:STATUS_MAX_RANGES])
+        return StatusReply(self.node_id, tuple(items), more, tuple(stats), listed)
+
+    def register_page(self, after: str) -> RegistersReply:
+        """The names of the registers this node holds a state for, after ``after``: their
+        slots (``@name``) sort together, so this is one walk down the key index."""
+        start = REGISTER_PREFIX + after if after else REGISTER_PREFIX
+        limit = self.register_page_size + 1
+        if self.source is not None:
+            slots = [k for k, _ in self._paged(start, limit, False)]
+        else:
+            keys = self._keys
+            i = bisect.bisect_right(keys, start)
+            slots = keys[i:i + limit]
+        names = [k[len(REGISTER_PREFIX):] for k in slots if k.startswith(REGISTER_PREFIX)]
+        more = len(names) > self.register_page_size
+        return RegistersReply(after, tuple(names[:self.register_page_size]), more)
 
     def sync_page(self, after: str) -> SyncReply:
         states: Mapping[str, KeyState] = self.acceptor.states

@@ -44,6 +44,7 @@ from zpaxos.protocol.messages import (
     HelloReply,
     Message,
     Prepare,
+    RegistersRequest,
     StatusRequest,
     SyncReply,
     SyncRequest,
@@ -145,7 +146,7 @@ class Admission:
                 forward.append((src, msg))
             elif self.phase == REFUSED:
                 self.dropped += 1
-            elif isinstance(msg, (StatusRequest, SyncRequest, CheckAccepted)):
+            elif isinstance(msg, (StatusRequest, SyncRequest, RegistersRequest, CheckAccepted)):
                 forward.append((src, msg))  # read-only: answered in every phase
             elif self.phase == CHECKING:
                 self._hold(src, msg)

@@ -36,6 +36,7 @@ from zpaxos.protocol.core import Outcome, ProposerOptions
 from zpaxos.protocol.events import Event, GaveUp
 from zpaxos.protocol.messages import (
     DEFAULT_KEY,
+    Ballot,
     Decide,
     KeyStatus,
     StatusReply,
@@ -92,6 +93,7 @@ class NodeStatus:
     truncated: bool = False
     stats: tuple[tuple[str, int], ...] = ()  # the node's counters (malformed, refused...)
     error: str = ""  # why it is unreachable, when known ("refused our key")
+    ranges: tuple[tuple[str, Ballot], ...] = ()  # its range promises (the first 256)
 
 
 class Interrupted(Exception):
@@ -398,7 +400,8 @@ class Client:
         for n in self.cluster.nodes:
             r = replies.get(n.id)
             if r is not None:
-                out.append(NodeStatus(n.id, n.endpoint, True, r.keys, r.truncated, r.stats))
+                out.append(NodeStatus(n.id, n.endpoint, True, r.keys, r.truncated, r.stats,
+                                      ranges=r.ranges))
             elif n.id in unreadable:  # it answered: reachable, but we cannot show its state
                 out.append(NodeStatus(n.id, n.endpoint, True, error=f"its reply could not be "
                                       f"read ({unreadable[n.id]}); see the log"))

@@ -76,6 +76,9 @@ ProposerConfig = ProposerOptions
 PROPOSER_KEYS = ("timeout_s", "round_timeout_s", "max_rounds", "backoff_s", "backoff_max_s")
 
 
+MIN_LOG_BYTES = 4096  # a rotated log file holds at least this much (a few records)
+
+
 @dataclass(frozen=True, slots=True)
 class LogConfig:
     file: Path | None = Path("paxos.log")
@@ -83,6 +86,11 @@ class LogConfig:
     # The file is JSON by default: `zpaxos trace` draws charts from it and `zpaxos log`
     # prints it as text. stderr always shows text.
     format: str = "json"
+    # Rotation by size (runtime/log.py): 0 = never (then logrotate, with SIGHUP to the
+    # nodes); else the file is renamed .1 (.1 to .2, ...) once it reaches max_bytes, and
+    # backup_count old files are kept. Safe with several processes on one file.
+    max_bytes: int = 0
+    backup_count: int = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,4 +374,12 @@ def _log(p: Path, sec: configparser.SectionProxy) -> LogConfig:
     fmt = sec.get("format", str(_LOG_KEYS["format"])).strip().lower()
     if fmt not in LOG_FORMATS:
         raise ConfigError(f"{p}: [log] format: {fmt!r} is not one of {', '.join(LOG_FORMATS)}")
-    return LogConfig(Path(file_s) if file_s else None, level, fmt)
+    sizes: dict[str, int] = {}
+    for key, minimum in (("max_bytes", 0), ("backup_count", 1)):
+        if key in sec:
+            sizes[key] = int(_number(p, "log", key, sec[key].strip(), integer=True,
+                                     minimum=minimum))
+    if sizes.get("max_bytes", 0) and sizes["max_bytes"] < MIN_LOG_BYTES:
+        raise ConfigError(f"{p}: [log] max_bytes: {sizes['max_bytes']} is below "
+                          f"{MIN_LOG_BYTES} (0 turns rotation off)")
+    return LogConfig(Path(file_s) if file_s else None, level, fmt, **sizes)

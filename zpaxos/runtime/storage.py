@@ -48,7 +48,7 @@ from typing import Any
 
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.messages import Ballot
-from zpaxos.protocol.ranges import prefix_end
+from zpaxos.protocol.ranges import prefix_end, superseded
 from zpaxos.runtime.datadir import MARKER_NAME, DirLock, FileWatch, Marker, make_dir, retire
 from zpaxos.runtime.faults import crash_point
 from zpaxos.runtime.journal import JOURNAL_NAME, Journal, Record, encode
@@ -588,6 +588,8 @@ class SqliteStore:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany(_INSERT, rows)
             self._db.executemany(_INSERT_RANGE, range_rows)
+            if range_rows:
+                self._drop_superseded()
             self._db.execute("UPDATE meta SET value=? WHERE name='commit_seq'",
                              (str(self.commit_seq),))
             self._db.execute("COMMIT")
@@ -604,6 +606,17 @@ class SqliteStore:
         self._pending_ranges.clear()
         self._marker.write(self.commit_seq)  # fdatasync'd: at least at every fold
         self._marker_seq, self._marker_synced = self.commit_seq, time.monotonic()
+
+    def _drop_superseded(self) -> None:
+        """Delete the range promises another one implies (protocol/ranges.superseded: the
+        rule is the core's; the core's table dropped them already). In the transaction
+        that writes the new ones, so a row goes only with what supersedes it."""
+        assert self._db is not None
+        rows = self._db.execute("SELECT prefix, round, id, checksum FROM ranges").fetchall()
+        if any(checksum(("range", *r[:3])) != bytes(r[3]) for r in rows):
+            return  # a damaged row: decide nothing from it (the next start reports it)
+        gone = superseded({r[0]: Ballot(r[1], bytes(r[2])) for r in rows})
+        self._db.executemany("DELETE FROM ranges WHERE prefix = ?", [(p,) for p in gone])
 
     def close(self) -> None:
         """Fold the journal into state.db (a clean stop leaves it empty; if that fails,
