@@ -297,3 +297,14 @@ def test_systemd_analyze_verify_would_catch_a_mistake(tmp_path):
                        text=True, timeout=60)
     assert "SIGTREM" in r.stderr and "LimitNOFILES" in r.stderr
 
+
+
+def test_the_scenario_runner_keeps_each_nodes_bind(tmp_path):
+    """run_scenarios.sh --config FILE rewrites the cluster with fresh data directories; a
+    node's bind must survive that, or it would try to listen on its host again."""
+    from zpaxos.lab.scenarios import scenario_config
+
+    path = scenario_config(load_config(EXAMPLE, keys=False), tmp_path)
+    nodes = load_config(path, keys=False).nodes  # its key paths are relative to tmp_path
+    assert [(n.host, n.bind) for n in nodes] == [(f"node{i}.paxos.example", "0.0.0.0")
+                                                for i in range(3)]
