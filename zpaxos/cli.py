@@ -112,7 +112,9 @@ def node(node_id: int, config: str | None, quiet: bool, new: bool) -> None:
     from zpaxos.printable import printable
 
     def ready(_n: Any) -> None:
-        click.echo(f"{cfg.name} listening on {cfg.endpoint} "
+        # With [node.N] bind, say both: where it listens and where the others reach it.
+        reached = f", reached at {cfg.endpoint}" if cfg.bind is not None else ""
+        click.echo(f"{cfg.name} listening on {cfg.bind_endpoint}{reached} "
                    f"(data in {printable(str(cfg.data_dir))}, "
                    f"{n.keys_known} keys known); Ctrl-C to stop")
         sys.stdout.flush()
@@ -120,7 +122,13 @@ def node(node_id: int, config: str | None, quiet: bool, new: bool) -> None:
     try:
         n.run(on_ready=ready)
     except BindError as e:
-        raise Failure(f"{cfg.name}: {e}") from None
+        hint = ""
+        if not e.in_use:  # which key the address came from, and what to do about it
+            hint = (f" ([node.{node_id}] bind)" if cfg.bind is not None else
+                    f" ([node.{node_id}] host: if the others reach this node at an address "
+                    f"it cannot listen on, set [node.{node_id}] bind = 0.0.0.0 or one of its "
+                    f"own addresses)")
+        raise Failure(f"{cfg.name}: {e}{hint}") from None
     except StorageError as e:
         log.event("storage_error", str(e), logging.ERROR, exit_code=e.exit_code)
         raise Failure(f"{cfg.name}: stopping: {e}", e.exit_code) from None

@@ -61,15 +61,18 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
 def write_config(path: Path, endpoints: Sequence[tuple[str, int]], *,
                  proposer: ProposerConfig | None = None, log_level: str = "INFO",
                  log_format: str = "json", value_files: str = "*", secure: bool = False,
-                 keys_dir: str = "keys") -> Path:
+                 keys_dir: str = "keys", binds: Sequence[str | None] = ()) -> Path:
     """A cluster file for ``endpoints``: data in data/nodeN and the log in paxos.log,
     both relative to the directory the processes run in. ``secure``: CURVE on, with the
-    keys in keys/ there (make them with :func:`make_keys`)."""
+    keys in keys/ there (make them with :func:`make_keys`). ``binds``: each node's
+    ``bind`` (None: it listens on its host)."""
     p = proposer or ProposerConfig()
     lines = []
     for i, (host, port) in enumerate(endpoints):
         lines += [f"[node.{i}]", f"host = {host}", f"port = {port}", f"data_dir = data/node{i}",
                   f"value_files = {value_files or 'none'}"]
+        if i < len(binds) and binds[i] is not None:
+            lines.append(f"bind = {binds[i]}")
         if secure:
             lines += [f"public_key = {keys_dir}/node{i}.key",
                       f"secret_key = {keys_dir}/node{i}.key_secret"]

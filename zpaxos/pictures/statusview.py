@@ -139,4 +139,9 @@ def status_table(nodes: Sequence[NodeStatus], key: str | None = None) -> str:
     if waiting:
         lines.append(f"not voting yet: {', '.join(waiting)} (waiting for its peers to confirm "
                      f"it lost no state, or learning every decision after --new)")
+    syncing = [node_name(n.id) for n in nodes
+               if n.reachable and dict(n.stats).get("syncing", 0) and ("voting", 1) in n.stats]
+    if syncing:
+        lines.append(f"catching up: {', '.join(syncing)} (fetching from its peers the "
+                     f"decisions it missed while down)")
     return "\n".join(lines)

@@ -154,11 +154,13 @@ class Node:
             self.sockets = Sockets(
                 self.log, f"n{me}",
                 {n.id: n.endpoint for n in self.cluster.nodes if n.id != me},
-                lambda peer: node_routing_id(me, peer), bind=self.cfg.endpoint, wakeup=wakeup,
-                curve=curve)
+                lambda peer: node_routing_id(me, peer), bind=self.cfg.bind_endpoint,
+                wakeup=wakeup, curve=curve)
+            # where it listens, when not where the others reach it ([node.N] bind)
+            bind: dict[str, Any] = {"bind": self.cfg.bind_endpoint} if self.cfg.bind else {}
             self.log.event("start", endpoint=self.cfg.endpoint, data_dir=str(self.cfg.data_dir),
                            keys=self.keys_known, role="node",
-                           security="curve" if curve else "none")
+                           security="curve" if curve else "none", **bind)
             self.values.rebuild(self._files_at_start)
             self._files_at_start = []
             # Hello to the peers; once they clear it, sync what was missed while down.
@@ -216,6 +218,7 @@ class Node:
             stats["refused"] = sockets.zap.refused
             stats["handshakes_closed"] = sockets.zap.closed
         stats["voting"] = int(self.admission.voting)
+        stats["syncing"] = self.admission.syncing
         stats["not_voting_dropped"] = self.admission.dropped
 
     def _do(self, ready: Ready) -> None:
