@@ -351,11 +351,12 @@ def trace(logfile: str, key: str | None, since: str | None, out: str | None,
     from pathlib import Path
 
     from zpaxos.pictures.chartmodel import clock, parse_since, select
-    from zpaxos.pictures.draw import output_format, render
+    from zpaxos.pictures.draw import output_format, refuse_terminal, render
     from zpaxos.pictures.logmodel import TraceError, read_log
 
     try:
         fmt = output_format(out, fmt)
+        refuse_terminal(out, fmt, sys.stdout)
         since_ts = parse_since(since) if since is not None else None
         model = read_log(logfile)
         if model.skipped:
