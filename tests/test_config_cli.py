@@ -145,6 +145,24 @@ def test_config_errors_name_file_section_key(tmp_path, capsys, edit, expect):
     assert err.count("\n") == 1 and expect in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("header", ["[node.1", "[node.1   ; the second node", "[node.1)"])
+def test_unclosed_section_header_is_named_with_its_line(tmp_path, capsys, header):
+    """configparser reads ``[node.1`` as a line of [node.0] and then reports node.1's
+    keys as node.0's, appearing twice: the real mistake is the header, on line 6."""
+    p = tmp_path / "bad.ini"
+    p.write_text(GOOD.replace("[node.1]", header))
+    code, out, err = run_cli(capsys, "status", "--config", str(p))
+    bare = header.split(";")[0].rstrip()
+    assert (code, out) == (2, "")
+    assert err == (f"zpaxos status: error: {p}: line 6: section header '{bare}' has no"
+                   f" closing ']'\n")
+    # A value continued on an indented line may start with '[': no header, no error.
+    p.write_text(GOOD.replace("level = INFO", "level =\n    [not a header\nx = 1"))
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert "has no closing" not in str(e.value)
+
+
 def test_missing_config_file(tmp_path, capsys):
     code, _, err = run_cli(capsys, "node", "0", "--config", str(tmp_path / "nope.ini"))
     assert code == 2 and "config file not found" in err and err.count("\n") == 1

@@ -160,8 +160,9 @@ def load_config(path: str | os.PathLike[str] | None = None, *,
         inline_comment_prefixes=(";", "#"), interpolation=None, strict=True
     )
     try:
-        with open(p, encoding="utf-8") as f:
-            parser.read_file(f, source=str(p))
+        text = p.read_text(encoding="utf-8")
+        _check_headers(p, text)
+        parser.read_string(text, source=str(p))
     except FileNotFoundError:
         raise ConfigError(f"{p}: config file not found (give one with --config or "
                           f"${CONFIG_ENV})") from None
@@ -180,6 +181,16 @@ def load_config(path: str | os.PathLike[str] | None = None, *,
         first = str(e).splitlines()[0]
         raise ConfigError(f"{p}: not a valid INI file ({first})") from None
     return _build(p, parser, keys)
+
+
+def _check_headers(p: Path, text: str) -> None:
+    """A ``[node.1`` line without its ``]`` is no section header to configparser: it goes
+    on with the section before, and reports whatever that breaks (a key appearing twice,
+    say). Name the real mistake first. (An indented line continues a value: not a header.)"""
+    for n, line in enumerate(text.splitlines(), 1):
+        bare = re.split(r"\s[;#]", line, maxsplit=1)[0].rstrip()  # less an inline comment
+        if bare.startswith("[") and not configparser.ConfigParser.SECTCRE.match(bare):
+            raise ConfigError(f"{p}: line {n}: section header {bare!r} has no closing ']'")
 
 
 def _build(p: Path, parser: configparser.ConfigParser, keys: bool = True) -> ClusterConfig:
