@@ -56,6 +56,9 @@ def _key_json(k: KeyStatus) -> dict[str, object]:
             "chosen_ballot": _ballot(k.chosen_ballot)}
 
 
+REASON_CELL = 24  # a longer reason why a node is unreachable goes below the table
+
+
 def _cell(v: bytes | str | None, width: int = 24) -> str:
     s = printable(v)
     return s if len(s) <= width else s[: width - 3] + "..."
@@ -78,11 +81,15 @@ def status_table(nodes: Sequence[NodeStatus], key: str | None = None) -> str:
     """One row per node and key; an unreachable node is one loud row."""
     head = ("NODE", "ENDPOINT", "REACHABLE", "KEY", "PROMISED", "ACCEPTED", "VALUE", "CHOSEN")
     rows: list[tuple[str, ...]] = []
+    below: list[str] = []  # reasons too long for the REACHABLE column
     for n in nodes:
         name = node_name(n.id)
         if not n.reachable:
-            why = f"NO ({n.error})" if n.error else "NO (down?)"
-            rows.append((name, n.endpoint, why, "-", "-", "-", "-", "-"))
+            why = printable(n.error or "down?")
+            if len(why) > REASON_CELL:  # a CURVE failure explains itself at length
+                below.append(f"{name}: {why}")
+                why = "see below"
+            rows.append((name, n.endpoint, f"NO ({why})", "-", "-", "-", "-", "-"))
             continue
         if not n.keys:
             rows.append((name, n.endpoint, "yes", f"(no state for {printable(key)})" if key
@@ -100,6 +107,7 @@ def status_table(nodes: Sequence[NodeStatus], key: str | None = None) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
              for r in (head, *rows)]
     lines.append(health(nodes))
+    lines.extend(below)
     noted = [f"{node_name(n.id)} dropped {c} {what}" for n in nodes
              for what, c in n.stats if c and what in ("malformed", "refused")]
     if noted:
