@@ -15,6 +15,7 @@ message and exit code stays click's.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -126,11 +127,15 @@ def run_propose(value: str | None, value_file: str | None, key: str | None, dela
     started = time.monotonic()
     key = key or DEFAULT_KEY
     outcome = None
+    waiting: list[int] = []
+    took_ms = 0.0
     try:
         # fast=False: the lab shows both phases of every proposal (no range promises).
         with Client(cluster, log, client_id, key_file=client_key, fast=False) as client:
             log.event("start", role="proposer", key=key, value=data)
             outcome = client.propose(data, key, opts, wakeup, staging)
+            took_ms = (time.monotonic() - started) * 1000
+            waiting = _not_voting(client, outcome)
     except Interrupted:
         raise KeyboardInterrupt from None
     except ConfigError as e:  # the client's CURVE key
@@ -141,9 +146,25 @@ def run_propose(value: str | None, value_file: str | None, key: str | None, dela
         wakeup.close()
         log.event("stop", key=key, rounds=outcome.rounds if outcome else None,
                   interrupted=outcome is None or None)
-    _print_outcome(outcome, (time.monotonic() - started) * 1000, as_json, log.process)
+    _print_outcome(outcome, took_ms, as_json, log.process, waiting)
     if outcome.chosen is None:
         sys.exit(EXIT_FAILED)
+
+
+NOT_VOTING_CHECK_S = 0.5  # after a failure: how long to wait for the silent nodes' status
+
+
+def _not_voting(client: Any, outcome: Any) -> list[int]:
+    """After a failure, which of the silent nodes are up but do not vote yet (a node
+    holds back its votes until its peers confirm it lost no state): they did not answer,
+    but "no reply" would send the user looking for a dead process. As ``zpaxos status``
+    tells, from the same counter."""
+    if outcome.chosen is not None or not outcome.silent:
+        return []
+    from zpaxos.pictures.statusview import not_voting
+
+    nodes = client.status(None, NOT_VOTING_CHECK_S)
+    return [n.id for n in not_voting(nodes) if n.id in outcome.silent]
 
 
 def _value(value: str | None, value_file: str | None) -> bytes:
@@ -174,14 +195,18 @@ def _value(value: str | None, value_file: str | None) -> bytes:
     return data
 
 
-def _print_outcome(o: Any, elapsed_ms: float, as_json: bool, proposer: str) -> None:
+def _print_outcome(o: Any, elapsed_ms: float, as_json: bool, proposer: str,
+                   waiting: Sequence[int] = ()) -> None:
+    """``waiting``: the silent nodes that are up but do not vote yet."""
     import json
 
     from zpaxos.naming import node_name
+    from zpaxos.pictures.statusview import NOT_VOTING_WHY
     from zpaxos.printable import printable
     from zpaxos.runtime.log import show_value
 
     silent = [node_name(n) for n in o.silent] if o.chosen is None else []
+    up = [node_name(n) for n in waiting]
     told_by = node_name(o.told_by) if o.how == "already" and o.told_by is not None else None
     chosen_at = None if o.chosen_ballot.is_zero else str(o.chosen_ballot)
     if as_json:
@@ -194,7 +219,11 @@ def _print_outcome(o: Any, elapsed_ms: float, as_json: bool, proposer: str) -> N
         }))
         return
     if o.chosen is None:
-        who = f"; no reply from {', '.join(silent)}" if silent else ""
+        dead = [n for n in silent if n not in up]
+        who = f"; no reply from {', '.join(dead)}" if dead else ""
+        if up:
+            who += (f"; {', '.join(up)} {'is' if len(up) == 1 else 'are'} up but not voting"
+                    f" yet ({NOT_VOTING_WHY})")
         echo(f"no value chosen for {printable(o.key)}: {printable(_named(o.reason))}{who}",
                    err=True)
         return

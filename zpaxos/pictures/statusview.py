@@ -112,8 +112,17 @@ def status_table(nodes: Sequence[NodeStatus], key: str | None = None) -> str:
              for what, c in n.stats if c and what in ("malformed", "refused")]
     if noted:
         lines.append("counters: " + "; ".join(noted) + " (see the node's log)")
-    waiting = [node_name(n.id) for n in nodes if n.reachable and ("voting", 0) in n.stats]
+    waiting = [node_name(n.id) for n in not_voting(nodes)]
     if waiting:
-        lines.append(f"not voting yet: {', '.join(waiting)} (waiting for its peers to confirm "
-                     f"it lost no state, or learning every decision after --new)")
+        lines.append(f"not voting yet: {', '.join(waiting)} ({NOT_VOTING_WHY})")
     return "\n".join(lines)
+
+
+# Why a node that answers does not vote (runtime/admission.py): status and propose say it.
+NOT_VOTING_WHY = ("waiting for its peers to confirm it lost no state, or learning every "
+                  "decision after --new")
+
+
+def not_voting(nodes: Sequence[NodeStatus]) -> list[NodeStatus]:
+    """The nodes that answered but do not vote yet (their ``voting`` counter is 0)."""
+    return [n for n in nodes if n.reachable and ("voting", 0) in n.stats]
