@@ -502,6 +502,23 @@ def test_cli_no_events(capsys, tmp_path, content, why):
     assert code == 2 and f"no zpaxos events ({why})" in err
 
 
+def test_cli_refuses_a_file_that_is_not_a_log(capsys, tmp_path):
+    """The README quotes a log line or two: ``zpaxos trace README.md`` must not draw them
+    (issue 26, item 10). Most lines not zpaxos events: not a log."""
+    readme = Path(__file__).parent.parent / "README.md"
+    code, out, err = run_cli(capsys, str(readme))
+    assert (code, out) == (2, "")
+    [line] = err.splitlines()
+    assert line.startswith(f"zpaxos trace: error: {readme}: not a zpaxos log (")
+    assert line.endswith(" lines are not zpaxos events, first: line 1)")
+    # A log with as many stray lines as events is still a log (with them skipped).
+    evs = raw_lines(FIXED_LOG)
+    log = tmp_path / "half.log"
+    log.write_text("".join(json.dumps(e) + "\nnot json\n" for e in evs))
+    code, out, err = run_cli(capsys, str(log), "--format", "text")
+    assert code == 0 and "chosen: Value_B" in out and f"skipped {len(evs)} lines" in err
+
+
 def test_cli_counts_skipped_lines(capsys, tmp_path):
     log = tmp_path / "paxos.log"
     log.write_bytes(FIXED_LOG.read_bytes() + b"not json\n\xff\xfe binary\n"

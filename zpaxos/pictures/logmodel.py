@@ -119,7 +119,8 @@ def _valid(obj: Any) -> bool:
 
 
 def read_log(path: str | Path) -> LogModel:
-    """Parse the log; a line that is no zpaxos event is counted and skipped."""
+    """Parse the log; a line that is no zpaxos event is counted and skipped, unless most
+    lines are such: then the file is no zpaxos log, and refused (TraceError)."""
     path = str(path)
     p = Path(path)
     try:
@@ -157,6 +158,11 @@ def read_log(path: str | Path) -> LogModel:
                              f"in the [log] section of the cluster file and run again")
         what = f"{model.skipped} lines skipped" if model.skipped else "the file is empty"
         raise TraceError(f"{path}: no zpaxos events ({what})")
+    if model.skipped > len(model.all_events):
+        # A few lines that are (a README quoting one): this is no log, do not draw them.
+        total = model.skipped + len(model.all_events)
+        raise TraceError(f"{path}: not a zpaxos log ({model.skipped} of its {total} lines"
+                         f" are not zpaxos events, first: line {model.first_skipped})")
     model.all_events.sort(key=lambda e: (e.ts, e.line))
     _pair_messages(model)
     _lifecycle(model)
