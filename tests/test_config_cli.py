@@ -234,3 +234,11 @@ def test_the_hint_suggests_the_command_whatever_clicks_version_says():
     assert _usage_hint(["propse"], "No such command 'propse'.") == (
         "zpaxos", "No such command 'propse'. Did you mean 'propose'? "
                   "(see 'zpaxos propose --help')")
+
+
+def test_keygen_help_shows_dir_is_needed_only_without_config(capsys):
+    """DIR is optional with --config: the usage line shows both ways (issue 26, item 10)."""
+    code, out, err = run_cli(capsys, "keygen", "--help")
+    assert code == 0 and err == ""
+    assert out.splitlines()[0] == ("Usage: zpaxos keygen (DIR --name NAME... | --config PATH)"
+                                   " [--force]")

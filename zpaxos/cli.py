@@ -260,7 +260,15 @@ def status(config: str | None, client_key: Path | None, key: str | None, registe
 # ---------------------------------------------------------------- keygen
 
 
-@cli.command()
+class _KeygenCommand(click.Command):
+    """Its usage line shows the two ways to call it: DIR is needed only without --config
+    (click would print a bare, required-looking DIR)."""
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        return ["(DIR --name NAME... | --config PATH) [--force]"]
+
+
+@cli.command(cls=_KeygenCommand)
 @click.argument("directory", metavar="DIR", required=False,
                 type=click.Path(file_okay=False, path_type=Path))
 @click.option("--name", "names", multiple=True, metavar="NAME",
