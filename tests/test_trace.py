@@ -395,11 +395,25 @@ def test_svg_marks_say_what_happened():
     retry_texts = [t for t in root.iter(f"{SVG_NS}text") if (t.text or "").startswith("retry:")]
     assert [t.text for t in retry_texts] == ["retry: rejected by node0, promised 1.b7c1"]
     legend = {el.get("data-name") for el in by_class(root, "legend-item")}
-    for name in ("NACK", "SYNC_REPLY", "lost (a fault)", "retry", "pause", "backoff",
+    for name in ("NACK", "SYNC_REPLY", "not delivered, not sent or not read (no fault)",
+                 "retry", "pause", "backoff",
                  "node crashed", "restart", "node learned", "value chosen"):
         assert name in legend, name
     texts = " ".join(t.text or "" for t in root.iter(f"{SVG_NS}text"))
     assert "not delivered: node2 down" in texts and "— lost" not in texts
+
+
+def test_svg_legend_lists_only_what_the_chart_shows():
+    """Fifteen message types in a legend beside a chart of four is noise (issue 26, item
+    10): the legend lists the types, fates and marks the charts hold, and no others."""
+    charts = select(read_log(str(FIXED_LOG)))
+    root = svg_root(render_svg(charts, "trace_fixed.jsonl"))
+    legend = [el.get("data-name") for el in by_class(root, "legend-item")]
+    types = {m.type for c in charts for m in c.messages}
+    assert [n for n in legend if n in DRAWN_TYPES] == [t for t in DRAWN_TYPES if t in types]
+    assert len(types) < len(DRAWN_TYPES) and "CHECK" not in legend and "gave up" not in legend
+    assert "not delivered, not sent or not read (no fault)" in legend and "new round" in legend
+    assert "lost (a fault)" not in legend  # every message here that never arrived is excused
 
 
 def label_boxes(root: ET.Element) -> list[tuple[float, float, float, float]]:
