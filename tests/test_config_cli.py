@@ -168,6 +168,24 @@ def test_missing_config_file(tmp_path, capsys):
     assert code == 2 and "config file not found" in err and err.count("\n") == 1
 
 
+def test_api_relative_config_path_says_where_it_looked(tmp_path, monkeypatch):
+    """From another directory, load_config("configs/cluster.ini") fails naming the full
+    path it tried (relative paths are from the current directory), with the ConfigError
+    the public API exports (issue 26, item 10)."""
+    from zpaxos import client
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(client.ConfigError) as e:
+        client.load_config("configs/cluster.ini")
+    assert str(e.value) == (f"configs/cluster.ini: config file not found (looked for"
+                            f" {tmp_path}/configs/cluster.ini; give one with --config or"
+                            f" $ZPAXOS_CONFIG)")
+    assert client.ConfigError is ConfigError and "ConfigError" in client.__all__
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "cluster.ini").write_text(GOOD)
+    assert len(client.load_config("configs/cluster.ini").nodes) == 3
+
+
 def test_unknown_node_id(tmp_path, capsys):
     p = tmp_path / "c.ini"
     p.write_text(GOOD)

@@ -154,7 +154,11 @@ def default_config_path() -> Path:
 
 def load_config(path: str | os.PathLike[str] | None = None, *,
                 keys: bool = True) -> ClusterConfig:
-    """Read and validate a cluster file (default: $ZPAXOS_CONFIG or configs/cluster.ini)."""
+    """Read and validate a cluster file (default: $ZPAXOS_CONFIG or configs/cluster.ini).
+
+    A relative path is taken from the current directory, as ``open`` takes it. Any
+    problem raises :class:`ConfigError` (importable from ``zpaxos.client``), one line
+    naming the file (the full path tried, when it is missing), section and key."""
     p = Path(path) if path is not None else default_config_path()
     parser = configparser.ConfigParser(
         inline_comment_prefixes=(";", "#"), interpolation=None, strict=True
@@ -164,7 +168,9 @@ def load_config(path: str | os.PathLike[str] | None = None, *,
         _check_headers(p, text)
         parser.read_string(text, source=str(p))
     except FileNotFoundError:
-        raise ConfigError(f"{p}: config file not found (give one with --config or "
+        # A relative path is from the current directory: say where that was.
+        tried = "" if p.is_absolute() else f"looked for {p.absolute()}; "
+        raise ConfigError(f"{p}: config file not found ({tried}give one with --config or "
                           f"${CONFIG_ENV})") from None
     except IsADirectoryError:
         raise ConfigError(f"{p}: is a directory, not a config file") from None
