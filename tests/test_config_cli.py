@@ -145,9 +145,45 @@ def test_config_errors_name_file_section_key(tmp_path, capsys, edit, expect):
     assert err.count("\n") == 1 and expect in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("header", ["[node.1", "[node.1   ; the second node", "[node.1)"])
+def test_unclosed_section_header_is_named_with_its_line(tmp_path, capsys, header):
+    """configparser reads ``[node.1`` as a line of [node.0] and then reports node.1's
+    keys as node.0's, appearing twice: the real mistake is the header, on line 6."""
+    p = tmp_path / "bad.ini"
+    p.write_text(GOOD.replace("[node.1]", header))
+    code, out, err = run_cli(capsys, "status", "--config", str(p))
+    bare = header.split(";")[0].rstrip()
+    assert (code, out) == (2, "")
+    assert err == (f"zpaxos status: error: {p}: line 6: section header '{bare}' has no"
+                   f" closing ']'\n")
+    # A value continued on an indented line may start with '[': no header, no error.
+    p.write_text(GOOD.replace("level = INFO", "level =\n    [not a header\nx = 1"))
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert "has no closing" not in str(e.value)
+
+
 def test_missing_config_file(tmp_path, capsys):
     code, _, err = run_cli(capsys, "node", "0", "--config", str(tmp_path / "nope.ini"))
     assert code == 2 and "config file not found" in err and err.count("\n") == 1
+
+
+def test_api_relative_config_path_says_where_it_looked(tmp_path, monkeypatch):
+    """From another directory, load_config("configs/cluster.ini") fails naming the full
+    path it tried (relative paths are from the current directory), with the ConfigError
+    the public API exports (issue 26, item 10)."""
+    from zpaxos import client
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(client.ConfigError) as e:
+        client.load_config("configs/cluster.ini")
+    assert str(e.value) == (f"configs/cluster.ini: config file not found (looked for"
+                            f" {tmp_path}/configs/cluster.ini; give one with --config or"
+                            f" $ZPAXOS_CONFIG)")
+    assert client.ConfigError is ConfigError and "ConfigError" in client.__all__
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "cluster.ini").write_text(GOOD)
+    assert len(client.load_config("configs/cluster.ini").nodes) == 3
 
 
 def test_unknown_node_id(tmp_path, capsys):
@@ -217,3 +253,11 @@ def test_the_hint_suggests_the_command_whatever_clicks_version_says():
     assert _usage_hint(["propse"], "No such command 'propse'.") == (
         "zpaxos", "No such command 'propse'. Did you mean 'propose'? "
                   "(see 'zpaxos propose --help')")
+
+
+def test_keygen_help_shows_dir_is_needed_only_without_config(capsys):
+    """DIR is optional with --config: the usage line shows both ways (issue 26, item 10)."""
+    code, out, err = run_cli(capsys, "keygen", "--help")
+    assert code == 0 and err == ""
+    assert out.splitlines()[0] == ("Usage: zpaxos keygen (DIR --name NAME... | --config PATH)"
+                                   " [--force]")

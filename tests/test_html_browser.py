@@ -135,8 +135,22 @@ def test_stepping_shows_each_nodes_state(browser, page):
     assert browser.get_log("browser") == [] if hasattr(browser, "get_log") else True
 
 
+def test_the_chart_fits_its_panel(browser, page):
+    """The whole chart is in view beside the panel, no part of it (the legend's end, the
+    last node's box) cut off behind a scroll bar, in the window the README's screenshot
+    is taken in (issue 26, item 10)."""
+    html, _, _ = page
+    browser.get(html.as_uri())
+    fits = browser.execute_script(
+        "const c = document.querySelector('.chart'), s = c.querySelector('svg');"
+        "const r = s.getBoundingClientRect(), b = c.getBoundingClientRect();"
+        "return [c.scrollWidth <= c.clientWidth, r.right <= b.right + 0.5, r.width];")
+    assert fits[:2] == [True, True], fits
+
+
 def test_a_lesson_page_renders_to_an_image(browser, page, tmp_path):
-    """How the README's screenshot (docs/lesson-lab-ballots.png) is made."""
+    """A page renders to an image, as the README's screenshot does (docs/screenshot.py
+    makes docs/lesson-lab-ballots.png)."""
     html, _, _ = page
     browser.get(html.as_uri())
     shot = tmp_path / "shot.png"

@@ -395,11 +395,25 @@ def test_svg_marks_say_what_happened():
     retry_texts = [t for t in root.iter(f"{SVG_NS}text") if (t.text or "").startswith("retry:")]
     assert [t.text for t in retry_texts] == ["retry: rejected by node0, promised 1.b7c1"]
     legend = {el.get("data-name") for el in by_class(root, "legend-item")}
-    for name in ("NACK", "SYNC_REPLY", "lost (a fault)", "retry", "pause", "backoff",
+    for name in ("NACK", "SYNC_REPLY", "not delivered, not sent or not read (no fault)",
+                 "retry", "pause", "backoff",
                  "node crashed", "restart", "node learned", "value chosen"):
         assert name in legend, name
     texts = " ".join(t.text or "" for t in root.iter(f"{SVG_NS}text"))
     assert "not delivered: node2 down" in texts and "— lost" not in texts
+
+
+def test_svg_legend_lists_only_what_the_chart_shows():
+    """Fifteen message types in a legend beside a chart of four is noise (issue 26, item
+    10): the legend lists the types, fates and marks the charts hold, and no others."""
+    charts = select(read_log(str(FIXED_LOG)))
+    root = svg_root(render_svg(charts, "trace_fixed.jsonl"))
+    legend = [el.get("data-name") for el in by_class(root, "legend-item")]
+    types = {m.type for c in charts for m in c.messages}
+    assert [n for n in legend if n in DRAWN_TYPES] == [t for t in DRAWN_TYPES if t in types]
+    assert len(types) < len(DRAWN_TYPES) and "CHECK" not in legend and "gave up" not in legend
+    assert "not delivered, not sent or not read (no fault)" in legend and "new round" in legend
+    assert "lost (a fault)" not in legend  # every message here that never arrived is excused
 
 
 def label_boxes(root: ET.Element) -> list[tuple[float, float, float, float]]:
@@ -500,6 +514,23 @@ def test_cli_no_events(capsys, tmp_path, content, why):
     log.write_text(content)
     code, _, err = run_cli(capsys, str(log))
     assert code == 2 and f"no zpaxos events ({why})" in err
+
+
+def test_cli_refuses_a_file_that_is_not_a_log(capsys, tmp_path):
+    """The README quotes a log line or two: ``zpaxos trace README.md`` must not draw them
+    (issue 26, item 10). Most lines not zpaxos events: not a log."""
+    readme = Path(__file__).parent.parent / "README.md"
+    code, out, err = run_cli(capsys, str(readme))
+    assert (code, out) == (2, "")
+    [line] = err.splitlines()
+    assert line.startswith(f"zpaxos trace: error: {readme}: not a zpaxos log (")
+    assert line.endswith(" lines are not zpaxos events, first: line 1)")
+    # A log with as many stray lines as events is still a log (with them skipped).
+    evs = raw_lines(FIXED_LOG)
+    log = tmp_path / "half.log"
+    log.write_text("".join(json.dumps(e) + "\nnot json\n" for e in evs))
+    code, out, err = run_cli(capsys, str(log), "--format", "text")
+    assert code == 0 and "chosen: Value_B" in out and f"skipped {len(evs)} lines" in err
 
 
 def test_cli_counts_skipped_lines(capsys, tmp_path):

@@ -286,7 +286,15 @@ def status(config: str | None, client_key: Path | None, key: str | None, registe
 # ---------------------------------------------------------------- keygen
 
 
-@cli.command()
+class _KeygenCommand(click.Command):
+    """Its usage line shows the two ways to call it: DIR is needed only without --config
+    (click would print a bare, required-looking DIR)."""
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        return ["(DIR --name NAME... | --config PATH) [--force]"]
+
+
+@cli.command(cls=_KeygenCommand)
 @click.argument("directory", metavar="DIR", required=False,
                 type=click.Path(file_okay=False, path_type=Path))
 @click.option("--name", "names", multiple=True, metavar="NAME",
@@ -377,11 +385,12 @@ def trace(logfile: str, key: str | None, since: str | None, out: str | None,
     from pathlib import Path
 
     from zpaxos.pictures.chartmodel import clock, parse_since, select
-    from zpaxos.pictures.draw import output_format, render
+    from zpaxos.pictures.draw import output_format, refuse_terminal, render
     from zpaxos.pictures.logmodel import TraceError, read_log
 
     try:
         fmt = output_format(out, fmt)
+        refuse_terminal(out, fmt, sys.stdout)
         since_ts = parse_since(since) if since is not None else None
         model = read_log(logfile)
         if model.skipped:

@@ -91,11 +91,15 @@ def sim(seeds: int, start: int, nodes: int, proposers: int, faults: frozenset[st
 
 
 def _format(out: str | None, fmt: str | None) -> str:
-    from zpaxos.pictures.draw import output_format
+    import sys
+
+    from zpaxos.pictures.draw import output_format, refuse_terminal
     from zpaxos.pictures.logmodel import TraceError
 
     try:
-        return output_format(out, fmt)
+        chosen = output_format(out, fmt)
+        refuse_terminal(out, chosen, sys.stdout)
+        return chosen
     except TraceError as e:
         raise click.UsageError(str(e)) from None
 

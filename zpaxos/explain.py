@@ -14,7 +14,9 @@ the commands say it then, not at their deadline (runtime.client.Refused).
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Hashable, Iterable
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from zpaxos.naming import as_node_name, node_name
 from zpaxos.printable import printable
@@ -26,23 +28,56 @@ def with_node_names(text: str) -> str:
     return re.sub(r"\bacceptor (\d+)\b", lambda m: node_name(int(m.group(1))), text)
 
 
-def failure_line(what: str, reason: str, silent: Iterable[Hashable] = (),
-                 connected: Collection[Hashable] = (), closed: Collection[Hashable] = (),
-                 ) -> str:
-    """``WHAT: REASON; no reply from node1, node2`` (``what`` is already printable).
-    A silent node whose connection is up (``connected``) is running but did not answer:
-    most likely not voting yet (a restarted node waiting for its peers), which
-    ``zpaxos status`` shows. A silent node whose handshake was closed (``closed``) gets
-    the hint of :data:`zpaxos.runtime.curve.HANDSHAKE_CLOSED`: down behind a proxy, or
-    CURVE set up differently on the two sides."""
+NOT_VOTING_CHECK_S = 0.5  # after a failure: how long to wait for the silent nodes' status
+
+
+@dataclass(frozen=True)
+class Reach:
+    """What a client knows of the nodes that did not answer, to say why each was silent.
+
+    ``connected``: its connection is up (the process runs); ``closed``: its last handshake
+    was closed (down behind a proxy, or CURVE set up differently on the two sides);
+    ``waiting``: it answered a status request but does not vote yet (a restarted node
+    waiting for its peers to confirm it lost no state, as ``zpaxos status`` shows)."""
+
+    connected: frozenset[int] = frozenset()
+    closed: frozenset[int] = frozenset()
+    waiting: frozenset[int] = frozenset()
+
+
+def reach_of(client: Any, silent: Collection[int]) -> Reach:
+    """Ask ``client`` (a runtime.client.Client) what it knows of the ``silent`` nodes: its
+    connections at once, and, when some node was silent, their status (up to
+    NOT_VOTING_CHECK_S): "no reply" would send the user looking for a dead process where
+    the node is up and only waiting to vote."""
+    waiting: frozenset[int] = frozenset()
+    if silent:
+        from zpaxos.pictures.statusview import not_voting
+
+        nodes = client.status(None, NOT_VOTING_CHECK_S)
+        waiting = frozenset(n.id for n in not_voting(nodes) if n.id in silent)
+    return Reach(frozenset(client.connected), frozenset(client.handshake_closed()), waiting)
+
+
+def failure_line(what: str, reason: str, silent: Iterable[int] = (),
+                 reach: Reach = Reach()) -> str:
+    """``WHAT: REASON; no reply from node1, node2`` (``what`` is already printable), each
+    silent node said as what ``reach`` knows of it: up but not voting yet, up but silent,
+    its handshake closed (with the hint), or simply no reply."""
+    from zpaxos.pictures.statusview import NOT_VOTING_WHY
+
     silent = list(silent)
-    down = [as_node_name(n) for n in silent if n not in connected]
-    up = [as_node_name(n) for n in silent if n in connected]
-    who = f"; no reply from {', '.join(down)}" if down else ""
+    waiting = [as_node_name(n) for n in silent if n in reach.waiting]
+    up = [as_node_name(n) for n in silent if n in reach.connected and n not in reach.waiting]
+    down = [n for n in silent if n not in reach.connected and n not in reach.waiting]
+    who = f"; no reply from {', '.join(as_node_name(n) for n in down)}" if down else ""
+    if waiting:
+        who += (f"; {', '.join(waiting)} {'is' if len(waiting) == 1 else 'are'} up but not "
+                f"voting yet ({NOT_VOTING_WHY})")
     if up:
         who += (f"; {', '.join(up)} {'is' if len(up) == 1 else 'are'} up but did not answer "
                 f"(not voting yet? see zpaxos status)")
-    hinted = [as_node_name(n) for n in silent if n in closed and n not in connected]
+    hinted = [as_node_name(n) for n in down if n in reach.closed]
     if hinted:
         who += f"; {', '.join(hinted)}: {HANDSHAKE_CLOSED}"
     return f"{what}: {printable(with_node_names(reason))}{printable(who)}"

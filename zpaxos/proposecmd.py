@@ -127,14 +127,17 @@ def run_propose(value: str | None, value_file: str | None, key: str | None, dela
     started = time.monotonic()
     key = key or DEFAULT_KEY
     outcome = None
-    connected: frozenset[int] = frozenset()  # nodes whose connection is up
-    closed: list[int] = []  # nodes whose handshake was closed (a hint if they did not reply)
+    reach = None  # what the client knows of the silent nodes (after a failure)
+    took_ms = 0.0
     try:
         # fast=False: the lab shows both phases of every proposal (no range promises).
         with Client(cluster, log, client_id, key_file=client_key, fast=False) as client:
             log.event("start", role="proposer", key=key, value=data)
             outcome = client.propose(data, key, opts, wakeup, staging)
-            connected, closed = client.connected, client.handshake_closed()
+            took_ms = (time.monotonic() - started) * 1000
+            from zpaxos.explain import reach_of
+
+            reach = reach_of(client, outcome.silent if outcome.chosen is None else ())
     except Interrupted:
         raise KeyboardInterrupt from None
     except ConfigError as e:  # the client's CURVE key
@@ -147,8 +150,7 @@ def run_propose(value: str | None, value_file: str | None, key: str | None, dela
         wakeup.close()
         log.event("stop", key=key, rounds=outcome.rounds if outcome else None,
                   interrupted=outcome is None or None)
-    _print_outcome(outcome, (time.monotonic() - started) * 1000, as_json, log.process,
-                   connected, closed)
+    _print_outcome(outcome, took_ms, as_json, log.process, reach)
     if outcome.chosen is None:
         sys.exit(EXIT_FAILED)
 
@@ -182,9 +184,8 @@ def _value(value: str | None, value_file: str | None) -> bytes:
 
 
 def _print_outcome(o: Any, elapsed_ms: float, as_json: bool, proposer: str,
-                   connected: frozenset[int] = frozenset(), closed: Sequence[int] = ()) -> None:
-    """``connected``: nodes whose connection is up; ``closed``: nodes whose handshake was
-    closed (a hint for those that did not reply)."""
+                   reach: Any = None) -> None:
+    """``reach``: what the client knew of the silent nodes (explain.Reach)."""
     import json
 
     from zpaxos.naming import node_name
@@ -204,10 +205,10 @@ def _print_outcome(o: Any, elapsed_ms: float, as_json: bool, proposer: str,
         }))
         return
     if o.chosen is None:
-        from zpaxos.explain import failure_line
+        from zpaxos.explain import Reach, failure_line
 
         echo(failure_line(f"no value chosen for {printable(o.key)}", o.reason, o.silent,
-                          connected, closed), err=True)
+                          reach or Reach()), err=True)
         return
     echo(result_line(o, told_by, elapsed_ms))
 

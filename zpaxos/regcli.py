@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +82,9 @@ def _run(name: str, op: Any, config: str | None, client_key: Path | None,
             t0 = time.perf_counter()
             r = c.registers([(name, op)], c.register_options(timeout_s=timeout))[0]
             ms = (time.perf_counter() - t0) * 1000
-            connected, closed = c.connected, c.handshake_closed()
+            from zpaxos.explain import reach_of
+
+            reach = reach_of(c, r.silent if r.status != OK else ())
     except ConfigError as e:
         raise _Fail(str(e), EXIT_USAGE) from None
     except ValueError as e:
@@ -97,7 +98,7 @@ def _run(name: str, op: Any, config: str | None, client_key: Path | None,
         raise _Fail(refused_line(verb, e), EXIT_NO_QUORUM) from None
     except Interrupted:
         raise _Fail("interrupted", EXIT_INTERRUPTED) from None
-    print_result(r, ms, as_json, connected, closed)
+    print_result(r, ms, as_json, reach)
     if r.status == OK:
         return
     code = {CAS_FAILED: EXIT_CAS_FAILED, NO_QUORUM: EXIT_NO_QUORUM}.get(r.status, EXIT_UNKNOWN)
@@ -113,11 +114,11 @@ def describe(r: Any) -> str:
     return f"{printable(r.key)} = {value_text(r.value)} (version {r.version})"
 
 
-def print_result(r: Any, ms: float, as_json: bool, connected: frozenset[int] = frozenset(),
-                 closed: Sequence[int] = ()) -> None:
+def print_result(r: Any, ms: float, as_json: bool, reach: Any = None) -> None:
+    """``reach``: what the client knew of the silent nodes (explain.Reach)."""
     import json
 
-    from zpaxos.explain import failure_line, with_node_names
+    from zpaxos.explain import Reach, failure_line, with_node_names
     from zpaxos.naming import as_node_name
     from zpaxos.printable import printable
     from zpaxos.protocol.register import OK
@@ -137,11 +138,11 @@ def print_result(r: Any, ms: float, as_json: bool, connected: frozenset[int] = f
         click.echo(f"cas failed: {describe(r)}", err=True)
     elif r.status == "no_quorum":
         click.echo(failure_line(f"no quorum on register {printable(r.key)}, nothing written",
-                                r.reason, r.silent, connected, closed), err=True)
+                                r.reason, r.silent, reach or Reach()), err=True)
     else:
         click.echo(failure_line(f"outcome unknown on register {printable(r.key)} (the change "
-                                f"may or may not take effect)", r.reason, r.silent, connected,
-                                closed),
+                                f"may or may not take effect)", r.reason, r.silent,
+                                reach or Reach()),
                    err=True)
 
 

@@ -35,7 +35,9 @@ header { padding: 12px 20px 4px; }
 h1 { font-size: 1.35rem; margin: 0 0 6px; }
 .intro { max-width: 75rem; margin: 0 0 8px; }
 .layout { display: flex; align-items: flex-start; gap: 16px; padding: 0 12px 12px; }
-.chart { flex: 1 1 auto; overflow-x: auto; border: 1px solid var(--line); border-radius: 6px; }
+.chart { flex: 1 1 auto; min-width: 0; overflow-x: auto; border: 1px solid var(--line);
+         border-radius: 6px; }
+.chart > svg { display: block; max-width: 100%; height: auto; }  /* all of it in view */
 aside { flex: 0 0 27rem; position: sticky; top: 8px; max-height: calc(100vh - 16px);
         overflow: auto; border: 1px solid var(--line); border-radius: 6px; padding: 10px 12px; }
 .controls { display: flex; flex-wrap: wrap; gap: 6px; align-items: center; }

@@ -411,35 +411,45 @@ def drawn_marks(c: Chart) -> list[Mark]:
 # ---------------------------------------------------------------- the document
 
 
-def _legend(width: float, y: float) -> tuple[list[str], float]:
-    """Samples of every line and mark, wrapped to the page width; returns its height."""
+def _legend(width: float, y: float, charts: list[Chart]) -> tuple[list[str], float]:
+    """Samples of the lines and marks the charts hold (no others: a legend of fifteen
+    message types beside a chart of four is noise), wrapped to the page width; returns
+    its height."""
+    types = {m.type for c in charts for m in c.messages}
+    kinds = {mk.kind for c in charts for mk in c.marks}
     items: list[tuple[str, str]] = []
     for t, (line, _, dash) in STYLE.items():
+        if t not in types:
+            continue
         dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
         items.append((t, f'<line x1="0" y1="0" x2="30" y2="0" stroke="{line}" stroke-width="1.8"'
                          f'{dash_attr} marker-end="url(#head-{t.lower()})"/>'))
-    items += [
-        ("lost (a fault)", '<line x1="0" y1="0" x2="24" y2="0" stroke="#888" stroke-width="1.6"/>'
-                           + _dot(27, 0, 4.5, LOST_INK, LOST_INK)),
-        ("not delivered, not sent or not read (no fault)",
-         f'<line x1="0" y1="0" x2="24" y2="0" stroke="{MISSED_INK}" stroke-width="1.6" '
-         f'stroke-dasharray="4 3"/>' + _dot(27, 0, 4.5, "#ffffff", MISSED_INK)),
-        ("new round", '<path d="M15,-6 l6,6 l-6,6 l-6,-6 z" fill="#555"/>'),
-        ("retry", '<circle cx="15" cy="0" r="5" fill="#ffffff" stroke="#d35400" '
-                  'stroke-width="2.5"/>'),
-        ("pause", '<rect x="9" y="-8" width="12" height="16" rx="2" fill="#c9d3e3" '
-                  'stroke="#8796ab"/>'),
-        ("backoff", '<rect x="9" y="-8" width="12" height="16" rx="2" fill="#f8d7a6" '
-                    'stroke="#d9a45b"/>'),
-        ("adopts a value", '<path d="M15,-6 l6,6 l-6,6 l-6,-6 z" fill="#8e44ad"/>'),
-        ("node crashed", _cross(15, 0, 7, "#d62728", 3.5)),
-        ("restart", '<circle cx="15" cy="0" r="6" fill="#fff" stroke="#2e8b57" '
-                    'stroke-width="3"/>'),
-        ("node learned", '<circle cx="15" cy="0" r="4" fill="#2e8b57"/>'),
-        ("value chosen", _star(15, 0, 10, "#f5b800", "#9a7400")),
-        ("told it was chosen", _star(15, 0, 7.5, "#ffffff", "#b08a00")),
-        ("gave up", _cross(15, 0, 6, "#555", 3)),
+    if any(m.fault for c in charts for m in c.messages):
+        items.append(("lost (a fault)", '<line x1="0" y1="0" x2="24" y2="0" stroke="#888" '
+                      'stroke-width="1.6"/>' + _dot(27, 0, 4.5, LOST_INK, LOST_INK)))
+    if any(m.lost and not m.fault for c in charts for m in c.messages):
+        items.append(("not delivered, not sent or not read (no fault)",
+                      f'<line x1="0" y1="0" x2="24" y2="0" stroke="{MISSED_INK}" '
+                      f'stroke-width="1.6" stroke-dasharray="4 3"/>'
+                      + _dot(27, 0, 4.5, "#ffffff", MISSED_INK)))
+    marks = [  # (the kind of mark, its name, a sample)
+        ("round", "new round", '<path d="M15,-6 l6,6 l-6,6 l-6,-6 z" fill="#555"/>'),
+        ("retry", "retry", '<circle cx="15" cy="0" r="5" fill="#ffffff" stroke="#d35400" '
+                           'stroke-width="2.5"/>'),
+        ("pause", "pause", '<rect x="9" y="-8" width="12" height="16" rx="2" '
+                           'fill="#c9d3e3" stroke="#8796ab"/>'),
+        ("backoff", "backoff", '<rect x="9" y="-8" width="12" height="16" rx="2" '
+                               'fill="#f8d7a6" stroke="#d9a45b"/>'),
+        ("adopted", "adopts a value", '<path d="M15,-6 l6,6 l-6,6 l-6,-6 z" fill="#8e44ad"/>'),
+        ("crash", "node crashed", _cross(15, 0, 7, "#d62728", 3.5)),
+        ("restart", "restart", '<circle cx="15" cy="0" r="6" fill="#fff" stroke="#2e8b57" '
+                               'stroke-width="3"/>'),
+        ("learned", "node learned", '<circle cx="15" cy="0" r="4" fill="#2e8b57"/>'),
+        ("chosen", "value chosen", _star(15, 0, 10, "#f5b800", "#9a7400")),
+        ("learns", "told it was chosen", _star(15, 0, 7.5, "#ffffff", "#b08a00")),
+        ("gave_up", "gave up", _cross(15, 0, 6, "#555", 3)),
     ]
+    items += [(name, sample) for kind, name, sample in marks if kind in kinds]
     out, x, row = ['<g class="legend">'], float(PAD), 0
     for name, sample in items:
         w = 40 + CHAR_W * len(name) + 22
@@ -460,7 +470,7 @@ def render_svg(charts: list[Chart], source: str) -> str:
     width = max([900.0, *(lay.width for lay in layouts)])
     keys = ", ".join(c.key for c in charts)
     title = f"Paxos message sequence chart: {keys}"
-    legend, legend_h = _legend(width, PAD + 44)
+    legend, legend_h = _legend(width, PAD + 44, charts)
     body: list[str] = []
     top = PAD + 44 + legend_h + 8
     for lay in layouts:

@@ -7,6 +7,7 @@ the ``--out`` file's extension) and the scenario runner's SVG per scenario.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TextIO
 
 from zpaxos.pictures.chart_svg import render_empty, render_svg
 from zpaxos.pictures.chart_text import render_text
@@ -33,6 +34,22 @@ def output_format(out: str | None, fmt: str | None) -> str:
         raise TraceError(f"--out {out}: cannot tell the chart format from {what}; "
                          f"use a .svg, .html or .txt file name, or --format svg|html|text")
     return implied
+
+
+def refuse_terminal(out: str | None, fmt: str, stdout: TextIO) -> None:
+    """An SVG or HTML chart is tens of kilobytes of markup: on a terminal it is a flood,
+    so with no ``--out`` it must go to a pipe or a file (``> run.html`` is fine)."""
+    if out is None and fmt in ("svg", "html") and _isatty(stdout):
+        ext = _ext(fmt)
+        raise TraceError(f"--format {fmt}: not printed on a terminal; add --out chart{ext}"
+                         f" (or redirect: > chart{ext})")
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no such method, or a closed stream
+        return False
 
 
 def _ext(fmt: str) -> str:

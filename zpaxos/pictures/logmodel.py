@@ -48,7 +48,9 @@ __all__ = ["DELIVERED", "DRAWN_TYPES", "LOST", "MAX_TS", "NOT_DRAWN", "NOT_SENT"
 
 PROPOSER_GONE_S = 60.0  # a proposer silent this long (killed, say) is no longer busy
 # A reply sent this soon before its proposer finished may still have been on its way, or
-# waiting in the proposer's socket behind the replies that made its quorum (under load).
+# waiting in the proposer's socket behind the replies that made its quorum (under load);
+# at most: a log whose messages all arrive within milliseconds (a simulated one, say)
+# allows twice its slowest delivery (``_in_flight``).
 IN_FLIGHT_S = 0.5
 SKEW_S = 0.5  # how far a receive may seem to precede its send (clocks, log buffering)
 _TEXT_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3}\s+\S")
@@ -111,13 +113,14 @@ def _valid(obj: Any) -> bool:
         return False  # also NaN and Infinity, which json accepts
     if not (isinstance(proc, str) and isinstance(ev, str)):
         return False
-    if ev in ("send", "recv", "undeliverable"):
+    if ev in ("send", "recv", "undeliverable", "dropped"):
         return all(isinstance(obj.get(k), str) for k in ("type", "msg_id", "peer"))
     return True
 
 
 def read_log(path: str | Path) -> LogModel:
-    """Parse the log; a line that is no zpaxos event is counted and skipped."""
+    """Parse the log; a line that is no zpaxos event is counted and skipped, unless most
+    lines are such: then the file is no zpaxos log, and refused (TraceError)."""
     path = str(path)
     p = Path(path)
     try:
@@ -155,6 +158,11 @@ def read_log(path: str | Path) -> LogModel:
                              f"in the [log] section of the cluster file and run again")
         what = f"{model.skipped} lines skipped" if model.skipped else "the file is empty"
         raise TraceError(f"{path}: no zpaxos events ({what})")
+    if model.skipped > len(model.all_events):
+        # A few lines that are (a README quoting one): this is no log, do not draw them.
+        total = model.skipped + len(model.all_events)
+        raise TraceError(f"{path}: not a zpaxos log ({model.skipped} of its {total} lines"
+                         f" are not zpaxos events, first: line {model.first_skipped})")
     model.all_events.sort(key=lambda e: (e.ts, e.line))
     _pair_messages(model)
     _lifecycle(model)
@@ -189,6 +197,12 @@ def _pair_messages(model: LogModel) -> None:
                 m = Message(f["type"], e.process, f["peer"], f["msg_id"], e.key, e.ts, f, e.line)
                 model.messages.append(m)
             m.fate, m.why = UNDELIVERABLE, str(f.get("msg") or "not sent")
+        elif e.name == "dropped":  # a simulated network lost it (real logs cannot say so)
+            m = by_sender.get((e.process, f["msg_id"]))
+            waiting = pending.get((e.process, f["peer"], f["msg_id"]), [])
+            if m is not None and m in waiting:
+                waiting.remove(m)
+                m.fate = LOST
         elif e.name == "recv":
             waiting = pending.get((f["peer"], e.process, f["msg_id"]), [])
             i = len(waiting) - 1
@@ -259,27 +273,48 @@ def _lifecycle(model: LogModel) -> None:
             model.busy_until[proc] = ends[0] if ends else evs[-1].ts + PROPOSER_GONE_S
 
 
+def _in_flight(model: LogModel) -> float:
+    """How long a message may plausibly still have been on its way or in a queue: twice
+    the slowest delivery the log shows, at most ``IN_FLIGHT_S``."""
+    slowest = max((m.received - m.sent for m in model.messages if m.received is not None),
+                  default=IN_FLIGHT_S)
+    return min(IN_FLIGHT_S, 2 * slowest)
+
+
 def _fates(model: LogModel) -> None:
-    """Why each message that was never received was not, as far as the log tells."""
+    """Why each message that was never received was not, as far as the log tells.
+
+    Each excuse needs the log's support: "not read" and "not sent" only for a message
+    sent so shortly before its proposer finished that it could still have been on its
+    way (``_in_flight``); a message that had time to arrive and did not is lost."""
+    window = _in_flight(model)
     for m in model.messages:
-        if not m.lost:
+        if not m.lost or m.fate == LOST:  # LOST already: the log says it was dropped
             continue
         done = model.finished.get(m.receiver)
         gone = m.fate != UNDELIVERABLE or "gone away" in m.why  # ROUTER: the proposer left
-        if done is not None and gone and m.sent >= done - IN_FLIGHT_S:
+        if done is not None and gone and m.sent >= done - window:
             # A proposer stops reading once it has its outcome: not lost, just unread.
             m.fate = UNREAD
         elif m.fate == UNDELIVERABLE:
             continue
-        elif model.is_down(m.receiver, m.sent):
+        elif model.is_down(m.receiver, m.sent) or _went_down(model, m.receiver, m.sent,
+                                                               m.sent + window):
             m.fate = RECEIVER_DOWN
         elif is_proposer(m.sender) and m.sender in model.stopped and not _crashed_after(
-                model, m.receiver, m.sent):
+                model, m.receiver, m.sent) and m.sent >= model.finished.get(
+                    m.sender, model.stopped[m.sender]) - window:
             # The node was up all along and never saw it: the proposer finished and
             # exited (closing its sockets) before the message had left its queue.
             m.fate = NOT_SENT
         else:
             m.fate = LOST
+
+
+def _went_down(model: LogModel, process: str, after: float, until: float) -> bool:
+    """Whether the log shows ``process`` stopping or crashing in (after, until]."""
+    spans = model.down.get(process, []) + model.crashes.get(process, [])
+    return any(after < a <= until for a, _ in spans)
 
 
 def _crashed_after(model: LogModel, process: str, ts: float) -> bool:

@@ -18,11 +18,12 @@ PAXOS_TYPES = registry.PAXOS_TYPES
 DRAWN_TYPES = registry.DRAWN_TYPES  # Paxos, and the runtime exchanges a run's story needs
 MAX_TS = 1e10  # year 2286: a larger "ts" is garbage, and localtime() would fail on it
 
-NOT_DRAWN = ("persisted", "value_file", "value_file_failed", "ignored")  # bookkeeping
+# Bookkeeping; ``dropped`` (the simulator's network lost a message) shows on its arrow.
+NOT_DRAWN = ("persisted", "value_file", "value_file_failed", "ignored", "dropped")
 
 # What became of a message that was never received (Message.fate).
 DELIVERED = ""
-LOST = "lost"  # no explanation in the log: the network, or a process we cannot see
+LOST = "lost"  # the network lost it (a simulated log says so), or nothing in the log explains it
 UNDELIVERABLE = "undeliverable"  # its sender's socket refused it (``undeliverable`` event)
 RECEIVER_DOWN = "receiver down"  # sent to a node that was not running
 NOT_SENT = "not sent"  # its proposer finished and exited before the message left

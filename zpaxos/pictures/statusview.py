@@ -69,6 +69,9 @@ def _key_json(k: KeyStatus) -> dict[str, object]:
             "chosen_ballot": _ballot(k.chosen_ballot)}
 
 
+REASON_CELL = 24  # a longer reason why a node is unreachable goes below the table
+
+
 def _cell(v: bytes | str | None, width: int = 24) -> str:
     s = printable(v)
     return s if len(s) <= width else s[: width - 3] + "..."
@@ -106,11 +109,15 @@ def status_table(nodes: Sequence[NodeStatus], key: str | None = None) -> str:
     """One row per node and key; an unreachable node is one loud row."""
     head = ("NODE", "ENDPOINT", "REACHABLE", "KEY", "PROMISED", "ACCEPTED", "VALUE", "CHOSEN")
     rows: list[tuple[str, ...]] = []
+    below: list[str] = []  # reasons too long for the REACHABLE column
     for n in nodes:
         name = node_name(n.id)
         if not n.reachable:
-            why = f"NO ({n.error})" if n.error else "NO (down?)"
-            rows.append((name, n.endpoint, why, "-", "-", "-", "-", "-"))
+            why = printable(n.error or "down?")
+            if len(why) > REASON_CELL:  # a CURVE failure explains itself at length
+                below.append(f"{name}: {why}")
+                why = "see below"
+            rows.append((name, n.endpoint, f"NO ({why})", "-", "-", "-", "-", "-"))
             continue
         if n.error:  # it answered, with a reply that could not be read
             rows.append((name, n.endpoint, "yes", f"({printable(n.error)})", "-", "-", "-", "-"))
@@ -131,17 +138,27 @@ def status_table(nodes: Sequence[NodeStatus], key: str | None = None) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
              for r in (head, *rows)]
     lines.append(health(nodes))
+    lines.extend(below)
     noted = [f"{node_name(n.id)} dropped {c} {what}" for n in nodes
              for what, c in n.stats if c and what in ("malformed", "refused")]
     if noted:
         lines.append("counters: " + "; ".join(noted) + " (see the node's log)")
-    waiting = [node_name(n.id) for n in nodes if n.reachable and ("voting", 0) in n.stats]
+    waiting = [node_name(n.id) for n in not_voting(nodes)]
     if waiting:
-        lines.append(f"not voting yet: {', '.join(waiting)} (waiting for its peers to confirm "
-                     f"it lost no state, or learning every decision after --new)")
+        lines.append(f"not voting yet: {', '.join(waiting)} ({NOT_VOTING_WHY})")
     syncing = [node_name(n.id) for n in nodes
                if n.reachable and dict(n.stats).get("syncing", 0) and ("voting", 1) in n.stats]
     if syncing:
         lines.append(f"catching up: {', '.join(syncing)} (fetching from its peers the "
                      f"decisions it missed while down)")
     return "\n".join(lines)
+
+
+# Why a node that answers does not vote (runtime/admission.py): status and propose say it.
+NOT_VOTING_WHY = ("waiting for its peers to confirm it lost no state, or learning every "
+                  "decision after --new")
+
+
+def not_voting(nodes: Sequence[NodeStatus]) -> list[NodeStatus]:
+    """The nodes that answered but do not vote yet (their ``voting`` counter is 0)."""
+    return [n for n in nodes if n.reachable and ("voting", 0) in n.stats]

@@ -180,16 +180,23 @@ def default_config_path() -> Path:
 
 def load_config(path: str | os.PathLike[str] | None = None, *,
                 keys: bool = True) -> ClusterConfig:
-    """Read and validate a cluster file (default: $ZPAXOS_CONFIG or configs/cluster.ini)."""
+    """Read and validate a cluster file (default: $ZPAXOS_CONFIG or configs/cluster.ini).
+
+    A relative path is taken from the current directory, as ``open`` takes it. Any
+    problem raises :class:`ConfigError` (importable from ``zpaxos.client``), one line
+    naming the file (the full path tried, when it is missing), section and key."""
     p = Path(path) if path is not None else default_config_path()
     parser = configparser.ConfigParser(
         inline_comment_prefixes=(";", "#"), interpolation=None, strict=True
     )
     try:
-        with open(p, encoding="utf-8") as f:
-            parser.read_file(f, source=str(p))
+        text = p.read_text(encoding="utf-8")
+        _check_headers(p, text)
+        parser.read_string(text, source=str(p))
     except FileNotFoundError:
-        raise ConfigError(f"{p}: config file not found (give one with --config or "
+        # A relative path is from the current directory: say where that was.
+        tried = "" if p.is_absolute() else f"looked for {p.absolute()}; "
+        raise ConfigError(f"{p}: config file not found ({tried}give one with --config or "
                           f"${CONFIG_ENV})") from None
     except IsADirectoryError:
         raise ConfigError(f"{p}: is a directory, not a config file") from None
@@ -206,6 +213,16 @@ def load_config(path: str | os.PathLike[str] | None = None, *,
         first = str(e).splitlines()[0]
         raise ConfigError(f"{p}: not a valid INI file ({first})") from None
     return _build(p, parser, keys)
+
+
+def _check_headers(p: Path, text: str) -> None:
+    """A ``[node.1`` line without its ``]`` is no section header to configparser: it goes
+    on with the section before, and reports whatever that breaks (a key appearing twice,
+    say). Name the real mistake first. (An indented line continues a value: not a header.)"""
+    for n, line in enumerate(text.splitlines(), 1):
+        bare = re.split(r"\s[;#]", line, maxsplit=1)[0].rstrip()  # less an inline comment
+        if bare.startswith("[") and not configparser.ConfigParser.SECTCRE.match(bare):
+            raise ConfigError(f"{p}: line {n}: section header {bare!r} has no closing ']'")
 
 
 def _build(p: Path, parser: configparser.ConfigParser, keys: bool = True) -> ClusterConfig:

@@ -24,8 +24,10 @@ hosts' events, ``start``/``stop`` -- at ``BASE_TS`` plus virtual time, so ``zpax
 trace`` and the charts read a simulated run like a real one. Ballots are written as
 ``round.name`` (``2.P1``) instead of the runtime's hex id prefix, for people. A node
 restarted from its disk also logs ``recovered`` per key (what it reloaded), which the
-step-through page shows, and a crash is logged (``crash``) when it happens, so the chart
-puts the cross where the crash was; real nodes log neither (a killed process cannot).
+step-through page shows; a crash is logged (``crash``) when it happens, so the chart
+puts the cross where the crash was, and a message the network loses is logged
+(``dropped``, under its sender, right after its ``send``), so the chart calls it lost
+rather than guessing; real nodes log none of these (a killed process, a network, cannot).
 """
 
 from __future__ import annotations
@@ -220,8 +222,12 @@ class TapedSimulation(Simulation):
         self._sent_by[sender] += 1
         msg_id = f"{sender.replace('proposer ', '')}:{self._sent_by[sender]}"
         if logged:
+            fields = self._msg_fields(msg)
             self._emit(sender, "send", type=type_name(msg), msg_id=msg_id,
-                       peer=proc_name(dst), **self._msg_fields(msg))
+                       peer=proc_name(dst), **fields)
+            if not delays:  # the network lost it: real logs cannot say so, this one does
+                self._emit(sender, "dropped", type=type_name(msg), msg_id=msg_id,
+                           peer=proc_name(dst), **fields)
         for d in delays:
             self._ids[link].append(msg_id)
             self._push(self.now + d, DELIVER, src, dst, msg)
