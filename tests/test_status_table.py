@@ -4,13 +4,21 @@ REACHABLE column (issue 26, item 10)."""
 
 from __future__ import annotations
 
+import zmq
+
 from zpaxos.pictures.statusview import status_table
 from zpaxos.runtime.client import NodeStatus
-from zpaxos.runtime.curve import _FAILURES, _PLAINTEXT_FAILURE
+from zpaxos.runtime.curve import HANDSHAKE_CLOSED, refusal
 
 
 def test_a_long_refusal_goes_below_the_table():
-    for why in [*_FAILURES.values(), _PLAINTEXT_FAILURE]:
+    reasons = [refusal(zmq.EVENT_HANDSHAKE_FAILED_AUTH, 400, True),
+               refusal(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+                       zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH, True),
+               refusal(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+                       zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH, False),
+               HANDSHAKE_CLOSED]
+    for why in reasons:
         nodes = [NodeStatus(0, "tcp://127.0.0.1:5001", True),
                  NodeStatus(1, "tcp://127.0.0.1:5002", False, error=why),
                  NodeStatus(2, "tcp://127.0.0.1:5003", False)]
