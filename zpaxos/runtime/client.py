@@ -59,6 +59,7 @@ from zpaxos.runtime.staging import NO_STAGING, StagingOptions
 
 if TYPE_CHECKING:
     from zpaxos.protocol.register import RegisterOptions, RegOp, RegResult
+    from zpaxos.runtime.metrics import ClientMetrics
     from zpaxos.runtime.register_client import Registers
 
 _TO_PROPOSER = frozenset(TO_PROPOSER_TYPES)  # (decoded messages are of these exact types)
@@ -111,11 +112,14 @@ class Client:
     def __init__(self, cluster: ClusterConfig, log: EventLog | None = None,
                  client_id: bytes | None = None, rng: random.Random | None = None,
                  wakeup: SignalWakeup | None = None, key_file: Path | None = None,
-                 fast: bool = True) -> None:
+                 fast: bool = True, metrics: ClientMetrics | None = None) -> None:
         """``key_file``: the client's CURVE key pair (default: the config's
         ``[security] client_key``); ignored without CURVE. ``fast``: skip phase 1 for fresh
-        keys of a range this client holds a range promise for (see the module doc)."""
+        keys of a range this client holds a range promise for (see the module doc).
+        ``metrics``: count proposals, failures, rounds and latency there
+        (runtime/metrics.py; serve it with ``metrics.serve(host, port)``)."""
         self.fast = fast
+        self.metrics = metrics
         self._leases = Leases()  # range promises held, across calls
         self.cluster = cluster
         keys = cluster.security.client_keys(cluster.path, key_file)  # ConfigError if bad
@@ -204,6 +208,7 @@ class Client:
         emit = self._emit
         watch = sockets.watch
         to_proposer = _TO_PROPOSER
+        metrics = self.metrics
         try:
             while True:
                 while host.running < concurrency:  # top up
@@ -254,7 +259,15 @@ class Client:
                     self._flush(outbox)
                 for token, outcome in finished:
                     index = int(token)  # type: ignore[call-overload]  # our tokens are the indexes
-                    yield index, outcome, time.monotonic() - started.pop(index)
+                    seconds = time.monotonic() - started.pop(index)
+                    if metrics is not None:
+                        metrics.finished(outcome, seconds)
+                    yield index, outcome, seconds
+        except (Interrupted, Refused) as e:
+            if metrics is not None:  # every proposal in flight ends without an outcome
+                metrics.ended_all("refused" if isinstance(e, Refused) else "interrupted",
+                                  host.running)
+            raise
         finally:
             if not self._closed:  # (a generator dropped after close sends nothing)
                 self._flush(outbox)
@@ -263,6 +276,8 @@ class Client:
               outbox: list[tuple[int, Any]]) -> None:
         # Events first: a round starts (in the log) before its Prepares leave.
         # Proposers persist nothing: a restarted proposer is a new proposer with a new id.
+        if events and self.metrics is not None:
+            self.metrics.saw(events)  # retries and give-ups, by cause
         if events and self.log.enabled(logging.INFO):  # GaveUp is a WARNING: also on
             for ev in events:
                 level = logging.WARNING if isinstance(ev, GaveUp) else logging.INFO

@@ -4,7 +4,7 @@ was saved."""
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.messages import Ballot
@@ -50,8 +50,11 @@ class MemoryStore:
         return [(k, s.chosen) for k, s in sorted(self.saved.items())
                 if s.chosen is not None and match(k)]
 
-    def count(self) -> int:
-        return len(self.saved)
+    def count(self, prefix: str = "") -> int:
+        return sum(k.startswith(prefix) for k in self.saved) if prefix else len(self.saved)
+
+    def timed(self, fsync: Callable[[float], None], fold: Callable[[float], None]) -> None:
+        """Nothing is fsynced or folded in memory: nothing to report."""
 
     def load_ranges(self) -> dict[str, Ballot]:
         return dict(self.saved_ranges)
