@@ -131,7 +131,7 @@ def node(node_id: int, config: str | None, quiet: bool, new: bool,
         n.run(on_ready=ready)
     except BindError as e:
         hint = ""
-        if not e.in_use:  # which key the address came from, and what to do about it
+        if not e.in_use and e.node_address:  # which key the address came from, what to do
             hint = (f" ([node.{node_id}] bind)" if cfg.bind is not None else
                     f" ([node.{node_id}] host: if the others reach this node at an address "
                     f"it cannot listen on, set [node.{node_id}] bind = 0.0.0.0 or one of its "

@@ -91,8 +91,10 @@ class Serving:
         except OSError as e:
             if e.errno == errno.EADDRINUSE:
                 raise BindError(f"cannot serve metrics on {where}: address already in use "
-                                f"(give another [metrics] port or --metrics-port)") from None
-            raise BindError(f"cannot serve metrics on {where}: {e.strerror or e}") from None
+                                f"(give another [metrics] port or --metrics-port)",
+                                node_address=False) from None
+            raise BindError(f"cannot serve metrics on {where}: {e.strerror or e} ([metrics] "
+                            f"host)", node_address=False) from None
         self.url = where
         self.port = self.httpd.server_address[1]
 
