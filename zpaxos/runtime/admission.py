@@ -29,7 +29,7 @@ the time in). It adds the Hello exchange of :mod:`zpaxos.runtime.peers`:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,6 +150,12 @@ class Admission:
         ready = Ready(send=self._hellos(now, self.peers))
         self._advance(ready)
         return ready
+
+    @property
+    def deferred(self) -> Collection[object]:
+        """The host's RangePrepares left for the next pass (a loop runs a pass for them
+        even with nothing new): admission stands in front of the host, for the loop."""
+        return self.host.deferred
 
     def handle(self, batch: Iterable[tuple[Src, Message]]) -> Ready:
         mine = Ready()
