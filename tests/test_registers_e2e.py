@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import Cluster
-from tests.lincheck import UNKNOWN, Op, check
+from zpaxos.sim.lincheck import UNKNOWN, Op, check
 from zpaxos.client import Client, RegOp, load_config
 from zpaxos.protocol.register import CAS, CAS_VALUE, DELETE, GET, NO_QUORUM, SET
 

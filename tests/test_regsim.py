@@ -2,7 +2,7 @@
 
 The simulator (zpaxos/sim/regsim.py) runs the real AcceptorHost and RegisterHost with
 losses, duplicates, reordering, partitions and crashes (also between persist and send);
-each run's history goes through the checker (tests/lincheck.py).
+each run's history goes through the checker (zpaxos/sim/lincheck.py).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import asdict, replace
 
 import pytest
 
-from tests.lincheck import Op, check
+from zpaxos.sim.lincheck import Op, check
 from zpaxos.protocol.register import RegisterOptions
 from zpaxos.sim import regsim
 from zpaxos.sim.regmutants import MUTANTS

@@ -11,7 +11,7 @@ the version it last saw, or on a value) and delete over a few keys, with up to t
 operations in flight.
 
 A run records the **history**: every operation's call and return in virtual time and its
-result. The tests check it with the linearizability checker (tests/lincheck.py); the run
+result. The tests check it with the linearizability checker (zpaxos/sim/lincheck.py); the run
 itself checks an acceptor invariant (no acceptor accepts below a promise it made) and,
 after the chaos window, liveness: every operation called once the faults are over ends
 with a result (not "no quorum").
@@ -79,7 +79,7 @@ class RegScenario:
 
 @dataclass(frozen=True)
 class HistoryEntry:
-    """One operation as the checker sees it (the fields of tests/lincheck.Op)."""
+    """One operation as the checker sees it (the fields of zpaxos.sim.lincheck.Op)."""
 
     process: str
     key: str
