@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from tests.harness import Cluster
-from zpaxos.sim.lincheck import UNKNOWN, Op, check
 from zpaxos.client import Client, RegOp, load_config
 from zpaxos.protocol.register import CAS, CAS_VALUE, DELETE, GET, NO_QUORUM, SET
+from zpaxos.sim.lincheck import UNKNOWN, Op, check
 
 pytestmark = pytest.mark.e2e
 

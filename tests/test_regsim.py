@@ -11,9 +11,9 @@ from dataclasses import asdict, replace
 
 import pytest
 
-from zpaxos.sim.lincheck import Op, check
 from zpaxos.protocol.register import RegisterOptions
 from zpaxos.sim import regsim
+from zpaxos.sim.lincheck import Op, check
 from zpaxos.sim.regmutants import MUTANTS
 
 # One register run costs about as much as 40 write-once schedules: run 1/40 as many.

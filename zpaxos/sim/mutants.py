@@ -114,8 +114,8 @@ class SkipsPhase1AfterLosingRange(Proposer):
         self.ballot = Ballot(self._round, self.id)
         self.value = self.proposed
         self.phase = ACCEPT
-        self._answered_phase.clear()
-        self._phase_deadline = now + self.opts.round_timeout_s
+        self._answered.clear()
+        self._phase_started(now)
         step.events.append(Round(self.key, self.ballot, self.rounds))
         step.send.extend((a, Accept(self.key, self.ballot, self.value)) for a in self.acceptors)
 

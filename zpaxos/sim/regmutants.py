@@ -29,10 +29,9 @@ class ReadSkipsQuorum(RegisterProposer):
     """A read answers with the first promise's state: no quorum, no write-back."""
 
     def _on_promise(self, now: float, src: Peer, msg: RPromise, step: Step) -> None:
-        a = self._a
-        if a is not None and a.op.kind == GET and msg.ballot == self.ballot:
+        if self._op is not None and self._op.kind == GET and msg.ballot == self.ballot:
             s = msg.state if not msg.accepted.is_zero else EMPTY
-            self.result = RegResult(self.key, GET, OK, s.version, s.value, a.rounds)
+            self.result = RegResult(self.key, GET, OK, s.version, s.value, self.rounds)
             self._idle()
             return
         super()._on_promise(now, src, msg, step)
