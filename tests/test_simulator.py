@@ -17,7 +17,8 @@ from zpaxos.protocol.events import Adopted, Event, Retry
 from zpaxos.protocol.messages import Ballot, Decide
 from zpaxos.runtime.staging import StagingOptions
 from zpaxos.sim.__main__ import main
-from zpaxos.sim.mutants import MUTANTS, RepromisingAcceptor
+from zpaxos.sim.mutants import KEY_MUTANTS as MUTANTS
+from zpaxos.sim.mutants import RepromisingAcceptor
 from zpaxos.sim.simulator import (
     INF,
     Chaos,

@@ -40,7 +40,8 @@ BOX = dict(line="│", tee_r="├", tee_l="┤", h="─", nack="┄", head_r="�
 ASCII = dict(line="|", tee_r="+", tee_l="+", h="-", nack=".", head_r=">", head_l="<", lost="@",
              pause="#", brk=":", band="=", top="+", bottom="+", start="o", stop="=", crash="X",
              restart="^", round="+", adopted="+", retry="~", backoff="#", chosen="*",
-             learns="*", gave_up="/", applied="v", learned="o", conflict="!", malformed="?", more="~")
+             learns="*", gave_up="/", applied="v", learned="o", conflict="!", malformed="?",
+             more="~")
 
 
 def render_text(charts: list[Chart], ascii_only: bool = False) -> str:

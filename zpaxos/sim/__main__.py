@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from zpaxos.sim import simulator
-from zpaxos.sim.mutants import MUTANTS
+from zpaxos.sim.mutants import KEY_MUTANTS as MUTANTS
 from zpaxos.sim.simulator import InvariantViolation, Simulation, check_seeds_parallel, fv, generate
 
 

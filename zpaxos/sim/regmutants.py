@@ -1,6 +1,7 @@
 """Broken register rules, each one mistake, that the linearizability checker must catch.
 
-``MUTANTS[name]`` gives the scenario overrides (``proposer_cls`` / ``register_cls``) that
+Their entries (layer "register") are in the one table of broken variants,
+zpaxos/sim/mutants.py: the scenario overrides (``proposer_cls`` / ``register_cls``) that
 plant the mistake in the register simulator (zpaxos/sim/regsim.py); tests/test_regsim.py
 runs each over seeds until the checker reports a history that is not linearizable.
 """
@@ -62,10 +63,3 @@ class AcceptBelowPromise(RegAcceptor):
                        value=encode_state(msg.state))
         return Step(persist=self._update(msg.key, new),
                     send=[(src, RAccepted(msg.key, msg.ballot, nxt))])
-
-
-MUTANTS: dict[str, dict[str, Any]] = {
-    "read-skips-quorum": {"proposer_cls": ReadSkipsQuorum},
-    "stale-value": {"proposer_cls": StaleValue},
-    "accept-below-promise": {"register_cls": AcceptBelowPromise},
-}
