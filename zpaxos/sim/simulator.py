@@ -42,7 +42,6 @@ A broken variant: add ``--mutant NAME`` (see zpaxos/sim/mutants.py)
 
 from __future__ import annotations
 
-import multiprocessing
 import random
 from collections import Counter
 from collections.abc import Iterable
@@ -70,34 +69,18 @@ from zpaxos.runtime.addresses import Caller
 from zpaxos.runtime.proposer_host import Leases, ProposerHost
 from zpaxos.runtime.proposer_host import Ready as ProposerReady
 from zpaxos.sim.fmt import fb, fevent, fmsg, fsends, fstate, fv, reply_to, who
+from zpaxos.sim.ghost import Ghost, InvariantViolation
 from zpaxos.sim.scenario import INF, Chaos, ProposerSpec, Scenario, generate
 from zpaxos.sim.world import World
 
-TRACE_TAIL_LINES = 60  # how much of the trace a failure message shows
 REPLAY_CMD = "python -m zpaxos.sim --seed {seed} --trace"
 SIM_SYNC_PAGE = 2  # tiny sync pages, so a restarted node always pages
 
-__all__ = ["INF", "Chaos", "InvariantViolation", "ProposerSpec", "Scenario", "SimResult",
-           "Simulation", "check_seeds", "check_seeds_parallel", "fb", "fmsg", "fv", "generate",
-           "run_schedule"]
+__all__ = ["INF", "REPLAY_CMD", "Chaos", "InvariantViolation", "ProposerSpec", "Scenario",
+           "SimResult", "Simulation", "fb", "fmsg", "fv", "generate"]
 
 
 # --------------------------------------------------------------------------- simulation
-
-
-class InvariantViolation(AssertionError):
-    """A safety or liveness property failed; the text says which seed and how to replay."""
-
-    def __init__(self, seed: int, what: str, trace: list[str], replay: str,
-                 scenario: str = "") -> None:
-        self.seed, self.what, self.trace, self.replay = seed, what, trace, replay
-        tail = trace[-TRACE_TAIL_LINES:]
-        head = f"last {len(tail)} of {len(trace)} trace lines" if trace else "no trace recorded"
-        super().__init__(
-            f"seed {seed}: {what}\n  scenario: {scenario}\n  {head}:\n    "
-            + "\n    ".join(tail)
-            + f"\n  seed {seed}: {what}\n  replay the whole trace: {replay}"
-        )
 
 
 @dataclass
@@ -116,7 +99,7 @@ class SimResult:
 DELIVER, PASS, WAKE, START, CRASH, RESTART, CHAOS_END, PROBE, FORGE, FLUSH = range(10)
 
 
-class Simulation(World):
+class Simulation(Ghost, World):
     """Runs one scenario on the real hosts, checking the invariants after every step.
 
     Variants (the mutants in zpaxos/sim/mutants.py): ``acceptor_cls`` and ``proposer_cls`` for
@@ -421,20 +404,6 @@ class Simulation(World):
             return
         self._send_pass(a, [(reply_to(dst), m) for dst, m in sends])
 
-    def _check_status(self, a: int, host: AcceptorHost, reply: StatusReply) -> None:
-        """The reply was built mid-pass: later messages of the pass may have moved the
-        state on since, but only forwards."""
-        got = [k.key for k in reply.keys]
-        states = host.states
-        if got != sorted(set(got)):
-            self._violate(f"n{a}'s status reply is not in key order: {got}")
-        for k in reply.keys:
-            now = states.get(k.key)
-            if now is None or k.promised > now.promised or (
-                    k.chosen is not None and k.chosen != now.chosen):
-                self._violate(f"n{a}'s status reply for {k.key} is not its state")
-        self.stats["status_checked"] += 1
-
     # ---- proposers
 
     def _start(self, name: str) -> None:
@@ -529,117 +498,3 @@ class Simulation(World):
                       f" staying down: {sorted(self.stay_down) or 'none'}")
         for a in down:
             self._restart(a)
-
-    # ---- invariants
-
-    def _vote(self, a: int, key: str, b: Ballot, v: bytes) -> None:
-        """Record that ``a`` voted (b, v) for ``key``: the ghost history of the TLA+ spec."""
-        voters = self.votes.get((key, b, v))
-        if voters is not None and a in voters:
-            return
-        promised = max(self.max_promise.get((a, key), ZERO),
-                       self.range_promise[a].covering(key))  # a range promise counts too
-        if b.proposer[:1] == self.sc.lease_tag and len(b.proposer) > 1:
-            self.stats["fast_vote"] += 1
-        if b < promised:
-            self._violate(f"n{a} accepted {key}={fv(v)} at ballot {fb(b)} below the promise"
-                          f" {fb(promised)} it had sent")
-        self.max_promise[(a, key)] = b  # voting for b promises b
-        other = self.ballot_value.setdefault((key, b), v)
-        if other != v:
-            self._violate(f"ballot {fb(b)} carries two values for {key}: {fv(other)} and {fv(v)}")
-        if voters is None:
-            voters = self.votes[(key, b, v)] = set()
-        voters.add(a)
-        self.vote_log.append((self.now, a, key, b, v))
-        if len(voters) < self.quorum:
-            return
-        prev = self.chosen.get(key)
-        if prev is None:
-            if v not in self.proposed.get(key, ()):
-                self._violate(f"{key}={fv(v)} is chosen but nobody proposed it")
-            self.chosen[key] = v
-            self.chosen_at[key] = self.now
-            if self.tracing:
-                self._log(f"** {key}={fv(v)} is chosen: ballot {fb(b)} by {sorted(voters)}")
-        elif prev != v:
-            self._violate(f"two values chosen for {key}: {fv(prev)}, then {fv(v)} at ballot"
-                          f" {fb(b)} by {sorted(voters)}")
-
-    def _check_state(self, a: int, key: str, s: KeyState, where: str) -> None:
-        if s.accepted > s.promised:
-            self._violate(f"n{a} {where}: {key} accepted {fb(s.accepted)} above its promise"
-                          f" {fb(s.promised)}")
-        if s.chosen is not None and s.chosen != self.chosen.get(key):
-            self._violate(f"n{a} {where}: {key} chosen={fv(s.chosen)} but the chosen value is"
-                          f" {fv(self.chosen.get(key))}")
-
-
-# --------------------------------------------------------------------------- running seeds
-
-
-def run_schedule(seed: int, trace: bool = False, **variant: Any) -> SimResult:
-    """Generate and run the schedule of ``seed``; raise InvariantViolation on a failure.
-
-    A failure found without a trace is re-run with one (the run is deterministic), so the
-    error always carries the trace. ``variant``: see :class:`Simulation`.
-    """
-    try:
-        return Simulation(generate(seed), trace=trace, **variant).run()
-    except InvariantViolation:
-        if trace:
-            raise
-    return Simulation(generate(seed), trace=True, **variant).run()  # raises again, traced
-
-
-COVERED = ("crashes", "crash_in_step", "stayed_down", "dropped", "duplicated", "adopted",
-           "retry", "gave_up", "chosen", "batched", "forged_sync", "status_checked", "learned",
-           "forged_decide", "wire_batch", "lazy_commit", "range_promised", "fast_vote")
-
-
-def check_seeds(seeds: Iterable[int], stop_at_first: bool = True,
-                **variant: Any) -> tuple[list[InvariantViolation], Counter[str]]:
-    """Run every seed; return the violations found and counters of what the runs covered."""
-    failures: list[InvariantViolation] = []
-    cover: Counter[str] = Counter()
-    for seed in seeds:
-        try:
-            r = run_schedule(seed, **variant)
-        except InvariantViolation as e:
-            failures.append(e)
-            if stop_at_first:
-                break
-            continue
-        sc = r.scenario
-        cover["schedules"] += 1
-        cover[f"N={sc.n_acceptors}"] += 1
-        cover["multi_key"] += len({p.key for p in sc.proposers}) > 1
-        cover["shared_process"] += len({p.proc for p in sc.proposers}) < len(sc.proposers)
-        cover["must_choose"] += sc.must_choose
-        for name in COVERED:
-            cover[f"with_{name}"] += r.stats[name] > 0
-    return failures, cover
-
-
-def _check_chunk(job: tuple[range, dict[str, Any]]) -> tuple[list[str], Counter[str]]:
-    failures, cover = check_seeds(job[0], **job[1])
-    return [str(e) for e in failures], cover  # strings: cheap to send between processes
-
-
-def check_seeds_parallel(seeds: range, workers: int = 2, chunks: int = 16,
-                         **variant: Any) -> tuple[list[str], Counter[str]]:
-    """check_seeds on ``workers`` processes (forkserver: safe even if other tests left
-    threads running); returns failure texts and coverage counts."""
-    size = max(1, -(-len(seeds) // chunks))
-    jobs = [(seeds[i:i + size], variant) for i in range(0, len(seeds), size)]
-    if workers <= 1:
-        results = [_check_chunk(job) for job in jobs]
-    else:
-        with multiprocessing.get_context("forkserver").Pool(workers) as pool:
-            results = pool.map(_check_chunk, jobs, chunksize=1)
-    failures: list[str] = []
-    cover: Counter[str] = Counter()
-    for f, c in results:
-        failures += f
-        cover += c
-    return failures, cover
