@@ -24,6 +24,7 @@ sends-before-persisting  a node sends its replies before its state is durable; a
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,9 +152,13 @@ def explain(rule: Rule, sim: TapedSimulation, s: Split) -> str:
     """One paragraph: which rule was broken, what was chosen, and which message did it."""
     (v1, b1, q1, p1), (v2, b2, q2, p2) = s.first, s.second
     x = proc_name(s.node)
-    names = lambda q: " and ".join(proc_name(a) for a in q)  # noqa: E731
+    def names(q: Iterable[int]) -> str:
+        return " and ".join(proc_name(a) for a in q)
+
+    def quorum(q: Iterable[int]) -> str:
+        return ", ".join(proc_name(a) for a in q)
+
     both = [a for a in q1 if a in q2]
-    quorum = lambda q: ", ".join(proc_name(a) for a in q)  # noqa: E731
     head = (f"Broken rule: {rule.name} -- {rule.broken}. Two values were chosen for key"
             f" {s.key}: {fv(v1)} by the quorum {{{quorum(q1)}}} at ballot {fb(b1)} (decided"
             f" by proposer {p1}) and {fv(v2)} by {{{quorum(q2)}}} at ballot {fb(b2)}"

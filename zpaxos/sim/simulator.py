@@ -376,19 +376,18 @@ class Simulation(Ghost, World):
         # order of the replies), then any vote the replies do not show (a crash lost them).
         if not crash:
             for _, m in sends:
-                t = type(m)
-                if t is Promise:
+                if isinstance(m, Promise):
                     mk = (a, m.key)
                     if m.ballot > self.max_promise.get(mk, ZERO):
                         self.max_promise[mk] = m.ballot
-                elif t is Accepted:
+                elif isinstance(m, Accepted):
                     self._vote(a, m.key, m.ballot, m.value)
-                elif t is RangePromise:
+                elif isinstance(m, RangePromise):
                     table = self.range_promise[a]
                     if m.ballot > table.by_prefix.get(m.prefix, ZERO):
                         table.put(m.prefix, m.ballot)
                     self.stats["range_promised"] += 1
-                elif t is StatusReply:
+                elif isinstance(m, StatusReply):
                     self._check_status(a, host, m)
         for key, new in host.states.items():
             old = before.get(key)
