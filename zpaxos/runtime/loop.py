@@ -49,6 +49,9 @@ def drive(host: Host[R], sockets: Sockets, items: Iterable[T], concurrency: int,
     events; ``stop``: a signal asked us to stop (raises); ``refused``: nodes refused our
     connection (raises once no quorum can answer); ``tokens``: fresh tokens (a host that
     outlives one call never sees one twice)."""
+    # One piece (over 70 lines): a pass of the loop is one ordered story -- start, send,
+    # poll, feed replies/nudge/tick, send what running operations need, then yield -- and
+    # the order is what keeps the wire batched and a round logged before its messages.
     pending = iter(enumerate(items))
     started: dict[Token, tuple[int, float]] = {}
     outbox: list[tuple[int, Any]] = []  # the pass's sends: one frame per node at the end
