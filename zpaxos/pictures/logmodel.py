@@ -260,7 +260,7 @@ def _lifecycle(model: LogModel) -> None:
                 up, down_since = False, e.ts
                 if proposer:
                     model.stopped.setdefault(proc, e.ts)
-            elif e.name in ("chosen", "gave_up") and proposer:
+            elif e.name in ("chosen", "gave_up", "applied") and proposer:
                 model.finished.setdefault(proc, e.ts)
             prev = e
         if not up:
@@ -269,7 +269,7 @@ def _lifecycle(model: LogModel) -> None:
             down.append((evs[-1].ts, float("inf")))
         model.down[proc] = down
         if proposer:
-            ends = [e.ts for e in evs if e.name in ("chosen", "gave_up", "stop")]
+            ends = [e.ts for e in evs if e.name in ("chosen", "gave_up", "applied", "stop")]
             model.busy_until[proc] = ends[0] if ends else evs[-1].ts + PROPOSER_GONE_S
 
 

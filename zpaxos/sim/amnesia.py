@@ -124,7 +124,7 @@ class AmnesiaSimulation(Simulation):
         at = host.next_due() if host is not None else None
         if at is not None and self.due_at.get(a) != at:
             self.due_at[a] = at
-            self._push(max(at, self.now), PASS, a)
+            self.push(max(at, self.now), PASS, a)
 
     def _pass(self, a: int) -> None:
         super()._pass(a)
@@ -144,7 +144,7 @@ class AmnesiaSimulation(Simulation):
         if dst not in self.pass_due:
             due = self.now + self.rng.uniform(0, self.sc.pass_delay_s)
             self.pass_due[dst] = due
-            self._push(due, PASS, dst)
+            self.push(due, PASS, dst)
 
     def _flush(self, a: int) -> None:
         host = self.nodes[a]
