@@ -189,20 +189,21 @@ def _pair_messages(model: LogModel) -> None:
             pending[(m.sender, m.receiver, m.msg_id)].append(m)
             by_sender[(m.sender, m.msg_id)] = m
         elif e.name == "undeliverable":
-            m = by_sender.get((e.process, f["msg_id"]))
+            found = by_sender.get((e.process, f["msg_id"]))
             waiting = pending.get((e.process, f["peer"], f["msg_id"]), [])
-            if m is not None and m in waiting:
-                waiting.remove(m)  # it never left, so no receive can match it
+            if found is not None and found in waiting:
+                waiting.remove(found)  # it never left, so no receive can match it
+                m = found
             else:
                 m = Message(f["type"], e.process, f["peer"], f["msg_id"], e.key, e.ts, f, e.line)
                 model.messages.append(m)
             m.fate, m.why = UNDELIVERABLE, str(f.get("msg") or "not sent")
         elif e.name == "dropped":  # a simulated network lost it (real logs cannot say so)
-            m = by_sender.get((e.process, f["msg_id"]))
+            found = by_sender.get((e.process, f["msg_id"]))
             waiting = pending.get((e.process, f["peer"], f["msg_id"]), [])
-            if m is not None and m in waiting:
-                waiting.remove(m)
-                m.fate = LOST
+            if found is not None and found in waiting:
+                waiting.remove(found)
+                found.fate = LOST
         elif e.name == "recv":
             waiting = pending.get((f["peer"], e.process, f["msg_id"]), [])
             i = len(waiting) - 1

@@ -73,6 +73,9 @@ class Disk:
 
 
 class AmnesiaSimulation(Simulation):
+    # Its nodes are Admissions around the hosts (an Admission is driven as a host is).
+    nodes: dict[int, Any]
+
     def __init__(self, scenario: Any, *, admission: bool = True, **variant: Any) -> None:
         self.admission_cls = Admission if admission else Unchecked
         rng = random.Random(f"amnesia/{scenario.seed}")
@@ -234,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     variant = {"admission": not args.no_admission}
     if args.seed is not None:
         try:
-            AmnesiaSimulation(generate(args.seed), trace=True, **variant).run()  # type: ignore[arg-type]
+            AmnesiaSimulation(generate(args.seed), trace=True, **variant).run()
         except InvariantViolation as e:
             print("\n".join(e.trace), file=sys.stderr)
             print(f"seed {e.seed}: VIOLATION: {e.what}", file=sys.stderr)
