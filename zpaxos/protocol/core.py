@@ -51,6 +51,7 @@ from zpaxos.protocol.messages import (
     RangePrepare,
     RangePromise,
 )
+from zpaxos.protocol.state import EMPTY, KeyState
 from zpaxos.protocol.pacing import (
     ACCEPT,
     BACKOFF,
@@ -70,18 +71,6 @@ __all__ = ["ACCEPT", "BACKOFF", "DONE", "IDLE", "PREPARE", "Acceptor", "KeyState
            "Outcome", "Peer", "Proposer", "ProposerOptions", "Step", "quorum_size"]
 
 
-@dataclass(frozen=True, slots=True)
-class KeyState:
-    """What one acceptor must remember about one key, across crashes."""
-
-    promised: Ballot = ZERO
-    accepted: Ballot = ZERO
-    value: bytes | None = None
-    chosen: bytes | None = None
-    chosen_ballot: Ballot = ZERO  # the ballot that chose ``chosen``; ZERO when not known
-
-
-EMPTY = KeyState()  # a key the acceptor has never heard of (immutable, so shared)
 
 
 # --------------------------------------------------------------------------- acceptor

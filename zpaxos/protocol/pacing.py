@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from zpaxos.protocol.events import (
     DEADLINE,
@@ -39,9 +39,7 @@ from zpaxos.protocol.messages import (
     RPrepare,
     RPromise,
 )
-
-if TYPE_CHECKING:
-    from zpaxos.protocol.core import KeyState  # (core imports this module)
+from zpaxos.protocol.state import KeyState
 
 __all__ = ["ACCEPT", "BACKOFF", "DONE", "IDLE", "INF", "PREPARE", "Outgoing", "PacedProposer",
            "ProposerOptions", "Step", "quorum_size"]

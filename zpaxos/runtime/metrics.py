@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -52,9 +52,34 @@ from zpaxos.runtime.curve import REFUSAL_REASONS
 from zpaxos.runtime.sockets import BindError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from wsgiref.simple_server import WSGIServer
 
-    from zpaxos.runtime.node import Node
+    from zpaxos.protocol.core import KeyState
+    from zpaxos.runtime.acceptor_host import AcceptorHost
+    from zpaxos.runtime.admission import Admission
+    from zpaxos.runtime.config import NodeConfig
+    from zpaxos.runtime.sockets import Sockets
+    from zpaxos.runtime.storage import MemoryStore, SqliteStore
+    from zpaxos.runtime.valuefiles import ValueFiles
+
+
+class Node(Protocol):
+    """What the metrics read of a node (zpaxos.runtime.node.Node), named here so that
+    the node can import this module (only when metrics are on) and not the other way."""
+
+    cfg: NodeConfig
+    host: AcceptorHost
+    admission: Admission
+    store: SqliteStore | MemoryStore
+    values: ValueFiles
+    sockets: Sockets | None
+    keys_known: int
+    learned: int
+    peer_names: dict[int, str]
+
+    @property
+    def pending_decisions(self) -> Mapping[str, KeyState]: ...
 
 # Buckets: a commit's fdatasync and a pass run from tens of microseconds (tmpfs, a page
 # cache that lies) to seconds (a disk in trouble); a fold writes up to FOLD_KEYS rows.
