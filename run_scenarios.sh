@@ -16,7 +16,7 @@ venv=.venv
 if ! "$venv/bin/python" -c "import zpaxos.lab.scenarios, zmq, click, msgpack" 2>/dev/null; then
     echo "run_scenarios.sh: setting up $venv (first run only) ..." >&2
     python3 -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test]"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test,bench]"
 fi
 "$venv/bin/python" -m zpaxos.lab.scenarios "$@"
 
