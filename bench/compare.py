@@ -6,10 +6,10 @@
     .venv/bin/python bench/compare.py --registers [--quick]  # registers (compare_registers.py)
 
 PySyncObj is a *benchmark* dependency, not a project one: the ``bench`` extra
-(``pip install -e '.[bench]'``; the set-up of tests/run.sh and run_scenarios.sh installs it
-into .venv). Its nodes and clients (bench/pso_node.py, bench/pso_client.py) run with this
-Python, or with the one of ``--venv``. Nothing is installed here: a run needs no network
-and writes only to the temp directory.
+(``pip install -e '.[bench]'``; tests/setup.sh, which tests/run.sh and run_scenarios.sh
+call, installs it into .venv). Its nodes and clients (bench/pso_node.py,
+bench/pso_client.py) run with this Python, or with the one of ``--venv``. Nothing is
+installed here: a run needs no network and writes only to the temp directory.
 
 Both clusters are 3 processes on loopback, up at the same time; the measurements are
 interleaved round by round (each round runs both systems, alternating which goes first),
@@ -57,7 +57,7 @@ sys.path.insert(0, str(HERE.parent))  # run from a checkout: the zpaxos package 
 
 AUTHKEY = b"zpaxos-compare"
 EXIT_NO_PYSYNCOBJ = 3
-INSTALL_HINT = "pip install -e '.[bench]' (the set-up of tests/run.sh does)"
+INSTALL_HINT = "pip install -e '.[bench]' (tests/setup.sh does)"
 NOTE = ("PySyncObj does not fsync: its log is in memory here (and its journal file, when "
         "on, is never fsynced); zpaxos fsyncs every promise and acceptance before replying.")
 

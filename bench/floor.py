@@ -17,8 +17,9 @@ does at least this, so the skeleton's figures bound what any target can ask of i
   with ``python -c pass`` and ``import zmq, msgpack`` alone beside it).
 
 When PySyncObj is installed (the ``bench`` extra, as for ``bench/compare.py``), its
-sequential p50 is measured in the same run, interleaved, so a target stated as a ratio to it can be checked
-against the floor. zpaxos itself is measured beside them, the same way ``compare.py`` does.
+sequential p50 is measured in the same run, interleaved, so a target stated as a ratio to
+it can be checked against the floor. zpaxos itself is measured beside them, the same way
+``compare.py`` does.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """bench/compare.py runs end to end (a --quick smoke run): it would fail here if the
-comparison broke. PySyncObj is the ``bench`` extra, which the set-up of tests/run.sh
-installs; where it is not installed the tests skip, saying so in one line."""
+comparison broke. PySyncObj is the ``bench`` extra, which tests/setup.sh installs; where it
+is not installed the tests skip, saying so in one line."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def test_without_pysyncobj_it_says_so_in_one_line_and_exits_3(tmp_path):
                        capture_output=True, text=True, timeout=60, env=child_env())
     assert r.returncode == 3 and r.stdout == ""
     assert r.stderr == (f"compare.py: PySyncObj is not installed for the venv {tmp_path}/none: "
-                        f"pip install -e '.[bench]' (the set-up of tests/run.sh does)\n")
+                        f"pip install -e '.[bench]' (tests/setup.sh does)\n")
 
 
 def test_compare_quick_reports_both_systems_and_the_ratios():
