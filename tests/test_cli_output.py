@@ -54,11 +54,11 @@ def test_chosen_now_then_already_chosen_name_the_ballot_that_chose(lab):
 
     again = propose(lab, "Value_B", "--key", "k1")
     assert again.code == 0
-    m = re.fullmatch(rf"k1 = Value_A: already chosen, at ballot ({B}) "
-                     r"\((node\d) said so\); it proposed Value_B; 1 round, \d+ ms\n", again.out)
+    m = re.fullmatch(rf"k1 = 'Value_A': already chosen, at ballot ({B}) "
+                     r"\((node\d) said so\); it proposed 'Value_B'; 1 round, \d+ ms\n", again.out)
     assert m and m.group(1) == at, again.out  # the ballot that chose, not its own
     assert re.fullmatch(rf"round 1, ballot {B}: Prepare to 3 nodes, 0 promises: "
-                        rf"{m.group(2)} says Value_A was already chosen \(at {at}\)\n", again.err)
+                        rf"{m.group(2)} says 'Value_A' was already chosen \(at {at}\)\n", again.err)
 
     same = propose(lab, "Value_A", "--key", "k1", "--json", "-q").json
     assert (same["how"], same["own"], same["chosen_ballot"]) == ("already", True, at)
@@ -82,18 +82,24 @@ def _outcome(how: str, chosen: bytes, proposed: bytes = b"Value_B", rounds: int 
 
 @pytest.mark.parametrize("outcome,told_by,line", [
     (_outcome("proposed", b"Value_B"), None,
-     "CISC5597 = Value_B: chosen now, its own value; ballot 1.231f, 1 round, 9 ms"),
+     "CISC5597 = 'Value_B': chosen now, its own value; ballot 1.231f, 1 round, 9 ms"),
     (_outcome("adopted", b"Value_A", rounds=2), None,
-     "CISC5597 = Value_A: chosen now, an earlier proposal's value it adopted (it proposed "
-     "Value_B); ballot 1.231f, 2 rounds, 9 ms"),
+     "CISC5597 = 'Value_A': chosen now, an earlier proposal's value it adopted (it proposed "
+     "'Value_B'); ballot 1.231f, 2 rounds, 9 ms"),
     (_outcome("already", b"Value_A"), "node2",
-     "CISC5597 = Value_A: already chosen, at ballot 1.231f (node2 said "
-     "so); it proposed Value_B; 1 round, 9 ms"),
+     "CISC5597 = 'Value_A': already chosen, at ballot 1.231f (node2 said "
+     "so); it proposed 'Value_B'; 1 round, 9 ms"),
     (_outcome("already", b"Value_B"), "node0",
-     "CISC5597 = Value_B: already chosen, at ballot 1.231f (node0 said "
+     "CISC5597 = 'Value_B': already chosen, at ballot 1.231f (node0 said "
      "so); it proposed the same value; 1 round, 9 ms"),
     (_outcome("proposed", b"two\nlines", proposed=b"two\nlines"), None,
-     "CISC5597 = two\\nlines: chosen now, its own value; ballot 1.231f, 1 round, 9 ms"),
+     "CISC5597 = 'two\\nlines': chosen now, its own value; ballot 1.231f, 1 round, 9 ms"),
+    # Empty, a quote, bytes that are not UTF-8: each visible, none taken for the text around
+    (_outcome("proposed", b"", proposed=b""), None,
+     "CISC5597 = '': chosen now, its own value; ballot 1.231f, 1 round, 9 ms"),
+    (_outcome("adopted", b"it's", proposed=b"\xff\x00"), None,
+     "CISC5597 = 'it\\'s': chosen now, an earlier proposal's value it adopted (it proposed "
+     "'\\xff\\x00'); ballot 1.231f, 1 round, 9 ms"),
 ])
 def test_result_line_tells_the_three_cases_apart(outcome, told_by, line):
     assert result_line(outcome, told_by, 9.2) == line
@@ -105,12 +111,12 @@ def test_result_line_tells_the_three_cases_apart(outcome, told_by, line):
 def test_default_is_one_line_per_round_v_everything_q_nothing_file_everything(lab):
     r = propose(lab, "Value_A", "--key", "quiet-q", "-q")
     assert (r.code, r.err) == (0, "")
-    assert r.out.startswith("quiet-q = Value_A: chosen now, its own value; ballot ")
+    assert r.out.startswith("quiet-q = 'Value_A': chosen now, its own value; ballot ")
 
     r = propose(lab, "Value_A", "--key", "default")
     assert r.code == 0
     assert re.fullmatch(rf"round 1, ballot {B}: Prepare to 3 nodes, [23] promises; Accept to "
-                        r"3 nodes, [23] accepted: chosen: Value_A\n", r.err), r.err
+                        r"3 nodes, [23] accepted: chosen: 'Value_A'\n", r.err), r.err
 
     r = propose(lab, "Value_A", "--key", "verbose", "-v")
     assert r.code == 0
@@ -168,7 +174,7 @@ def test_a_value_with_a_newline_stays_on_its_line_everywhere(lab):
     r = propose(lab, forged, "--key", "nl")
     assert r.code == 0
     assert r.out.count("\n") == 1 and r.out.startswith(
-        "nl = x\\n12:00:00.000 node0          INFO  chosen key=nl value=FORGED: chosen now")
+        "nl = 'x\\n12:00:00.000 node0          INFO  chosen key=nl value=FORGED': chosen now")
     assert r.err.count("\n") == 1
 
     r = propose(lab, "again", "--key", "nl", "-v")
@@ -201,6 +207,60 @@ def test_bench_report_escapes_the_cluster_name():
     text = report({"cluster": "a\nb.ini", "nodes": 3, "value_bytes": 16, "runs": [],
                    "cli_propose": None, "keys": "bench-0a1b2c-*"})
     assert text.splitlines()[0].startswith("cluster: a\\nb.ini (3 nodes)")
+
+
+# ---------------------------------------------------------------- a node's terminal
+
+
+def test_a_proposer_gone_after_its_decision_is_no_warning_on_a_nodes_terminal(tmp_path):
+    """A proposer ends once a quorum answered; a slower node's reply then finds it gone.
+    That is normal: no WARNING on the node's terminal (issue 26.7), only a DEBUG line.
+    node2 is made the slow one: stopped (SIGSTOP) during the proposer's pause between its
+    phases, so its Accept and the Decide wait in its socket until the proposer has left."""
+    import signal
+
+    c = Cluster(tmp_path, log_level="DEBUG")
+    errs = [tmp_path / f"node{i}.err" for i in range(3)]
+    stopped = False
+    try:
+        for i in range(3):
+            c.start(i, stderr=errs[i])
+        assert c.run("propose", "Value_A").code == 0  # the lab's ordinary proposal
+
+        p = c.propose_bg("Value_B", "--key", "late", "--pause-between-phases", "1")
+        c.wait_for(lambda: any(e.get("event") == "pause" and e.get("key") == "late"
+                               for e in _events(tmp_path)), "the proposer's pause")
+        c.procs[2].send_signal(signal.SIGSTOP)
+        stopped = True
+        r = c.finish(p)
+        assert r.code == 0 and r.json["chosen"] == "Value_B", r.err
+        c.procs[2].send_signal(signal.SIGCONT)
+        stopped = False
+        c.wait_for(lambda: (c.node_state(2, "late") or {}).get("chosen") == "Value_B",
+                   "node2 learned the decision from the Decide it read late")
+    finally:
+        if stopped:
+            c.procs[2].send_signal(signal.SIGCONT)
+        c.stop_all()
+    gone = [e for e in _events(tmp_path) if e.get("event") == "undeliverable"
+            and e.get("process") == "node2"]
+    assert gone and all(e["level"] == "DEBUG" for e in gone), gone  # it did happen
+    for err in errs:
+        warnings = [line for line in err.read_text().splitlines() if "WARNING" in line]
+        assert not warnings, f"{err.name}: {warnings}"
+
+
+def _events(d: Path) -> list[dict]:
+    path = d / "paxos.log"
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            pass  # a line being written
+    return out
 
 
 # ---------------------------------------------------------------- status exit codes
@@ -326,7 +386,7 @@ def test_round_lines_fold_each_round_into_one_line(tmp_path):
     assert shown.getvalue().splitlines() == [
         "round 1, ballot 1.9c41: Prepare to 3 nodes, 1 promise, 2 rejections (node1 promised "
         "2.3f2a): retry in 0.04 s",
-        "round 2, ballot 3.9c41: Prepare to 3 nodes, 2 promises; adopted Value\\nA (accepted "
+        "round 2, ballot 3.9c41: Prepare to 3 nodes, 2 promises; adopted 'Value\\nA' (accepted "
         "at 2.3f2a), pause 1.0 s; Accept to 3 nodes, 1 accepted: no reply in time from node0, "
         "node1: retry at once",
         "round 3, ballot 4.9c41: Prepare to 1 node, 0 promises: gave up: no value chosen in 3 "

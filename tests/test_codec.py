@@ -87,6 +87,27 @@ def test_a_batch_over_the_body_limit_is_split_in_order():
     assert _round_trip(msgs, 0) > 1
 
 
+def test_a_status_entry_holds_a_register_at_the_size_limit():
+    """A register slot holds its encoded state: a value at the limit plus the state's own
+    fields, every recent op at its longest (issue 26.1: such a reply was refused)."""
+    from zpaxos.protocol.regmessages import (
+        OP_ID_MAX_BYTES,
+        RECENT_OPS,
+        STATE_OVERHEAD_BYTES,
+        RegState,
+        encode_state,
+    )
+
+    ops = tuple((bytes([i]) * OP_ID_MAX_BYTES, i) for i in range(RECENT_OPS))
+    state = encode_state(RegState(7, b"b" * codec.MAX_VALUE_BYTES, ops))
+    assert len(state) == codec.MAX_VALUE_BYTES + STATE_OVERHEAD_BYTES
+    reply = StatusReply(0, (KeyStatus("@r", B1, B1, state, None),), False)
+    assert codec.decode(codec.encode(reply))[0] == reply
+    too_big = StatusReply(0, (KeyStatus("@r", B1, B1, state + b"x", None),), False)
+    with pytest.raises(codec.DecodeError, match="over the"):
+        codec.decode(codec.encode(too_big))
+
+
 def test_one_bad_message_refuses_the_whole_batch():
     good = next(codec.encode_batch("x", 0, MESSAGES[:3]))[0]
     body = msgpack.unpackb(bytes(good[8:]), raw=False)
@@ -139,7 +160,8 @@ def _raw(*top):
     (_one("ACCEPT", "k", [1, b"x"], "text"), "bytes"),
     (_one("ACCEPT", "k", [1, b"x"], b"v" * (codec.MAX_VALUE_BYTES + 1)), "bytes"),
     (_one("PROMISE", "k", [1, b"x"], [1, b"y"], None), "go together"),
-    (_one("STATUS_REPLY", 1, [["k"]], False, []), "status entry"),
+    (_one("STATUS_REPLY", 1, [["k"]], False, [], []), "status entry"),
+    (_one("STATUS_REPLY", 1, [], False, [], [["p-", [0, b"x"]]]), "ranges ballot"),
     (_one("SYNC_REPLY", "", [["k", b"v", [0, b""]]], 1), "true/false"),
 ])
 def test_garbage_is_a_decode_error(frame, why):

@@ -183,7 +183,8 @@ def test_bad_command_lines(tmp_path, capsys, args, expect):
     (["stats"], "zpaxos: error: No such command 'stats'. Did you mean 'status'? "
                 "(see 'zpaxos status --help')"),
     (["frobnicate"], "zpaxos: error: No such command 'frobnicate'. (commands: bench, cas, "
-                     "delete, get, keygen, log, node, propose, set, sim, status, trace; see "
+                     "delete, export, get, import, keygen, log, node, propose, set, sim, status, "
+                     "trace; see "
                      "'zpaxos --help')"),
     (["propose"], "zpaxos propose: error: give the value to propose as VALUE or with "
                   "--value-file (exactly one of them) (see 'zpaxos propose --help')"),

@@ -3,6 +3,8 @@ at any point keeps what was acknowledged, and damage or rollback stops the node.
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 import sqlite3
 
@@ -14,6 +16,7 @@ from zpaxos.runtime import journal as journal_mod
 from zpaxos.runtime import storage
 from zpaxos.runtime.journal import HEADER_SIZE, JOURNAL_NAME
 from zpaxos.runtime.storage import SqliteStore, StateDamaged, StateLost
+from zpaxos.runtime.storage_errors import DiskFull
 
 ID = bytes(range(16))
 
@@ -231,3 +234,105 @@ def test_new_retires_the_journal_too(tmp_path):
     assert fresh.load() == {} and fresh.retired is not None
     assert (fresh.retired / JOURNAL_NAME).exists()
     fresh.close()
+
+
+# ---- a full disk (issue 27): a reply never leaves for a record that is not whole on disk
+
+
+def _short_pwrite(monkeypatch, script):
+    """``os.pwrite`` that follows ``script``: per call, None (write normally), an int n
+    (write only the first n bytes, as a nearly full disk does), or an OSError to raise."""
+    real = os.pwrite
+    steps = iter(script)
+
+    def pwrite(fd, data, offset):
+        step = next(steps, None)
+        if isinstance(step, OSError):
+            raise step
+        data = bytes(data)
+        return real(fd, data if step is None else data[:step], offset)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+
+
+def test_a_short_write_is_continued_so_the_record_is_whole(tmp_path, monkeypatch):
+    store = SqliteStore(tmp_path)
+    _short_pwrite(monkeypatch, [10, 7])  # two short counts, then the rest in full
+    store.save([("a", state(1))])
+    store.seal()
+    monkeypatch.undo()
+    crash(store)
+    again = SqliteStore(tmp_path)
+    assert again.commit_seq == 1 and again.get(["a"]) == {"a": state(1)}
+    again.close()
+
+
+def test_a_write_that_stops_short_on_a_full_disk_is_an_error_and_never_counted(tmp_path,
+                                                                               monkeypatch):
+    store = SqliteStore(tmp_path)
+    store.save([("a", state(1))])
+    store.seal()
+    _short_pwrite(monkeypatch, [20, OSError(errno.ENOSPC, "No space left on device")])
+    with pytest.raises(DiskFull, match="disk full"):
+        store.save([("b", state(2))])
+    monkeypatch.undo()
+    assert store.commit_seq == 1  # the failed record is not a commit
+    crash(store)  # the node stops; what it wrote of the record is a torn tail
+    again = SqliteStore(tmp_path)  # and a restart works: the marker never ran ahead
+    assert again.commit_seq == 1
+    assert again.get(["a", "b"]) == {"a": state(1)}
+    again.close()
+
+
+def test_a_write_that_makes_no_progress_is_a_full_disk(tmp_path, monkeypatch):
+    store = SqliteStore(tmp_path)
+    _short_pwrite(monkeypatch, [0])
+    with pytest.raises(DiskFull):
+        store.save([("a", state(1))])
+    monkeypatch.undo()
+    crash(store)
+    again = SqliteStore(tmp_path)
+    assert again.commit_seq == 0 and again.get(["a"]) == {}
+    again.close()
+
+
+def test_space_that_could_not_be_set_aside_is_an_error_before_the_write(tmp_path,
+                                                                         monkeypatch):
+    store = SqliteStore(tmp_path)
+    writes = []
+    monkeypatch.setattr(os, "pwrite", lambda *a: writes.append(a) or len(a[1]))
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    big = KeyState(Ballot(1, ID), Ballot(1, ID), b"x" * (5 << 20), None, Ballot(0, b""))
+    with pytest.raises(DiskFull):
+        store.save([("big", big)])  # past the preallocated 4 MB: needs new space
+    assert writes == [] and store.commit_seq == 0
+    monkeypatch.undo()
+    store.close()
+
+
+def test_a_disk_too_full_to_preallocate_still_takes_records_that_fit(tmp_path, monkeypatch):
+    """Preallocating 4 MB is a saving, not a need: with less room, each record reserves
+    what it needs, and only a record that cannot get its space fails."""
+    real = os.posix_fallocate
+
+    def little_room(fd, offset, length):
+        if offset + length > 64 << 10:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd, offset, length)
+
+    monkeypatch.setattr(os, "posix_fallocate", little_room)
+    store = SqliteStore(tmp_path)
+    store.save([("a", state(1))])
+    store.seal()
+    with pytest.raises(DiskFull):
+        store.save([("big", KeyState(Ballot(1, ID), Ballot(1, ID), b"x" * (100 << 10), None,
+                                     Ballot(0, b"")))])
+    monkeypatch.undo()
+    crash(store)
+    again = SqliteStore(tmp_path)
+    assert again.commit_seq == 1 and again.get(["a", "big"]) == {"a": state(1)}
+    again.close()

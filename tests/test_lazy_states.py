@@ -91,13 +91,13 @@ def test_lazy_host_answers_as_the_eager_one_with_restarts(tmp_path, seed):
             pending.update(got.lazy)
             if got.persist or got.ranges or rng.random() < 0.2:
                 store.save({**pending, **got.persist}.items(), got.ranges.items())
-                pending.clear()
+                pending = {}  # replaced, as the node's: WithPending's contract
             # Bounded: the cache, plus a pass's keys (a range's, if it has a RangePrepare).
             ranged = any(isinstance(m, RangePrepare) for _, m in batch)
             assert len(lazy.states) <= lazy.cache_keys + (len(keys) if ranged else 0) + 6
             if n % 37 == 36:  # a restart: nothing in memory, all read back from disk
                 store.save(pending.items())  # a clean stop commits what was learned
-                pending.clear()
+                pending = {}  # replaced, as the node's: WithPending's contract
                 store.close()
                 store = SqliteStore(disk)
                 lazy = lazy_host(store)

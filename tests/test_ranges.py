@@ -7,6 +7,7 @@ its schedules, and the fast-path mutants there must be caught); these pin the pi
 
 from __future__ import annotations
 
+import itertools
 import random
 import sqlite3
 from collections import Counter
@@ -415,3 +416,80 @@ def test_a_prefix_seen_once_takes_no_range():
     r = host.start(0.0, "c", "order-1-y", b"C", OPTS, fast=True)  # order-1- again
     assert [type(m) for _, m in r.send] == [RangePrepare] * 3
     assert not any(n.ranges for n in nodes)  # nothing granted yet, and never order-2-
+
+
+# --------------------------------------------------------------------------- compaction
+
+
+def _tables(rng, n):
+    """Random range tables over a tiny alphabet, so prefixes nest often."""
+    table = {}
+    for _ in range(n):
+        p = "".join(rng.choice("ab") for _ in range(rng.randint(1, 4)))
+        table[p] = Ballot(rng.randint(1, 6), bytes([rng.randint(0, 2)]) * 16)
+    return table
+
+
+ALL_KEYS = ["".join(t) for n in range(1, 6) for t in itertools.product("ab", repeat=n)]
+
+
+def _effects(table):
+    t = ranges.RangeTable.__new__(ranges.RangeTable)  # no compaction: the raw table
+    t.by_prefix = dict(table)
+    t._lengths = sorted({len(p) for p in table})
+    t._sorted = sorted(table)
+    return ([t.covering(k) for k in ALL_KEYS], [t.overlapping(k) for k in ALL_KEYS])
+
+
+def _check_rule(rule):
+    rng = random.Random(7)
+    for _ in range(400):
+        table = _tables(rng, rng.randint(1, 8))
+        kept = {p: b for p, b in table.items() if p not in set(rule(table))}
+        assert _effects(kept) == _effects(table), (table, kept)
+
+
+def test_compaction_changes_no_key_s_promise_nor_what_may_be_granted():
+    # Every key (up to 5 letters) keeps its effective promise, and every prefix the
+    # highest promise overlapping it: nothing accepted or granted can change.
+    _check_rule(ranges.superseded)
+    t = ranges.RangeTable({"job-a-": B1, "job-": B2, "job-b-": B3, "x-": B1})
+    assert t.by_prefix == {"job-": B2, "job-b-": B3, "x-": B1}  # job-a- is implied
+
+
+def test_the_compaction_check_catches_a_rule_that_drops_a_live_promise():
+    # The broken variant "compaction drops a live promise": a longer prefix dropped under
+    # a shorter one whatever their ballots. The check above must fail for it.
+    def drops_live(table):
+        return [p for p in table if any(q != p and p.startswith(q) for q in table)]
+
+    with pytest.raises(AssertionError):
+        _check_rule(drops_live)
+
+
+def test_a_shorter_range_granted_drops_the_ranges_it_supersedes_and_frees_room(monkeypatch):
+    monkeypatch.setattr("zpaxos.protocol.core.MAX_RANGES", 2)
+    a = Acceptor()
+    assert isinstance(one(a.handle("p", RangePrepare("job-a-", B1))), RangePromise)
+    assert isinstance(one(a.handle("p", RangePrepare("job-b-", B1))), RangePromise)
+    assert one(a.handle("p", RangePrepare("x-", B2))) == RangeNack("x-", B2, ZERO)  # full
+    step = a.handle("p", RangePrepare("job-", B2))  # supersedes both: room again
+    assert isinstance(one(step), RangePromise) and a.ranges.by_prefix == {"job-": B2}
+    assert a.promised("job-a-1", KeyState()) == B2
+    assert isinstance(one(a.handle("p", RangePrepare("x-", B3))), RangePromise)
+
+
+def test_storage_drops_superseded_rows_with_the_one_that_supersedes_them(tmp_path):
+    store = SqliteStore(tmp_path)
+    store.save([], [("job-a-", B1), ("job-b-", B3), ("x-", B1)])
+    store.close()
+    store = SqliteStore(tmp_path)
+    store.save([], [("job-", B2)])
+    store.close()  # folds
+    con = sqlite3.connect(tmp_path / "state.db")
+    rows = sorted(r[0] for r in con.execute("SELECT prefix FROM ranges"))
+    con.close()
+    assert rows == ["job-", "job-b-", "x-"]  # job-a- (B1 <= B2) is gone; job-b- (B3) stays
+    store = SqliteStore(tmp_path)
+    assert store.load_ranges() == {"job-": B2, "job-b-": B3, "x-": B1}
+    store.close()

@@ -54,6 +54,10 @@ def test_cli_get_set_cas_delete(running: Cluster) -> None:
     assert running.run("delete", "cfg").out.strip() == "cfg is absent (version 4)"
     r = running.run("get", "cfg")
     assert (r.code, r.out.strip()) == (0, "cfg is absent (version 4)")
+    # The version is labelled: "v4 (absent)" read as if a value were there (issue 26.4).
+    rows = [line for line in running.run("status", "--register", "cfg").out.splitlines()
+            if "@cfg" in line]
+    assert sum(line.endswith("version 4: deleted  (register)") for line in rows) >= 2, rows
     r = running.run("cas", "cfg", "back", "--expect-absent", "--json")
     assert r.code == 0 and r.json["version"] == 5  # a tombstone keeps the version
     # A write-once key of the same name is another thing entirely.
@@ -62,7 +66,7 @@ def test_cli_get_set_cas_delete(running: Cluster) -> None:
     # Status shows each node's version of the register (a quorum has the latest).
     assert sorted(versions(running, "cfg"))[-2:] == [5, 5]
     table = running.run("status").out
-    assert "@cfg" in table and "v5 back" in table
+    assert "@cfg" in table and "version 5: 'back'" in table
     # The log file has the register rounds, as it has propose's (zpaxos trace draws them).
     log = (running.dir / "paxos.log").read_text()
     assert '"type":"RACCEPT"' in log and '"state":"v5=back"' in log
@@ -74,11 +78,36 @@ def test_cli_usage_errors(running: Cluster) -> None:
     assert r.code == 2 and "\n" not in r.err.strip() and "Traceback" not in r.err
 
 
+def all_voting(c: Cluster) -> None:
+    """Wait until every node votes (a node just started waits for its peers first)."""
+    c.wait_for(lambda: all(n["reachable"] and n["counters"].get("voting") == 1
+                           for n in c.status()["nodes"]), "every node voting")
+
+
 def test_no_quorum_is_its_own_exit_code(running: Cluster) -> None:
+    all_voting(running)
     running.kill(1)
     running.kill(2)
     r = running.run("set", "r", "x", "--timeout", "1", "--json")
     assert r.code == 1 and r.json["status"] == NO_QUORUM
+    assert r.json["no_reply_from"] == ["node1", "node2"]
+
+
+def test_register_commands_explain_failures_as_propose_does(running: Cluster) -> None:
+    """One explanation for every command: what did not happen, why, which nodes never
+    answered (issue 26.6: the register commands did not name them)."""
+    all_voting(running)
+    running.kill(1)
+    running.kill(2)
+    p = running.run("propose", "x", "--key", "k", "--timeout", "1", "-q")
+    assert (p.code, p.err) == (1, "no value chosen for k: no value chosen within the 1 s "
+                                  "deadline; no reply from node1, node2\n")
+    for args in (["get", "r"], ["set", "r", "x"], ["cas", "r", "x", "--expect-absent"],
+                 ["delete", "r"]):
+        r = running.run(*args, "--timeout", "1")
+        assert (r.code, r.out) == (1, ""), (args, r.err)
+        assert r.err == ("no quorum on register r, nothing written: no quorum within the 1 s "
+                         "deadline; no reply from node1, node2\n"), args
 
 
 def test_a_register_survives_kill9_and_never_goes_back(running: Cluster) -> None:
@@ -173,3 +202,22 @@ def test_real_history_with_kill9_is_linearizable(running: Cluster) -> None:
     assert {o.kind for o in done} >= {GET, SET, CAS}
     ok, why = check(history)
     assert ok, why
+
+
+def test_status_shows_a_register_at_the_size_limit_shortened(running: Cluster) -> None:
+    """A register holding exactly 1 MiB (the limit on a value): a node's status entry holds
+    its state, the value and a few bytes more, and must still be read (issue 26.1: every
+    node showed as down, exit 1, and nothing was logged)."""
+    from zpaxos.protocol.registry import MAX_VALUE_BYTES
+
+    big = running.dir / "v"
+    big.write_bytes(b"b" * MAX_VALUE_BYTES)
+    assert running.run("set", "bigreg", "--value-file", str(big)).code == 0
+    r = running.run("status")
+    assert r.code == 0, r.out
+    assert r.out.splitlines()[-1] == "all 3 nodes reachable"
+    rows = [line for line in r.out.splitlines() if "@bigreg" in line]
+    assert len(rows) == 3 and all(" yes " in row for row in rows), r.out
+    assert all(f"version 1: '{'b' * 20}'... ({MAX_VALUE_BYTES} bytes)" in row for row in rows)
+    doc = running.run("status", "--json", "--register", "bigreg").json
+    assert all(n["keys"]["@bigreg"]["value"] == "b" * MAX_VALUE_BYTES for n in doc["nodes"])

@@ -88,6 +88,12 @@ def node(node_id: int, config: str | None, quiet: bool, new: bool) -> None:
     except ConfigError as e:
         raise Failure(str(e), EXIT_USAGE) from None
     log = _logging(cluster, cfg.name, quiet)
+    import signal
+
+    from zpaxos.runtime.log import reopen_logs
+
+    # logrotate: move paxos.log aside, then SIGHUP; the next record opens a new file.
+    signal.signal(signal.SIGHUP, lambda *_: reopen_logs())
     store = None
     try:
         # The store takes the data directory's lock first and holds it until n.close().
@@ -106,7 +112,9 @@ def node(node_id: int, config: str | None, quiet: bool, new: bool) -> None:
     from zpaxos.printable import printable
 
     def ready(_n: Any) -> None:
-        click.echo(f"{cfg.name} listening on {cfg.endpoint} "
+        # With [node.N] bind, say both: where it listens and where the others reach it.
+        reached = f", reached at {cfg.endpoint}" if cfg.bind is not None else ""
+        click.echo(f"{cfg.name} listening on {cfg.bind_endpoint}{reached} "
                    f"(data in {printable(str(cfg.data_dir))}, "
                    f"{n.keys_known} keys known); Ctrl-C to stop")
         sys.stdout.flush()
@@ -114,7 +122,13 @@ def node(node_id: int, config: str | None, quiet: bool, new: bool) -> None:
     try:
         n.run(on_ready=ready)
     except BindError as e:
-        raise Failure(f"{cfg.name}: {e}") from None
+        hint = ""
+        if not e.in_use:  # which key the address came from, and what to do about it
+            hint = (f" ([node.{node_id}] bind)" if cfg.bind is not None else
+                    f" ([node.{node_id}] host: if the others reach this node at an address "
+                    f"it cannot listen on, set [node.{node_id}] bind = 0.0.0.0 or one of its "
+                    f"own addresses)")
+        raise Failure(f"{cfg.name}: {e}{hint}") from None
     except StorageError as e:
         log.event("storage_error", str(e), logging.ERROR, exit_code=e.exit_code)
         raise Failure(f"{cfg.name}: stopping: {e}", e.exit_code) from None
@@ -224,8 +238,10 @@ def propose(value: str | None, value_file: str | None, key: str | None, delay: f
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--timeout", type=click.FloatRange(min=0.01, max=60), default=1.0, metavar="S",
               help="How long to wait for each node (default 1 s).")
+@click.option("--ranges", "list_ranges", is_flag=True,
+              help="List each node's range promises (prefix and ballot), not only their count.")
 def status(config: str | None, client_key: Path | None, key: str | None, register: str | None,
-           as_json: bool, timeout: float) -> None:
+           as_json: bool, timeout: float, list_ranges: bool) -> None:
     """Show every node's state; exit code tells the cluster's health.
 
     Per node: reachable or not; per key: promised and accepted ballots, accepted value,
@@ -235,7 +251,7 @@ def status(config: str | None, client_key: Path | None, key: str | None, registe
     node answered; 3 some did not, but a majority did (values can still be chosen);
     1 a majority did not answer (nothing can be chosen).
     """
-    from zpaxos.pictures.statusview import status_json, status_table
+    from zpaxos.pictures.statusview import ranges_lines, status_json, status_table
     from zpaxos.protocol.core import quorum_size
     from zpaxos.runtime.client import Client
     from zpaxos.runtime.config import ConfigError
@@ -244,12 +260,22 @@ def status(config: str | None, client_key: Path | None, key: str | None, registe
     cluster = _load(config)
     if register is not None:
         key = "@" + register  # a register's slot (zpaxos/protocol/regmessages.py)
+    # The log file, not stderr: a reply that cannot be read is logged there (and its
+    # node's row says so); status traffic itself is DEBUG. Status still runs where the
+    # log cannot be opened (a read-only directory): the rows then say it alone.
     try:
-        with Client(cluster, null_log("status"), key_file=client_key) as client:
+        log = _logging(cluster, "status", quiet=True)
+    except Failure:
+        log = null_log("status")
+    try:
+        with Client(cluster, log, key_file=client_key) as client:
             nodes = client.status(key, timeout)
     except ConfigError as e:  # the client's CURVE key
         raise Failure(str(e), EXIT_USAGE) from None
     click.echo(status_json(nodes) if as_json else status_table(nodes, key))
+    if not as_json:
+        for line in ranges_lines(nodes, list_ranges):
+            click.echo(line)
     up = sum(n.reachable for n in nodes)
     if up < quorum_size(len(nodes)):
         sys.exit(EXIT_FAILED)
@@ -525,6 +551,17 @@ def _add_register_commands() -> None:
 
 
 _add_register_commands()
+
+
+def _add_transfer_commands() -> None:
+    """export, import: JSON lines through the protocol (zpaxos/transfercli.py)."""
+    from zpaxos.transfercli import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
+_add_transfer_commands()
 
 
 def _fail(command: str, message: str, code: int) -> NoReturn:

@@ -7,6 +7,11 @@ terminal escape sequence could rewrite the screen. So every field shown to a per
 way Python escapes a string literal: ``\\n``, ``\\t``, ``\\x1b``, ``\\u2028``, and a
 backslash as ``\\\\``, which keeps the rendering unambiguous. Bytes that are not UTF-8
 show as ``\\xff``. JSON output needs none of this: JSON escapes by itself.
+
+A value in a command's output (propose, get/set/cas/delete, status, the scenarios) goes
+through :func:`value_text`, one way for every command: quoted, so an empty value shows as
+``''``, and shortened with its size where a table has no room for it. Log lines keep
+their logfmt ``key=value`` form (:func:`quoted`).
 """
 
 from __future__ import annotations
@@ -52,3 +57,17 @@ def quoted(v: bytes | str | None) -> str:
     if s == "" or any(c in s for c in ' ="'):
         return '"' + s.replace('"', '\\"') + '"'
     return s
+
+
+def value_text(v: bytes | str, limit: int | None = None) -> str:
+    """A value as every command shows it: in single quotes, escaped as by
+    :func:`printable` (a quote as ``\\'``), so an empty value shows as ``''`` and a value
+    is never mistaken for the words around it. Bytes that are not UTF-8 show as ``\\xff``.
+    Past ``limit`` characters it is cut, with its size: ``'bbbbbbbb'... (1048576 bytes)``."""
+    s = v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else v
+    cut = limit is not None and len(s) > limit
+    inside = printable(s[:limit] if cut else s).replace("'", "\\'")
+    if not cut:
+        return f"'{inside}'"
+    size = len(v) if isinstance(v, bytes) else len(v.encode("utf-8", "surrogateescape"))
+    return f"'{inside}'... ({size} bytes)"

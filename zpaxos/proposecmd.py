@@ -15,6 +15,7 @@ message and exit code stays click's.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ def _logging(cluster: Any, process: str, quiet: bool, summary: Any = None) -> An
 
 
 def _named(text: str) -> str:
-    from zpaxos.pictures.rounds import with_node_names
+    from zpaxos.explain import with_node_names
 
     return with_node_names(text)
 
@@ -126,22 +127,28 @@ def run_propose(value: str | None, value_file: str | None, key: str | None, dela
     started = time.monotonic()
     key = key or DEFAULT_KEY
     outcome = None
+    connected: frozenset[int] = frozenset()  # nodes whose connection is up
+    closed: list[int] = []  # nodes whose handshake was closed (a hint if they did not reply)
     try:
         # fast=False: the lab shows both phases of every proposal (no range promises).
         with Client(cluster, log, client_id, key_file=client_key, fast=False) as client:
             log.event("start", role="proposer", key=key, value=data)
             outcome = client.propose(data, key, opts, wakeup, staging)
+            connected, closed = client.connected, client.handshake_closed()
     except Interrupted:
         raise KeyboardInterrupt from None
     except ConfigError as e:  # the client's CURVE key
         raise Failure(str(e), EXIT_USAGE) from None
     except Refused as e:
-        raise Failure(f"cannot propose: {e}") from None
+        from zpaxos.explain import refused_line
+
+        raise Failure(refused_line("propose", e)) from None
     finally:
         wakeup.close()
         log.event("stop", key=key, rounds=outcome.rounds if outcome else None,
                   interrupted=outcome is None or None)
-    _print_outcome(outcome, (time.monotonic() - started) * 1000, as_json, log.process)
+    _print_outcome(outcome, (time.monotonic() - started) * 1000, as_json, log.process,
+                   connected, closed)
     if outcome.chosen is None:
         sys.exit(EXIT_FAILED)
 
@@ -174,7 +181,10 @@ def _value(value: str | None, value_file: str | None) -> bytes:
     return data
 
 
-def _print_outcome(o: Any, elapsed_ms: float, as_json: bool, proposer: str) -> None:
+def _print_outcome(o: Any, elapsed_ms: float, as_json: bool, proposer: str,
+                   connected: frozenset[int] = frozenset(), closed: Sequence[int] = ()) -> None:
+    """``connected``: nodes whose connection is up; ``closed``: nodes whose handshake was
+    closed (a hint for those that did not reply)."""
     import json
 
     from zpaxos.naming import node_name
@@ -194,9 +204,10 @@ def _print_outcome(o: Any, elapsed_ms: float, as_json: bool, proposer: str) -> N
         }))
         return
     if o.chosen is None:
-        who = f"; no reply from {', '.join(silent)}" if silent else ""
-        echo(f"no value chosen for {printable(o.key)}: {printable(_named(o.reason))}{who}",
-                   err=True)
+        from zpaxos.explain import failure_line
+
+        echo(failure_line(f"no value chosen for {printable(o.key)}", o.reason, o.silent,
+                          connected, closed), err=True)
         return
     echo(result_line(o, told_by, elapsed_ms))
 
@@ -207,12 +218,12 @@ def result_line(o: Any, told_by: str | None, elapsed_ms: float) -> str:
     adopt; already chosen (before it came, or by another proposer while it waited),
     whatever it proposed. The ballot is the one that chose the value, not merely this
     proposer's last one."""
-    from zpaxos.printable import printable
+    from zpaxos.printable import printable, value_text
 
     at = "ballot unknown" if o.chosen_ballot.is_zero else f"ballot {o.chosen_ballot}"
     took = f"{o.rounds} round{'s' if o.rounds != 1 else ''}, {elapsed_ms:.0f} ms"
-    head = f"{printable(o.key)} = {printable(o.chosen)}"
-    proposed = printable(o.proposed)
+    head = f"{printable(o.key)} = {value_text(o.chosen)}"
+    proposed = value_text(o.proposed)
     if o.how == "already":
         who = f" ({told_by} said so)" if told_by else ""
         mine = "it proposed the same value" if o.own else f"it proposed {proposed}"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,15 +83,21 @@ def _run(name: str, op: Any, config: str | None, client_key: Path | None,
             t0 = time.perf_counter()
             r = c.registers([(name, op)], c.register_options(timeout_s=timeout))[0]
             ms = (time.perf_counter() - t0) * 1000
+            connected, closed = c.connected, c.handshake_closed()
     except ConfigError as e:
         raise _Fail(str(e), EXIT_USAGE) from None
     except ValueError as e:
         raise _Fail(str(e), EXIT_USAGE) from None
-    except Refused as e:
-        raise _Fail(f"refused: {e}", EXIT_NO_QUORUM) from None
+    except Refused as e:  # known from the handshakes, at once (as for propose)
+        from zpaxos.explain import refused_line
+
+        from zpaxos.protocol.register import CAS, CAS_VALUE
+
+        verb = CAS if op.kind == CAS_VALUE else op.kind  # the command's name
+        raise _Fail(refused_line(verb, e), EXIT_NO_QUORUM) from None
     except Interrupted:
         raise _Fail("interrupted", EXIT_INTERRUPTED) from None
-    print_result(r, ms, as_json)
+    print_result(r, ms, as_json, connected, closed)
     if r.status == OK:
         return
     code = {CAS_FAILED: EXIT_CAS_FAILED, NO_QUORUM: EXIT_NO_QUORUM}.get(r.status, EXIT_UNKNOWN)
@@ -99,16 +106,21 @@ def _run(name: str, op: Any, config: str | None, client_key: Path | None,
 
 def describe(r: Any) -> str:
     """``r = 'three' (version 3)``; ``r is absent (version 4)``."""
-    from zpaxos.printable import printable
+    from zpaxos.printable import printable, value_text
 
     if r.value is None:
         return f"{printable(r.key)} is absent (version {r.version})"
-    return f"{printable(r.key)} = {printable(r.value)!r} (version {r.version})"
+    return f"{printable(r.key)} = {value_text(r.value)} (version {r.version})"
 
 
-def print_result(r: Any, ms: float, as_json: bool) -> None:
+def print_result(r: Any, ms: float, as_json: bool, connected: frozenset[int] = frozenset(),
+                 closed: Sequence[int] = ()) -> None:
     import json
 
+    from zpaxos.explain import failure_line, with_node_names
+    from zpaxos.naming import as_node_name
+    from zpaxos.printable import printable
+    from zpaxos.protocol.register import OK
     from zpaxos.runtime.log import show_value
 
     if as_json:
@@ -116,16 +128,20 @@ def print_result(r: Any, ms: float, as_json: bool) -> None:
             "key": r.key, "op": r.kind, "status": r.status, "version": r.version,
             "value": show_value(r.value), "exists": r.value is not None,
             "rounds": r.rounds, "fast": r.fast, "elapsed_ms": round(ms, 1),
-            "reason": r.reason or None}))
+            "reason": with_node_names(r.reason) or None,
+            "no_reply_from": [as_node_name(n) for n in r.silent] if r.status != OK else []}))
         return
     if r.status == "ok":
         click.echo(describe(r))
     elif r.status == "cas_failed":
         click.echo(f"cas failed: {describe(r)}", err=True)
     elif r.status == "no_quorum":
-        click.echo(f"no quorum, nothing written: {r.reason}", err=True)
+        click.echo(failure_line(f"no quorum on register {printable(r.key)}, nothing written",
+                                r.reason, r.silent, connected, closed), err=True)
     else:
-        click.echo(f"outcome unknown (the change may or may not take effect): {r.reason}",
+        click.echo(failure_line(f"outcome unknown on register {printable(r.key)} (the change "
+                                f"may or may not take effect)", r.reason, r.silent, connected,
+                                closed),
                    err=True)
 
 

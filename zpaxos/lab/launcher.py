@@ -61,15 +61,18 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
 def write_config(path: Path, endpoints: Sequence[tuple[str, int]], *,
                  proposer: ProposerConfig | None = None, log_level: str = "INFO",
                  log_format: str = "json", value_files: str = "*", secure: bool = False,
-                 keys_dir: str = "keys") -> Path:
+                 keys_dir: str = "keys", binds: Sequence[str | None] = ()) -> Path:
     """A cluster file for ``endpoints``: data in data/nodeN and the log in paxos.log,
     both relative to the directory the processes run in. ``secure``: CURVE on, with the
-    keys in keys/ there (make them with :func:`make_keys`)."""
+    keys in keys/ there (make them with :func:`make_keys`). ``binds``: each node's
+    ``bind`` (None: it listens on its host)."""
     p = proposer or ProposerConfig()
     lines = []
     for i, (host, port) in enumerate(endpoints):
         lines += [f"[node.{i}]", f"host = {host}", f"port = {port}", f"data_dir = data/node{i}",
                   f"value_files = {value_files or 'none'}"]
+        if i < len(binds) and binds[i] is not None:
+            lines.append(f"bind = {binds[i]}")
         if secure:
             lines += [f"public_key = {keys_dir}/node{i}.key",
                       f"secret_key = {keys_dir}/node{i}.key_secret"]
@@ -154,21 +157,32 @@ class LocalCluster:
         p = self.procs.get(i)
         return p is not None and p.poll() is None
 
-    def start(self, i: int) -> None:
-        """Start node ``i`` and wait until it says it is listening."""
+    def start(self, i: int, stderr: Path | None = None) -> None:
+        """Start node ``i`` and wait until it says it is listening. ``stderr``: the node
+        shows its log lines, as on a terminal, and they go to this file (default: -q)."""
         if self.is_running(i):
             raise RuntimeError(f"{node_name(i)} is already running")
-        p = subprocess.Popen(zpaxos_cmd("node", str(i), "--config", str(self.config), "-q"),
-                             cwd=self.dir, env=self.env or child_env(), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+        quiet = ("-q",) if stderr is None else ()
+        err: Any = subprocess.PIPE
+        if stderr is not None:
+            err = open(stderr, "ab")  # noqa: SIM115 - the child holds it; closed below
+        try:
+            p = subprocess.Popen(zpaxos_cmd("node", str(i), "--config", str(self.config),
+                                            *quiet),
+                                 cwd=self.dir, env=self.env or child_env(),
+                                 stdout=subprocess.PIPE, stderr=err, text=True)
+        finally:
+            if stderr is not None:
+                err.close()
         _live.add(p)
         self.procs[i] = p
         line = _read_line(p, START_TIMEOUT_S)
         if "listening on" not in line:
             p.kill()
-            _, err = p.communicate()
+            _, said = p.communicate()
             _live.discard(p)
-            raise NodeStartError(f"{node_name(i)} did not start: {(line + err).strip()}")
+            said = said or (stderr.read_text() if stderr is not None else "")
+            raise NodeStartError(f"{node_name(i)} did not start: {(line + said).strip()}")
 
     def start_all(self) -> None:
         for i in self.node_ids:

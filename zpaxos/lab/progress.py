@@ -19,24 +19,28 @@ class Progress:
                  every_s: float = 0.1, force: bool = False) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.on = force or self.stream.isatty()
-        self.label, self.total, self.every_s = label, max(1, total), every_s
+        # total 0: unknown (an export): the count and the rate, without a bar
+        self.label, self.total, self.every_s = label, total, every_s
         self.done = 0
         self._next = 0.0
         self._t0 = time.monotonic()
 
     def step(self, n: int = 1) -> None:
         self.done += n
-        if self.on and (time.monotonic() >= self._next or self.done >= self.total):
+        if self.on and (time.monotonic() >= self._next or self.done == self.total):
             self._draw()
 
     def _draw(self) -> None:
         now = time.monotonic()
         self._next = now + self.every_s
-        frac = min(1.0, self.done / self.total)
-        bar = "#" * int(frac * WIDTH)
         rate = self.done / max(now - self._t0, 1e-9)
-        self.stream.write(f"\r{self.label} [{bar:<{WIDTH}}] {self.done}/{self.total} "
-                          f"({rate:,.0f}/s)\x1b[K")
+        if self.total <= 0:
+            self.stream.write(f"\r{self.label} {self.done:,} ({rate:,.0f}/s)\x1b[K")
+        else:
+            frac = min(1.0, self.done / self.total)
+            bar = "#" * int(frac * WIDTH)
+            self.stream.write(f"\r{self.label} [{bar:<{WIDTH}}] {self.done}/{self.total} "
+                              f"({rate:,.0f}/s)\x1b[K")
         self.stream.flush()
 
     def close(self) -> None:

@@ -407,13 +407,13 @@ ALL_SCENARIOS = SCENARIOS + REGISTER_SCENARIOS
 
 
 def scenario_config(cfg: ClusterConfig, workdir: Path) -> Path:
-    """The user's cluster (hosts, ports, proposer settings) with fresh data directories
+    """The user's cluster (hosts, binds, ports, proposer settings) with fresh data directories
     and a JSON log inside ``workdir``, so runs never disturb each other or real data."""
     # A restarted node's sync with its peers (SYNC, SYNC_REPLY) is logged at INFO, so the
     # charts can draw it where it taught the node a decision.
     path = write_config(workdir / "cluster.ini", [(n.host, n.port) for n in cfg.nodes],
                         proposer=cfg.proposer, value_files=cfg.nodes[0].value_files,
-                        secure=cfg.security.curve)
+                        secure=cfg.security.curve, binds=[n.bind for n in cfg.nodes])
     if cfg.security.curve:  # CURVE on, with keys of its own (in workdir/keys)
         make_keys(workdir, len(cfg.nodes))
     return path

@@ -18,17 +18,17 @@ in the proposer.
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from typing import Any, TextIO
 
-from zpaxos.naming import as_node_name, node_name
-from zpaxos.printable import printable
+from zpaxos.explain import with_node_names
+from zpaxos.naming import as_node_name
+from zpaxos.printable import printable, value_text
 
 
-def with_node_names(text: str) -> str:
-    """The core says "acceptor 1"; people see nodes named as everywhere else ("node1")."""
-    return re.sub(r"\bacceptor (\d+)\b", lambda m: node_name(int(m.group(1))), text)
+def _value(v: Any) -> str:
+    """A value as every command shows it (a log event holds bytes, or text)."""
+    return value_text(v) if isinstance(v, (bytes, str)) else printable(v)
 
 
 def _plural(n: int, one: str, many: str | None = None) -> str:
@@ -87,7 +87,7 @@ class RoundSummary(logging.Handler):
         if event in ("send", "recv"):
             self._message(r, event, str(f.get("type")), str(f.get("peer")), f)
         elif event == "adopted":
-            r.notes.append(f"adopted {printable(f.get('value'))} (accepted at "
+            r.notes.append(f"adopted {_value(f.get('value'))} (accepted at "
                            f"{f.get('from_ballot')})")
         elif event == "pause":
             r.notes.append(f"pause {f.get('seconds')} s")
@@ -96,10 +96,10 @@ class RoundSummary(logging.Handler):
         elif event == "chosen":
             told = f.get("told_by")
             if told is not None:
-                self._flush(r, f"{as_node_name(told)} says {printable(f.get('value'))} was already "
+                self._flush(r, f"{as_node_name(told)} says {_value(f.get('value'))} was already "
                                f"chosen (at {f.get('chosen_ballot')})")
             else:
-                self._flush(r, f"chosen: {printable(f.get('value'))}")
+                self._flush(r, f"chosen: {_value(f.get('value'))}")
             self.done = True
         elif event == "gave_up":
             self._flush(r, f"gave up: {printable(with_node_names(str(f.get('reason'))))}")

@@ -1,6 +1,8 @@
 """``zpaxos status`` output: a JSON document, or a table for people.
 
 Every table cell goes through ``printable``: a value holding a newline stays in its row.
+Values are shown as every command shows them (``value_text``), cut to VALUE_CHARS
+characters with their size: a status reply carries whole values (up to 1 MiB each).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ import json
 from collections.abc import Sequence
 
 from zpaxos.naming import node_name
-from zpaxos.printable import printable
+from zpaxos.printable import printable, value_text
 from zpaxos.protocol.core import quorum_size
 from zpaxos.protocol.messages import KeyStatus
 from zpaxos.protocol.regmessages import RegState, decode_state, register_of_slot
@@ -28,8 +30,18 @@ def _register(k: KeyStatus) -> RegState | None:
     return decode_state(k.value) if k.value is not None else RegState()
 
 
+VALUE_CHARS = 20  # characters of a value the table shows (then '...' and its size)
+
+
 def _reg_text(r: RegState) -> str:
-    return f"v{r.version} " + ("(absent)" if r.value is None else printable(r.value))
+    """``version 2: 'v2'``; absent: ``version 3: deleted`` (``version 0: never set``)."""
+    if r.value is not None:
+        return f"version {r.version}: {_value(r.value)}"
+    return f"version {r.version}: {'deleted' if r.version else 'never set'}"
+
+
+def _value(v: bytes | None) -> str:
+    return "-" if v is None else value_text(v, VALUE_CHARS)
 
 
 def status_json(nodes: Sequence[NodeStatus]) -> str:
@@ -41,6 +53,7 @@ def status_json(nodes: Sequence[NodeStatus]) -> str:
             {"id": n.id, "endpoint": n.endpoint, "reachable": n.reachable,
              "error": n.error or None, "counters": dict(n.stats),
              "truncated": n.truncated,
+             "ranges": [{"prefix": p, "ballot": _ballot(b)} for p, b in n.ranges],
              "keys": {k.key: _key_json(k) for k in n.keys}}
             for n in nodes]})
 
@@ -74,6 +87,21 @@ def health(nodes: Sequence[NodeStatus]) -> str:
             f"can be chosen)")
 
 
+def ranges_lines(nodes: Sequence[NodeStatus], listed: bool) -> list[str]:
+    """How many range promises each node holds (zpaxos/protocol/ranges.py); ``listed``:
+    each one too, as ``prefix* ballot``."""
+    counts = [(n, dict(n.stats).get("ranges", 0)) for n in nodes if n.reachable]
+    if not any(c for _, c in counts) and not listed:
+        return []
+    out = ["range promises: " + ", ".join(f"{node_name(n.id)} {c}" for n, c in counts)]
+    if listed:
+        for n, c in counts:
+            out += [f"  {node_name(n.id)}  {printable(p)}*  {_ballot(b)}" for p, b in n.ranges]
+            if c > len(n.ranges):
+                out.append(f"  {node_name(n.id)}  ... ({c - len(n.ranges)} more)")
+    return out
+
+
 def status_table(nodes: Sequence[NodeStatus], key: str | None = None) -> str:
     """One row per node and key; an unreachable node is one loud row."""
     head = ("NODE", "ENDPOINT", "REACHABLE", "KEY", "PROMISED", "ACCEPTED", "VALUE", "CHOSEN")
@@ -84,14 +112,17 @@ def status_table(nodes: Sequence[NodeStatus], key: str | None = None) -> str:
             why = f"NO ({n.error})" if n.error else "NO (down?)"
             rows.append((name, n.endpoint, why, "-", "-", "-", "-", "-"))
             continue
+        if n.error:  # it answered, with a reply that could not be read
+            rows.append((name, n.endpoint, "yes", f"({printable(n.error)})", "-", "-", "-", "-"))
+            continue
         if not n.keys:
             rows.append((name, n.endpoint, "yes", f"(no state for {printable(key)})" if key
                          else "(no keys)",
                          "-", "-", "-", "-"))
         for k in n.keys:
             r = _register(k)
-            value = _cell(k.value) if r is None else _cell(_reg_text(r))
-            chosen = _cell(k.chosen) if r is None else "(register)"
+            value = _value(k.value) if r is None else _reg_text(r)
+            chosen = _value(k.chosen) if r is None else "(register)"
             rows.append((name, n.endpoint, "yes", _cell(k.key, 32), _cell(_ballot(k.promised)),
                          _cell(_ballot(k.accepted)), value, chosen))
         if n.truncated:
@@ -108,4 +139,9 @@ def status_table(nodes: Sequence[NodeStatus], key: str | None = None) -> str:
     if waiting:
         lines.append(f"not voting yet: {', '.join(waiting)} (waiting for its peers to confirm "
                      f"it lost no state, or learning every decision after --new)")
+    syncing = [node_name(n.id) for n in nodes
+               if n.reachable and dict(n.stats).get("syncing", 0) and ("voting", 1) in n.stats]
+    if syncing:
+        lines.append(f"catching up: {', '.join(syncing)} (fetching from its peers the "
+                     f"decisions it missed while down)")
     return "\n".join(lines)

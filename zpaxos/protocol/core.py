@@ -203,8 +203,11 @@ class Acceptor:
         top = self.ranges.overlapping(msg.prefix)
         if msg.ballot <= top or self._absurd(top, ZERO, msg.ballot):
             return Step(send=[(src, RangeNack(msg.prefix, msg.ballot, top))])
-        if msg.prefix not in self.ranges.by_prefix and len(self.ranges) >= MAX_RANGES:
+        if (msg.prefix not in self.ranges.by_prefix and len(self.ranges)
+                - len(self.ranges.inside(msg.prefix, msg.ballot)) >= MAX_RANGES):
             return Step(send=[(src, RangeNack(msg.prefix, msg.ballot, ZERO))])  # full
+        # Promises this one implies are dropped (ranges.superseded: nothing changes for
+        # any key); storage drops their rows when it writes this one.
         self.ranges.put(msg.prefix, msg.ballot)
         index = self.key_index
         if index is None:

@@ -307,6 +307,24 @@ class StatusReply:
     truncated: bool  # more keys exist than one reply carries
     # The node's counters: malformed messages dropped, peers refused (CURVE), ...
     stats: tuple[tuple[str, int], ...] = ()
+    # The node's range promises (protocol/ranges.py), prefix and ballot, in prefix order.
+    ranges: tuple[tuple[str, Ballot], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RegistersRequest:
+    """A client (``zpaxos export --registers``) asks a node for the names of the registers
+    it holds a state for, one page after name ``after`` ("" for the first). Names only:
+    each register's state is then read through the protocol, never taken from a page."""
+
+    after: str
+
+
+@dataclass(frozen=True, slots=True)
+class RegistersReply:
+    after: str  # the request this answers
+    names: tuple[str, ...]
+    more: bool  # ask again after the last name of this page
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,5 +393,6 @@ class HelloReply:
 
 
 RuntimeMessage = (StatusRequest | StatusReply | SyncRequest | SyncReply | CheckAccepted
+                  | RegistersRequest | RegistersReply
                   | AcceptedAt | Hello | HelloReply)
 Message = ProtocolMessage | RangeMessage | RegisterMessage | RuntimeMessage

@@ -51,14 +51,36 @@ from zpaxos.protocol.messages import (
     RangePrepare,
     RangePromise,
 )
-from zpaxos.protocol.registry import MAX_BUSY
+from zpaxos.protocol.registry import MAX_BUSY, MAX_RANGE_ENTRIES
 
-MAX_RANGES = 4096  # range promises one acceptor holds; beyond, a new range is refused
+MAX_RANGES = MAX_RANGE_ENTRIES  # range promises one acceptor holds; beyond, a new one is refused
 MAX_SCAN = 4096  # keys of a range one RangePrepare looks at; beyond, ``more`` is set
 MAX_USED = 100_000  # keys one lease gives out; then it retires (renewed, ``used`` emptied)
 _SEPARATORS = "-_."
 
-__all__ = ["MAX_RANGES", "MAX_SCAN", "Lease", "RangeTable", "busy_keys", "range_prefix"]
+__all__ = ["MAX_RANGES", "MAX_SCAN", "Lease", "RangeTable", "busy_keys", "prefix_end",
+           "range_prefix", "superseded"]
+
+_MAX_CODE_POINT = 0x10FFFF
+_SURROGATES = range(0xD800, 0xE000)  # no key holds one: text in SQLite is UTF-8
+
+
+def prefix_end(prefix: str) -> str | None:
+    """The least string above every key that starts with ``prefix`` (None: no such
+    bound, for ``""`` or a prefix of nothing but U+10FFFF), so that the keys of the range
+    are exactly those with ``prefix <= key < prefix_end(prefix)``: a seek down a sorted
+    index, never a walk past the range's last key. Its last character that can grow, grown
+    by one (``job-`` -> ``job.``); the characters after it (each U+10FFFF) are dropped.
+    Surrogates are skipped (U+D7FF grows to U+E000): no key can hold one."""
+    i = len(prefix)
+    while i > 0 and ord(prefix[i - 1]) == _MAX_CODE_POINT:
+        i -= 1
+    if i == 0:
+        return None
+    c = ord(prefix[i - 1]) + 1
+    if c in _SURROGATES:
+        c = _SURROGATES.stop
+    return prefix[:i - 1] + chr(c)
 
 
 def range_prefix(key: str) -> str | None:
@@ -72,11 +94,44 @@ def range_prefix(key: str) -> str | None:
     return key[:cut] or None
 
 
+def superseded(ranges: Mapping[str, Ballot]) -> list[str]:
+    """The range promises that another one implies, so dropping them changes nothing.
+
+    Compaction rule: ``(p, B)`` is superseded when a promise ``(q, C)`` is held with ``q``
+    a proper prefix of ``p`` and ``C >= B``. Why dropping it is safe: every key that
+    starts with ``p`` starts with ``q``, so its effective promise (:meth:`RangeTable.covering`)
+    is already at least ``C >= B`` without it; and every range that overlaps ``p`` (one
+    prefix starts with the other) overlaps ``q`` too (both are prefixes of ``p``, or ``p``
+    is one of it, hence ``q`` is), so :meth:`RangeTable.overlapping`, which decides what
+    new range may be granted, never goes down either. Nothing the acceptor accepts or
+    grants can change, for any key, present or future.
+
+    It is the common case: a range is granted only above every overlapping promise, so a
+    shorter prefix granted after longer ones under it always supersedes all of them.
+    No other promise may go: a range promise never expires (its holder may still be
+    sending Accepts at its ballot, and an acceptor cannot know it stopped), and a range
+    no other range implies is the only record of what fresh keys it must refuse."""
+    out = []
+    lengths = sorted({len(p) for p in ranges})
+    for p, b in ranges.items():
+        for n in lengths:
+            if n >= len(p):
+                break
+            c = ranges.get(p[:n])
+            if c is not None and c >= b:
+                out.append(p)
+                break
+    return out
+
+
 class RangeTable:
-    """One acceptor's range promises, prefix -> ballot: what it must never go below."""
+    """One acceptor's range promises, prefix -> ballot: what it must never go below.
+    Kept compacted: a promise another one implies is dropped (:func:`superseded`)."""
 
     def __init__(self, ranges: Mapping[str, Ballot] | None = None) -> None:
         self.by_prefix: dict[str, Ballot] = dict(ranges or {})
+        for p in superseded(self.by_prefix):
+            del self.by_prefix[p]
         self._lengths = sorted({len(p) for p in self.by_prefix})
         self._sorted = sorted(self.by_prefix)
 
@@ -109,12 +164,32 @@ class RangeTable:
             i += 1
         return best
 
-    def put(self, prefix: str, ballot: Ballot) -> None:
+    def inside(self, prefix: str, ballot: Ballot) -> list[str]:
+        """The promises that ``(prefix, ballot)`` would supersede: the longer prefixes
+        that start with ``prefix`` whose ballot is not above ``ballot``."""
+        i = bisect.bisect_right(self._sorted, prefix)
+        out = []
+        while i < len(self._sorted) and self._sorted[i].startswith(prefix):
+            if self.by_prefix[self._sorted[i]] <= ballot:
+                out.append(self._sorted[i])
+            i += 1
+        return out
+
+    def put(self, prefix: str, ballot: Ballot) -> list[str]:
+        """Hold ``(prefix, ballot)``; drop and return the promises it supersedes. (The
+        caller grants only above every overlapping promise, so nothing supersedes it.)"""
         if prefix not in self.by_prefix:
             bisect.insort(self._sorted, prefix)
             if len(prefix) not in self._lengths:
                 bisect.insort(self._lengths, len(prefix))
         self.by_prefix[prefix] = ballot
+        dropped = self.inside(prefix, ballot)
+        for p in dropped:
+            del self.by_prefix[p]
+            self._sorted.remove(p)
+        if dropped:
+            self._lengths = sorted({len(p) for p in self.by_prefix})
+        return dropped
 
 
 def busy_keys(prefix: str, ballot: Ballot, keys: Iterable[str],

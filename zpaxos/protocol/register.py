@@ -174,6 +174,7 @@ class RegisterProposer:
         self._accepted: set[Peer] = set()
         self._promised_next: set[Peer] = set()
         self._answered: set[Peer] = set()
+        self._heard: set[Peer] = set()  # acceptors that answered this operation at all
         self._writing: tuple[RegState, RegResult] | None = None
         self._phase_deadline = float("inf")
         self._wake_at = float("inf")
@@ -196,6 +197,7 @@ class RegisterProposer:
             raise RuntimeError("one operation at a time per register and proposer")
         self.result = None
         self._a = _Attempt(op, options, now + options.timeout_s)
+        self._heard = set()
         step = Step()
         if self.cache is not None and options.one_rtt:
             ballot, state = self.cache
@@ -336,7 +338,8 @@ class RegisterProposer:
         self.cache = None
         self.result = RegResult(self.key, a.op.kind, status,
                                 seen.version if seen else 0, seen.value if seen else None,
-                                a.rounds, False, reason)
+                                a.rounds, False, reason,
+                                tuple(p for p in self.acceptors if p not in self._heard))
         self._idle()
 
     def _idle(self) -> None:
@@ -350,6 +353,7 @@ class RegisterProposer:
         step = Step()
         if self.phase == IDLE or src not in self.acceptors:
             return step
+        self._heard.add(src)
         if isinstance(msg, RPromise):
             self._on_promise(now, src, msg, step)
         elif isinstance(msg, RAccepted):

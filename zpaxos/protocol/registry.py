@@ -44,6 +44,8 @@ from zpaxos.protocol.messages import (
     RangeNack,
     RangePrepare,
     RangePromise,
+    RegistersReply,
+    RegistersRequest,
     StatusReply,
     StatusRequest,
     SyncReply,
@@ -54,6 +56,7 @@ from zpaxos.protocol.regmessages import (
     OP_ID_MAX_BYTES,
     RECENT_OPS,
     REGISTER_PREFIX,
+    STATE_OVERHEAD_BYTES,
     RAccept,
     RAccepted,
     RegState,
@@ -63,8 +66,13 @@ from zpaxos.protocol.regmessages import (
 )
 
 MAX_VALUE_BYTES = 1 << 20  # 1 MiB per value
+# A status entry's accepted value is what the acceptor holds: for a register's slot, its
+# encoded state, a value of up to MAX_VALUE_BYTES and the state's own fields.
+MAX_SLOT_BYTES = MAX_VALUE_BYTES + STATE_OVERHEAD_BYTES
 MAX_ROUND = (1 << 63) - 1  # fits SQLite's signed 64-bit integers
 MAX_ENTRIES = 100_000  # entries in one status or sync page
+MAX_NAMES = 1000  # register names in one RegistersReply
+MAX_RANGE_ENTRIES = 4096  # range promises in one status reply (ranges.MAX_RANGES)
 MAX_BUSY = 1024  # keys a RangePromise names as not fresh (more: two phases for the range)
 
 # Directions: a Paxos message goes to acceptors, to proposers or (Decide) both ways;
@@ -144,19 +152,25 @@ class _After(_Key):
 class _Value(Kind):
     name = "value"
 
+    def __init__(self, limit: int = MAX_VALUE_BYTES) -> None:
+        self.limit = limit
+
     def dec(self, x: Any, what: str) -> bytes:
         if type(x) is not bytes:
             raise DecodeError(f"{what}: expected bytes, got {describe(x)}")
-        if len(x) > MAX_VALUE_BYTES:
-            raise DecodeError(f"{what}: {len(x)} bytes is over the {MAX_VALUE_BYTES}-byte limit")
+        if len(x) > self.limit:
+            raise DecodeError(f"{what}: {len(x)} bytes is over the {self.limit}-byte limit")
         return x
 
 
 class _OptValue(Kind):
     name = "value or none"
 
+    def __init__(self, limit: int = MAX_VALUE_BYTES) -> None:
+        self.value = _Value(limit)
+
     def dec(self, x: Any, what: str) -> bytes | None:
-        return None if x is None else VALUE.dec(x, what)
+        return None if x is None else self.value.dec(x, what)
 
 
 class _Bool(Kind):
@@ -357,6 +371,7 @@ class _RegState(Kind):
 KEY, OPT_KEY, AFTER = _Key(), _OptKey(), _After()
 STATUS_KEY, OPT_STATUS_KEY = _StatusKey(), _OptStatusKey()
 VALUE, OPT_VALUE, BOOL = _Value(), _OptValue(), _Bool()
+OPT_SLOT_VALUE = _OptValue(MAX_SLOT_BYTES)  # an acceptor's value: a register's is its state
 BALLOT, REAL_BALLOT = _Ballot(), _RealBallot()
 NODE_ID = _Int(0, 65535)
 INCARNATION = _Token("incarnation", (0, 16))
@@ -368,13 +383,15 @@ REG_STATE = _RegState()
 
 KEY_STATUS = _Record(
     "status entry",
-    [("key", STATUS_KEY), ("promised", BALLOT), ("accepted", BALLOT), ("value", OPT_VALUE),
-     ("chosen", OPT_VALUE), ("chosen ballot", BALLOT)],
+    [("key", STATUS_KEY), ("promised", BALLOT), ("accepted", BALLOT),
+     ("value", OPT_SLOT_VALUE), ("chosen", OPT_VALUE), ("chosen ballot", BALLOT)],
     KeyStatus,
     lambda k: (k.key, k.promised, k.accepted, k.value, k.chosen, k.chosen_ballot),
 )
 COUNTER = _Record("counter", [("name", _Name()), ("count", _Int(0, MAX_ROUND))],
                   lambda n, c: (n, c), lambda e: e)
+RANGE_ENTRY = _Record("range promise", [("prefix", KEY), ("ballot", REAL_BALLOT)],
+                      lambda p, b: (p, b), lambda e: e)
 SYNC_ENTRY = _Record("sync entry", [("key", KEY), ("value", VALUE), ("ballot", BALLOT)],
                      lambda k, v, b: (k, v, b), lambda e: e)
 
@@ -535,7 +552,8 @@ SPECS: tuple[Spec, ...] = (
          ChartStyle("#7f7f7f", "#555555", "2 3"), drawn=False),
     Spec(StatusReply, b"STATUS_REPLY",
          (("node", NODE_ID), ("keys", _ListOf(KEY_STATUS)), ("truncated", BOOL),
-          ("stats", _ListOf(COUNTER, 64))), RUNTIME,
+          ("stats", _ListOf(COUNTER, 64)), ("ranges", _ListOf(RANGE_ENTRY, MAX_RANGE_ENTRIES))),
+         RUNTIME,
          ("keys", "truncated"), _simple("keys"), ChartStyle("#7f7f7f", "#555555", "2 3"),
          drawn=False),
     Spec(SyncRequest, b"SYNC", (("after", AFTER),), RUNTIME, ("after",),
@@ -545,6 +563,11 @@ SPECS: tuple[Spec, ...] = (
          (("after", AFTER), ("chosen", _ListOf(SYNC_ENTRY)), ("more", BOOL)), RUNTIME,
          ("after", "chosen", "more"), _sync_reply_parts,
          ChartStyle("#16a085", "#0e6655", "2 3")),
+    Spec(RegistersRequest, b"REGISTERS", (("after", AFTER),), RUNTIME, ("after",), _simple(),
+         ChartStyle("#7f7f7f", "#555555", "2 3"), drawn=False),
+    Spec(RegistersReply, b"REGISTERS_REPLY",
+         (("after", AFTER), ("names", _ListOf(KEY, MAX_NAMES)), ("more", BOOL)), RUNTIME,
+         ("after", "more"), _simple(), ChartStyle("#7f7f7f", "#555555", "2 3"), drawn=False),
     Spec(CheckAccepted, b"CHECK", (("key", KEY), ("ballot", REAL_BALLOT)), RUNTIME,
          ("key", "ballot"), _simple("ballot"), ChartStyle("#8e44ad", "#6c3483", "2 3")),
     Spec(AcceptedAt, b"CHECKED", (("key", KEY), ("ballot", REAL_BALLOT), ("value", OPT_VALUE)),

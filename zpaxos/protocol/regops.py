@@ -6,6 +6,7 @@ current state; the rules that run the round are in :mod:`zpaxos.protocol.registe
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 from zpaxos.protocol.messages import RegState
@@ -64,6 +65,9 @@ class RegResult:
     rounds: int = 0
     fast: bool = False  # finished on the 1-RTT path
     reason: str = ""
+    # Acceptors that never answered this operation (as Outcome.silent for a proposal):
+    # what a failure names, beside its reason.
+    silent: tuple[Hashable, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

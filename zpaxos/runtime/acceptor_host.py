@@ -18,7 +18,9 @@ store's read side) the host keeps only a bounded cache: before a batch reaches t
 reads the durable state of every key the batch names that is not cached (one query), so
 the core votes on exactly what is on disk, as if it had always been in memory; status and
 sync pages are walks down the store's key index, overlaid with the pass's own unsaved
-changes. A node with a million decided keys then holds a few tens of thousands of them,
+changes; a RangePrepare reads only its range's keys (an index seek), and a pass takes only
+so many RangePrepares (RANGE_ROWS_PER_PASS), leaving the rest, in order, to the next.
+A node with a million decided keys then holds a few tens of thousands of them,
 and starts without reading any. Eviction only ever drops states that are durable: it runs
 at the start of a pass, when the loop has persisted every earlier pass, except the
 learned decisions it let wait (``Ready.lazy``): the loop's source must show those over the
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
@@ -48,6 +51,8 @@ from zpaxos.protocol.messages import (
     Prepare,
     ProtocolMessage,
     RangePrepare,
+    RegistersReply,
+    RegistersRequest,
     StatusReply,
     StatusRequest,
     SyncReply,
@@ -56,11 +61,14 @@ from zpaxos.protocol.messages import (
 from zpaxos.protocol.ranges import MAX_SCAN
 from zpaxos.protocol.register import RegAcceptor
 from zpaxos.protocol.registry import REGISTER_TYPES, TO_ACCEPTOR_TYPES, type_name
-from zpaxos.protocol.regmessages import RegisterMessage, register_slot
+from zpaxos.protocol.regmessages import REGISTER_PREFIX, RegisterMessage, register_slot
 from zpaxos.runtime.addresses import Caller, Src
+from zpaxos.runtime.keyrange import in_range, span
 
 STATUS_MAX_KEYS = 1000  # keys in one status reply
 SYNC_PAGE = 500  # chosen values in one sync reply
+REGISTER_PAGE = 1000  # register names in one RegistersReply (registry.MAX_NAMES)
+STATUS_MAX_RANGES = 256  # range promises listed in one status reply (all are counted)
 # Memory: a client that asks for status and never reads can make a node queue at most
 # sockets.SNDHWM replies for it, so a status reply is kept small: this many bytes of
 # values (and per-key overhead), though always at least one key's.
@@ -77,6 +85,17 @@ CACHE_KEYS = 50_000
 # is built in memory before anything is sent; the rest are ignored (asked again, they are
 # answered in a later pass).
 MAX_PAGES_PER_PASS = 64
+# RangePrepares: each reads (and checksums) the keys of its range a node holds, up to
+# ranges.MAX_SCAN + 1 rows, and one frame can carry thousands of them. A pass takes them
+# while they have cost less than RANGE_ROWS_PER_PASS rows (always at least one a pass),
+# each costing the rows it read and RANGE_PREPARE_ROWS more (its own work, measured at
+# about 20 us, the time of a few rows: 128 of an empty range's a pass, a few ms). The rest
+# wait, in order, for the next passes (the loop runs one at once), never behind later
+# ones. At most MAX_DEFERRED_RANGES wait (a whole frame's worth); past it a new one is
+# dropped (logged ``ignored``): the proposer's range times out, and it runs two phases.
+RANGE_ROWS_PER_PASS = 1024
+RANGE_PREPARE_ROWS = 8
+MAX_DEFERRED_RANGES = 10_000
 
 T = TypeVar("T")
 
@@ -116,6 +135,11 @@ class StateSource(Protocol):
         """Up to ``limit`` (key, state) after ``after``, in key order."""
         ...
 
+    def prefixed(self, prefix: str, limit: int) -> list[tuple[str, KeyState]]:
+        """Up to ``limit`` (key, state) of the keys starting with ``prefix``, in key order;
+        reads only those keys (an index seek, not a walk past the range)."""
+        ...
+
 
 def page(items: Iterable[T], max_items: int, size: Callable[[T], int],
          max_bytes: int = REPLY_MAX_VALUE_BYTES) -> tuple[list[T], bool]:
@@ -137,6 +161,7 @@ class AcceptorHost:
 
     def __init__(self, node_id: int, states: Mapping[str, KeyState], peers: Sequence[int],
                  *, sync_page: int = SYNC_PAGE, status_page: int = STATUS_MAX_KEYS,
+                 register_page: int = REGISTER_PAGE,
                  acceptor_cls: type[Acceptor] = Acceptor,
                  check_client_decides: bool = False,
                  ranges: Mapping[str, Ballot] | None = None,
@@ -156,6 +181,7 @@ class AcceptorHost:
         self.stats: dict[str, int] = {}  # counters the runtime keeps (status shows them)
         self.sync_page_size = sync_page
         self.status_page_size = status_page
+        self.register_page_size = register_page
         self.acceptor = acceptor_cls(states, ranges)
         # Registers (CASPaxos) keep their state in the same map, in their own "@" slots
         # (the same dict object: the cache below evicts from and fetches into both).
@@ -165,6 +191,12 @@ class AcceptorHost:
         # The pass's unsaved states (with a source): its persist, then its lazy ones.
         self._dirty: tuple[Mapping[str, KeyState], ...] = ()
         self._range_keys: dict[str, list[str]] = {}  # RangePrepare prefix -> keys read
+        # Keys this pass created (with a source): the only cached keys the store lacks.
+        self._pass_new: list[str] = []
+        self._pass_new_sorted: list[str] = []  # the same, sorted as a RangePrepare needs
+        # RangePrepares waiting for a later pass, oldest first, and this pass's cost of them.
+        self.deferred: deque[tuple[Src, RangePrepare]] = deque()
+        self._range_rows = 0
         # Sorted indexes (without a source), so a page never sorts every key. New keys
         # wait in a list and are merged in when a page is asked for (status and sync are
         # rare; a new key per message is not, and inserting each into a sorted list costs
@@ -195,6 +227,12 @@ class AcceptorHost:
             self._evict()
             self._fetch(batch)
             self._dirty = (ready.lazy, ready.persist)
+            self._range_keys = {}
+            self._pass_new, self._pass_new_sorted = [], []
+        self._range_rows = 0
+        deferred = self.deferred
+        while deferred and self._range_rows < RANGE_ROWS_PER_PASS:
+            self._range_prepare(*deferred.popleft(), ready)
         pages = 0
         apply = self._apply
         check_decides = self.check_client_decides
@@ -204,7 +242,7 @@ class AcceptorHost:
             if t is Accept or t is Prepare or (t is Decide and not check_decides):
                 apply(src, msg, ready)  # type: ignore[arg-type]
                 continue
-            if isinstance(msg, (StatusRequest, SyncRequest)):
+            if isinstance(msg, (StatusRequest, SyncRequest, RegistersRequest)):
                 pages += 1
                 if pages > MAX_PAGES_PER_PASS:
                     ready.events.append((src, Ignored("", type_name(msg))))
@@ -215,18 +253,18 @@ class AcceptorHost:
             elif isinstance(msg, REGISTER_TYPES):
                 self._apply_register(src, msg, ready)  # type: ignore[arg-type]
             elif isinstance(msg, RangePrepare):
-                # Every key, the pass's new ones included: the reply must name every busy one.
-                self.acceptor.key_index = (self._keys if self.source is None
-                                           else self._range_index(msg.prefix))
-                step = self.acceptor.handle(src, msg)
-                ready.ranges.update(step.ranges)
-                ready.send.extend((src, m) for _, m in step.send)
+                if deferred or self._range_rows >= RANGE_ROWS_PER_PASS:
+                    self._defer(src, msg, ready)  # behind those already waiting
+                else:
+                    self._range_prepare(src, msg, ready)
             elif isinstance(msg, TO_ACCEPTOR_TYPES):
                 self._apply(src, msg, ready)  # type: ignore[arg-type]
             elif isinstance(msg, StatusRequest):
                 ready.send.append((src, self.status(msg.key)))
             elif isinstance(msg, SyncRequest):
                 ready.send.append((src, self.sync_page(msg.after)))
+            elif isinstance(msg, RegistersRequest):
+                ready.send.append((src, self.register_page(msg.after)))
             elif isinstance(msg, CheckAccepted):
                 s = self.acceptor.state(msg.key)
                 value = (s.value if s.accepted == msg.ballot else
@@ -264,12 +302,11 @@ class AcceptorHost:
         assert self.source is not None
         states = self.acceptor.states
         want: set[str] = set()
-        self._range_keys = {}
         for _, msg in batch:
             if isinstance(msg, SyncReply):
                 want.update(e[0] for e in msg.chosen)
             elif isinstance(msg, RangePrepare):
-                self._fetch_range(msg.prefix)
+                continue  # read when it is handled (_range_prepare), if in this pass
             elif isinstance(msg, REGISTER_TYPES):
                 want.add(register_slot(msg.key))  # type: ignore[union-attr,arg-type]
             else:
@@ -281,30 +318,54 @@ class AcceptorHost:
         if want:
             states.update(self.source.get(want))
 
-    def _fetch_range(self, prefix: str) -> None:
-        """A RangePrepare's reply names the range's busy keys, scanning at most MAX_SCAN of
-        them in key order (ranges.busy_keys): read the first MAX_SCAN + 1 keys from
-        ``prefix`` on, so the core sees them as if every key were in memory."""
-        assert self.source is not None
-        if prefix in self._range_keys:
+    # ---- range prepares: paced, and each reads only its own range's keys
+
+    def _range_prepare(self, src: Src, msg: RangePrepare, ready: Ready) -> None:
+        """Phase 1 for a range (the core's rule), on every key of the range this node
+        holds, the pass's new ones included: the reply must name every busy one. Counts
+        the rows it looked at against the pass's RANGE_ROWS_PER_PASS."""
+        if self.source is None:
+            index = self._keys
+            lo, hi = span(index, msg.prefix)
+            self._range_rows += RANGE_PREPARE_ROWS + min(hi - lo, MAX_SCAN + 1)
+        else:
+            index = self._range_index(msg.prefix)
+        self.acceptor.key_index = index
+        step = self.acceptor.handle(src, msg)
+        ready.ranges.update(step.ranges)
+        ready.send.extend((src, m) for _, m in step.send)
+
+    def _defer(self, src: Src, msg: RangePrepare, ready: Ready) -> None:
+        if len(self.deferred) >= MAX_DEFERRED_RANGES:
+            self.stats["ranges_dropped"] = self.stats.get("ranges_dropped", 0) + 1
+            ready.events.append((src, Ignored("", type_name(msg))))
             return
-        rows = dict(self.source.get([prefix]))
-        rows.update(self.source.page(prefix, MAX_SCAN + 1))
-        states = self.acceptor.states
-        keys = []
-        for k, s in rows.items():
-            if k.startswith(prefix):
+        self.deferred.append((src, msg))
+
+    def _range_index(self, prefix: str) -> list[str]:
+        """The sorted keys a RangePrepare for ``prefix`` must look at, each state in the
+        cache so the core sees them as if every key were in memory: the range's keys in
+        the store (its first MAX_SCAN + 1: ranges.busy_keys looks at no more), read by an
+        index seek, and those this pass created, which the store does not hold yet. Every
+        other cached key is in the store: the cache holds only keys read from it and keys
+        an earlier pass created, which that pass persisted (or the loop's source shows,
+        for learned ones waiting: Ready.lazy)."""
+        assert self.source is not None
+        keys = self._range_keys.get(prefix)
+        if keys is None:
+            states = self.acceptor.states
+            keys = []
+            for k, s in self.source.prefixed(prefix, MAX_SCAN + 1):
                 keys.append(k)
                 if k not in states:  # a cached state is the latest
                     states[k] = s
-        self._range_keys[prefix] = keys
-
-    def _range_index(self, prefix: str) -> list[str]:
-        """The sorted keys a RangePrepare for ``prefix`` must look at: those read from the
-        store for it, and the cached ones in the range (the pass's new keys among them)."""
-        keys = set(self._range_keys.get(prefix, ()))
-        keys.update(k for k in self.acceptor.states if k.startswith(prefix))
-        return sorted(keys)
+            self._range_keys[prefix] = keys
+        self._range_rows += RANGE_PREPARE_ROWS + len(keys)
+        new, done = self._pass_new, self._pass_new_sorted
+        for k in new[len(done):]:  # the keys created since the last RangePrepare
+            bisect.insort(done, k)
+        fresh = in_range(done, prefix)
+        return sorted({*keys, *fresh}) if fresh else keys
 
     def _paged(self, after: str, limit: int, chosen_only: bool) -> list[tuple[str, KeyState]]:
         """The first ``limit`` keys after ``after`` (chosen ones only, if asked) as this
@@ -373,7 +434,10 @@ class AcceptorHost:
                 if type(ev) is Learned:
                     ready.learned.append((ev.key, ev.value))
         if self.source is not None:
-            return  # no indexes to keep: pages come from the store
+            # No indexes to keep (pages come from the store); only the pass's new keys.
+            if before is None and msg.key in states:
+                self._pass_new.append(msg.key)
+            return
         after = states.get(msg.key)
         if after is not before and after is not None:  # the key's state changed
             if before is None:
@@ -403,8 +467,11 @@ class AcceptorHost:
         step = self.registers.handle(src, msg)
         for k, state in step.persist:
             ready.persist[k] = state
-        if self.source is None and not known and slot in self.acceptor.states:
-            self._new_keys.append(slot)  # joins the status index when a page is asked for
+        if not known and slot in self.acceptor.states:
+            if self.source is None:
+                self._new_keys.append(slot)  # joins the status index when a page is asked for
+            else:
+                self._pass_new.append(slot)
         ready.send.extend((src, m) for _, m in step.send)
         ready.events.extend((src, ev) for ev in step.events)
 
@@ -425,7 +492,25 @@ class AcceptorHost:
         items, more = page(entries(), self.status_page_size,
                            lambda e: KEY_OVERHEAD_BYTES + len(e.value or b"")
                            + len(e.chosen or b""), STATUS_MAX_BYTES)
-        return StatusReply(self.node_id, tuple(items), more, tuple(sorted(self.stats.items())))
+        ranges = self.acceptor.ranges.by_prefix
+        stats = sorted({**self.stats, "ranges": len(ranges)}.items())
+        listed = tuple((p, ranges[p]) for p in sorted(ranges)[:STATUS_MAX_RANGES])
+        return StatusReply(self.node_id, tuple(items), more, tuple(stats), listed)
+
+    def register_page(self, after: str) -> RegistersReply:
+        """The names of the registers this node holds a state for, after ``after``: their
+        slots (``@name``) sort together, so this is one walk down the key index."""
+        start = REGISTER_PREFIX + after if after else REGISTER_PREFIX
+        limit = self.register_page_size + 1
+        if self.source is not None:
+            slots = [k for k, _ in self._paged(start, limit, False)]
+        else:
+            keys = self._keys
+            i = bisect.bisect_right(keys, start)
+            slots = keys[i:i + limit]
+        names = [k[len(REGISTER_PREFIX):] for k in slots if k.startswith(REGISTER_PREFIX)]
+        more = len(names) > self.register_page_size
+        return RegistersReply(after, tuple(names[:self.register_page_size]), more)
 
     def sync_page(self, after: str) -> SyncReply:
         states: Mapping[str, KeyState] = self.acceptor.states
@@ -445,4 +530,5 @@ class AcceptorHost:
         return SyncReply(after, tuple(items), more)
 
 
-__all__ = ["CACHE_KEYS", "AcceptorHost", "Caller", "Ready", "StateSource", "page"]
+__all__ = ["CACHE_KEYS", "MAX_DEFERRED_RANGES", "RANGE_PREPARE_ROWS", "RANGE_ROWS_PER_PASS",
+           "AcceptorHost", "Caller", "Ready", "StateSource", "page"]

@@ -44,6 +44,7 @@ from zpaxos.protocol.messages import (
     HelloReply,
     Message,
     Prepare,
+    RegistersRequest,
     StatusRequest,
     SyncReply,
     SyncRequest,
@@ -109,7 +110,7 @@ class Admission:
         self.phase = CHECKING
         self.refusal: str | None = None
         self.cleared_by: set[int] = set()
-        self.synced: set[int] = set()
+        self.synced: set[int] = set()  # peers whose sync since this start is complete
         self._syncing: set[int] = set()  # peers that sent a sync page since the last due()
         self.notes: list[Note] = []
         self.held: list[tuple[Src, Message]] = []
@@ -128,6 +129,13 @@ class Admission:
     def voting(self) -> bool:
         return self.phase == VOTING
 
+    @property
+    def syncing(self) -> int:
+        """Peers that have not yet sent their last sync page since this start: 0 means the
+        node has every decision its peers knew when they answered (caught up). A peer that
+        is down keeps it above 0 until it is back (the request waits in our queue to it)."""
+        return len(set(self.peers) - self.synced)
+
     def start(self, now: float) -> Ready:
         ready = Ready(send=self._hellos(now, self.peers))
         self._advance(ready)
@@ -143,9 +151,12 @@ class Admission:
                 self._on_verdict(src, msg)
             elif self.phase == VOTING:
                 forward.append((src, msg))
+                if isinstance(msg, SyncReply) and isinstance(src, int) and not (
+                        msg.more and msg.chosen):  # its last page (as the host pages)
+                    self.synced.add(src)
             elif self.phase == REFUSED:
                 self.dropped += 1
-            elif isinstance(msg, (StatusRequest, SyncRequest, CheckAccepted)):
+            elif isinstance(msg, (StatusRequest, SyncRequest, RegistersRequest, CheckAccepted)):
                 forward.append((src, msg))  # read-only: answered in every phase
             elif self.phase == CHECKING:
                 self._hold(src, msg)
@@ -157,7 +168,8 @@ class Admission:
                         self.synced.add(src)
             else:
                 self.dropped += 1
-        ready = self.host.handle(forward) if forward else Ready()
+        # A pass with nothing new still runs the RangePrepares the last one left waiting.
+        ready = self.host.handle(forward) if forward or self.host.deferred else Ready()
         ready.send.extend(mine.send)
         self._advance(ready)
         return ready

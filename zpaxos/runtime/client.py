@@ -36,6 +36,7 @@ from zpaxos.protocol.core import Outcome, ProposerOptions
 from zpaxos.protocol.events import Event, GaveUp
 from zpaxos.protocol.messages import (
     DEFAULT_KEY,
+    Ballot,
     Decide,
     KeyStatus,
     StatusReply,
@@ -44,7 +45,7 @@ from zpaxos.protocol.messages import (
 )
 from zpaxos.protocol.registry import MAX_VALUE_BYTES, TO_PROPOSER_TYPES
 from zpaxos.runtime.config import ClusterConfig, load_config
-from zpaxos.runtime.curve import Curve
+from zpaxos.runtime.curve import HANDSHAKE_CLOSED, Curve
 from zpaxos.runtime.log import EventLog, null_log
 from zpaxos.runtime.proposer_host import Leases, ProposerHost
 from zpaxos.runtime.sockets import (
@@ -92,6 +93,7 @@ class NodeStatus:
     truncated: bool = False
     stats: tuple[tuple[str, int], ...] = ()  # the node's counters (malformed, refused...)
     error: str = ""  # why it is unreachable, when known ("refused our key")
+    ranges: tuple[tuple[str, Ballot], ...] = ()  # its range promises (the first 256)
 
 
 class Interrupted(Exception):
@@ -279,8 +281,9 @@ class Client:
             outbox.clear()
 
     def _check_refusals(self) -> None:
-        """Fail at once, not at the deadline, when so many nodes refused us (wrong key,
-        wrong server key, plaintext against CURVE) that no quorum can answer."""
+        """Fail at once, not at the deadline, when so many nodes refused us (a key ZAP
+        refused, CURVE on one side only) that no quorum can answer. A handshake that was
+        only closed is a node down, not a refusal (see zpaxos.runtime.curve)."""
         watch = self.sockets.watch
         if watch is None or not watch.refused:
             return
@@ -292,6 +295,12 @@ class Client:
         if len(self.cluster.nodes) - len(watch.refused) < self.quorum:
             raise Refused("; ".join(f"{node_name(i)} {why}"
                                     for i, why in sorted(watch.refused.items())))
+
+    @property
+    def connected(self) -> frozenset[int]:
+        """The nodes whose connection is up now: running, whether or not they answer."""
+        watch = self.sockets.watch
+        return frozenset(watch.up) if watch is not None else frozenset()
 
     # ---- registers (rewritable, linearizable; zpaxos.runtime.register_client)
 
@@ -305,7 +314,8 @@ class Client:
             # compared only with register ballots, and this is the client's one register
             # host, so they stay unique.
             self._regs = Registers(self.sockets, [n.id for n in self.cluster.nodes],
-                                   random.Random(self.rng.random()), self.id, stop)
+                                   random.Random(self.rng.random()), self.id, stop,
+                                   self._check_refusals)
         return self._regs
 
     def register_options(self, one_rtt: bool = True, **overrides: Any) -> RegisterOptions:
@@ -371,7 +381,10 @@ class Client:
         replies: dict[int, StatusReply] = {}
         deadline = time.monotonic() + timeout_s
         refused: dict[int, str] = {}
-        while len(replies) + len(refused) < len(self.cluster.nodes):
+        unreadable = self.sockets.wire.unreadable
+        unreadable.clear()
+        while len(replies) + len(refused) + len(unreadable.keys() - replies.keys()) < len(
+                self.cluster.nodes):
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -381,14 +394,28 @@ class Client:
             if self.sockets.watch is not None:
                 refused = {i: why for i, why in self.sockets.watch.refused.items()
                            if i not in replies}
+        closed = self.handshake_closed()
         out = []
+        unreadable = self.sockets.wire.unreadable  # logged by the wire as "malformed"
         for n in self.cluster.nodes:
             r = replies.get(n.id)
             if r is not None:
-                out.append(NodeStatus(n.id, n.endpoint, True, r.keys, r.truncated, r.stats))
+                out.append(NodeStatus(n.id, n.endpoint, True, r.keys, r.truncated, r.stats,
+                                      ranges=r.ranges))
+            elif n.id in unreadable:  # it answered: reachable, but we cannot show its state
+                out.append(NodeStatus(n.id, n.endpoint, True, error=f"its reply could not be "
+                                      f"read ({unreadable[n.id]}); see the log"))
             else:
-                out.append(NodeStatus(n.id, n.endpoint, False, error=refused.get(n.id, "")))
+                why = refused.get(n.id) or (HANDSHAKE_CLOSED if n.id in closed else "")
+                out.append(NodeStatus(n.id, n.endpoint, False, error=why))
         return out
+
+    def handshake_closed(self) -> list[int]:
+        """Nodes whose last connection was closed during the handshake: down behind a
+        proxy, or CURVE set up differently here and there (``curve.HANDSHAKE_CLOSED``).
+        Not a refusal, only a hint to give with the nodes that did not answer."""
+        watch = self.sockets.watch
+        return sorted(watch.closed) if watch is not None else []
 
 
 def _bytes(value: bytes | str) -> bytes:

@@ -38,8 +38,19 @@ class ConfigError(Exception):
     """The user's configuration is wrong; the message says where and what."""
 
 
+def _address(host: str, port: int) -> str:
+    """``host:port`` as people (and ZeroMQ) write it: ``127.0.0.1:5001``, ``[::1]:5001``."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 @dataclass(frozen=True, slots=True)
 class NodeConfig:
+    """One node. ``host`` is where the others reach it (what peers, proposers and
+    ``zpaxos status`` connect to, and what status shows); ``bind`` is where the node
+    itself listens, when that differs (``0.0.0.0`` or one interface's address on a
+    machine reached by a name, or behind NAT). Without ``bind`` the node listens on
+    ``host``, as it always did, so a config without it means what it meant before."""
+
     id: int
     host: str
     port: int
@@ -47,6 +58,7 @@ class NodeConfig:
     value_files: str  # glob of keys that get a <data_dir>/<key>.txt file; "" for none
     public_key: bytes | None = None  # CURVE: the node's public key (Z85), when curve is on
     secret_key_file: Path | None = None  # CURVE: where the node's key pair lives
+    bind: str | None = None  # where the node listens, when not on ``host``
 
     @property
     def ipv6(self) -> bool:
@@ -59,11 +71,17 @@ class NodeConfig:
     @property
     def address(self) -> str:
         """``host:port`` as people write it: ``127.0.0.1:5001``, ``[::1]:5001``."""
-        return f"[{self.host}]:{self.port}" if self.ipv6 else f"{self.host}:{self.port}"
+        return _address(self.host, self.port)
 
     @property
     def endpoint(self) -> str:
+        """Where the others connect: the advertised ``host``."""
         return f"tcp://{self.address}"
+
+    @property
+    def bind_endpoint(self) -> str:
+        """Where this node listens: ``bind`` if set, else ``host`` (the same endpoint)."""
+        return self.endpoint if self.bind is None else f"tcp://{_address(self.bind, self.port)}"
 
     @property
     def name(self) -> str:
@@ -76,6 +94,9 @@ ProposerConfig = ProposerOptions
 PROPOSER_KEYS = ("timeout_s", "round_timeout_s", "max_rounds", "backoff_s", "backoff_max_s")
 
 
+MIN_LOG_BYTES = 4096  # a rotated log file holds at least this much (a few records)
+
+
 @dataclass(frozen=True, slots=True)
 class LogConfig:
     file: Path | None = Path("paxos.log")
@@ -83,6 +104,11 @@ class LogConfig:
     # The file is JSON by default: `zpaxos trace` draws charts from it and `zpaxos log`
     # prints it as text. stderr always shows text.
     format: str = "json"
+    # Rotation by size (runtime/log.py): 0 = never (then logrotate, with SIGHUP to the
+    # nodes); else the file is renamed .1 (.1 to .2, ...) once it reaches max_bytes, and
+    # backup_count old files are kept. Safe with several processes on one file.
+    max_bytes: int = 0
+    backup_count: int = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +167,7 @@ class ClusterConfig:
 
 # Every key a section may hold, with its default; an unknown key is an error (a typo
 # would otherwise be silently ignored).
-_NODE_KEYS = {"host": None, "port": None, "data_dir": None, "value_files": "*",
+_NODE_KEYS = {"host": None, "bind": None, "port": None, "data_dir": None, "value_files": "*",
               "public_key": None, "secret_key": None}
 _SECURITY_KEYS = {"curve": "false", "authorized_clients": None, "client_key": None}
 _PROPOSER_KEYS: dict[str, object] = {k: getattr(ProposerOptions(), k) for k in PROPOSER_KEYS}
@@ -284,7 +310,9 @@ def _node(p: Path, section: str, sec: configparser.SectionProxy) -> NodeConfig:
     if not raw_id.isdigit() or len(raw_id) > 4:
         raise ConfigError(f"{p}: [{section}]: node sections are named [node.N] with N = 0, 1, 2...")
     _check_keys(p, section, sec, _NODE_KEYS)
-    host = _host(p, section, _need(p, section, sec, "host"))
+    host = _host(p, section, "host", _need(p, section, sec, "host"))
+    bind_raw = sec.get("bind", "").strip()
+    bind = _host(p, section, "bind", bind_raw, wildcard=True) if bind_raw else None
     port_s = _need(p, section, sec, "port")
     try:
         port = int(port_s)
@@ -296,7 +324,7 @@ def _node(p: Path, section: str, sec: configparser.SectionProxy) -> NodeConfig:
     value_files = sec.get("value_files", "*").strip()
     if value_files.lower() == "none":
         value_files = ""
-    return NodeConfig(int(raw_id), host, port, data_dir, value_files)
+    return NodeConfig(int(raw_id), host, port, data_dir, value_files, bind=bind)
 
 
 _LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
@@ -325,10 +353,16 @@ def host_problem(host: str) -> str | None:
     return None
 
 
-def _host(p: Path, section: str, raw: str) -> str:
+def _host(p: Path, section: str, key: str, raw: str, wildcard: bool = False) -> str:
+    """``host`` or ``bind``: checked by form. ``bind`` may also be ZeroMQ's ``*`` (every
+    interface); its host names are interface names or names of this machine's own
+    addresses, which ZeroMQ resolves when the node binds."""
+    if wildcard and raw == "*":
+        return raw
     problem = host_problem(raw)
     if problem:
-        raise ConfigError(f"{p}: [{section}] host: {raw!r} {problem}")
+        hint = " (or * for every interface)" if wildcard and "name" in problem else ""
+        raise ConfigError(f"{p}: [{section}] {key}: {raw!r} {problem}{hint}")
     if ":" in raw:  # IPv6, kept in one spelling so that duplicates are found
         return str(ipaddress.ip_address(raw.strip("[]")))
     return raw
@@ -366,4 +400,12 @@ def _log(p: Path, sec: configparser.SectionProxy) -> LogConfig:
     fmt = sec.get("format", str(_LOG_KEYS["format"])).strip().lower()
     if fmt not in LOG_FORMATS:
         raise ConfigError(f"{p}: [log] format: {fmt!r} is not one of {', '.join(LOG_FORMATS)}")
-    return LogConfig(Path(file_s) if file_s else None, level, fmt)
+    sizes: dict[str, int] = {}
+    for key, minimum in (("max_bytes", 0), ("backup_count", 1)):
+        if key in sec:
+            sizes[key] = int(_number(p, "log", key, sec[key].strip(), integer=True,
+                                     minimum=minimum))
+    if sizes.get("max_bytes", 0) and sizes["max_bytes"] < MIN_LOG_BYTES:
+        raise ConfigError(f"{p}: [log] max_bytes: {sizes['max_bytes']} is below "
+                          f"{MIN_LOG_BYTES} (0 turns rotation off)")
+    return LogConfig(Path(file_s) if file_s else None, level, fmt, **sizes)

@@ -78,6 +78,7 @@ class ZapHandler:
         self.curve = curve
         self.log = log
         self.refused = 0
+        self.closed = 0  # TCP connections closed mid-handshake (health checks): no refusal
         self._last_logged: dict[tuple[str, bytes], float] = {}
         self.sock: Sock = ctx.socket(zmq.REP)
         self.sock.setsockopt(zmq.LINGER, 0)
@@ -128,8 +129,14 @@ class ZapHandler:
 
 class ServerWatch:
     """Reads the ROUTER's monitor: a peer that fails the handshake before ZAP is asked
-    (plaintext against CURVE, a garbled or wrongly keyed CURVE hello) is refused too,
-    and counted and logged (throttled) like a key ZAP refused."""
+    (plaintext against CURVE, a CURVE hello sealed for another server key) is refused too,
+    and counted and logged (throttled) like a key ZAP refused.
+
+    Only HANDSHAKE_FAILED_PROTOCOL is a refusal: libzmq reports it with the ZMTP error that
+    says why. HANDSHAKE_FAILED_NO_DETAIL is a TCP connection closed before its handshake
+    ended: a load balancer's health check, a port scan, a forwarder whose client went away
+    (or, when the peer noticed a mismatch first, a plaintext peer). That refuses nobody, so
+    it is only counted (``closed``), never logged as a refusal."""
 
     EVENTS = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 
@@ -145,12 +152,12 @@ class ServerWatch:
             except zmq.Again:
                 return
             ev = parse_monitor_message(frames)
-            why = ("handshake failed (plaintext, or CURVE with a wrong server key)"
-                   if int(ev["event"]) == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-                   else "CURVE handshake failed")
+            if int(ev["event"]) != zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+                self.zap.closed += 1
+                continue
             raw = ev.get("endpoint", b"")
             where = raw.decode("ascii", "replace") if isinstance(raw, bytes) else str(raw)
-            self.zap.count_refusal(where[:64], b"", why)
+            self.zap.count_refusal(where[:64], b"", server_refusal(int(ev["value"])))
 
     def close(self) -> None:
         try:
@@ -160,28 +167,45 @@ class ServerWatch:
         self.monitor.close(0)
 
 
-# Handshake failures a client can see on its DEALER's monitor, and what they mean: with
-# CURVE on our side, and without it (then the node must be running CURVE).
-_FAILURES: dict[int, str] = {
-    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "refused our key",
-    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "failed the security handshake (plaintext on one "
-                                         "side and CURVE on the other?)",
-    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "failed the CURVE handshake again and again "
-                                          "(wrong server key for it in the config?)",
-}
-# How many failures in a row make a refusal. A refusal by ZAP is final at once; a failure
-# without detail is also what a connection cut mid-handshake looks like (a proxy in front
-# of a node that is down), so only a run of them, ~0.5 s of reconnects, counts.
-_FAILURES_TO_REFUSE: dict[int, int] = {
-    zmq.EVENT_HANDSHAKE_FAILED_AUTH: 1,
-    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: 1,  # libzmq does not retry after one
-    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: 3,
-}
-_PLAINTEXT_FAILURE = ("failed the security handshake (plaintext on one side and CURVE on "
-                      "the other? this client has no [security] curve = true)")
+# Handshake failures a client sees on its DEALER's monitor. Two carry the node's reason,
+# and after either libzmq gives up on the socket for good (no reconnect; libzmq 4.3.5):
+# AUTH (ZAP refused our key: its status code) and PROTOCOL (the ZMTP error, e.g. CURVE on
+# one side only). Those are refusals. A third, HANDSHAKE_FAILED_NO_DETAIL, only says the
+# connection closed mid-handshake; libzmq reconnects. It is what a plain TCP forwarder
+# (load balancer, SSH tunnel) shows while the node behind it is down; also what a wrong
+# server key shows, and, most of the time, CURVE on one side only with a forwarder in
+# between. So it is never a refusal: the node counts as down, HANDSHAKE_CLOSED the hint.
+_PROTOCOL_ERRORS: dict[int, str] = {
+    int(getattr(zmq, n)): n.removeprefix("PROTOCOL_ERROR_")
+    for n in dir(zmq) if n.startswith("PROTOCOL_ERROR_")}
+def server_refusal(code: int) -> str:
+    """Why a node refused a peer's handshake, from libzmq's ZMTP error code."""
+    if code == getattr(zmq, "PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH", -1):
+        return "handshake failed: the peer does not use CURVE (plaintext against CURVE)"
+    if code == getattr(zmq, "PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC", -1):
+        return "CURVE handshake failed: the peer sealed its hello for another server key"
+    return f"handshake failed ({_PROTOCOL_ERRORS.get(code, 'protocol error')})"
+
+
+HANDSHAKE_CLOSED = ("handshake closed, not reachable (down behind a proxy? is CURVE "
+                    "configured the same on both sides?)")
 WATCHED = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
            | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_SUCCEEDED
-           | zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED)
+           | zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_CLOSED)
+
+
+def refusal(event: int, value: int, curve: bool) -> str:
+    """Why a node refused us, from a failed handshake's monitor event and value."""
+    if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+        return "refused our key" if value == 400 else f"refused our key (ZAP status {value})"
+    if value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+        if curve:
+            return ("failed the security handshake: the node runs without CURVE and this "
+                    "client with it ([security] curve differs)")
+        return ("failed the security handshake: the node runs CURVE and this client does "
+                "not (no [security] curve = true here)")
+    code = _PROTOCOL_ERRORS.get(value, hex(value))
+    return f"failed the {'CURVE' if curve else 'security'} handshake (protocol error {code})"
 
 
 class HandshakeWatch:
@@ -189,7 +213,8 @@ class HandshakeWatch:
     back up after a disconnection (so proposals can retry at once instead of waiting out
     a timeout); a successful handshake clears a refusal. ``up``: nodes whose connection
     is up (handshake done, no disconnection since); ``down``: nodes we tried to connect
-    to and could not (a refused connection, to be retried), since their last handshake."""
+    to and could not (a refused connection, to be retried), since their last handshake;
+    ``closed``: nodes whose last try was closed during the handshake (HANDSHAKE_CLOSED)."""
 
     def __init__(self, dealers: dict[int, Sock], curve: bool = False) -> None:
         self.curve = curve
@@ -200,8 +225,8 @@ class HandshakeWatch:
         self.came_up: set[int] = set()  # nodes back after a disconnection, since last look
         self.up: set[int] = set()
         self.down: set[int] = set()
+        self.closed: set[int] = set()
         self._lost: set[int] = set()
-        self._failures: dict[int, int] = {}  # failed handshakes in a row, per node
 
     def handle(self, monitor: Sock) -> None:
         node_id = self.monitors[monitor]
@@ -210,10 +235,11 @@ class HandshakeWatch:
                 frames = monitor.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            event = int(parse_monitor_message(frames)["event"])
+            ev = parse_monitor_message(frames)
+            event = int(ev["event"])
             if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self.refused.pop(node_id, None)
-                self._failures.pop(node_id, None)
+                self.closed.discard(node_id)
                 self.up.add(node_id)
                 self.down.discard(node_id)
                 if node_id in self._lost:
@@ -225,11 +251,13 @@ class HandshakeWatch:
             elif event == zmq.EVENT_CONNECT_RETRIED:
                 self.up.discard(node_id)
                 self.down.add(node_id)
-            elif event in _FAILURES:
-                n = self._failures[node_id] = self._failures.get(node_id, 0) + 1
-                if n >= _FAILURES_TO_REFUSE[event]:
-                    self.refused[node_id] = (_FAILURES[event] if self.curve
-                                             else _PLAINTEXT_FAILURE)
+            elif event == zmq.EVENT_CLOSED:  # a connect that failed: nothing listens there
+                self.closed.discard(node_id)
+            elif event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+                self.closed.add(node_id)
+            elif event in (zmq.EVENT_HANDSHAKE_FAILED_AUTH,
+                           zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL):
+                self.refused[node_id] = refusal(event, int(ev["value"]), self.curve)
 
     def close(self, dealers: dict[int, Sock]) -> None:
         for sock in dealers.values():

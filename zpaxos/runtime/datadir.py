@@ -67,6 +67,20 @@ _RECORD = struct.Struct(">8s16sQ")  # magic, incarnation, commit count; then a C
 datasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 
 
+def pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    """Write all of ``data`` at ``offset``, or raise OSError. ``os.pwrite`` may write less
+    than it was given (a full disk, a signal); a caller that fsyncs and then replies must
+    know the whole record is there, so a short count is retried from where it stopped,
+    and a write that makes no progress is the disk being full (ENOSPC)."""
+    view = memoryview(data)
+    done = 0
+    while done < len(view):
+        n = os.pwrite(fd, view[done:], offset + done)
+        if n <= 0:
+            raise OSError(errno.ENOSPC, "no space left on device (a write made no progress)")
+        done += n
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -118,7 +132,7 @@ class DirLock:
                                 f"this node its own data_dir") from None
         try:
             os.ftruncate(self._fd, 0)
-            os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+            pwrite_all(self._fd, f"{os.getpid()}\n".encode(), 0)
         except OSError as e:
             self.release()
             raise from_os_error(self.path, e) from None
@@ -202,7 +216,7 @@ class Marker:
         durable themselves."""
         assert self._fd is not None
         try:
-            os.pwrite(self._fd, self._slot(self.incarnation, commits), (commits % 2) * _SLOT)
+            pwrite_all(self._fd, self._slot(self.incarnation, commits), (commits % 2) * _SLOT)
             if sync:
                 datasync(self._fd)
         except OSError as e:
@@ -273,4 +287,5 @@ def retire(data_dir: Path, names: list[str]) -> Path | None:
     return dest
 
 
-__all__ = ["DirLock", "FileWatch", "Marker", "MarkerState", "StorageError", "retire"]
+__all__ = ["DirLock", "FileWatch", "Marker", "MarkerState", "StorageError", "pwrite_all",
+           "retire"]

@@ -42,7 +42,7 @@ from typing import Any
 
 import msgpack
 
-from zpaxos.runtime.datadir import datasync, write_atomic
+from zpaxos.runtime.datadir import datasync, pwrite_all, write_atomic
 from zpaxos.runtime.storage_errors import StateDamaged, StateLost, from_os_error
 
 JOURNAL_NAME = "state.journal"
@@ -55,18 +55,21 @@ MAX_RECORD = 1 << 30  # no pass writes more (values are at most 512 KiB each)
 MAX_JOURNAL = 2 * MAX_RECORD  # folded past 8 MB, so one pass's record is all it can add
 
 
-def _allocate(fd: int, offset: int, length: int) -> None:
-    """Set the space aside where the system can: it only spares each fdatasync a change
-    of file size. Where it cannot (no posix_fallocate, a file system without it, too
-    little space left) records grow the file instead, and a write that finds the disk
-    full reports that."""
+def _allocate(fd: int, offset: int, length: int) -> bool:
+    """Set ``length`` bytes at ``offset`` aside. False where the system cannot (no
+    posix_fallocate, or a file system without it): records then grow the file, and a write
+    that finds the disk full reports that. A full disk raises OSError (ENOSPC): the space
+    is *not* there, and a record written into it could be torn."""
     fallocate = getattr(os, "posix_fallocate", None)
-    if fallocate is not None:
-        try:
-            fallocate(fd, offset, length)
-        except OSError as e:
-            if e.errno not in (errno.ENOSPC, errno.EOPNOTSUPP, errno.EINVAL):
-                raise
+    if fallocate is None:
+        return False
+    try:
+        fallocate(fd, offset, length)
+    except OSError as e:
+        if e.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+            return False
+        raise
+    return True
 
 
 Row = tuple[str, int, bytes, int, bytes, bytes | None, bytes | None, int, bytes]
@@ -153,10 +156,9 @@ class Journal:
         try:
             write_atomic(self.path, _header(incarnation))
             self._fd = os.open(self.path, os.O_RDWR)
-            _allocate(self._fd, 0, PREALLOC)  # lost in a crash: appends grow the file
+            self._preallocate()  # lost in a crash: appends grow the file
         except OSError as e:
             raise from_os_error(self.path, e) from None
-        self.end, self._allocated = HEADER_SIZE, PREALLOC
 
     def read(self, incarnation: bytes, rescue: str) -> list[Record]:
         """Every whole, valid record, in order; opens the journal for appending after
@@ -222,15 +224,50 @@ class Journal:
             raise StateDamaged(f"{self.path}: damaged (a record at byte {off} fails its "
                                f"check, and a valid one follows it); {rescue}")
 
+    def _preallocate(self) -> None:
+        """Set the first PREALLOC bytes aside for an empty journal, where there is room:
+        only a saving (each append reserves what it needs if this could not)."""
+        assert self._fd is not None
+        self.end, self._allocated = HEADER_SIZE, HEADER_SIZE
+        try:
+            _allocate(self._fd, 0, PREALLOC)
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            return
+        self._allocated = PREALLOC
+
+    def _reserve(self, need: int) -> None:
+        """Make sure the file has space up to ``need``: PREALLOC more at a time, or, on a
+        disk too full for that, exactly what this record needs. OSError (ENOSPC) if even
+        that is not there."""
+        assert self._fd is not None
+        grow = max(PREALLOC, need - self._allocated)
+        try:
+            _allocate(self._fd, self._allocated, grow)
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            grow = need - self._allocated
+            _allocate(self._fd, self._allocated, grow)  # ENOSPC again: the disk is full
+        self._allocated += grow
+
     def append(self, record: bytes) -> None:
-        """Write ``record`` after the last one and make it durable."""
+        """Write ``record`` after the last one and make it durable; a StorageError if any
+        part of that failed.
+
+        Safety: the caller counts the record as committed, and replies that depend on it
+        leave, only once this returns; so every byte of it must be on disk by then. Space
+        that could not be set aside is an error, a short write is continued (and one that
+        makes no progress is a full disk), and ``end`` moves past the record only after its
+        fdatasync returned: a failed append leaves at most a torn tail, which a restart
+        reads as never written, exactly as a crash in mid-write."""
         assert self._fd is not None
         try:
-            if self.end + len(record) > self._allocated:
-                grow = max(PREALLOC, len(record))
-                _allocate(self._fd, self._allocated, grow)
-                self._allocated += grow
-            os.pwrite(self._fd, record, self.end)
+            need = self.end + len(record)
+            if need > self._allocated:
+                self._reserve(need)
+            pwrite_all(self._fd, record, self.end)
             datasync(self._fd)
         except OSError as e:
             raise from_os_error(self.path, e, running=True) from None
@@ -241,11 +278,10 @@ class Journal:
         assert self._fd is not None
         try:
             os.ftruncate(self._fd, HEADER_SIZE)
-            _allocate(self._fd, 0, PREALLOC)
+            self._preallocate()
             datasync(self._fd)
         except OSError as e:
             raise from_os_error(self.path, e, running=True) from None
-        self.end, self._allocated = HEADER_SIZE, PREALLOC
 
     def close(self) -> None:
         if self._fd is not None:

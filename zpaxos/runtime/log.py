@@ -18,10 +18,13 @@ carry their own fields.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from zpaxos.printable import printable, quoted
@@ -107,6 +110,89 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(out, separators=(",", ":"), ensure_ascii=False)
 
 
+_OPEN: list[SharedFileHandler] = []  # this process's log files, for reopen_logs
+
+
+class SharedFileHandler(logging.FileHandler):
+    """The log file, appended to by every process of the cluster (``O_APPEND``: each
+    record is one write, so lines from several processes never mix).
+
+    Two ways to keep it bounded (``[log]``):
+
+    * ``max_bytes`` 0 (the default): the file only grows; ``logrotate`` moves it aside and
+      sends SIGHUP, and :func:`reopen_logs` (the node's SIGHUP handler) makes the next
+      record open a new file at the configured path. Short-lived processes (propose,
+      status...) open the path afresh each time.
+    * ``max_bytes`` > 0: rotation by size, safe with several processes on one file. Before
+      each record the handler checks the file: when the path names another file than the
+      one it holds open (another process rotated it), it reopens; when its file reached
+      ``max_bytes``, it takes an exclusive lock (``flock`` on ``FILE.lock``), checks again
+      under the lock that nobody rotated meanwhile, renames ``FILE.(n-1)`` to ``FILE.n``
+      ... ``FILE`` to ``FILE.1`` (``FILE.backup_count`` is overwritten: the oldest goes),
+      and opens a new ``FILE``. A record another process writes between the check and the
+      rename lands in ``FILE.1``: nothing is lost. At most ``backup_count`` + 1 files,
+      each about ``max_bytes``, plus one record per process that wrote during a rotation.
+    """
+
+    def __init__(self, path: Path, max_bytes: int = 0, backup_count: int = 5) -> None:
+        super().__init__(path, mode="a", encoding="utf-8")
+        self.path = Path(self.baseFilename)
+        self.max_bytes, self.backup_count = max_bytes, backup_count
+        self.reopen_requested = False
+        _OPEN.append(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.reopen_requested:
+            self.reopen_requested = False
+            self._reopen()
+        elif self.max_bytes and self.stream is not None:
+            self._rotate_if_due()
+        super().emit(record)
+
+    def _reopen(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+        self.stream = self._open()
+
+    def _same_file(self) -> bool:
+        assert self.stream is not None
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(self.stream.fileno())
+        return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+
+    def _rotate_if_due(self) -> None:
+        assert self.stream is not None
+        if not self._same_file():
+            self._reopen()  # another process rotated it (or it was moved): follow
+            return
+        if os.fstat(self.stream.fileno()).st_size < self.max_bytes:
+            return
+        with open(f"{self.path}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            if self._same_file():  # nobody rotated it while we waited
+                for i in range(self.backup_count - 1, 0, -1):
+                    older = Path(f"{self.path}.{i}")
+                    if older.exists():
+                        os.replace(older, f"{self.path}.{i + 1}")
+                os.replace(self.path, f"{self.path}.1")
+            self._reopen()
+
+    def close(self) -> None:
+        if self in _OPEN:
+            _OPEN.remove(self)
+        super().close()
+
+
+def reopen_logs() -> None:
+    """Make every log file of this process open its path again at its next record (the
+    file was moved aside by logrotate). Safe in a signal handler: it only sets flags."""
+    for h in list(_OPEN):
+        h.reopen_requested = True
+
+
 class EventLog:
     """A process's logger: ``log.event("chosen", key=..., value=...)``."""
 
@@ -139,7 +225,7 @@ def setup_logging(cfg: LogConfig, process: str, *, stderr: bool = True,
     if cfg.file is not None:
         if cfg.file.parent != cfg.file:
             cfg.file.parent.mkdir(parents=True, exist_ok=True)
-        fh = logging.FileHandler(cfg.file, mode="a", encoding="utf-8")
+        fh = SharedFileHandler(cfg.file, cfg.max_bytes, cfg.backup_count)
         fh.setFormatter(_JsonFormatter() if cfg.format == "json" else _TextFormatter())
         logger.addHandler(fh)
     if stderr:

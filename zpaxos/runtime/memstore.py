@@ -8,6 +8,7 @@ from collections.abc import Collection, Iterable
 
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.messages import Ballot
+from zpaxos.runtime.keyrange import SortedKeys
 from zpaxos.runtime.valuefiles import glob_matcher
 
 
@@ -18,6 +19,7 @@ class MemoryStore:
         self.saved: dict[str, KeyState] = {}
         self.saved_ranges: dict[str, Ballot] = {}
         self.commits = 0
+        self._keys = SortedKeys()  # saved only ever gains keys
         self.incarnation = os.urandom(16)
 
     @property
@@ -36,6 +38,12 @@ class MemoryStore:
         keys = sorted(k for k, s in self.saved.items()
                       if k > after and (not chosen_only or s.chosen is not None))
         return [(k, self.saved[k]) for k in keys[:limit]]
+
+    def prefixed(self, prefix: str, limit: int) -> list[tuple[str, KeyState]]:
+        """Up to ``limit`` states of the keys that start with ``prefix``, in key order:
+        only the range's keys (found in a sorted list of the keys, kept while no key is
+        added)."""
+        return self._keys.prefixed(self.saved, prefix)[:limit]
 
     def chosen_matching(self, pattern: str) -> list[tuple[str, bytes]]:
         match = glob_matcher(pattern)

@@ -30,6 +30,7 @@ from zpaxos.runtime.admission import Admission
 from zpaxos.runtime.config import ClusterConfig, NodeConfig
 from zpaxos.runtime.curve import Curve
 from zpaxos.runtime.faults import crash_point
+from zpaxos.runtime.keyrange import SortedKeys, merge
 from zpaxos.runtime.log import EventLog
 from zpaxos.runtime.peers import PeersFile, adopt_self, advice, write_lost
 from zpaxos.runtime.sockets import SignalWakeup, Sockets, node_routing_id, peer_name
@@ -54,6 +55,11 @@ class WithPending:
                  pending: Callable[[], Mapping[str, KeyState]]) -> None:
         self.store = store
         self.pending = pending
+        # pending()'s keys in order, for RangePrepares: sorted again whenever pending()
+        # is another dict or has another size, which is exact because the dict it returns
+        # only ever gains keys until it is replaced by a new one (Node._commit); it must
+        # never be emptied in place.
+        self._pending_keys = SortedKeys()
 
     def get(self, keys: Collection[str]) -> dict[str, KeyState]:
         lazy = self.pending()
@@ -72,6 +78,11 @@ class WithPending:
         merged.update((k, s) for k, s in lazy.items()
                       if k > after and (s.chosen is not None or not chosen_only))
         return sorted(merged.items())[:limit]
+
+    def prefixed(self, prefix: str, limit: int) -> list[tuple[str, KeyState]]:
+        rows = self.store.prefixed(prefix, limit)
+        extra = self._pending_keys.prefixed(self.pending(), prefix)
+        return merge(rows, extra, limit) if extra else rows
 
 
 def src_name(src: Src | None) -> str | None:
@@ -119,7 +130,9 @@ class Node:
         self.values = ValueFiles(self.cfg.data_dir, self.cfg.value_files, log)
         self.passes = 0
         self.commits = 0
-        self._lazy: dict[str, KeyState] = {}  # learned decisions not yet committed
+        # Learned decisions not yet committed: only ever gains keys, and is replaced (never
+        # emptied in place) once committed, as WithPending requires.
+        self._lazy: dict[str, KeyState] = {}
         self._learned: list[tuple[str, bytes]] = []  # values for the files, once durable
 
     # ---- life cycle
@@ -141,11 +154,13 @@ class Node:
             self.sockets = Sockets(
                 self.log, f"n{me}",
                 {n.id: n.endpoint for n in self.cluster.nodes if n.id != me},
-                lambda peer: node_routing_id(me, peer), bind=self.cfg.endpoint, wakeup=wakeup,
-                curve=curve)
+                lambda peer: node_routing_id(me, peer), bind=self.cfg.bind_endpoint,
+                wakeup=wakeup, curve=curve)
+            # where it listens, when not where the others reach it ([node.N] bind)
+            bind: dict[str, Any] = {"bind": self.cfg.bind_endpoint} if self.cfg.bind else {}
             self.log.event("start", endpoint=self.cfg.endpoint, data_dir=str(self.cfg.data_dir),
                            keys=self.keys_known, role="node",
-                           security="curve" if curve else "none")
+                           security="curve" if curve else "none", **bind)
             self.values.rebuild(self._files_at_start)
             self._files_at_start = []
             # Hello to the peers; once they clear it, sync what was missed while down.
@@ -180,8 +195,9 @@ class Node:
             if at is not None:
                 wait = max(0.0, at - time.monotonic())
                 timeout = wait if timeout is None else min(timeout, wait)
-            batch = sockets.poll(timeout)
-            if batch:
+            deferred = self.host.deferred  # RangePrepares a pass left for the next: now
+            batch = sockets.poll(0.0 if deferred else timeout)
+            if batch or deferred:
                 self.passes += 1
                 self._count(sockets)
                 self._do(admission.handle(batch))
@@ -200,7 +216,9 @@ class Node:
         stats["undeliverable"] = sockets.wire.undeliverable
         if sockets.zap is not None:
             stats["refused"] = sockets.zap.refused
+            stats["handshakes_closed"] = sockets.zap.closed
         stats["voting"] = int(self.admission.voting)
+        stats["syncing"] = self.admission.syncing
         stats["not_voting_dropped"] = self.admission.dropped
 
     def _do(self, ready: Ready) -> None:

@@ -55,10 +55,14 @@ class Registers:
     """Register operations over ``sockets`` (the Client's), with one host for its life."""
 
     def __init__(self, sockets: Sockets, nodes: list[int], rng: random.Random,
-                 proposer_id: bytes, on_stop: Callable[[], None]) -> None:
+                 proposer_id: bytes, on_stop: Callable[[], None],
+                 on_refused: Callable[[], None] = lambda: None) -> None:
         self.sockets = sockets
         self.host = RegisterHost(nodes, rng, proposer_id)
         self.on_stop = on_stop  # called when a signal asks us to stop (raises)
+        # Called when nodes refused our connection (CURVE); raises once no quorum can
+        # answer, as for a proposal (Client._check_refusals), instead of at the deadline.
+        self.on_refused = on_refused
         self._token = 0
 
     def stream(self, items: Iterable[tuple[str, RegOp]], concurrency: int,
@@ -89,6 +93,9 @@ class Registers:
             batch = sockets.poll(None if wake is None else max(0.0, wake - time.monotonic()))
             if sockets.stop_requested:
                 self.on_stop()
+            watch = sockets.watch
+            if watch is not None and watch.refused:
+                self.on_refused()
             now = time.monotonic()
             finished = []
             for src, msg in batch:
@@ -96,7 +103,6 @@ class Registers:
                     ready = host.receive(now, src, msg)
                     outbox += ready.send
                     finished += ready.finished
-            watch = sockets.watch
             if watch is not None and watch.came_up:
                 watch.came_up.clear()
                 ready = host.nudge(now)

@@ -53,7 +53,13 @@ _POLLIN = int(zmq.POLLIN)
 
 
 class BindError(Exception):
-    """The node cannot listen where its config says (the user's environment's fault)."""
+    """The node cannot listen where its config says (the user's environment's fault).
+    ``in_use``: the port is taken; otherwise the address is not this machine's (or not
+    one it can listen on)."""
+
+    def __init__(self, message: str, in_use: bool = False) -> None:
+        super().__init__(message)
+        self.in_use = in_use
 
 
 def proposer_routing_id(client_id: bytes, node_id: int) -> bytes:
@@ -95,8 +101,9 @@ def open_router(ctx: Ctx, endpoint: str, curve: Curve | None = None) -> Sock:
         sock.close(0)
         if e.errno == zmq.EADDRINUSE:
             raise BindError(f"cannot listen on {endpoint}: address already in use "
-                            f"(is this node already running?)") from None
-        raise BindError(f"cannot listen on {endpoint}: {e.strerror}") from None
+                            f"(is this node already running?)", in_use=True) from None
+        # zmq.strerror: the reason alone (pyzmq adds the endpoint to e.strerror)
+        raise BindError(f"cannot listen on {endpoint}: {zmq.strerror(e.errno or 0)}") from None
     return sock
 
 

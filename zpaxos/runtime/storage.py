@@ -48,9 +48,11 @@ from typing import Any
 
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.messages import Ballot
+from zpaxos.protocol.ranges import prefix_end, superseded
 from zpaxos.runtime.datadir import MARKER_NAME, DirLock, FileWatch, Marker, make_dir, retire
 from zpaxos.runtime.faults import crash_point
 from zpaxos.runtime.journal import JOURNAL_NAME, Journal, Record, encode
+from zpaxos.runtime.keyrange import SortedKeys, merge
 from zpaxos.runtime.memstore import MemoryStore
 from zpaxos.runtime.peers import LOST_NAME, read_lost
 from zpaxos.runtime.rows import checksum, range_row, row, state_of
@@ -144,6 +146,7 @@ class SqliteStore:
         # What the journal holds that state.db does not yet (latest state per key).
         self._pending: dict[str, KeyState] = {}
         self._pending_ranges: dict[str, Ballot] = {}
+        self._pending_keys = SortedKeys()  # _pending's keys in order, for range lookups
         self._watch = FileWatch()
         self._opened = False  # close() folds the journal only into a database that opened
         self._lock = DirLock(self.dir)  # creates the directory; DataDirLocked if taken
@@ -480,6 +483,21 @@ class SqliteStore:
         merged.update(extra)
         return sorted(merged.items())[:limit]
 
+    def prefixed(self, prefix: str, limit: int) -> list[tuple[str, KeyState]]:
+        """Up to ``limit`` states of the keys that start with ``prefix``, in key order,
+        verified: a seek down the primary key's index to ``prefix``, stopping at the first
+        key past the range (``prefix_end``), so it reads only the range's rows, however
+        many keys sort after it. With what the journal holds, as :meth:`page`."""
+        end = prefix_end(prefix)
+        if end is None:
+            rows = self._select("WHERE key >= ? ORDER BY key LIMIT ?", (prefix, limit))
+        else:
+            rows = self._select("WHERE key >= ? AND key < ? ORDER BY key LIMIT ?",
+                                (prefix, end, limit))
+        states = self._verified([r for r in rows if r[0].startswith(prefix)])
+        extra = self._pending_keys.prefixed(self._pending, prefix)
+        return merge(states, extra, limit) if extra else states
+
     def chosen_matching(self, pattern: str) -> list[tuple[str, bytes]]:
         """The chosen values of the keys ``pattern`` (a value_files glob) matches, read
         through the index where the glob has a literal prefix."""
@@ -570,6 +588,8 @@ class SqliteStore:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany(_INSERT, rows)
             self._db.executemany(_INSERT_RANGE, range_rows)
+            if range_rows:
+                self._drop_superseded()
             self._db.execute("UPDATE meta SET value=? WHERE name='commit_seq'",
                              (str(self.commit_seq),))
             self._db.execute("COMMIT")
@@ -582,9 +602,21 @@ class SqliteStore:
             raise from_sqlite_error(self.path, e, running=True) from None
         self._journal.reset()
         self._pending.clear()
+        self._pending_keys.reset()
         self._pending_ranges.clear()
         self._marker.write(self.commit_seq)  # fdatasync'd: at least at every fold
         self._marker_seq, self._marker_synced = self.commit_seq, time.monotonic()
+
+    def _drop_superseded(self) -> None:
+        """Delete the range promises another one implies (protocol/ranges.superseded: the
+        rule is the core's; the core's table dropped them already). In the transaction
+        that writes the new ones, so a row goes only with what supersedes it."""
+        assert self._db is not None
+        rows = self._db.execute("SELECT prefix, round, id, checksum FROM ranges").fetchall()
+        if any(checksum(("range", *r[:3])) != bytes(r[3]) for r in rows):
+            return  # a damaged row: decide nothing from it (the next start reports it)
+        gone = superseded({r[0]: Ballot(r[1], bytes(r[2])) for r in rows})
+        self._db.executemany("DELETE FROM ranges WHERE prefix = ?", [(p,) for p in gone])
 
     def close(self) -> None:
         """Fold the journal into state.db (a clean stop leaves it empty; if that fails,

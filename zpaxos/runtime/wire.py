@@ -64,6 +64,9 @@ class Wire:
         self.sent = 0
         self.malformed = 0
         self.undeliverable = 0
+        # Why the last frame from each node (a DEALER's source: a node id, so bounded)
+        # was dropped: a client can then say "its reply could not be read", not "down".
+        self.unreadable: dict[int, str] = {}
 
     def send(self, sock: Sock, msgs: Sequence[Message], dst: Src,
              ident: bytes | None = None) -> bool:
@@ -110,10 +113,17 @@ class Wire:
     def _undeliverable(self, e: zmq.ZMQError, msgs: Sequence[Message], first: int,
                        peer: str) -> None:
         self.undeliverable += len(msgs)
-        why = ("peer has gone away" if e.errno == zmq.EHOSTUNREACH else
+        gone = e.errno == zmq.EHOSTUNREACH
+        why = ("peer has gone away" if gone else
                "send queue full" if e.errno == zmq.EAGAIN else e.strerror)
+        # A peer that has gone away is normal: a proposer leaves once a quorum answered,
+        # before the slower nodes' replies reach it (and a restarted peer reconnects
+        # under a new routing id). Paxos needs no reply to arrive. A full queue is not.
+        level = logging.DEBUG if gone else logging.WARNING
+        if not self.log.enabled(level):
+            return
         for i, msg in enumerate(msgs):
-            self.log.event("undeliverable", why, logging.WARNING, type=type_name(msg),
+            self.log.event("undeliverable", why, level, type=type_name(msg),
                            msg_id=codec.msg_id(self.prefix, first + i + 1), peer=peer,
                            **message_fields(msg))
 
@@ -137,6 +147,8 @@ class Wire:
             self.malformed += 1
             self.log.event("malformed", str(e), logging.WARNING, peer=src_name(src),
                            dropped=self.malformed)
+            if type(src) is int:
+                self.unreadable[src] = str(e)
             return []
         msgs = batch.messages
         if self.log.enabled(logging.INFO):  # else no message of the batch is logged

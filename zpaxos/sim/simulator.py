@@ -575,12 +575,16 @@ class Simulation:
         self.pass_due.pop(a, None)
         host = self.nodes[a]
         batch, self.inbox[a] = self.inbox[a], []
-        if host is None or not batch:
+        if host is None or not (batch or host.deferred):
             return
         self.stats["passes"] += 1
         self.stats["batched"] += len(batch) > 1
         before: dict[str, KeyState | None] = dict(host.states)
         ready = host.handle(batch)
+        if host.deferred and a not in self.pass_due:  # RangePrepares left for the next pass
+            due = self.now + self.rng.uniform(0, self.sc.pass_delay_s)
+            self.pass_due[a] = due
+            self._push(due, PASS, a)
         self._do_node(a, host, ready, before,
                       "; ".join(f"{_who(s)}:{fmsg(m)}" for s, m in batch)
                       if self.tracing else "")  # (only a trace shows it)
