@@ -29,6 +29,7 @@ the time in). It adds the Hello exchange of :mod:`zpaxos.runtime.peers`:
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,7 @@ from zpaxos.protocol.messages import (
     HelloReply,
     Message,
     Prepare,
+    RangePrepare,
     RegistersRequest,
     StatusRequest,
     SyncReply,
@@ -124,6 +126,11 @@ class Admission:
     @property
     def states(self) -> Mapping[str, KeyState]:
         return self.host.states
+
+    @property
+    def deferred(self) -> deque[tuple[Src, RangePrepare]]:
+        """The host's RangePrepares left for its next pass (the simulator gives it one)."""
+        return self.host.deferred
 
     @property
     def voting(self) -> bool:
