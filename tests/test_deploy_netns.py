@@ -297,7 +297,7 @@ def _follow_the_guide(m: Machines, capsys: pytest.CaptureFixture[str]) -> None:
     assert r.returncode == 0 and "all 3 nodes reachable" in r.stdout, r.stdout + r.stderr
     for command in (PROPOSE_A, PROPOSE_B):
         r = m.sh("ops", command)
-        assert r.returncode == 0 and r.stdout.startswith("CISC5597 = Value_A: "), r.stdout
+        assert r.returncode == 0 and r.stdout.startswith("CISC5597 = 'Value_A': "), r.stdout
     files = [m.root(f"node{i}") / f"var/lib/zpaxos/node{i}/CISC5597.txt" for i in range(3)]
     wait_for(lambda: all(f.is_file() and f.read_text() == "Value_A\n" for f in files),
              "CISC5597.txt holding Value_A on every node")
