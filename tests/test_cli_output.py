@@ -11,7 +11,7 @@ import pytest
 
 from tests.harness import ROOT, Cluster, free_ports
 from zpaxos.cli import result_line
-from zpaxos.lab.launcher import LocalCluster
+from zpaxos.lab.launcher import LocalCluster, wait_for
 from zpaxos.protocol.core import Outcome
 from zpaxos.protocol.messages import Ballot
 
@@ -277,7 +277,11 @@ def test_status_exit_code_tells_the_clusters_health(tmp_path):
     c = Cluster(tmp_path)
     try:
         c.start_all()
-        r = c.run("status")
+        # A node just started asks its peers what it missed; until they have answered,
+        # status says "catching up: nodeN" (under load, often at the first look).
+        r = wait_for(lambda: next((s for s in [c.run("status")]
+                                   if "catching up" not in s.out), None),
+                     "every node caught up after the start")
         assert (r.code, health_line(r.out)) == (0, "all 3 nodes reachable")
         c.kill(2)
         r = c.run("status")

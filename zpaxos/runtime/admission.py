@@ -29,7 +29,8 @@ the time in). It adds the Hello exchange of :mod:`zpaxos.runtime.peers`:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,7 @@ from zpaxos.protocol.messages import (
     HelloReply,
     Message,
     Prepare,
+    RangePrepare,
     RegistersRequest,
     StatusRequest,
     SyncReply,
@@ -136,6 +138,11 @@ class Admission:
         return self.host.states
 
     @property
+    def deferred(self) -> deque[tuple[Src, RangePrepare]]:
+        """The host's RangePrepares left for its next pass (the simulator gives it one)."""
+        return self.host.deferred
+
+    @property
     def voting(self) -> bool:
         return self.phase == VOTING
 
@@ -150,12 +157,6 @@ class Admission:
         ready = Ready(send=self._hellos(now, self.peers))
         self._advance(ready)
         return ready
-
-    @property
-    def deferred(self) -> Collection[object]:
-        """The host's RangePrepares left for the next pass (a loop runs a pass for them
-        even with nothing new): admission stands in front of the host, for the loop."""
-        return self.host.deferred
 
     def handle(self, batch: Iterable[tuple[Src, Message]]) -> Ready:
         mine = Ready()
