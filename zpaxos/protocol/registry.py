@@ -22,8 +22,9 @@ type name to describe): see :mod:`zpaxos.protocol.wirerules`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
+
+from msgspec import Struct, field
 
 from zpaxos.protocol.messages import (
     MAX_BUSY,
@@ -98,8 +99,7 @@ _SHOW: dict[type, Callable[[Any], Any]] = {
 # --------------------------------------------------------------------------- declarations
 
 
-@dataclass(frozen=True)
-class Part:
+class Part(Struct, frozen=True):
     """One piece of a chart label. ``word`` parts connect (``accepted``, ``promised``): a
     renderer short of room uses ``short``, then drops them; the others (type, ballots,
     value) stay."""
@@ -110,8 +110,7 @@ class Part:
     glue: str = " "  # what joins it to the part before
 
 
-@dataclass(frozen=True)
-class ChartStyle:
+class ChartStyle(Struct, frozen=True):
     """How a chart draws a message: line colour, text colour, SVG dash pattern."""
 
     line: str
@@ -119,8 +118,9 @@ class ChartStyle:
     dash: str = ""
 
 
-@dataclass(frozen=True)
-class Spec:
+class Spec(Struct, frozen=True):
+    """One message type's declaration (a Struct, as the messages: cheap to define)."""
+
     cls: type
     direction: str
     logged: tuple[str, ...]  # fields recorded in the log (and so available to charts)

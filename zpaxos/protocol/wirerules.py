@@ -71,9 +71,11 @@ def _state(s: RegState, name: str) -> str | None:
 
 
 def _promise(m: Promise) -> str | None:
-    if (m.value is None) != m.accepted.is_zero:
+    a = m.accepted  # spelt out: a promise is half of all phase-1 traffic
+    zero = a[0] == 0
+    if (m.value is None) != zero:
         return "an accepted ballot and its value go together"
-    return _ballot(m.accepted, "accepted")
+    return None if zero == (a[1] == b"") else _ballot(a, "accepted")
 
 
 def _decide(m: Decide) -> str | None:
