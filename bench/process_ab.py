@@ -104,7 +104,7 @@ def main() -> None:
                         for what, v in (("propose wall", p_ms), ("propose cpu", p_cpu),
                                         ("import wall", i_ms), ("import cpu", i_cpu)):
                             times[name][what].append(v)
-            for name, (py, where, _) in sides.items():
+            for name, (_, where, _) in sides.items():
                 print(f"{name} ({where}):")
                 for what, v in times[name].items():
                     print(f"  {what:13s} median {statistics.median(v):6.1f} ms   "

@@ -13,8 +13,8 @@ pass of its loop (a ROUTER adds the sender's routing id in front, as a frame of 
   chart of a run can pair each send with its receive exactly as when every message had a
   frame of its own;
 * each message: its type in readable ASCII ("PREPARE", as packet captures show it) and
-  its fields in the order the message registry (:mod:`zpaxos.protocol.registry`)
-  declares them. Any registry message can ride in a batch; nothing here names one.
+  its fields in the order its Struct (:mod:`zpaxos.protocol.messages`) declares them.
+  Any message of the ``Message`` union can ride in a batch; nothing here names one.
 
 Why one frame for many messages: libzmq's cost is per frame (a send of four frames cost
 7.6 µs, of one 0.7 µs) and a pass of a busy node answers hundreds of keys per peer. Why
@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 import struct
 from collections.abc import Iterator, Sequence
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 from msgspec import Meta
