@@ -8,8 +8,9 @@ machine slows both alike. Bytecode is cached per checkout (one untimed run each 
         --b .venv/bin/python --runs 20
 
 Prints, per checkout, the median and minimum wall time and CPU time (user + system, the
-figure a loaded machine disturbs least) of ``zpaxos propose`` (start-up included) and of ``python -c "import zpaxos.runtime.client"`` (all that propose imports
-to talk to the cluster: the messages, the registry and the codec among them), and the
+figure a loaded machine disturbs least) of ``zpaxos propose`` (start-up included) and of
+``python -c "import zpaxos.runtime.client"`` (all that propose imports to talk to the
+cluster: the messages, the registry and the codec among them), and the
 CPU time of importing ``zpaxos.runtime.codec`` alone (messages, registry, codec and their
 serialisation library) once the modules both checkouts share are loaded.
 """
