@@ -14,41 +14,46 @@ import pytest
 
 from zpaxos.protocol import messages, registry
 from zpaxos.protocol.messages import Ballot, RegState
-from zpaxos.protocol.registry import SPECS, Kind, Spec
+from zpaxos.protocol.registry import SPECS, Spec
 from zpaxos.runtime import codec
 from zpaxos.runtime.log import _jsonable
 
 SAMPLE_BALLOT = Ballot(3, b"\x01\x02" * 8)
 
 
-def sample(kind: Kind) -> Any:
-    """A valid value of ``kind``, built from the kind alone (nothing per message type)."""
-    if isinstance(kind, registry._Ballot):
+def sample(hint: Any) -> Any:
+    """A valid value of a field's type, built from the type alone (nothing per message)."""
+    meta = None
+    if typing.get_origin(hint) is typing.Annotated:
+        hint, meta = typing.get_args(hint)[:2]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if isinstance(hint, type) and issubclass(hint, Ballot):
         return SAMPLE_BALLOT
-    if isinstance(kind, registry._RegState):
+    if hint is RegState:
         return RegState(2, b"Value_\xffA", ((b"\x01" * 16, 2),))
-    if isinstance(kind, (registry._Key, registry._OptKey, registry._After,
-                         registry._OptStatusKey)):
+    if isinstance(hint, type) and hasattr(hint, "__struct_fields__"):
+        return build(hint)
+    if hint is str:
         return "some-key"
-    if isinstance(kind, (registry._Value, registry._OptValue)):
-        return b"Value_\xffA"
-    if isinstance(kind, registry._Token):
-        return b"\x07" * kind.sizes[-1]
-    if isinstance(kind, registry._Name):
-        return "malformed"
-    if isinstance(kind, registry._Bool):
+    if hint is bytes:  # a short id (as long as it may be), else a value
+        small = meta is not None and meta.max_length is not None and meta.max_length <= 64
+        return b"\x07" * meta.max_length if small else b"Value_\xffA"
+    if hint is bool:
         return True
-    if isinstance(kind, registry._Int):
-        return kind.lo + 1
-    if isinstance(kind, registry._ListOf):
-        return (sample(kind.item), sample(kind.item))
-    if isinstance(kind, registry._Record):
-        return kind.build(*(sample(k) for _, k in kind.kinds))
-    raise AssertionError(f"no sample for kind {kind!r}: add one here")
+    if hint is int:
+        return (meta.ge if meta is not None and meta.ge is not None else 0) + 1
+    if typing.get_origin(hint) is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return (sample(args[0]), sample(args[0]))
+    if typing.get_origin(hint) is tuple:
+        return tuple(sample(a) for a in args)
+    if len(args) == 1:  # "X | None"
+        return sample(args[0])
+    raise AssertionError(f"no sample for type {hint!r}: add one here")
 
 
-def build(spec: Spec) -> Any:
-    return spec.cls(*(sample(k) for _, k in spec.fields))
+def build(cls: type) -> Any:
+    hints = typing.get_type_hints(cls, include_extras=True)
+    return cls(*(sample(hints[f]) for f in cls.__struct_fields__))
 
 
 def test_every_message_class_is_declared_once() -> None:
@@ -62,16 +67,17 @@ def test_every_message_class_is_declared_once() -> None:
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.type_name)
 def test_every_type_round_trips_through_codec_log_and_chart(spec: Spec) -> None:
-    msg = build(spec)
-    # declared fields are the dataclass's fields, in order
-    assert [f for f, _ in spec.fields] == list(spec.cls.__dataclass_fields__)
+    msg = build(spec.cls)
+    # the wire's tag and fields are the Struct's, in order
+    assert spec.fields == spec.cls.__struct_fields__
+    assert spec.type_name == spec.cls.__struct_config__.tag
     # codec: encode, decode, equal
     frame = codec.encode(msg, "n0", 1)
     assert spec.tag in frame  # the type travels as readable text
     assert codec.decode(frame) == (msg, "n0:1")
     # log: the logged fields exist and are JSON-able
     fields = registry.log_fields(msg)
-    assert set(fields) <= set(spec.logged) <= {f for f, _ in spec.fields}
+    assert set(fields) <= set(spec.logged) <= set(spec.fields)
     json.dumps({k: _jsonable(v) for k, v in fields.items()})
     # charts: a label naming the type, from the logged (JSON) fields alone, and a style
     logged = json.loads(json.dumps({k: _jsonable(v) for k, v in fields.items()}))
@@ -87,7 +93,7 @@ def test_every_type_round_trips_through_codec_log_and_chart(spec: Spec) -> None:
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.type_name)
 def test_every_field_is_checked_on_decode(spec: Spec) -> None:
     """Replacing any one field by a wrong type is refused with DecodeError, never a crash."""
-    good = codec.encode(build(spec))
+    good = codec.encode(build(spec.cls))
     import msgpack
 
     sender, seq, [entry] = msgpack.unpackb(good[len(codec.PROTOCOL):], raw=False)

@@ -3,7 +3,8 @@
 A failure is what did not happen, why, and which nodes never answered:
 
     no value chosen for k1: no value chosen within the 5 s deadline; no reply from node1, node2
-    no quorum on register cfg, nothing written: no quorum within the 2 s deadline; no reply from node1, node2
+    no quorum on register cfg, nothing written: no quorum within the 2 s deadline; no reply
+        from node1, node2   (one line; wrapped here)
     cannot set: node0 refused our key; node1 refused our key; node2 refused our key
 
 The rules' own reasons name acceptors ("rejected by acceptor 1"); people see nodes named

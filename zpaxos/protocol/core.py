@@ -51,7 +51,6 @@ from zpaxos.protocol.messages import (
     RangePrepare,
     RangePromise,
 )
-from zpaxos.protocol.state import EMPTY, KeyState
 from zpaxos.protocol.pacing import (
     ACCEPT,
     BACKOFF,
@@ -66,6 +65,7 @@ from zpaxos.protocol.pacing import (
 )
 from zpaxos.protocol.ranges import MAX_RANGES, RangeTable, busy_keys
 from zpaxos.protocol.registry import type_name
+from zpaxos.protocol.state import EMPTY, KeyState
 
 __all__ = ["ACCEPT", "BACKOFF", "DONE", "IDLE", "PREPARE", "Acceptor", "KeyState", "Learner",
            "Outcome", "Peer", "Proposer", "ProposerOptions", "Step", "quorum_size"]

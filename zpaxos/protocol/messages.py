@@ -14,10 +14,12 @@ proposers ever send the same ballot, and the acceptor rule "accept at or above m
 promise" cannot accept two values under one ballot.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: msgspec reads the field types of every
+# Struct below, and string annotations would cost it a compile() each at import (about
+# 100 of them: most of the import time of this module).
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, TypeAlias
 
-from dataclasses import dataclass
-from typing import NamedTuple
+from msgspec import Meta, Struct
 
 PROPOSER_ID_BYTES = 16
 DEFAULT_KEY = "CISC5597"
@@ -28,16 +30,68 @@ DEFAULT_KEY = "CISC5597"
 # limit (2**63-1) takes 2**43 accepted messages: years at any rate a node can serve.
 MAX_ROUND_STEP = 1 << 20
 
+# --------------------------------------------------------------------------- wire bounds
+# Every message below is a msgspec Struct: its field types, with these bounds in ``Meta``,
+# are what the decoder checks (in C, as it builds the message). What a type cannot say
+# (a ballot is ZERO or real, cross-field rules) is in protocol/wirerules.py.
+
+MAX_VALUE_BYTES = 1 << 20  # 1 MiB per value
+MAX_ROUND = (1 << 63) - 1  # fits SQLite's signed 64-bit integers
+MAX_ENTRIES = 100_000  # entries in one status or sync page
+MAX_NAMES = 1000  # register names in one RegistersReply
+MAX_RANGE_ENTRIES = 4096  # range promises in one status reply (ranges.MAX_RANGES)
+MAX_BUSY = 1024  # keys a RangePromise names as not fresh (more: two phases for the range)
+MAX_COUNTERS = 64  # counters in one status reply
+KEY_MAX_LEN = 128
+RECENT_OPS = 16  # writers whose last change a register remembers (idempotent retries)
+WRITER_BYTES = 8  # an op id starts with its writer's id
+OP_ID_MAX_BYTES = 32
+# What regmessages.encode_state adds to a value, at most: "R1", the version and flag, the
+# value's length, the count of recent ops, and each op (its length, id and version). An
+# acceptor's register slot holds value plus this: a status entry must carry that much.
+STATE_OVERHEAD_BYTES = 2 + 9 + 4 + 1 + RECENT_OPS * (1 + OP_ID_MAX_BYTES + 8)
+# A status entry's accepted value is what the acceptor holds: for a register's slot, its
+# encoded state, a value of up to MAX_VALUE_BYTES and the state's own fields.
+MAX_SLOT_BYTES = MAX_VALUE_BYTES + STATE_OVERHEAD_BYTES
+
+_KEY = f"[A-Za-z0-9_-][A-Za-z0-9._-]{{0,{KEY_MAX_LEN - 1}}}"  # see key_problem
+# msgspec searches a pattern: anchored with \Z (``$`` would let a final newline through).
+Key = Annotated[str, Meta(max_length=KEY_MAX_LEN, pattern=f"^{_KEY}\\Z")]
+After = Annotated[str, Meta(max_length=KEY_MAX_LEN, pattern=f"^(?:{_KEY})?\\Z")]  # "" or a key
+StatusKey = Annotated[str, Meta(max_length=KEY_MAX_LEN + 1, pattern=f"^@?{_KEY}\\Z")]  # or @reg
+Name = Annotated[str, Meta(min_length=1, max_length=32, pattern="^[\\x00-\\x7f]*\\Z")]  # ASCII
+Value = Annotated[bytes, Meta(max_length=MAX_VALUE_BYTES)]
+SlotValue = Annotated[bytes, Meta(max_length=MAX_SLOT_BYTES)]  # a value, or a register state
+Count = Annotated[int, Meta(ge=0, le=MAX_ROUND)]  # versions, sequence numbers, counters
+NodeId = Annotated[int, Meta(ge=0, le=65535)]
+BootId = Annotated[bytes, Meta(min_length=8, max_length=8)]
+Incarnation = Annotated[bytes, Meta(max_length=16)]  # 16 bytes, or none known (wirerules)
+OpId = Annotated[bytes, Meta(min_length=1, max_length=OP_ID_MAX_BYTES)]
+
+
+class _Omitted(tuple):  # type: ignore[type-arg]
+    """An empty tuple that is not ``()`` itself: the default of a trailing list field.
+
+    msgspec fills a trailing field the wire left out with its default; the codec refuses
+    such a message (every field travels), and tells by identity that one was left out:
+    a decoded empty list is ``()``, never this object. Ballots do the same with ZERO."""
+
+    __slots__ = ()
+
+
+NONE_YET: tuple[Any, ...] = _Omitted()
+
 
 class Ballot(NamedTuple):
     """A totally ordered, unique proposal number: compared by round, then proposer id.
 
     A named tuple, so that comparing two ballots (the acceptor's every decision) is the
     interpreter's own tuple comparison and the wire carries it as ``[round, proposer]``
-    with no conversion."""
+    with no conversion. On the wire a ballot is ZERO or real (wirerules.py); a field that
+    must hold a real one is typed :data:`RealBallot`."""
 
-    round: int
-    proposer: bytes
+    round: Annotated[int, Meta(ge=0, le=MAX_ROUND)]
+    proposer: Annotated[bytes, Meta(max_length=2 * PROPOSER_ID_BYTES)]
 
     def __str__(self) -> str:
         # Short human form used in logs and charts: "2.b7c1" (round, first id bytes).
@@ -53,60 +107,85 @@ class Ballot(NamedTuple):
 # Below every real ballot (real rounds start at 1), so no code ever compares with None.
 ZERO = Ballot(0, b"")
 
+if TYPE_CHECKING:
+    RealBallot: TypeAlias = Ballot
+else:
+    class RealBallot(Ballot):
+        """A ballot someone proposes, never ZERO: what msgspec checks for such a field.
 
-@dataclass(frozen=True, slots=True)
-class Prepare:
+        A Ballot in every other way (equal, ordered and hashed as one); to mypy it is one."""
+
+        __slots__ = ()
+        round: Annotated[int, Meta(ge=1, le=MAX_ROUND)]
+        proposer: Annotated[bytes, Meta(min_length=1, max_length=2 * PROPOSER_ID_BYTES)]
+
+        def __repr__(self) -> str:
+            return f"Ballot(round={self.round!r}, proposer={self.proposer!r})"
+
+
+RangeEntry = tuple[Key, RealBallot]  # a range promise: prefix, ballot
+SyncEntry = tuple[Key, Value, Ballot]  # a chosen value: key, value, the ballot that chose it
+Counter = tuple[Name, Count]  # a node's counter: name, count
+RecentOp = tuple[OpId, Count]  # a register's recent change: op id, the version it made
+
+
+class _Msg(Struct, frozen=True, array_like=True, gc=False, forbid_unknown_fields=True):
+    """A wire type: immutable, carried as ``[TAG, field, ...]`` (its tag first, then its
+    fields in declared order), every field checked as msgspec decodes it. ``gc=False``:
+    messages hold only strings, bytes, numbers and tuples of them, so never a cycle."""
+
+
+class _Record(Struct, frozen=True, array_like=True, gc=False, forbid_unknown_fields=True):
+    """A record inside a message (a status entry, a register state): ``[field, ...]``."""
+
+
+class Prepare(_Msg, frozen=True, tag="PREPARE"):
     """Phase 1a: 'promise me you will ignore ballots below this one'."""
 
-    key: str
-    ballot: Ballot
+    key: Key
+    ballot: RealBallot
 
 
-@dataclass(frozen=True, slots=True)
-class Promise:
+class Promise(_Msg, frozen=True, tag="PROMISE"):
     """Phase 1b: the promise, with the acceptor's highest accepted ballot and value.
 
     ``accepted`` is ZERO and ``value`` None when the acceptor has accepted nothing.
     """
 
-    key: str
-    ballot: Ballot
+    key: Key
+    ballot: RealBallot
     accepted: Ballot
-    value: bytes | None
+    value: Value | None
 
 
-@dataclass(frozen=True, slots=True)
-class Accept:
+class Accept(_Msg, frozen=True, tag="ACCEPT"):
     """Phase 2a: 'accept this value under this ballot'."""
 
-    key: str
-    ballot: Ballot
-    value: bytes
+    key: Key
+    ballot: RealBallot
+    value: Value
 
 
-@dataclass(frozen=True, slots=True)
-class Accepted:
+class Accepted(_Msg, frozen=True, tag="ACCEPTED"):
     """Phase 2b: the acceptor accepted ``value`` under ``ballot``.
 
     It carries the value so that any learner can count it without knowing the proposer.
     """
 
-    key: str
-    ballot: Ballot
-    value: bytes
+    key: Key
+    ballot: RealBallot
+    value: Value
 
 
-@dataclass(frozen=True, slots=True)
-class Nack:
+class Nack(_Msg, frozen=True, tag="NACK"):
     """A rejection of ``ballot`` (a Prepare or Accept), naming the ballot to beat."""
 
-    key: str
-    ballot: Ballot
+    key: Key
+    ballot: RealBallot
     promised: Ballot
 
 
-@dataclass(frozen=True, slots=True)
-class Decide:
+class Decide(_Msg, frozen=True, tag="DECIDE"):
     """``value`` is chosen for ``key``.
 
     Sent by a proposer that saw a quorum accept (or that learned it from a Decide) to
@@ -114,8 +193,8 @@ class Decide:
     a Prepare or Accept, so that a late proposer finishes at once.
     """
 
-    key: str
-    value: bytes
+    key: Key
+    value: Value
     ballot: Ballot = ZERO  # the ballot a quorum accepted it at; ZERO when not known
 
 
@@ -128,35 +207,32 @@ ProtocolMessage = Prepare | Promise | Accept | Accepted | Nack | Decide
 # at ballot B needs only phase 2 (Accept at B) for the range's fresh keys.
 
 
-@dataclass(frozen=True, slots=True)
-class RangePrepare:
+class RangePrepare(_Msg, frozen=True, tag="RANGE_PREPARE"):
     """Phase 1a for every key starting with ``prefix``: 'ignore ballots below this one'."""
 
-    prefix: str
-    ballot: Ballot
+    prefix: Key
+    ballot: RealBallot
 
 
-@dataclass(frozen=True, slots=True)
-class RangePromise:
+class RangePromise(_Msg, frozen=True, tag="RANGE_PROMISE"):
     """Phase 1b for the range: promised (durably) for every key of the range.
 
     ``busy`` names the range's keys that are not fresh here: an accepted value, a decision
     or a promise above ``ballot``. ``more``: there are more such keys than one reply
     carries (the proposer then uses two phases for the whole range)."""
 
-    prefix: str
-    ballot: Ballot
-    busy: tuple[str, ...]
+    prefix: Key
+    ballot: RealBallot
+    busy: Annotated[tuple[Key, ...], Meta(max_length=MAX_BUSY)]
     more: bool
 
 
-@dataclass(frozen=True, slots=True)
-class RangeNack:
+class RangeNack(_Msg, frozen=True, tag="RANGE_NACK"):
     """A refused RangePrepare: ``promised`` is the highest overlapping range promise to
     beat, or ZERO when the node holds as many ranges as it may (no fast path there)."""
 
-    prefix: str
-    ballot: Ballot
+    prefix: Key
+    ballot: RealBallot
     promised: Ballot
 
 
@@ -167,26 +243,22 @@ RangeMessage = RangePrepare | RangePromise | RangeNack
 # Rewritable registers (CASPaxos, protocol/register.py, regmessages.py): a register's
 # state and the messages of its rounds, their own types, so a key is never both.
 
-RECENT_OPS = 16  # writers whose last change a register remembers (idempotent retries)
-WRITER_BYTES = 8  # an op id starts with its writer's id
 
-
-@dataclass(frozen=True, slots=True)
-class RegState:
+class RegState(_Record, frozen=True):
     """A register's value at some version: ``version`` counts its changes (0: never
     written), ``value`` None is absent (never set, or deleted: a tombstone keeps its
     version), ``recent`` holds the last change (op id, version) of each of the last
     RECENT_OPS writers, so a retried change is never applied twice (register.py)."""
 
-    version: int = 0
-    value: bytes | None = None
-    recent: tuple[tuple[bytes, int], ...] = ()
+    version: Count = 0
+    value: Value | None = None
+    recent: Annotated[tuple[RecentOp, ...], Meta(max_length=RECENT_OPS)] = NONE_YET
 
     @property
     def exists(self) -> bool:
         return self.value is not None
 
-    def changed(self, value: bytes | None, op_id: bytes) -> RegState:
+    def changed(self, value: bytes | None, op_id: bytes) -> "RegState":
         """The next version: ``value`` (None deletes), written by op ``op_id``."""
         v = self.version + 1
         w = op_id[:WRITER_BYTES]
@@ -209,52 +281,47 @@ class RegState:
         return None
 
 
-@dataclass(frozen=True, slots=True)
-class RPrepare:
+class RPrepare(_Msg, frozen=True, tag="RPREPARE"):
     """Phase 1a for register ``key``."""
 
-    key: str
-    ballot: Ballot
+    key: Key
+    ballot: RealBallot
 
 
-@dataclass(frozen=True, slots=True)
-class RPromise:
+class RPromise(_Msg, frozen=True, tag="RPROMISE"):
     """Phase 1b: the promise, with the register state accepted at ``accepted``
     (ZERO and the empty state when the acceptor has accepted nothing)."""
 
-    key: str
-    ballot: Ballot
+    key: Key
+    ballot: RealBallot
     accepted: Ballot
     state: RegState
 
 
-@dataclass(frozen=True, slots=True)
-class RAccept:
+class RAccept(_Msg, frozen=True, tag="RACCEPT"):
     """Phase 2a: accept ``state`` at ``ballot``. ``next`` (ZERO: none) is the 1-RTT
     optimisation: the same proposer's next ballot, which the acceptor also promises, so
     the proposer's next change of this key can skip phase 1."""
 
-    key: str
-    ballot: Ballot
+    key: Key
+    ballot: RealBallot
     state: RegState
     next: Ballot = ZERO
 
 
-@dataclass(frozen=True, slots=True)
-class RAccepted:
+class RAccepted(_Msg, frozen=True, tag="RACCEPTED"):
     """Phase 2b: ``ballot`` accepted; ``next`` promised too when it is not ZERO."""
 
-    key: str
-    ballot: Ballot
+    key: Key
+    ballot: RealBallot
     next: Ballot = ZERO
 
 
-@dataclass(frozen=True, slots=True)
-class RNack:
+class RNack(_Msg, frozen=True, tag="RNACK"):
     """A rejection of ``ballot``, naming the ballot to beat."""
 
-    key: str
-    ballot: Ballot
+    key: Key
+    ballot: RealBallot
     promised: Ballot
 
 
@@ -265,7 +332,6 @@ RegisterMessage = RPrepare | RPromise | RAccept | RAccepted | RNack
 # Not Paxos: how a node reports its state and how a restarted node catches up on
 # decisions it missed. The core never sees these; the node answers them from its state.
 
-KEY_MAX_LEN = 128
 _KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 
 
@@ -283,87 +349,77 @@ def key_problem(key: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class StatusRequest:
+class StatusRequest(_Msg, frozen=True, tag="STATUS"):
     """Ask a node for its acceptor state; ``key`` None means every key (up to a limit)."""
 
-    key: str | None
+    key: StatusKey | None
 
 
-@dataclass(frozen=True, slots=True)
-class KeyStatus:
-    key: str
+class KeyStatus(_Record, frozen=True):
+    key: StatusKey
     promised: Ballot
     accepted: Ballot
-    value: bytes | None
-    chosen: bytes | None
+    value: SlotValue | None
+    chosen: Value | None
     chosen_ballot: Ballot = ZERO
 
 
-@dataclass(frozen=True, slots=True)
-class StatusReply:
-    node: int
-    keys: tuple[KeyStatus, ...]
+class StatusReply(_Msg, frozen=True, tag="STATUS_REPLY"):
+    node: NodeId
+    keys: Annotated[tuple[KeyStatus, ...], Meta(max_length=MAX_ENTRIES)]
     truncated: bool  # more keys exist than one reply carries
     # The node's counters: malformed messages dropped, peers refused (CURVE), ...
-    stats: tuple[tuple[str, int], ...] = ()
+    stats: Annotated[tuple[Counter, ...], Meta(max_length=MAX_COUNTERS)] = ()
     # The node's range promises (protocol/ranges.py), prefix and ballot, in prefix order.
-    ranges: tuple[tuple[str, Ballot], ...] = ()
+    ranges: Annotated[tuple[RangeEntry, ...], Meta(max_length=MAX_RANGE_ENTRIES)] = NONE_YET
 
 
-@dataclass(frozen=True, slots=True)
-class RegistersRequest:
+class RegistersRequest(_Msg, frozen=True, tag="REGISTERS"):
     """A client (``zpaxos export --registers``) asks a node for the names of the registers
     it holds a state for, one page after name ``after`` ("" for the first). Names only:
     each register's state is then read through the protocol, never taken from a page."""
 
-    after: str
+    after: After
 
 
-@dataclass(frozen=True, slots=True)
-class RegistersReply:
-    after: str  # the request this answers
-    names: tuple[str, ...]
+class RegistersReply(_Msg, frozen=True, tag="REGISTERS_REPLY"):
+    after: After  # the request this answers
+    names: Annotated[tuple[Key, ...], Meta(max_length=MAX_NAMES)]
     more: bool  # ask again after the last name of this page
 
 
-@dataclass(frozen=True, slots=True)
-class SyncRequest:
+class SyncRequest(_Msg, frozen=True, tag="SYNC"):
     """A (re)started node asks a peer for chosen values, one page after key ``after``."""
 
-    after: str
+    after: After
 
 
-@dataclass(frozen=True, slots=True)
-class SyncReply:
-    after: str  # the request this answers
-    chosen: tuple[tuple[str, bytes, Ballot], ...]  # (key, value, ballot that chose it)
+class SyncReply(_Msg, frozen=True, tag="SYNC_REPLY"):
+    after: After  # the request this answers
+    chosen: Annotated[tuple[SyncEntry, ...], Meta(max_length=MAX_ENTRIES)]
     more: bool  # ask again after the last key of this page
 
 
-@dataclass(frozen=True, slots=True)
-class CheckAccepted:
+class CheckAccepted(_Msg, frozen=True, tag="CHECK"):
     """Node to node: "have you accepted ``ballot`` for ``key``, and with which value?"
 
     How a node checks a Decide it cannot take on trust (from a client, with CURVE on)
     before it records the value as chosen: a quorum that accepted one ballot with one
     value is what makes a value chosen."""
 
-    key: str
-    ballot: Ballot
+    key: Key
+    ballot: RealBallot
 
 
-@dataclass(frozen=True, slots=True)
-class AcceptedAt:
+class AcceptedAt(_Msg, frozen=True, tag="CHECKED"):
     """The answer: ``value`` accepted (or chosen) at exactly ``ballot``, else None."""
 
-    key: str
-    ballot: Ballot
-    value: bytes | None
+    key: Key
+    ballot: RealBallot
+    value: Value | None
 
 
-@dataclass(frozen=True, slots=True)
-class Hello:
+class Hello(_Msg, frozen=True, tag="HELLO"):
     """Node to node: "I am ``node``, incarnation ``incarnation``, at ``commit_seq`` commits".
 
     Sent when a node starts and, while its commits advance, about once a second: each peer
@@ -373,23 +429,22 @@ class Hello:
     by each process at start, so a peer can tell a delayed or duplicated Hello of the same
     process (ignored) from a restart that reports fewer commits (a rollback)."""
 
-    node: int
-    boot: bytes
-    incarnation: bytes
-    commit_seq: int
+    node: NodeId
+    boot: BootId
+    incarnation: Incarnation
+    commit_seq: Count
     fresh: bool
 
 
-@dataclass(frozen=True, slots=True)
-class HelloReply:
+class HelloReply(_Msg, frozen=True, tag="HELLO_REPLY"):
     """The peer's verdict on a Hello, with what it remembered before it (``incarnation``
     empty when it had never heard of that node). ``verdict``: see zpaxos.runtime.peers.VERDICTS."""
 
-    node: int  # the peer answering
-    boot: bytes  # the boot id of the Hello this answers
-    verdict: int
-    incarnation: bytes
-    commit_seq: int
+    node: NodeId  # the peer answering
+    boot: BootId  # the boot id of the Hello this answers
+    verdict: Annotated[int, Meta(ge=0, le=15)]
+    incarnation: Incarnation
+    commit_seq: Count
 
 
 RuntimeMessage = (StatusRequest | StatusReply | SyncRequest | SyncReply | CheckAccepted

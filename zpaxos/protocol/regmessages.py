@@ -25,7 +25,9 @@ import struct
 # The state and the messages live in messages.py with every other message (one Message
 # union); this module adds what only registers need.
 from zpaxos.protocol.messages import (
+    OP_ID_MAX_BYTES,
     RECENT_OPS,
+    STATE_OVERHEAD_BYTES,
     WRITER_BYTES,
     RAccept,
     RAccepted,
@@ -42,11 +44,6 @@ __all__ = ["EMPTY", "OP_ID_MAX_BYTES", "RECENT_OPS", "REGISTER_PREFIX", "STATE_O
            "RegisterMessage", "decode_state", "encode_state", "register_of_slot",
            "register_slot"]
 
-OP_ID_MAX_BYTES = 32
-# What encode_state adds to a value, at most: "R1", the version and flag, the value's
-# length, the count of recent ops, and each op (its length, id and version). An acceptor's
-# register slot holds value plus this: a status entry must carry that much.
-STATE_OVERHEAD_BYTES = 2 + 9 + 4 + 1 + RECENT_OPS * (1 + OP_ID_MAX_BYTES + 8)
 REGISTER_PREFIX = "@"  # an acceptor's slot for register "x" is "@x"; no write-once key has "@"
 
 

@@ -37,7 +37,7 @@ def fmsg(m: Any) -> str:
     """``Prepare(k0, 2.P1)``, ``Nack(k0, 1.P1, promised=2.P2)``: any message, from its
     registry declaration (the first two fields bare, the rest named)."""
     spec = spec_of(m)
-    parts = [(name, _fany(getattr(m, name))) for name, _ in spec.fields]
+    parts = [(name, _fany(getattr(m, name))) for name in spec.fields]
     shown = [v if i < 2 else f"{n}={v}" for i, (n, v) in enumerate(parts)]
     return f"{spec.cls.__name__}({', '.join(shown)})"
 
