@@ -1,4 +1,5 @@
-"""Remake docs/lesson-lab-ballots.png, the README's picture of the step-through page.
+"""Remake docs/lesson-lab-ballots.png, the picture of the step-through page in
+docs/learning-by-breaking.md.
 
 Run from the repository root (needs chromium, chromedriver and selenium, as
 tests/test_html_browser.py does):

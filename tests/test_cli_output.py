@@ -69,9 +69,9 @@ def test_chosen_now_then_already_chosen_name_the_ballot_that_chose(lab):
 
 
 def documented_json_fields() -> set[str]:
-    """The fields the README's propose reference says --json prints."""
-    readme = (ROOT / "README.md").read_text()
-    paragraph = readme[readme.index("`--json` prints "):].split("\n\n")[0]
+    """The fields the propose reference (docs/cli.md) says --json prints."""
+    reference = (ROOT / "docs" / "cli.md").read_text()
+    paragraph = reference[reference.index("`--json` prints "):].split("\n\n")[0]
     return {w for w in re.findall(r"`([^`]+)`", paragraph) if re.fullmatch(r"[a-z_]+", w)}
 
 
@@ -305,8 +305,8 @@ def test_status_exit_code_tells_the_clusters_health(tmp_path):
 def test_docs_agree_on_status_exit_codes():
     from zpaxos import cli
 
-    readme = (ROOT / "README.md").read_text()
-    assert "| 3 | `status`: some nodes did not answer" in readme
+    reference = (ROOT / "docs" / "cli.md").read_text()
+    assert "| 3 | `status`: some nodes did not answer" in reference
     assert "exit 3   status: some nodes did not answer" in cli.__doc__
     assert Path(cli.__file__).read_text().count("EXIT_DEGRADED") >= 2
 

@@ -35,9 +35,9 @@ pytestmark = pytest.mark.e2e
 
 ERR = "zpaxos node: error: node0: "
 ID = bytes(range(16))
-README = "'Operating zpaxos' in the README"
+REJOIN_DOCS = "'Rejoining empty' in docs/operating.md"
 RESCUE = (f"; the node will not vote on it: put back this node's own latest files if you "
-          f"still have them, else follow {README} to rejoin with --new")
+          f"still have them, else follow {REJOIN_DOCS} to rejoin with --new")
 
 
 @pytest.fixture

@@ -144,7 +144,7 @@ def test_stepping_shows_each_nodes_state(browser, page):
 
 def test_the_chart_fits_its_panel(browser, page):
     """The whole chart is in view beside the panel, no part of it (the legend's end, the
-    last node's box) cut off behind a scroll bar, in the window the README's screenshot
+    last node's box) cut off behind a scroll bar, in the window the docs' screenshot
     is taken in (issue 26, item 10)."""
     html, _, _ = page
     browser.get(html.as_uri())
@@ -157,7 +157,7 @@ def test_the_chart_fits_its_panel(browser, page):
 
 @pytest.mark.slow
 def test_a_lesson_page_renders_to_an_image(browser, page, tmp_path):
-    """A page renders to an image, as the README's screenshot does (docs/screenshot.py
+    """A page renders to an image, as the docs' screenshot does (docs/screenshot.py
     makes docs/lesson-lab-ballots.png)."""
     html, _, _ = page
     browser.get(html.as_uri())

@@ -19,8 +19,8 @@ pytestmark = pytest.mark.e2e
 
 ERR = "zpaxos node: error: node2: "
 ADVICE = ("it will not vote on state the cluster has seen it lose: put back this node's own "
-          "latest files if you still have them, else follow 'Operating zpaxos' in the README "
-          "to rejoin with --new")
+          "latest files if you still have them, else follow 'Rejoining empty' in "
+          "docs/operating.md to rejoin with --new")
 
 
 @pytest.fixture

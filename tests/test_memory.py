@@ -1,6 +1,6 @@
 """Memory stays bounded whatever a peer sends or fails to read (real node processes).
 
-The bounds are documented in the README (Operating zpaxos, Limits): frames larger than any
+The bounds are documented in docs/operating.md (Limits): frames larger than any
 valid message are refused by the socket before the node allocates them, and a peer that
 asks for status and never reads can make a node hold at most SNDHWM small replies."""
 

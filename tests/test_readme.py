@@ -1,5 +1,7 @@
-"""The README is true: its Python runs as shown, its commands parse, its CLI reference
-lists exactly the options each command has, and its list of log events is complete."""
+"""The README and the docs/ pages are true: their Python runs as shown, their commands
+parse, the CLI reference (docs/cli.md) lists exactly the options each command has, and the
+list of log events (docs/how-it-works.md, Logs) is complete. tests/test_docs.py checks the
+book's shape: the README's length, its map of the pages, every link."""
 
 from __future__ import annotations
 
@@ -15,12 +17,27 @@ from tests.harness import ROOT, env, free_ports
 from zpaxos.cli import cli
 from zpaxos.lab.launcher import LocalCluster
 
-README = (ROOT / "README.md").read_text(encoding="utf-8")
-BLOCKS = re.findall(r"^```(\w*)\n(.*?)^```", README, re.M | re.S)
+PAGES = {p.relative_to(ROOT).as_posix(): p.read_text(encoding="utf-8")
+         for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]}
+README = PAGES["README.md"]
+PAGE_BLOCKS = [(page, lang, code) for page, text in PAGES.items()
+               for lang, code in re.findall(r"^```(\w*)\n(.*?)^```", text, re.M | re.S)]
+BLOCKS = [(lang, code) for _, lang, code in PAGE_BLOCKS]
 
 
-def section(title: str, text: str = README, level: str = "##") -> str:
-    """The text under a heading, up to the next heading of the same or a higher level."""
+def page_with(title: str, level: str = "##") -> str:
+    """The one page (README.md or docs/*.md) with a heading that starts with title."""
+    pages = [text for text in PAGES.values()
+             if re.search(rf"^{level} {re.escape(title)}", text, re.M)]
+    assert len(pages) == 1, f"{level} {title}: on {len(pages)} pages"
+    return pages[0]
+
+
+def section(title: str, text: str | None = None, level: str = "##") -> str:
+    """The text under a heading, up to the next heading of the same or a higher level;
+    without text, on whichever page has that heading."""
+    if text is None:
+        text = page_with(title, level)
     start = text.index(f"{level} {title}")
     body = text[start + len(level) + 1 + len(title):]
     ends = [m.start() for m in re.finditer(rf"^#{{1,{len(level)}}} ", body, re.M)]
@@ -30,13 +47,26 @@ def section(title: str, text: str = README, level: str = "##") -> str:
 # ---------------------------------------------------------------- code blocks
 
 
+def _metrics_blocks() -> list[str]:
+    from tests.test_metrics import metrics_section
+
+    return re.findall(r"^```python\n(.*?)^```", metrics_section(), re.M | re.S)
+
+
+# The Python blocks of docs/operating.md's Metrics serve on a port: tests/test_metrics.py
+# runs them, on a free one.
+PYTHON = [(page, code) for page, lang, code in PAGE_BLOCKS
+          if lang == "python" and code not in _metrics_blocks()]
+
+
 def test_there_is_python_to_run():
-    assert [lang for lang, _ in BLOCKS].count("python") >= 1
+    assert [page for page, _ in PYTHON] == ["docs/cli.md"]
+    assert _metrics_blocks()  # and test_metrics.py has its own to run
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("code", [code for lang, code in BLOCKS if lang == "python"])
-def test_python_blocks_run_as_shown(tmp_path, code):
+@pytest.mark.parametrize("page,code", PYTHON, ids=[page for page, _ in PYTHON])
+def test_python_blocks_run_as_shown(tmp_path, page, code):
     """On a fresh cluster of the shipped configs/cluster.ini, moved to free ports and run
     from a directory holding it at the same relative path, as a reader's checkout does."""
     text = (ROOT / "configs" / "cluster.ini").read_text()
@@ -55,6 +85,9 @@ def test_python_blocks_run_as_shown(tmp_path, code):
     assert r.stdout.splitlines()[1] == "['x', 'y']"
 
 
+SHELL_OPERATORS = {">", ">>", "<", "|", "&&", "||", ";", "&"}  # the command ends there
+
+
 def _zpaxos_lines() -> list[list[str]]:
     lines = []
     for lang, code in BLOCKS:
@@ -63,13 +96,16 @@ def _zpaxos_lines() -> list[list[str]]:
         for line in code.splitlines():
             line = line.split(" # ")[0].strip()
             if line.startswith("zpaxos "):
-                lines.append(shlex.split(line)[1:])
+                args = shlex.split(line)[1:]
+                ends = [i for i, a in enumerate(args) if a in SHELL_OPERATORS]
+                lines.append(args[: ends[0]] if ends else args)
     return lines
 
 
 def test_the_readme_shows_zpaxos_commands():
     assert {args[0] for args in _zpaxos_lines()} >= {"node", "propose", "status", "trace",
-                                                      "log"}
+                                                      "log", "sim", "set", "cas", "keygen",
+                                                      "export", "import"}
 
 
 @pytest.mark.parametrize("args", _zpaxos_lines(), ids=" ".join)
@@ -79,7 +115,7 @@ def test_every_zpaxos_command_in_a_bash_block_parses(args):
 
 
 def test_quick_start_scripts_exist():
-    quick = section("Quick start")
+    quick = section("Quick start", README)
     for script in re.findall(r"^(\S+\.sh)\b", quick, re.M):
         path = ROOT / script
         assert path.is_file() and path.stat().st_mode & 0o111, script
@@ -150,7 +186,7 @@ def logged_events() -> set[str]:
 
 
 def test_the_log_event_list_is_complete():
-    paragraph = section("Logs").strip().split("\n\n")[0]
+    paragraph = section("Logs", PAGES["docs/how-it-works.md"]).strip().split("\n\n")[0]
     documented = {w for w in re.findall(r"`([^`]+)`", paragraph) if re.fullmatch(r"[a-z_]+", w)}
     found = logged_events()
     assert {"value_file", "chosen", "send"} <= found  # the scan finds events at all

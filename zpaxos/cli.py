@@ -71,7 +71,7 @@ cli.add_command(sim_command)  # zpaxos/cli_sim.py
 @click.option("-q", "--quiet", is_flag=True, help="Log to the log file only, not to stderr.")
 @click.option("--new", "new", is_flag=True,
               help="Start empty on purpose over LOST or damaged state (old files are moved "
-                   "to DATA_DIR/retired-*); see 'Operating zpaxos' in the README first.")
+                   "to DATA_DIR/retired-*); see 'Rejoining empty' in docs/operating.md first.")
 @click.option("--metrics-port", "metrics_port", type=click.IntRange(min=1, max=65535),
               default=None, metavar="PORT",
               help="Serve Prometheus metrics on this port (at [metrics] host; default: "

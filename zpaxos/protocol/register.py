@@ -24,7 +24,7 @@ round trip (an Accept at the next ballot). Any other proposer's prepare outbids 
 Nack sends it back to the full round.
 
 Deletion writes a tombstone (the value None at the next version), never removes the row:
-see README "Registers" for why no garbage collection.
+see docs/registers.md for why no garbage collection.
 """
 
 from __future__ import annotations

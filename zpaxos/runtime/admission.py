@@ -19,7 +19,7 @@ the time in). It adds the Hello exchange of :mod:`zpaxos.runtime.peers`:
   accepted its new incarnation it syncs every chosen value from every peer, and until
   that sync is complete it is a learner: it records decisions and answers Prepares and
   Accepts only for keys it knows chosen (with the decision, which is a fact); others are
-  dropped, as if it were down. Then it votes. See the README's "Rejoining empty" for why
+  dropped, as if it were down. Then it votes. See "Rejoining empty" in docs/operating.md for why
   this, together with the operator's steps, is what makes rejoining safe, and why no
   rule inside the node can make it safe alone.
 * **While voting** it sends a Hello to every peer about once a second while its commit

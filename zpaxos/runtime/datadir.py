@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zpaxos.runtime.storage_errors import (
-    README,
+    REJOIN_DOCS,
     DataDirLocked,
     StateDamaged,
     StorageError,
@@ -192,7 +192,7 @@ class Marker:
             raise StateDamaged(f"{self.path}: damaged (no valid record); the node will not "
                                f"vote without it: if you are sure state.db is this node's "
                                f"latest, move {MARKER_NAME} away and the node adopts the "
-                               f"database; else follow {README} to rejoin with --new")
+                               f"database; else follow {REJOIN_DOCS} to rejoin with --new")
         return best
 
     def create(self, incarnation: bytes, commits: int) -> None:

@@ -309,7 +309,7 @@ class Node:
             self.peers_file.save()
 
     def _log_note(self, name: str, fields: dict[str, Any]) -> None:
-        # Literal event names: the README's list of events is checked against them.
+        # Literal event names: the docs' list of events is checked against them.
         log = self.log
         if name == "admitted":
             log.event("admitted", **fields)

@@ -31,7 +31,7 @@ from typing import Any
 
 from zpaxos.naming import node_name
 from zpaxos.runtime.datadir import write_atomic
-from zpaxos.runtime.storage_errors import README, StateDamaged, StateLost, from_os_error
+from zpaxos.runtime.storage_errors import REJOIN_DOCS, StateDamaged, StateLost, from_os_error
 
 PEERS_NAME = "peers.json"
 LOST_NAME = "state.lost"
@@ -106,7 +106,7 @@ def refusal_text(verdict: int, peer: int, me: int, known: bytes, known_seq: int,
 
 def advice() -> str:
     return (f"it will not vote on state the cluster has seen it lose: put back this node's "
-            f"own latest files if you still have them, else follow {README} to rejoin "
+            f"own latest files if you still have them, else follow {REJOIN_DOCS} to rejoin "
             f"with --new")
 
 

@@ -57,7 +57,7 @@ from zpaxos.runtime.memstore import MemoryStore
 from zpaxos.runtime.peers import LOST_NAME, read_lost
 from zpaxos.runtime.rows import checksum, range_row, row, state_of
 from zpaxos.runtime.storage_errors import (
-    README,
+    REJOIN_DOCS,
     NotLost,
     StateDamaged,
     StateLost,
@@ -114,7 +114,7 @@ __all__ = ["DB_NAME", "SCHEMA_VERSION", "MemoryStore", "SqliteStore", "StorageEr
 
 
 _RESCUE = (f"the node will not vote on it: put back this node's own latest files if you "
-           f"still have them, else follow {README} to rejoin with --new")
+           f"still have them, else follow {REJOIN_DOCS} to rejoin with --new")
 
 
 def _rescue(why: str) -> str:

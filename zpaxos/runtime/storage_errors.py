@@ -17,7 +17,7 @@ import errno
 import sqlite3
 from pathlib import Path
 
-README = "'Operating zpaxos' in the README"
+REJOIN_DOCS = "'Rejoining empty' in docs/operating.md"
 
 
 class StorageError(Exception):
@@ -92,7 +92,7 @@ def disk_full(path: Path, why: str = "no space left on device") -> DiskFull:
 def damaged(path: Path, why: str) -> StateDamaged:
     return StateDamaged(f"{path}: damaged or unreadable state database ({why}); the node "
                         f"will not vote on it: put back this node's own intact files if you "
-                        f"still have them, else follow {README} to rejoin with --new")
+                        f"still have them, else follow {REJOIN_DOCS} to rejoin with --new")
 
 
 def changed(path: Path, why: str) -> ChangedUnderneath:
