@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import ROOT, Cluster, free_ports
-from zpaxos.cli import result_line
+from zpaxos.cli.propose import result_line
 from zpaxos.lab.launcher import LocalCluster
 from zpaxos.protocol.core import Outcome
 from zpaxos.protocol.messages import Ballot
@@ -299,7 +299,7 @@ def test_status_exit_code_tells_the_clusters_health(tmp_path):
 
 
 def test_docs_agree_on_status_exit_codes():
-    from zpaxos import cli
+    from zpaxos.cli import app as cli
 
     readme = (ROOT / "README.md").read_text()
     assert "| 3 | `status`: some nodes did not answer" in readme
@@ -351,7 +351,7 @@ def test_round_lines_fold_each_round_into_one_line(tmp_path):
     import io
     import logging
 
-    from zpaxos.cli import _logging
+    from zpaxos.cli.propose import _logging
     from zpaxos.pictures.rounds import RoundSummary
     from zpaxos.runtime.config import load_config
 

@@ -248,7 +248,7 @@ def test_root_cli_py_and_module_entry_point_work(tmp_path):
 
 def test_the_hint_suggests_the_command_whatever_clicks_version_says():
     """click before 8.2 does not ask "Did you mean"; the hint does then."""
-    from zpaxos.cli import _usage_hint
+    from zpaxos.cli.app import _usage_hint
 
     assert _usage_hint(["propse"], "No such command 'propse'.") == (
         "zpaxos", "No such command 'propse'. Did you mean 'propose'? "

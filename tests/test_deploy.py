@@ -20,7 +20,8 @@ import pytest
 
 from tests.harness import ROOT, env, free_ports, zpaxos_cmd
 from tests.test_admission import Net
-from zpaxos.cli import EXIT_USAGE, main
+from zpaxos.cli import main
+from zpaxos.cli.propose import EXIT_USAGE
 from zpaxos.runtime.admission import VOTING
 from zpaxos.runtime.config import ConfigError, load_config
 from zpaxos.runtime.storage_errors import StateDamaged, StateLost

@@ -10,7 +10,7 @@ import pytest
 
 from zpaxos.cli import cli
 from zpaxos.lab.launcher import child_env
-from zpaxos.proposecmd import fast_args
+from zpaxos.cli.propose import fast_args
 
 FAST = [
     ["v"], ["v", "-q"], ["v", "--quiet", "--json"], ["--key", "k1", "v"], ["v", "--key=k-2"],
@@ -52,7 +52,7 @@ def test_a_fast_propose_never_loads_click(tmp_path):
     assert errors == [f"zpaxos propose: error: {missing}: config file not found (give one "
                       f"with --config or $ZPAXOS_CONFIG)"]
     imported = {line.split("|")[-1].strip() for line in lines if line.startswith("import time:")}
-    assert "zpaxos.proposecmd" in imported
+    assert "zpaxos.cli.propose" in imported
     assert not {m for m in imported if m == "click" or m.startswith("click.")}
     # The same mistake through click (help-like forms go there): the same line.
     r2 = subprocess.run([sys.executable, "-m", "zpaxos", "propose", "v", "-q", "--delay", "0",

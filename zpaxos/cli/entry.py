@@ -1,6 +1,6 @@
 """The ``zpaxos`` console entry point (also ``python -m zpaxos`` and ``python cli.py``).
 
-``zpaxos propose`` in its common forms runs straight from :mod:`zpaxos.proposecmd`,
+``zpaxos propose`` in its common forms runs straight from :mod:`zpaxos.cli.propose`,
 without loading click or any other command (a short-lived process is mostly start-up),
 and ends without the interpreter's teardown (see :func:`_leave`); everything else, help
 and every usage error included, goes to :func:`zpaxos.cli.main`.
@@ -12,7 +12,7 @@ import os
 import sys
 from typing import NoReturn
 
-from zpaxos.proposecmd import EXIT_INTERRUPTED, Failure, echo, fast_args, run_propose
+from zpaxos.cli.propose import EXIT_INTERRUPTED, Failure, echo, fast_args, run_propose
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -82,7 +82,7 @@ def _run(name: str, op: Any, config: str | None, client_key: Path | None,
             t0 = time.perf_counter()
             r = c.registers([(name, op)], c.register_options(timeout_s=timeout))[0]
             ms = (time.perf_counter() - t0) * 1000
-            from zpaxos.explain import reach_of
+            from zpaxos.pictures.explain import reach_of
 
             reach = reach_of(c, r.silent if r.status != OK else ())
     except ConfigError as e:
@@ -90,7 +90,7 @@ def _run(name: str, op: Any, config: str | None, client_key: Path | None,
     except ValueError as e:
         raise _Fail(str(e), EXIT_USAGE) from None
     except Refused as e:  # known from the handshakes, at once (as for propose)
-        from zpaxos.explain import refused_line
+        from zpaxos.pictures.explain import refused_line
 
         from zpaxos.protocol.register import CAS, CAS_VALUE
 
@@ -118,7 +118,7 @@ def print_result(r: Any, ms: float, as_json: bool, reach: Any = None) -> None:
     """``reach``: what the client knew of the silent nodes (explain.Reach)."""
     import json
 
-    from zpaxos.explain import Reach, failure_line, with_node_names
+    from zpaxos.pictures.explain import Reach, failure_line, with_node_names
     from zpaxos.naming import as_node_name
     from zpaxos.printable import printable
     from zpaxos.protocol.register import OK

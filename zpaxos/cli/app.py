@@ -28,8 +28,8 @@ from typing import Any, NoReturn
 
 import click
 
-from zpaxos.cli_sim import sim as sim_command
-from zpaxos.proposecmd import (  # the propose command's work, without click
+from zpaxos.cli.sim import sim as sim_command
+from zpaxos.cli.propose import (  # the propose command's work, without click
     EXIT_DEGRADED,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -59,7 +59,7 @@ def cli() -> None:
     """zpaxos: Basic Paxos over ZeroMQ. Run three nodes, then propose values."""
 
 
-cli.add_command(sim_command)  # zpaxos/cli_sim.py
+cli.add_command(sim_command)  # zpaxos/cli/sim.py
 
 
 # ---------------------------------------------------------------- node
@@ -582,8 +582,8 @@ def bench(config: str | None, proposals: int, concurrency: int, contended_keys: 
 # ---------------------------------------------------------------- registers
 
 def _add_register_commands() -> None:
-    """get, set, cas, delete: rewritable registers (zpaxos/regcli.py)."""
-    from zpaxos.regcli import COMMANDS
+    """get, set, cas, delete: rewritable registers (zpaxos/cli/registers.py)."""
+    from zpaxos.cli.registers import COMMANDS
 
     for command in COMMANDS:
         cli.add_command(command)
@@ -593,8 +593,8 @@ _add_register_commands()
 
 
 def _add_transfer_commands() -> None:
-    """export, import: JSON lines through the protocol (zpaxos/transfercli.py)."""
-    from zpaxos.transfercli import COMMANDS
+    """export, import: JSON lines through the protocol (zpaxos/cli/transfer.py)."""
+    from zpaxos.cli.transfer import COMMANDS
 
     for command in COMMANDS:
         cli.add_command(command)

@@ -4,7 +4,7 @@ A ``zpaxos propose`` process is short-lived, so its start-up is most of its cost
 module holds everything the command does (load the config, open the log, propose, print)
 and imports nothing it does not need: not click, not the other commands, not the
 round-summary printer when ``-q`` silences it. :mod:`zpaxos.cli` wraps it in its click
-command; ``zpaxos.entry`` runs it straight from ``argv`` when the arguments are plainly
+command; ``zpaxos.cli.entry`` runs it straight from ``argv`` when the arguments are plainly
 one of the common forms (``propose VALUE`` with ``--key``, ``--config``, ``--json``,
 ``-q``, ``-v``, ``--timeout``, ``--round-timeout``, ``--max-rounds``, ``--backoff``,
 ``--client-key``), each valid exactly as click would check it. Anything else (help, a
@@ -74,7 +74,7 @@ def _logging(cluster: Any, process: str, quiet: bool, summary: Any = None) -> An
 
 
 def _named(text: str) -> str:
-    from zpaxos.explain import with_node_names
+    from zpaxos.pictures.explain import with_node_names
 
     return with_node_names(text)
 
@@ -135,7 +135,7 @@ def run_propose(value: str | None, value_file: str | None, key: str | None, dela
             log.event("start", role="proposer", key=key, value=data)
             outcome = client.propose(data, key, opts, wakeup, staging)
             took_ms = (time.monotonic() - started) * 1000
-            from zpaxos.explain import reach_of
+            from zpaxos.pictures.explain import reach_of
 
             reach = reach_of(client, outcome.silent if outcome.chosen is None else ())
     except Interrupted:
@@ -143,7 +143,7 @@ def run_propose(value: str | None, value_file: str | None, key: str | None, dela
     except ConfigError as e:  # the client's CURVE key
         raise Failure(str(e), EXIT_USAGE) from None
     except Refused as e:
-        from zpaxos.explain import refused_line
+        from zpaxos.pictures.explain import refused_line
 
         raise Failure(refused_line("propose", e)) from None
     finally:
@@ -205,7 +205,7 @@ def _print_outcome(o: Any, elapsed_ms: float, as_json: bool, proposer: str,
         }))
         return
     if o.chosen is None:
-        from zpaxos.explain import Reach, failure_line
+        from zpaxos.pictures.explain import Reach, failure_line
 
         echo(failure_line(f"no value chosen for {printable(o.key)}", o.reason, o.silent,
                           reach or Reach()), err=True)
