@@ -13,12 +13,12 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 venv=.venv
-if ! "$venv/bin/python" -c "import zpaxos.lab.scenarios, zmq, click, msgpack" 2>/dev/null; then
+if ! "$venv/bin/python" -c "import zpaxos.cli.scenarios, zmq, click, msgpack" 2>/dev/null; then
     echo "run_scenarios.sh: setting up $venv (first run only) ..." >&2
     python3 -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test]"
 fi
-"$venv/bin/python" -m zpaxos.lab.scenarios "$@"
+"$venv/bin/python" -m zpaxos scenarios "$@"
 
 # Then the lessons (zpaxos sim --lessons, simulated: seconds, no cluster): each breakable
 # rule's shortest run that chooses two values, drawn into out/lessons/. Not for --list,

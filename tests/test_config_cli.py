@@ -219,7 +219,7 @@ def test_bad_command_lines(tmp_path, capsys, args, expect):
     (["stats"], "zpaxos: error: No such command 'stats'. Did you mean 'status'? "
                 "(see 'zpaxos status --help')"),
     (["frobnicate"], "zpaxos: error: No such command 'frobnicate'. (commands: bench, cas, "
-                     "delete, export, get, import, keygen, log, node, propose, set, sim, status, "
+                     "delete, export, get, import, keygen, log, node, propose, scenarios, set, sim, status, "
                      "trace; see "
                      "'zpaxos --help')"),
     (["propose"], "zpaxos propose: error: give the value to propose as VALUE or with "
