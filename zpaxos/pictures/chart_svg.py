@@ -147,7 +147,7 @@ class _SvgChart:
         for ts, _, kind, obj in items:
             if prev is not None:
                 dt = ts - prev
-                step = ROW
+                step: float = ROW
                 if dt > BREAK_S:
                     step += 30
                     self.breaks.append((y + step / 2, dt))

@@ -51,7 +51,8 @@ def _marks_of(messages: list[Message], e: Event, prev: Event | None,
               syncs: dict[str, list[Message]]) -> list[Mark]:
     f, k = e.fields, e.key
     ballot = f.get("ballot", "?")
-    kind, text, extra = e.name, "", {}
+    kind, text = e.name, ""
+    extra: dict[str, Any] = {}  # Mark's optional fields: value, until, via
     if e.name == "round":
         text = f"round {f.get('round', '?')} · ballot {ballot}"
     elif e.name == "adopted":
