@@ -15,7 +15,7 @@ cd "$(dirname "$0")"
 
 venv=.venv
 tests/setup.sh
-"$venv/bin/python" -m zpaxos.lab.scenarios "$@"
+"$venv/bin/python" -m zpaxos scenarios "$@"
 
 # Then the lessons (zpaxos sim --lessons, simulated: seconds, no cluster): each breakable
 # rule's shortest run that chooses two values, drawn into out/lessons/. Not for --list,

@@ -219,9 +219,8 @@ def test_bad_command_lines(tmp_path, capsys, args, expect):
     (["stats"], "zpaxos: error: No such command 'stats'. Did you mean 'status'? "
                 "(see 'zpaxos status --help')"),
     (["frobnicate"], "zpaxos: error: No such command 'frobnicate'. (commands: bench, cas, "
-                     "delete, export, get, import, keygen, log, node, propose, set, sim, status, "
-                     "trace; see "
-                     "'zpaxos --help')"),
+                     "delete, export, get, import, keygen, log, node, propose, scenarios, set, "
+                     "sim, status, trace; see 'zpaxos --help')"),
     (["propose"], "zpaxos propose: error: give the value to propose as VALUE or with "
                   "--value-file (exactly one of them) (see 'zpaxos propose --help')"),
     (["propose", "x", "-v", "-q"], "zpaxos propose: error: -v and -q cannot be used together "
@@ -248,7 +247,7 @@ def test_root_cli_py_and_module_entry_point_work(tmp_path):
 
 def test_the_hint_suggests_the_command_whatever_clicks_version_says():
     """click before 8.2 does not ask "Did you mean"; the hint does then."""
-    from zpaxos.cli import _usage_hint
+    from zpaxos.cli.app import _usage_hint
 
     assert _usage_hint(["propse"], "No such command 'propse'.") == (
         "zpaxos", "No such command 'propse'. Did you mean 'propose'? "

@@ -20,9 +20,10 @@ import pytest
 
 from tests.harness import ROOT, env, free_ports, zpaxos_cmd
 from tests.test_admission import Net
-from zpaxos.cli import EXIT_USAGE, main
+from zpaxos.cli import main
 from zpaxos.runtime.admission import VOTING
 from zpaxos.runtime.config import ConfigError, load_config
+from zpaxos.runtime.exits import Exit
 from zpaxos.runtime.storage_errors import StateDamaged, StateLost
 
 UNIT = ROOT / "deploy" / "zpaxos-node@.service"
@@ -111,7 +112,7 @@ def test_a_bad_bind_is_one_line_naming_file_section_key(tmp_path, capsys, bind, 
     with pytest.raises(SystemExit) as e:
         main(["node", "0", "--config", str(p)])
     out, err = capsys.readouterr()
-    assert (e.value.code, out) == (EXIT_USAGE, "")
+    assert (e.value.code, out) == (Exit.USAGE, "")
     assert err == f"zpaxos node: error: {p}: [node.0] bind: {problem}\n"
     with pytest.raises(ConfigError):
         load_config(p)
@@ -246,7 +247,7 @@ def test_the_unit_runs_the_guides_command_and_never_restarts_over_lost_state():
     assert one(s, "Service", "Restart") == "on-failure"
     prevent = set(one(s, "Service", "RestartPreventExitStatus").split())
     # damaged or lost state: an operator must act; a bad config: a restart cannot fix it
-    assert prevent == {str(StateDamaged.exit_code), str(StateLost.exit_code), str(EXIT_USAGE)}
+    assert prevent == {str(StateDamaged.exit_code), str(StateLost.exit_code), str(Exit.USAGE)}
     assert one(s, "Service", "KillSignal") == "SIGTERM"
     assert int(one(s, "Service", "TimeoutStopSec")) >= 10
     assert int(one(s, "Service", "LimitNOFILE")) >= 4096

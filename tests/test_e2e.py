@@ -11,6 +11,7 @@ import pytest
 import zmq
 
 from tests.harness import Cluster, Result
+from zpaxos.runtime.exits import Exit
 
 pytestmark = pytest.mark.e2e
 
@@ -133,7 +134,7 @@ def test_status_reports_unreachable_nodes(running):
     doc = running.status()
     assert [n["reachable"] for n in doc["nodes"]] == [True, False, True]
     r = running.run("status")
-    assert r.code == 3 and "unreachable: node1" in r.out
+    assert r.code == Exit.DEGRADED and "unreachable: node1" in r.out
     assert running.propose("Value_A", "--key", "other").code == 0
     r = running.run("status", "--key", "other")
     rows = [line for line in r.out.splitlines() if line.startswith("node")]

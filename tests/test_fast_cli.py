@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from zpaxos.cli import cli
+from zpaxos.cli.propose import PROPOSE_OPTIONS, ProposeArgs, fast_args
 from zpaxos.lab.launcher import child_env
-from zpaxos.proposecmd import fast_args
 
 FAST = [
     ["v"], ["v", "-q"], ["v", "--quiet", "--json"], ["--key", "k1", "v"], ["v", "--key=k-2"],
@@ -31,7 +31,22 @@ CLICK = [  # help, staging, usage errors, odd forms: click parses them and says 
 @pytest.mark.parametrize("args", FAST, ids=" ".join)
 def test_fast_path_parses_as_click_does(args):
     ctx = cli.commands["propose"].make_context("propose", list(args))
-    assert fast_args(list(args)) == ctx.params
+    assert fast_args(list(args)) == ProposeArgs(**ctx.params)
+
+
+def test_one_table_makes_the_click_options_and_the_arguments():
+    """PROPOSE_OPTIONS builds the click command; ProposeArgs has a field for VALUE and
+    each of its options, with click's defaults."""
+    from dataclasses import fields
+
+    import click
+
+    params = cli.commands["propose"].params
+    assert [p.name for p in params if isinstance(p, click.Option)] == [
+        o.dest for o in PROPOSE_OPTIONS]
+    assert [f.name for f in fields(ProposeArgs)] == ["value", *(o.dest for o in PROPOSE_OPTIONS)]
+    ctx = cli.commands["propose"].make_context("propose", ["v"])
+    assert ProposeArgs(**ctx.params) == ProposeArgs(value="v")
 
 
 @pytest.mark.parametrize("args", CLICK, ids=lambda a: " ".join(a) or "(none)")
@@ -52,7 +67,7 @@ def test_a_fast_propose_never_loads_click(tmp_path):
     assert errors == [f"zpaxos propose: error: {missing}: config file not found (give one "
                       f"with --config or $ZPAXOS_CONFIG)"]
     imported = {line.split("|")[-1].strip() for line in lines if line.startswith("import time:")}
-    assert "zpaxos.proposecmd" in imported
+    assert "zpaxos.cli.propose" in imported
     assert not {m for m in imported if m == "click" or m.startswith("click.")}
     # The same mistake through click (help-like forms go there): the same line.
     r2 = subprocess.run([sys.executable, "-m", "zpaxos", "propose", "v", "-q", "--delay", "0",

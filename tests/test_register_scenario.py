@@ -16,7 +16,7 @@ pytestmark = pytest.mark.e2e
 
 def test_cas_race_passes_and_its_chart_shows_versions(tmp_path, config):  # noqa: F811
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "-m", "zpaxos.lab.scenarios", "--config", str(config),
+    r = subprocess.run([sys.executable, "-m", "zpaxos", "scenarios", "--config", str(config),
                         "--out", str(out), "10"], cwd=tmp_path, env=env(), capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -27,7 +27,7 @@ def test_cas_race_passes_and_its_chart_shows_versions(tmp_path, config):  # noqa
 
 
 def test_every_run_lists_the_lab_and_the_register_scenario(tmp_path):
-    run = [sys.executable, "-m", "zpaxos.lab.scenarios", "--list"]
+    run = [sys.executable, "-m", "zpaxos", "scenarios", "--list"]
     listed = subprocess.run(run, env=env(), capture_output=True, text=True, timeout=60).stdout
     lines = listed.splitlines()
     assert len(lines) == 10 and lines[0].startswith("1  single")

@@ -17,6 +17,7 @@ import pytest
 from tests.harness import Cluster
 from zpaxos.client import Client, RegOp, load_config
 from zpaxos.protocol.register import CAS, CAS_VALUE, DELETE, GET, NO_QUORUM, SET
+from zpaxos.runtime.exits import Exit
 from zpaxos.sim.lincheck import UNKNOWN, Op, check
 
 pytestmark = pytest.mark.e2e
@@ -46,9 +47,9 @@ def test_cli_get_set_cas_delete(running: Cluster) -> None:
     r = running.run("cas", "cfg", "two", "--expect-version", "1", "--json")
     assert r.code == 0 and (r.json["value"], r.json["version"]) == ("two", 2)
     r = running.run("cas", "cfg", "three", "--expect-version", "1")
-    assert r.code == 4 and "cas failed: cfg = 'two' (version 2)" in r.err
+    assert r.code == Exit.CONFLICT and "cas failed: cfg = 'two' (version 2)" in r.err
     r = running.run("cas", "cfg", "three", "--expect-value", "one", "--json")
-    assert r.code == 4 and r.json["status"] == "cas_failed"
+    assert r.code == Exit.CONFLICT and r.json["status"] == "cas_failed"
     r = running.run("cas", "cfg", "three", "--expect-value", "two")
     assert r.code == 0 and "version 3" in r.out
     assert running.run("delete", "cfg").out.strip() == "cfg is absent (version 4)"

@@ -47,7 +47,7 @@ def test_running_one_scenario_keeps_the_other_charts(tmp_path):
     out.mkdir()
     for name in ("1-single.svg", "5-page25.svg"):
         (out / name).write_text("old")
-    r = subprocess.run([sys.executable, "-m", "zpaxos.lab.scenarios", "--config", str(config),
+    r = subprocess.run([sys.executable, "-m", "zpaxos", "scenarios", "--config", str(config),
                         "--out", str(out), "1"], cwd=tmp_path, env=env(), capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 
 
 def runner(config: Path, out: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "zpaxos.lab.scenarios", "--config", str(config),
+    return [sys.executable, "-m", "zpaxos", "scenarios", "--config", str(config),
             "--out", str(out), *args]
 
 

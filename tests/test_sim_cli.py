@@ -1,6 +1,6 @@
 """``zpaxos sim``: seeded schedules as a command, the breakable rules found, shrunk,
 explained and drawn, and the simulated log read like a real one (zpaxos/sim/tape.py,
-shrink.py, rules.py, lesson.py; zpaxos/cli_sim.py)."""
+shrink.py, rules.py, lesson.py; zpaxos/cli/sim.py)."""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ import pytest
 from tests.harness import Cluster
 from zpaxos.client import Client, load_config
 from zpaxos.protocol.messages import ZERO, SyncReply, SyncRequest
+from zpaxos.runtime.exits import Exit
 from zpaxos.runtime.transfer import TransferError, decided_keys, parse_line, validate_file
 
 # --------------------------------------------------------------------------- lines
@@ -164,7 +165,7 @@ def test_export_then_import_into_another_cluster(two_clusters, tmp_path: Path) -
         c.propose("value 4", "job-0004")
         c.set("cfg", "mine")
     r = dst.run("import", str(out))
-    assert r.code == 4, r.err
+    assert r.code == Exit.CONFLICT, r.err
     assert "differs: key job-0003: decided 'other', the file has 'value 3'; kept" in r.err
     assert "differs: register cfg: holds 'mine' (version 1), the file has 'one'; kept" in r.err
     assert ("1201 keys and 2 registers" in r.err and "1199 imported" in r.err
@@ -176,7 +177,7 @@ def test_export_then_import_into_another_cluster(two_clusters, tmp_path: Path) -
     assert dkeys["odd"] == keys["odd"] and dkeys["job-1199"] == keys["job-1199"]
     # Importing again changes nothing and says so.
     r = dst.run("import", str(out))
-    assert r.code == 4 and "0 imported" in r.err and "1201 already the same" in r.err
+    assert r.code == Exit.CONFLICT and "0 imported" in r.err and "1201 already the same" in r.err
 
 
 @pytest.mark.e2e

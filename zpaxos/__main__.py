@@ -1,5 +1,5 @@
 """``python -m zpaxos ...``: the same command as the installed ``zpaxos``."""
 
-from zpaxos.entry import main
+from zpaxos.cli.entry import main
 
 main()

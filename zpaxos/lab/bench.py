@@ -37,6 +37,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from zpaxos.lab.launcher import (
     LocalCluster,
@@ -150,7 +151,7 @@ def cli_latency(config: Path, workdir: Path, runs: int, prefix: str) -> dict[str
 def run_bench(config: str | None, proposals: int, concurrency: int, contended_keys: int,
               value_size: int, cli_runs: int, curve: bool = False, fast: bool = False,
               race_proposers: int = 3, race_keys: int = 200,
-              metrics: ClientMetrics | None = None) -> dict:
+              metrics: ClientMetrics | None = None) -> dict[str, Any]:
     """The three runs (and the CLI's wall time) on ``config``, or on a temporary cluster;
     ``curve``: the same runs again on a temporary cluster with CURVE on, in the same
     process, right after (the cost of CURVE, side by side). ``race_proposers`` processes
@@ -208,7 +209,7 @@ def run_bench(config: str | None, proposals: int, concurrency: int, contended_ke
             "runs": [asdict(r) for r in runs], "race": raced, "cli_propose": cli}
 
 
-def report(result: dict) -> str:
+def report(result: dict[str, Any]) -> str:
     lines = [f"cluster: {printable(result['cluster'])} ({result['nodes']} nodes), values of "
              f"about {result['value_bytes']} bytes; keys {printable(result.get('keys'))}", ""]
     head = ("RUN", "PROPOSALS", "IN FLIGHT", "DECISIONS/S", "P50 MS", "P90 MS", "P99 MS",
@@ -220,8 +221,9 @@ def report(result: dict) -> str:
     widths = [max(len(x[i]) for x in (head, *rows)) for i in range(len(head))]
     for r in (head, *rows):
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-    r = result.get("race")
-    if r:
+    race = result.get("race")
+    if race:
+        r = race
         lines += ["", f"{printable(r['name'])}: {r['keys']} keys, {r['proposers']} proposer "
                       f"processes, {r['concurrency']} in flight each: {r['decided']} decided "
                       f"in {r['seconds']} s ({r['decisions_per_s']:.0f}/s), p50 "
@@ -236,5 +238,5 @@ def report(result: dict) -> str:
     return "\n".join(lines)
 
 
-def as_json(result: dict) -> str:
+def as_json(result: dict[str, Any]) -> str:
     return json.dumps(result, indent=2)

@@ -24,12 +24,13 @@ from typing import Any, TypeVar
 from zpaxos.naming import node_name
 from zpaxos.pictures.logmodel import LogModel, read_log
 from zpaxos.runtime.config import PROPOSER_KEYS, ProposerConfig
+from zpaxos.runtime.exits import Exit
 
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 10.0
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
-_live: set[subprocess.Popen] = set()
+_live: set[subprocess.Popen[str]] = set()
 T = TypeVar("T")
 
 
@@ -130,7 +131,8 @@ class Result:
 
     @property
     def json(self) -> dict[str, Any]:
-        return json.loads(self.out)
+        doc: dict[str, Any] = json.loads(self.out)
+        return doc
 
 
 class NodeStartError(Exception):
@@ -147,7 +149,7 @@ class LocalCluster:
         self.env = env
         self.dir = Path(workdir)
         self.node_ids = list(node_ids)
-        self.procs: dict[int, subprocess.Popen] = {}
+        self.procs: dict[int, subprocess.Popen[str]] = {}
 
     def __enter__(self) -> LocalCluster:
         return self
@@ -227,7 +229,7 @@ class LocalCluster:
     def propose(self, value: str, *args: str, timeout: float = 120) -> Result:
         return self.run("propose", value, "--json", "-q", *args, timeout=timeout)
 
-    def propose_bg(self, value: str, *args: str) -> subprocess.Popen:
+    def propose_bg(self, value: str, *args: str) -> subprocess.Popen[str]:
         p = subprocess.Popen(zpaxos_cmd("propose", value, "--json", "-q", *args,
                                         "--config", str(self.config)),
                              cwd=self.dir, env=child_env(), stdout=subprocess.PIPE,
@@ -236,7 +238,7 @@ class LocalCluster:
         return p
 
     @staticmethod
-    def finish(p: subprocess.Popen, timeout: float = 120) -> Result:
+    def finish(p: subprocess.Popen[str], timeout: float = 120) -> Result:
         try:
             out, err = p.communicate(timeout=timeout)
         finally:
@@ -248,8 +250,8 @@ class LocalCluster:
 
     def status(self, key: str | None = None) -> dict[str, Any]:
         r = self.run("status", "--json", *(["--key", key] if key else []))
-        # Exit 3 (some nodes down) and 1 (a majority down) still print the document.
-        if r.code not in (0, 1, 3) or not r.out.strip():
+        # DEGRADED (some nodes down) and FAILED (a majority down) still print the document.
+        if r.code not in (Exit.OK, Exit.FAILED, Exit.DEGRADED) or not r.out.strip():
             raise RuntimeError(f"zpaxos status failed: {r.err.strip()}")
         return r.json
 
@@ -279,13 +281,13 @@ def wait_for(predicate: Callable[[], T], what: str, timeout_s: float = 20.0,
         time.sleep(every_s)
 
 
-def _read_line(p: subprocess.Popen, timeout_s: float) -> str:
+def _read_line(p: subprocess.Popen[str], timeout_s: float) -> str:
     assert p.stdout is not None
     sel = selectors.DefaultSelector()
     sel.register(p.stdout, selectors.EVENT_READ)
     try:
         if not sel.select(timeout_s):
             return ""
-        return p.stdout.readline()
+        return str(p.stdout.readline())
     finally:
         sel.close()

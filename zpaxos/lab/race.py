@@ -74,7 +74,7 @@ def race(config: Path, prefix: str, proposers: int, keys: int, concurrency: int,
              for i in range(proposers)]
     for p in procs:
         p.start()
-    got: dict[int, tuple[float, list]] = {}
+    got: dict[int, tuple[float, list[Any]]] = {}
     try:
         with Progress(f"race ({proposers} proposers)", proposers, force=False) as bar:
             if not progress:

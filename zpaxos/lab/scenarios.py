@@ -1,6 +1,6 @@
 """The lab's scenarios and the textbook orderings, run against a real local cluster.
 
-``./run_scenarios.sh`` runs this module (``python -m zpaxos.lab.scenarios``). It starts every
+``./run_scenarios.sh`` runs them (``zpaxos scenarios``, zpaxos/cli/scenarios.py). It starts every
 node of the cluster file, runs the chosen scenarios one after the other, each on its own
 key, checks each outcome against what Paxos guarantees, draws a message sequence chart
 of each, prints a summary table, stops every process it started (on success, failure,
@@ -13,9 +13,9 @@ still produces the same ordering.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -37,7 +37,7 @@ from zpaxos.pictures.logmodel import LogModel, read_log
 from zpaxos.printable import printable
 from zpaxos.protocol.core import quorum_size
 from zpaxos.protocol.messages import DEFAULT_KEY
-from zpaxos.runtime.config import ClusterConfig, ConfigError, default_config_path, load_config
+from zpaxos.runtime.config import ClusterConfig
 
 STAGE_S = 3.0  # how late a staged message arrives
 PAUSE_S = 1.0  # livelock: each proposer's pause between its phases
@@ -87,7 +87,7 @@ class Ctx:
     def propose(self, value: str, key: str, *args: str) -> dict[str, Any]:
         return outcome(self.cluster.propose(value, "--key", key, *args), value)
 
-    def propose_bg(self, value: str, key: str, *args: str):
+    def propose_bg(self, value: str, key: str, *args: str) -> subprocess.Popen[str]:
         return self.cluster.propose_bg(value, "--key", key, *args)
 
     def chosen_everywhere(self, key: str, value: str) -> None:
@@ -122,7 +122,7 @@ def outcome(r: Result, value: str) -> dict[str, Any]:
     return doc
 
 
-def finish(ctx: Ctx, proc, value: str) -> dict[str, Any]:
+def finish(ctx: Ctx, proc: subprocess.Popen[str], value: str) -> dict[str, Any]:
     return outcome(ctx.cluster.finish(proc), value)
 
 
@@ -484,9 +484,9 @@ def summary(rows: list[Row], width: int = SUMMARY_WIDTH) -> str:
     if rows:
         lines += ["", "what happened:"]
         number_w = max(len(str(r.number)) for r in rows)
-        for r in rows:
-            lines += textwrap.wrap(printable(r.happened) or "-", width,
-                                   initial_indent=f"{r.number:<{number_w}}  ",
+        for row in rows:
+            lines += textwrap.wrap(printable(row.happened) or "-", width,
+                                   initial_indent=f"{row.number:<{number_w}}  ",
                                    subsequent_indent=" " * (number_w + 2),
                                    break_on_hyphens=False)
     charts = [r.chart for r in rows if r.chart]
@@ -498,60 +498,3 @@ def summary(rows: list[Row], width: int = SUMMARY_WIDTH) -> str:
     lines.append("")
     lines.append(f"{len(rows) - len(failed)} of {len(rows)} scenarios passed")
     return "\n".join(lines)
-
-
-def _parse(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="run_scenarios.sh",
-                                 description="Run the lab's scenarios on a local cluster.")
-    ap.add_argument("numbers", nargs="*", type=int, metavar="N",
-                    help="scenario numbers to run (default: all)")
-    ap.add_argument("--config", default=None, help="cluster file (default configs/cluster.ini)")
-    ap.add_argument("--list", action="store_true", help="list the scenarios and exit")
-    ap.add_argument("--out", default=str(DEFAULT_OUT), help="working directory for the run")
-    ap.add_argument("--no-charts", action="store_true", help="do not draw charts")
-    return ap.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = _parse(argv)
-    listed = ALL_SCENARIOS
-    if args.list:
-        for i, (slug, title, _) in enumerate(listed, 1):
-            print(f"{i}  {slug:<14} {title}")
-        return 0
-    bad = [n for n in args.numbers if not 1 <= n <= len(ALL_SCENARIOS)]
-    if bad:
-        print(f"run_scenarios.sh: error: no scenario {bad[0]} (1-{len(ALL_SCENARIOS)}; "
-              f"see --list)", file=sys.stderr)
-        return 2
-    try:
-        cfg = load_config(args.config or default_config_path(), keys=False)
-    except ConfigError as e:
-        print(f"run_scenarios.sh: error: {e}", file=sys.stderr)
-        return 2
-    if len(cfg.nodes) < 3:
-        print(f"run_scenarios.sh: error: {cfg.path}: the scenarios need at least 3 nodes",
-              file=sys.stderr)
-        return 2
-    # SIGTERM unwinds like Ctrl-C, so every node is stopped on the way out.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    draw = None
-    if not args.no_charts:
-        from zpaxos.pictures.draw import draw_scenario
-
-        draw = draw_scenario
-    try:
-        rows = run(cfg, args.numbers or list(range(1, len(listed) + 1)), Path(args.out), draw)
-    except NodeStartError as e:
-        print(f"run_scenarios.sh: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("run_scenarios.sh: interrupted; every node was stopped", file=sys.stderr)
-        return 130
-    print()
-    print(summary(rows))
-    return 0 if all(r.passed for r in rows) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

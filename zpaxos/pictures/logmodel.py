@@ -183,6 +183,7 @@ def _pair_messages(model: LogModel) -> None:
         f = e.fields
         if f.get("type") not in DRAWN_TYPES:
             continue
+        m: Message | None
         if e.name == "send":
             m = Message(f["type"], e.process, f["peer"], f["msg_id"], e.key, e.ts, f, e.line)
             model.messages.append(m)

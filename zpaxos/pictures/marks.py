@@ -52,7 +52,7 @@ def _marks_of(messages: list[Message], e: Event, prev: Event | None,
     f, k = e.fields, e.key
     ballot = f.get("ballot", "?")
     kind, text = e.name, ""
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {}  # Mark's optional fields: value, until, via
     if e.name == "round":
         text = f"round {f.get('round', '?')} · ballot {ballot}"
     elif e.name == "adopted":

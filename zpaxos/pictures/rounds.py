@@ -21,8 +21,8 @@ import logging
 import sys
 from typing import Any, TextIO
 
-from zpaxos.explain import with_node_names
 from zpaxos.naming import as_node_name
+from zpaxos.pictures.explain import with_node_names
 from zpaxos.printable import printable, value_text
 
 

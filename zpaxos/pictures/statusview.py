@@ -13,13 +13,13 @@ from collections.abc import Sequence
 from zpaxos.naming import node_name
 from zpaxos.printable import printable, value_text
 from zpaxos.protocol.core import quorum_size
-from zpaxos.protocol.messages import KeyStatus
+from zpaxos.protocol.messages import Ballot, KeyStatus
 from zpaxos.protocol.regmessages import RegState, decode_state, register_of_slot
 from zpaxos.runtime.client import NodeStatus
 from zpaxos.runtime.log import show_value
 
 
-def _ballot(b) -> str | None:
+def _ballot(b: Ballot) -> str | None:
     return None if b.is_zero else str(b)
 
 

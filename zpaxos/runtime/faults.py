@@ -21,8 +21,10 @@ from __future__ import annotations
 import os
 import sys
 
+from zpaxos.runtime.exits import Exit
+
 CRASH_POINTS = ("before_commit", "after_commit", "mid_value_write")
-CRASH_EXIT_CODE = 99  # tells a test "died at the crash point", not of a bug
+CRASH_EXIT_CODE = Exit.CRASH_POINT  # 99: tells a test "died at the crash point", not of a bug
 
 ENV_AT = "ZPAXOS_CRASH_AT"
 ENV_AFTER = "ZPAXOS_CRASH_AFTER"

@@ -17,56 +17,58 @@ import errno
 import sqlite3
 from pathlib import Path
 
+from zpaxos.runtime.exits import Exit
+
 REJOIN_DOCS = "'Rejoining empty' in docs/operating.md"
 
 
 class StorageError(Exception):
     """The node's state cannot be trusted or written; the node must stop."""
 
-    exit_code = 1
+    exit_code = Exit.FAILED
 
 
 class DataDirLocked(StorageError):
     """Another process holds the data directory's lock (a second node on the same dir)."""
 
-    exit_code = 1
+    exit_code = Exit.FAILED
 
 
 class NotLost(StorageError):
     """``--new`` over a healthy state: refused, because it would throw away promises."""
 
-    exit_code = 2
+    exit_code = Exit.USAGE
 
 
 class StateDamaged(StorageError):
     """The files are there but are not a valid zpaxos state (corrupt, foreign, checksum)."""
 
-    exit_code = 3
+    exit_code = Exit.STATE_DAMAGED
 
 
 class StateLost(StorageError):
     """The state is missing, replaced, or older than what this node had already written."""
 
-    exit_code = 4
+    exit_code = Exit.STATE_LOST
 
 
 class NotWritable(StorageError):
     """Healthy state that cannot be written: read-only mount, permissions, immutable flag."""
 
-    exit_code = 5
+    exit_code = Exit.NOT_WRITABLE
 
 
 class DiskFull(StorageError):
     """The file system is full: the last commit failed, everything before it is intact."""
 
-    exit_code = 6
+    exit_code = Exit.DISK_FULL
 
 
 class ChangedUnderneath(StorageError):
     """The files were deleted, replaced or truncated under the running node, or an I/O
     error hit them: the node stops before a reply depends on a write that may be lost."""
 
-    exit_code = 7
+    exit_code = Exit.CHANGED_UNDERNEATH
 
 
 # SQLite primary result codes (https://www.sqlite.org/rescode.html).

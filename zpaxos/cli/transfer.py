@@ -1,76 +1,66 @@
 """``zpaxos export`` and ``zpaxos import``: every decided key and register as JSON lines,
 read and written through the protocol (zpaxos/runtime/transfer.py).
 
-Exit codes (besides 2 usage/config error and 130 interrupted):
-
-    exit 0   done (import: every line is in the cluster, imported now or already there)
-    exit 1   a key or register could not be read or written in time (no quorum), or too
-             few nodes answered the listing
-    exit 4   import: some keys or registers were already decided differently; each is
-             listed on stderr, and none was overwritten
+Exit codes (zpaxos/runtime/exits.py): OK done (import: every line is in the cluster);
+FAILED a key or register could not be read or written in time, or too few nodes answered
+the listing; CONFLICT (import) some were already decided differently, listed and kept.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
-EXIT_FAILED, EXIT_USAGE, EXIT_DIFFERS, EXIT_INTERRUPTED = 1, 2, 4, 130
+from zpaxos.cli.common import Failure, open_log
+from zpaxos.cli.options import CLIENT_KEY, CONFIG, click_option
+from zpaxos.runtime.exits import Exit
+
+if TYPE_CHECKING:
+    from zpaxos.runtime.client import Client
+    from zpaxos.runtime.config import ClusterConfig
+
+T = TypeVar("T")
+_config = click_option(CONFIG)
+_client_key = click_option(CLIENT_KEY)
 
 
-class _Fail(click.ClickException):
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.exit_code = code
-
-
-_config = click.option("--config", "config", metavar="PATH", default=None,
-                       help="Cluster file (default: $ZPAXOS_CONFIG, else configs/cluster.ini).")
-_client_key = click.option("--client-key", "client_key", metavar="PATH", default=None,
-                           type=click.Path(dir_okay=False, path_type=Path),
-                           help="With CURVE: this client's secret key file.")
-
-
-def _clients(config: str | None, client_key: Path | None, n: int) -> tuple[Any, list[Any]]:
+def _clients(config: str | None, client_key: Path | None,
+             n: int) -> tuple[ClusterConfig, list[Client]]:
     """The cluster and ``n`` clients (each its own sockets), logging warnings only."""
     from zpaxos.naming import proposer_name
     from zpaxos.runtime.client import Client
     from zpaxos.runtime.config import ConfigError, load_config
-    from zpaxos.runtime.log import setup_logging
 
     try:
         cluster = load_config(config)
         clients = []
         for _ in range(n):
             cid = os.urandom(16)
-            try:  # one record per problem, not per message: 100,000 keys are many lines
-                log = setup_logging(cluster.log, proposer_name(cid), stderr=False,
-                                    level="WARNING")
-            except OSError as e:
-                raise _Fail(f"{cluster.path}: [log] file: cannot open {cluster.log.file} "
-                            f"({e.strerror})", EXIT_USAGE) from None
+            # One record per problem, not per message: 100,000 keys are many lines.
+            log = open_log(cluster, proposer_name(cid), quiet=True, level="WARNING")
             clients.append(Client(cluster, log, cid, key_file=client_key))
     except ConfigError as e:
-        raise _Fail(str(e), EXIT_USAGE) from None
+        raise Failure(str(e), Exit.USAGE) from None
     return cluster, clients
 
 
-def _guarded(run: Any) -> Any:
+def _guarded(run: Callable[[], T]) -> T:
     from zpaxos.runtime.client import Interrupted, Refused
     from zpaxos.runtime.transfer import TransferError
 
     try:
         return run()
     except TransferError as e:
-        raise _Fail(str(e), EXIT_FAILED) from None
+        raise Failure(str(e), Exit.FAILED) from None
     except Refused as e:
-        raise _Fail(f"refused: {e}", EXIT_FAILED) from None
+        raise Failure(f"refused: {e}", Exit.FAILED) from None
     except Interrupted:
-        raise _Fail("interrupted", EXIT_INTERRUPTED) from None
+        raise Failure("interrupted", Exit.INTERRUPTED) from None
 
 
 @click.command("export")
@@ -98,7 +88,7 @@ def export(keys_glob: str | None, registers: bool, out: str | None, config: str 
     try:
         stream = open(part, "w", encoding="utf-8") if part is not None else sys.stdout
     except OSError as e:
-        raise _Fail(f"{out}: cannot write ({e.strerror})", EXIT_USAGE) from None
+        raise Failure(f"{out}: cannot write ({e.strerror})", Exit.USAGE) from None
     _, (lister, reader) = _clients(config, client_key, 2)
     done = False
     with lister, reader, Progress("export", 0) as bar:
@@ -131,7 +121,7 @@ def import_(file: Path, config: str | None, client_key: Path | None) -> None:
     Every line is checked first: one bad line stops the import before anything is
     proposed. Then each key is proposed with its value and each register is set only if
     it is absent. A key already decided differently, or a register holding another value,
-    is listed on stderr and kept (exit 4).
+    is listed on stderr and kept (exit 11, CONFLICT).
     """
     from zpaxos.lab.progress import Progress
     from zpaxos.printable import printable
@@ -140,14 +130,14 @@ def import_(file: Path, config: str | None, client_key: Path | None) -> None:
     try:
         stream = open(file, encoding="utf-8", errors="strict", newline="\n")
     except OSError as e:
-        raise _Fail(f"{file}: cannot read ({e.strerror})", EXIT_USAGE) from None
+        raise Failure(f"{file}: cannot read ({e.strerror})", Exit.USAGE) from None
     with stream:
         try:
             keys, regs = _guarded(lambda: validate_file(stream))
         except UnicodeDecodeError as e:
-            raise _Fail(f"{file}: not UTF-8 text (byte {e.start})", EXIT_USAGE) from None
-        except _Fail as e:
-            raise _Fail(f"{file}: {e.message}; nothing was imported", EXIT_USAGE) from None
+            raise Failure(f"{file}: not UTF-8 text (byte {e.start})", Exit.USAGE) from None
+        except Failure as e:
+            raise Failure(f"{file}: {e}; nothing was imported", Exit.USAGE) from None
         _, (client,) = _clients(config, client_key, 1)
         with client, Progress("import", keys + regs) as bar:
             def differ(line: str) -> None:
@@ -160,9 +150,9 @@ def import_(file: Path, config: str | None, client_key: Path | None) -> None:
                f"{rep.imported} imported, {rep.same} already the same, {rep.differ} decided "
                f"differently (kept), {rep.failed} not done (no quorum in time)", err=True)
     if rep.failed:
-        sys.exit(EXIT_FAILED)
+        sys.exit(Exit.FAILED)
     if rep.differ:
-        sys.exit(EXIT_DIFFERS)
+        sys.exit(Exit.CONFLICT)
 
 
 COMMANDS = (export, import_)

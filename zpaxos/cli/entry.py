@@ -1,33 +1,36 @@
 """The ``zpaxos`` console entry point (also ``python -m zpaxos`` and ``python cli.py``).
 
-``zpaxos propose`` in its common forms runs straight from :mod:`zpaxos.proposecmd`,
+``zpaxos propose`` in its common forms runs straight from :mod:`zpaxos.cli.propose`,
 without loading click or any other command (a short-lived process is mostly start-up),
 and ends without the interpreter's teardown (see :func:`_leave`); everything else, help
-and every usage error included, goes to :func:`zpaxos.cli.main`.
+and every usage error included, goes to :func:`zpaxos.cli.app.main`.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import NoReturn
 
-from zpaxos.proposecmd import EXIT_INTERRUPTED, Failure, echo, fast_args, run_propose
+from zpaxos.cli.common import Failure, echo
+from zpaxos.cli.propose import fast_args, run_propose
+from zpaxos.runtime.exits import Exit
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Errors look exactly as :func:`zpaxos.cli.main` prints them. ``argv`` given (a
+    """Errors look exactly as :func:`zpaxos.cli.app.main` prints them. ``argv`` given (a
     caller in the same process): ends with SystemExit, as click does, never os._exit."""
     args = sys.argv[1:] if argv is None else argv
-    kw = fast_args(args[1:]) if args[:1] == ["propose"] else None
-    if kw is None:
-        from zpaxos.cli import main as click_main
+    fast = fast_args(args[1:]) if args[:1] == ["propose"] else None
+    if fast is None:
+        from zpaxos.cli.app import main as click_main
 
         click_main(argv)
         return
-    leave = _leave if argv is None else sys.exit
+    leave: Callable[[int], NoReturn] = _leave if argv is None else _exit
     try:
-        run_propose(**kw)
+        run_propose(fast)
     except Failure as e:
         from zpaxos.printable import printable
 
@@ -35,11 +38,15 @@ def main(argv: list[str] | None = None) -> None:
         leave(e.code)
     except KeyboardInterrupt:
         echo("zpaxos propose: interrupted", err=True)
-        leave(EXIT_INTERRUPTED)
+        leave(Exit.INTERRUPTED)
     except BrokenPipeError:  # the reader has gone; fine
         sys.stderr.close()
-        sys.exit(0)
-    leave(0)
+        sys.exit(Exit.OK)
+    leave(Exit.OK)
+
+
+def _exit(code: int) -> NoReturn:
+    sys.exit(code)
 
 
 def _leave(code: int) -> NoReturn:

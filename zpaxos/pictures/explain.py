@@ -15,7 +15,7 @@ the commands say it then, not at their deadline (runtime.client.Refused).
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +46,7 @@ class Reach:
     waiting: frozenset[int] = frozenset()
 
 
-def reach_of(client: Any, silent: Collection[int]) -> Reach:
+def reach_of(client: Any, silent: Collection[Hashable]) -> Reach:
     """Ask ``client`` (a runtime.client.Client) what it knows of the ``silent`` nodes: its
     connections at once, and, when some node was silent, their status (up to
     NOT_VOTING_CHECK_S): "no reply" would send the user looking for a dead process where
@@ -60,7 +60,7 @@ def reach_of(client: Any, silent: Collection[int]) -> Reach:
     return Reach(frozenset(client.connected), frozenset(client.handshake_closed()), waiting)
 
 
-def failure_line(what: str, reason: str, silent: Iterable[int] = (),
+def failure_line(what: str, reason: str, silent: Iterable[Hashable] = (),
                  reach: Reach = Reach()) -> str:
     """``WHAT: REASON; no reply from node1, node2`` (``what`` is already printable), each
     silent node said as what ``reach`` knows of it: up but not voting yet, up but silent,

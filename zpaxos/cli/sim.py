@@ -8,7 +8,7 @@ the work). Registered on the ``zpaxos`` group by cli.py; kept apart so cli.py st
     zpaxos sim --lessons                every breakable rule into out/lessons/
     zpaxos sim --rules                  the breakable rules
 
-Errors are one line (click's exceptions, which zpaxos.cli.main prints so).
+Errors are one line (zpaxos.cli.app.main prints them so).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from zpaxos.cli.common import Failure
 
 DEFAULT_SEEDS = 1000
 
@@ -109,7 +111,7 @@ def _write(path: Path, text: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     except OSError as e:
-        raise click.ClickException(f"cannot write {path}: {e.strerror}") from None
+        raise Failure(f"cannot write {path}: {e.strerror}") from None
 
 
 def _print_rules() -> None:
@@ -126,7 +128,7 @@ def _many(seeds: int, start: int, nodes: int, proposers: int, faults: frozenset[
     report, failed = check_many(range(start, start + seeds), nodes, proposers, faults)
     click.echo(report)
     if failed:
-        raise click.ClickException(f"{failed} schedule{'s' if failed != 1 else ''} broke an"
+        raise Failure(f"{failed} schedule{'s' if failed != 1 else ''} broke an"
                                    f" invariant")
 
 
@@ -143,7 +145,7 @@ def _one(seed: int, nodes: int, proposers: int, faults: frozenset[str], out: str
         doc = render(charts_of(log), fmt, str(log), log, f"zpaxos sim --seed {seed}")
         _emit(doc, out, fmt, log)
     if not ok:
-        raise click.ClickException(f"seed {seed} broke an invariant")
+        raise Failure(f"seed {seed} broke an invariant")
 
 
 def _log_dir(out: str | None) -> Any:
@@ -181,13 +183,13 @@ def _break(rule: str, start: int, limit: int, nodes: int, proposers: int,
     try:
         lesson = break_rule(rule, start, limit, nodes, proposers, _lesson_faults(faults))
     except NotFound as e:
-        raise click.ClickException(str(e)) from None
+        raise Failure(str(e)) from None
     click.echo(report(lesson), err=out is None and fmt != "text")
     if out is not None:
         try:
             files = draw_lesson(lesson, Path(out), fmt, compare)
         except OSError as e:
-            raise click.ClickException(f"cannot write {out}: {e.strerror}") from None
+            raise Failure(f"cannot write {out}: {e.strerror}") from None
         click.echo(f"wrote {', '.join(str(f) for f in files)}")
         return
     import tempfile
@@ -212,7 +214,7 @@ def _lessons(out_dir: Path) -> None:
     try:
         done = write_lessons(out_dir)
     except OSError as e:
-        raise click.ClickException(f"cannot write in {out_dir}: {e.strerror}") from None
+        raise Failure(f"cannot write in {out_dir}: {e.strerror}") from None
     for lesson, files in done:
         size = lesson.shrunk.after
         click.echo(f"{lesson.rule.name}: seed {lesson.seed} ({lesson.seeds_searched} searched),"

@@ -4,14 +4,9 @@ Registers live beside the write-once keys of ``zpaxos propose`` (their own names
 register "x" and a write-once key "x" are unrelated). Every operation is linearizable
 and prints the register's value and version after it (``--json``: one JSON object).
 
-Exit codes (besides the usual 2 usage/config error and 130 interrupted):
-
-    exit 0   done (get: the register was read; absent counts as read)
-    exit 1   no quorum: nothing was written (a majority of nodes did not answer in time)
-    exit 4   cas: the comparison failed, nothing was written; the current value and
-             version are printed
-    exit 5   outcome unknown: a change reached some nodes but no quorum confirmed it in
-             time; it may or may not take effect (read the register to find out)
+Exit codes (zpaxos/runtime/exits.py): OK done (get: absent counts as read); FAILED no
+quorum, nothing written; CONFLICT cas's comparison failed; UNKNOWN the outcome is unknown
+(a change reached some nodes but no quorum confirmed it in time); USAGE; INTERRUPTED.
 """
 
 from __future__ import annotations
@@ -19,47 +14,28 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-EXIT_NO_QUORUM, EXIT_USAGE, EXIT_CAS_FAILED, EXIT_UNKNOWN, EXIT_INTERRUPTED = 1, 2, 4, 5, 130
+from zpaxos.cli.common import Failure, open_log
+from zpaxos.cli.options import CLIENT_KEY, CONFIG, JSON, Option, apply, key_param
+from zpaxos.runtime.exits import Exit
 
-
-class _Fail(click.ClickException):
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.exit_code = code
-
-
-def _name(ctx: click.Context, param: click.Parameter, name: str) -> str:
-    from zpaxos.protocol.messages import key_problem
-
-    problem = key_problem(name)
-    if problem:
-        raise click.BadParameter(f"{name!r}: {problem}")
-    return name
-
-
-_common = [
-    click.option("--config", "config", metavar="PATH", default=None,
-                 help="Cluster file (default: $ZPAXOS_CONFIG, else configs/cluster.ini)."),
-    click.option("--client-key", "client_key", metavar="PATH", default=None,
-                 type=click.Path(dir_okay=False, path_type=Path),
-                 help="With CURVE: this client's secret key file."),
-    click.option("--timeout", type=click.FloatRange(min=0.001, max=1e9), default=None,
-                 metavar="S", help="Give up after S seconds (default: [proposer] timeout_s)."),
-    click.option("--json", "as_json", is_flag=True, help="Print one JSON object."),
-]
+if TYPE_CHECKING:
+    from zpaxos.pictures.explain import Reach
+    from zpaxos.protocol.register import RegOp, RegResult
+_COMMON = (CONFIG, CLIENT_KEY,
+           Option(("--timeout",), "timeout", "seconds", metavar="S", low=0.001,
+                  help="Give up after S seconds (default: [proposer] timeout_s)."),
+           JSON)
 
 
 def common(f: Any) -> Any:
-    for opt in reversed(_common):
-        f = opt(f)
-    return click.argument("name", metavar="NAME", callback=_name)(f)
+    return click.argument("name", metavar="NAME", callback=key_param)(apply(_COMMON)(f))
 
 
-def _run(name: str, op: Any, config: str | None, client_key: Path | None,
+def _run(name: str, op: RegOp, config: str | None, client_key: Path | None,
          timeout: float | None, as_json: bool) -> None:
     import os
 
@@ -67,44 +43,39 @@ def _run(name: str, op: Any, config: str | None, client_key: Path | None,
     from zpaxos.protocol.register import CAS_FAILED, NO_QUORUM, OK
     from zpaxos.runtime.client import Client, Interrupted, Refused
     from zpaxos.runtime.config import ConfigError, load_config
-    from zpaxos.runtime.log import setup_logging
 
     try:
         cluster = load_config(config)
         client_id = os.urandom(16)
-        try:
-            # The log file gets every message, as for propose (zpaxos trace draws them).
-            log = setup_logging(cluster.log, proposer_name(client_id), stderr=False)
-        except OSError as e:
-            raise _Fail(f"{cluster.path}: [log] file: cannot open {cluster.log.file} "
-                        f"({e.strerror})", EXIT_USAGE) from None
+        # The log file gets every message, as for propose (zpaxos trace draws them).
+        log = open_log(cluster, proposer_name(client_id), quiet=True)
         with Client(cluster, log, client_id, key_file=client_key) as c:
             t0 = time.perf_counter()
             r = c.registers([(name, op)], c.register_options(timeout_s=timeout))[0]
             ms = (time.perf_counter() - t0) * 1000
-            from zpaxos.explain import reach_of
+            from zpaxos.pictures.explain import reach_of
 
             reach = reach_of(c, r.silent if r.status != OK else ())
     except ConfigError as e:
-        raise _Fail(str(e), EXIT_USAGE) from None
+        raise Failure(str(e), Exit.USAGE) from None
     except ValueError as e:
-        raise _Fail(str(e), EXIT_USAGE) from None
+        raise Failure(str(e), Exit.USAGE) from None
     except Refused as e:  # known from the handshakes, at once (as for propose)
-        from zpaxos.explain import refused_line
+        from zpaxos.pictures.explain import refused_line
         from zpaxos.protocol.register import CAS, CAS_VALUE
 
         verb = CAS if op.kind == CAS_VALUE else op.kind  # the command's name
-        raise _Fail(refused_line(verb, e), EXIT_NO_QUORUM) from None
+        raise Failure(refused_line(verb, e), Exit.FAILED) from None
     except Interrupted:
-        raise _Fail("interrupted", EXIT_INTERRUPTED) from None
+        raise Failure("interrupted", Exit.INTERRUPTED) from None
     print_result(r, ms, as_json, reach)
     if r.status == OK:
         return
-    code = {CAS_FAILED: EXIT_CAS_FAILED, NO_QUORUM: EXIT_NO_QUORUM}.get(r.status, EXIT_UNKNOWN)
+    code = {CAS_FAILED: Exit.CONFLICT, NO_QUORUM: Exit.FAILED}.get(r.status, Exit.UNKNOWN)
     sys.exit(code)
 
 
-def describe(r: Any) -> str:
+def describe(r: RegResult) -> str:
     """``r = 'three' (version 3)``; ``r is absent (version 4)``."""
     from zpaxos.printable import printable, value_text
 
@@ -113,12 +84,12 @@ def describe(r: Any) -> str:
     return f"{printable(r.key)} = {value_text(r.value)} (version {r.version})"
 
 
-def print_result(r: Any, ms: float, as_json: bool, reach: Any = None) -> None:
+def print_result(r: RegResult, ms: float, as_json: bool, reach: Reach | None = None) -> None:
     """``reach``: what the client knew of the silent nodes (explain.Reach)."""
     import json
 
-    from zpaxos.explain import Reach, failure_line, with_node_names
     from zpaxos.naming import as_node_name
+    from zpaxos.pictures.explain import Reach, failure_line, with_node_names
     from zpaxos.printable import printable
     from zpaxos.protocol.register import OK
     from zpaxos.runtime.log import show_value
@@ -147,12 +118,12 @@ def print_result(r: Any, ms: float, as_json: bool, reach: Any = None) -> None:
 
 def _value(value: str | None, value_file: str | None) -> bytes:
     if (value is None) == (value_file is None):
-        raise _Fail("give a VALUE or --value-file (one of them)", EXIT_USAGE)
+        raise Failure("give a VALUE or --value-file (one of them)", Exit.USAGE)
     if value_file is not None:
         try:
             return Path(value_file).read_bytes()
         except OSError as e:
-            raise _Fail(f"{value_file}: cannot read ({e.strerror})", EXIT_USAGE) from None
+            raise Failure(f"{value_file}: cannot read ({e.strerror})", Exit.USAGE) from None
     assert value is not None
     return value.encode()
 
@@ -195,12 +166,12 @@ def set_(name: str, value: str | None, value_file: str | None, config: str | Non
 def cas(name: str, value: str | None, value_file: str | None, expect_version: int | None,
         expect_value: str | None, expect_absent: bool, config: str | None,
         client_key: Path | None, timeout: float | None, as_json: bool) -> None:
-    """Compare-and-set register NAME to VALUE; exit 4 if the comparison failed."""
+    """Compare-and-set register NAME to VALUE; nothing is written if the comparison fails."""
     from zpaxos.protocol.register import CAS, CAS_VALUE, RegOp
 
     given = sum(x for x in (expect_version is not None, expect_value is not None, expect_absent))
     if given != 1:
-        raise _Fail("give one of --expect-version, --expect-value, --expect-absent", EXIT_USAGE)
+        raise Failure("give one of --expect-version, --expect-value, --expect-absent", Exit.USAGE)
     data = _value(value, value_file)
     if expect_version is not None:
         op = RegOp(CAS, data, expect_version=expect_version)

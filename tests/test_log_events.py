@@ -1,0 +1,35 @@
+"""Every event kind is declared once (zpaxos/runtime/logevents.py); the code logs only
+kinds from that table, and the README's list of log events is that table."""
+
+from __future__ import annotations
+
+import re
+
+from tests.harness import ROOT
+from tests.test_readme import section
+from zpaxos.runtime.logevents import EVENT_KINDS, LOGGED, TYPED
+
+
+def logged_by_name() -> set[str]:
+    """Every ``.event("name", ...)`` in the code (docstrings included)."""
+    names: set[str] = set()
+    for path in (ROOT / "zpaxos").rglob("*.py"):
+        names |= set(re.findall(r"\.event\(\s*\"([a-z_]+)\"", path.read_text()))
+    return names
+
+
+def test_the_code_logs_only_kinds_of_the_table():
+    found = logged_by_name()
+    assert {"send", "recv", "value_file"} <= found  # the scan finds events at all
+    assert found - set(EVENT_KINDS) == set()
+
+
+def test_every_kind_of_the_table_is_logged_somewhere():
+    assert set(LOGGED) - logged_by_name() == set()
+    assert {"round", "retry", "chosen", "learned"} <= set(TYPED)
+
+
+def test_the_readme_lists_exactly_the_table():
+    paragraph = section("Logs").strip().split("\n\n")[0]
+    documented = {w for w in re.findall(r"`([^`]+)`", paragraph) if re.fullmatch(r"[a-z_]+", w)}
+    assert documented == set(EVENT_KINDS)
