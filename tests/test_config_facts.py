@@ -1,4 +1,4 @@
-"""Proposer defaults are declared once, in ProposerOptions: the README's configuration
+"""Proposer defaults are declared once, in ProposerOptions: the docs' configuration
 table and the shipped configs/cluster.ini say the same names and values."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ CLI_ONLY = {"first_round"}  # staging: `zpaxos propose --first-round`, never in 
 
 
 def readme_proposer_rows() -> dict[str, str]:
-    """{key: default} of the [proposer] rows of the README's configuration table."""
+    """{key: default} of the [proposer] rows of the docs' configuration table."""
     rows: dict[str, str] = {}
     current = None
     for line in section("Configuration reference").splitlines():

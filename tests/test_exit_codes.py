@@ -1,5 +1,5 @@
 """Exit codes are one IntEnum (zpaxos/runtime/exits.py): each number means one thing for
-every command, the README's table is generated from it, and no command exits with a
+every command, the docs' table (docs/cli.md) is generated from it, and no command exits with a
 number of its own."""
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ from zpaxos.runtime import storage_errors
 from zpaxos.runtime.exits import MEANING, Exit, markdown_table
 from zpaxos.runtime.faults import CRASH_EXIT_CODE
 
-README = (ROOT / "README.md").read_text(encoding="utf-8")
+REFERENCE = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
 
 
-def test_the_readme_table_is_the_enum():
-    body = README.split("### Exit codes\n", 1)[1]
+def test_the_docs_table_is_the_enum():
+    body = REFERENCE.split("### Exit codes\n", 1)[1]
     table = body[body.index("| code |"):]
     table = table[: table.index("\n\n") + 1]
     assert table == markdown_table(), (
-        "README's '### Exit codes' table differs from zpaxos/runtime/exits.py; paste:\n"
+        "docs/cli.md's '### Exit codes' table differs from zpaxos/runtime/exits.py; paste:\n"
         + markdown_table())
 
 

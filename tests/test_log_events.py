@@ -1,5 +1,5 @@
 """Every event kind is declared once (zpaxos/runtime/logevents.py); the code logs only
-kinds from that table, and the README's list of log events is that table."""
+kinds from that table, and the docs' list of log events (docs/how-it-works.md) is that table."""
 
 from __future__ import annotations
 

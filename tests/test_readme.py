@@ -26,9 +26,13 @@ BLOCKS = [(lang, code) for _, lang, code in PAGE_BLOCKS]
 
 
 def page_with(title: str, level: str = "##") -> str:
-    """The one page (README.md or docs/*.md) with a heading that starts with title."""
+    """The one page (README.md or docs/*.md) with a heading that is title, or else that
+    starts with title ("## Logs" is not "## Logs and rotation")."""
     pages = [text for text in PAGES.values()
-             if re.search(rf"^{level} {re.escape(title)}", text, re.M)]
+             if re.search(rf"^{level} {re.escape(title)}$", text, re.M)]
+    if not pages:
+        pages = [text for text in PAGES.values()
+                 if re.search(rf"^{level} {re.escape(title)}", text, re.M)]
     assert len(pages) == 1, f"{level} {title}: on {len(pages)} pages"
     return pages[0]
 

@@ -51,12 +51,14 @@ MEANING: dict[Exit, str] = {
                  "`--break` found no seed; a scenario failed",
     Exit.USAGE: "usage or configuration error: one line on stderr naming the file, section "
                 "and key, or the option (also `node --new` over a healthy state)",
-    Exit.STATE_DAMAGED: "`node`: its state is damaged (see [Storage errors](#storage-errors))",
+    Exit.STATE_DAMAGED: "`node`: its state is damaged (see "
+                        "[Storage errors](operating.md#storage-errors))",
     Exit.STATE_LOST: "`node`: its state is lost, rolled back or replaced (see "
-                     "[Storage errors](#storage-errors))",
+                     "[Storage errors](operating.md#storage-errors))",
     Exit.NOT_WRITABLE: "`node`: its healthy state cannot be written (read-only, "
                        "permissions)",
-    Exit.DISK_FULL: "`node`: the disk is full; everything committed before is intact",
+    Exit.DISK_FULL: "`node`: the disk is full; everything committed before is intact (free "
+                    "space and start it again)",
     Exit.CHANGED_UNDERNEATH: "`node`: its files changed underneath it while it ran",
     Exit.DEGRADED: "`status`: some nodes did not answer, but a majority did (values can "
                    "still be chosen)",
