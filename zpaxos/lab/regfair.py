@@ -46,6 +46,8 @@ class FairRun:
     max_rate: float
     jain: float
     total_ops_per_s: float
+    mean_rounds: float  # rounds per completed operation
+    fast_pct: float  # completed on the 1-RTT path
 
 
 def jain_index(xs: list[float]) -> float:
@@ -57,7 +59,7 @@ def jain_index(xs: list[float]) -> float:
 
 def _client(cluster: ClusterConfig, names: list[str], seconds: float, one_rtt: bool,
             seed: int, start: Any, queue: Any) -> None:
-    done = failed = 0
+    done = failed = rounds = fast = 0
     try:
         rng = random.Random(seed)
         with Client(cluster, null_log("rfair")) as c:
@@ -74,11 +76,13 @@ def _client(cluster: ClusterConfig, names: list[str], seconds: float, one_rtt: b
                 r = c.registers([(key, op)], opts)[0]
                 if r.status in (OK, CAS_FAILED):
                     done += 1
+                    rounds += r.rounds
+                    fast += r.fast
                     seen[key] = r.version
                 else:
                     failed += 1
     finally:
-        queue.put((done, failed))
+        queue.put((done, failed, rounds, fast))
 
 
 def measure_fairness(cluster: ClusterConfig, prefix: str, one_rtt: bool = True,
@@ -102,20 +106,24 @@ def measure_fairness(cluster: ClusterConfig, prefix: str, one_rtt: bool = True,
             if p.is_alive():
                 p.kill()
                 p.join()
-    ops = [d for d, _ in got]
+    ops = [g[0] for g in got]
+    n = max(1, sum(ops))
     rates = sorted(round(d / seconds, 1) for d in ops)
-    return FairRun(clients, registers, one_rtt, seconds, ops, [f for _, f in got], rates,
+    return FairRun(clients, registers, one_rtt, seconds, ops, [g[1] for g in got], rates,
                    rates[0], round(statistics.median(rates), 1), rates[-1],
-                   round(jain_index(rates), 3), round(sum(ops) / seconds, 1))
+                   round(jain_index(rates), 3), round(sum(ops) / seconds, 1),
+                   round(sum(g[2] for g in got) / n, 2),
+                   round(100 * sum(g[3] for g in got) / n, 1))
 
 
 def report_fairness(runs: list[dict[str, Any]]) -> list[str]:
     head = ("FAIRNESS", "1-RTT", "CLIENTS", "KEYS", "SECONDS", "MIN OPS/S", "MEDIAN", "MAX",
-            "JAIN", "TOTAL OPS/S", "FAILED")
+            "JAIN", "TOTAL OPS/S", "FAILED", "ROUNDS", "FAST %")
     rows = [("5 clients", "on" if r["one_rtt"] else "off", str(r["clients"]),
              str(r["registers"]), f"{r['seconds']:g}", f"{r['min_rate']:.1f}",
              f"{r['median_rate']:.1f}", f"{r['max_rate']:.1f}", f"{r['jain']:.3f}",
-             f"{r['total_ops_per_s']:.0f}", str(sum(r["failed"]))) for r in runs]
+             f"{r['total_ops_per_s']:.0f}", str(sum(r["failed"])), f"{r['mean_rounds']:.2f}",
+             f"{r['fast_pct']:.0f}") for r in runs]
     widths = [max(len(x[i]) for x in (head, *rows)) for i in range(len(head))]
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
             for r in (head, *rows)]
