@@ -261,6 +261,24 @@ class RNack:
 RegisterMessage = RPrepare | RPromise | RAccept | RAccepted | RNack
 
 
+@dataclass(frozen=True, slots=True)
+class RWatch:
+    """A watcher's interest in register ``key``: "send me an RNotify when you accept a new
+    state of it". Held for a lease (acceptor_host.WATCH_LEASE_S); sent again to renew it."""
+
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class RNotify:
+    """This node accepted ``version`` of register ``key`` (answering an RWatch: the
+    version it holds). ``watching`` False: it refused the watch (its table is full)."""
+
+    key: str
+    version: int
+    watching: bool = True
+
+
 # --------------------------------------------------------------------------- runtime messages
 # Not Paxos: how a node reports its state and how a restarted node catches up on
 # decisions it missed. The core never sees these; the node answers them from its state.
@@ -394,5 +412,5 @@ class HelloReply:
 
 RuntimeMessage = (StatusRequest | StatusReply | SyncRequest | SyncReply | CheckAccepted
                   | RegistersRequest | RegistersReply
-                  | AcceptedAt | Hello | HelloReply)
+                  | AcceptedAt | Hello | HelloReply | RWatch | RNotify)
 Message = ProtocolMessage | RangeMessage | RegisterMessage | RuntimeMessage

@@ -46,6 +46,8 @@ from zpaxos.protocol.messages import (
     RangePromise,
     RegistersReply,
     RegistersRequest,
+    RNotify,
+    RWatch,
     StatusReply,
     StatusRequest,
     SyncReply,
@@ -616,6 +618,12 @@ SPECS: tuple[Spec, ...] = (
     Spec(RNack, b"RNACK", (("key", KEY), ("ballot", REAL_BALLOT), ("promised", BALLOT)),
          TO_PROPOSER, ("key", "ballot", "promised"), _nack_parts,
          ChartStyle("#d62728", "#b71c1c", "6 4")),
+    # Watching a register (runtime/watchers.py): not Paxos, a hint to read again.
+    Spec(RWatch, b"RWATCH", (("key", KEY),), RUNTIME, ("key",), _simple(),
+         ChartStyle("#7f7f7f", "#555555", "2 3"), drawn=False),
+    Spec(RNotify, b"RNOTIFY", (("key", KEY), ("version", VERSION), ("watching", BOOL)),
+         RUNTIME, ("key", "version", "watching"), _simple("version"),
+         ChartStyle("#7f7f7f", "#555555", "2 3"), drawn=False),
 )
 
 BY_CLASS: dict[type, Spec] = {s.cls: s for s in SPECS}
