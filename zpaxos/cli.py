@@ -603,6 +603,17 @@ def _add_transfer_commands() -> None:
 _add_transfer_commands()
 
 
+def _add_watch_command() -> None:
+    """watch: each new state of a register (zpaxos/watchcli.py)."""
+    from zpaxos.watchcli import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
+_add_watch_command()
+
+
 def _fail(command: str, message: str, code: int) -> NoReturn:
     click.echo(f"{command}: error: {message}", err=True)
     sys.exit(code)

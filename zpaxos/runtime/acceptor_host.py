@@ -78,8 +78,8 @@ from zpaxos.protocol.regmessages import (
     register_slot,
 )
 from zpaxos.runtime.addresses import Caller, Src
-from zpaxos.runtime.watchers import Watchers
 from zpaxos.runtime.keyrange import in_range, span
+from zpaxos.runtime.watchers import Watchers
 
 # What became of each message the host handled, as the node's metrics count it (the
 # outcome label of zpaxos_node_messages_total): for the Paxos messages, the core's reply
