@@ -53,7 +53,9 @@ def test_register_histories_are_linearizable(variant: str, sim_seeds: int) -> No
     assert ops >= 50 * runs
     if not sc.check_liveness:
         assert unknown > 0
-    assert (fast > ops // 4) if sc.one_rtt else fast == 0
+    # (A fair share hands a contended register from client to client, and each handover
+    # is a full round: about a fifth of the operations stay on the 1-RTT path here.)
+    assert (fast > ops // 8) if sc.one_rtt else fast == 0
 
 
 @pytest.mark.parametrize("mutant", list(MUTANTS))

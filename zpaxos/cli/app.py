@@ -18,7 +18,17 @@ from typing import NoReturn
 
 import click
 
-from zpaxos.cli import bench, charts, cluster, propose, registers, scenarios, sim, transfer
+from zpaxos.cli import (
+    bench,
+    charts,
+    cluster,
+    propose,
+    registers,
+    scenarios,
+    sim,
+    transfer,
+    watch,
+)
 from zpaxos.cli.common import Failure
 from zpaxos.runtime.exits import Exit
 
@@ -31,7 +41,7 @@ def cli() -> None:
 
 for command in (*cluster.COMMANDS, propose.command(), *registers.COMMANDS,
                 *transfer.COMMANDS, *charts.COMMANDS, sim.sim, *bench.COMMANDS,
-                *scenarios.COMMANDS):
+                *scenarios.COMMANDS, *watch.COMMANDS):
     cli.add_command(command)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import click
 
@@ -75,7 +75,20 @@ def _run(name: str, op: RegOp, config: str | None, client_key: Path | None,
     sys.exit(code)
 
 
-def describe(r: RegResult) -> str:
+class State(Protocol):
+    """A register's state as a command shows it (a RegResult, a watch's WatchState)."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def value(self) -> bytes | None: ...
+
+
+def describe(r: State) -> str:
     """``r = 'three' (version 3)``; ``r is absent (version 4)``."""
     from zpaxos.printable import printable, value_text
 

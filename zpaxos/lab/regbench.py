@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from zpaxos.lab import regfair
 from zpaxos.lab.launcher import LocalCluster, free_ports, write_config
 from zpaxos.printable import printable
 from zpaxos.protocol.register import CAS, GET, SET, RegOp, RegResult
@@ -155,12 +156,14 @@ def run_register_bench(config: str | None, ops: int, keys: int, contended_keys: 
                     for one_rtt in (True, False):
                         runs.append(measure(cluster, op, contended, one_rtt, ops, keys,
                                             contended_keys, value_size, prefix))
+            # The fairness case (issue 23): 5 clients, 4 registers, no think time, 30 s.
+            fairness = regfair.fairness_runs(cluster, prefix, regfair.FAIR_SECONDS)
         finally:
             if local is not None:
                 local.close()
     return {"cluster": "temporary 3-node cluster on loopback" if config is None else str(path),
             "nodes": len(cluster.nodes), "value_bytes": value_size, "registers": f"{prefix}*",
-            "runs": [asdict(r) for r in runs]}
+            "runs": [asdict(r) for r in runs], "fairness": fairness}
 
 
 def report(result: dict[str, Any]) -> str:
@@ -176,5 +179,6 @@ def report(result: dict[str, Any]) -> str:
     widths = [max(len(x[i]) for x in (head, *rows)) for i in range(len(head))]
     for r in (head, *rows):
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    lines += ["", *regfair.report_fairness(result["fairness"])]
     lines += ["", "Beside PySyncObj's replicated dict: bench/compare.py --registers."]
     return "\n".join(lines)

@@ -328,6 +328,22 @@ class RNack(_Msg, frozen=True, tag="RNACK"):
 RegisterMessage = RPrepare | RPromise | RAccept | RAccepted | RNack
 
 
+class RWatch(_Msg, frozen=True, tag="RWATCH"):
+    """A watcher's interest in register ``key``: "send me an RNotify when you accept a new
+    state of it". Held for a lease (acceptor_host.WATCH_LEASE_S); sent again to renew it."""
+
+    key: Key
+
+
+class RNotify(_Msg, frozen=True, tag="RNOTIFY"):
+    """This node accepted ``version`` of register ``key`` (answering an RWatch: the
+    version it holds). ``watching`` False: it refused the watch (its table is full)."""
+
+    key: Key
+    version: Count
+    watching: bool
+
+
 # --------------------------------------------------------------------------- runtime messages
 # Not Paxos: how a node reports its state and how a restarted node catches up on
 # decisions it missed. The core never sees these; the node answers them from its state.
@@ -449,5 +465,5 @@ class HelloReply(_Msg, frozen=True, tag="HELLO_REPLY"):
 
 RuntimeMessage = (StatusRequest | StatusReply | SyncRequest | SyncReply | CheckAccepted
                   | RegistersRequest | RegistersReply
-                  | AcceptedAt | Hello | HelloReply)
+                  | AcceptedAt | Hello | HelloReply | RWatch | RNotify)
 Message = ProtocolMessage | RangeMessage | RegisterMessage | RuntimeMessage

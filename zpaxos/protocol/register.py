@@ -195,7 +195,9 @@ class RegisterProposer(PacedProposer):
         self.cache = None
         self._fast = False
         self.rounds += 1
-        self._round = max(self._round, self._max_seen) + 1
+        # (After a rejection, _lead rounds above the highest seen: see pacing.LEAD_ROUNDS_PER_S.)
+        self._round = max(self._round, self._max_seen + self._lead) + 1
+        self._lead = 0
         self.ballot = Ballot(self._round, self.id)
         self._promises.clear()
         self.phase = PREPARE
@@ -210,6 +212,7 @@ class RegisterProposer(PacedProposer):
         self._answered.add(src)
         self._promises[src] = msg
         if len(self._promises) >= self.quorum:
+            self._phase_done(now)
             self._write(now, self.current(self._promises.values()), step)
 
     @staticmethod
@@ -265,7 +268,7 @@ class RegisterProposer(PacedProposer):
         nxt = next_ballot(self.ballot) if self.opts.one_rtt else ZERO
         return RAccept(self.key, self.ballot, self._writing[0], nxt)
 
-    def _on_accepted(self, src: Peer, msg: RAccepted, step: Step) -> None:
+    def _on_accepted(self, now: float, src: Peer, msg: RAccepted, step: Step) -> None:
         if msg.ballot != self.ballot or self.phase != ACCEPT:
             return
         self._answered.add(src)
@@ -274,6 +277,7 @@ class RegisterProposer(PacedProposer):
             self._promised_next.add(src)
         if len(self._accepted) < self.quorum:
             return
+        self._phase_done(now)
         assert self._writing is not None
         new, result = self._writing
         if self.opts.one_rtt and len(self._promised_next) >= self.quorum:
@@ -329,7 +333,7 @@ class RegisterProposer(PacedProposer):
         if isinstance(msg, RPromise):
             self._on_promise(now, src, msg, step)
         elif isinstance(msg, RAccepted):
-            self._on_accepted(src, msg, step)
+            self._on_accepted(now, src, msg, step)
         elif isinstance(msg, RNack):
             self._on_nack(now, src, msg, step)
         return step

@@ -52,6 +52,8 @@ from zpaxos.protocol.messages import (
     RealBallot,
     RegistersReply,
     RegistersRequest,
+    RNotify,
+    RWatch,
     StatusReply,
     StatusRequest,
     SyncReply,
@@ -285,6 +287,11 @@ SPECS: tuple[Spec, ...] = (
          ChartStyle("#6cbf6c", "#2f7d32")),
     Spec(RNack, TO_PROPOSER, ("key", "ballot", "promised"), _nack_parts,
          ChartStyle("#d62728", "#b71c1c", "6 4")),
+    # Watching a register (runtime/watchers.py): not Paxos, a hint to read again.
+    Spec(RWatch, RUNTIME, ("key",), _simple(), ChartStyle("#7f7f7f", "#555555", "2 3"),
+         drawn=False),
+    Spec(RNotify, RUNTIME, ("key", "version", "watching"), _simple("version"),
+         ChartStyle("#7f7f7f", "#555555", "2 3"), drawn=False),
 )
 
 BY_CLASS: dict[type, Spec] = {s.cls: s for s in SPECS}

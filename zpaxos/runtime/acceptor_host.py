@@ -59,7 +59,9 @@ from zpaxos.protocol.messages import (
     RegistersReply,
     RegistersRequest,
     RNack,
+    RNotify,
     RPromise,
+    RWatch,
     StatusReply,
     StatusRequest,
     SyncReply,
@@ -68,9 +70,16 @@ from zpaxos.protocol.messages import (
 from zpaxos.protocol.ranges import MAX_SCAN
 from zpaxos.protocol.register import RegAcceptor
 from zpaxos.protocol.registry import REGISTER_TYPES, TO_ACCEPTOR_TYPES, type_name
-from zpaxos.protocol.regmessages import REGISTER_PREFIX, RegisterMessage, register_slot
+from zpaxos.protocol.regmessages import (
+    REGISTER_PREFIX,
+    RAccept,
+    RegisterMessage,
+    decode_state,
+    register_slot,
+)
 from zpaxos.runtime.addresses import Caller, Src
 from zpaxos.runtime.keyrange import in_range, span
+from zpaxos.runtime.watchers import Watchers
 
 # What became of each message the host handled, as the node's metrics count it (the
 # outcome label of zpaxos_node_messages_total): for the Paxos messages, the core's reply
@@ -245,6 +254,11 @@ class AcceptorHost:
                                      if s.chosen is not None)
         self._new_keys: list[str] = []
         self._new_chosen: list[str] = []
+        # Register watchers (runtime/watchers.py), told when this node accepts a new
+        # state; their leases run on ``now``, the time as the loop last said it (the host
+        # never reads a clock).
+        self.watchers = Watchers()
+        self.now = 0.0
 
     @property
     def states(self) -> Mapping[str, KeyState]:
@@ -269,6 +283,8 @@ class AcceptorHost:
             self._range_keys = {}
             self._pass_new, self._pass_new_sorted = [], []
         self._range_rows = 0
+        if self.watchers:
+            self.watchers.expire(self.now)
         deferred = self.deferred
         while deferred and self._range_rows < RANGE_ROWS_PER_PASS:
             self._range_prepare(*deferred.popleft(), ready)
@@ -293,6 +309,9 @@ class AcceptorHost:
                 self._check_decide(msg, ready)
             elif isinstance(msg, REGISTER_TYPES):
                 self._apply_register(src, msg, ready)  # type: ignore[arg-type]
+            elif isinstance(msg, RWatch) and isinstance(src, Caller):
+                self._count(t, ANSWERED)
+                self._watch(src, msg, ready)
             elif isinstance(msg, RangePrepare):
                 if deferred or self._range_rows >= RANGE_ROWS_PER_PASS:
                     self._defer(src, msg, ready)  # behind those already waiting
@@ -367,7 +386,7 @@ class AcceptorHost:
                 want.update(e[0] for e in msg.chosen)
             elif isinstance(msg, RangePrepare):
                 continue  # read when it is handled (_range_prepare), if in this pass
-            elif isinstance(msg, REGISTER_TYPES):
+            elif isinstance(msg, (*REGISTER_TYPES, RWatch)):
                 want.add(register_slot(msg.key))  # type: ignore[union-attr,arg-type]
             else:
                 key = getattr(msg, "key", None)
@@ -532,7 +551,16 @@ class AcceptorHost:
     def _apply_register(self, src: Src, msg: RegisterMessage, ready: Ready) -> None:
         slot = register_slot(msg.key)
         known = slot in self.acceptor.states
+        watchers = self.watchers.of(msg.key) if type(msg) is RAccept else ()
+        before = self.registers.state(msg.key)[1].version if watchers else 0
         step = self.registers.handle(src, msg)
+        if watchers and step.persist:
+            # A new state accepted: tell the watchers (after it is durable, as every send).
+            # Only a hint: a watcher reads the register to learn what was chosen.
+            version = decode_state(step.persist[-1][1].value or b"").version
+            if version > before:
+                note = RNotify(msg.key, version, True)
+                ready.send.extend((w, note) for w in watchers)
         for k, state in step.persist:
             ready.persist[k] = state
         self._count(type(msg), outcome_of(step.send, step.events))
@@ -544,6 +572,12 @@ class AcceptorHost:
                 self._pass_new.append(slot)
         ready.send.extend((src, m) for _, m in step.send)
         ready.events.extend((src, ev) for ev in step.events)
+
+    def _watch(self, src: Caller, msg: RWatch, ready: Ready) -> None:
+        """Start or renew a watch; the answer says the version this node holds (a watcher
+        that missed a change while it was away reads again), or that it was refused."""
+        ok = self.watchers.watch(self.now, src, msg.key)
+        ready.send.append((src, RNotify(msg.key, self.registers.state(msg.key)[1].version, ok)))
 
     # ---- status and sync (answered from the core's state; no protocol rule here)
 

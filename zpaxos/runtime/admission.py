@@ -47,6 +47,7 @@ from zpaxos.protocol.messages import (
     Prepare,
     RangePrepare,
     RegistersRequest,
+    RWatch,
     StatusRequest,
     SyncReply,
     SyncRequest,
@@ -174,7 +175,8 @@ class Admission:
                     self.synced.add(src)
             elif self.phase == REFUSED:
                 self._drop(msg, STATE_LOST)
-            elif isinstance(msg, (StatusRequest, SyncRequest, RegistersRequest, CheckAccepted)):
+            elif isinstance(msg, (StatusRequest, SyncRequest, RegistersRequest, CheckAccepted,
+                                  RWatch)):
                 forward.append((src, msg))  # read-only: answered in every phase
             elif self.phase == CHECKING:
                 self._hold(src, msg)

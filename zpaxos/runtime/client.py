@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from zpaxos.protocol.register import RegisterOptions, RegOp, RegResult
     from zpaxos.runtime.metrics import ClientMetrics
     from zpaxos.runtime.register_client import Registers
+    from zpaxos.runtime.watch import WatchState
 
 _TO_PROPOSER = frozenset(TO_PROPOSER_TYPES)  # (decoded messages are of these exact types)
 
@@ -340,6 +341,17 @@ class Client:
         from zpaxos.protocol.register import DELETE, RegOp
 
         return self.registers([(key, RegOp(DELETE))], options)[0]
+
+    def watch(self, key: str, from_version: int | None = None,
+              options: RegisterOptions | None = None) -> Iterator[WatchState]:
+        """Each new state of register ``key`` as it happens (zpaxos.runtime.watch):
+        ``for state in client.watch("config"): print(state)``."""
+        from zpaxos.runtime.watch import watch
+
+        problem = key_problem(key)
+        if problem:
+            raise ValueError(f"invalid register name {key!r}: {problem}")
+        return watch(self, key, from_version, options)
 
     # ---- status
 

@@ -41,6 +41,7 @@ def drive(host: Host[R], sockets: Sockets, items: Iterable[T], concurrency: int,
           start: Callable[[float, Token, T], Ready[R]], replies: frozenset[type],
           report: Callable[[Ready[R]], None], stop: Callable[[], None],
           refused: Callable[[], None], tokens: Iterator[int],
+          aside: Callable[[list[tuple[Any, Any]]], None] | None = None,
           ) -> Iterator[tuple[int, R, float]]:
     """Run ``items`` with up to ``concurrency`` in flight; yield ``(index, how it ended,
     seconds it took)`` as each finishes. ``start(now, token, item)`` starts one (a bad
@@ -48,7 +49,8 @@ def drive(host: Host[R], sockets: Sockets, items: Iterable[T], concurrency: int,
     (from a node we asked: a node's DEALER source is its id); ``report``: log a Ready's
     events; ``stop``: a signal asked us to stop (raises); ``refused``: nodes refused our
     connection (raises once no quorum can answer); ``tokens``: fresh tokens (a host that
-    outlives one call never sees one twice)."""
+    outlives one call never sees one twice); ``aside``: given what arrived that the host
+    does not take (a watch's notifications, during its confirming read)."""
     # One piece (over 70 lines): a pass of the loop is one ordered story -- start, send,
     # poll, feed replies/nudge/tick, send what running operations need, then yield -- and
     # the order is what keeps the wire batched and a round logged before its messages.
@@ -92,6 +94,9 @@ def drive(host: Host[R], sockets: Sockets, items: Iterable[T], concurrency: int,
                 now = time.monotonic()
                 got = [(src, msg) for src, msg in batch
                        if type(src) is int and type(msg) in replies]
+                if aside is not None and len(got) < len(batch):
+                    aside([(src, msg) for src, msg in batch
+                           if not (type(src) is int and type(msg) in replies)])
                 if got:
                     take(host.receive_all(now, got), finished)
                 if watch is not None and watch.came_up:

@@ -222,6 +222,7 @@ class Node:
             batch = sockets.poll(0.0 if deferred else timeout)
             if batch or deferred:
                 self.passes += 1
+                self.host.now = time.monotonic()  # watchers' leases (runtime/watchers.py)
                 self._count(sockets)
                 if timing is None:
                     self._do(admission.handle(batch))

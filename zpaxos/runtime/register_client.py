@@ -15,6 +15,7 @@ import itertools
 import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import fields, replace
+from typing import Any
 
 from zpaxos.protocol.core import ProposerOptions
 from zpaxos.protocol.messages import key_problem
@@ -68,7 +69,9 @@ class Registers:
         self._tokens = itertools.count(1)
 
     def stream(self, items: Iterable[tuple[str, RegOp]], concurrency: int,
-               options: RegisterOptions) -> Iterator[tuple[int, RegResult, float]]:
+               options: RegisterOptions,
+               aside: Callable[[list[tuple[Any, Any]]], None] | None = None,
+               ) -> Iterator[tuple[int, RegResult, float]]:
         """Run operations with up to ``concurrency`` in flight (operations on one register
         run in order, one at a time); yield ``(index, result, seconds)`` as each ends."""
         host = self.host
@@ -78,13 +81,16 @@ class Registers:
             return host.submit(now, token, key, checked(key, op), options)
 
         return drive(host, self.sockets, items, concurrency, start, _REPLIES, self.report,
-                     self.on_stop, self.on_refused, self._tokens)
+                     self.on_stop, self.on_refused, self._tokens, aside)
 
     def run(self, items: Iterable[tuple[str, RegOp]], options: RegisterOptions,
-            concurrency: int | None = None) -> list[RegResult]:
+            concurrency: int | None = None,
+            aside: Callable[[list[tuple[Any, Any]]], None] | None = None,
+            ) -> list[RegResult]:
         items = list(items)
         out: list[RegResult | None] = [None] * len(items)
-        for i, result, _ in self.stream(items, concurrency or max(1, len(items)), options):
+        for i, result, _ in self.stream(items, concurrency or max(1, len(items)), options,
+                                        aside):
             out[i] = result
         return out  # type: ignore[return-value]
 

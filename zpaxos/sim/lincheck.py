@@ -193,3 +193,56 @@ def check(history: Iterable[Op]) -> tuple[bool, str]:
         if not ok:
             return False, why
     return True, ""
+
+
+# --------------------------------------------------------------------------- watch histories
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One state a watch yielded: at ``at`` (real time), ``version`` with ``value``, and
+    the versions it said it skipped (``skipped``: first, last)."""
+
+    at: float
+    version: int
+    value: bytes | None
+    skipped: tuple[int, int] | None = None
+
+
+def check_watch(history: Iterable[Op], seen: list[Seen], key: str,
+                from_version: int | None = None) -> tuple[bool, str]:
+    """A watch's reports against the register's history (linearizable, checked by
+    :func:`check`): versions go up; every state reported is real (the register held it:
+    a write that may have taken effect made that version with that value, or it is the
+    initial state); every gap between two reports is declared as skipped; and no state is
+    reported before some operation could have made it (its write was called before)."""
+    made: dict[int, tuple[bytes | None, float]] = {0: (None, -INF)}
+    for op in history:
+        if op.key != key or op.kind == "get":
+            continue
+        if op.status == CAS_FAILED:
+            continue
+        if op.status == UNKNOWN or op.ret is None:
+            continue  # may have made some version: not knowable here, see below
+        made.setdefault(op.version, (None if op.kind == "delete" else op.arg, op.call))
+    unknown = [op for op in history if op.key == key and op.kind != "get"
+               and (op.status == UNKNOWN or op.ret is None)]
+    last: int | None = None if from_version is None else from_version - 1
+    for s in seen:
+        if last is not None and s.version <= last:
+            return False, f"version {s.version} reported after version {last}"
+        expect_skip = (last + 1, s.version - 1) if last is not None and s.version > last + 1 \
+            else None
+        if s.skipped != expect_skip:
+            return False, (f"version {s.version}: skipped {s.skipped}, but the last reported "
+                           f"was {last}")
+        real = made.get(s.version)
+        if real is not None:
+            if real[0] != s.value:
+                return False, f"version {s.version} reported as {s.value!r}, written {real[0]!r}"
+            if real[1] > s.at:
+                return False, f"version {s.version} reported before its write was called"
+        elif not any(op.arg == s.value and op.call <= s.at for op in unknown):
+            return False, f"version {s.version} = {s.value!r} reported, never written"
+        last = s.version
+    return True, ""

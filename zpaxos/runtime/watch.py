@@ -1,0 +1,158 @@
+"""Watching a register: each new state as it happens, on a Client's sockets.
+
+    with Client(load_config()) as c:
+        for state in c.watch("config"):
+            print(state)                    # config = 'v7' (version 7)
+
+How (docs/coordination.md, "Watch"): the watcher sends an RWatch to every node and renews
+it every WATCH_RENEW_S (a node holds it for a lease, and forgets it when restarted: the
+renewal puts it back). A node that accepts a newer state of the register sends an
+RNotify(name, version). A notification is only a hint, never reported as such: the watcher
+then reads the register (a linearizable ``get``) and yields what the read returned, if
+its version is above the last one yielded. So:
+
+* versions only go up (the watcher yields a version only above the last);
+* every state yielded is the register's linearizable state at some moment (a read
+  returned it);
+* no change is missed silently: a register keeps no log, so states overwritten before
+  the read are gone, and the watch says so (``skipped``: versions 5-6 not seen). A lost
+  notification is caught by the next one, or at the latest by the next renewal's answer,
+  which carries the node's version.
+
+The watcher does not poll the cluster: between changes it only renews its watches.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from zpaxos.printable import printable
+from zpaxos.protocol.messages import RNotify, RWatch
+from zpaxos.protocol.regops import OK
+from zpaxos.runtime.watchers import WATCH_RENEW_S
+
+if TYPE_CHECKING:
+    from zpaxos.protocol.regops import RegisterOptions
+    from zpaxos.runtime.config import ClusterConfig
+    from zpaxos.runtime.register_client import Registers
+    from zpaxos.runtime.sockets import Sockets
+
+
+class Client(Protocol):
+    """What a watch needs of a zpaxos.runtime.client.Client (named so, without the
+    import: the Client imports this module)."""
+
+    cluster: ClusterConfig
+    sockets: Sockets
+
+    def register_options(self, one_rtt: bool = True, **overrides: Any) -> RegisterOptions: ...
+
+    def _registers(self) -> Registers: ...
+
+    def _stop(self) -> None: ...
+
+__all__ = ["WatchRefused", "WatchState", "watch"]
+
+READ_RETRY_S = 0.05  # a confirming read that found no quorum is tried again after this
+
+
+class WatchRefused(Exception):
+    """So many nodes refused the watch (their tables are full) that a change could be
+    accepted by a quorum none of whose nodes would tell us."""
+
+
+@dataclass(frozen=True, slots=True)
+class WatchState:
+    """A state of the register, as a linearizable read returned it. ``skipped``: versions
+    (first, last) overwritten before the watcher could read them (none: ``None``)."""
+
+    key: str
+    version: int
+    value: bytes | None
+    skipped: tuple[int, int] | None = None
+    at: float = 0.0  # time.monotonic() when the read returned it
+
+    def __str__(self) -> str:
+        value = "(absent)" if self.value is None else repr(printable(self.value.decode(
+            "utf-8", "replace")))
+        return f"{self.key} = {value} (version {self.version})"
+
+    @property
+    def skipped_text(self) -> str | None:
+        if self.skipped is None:
+            return None
+        first, last = self.skipped
+        what = f"version {first}" if first == last else f"versions {first}-{last}"
+        return f"{what} not seen"
+
+    def as_json(self) -> str:
+        return json.dumps({"name": self.key, "version": self.version,
+                           "value": None if self.value is None else self.value.decode(
+                               "utf-8", "replace"), "skipped": self.skipped})
+
+
+def watch(client: Client, key: str, from_version: int | None = None,
+          options: RegisterOptions | None = None) -> Iterator[WatchState]:
+    """Yield each new state of register ``key``: first its current one (with
+    ``from_version`` N: the first state at N or above, saying which versions from N it
+    skipped), then each newer one. Runs until the caller stops iterating."""
+    # One piece: the loop is one story (renew, wait, read, yield) over a few locals.
+    nodes = [n.id for n in client.cluster.nodes]
+    quorum = len(nodes) // 2 + 1
+    opts = options or client.register_options(one_rtt=False)
+    last = None if from_version is None else from_version - 1
+    sockets = client.sockets
+    refused: set[int] = set()
+    want_read = True  # read at once: the current state is the first to report
+    renew_at = 0.0
+
+    def take(batch: list[tuple[Any, Any]]) -> None:
+        nonlocal want_read
+        for src, msg in batch:
+            if type(msg) is RNotify and msg.key == key and type(src) is int:
+                if not msg.watching:
+                    refused.add(src)
+                else:
+                    refused.discard(src)
+                if last is None or msg.version > last:
+                    want_read = True
+        if len(refused) > len(nodes) - quorum:
+            raise WatchRefused(f"{len(refused)} of {len(nodes)} nodes refused to watch "
+                               f"{key!r} (their watcher tables are full)")
+
+    while True:
+        now = time.monotonic()
+        watch_state = sockets.watch
+        if now >= renew_at or (watch_state is not None and watch_state.came_up):
+            if watch_state is not None:
+                watch_state.came_up.clear()  # a node is back: it forgot us, watch again
+            for node in nodes:
+                sockets.send(node, RWatch(key))
+            renew_at = now + WATCH_RENEW_S
+        if want_read:
+            want_read = False
+            r = client._registers().run([(key, _get())], opts, 1, aside=take)[0]
+            if r.status != OK:
+                want_read = True  # no quorum now: try again soon
+                take(sockets.poll(READ_RETRY_S))
+                continue
+            if last is None or r.version > last:
+                skipped = None
+                if last is not None and r.version > last + 1:
+                    skipped = (last + 1, r.version - 1)
+                last = r.version
+                yield WatchState(key, r.version, r.value, skipped, time.monotonic())
+            continue
+        take(sockets.poll(max(0.0, renew_at - time.monotonic())))
+        if sockets.stop_requested:
+            client._stop()
+
+
+def _get() -> Any:
+    from zpaxos.protocol.register import GET, RegOp
+
+    return RegOp(GET)

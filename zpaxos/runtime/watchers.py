@@ -1,0 +1,86 @@
+"""A node's table of register watchers: who asked to hear of a register's new states.
+
+Pure, like the acceptor host that keeps it (the host says what time it is). Hostile input
+is bounded: a watch is a lease (``WATCH_LEASE_S``) that its watcher renews by asking
+again, so a dead or vanished watcher is dropped without a word; and the table refuses a
+watch past ``MAX_WATCHES`` in all, ``MAX_WATCHERS_PER_REGISTER`` on one register, or
+``MAX_WATCHES_PER_CALLER`` registers for one connection. An entry is a caller (a routing
+id of at most 255 bytes), a register name (at most 128 characters) and a time: the whole
+table is a few megabytes at most.
+
+Leases all have the same length, so the table's insertion order is its expiry order:
+expiring is popping from the front while the oldest is due, and renewing a watch moves
+it to the back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from zpaxos.runtime.addresses import Caller
+
+__all__ = ["MAX_WATCHERS_PER_REGISTER", "MAX_WATCHES", "MAX_WATCHES_PER_CALLER",
+           "WATCH_LEASE_S", "WATCH_RENEW_S", "Watchers"]
+
+WATCH_LEASE_S = 10.0  # a watch lasts this long unless renewed
+WATCH_RENEW_S = 3.0  # a watcher renews its watches this often (three tries per lease)
+MAX_WATCHES = 20_000  # (caller, register) pairs a node holds
+MAX_WATCHERS_PER_REGISTER = 5_000
+MAX_WATCHES_PER_CALLER = 256  # registers one connection may watch
+
+
+class Watchers:
+    def __init__(self, lease_s: float = WATCH_LEASE_S, max_watches: int = MAX_WATCHES,
+                 per_register: int = MAX_WATCHERS_PER_REGISTER,
+                 per_caller: int = MAX_WATCHES_PER_CALLER) -> None:
+        self.lease_s = lease_s
+        self.max_watches = max_watches
+        self.per_register = per_register
+        self.per_caller = per_caller
+        self._until: dict[tuple[str, Caller], float] = {}  # expiry order (see above)
+        self._by_key: dict[str, dict[Caller, None]] = {}
+        self._per_caller: dict[Caller, int] = {}
+        self.refused = 0  # watches refused because a bound was reached
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+    def watch(self, now: float, caller: Caller, key: str) -> bool:
+        """Start or renew ``caller``'s watch of ``key``; False when a bound refuses it."""
+        self.expire(now)
+        entry = (key, caller)
+        if entry in self._until:
+            del self._until[entry]  # renewed: to the back of the expiry order
+        else:
+            watching = self._by_key.get(key)
+            if (len(self._until) >= self.max_watches
+                    or (watching is not None and len(watching) >= self.per_register)
+                    or self._per_caller.get(caller, 0) >= self.per_caller):
+                self.refused += 1
+                return False
+            self._by_key.setdefault(key, {})[caller] = None
+            self._per_caller[caller] = self._per_caller.get(caller, 0) + 1
+        self._until[entry] = now + self.lease_s
+        return True
+
+    def expire(self, now: float) -> None:
+        until = self._until
+        while until:
+            entry, at = next(iter(until.items()))
+            if at > now:
+                return
+            del until[entry]
+            key, caller = entry
+            watching = self._by_key[key]
+            del watching[caller]
+            if not watching:
+                del self._by_key[key]
+            left = self._per_caller[caller] - 1
+            if left:
+                self._per_caller[caller] = left
+            else:
+                del self._per_caller[caller]
+
+    def of(self, key: str) -> Collection[Caller]:
+        """The callers watching ``key`` (none: an empty collection)."""
+        return self._by_key.get(key, ())
