@@ -15,7 +15,6 @@ message and exit code stays click's.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 

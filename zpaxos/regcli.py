@@ -91,7 +91,6 @@ def _run(name: str, op: Any, config: str | None, client_key: Path | None,
         raise _Fail(str(e), EXIT_USAGE) from None
     except Refused as e:  # known from the handshakes, at once (as for propose)
         from zpaxos.explain import refused_line
-
         from zpaxos.protocol.register import CAS, CAS_VALUE
 
         verb = CAS if op.kind == CAS_VALUE else op.kind  # the command's name

@@ -342,6 +342,50 @@ class SyncReply:
 
 
 @dataclass(frozen=True, slots=True)
+class CatchUp:
+    """Node to node, every ``catch_up_s``: "which keys did you learn after ``(seq, after)``
+    of your learn index?" (zpaxos/runtime/catchup.py). ``incarnation``: the database whose
+    learn sequence the cursor counts in (empty: none yet); another one is answered from
+    the start of the peer's index."""
+
+    incarnation: bytes
+    seq: int
+    after: str
+
+
+@dataclass(frozen=True, slots=True)
+class CatchUpReply:
+    """A page of the answering node's learn index after the cursor asked for: keys only,
+    each with its learn sequence number and the ballot it knows it at (the chosen ballot
+    of a key, the accepted ballot of a register's ``@slot``). Values are fetched apart,
+    only for what the asker lacks (:class:`Fetch`)."""
+
+    incarnation: bytes  # the answering node's database: the cursor counts in it
+    seq: int  # the request this answers (its cursor, as asked)
+    after: str
+    learned: tuple[tuple[int, str, Ballot], ...]  # (seq, key or @slot, ballot)
+    more: bool  # ask again after this page's last entry
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """Node to node: "send me what you know of these keys" (a catch-up page's keys this
+    node lacks): chosen values, and registers' accepted states."""
+
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FetchReply:
+    """What the peer knows of the keys asked for: ``(key, value, ballot)``, the chosen
+    value and its ballot for a key, the accepted state and ballot for a register's
+    ``@slot``. ``more``: cut short by size; ask again for the rest."""
+
+    known: tuple[tuple[str, bytes, Ballot], ...]
+    more: bool
+
+
+@dataclass(frozen=True, slots=True)
 class CheckAccepted:
     """Node to node: "have you accepted ``ballot`` for ``key``, and with which value?"
 
@@ -393,6 +437,7 @@ class HelloReply:
 
 
 RuntimeMessage = (StatusRequest | StatusReply | SyncRequest | SyncReply | CheckAccepted
-                  | RegistersRequest | RegistersReply
+                  | RegistersRequest | RegistersReply | CatchUp | CatchUpReply | Fetch
+                  | FetchReply
                   | AcceptedAt | Hello | HelloReply)
 Message = ProtocolMessage | RangeMessage | RegisterMessage | RuntimeMessage

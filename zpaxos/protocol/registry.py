@@ -33,8 +33,12 @@ from zpaxos.protocol.messages import (
     Accepted,
     AcceptedAt,
     Ballot,
+    CatchUp,
+    CatchUpReply,
     CheckAccepted,
     Decide,
+    Fetch,
+    FetchReply,
     Hello,
     HelloReply,
     KeyStatus,
@@ -73,6 +77,7 @@ MAX_ROUND = (1 << 63) - 1  # fits SQLite's signed 64-bit integers
 MAX_ENTRIES = 100_000  # entries in one status or sync page
 MAX_NAMES = 1000  # register names in one RegistersReply
 MAX_RANGE_ENTRIES = 4096  # range promises in one status reply (ranges.MAX_RANGES)
+MAX_LEARN_ENTRIES = 4096  # keys in one catch-up page, and asked for in one Fetch
 MAX_BUSY = 1024  # keys a RangePromise names as not fresh (more: two phases for the range)
 
 # Directions: a Paxos message goes to acceptors, to proposers or (Decide) both ways;
@@ -338,6 +343,15 @@ class _OptStatusKey(Kind):
         return None if x is None else STATUS_KEY.dec(x, what)
 
 
+class _StatusAfter(Kind):
+    """A catch-up cursor's key: "" (before every key), a key or a register's slot."""
+
+    name = "key, @register or empty"
+
+    def dec(self, x: Any, what: str) -> str:
+        return "" if x == "" else STATUS_KEY.dec(x, what)
+
+
 class _RegState(Kind):
     """A register state: ``[version, value or none, [[op id, version], ...]]``."""
 
@@ -370,6 +384,7 @@ class _RegState(Kind):
 
 KEY, OPT_KEY, AFTER = _Key(), _OptKey(), _After()
 STATUS_KEY, OPT_STATUS_KEY = _StatusKey(), _OptStatusKey()
+OPT_STATUS_AFTER = _StatusAfter()
 VALUE, OPT_VALUE, BOOL = _Value(), _OptValue(), _Bool()
 OPT_SLOT_VALUE = _OptValue(MAX_SLOT_BYTES)  # an acceptor's value: a register's is its state
 BALLOT, REAL_BALLOT = _Ballot(), _RealBallot()
@@ -394,6 +409,14 @@ RANGE_ENTRY = _Record("range promise", [("prefix", KEY), ("ballot", REAL_BALLOT)
                       lambda p, b: (p, b), lambda e: e)
 SYNC_ENTRY = _Record("sync entry", [("key", KEY), ("value", VALUE), ("ballot", BALLOT)],
                      lambda k, v, b: (k, v, b), lambda e: e)
+
+# Catching up (runtime/catchup.py): pages of keys, then the values fetched.
+LEARN_ENTRY = _Record("learn entry", [("seq", _Int(0, MAX_ROUND)), ("key", STATUS_KEY),
+                                      ("ballot", BALLOT)], lambda q, k, b: (q, k, b),
+                      lambda e: e)
+KNOWN_ENTRY = _Record("known entry", [("key", STATUS_KEY), ("value", _Value(MAX_SLOT_BYTES)),
+                                      ("ballot", BALLOT)], lambda k, v, b: (k, v, b),
+                      lambda e: e)
 
 
 # --------------------------------------------------------------------------- declarations
@@ -568,6 +591,20 @@ SPECS: tuple[Spec, ...] = (
     Spec(RegistersReply, b"REGISTERS_REPLY",
          (("after", AFTER), ("names", _ListOf(KEY, MAX_NAMES)), ("more", BOOL)), RUNTIME,
          ("after", "more"), _simple(), ChartStyle("#7f7f7f", "#555555", "2 3"), drawn=False),
+    Spec(CatchUp, b"CATCHUP", (("incarnation", INCARNATION), ("seq", _Int(0, MAX_ROUND)),
+                               ("after", OPT_STATUS_AFTER)), RUNTIME, ("seq",),
+         _simple("seq"), ChartStyle("#7f8c8d", "#555f60", "2 3"), drawn=False),
+    Spec(CatchUpReply, b"CATCHUP_REPLY",
+         (("incarnation", INCARNATION), ("seq", _Int(0, MAX_ROUND)),
+          ("after", OPT_STATUS_AFTER), ("learned", _ListOf(LEARN_ENTRY, MAX_LEARN_ENTRIES)),
+          ("more", BOOL)), RUNTIME, ("seq", "learned", "more"), _simple("learned"),
+         ChartStyle("#16a085", "#0e6655", "2 3"), drawn=False),
+    Spec(Fetch, b"FETCH", (("keys", _ListOf(STATUS_KEY, MAX_LEARN_ENTRIES)),), RUNTIME,
+         ("keys",), _simple("keys"), ChartStyle("#7f8c8d", "#555f60", "2 3"), drawn=False),
+    Spec(FetchReply, b"FETCH_REPLY",
+         (("known", _ListOf(KNOWN_ENTRY, MAX_LEARN_ENTRIES)), ("more", BOOL)), RUNTIME,
+         ("known", "more"), _simple("known"), ChartStyle("#16a085", "#0e6655", "2 3"),
+         drawn=False),
     Spec(CheckAccepted, b"CHECK", (("key", KEY), ("ballot", REAL_BALLOT)), RUNTIME,
          ("key", "ballot"), _simple("ballot"), ChartStyle("#8e44ad", "#6c3483", "2 3")),
     Spec(AcceptedAt, b"CHECKED", (("key", KEY), ("ballot", REAL_BALLOT), ("value", OPT_VALUE)),

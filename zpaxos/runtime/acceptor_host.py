@@ -44,8 +44,12 @@ from zpaxos.protocol.messages import (
     Accepted,
     AcceptedAt,
     Ballot,
+    CatchUp,
+    CatchUpReply,
     CheckAccepted,
     Decide,
+    Fetch,
+    FetchReply,
     KeyStatus,
     Message,
     Prepare,
@@ -60,8 +64,16 @@ from zpaxos.protocol.messages import (
 )
 from zpaxos.protocol.ranges import MAX_SCAN
 from zpaxos.protocol.register import RegAcceptor
-from zpaxos.protocol.registry import REGISTER_TYPES, TO_ACCEPTOR_TYPES, type_name
-from zpaxos.protocol.regmessages import REGISTER_PREFIX, RegisterMessage, register_slot
+from zpaxos.protocol.registry import MAX_VALUE_BYTES, REGISTER_TYPES, TO_ACCEPTOR_TYPES, type_name
+from zpaxos.protocol.regmessages import (
+    REGISTER_PREFIX,
+    BadState,
+    RAccept,
+    RegisterMessage,
+    decode_state,
+    register_slot,
+)
+from zpaxos.runtime import catchup
 from zpaxos.runtime.addresses import Caller, Src
 from zpaxos.runtime.keyrange import in_range, span
 
@@ -120,6 +132,11 @@ class Ready:
     learned: list[tuple[str, bytes]] = field(default_factory=list)
     events: list[tuple[Src | None, Event]] = field(default_factory=list)
     lazy: dict[str, KeyState] = field(default_factory=dict)
+    # Catching up (runtime/catchup.py): each peer's cursor to save, only with or after the
+    # commit that makes this pass's persist and every earlier lazy state durable (the
+    # values it covers); and (peer, keys learned from it) for the log.
+    cursors: dict[int, catchup.Cursor] = field(default_factory=dict)
+    caught: list[tuple[int, int]] = field(default_factory=list)
 
 
 class StateSource(Protocol):
@@ -166,12 +183,17 @@ class AcceptorHost:
                  check_client_decides: bool = False,
                  ranges: Mapping[str, Ballot] | None = None,
                  register_cls: type[RegAcceptor] = RegAcceptor,
-                 source: StateSource | None = None, cache_keys: int = CACHE_KEYS) -> None:
+                 source: StateSource | None = None, cache_keys: int = CACHE_KEYS,
+                 catch_up_s: float = 0.0, learn: catchup.LearnSource | None = None,
+                 cursors: Mapping[int, catchup.Cursor] | None = None) -> None:
         """``check_client_decides``: a Decide from anyone but a peer node (a client, with
         CURVE on) is recorded only once a quorum of nodes confirms they accepted that very
         ballot with that very value (see :meth:`_check_decide`). ``source``: read states
         from it as needed, keeping at most about ``cache_keys`` (``states`` is then only
-        a warm start, normally empty)."""
+        a warm start, normally empty). ``catch_up_s`` > 0: ask each peer that often what
+        it learned since ``cursors`` (runtime/catchup.py); 0: a start walks the peers'
+        chosen keys instead, and nothing is timed. ``learn``: this node's learn index
+        (its store), which answers the peers' catch-up requests."""
         self.node_id = node_id
         self.peers = tuple(peers)
         self.check_client_decides = check_client_decides
@@ -206,6 +228,9 @@ class AcceptorHost:
                                      if s.chosen is not None)
         self._new_keys: list[str] = []
         self._new_chosen: list[str] = []
+        self.learn = learn
+        self.follower = (catchup.Follower(self.peers, catch_up_s, at=dict(cursors or {}))
+                         if catch_up_s > 0 else None)
 
     @property
     def states(self) -> Mapping[str, KeyState]:
@@ -217,8 +242,21 @@ class AcceptorHost:
         return self.acceptor.ranges.by_prefix
 
     def start(self) -> Ready:
-        """Ask every peer for the decisions this node may have missed while it was down."""
+        """Ask every peer for the decisions this node may have missed while it was down:
+        from the saved cursors (catching up), else by walking their chosen keys."""
+        if self.follower is not None:
+            return Ready(send=list(self.follower.start()))
         return Ready(send=[(p, SyncRequest("")) for p in self.peers])
+
+    def tick(self, now: float) -> Ready:
+        """Timed work at ``now``: the periodic catch-up requests, and their retries."""
+        if self.follower is None:
+            return Ready()
+        return Ready(send=list(self.follower.tick(now)))
+
+    @property
+    def next_tick(self) -> float | None:
+        return self.follower.next_due() if self.follower is not None and self.peers else None
 
     def handle(self, batch: Iterable[tuple[Src, Message]]) -> Ready:
         ready = Ready()
@@ -242,7 +280,7 @@ class AcceptorHost:
             if t is Accept or t is Prepare or (t is Decide and not check_decides):
                 apply(src, msg, ready)  # type: ignore[arg-type]
                 continue
-            if isinstance(msg, (StatusRequest, SyncRequest, RegistersRequest)):
+            if isinstance(msg, (StatusRequest, SyncRequest, RegistersRequest, CatchUp, Fetch)):
                 pages += 1
                 if pages > MAX_PAGES_PER_PASS:
                     ready.events.append((src, Ignored("", type_name(msg))))
@@ -265,6 +303,19 @@ class AcceptorHost:
                 ready.send.append((src, self.sync_page(msg.after)))
             elif isinstance(msg, RegistersRequest):
                 ready.send.append((src, self.register_page(msg.after)))
+            elif isinstance(msg, CatchUp) and self.learn is not None:
+                ready.send.append((src, catchup.page(self.learn, msg)))
+            elif isinstance(msg, Fetch):
+                ready.send.append((src, catchup.fetch_reply(msg.keys, self._known,
+                                                            REPLY_MAX_VALUE_BYTES)))
+            elif isinstance(msg, CatchUpReply) and isinstance(src, int) and self.follower:
+                # Only an answer on our own socket to that peer (a node, authenticated).
+                sends, cursor = self.follower.on_page(src, msg, self._lacks)
+                ready.send.extend(sends)
+                if cursor is not None:
+                    ready.cursors[src] = cursor
+            elif isinstance(msg, FetchReply) and isinstance(src, int) and self.follower:
+                self._fetched(src, msg, ready)
             elif isinstance(msg, CheckAccepted):
                 s = self.acceptor.state(msg.key)
                 value = (s.value if s.accepted == msg.ballot else
@@ -305,6 +356,12 @@ class AcceptorHost:
         for _, msg in batch:
             if isinstance(msg, SyncReply):
                 want.update(e[0] for e in msg.chosen)
+            elif isinstance(msg, CatchUpReply):
+                want.update(e[1] for e in msg.learned)
+            elif isinstance(msg, Fetch):
+                want.update(msg.keys)
+            elif isinstance(msg, FetchReply):
+                want.update(e[0] for e in msg.known)
             elif isinstance(msg, RangePrepare):
                 continue  # read when it is handled (_range_prepare), if in this pass
             elif isinstance(msg, REGISTER_TYPES):
@@ -474,6 +531,65 @@ class AcceptorHost:
                 self._pass_new.append(slot)
         ready.send.extend((src, m) for _, m in step.send)
         ready.events.extend((src, ev) for ev in step.events)
+
+    # ---- catching up (runtime/catchup.py)
+
+    def _known(self, key: str) -> tuple[bytes, Ballot] | None:
+        """What a Fetch gets for ``key``: its chosen value, or a register slot's accepted
+        state (made durable in this pass before the reply leaves)."""
+        s = self.acceptor.states.get(key)
+        if s is None:
+            return None
+        if key[:1] == REGISTER_PREFIX:
+            return None if s.value is None or s.accepted.is_zero else (s.value, s.accepted)
+        return None if s.chosen is None else (s.chosen, s.chosen_ballot)
+
+    def _lacks(self, key: str, ballot: Ballot) -> bool:
+        """A catch-up page lists ``key`` at ``ballot``: does this node lack it?"""
+        s = self.acceptor.states.get(key)
+        if key[:1] == REGISTER_PREFIX:
+            return s is None or s.accepted < ballot
+        return s is None or s.chosen is None
+
+    def _fetched(self, src: int, msg: FetchReply, ready: Ready) -> None:
+        """The values a peer sent for the keys this node asked it for. A key's is applied
+        as that peer's Decide (the core checks it as any other); a register slot's through
+        the register acceptor's Accept rule, as the late Accept it is."""
+        assert self.follower is not None
+        take, sends, cursor = self.follower.on_fetched(src, msg)
+        learned = 0
+        for key, value, ballot in msg.known:
+            if key not in take:
+                continue  # not asked for from this peer: ignored, whatever it says
+            if key[:1] == REGISTER_PREFIX:
+                learned += self._learn_register(src, key, value, ballot, ready)
+            elif len(value) <= MAX_VALUE_BYTES:
+                n = len(ready.learned)
+                self._apply(src, Decide(key, value, ballot), ready, reply=False)
+                learned += len(ready.learned) - n
+        ready.send.extend(sends)
+        if cursor is not None:
+            ready.cursors[src] = cursor
+        if learned:
+            self.follower.learned_total += learned
+            ready.caught.append((src, learned))
+
+    def _learn_register(self, src: int, slot: str, value: bytes, ballot: Ballot,
+                        ready: Ready) -> int:
+        s = self.acceptor.states.get(slot)
+        if ballot.is_zero or (s is not None and ballot <= s.accepted):
+            return 0
+        try:
+            state = decode_state(value)
+        except BadState:
+            ready.events.append((src, Ignored(slot, "FETCH_REPLY")))
+            return 0
+        scratch = Ready()  # the acceptor's reply (RACCEPTED) goes nowhere: nobody asked
+        self._apply_register(src, RAccept(slot[len(REGISTER_PREFIX):], ballot, state),
+                             scratch)
+        ready.persist.update(scratch.persist)
+        ready.events.extend(scratch.events)
+        return len(scratch.persist)
 
     # ---- status and sync (answered from the core's state; no protocol rule here)
 

@@ -112,6 +112,15 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeOptions:
+    """``[node]``: what every node of the cluster does alike. ``catch_up_s``: how often a
+    node asks each peer what it learned since it last asked (docs/catching-up.md); 0 turns
+    catching up off (a restart then walks every peer's chosen keys, as before it)."""
+
+    catch_up_s: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
 class SecurityConfig:
     """``[security]``: CURVE on every socket (see runtime/security.py)."""
 
@@ -141,6 +150,7 @@ class ClusterConfig:
     proposer: ProposerConfig
     log: LogConfig
     security: SecurityConfig = SecurityConfig()
+    options: NodeOptions = NodeOptions()
 
     def node_keys(self, node_id: int) -> KeyPair | None:
         """A node's own key pair, or None without CURVE (ConfigError if missing/bad)."""
@@ -232,6 +242,7 @@ def _build(p: Path, parser: configparser.ConfigParser, keys: bool = True) -> Clu
     proposer = ProposerConfig()
     log = LogConfig()
     security = SecurityConfig()
+    options = NodeOptions()
     for section in parser.sections():
         sec = parser[section]
         if section.startswith("node."):
@@ -242,9 +253,11 @@ def _build(p: Path, parser: configparser.ConfigParser, keys: bool = True) -> Clu
             log = _log(p, sec)
         elif section == "security":
             security = _security(p, sec, keys)
+        elif section == "node":
+            options = _node_options(p, sec)
         else:
             raise ConfigError(f"{p}: [{section}]: unknown section (expected [node.N], "
-                              f"[proposer], [log] or [security])")
+                              f"[node], [proposer], [log] or [security])")
     if not nodes:
         raise ConfigError(f"{p}: no [node.N] sections: a cluster needs at least one node")
     nodes.sort(key=lambda n: n.id)
@@ -271,7 +284,7 @@ def _build(p: Path, parser: configparser.ConfigParser, keys: bool = True) -> Clu
                 if parser[f"node.{n.id}"].get(key, "").strip():
                     raise ConfigError(f"{p}: [node.{n.id}] {key}: set, but [security] curve "
                                       f"is not true (turn curve on, or remove the key)")
-    return ClusterConfig(p, tuple(nodes), proposer, log, security)
+    return ClusterConfig(p, tuple(nodes), proposer, log, security, options)
 
 
 def _node_keys(p: Path, n: NodeConfig, sec: configparser.SectionProxy) -> NodeConfig:
@@ -305,6 +318,20 @@ def _security(p: Path, sec: configparser.SectionProxy, keys: bool = True) -> Sec
         raise ConfigError(f"{p}: [security] authorized_clients: {e}") from None
     client_key = sec.get("client_key", "").strip()
     return SecurityConfig(True, clients, Path(client_key) if client_key else None)
+
+
+def _node_options(p: Path, sec: configparser.SectionProxy) -> NodeOptions:
+    default = NodeOptions().catch_up_s
+    _check_keys(p, "node", sec, {"catch_up_s": default})
+    raw = sec.get("catch_up_s", str(default)).strip()
+    try:
+        every = float(raw)
+    except ValueError:
+        every = -1.0
+    if not (every == 0 or 0.05 <= every <= 3600):
+        raise ConfigError(f"{p}: [node] catch_up_s: {raw!r} is not 0 (off) or a number of "
+                          f"seconds from 0.05 to 3600")
+    return NodeOptions(every)
 
 
 def _check_keys(p: Path, section: str, sec: configparser.SectionProxy,

@@ -8,6 +8,7 @@ from collections.abc import Collection, Iterable
 
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.messages import Ballot
+from zpaxos.protocol.regmessages import REGISTER_PREFIX
 from zpaxos.runtime.keyrange import SortedKeys
 from zpaxos.runtime.valuefiles import glob_matcher
 
@@ -21,6 +22,7 @@ class MemoryStore:
         self.commits = 0
         self._keys = SortedKeys()  # saved only ever gains keys
         self.incarnation = os.urandom(16)
+        self.learned: dict[str, int] = {}  # key -> learn seq (catching up), as SqliteStore
 
     @property
     def commit_seq(self) -> int:
@@ -50,8 +52,21 @@ class MemoryStore:
         return [(k, s.chosen) for k, s in sorted(self.saved.items())
                 if s.chosen is not None and match(k)]
 
+    def count_chosen(self) -> int:
+        return sum(1 for s in self.saved.values() if s.chosen is not None)
+
     def count(self) -> int:
         return len(self.saved)
+
+    def learned_after(self, seq: int, after: str, limit: int
+                      ) -> list[tuple[int, str, Ballot]]:
+        """As SqliteStore.learned_after (sorted here: for tests, not for scale)."""
+        entries = sorted((q, k) for k, q in self.learned.items() if (q, k) > (seq, after))
+        out = []
+        for q, k in entries[:limit]:
+            st = self.saved[k]
+            out.append((q, k, st.accepted if k[:1] == REGISTER_PREFIX else st.chosen_ballot))
+        return out
 
     def load_ranges(self) -> dict[str, Ballot]:
         return dict(self.saved_ranges)
@@ -64,6 +79,9 @@ class MemoryStore:
             self.saved.update(rows)
             self.saved_ranges.update(range_rows)
             self.commits += 1
+            for k, st in rows:
+                if st.chosen is not None or k[:1] == REGISTER_PREFIX:
+                    self.learned[k] = self.commits
 
     def seal(self) -> None:
         """Nothing to do: what save() keeps is all there is."""

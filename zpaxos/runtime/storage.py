@@ -49,6 +49,7 @@ from typing import Any
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.messages import Ballot
 from zpaxos.protocol.ranges import prefix_end, superseded
+from zpaxos.protocol.regmessages import REGISTER_PREFIX
 from zpaxos.runtime.datadir import MARKER_NAME, DirLock, FileWatch, Marker, make_dir, retire
 from zpaxos.runtime.faults import crash_point
 from zpaxos.runtime.journal import JOURNAL_NAME, Journal, Record, encode
@@ -94,6 +95,15 @@ CREATE TABLE ranges (
     checksum BLOB NOT NULL
 );
 """
+# Catching up (zpaxos/runtime/catchup.py): every chosen key and every register slot a
+# commit writes gets that commit's number as its learn sequence number, so "what did this
+# node learn after (seq, key)?" is one seek down learned_seq. Added in place (no new schema
+# version): a database without it gets it, filled from its rows, when opened.
+_LEARNED_SCHEMA = """
+CREATE TABLE learned (key TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE INDEX learned_seq ON learned (seq, key);
+"""
+_INSERT_LEARNED = "INSERT OR REPLACE INTO learned (key, seq) VALUES (?, ?)"
 _STATE_COLUMNS = ["key", "promised_round", "promised_id", "accepted_round", "accepted_id",
                   "value", "chosen", "chosen_round", "chosen_id"]
 _COLUMNS = [*_STATE_COLUMNS, "checksum"]
@@ -146,6 +156,9 @@ class SqliteStore:
         # What the journal holds that state.db does not yet (latest state per key).
         self._pending: dict[str, KeyState] = {}
         self._pending_ranges: dict[str, Ballot] = {}
+        # The learn sequence numbers of what the journal holds (key -> the commit that
+        # wrote it chosen, or wrote the register slot): catchup.learns says which rows.
+        self._pending_learned: dict[str, int] = {}
         self._pending_keys = SortedKeys()  # _pending's keys in order, for range lookups
         self._watch = FileWatch()
         self._opened = False  # close() folds the journal only into a database that opened
@@ -249,6 +262,8 @@ class SqliteStore:
             for key, pr, pid, ar, aid, v, ch, cr, cid in r.rows:
                 self._pending[key] = KeyState(Ballot(pr, pid), Ballot(ar, aid), v, ch,
                                               Ballot(cr, cid))
+                if ch is not None or key[:1] == REGISTER_PREFIX:
+                    self._pending_learned[key] = r.seq  # the same number as before the stop
             for prefix, rnd, pid in r.ranges:
                 self._pending_ranges[prefix] = Ballot(rnd, pid)
         if self._journal.path.exists():
@@ -316,7 +331,7 @@ class SqliteStore:
         assert self._db is not None
         try:
             self._db.executescript(
-                "BEGIN;" + _SCHEMA + _RANGES_SCHEMA +
+                "BEGIN;" + _SCHEMA + _RANGES_SCHEMA + _LEARNED_SCHEMA +
                 f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
                 f"INSERT INTO meta VALUES ('incarnation', '{inc.hex()}');"
                 "INSERT INTO meta VALUES ('commit_seq', '0'); COMMIT;")
@@ -366,6 +381,15 @@ class SqliteStore:
         cols = [r[1] for r in db.execute("PRAGMA table_info(ranges)")]
         if cols != ["prefix", "round", "id", "checksum"]:
             raise sqlite3.DatabaseError("the ranges table is missing or has the wrong columns")
+        if "learned" not in tables:
+            # From before catching up: every chosen key and register slot, at number 0
+            # (a peer's first page starts after (0, ""): it lists them all).
+            db.executescript("BEGIN;" + _LEARNED_SCHEMA +
+                             "INSERT INTO learned SELECT key, 0 FROM acceptor WHERE chosen IS "
+                             "NOT NULL OR substr(key, 1, 1) = '@'; COMMIT;")
+        cols = [r[1] for r in db.execute("PRAGMA table_info(learned)")]
+        if cols != ["key", "seq"]:
+            raise sqlite3.DatabaseError("the learned table has the wrong columns")
         meta = dict(db.execute("SELECT name, value FROM meta "
                                "WHERE name IN ('incarnation', 'commit_seq')").fetchall())
         try:
@@ -498,6 +522,33 @@ class SqliteStore:
         extra = self._pending_keys.prefixed(self._pending, prefix)
         return merge(states, extra, limit) if extra else states
 
+    def learned_after(self, seq: int, after: str, limit: int
+                      ) -> list[tuple[int, str, Ballot]]:
+        """Up to ``limit`` (learn seq, key, ballot) after ``(seq, after)`` in (seq, key)
+        order: what this node learned since, durable (the journal's included; never the
+        node's uncommitted learned decisions). The ballot is the chosen one of a key, the
+        accepted one of a register slot (a hint for the asker: values are read with get)."""
+        assert self._db is not None
+        try:
+            rows = self._db.execute(
+                "SELECT l.seq, l.key, a.chosen_round, a.chosen_id, a.accepted_round, "
+                "a.accepted_id FROM learned l JOIN acceptor a ON a.key = l.key "
+                "WHERE (l.seq, l.key) > (?, ?) ORDER BY l.seq, l.key LIMIT ?",
+                (seq, after, limit)).fetchall()
+        except sqlite3.Error as e:
+            raise from_sqlite_error(self.path, e, running=True) from None
+        out = [(q, k, Ballot(ar, bytes(aid)) if k[:1] == REGISTER_PREFIX
+                else Ballot(cr, bytes(cid))) for q, k, cr, cid, ar, aid in rows]
+        # The journal's entries all come after the database's (later commits).
+        extra = sorted((q, k) for k, q in self._pending_learned.items() if (q, k) > (seq, after))
+        if extra and len(out) < limit:
+            pending = self._pending
+            for q, k in extra[:limit - len(out)]:
+                st = pending[k]
+                out.append((q, k, st.accepted if k[:1] == REGISTER_PREFIX
+                            else st.chosen_ballot))
+        return out
+
     def chosen_matching(self, pattern: str) -> list[tuple[str, bytes]]:
         """The chosen values of the keys ``pattern`` (a value_files glob) matches, read
         through the index where the glob has a literal prefix."""
@@ -508,6 +559,16 @@ class SqliteStore:
         rows = self._select("WHERE key GLOB ? AND chosen IS NOT NULL", (sql,))
         return [(k, s.chosen) for k, s in self._verified([r for r in rows if match(r[0])])
                 if s.chosen is not None]
+
+    def count_chosen(self) -> int:
+        """How many keys this node knows chosen (a scan: at start only)."""
+        self._fold()
+        assert self._db is not None
+        try:
+            return int(self._db.execute("SELECT count(*) FROM acceptor WHERE chosen IS NOT "
+                                        "NULL").fetchone()[0])
+        except sqlite3.Error as e:
+            raise from_sqlite_error(self.path, e, running=True) from None
 
     def count(self) -> int:
         self._fold()
@@ -557,6 +618,10 @@ class SqliteStore:
         self._journal.append(record)
         self.commit_seq = seq
         self._pending.update(states)
+        learned = self._pending_learned
+        for k, st in states.items():
+            if st.chosen is not None or k[:1] == REGISTER_PREFIX:
+                learned[k] = seq
         self._pending_ranges.update(range_states)
         if len(self._pending) >= FOLD_KEYS_HARD:
             self._fold()
@@ -588,6 +653,7 @@ class SqliteStore:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany(_INSERT, rows)
             self._db.executemany(_INSERT_RANGE, range_rows)
+            self._db.executemany(_INSERT_LEARNED, self._pending_learned.items())
             if range_rows:
                 self._drop_superseded()
             self._db.execute("UPDATE meta SET value=? WHERE name='commit_seq'",
@@ -602,6 +668,7 @@ class SqliteStore:
             raise from_sqlite_error(self.path, e, running=True) from None
         self._journal.reset()
         self._pending.clear()
+        self._pending_learned.clear()
         self._pending_keys.reset()
         self._pending_ranges.clear()
         self._marker.write(self.commit_seq)  # fdatasync'd: at least at every fold

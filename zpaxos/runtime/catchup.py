@@ -1,0 +1,228 @@
+"""Catching up: every node learns every decision, including the ones it missed while up.
+
+Pure, like the hosts (no sockets, disk or clock: the loop passes the time in).
+
+**The learn index (answering side).** A node's store gives each chosen key, and each
+register slot, the number of the commit that wrote it (its *learn sequence number*, durable
+with the row: ``SqliteStore.learned_after``). "What did you learn after ``(seq, key)``?" is
+one seek down an index, whatever the node already holds; only what is durable is listed.
+
+**Asking (this module).** Every ``every`` seconds a node asks each peer
+``CATCHUP(incarnation, seq, after)`` from its cursor for that peer. The answer
+(``CATCHUP_REPLY``) is a page of *keys only* (each with its seq and the ballot the peer knows
+it at); the node looks them up in its own state and sends ``FETCH`` for just those it lacks:
+a chosen key it does not know chosen, a register slot it holds at a lower accepted ballot.
+Only when every value fetched has been applied does the cursor move to the page's last
+entry: the host hands it out in ``Ready.cursors``, and the loop saves it only with (or
+after) the commit that makes those values durable. A full page is followed at once by the
+next; a short one means caught up until the next period. Idle, that is one small request
+and one empty page per peer per period.
+
+**Trust.** A fetched value is applied exactly as a Decide from that peer is: only an answer
+on this node's own socket to the peer (a node-authenticated source, ``src`` an int), and
+only for keys this node asked that peer for. The core then checks it like any Decide (a
+value never replaces a different chosen one). A register slot is taken through the
+register acceptor's own Accept rule (accepted only at or above its promise), as if the
+proposer's Accept that the peer accepted had arrived late: a register state is never
+copied around that rule.
+
+**Cursors** are ``(incarnation, seq, key)``: the peer's database, and a position in its
+index (a commit writes many keys under one seq, so a page may end inside one commit). A
+peer that answers with another incarnation (it was started again with ``--new``) answered
+from the start of its index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from zpaxos.protocol.messages import Ballot, CatchUp, CatchUpReply, Fetch, FetchReply, Message
+
+CATCH_UP_S = 0.5  # default period: how often a node asks each peer what it learned since
+RETRY_S = 2.0  # a request or fetch unanswered this long is sent again
+PAGE_KEYS = 1000  # keys in one catch-up page (registry.MAX_LEARN_ENTRIES bounds the wire)
+
+Cursor = tuple[bytes, int, str]  # (the peer's incarnation, learn seq, key)
+NO_CURSOR: Cursor = (b"", 0, "")
+Sends = list[tuple[int, Message]]
+
+
+class LearnSource(Protocol):
+    """What the answering side reads: the store (SqliteStore, MemoryStore, the simulator's
+    disk)."""
+
+    @property
+    def incarnation(self) -> bytes: ...
+
+    def learned_after(self, seq: int, after: str, limit: int
+                      ) -> list[tuple[int, str, Ballot]]: ...
+
+
+def page(source: LearnSource, msg: CatchUp, limit: int = PAGE_KEYS) -> CatchUpReply:
+    """The answer to ``msg``: the keys learned after its cursor, or from the start of the
+    index when the cursor counts in another incarnation."""
+    inc = source.incarnation
+    # (0, "") is before every entry: keys sort after "", also those at seq 0 (the rows
+    # from before catching up).
+    seq, after = (msg.seq, msg.after) if msg.incarnation == inc else (0, "")
+    entries = source.learned_after(seq, after, limit + 1)
+    return CatchUpReply(inc, msg.seq, msg.after, tuple(entries[:limit]), len(entries) > limit)
+
+
+@dataclass(slots=True)
+class _Fetching:
+    end: Cursor  # the cursor once every value asked for is in
+    wanted: set[str]
+    more: bool  # the page was full: ask for the next at once
+    when: float
+
+
+@dataclass
+class Follower:
+    """The asking side: where this node is in each peer's learn index, and what it asked."""
+
+    peers: Sequence[int]
+    every: float = CATCH_UP_S
+    retry: float = RETRY_S
+    at: dict[int, Cursor] = field(default_factory=dict)  # durable cursors, by peer
+    now: float = 0.0
+    # Outstanding requests: peer -> (the cursor asked from, when; None: before the first
+    # tick, whose time starts its clock).
+    asked: dict[int, tuple[Cursor, float | None]] = field(default_factory=dict)
+    fetching: dict[int, _Fetching] = field(default_factory=dict)
+    next_at: dict[int, float] = field(default_factory=dict)
+    caught_up: set[int] = field(default_factory=set)  # peers it reached the end of once
+    last_caught_up: float | None = None  # when it last reached a peer's end
+    learned_total: int = 0  # keys and register states learned by catching up
+
+    def start(self) -> Sends:
+        """At start: ask every peer from the saved cursor (a restart fetches only what it
+        missed)."""
+        return [self._ask(p, None) for p in self.peers]
+
+    def _ask(self, peer: int, when: float | None) -> tuple[int, Message]:
+        cursor = self.at.get(peer, NO_CURSOR)
+        self.asked[peer] = (cursor, when)
+        return (peer, CatchUp(*cursor))
+
+    def tick(self, now: float) -> Sends:
+        """What is due at ``now``: the periodic requests, and the retries."""
+        self.now = now
+        out: Sends = []
+        for p in self.peers:
+            f = self.fetching.get(p)
+            if f is not None:
+                if now >= f.when + self.retry:  # lost, or the peer was away: ask again
+                    f.when = now
+                    out.append((p, Fetch(tuple(sorted(f.wanted)))))
+                continue
+            asked = self.asked.get(p)
+            if asked is not None:
+                if asked[1] is None:
+                    self.asked[p] = (asked[0], now)
+                elif now >= asked[1] + self.retry:
+                    out.append(self._ask(p, now))
+            elif now >= self.next_at.get(p, 0.0):
+                out.append(self._ask(p, now))
+        return out
+
+    def next_due(self) -> float | None:
+        times: list[float] = []
+        for p in self.peers:
+            f = self.fetching.get(p)
+            if f is not None:
+                times.append(f.when + self.retry)
+                continue
+            asked = self.asked.get(p)
+            if asked is None:
+                times.append(self.next_at.get(p, 0.0))
+            else:
+                times.append(self.now if asked[1] is None else asked[1] + self.retry)
+        return min(times) if times else None
+
+    def on_page(self, peer: int, msg: CatchUpReply, lacks: Callable[[str, Ballot], bool]
+                ) -> tuple[Sends, Cursor | None]:
+        """A peer's page: what to send next, and the cursor to save (when nothing on the
+        page is missing here). ``lacks(key, ballot)``: this node does not know it."""
+        asked = self.asked.get(peer)
+        if asked is None or (asked[0][1], asked[0][2]) != (msg.seq, msg.after):
+            return [], None  # a duplicate, or an answer to an older request
+        del self.asked[peer]
+        start = asked[0] if msg.incarnation == asked[0][0] else (msg.incarnation, 0, "")
+        end = (msg.incarnation, *msg.learned[-1][:2]) if msg.learned else start
+        wanted = {k for _, k, b in msg.learned if lacks(k, b)}
+        if wanted:
+            self.fetching[peer] = _Fetching(end, wanted, msg.more, self.now)
+            return [(peer, Fetch(tuple(sorted(wanted))))], None
+        return self._advance(peer, end, msg.more)
+
+    def on_fetched(self, peer: int, msg: FetchReply) -> tuple[set[str], Sends, Cursor | None]:
+        """A peer's values: which of them to apply (only keys asked for from that peer),
+        what to send next, and the cursor to save once they are durable."""
+        f = self.fetching.get(peer)
+        if f is None:
+            return set(), [], None
+        take = {k for k, _, _ in msg.known if k in f.wanted}
+        f.wanted -= take
+        if f.wanted and msg.more:  # cut short by size: the rest
+            f.when = self.now
+            return take, [(peer, Fetch(tuple(sorted(f.wanted))))], None
+        # Keys the peer no longer has a value for (it cannot forget a chosen one; only a
+        # peer started again with --new could) are given up, not asked for forever.
+        del self.fetching[peer]
+        sends, cursor = self._advance(peer, f.end, f.more)
+        return take, sends, cursor
+
+    def _advance(self, peer: int, end: Cursor, more: bool) -> tuple[Sends, Cursor | None]:
+        moved = self.at.get(peer) != end
+        self.at[peer] = end
+        if more:
+            return [self._ask(peer, self.now)], end if moved else None
+        self.caught_up.add(peer)
+        self.last_caught_up = self.now
+        self.next_at[peer] = self.now + self.every
+        return [], end if moved else None
+
+
+def fetch_reply(keys: Sequence[str], known: Callable[[str], tuple[bytes, Ballot] | None],
+                max_bytes: int) -> FetchReply:
+    """The answer to a Fetch: what this node knows of ``keys``, stopping short of
+    ``max_bytes`` of values (always at least one)."""
+    out: list[tuple[str, bytes, Ballot]] = []
+    size = 0
+    for k in keys:
+        got = known(k)
+        if got is None:
+            continue
+        if out and size + len(got[0]) > max_bytes:
+            return FetchReply(tuple(out), True)
+        out.append((k, *got))
+        size += len(got[0])
+    return FetchReply(tuple(out), False)
+
+
+def load_cursors(doc: object, peers: Sequence[int]) -> dict[int, Cursor]:
+    """Cursors from their saved form ({"peer": [incarnation hex, seq, key]}); anything
+    malformed is left out (that peer is asked from the start: slower, never wrong)."""
+    out: dict[int, Cursor] = {}
+    if not isinstance(doc, Mapping):
+        return out
+    for p in peers:
+        c = doc.get(str(p))
+        if (isinstance(c, list) and len(c) == 3 and isinstance(c[0], str)
+                and type(c[1]) is int and c[1] >= 0 and isinstance(c[2], str)):
+            try:
+                out[p] = (bytes.fromhex(c[0]), c[1], c[2])
+            except ValueError:
+                continue
+    return out
+
+
+def dump_cursors(cursors: Mapping[int, Cursor]) -> dict[str, list[object]]:
+    return {str(p): [c[0].hex(), c[1], c[2]] for p, c in sorted(cursors.items())}
+
+
+__all__ = ["CATCH_UP_S", "NO_CURSOR", "PAGE_KEYS", "RETRY_S", "Cursor", "Follower",
+           "LearnSource", "dump_cursors", "fetch_reply", "load_cursors", "page"]
