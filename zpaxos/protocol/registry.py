@@ -343,13 +343,13 @@ class _OptStatusKey(Kind):
         return None if x is None else STATUS_KEY.dec(x, what)
 
 
-class _StatusAfter(Kind):
+class _StatusAfter(_StatusKey):
     """A catch-up cursor's key: "" (before every key), a key or a register's slot."""
 
     name = "key, @register or empty"
 
     def dec(self, x: Any, what: str) -> str:
-        return "" if x == "" else STATUS_KEY.dec(x, what)
+        return "" if x == "" else super().dec(x, what)
 
 
 class _RegState(Kind):
