@@ -229,6 +229,7 @@ class AcceptorHost:
         self._new_keys: list[str] = []
         self._new_chosen: list[str] = []
         self.learn = learn
+        self.catch_up_page = catchup.PAGE_KEYS  # keys in one page it answers (tests: fewer)
         self.follower = (catchup.Follower(self.peers, catch_up_s, at=dict(cursors or {}))
                          if catch_up_s > 0 else None)
 
@@ -304,7 +305,7 @@ class AcceptorHost:
             elif isinstance(msg, RegistersRequest):
                 ready.send.append((src, self.register_page(msg.after)))
             elif isinstance(msg, CatchUp) and self.learn is not None:
-                ready.send.append((src, catchup.page(self.learn, msg)))
+                ready.send.append((src, catchup.page(self.learn, msg, self.catch_up_page)))
             elif isinstance(msg, Fetch):
                 ready.send.append((src, catchup.fetch_reply(msg.keys, self._known,
                                                             REPLY_MAX_VALUE_BYTES)))
