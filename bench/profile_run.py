@@ -2,6 +2,7 @@
 cProfile, one client process (this one, profiled too) running independent proposals.
 
     .venv/bin/python bench/profile_run.py --proposals 5000 --concurrency 64 [--top 15]
+    .venv/bin/python bench/profile_run.py --no-profile --concurrency 256 --catch-up-s 0
 
 Prints decisions/s, CPU microseconds per decision for each process (user + system, from
 the kernel's accounting) and each process's top functions by own time. Profiling slows
@@ -46,11 +47,15 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--top", type=int, default=12)
     ap.add_argument("--no-profile", action="store_true", help="only the CPU accounting")
+    ap.add_argument("--catch-up-s", type=float, default=None,
+                    help="the nodes' [node] catch_up_s (0: off; default: the default)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="zpaxos-prof-") as tmp:
         work = Path(tmp)
         cfg = write_config(work / "cluster.ini", [("127.0.0.1", p) for p in free_ports(3)],
                            log_level="WARNING", value_files="")
+        if a.catch_up_s is not None:  # A/B of catching up (docs/catching-up.md)
+            cfg.write_text(cfg.read_text() + f"\n[node]\ncatch_up_s = {a.catch_up_s:g}\n")
         procs = []
         for i in range(3):
             out = work / f"node{i}.prof"

@@ -148,3 +148,20 @@ def test_sqlite_learn_index_survives_a_restart_and_lists_the_journal(tmp_path: P
     s.save([("d", KeyState(chosen=b"4", chosen_ballot=B))])  # in the journal only
     assert [(q, k) for q, k, _ in s.learned_after(2, "c", 10)] == [(3, "d")]
     s.close()
+
+
+def test_status_shows_decided_keys_how_far_behind_and_when_caught_up():
+    from zpaxos.pictures.statusview import decided_lines
+    from zpaxos.runtime.client import NodeStatus
+    nodes = [NodeStatus(0, "tcp://a", True, stats=(("decided", 12), ("caught_up_keys", 0),
+                                                   ("caught_up_ms_ago", 400))),
+             NodeStatus(1, "tcp://b", True, stats=(("decided", 12), ("caught_up_keys", 0))),
+             NodeStatus(2, "tcp://c", True, stats=(("decided", 9), ("caught_up_keys", 3),
+                                                   ("caught_up_ms_ago", 1500))),
+             NodeStatus(3, "tcp://d", False)]
+    assert decided_lines(nodes) == [
+        "decided keys known:",
+        "  node0  12; up to date; last caught up 0.4 s ago",
+        "  node1  12; up to date; not caught up with any peer yet",
+        "  node2  9; 3 behind node0; last caught up 1.5 s ago; 3 keys learned by catching up",
+    ]
