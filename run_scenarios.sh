@@ -7,17 +7,14 @@
 #   ./run_scenarios.sh --list          what there is
 #   ./run_scenarios.sh --config configs/five-nodes.ini
 #
-# On first use it creates .venv and installs zpaxos there; later runs reuse it.
+# On first use it creates .venv and installs zpaxos there (tests/setup.sh); later runs
+# reuse it.
 # Every node it starts is stopped again, on success, failure and Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 venv=.venv
-if ! "$venv/bin/python" -c "import zpaxos.lab.scenarios, zmq, click, msgpack" 2>/dev/null; then
-    echo "run_scenarios.sh: setting up $venv (first run only) ..." >&2
-    python3 -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test]"
-fi
+tests/setup.sh
 "$venv/bin/python" -m zpaxos.lab.scenarios "$@"
 
 # Then the lessons (zpaxos sim --lessons, simulated: seconds, no cluster): each breakable

@@ -5,9 +5,11 @@
     .venv/bin/python bench/compare.py --quick    # a smoke run (the test suite's)
     .venv/bin/python bench/compare.py --registers [--quick]  # registers (compare_registers.py)
 
-PySyncObj is a *benchmark* dependency, not a project one: it is installed from PyPI into a
-venv of its own (default ``~/.cache/zpaxos-compare/pysyncobj-<version>``, reused), and its
-nodes and clients run with that venv's Python (bench/pso_node.py, bench/pso_client.py).
+PySyncObj is a *benchmark* dependency, not a project one: the ``bench`` extra
+(``pip install -e '.[bench]'``; tests/setup.sh, which tests/run.sh and run_scenarios.sh
+call, installs it into .venv). Its nodes and clients (bench/pso_node.py,
+bench/pso_client.py) run with this Python, or with the one of ``--venv``. Nothing is
+installed here: a run needs no network and writes only to the temp directory.
 
 Both clusters are 3 processes on loopback, up at the same time; the measurements are
 interleaved round by round (each round runs both systems, alternating which goes first),
@@ -31,8 +33,8 @@ The two do not promise the same thing: zpaxos fsyncs every promise and acceptanc
 replying; PySyncObj keeps its log in memory here and never fsyncs (not even with its
 journal file on).
 
-Exit status: 0, 1 when a run fails, 3 when PySyncObj cannot be installed (PyPI
-unreachable): the test suite then skips, saying so.
+Exit status: 0, 1 when a run fails, 3 when PySyncObj is not installed (one line says how to
+install it): the test suite then skips, saying so.
 """
 
 from __future__ import annotations
@@ -53,40 +55,31 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run from a checkout: the zpaxos package beside us
 
-PSO_VERSION = "0.3.17"
 AUTHKEY = b"zpaxos-compare"
-EXIT_NO_PYPI = 3
+EXIT_NO_PYSYNCOBJ = 3
+INSTALL_HINT = "pip install -e '.[bench]' (tests/setup.sh does)"
 NOTE = ("PySyncObj does not fsync: its log is in memory here (and its journal file, when "
         "on, is never fsynced); zpaxos fsyncs every promise and acceptance before replying.")
 
 
-class NoPyPI(Exception):
-    pass
+# ---------------------------------------------------------------- PySyncObj's Python
 
 
-# ---------------------------------------------------------------- PySyncObj's venv
+def pso_python(venv: Path | None = None) -> tuple[Path, str] | None:
+    """The Python that runs PySyncObj's processes and PySyncObj's version there: ``venv``'s
+    Python when given, else this one; None when PySyncObj cannot be imported there."""
+    py = venv / "bin" / "python" if venv is not None else Path(sys.executable)
+    if not py.exists():
+        return None
+    r = subprocess.run([str(py), "-c", "from importlib.metadata import version; "
+                        "import pysyncobj; print(version('pysyncobj'))"],
+                       capture_output=True, text=True)
+    return (py, r.stdout.strip()) if r.returncode == 0 else None
 
 
-def default_venv() -> Path:
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "zpaxos-compare" / f"pysyncobj-{PSO_VERSION}"
-
-
-def pso_python(venv: Path) -> Path:
-    """The venv's Python, with PySyncObj installed (created and installed on first use)."""
-    py = venv / "bin" / "python"
-    check = [str(py), "-c", "import pysyncobj"]
-    if py.exists() and subprocess.run(check, capture_output=True).returncode == 0:
-        return py
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True,
-                   capture_output=True)
-    r = subprocess.run([str(py), "-m", "pip", "install", "--quiet",
-                        "--disable-pip-version-check", f"pysyncobj=={PSO_VERSION}"],
-                       capture_output=True, text=True, timeout=600)
-    if r.returncode != 0:
-        last = (r.stderr.strip().splitlines() or ["pip failed"])[-1]
-        raise NoPyPI(f"cannot install pysyncobj=={PSO_VERSION} from PyPI into {venv}: {last}")
-    return py
+def no_pso_reason(venv: Path | None) -> str:
+    where = f"the venv {venv}" if venv is not None else sys.executable
+    return f"PySyncObj is not installed for {where}: {INSTALL_HINT}"
 
 
 # ---------------------------------------------------------------- the clusters
@@ -208,9 +201,9 @@ class ZpaxosCluster:
 # ---------------------------------------------------------------- the runs
 
 
-def run(rounds: int, seq_n: int, thr_n: int, venv: Path, progress: bool = True
+def run(rounds: int, seq_n: int, thr_n: int, pso: tuple[Path, str], progress: bool = True
         ) -> dict[str, Any]:
-    python = pso_python(venv)
+    python, version = pso
     tag = os.urandom(3).hex()
     best_z = [(64, False), (256, False)] + ([(64, True), (256, True)] if fast_available()
                                            else [])
@@ -275,7 +268,7 @@ def run(rounds: int, seq_n: int, thr_n: int, venv: Path, progress: bool = True
     ratios = {k: statistics.median(a / b for a, b in zip(zf[k], pf[k], strict=True))
               for k in zf}
     return {"rounds": rounds, "sequential_proposals": seq_n, "throughput_proposals": thr_n,
-            "pysyncobj_version": PSO_VERSION, "zpaxos_best": best_cfg, "pysyncobj_best": pso_cfg,
+            "pysyncobj_version": version, "zpaxos_best": best_cfg, "pysyncobj_best": pso_cfg,
             "zpaxos": {k: statistics.median(v) for k, v in zf.items()},
             "pysyncobj": {k: statistics.median(v) for k, v in pf.items()},
             "zpaxos_seq_two_phase_p50_ms": statistics.median(two_phase),
@@ -326,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sequential", type=int, default=300, metavar="N")
     ap.add_argument("--throughput", type=int, default=4000, metavar="N")
     ap.add_argument("--venv", type=Path, default=None,
-                    help=f"PySyncObj's venv (default {default_venv()})")
+                    help="a venv with PySyncObj installed (default: this Python's, the "
+                         "bench extra)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--registers", action="store_true",
                     help="compare rewritable registers (set/get/cas) instead")
@@ -338,12 +332,12 @@ def main(argv: list[str] | None = None) -> int:
         import compare_registers
 
         runner, text = compare_registers.run, compare_registers.report
+    pso = pso_python(a.venv)
+    if pso is None:
+        print(f"compare.py: {no_pso_reason(a.venv)}", file=sys.stderr)
+        return EXIT_NO_PYSYNCOBJ
     try:
-        result = runner(a.rounds, a.sequential, a.throughput, a.venv or default_venv(),
-                        progress=not a.json)
-    except NoPyPI as e:
-        print(f"compare.py: {e}", file=sys.stderr)
-        return EXIT_NO_PYPI
+        result = runner(a.rounds, a.sequential, a.throughput, pso, progress=not a.json)
     except (RuntimeError, subprocess.SubprocessError, OSError) as e:
         print(f"compare.py: {e}", file=sys.stderr)
         return 1

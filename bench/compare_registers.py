@@ -80,9 +80,9 @@ def _zclient(z: compare.ZpaxosCluster, mode: str, n: int, prefix: str,
     return json.loads(r.stdout)
 
 
-def run(rounds: int, seq_n: int, thr_n: int, venv: Path, progress: bool = True
+def run(rounds: int, seq_n: int, thr_n: int, pso: tuple[Path, str], progress: bool = True
         ) -> dict[str, Any]:
-    python = compare.pso_python(venv)
+    python, version = pso
     tag = os.urandom(3).hex()
     keys = [f"{op}_p50_ms" for op in OPS] + ["set_thr"]
     figures: dict[str, dict[str, list[float]]] = {
@@ -117,7 +117,7 @@ def run(rounds: int, seq_n: int, thr_n: int, venv: Path, progress: bool = True
     ratios = {k: statistics.median(a / b for a, b in zip(zf[k], pf[k], strict=True))
               for k in zf}
     return {"rounds": rounds, "sequential_ops": seq_n, "throughput_ops": thr_n,
-            "pysyncobj_version": compare.PSO_VERSION,
+            "pysyncobj_version": version,
             "zpaxos": {k: statistics.median(v) for k, v in zf.items()},
             "pysyncobj": {k: statistics.median(v) for k, v in pf.items()},
             "ratios": ratios, "per_round": figures, "note": NOTE}

@@ -16,9 +16,10 @@ does at least this, so the skeleton's figures bound what any target can ask of i
   pyzmq and msgpack, connect to 3 nodes, run two fsync'd round trips, exit (median of many,
   with ``python -c pass`` and ``import zmq, msgpack`` alone beside it).
 
-When PySyncObj's venv is there (``bench/compare.py`` makes it), its sequential p50 is
-measured in the same run, interleaved, so a target stated as a ratio to it can be checked
-against the floor. zpaxos itself is measured beside them, the same way ``compare.py`` does.
+When PySyncObj is installed (the ``bench`` extra, as for ``bench/compare.py``), its
+sequential p50 is measured in the same run, interleaved, so a target stated as a ratio to
+it can be checked against the floor. zpaxos itself is measured beside them, the same way
+``compare.py`` does.
 """
 
 from __future__ import annotations
@@ -213,7 +214,7 @@ def process_ms(cmd: list[str], runs: int, env: dict[str, str]) -> float:
 # ---------------------------------------------------------------- the run
 
 
-def run(rounds: int, seq_n: int, cli_runs: int, venv: Path | None) -> dict[str, Any]:
+def run(rounds: int, seq_n: int, cli_runs: int, pso_python: Path | None) -> dict[str, Any]:
     import compare
 
     from zpaxos.lab.launcher import cached_bytecode_env
@@ -222,11 +223,6 @@ def run(rounds: int, seq_n: int, cli_runs: int, venv: Path | None) -> dict[str, 
         "floor_1phase_p50_ms", "floor_2phase_p50_ms", "zpaxos_fast_p50_ms",
         "zpaxos_2phase_p50_ms", "pysyncobj_p50_ms", "python_ms", "imports_ms", "floor_cli_ms",
         "zpaxos_propose_ms")}
-    pso_python = None
-    if venv is not None:
-        candidate = venv / "bin" / "python"
-        if candidate.exists():
-            pso_python = candidate
     tag = os.urandom(3).hex()
     with tempfile.TemporaryDirectory(prefix="zpaxos-floor-") as tmp:
         work = Path(tmp)
@@ -315,14 +311,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--processes", type=int, default=10, metavar="N",
                     help="whole processes timed per round and kind")
     ap.add_argument("--venv", type=Path, default=None,
-                    help=f"PySyncObj's venv (default {compare.default_venv()}; "
-                         "skipped when absent)")
+                    help="a venv with PySyncObj installed (default: this Python's, the bench "
+                         "extra; PySyncObj is skipped where it is not installed)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(args)
     if a.quick:
         a.rounds, a.sequential, a.processes = 1, 20, 2
     try:
-        result = run(a.rounds, a.sequential, a.processes, a.venv or compare.default_venv())
+        pso = compare.pso_python(a.venv)
+        if pso is None:
+            print(f"floor.py: not measuring PySyncObj: {compare.no_pso_reason(a.venv)}",
+                  file=sys.stderr)
+        result = run(a.rounds, a.sequential, a.processes, pso[0] if pso else None)
     except (RuntimeError, subprocess.SubprocessError, OSError) as e:
         print(f"floor.py: {e}", file=sys.stderr)
         return 1

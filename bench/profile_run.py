@@ -4,6 +4,10 @@ cProfile, one client process (this one, profiled too) running independent propos
     .venv/bin/python bench/profile_run.py --proposals 5000 --concurrency 64 [--top 15]
     .venv/bin/python bench/profile_run.py --no-profile --concurrency 256 --catch-up-s 0
 
+``--metrics``: every node serves its Prometheus metrics and is scraped once a second
+(15 times Prometheus's default rate), and the client counts into a ClientMetrics; the
+cost of metrics is this figure with and without it (bench/metrics_cost.py).
+
 Prints decisions/s, CPU microseconds per decision for each process (user + system, from
 the kernel's accounting) and each process's top functions by own time. Profiling slows
 everything down (roughly 1.5-2x), so read the shares, not the absolute rate; the rate
@@ -22,7 +26,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 from zpaxos.lab.launcher import child_env, free_ports, write_config
@@ -47,13 +53,17 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--top", type=int, default=12)
     ap.add_argument("--no-profile", action="store_true", help="only the CPU accounting")
+    ap.add_argument("--metrics", action="store_true",
+                    help="nodes serve metrics, scraped every second; the client counts too")
     ap.add_argument("--catch-up-s", type=float, default=None,
                     help="the nodes' [node] catch_up_s (0: off; default: the default)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="zpaxos-prof-") as tmp:
         work = Path(tmp)
-        cfg = write_config(work / "cluster.ini", [("127.0.0.1", p) for p in free_ports(3)],
-                           log_level="WARNING", value_files="")
+        ports = free_ports(6)
+        cfg = write_config(work / "cluster.ini", [("127.0.0.1", p) for p in ports[:3]],
+                           log_level="WARNING", value_files="",
+                           metrics_ports=ports[3:] if a.metrics else ())
         if a.catch_up_s is not None:  # A/B of catching up (docs/catching-up.md)
             cfg.write_text(cfg.read_text() + f"\n[node]\ncatch_up_s = {a.catch_up_s:g}\n")
         procs = []
@@ -75,10 +85,19 @@ def main() -> None:
             cluster = load_config(cfg)
             items = [(f"prof-{i}", b"v" * 16) for i in range(a.proposals)]
             opts = options_from(cluster.proposer, timeout_s=60.0, max_rounds=1000)
+            metrics = scraper = None
+            done = threading.Event()
+            if a.metrics:
+                from zpaxos.runtime.metrics import ClientMetrics
+
+                metrics = ClientMetrics()
+                scraper = threading.Thread(target=scrape, args=(ports[3:], done), daemon=True)
             before = [cpu_s(p.pid) for p in procs]
             me0 = resource.getrusage(resource.RUSAGE_SELF)
             prof = cProfile.Profile()
-            with Client(cluster, null_log("prof")) as client:
+            if scraper is not None:
+                scraper.start()
+            with Client(cluster, null_log("prof"), metrics=metrics) as client:
                 t0 = time.perf_counter()
                 if not a.no_profile:
                     prof.enable()
@@ -88,13 +107,17 @@ def main() -> None:
                 elapsed = time.perf_counter() - t0
             me1 = resource.getrusage(resource.RUSAGE_SELF)
             after = [cpu_s(p.pid) for p in procs]
+            done.set()
+            if scraper is not None:
+                scraper.join()
         finally:
             for p in procs:
                 p.send_signal(signal.SIGTERM)
             for p in procs:
                 p.wait(30)
         print(f"{n} decisions in {elapsed:.2f} s: {n / elapsed:.0f}/s "
-              f"({a.concurrency} in flight{'' if a.no_profile else ', profiled'})")
+              f"({a.concurrency} in flight{'' if a.no_profile else ', profiled'}"
+              f"{', metrics on' if a.metrics else ''})")
         rows = [("client", me1.ru_utime - me0.ru_utime, me1.ru_stime - me0.ru_stime)]
         rows += [(f"node{i}", c[0] - b[0], c[1] - b[1])
                  for i, (b, c) in enumerate(zip(before, after, strict=True))]
@@ -113,6 +136,14 @@ def main() -> None:
             body = buf.getvalue()
             print(f"\n== {name}: top {a.top} by own time\n"
                   + body[body.index("ncalls"):].rstrip())
+
+
+def scrape(ports: list[int], done: threading.Event) -> None:
+    """Scrape every node's metrics once a second until ``done`` (its CPU is the client's)."""
+    while not done.wait(1.0):
+        for port in ports:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                r.read()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""A separate client process for PySyncObj (bench/compare.py; PySyncObj's venv, stdlib).
+"""A separate client process for PySyncObj (bench/compare.py; stdlib + pysyncobj).
 
     python pso_client.py RPC_PORT seq N PREFIX          one set at a time: latencies
     python pso_client.py RPC_PORT thr N PREFIX WINDOW   WINDOW sets in flight: seconds

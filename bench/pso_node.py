@@ -1,4 +1,4 @@
-"""One PySyncObj node for bench/compare.py (runs in PySyncObj's own venv, stdlib + pysyncobj).
+"""One PySyncObj node for bench/compare.py (stdlib + pysyncobj, the bench extra).
 
 A replicated write-once map (``set(key, value)`` keeps the first value, like a zpaxos
 key), in memory: no journal file, so, like PySyncObj with one, it never fsyncs. Beside

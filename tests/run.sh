@@ -1,15 +1,13 @@
 #!/usr/bin/env bash
-# The whole test suite, on a fresh machine too: sets up .venv on first use, then pytest.
+# The test suite, on a fresh machine too: sets up .venv on first use (tests/setup.sh, the
+# only step that needs the network), then pytest.
 #
-#   tests/run.sh                 everything (unit, simulator, end-to-end, scenario script)
+#   tests/run.sh                 the default run (about 4 minutes on 2 cores)
+#   tests/run.sh --slow          also the slow tests: the nemesis runs, the browser tests and
+#                                the simulator's full 10,000 schedules (what .ci/run runs)
 #   tests/run.sh -k e2e -x       any pytest arguments
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-venv=.venv
-if ! "$venv/bin/python" -c "import zpaxos, zmq, click, msgpack, pytest, hypothesis, selenium" 2>/dev/null; then
-    echo "tests/run.sh: setting up $venv (first run only) ..." >&2
-    python3 -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test]"
-fi
-exec "$venv/bin/python" -m pytest "$@"
+tests/setup.sh
+exec .venv/bin/python -m pytest "$@"

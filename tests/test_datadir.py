@@ -12,12 +12,14 @@ import re
 import shutil
 import sqlite3
 import subprocess
+import sys
 import tempfile
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 
-from tests.harness import Cluster, env, free_ports, zpaxos_cmd
+from tests.harness import ROOT, Cluster, env, free_ports, zpaxos_cmd
 from zpaxos.lab.launcher import write_config
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.messages import Ballot
@@ -452,15 +454,57 @@ def test_empty_database_file_from_a_crash_at_creation_is_still_a_new_node(tmp_pa
     store.close()
 
 
+OTHER_USER = "65534"  # nobody
+SETPRIV = shutil.which("setpriv") or "setpriv"
+
+
+def readable_node(dest: Path) -> tuple[list[str], dict[str, str]] | str:
+    """How the other user starts a node: zpaxos and its dependencies copied into ``dest``
+    (where any user can read), and a Python that user can run. The clone and its .venv may
+    sit in a directory only their owner can enter (``mktemp -d``, ``/root``); the copy does
+    not depend on that. A string instead says why there is no such Python."""
+    shutil.copytree(ROOT / "zpaxos", dest / "zpaxos",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for req in metadata.requires("zpaxos") or []:
+        if "extra ==" in req:
+            continue
+        name = re.match(r"[A-Za-z0-9_.-]+", req)
+        for f in metadata.distribution(name.group() if name else req).files or []:
+            if ".." not in f.parts and not f.parts[0].endswith(".dist-info"):
+                (dest / f).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(Path(str(f.locate())), dest / f)
+    e = {**env(), "PYTHONPATH": str(dest), "PYTHONDONTWRITEBYTECODE": "1"}
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    tried = []
+    for py in dict.fromkeys([sys.executable, os.path.realpath(sys.executable),
+                             getattr(sys, "_base_executable", sys.executable),
+                             shutil.which(version), f"/usr/bin/{version}",
+                             f"/usr/local/bin/{version}"]):
+        if py is None or not Path(py).exists():
+            continue
+        cmd = [SETPRIV, f"--reuid={OTHER_USER}", f"--regid={OTHER_USER}", "--clear-groups",
+               py, "-s"]
+        probe = subprocess.run([*cmd, "-c", "import zpaxos.cli, zmq, click, msgpack"],
+                               env=e, capture_output=True, text=True, timeout=30)
+        if probe.returncode == 0:
+            return [*cmd, "-m", "zpaxos"], e
+        tried.append(py)
+    return (f"no {version} that user {OTHER_USER} can run with zpaxos copied to a readable "
+            f"place (tried {', '.join(tried)})")
+
+
 def test_files_of_another_user_are_not_writable_not_damaged():
     """The node started as the wrong user: permission denied is not damage."""
-    setpriv = shutil.which("setpriv")
-    if os.geteuid() != 0 or setpriv is None:
+    if os.geteuid() != 0 or shutil.which(SETPRIV) is None:
         pytest.skip("needs root and setpriv to run the node as another user")
     work = Path(tempfile.mkdtemp(prefix="zpaxos-perm-"))  # reachable by the other user
     os.chmod(work, 0o755)
     c = Cluster(work, n=1)
     try:
+        node = readable_node(work / "readable")
+        if isinstance(node, str):
+            pytest.skip(node)
+        cmd, node_env = node
         c.start(0)
         chosen(c, "Value_A")
         c.stop(0)
@@ -468,9 +512,8 @@ def test_files_of_another_user_are_not_writable_not_damaged():
         for f in (data(c) / "node.lock", c.dir / "paxos.log"):
             if f.exists():
                 os.chmod(f, 0o666)
-        r = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
-                            *zpaxos_cmd("node", "0", "--config", str(c.config), "-q")],
-                           cwd=c.dir, env=env(), capture_output=True, text=True, timeout=30)
+        r = subprocess.run([*cmd, "node", "0", "--config", str(c.config), "-q"],
+                           cwd=c.dir, env=node_env, capture_output=True, text=True, timeout=30)
     finally:
         c.stop_all()
         shutil.rmtree(work, ignore_errors=True)

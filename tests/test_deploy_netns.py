@@ -14,7 +14,7 @@ which `ip netns exec` puts over /etc/hosts inside the namespace only; the host's
 at the end, on failure and on Ctrl-C (and stale ones of a killed run at the next start).
 
 Needs root, `ip` and `jq` (the guide's wait loop); skipped with the reason otherwise.
-Marked slow (about a minute): ``pytest -m "not slow"`` leaves it out.
+Marked slow (about a minute): only ``tests/run.sh --slow`` runs it.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 Debian's ``chromium`` and ``chromium-driver`` (installed by .ci/run) driven by selenium
 (the ``test`` extra): the page is loaded from file://, stepped with the keyboard, the
-buttons and the slider, and the panel is read at given steps. Without a browser the
-browser tests skip, saying why; the page's self-containment is checked either way.
+buttons and the slider, and the panel is read at given steps. The browser tests are slow
+tests (``tests/run.sh --slow``); without a browser they skip, saying why. The page's
+self-containment is checked in every run.
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ def _skip(why: str) -> None:
     pytest.skip(why)
 
 
-def _browser():
+def _browser(home: Path):
+    """Chromium with its profile, cache and HOME in ``home`` (the temp directory), so a run
+    writes nothing into the user's own directories."""
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
@@ -69,20 +72,24 @@ def _browser():
     for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
               "--window-size=1440,900"):
         opts.add_argument(a)
+    opts.add_argument(f"--user-data-dir={home / 'profile'}")
     opts.binary_location = binary
+    own = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / "config"),
+           "XDG_CACHE_HOME": str(home / "cache")}
     try:
-        return webdriver.Chrome(options=opts, service=Service(driver))
+        return webdriver.Chrome(options=opts, service=Service(driver, env={**os.environ, **own}))
     except Exception as e:  # noqa: BLE001 -- any failure to start means: no browser here
         _skip(f"chromium would not start: {str(e).splitlines()[0]}")
 
 
 @pytest.fixture(scope="module")
-def browser():
-    b = _browser()
+def browser(tmp_path_factory):
+    b = _browser(tmp_path_factory.mktemp("chromium"))
     yield b
     b.quit()
 
 
+@pytest.mark.slow
 def test_stepping_shows_each_nodes_state(browser, page):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -148,6 +155,7 @@ def test_the_chart_fits_its_panel(browser, page):
     assert fits[:2] == [True, True], fits
 
 
+@pytest.mark.slow
 def test_a_lesson_page_renders_to_an_image(browser, page, tmp_path):
     """A page renders to an image, as the README's screenshot does (docs/screenshot.py
     makes docs/lesson-lab-ballots.png)."""
@@ -158,6 +166,7 @@ def test_a_lesson_page_renders_to_an_image(browser, page, tmp_path):
     assert shot.stat().st_size > 20_000
 
 
+@pytest.mark.slow
 def test_a_real_runs_page_steps_too(browser, tmp_path):
     """zpaxos trace --format html on a real cluster's log (the fixed one of test_trace)."""
     from selenium.webdriver.common.by import By

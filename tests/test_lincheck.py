@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.lincheck import CAS_FAILED, UNKNOWN, Op, check, check_key
+from zpaxos.sim.lincheck import CAS_FAILED, UNKNOWN, Op, check, check_key
 
 
 def op(p: str, kind: str, call: float, ret: float | None, version: int = 0,

@@ -1,8 +1,9 @@
 """The nemesis: the checker on made-up histories, then a real run across namespaces.
 
-The run needs root and network namespaces (CI has both) and takes about two minutes;
-elsewhere it is skipped with the reason. ``ZPAXOS_NEMESIS_SEED`` and
-``ZPAXOS_NEMESIS_SECONDS`` pick the schedule; longer runs: ``python -m tests.nemesis``.
+The runs need root and network namespaces (CI has both) and take about three minutes, so
+they are slow tests (``tests/run.sh --slow``); elsewhere they are skipped with the reason.
+``ZPAXOS_NEMESIS_SEED`` and ``ZPAXOS_NEMESIS_SECONDS`` pick the schedule; longer runs:
+``python -m tests.nemesis``.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ def test_proxy_rules_and_peers():
 
 @pytest.mark.e2e
 @pytest.mark.nemesis
+@pytest.mark.slow
 def test_nemesis_across_namespaces(tmp_path, capsys):
     reason = unavailable_reason()
     if reason:
@@ -120,6 +122,7 @@ def test_nemesis_across_namespaces(tmp_path, capsys):
 
 @pytest.mark.e2e
 @pytest.mark.nemesis
+@pytest.mark.slow
 def test_nemesis_catches_a_node_that_forgets(tmp_path):
     """The mutation check: nodes whose commit does nothing lose decisions at the first
     kill -9 of every node, and the run must say so."""
@@ -138,6 +141,7 @@ def test_nemesis_catches_a_node_that_forgets(tmp_path):
 
 @pytest.mark.e2e
 @pytest.mark.nemesis
+@pytest.mark.slow
 def test_nemesis_with_curve(tmp_path, capsys):
     """The same across namespaces with CURVE on every socket: kill -9, pauses, link
     partitions and crash points (CurveZMQ itself forbids the proxy's message faults)."""

@@ -358,9 +358,14 @@ def test_real_nodes_decide_fresh_keys_in_phase_2_and_remember_the_range(tmp_path
         with Client(cluster, fast=False) as c:
             out = c.propose_many([(f"slow-{i}", f"v{i}") for i in range(5)])
             assert len({o.ballot for o in out}) == 5
-        local.stop(0)
-        local.start(0)
-        # A proposer below the range's ballot is refused by every node, node0 included.
+            # The range needs only a quorum's promises, and under load the third node
+            # sometimes holds none (seen in about 1 run of 5): restart one that holds it.
+            holders = [s.id for s in c.status() if dict(s.ranges).get("fast-") == lease_ballot]
+        assert len(holders) >= 2, holders
+        local.stop(holders[0])
+        local.start(holders[0])
+        # A proposer below the range's ballot is refused by every node that holds the
+        # range, the restarted one included.
         low = Ballot(lease_ballot.round, b"\x00" * 16)
         me = b"\x01" * 16
         sockets = Sockets(null_log("t"), "t", {n.id: n.endpoint for n in cluster.nodes},
@@ -375,7 +380,8 @@ def test_real_nodes_decide_fresh_keys_in_phase_2_and_remember_the_range(tmp_path
                 replies.update(batch)
         finally:
             sockets.close(0)
-        assert replies == {n: Nack("fast-99", low, lease_ballot) for n in range(3)}
+        assert {n: replies[n] for n in holders} == {
+            n: Nack("fast-99", low, lease_ballot) for n in holders}
 
 
 def test_the_lab_never_skips_phase_1_and_bench_fast_does(tmp_path):

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from tests.harness import Cluster
-from tests.lincheck import UNKNOWN, Op, check
 from zpaxos.client import Client, RegOp, load_config
 from zpaxos.protocol.register import CAS, CAS_VALUE, DELETE, GET, NO_QUORUM, SET
+from zpaxos.sim.lincheck import UNKNOWN, Op, check
 
 pytestmark = pytest.mark.e2e
 
@@ -221,3 +221,21 @@ def test_status_shows_a_register_at_the_size_limit_shortened(running: Cluster) -
     assert all(f"version 1: '{'b' * 20}'... ({MAX_VALUE_BYTES} bytes)" in row for row in rows)
     doc = running.run("status", "--json", "--register", "bigreg").json
     assert all(n["keys"]["@bigreg"]["value"] == "b" * MAX_VALUE_BYTES for n in doc["nodes"])
+
+
+def test_trace_draws_a_register_run_from_the_proposers_side(running: Cluster) -> None:
+    """Register rounds log their events as key rounds do (one machinery): the chart of a
+    register run has each client's rounds, its retry after being outbid, and how each
+    operation ended, not only the acceptors' side."""
+    from zpaxos.pictures.chartmodel import select
+    from zpaxos.pictures.logmodel import read_log
+
+    assert running.run("set", "tr", "one").code == 0
+    assert running.run("set", "tr", "two").code == 0  # outbid by the first's 1-RTT promise
+    [chart] = [c for c in select(read_log(str(running.dir / "paxos.log"))) if c.key == "tr"]
+    marks = [(m.kind, m.text) for m in chart.marks if m.process.startswith("proposer")]
+    kinds = [k for k, _ in marks]
+    assert kinds.count("round") >= 2 and "retry" in kinds, marks
+    assert [t.split(" (")[0] for k, t in marks if k == "applied"] == [
+        "set ok: version 1", "set ok: version 2"], marks
+    assert not chart.faults  # the late RACCEPTED is "not read": its proposer was done

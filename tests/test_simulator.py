@@ -17,7 +17,9 @@ from zpaxos.protocol.events import Adopted, Event, Retry
 from zpaxos.protocol.messages import Ballot, Decide
 from zpaxos.runtime.staging import StagingOptions
 from zpaxos.sim.__main__ import main
-from zpaxos.sim.mutants import MUTANTS, RepromisingAcceptor
+from zpaxos.sim.mutants import KEY_MUTANTS as MUTANTS
+from zpaxos.sim.mutants import RepromisingAcceptor
+from zpaxos.sim.runs import check_seeds, check_seeds_parallel, run_schedule
 from zpaxos.sim.simulator import (
     INF,
     Chaos,
@@ -26,9 +28,6 @@ from zpaxos.sim.simulator import (
     Scenario,
     SimResult,
     Simulation,
-    check_seeds,
-    check_seeds_parallel,
-    run_schedule,
 )
 
 MUTANT_SEEDS = 10_000  # the default seed count: every mutant must be caught within it

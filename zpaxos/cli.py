@@ -72,7 +72,12 @@ cli.add_command(sim_command)  # zpaxos/cli_sim.py
 @click.option("--new", "new", is_flag=True,
               help="Start empty on purpose over LOST or damaged state (old files are moved "
                    "to DATA_DIR/retired-*); see 'Operating zpaxos' in the README first.")
-def node(node_id: int, config: str | None, quiet: bool, new: bool) -> None:
+@click.option("--metrics-port", "metrics_port", type=click.IntRange(min=1, max=65535),
+              default=None, metavar="PORT",
+              help="Serve Prometheus metrics on this port (at [metrics] host; default: "
+                   "[node.N] metrics_port, else [metrics] port, else none).")
+def node(node_id: int, config: str | None, quiet: bool, new: bool,
+         metrics_port: int | None) -> None:
     """Run node ID of the cluster in the foreground until Ctrl-C or SIGTERM."""
     import logging
 
@@ -98,7 +103,8 @@ def node(node_id: int, config: str | None, quiet: bool, new: bool) -> None:
     try:
         # The store takes the data directory's lock first and holds it until n.close().
         store = SqliteStore(cfg.data_dir, new=new)
-        n = Node(cluster, node_id, log, store, new=new)
+        n = Node(cluster, node_id, log, store, new=new,
+                 metrics_at=cluster.metrics_address(node_id, metrics_port))
     except StorageError as e:
         if store is not None:
             store.close()
@@ -114,16 +120,18 @@ def node(node_id: int, config: str | None, quiet: bool, new: bool) -> None:
     def ready(_n: Any) -> None:
         # With [node.N] bind, say both: where it listens and where the others reach it.
         reached = f", reached at {cfg.endpoint}" if cfg.bind is not None else ""
+        serving = n.metrics.serving if n.metrics is not None else None
         click.echo(f"{cfg.name} listening on {cfg.bind_endpoint}{reached} "
                    f"(data in {printable(str(cfg.data_dir))}, "
-                   f"{n.keys_known} keys known); Ctrl-C to stop")
+                   f"{n.keys_known} keys known"
+                   f"{f', metrics on {serving.url}' if serving else ''}); Ctrl-C to stop")
         sys.stdout.flush()
 
     try:
         n.run(on_ready=ready)
     except BindError as e:
         hint = ""
-        if not e.in_use:  # which key the address came from, and what to do about it
+        if not e.in_use and e.node_address:  # which key the address came from, what to do
             hint = (f" ([node.{node_id}] bind)" if cfg.bind is not None else
                     f" ([node.{node_id}] host: if the others reach this node at an address "
                     f"it cannot listen on, set [node.{node_id}] bind = 0.0.0.0 or one of its "
@@ -499,10 +507,15 @@ def log_(logfile: str, key: str | None) -> None:
 @click.option("--registers", is_flag=True,
               help="Measure registers instead: set, cas, get; contended or not; 1-RTT on/off "
                    "(--proposals operations per run, --concurrency registers).")
+@click.option("--metrics-port", "metrics_port", type=click.IntRange(min=1, max=65535),
+              default=None, metavar="PORT",
+              help="Serve the benchmark client's Prometheus metrics on this port while it "
+                   "runs (at [metrics] host of --config, else 127.0.0.1).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench(config: str | None, proposals: int, concurrency: int, contended_keys: int,
           value_size: int, cli_runs: int, curve: bool, fast: bool, registers: bool,
-          as_json: bool, race_proposers: int, race_keys: int, million: int | None) -> None:
+          as_json: bool, race_proposers: int, race_keys: int, million: int | None,
+          metrics_port: int | None) -> None:
     """Measure decisions per second and latency.
 
     End to end on real sockets; without --config on a temporary 3-node cluster.
@@ -535,14 +548,31 @@ def bench(config: str | None, proposals: int, concurrency: int, contended_keys: 
             raise Failure(str(e)) from None
         click.echo(b.as_json(mr) if as_json else m.report(mr))
         return
+    metrics = None
+    if metrics_port is not None:
+        from zpaxos.runtime.config import MetricsConfig, load_config
+        from zpaxos.runtime.metrics import ClientMetrics
+        from zpaxos.runtime.sockets import BindError
+
+        try:
+            host = (load_config(config).metrics if config else MetricsConfig()).host
+            metrics = ClientMetrics()
+            metrics.serve(host, metrics_port)
+        except ConfigError as e:
+            raise Failure(str(e), EXIT_USAGE) from None
+        except BindError as e:
+            raise Failure(str(e)) from None
     try:
         result = b.run_bench(config, proposals, concurrency, contended_keys, value_size, cli_runs,
                              curve, fast, race_proposers=race_proposers,
-                             race_keys=race_keys)
+                             race_keys=race_keys, metrics=metrics)
     except ConfigError as e:
         raise Failure(str(e), EXIT_USAGE) from None
     except (NodeStartError, RuntimeError) as e:
         raise Failure(str(e)) from None
+    finally:
+        if metrics is not None:
+            metrics.close()
     click.echo(b.as_json(result) if as_json else b.report(result))
 
 

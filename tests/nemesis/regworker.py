@@ -2,7 +2,7 @@
 
 Built on the public API only. Until ``--seconds`` have passed, runs one operation at a time
 on one of ``--registers`` registers (``reg-0``...), and writes each as one JSON line on
-``--out``: the fields of tests/lincheck.Op, times on the wall clock (shared by every
+``--out``: the fields of zpaxos.sim.lincheck.Op, times on the wall clock (shared by every
 process on the machine), ``ret`` null when the outcome is unknown. An operation that found
 no quorum wrote nothing and is left out.
 

@@ -201,8 +201,8 @@ class Nemesis:
         return workers
 
     def check_registers(self, report: Report, paths: list[Path]) -> None:
-        """The register clients' history must be linearizable (tests/lincheck.py)."""
-        from tests.lincheck import Op, check
+        """The register clients' history must be linearizable (zpaxos/sim/lincheck.py)."""
+        from zpaxos.sim.lincheck import Op, check
 
         ops = [Op(**{**d, "value": _b(d["value"]), "arg": _b(d["arg"]),
                      "expect_value": _b(d["expect_value"])})

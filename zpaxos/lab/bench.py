@@ -52,6 +52,7 @@ from zpaxos.printable import printable
 from zpaxos.runtime.client import Client, options_from
 from zpaxos.runtime.config import ClusterConfig, ConfigError, load_config
 from zpaxos.runtime.log import null_log
+from zpaxos.runtime.metrics import ClientMetrics
 
 
 @dataclass
@@ -95,15 +96,17 @@ def refuse_value_files(cluster: ClusterConfig, run_id: str) -> None:
 
 
 def measure(cluster: ClusterConfig, name: str, proposals: int, concurrency: int,
-            keys: int | None, value_size: int, prefix: str, fast: bool = False) -> Run:
+            keys: int | None, value_size: int, prefix: str, fast: bool = False,
+            metrics: ClientMetrics | None = None) -> Run:
     """``proposals`` proposals, ``concurrency`` in flight; ``keys`` distinct keys shared
-    by all of them (None: every proposal has a key of its own), named ``prefix<i>``."""
+    by all of them (None: every proposal has a key of its own), named ``prefix<i>``.
+    ``metrics``: the client counts its proposals there (runtime/metrics.py)."""
     value = b"v" * value_size
     items = [(f"{prefix}{i % keys if keys else i}", value + str(i).encode())
              for i in range(proposals)]
     opts = options_from(cluster.proposer, timeout_s=60.0, max_rounds=1000)
     latencies, rounds, chosen = [], [], 0
-    with Client(cluster, null_log("bench"), fast=fast) as client, \
+    with Client(cluster, null_log("bench"), fast=fast, metrics=metrics) as client, \
             Progress(name, proposals) as bar:
         t0 = time.perf_counter()
         for _, outcome, seconds in client.stream(items, concurrency, opts):
@@ -146,7 +149,8 @@ def cli_latency(config: Path, workdir: Path, runs: int, prefix: str) -> dict[str
 
 def run_bench(config: str | None, proposals: int, concurrency: int, contended_keys: int,
               value_size: int, cli_runs: int, curve: bool = False, fast: bool = False,
-              race_proposers: int = 3, race_keys: int = 200) -> dict:
+              race_proposers: int = 3, race_keys: int = 200,
+              metrics: ClientMetrics | None = None) -> dict:
     """The three runs (and the CLI's wall time) on ``config``, or on a temporary cluster;
     ``curve``: the same runs again on a temporary cluster with CURVE on, in the same
     process, right after (the cost of CURVE, side by side). ``race_proposers`` processes
@@ -183,11 +187,12 @@ def run_bench(config: str | None, proposals: int, concurrency: int, contended_ke
                 pre = f"{keys}{'c' if secure else ''}"
                 runs += [
                     measure(cluster, f"independent keys{tag}", proposals, 1, None, value_size,
-                            f"{pre}serial-", fast),
+                            f"{pre}serial-", fast, metrics),
                     measure(cluster, f"independent keys{tag}", proposals, concurrency, None,
-                            value_size, f"{pre}parallel-", fast),
+                            value_size, f"{pre}parallel-", fast, metrics),
                     measure(cluster, f"contended ({contended_keys} keys){tag}", proposals,
-                            concurrency, contended_keys, value_size, f"{pre}contended-", fast),
+                            concurrency, contended_keys, value_size, f"{pre}contended-", fast,
+                            metrics),
                 ]
                 if race_proposers and not secure:
                     raced = as_dict(race(path, f"{pre}race-", race_proposers, race_keys,

@@ -61,11 +61,13 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
 def write_config(path: Path, endpoints: Sequence[tuple[str, int]], *,
                  proposer: ProposerConfig | None = None, log_level: str = "INFO",
                  log_format: str = "json", value_files: str = "*", secure: bool = False,
-                 keys_dir: str = "keys", binds: Sequence[str | None] = ()) -> Path:
+                 keys_dir: str = "keys", binds: Sequence[str | None] = (),
+                 metrics_ports: Sequence[int] = ()) -> Path:
     """A cluster file for ``endpoints``: data in data/nodeN and the log in paxos.log,
     both relative to the directory the processes run in. ``secure``: CURVE on, with the
     keys in keys/ there (make them with :func:`make_keys`). ``binds``: each node's
-    ``bind`` (None: it listens on its host)."""
+    ``bind`` (None: it listens on its host). ``metrics_ports``: each node's metrics_port
+    (Prometheus metrics on 127.0.0.1), in node order."""
     p = proposer or ProposerConfig()
     lines = []
     for i, (host, port) in enumerate(endpoints):
@@ -76,6 +78,8 @@ def write_config(path: Path, endpoints: Sequence[tuple[str, int]], *,
         if secure:
             lines += [f"public_key = {keys_dir}/node{i}.key",
                       f"secret_key = {keys_dir}/node{i}.key_secret"]
+        if metrics_ports:
+            lines.append(f"metrics_port = {metrics_ports[i]}")
         lines.append("")
     lines += ["[proposer]", *(f"{k} = {getattr(p, k)}" for k in PROPOSER_KEYS), "",
               "[log]", "file = paxos.log", f"level = {log_level}", f"format = {log_format}", ""]

@@ -147,7 +147,7 @@ class _SvgChart:
         for ts, _, kind, obj in items:
             if prev is not None:
                 dt = ts - prev
-                step = ROW
+                step: float = ROW
                 if dt > BREAK_S:
                     step += 30
                     self.breaks.append((y + step / 2, dt))
@@ -386,6 +386,7 @@ class _SvgChart:
             "learns": _star(x, y, 7.5, "#ffffff", "#b08a00"),
             "chosen": _star(x, y, 7.5, "#ffe27a", "#b08a00"),
             "gave_up": _cross(x, y, 6, "#555", 3),
+            "applied": f'<circle cx="{_num(x)}" cy="{_num(y)}" r="5.5" fill="#2e8b57"/>',
             "learned": f'<circle cx="{_num(x)}" cy="{_num(y)}" r="4" fill="#2e8b57"/>',
             "conflict": _cross(x, y, 8, "#b00020", 4),
             "malformed": f'<path d="M{_num(x)},{_num(y - 6)} l6,11 l-12,0 z" fill="#e67e22"/>',

@@ -36,11 +36,12 @@ MARK_ROOM = 30  # room right of the last lifeline for its marks
 BOX = dict(line="│", tee_r="├", tee_l="┤", h="─", nack="┄", head_r="▶", head_l="◀", lost="◌",
            pause="▒", brk="┊", band="═", top="┬", bottom="┴", start="●", stop="■", crash="✕",
            restart="↻", round="◆", adopted="◆", retry="↺", backoff="▒", chosen="★",
-           learns="☆", gave_up="⊘", learned="○", conflict="!", malformed="?", more="…")
+           learns="☆", gave_up="⊘", applied="✓", learned="○", conflict="!", malformed="?", more="…")
 ASCII = dict(line="|", tee_r="+", tee_l="+", h="-", nack=".", head_r=">", head_l="<", lost="@",
              pause="#", brk=":", band="=", top="+", bottom="+", start="o", stop="=", crash="X",
              restart="^", round="+", adopted="+", retry="~", backoff="#", chosen="*",
-             learns="*", gave_up="/", learned="o", conflict="!", malformed="?", more="~")
+             learns="*", gave_up="/", applied="v", learned="o", conflict="!", malformed="?",
+             more="~")
 
 
 def render_text(charts: list[Chart], ascii_only: bool = False) -> str:

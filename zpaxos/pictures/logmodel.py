@@ -189,20 +189,21 @@ def _pair_messages(model: LogModel) -> None:
             pending[(m.sender, m.receiver, m.msg_id)].append(m)
             by_sender[(m.sender, m.msg_id)] = m
         elif e.name == "undeliverable":
-            m = by_sender.get((e.process, f["msg_id"]))
+            found = by_sender.get((e.process, f["msg_id"]))
             waiting = pending.get((e.process, f["peer"], f["msg_id"]), [])
-            if m is not None and m in waiting:
-                waiting.remove(m)  # it never left, so no receive can match it
+            if found is not None and found in waiting:
+                waiting.remove(found)  # it never left, so no receive can match it
+                m = found
             else:
                 m = Message(f["type"], e.process, f["peer"], f["msg_id"], e.key, e.ts, f, e.line)
                 model.messages.append(m)
             m.fate, m.why = UNDELIVERABLE, str(f.get("msg") or "not sent")
         elif e.name == "dropped":  # a simulated network lost it (real logs cannot say so)
-            m = by_sender.get((e.process, f["msg_id"]))
+            found = by_sender.get((e.process, f["msg_id"]))
             waiting = pending.get((e.process, f["peer"], f["msg_id"]), [])
-            if m is not None and m in waiting:
-                waiting.remove(m)
-                m.fate = LOST
+            if found is not None and found in waiting:
+                waiting.remove(found)
+                found.fate = LOST
         elif e.name == "recv":
             waiting = pending.get((f["peer"], e.process, f["msg_id"]), [])
             i = len(waiting) - 1
@@ -260,7 +261,7 @@ def _lifecycle(model: LogModel) -> None:
                 up, down_since = False, e.ts
                 if proposer:
                     model.stopped.setdefault(proc, e.ts)
-            elif e.name in ("chosen", "gave_up") and proposer:
+            elif e.name in ("chosen", "gave_up", "applied") and proposer:
                 model.finished.setdefault(proc, e.ts)
             prev = e
         if not up:
@@ -269,7 +270,7 @@ def _lifecycle(model: LogModel) -> None:
             down.append((evs[-1].ts, float("inf")))
         model.down[proc] = down
         if proposer:
-            ends = [e.ts for e in evs if e.name in ("chosen", "gave_up", "stop")]
+            ends = [e.ts for e in evs if e.name in ("chosen", "gave_up", "applied", "stop")]
             model.busy_until[proc] = ends[0] if ends else evs[-1].ts + PROPOSER_GONE_S
 
 

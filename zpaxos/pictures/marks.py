@@ -51,7 +51,8 @@ def _marks_of(messages: list[Message], e: Event, prev: Event | None,
               syncs: dict[str, list[Message]]) -> list[Mark]:
     f, k = e.fields, e.key
     ballot = f.get("ballot", "?")
-    kind, text, extra = e.name, "", {}
+    kind, text = e.name, ""
+    extra: dict[str, Any] = {}
     if e.name == "round":
         text = f"round {f.get('round', '?')} · ballot {ballot}"
     elif e.name == "adopted":
@@ -84,6 +85,9 @@ def _marks_of(messages: list[Message], e: Event, prev: Event | None,
             text = f"chosen: {value} (ballot {at}{how})"
     elif e.name == "gave_up":
         text = "gave up: " + gave_up_cause(f)
+    elif e.name == "applied":  # a register operation: nothing is chosen for good
+        text = (f"{f.get('op', '?')} {f.get('status', '?')}: version {f.get('version', '?')}"
+                f" (ballot {ballot})")
     elif e.name == "learned":
         if _told_by_decide(e, prev):
             return []  # the DECIDE arrow already says so

@@ -91,7 +91,7 @@ class Mark:
     """Something that happened on one lifeline: ``kind`` picks the symbol."""
 
     kind: str  # start stop crash restart round adopted pause backoff retry chosen
-    #            learns (a proposer told by a DECIDE) gave_up learned conflict malformed
+    #            learns (a proposer told by a DECIDE) gave_up applied learned conflict malformed
     process: str
     ts: float
     text: str

@@ -20,24 +20,19 @@ from __future__ import annotations
 import bisect
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from zpaxos.protocol.events import ADOPTED as HOW_ADOPTED
 from zpaxos.protocol.events import (
     ALREADY,
-    DEADLINE,
-    MAX_ROUNDS,
     REJECTED,
-    TIMEOUT,
     Adopted,
     Chosen,
     Conflict,
-    Event,
     GaveUp,
     Ignored,
     Learned,
     Peer,
-    Retry,
     Round,
 )
 from zpaxos.protocol.events import PROPOSED as HOW_PROPOSED
@@ -56,57 +51,26 @@ from zpaxos.protocol.messages import (
     RangePrepare,
     RangePromise,
 )
+from zpaxos.protocol.state import EMPTY, KeyState
+from zpaxos.protocol.pacing import (
+    ACCEPT,
+    BACKOFF,
+    DONE,
+    IDLE,
+    PREPARE,
+    Outgoing,
+    PacedProposer,
+    ProposerOptions,
+    Step,
+    quorum_size,
+)
 from zpaxos.protocol.ranges import MAX_RANGES, RangeTable, busy_keys
 from zpaxos.protocol.registry import type_name
 
-__all__ = ["Acceptor", "KeyState", "Learner", "Outcome", "Peer", "Proposer", "ProposerOptions",
-           "Step", "quorum_size"]
+__all__ = ["ACCEPT", "BACKOFF", "DONE", "IDLE", "PREPARE", "Acceptor", "KeyState", "Learner",
+           "Outcome", "Peer", "Proposer", "ProposerOptions", "Step", "quorum_size"]
 
 
-def quorum_size(n: int) -> int:
-    """Smallest majority of ``n`` acceptors; any two such sets intersect."""
-    if n < 1:
-        raise ValueError("a cluster needs at least one acceptor")
-    return n // 2 + 1
-
-
-@dataclass(frozen=True, slots=True)
-class KeyState:
-    """What one acceptor must remember about one key, across crashes."""
-
-    promised: Ballot = ZERO
-    accepted: Ballot = ZERO
-    value: bytes | None = None
-    chosen: bytes | None = None
-    chosen_ballot: Ballot = ZERO  # the ballot that chose ``chosen``; ZERO when not known
-
-
-EMPTY = KeyState()  # a key the acceptor has never heard of (immutable, so shared)
-
-
-@dataclass(slots=True)
-class Step:
-    """What a handler asks the runtime to do, in this order.
-
-    1. ``persist``: make these key states durable (fsync);
-    2. ``send``: only then send these messages;
-    3. ``events``: report these.
-
-    Safety depends on the order: a Promise or Accepted that leaves before its state is on
-    disk can be forgotten by a crash, and a forgotten promise lets two values be chosen.
-    """
-
-    persist: list[tuple[str, KeyState]] = field(default_factory=list)
-    send: list[tuple[Peer, ProtocolMessage | RangePromise | RangeNack]] = field(
-        default_factory=list)
-    events: list[Event] = field(default_factory=list)
-    ranges: list[tuple[str, Ballot]] = field(default_factory=list)  # range promises to persist
-
-    def extend(self, other: Step) -> None:
-        self.persist.extend(other.persist)
-        self.ranges.extend(other.ranges)
-        self.send.extend(other.send)
-        self.events.extend(other.events)
 
 
 # --------------------------------------------------------------------------- acceptor
@@ -186,7 +150,7 @@ class Acceptor:
         promised = self.promised(msg.key, s)
         if msg.ballot >= promised and not self._absurd(promised, s.accepted, msg.ballot):
             # Accepting also promises msg.ballot, so accepted <= promised always holds.
-            reply: list[tuple[Peer, ProtocolMessage | RangePromise | RangeNack]] = [
+            reply: list[tuple[Peer, Outgoing]] = [
                 (src, Accepted(msg.key, msg.ballot, msg.value))]
             if (s.accepted == msg.ballot and s.promised == msg.ballot
                     and s.value == msg.value):
@@ -283,19 +247,6 @@ class Learner:
 
 
 @dataclass(frozen=True, slots=True)
-class ProposerOptions:
-    """How a proposer paces itself. These defaults are the only ones: the config's
-    [proposer] section and the CLI start from them."""
-
-    round_timeout_s: float = 0.5  # wait this long for a quorum in one phase
-    timeout_s: float = 5.0  # whole-proposal deadline (float("inf") for none)
-    max_rounds: int = 10  # ballots to try before giving up
-    backoff_s: float = 0.05  # base of the randomized exponential backoff; 0 disables it
-    backoff_max_s: float = 2.0  # cap on one backoff
-    first_round: int = 1  # start at this round (staging: who holds the higher ballot)
-
-
-@dataclass(frozen=True, slots=True)
 class Outcome:
     """How a proposal ended. ``chosen`` is None when no value could be chosen in time."""
 
@@ -320,15 +271,13 @@ class Outcome:
         return None if self.chosen is None else self.chosen.decode("utf-8", "backslashreplace")
 
 
-# Proposer phases.
-IDLE, PREPARE, ACCEPT, BACKOFF, DONE = "idle", "prepare", "accept", "backoff", "done"
-
-
-class Proposer:
+class Proposer(PacedProposer):
     """Proposes one value for one key and runs rounds until a value is chosen or it gives up.
 
     Drive it with ``start(now)``, ``receive(now, src, msg)`` and ``tick(now)`` (call
-    ``tick`` once ``now >= next_wakeup``). ``outcome`` is set when it is done.
+    ``tick`` once ``now >= next_wakeup``). ``outcome`` is set when it is done. The
+    pacing (deadline, round timeouts, backoff, ``tick``, ``nudge``) is
+    :class:`~zpaxos.protocol.pacing.PacedProposer`'s, shared with registers.
     """
 
     def __init__(
@@ -349,37 +298,20 @@ class Proposer:
         self.opts = options
         self.rng = rng
         self.quorum = quorum_size(len(self.acceptors))
-        self.phase = IDLE
-        self.ballot = ZERO
-        self.rounds = 0
+        self._init_pacing()
         self.value = value  # what phase 2 proposes: our own, or an adopted one
         self.outcome: Outcome | None = None
         self._round = 0
         self._max_seen_round = 0
         self._promises: dict[Peer, Promise] = {}
         self._learner = Learner(self.acceptors)
-        self._phase_deadline = float("inf")
-        self._wake_at = float("inf")
-        self._deadline = float("inf")
         self._heard: set[Peer] = set()
-        self._answered_phase: set[Peer] = set()
 
     # ---- driving
 
     @property
     def done(self) -> bool:
         return self.phase == DONE
-
-    @property
-    def next_wakeup(self) -> float | None:
-        """When ``tick`` must next be called; None once done."""
-        if self.phase == DONE:
-            return None
-        if self.phase in (PREPARE, ACCEPT):
-            return min(self._deadline, self._phase_deadline)
-        if self.phase == BACKOFF:
-            return min(self._deadline, self._wake_at)
-        return self._deadline
 
     def start(self, now: float, fast: Ballot | None = None) -> Step:
         """Start proposing. ``fast``: a ballot whose phase 1 a range promise already did
@@ -388,7 +320,7 @@ class Proposer:
         phases, at a ballot of this proposer's own above it."""
         if self.phase != IDLE:
             raise RuntimeError("proposer already started")
-        self._deadline = now + self.opts.timeout_s
+        self._begin(now)
         step = Step()
         if fast is None:
             self._start_round(now, step)
@@ -397,46 +329,15 @@ class Proposer:
         self._round = fast.round  # a retry starts above the range's ballot
         self.ballot = fast
         self.phase = ACCEPT
-        self._phase_deadline = now + self.opts.round_timeout_s
+        self._phase_started(now)
         step.events.append(Round(self.key, self.ballot, self.rounds, fast=True))
         accept = Accept(self.key, self.ballot, self.value)  # one immutable message for all
         step.send.extend([(a, accept) for a in self.acceptors])
         return step
 
-    def hold_phase(self, sent_at: float) -> None:
-        """The runtime sent (some of) this phase's messages late, at ``sent_at``: the
-        round timeout counts from then, so a late message is never taken for a lost one."""
-        if self.phase in (PREPARE, ACCEPT):
-            self._phase_deadline = max(self._phase_deadline, sent_at + self.opts.round_timeout_s)
-
-    def nudge(self, now: float) -> Step:
-        """An acceptor came back (the runtime saw it reconnect): retry now rather than
-        wait out a round timeout or a backoff. A phase in progress sends its message
-        again to the acceptors that have not answered it (the same ballot: an acceptor
-        that already had it answers as before); a backoff ends with the next round."""
-        step = Step()
-        if self.phase in (PREPARE, ACCEPT):
-            msg: ProtocolMessage = (Prepare(self.key, self.ballot) if self.phase == PREPARE
-                                    else Accept(self.key, self.ballot, self.value))
-            step.send.extend((a, msg) for a in self.acceptors if a not in self._answered_phase)
-            self._phase_deadline = now + self.opts.round_timeout_s
-        elif self.phase == BACKOFF and now < self._deadline:
-            self._start_round(now, step)
-        return step
-
-    def tick(self, now: float) -> Step:
-        step = Step()
-        if self.phase in (DONE, IDLE):
-            return step
-        if now >= self._deadline:
-            reason = f"no value chosen within the {self.opts.timeout_s:g} s deadline"
-            self._give_up(step, DEADLINE, reason)
-        elif self.phase in (PREPARE, ACCEPT) and now >= self._phase_deadline:
-            missing = tuple(a for a in self.acceptors if a not in self._answered_phase)
-            self._retry(now, step, TIMEOUT, no_reply_from=missing)
-        elif self.phase == BACKOFF and now >= self._wake_at:
-            self._start_round(now, step)
-        return step
+    def _phase_message(self) -> ProtocolMessage:
+        return (Prepare(self.key, self.ballot) if self.phase == PREPARE
+                else Accept(self.key, self.ballot, self.value))
 
     def receive(self, now: float, src: Peer, msg: ProtocolMessage) -> Step:
         step = Step()
@@ -463,9 +364,8 @@ class Proposer:
         self.ballot = Ballot(self._round, self.id)
         self.value = self.proposed
         self._promises.clear()
-        self._answered_phase.clear()
         self.phase = PREPARE
-        self._phase_deadline = now + self.opts.round_timeout_s
+        self._phase_started(now)
         step.events.append(Round(self.key, self.ballot, self.rounds))
         prepare = Prepare(self.key, self.ballot)
         step.send.extend([(a, prepare) for a in self.acceptors])
@@ -473,7 +373,7 @@ class Proposer:
     def _on_promise(self, now: float, src: Peer, msg: Promise, step: Step) -> None:
         if msg.ballot != self.ballot:
             return  # a reply to an earlier round
-        self._answered_phase.add(src)
+        self._answered.add(src)
         if self.phase != PREPARE:
             return  # quorum already reached; a late promise changes nothing
         self._promises[src] = msg  # a dict: a duplicated Promise counts once
@@ -487,8 +387,7 @@ class Proposer:
             step.events.append(Adopted(self.key, best.value, best.accepted, self.ballot))
         # Phase 2: ask every acceptor to accept (ballot, value).
         self.phase = ACCEPT
-        self._answered_phase.clear()
-        self._phase_deadline = now + self.opts.round_timeout_s
+        self._phase_started(now)
         accept = Accept(self.key, self.ballot, self.value)
         step.send.extend([(a, accept) for a in self.acceptors])
 
@@ -496,7 +395,7 @@ class Proposer:
 
     def _on_accepted(self, src: Peer, msg: Accepted, step: Step) -> None:
         if msg.ballot == self.ballot:
-            self._answered_phase.add(src)
+            self._answered.add(src)
         # Count every Accepted, even for a round we have since abandoned (a Nack from one
         # acceptor does not stop the others from accepting): a quorum for any one ballot
         # means its value is chosen, whoever proposed it.
@@ -510,32 +409,11 @@ class Proposer:
         self._max_seen_round = max(self._max_seen_round, msg.promised.round)
         if msg.ballot != self.ballot:
             return  # rejection of an earlier round
-        self._answered_phase.add(src)
+        self._answered.add(src)
         # promised == our ballot is no rejection: a staged or duplicated Prepare arrived
         # after the acceptor had already promised (or accepted) this very ballot.
         if msg.promised > self.ballot and self.phase in (PREPARE, ACCEPT):
             self._retry(now, step, REJECTED, acceptor=src, promised=msg.promised)
-
-    def _retry(self, now: float, step: Step, cause: str, acceptor: Peer | None = None,
-               promised: Ballot | None = None,
-               no_reply_from: tuple[Peer, ...] | None = None) -> None:
-        phase = self.phase
-        if self.rounds >= self.opts.max_rounds:
-            why = (f"rejected by acceptor {acceptor}" if cause == REJECTED
-                   else f"timeout in {phase} phase")
-            self._give_up(step, MAX_ROUNDS, f"no value chosen in {self.rounds} rounds ({why})")
-            return
-        # The exponent is capped: 2 ** 1024 does not fit a float, and a proposer with no
-        # deadline retries that often in a long partition (OverflowError at round 1025).
-        cap = min(self.opts.backoff_max_s, self.opts.backoff_s * 2 ** min(self.rounds - 1, 64))
-        backoff = self.rng.uniform(0, cap) if cap > 0 else 0.0
-        step.events.append(Retry(self.key, self.ballot, cause, phase, round(backoff, 4),
-                                 acceptor, promised, no_reply_from))
-        if backoff <= 0:
-            self._start_round(now, step)
-        else:
-            self.phase = BACKOFF
-            self._wake_at = now + backoff
 
     def _give_up(self, step: Step, cause: str, reason: str) -> None:
         self._end(None, reason, None)

@@ -128,6 +128,22 @@ class GaveUp(Event):
     reason: str  # the same, as a sentence for people
 
 
+@dataclass(frozen=True, slots=True)
+class Applied(Event):
+    """A register operation ended with a quorum's acceptance at ``ballot``: ``status`` is
+    "ok" (the register is now at ``version``) or "cas_failed" (the comparison failed; the
+    state was written back unchanged). Registers only: nothing is chosen for good, the
+    next operation overwrites the state (``fast``: it ran on the 1-RTT path)."""
+
+    name: ClassVar[str] = "applied"
+    ballot: Ballot
+    rounds: int
+    op: str
+    status: str
+    version: int
+    fast: bool | None = None  # None (not logged) for an ordinary round
+
+
 # --------------------------------------------------------------------------- acceptor
 
 

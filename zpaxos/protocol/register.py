@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, MutableMapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
-from zpaxos.protocol.core import KeyState, quorum_size
-from zpaxos.protocol.events import Event, Ignored, Peer
+from zpaxos.protocol.core import KeyState
+from zpaxos.protocol.events import REJECTED, Applied, GaveUp, Ignored, Peer, Round
 from zpaxos.protocol.messages import MAX_ROUND_STEP, ZERO, Ballot
+from zpaxos.protocol.pacing import ACCEPT, IDLE, PREPARE, PacedProposer, Step, quorum_size
 from zpaxos.protocol.regmessages import (
     EMPTY,
     RAccept,
@@ -66,17 +67,7 @@ from zpaxos.protocol.regops import (
 
 __all__ = ["CAS", "CAS_FAILED", "CAS_VALUE", "DELETE", "GET", "NO_QUORUM", "OK", "SET",
            "UNKNOWN", "RegAcceptor", "RegOp", "RegResult", "RegisterOptions",
-           "RegisterProposer", "next_ballot"]
-
-
-@dataclass(slots=True)
-class Step:
-    """What a register handler asks of the runtime, in this order (as core.Step): persist
-    these key states (fsync), then send these messages, then report these events."""
-
-    persist: list[tuple[str, KeyState]] = field(default_factory=list)
-    send: list[tuple[Peer, RegisterMessage]] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
+           "RegisterProposer", "Step", "next_ballot"]
 
 
 def next_ballot(b: Ballot) -> Ballot:
@@ -138,22 +129,16 @@ class RegAcceptor:
         return Step(send=[(src, RNack(msg.key, msg.ballot, s.promised))])
 
 
-IDLE, PREPARE, ACCEPT, BACKOFF = "idle", "prepare", "accept", "backoff"
-
-
-@dataclass(slots=True)
-class _Attempt:
-    op: RegOp
-    options: RegisterOptions
-    deadline: float
-    rounds: int = 0
-    sent_versions: list[int] = field(default_factory=list)  # versions our change was sent as
-
-
-class RegisterProposer:
+class RegisterProposer(PacedProposer):
     """Runs operations on one register, one at a time, and keeps the 1-RTT promise between
     them. The caller serialises operations per key (the host queues them), which with the
-    proposer id and a round that only grows keeps every ballot unique."""
+    proposer id and a round that only grows keeps every ballot unique. The pacing
+    (deadline, round timeouts, backoff, ``tick``, ``nudge``) is
+    :class:`~zpaxos.protocol.pacing.PacedProposer`'s, shared with write-once keys; the
+    events are theirs too (Round, Retry, GaveUp), and an operation that ends with a
+    quorum's acceptance reports :class:`~zpaxos.protocol.events.Applied`."""
+
+    FAILED = "no quorum"
 
     def __init__(self, key: str, proposer_id: bytes, acceptors: Sequence[Peer],
                  rng: random.Random) -> None:
@@ -162,50 +147,43 @@ class RegisterProposer:
         self.acceptors = tuple(acceptors)
         self.quorum = quorum_size(len(self.acceptors))
         self.rng = rng
-        self.phase = IDLE
-        self.ballot = ZERO
+        self._init_pacing()
+        self.opts: RegisterOptions = RegisterOptions()
         self.result: RegResult | None = None
         # 1-RTT: the ballot a quorum promised us, and the state it accepted just before.
         self.cache: tuple[Ballot, RegState] | None = None
         self._round = 0
         self._max_seen = 0
-        self._a: _Attempt | None = None
+        self._op: RegOp | None = None
+        self._sent_versions: list[int] = []  # versions this operation's change was sent as
         self._promises: dict[Peer, RPromise] = {}
         self._accepted: set[Peer] = set()
         self._promised_next: set[Peer] = set()
-        self._answered: set[Peer] = set()
         self._heard: set[Peer] = set()  # acceptors that answered this operation at all
         self._writing: tuple[RegState, RegResult] | None = None
-        self._phase_deadline = float("inf")
-        self._wake_at = float("inf")
         self._fast = False
 
     @property
     def busy(self) -> bool:
         return self.phase != IDLE
 
-    @property
-    def next_wakeup(self) -> float | None:
-        if self._a is None:
-            return None
-        if self.phase == BACKOFF:
-            return min(self._a.deadline, self._wake_at)
-        return min(self._a.deadline, self._phase_deadline)
-
     def start(self, now: float, op: RegOp, options: RegisterOptions) -> Step:
         if self.phase != IDLE:
             raise RuntimeError("one operation at a time per register and proposer")
         self.result = None
-        self._a = _Attempt(op, options, now + options.timeout_s)
+        self._op, self.opts, self.rounds = op, options, 0
+        self._sent_versions = []
+        self._begin(now)
         self._heard = set()
         step = Step()
         if self.cache is not None and options.one_rtt:
             ballot, state = self.cache
             self.cache = None
-            self._a.rounds = 1
+            self.rounds = 1
             self.ballot = ballot
             self._round = max(self._round, ballot.round)
             self._fast = True
+            step.events.append(Round(self.key, ballot, 1, fast=True))
             self._write(now, state, step)
         else:
             self._start_round(now, step)
@@ -214,17 +192,17 @@ class RegisterProposer:
     # ---- phase 1
 
     def _start_round(self, now: float, step: Step) -> None:
-        assert self._a is not None
         self.cache = None
         self._fast = False
-        self._a.rounds += 1
+        self.rounds += 1
         self._round = max(self._round, self._max_seen) + 1
         self.ballot = Ballot(self._round, self.id)
         self._promises.clear()
-        self._answered.clear()
         self.phase = PREPARE
-        self._phase_deadline = now + self._a.options.round_timeout_s
-        step.send.extend((a, RPrepare(self.key, self.ballot)) for a in self.acceptors)
+        self._phase_started(now)
+        step.events.append(Round(self.key, self.ballot, self.rounds))
+        msg = RPrepare(self.key, self.ballot)
+        step.send.extend((a, msg) for a in self.acceptors)
 
     def _on_promise(self, now: float, src: Peer, msg: RPromise, step: Step) -> None:
         if msg.ballot != self.ballot or self.phase != PREPARE:
@@ -245,9 +223,8 @@ class RegisterProposer:
 
     def _write(self, now: float, base: RegState, step: Step) -> None:
         """Apply the operation to ``base`` (the register's current state) and accept it."""
-        a = self._a
-        assert a is not None
-        op = a.op
+        op = self._op
+        assert op is not None
         # Idempotent retries: ``base`` remembers the last change of each recent writer. A
         # host runs one operation per register at a time, so if an earlier attempt of this
         # one took effect, ``base`` descends from it and its op id is our writer's entry.
@@ -256,12 +233,12 @@ class RegisterProposer:
             # An earlier attempt of this very change took effect (its reply was lost): do
             # not apply it twice; accept ``base`` as it is, so it is surely chosen.
             new, result = base, RegResult(self.key, op.kind, OK, done_at, op.value)
-        elif op.mutates and a.sent_versions and not base.knows_writer(op.op_id):
+        elif op.mutates and self._sent_versions and not base.knows_writer(op.op_id):
             # An earlier attempt of this change reached some acceptors, and ``base`` no
             # longer says whether it took effect (its writer was pushed out of ``recent``):
             # applying it again could apply it twice. Say so rather than guess.
-            self._end(UNKNOWN, f"an earlier attempt may have taken effect (version now "
-                      f"{base.version})", base)
+            self._end(step, UNKNOWN, f"an earlier attempt may have taken effect (version "
+                      f"now {base.version})", base)
             return
         else:
             new, ok = op.apply(base)
@@ -270,16 +247,23 @@ class RegisterProposer:
             else:
                 result = RegResult(self.key, op.kind, CAS_FAILED, base.version, base.value)
             if new is not base:
-                a.sent_versions.append(new.version)
+                self._sent_versions.append(new.version)
         self._writing = (new, result)
         self.phase = ACCEPT
         self._accepted.clear()
         self._promised_next.clear()
-        self._answered.clear()
-        self._phase_deadline = now + a.options.round_timeout_s
-        nxt = next_ballot(self.ballot) if a.options.one_rtt else ZERO
-        msg = RAccept(self.key, self.ballot, new, nxt)
+        self._phase_started(now)
+        msg = RAccept(self.key, self.ballot, new, next_ballot(self.ballot) if self.opts.one_rtt
+                      else ZERO)
         step.send.extend((p, msg) for p in self.acceptors)
+
+    def _phase_message(self) -> RegisterMessage | None:
+        if self.phase == PREPARE:
+            return RPrepare(self.key, self.ballot)
+        if self._writing is None:
+            return None
+        nxt = next_ballot(self.ballot) if self.opts.one_rtt else ZERO
+        return RAccept(self.key, self.ballot, self._writing[0], nxt)
 
     def _on_accepted(self, src: Peer, msg: RAccepted, step: Step) -> None:
         if msg.ballot != self.ballot or self.phase != ACCEPT:
@@ -290,14 +274,16 @@ class RegisterProposer:
             self._promised_next.add(src)
         if len(self._accepted) < self.quorum:
             return
-        assert self._writing is not None and self._a is not None
+        assert self._writing is not None
         new, result = self._writing
-        if self._a.options.one_rtt and len(self._promised_next) >= self.quorum:
+        if self.opts.one_rtt and len(self._promised_next) >= self.quorum:
             # That quorum accepted ``new`` at our ballot and promised the next one:
             # phase 1 of our next round on this key is done.
             self.cache = (next_ballot(self.ballot), new)
             self._round = max(self._round, self.ballot.round + 1)
-        self.result = replace(result, rounds=self._a.rounds, fast=self._fast)
+        self.result = replace(result, rounds=self.rounds, fast=self._fast)
+        step.events.append(Applied(self.key, self.ballot, self.rounds, result.kind,
+                                   result.status, result.version, self._fast or None))
         self._idle()
 
     # ---- rejection, retry, end
@@ -308,43 +294,29 @@ class RegisterProposer:
             return
         self._answered.add(src)
         if msg.promised > self.ballot:
-            self._retry(now, step, f"outbid by {msg.promised}")
+            self._retry(now, step, REJECTED, acceptor=src, promised=msg.promised)
 
-    def _retry(self, now: float, step: Step, why: str) -> None:
-        a = self._a
-        assert a is not None
+    def _on_retry(self) -> None:
         self.cache = None
-        if a.rounds >= a.options.max_rounds:
-            self._give_up(f"no quorum in {a.rounds} rounds ({why})")
-            return
-        # Randomized exponential backoff: two proposers outbidding each other on one key
-        # soon stop colliding (the paper's answer to contention; there is no leader).
-        cap = min(a.options.backoff_max_s, a.options.backoff_s * 2 ** min(a.rounds - 1, 64))
-        backoff = self.rng.uniform(0, cap) if cap > 0 else 0.0
-        if backoff <= 0:
-            self._start_round(now, step)
-        else:
-            self.phase = BACKOFF
-            self._wake_at = now + backoff
 
-    def _give_up(self, reason: str) -> None:
-        a = self._a
-        assert a is not None
-        self._end(UNKNOWN if a.sent_versions else NO_QUORUM, reason, None)
+    def _give_up(self, step: Step, cause: str, reason: str) -> None:
+        self._end(step, UNKNOWN if self._sent_versions else NO_QUORUM, reason, None, cause)
 
-    def _end(self, status: str, reason: str, seen: RegState | None) -> None:
-        a = self._a
-        assert a is not None
+    def _end(self, step: Step, status: str, reason: str, seen: RegState | None,
+             cause: str = UNKNOWN) -> None:
+        op = self._op
+        assert op is not None
         self.cache = None
-        self.result = RegResult(self.key, a.op.kind, status,
+        self.result = RegResult(self.key, op.kind, status,
                                 seen.version if seen else 0, seen.value if seen else None,
-                                a.rounds, False, reason,
+                                self.rounds, False, reason,
                                 tuple(p for p in self.acceptors if p not in self._heard))
+        step.events.append(GaveUp(self.key, self.ballot, self.rounds, cause, reason))
         self._idle()
 
     def _idle(self) -> None:
         self.phase = IDLE
-        self._a = None
+        self._op = None
         self._writing = None
 
     # ---- driving
@@ -360,37 +332,4 @@ class RegisterProposer:
             self._on_accepted(src, msg, step)
         elif isinstance(msg, RNack):
             self._on_nack(now, src, msg, step)
-        return step
-
-    def tick(self, now: float) -> Step:
-        step = Step()
-        a = self._a
-        if a is None:
-            return step
-        if now >= a.deadline:
-            self._give_up(f"no quorum within the {a.options.timeout_s:g} s deadline")
-        elif self.phase in (PREPARE, ACCEPT) and now >= self._phase_deadline:
-            self._retry(now, step, f"timeout in the {self.phase} phase")
-        elif self.phase == BACKOFF and now >= self._wake_at:
-            self._start_round(now, step)
-        return step
-
-    def nudge(self, now: float) -> Step:
-        """An acceptor came back: resend the phase's message to those that did not answer
-        (same ballot), or end a backoff now."""
-        step = Step()
-        a = self._a
-        if a is None:
-            return step
-        if self.phase == PREPARE:
-            msg: RegisterMessage = RPrepare(self.key, self.ballot)
-        elif self.phase == ACCEPT and self._writing is not None:
-            nxt = next_ballot(self.ballot) if a.options.one_rtt else ZERO
-            msg = RAccept(self.key, self.ballot, self._writing[0], nxt)
-        else:
-            if self.phase == BACKOFF and now < a.deadline:
-                self._start_round(now, step)
-            return step
-        step.send.extend((p, msg) for p in self.acceptors if p not in self._answered)
-        self._phase_deadline = now + a.options.round_timeout_s
         return step

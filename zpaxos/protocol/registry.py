@@ -85,8 +85,22 @@ MAX_BUSY = 1024  # keys a RangePromise names as not fresh (more: two phases for 
 TO_ACCEPTOR, TO_PROPOSER, BOTH, RUNTIME = "to_acceptor", "to_proposer", "both", "runtime"
 
 
+# Why a frame was malformed, in a few words a metric can carry as a label (the error's
+# text says more, and is unbounded): the frame as a whole, then each message in it.
+TOO_LARGE, FRAME_COUNT, UNKNOWN_PROTOCOL, NOT_MSGPACK = (
+    "too_large", "frame_count", "unknown_protocol", "not_msgpack")
+BAD_ENVELOPE, UNKNOWN_TYPE, BAD_FIELDS = "bad_envelope", "unknown_type", "bad_fields"
+MALFORMED_REASONS = (TOO_LARGE, FRAME_COUNT, UNKNOWN_PROTOCOL, NOT_MSGPACK, BAD_ENVELOPE,
+                     UNKNOWN_TYPE, BAD_FIELDS)
+
+
 class DecodeError(Exception):
-    """A peer sent something that is not a valid zpaxos message (the peer's fault)."""
+    """A peer sent something that is not a valid zpaxos message (the peer's fault).
+    ``reason``: one of MALFORMED_REASONS (a field that fails its check, unless said)."""
+
+    def __init__(self, text: str, reason: str = BAD_FIELDS) -> None:
+        super().__init__(text)
+        self.reason = reason
 
 
 def describe(x: Any) -> str:

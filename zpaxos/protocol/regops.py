@@ -10,6 +10,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 
 from zpaxos.protocol.messages import RegState
+from zpaxos.protocol.pacing import ProposerOptions
 
 __all__ = ["CAS", "CAS_FAILED", "CAS_VALUE", "DELETE", "GET", "NO_QUORUM", "OK", "SET",
            "UNKNOWN", "RegOp", "RegResult", "RegisterOptions"]
@@ -71,10 +72,7 @@ class RegResult:
 
 
 @dataclass(frozen=True, slots=True)
-class RegisterOptions:
-    round_timeout_s: float = 0.5
-    timeout_s: float = 5.0
-    max_rounds: int = 10
-    backoff_s: float = 0.05
-    backoff_max_s: float = 2.0
+class RegisterOptions(ProposerOptions):
+    """A proposer's pacing, and the 1-RTT path (registers only)."""
+
     one_rtt: bool = True

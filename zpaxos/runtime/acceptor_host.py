@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from zpaxos.protocol.core import Acceptor, KeyState, Learner
-from zpaxos.protocol.events import Event, Ignored, Learned
+from zpaxos.protocol.events import Conflict, Event, Ignored, Learned
 from zpaxos.protocol.messages import (
     Accept,
     Accepted,
@@ -52,11 +52,18 @@ from zpaxos.protocol.messages import (
     FetchReply,
     KeyStatus,
     Message,
+    Nack,
     Prepare,
+    Promise,
     ProtocolMessage,
+    RAccepted,
+    RangeNack,
     RangePrepare,
+    RangePromise,
     RegistersReply,
     RegistersRequest,
+    RNack,
+    RPromise,
     StatusReply,
     StatusRequest,
     SyncReply,
@@ -76,6 +83,32 @@ from zpaxos.protocol.regmessages import (
 from zpaxos.runtime import catchup
 from zpaxos.runtime.addresses import Caller, Src
 from zpaxos.runtime.keyrange import in_range, span
+
+# What became of each message the host handled, as the node's metrics count it (the
+# outcome label of zpaxos_node_messages_total): for the Paxos messages, the core's reply
+# or event says it; the rest are answered (status, sync, checks), handled (replies to
+# this node's own requests) or ignored. Admission adds "refused" (runtime/admission.py).
+PROMISED, ACCEPTED, NACKED, DECIDED = "promised", "accepted", "nacked", "decided"
+LEARNED, KNOWN, CONFLICT = "learned", "known", "conflict"
+ANSWERED, HANDLED, IGNORED, CHECKING = "answered", "handled", "ignored", "checking"
+_REPLY_OUTCOME: dict[type, str] = {
+    Promise: PROMISED, RPromise: PROMISED, RangePromise: PROMISED,
+    Accepted: ACCEPTED, RAccepted: ACCEPTED,
+    Nack: NACKED, RNack: NACKED, RangeNack: NACKED,
+    Decide: DECIDED,  # the key was chosen already: the sender is told the value
+}
+_EVENT_OUTCOME: dict[type, str] = {Learned: LEARNED, Conflict: CONFLICT, Ignored: IGNORED}
+
+
+def outcome_of(send: Sequence[tuple[object, object]], events: Sequence[Event]) -> str:
+    """What a message came to, from what the core did with it: its reply, else its first
+    event, else nothing (a Decide this node knew already)."""
+    if send:
+        return _REPLY_OUTCOME.get(type(send[0][1]), ANSWERED)
+    if events:
+        return _EVENT_OUTCOME.get(type(events[0]), HANDLED)
+    return KNOWN
+
 
 STATUS_MAX_KEYS = 1000  # keys in one status reply
 SYNC_PAGE = 500  # chosen values in one sync reply
@@ -201,6 +234,12 @@ class AcceptorHost:
         self._checks: dict[tuple[str, Ballot, bytes], None] = {}  # ordered: oldest first
         self._learner = Learner((node_id, *self.peers))
         self.stats: dict[str, int] = {}  # counters the runtime keeps (status shows them)
+        # Messages handled, by (type, outcome); and the keys and registers this host
+        # created (first state of a key never seen before). Plain ints, counted as each
+        # message goes by: the node's metrics read them when scraped.
+        self.handled: dict[tuple[type, str], int] = {}
+        self.created_keys = 0
+        self.created_registers = 0
         self.sync_page_size = sync_page
         self.status_page_size = status_page
         self.register_page_size = register_page
@@ -285,9 +324,11 @@ class AcceptorHost:
                 pages += 1
                 if pages > MAX_PAGES_PER_PASS:
                     ready.events.append((src, Ignored("", type_name(msg))))
+                    self._count(t, IGNORED)
                     continue
             if (isinstance(msg, Decide) and self.check_client_decides
                     and isinstance(src, Caller) and not src.is_node):
+                self._count(t, CHECKING)
                 self._check_decide(msg, ready)
             elif isinstance(msg, REGISTER_TYPES):
                 self._apply_register(src, msg, ready)  # type: ignore[arg-type]
@@ -298,43 +339,73 @@ class AcceptorHost:
                     self._range_prepare(src, msg, ready)
             elif isinstance(msg, TO_ACCEPTOR_TYPES):
                 self._apply(src, msg, ready)  # type: ignore[arg-type]
-            elif isinstance(msg, StatusRequest):
-                ready.send.append((src, self.status(msg.key)))
-            elif isinstance(msg, SyncRequest):
-                ready.send.append((src, self.sync_page(msg.after)))
-            elif isinstance(msg, RegistersRequest):
-                ready.send.append((src, self.register_page(msg.after)))
-            elif isinstance(msg, CatchUp) and self.learn is not None:
-                ready.send.append((src, catchup.page(self.learn, msg, self.catch_up_page)))
-            elif isinstance(msg, Fetch):
-                ready.send.append((src, catchup.fetch_reply(msg.keys, self._known,
-                                                            REPLY_MAX_VALUE_BYTES)))
-            elif isinstance(msg, CatchUpReply) and isinstance(src, int) and self.follower:
+            elif isinstance(msg, (StatusRequest, SyncRequest, RegistersRequest, CheckAccepted,
+                                  CatchUp, Fetch)):
+                self._count(t, ANSWERED)
+                self._answer(src, msg, ready)
+            elif isinstance(msg, (AcceptedAt, SyncReply)) and isinstance(src, int):
+                self._count(t, HANDLED)
+                self._on_reply(src, msg, ready)
+            elif (isinstance(msg, (CatchUpReply, FetchReply)) and isinstance(src, int)
+                  and self.follower):
                 # Only an answer on our own socket to that peer (a node, authenticated).
-                sends, cursor = self.follower.on_page(src, msg, self._lacks)
-                ready.send.extend(sends)
-                if cursor is not None:
-                    ready.cursors[src] = cursor
-            elif isinstance(msg, FetchReply) and isinstance(src, int) and self.follower:
-                self._fetched(src, msg, ready)
-            elif isinstance(msg, CheckAccepted):
-                s = self.acceptor.state(msg.key)
-                value = (s.value if s.accepted == msg.ballot else
-                         s.chosen if s.chosen_ballot == msg.ballot else None)
-                ready.send.append((src, AcceptedAt(msg.key, msg.ballot, value)))
-            elif isinstance(msg, AcceptedAt) and isinstance(src, int):
-                if msg.value is not None and (msg.key, msg.ballot, msg.value) in self._checks:
-                    self._confirmed_by(src, Accepted(msg.key, msg.ballot, msg.value), ready)
-            elif isinstance(msg, SyncReply) and isinstance(src, int):
-                # Only an answer to our own request, on our own socket to that peer.
-                for key, value, ballot in msg.chosen:
-                    self._apply(src, Decide(key, value, ballot), ready, reply=False)
-                if msg.more and msg.chosen:
-                    ready.send.append((src, SyncRequest(msg.chosen[-1][0])))
+                self._count(t, HANDLED)
+                self._on_catch_up(src, msg, ready)
             else:
                 ready.events.append((src, Ignored(getattr(msg, "key", "") or "",
                                                   type_name(msg))))
+                self._count(t, IGNORED)
         return ready
+
+    def _count(self, t: type, outcome: str) -> None:
+        handled = self.handled
+        handled[t, outcome] = handled.get((t, outcome), 0) + 1
+
+    def _answer(self, src: Src,
+                msg: StatusRequest | SyncRequest | RegistersRequest | CheckAccepted
+                | CatchUp | Fetch,
+                ready: Ready) -> None:
+        """Status, sync, register and catch-up pages, fetched values, and a peer's check
+        of a client's Decide: read-only answers."""
+        if isinstance(msg, CatchUp):
+            if self.learn is not None:
+                ready.send.append((src, catchup.page(self.learn, msg, self.catch_up_page)))
+        elif isinstance(msg, Fetch):
+            ready.send.append((src, catchup.fetch_reply(msg.keys, self._known,
+                                                        REPLY_MAX_VALUE_BYTES)))
+        elif isinstance(msg, StatusRequest):
+            ready.send.append((src, self.status(msg.key)))
+        elif isinstance(msg, SyncRequest):
+            ready.send.append((src, self.sync_page(msg.after)))
+        elif isinstance(msg, RegistersRequest):
+            ready.send.append((src, self.register_page(msg.after)))
+        else:
+            s = self.acceptor.state(msg.key)
+            value = (s.value if s.accepted == msg.ballot else
+                     s.chosen if s.chosen_ballot == msg.ballot else None)
+            ready.send.append((src, AcceptedAt(msg.key, msg.ballot, value)))
+
+    def _on_catch_up(self, src: int, msg: CatchUpReply | FetchReply, ready: Ready) -> None:
+        """A peer's catch-up page (fetch what we lack) or fetched values (apply them)."""
+        assert self.follower is not None
+        if isinstance(msg, FetchReply):
+            self._fetched(src, msg, ready)
+            return
+        sends, cursor = self.follower.on_page(src, msg, self._lacks)
+        ready.send.extend(sends)
+        if cursor is not None:
+            ready.cursors[src] = cursor
+
+    def _on_reply(self, src: int, msg: AcceptedAt | SyncReply, ready: Ready) -> None:
+        """A peer's answer to this node's own request, on our own socket to that peer."""
+        if isinstance(msg, AcceptedAt):
+            if msg.value is not None and (msg.key, msg.ballot, msg.value) in self._checks:
+                self._confirmed_by(src, Accepted(msg.key, msg.ballot, msg.value), ready)
+            return
+        for key, value, ballot in msg.chosen:
+            self._apply(src, Decide(key, value, ballot), ready, reply=False)
+        if msg.more and msg.chosen:
+            ready.send.append((src, SyncRequest(msg.chosen[-1][0])))
 
     # ---- the cache (with a source)
 
@@ -392,6 +463,7 @@ class AcceptorHost:
         step = self.acceptor.handle(src, msg)
         ready.ranges.update(step.ranges)
         ready.send.extend((src, m) for _, m in step.send)
+        self._count(RangePrepare, outcome_of(step.send, step.events))
 
     def _defer(self, src: Src, msg: RangePrepare, ready: Ready) -> None:
         if len(self.deferred) >= MAX_DEFERRED_RANGES:
@@ -484,19 +556,26 @@ class AcceptorHost:
                     persist[key] = state
                     if lazy:
                         lazy.pop(key, None)
-        if reply and step.send:
-            ready.send.extend([(src, m) for _, m in step.send])  # the core answers the sender
+        if reply:  # a message received (not a sync page's entry, nor a confirmed check)
+            outcome = outcome_of(step.send, step.events)
+            handled = self.handled
+            k = (type(msg), outcome)
+            handled[k] = handled.get(k, 0) + 1
+            if step.send:
+                ready.send.extend([(src, m) for _, m in step.send])  # the core answers the sender
         if step.events:
             for ev in step.events:
                 ready.events.append((src, ev))
                 if type(ev) is Learned:
                     ready.learned.append((ev.key, ev.value))
+        after = states.get(msg.key)
+        if before is None and after is not None:  # the first state of a new key
+            self.created_keys += 1
         if self.source is not None:
             # No indexes to keep (pages come from the store); only the pass's new keys.
-            if before is None and msg.key in states:
+            if before is None and after is not None:
                 self._pass_new.append(msg.key)
             return
-        after = states.get(msg.key)
         if after is not before and after is not None:  # the key's state changed
             if before is None:
                 self._new_keys.append(msg.key)
@@ -525,7 +604,9 @@ class AcceptorHost:
         step = self.registers.handle(src, msg)
         for k, state in step.persist:
             ready.persist[k] = state
+        self._count(type(msg), outcome_of(step.send, step.events))
         if not known and slot in self.acceptor.states:
+            self.created_registers += 1
             if self.source is None:
                 self._new_keys.append(slot)  # joins the status index when a page is asked for
             else:

@@ -29,6 +29,7 @@ the time in). It adds the Hello exchange of :mod:`zpaxos.runtime.peers`:
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,7 @@ from zpaxos.protocol.messages import (
     HelloReply,
     Message,
     Prepare,
+    RangePrepare,
     RegistersRequest,
     StatusRequest,
     SyncReply,
@@ -63,6 +65,12 @@ MAX_HELD = 10_000
 MAX_HELD_BYTES = 64 << 20
 
 CHECKING, LEARNING, VOTING, REFUSED = "checking", "learning", "voting", "refused"
+# Why admission dropped a message (zpaxos_node_messages_refused_total's reason): peers
+# said this node lost its state (it is stopping), it is still learning, its hold for
+# the checking phase is full, or a Hello did not come from the peer it names.
+STATE_LOST, STILL_LEARNING, HOLD_FULL, NOT_A_PEER = (
+    "state_lost", "still_learning", "hold_full", "not_a_peer")
+DROP_REASONS = (STATE_LOST, STILL_LEARNING, HOLD_FULL, NOT_A_PEER)
 
 
 def _peer_of_routing_id(src: Caller) -> int | None:
@@ -118,6 +126,10 @@ class Admission:
         self.held: list[tuple[Src, Message]] = []
         self._held_bytes = 0
         self.dropped = 0
+        self.dropped_by: dict[str, int] = {}  # the same, by reason (DROP_REASONS)
+        # Messages admission itself dealt with, by (type, outcome), as the host counts
+        # the ones it handles (AcceptorHost.handled): Hellos, verdicts and drops.
+        self.handled: dict[tuple[type, str], int] = {}
         self._hello_at: float | None = None
         self._hello_seq = -1
 
@@ -126,6 +138,11 @@ class Admission:
     @property
     def states(self) -> Mapping[str, KeyState]:
         return self.host.states
+
+    @property
+    def deferred(self) -> deque[tuple[Src, RangePrepare]]:
+        """The host's RangePrepares left for its next pass (the simulator gives it one)."""
+        return self.host.deferred
 
     @property
     def voting(self) -> bool:
@@ -154,13 +171,14 @@ class Admission:
                 self._on_hello(src, msg, mine)
             elif isinstance(msg, HelloReply):
                 self._on_verdict(src, msg)
+                self._count(HelloReply, "handled")
             elif self.phase == VOTING:
                 forward.append((src, msg))
                 if isinstance(msg, SyncReply) and isinstance(src, int) and not (
                         msg.more and msg.chosen):  # its last page (as the host pages)
                     self.synced.add(src)
             elif self.phase == REFUSED:
-                self.dropped += 1
+                self._drop(msg, STATE_LOST)
             elif isinstance(msg, (StatusRequest, SyncRequest, RegistersRequest, CheckAccepted,
                                   CatchUp, Fetch)):
                 forward.append((src, msg))  # read-only: answered in every phase
@@ -173,7 +191,7 @@ class Admission:
                     if not msg.more:
                         self.synced.add(src)
             else:
-                self.dropped += 1
+                self._drop(msg, STILL_LEARNING)
         # A pass with nothing new still runs the RangePrepares the last one left waiting.
         ready = self.host.handle(forward) if forward or self.host.deferred else Ready()
         ready.send.extend(mine.send)
@@ -233,6 +251,14 @@ class Admission:
         hello = Hello(self.node_id, self.boot, self.incarnation, self.commit_seq, self.fresh)
         return [(p, hello) for p in to]
 
+    def _count(self, t: type, outcome: str) -> None:
+        self.handled[t, outcome] = self.handled.get((t, outcome), 0) + 1
+
+    def _drop(self, msg: Message, reason: str) -> None:
+        self.dropped += 1
+        self.dropped_by[reason] = self.dropped_by.get(reason, 0) + 1
+        self._count(type(msg), REFUSED)
+
     def _learns(self, msg: Message) -> bool:
         """What a fresh incarnation handles while it is still learning."""
         if isinstance(msg, (Prepare, Accept)):
@@ -244,7 +270,7 @@ class Admission:
         value = getattr(msg, "value", None)
         size = len(value) if isinstance(value, bytes) else 0
         if len(self.held) >= MAX_HELD or self._held_bytes + size > MAX_HELD_BYTES:
-            self.dropped += 1
+            self._drop(msg, HOLD_FULL)
             return
         self._held_bytes += size
         self.held.append((src, msg))
@@ -259,12 +285,14 @@ class Admission:
 
     def _on_hello(self, src: Src, msg: Hello, out: Ready) -> None:
         if not self._from_peer(src, msg.node):
-            self.dropped += 1
+            self._drop(msg, NOT_A_PEER)
             return
         old = self.memory.get(msg.node)
         verdict, new = judge(old, msg.incarnation, msg.commit_seq, msg.fresh, msg.boot)
         if verdict == STALE:
+            self._count(Hello, "ignored")
             return  # a delayed or duplicated Hello of a process we heard further from
+        self._count(Hello, "answered")
         if new is not None:
             self.memory[msg.node] = new
             self.dirty = True

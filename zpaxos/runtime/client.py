@@ -22,6 +22,7 @@ range (``bench-1f-17``: the range ``bench-1f-``; see zpaxos/protocol/ranges.py) 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import random
@@ -33,11 +34,10 @@ from typing import TYPE_CHECKING, Any
 
 from zpaxos.naming import node_name, proposer_name
 from zpaxos.protocol.core import Outcome, ProposerOptions
-from zpaxos.protocol.events import Event, GaveUp
+from zpaxos.protocol.events import GaveUp
 from zpaxos.protocol.messages import (
     DEFAULT_KEY,
     Ballot,
-    Decide,
     KeyStatus,
     StatusReply,
     StatusRequest,
@@ -47,7 +47,9 @@ from zpaxos.protocol.registry import MAX_VALUE_BYTES, TO_PROPOSER_TYPES
 from zpaxos.runtime.config import ClusterConfig, load_config
 from zpaxos.runtime.curve import HANDSHAKE_CLOSED, Curve
 from zpaxos.runtime.log import EventLog, null_log
+from zpaxos.runtime.loop import drive
 from zpaxos.runtime.proposer_host import Leases, ProposerHost
+from zpaxos.runtime.proposing import Ready, Token
 from zpaxos.runtime.sockets import (
     ANSWERED_LINGER_MS,
     REACH_S,
@@ -59,6 +61,7 @@ from zpaxos.runtime.staging import NO_STAGING, StagingOptions
 
 if TYPE_CHECKING:
     from zpaxos.protocol.register import RegisterOptions, RegOp, RegResult
+    from zpaxos.runtime.metrics import ClientMetrics
     from zpaxos.runtime.register_client import Registers
 
 _TO_PROPOSER = frozenset(TO_PROPOSER_TYPES)  # (decoded messages are of these exact types)
@@ -111,11 +114,14 @@ class Client:
     def __init__(self, cluster: ClusterConfig, log: EventLog | None = None,
                  client_id: bytes | None = None, rng: random.Random | None = None,
                  wakeup: SignalWakeup | None = None, key_file: Path | None = None,
-                 fast: bool = True) -> None:
+                 fast: bool = True, metrics: ClientMetrics | None = None) -> None:
         """``key_file``: the client's CURVE key pair (default: the config's
         ``[security] client_key``); ignored without CURVE. ``fast``: skip phase 1 for fresh
-        keys of a range this client holds a range promise for (see the module doc)."""
+        keys of a range this client holds a range promise for (see the module doc).
+        ``metrics``: count proposals, failures, rounds and latency there
+        (runtime/metrics.py; serve it with ``metrics.serve(host, port)``)."""
         self.fast = fast
+        self.metrics = metrics
         self._leases = Leases()  # range promises held, across calls
         self.cluster = cluster
         keys = cluster.security.client_keys(cluster.path, key_file)  # ConfigError if bad
@@ -192,93 +198,58 @@ class Client:
         ``fast``: the client's setting unless given."""
         opts = options or options_from(self.cluster.proposer)
         fast = self.fast if fast is None else fast
-        pending = iter(enumerate(items))
         host = ProposerHost([n.id for n in self.cluster.nodes],
                             random.Random(self.rng.random()), self._new_proposer_id,
                             leases=self._leases, new_lease_id=lambda: os.urandom(16))
-        started: dict[int, float] = {}
-        sockets = self.sockets
-        if wakeup is not None and sockets.wakeup is None:
-            sockets.use_wakeup(wakeup)
-        outbox: list[tuple[int, Any]] = []  # the pass's sends: one frame per node at the end
-        emit = self._emit
-        watch = sockets.watch
-        to_proposer = _TO_PROPOSER
+        if wakeup is not None and self.sockets.wakeup is None:
+            self.sockets.use_wakeup(wakeup)
+
+        def start(now: float, token: Token, item: tuple[str, bytes | str]) -> Ready[Outcome]:
+            key, value = item
+            return host.start(now, token, key, _checked(key, value), opts, staging, fast)
+
+        metrics = self.metrics
+        if metrics is None:
+            return drive(host, self.sockets, items, concurrency, start, _TO_PROPOSER,
+                         self.report, self._stop, self._check_refusals, itertools.count())
+
+        def report(ready: Ready[Any]) -> None:
+            metrics.saw(ready.events)  # retries and give-ups, by cause
+            self.report(ready)
+
+        return self._metered(drive(host, self.sockets, items, concurrency, start,
+                                   _TO_PROPOSER, report, self._stop, self._check_refusals,
+                                   itertools.count()), host, metrics)
+
+    @staticmethod
+    def _metered(inner: Iterator[tuple[int, Outcome, float]], host: ProposerHost,
+                 metrics: ClientMetrics) -> Iterator[tuple[int, Outcome, float]]:
+        """``inner``, with each outcome counted; every proposal in flight when a refusal
+        or a signal ends the stream is counted as ended by it."""
         try:
-            while True:
-                while host.running < concurrency:  # top up
-                    nxt = next(pending, None)
-                    if nxt is None:
-                        break
-                    index, (key, value) = nxt
-                    data = _checked(key, value)
-                    now = time.monotonic()
-                    started[index] = now
-                    ready = host.start(now, index, key, data, opts, staging, fast)
-                    emit(ready.events, ready.send, outbox)
-                self._flush(outbox)
-                if not host.running:
-                    return  # nothing in flight and nothing left to start
-                wake = host.next_wakeup
-                batch = sockets.poll(None if wake is None else wake - time.monotonic())
-                if sockets.stop_requested:
-                    raise Interrupted(sockets.wakeup.signal_name if sockets.wakeup else "")
-                if watch is not None and watch.refused:
-                    self._check_refusals()
-                now = time.monotonic()
-                finished = []
-                # Only replies a proposer takes, from the nodes we asked (a node's DEALER
-                # source is its id): anything else a node sends us is ignored.
-                replies = [(src, msg) for src, msg in batch
-                           if type(src) is int and type(msg) in to_proposer]
-                if replies:
-                    ready = host.receive_all(now, replies)  # type: ignore[arg-type]
-                    emit(ready.events, ready.send, outbox)
-                    finished += ready.finished
-                if watch is not None and watch.came_up:
-                    # A node is back (after a crash or a partition): retry at once, so
-                    # decisions resume within a round trip of a majority being reachable.
-                    watch.came_up.clear()
-                    ready = host.nudge(now)
-                    emit(ready.events, ready.send, outbox)
-                    finished += ready.finished
-                if wake is not None and now >= wake:
-                    ready = host.tick(now)
-                    emit(ready.events, ready.send, outbox)
-                    finished += ready.finished
-                # Before any outcome is handed out, what running proposals need must leave.
-                # Decides alone may wait for the next pass's frame (one frame per node
-                # instead of two, one at a time); the finally below sends them if the
-                # caller stops iterating.
-                if outbox and any(type(m) is not Decide for _, m in outbox):
-                    self._flush(outbox)
-                for token, outcome in finished:
-                    index = int(token)  # type: ignore[call-overload]  # our tokens are the indexes
-                    yield index, outcome, time.monotonic() - started.pop(index)
-        finally:
-            if not self._closed:  # (a generator dropped after close sends nothing)
-                self._flush(outbox)
+            for index, outcome, seconds in inner:
+                metrics.finished(outcome, seconds)
+                yield index, outcome, seconds
+        except (Interrupted, Refused) as e:
+            metrics.ended_all("refused" if isinstance(e, Refused) else "interrupted",
+                              host.running)
+            raise
 
-    def _emit(self, events: list[Event], send: list[tuple[int, Any]],
-              outbox: list[tuple[int, Any]]) -> None:
-        # Events first: a round starts (in the log) before its Prepares leave.
-        # Proposers persist nothing: a restarted proposer is a new proposer with a new id.
-        if events and self.log.enabled(logging.INFO):  # GaveUp is a WARNING: also on
-            for ev in events:
+    def report(self, ready: Ready[Any]) -> None:
+        """Log a host's events: a proposal's and a register operation's alike (a GaveUp is
+        a WARNING, so it shows even when INFO is off)."""
+        log = self.log
+        if log.enabled(logging.INFO):
+            for ev in ready.events:
                 level = logging.WARNING if isinstance(ev, GaveUp) else logging.INFO
-                self.log.event(ev.name, level=level, **ev.fields(node_name))
-        elif events:
-            for ev in events:
-                if isinstance(ev, GaveUp) and self.log.enabled(logging.WARNING):
-                    self.log.event(ev.name, level=logging.WARNING, **ev.fields(node_name))
-        if send:
-            outbox.extend(send)
+                log.event(ev.name, level=level, **ev.fields(node_name))
+        elif log.enabled(logging.WARNING):
+            for ev in ready.events:
+                if isinstance(ev, GaveUp):
+                    log.event(ev.name, level=logging.WARNING, **ev.fields(node_name))
 
-    def _flush(self, outbox: list[tuple[int, Any]]) -> None:
-        """Send what the pass produced: one frame per node (batched wire)."""
-        if outbox:
-            self.sockets.send_all(outbox)
-            outbox.clear()
+    def _stop(self) -> None:
+        raise Interrupted(self.sockets.wakeup.signal_name if self.sockets.wakeup else "")
 
     def _check_refusals(self) -> None:
         """Fail at once, not at the deadline, when so many nodes refused us (a key ZAP
@@ -308,14 +279,12 @@ class Client:
         if self._regs is None:
             from zpaxos.runtime.register_client import Registers
 
-            def stop() -> None:
-                raise Interrupted(self.sockets.wakeup.signal_name if self.sockets.wakeup else "")
             # The client's id (so register ballots carry its name): register ballots are
             # compared only with register ballots, and this is the client's one register
             # host, so they stay unique.
             self._regs = Registers(self.sockets, [n.id for n in self.cluster.nodes],
-                                   random.Random(self.rng.random()), self.id, stop,
-                                   self._check_refusals)
+                                   random.Random(self.rng.random()), self.id, self._stop,
+                                   self._check_refusals, self.report)
         return self._regs
 
     def register_options(self, one_rtt: bool = True, **overrides: Any) -> RegisterOptions:

@@ -37,10 +37,15 @@ import msgpack
 
 from zpaxos.protocol.messages import Message
 from zpaxos.protocol.registry import (
+    BAD_ENVELOPE,
     MAX_ENTRIES,
     MAX_ROUND,
     MAX_VALUE_BYTES,
+    NOT_MSGPACK,
     SPECS,
+    TOO_LARGE,
+    UNKNOWN_PROTOCOL,
+    UNKNOWN_TYPE,
     DecodeError,
     Kind,
     Spec,
@@ -212,7 +217,7 @@ def _unpack(body: Any) -> Any:
                                max_bin_len=MAX_BODY_BYTES, max_str_len=MAX_BODY_BYTES,
                                max_array_len=MAX_ENTRIES, max_map_len=0, max_ext_len=0)
     except Exception as e:  # noqa: BLE001 - msgpack raises many types for garbage; all mean one thing
-        raise DecodeError(f"body is not valid msgpack ({type(e).__name__})") from None
+        raise DecodeError(f"body is not valid msgpack ({type(e).__name__})", NOT_MSGPACK) from None
 
 
 def decode_batch(frame: bytes | memoryview) -> Batch:
@@ -223,31 +228,34 @@ def decode_batch(frame: bytes | memoryview) -> Batch:
     values themselves."""
     view = memoryview(frame)
     if len(view) > MAX_FRAME_BYTES:
-        raise DecodeError(f"frame of {len(view)} bytes is over the limit")
+        raise DecodeError(f"frame of {len(view)} bytes is over the limit", TOO_LARGE)
     if view[:8] != PROTOCOL:
-        raise DecodeError(f"unknown protocol (expected {PROTOCOL!r})")
+        raise DecodeError(f"unknown protocol (expected {PROTOCOL!r})", UNKNOWN_PROTOCOL)
     top = _unpack(view[8:])
     if type(top) is not list or len(top) != 3:
-        raise DecodeError(f"expected [sender, first seq, messages], got {describe(top)}")
+        raise DecodeError(f"expected [sender, first seq, messages], got {describe(top)}",
+                          BAD_ENVELOPE)
     sender, first_seq, entries = top
     if type(sender) is not str or not 0 < len(sender) <= MAX_SENDER_BYTES \
             or not sender.isascii():
-        raise DecodeError(f"sender must be 1-{MAX_SENDER_BYTES} ASCII characters")
+        raise DecodeError(f"sender must be 1-{MAX_SENDER_BYTES} ASCII characters",
+                          BAD_ENVELOPE)
     if type(first_seq) is not int or not 0 <= first_seq <= MAX_ROUND:
         raise DecodeError(f"first seq: expected an integer in [0, {MAX_ROUND}], "
-                          f"got {describe(first_seq)}")
+                          f"got {describe(first_seq)}", BAD_ENVELOPE)
     if type(entries) is not list or len(entries) > MAX_BATCH:
         raise DecodeError(f"messages: expected a list of at most {MAX_BATCH}, "
-                          f"got {describe(entries)}")
+                          f"got {describe(entries)}", BAD_ENVELOPE)
     out: list[Message] = []
     append = out.append
     for entry in entries:
         if type(entry) is not list or not entry:
-            raise DecodeError(f"message: expected [type, fields...], got {describe(entry)}")
+            raise DecodeError(f"message: expected [type, fields...], got {describe(entry)}",
+                              BAD_ENVELOPE)
         tag = entry[0]
         d = _DECODE.get(tag) if type(tag) is str else None
         if d is None:
-            raise DecodeError(f"unknown message type ({describe(tag)})")
+            raise DecodeError(f"unknown message type ({describe(tag)})", UNKNOWN_TYPE)
         arity, nested, build, check, name = d
         if len(entry) != arity:
             raise DecodeError(f"{name}: expected {arity - 1} fields, got {len(entry) - 1}")

@@ -59,6 +59,7 @@ class NodeConfig:
     public_key: bytes | None = None  # CURVE: the node's public key (Z85), when curve is on
     secret_key_file: Path | None = None  # CURVE: where the node's key pair lives
     bind: str | None = None  # where the node listens, when not on ``host``
+    metrics_port: int | None = None  # this node's own [metrics] port, if it has one
 
     @property
     def ipv6(self) -> bool:
@@ -121,6 +122,15 @@ class NodeOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """``[metrics]``: where each node serves Prometheus metrics (runtime/metrics.py).
+    ``port`` None: not served (unless ``zpaxos node --metrics-port`` asks)."""
+
+    host: str = "127.0.0.1"
+    port: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SecurityConfig:
     """``[security]``: CURVE on every socket (see runtime/security.py)."""
 
@@ -151,6 +161,13 @@ class ClusterConfig:
     log: LogConfig
     security: SecurityConfig = SecurityConfig()
     options: NodeOptions = NodeOptions()
+    metrics: MetricsConfig = MetricsConfig()
+
+    def metrics_address(self, node_id: int, port: int | None = None) -> tuple[str, int] | None:
+        """Where node ``node_id`` serves its metrics: ``port`` (--metrics-port), else its
+        [node.N] metrics_port, else [metrics] port; None when none is set."""
+        port = port or self.node(node_id).metrics_port or self.metrics.port
+        return None if port is None else (self.metrics.host, port)
 
     def node_keys(self, node_id: int) -> KeyPair | None:
         """A node's own key pair, or None without CURVE (ConfigError if missing/bad)."""
@@ -178,7 +195,8 @@ class ClusterConfig:
 # Every key a section may hold, with its default; an unknown key is an error (a typo
 # would otherwise be silently ignored).
 _NODE_KEYS = {"host": None, "bind": None, "port": None, "data_dir": None, "value_files": "*",
-              "public_key": None, "secret_key": None}
+              "public_key": None, "secret_key": None, "metrics_port": None}
+_METRICS_KEYS: dict[str, object] = {f.name: f.default for f in fields(MetricsConfig)}
 _SECURITY_KEYS = {"curve": "false", "authorized_clients": None, "client_key": None}
 _PROPOSER_KEYS: dict[str, object] = {k: getattr(ProposerOptions(), k) for k in PROPOSER_KEYS}
 _LOG_KEYS: dict[str, object] = {f.name: f.default for f in fields(LogConfig)}
@@ -243,6 +261,7 @@ def _build(p: Path, parser: configparser.ConfigParser, keys: bool = True) -> Clu
     log = LogConfig()
     security = SecurityConfig()
     options = NodeOptions()
+    metrics = MetricsConfig()
     for section in parser.sections():
         sec = parser[section]
         if section.startswith("node."):
@@ -255,9 +274,11 @@ def _build(p: Path, parser: configparser.ConfigParser, keys: bool = True) -> Clu
             security = _security(p, sec, keys)
         elif section == "node":
             options = _node_options(p, sec)
+        elif section == "metrics":
+            metrics = _metrics(p, sec)
         else:
             raise ConfigError(f"{p}: [{section}]: unknown section (expected [node.N], "
-                              f"[node], [proposer], [log] or [security])")
+                              f"[node], [proposer], [log], [security] or [metrics])")
     if not nodes:
         raise ConfigError(f"{p}: no [node.N] sections: a cluster needs at least one node")
     nodes.sort(key=lambda n: n.id)
@@ -270,6 +291,16 @@ def _build(p: Path, parser: configparser.ConfigParser, keys: bool = True) -> Clu
         if other != n.id:
             raise ConfigError(f"{p}: [node.{n.id}] port: {n.address} is already used by "
                               f"[node.{other}]")
+    served: dict[int, int] = {}  # one metrics host for all: two nodes on one port clash
+    for n in nodes:
+        port = n.metrics_port or metrics.port
+        if port is None:
+            continue
+        other = served.setdefault(port, n.id)
+        if other != n.id and nodes[other].host == n.host:
+            raise ConfigError(f"{p}: [node.{n.id}] metrics_port: {port} is already used by "
+                              f"[node.{other}] on the same host (give each node its own "
+                              f"metrics_port)")
     dirs: dict[Path, int] = {}
     for n in nodes:
         other = dirs.setdefault(n.data_dir.resolve(), n.id)
@@ -284,7 +315,7 @@ def _build(p: Path, parser: configparser.ConfigParser, keys: bool = True) -> Clu
                 if parser[f"node.{n.id}"].get(key, "").strip():
                     raise ConfigError(f"{p}: [node.{n.id}] {key}: set, but [security] curve "
                                       f"is not true (turn curve on, or remove the key)")
-    return ClusterConfig(p, tuple(nodes), proposer, log, security, options)
+    return ClusterConfig(p, tuple(nodes), proposer, log, security, options, metrics)
 
 
 def _node_keys(p: Path, n: NodeConfig, sec: configparser.SectionProxy) -> NodeConfig:
@@ -357,18 +388,32 @@ def _node(p: Path, section: str, sec: configparser.SectionProxy) -> NodeConfig:
     host = _host(p, section, "host", _need(p, section, sec, "host"))
     bind_raw = sec.get("bind", "").strip()
     bind = _host(p, section, "bind", bind_raw, wildcard=True) if bind_raw else None
-    port_s = _need(p, section, sec, "port")
-    try:
-        port = int(port_s)
-    except ValueError:
-        port = -1
-    if not 1 <= port <= 65535:
-        raise ConfigError(f"{p}: [{section}] port: {port_s!r} is not a port number (1-65535)")
+    port = _port(p, section, "port", _need(p, section, sec, "port"))
     data_dir = Path(_need(p, section, sec, "data_dir"))
     value_files = sec.get("value_files", "*").strip()
     if value_files.lower() == "none":
         value_files = ""
-    return NodeConfig(int(raw_id), host, port, data_dir, value_files, bind=bind)
+    raw_metrics = sec.get("metrics_port", "").strip()
+    metrics_port = _port(p, section, "metrics_port", raw_metrics) if raw_metrics else None
+    return NodeConfig(int(raw_id), host, port, data_dir, value_files, bind=bind,
+                      metrics_port=metrics_port)
+
+
+def _port(p: Path, section: str, key: str, raw: str) -> int:
+    try:
+        port = int(raw)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"{p}: [{section}] {key}: {raw!r} is not a port number (1-65535)")
+    return port
+
+
+def _metrics(p: Path, sec: configparser.SectionProxy) -> MetricsConfig:
+    _check_keys(p, "metrics", sec, _METRICS_KEYS)
+    host = _host(p, "metrics", "host", sec.get("host", str(_METRICS_KEYS["host"])).strip())
+    raw = sec.get("port", "").strip()
+    return MetricsConfig(host, _port(p, "metrics", "port", raw) if raw else None)
 
 
 _LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")

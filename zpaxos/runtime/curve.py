@@ -35,6 +35,12 @@ Ctx: TypeAlias = "zmq.Context[Sock]"
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 ZAP_DOMAIN = b"zpaxos"
+# Why a connection was refused, as a metric's label: a key not listed in
+# authorized_clients, or a handshake that failed its protocol (plaintext against CURVE, a
+# wrong server key). A connection closed mid-handshake (a health check) is no refusal:
+# ZapHandler.closed counts those.
+KEY_NOT_LISTED, HANDSHAKE_PROTOCOL = ("key_not_listed", "handshake_protocol")
+REFUSAL_REASONS = (KEY_NOT_LISTED, HANDSHAKE_PROTOCOL)
 REFUSAL_LOG_EVERY_S = 60.0  # a refused peer that keeps retrying is logged this often
 
 
@@ -79,6 +85,7 @@ class ZapHandler:
         self.log = log
         self.refused = 0
         self.closed = 0  # TCP connections closed mid-handshake (health checks): no refusal
+        self.refused_by: dict[str, int] = {}  # the same, by reason (REFUSAL_REASONS)
         self._last_logged: dict[tuple[str, bytes], float] = {}
         self.sock: Sock = ctx.socket(zmq.REP)
         self.sock.setsockopt(zmq.LINGER, 0)
@@ -107,12 +114,15 @@ class ZapHandler:
             self.sock.send_multipart([version, request_id, b"200", b"OK", user, b""])
             return
         z85 = zmq.utils.z85.encode(key) if len(key) == 32 else b""
-        self.count_refusal(address.decode("ascii", "replace")[:64], z85, "key not listed")
+        self.count_refusal(address.decode("ascii", "replace")[:64], z85, "key not listed",
+                           KEY_NOT_LISTED)
         self.sock.send_multipart([version, request_id, b"400", b"key not authorized", b"", b""])
 
-    def count_refusal(self, peer: str, z85: bytes, why: str) -> None:
-        """Count every refusal; log the first from a peer and key, then once a minute."""
+    def count_refusal(self, peer: str, z85: bytes, why: str, reason: str) -> None:
+        """Count every refusal; log the first from a peer and key, then once a minute.
+        ``reason``: one of REFUSAL_REASONS (``why`` says it for people)."""
         self.refused += 1
+        self.refused_by[reason] = self.refused_by.get(reason, 0) + 1
         now = time.monotonic()
         last = self._last_logged.get((peer, z85))
         if last is None or now - last >= REFUSAL_LOG_EVERY_S:
@@ -157,7 +167,8 @@ class ServerWatch:
                 continue
             raw = ev.get("endpoint", b"")
             where = raw.decode("ascii", "replace") if isinstance(raw, bytes) else str(raw)
-            self.zap.count_refusal(where[:64], b"", server_refusal(int(ev["value"])))
+            self.zap.count_refusal(where[:64], b"", server_refusal(int(ev["value"])),
+                                   HANDSHAKE_PROTOCOL)
 
     def close(self) -> None:
         try:

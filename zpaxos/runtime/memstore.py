@@ -4,7 +4,7 @@ was saved."""
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.messages import Ballot
@@ -55,8 +55,11 @@ class MemoryStore:
     def count_chosen(self) -> int:
         return sum(1 for s in self.saved.values() if s.chosen is not None)
 
-    def count(self) -> int:
-        return len(self.saved)
+    def count(self, prefix: str = "") -> int:
+        return sum(k.startswith(prefix) for k in self.saved) if prefix else len(self.saved)
+
+    def timed(self, fsync: Callable[[float], None], fold: Callable[[float], None]) -> None:
+        """Nothing is fsynced or folded in memory: nothing to report."""
 
     def learned_after(self, seq: int, after: str, limit: int
                       ) -> list[tuple[int, str, Ballot]]:

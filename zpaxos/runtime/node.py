@@ -19,7 +19,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zpaxos.naming import node_name
 from zpaxos.protocol.core import KeyState
@@ -40,6 +40,9 @@ from zpaxos.runtime.sockets import SignalWakeup, Sockets, node_routing_id, peer_
 from zpaxos.runtime.storage import MemoryStore, SqliteStore
 from zpaxos.runtime.storage_errors import StateLost
 from zpaxos.runtime.valuefiles import ValueFiles
+
+if TYPE_CHECKING:
+    from zpaxos.runtime.metrics import NodeMetrics
 
 # A learned decision (Ready.lazy) waits for the next commit at most this long when the
 # node goes idle, and at most this many wait at once.
@@ -107,8 +110,10 @@ def src_name(src: Src | None) -> str | None:
 
 class Node:
     def __init__(self, cluster: ClusterConfig, node_id: int, log: EventLog,
-                 store: SqliteStore | MemoryStore | None = None, new: bool = False) -> None:
-        """``new``: the store was started empty on purpose (``zpaxos node ID --new``)."""
+                 store: SqliteStore | MemoryStore | None = None, new: bool = False,
+                 metrics_at: tuple[str, int] | None = None) -> None:
+        """``new``: the store was started empty on purpose (``zpaxos node ID --new``).
+        ``metrics_at``: (host, port) to serve Prometheus metrics on while running."""
         self.cfg: NodeConfig = cluster.node(node_id)
         self.cluster = cluster
         self.log = log
@@ -153,10 +158,23 @@ class Node:
         self.values = ValueFiles(self.cfg.data_dir, self.cfg.value_files, log)
         self.passes = 0
         self.commits = 0
+        self.learned = 0  # decisions learned (recorded as chosen) since the start
+        self.peer_names = {p: node_name(p) for p in peers}
         # Learned decisions not yet committed: only ever gains keys, and is replaced (never
         # emptied in place) once committed, as WithPending requires.
         self._lazy: dict[str, KeyState] = {}
         self._learned: list[tuple[str, bytes]] = []  # values for the files, once durable
+        self.metrics_at = metrics_at
+        self.metrics: NodeMetrics | None = None
+        if metrics_at is not None:
+            from zpaxos.runtime.metrics import NodeMetrics  # prometheus_client: only then
+
+            self.metrics = NodeMetrics(self)
+
+    @property
+    def pending_decisions(self) -> Mapping[str, KeyState]:
+        """Learned decisions waiting for a commit to carry them (Ready.lazy)."""
+        return self._lazy
 
     # ---- life cycle
 
@@ -178,7 +196,9 @@ class Node:
                 self.log, f"n{me}",
                 {n.id: n.endpoint for n in self.cluster.nodes if n.id != me},
                 lambda peer: node_routing_id(me, peer), bind=self.cfg.bind_endpoint,
-                wakeup=wakeup, curve=curve)
+                wakeup=wakeup, curve=curve, watch=self.metrics is not None)  # watch: peers up
+            if self.metrics is not None and self.metrics_at is not None:
+                self.metrics.serve(*self.metrics_at)  # BindError, as for the node's port
             # where it listens, when not where the others reach it ([node.N] bind)
             bind: dict[str, Any] = {"bind": self.cfg.bind_endpoint} if self.cfg.bind else {}
             self.log.event("start", endpoint=self.cfg.endpoint, data_dir=str(self.cfg.data_dir),
@@ -199,6 +219,8 @@ class Node:
             self.close()
 
     def close(self) -> None:
+        if self.metrics is not None:
+            self.metrics.close()
         if self.sockets is not None:
             self.sockets.close()
             self.sockets = None
@@ -209,6 +231,7 @@ class Node:
 
     def _loop(self, sockets: Sockets) -> None:
         admission = self.admission
+        timing = self.metrics.pass_seconds if self.metrics is not None else None
         while not sockets.stop_requested:
             # No timers but two: learned decisions that have waited long enough for a
             # commit to carry them, and admission's Hellos (None: nothing due, so sleep
@@ -223,7 +246,12 @@ class Node:
             if batch or deferred:
                 self.passes += 1
                 self._count(sockets)
-                self._do(admission.handle(batch))
+                if timing is None:
+                    self._do(admission.handle(batch))
+                else:
+                    t0 = time.perf_counter()
+                    self._do(admission.handle(batch))
+                    timing.observe(time.perf_counter() - t0)
             elif self._lazy:
                 self._commit({})
                 self.store.seal()
@@ -253,8 +281,10 @@ class Node:
 
     def _do(self, ready: Ready) -> None:
         self._lazy.update(ready.lazy)
-        self._learned += ready.learned
-        self.decided += len(ready.learned)
+        if ready.learned:
+            self._learned += ready.learned
+            self.learned += len(ready.learned)
+            self.decided += len(ready.learned)
         if ready.persist or ready.ranges or len(self._lazy) >= LAZY_MAX_KEYS:
             # Persist, then send: the replies below promise or report state that must
             # survive a crash; if this commit fails, StorageError stops the node and no

@@ -31,34 +31,28 @@ safe; this only decides when to try the range again.
 
 from __future__ import annotations
 
-import heapq
 import random
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from zpaxos.protocol.core import Outcome, Proposer, ProposerOptions, Step, quorum_size
-from zpaxos.protocol.events import Event
 from zpaxos.protocol.messages import (
     Ballot,
     Nack,
     ProtocolMessage,
     RangeNack,
-    RangePrepare,
     RangePromise,
 )
 from zpaxos.protocol.ranges import HELD, LOST, PENDING, Lease, range_prefix
+from zpaxos.runtime.proposing import Ready as _Ready
+from zpaxos.runtime.proposing import Token, Wakeups
 from zpaxos.runtime.staging import NO_STAGING, Staged, StagingOptions
 
-Token = Hashable  # the caller's handle for one proposal (an index, a future...)
 
+class Ready(_Ready[Outcome]):
+    """What the host asks of the runtime (proposing.Ready): finished proposals' Outcomes."""
 
-@dataclass(slots=True)
-class Ready:
-    """What the host asks of the runtime: send these, report these; these finished."""
-
-    send: list[tuple[int, ProtocolMessage | RangePrepare]] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
-    finished: list[tuple[Token, Outcome]] = field(default_factory=list)
+    __slots__ = ()
 
 
 class _Proposal:
@@ -120,18 +114,14 @@ class ProposerHost:
         self.lease_cls = lease_cls
         self.leases = leases if leases is not None else Leases()
         self._by_key: dict[str, list[_Proposal]] = {}
-        self._wakeups: list[tuple[float, int, _Proposal]] = []  # a lazy heap
+        self._wakeups: Wakeups[_Proposal] = Wakeups()
         self._waiting: dict[str, list[_Waiting]] = {}  # by prefix: for a pending lease
-        self._seq = 0
         self.running = 0
 
     @property
     def next_wakeup(self) -> float | None:
         """When ``tick`` must next be called; None when nothing waits on the clock."""
-        heap = self._wakeups
-        while heap and heap[0][2].wake != heap[0][0]:
-            heapq.heappop(heap)  # superseded by a later entry for the same proposal
-        wake = heap[0][0] if heap else None
+        wake = self._wakeups.next
         for prefix in self._waiting:
             deadline = self.leases.by_prefix[prefix].deadline
             wake = deadline if wake is None else min(wake, deadline)
@@ -296,12 +286,8 @@ class ProposerHost:
             lease.tick(now)
             if lease.state != PENDING:
                 self._release(now, lease, ready)
-        heap = self._wakeups
-        while heap and heap[0][0] <= now:
-            wake, _, prop = heapq.heappop(heap)
-            if prop.wake == wake:  # not superseded
-                prop.wake = None
-                self._after(prop, prop.staged.tick(now), ready)
+        for prop in self._wakeups.due(now):
+            self._after(prop, prop.staged.tick(now), ready)
         return ready
 
     def _after(self, prop: _Proposal, step: Step, ready: Ready) -> None:
@@ -316,11 +302,7 @@ class ProposerHost:
                 self._remove(prop)
                 ready.finished.append((prop.token, core.outcome))
             return
-        wake = prop.staged.next_wakeup
-        if wake is not None and wake != prop.wake and wake != float("inf"):
-            prop.wake = wake
-            self._seq += 1
-            heapq.heappush(self._wakeups, (wake, self._seq, prop))
+        self._wakeups.schedule(prop, prop.staged.next_wakeup)
 
     def _remove(self, prop: _Proposal) -> None:
         prop.wake = None

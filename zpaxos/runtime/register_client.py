@@ -11,30 +11,30 @@ the 1-RTT promise a write earns carries to the next operation on that register.
 
 from __future__ import annotations
 
+import itertools
 import random
-import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
-from typing import Any
+from dataclasses import fields, replace
 
 from zpaxos.protocol.core import ProposerOptions
 from zpaxos.protocol.messages import key_problem
 from zpaxos.protocol.register import GET, RegisterOptions, RegOp, RegResult
 from zpaxos.protocol.registry import MAX_VALUE_BYTES
 from zpaxos.protocol.regmessages import RAccepted, RNack, RPromise
+from zpaxos.runtime.loop import drive
+from zpaxos.runtime.proposing import Ready, Token
 from zpaxos.runtime.register_host import RegisterHost
 from zpaxos.runtime.sockets import Sockets
 
 __all__ = ["Registers", "register_options"]
 
-_REPLIES = (RPromise, RAccepted, RNack)
+_REPLIES = frozenset((RPromise, RAccepted, RNack))
 
 
 def register_options(p: ProposerOptions, one_rtt: bool = True) -> RegisterOptions:
-    """Register pacing from the config's [proposer] options."""
-    return RegisterOptions(round_timeout_s=p.round_timeout_s, timeout_s=p.timeout_s,
-                           max_rounds=p.max_rounds, backoff_s=p.backoff_s,
-                           backoff_max_s=p.backoff_max_s, one_rtt=one_rtt)
+    """Register pacing from the config's [proposer] options (RegisterOptions extends them)."""
+    return RegisterOptions(**{f.name: getattr(p, f.name) for f in fields(ProposerOptions)},
+                           one_rtt=one_rtt)
 
 
 def checked(key: str, op: RegOp) -> RegOp:
@@ -56,66 +56,29 @@ class Registers:
 
     def __init__(self, sockets: Sockets, nodes: list[int], rng: random.Random,
                  proposer_id: bytes, on_stop: Callable[[], None],
-                 on_refused: Callable[[], None] = lambda: None) -> None:
+                 on_refused: Callable[[], None] = lambda: None,
+                 report: Callable[[Ready[RegResult]], None] = lambda ready: None) -> None:
         self.sockets = sockets
         self.host = RegisterHost(nodes, rng, proposer_id)
         self.on_stop = on_stop  # called when a signal asks us to stop (raises)
         # Called when nodes refused our connection (CURVE); raises once no quorum can
         # answer, as for a proposal (Client._check_refusals), instead of at the deadline.
         self.on_refused = on_refused
-        self._token = 0
+        self.report = report  # logs a Ready's events (rounds, retries...) like a proposal's
+        self._tokens = itertools.count(1)
 
     def stream(self, items: Iterable[tuple[str, RegOp]], concurrency: int,
                options: RegisterOptions) -> Iterator[tuple[int, RegResult, float]]:
         """Run operations with up to ``concurrency`` in flight (operations on one register
         run in order, one at a time); yield ``(index, result, seconds)`` as each ends."""
-        pending = iter(enumerate(items))
-        host, sockets = self.host, self.sockets
-        started: dict[int, tuple[int, float]] = {}  # token -> (index, start)
-        inflight = 0
-        outbox: list[tuple[int, Any]] = []  # a pass's sends: one frame per node at its end
-        while True:
-            while inflight < concurrency:
-                nxt = next(pending, None)
-                if nxt is None:
-                    break
-                index, (key, op) = nxt
-                op = checked(key, op)
-                self._token += 1
-                now = time.monotonic()
-                started[self._token] = (index, now)
-                inflight += 1
-                outbox += host.submit(now, self._token, key, op, options).send
-            self._flush(outbox)
-            if not inflight:
-                return
-            wake = host.next_wakeup
-            batch = sockets.poll(None if wake is None else max(0.0, wake - time.monotonic()))
-            if sockets.stop_requested:
-                self.on_stop()
-            watch = sockets.watch
-            if watch is not None and watch.refused:
-                self.on_refused()
-            now = time.monotonic()
-            finished = []
-            for src, msg in batch:
-                if isinstance(src, int) and isinstance(msg, _REPLIES):
-                    ready = host.receive(now, src, msg)
-                    outbox += ready.send
-                    finished += ready.finished
-            if watch is not None and watch.came_up:
-                watch.came_up.clear()
-                ready = host.nudge(now)
-                outbox += ready.send
-                finished += ready.finished
-            ready = host.tick(now)
-            outbox += ready.send
-            finished += ready.finished
-            self._flush(outbox)
-            for token, result in finished:
-                index, t0 = started.pop(int(token))  # type: ignore[call-overload]
-                inflight -= 1
-                yield index, result, time.monotonic() - t0
+        host = self.host
+
+        def start(now: float, token: Token, item: tuple[str, RegOp]) -> Ready[RegResult]:
+            key, op = item
+            return host.submit(now, token, key, checked(key, op), options)
+
+        return drive(host, self.sockets, items, concurrency, start, _REPLIES, self.report,
+                     self.on_stop, self.on_refused, self._tokens)
 
     def run(self, items: Iterable[tuple[str, RegOp]], options: RegisterOptions,
             concurrency: int | None = None) -> list[RegResult]:
@@ -124,12 +87,6 @@ class Registers:
         for i, result, _ in self.stream(items, concurrency or max(1, len(items)), options):
             out[i] = result
         return out  # type: ignore[return-value]
-
-    def _flush(self, outbox: list[tuple[int, Any]]) -> None:
-        """Send what the pass produced: one frame per node (the batched wire)."""
-        if outbox:
-            self.sockets.send_all(outbox)
-            outbox.clear()
 
 
 def with_one_rtt(o: RegisterOptions, one_rtt: bool | None) -> RegisterOptions:

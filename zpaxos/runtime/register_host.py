@@ -1,9 +1,10 @@
 """The register host: operations on many registers in one process, pure (no sockets, clock).
 
 Like :mod:`zpaxos.runtime.proposer_host`, it is driven from outside (``submit``,
-``receive``, ``tick``, ``nudge``) and answers with a :class:`RegReady`; the client loop
-(:mod:`zpaxos.runtime.register_client`) and the register simulator (zpaxos/sim/regsim.py)
-both drive it.
+``receive_all``, ``tick``, ``nudge``) and answers with the same
+:class:`~zpaxos.runtime.proposing.Ready` (sends, events, finished operations); the client
+loop (:mod:`zpaxos.runtime.loop`) and the register simulator (zpaxos/sim/regsim.py) both
+drive it.
 
 Each register gets one :class:`~zpaxos.protocol.register.RegisterProposer`, kept for the
 host's life, so the 1-RTT promise it holds carries from one operation to the next.
@@ -16,25 +17,24 @@ which makes retrying it safe (regmessages.RegState.recent).
 
 from __future__ import annotations
 
-import heapq
 import random
 from collections import deque
-from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
-from zpaxos.protocol.events import Peer
+from zpaxos.protocol.pacing import Step
 from zpaxos.protocol.register import RegisterOptions, RegisterProposer, RegOp, RegResult
 from zpaxos.protocol.regmessages import RegisterMessage
-
-Token = Hashable
+from zpaxos.runtime.proposing import Ready as _Ready
+from zpaxos.runtime.proposing import Token, Wakeups
 
 __all__ = ["RegReady", "RegisterHost", "Token"]
 
 
-@dataclass(slots=True)
-class RegReady:
-    send: list[tuple[int, RegisterMessage]] = field(default_factory=list)
-    finished: list[tuple[Token, RegResult]] = field(default_factory=list)
+class RegReady(_Ready[RegResult]):
+    """What the host asks of the runtime (proposing.Ready): finished operations' RegResults."""
+
+    __slots__ = ()
 
 
 class _Reg:
@@ -59,21 +59,13 @@ class RegisterHost:
         self.id = proposer_id
         self.proposer_cls = proposer_cls
         self._regs: dict[str, _Reg] = {}
-        self._wakeups: list[tuple[float, int, str]] = []
-        self._seq = 0
+        self._wakeups: Wakeups[_Reg] = Wakeups()
         self._ops = 0
         self.running = 0  # submitted and not finished (queued ones included)
 
     @property
     def next_wakeup(self) -> float | None:
-        heap = self._wakeups
-        while heap:
-            wake, _, key = heap[0]
-            reg = self._regs.get(key)
-            if reg is not None and reg.wake == wake:
-                return wake
-            heapq.heappop(heap)  # superseded
-        return None
+        return self._wakeups.next
 
     def submit(self, now: float, token: Token, key: str, op: RegOp,
                options: RegisterOptions) -> RegReady:
@@ -92,28 +84,29 @@ class RegisterHost:
         return ready
 
     def receive(self, now: float, src: int, msg: RegisterMessage) -> RegReady:
+        return self.receive_all(now, [(src, msg)])
+
+    def receive_all(self, now: float, replies: Iterable[tuple[int, RegisterMessage]],
+                    ) -> RegReady:
+        """Every reply of one pass, each to its register's running operation."""
         ready = RegReady()
-        reg = self._regs.get(msg.key)
-        if reg is not None and reg.token is not None:
-            self._after(now, reg, reg.core.receive(now, src, msg).send, ready)
+        for src, msg in replies:
+            reg = self._regs.get(msg.key)
+            if reg is not None and reg.token is not None:
+                self._after(now, reg, reg.core.receive(now, src, msg), ready)
         return ready
 
     def tick(self, now: float) -> RegReady:
         ready = RegReady()
-        heap = self._wakeups
-        while heap and heap[0][0] <= now:
-            wake, _, key = heapq.heappop(heap)
-            reg = self._regs.get(key)
-            if reg is not None and reg.wake == wake:
-                reg.wake = None
-                self._after(now, reg, reg.core.tick(now).send, ready)
+        for reg in self._wakeups.due(now):
+            self._after(now, reg, reg.core.tick(now), ready)
         return ready
 
     def nudge(self, now: float) -> RegReady:
         ready = RegReady()
         for reg in tuple(self._regs.values()):
             if reg.token is not None:
-                self._after(now, reg, reg.core.nudge(now).send, ready)
+                self._after(now, reg, reg.core.nudge(now), ready)
         return ready
 
     def _next(self, now: float, reg: _Reg, ready: RegReady) -> None:
@@ -121,11 +114,11 @@ class RegisterHost:
             return
         token, op, options = reg.queue.popleft()
         reg.token = token
-        self._after(now, reg, reg.core.start(now, op, options).send, ready)
+        self._after(now, reg, reg.core.start(now, op, options), ready)
 
-    def _after(self, now: float, reg: _Reg, send: list[tuple[Peer, RegisterMessage]],
-               ready: RegReady) -> None:
-        ready.send.extend(send)  # type: ignore[arg-type]  # core peers are node ids here
+    def _after(self, now: float, reg: _Reg, step: Step, ready: RegReady) -> None:
+        ready.send.extend(step.send)  # type: ignore[arg-type]  # core peers are node ids here
+        ready.events.extend(step.events)
         core = reg.core
         if core.result is not None and not core.busy and reg.token is not None:
             ready.finished.append((reg.token, core.result))
@@ -135,8 +128,4 @@ class RegisterHost:
             self.running -= 1
             self._next(now, reg, ready)
             return
-        wake = core.next_wakeup
-        if wake is not None and wake != reg.wake and wake != float("inf"):
-            reg.wake = wake
-            self._seq += 1
-            heapq.heappush(self._wakeups, (wake, self._seq, core.key))
+        self._wakeups.schedule(reg, core.next_wakeup)

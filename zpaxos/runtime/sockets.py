@@ -55,11 +55,14 @@ _POLLIN = int(zmq.POLLIN)
 class BindError(Exception):
     """The node cannot listen where its config says (the user's environment's fault).
     ``in_use``: the port is taken; otherwise the address is not this machine's (or not
-    one it can listen on)."""
+    one it can listen on). ``node_address``: the address is the node's own (host or
+    bind), so the command may say which config key to change; the metrics server's
+    errors name their own keys."""
 
-    def __init__(self, message: str, in_use: bool = False) -> None:
+    def __init__(self, message: str, in_use: bool = False, node_address: bool = True) -> None:
         super().__init__(message)
         self.in_use = in_use
+        self.node_address = node_address
 
 
 def proposer_routing_id(client_id: bytes, node_id: int) -> bytes:

@@ -27,9 +27,8 @@ from zpaxos.protocol.messages import (
     Ballot,
     Prepare,
     ProtocolMessage,
-    RangeNack,
-    RangePromise,
 )
+from zpaxos.protocol.pacing import Outgoing
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +53,7 @@ class Staged:
         self.p = proposer
         self.opts = options
         self._active = options.active  # checked per message: computed once
-        self._outbox: list[tuple[float, Peer, ProtocolMessage | RangePromise | RangeNack]] = []
+        self._outbox: list[tuple[float, Peer, Outgoing]] = []
 
     @property
     def next_wakeup(self) -> float | None:
@@ -91,7 +90,7 @@ class Staged:
         if not self._active:
             return step
         self._drop_stale()
-        keep: list[tuple[Peer, ProtocolMessage | RangePromise | RangeNack]] = []
+        keep: list[tuple[Peer, Outgoing]] = []
         last = None
         paused = False
         for dst, msg in step.send:

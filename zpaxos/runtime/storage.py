@@ -42,7 +42,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +161,7 @@ class SqliteStore:
         self._pending_learned: dict[str, int] = {}
         self._pending_keys = SortedKeys()  # _pending's keys in order, for range lookups
         self._watch = FileWatch()
+        self._on_fold: Callable[[float], None] | None = None
         self._opened = False  # close() folds the journal only into a database that opened
         self._lock = DirLock(self.dir)  # creates the directory; DataDirLocked if taken
         try:
@@ -570,10 +571,20 @@ class SqliteStore:
         except sqlite3.Error as e:
             raise from_sqlite_error(self.path, e, running=True) from None
 
-    def count(self) -> int:
+    def timed(self, fsync: Callable[[float], None], fold: Callable[[float], None]) -> None:
+        """Report, in seconds, each commit's fdatasync and each fold (the node's metrics)."""
+        self._journal.on_sync = fsync
+        self._on_fold = fold
+
+    def count(self, prefix: str = "") -> int:
+        """How many keys the database holds (those starting with ``prefix``)."""
         self._fold()
         assert self._db is not None
         try:
+            if prefix:
+                return int(self._db.execute(
+                    "SELECT count(*) FROM acceptor WHERE key GLOB ?",
+                    (sql_glob(prefix + "*"),)).fetchone()[0])
             return int(self._db.execute("SELECT count(*) FROM acceptor").fetchone()[0])
         except sqlite3.Error as e:
             raise from_sqlite_error(self.path, e, running=True) from None
@@ -646,6 +657,7 @@ class SqliteStore:
         between the two leaves records the database holds already: replay skips them."""
         if not self._pending and not self._pending_ranges:
             return
+        t0 = time.perf_counter()
         assert self._db is not None
         rows = [row(k, s) for k, s in self._pending.items()]
         range_rows = [range_row(p, b) for p, b in self._pending_ranges.items()]
@@ -673,6 +685,8 @@ class SqliteStore:
         self._pending_ranges.clear()
         self._marker.write(self.commit_seq)  # fdatasync'd: at least at every fold
         self._marker_seq, self._marker_synced = self.commit_seq, time.monotonic()
+        if self._on_fold is not None:
+            self._on_fold(time.perf_counter() - t0)
 
     def _drop_superseded(self) -> None:
         """Delete the range promises another one implies (protocol/ranges.superseded: the

@@ -77,6 +77,11 @@ class ValueFiles:
             self._thread = threading.Thread(target=self._run, name="value-files", daemon=True)
             self._thread.start()
 
+    @property
+    def backlog(self) -> int:
+        """Files waiting to be written."""
+        return len(self._pending)
+
     def submit(self, key: str, value: bytes) -> None:
         if self.wants(key):
             with self._lock:

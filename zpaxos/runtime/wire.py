@@ -15,8 +15,8 @@ import zmq
 
 from zpaxos.naming import node_name, proposer_name
 from zpaxos.protocol.messages import Message
+from zpaxos.protocol.registry import FRAME_COUNT, spec_of, type_name
 from zpaxos.protocol.registry import log_fields as message_fields
-from zpaxos.protocol.registry import spec_of, type_name
 from zpaxos.runtime import codec
 from zpaxos.runtime.addresses import Caller, Src
 from zpaxos.runtime.log import EventLog
@@ -63,6 +63,7 @@ class Wire:
         self.prefix = prefix
         self.sent = 0
         self.malformed = 0
+        self.malformed_by: dict[str, int] = {}  # the same, by DecodeError.reason
         self.undeliverable = 0
         # Why the last frame from each node (a DEALER's source: a node id, so bounded)
         # was dropped: a client can then say "its reply could not be read", not "down".
@@ -141,10 +142,11 @@ class Wire:
         it (the whole frame)."""
         try:
             if len(frames) != 1:
-                raise codec.DecodeError(f"expected 1 frame, got {len(frames)}")
+                raise codec.DecodeError(f"expected 1 frame, got {len(frames)}", FRAME_COUNT)
             batch = codec.decode_batch(frames[0])
         except codec.DecodeError as e:
             self.malformed += 1
+            self.malformed_by[e.reason] = self.malformed_by.get(e.reason, 0) + 1
             self.log.event("malformed", str(e), logging.WARNING, peer=src_name(src),
                            dropped=self.malformed)
             if type(src) is int:

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from zpaxos.sim import simulator
-from zpaxos.sim.mutants import MUTANTS
-from zpaxos.sim.simulator import InvariantViolation, Simulation, check_seeds_parallel, fv, generate
+from zpaxos.sim.mutants import KEY_MUTANTS as MUTANTS
+from zpaxos.sim.runs import check_seeds_parallel
+from zpaxos.sim.simulator import InvariantViolation, Simulation, fv, generate
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -73,6 +73,9 @@ class Disk:
 
 
 class AmnesiaSimulation(Simulation):
+    # Its nodes are Admissions around the hosts (an Admission is driven as a host is).
+    nodes: dict[int, Any]
+
     def __init__(self, scenario: Any, *, admission: bool = True, **variant: Any) -> None:
         self.admission_cls = Admission if admission else Unchecked
         rng = random.Random(f"amnesia/{scenario.seed}")
@@ -124,7 +127,7 @@ class AmnesiaSimulation(Simulation):
         at = host.next_due() if host is not None else None
         if at is not None and self.due_at.get(a) != at:
             self.due_at[a] = at
-            self._push(max(at, self.now), PASS, a)
+            self.push(max(at, self.now), PASS, a)
 
     def _pass(self, a: int) -> None:
         super()._pass(a)
@@ -144,7 +147,7 @@ class AmnesiaSimulation(Simulation):
         if dst not in self.pass_due:
             due = self.now + self.rng.uniform(0, self.sc.pass_delay_s)
             self.pass_due[dst] = due
-            self._push(due, PASS, dst)
+            self.push(due, PASS, dst)
 
     def _flush(self, a: int) -> None:
         host = self.nodes[a]
@@ -234,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     variant = {"admission": not args.no_admission}
     if args.seed is not None:
         try:
-            AmnesiaSimulation(generate(args.seed), trace=True, **variant).run()  # type: ignore[arg-type]
+            AmnesiaSimulation(generate(args.seed), trace=True, **variant).run()
         except InvariantViolation as e:
             print("\n".join(e.trace), file=sys.stderr)
             print(f"seed {e.seed}: VIOLATION: {e.what}", file=sys.stderr)

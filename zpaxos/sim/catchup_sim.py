@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from zpaxos.protocol.core import KeyState
+from zpaxos.protocol.state import KeyState
 from zpaxos.protocol.events import Learned
 from zpaxos.protocol.messages import (
     Ballot,
@@ -44,12 +44,9 @@ from zpaxos.protocol.regmessages import REGISTER_PREFIX
 from zpaxos.runtime import catchup
 from zpaxos.runtime.acceptor_host import AcceptorHost, Ready
 from zpaxos.runtime.addresses import Src
-from zpaxos.sim.simulator import (
-    OTHER_KINDS,
-    InvariantViolation,
-    Simulation,
-    generate,
-)
+from zpaxos.sim.ghost import InvariantViolation
+from zpaxos.sim.scenario import generate
+from zpaxos.sim.simulator import OTHER_KINDS, PASS, Simulation
 
 TICK, FORGE_FETCH = OTHER_KINDS, OTHER_KINDS + 1
 SIM_CATCH_UP_PAGE = 2  # tiny pages: a deaf node's catch-up always pages
@@ -125,9 +122,9 @@ class CatchUpSimulation(Simulation):
         for a in self.ids:
             self._schedule_tick(a)
         if self.crash_deaf_at is not None:
-            self._push(self.crash_deaf_at, OTHER_KINDS + 2, self.deaf_node)
+            self.push(self.crash_deaf_at, OTHER_KINDS + 2, self.deaf_node)
         for _ in range(self.forged_fetches):
-            self._push(self.crng.uniform(0, last + sc.chaos.end_s + 0.05), FORGE_FETCH,
+            self.push(self.crng.uniform(0, last + sc.chaos.end_s + 0.05), FORGE_FETCH,
                        self.crng.choice(self.ids))
         result = super().run()
         self._check_caught_up(max(sc.chaos.end_s, last) + sc.bound_s)
@@ -155,11 +152,7 @@ class CatchUpSimulation(Simulation):
             return
         if isinstance(msg, (CatchUpReply, FetchReply)) and isinstance(src, int):
             # A reply on the node's own socket to a peer: the host sees the peer's id.
-            self.inbox[dst].append((src, msg))
-            if dst not in self.pass_due:
-                due = self.now + self.rng.uniform(0, self.sc.pass_delay_s)
-                self.pass_due[dst] = due
-                self._push(due, 1, dst)  # PASS
+            self.land(PASS, dst, (src, msg), self.sc.pass_delay_s)
             return
         super()._land(src, dst, msg)
 
@@ -197,12 +190,12 @@ class CatchUpSimulation(Simulation):
 
     def _schedule_tick(self, a: int) -> None:
         host = self.nodes[a]
-        at = host.next_tick if host is not None else None
-        if at is not None:
-            at = max(at, self.now)
+        due = host.next_tick if host is not None else None
+        if due is not None:
+            at = max(due, self.now)
             if self.tick_at.get(a) != at:
                 self.tick_at[a] = at
-                self._push(at, TICK, a)
+                self.push(at, TICK, a)
 
     def _tick(self, a: int) -> None:
         if self.tick_at.get(a) != self.now:
@@ -219,9 +212,9 @@ class CatchUpSimulation(Simulation):
 
     def _check_caught_up(self, horizon: float) -> None:
         learned_at: dict[tuple[str, str], float] = {}
-        for t, who, e in self.events:
+        for at, who, e in self.events:
             if type(e) is Learned:
-                learned_at.setdefault((who, e.key), t)
+                learned_at.setdefault((who, e.key), at)
         live = {a: h for a, h in self.nodes.items() if h is not None}
         for a, host in live.items():
             for key, s in host.states.items():

@@ -1,9 +1,13 @@
-"""Deliberately broken variants of the core and of the hosts, for the simulator.
+"""Deliberately broken variants of the core and of the hosts, for the simulators: one
+table for write-once keys and registers.
 
-Each must be caught by some default seed: a simulator
-that cannot find a bug proves nothing. ``MUTANTS[name].variant`` is what
-``Simulation(..., **variant)`` takes; ``caught_by`` is the invariant that must trip
-(a substring of ``InvariantViolation.what``).
+Each must be caught by some default seed: a simulator that cannot find a bug proves
+nothing. For a key's variant (``layer`` "core" or "host"), ``MUTANTS[name].variant`` is
+what ``Simulation(..., **variant)`` takes and ``caught_by`` the invariant that must trip
+(a substring of ``InvariantViolation.what``); for a register's (``layer`` "register",
+the classes in zpaxos/sim/regmutants.py) it is what ``RegScenario`` is replaced with, and
+the linearizability checker must find no linearization. A rule ``zpaxos sim --break``
+breaks (zpaxos/sim/rules.py) is the variant of the same name.
 """
 
 from __future__ import annotations
@@ -32,7 +36,10 @@ from zpaxos.runtime.addresses import Src
 from zpaxos.runtime.proposer_host import ProposerHost
 from zpaxos.runtime.proposer_host import Ready as ProposerReady
 from zpaxos.runtime.staging import NO_STAGING
+from zpaxos.sim.regmutants import AcceptBelowPromise, ReadSkipsQuorum, StaleValue
 from zpaxos.sim.simulator import REPLAY_CMD
+
+NO_LINEARIZATION = "no linearization"  # what the checker says of a register's bad history
 
 # --------------------------------------------------------------------------- core mutants
 
@@ -114,8 +121,8 @@ class SkipsPhase1AfterLosingRange(Proposer):
         self.ballot = Ballot(self._round, self.id)
         self.value = self.proposed
         self.phase = ACCEPT
-        self._answered_phase.clear()
-        self._phase_deadline = now + self.opts.round_timeout_s
+        self._answered.clear()
+        self._phase_started(now)
         step.events.append(Round(self.key, self.ballot, self.rounds))
         step.send.extend((a, Accept(self.key, self.ballot, self.value)) for a in self.acceptors)
 
@@ -249,20 +256,29 @@ class MisroutesReplies(ProposerHost):
 class Mutant:
     variant: dict[str, Any]
     caught_by: str  # a substring of the violation that must catch it ("a|b": either)
-    layer: str  # "core" or "host"
+    layer: str  # "core" or "host" (write-once keys), or "register"
+
+    @property
+    def registers(self) -> bool:
+        return self.layer == REGISTER
+
+
+REGISTER = "register"
 
 
 def _m(name: str, caught_by: str, layer: str, **variant: Any) -> tuple[str, Mutant]:
-    return name, Mutant({**variant, "replay": f"{REPLAY_CMD} --mutant {name}"}, caught_by, layer)
+    if layer != REGISTER:
+        variant["replay"] = f"{REPLAY_CMD} --mutant {name}"
+    return name, Mutant(variant, caught_by, layer)
 
 
 MUTANTS: dict[str, Mutant] = dict([
     _m("accepts-below-promise", "below the promise", "core", acceptor_cls=AcceptsBelowPromise),
     _m("forgets-promise", "below the promise", "core", acceptor_cls=ForgetsPromise),
     _m("ignores-accepted", "two values chosen", "core", proposer_cls=IgnoresAcceptedValues),
-    _m("reuses-ballot", "carries two values", "core", shared_ids=True,
+    _m("lab-ballots", "carries two values", "core", shared_ids=True,
        acceptor_cls=RepromisingAcceptor),
-    _m("host-sends-before-persisting", "below the promise|two values chosen", "host",
+    _m("sends-before-persisting", "below the promise|two values chosen", "host",
        host_cls=SendsBeforePersisting),
     _m("host-keeps-first-state-in-pass", "below the promise", "host",
        host_cls=KeepsFirstStateInPass),
@@ -282,4 +298,10 @@ MUTANTS: dict[str, Mutant] = dict([
     _m("host-forgets-range-promises", "below the promise", "host",
        host_cls=ForgetsRangePromises),
     _m("host-range-index-lags", "two values chosen", "host", host_cls=RangeIndexLags),
+    # Registers (zpaxos/sim/regsim.py, checked by zpaxos/sim/lincheck.py).
+    _m("read-skips-quorum", NO_LINEARIZATION, REGISTER, proposer_cls=ReadSkipsQuorum),
+    _m("stale-value", NO_LINEARIZATION, REGISTER, proposer_cls=StaleValue),
+    _m("accept-below-promise", NO_LINEARIZATION, REGISTER, register_cls=AcceptBelowPromise),
 ])
+KEY_MUTANTS = {name: m for name, m in MUTANTS.items() if not m.registers}
+REGISTER_MUTANTS = {name: m for name, m in MUTANTS.items() if m.registers}

@@ -1,6 +1,7 @@
 """Broken register rules, each one mistake, that the linearizability checker must catch.
 
-``MUTANTS[name]`` gives the scenario overrides (``proposer_cls`` / ``register_cls``) that
+Their entries (layer "register") are in the one table of broken variants,
+zpaxos/sim/mutants.py: the scenario overrides (``proposer_cls`` / ``register_cls``) that
 plant the mistake in the register simulator (zpaxos/sim/regsim.py); tests/test_regsim.py
 runs each over seeds until the checker reports a history that is not linearizable.
 """
@@ -29,10 +30,9 @@ class ReadSkipsQuorum(RegisterProposer):
     """A read answers with the first promise's state: no quorum, no write-back."""
 
     def _on_promise(self, now: float, src: Peer, msg: RPromise, step: Step) -> None:
-        a = self._a
-        if a is not None and a.op.kind == GET and msg.ballot == self.ballot:
+        if self._op is not None and self._op.kind == GET and msg.ballot == self.ballot:
             s = msg.state if not msg.accepted.is_zero else EMPTY
-            self.result = RegResult(self.key, GET, OK, s.version, s.value, a.rounds)
+            self.result = RegResult(self.key, GET, OK, s.version, s.value, self.rounds)
             self._idle()
             return
         super()._on_promise(now, src, msg, step)
@@ -63,10 +63,3 @@ class AcceptBelowPromise(RegAcceptor):
                        value=encode_state(msg.state))
         return Step(persist=self._update(msg.key, new),
                     send=[(src, RAccepted(msg.key, msg.ballot, nxt))])
-
-
-MUTANTS: dict[str, dict[str, Any]] = {
-    "read-skips-quorum": {"proposer_cls": ReadSkipsQuorum},
-    "stale-value": {"proposer_cls": StaleValue},
-    "accept-below-promise": {"register_cls": AcceptBelowPromise},
-}

@@ -1,5 +1,6 @@
 """The register simulator: seeded, deterministic, running the real hosts.
 
+It runs on the same simulated world as the write-once simulator (zpaxos/sim/world.py).
 The nodes are the real :class:`~zpaxos.runtime.acceptor_host.AcceptorHost` (which routes
 register messages to the register rules), each with a "disk" that holds exactly what the
 host asked to persist; the clients are the real
@@ -11,7 +12,7 @@ the version it last saw, or on a value) and delete over a few keys, with up to t
 operations in flight.
 
 A run records the **history**: every operation's call and return in virtual time and its
-result. The tests check it with the linearizability checker (tests/lincheck.py); the run
+result. The tests check it with the linearizability checker (zpaxos/sim/lincheck.py); the run
 itself checks an acceptor invariant (no acceptor accepts below a promise it made) and,
 after the chaos window, liveness: every operation called once the faults are over ends
 with a result (not "no quorum").
@@ -21,7 +22,6 @@ with a result (not "no quorum").
 
 from __future__ import annotations
 
-import heapq
 import random
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -47,8 +47,10 @@ from zpaxos.protocol.regmessages import REGISTER_PREFIX
 from zpaxos.runtime.acceptor_host import AcceptorHost
 from zpaxos.runtime.addresses import Caller
 from zpaxos.runtime.register_host import RegisterHost
+from zpaxos.sim.world import World
 
 INF = float("inf")
+PASS_DELAY_S = 0.0005  # a node's pass runs this long after a message lands
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ class RegScenario:
 
 @dataclass(frozen=True)
 class HistoryEntry:
-    """One operation as the checker sees it (the fields of tests/lincheck.Op)."""
+    """One operation as the checker sees it (the fields of zpaxos.sim.lincheck.Op)."""
 
     process: str
     key: str
@@ -120,33 +122,26 @@ def run(seed: int, sc: RegScenario = RegScenario()) -> RegRun:
     return _Sim(seed, sc).run()
 
 
-class _Sim:
+class _Sim(World):
     def __init__(self, seed: int, sc: RegScenario) -> None:
-        self.rng = random.Random(seed)
         self.sc = sc
         self.out = RegRun(seed)
-        self.ids = list(range(1, sc.nodes + 1))
-        self.disks: dict[int, dict[str, KeyState]] = {n: {} for n in self.ids}
-        self.hosts: dict[int, AcceptorHost | None] = {n: self._boot(n) for n in self.ids}
-        self.inbox: dict[int, list[tuple[Any, Any]]] = {n: [] for n in self.ids}
+        World.__init__(self, random.Random(seed), range(1, sc.nodes + 1), self._boot)
         self.blocked: set[tuple[int, int]] = set()  # (client index, node) pairs cut off
         self.clients = [
             _Client(f"c{i}", RegisterHost(self.ids, random.Random(self.rng.random()),
                                           self.rng.randbytes(16), sc.proposer_cls))
             for i in range(sc.clients)]
-        self.queue: list[tuple[float, int, str, Any]] = []
-        self.seq = 0
-        self.now = 0.0
         self.token = 0
         self.opts = replace(sc.options, one_rtt=sc.one_rtt)
 
     def _boot(self, n: int) -> AcceptorHost:
-        return AcceptorHost(n, dict(self.disks[n]), [p for p in self.ids if p != n],
+        return AcceptorHost(n, dict(self.disk[n]), [p for p in range(1, self.sc.nodes + 1)
+                                                    if p != n],
                             register_cls=self.sc.register_cls)
 
     def at(self, t: float, kind: str, payload: Any) -> None:
-        self.seq += 1
-        heapq.heappush(self.queue, (t, self.seq, kind, payload))
+        self.push(t, kind, payload)
 
     # ---- the run
 
@@ -163,15 +158,12 @@ class _Sim:
                 self.at(self.rng.uniform(0, sc.chaos_s), "cut", None)
         self.at(sc.chaos_s, "calm", None)
         limit = sc.chaos_s + sc.bound_s
-        while self.queue:
-            t, _, kind, payload = heapq.heappop(self.queue)
-            if t > limit:
-                running = sum(c.running for c in self.clients)
-                self.out.violations.append(f"liveness: {running} operations still running "
-                                           f"at t={limit:g}")
-                break
-            self.now = t
-            getattr(self, "_" + kind)(payload)
+        while (item := self.pop(limit)) is not None:
+            getattr(self, "_" + item[2])(*item[3:])
+        if self.queue:
+            running = sum(c.running for c in self.clients)
+            self.out.violations.append(f"liveness: {running} operations still running "
+                                       f"at t={limit:g}")
         self.out.end = self.now
         return self.out
 
@@ -182,17 +174,11 @@ class _Sim:
 
     def send(self, src: Any, dst: Any, msg: Any) -> None:
         self.out.messages += 1
-        copies = 1
-        if self.chaos():
-            if self.rng.random() < self.sc.drop:
-                return
-            if self.rng.random() < self.sc.dup:
-                copies = 2
-        for _ in range(copies):
-            self.at(self.now + self.rng.uniform(*self.sc.delay_s), "deliver", (src, dst, msg))
+        chaos = self.chaos()
+        if not self.lost(self.sc.drop if chaos else None):
+            self.carry("deliver", src, dst, msg, self.sc.delay_s, self.sc.dup if chaos else None)
 
-    def _deliver(self, p: tuple[Any, Any, Any]) -> None:
-        src, dst, msg = p
+    def _deliver(self, src: Any, dst: Any, msg: Any) -> None:
         if isinstance(dst, str):  # a client
             i = int(dst[1:])
             if (i, src) in self.blocked:
@@ -200,28 +186,26 @@ class _Sim:
             c = self.clients[i]
             self._client_ready(c, c.host.receive(self.now, src, msg))
             return
-        if self.hosts[dst] is None:
+        if self.nodes[dst] is None:
             return  # down
         if isinstance(src, Caller) and (int(src.ident[1:]), dst) in self.blocked:
             return
-        if not self.inbox[dst]:
-            self.at(self.now + 0.0005, "pass", dst)
-        self.inbox[dst].append((src, msg))
+        self.land("pass", dst, (src, msg), PASS_DELAY_S, jitter=False)
 
     def _pass(self, n: int) -> None:
-        host = self.hosts[n]
-        batch, self.inbox[n] = self.inbox[n], []
+        host = self.nodes[n]
+        batch = self.take_inbox(n)
         if host is None or not batch:
             return
         ready = host.handle(batch)
         for slot, new in ready.persist.items():
-            old = self.disks[n].get(slot, KeyState())
+            old = self.disk[n].get(slot, KeyState())
             if slot.startswith(REGISTER_PREFIX) and new.accepted != old.accepted \
                     and new.accepted < old.promised:
                 self.out.violations.append(
                     f"t={self.now:.4f} node {n} accepted {new.accepted} for {slot} below its "
                     f"promise {old.promised}")
-            self.disks[n][slot] = new
+            self.disk[n][slot] = new
         if self.chaos() and self.sc.crashes and self.rng.random() < 0.01:
             self._crash(n)  # persisted, the replies never left
             return
@@ -232,15 +216,11 @@ class _Sim:
     # ---- faults
 
     def _crash(self, n: int) -> None:
-        if self.hosts[n] is None:
-            return
-        self.hosts[n] = None
-        self.inbox[n] = []
-        self.at(self.now + self.rng.uniform(0.05, 0.5), "restart", n)
+        if self.nodes[n] is not None:
+            self.crash(n, "restart", self.now + self.rng.uniform(0.05, 0.5))
 
     def _restart(self, n: int) -> None:
-        if self.hosts[n] is None:
-            self.hosts[n] = self._boot(n)
+        if self.restart(n) is not None:
             self._nudge()
 
     def _cut(self, _: None) -> None:

@@ -1,6 +1,6 @@
 """The rules ``zpaxos sim --break RULE`` can break, and what breaking each one does.
 
-Each rule is one of the broken variants in mutants.py, given a name a student can read,
+Each rule is the broken variant of the same name in mutants.py, with
 the faults its schedules need (a rule about restarts needs crashes), the rule as the
 textbook states it, and how to tell, in a run where two values were chosen, which
 message let the second one in. :func:`explain` writes that as one paragraph.
@@ -24,6 +24,7 @@ sends-before-persisting  a node sends its replies before its state is durable; a
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,33 +36,32 @@ from zpaxos.sim.tape import TapedSimulation, proc_name
 
 @dataclass(frozen=True)
 class Rule:
-    name: str
-    mutant: str  # the key in mutants.MUTANTS
+    name: str  # also its variant's name in mutants.MUTANTS
     faults: frozenset[str]  # what its schedules need
     rule: str  # the rule, as kept
     broken: str  # what the broken variant does instead
 
     @property
     def variant(self) -> dict[str, Any]:
-        return {k: v for k, v in MUTANTS[self.mutant].variant.items() if k != "replay"}
+        return {k: v for k, v in MUTANTS[self.name].variant.items() if k != "replay"}
 
 
 RULES: dict[str, Rule] = {r.name: r for r in (
-    Rule("lab-ballots", "reuses-ballot", frozenset(),
+    Rule("lab-ballots", frozenset(),
          "every ballot is unique: (round, proposer id), so no two proposers send the same one",
          "proposers share their ballot numbers (the lab's bug), and an acceptor promises a"
          " Prepare equal to its promise"),
-    Rule("forgets-promise", "forgets-promise", frozenset({"crash"}),
+    Rule("forgets-promise", frozenset({"crash"}),
          "an acceptor's promise is on disk before the Promise leaves",
          "an acceptor keeps its promise in memory only, so a restart forgets it"),
-    Rule("accepts-below-promise", "accepts-below-promise", frozenset(),
+    Rule("accepts-below-promise", frozenset(),
          "an acceptor accepts a ballot only at or above its promise",
          "an acceptor accepts a ballot below its promise"),
-    Rule("ignores-accepted", "ignores-accepted", frozenset(),
+    Rule("ignores-accepted", frozenset(),
          "a proposer whose promises report accepted values proposes the one accepted at"
          " the highest ballot",
          "a proposer ignores what its promises report and proposes its own value"),
-    Rule("sends-before-persisting", "host-sends-before-persisting", frozenset({"crash"}),
+    Rule("sends-before-persisting", frozenset({"crash"}),
          "a node's new state is durable before any reply that depends on it leaves",
          "a node's replies leave before its state is written, which happens a pass later"),
 )}
@@ -152,9 +152,13 @@ def explain(rule: Rule, sim: TapedSimulation, s: Split) -> str:
     """One paragraph: which rule was broken, what was chosen, and which message did it."""
     (v1, b1, q1, p1), (v2, b2, q2, p2) = s.first, s.second
     x = proc_name(s.node)
-    names = lambda q: " and ".join(proc_name(a) for a in q)  # noqa: E731
+    def names(q: Iterable[int]) -> str:
+        return " and ".join(proc_name(a) for a in q)
+
+    def quorum(q: Iterable[int]) -> str:
+        return ", ".join(proc_name(a) for a in q)
+
     both = [a for a in q1 if a in q2]
-    quorum = lambda q: ", ".join(proc_name(a) for a in q)  # noqa: E731
     head = (f"Broken rule: {rule.name} -- {rule.broken}. Two values were chosen for key"
             f" {s.key}: {fv(v1)} by the quorum {{{quorum(q1)}}} at ballot {fb(b1)} (decided"
             f" by proposer {p1}) and {fv(v2)} by {{{quorum(q2)}}} at ballot {fb(b2)}"

@@ -105,11 +105,11 @@ def shrink(sc: Scenario, variant: dict[str, Any], tape: Tape) -> Shrunk:
         keep = set(kept)
         msgs = {m for m in tape.delivered if m in keep}
         crashes = {c for c in tape.crashes if c in keep}
-        return splits(tape.keeping(msgs, crashes))  # type: ignore[arg-type]
+        return splits(tape.keeping(msgs, crashes))
 
     kept = set(ddmin(items, fails))
-    small = tape.keeping({m for m in tape.delivered if m in kept},  # type: ignore[misc]
-                         {c for c in tape.crashes if c in kept})  # type: ignore[misc]
+    small = tape.keeping({m for m in tape.delivered if m in kept},
+                         {c for c in tape.crashes if c in kept})
     final = run(sc, variant, small)
     # Keep only what the final run used: the tape of the run itself.
     return Shrunk(final.recording, replays, before, summary(final))

@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter, defaultdict, deque
+from collections.abc import Hashable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -150,10 +151,10 @@ class TapedSimulation(Simulation):
         self.lines: list[dict[str, Any]] = []
         if tape is not None:
             for c in sorted(tape.crashes):
-                self._push(c[0], CRASH, None)
+                self.push(c[0], CRASH, None)
             self._plan = deque(sorted(tape.crashes))
         elif self.crash_gap_s < INF and self.chaos_on:
-            self._push(self.crash_rng.expovariate(1 / self.crash_gap_s), CRASH, None)
+            self.push(self.crash_rng.expovariate(1 / self.crash_gap_s), CRASH, None)
 
     # ---- what the run recorded
 
@@ -170,9 +171,9 @@ class TapedSimulation(Simulation):
             self._emit(node_name(a), "start", role="node", keys=0)
         return super().run()
 
-    def _push(self, t: float, kind: int, *args: Any) -> None:
+    def push(self, t: float, kind: Hashable, *args: Any) -> None:
         if not self.stopped:
-            super()._push(t, kind, *args)
+            super().push(t, kind, *args)
 
     def _violate(self, what: str) -> None:
         if self.strict:
@@ -230,7 +231,7 @@ class TapedSimulation(Simulation):
                            peer=proc_name(dst), **fields)
         for d in delays:
             self._ids[link].append(msg_id)
-            self._push(self.now + d, DELIVER, src, dst, msg)
+            self.push(self.now + d, DELIVER, src, dst, msg)
 
     def _draw(self, src: Any, dst: Any, msg: Any) -> tuple[float, ...]:
         net, sc = self.net, self.sc
@@ -263,7 +264,7 @@ class TapedSimulation(Simulation):
             a = self.crash_rng.choice(self.ids)
             if self.nodes[a] is not None:
                 self._crash(a)
-            self._push(self.now + self.crash_rng.expovariate(1 / self.crash_gap_s), CRASH, None)
+            self.push(self.now + self.crash_rng.expovariate(1 / self.crash_gap_s), CRASH, None)
             return
         if self._plan:
             _, a, down = self._plan.popleft()
@@ -280,7 +281,7 @@ class TapedSimulation(Simulation):
         self.nodes[a] = None  # memory and inbox are gone; only self.disk[a] survives
         self.inbox[a] = []
         self.lazy[a] = {}  # learned but not yet committed: lost
-        self._push(self.now + down, RESTART, a)
+        self.push(self.now + down, RESTART, a)
 
     def _restart(self, a: int) -> None:
         if self.nodes[a] is None and a not in self.stay_down and not self.stopped:

@@ -97,6 +97,7 @@ def _lift(e: _Entry) -> None:
     if e.next is not None:
         e.next.prev = e.prev
     r = e.match
+    assert r.prev is not None
     r.prev.next = r.next
     if r.next is not None:
         r.next.prev = r.prev
