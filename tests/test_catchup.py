@@ -1,9 +1,11 @@
 """Catching up (zpaxos/runtime/catchup.py), pure: hosts over in-memory stores, messages
-passed by hand; and the store's learn index (SqliteStore.learned_after)."""
+passed by hand; and the store's learn log (SqliteStore.learned_from)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import pytest
 
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.messages import (
@@ -18,6 +20,7 @@ from zpaxos.protocol.messages import (
 from zpaxos.protocol.regmessages import RegState, encode_state
 from zpaxos.runtime.acceptor_host import AcceptorHost, Ready
 from zpaxos.runtime.addresses import Caller
+from zpaxos.runtime.catchup import GRACE_S
 from zpaxos.runtime.memstore import MemoryStore
 from zpaxos.runtime.storage import SqliteStore
 
@@ -51,6 +54,16 @@ class Cluster:
             assert isinstance(dst, int)
             queue += [(dst, d, r) for d, r in self.do(dst, self.hosts[dst].handle([(src, m)]))]
 
+    def catch_up(self, i: int, now: float) -> None:
+        """Node ``i`` asks its peers at ``now``, then ticks on (each GRACE_S) until it has
+        nothing asked or waiting to be fetched."""
+        f = self.hosts[i].follower
+        for _ in range(100):
+            self.run(i, self.hosts[i].tick(now))
+            if not f.asked and not f.fetching:
+                return
+            now += GRACE_S
+
     def decide(self, i: int, key: str, value: bytes) -> None:
         self.run(i, self.hosts[i].handle([(Caller(b"c1"), Decide(key, value, B))]))
 
@@ -61,7 +74,7 @@ def test_a_node_that_missed_decisions_fetches_just_those():
         c.decide(0, k, k.encode())
         c.decide(1, k, k.encode())
     c.decide(2, "a", b"a")  # node 2 missed b and c
-    c.run(2, c.hosts[2].tick(10.0))
+    c.catch_up(2, 10.0)
     assert c.hosts[2].states["b"].chosen == b"b" and c.hosts[2].states["c"].chosen == b"c"
     fetches = [m for s, d, m in c.sent if isinstance(m, Fetch)]
     assert fetches and all(set(f.keys) == {"b", "c"} for f in fetches)
@@ -69,14 +82,31 @@ def test_a_node_that_missed_decisions_fetches_just_those():
     assert set(c.cursors[2]) == {0, 1}
     # Next period: nothing new, so empty pages and no fetch.
     c.sent.clear()
-    c.run(2, c.hosts[2].tick(11.0))
+    c.catch_up(2, 11.0)
     assert sorted(type(m).__name__ for _, _, m in c.sent) == ["CatchUp"] * 2 + ["CatchUpReply"] * 2
-    assert all(not m.learned for _, _, m in c.sent if isinstance(m, CatchUpReply))
+    assert all(not m.keys for _, _, m in c.sent if isinstance(m, CatchUpReply))
+
+
+def test_a_key_whose_decide_arrives_within_the_grace_is_not_fetched():
+    """Under load a peer lists decisions whose Decide is still on its way here: those
+    are not fetched (that would pay for each decision twice), only what is still
+    missing GRACE_S after the page."""
+    c = Cluster()
+    for k in ("a", "b"):
+        c.decide(0, k, k.encode())
+        c.decide(1, k, k.encode())
+    c.run(2, c.hosts[2].tick(10.0))  # pages from both peers list a and b: node 2 lacks both
+    assert not any(isinstance(m, Fetch) for _, _, m in c.sent)
+    c.decide(2, "a", b"a")  # a's Decide arrives within the grace; b's never does
+    c.run(2, c.hosts[2].tick(10.0 + GRACE_S))
+    fetches = [m for _, _, m in c.sent if isinstance(m, Fetch)]
+    assert fetches and all(f.keys == ("b",) for f in fetches)
+    assert c.hosts[2].states["b"].chosen == b"b"
 
 
 def test_pages_end_inside_one_commit_without_skipping_a_key():
-    """A commit writes many keys under one learn seq: a page that ends inside it must
-    not skip the rest (the cursor is (seq, key), not seq alone)."""
+    """A commit writes many keys at once: a page that ends inside it must not skip the
+    rest (the cursor is a position in the log, not a commit)."""
     c = Cluster()
     c.stores[0].save([(f"k{i:02}", KeyState(chosen=b"v", chosen_ballot=B)) for i in range(25)])
     c.hosts[0].acceptor.states.clear()
@@ -84,7 +114,7 @@ def test_pages_end_inside_one_commit_without_skipping_a_key():
     old = cu.PAGE_KEYS
     try:
         cu.page.__defaults__ = (7,)
-        c.run(2, c.hosts[2].tick(1.0))
+        c.catch_up(2, 1.0)
     finally:
         cu.page.__defaults__ = (old,)
     assert sum(1 for k in c.hosts[2].source.get([f"k{i:02}" for i in range(25)]).values()
@@ -109,10 +139,10 @@ def test_a_catch_up_page_answers_from_the_start_for_another_incarnation():
     s.save([("a", KeyState(chosen=b"1", chosen_ballot=B))])
     s.save([("b", KeyState(chosen=b"2", chosen_ballot=B))])
     h = AcceptorHost(0, {}, [1], source=s, learn=s)
-    (_, reply), = h.handle([(Caller(b"n:1:0:0"), CatchUp(b"x" * 16, 1, "a"))]).send
-    assert [k for _, k, _ in reply.learned] == ["a", "b"]
-    (_, reply), = h.handle([(Caller(b"n:1:0:0"), CatchUp(s.incarnation, 1, "a"))]).send
-    assert [k for _, k, _ in reply.learned] == ["b"]
+    (_, reply), = h.handle([(Caller(b"n:1:0:0"), CatchUp(b"x" * 16, 1))]).send
+    assert (reply.keys, reply.pos, reply.end) == (("a", "b"), 1, 2)
+    (_, reply), = h.handle([(Caller(b"n:1:0:0"), CatchUp(s.incarnation, 1))]).send
+    assert (reply.keys, reply.pos, reply.end) == (("b",), 1, 2)
 
 
 def test_a_register_behind_converges_through_the_accept_rule():
@@ -123,45 +153,81 @@ def test_a_register_behind_converges_through_the_accept_rule():
         c.stores[i].save([("@r", KeyState(promised=hi, accepted=hi, value=state))])
     # Node 2 promised a higher ballot already: it must not accept below it.
     c.stores[2].save([("@r", KeyState(promised=Ballot(9, b"z")))])
-    c.run(2, c.hosts[2].tick(1.0))
+    c.catch_up(2, 1.0)
     assert c.hosts[2].source.get(["@r"])["@r"].accepted.is_zero
     # Without that promise it takes the state, at the peer's ballot.
     c2 = Cluster()
     for i in (0, 1):
         c2.stores[i].save([("@r", KeyState(promised=hi, accepted=hi, value=state))])
-    c2.run(2, c2.hosts[2].tick(1.0))
+    c2.catch_up(2, 1.0)
     got = c2.hosts[2].source.get(["@r"])["@r"]
     assert got.accepted == hi and got.value == state
 
 
-def test_sqlite_learn_index_survives_a_restart_and_lists_the_journal(tmp_path: Path):
+def test_sqlite_learn_log_survives_a_restart_and_lists_the_journal(tmp_path: Path):
+    import zpaxos.runtime.storage as storage
     s = SqliteStore(tmp_path)
     s.save([("a", KeyState(chosen=b"1", chosen_ballot=B))])
     s.save([("b", KeyState(promised=B)), ("c", KeyState(chosen=b"3", chosen_ballot=B))])
-    got = s.learned_after(0, "", 10)
-    assert [(q, k) for q, k, _ in got] == [(1, "a"), (2, "c")]
+    assert s.learned_from(0, 10) == ["a", "c"] and s.learn_end == 2
     inc = s.incarnation
     s.close()
-    s = SqliteStore(tmp_path)  # folded at close; the same numbers after
-    assert s.incarnation == inc
-    assert [(q, k) for q, k, _ in s.learned_after(1, "a", 10)] == [(2, "c")]
+    s = SqliteStore(tmp_path)  # folded at close; the same positions after
+    assert s.incarnation == inc and s.learn_end == 2
+    assert s.learned_from(1, 10) == ["c"]
     s.save([("d", KeyState(chosen=b"4", chosen_ballot=B))])  # in the journal only
-    assert [(q, k) for q, k, _ in s.learned_after(2, "c", 10)] == [(3, "d")]
+    assert s.learned_from(2, 10) == ["d"] and s.learned_from(1, 10) == ["c", "d"]
+    s.close()
+    # A journal replayed at start gives each key the position it had before the stop.
+    s = SqliteStore(tmp_path)
+    assert s.learned_from(0, 10) == ["a", "c", "d"]
+    # Folds pack the log into rows of LEARN_ROW_KEYS keys; a read from inside one row,
+    # across rows and into the journal skips nothing.
+    old = storage.LEARN_ROW_KEYS
+    storage.LEARN_ROW_KEYS = 4
+    try:
+        s.save([(f"k{i:02}", KeyState(chosen=b"v", chosen_ballot=B)) for i in range(10)])
+        s._fold()
+        s.save([("z", KeyState(chosen=b"v", chosen_ballot=B))])
+    finally:
+        storage.LEARN_ROW_KEYS = old
+    want = ["a", "c", "d", *(f"k{i:02}" for i in range(10)), "z"]
+    for pos in range(len(want) + 1):
+        for limit in (1, 3, 5, 20):
+            assert s.learned_from(pos, limit) == want[pos:pos + limit], (pos, limit)
     s.close()
 
 
-def test_status_shows_decided_keys_how_far_behind_and_when_caught_up():
-    from zpaxos.pictures.statusview import decided_lines
-    from zpaxos.runtime.client import NodeStatus
-    nodes = [NodeStatus(0, "tcp://a", True, stats=(("decided", 12), ("caught_up_keys", 0),
-                                                   ("caught_up_ms_ago", 400))),
-             NodeStatus(1, "tcp://b", True, stats=(("decided", 12), ("caught_up_keys", 0))),
-             NodeStatus(2, "tcp://c", True, stats=(("decided", 9), ("caught_up_keys", 3),
-                                                   ("caught_up_ms_ago", 1500))),
-             NodeStatus(3, "tcp://d", False)]
-    assert decided_lines(nodes) == [
-        "decided keys known:",
-        "  node0  12; up to date; last caught up 0.4 s ago",
-        "  node1  12; up to date; not caught up with any peer yet",
-        "  node2  9; 3 behind node0; last caught up 1.5 s ago; 3 keys learned by catching up",
-    ]
+def test_a_database_from_before_catching_up_gets_its_learn_log(tmp_path: Path):
+    import sqlite3
+    s = SqliteStore(tmp_path)
+    s.save([("b", KeyState(chosen=b"1", chosen_ballot=B)), ("a", KeyState(promised=B)),
+            ("@r", KeyState(promised=B))])
+    s.close()
+    db = sqlite3.connect(tmp_path / "state.db")
+    db.execute("DROP TABLE learn_log")
+    db.commit()
+    db.close()
+    s = SqliteStore(tmp_path)
+    assert s.learned_from(0, 10) == ["@r", "b"] and s.learn_end == 2
+    s.close()
+
+
+@pytest.mark.parametrize("packed, why", [
+    ("a\nb c", "not keys joined by newlines"),     # a space: no key holds one
+    ("a\n\nb", "not keys joined by newlines"),      # an empty key
+    ("a\n.b", "not keys joined by newlines"),       # a key starting with a dot
+    ("a\n", "not keys joined by newlines"),
+    (b"a", "expected packed keys"),                 # bytes, not text
+    ("k" * (4096 * 130 + 1), "expected packed keys"),  # over the size bound: not scanned
+    ("k\n" * 4096 + "k", "more than 4096 keys"),
+])
+def test_a_catch_up_page_with_bad_packed_keys_is_refused(packed, why):
+    from zpaxos.protocol.registry import MAX_LEARN_ENTRIES, DecodeError, _PackedKeys
+    from zpaxos.runtime.codec import decode, encode
+    page = CatchUpReply(b"i" * 16, 0, 2, ("a", "@r"), (("@r", B),), False)
+    assert decode(encode(page))[0] == page
+    kind = _PackedKeys(MAX_LEARN_ENTRIES)
+    assert kind.dec("a\n@r\nb-1.x", "keys") == ("a", "@r", "b-1.x") and kind.dec("", "k") == ()
+    with pytest.raises(DecodeError, match=why):
+        kind.dec(packed, "keys")

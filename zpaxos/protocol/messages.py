@@ -343,28 +343,28 @@ class SyncReply:
 
 @dataclass(frozen=True, slots=True)
 class CatchUp:
-    """Node to node, every ``catch_up_s``: "which keys did you learn after ``(seq, after)``
-    of your learn index?" (zpaxos/runtime/catchup.py). ``incarnation``: the database whose
-    learn sequence the cursor counts in (empty: none yet); another one is answered from
-    the start of the peer's index."""
+    """Node to node, every ``catch_up_s``: "which keys did you learn from position ``pos``
+    of your learn log on?" (zpaxos/runtime/catchup.py). ``incarnation``: the database
+    whose log the position counts in (empty: none yet); another one is answered from the
+    start of the peer's log."""
 
     incarnation: bytes
-    seq: int
-    after: str
+    pos: int
 
 
 @dataclass(frozen=True, slots=True)
 class CatchUpReply:
-    """A page of the answering node's learn index after the cursor asked for: keys only,
-    each with its learn sequence number and the ballot it knows it at (the chosen ballot
-    of a key, the accepted ballot of a register's ``@slot``). Values are fetched apart,
-    only for what the asker lacks (:class:`Fetch`)."""
+    """A page of the answering node's learn log from the position asked for: the keys
+    only (one packed field on the wire), and for a register's ``@slot`` among them the
+    accepted ballot the peer holds. Values are fetched apart, only for what the asker
+    lacks (:class:`Fetch`)."""
 
-    incarnation: bytes  # the answering node's database: the cursor counts in it
-    seq: int  # the request this answers (its cursor, as asked)
-    after: str
-    learned: tuple[tuple[int, str, Ballot], ...]  # (seq, key or @slot, ballot)
-    more: bool  # ask again after this page's last entry
+    incarnation: bytes  # the answering node's database: the positions count in it
+    pos: int  # the request this answers (its position, as asked)
+    end: int  # the position after this page's last entry: the asker's next cursor
+    keys: tuple[str, ...]  # keys and @slots at positions [start, end), in log order
+    slots: tuple[tuple[str, Ballot], ...]  # each @slot of ``keys``, at its accepted ballot
+    more: bool  # ask again from ``end``
 
 
 @dataclass(frozen=True, slots=True)

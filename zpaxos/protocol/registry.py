@@ -357,13 +357,40 @@ class _OptStatusKey(Kind):
         return None if x is None else STATUS_KEY.dec(x, what)
 
 
-class _StatusAfter(_StatusKey):
-    """A catch-up cursor's key: "" (before every key), a key or a register's slot."""
+# A page's keys, packed: keys and @slots joined by a newline (no key may hold one), checked
+# by one regular expression and split in one call, not decoded one object at a time.
+_KEY_RE = f"@?[A-Za-z0-9_-][A-Za-z0-9._-]{{0,{KEY_MAX_LEN - 1}}}"
+_VALID_PACKED = re.compile(f"{_KEY_RE}(?:\n{_KEY_RE})*").fullmatch
+PACK_SEP = "\n"
 
-    name = "key, @register or empty"
 
-    def dec(self, x: Any, what: str) -> str:
-        return "" if x == "" else super().dec(x, what)
+class _PackedKeys(Kind):
+    """Up to ``max_len`` keys (or @slots), sent as one text: ``"a\\nb\\n@r"``; "" is none."""
+
+    name = "packed keys"
+
+    def __init__(self, max_len: int) -> None:
+        self.max_len = max_len
+        self.max_chars = max_len * (KEY_MAX_LEN + 2)
+
+    def enc(self, v: Sequence[str]) -> str:
+        return PACK_SEP.join(v)
+
+    def dec(self, x: Any, what: str) -> tuple[str, ...]:
+        if type(x) is not str or len(x) > self.max_chars:
+            raise DecodeError(f"{what}: expected packed keys of at most {self.max_chars} "
+                              f"characters, got {describe(x)}")
+        if not x:
+            return ()
+        if not _VALID_PACKED(x):
+            raise DecodeError(f"{what}: not keys joined by newlines")
+        keys = tuple(x.split(PACK_SEP))
+        if len(keys) > self.max_len:
+            raise DecodeError(f"{what}: more than {self.max_len} keys")
+        return keys
+
+    def show(self, v: Sequence[str]) -> int:
+        return len(v)
 
 
 class _RegState(Kind):
@@ -398,7 +425,6 @@ class _RegState(Kind):
 
 KEY, OPT_KEY, AFTER = _Key(), _OptKey(), _After()
 STATUS_KEY, OPT_STATUS_KEY = _StatusKey(), _OptStatusKey()
-OPT_STATUS_AFTER = _StatusAfter()
 VALUE, OPT_VALUE, BOOL = _Value(), _OptValue(), _Bool()
 OPT_SLOT_VALUE = _OptValue(MAX_SLOT_BYTES)  # an acceptor's value: a register's is its state
 BALLOT, REAL_BALLOT = _Ballot(), _RealBallot()
@@ -425,9 +451,8 @@ SYNC_ENTRY = _Record("sync entry", [("key", KEY), ("value", VALUE), ("ballot", B
                      lambda k, v, b: (k, v, b), lambda e: e)
 
 # Catching up (runtime/catchup.py): pages of keys, then the values fetched.
-LEARN_ENTRY = _Record("learn entry", [("seq", _Int(0, MAX_ROUND)), ("key", STATUS_KEY),
-                                      ("ballot", BALLOT)], lambda q, k, b: (q, k, b),
-                      lambda e: e)
+SLOT_ENTRY = _Record("slot entry", [("slot", STATUS_KEY), ("ballot", BALLOT)],
+                     lambda k, b: (k, b), lambda e: e)
 KNOWN_ENTRY = _Record("known entry", [("key", STATUS_KEY), ("value", _Value(MAX_SLOT_BYTES)),
                                       ("ballot", BALLOT)], lambda k, v, b: (k, v, b),
                       lambda e: e)
@@ -605,14 +630,15 @@ SPECS: tuple[Spec, ...] = (
     Spec(RegistersReply, b"REGISTERS_REPLY",
          (("after", AFTER), ("names", _ListOf(KEY, MAX_NAMES)), ("more", BOOL)), RUNTIME,
          ("after", "more"), _simple(), ChartStyle("#7f7f7f", "#555555", "2 3"), drawn=False),
-    Spec(CatchUp, b"CATCHUP", (("incarnation", INCARNATION), ("seq", _Int(0, MAX_ROUND)),
-                               ("after", OPT_STATUS_AFTER)), RUNTIME, ("seq",),
-         _simple("seq"), ChartStyle("#7f8c8d", "#555f60", "2 3"), drawn=False),
+    Spec(CatchUp, b"CATCHUP", (("incarnation", INCARNATION), ("pos", _Int(0, MAX_ROUND))),
+         RUNTIME, ("pos",), _simple("pos"), ChartStyle("#7f8c8d", "#555f60", "2 3"),
+         drawn=False),
     Spec(CatchUpReply, b"CATCHUP_REPLY",
-         (("incarnation", INCARNATION), ("seq", _Int(0, MAX_ROUND)),
-          ("after", OPT_STATUS_AFTER), ("learned", _ListOf(LEARN_ENTRY, MAX_LEARN_ENTRIES)),
-          ("more", BOOL)), RUNTIME, ("seq", "learned", "more"), _simple("learned"),
-         ChartStyle("#16a085", "#0e6655", "2 3"), drawn=False),
+         (("incarnation", INCARNATION), ("pos", _Int(0, MAX_ROUND)),
+          ("end", _Int(0, MAX_ROUND)), ("keys", _PackedKeys(MAX_LEARN_ENTRIES)),
+          ("slots", _ListOf(SLOT_ENTRY, MAX_LEARN_ENTRIES)), ("more", BOOL)), RUNTIME,
+         ("pos", "end", "more"), _simple("end"), ChartStyle("#16a085", "#0e6655", "2 3"),
+         drawn=False),
     Spec(Fetch, b"FETCH", (("keys", _ListOf(STATUS_KEY, MAX_LEARN_ENTRIES)),), RUNTIME,
          ("keys",), _simple("keys"), ChartStyle("#7f8c8d", "#555f60", "2 3"), drawn=False),
     Spec(FetchReply, b"FETCH_REPLY",

@@ -40,6 +40,7 @@ from typing import Protocol, TypeVar
 from zpaxos.protocol.core import Acceptor, KeyState, Learner
 from zpaxos.protocol.events import Conflict, Event, Ignored, Learned
 from zpaxos.protocol.messages import (
+    ZERO,
     Accept,
     Accepted,
     AcceptedAt,
@@ -292,7 +293,8 @@ class AcceptorHost:
         """Timed work at ``now``: the periodic catch-up requests, and their retries."""
         if self.follower is None:
             return Ready()
-        return Ready(send=list(self.follower.tick(now)))
+        sends, moved = self.follower.tick(now, self._lacks)
+        return Ready(send=list[tuple[Src, Message]](sends), cursors=moved)
 
     @property
     def next_tick(self) -> float | None:
@@ -369,7 +371,8 @@ class AcceptorHost:
         of a client's Decide: read-only answers."""
         if isinstance(msg, CatchUp):
             if self.learn is not None:
-                ready.send.append((src, catchup.page(self.learn, msg, self.catch_up_page)))
+                ready.send.append((src, catchup.page(self.learn, msg, self._slot_ballots,
+                                                     self.catch_up_page)))
         elif isinstance(msg, Fetch):
             ready.send.append((src, catchup.fetch_reply(msg.keys, self._known,
                                                         REPLY_MAX_VALUE_BYTES)))
@@ -429,7 +432,7 @@ class AcceptorHost:
             if isinstance(msg, SyncReply):
                 want.update(e[0] for e in msg.chosen)
             elif isinstance(msg, CatchUpReply):
-                want.update(e[1] for e in msg.learned)
+                want.update(msg.keys)
             elif isinstance(msg, Fetch):
                 want.update(msg.keys)
             elif isinstance(msg, FetchReply):
@@ -626,12 +629,28 @@ class AcceptorHost:
             return None if s.value is None or s.accepted.is_zero else (s.value, s.accepted)
         return None if s.chosen is None else (s.chosen, s.chosen_ballot)
 
-    def _lacks(self, key: str, ballot: Ballot) -> bool:
-        """A catch-up page lists ``key`` at ``ballot``: does this node lack it?"""
-        s = self.acceptor.states.get(key)
-        if key[:1] == REGISTER_PREFIX:
-            return s is None or s.accepted < ballot
-        return s is None or s.chosen is None
+    def _lacks(self, keys: Sequence[str], slots: Mapping[str, Ballot]) -> set[str]:
+        """A catch-up page lists ``keys`` (and its register ``slots`` at their ballots):
+        those this node lacks (the pass read every one of them: _fetch)."""
+        states = self.acceptor.states
+        out = set()
+        for key in keys:
+            s = states.get(key)
+            if s is None or s.chosen is None:
+                if key[:1] != REGISTER_PREFIX:
+                    out.add(key)
+                elif s is None or s.accepted < slots.get(key, ZERO):
+                    out.add(key)
+        return out
+
+    def _slot_ballots(self, slots: list[str]) -> list[Ballot]:
+        """The accepted ballots of register slots, for a catch-up page."""
+        states = self.acceptor.states
+        if self.source is not None:
+            missing = [k for k in slots if k not in states]
+            if missing:
+                states.update(self.source.get(missing))
+        return [states[k].accepted if k in states else ZERO for k in slots]
 
     def _fetched(self, src: int, msg: FetchReply, ready: Ready) -> None:
         """The values a peer sent for the keys this node asked it for. A key's is applied

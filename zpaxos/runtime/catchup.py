@@ -2,21 +2,22 @@
 
 Pure, like the hosts (no sockets, disk or clock: the loop passes the time in).
 
-**The learn index (answering side).** A node's store gives each chosen key, and each
-register slot, the number of the commit that wrote it (its *learn sequence number*, durable
-with the row: ``SqliteStore.learned_after``). "What did you learn after ``(seq, key)``?" is
-one seek down an index, whatever the node already holds; only what is durable is listed.
+**The learn log (answering side).** A node's store keeps every chosen key, and every
+register slot, in the order its commits wrote them: its *learn log*, numbered by position
+from 0, durable with the rows and packed (``SqliteStore.learned_from``: one row per fold,
+no index but the position). "What did you learn from position ``p`` on?" is one seek,
+whatever the node already holds; only what is durable is listed.
 
 **Asking (this module).** Every ``every`` seconds a node asks each peer
-``CATCHUP(incarnation, seq, after)`` from its cursor for that peer. The answer
-(``CATCHUP_REPLY``) is a page of *keys only* (each with its seq and the ballot the peer knows
-it at); the node looks them up in its own state and sends ``FETCH`` for just those it lacks:
-a chosen key it does not know chosen, a register slot it holds at a lower accepted ballot.
-Only when every value fetched has been applied does the cursor move to the page's last
-entry: the host hands it out in ``Ready.cursors``, and the loop saves it only with (or
-after) the commit that makes those values durable. A full page is followed at once by the
-next; a short one means caught up until the next period. Idle, that is one small request
-and one empty page per peer per period.
+``CATCHUP(incarnation, pos)``, its cursor for that peer. The answer (``CATCHUP_REPLY``) is
+a page of *keys only*, packed into one field, with the accepted ballot of each register
+slot among them; the node looks them up in its own state and sends ``FETCH`` for just
+those it lacks: a key it knows no chosen value for, a register slot it holds at a lower
+accepted ballot. Only when every value fetched has been applied does the cursor move to
+the page's end: the host hands it out in ``Ready.cursors``, and the loop saves it only
+with (or after) the commit that makes those values durable. A full page is followed at
+once by the next; a short one means caught up until the next period. Idle, that is one
+small request and one empty page per peer per period.
 
 **Trust.** A fetched value is applied exactly as a Decide from that peer is: only an answer
 on this node's own socket to the peer (a node-authenticated source, ``src`` an int), and
@@ -26,10 +27,9 @@ register acceptor's own Accept rule (accepted only at or above its promise), as 
 proposer's Accept that the peer accepted had arrived late: a register state is never
 copied around that rule.
 
-**Cursors** are ``(incarnation, seq, key)``: the peer's database, and a position in its
-index (a commit writes many keys under one seq, so a page may end inside one commit). A
-peer that answers with another incarnation (it was started again with ``--new``) answered
-from the start of its index.
+**Cursors** are ``(incarnation, pos)``: the peer's database, and a position in its log.
+A peer that answers with another incarnation (it was started again with ``--new``)
+answered from the start of its log.
 """
 
 from __future__ import annotations
@@ -38,14 +38,26 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from zpaxos.protocol.messages import Ballot, CatchUp, CatchUpReply, Fetch, FetchReply, Message
+from zpaxos.protocol.messages import (
+    Ballot,
+    CatchUp,
+    CatchUpReply,
+    Fetch,
+    FetchReply,
+    Message,
+)
+from zpaxos.protocol.regmessages import REGISTER_PREFIX
 
 CATCH_UP_S = 0.5  # default period: how often a node asks each peer what it learned since
 RETRY_S = 2.0  # a request or fetch unanswered this long is sent again
-PAGE_KEYS = 1000  # keys in one catch-up page (registry.MAX_LEARN_ENTRIES bounds the wire)
+# Keys a page lists that this node lacks are fetched only if it still lacks them this much
+# later: under load a peer lists decisions whose Decide is on its way here, and fetching
+# those would pay for each decision twice.
+GRACE_S = 0.1
+PAGE_KEYS = 4000  # keys in one catch-up page (registry.MAX_LEARN_ENTRIES bounds the wire)
 
-Cursor = tuple[bytes, int, str]  # (the peer's incarnation, learn seq, key)
-NO_CURSOR: Cursor = (b"", 0, "")
+Cursor = tuple[bytes, int]  # (the peer's incarnation, position in its learn log)
+NO_CURSOR: Cursor = (b"", 0)
 Sends = list[tuple[int, Message]]
 
 
@@ -56,19 +68,26 @@ class LearnSource(Protocol):
     @property
     def incarnation(self) -> bytes: ...
 
-    def learned_after(self, seq: int, after: str, limit: int
-                      ) -> list[tuple[int, str, Ballot]]: ...
+    def learned_from(self, pos: int, limit: int) -> list[str]: ...
 
 
-def page(source: LearnSource, msg: CatchUp, limit: int = PAGE_KEYS) -> CatchUpReply:
-    """The answer to ``msg``: the keys learned after its cursor, or from the start of the
-    index when the cursor counts in another incarnation."""
+def page(source: LearnSource, msg: CatchUp, slot_ballot: Callable[[list[str]], list[Ballot]],
+         limit: int = PAGE_KEYS) -> CatchUpReply:
+    """The answer to ``msg``: the keys learned from its position on, or from the start of
+    the log when the position counts in another incarnation. ``slot_ballot``: the
+    accepted ballots of the register slots named."""
     inc = source.incarnation
-    # (0, "") is before every entry: keys sort after "", also those at seq 0 (the rows
-    # from before catching up).
-    seq, after = (msg.seq, msg.after) if msg.incarnation == inc else (0, "")
-    entries = source.learned_after(seq, after, limit + 1)
-    return CatchUpReply(inc, msg.seq, msg.after, tuple(entries[:limit]), len(entries) > limit)
+    pos = msg.pos if msg.incarnation == inc else 0
+    keys = source.learned_from(pos, limit + 1)
+    more = len(keys) > limit
+    if more:
+        del keys[limit:]
+    slots = [k for k in keys if k[0] == REGISTER_PREFIX]
+    return CatchUpReply(inc, msg.pos, pos + len(keys), tuple(keys),
+                        tuple(zip(slots, slot_ballot(slots), strict=True)), more)
+
+
+Lacks = Callable[[Sequence[str], Mapping[str, Ballot]], set[str]]
 
 
 @dataclass(slots=True)
@@ -76,7 +95,8 @@ class _Fetching:
     end: Cursor  # the cursor once every value asked for is in
     wanted: set[str]
     more: bool  # the page was full: ask for the next at once
-    when: float
+    when: float  # when it was asked (or, while ``slots`` is not None, when to ask)
+    slots: dict[str, Ballot] | None = None  # not asked yet: the page's slot ballots
 
 
 @dataclass
@@ -107,13 +127,29 @@ class Follower:
         self.asked[peer] = (cursor, when)
         return (peer, CatchUp(*cursor))
 
-    def tick(self, now: float) -> Sends:
-        """What is due at ``now``: the periodic requests, and the retries."""
+    def tick(self, now: float, lacks: Lacks | None = None) -> tuple[Sends, dict[int, Cursor]]:
+        """What is due at ``now``: the periodic requests, the fetches whose grace is
+        over (of what ``lacks`` says is still missing), and the retries; and the cursors
+        that moved (nothing was left to fetch)."""
         self.now = now
         out: Sends = []
+        moved: dict[int, Cursor] = {}
         for p in self.peers:
             f = self.fetching.get(p)
-            if f is not None:
+            if f is not None and f.slots is not None:
+                if now < f.when:
+                    continue
+                f.wanted = lacks(sorted(f.wanted), f.slots) if lacks is not None else f.wanted
+                f.slots, f.when = None, now
+                if f.wanted:
+                    out.append((p, Fetch(tuple(sorted(f.wanted)))))
+                    continue
+                del self.fetching[p]  # its Decides arrived meanwhile
+                sends, cursor = self._advance(p, f.end, f.more)
+                out += sends
+                if cursor is not None:
+                    moved[p] = cursor
+            elif f is not None:
                 if now >= f.when + self.retry:  # lost, or the peer was away: ask again
                     f.when = now
                     out.append((p, Fetch(tuple(sorted(f.wanted)))))
@@ -126,14 +162,14 @@ class Follower:
                     out.append(self._ask(p, now))
             elif now >= self.next_at.get(p, 0.0):
                 out.append(self._ask(p, now))
-        return out
+        return out, moved
 
     def next_due(self) -> float | None:
         times: list[float] = []
         for p in self.peers:
             f = self.fetching.get(p)
             if f is not None:
-                times.append(f.when + self.retry)
+                times.append(f.when if f.slots is not None else f.when + self.retry)
                 continue
             asked = self.asked.get(p)
             if asked is None:
@@ -142,28 +178,32 @@ class Follower:
                 times.append(self.now if asked[1] is None else asked[1] + self.retry)
         return min(times) if times else None
 
-    def on_page(self, peer: int, msg: CatchUpReply, lacks: Callable[[str, Ballot], bool]
+    def on_page(self, peer: int, msg: CatchUpReply, lacks: Lacks
                 ) -> tuple[Sends, Cursor | None]:
         """A peer's page: what to send next, and the cursor to save (when nothing on the
-        page is missing here). ``lacks(key, ballot)``: this node does not know it."""
+        page is missing here). ``lacks(keys, slot ballots)``: those this node does not
+        know (a key without a chosen value, a slot at a lower ballot)."""
         asked = self.asked.get(peer)
-        if asked is None or (asked[0][1], asked[0][2]) != (msg.seq, msg.after):
+        if asked is None or asked[0][1] != msg.pos:
             return [], None  # a duplicate, or an answer to an older request
         del self.asked[peer]
-        start = asked[0] if msg.incarnation == asked[0][0] else (msg.incarnation, 0, "")
-        end = (msg.incarnation, *msg.learned[-1][:2]) if msg.learned else start
-        wanted = {k for _, k, b in msg.learned if lacks(k, b)}
-        if wanted:
-            self.fetching[peer] = _Fetching(end, wanted, msg.more, self.now)
-            return [(peer, Fetch(tuple(sorted(wanted))))], None
+        start = msg.pos if msg.incarnation == asked[0][0] else 0
+        if msg.end != start + len(msg.keys):
+            return [], None  # not a page of this log from where it was asked: ignored
+        end = (msg.incarnation, msg.end)
+        wanted = lacks(msg.keys, dict(msg.slots)) if msg.keys else set()
+        if wanted:  # fetched after GRACE_S, if still missing then (tick)
+            self.fetching[peer] = _Fetching(end, wanted, msg.more, self.now + GRACE_S,
+                                            dict(msg.slots))
+            return [], None
         return self._advance(peer, end, msg.more)
 
     def on_fetched(self, peer: int, msg: FetchReply) -> tuple[set[str], Sends, Cursor | None]:
         """A peer's values: which of them to apply (only keys asked for from that peer),
         what to send next, and the cursor to save once they are durable."""
         f = self.fetching.get(peer)
-        if f is None:
-            return set(), [], None
+        if f is None or f.slots is not None:
+            return set(), [], None  # nothing asked of that peer (yet)
         take = {k for k, _, _ in msg.known if k in f.wanted}
         f.wanted -= take
         if f.wanted and msg.more:  # cut short by size: the rest
@@ -211,17 +251,17 @@ def load_cursors(doc: object, peers: Sequence[int]) -> dict[int, Cursor]:
         return out
     for p in peers:
         c = doc.get(str(p))
-        if (isinstance(c, list) and len(c) == 3 and isinstance(c[0], str)
-                and type(c[1]) is int and c[1] >= 0 and isinstance(c[2], str)):
+        if (isinstance(c, list) and len(c) == 2 and isinstance(c[0], str)
+                and type(c[1]) is int and c[1] >= 0):
             try:
-                out[p] = (bytes.fromhex(c[0]), c[1], c[2])
+                out[p] = (bytes.fromhex(c[0]), c[1])
             except ValueError:
                 continue
     return out
 
 
 def dump_cursors(cursors: Mapping[int, Cursor]) -> dict[str, list[object]]:
-    return {str(p): [c[0].hex(), c[1], c[2]] for p, c in sorted(cursors.items())}
+    return {str(p): [c[0].hex(), c[1]] for p, c in sorted(cursors.items())}
 
 
 __all__ = ["CATCH_UP_S", "NO_CURSOR", "PAGE_KEYS", "RETRY_S", "Cursor", "Follower",

@@ -22,7 +22,7 @@ class MemoryStore:
         self.commits = 0
         self._keys = SortedKeys()  # saved only ever gains keys
         self.incarnation = os.urandom(16)
-        self.learned: dict[str, int] = {}  # key -> learn seq (catching up), as SqliteStore
+        self.learn_log: list[str] = []  # chosen keys and slots as written (SqliteStore's)
 
     @property
     def commit_seq(self) -> int:
@@ -61,15 +61,9 @@ class MemoryStore:
     def timed(self, fsync: Callable[[float], None], fold: Callable[[float], None]) -> None:
         """Nothing is fsynced or folded in memory: nothing to report."""
 
-    def learned_after(self, seq: int, after: str, limit: int
-                      ) -> list[tuple[int, str, Ballot]]:
-        """As SqliteStore.learned_after (sorted here: for tests, not for scale)."""
-        entries = sorted((q, k) for k, q in self.learned.items() if (q, k) > (seq, after))
-        out = []
-        for q, k in entries[:limit]:
-            st = self.saved[k]
-            out.append((q, k, st.accepted if k[:1] == REGISTER_PREFIX else st.chosen_ballot))
-        return out
+    def learned_from(self, pos: int, limit: int) -> list[str]:
+        """As SqliteStore.learned_from."""
+        return self.learn_log[pos:pos + limit]
 
     def load_ranges(self) -> dict[str, Ballot]:
         return dict(self.saved_ranges)
@@ -82,9 +76,8 @@ class MemoryStore:
             self.saved.update(rows)
             self.saved_ranges.update(range_rows)
             self.commits += 1
-            for k, st in rows:
-                if st.chosen is not None or k[:1] == REGISTER_PREFIX:
-                    self.learned[k] = self.commits
+            self.learn_log += [k for k, st in rows
+                               if st.chosen is not None or k[:1] == REGISTER_PREFIX]
 
     def seal(self) -> None:
         """Nothing to do: what save() keeps is all there is."""

@@ -48,8 +48,11 @@ if TYPE_CHECKING:
 # node goes idle, and at most this many wait at once.
 LAZY_FLUSH_S = 0.02
 LAZY_MAX_KEYS = 10_000
-# Where a node keeps its catch-up cursors, one per peer (runtime/catchup.py).
+# Where a node keeps its catch-up cursors, one per peer (runtime/catchup.py), and how
+# often at most it writes them (an older saved cursor only means fetching some keys
+# again after a crash; a write per page would cost an fsync per page under load).
 CURSORS_NAME = "catchup.json"
+CURSORS_SAVE_S = 1.0
 
 
 class WithPending:
@@ -91,10 +94,10 @@ class WithPending:
     def incarnation(self) -> bytes:
         return self.store.incarnation
 
-    def learned_after(self, seq: int, after: str, limit: int) -> list[tuple[int, str, Ballot]]:
-        """The store's learn index alone: a decision still waiting for its commit is not
-        listed to a peer until it is durable (it gets its number then)."""
-        return self.store.learned_after(seq, after, limit)
+    def learned_from(self, pos: int, limit: int) -> list[str]:
+        """The store's learn log alone: a decision still waiting for its commit is not
+        listed to a peer until it is durable (it gets its position then)."""
+        return self.store.learned_from(pos, limit)
 
     def prefixed(self, prefix: str, limit: int) -> list[tuple[str, KeyState]]:
         rows = self.store.prefixed(prefix, limit)
@@ -139,6 +142,7 @@ class Node:
         # Cursors the host moved, saved once what they cover is durable (_save_cursors).
         self._cursors_wait: dict[int, Cursor] = {}
         self._cursors_saved: dict[int, Cursor] = dict(cursors)
+        self._cursors_saved_at = 0.0
         # The chosen values of the keys value_files matches (none for an empty glob), read
         # now so that a damaged row among them stops the node before it starts serving.
         self._files_at_start = self.store.chosen_matching(self.cfg.value_files)
@@ -225,6 +229,8 @@ class Node:
             self.sockets.close()
             self.sockets = None
         self.values.close()
+        if self._cursors_wait and not self._lazy:
+            self._save_cursors(now=True)
         self.store.close()
 
     # ---- the loop
@@ -300,11 +306,11 @@ class Node:
         if ready.cursors:
             self._cursors_wait.update(ready.cursors)
         if self._cursors_wait and not self._lazy:
-            self._save_cursors()  # everything the host knows is durable now
+            self._save_cursors()  # everything the host knows is durable now (when due)
+        for peer, n in ready.caught:  # before what it learned: a chart of a key shows both
+            self.log.event("caught_up", keys=n, peer=node_name(peer))
         for src, ev in ready.events:
             self._log_event(src, ev)
-        for peer, n in ready.caught:
-            self.log.event("caught_up", keys=n, peer=node_name(peer))
         if self.admission.notes or self.admission.refusal is not None:
             self._after()  # (becoming a voter always comes with a note)
 
@@ -347,10 +353,14 @@ class Node:
             return {}
         return load_cursors(doc.get("peers"), peers)
 
-    def _save_cursors(self) -> None:
-        """Save the cursors: only ever called when every value they cover is durable
-        (persist, then the cursor; a cursor ahead of its values would skip them for good
-        after a crash)."""
+    def _save_cursors(self, now: bool = False) -> None:
+        """Save the cursors (at most every CURSORS_SAVE_S, unless ``now``): only ever
+        called when every value they cover is durable (persist, then the cursor; a cursor
+        ahead of its values would skip them for good after a crash)."""
+        t = time.monotonic()
+        if not now and t - self._cursors_saved_at < CURSORS_SAVE_S:
+            return  # kept waiting: saved by a later call, once due
+        self._cursors_saved_at = t
         self._cursors_saved.update(self._cursors_wait)
         self._cursors_wait.clear()
         if not isinstance(self.store, SqliteStore):

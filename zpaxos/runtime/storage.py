@@ -95,15 +95,17 @@ CREATE TABLE ranges (
     checksum BLOB NOT NULL
 );
 """
-# Catching up (zpaxos/runtime/catchup.py): every chosen key and every register slot a
-# commit writes gets that commit's number as its learn sequence number, so "what did this
-# node learn after (seq, key)?" is one seek down learned_seq. Added in place (no new schema
-# version): a database without it gets it, filled from its rows, when opened.
-_LEARNED_SCHEMA = """
-CREATE TABLE learned (key TEXT PRIMARY KEY, seq INTEGER NOT NULL);
-CREATE INDEX learned_seq ON learned (seq, key);
+# Catching up (zpaxos/runtime/catchup.py): the learn log, every chosen key and every
+# register slot in the order commits wrote them, numbered from 0 (its *position*). It is
+# kept append-only and packed: one row per fold (``first``, the position of its first key;
+# ``keys``, the fold's keys joined by newlines), so a fold adds one row to one table with
+# no index but its rowid, and "what did this node learn from position p?" is one seek.
+# Added in place (no new schema version): a database without it gets it, filled from its
+# chosen keys and slots, when opened.
+_LEARN_SCHEMA = """
+CREATE TABLE learn_log (first INTEGER PRIMARY KEY, keys TEXT NOT NULL);
 """
-_INSERT_LEARNED = "INSERT OR REPLACE INTO learned (key, seq) VALUES (?, ?)"
+LEARN_ROW_KEYS = 4096  # keys in one learn_log row at most (a fold writes several if more)
 _STATE_COLUMNS = ["key", "promised_round", "promised_id", "accepted_round", "accepted_id",
                   "value", "chosen", "chosen_round", "chosen_id"]
 _COLUMNS = [*_STATE_COLUMNS, "checksum"]
@@ -156,9 +158,10 @@ class SqliteStore:
         # What the journal holds that state.db does not yet (latest state per key).
         self._pending: dict[str, KeyState] = {}
         self._pending_ranges: dict[str, Ballot] = {}
-        # The learn sequence numbers of what the journal holds (key -> the commit that
-        # wrote it chosen, or wrote the register slot): catchup.learns says which rows.
-        self._pending_learned: dict[str, int] = {}
+        # The learn log: its keys in state.db end at position _learn_db_end; the journal's
+        # (chosen keys and register slots its commits wrote, in order) follow in memory.
+        self._learn_db_end = 0
+        self._pending_learn: list[str] = []
         self._pending_keys = SortedKeys()  # _pending's keys in order, for range lookups
         self._watch = FileWatch()
         self._on_fold: Callable[[float], None] | None = None
@@ -264,7 +267,7 @@ class SqliteStore:
                 self._pending[key] = KeyState(Ballot(pr, pid), Ballot(ar, aid), v, ch,
                                               Ballot(cr, cid))
                 if ch is not None or key[:1] == REGISTER_PREFIX:
-                    self._pending_learned[key] = r.seq  # the same number as before the stop
+                    self._pending_learn.append(key)  # the same position as before the stop
             for prefix, rnd, pid in r.ranges:
                 self._pending_ranges[prefix] = Ballot(rnd, pid)
         if self._journal.path.exists():
@@ -332,7 +335,7 @@ class SqliteStore:
         assert self._db is not None
         try:
             self._db.executescript(
-                "BEGIN;" + _SCHEMA + _RANGES_SCHEMA + _LEARNED_SCHEMA +
+                "BEGIN;" + _SCHEMA + _RANGES_SCHEMA + _LEARN_SCHEMA +
                 f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
                 f"INSERT INTO meta VALUES ('incarnation', '{inc.hex()}');"
                 "INSERT INTO meta VALUES ('commit_seq', '0'); COMMIT;")
@@ -382,15 +385,21 @@ class SqliteStore:
         cols = [r[1] for r in db.execute("PRAGMA table_info(ranges)")]
         if cols != ["prefix", "round", "id", "checksum"]:
             raise sqlite3.DatabaseError("the ranges table is missing or has the wrong columns")
-        if "learned" not in tables:
-            # From before catching up: every chosen key and register slot, at number 0
-            # (a peer's first page starts after (0, ""): it lists them all).
-            db.executescript("BEGIN;" + _LEARNED_SCHEMA +
-                             "INSERT INTO learned SELECT key, 0 FROM acceptor WHERE chosen IS "
-                             "NOT NULL OR substr(key, 1, 1) = '@'; COMMIT;")
-        cols = [r[1] for r in db.execute("PRAGMA table_info(learned)")]
-        if cols != ["key", "seq"]:
-            raise sqlite3.DatabaseError("the learned table has the wrong columns")
+        if "learn_log" not in tables:
+            # From before catching up: every chosen key and register slot, in key order.
+            keys = [r[0] for r in db.execute(
+                "SELECT key FROM acceptor WHERE chosen IS NOT NULL OR substr(key, 1, 1) = '@' "
+                "ORDER BY key")]
+            db.executescript("BEGIN;" + _LEARN_SCHEMA)
+            db.executemany("INSERT INTO learn_log (first, keys) VALUES (?, ?)",
+                           _learn_rows(0, keys))
+            db.execute("COMMIT")
+        cols = [r[1] for r in db.execute("PRAGMA table_info(learn_log)")]
+        if cols != ["first", "keys"]:
+            raise sqlite3.DatabaseError("the learn_log table has the wrong columns")
+        last = db.execute("SELECT first, keys FROM learn_log ORDER BY first DESC "
+                          "LIMIT 1").fetchone()
+        self._learn_db_end = 0 if last is None else last[0] + last[1].count("\n") + 1
         meta = dict(db.execute("SELECT name, value FROM meta "
                                "WHERE name IN ('incarnation', 'commit_seq')").fetchall())
         try:
@@ -523,32 +532,36 @@ class SqliteStore:
         extra = self._pending_keys.prefixed(self._pending, prefix)
         return merge(states, extra, limit) if extra else states
 
-    def learned_after(self, seq: int, after: str, limit: int
-                      ) -> list[tuple[int, str, Ballot]]:
-        """Up to ``limit`` (learn seq, key, ballot) after ``(seq, after)`` in (seq, key)
-        order: what this node learned since, durable (the journal's included; never the
-        node's uncommitted learned decisions). The ballot is the chosen one of a key, the
-        accepted one of a register slot (a hint for the asker: values are read with get)."""
-        assert self._db is not None
-        try:
-            rows = self._db.execute(
-                "SELECT l.seq, l.key, a.chosen_round, a.chosen_id, a.accepted_round, "
-                "a.accepted_id FROM learned l JOIN acceptor a ON a.key = l.key "
-                "WHERE (l.seq, l.key) > (?, ?) ORDER BY l.seq, l.key LIMIT ?",
-                (seq, after, limit)).fetchall()
-        except sqlite3.Error as e:
-            raise from_sqlite_error(self.path, e, running=True) from None
-        out = [(q, k, Ballot(ar, bytes(aid)) if k[:1] == REGISTER_PREFIX
-                else Ballot(cr, bytes(cid))) for q, k, cr, cid, ar, aid in rows]
-        # The journal's entries all come after the database's (later commits).
-        extra = sorted((q, k) for k, q in self._pending_learned.items() if (q, k) > (seq, after))
-        if extra and len(out) < limit:
-            pending = self._pending
-            for q, k in extra[:limit - len(out)]:
-                st = pending[k]
-                out.append((q, k, st.accepted if k[:1] == REGISTER_PREFIX
-                            else st.chosen_ballot))
+    def learned_from(self, pos: int, limit: int) -> list[str]:
+        """Up to ``limit`` keys of the learn log from position ``pos`` on, in log order:
+        what this node learned since, durable (the journal's included; never the node's
+        uncommitted learned decisions). A key can appear more than once (a register slot
+        at each write)."""
+        out: list[str] = []
+        db_end = self._learn_db_end
+        if pos < db_end:
+            assert self._db is not None
+            try:
+                start = self._db.execute("SELECT coalesce(max(first), 0) FROM learn_log "
+                                         "WHERE first <= ?", (pos,)).fetchone()[0]
+                for first, keys in self._db.execute(
+                        "SELECT first, keys FROM learn_log WHERE first >= ? ORDER BY first",
+                        (start,)):
+                    chunk = keys.split("\n")
+                    out += chunk[max(0, pos - first):max(0, pos - first) + limit - len(out)]
+                    if len(out) >= limit:
+                        break
+            except sqlite3.Error as e:
+                raise from_sqlite_error(self.path, e, running=True) from None
+        if len(out) < limit:
+            i = max(0, pos - db_end)
+            out += self._pending_learn[i:i + limit - len(out)]
         return out
+
+    @property
+    def learn_end(self) -> int:
+        """The position after the learn log's last key (durable ones only)."""
+        return self._learn_db_end + len(self._pending_learn)
 
     def chosen_matching(self, pattern: str) -> list[tuple[str, bytes]]:
         """The chosen values of the keys ``pattern`` (a value_files glob) matches, read
@@ -629,10 +642,8 @@ class SqliteStore:
         self._journal.append(record)
         self.commit_seq = seq
         self._pending.update(states)
-        learned = self._pending_learned
-        for k, st in states.items():
-            if st.chosen is not None or k[:1] == REGISTER_PREFIX:
-                learned[k] = seq
+        self._pending_learn += [k for k, st in states.items()
+                                if st.chosen is not None or k[:1] == REGISTER_PREFIX]
         self._pending_ranges.update(range_states)
         if len(self._pending) >= FOLD_KEYS_HARD:
             self._fold()
@@ -665,7 +676,8 @@ class SqliteStore:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany(_INSERT, rows)
             self._db.executemany(_INSERT_RANGE, range_rows)
-            self._db.executemany(_INSERT_LEARNED, self._pending_learned.items())
+            learn = _learn_rows(self._learn_db_end, self._pending_learn)
+            self._db.executemany("INSERT INTO learn_log (first, keys) VALUES (?, ?)", learn)
             if range_rows:
                 self._drop_superseded()
             self._db.execute("UPDATE meta SET value=? WHERE name='commit_seq'",
@@ -680,7 +692,8 @@ class SqliteStore:
             raise from_sqlite_error(self.path, e, running=True) from None
         self._journal.reset()
         self._pending.clear()
-        self._pending_learned.clear()
+        self._learn_db_end += len(self._pending_learn)
+        self._pending_learn = []
         self._pending_keys.reset()
         self._pending_ranges.clear()
         self._marker.write(self.commit_seq)  # fdatasync'd: at least at every fold
@@ -723,3 +736,9 @@ class SqliteStore:
                 db.close()
             except sqlite3.Error:
                 pass
+
+
+def _learn_rows(first: int, keys: list[str]) -> list[tuple[int, str]]:
+    """The learn_log rows for ``keys`` from position ``first``: packed, LEARN_ROW_KEYS a row."""
+    return [(first + i, "\n".join(keys[i:i + LEARN_ROW_KEYS]))
+            for i in range(0, len(keys), LEARN_ROW_KEYS)]

@@ -30,7 +30,6 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from zpaxos.protocol.state import KeyState
 from zpaxos.protocol.events import Learned
 from zpaxos.protocol.messages import (
     Ballot,
@@ -41,6 +40,7 @@ from zpaxos.protocol.messages import (
     SyncReply,
 )
 from zpaxos.protocol.regmessages import REGISTER_PREFIX
+from zpaxos.protocol.state import KeyState
 from zpaxos.runtime import catchup
 from zpaxos.runtime.acceptor_host import AcceptorHost, Ready
 from zpaxos.runtime.addresses import Src
@@ -58,30 +58,22 @@ REPLAY = "python -m zpaxos.sim.catchup_sim --seed {seed}"
 
 
 class SimLearn:
-    """A node's learn index on its simulated disk (SqliteStore.learned_after's model)."""
+    """A node's learn log on its simulated disk (SqliteStore.learned_from's model)."""
 
     def __init__(self, node: int) -> None:
         self.incarnation = bytes([node + 1]) * 16
-        self.seq = 0
-        self.by_key: dict[str, int] = {}
+        self.log: list[str] = []
         self._seen: dict[str, KeyState] = {}
 
     def record(self, disk: dict[str, KeyState]) -> None:
-        """A commit: chosen keys and register slots written since get its number."""
-        changed = [k for k, s in disk.items()
-                   if (s.chosen is not None or k[:1] == REGISTER_PREFIX)
-                   and self._seen.get(k) is not s]
-        if changed:
-            self.seq += 1
-            for k in changed:
-                self.by_key[k] = self.seq
-                self._seen[k] = disk[k]
+        """A commit: chosen keys and register slots written since join the log."""
+        for k, s in disk.items():
+            if (s.chosen is not None or k[:1] == REGISTER_PREFIX) and self._seen.get(k) is not s:
+                self.log.append(k)
+                self._seen[k] = s
 
-    def learned_after(self, seq: int, after: str, limit: int
-                      ) -> list[tuple[int, str, Ballot]]:
-        entries = sorted((q, k) for k, q in self.by_key.items() if (q, k) > (seq, after))
-        return [(q, k, self._seen[k].accepted if k[:1] == REGISTER_PREFIX
-                 else self._seen[k].chosen_ballot) for q, k in entries[:limit]]
+    def learned_from(self, pos: int, limit: int) -> list[str]:
+        return self.log[pos:pos + limit]
 
 
 class CatchUpSimulation(Simulation):
@@ -243,9 +235,8 @@ class _OffByOne:
     def incarnation(self) -> bytes:
         return self.inner.incarnation
 
-    def learned_after(self, seq: int, after: str, limit: int
-                      ) -> list[tuple[int, str, Ballot]]:
-        return self.inner.learned_after(seq, after, limit + 1)[1:]
+    def learned_from(self, pos: int, limit: int) -> list[str]:
+        return self.inner.learned_from(pos + 1, limit)
 
 
 class CursorOffByOne(AcceptorHost):
