@@ -104,6 +104,22 @@ def test_a_key_whose_decide_arrives_within_the_grace_is_not_fetched():
     assert c.hosts[2].states["b"].chosen == b"b"
 
 
+def test_idle_a_node_asks_less_often_and_at_the_period_again_once_paxos_runs():
+    from zpaxos.runtime.catchup import IDLE_MAX_S
+    c = Cluster()
+    h = c.hosts[2]
+    gaps, now = [], 0.0
+    for _ in range(8):  # nothing is decided: every page comes back empty
+        c.run(2, h.tick(now))
+        gaps.append(h.next_tick - now)
+        now = h.next_tick
+    # (the first page moves the cursor from nothing to the log's start: not idle yet)
+    assert gaps == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0, 8.0] and max(gaps) == IDLE_MAX_S
+    last_tick = now - gaps[-1]
+    c.run(2, h.handle([(Caller(b"c1"), Decide("a", b"a", B))]))  # Paxos runs again
+    assert h.next_tick == last_tick + 0.5
+
+
 def test_pages_end_inside_one_commit_without_skipping_a_key():
     """A commit writes many keys at once: a page that ends inside it must not skip the
     rest (the cursor is a position in the log, not a commit)."""

@@ -314,6 +314,10 @@ class AcceptorHost:
         while deferred and self._range_rows < RANGE_ROWS_PER_PASS:
             self._range_prepare(*deferred.popleft(), ready)
         pages = 0
+        if self.follower is not None and self.follower.empty:
+            batch = list(batch)  # idle until now: a Paxos message ends it (catchup.active)
+            if any(type(m) in TO_ACCEPTOR_TYPES for _, m in batch):
+                self.follower.active()
         apply = self._apply
         check_decides = self.check_client_decides
         for src, msg in batch:

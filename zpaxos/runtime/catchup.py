@@ -49,11 +49,16 @@ from zpaxos.protocol.messages import (
 from zpaxos.protocol.regmessages import REGISTER_PREFIX
 
 CATCH_UP_S = 0.5  # default period: how often a node asks each peer what it learned since
-RETRY_S = 2.0  # a request or fetch unanswered this long is sent again
+RETRY_S = 1.0  # a request or fetch unanswered this long is sent again (the 2 s target)
 # Keys a page lists that this node lacks are fetched only if it still lacks them this much
 # later: under load a peer lists decisions whose Decide is on its way here, and fetching
 # those would pay for each decision twice.
 GRACE_S = 0.1
+# Idle, a node asks a peer whose pages come back empty less and less often (the period
+# doubles, up to IDLE_MAX_S), and at the period again as soon as a page lists something or
+# a Paxos message arrives (``active``). A node cut off from a peer is not idle towards it:
+# its request stays unanswered and goes again every RETRY_S.
+IDLE_MAX_S = 8.0
 PAGE_KEYS = 4000  # keys in one catch-up page (registry.MAX_LEARN_ENTRIES bounds the wire)
 
 Cursor = tuple[bytes, int]  # (the peer's incarnation, position in its learn log)
@@ -113,6 +118,7 @@ class Follower:
     asked: dict[int, tuple[Cursor, float | None]] = field(default_factory=dict)
     fetching: dict[int, _Fetching] = field(default_factory=dict)
     next_at: dict[int, float] = field(default_factory=dict)
+    empty: dict[int, int] = field(default_factory=dict)  # empty pages in a row, by peer
     caught_up: set[int] = field(default_factory=set)  # peers it reached the end of once
     last_caught_up: float | None = None  # when it last reached a peer's end
     learned_total: int = 0  # keys and register states learned by catching up
@@ -215,6 +221,14 @@ class Follower:
         sends, cursor = self._advance(peer, f.end, f.more)
         return take, sends, cursor
 
+    def active(self) -> None:
+        """Something is being decided (a Paxos message arrived): back to the period."""
+        if self.empty:
+            self.empty.clear()
+            soon = self.now + self.every
+            for p, t in self.next_at.items():
+                self.next_at[p] = min(t, soon)
+
     def _advance(self, peer: int, end: Cursor, more: bool) -> tuple[Sends, Cursor | None]:
         moved = self.at.get(peer) != end
         self.at[peer] = end
@@ -222,7 +236,13 @@ class Follower:
             return [self._ask(peer, self.now)], end if moved else None
         self.caught_up.add(peer)
         self.last_caught_up = self.now
-        self.next_at[peer] = self.now + self.every
+        n = 0 if moved else self.empty.get(peer, 0) + 1
+        if n:
+            self.empty[peer] = n
+        else:
+            self.empty.pop(peer, None)  # (under load: empty stays empty, nothing to check)
+        self.next_at[peer] = self.now + min(self.every * 2 ** min(n, 16), max(IDLE_MAX_S,
+                                                                             self.every))
         return [], end if moved else None
 
 
