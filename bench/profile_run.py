@@ -2,6 +2,8 @@
 cProfile, one client process (this one, profiled too) running independent proposals.
 
     .venv/bin/python bench/profile_run.py --proposals 5000 --concurrency 64 [--top 15]
+    .venv/bin/python bench/profile_run.py --no-profile --concurrency 256 \
+        --proposals 20000 --catch-up-s 0 --settle-s 1.5
 
 ``--metrics``: every node serves its Prometheus metrics and is scraped once a second
 (15 times Prometheus's default rate), and the client counts into a ClientMetrics; the
@@ -54,6 +56,11 @@ def main() -> None:
     ap.add_argument("--no-profile", action="store_true", help="only the CPU accounting")
     ap.add_argument("--metrics", action="store_true",
                     help="nodes serve metrics, scraped every second; the client counts too")
+    ap.add_argument("--catch-up-s", type=float, default=None,
+                    help="the nodes' [node] catch_up_s (0: off; default: the default)")
+    ap.add_argument("--settle-s", type=float, default=0.0,
+                    help="wait this long after the last decision before reading the nodes' "
+                         "CPU (work a node does later, such as catching up, is counted)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="zpaxos-prof-") as tmp:
         work = Path(tmp)
@@ -61,6 +68,8 @@ def main() -> None:
         cfg = write_config(work / "cluster.ini", [("127.0.0.1", p) for p in ports[:3]],
                            log_level="WARNING", value_files="",
                            metrics_ports=ports[3:] if a.metrics else ())
+        if a.catch_up_s is not None:  # A/B of catching up (docs/catching-up.md)
+            cfg.write_text(cfg.read_text() + f"\n[node]\ncatch_up_s = {a.catch_up_s:g}\n")
         procs = []
         for i in range(3):
             out = work / f"node{i}.prof"
@@ -101,6 +110,7 @@ def main() -> None:
                 prof.disable()
                 elapsed = time.perf_counter() - t0
             me1 = resource.getrusage(resource.RUSAGE_SELF)
+            time.sleep(a.settle_s)
             after = [cpu_s(p.pid) for p in procs]
             done.set()
             if scraper is not None:

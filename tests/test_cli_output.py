@@ -183,8 +183,11 @@ def test_a_value_with_a_newline_stays_on_its_line_everywhere(lab):
 
     r = lab.run("status", "--key", "nl")
     rows = r.out.splitlines()
-    assert len(rows) == 5 and rows[-1] == "all 3 nodes reachable"
-    assert all(row.startswith(("NODE", "node")) for row in rows[:-1])
+    # The table (header, one row per node), the health line, then the decided keys each
+    # node knows (docs/catching-up.md): one line per node, none carrying the value.
+    assert rows[4] == "all 3 nodes reachable" and rows[5] == "decided keys known:", rows
+    assert all(row.startswith(("NODE", "node")) for row in rows[:4])
+    assert len(rows) == 9 and all(row.startswith("  node") for row in rows[6:]), rows
 
     log = _zpaxos(lab, "log", "paxos.log", "--key", "nl").out.splitlines()
     assert log and all(re.match(TIME, line) for line in log)

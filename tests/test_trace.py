@@ -277,6 +277,22 @@ def test_marks_are_built_from_typed_fields(tmp_path):
     assert _mark_texts(evs, tmp_path)["gave_up"] == ["gave up: deadline passed after 5 rounds"]
 
 
+def test_a_node_catching_up_is_a_mark_on_its_lifeline(tmp_path):
+    """node2 missed the Decide (stopped); it learns the value by catching up from node0:
+    its lifeline says so (the caught_up event, logged just before what it learned)."""
+    p = "proposer aa11"
+    evs = [_ev(-1, f"node{i}", "start") for i in range(3)]
+    evs += [_ev(0, p, "start", key="k", value="V"),
+            _ev(0.1, p, "chosen", key="k", value="V", ballot="1.aa11", own=True, rounds=1),
+            _ev(2.0, "node2", "caught_up", keys=1, peer="node0"),
+            _ev(2.0, "node2", "learned", key="k", value="V", peer=0)]
+    marks = _mark_texts(evs, tmp_path)
+    assert marks["caught_up"] == ["caught up: 1 key from node0"]
+    assert marks["learned"] == ["learned V"]
+    evs[-2] = _ev(2.0, "node2", "caught_up", keys=3, peer="node1")
+    assert _mark_texts(evs, tmp_path)["caught_up"] == ["caught up: 3 keys from node1"]
+
+
 def test_older_logs_still_read(tmp_path):
     """Logs written before the typed events: acceptors by number, no cause."""
     p = "proposer aa11"

@@ -334,6 +334,47 @@ SCENARIOS: list[tuple[str, str, Callable[[Ctx], str]]] = [
 ]
 
 
+# ---------------------------------------------------------------- catching up
+
+CATCH_UP_WITHIN_S = 10.0  # generous for a loaded machine; about a second on a quiet one
+
+
+def s11_paused_catch_up(ctx: Ctx) -> str:
+    """The last node is paused (SIGSTOP) while Value_A is chosen, so the proposer never
+    reaches it and ends; resumed (SIGCONT), it learns the decision from its peers' learn
+    logs (docs/catching-up.md) and writes the value file, with no further proposal."""
+    key = DEFAULT_KEY
+    if any(n["keys"].get(key, {}).get("chosen") for n in ctx.cluster.status(key)["nodes"]):
+        key = f"{DEFAULT_KEY}-paused"  # scenario 1 chose CISC5597 already in this run
+    i = ctx.cfg.nodes[-1].id
+    proc = ctx.cluster.procs[i]
+    since = time.time()
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        a = ctx.propose("Value_A", key, "--timeout", "20")
+        won(a, "Value_A", True)
+        time.sleep(1.0)  # the proposer has ended; the node is still paused
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    t0 = time.monotonic()
+    path = ctx.workdir / "data" / node_name(i) / f"{key}.txt"
+    try:
+        wait_for(path.is_file, f"{path.name} on {node_name(i)}", CATCH_UP_WITHIN_S)
+    except TimeoutError as e:
+        raise Failed(str(e)) from None
+    took = time.monotonic() - t0
+    check(path.read_text() == "Value_A\n", f"{path} holds {path.read_text()!r}")
+    log = ctx.log()
+    caught = [e for e in log.events(process=node_name(i), name="caught_up") if e.ts >= since]
+    check(bool(caught), f"{node_name(i)} learned {key} some other way than catching up")
+    starts = [e for e in log.all_events
+              if e.name == "start" and e.key == key and e.ts >= since]
+    check(len(starts) == 1, f"{len(starts)} proposals of {key}; expected only the first")
+    ctx.row.chosen, ctx.row.rounds = "Value_A", str(a["rounds"])
+    return (f"{node_name(i)} paused during the decision; {took:.1f} s after it resumed it "
+            f"caught up from {caught[0].fields.get('peer')} and wrote {key}.txt")
+
+
 # ---------------------------------------------------------------- registers
 
 RACERS = ("A", "B")
@@ -400,7 +441,12 @@ REGISTER_SCENARIOS: list[tuple[str, str, Callable[[Ctx], str]]] = [
     ("cas-race", "Two clients race compare-and-set on a register: one winner per version",
      s10_cas_race),
 ]
-ALL_SCENARIOS = SCENARIOS + REGISTER_SCENARIOS
+# Catching up (docs/catching-up.md): scenario 11.
+CATCH_UP_SCENARIOS: list[tuple[str, str, Callable[[Ctx], str]]] = [
+    ("paused-catch-up", "A node paused during a decision, then resumed: it catches up",
+     s11_paused_catch_up),
+]
+ALL_SCENARIOS = SCENARIOS + REGISTER_SCENARIOS + CATCH_UP_SCENARIOS
 
 
 # ---------------------------------------------------------------- running

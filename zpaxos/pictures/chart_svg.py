@@ -388,6 +388,8 @@ class _SvgChart:
             "gave_up": _cross(x, y, 6, "#555", 3),
             "applied": f'<circle cx="{_num(x)}" cy="{_num(y)}" r="5.5" fill="#2e8b57"/>',
             "learned": f'<circle cx="{_num(x)}" cy="{_num(y)}" r="4" fill="#2e8b57"/>',
+            "caught_up": f'<circle cx="{_num(x)}" cy="{_num(y)}" r="6" fill="#ffffff" '
+                         f'stroke="#16a085" stroke-width="2.5"/>',
             "conflict": _cross(x, y, 8, "#b00020", 4),
             "malformed": f'<path d="M{_num(x)},{_num(y - 6)} l6,11 l-12,0 z" fill="#e67e22"/>',
         }.get(m.kind, "")
@@ -446,6 +448,8 @@ def _legend(width: float, y: float, charts: list[Chart]) -> tuple[list[str], flo
         ("restart", "restart", '<circle cx="15" cy="0" r="6" fill="#fff" stroke="#2e8b57" '
                                'stroke-width="3"/>'),
         ("learned", "node learned", '<circle cx="15" cy="0" r="4" fill="#2e8b57"/>'),
+        ("caught_up", "caught up", '<circle cx="15" cy="0" r="6" fill="#ffffff" '
+         'stroke="#16a085" stroke-width="2.5"/>'),
         ("chosen", "value chosen", _star(15, 0, 10, "#f5b800", "#9a7400")),
         ("learns", "told it was chosen", _star(15, 0, 7.5, "#ffffff", "#b08a00")),
         ("gave_up", "gave up", _cross(15, 0, 6, "#555", 3)),

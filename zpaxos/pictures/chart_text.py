@@ -36,12 +36,13 @@ MARK_ROOM = 30  # room right of the last lifeline for its marks
 BOX = dict(line="│", tee_r="├", tee_l="┤", h="─", nack="┄", head_r="▶", head_l="◀", lost="◌",
            pause="▒", brk="┊", band="═", top="┬", bottom="┴", start="●", stop="■", crash="✕",
            restart="↻", round="◆", adopted="◆", retry="↺", backoff="▒", chosen="★",
-           learns="☆", gave_up="⊘", applied="✓", learned="○", conflict="!", malformed="?", more="…")
+           learns="☆", gave_up="⊘", applied="✓", learned="○", caught_up="◎", conflict="!",
+           malformed="?", more="…")
 ASCII = dict(line="|", tee_r="+", tee_l="+", h="-", nack=".", head_r=">", head_l="<", lost="@",
              pause="#", brk=":", band="=", top="+", bottom="+", start="o", stop="=", crash="X",
              restart="^", round="+", adopted="+", retry="~", backoff="#", chosen="*",
-             learns="*", gave_up="/", applied="v", learned="o", conflict="!", malformed="?",
-             more="~")
+             learns="*", gave_up="/", applied="v", learned="o", caught_up="%", conflict="!",
+             malformed="?", more="~")
 
 
 def render_text(charts: list[Chart], ascii_only: bool = False) -> str:
@@ -54,7 +55,7 @@ def render_text(charts: list[Chart], ascii_only: bool = False) -> str:
               f"        {g['crash']} node crashed   {g['restart']} restart   "
               f"{g['learned']} node learned   {g['chosen']} decision   "
               f"{g['learns']} told the decision   {g['gave_up']} gave up\n"
-              f"        times: since the chart's first event")
+              f"        {g['caught_up']} caught up   times: since the chart's first event")
     doc = "\n\n".join(parts) + "\n\n" + legend + "\n"
     if ascii_only:
         doc = doc.replace("·", "-").replace("…", "...").replace("→", "->")

@@ -103,6 +103,9 @@ def _marks_of(messages: list[Message], e: Event, prev: Event | None,
             extra["via"] = request[-1:] + [reply]
         if isinstance(peer, str) and is_node(peer):
             text += f" from {peer}"
+    elif e.name == "caught_up":  # a node learned what it missed from a peer's learn log
+        n, peer = f.get("keys", "?"), f.get("peer", "?")
+        text = f"caught up: {n} {'key' if n == 1 else 'keys'} from {peer}"
     elif e.name == "conflict":
         text = f"CONFLICT: chosen {f.get('chosen')}, told {f.get('value')}"
     elif e.name == "malformed":

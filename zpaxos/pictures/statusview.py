@@ -146,12 +146,36 @@ def status_table(nodes: Sequence[NodeStatus], key: str | None = None) -> str:
     waiting = [node_name(n.id) for n in not_voting(nodes)]
     if waiting:
         lines.append(f"not voting yet: {', '.join(waiting)} ({NOT_VOTING_WHY})")
+    lines.extend(decided_lines(nodes))
     syncing = [node_name(n.id) for n in nodes
                if n.reachable and dict(n.stats).get("syncing", 0) and ("voting", 1) in n.stats]
     if syncing:
         lines.append(f"catching up: {', '.join(syncing)} (fetching from its peers the "
                      f"decisions it missed while down)")
     return "\n".join(lines)
+
+
+def decided_lines(nodes: Sequence[NodeStatus]) -> list[str]:
+    """Per node: the decided keys it knows, how far behind the most-informed reachable
+    node it is, and when it last caught up with a peer (docs/catching-up.md)."""
+    known = [(n, dict(n.stats)) for n in nodes if n.reachable and not n.error]
+    known = [(n, st) for n, st in known if "decided" in st]
+    if not known:
+        return []
+    best, top = max(known, key=lambda x: x[1]["decided"])
+    out = ["decided keys known:"]
+    for n, st in known:
+        behind = top["decided"] - st["decided"]
+        parts = [f"  {node_name(n.id)}  {st['decided']}",
+                 f"{behind} behind {node_name(best.id)}" if behind else "up to date"]
+        if "caught_up_ms_ago" in st:
+            parts.append(f"last caught up {st['caught_up_ms_ago'] / 1000:.1f} s ago")
+        elif "caught_up_keys" in st:
+            parts.append("not caught up with any peer yet")
+        if st.get("caught_up_keys"):
+            parts.append(f"{st['caught_up_keys']} keys learned by catching up")
+        out.append("; ".join(parts))
+    return out
 
 
 # Why a node that answers does not vote (runtime/admission.py): status and propose say it.

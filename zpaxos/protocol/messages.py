@@ -17,6 +17,7 @@ promise" cannot accept two values under one ballot.
 # No ``from __future__ import annotations`` here: msgspec reads the field types of every
 # Struct below, and string annotations would cost it a compile() each at import (about
 # 100 of them: most of the import time of this module).
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, TypeAlias
 
 from msgspec import Meta, Struct
@@ -41,6 +42,8 @@ MAX_ENTRIES = 100_000  # entries in one status or sync page
 MAX_NAMES = 1000  # register names in one RegistersReply
 MAX_RANGE_ENTRIES = 4096  # range promises in one status reply (ranges.MAX_RANGES)
 MAX_BUSY = 1024  # keys a RangePromise names as not fresh (more: two phases for the range)
+MAX_LEARN_ENTRIES = 4096  # keys in one catch-up page, and asked for in one Fetch
+PACK_SEP = "\n"  # between a catch-up page's packed keys (no key may hold one)
 MAX_COUNTERS = 64  # counters in one status reply
 KEY_MAX_LEN = 128
 RECENT_OPS = 16  # writers whose last change a register remembers (idempotent retries)
@@ -127,6 +130,10 @@ RangeEntry = tuple[Key, RealBallot]  # a range promise: prefix, ballot
 SyncEntry = tuple[Key, Value, Ballot]  # a chosen value: key, value, the ballot that chose it
 Counter = tuple[Name, Count]  # a node's counter: name, count
 RecentOp = tuple[OpId, Count]  # a register's recent change: op id, the version it made
+SlotEntry = tuple[StatusKey, Ballot]  # a register's @slot, at the ballot its state holds
+KnownEntry = tuple[StatusKey, SlotValue, Ballot]  # a key's chosen value, or a slot's state
+# A catch-up page's keys, packed (each key at most KEY_MAX_LEN + 1 characters, and a "\n")
+PackedKeys = Annotated[str, Meta(max_length=MAX_LEARN_ENTRIES * (KEY_MAX_LEN + 2))]
 
 
 class _Msg(Struct, frozen=True, array_like=True, gc=False, forbid_unknown_fields=True):
@@ -416,6 +423,56 @@ class SyncReply(_Msg, frozen=True, tag="SYNC_REPLY"):
     more: bool  # ask again after the last key of this page
 
 
+class CatchUp(_Msg, frozen=True, tag="CATCHUP"):
+    """Node to node, every ``catch_up_s``: "which keys did you learn from position ``pos``
+    of your learn log on?" (zpaxos/runtime/catchup.py). ``incarnation``: the database
+    whose log the position counts in (empty: none yet); another one is answered from the
+    start of the peer's log."""
+
+    incarnation: Incarnation
+    pos: Count
+
+
+class CatchUpReply(_Msg, frozen=True, tag="CATCHUP_REPLY"):
+    """A page of the answering node's learn log from the position asked for: the keys
+    only, packed into one text on the wire (``"a\\nb\\n@r"``: checked by one regular
+    expression and split in one call, wirerules.py), and for a register's ``@slot`` among
+    them the accepted ballot the peer holds. Values are fetched apart, only for what the
+    asker lacks (:class:`Fetch`). Build one with :meth:`of`."""
+
+    incarnation: Incarnation  # the answering node's database: the positions count in it
+    pos: Count  # the request this answers (its position, as asked)
+    end: Count  # the position after this page's last entry: the asker's next cursor
+    packed: PackedKeys  # keys and @slots at positions [start, end), in log order
+    slots: Annotated[tuple[SlotEntry, ...], Meta(max_length=MAX_LEARN_ENTRIES)]
+    more: bool  # ask again from ``end``
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(self.packed.split(PACK_SEP)) if self.packed else ()
+
+    @classmethod
+    def of(cls, incarnation: bytes, pos: int, end: int, keys: Sequence[str],
+           slots: tuple[SlotEntry, ...], more: bool) -> "CatchUpReply":
+        return cls(incarnation, pos, end, PACK_SEP.join(keys), slots, more)
+
+
+class Fetch(_Msg, frozen=True, tag="FETCH"):
+    """Node to node: "send me what you know of these keys" (a catch-up page's keys this
+    node lacks): chosen values, and registers' accepted states."""
+
+    keys: Annotated[tuple[StatusKey, ...], Meta(max_length=MAX_LEARN_ENTRIES)]
+
+
+class FetchReply(_Msg, frozen=True, tag="FETCH_REPLY"):
+    """What the peer knows of the keys asked for: ``(key, value, ballot)``, the chosen
+    value and its ballot for a key, the accepted state and ballot for a register's
+    ``@slot``. ``more``: cut short by size; ask again for the rest."""
+
+    known: Annotated[tuple[KnownEntry, ...], Meta(max_length=MAX_LEARN_ENTRIES)]
+    more: bool
+
+
 class CheckAccepted(_Msg, frozen=True, tag="CHECK"):
     """Node to node: "have you accepted ``ballot`` for ``key``, and with which value?"
 
@@ -464,6 +521,7 @@ class HelloReply(_Msg, frozen=True, tag="HELLO_REPLY"):
 
 
 RuntimeMessage = (StatusRequest | StatusReply | SyncRequest | SyncReply | CheckAccepted
-                  | RegistersRequest | RegistersReply
+                  | RegistersRequest | RegistersReply | CatchUp | CatchUpReply | Fetch
+                  | FetchReply
                   | AcceptedAt | Hello | HelloReply | RWatch | RNotify)
 Message = ProtocolMessage | RangeMessage | RegisterMessage | RuntimeMessage

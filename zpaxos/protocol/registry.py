@@ -29,6 +29,7 @@ from msgspec import Struct, field
 from zpaxos.protocol.messages import (
     MAX_BUSY,
     MAX_ENTRIES,
+    MAX_LEARN_ENTRIES,
     MAX_NAMES,
     MAX_RANGE_ENTRIES,
     MAX_ROUND,
@@ -39,8 +40,12 @@ from zpaxos.protocol.messages import (
     Accepted,
     AcceptedAt,
     Ballot,
+    CatchUp,
+    CatchUpReply,
     CheckAccepted,
     Decide,
+    Fetch,
+    FetchReply,
     Hello,
     HelloReply,
     Nack,
@@ -68,8 +73,8 @@ from zpaxos.protocol.regmessages import (
     RPromise,
 )
 
-__all__ = ["BOTH", "MAX_BUSY", "MAX_ENTRIES", "MAX_NAMES", "MAX_RANGE_ENTRIES", "MAX_ROUND",
-           "MAX_SLOT_BYTES", "MAX_VALUE_BYTES", "RUNTIME", "SPECS", "TO_ACCEPTOR",
+__all__ = ["BOTH", "MAX_BUSY", "MAX_ENTRIES", "MAX_LEARN_ENTRIES", "MAX_NAMES",
+           "MAX_RANGE_ENTRIES", "MAX_ROUND", "MAX_SLOT_BYTES", "MAX_VALUE_BYTES", "RUNTIME", "SPECS", "TO_ACCEPTOR",
            "TO_PROPOSER", "ChartStyle", "DecodeError", "Part", "Spec", "label",
            "label_parts", "log_fields", "spec_of", "style", "type_name"]
 
@@ -265,6 +270,16 @@ SPECS: tuple[Spec, ...] = (
          ChartStyle("#7f7f7f", "#555555", "2 3"), drawn=False),
     Spec(RegistersReply, RUNTIME, ("after", "more"), _simple(),
          ChartStyle("#7f7f7f", "#555555", "2 3"), drawn=False),
+    # Catching up (runtime/catchup.py): keys-only pages of a peer's learn log, then the
+    # values of just the keys this node lacks.
+    Spec(CatchUp, RUNTIME, ("pos",), _simple("pos"), ChartStyle("#7f8c8d", "#555f60", "2 3"),
+         drawn=False),
+    Spec(CatchUpReply, RUNTIME, ("pos", "end", "more"), _simple("end"),
+         ChartStyle("#16a085", "#0e6655", "2 3"), drawn=False),
+    Spec(Fetch, RUNTIME, ("keys",), _simple("keys"), ChartStyle("#7f8c8d", "#555f60", "2 3"),
+         drawn=False),
+    Spec(FetchReply, RUNTIME, ("known", "more"), _simple("known"),
+         ChartStyle("#16a085", "#0e6655", "2 3"), drawn=False),
     Spec(CheckAccepted, RUNTIME, ("key", "ballot"), _simple("ballot"),
          ChartStyle("#8e44ad", "#6c3483", "2 3")),
     Spec(AcceptedAt, RUNTIME, ("key", "ballot", "value"), _checked_parts,

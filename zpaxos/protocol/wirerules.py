@@ -25,10 +25,15 @@ from functools import cache
 from typing import Any
 
 from zpaxos.protocol.messages import (
+    KEY_MAX_LEN,
+    MAX_LEARN_ENTRIES,
     NONE_YET,
+    PACK_SEP,
     ZERO,
     After,
     Ballot,
+    CatchUp,
+    CatchUpReply,
     Counter,
     Decide,
     Hello,
@@ -121,9 +126,25 @@ def _sync_reply(m: SyncReply) -> str | None:
     return None
 
 
-def _hello(m: Hello | HelloReply) -> str | None:
+def _hello(m: Hello | HelloReply | CatchUp | CatchUpReply) -> str | None:
     if len(m.incarnation) not in (0, 16):
         return "incarnation: expected 0 or 16 bytes"
+    return None
+
+
+# A catch-up page's keys, packed: keys and @slots joined by PACK_SEP, checked in one call.
+_PACKED_KEY = f"@?[A-Za-z0-9_-][A-Za-z0-9._-]{{0,{KEY_MAX_LEN - 1}}}"
+_VALID_PACKED = re.compile(f"{_PACKED_KEY}(?:{PACK_SEP}{_PACKED_KEY})*").fullmatch
+
+
+def _catch_up_reply(m: CatchUpReply) -> str | None:
+    bad = _hello(m)
+    if bad:
+        return bad
+    if m.packed and not _VALID_PACKED(m.packed):
+        return "keys: not keys joined by newlines"
+    if m.packed.count(PACK_SEP) >= MAX_LEARN_ENTRIES:
+        return f"keys: more than {MAX_LEARN_ENTRIES}"
     return None
 
 
@@ -133,6 +154,7 @@ CHECKS: dict[type, Callable[[Any], str | None]] = {
     Promise: _promise, Nack: _promised, Decide: _decide, RangeNack: _promised,
     RPromise: _rpromise, RAccept: _raccept, RAccepted: _next, RNack: _promised,
     StatusReply: _status_reply, SyncReply: _sync_reply, Hello: _hello, HelloReply: _hello,
+    CatchUp: _hello, CatchUpReply: _catch_up_reply,
 }
 
 # --------------------------------------------------------------------------- refusals

@@ -40,12 +40,17 @@ from typing import Protocol, TypeVar
 from zpaxos.protocol.core import Acceptor, KeyState, Learner
 from zpaxos.protocol.events import Conflict, Event, Ignored, Learned
 from zpaxos.protocol.messages import (
+    ZERO,
     Accept,
     Accepted,
     AcceptedAt,
     Ballot,
+    CatchUp,
+    CatchUpReply,
     CheckAccepted,
     Decide,
+    Fetch,
+    FetchReply,
     KeyStatus,
     Message,
     Nack,
@@ -69,14 +74,16 @@ from zpaxos.protocol.messages import (
 )
 from zpaxos.protocol.ranges import MAX_SCAN
 from zpaxos.protocol.register import RegAcceptor
-from zpaxos.protocol.registry import REGISTER_TYPES, TO_ACCEPTOR_TYPES, type_name
+from zpaxos.protocol.registry import MAX_VALUE_BYTES, REGISTER_TYPES, TO_ACCEPTOR_TYPES, type_name
 from zpaxos.protocol.regmessages import (
     REGISTER_PREFIX,
+    BadState,
     RAccept,
     RegisterMessage,
     decode_state,
     register_slot,
 )
+from zpaxos.runtime import catchup
 from zpaxos.runtime.addresses import Caller, Src
 from zpaxos.runtime.keyrange import in_range, span
 from zpaxos.runtime.watchers import Watchers
@@ -162,6 +169,11 @@ class Ready:
     learned: list[tuple[str, bytes]] = field(default_factory=list)
     events: list[tuple[Src | None, Event]] = field(default_factory=list)
     lazy: dict[str, KeyState] = field(default_factory=dict)
+    # Catching up (runtime/catchup.py): each peer's cursor to save, only with or after the
+    # commit that makes this pass's persist and every earlier lazy state durable (the
+    # values it covers); and (peer, keys learned from it) for the log.
+    cursors: dict[int, catchup.Cursor] = field(default_factory=dict)
+    caught: list[tuple[int, int]] = field(default_factory=list)
 
 
 class StateSource(Protocol):
@@ -208,12 +220,17 @@ class AcceptorHost:
                  check_client_decides: bool = False,
                  ranges: Mapping[str, Ballot] | None = None,
                  register_cls: type[RegAcceptor] = RegAcceptor,
-                 source: StateSource | None = None, cache_keys: int = CACHE_KEYS) -> None:
+                 source: StateSource | None = None, cache_keys: int = CACHE_KEYS,
+                 catch_up_s: float = 0.0, learn: catchup.LearnSource | None = None,
+                 cursors: Mapping[int, catchup.Cursor] | None = None) -> None:
         """``check_client_decides``: a Decide from anyone but a peer node (a client, with
         CURVE on) is recorded only once a quorum of nodes confirms they accepted that very
         ballot with that very value (see :meth:`_check_decide`). ``source``: read states
         from it as needed, keeping at most about ``cache_keys`` (``states`` is then only
-        a warm start, normally empty)."""
+        a warm start, normally empty). ``catch_up_s`` > 0: ask each peer that often what
+        it learned since ``cursors`` (runtime/catchup.py); 0: a start walks the peers'
+        chosen keys instead, and nothing is timed. ``learn``: this node's learn index
+        (its store), which answers the peers' catch-up requests."""
         self.node_id = node_id
         self.peers = tuple(peers)
         self.check_client_decides = check_client_decides
@@ -259,6 +276,10 @@ class AcceptorHost:
         # never reads a clock).
         self.watchers = Watchers()
         self.now = 0.0
+        self.learn = learn
+        self.catch_up_page = catchup.PAGE_KEYS  # keys in one page it answers (tests: fewer)
+        self.follower = (catchup.Follower(self.peers, catch_up_s, at=dict(cursors or {}))
+                         if catch_up_s > 0 else None)
 
     @property
     def states(self) -> Mapping[str, KeyState]:
@@ -270,8 +291,22 @@ class AcceptorHost:
         return self.acceptor.ranges.by_prefix
 
     def start(self) -> Ready:
-        """Ask every peer for the decisions this node may have missed while it was down."""
+        """Ask every peer for the decisions this node may have missed while it was down:
+        from the saved cursors (catching up), else by walking their chosen keys."""
+        if self.follower is not None:
+            return Ready(send=list(self.follower.start()))
         return Ready(send=[(p, SyncRequest("")) for p in self.peers])
+
+    def tick(self, now: float) -> Ready:
+        """Timed work at ``now``: the periodic catch-up requests, and their retries."""
+        if self.follower is None:
+            return Ready()
+        sends, moved = self.follower.tick(now, self._lacks)
+        return Ready(send=list[tuple[Src, Message]](sends), cursors=moved)
+
+    @property
+    def next_tick(self) -> float | None:
+        return self.follower.next_due() if self.follower is not None and self.peers else None
 
     def handle(self, batch: Iterable[tuple[Src, Message]]) -> Ready:
         ready = Ready()
@@ -289,6 +324,10 @@ class AcceptorHost:
         while deferred and self._range_rows < RANGE_ROWS_PER_PASS:
             self._range_prepare(*deferred.popleft(), ready)
         pages = 0
+        if self.follower is not None and self.follower.empty:
+            batch = list(batch)  # idle until now: a Paxos message ends it (catchup.active)
+            if any(type(m) in TO_ACCEPTOR_TYPES for _, m in batch):
+                self.follower.active()
         apply = self._apply
         check_decides = self.check_client_decides
         for src, msg in batch:
@@ -297,7 +336,7 @@ class AcceptorHost:
             if t is Accept or t is Prepare or (t is Decide and not check_decides):
                 apply(src, msg, ready)  # type: ignore[arg-type]
                 continue
-            if isinstance(msg, (StatusRequest, SyncRequest, RegistersRequest)):
+            if isinstance(msg, (StatusRequest, SyncRequest, RegistersRequest, CatchUp, Fetch)):
                 pages += 1
                 if pages > MAX_PAGES_PER_PASS:
                     ready.events.append((src, Ignored("", type_name(msg))))
@@ -319,12 +358,18 @@ class AcceptorHost:
                     self._range_prepare(src, msg, ready)
             elif isinstance(msg, TO_ACCEPTOR_TYPES):
                 self._apply(src, msg, ready)  # type: ignore[arg-type]
-            elif isinstance(msg, (StatusRequest, SyncRequest, RegistersRequest, CheckAccepted)):
+            elif isinstance(msg, (StatusRequest, SyncRequest, RegistersRequest, CheckAccepted,
+                                  CatchUp, Fetch)):
                 self._count(t, ANSWERED)
                 self._answer(src, msg, ready)
             elif isinstance(msg, (AcceptedAt, SyncReply)) and isinstance(src, int):
                 self._count(t, HANDLED)
                 self._on_reply(src, msg, ready)
+            elif (isinstance(msg, (CatchUpReply, FetchReply)) and isinstance(src, int)
+                  and self.follower):
+                # Only an answer on our own socket to that peer (a node, authenticated).
+                self._count(t, HANDLED)
+                self._on_catch_up(src, msg, ready)
             else:
                 ready.events.append((src, Ignored(getattr(msg, "key", "") or "",
                                                   type_name(msg))))
@@ -336,11 +381,19 @@ class AcceptorHost:
         handled[t, outcome] = handled.get((t, outcome), 0) + 1
 
     def _answer(self, src: Src,
-                msg: StatusRequest | SyncRequest | RegistersRequest | CheckAccepted,
+                msg: StatusRequest | SyncRequest | RegistersRequest | CheckAccepted
+                | CatchUp | Fetch,
                 ready: Ready) -> None:
-        """Status, sync and register pages, and a peer's check of a client's Decide:
-        read-only answers."""
-        if isinstance(msg, StatusRequest):
+        """Status, sync, register and catch-up pages, fetched values, and a peer's check
+        of a client's Decide: read-only answers."""
+        if isinstance(msg, CatchUp):
+            if self.learn is not None:
+                ready.send.append((src, catchup.page(self.learn, msg, self._slot_ballots,
+                                                     self.catch_up_page)))
+        elif isinstance(msg, Fetch):
+            ready.send.append((src, catchup.fetch_reply(msg.keys, self._known,
+                                                        REPLY_MAX_VALUE_BYTES)))
+        elif isinstance(msg, StatusRequest):
             ready.send.append((src, self.status(msg.key)))
         elif isinstance(msg, SyncRequest):
             ready.send.append((src, self.sync_page(msg.after)))
@@ -351,6 +404,17 @@ class AcceptorHost:
             value = (s.value if s.accepted == msg.ballot else
                      s.chosen if s.chosen_ballot == msg.ballot else None)
             ready.send.append((src, AcceptedAt(msg.key, msg.ballot, value)))
+
+    def _on_catch_up(self, src: int, msg: CatchUpReply | FetchReply, ready: Ready) -> None:
+        """A peer's catch-up page (fetch what we lack) or fetched values (apply them)."""
+        assert self.follower is not None
+        if isinstance(msg, FetchReply):
+            self._fetched(src, msg, ready)
+            return
+        sends, cursor = self.follower.on_page(src, msg, self._lacks)
+        ready.send.extend(sends)
+        if cursor is not None:
+            ready.cursors[src] = cursor
 
     def _on_reply(self, src: int, msg: AcceptedAt | SyncReply, ready: Ready) -> None:
         """A peer's answer to this node's own request, on our own socket to that peer."""
@@ -384,6 +448,12 @@ class AcceptorHost:
         for _, msg in batch:
             if isinstance(msg, SyncReply):
                 want.update(e[0] for e in msg.chosen)
+            elif isinstance(msg, CatchUpReply):
+                want.update(msg.keys)
+            elif isinstance(msg, Fetch):
+                want.update(msg.keys)
+            elif isinstance(msg, FetchReply):
+                want.update(e[0] for e in msg.known)
             elif isinstance(msg, RangePrepare):
                 continue  # read when it is handled (_range_prepare), if in this pass
             elif isinstance(msg, (*REGISTER_TYPES, RWatch)):
@@ -578,6 +648,81 @@ class AcceptorHost:
         that missed a change while it was away reads again), or that it was refused."""
         ok = self.watchers.watch(self.now, src, msg.key)
         ready.send.append((src, RNotify(msg.key, self.registers.state(msg.key)[1].version, ok)))
+
+    # ---- catching up (runtime/catchup.py)
+
+    def _known(self, key: str) -> tuple[bytes, Ballot] | None:
+        """What a Fetch gets for ``key``: its chosen value, or a register slot's accepted
+        state (made durable in this pass before the reply leaves)."""
+        s = self.acceptor.states.get(key)
+        if s is None:
+            return None
+        if key[:1] == REGISTER_PREFIX:
+            return None if s.value is None or s.accepted.is_zero else (s.value, s.accepted)
+        return None if s.chosen is None else (s.chosen, s.chosen_ballot)
+
+    def _lacks(self, keys: Sequence[str], slots: Mapping[str, Ballot]) -> set[str]:
+        """A catch-up page lists ``keys`` (and its register ``slots`` at their ballots):
+        those this node lacks (the pass read every one of them: _fetch)."""
+        states = self.acceptor.states
+        out = set()
+        for key in keys:
+            s = states.get(key)
+            if s is None or s.chosen is None:
+                if key[:1] != REGISTER_PREFIX:
+                    out.add(key)
+                elif s is None or s.accepted < slots.get(key, ZERO):
+                    out.add(key)
+        return out
+
+    def _slot_ballots(self, slots: list[str]) -> list[Ballot]:
+        """The accepted ballots of register slots, for a catch-up page."""
+        states = self.acceptor.states
+        if self.source is not None:
+            missing = [k for k in slots if k not in states]
+            if missing:
+                states.update(self.source.get(missing))
+        return [states[k].accepted if k in states else ZERO for k in slots]
+
+    def _fetched(self, src: int, msg: FetchReply, ready: Ready) -> None:
+        """The values a peer sent for the keys this node asked it for. A key's is applied
+        as that peer's Decide (the core checks it as any other); a register slot's through
+        the register acceptor's Accept rule, as the late Accept it is."""
+        assert self.follower is not None
+        take, sends, cursor = self.follower.on_fetched(src, msg)
+        learned = 0
+        for key, value, ballot in msg.known:
+            if key not in take:
+                continue  # not asked for from this peer: ignored, whatever it says
+            if key[:1] == REGISTER_PREFIX:
+                learned += self._learn_register(src, key, value, ballot, ready)
+            elif len(value) <= MAX_VALUE_BYTES:
+                n = len(ready.learned)
+                self._apply(src, Decide(key, value, ballot), ready, reply=False)
+                learned += len(ready.learned) - n
+        ready.send.extend(sends)
+        if cursor is not None:
+            ready.cursors[src] = cursor
+        if learned:
+            self.follower.learned_total += learned
+            ready.caught.append((src, learned))
+
+    def _learn_register(self, src: int, slot: str, value: bytes, ballot: Ballot,
+                        ready: Ready) -> int:
+        s = self.acceptor.states.get(slot)
+        if ballot.is_zero or (s is not None and ballot <= s.accepted):
+            return 0
+        try:
+            state = decode_state(value)
+        except BadState:
+            ready.events.append((src, Ignored(slot, "FETCH_REPLY")))
+            return 0
+        scratch = Ready()  # the acceptor's reply (RACCEPTED) goes nowhere: nobody asked
+        self._apply_register(src, RAccept(slot[len(REGISTER_PREFIX):], ballot, state),
+                             scratch)
+        ready.persist.update(scratch.persist)
+        ready.events.extend(scratch.events)
+        return len(scratch.persist)
 
     # ---- status and sync (answered from the core's state; no protocol rule here)
 

@@ -39,8 +39,10 @@ from zpaxos.protocol.core import KeyState, quorum_size
 from zpaxos.protocol.messages import (
     Accept,
     AcceptedAt,
+    CatchUp,
     CheckAccepted,
     Decide,
+    Fetch,
     Hello,
     HelloReply,
     Message,
@@ -151,8 +153,11 @@ class Admission:
     def syncing(self) -> int:
         """Peers that have not yet sent their last sync page since this start: 0 means the
         node has every decision its peers knew when they answered (caught up). A peer that
-        is down keeps it above 0 until it is back (the request waits in our queue to it)."""
-        return len(set(self.peers) - self.synced)
+        is down keeps it above 0 until it is back (the request waits in our queue to it).
+        Catching up, a peer counts once this node reached the end of its learn index."""
+        follower = self.host.follower
+        done = self.synced | follower.caught_up if follower is not None else self.synced
+        return len(set(self.peers) - done)
 
     def start(self, now: float) -> Ready:
         ready = Ready(send=self._hellos(now, self.peers))
@@ -176,7 +181,7 @@ class Admission:
             elif self.phase == REFUSED:
                 self._drop(msg, STATE_LOST)
             elif isinstance(msg, (StatusRequest, SyncRequest, RegistersRequest, CheckAccepted,
-                                  RWatch)):
+                                  RWatch, CatchUp, Fetch)):
                 forward.append((src, msg))  # read-only: answered in every phase
             elif self.phase == CHECKING:
                 self._hold(src, msg)
@@ -195,12 +200,27 @@ class Admission:
         return ready
 
     def due(self, now: float) -> Ready:
-        """Timed work: a Hello to every peer when commits advanced (voting); else retries,
+        """Timed work: the host's (catching up with the peers, once voting), and the
+        Hellos (:meth:`_hellos_due`)."""
+        ready = self._hellos_due(now)
+        if self.phase == VOTING:
+            ready.send.extend(self.host.tick(now).send)
+        return ready
+
+    def next_due(self) -> float | None:
+        hello = self._next_hello()
+        tick = self.host.next_tick if self.phase == VOTING else None
+        if hello is None or tick is None:
+            return tick if hello is None else hello
+        return min(hello, tick)
+
+    def _hellos_due(self, now: float) -> Ready:
+        """A Hello to every peer when commits advanced (voting); else retries,
         backing off up to RETRY_MAX_FACTOR intervals, of the Hellos (and, learning, the
         syncs) that got no answer: a peer that is down gets the queued one when it is back,
         so the retries only cover lost messages."""
         ready = Ready()
-        at = self.next_due()
+        at = self._next_hello()
         if at is None or now < at:
             return ready
         if self.phase == VOTING and self.commit_seq != self._hello_seq:
@@ -215,7 +235,7 @@ class Admission:
             self._syncing.clear()
         return ready
 
-    def next_due(self) -> float | None:
+    def _next_hello(self) -> float | None:
         if self.phase == REFUSED or not self.peers or self._hello_at is None:
             return None
         if self.phase == VOTING:

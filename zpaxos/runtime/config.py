@@ -113,6 +113,15 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeOptions:
+    """``[node]``: what every node of the cluster does alike. ``catch_up_s``: how often a
+    node asks each peer what it learned since it last asked (docs/catching-up.md); 0 turns
+    catching up off (a restart then walks every peer's chosen keys, as before it)."""
+
+    catch_up_s: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
 class MetricsConfig:
     """``[metrics]``: where each node serves Prometheus metrics (runtime/metrics.py).
     ``port`` None: not served (unless ``zpaxos node --metrics-port`` asks)."""
@@ -151,6 +160,7 @@ class ClusterConfig:
     proposer: ProposerConfig
     log: LogConfig
     security: SecurityConfig = SecurityConfig()
+    options: NodeOptions = NodeOptions()
     metrics: MetricsConfig = MetricsConfig()
 
     def metrics_address(self, node_id: int, port: int | None = None) -> tuple[str, int] | None:
@@ -250,6 +260,7 @@ def _build(p: Path, parser: configparser.ConfigParser, keys: bool = True) -> Clu
     proposer = ProposerConfig()
     log = LogConfig()
     security = SecurityConfig()
+    options = NodeOptions()
     metrics = MetricsConfig()
     for section in parser.sections():
         sec = parser[section]
@@ -261,11 +272,13 @@ def _build(p: Path, parser: configparser.ConfigParser, keys: bool = True) -> Clu
             log = _log(p, sec)
         elif section == "security":
             security = _security(p, sec, keys)
+        elif section == "node":
+            options = _node_options(p, sec)
         elif section == "metrics":
             metrics = _metrics(p, sec)
         else:
             raise ConfigError(f"{p}: [{section}]: unknown section (expected [node.N], "
-                              f"[proposer], [log], [security] or [metrics])")
+                              f"[node], [proposer], [log], [security] or [metrics])")
     if not nodes:
         raise ConfigError(f"{p}: no [node.N] sections: a cluster needs at least one node")
     nodes.sort(key=lambda n: n.id)
@@ -302,7 +315,7 @@ def _build(p: Path, parser: configparser.ConfigParser, keys: bool = True) -> Clu
                 if parser[f"node.{n.id}"].get(key, "").strip():
                     raise ConfigError(f"{p}: [node.{n.id}] {key}: set, but [security] curve "
                                       f"is not true (turn curve on, or remove the key)")
-    return ClusterConfig(p, tuple(nodes), proposer, log, security, metrics)
+    return ClusterConfig(p, tuple(nodes), proposer, log, security, options, metrics)
 
 
 def _node_keys(p: Path, n: NodeConfig, sec: configparser.SectionProxy) -> NodeConfig:
@@ -336,6 +349,20 @@ def _security(p: Path, sec: configparser.SectionProxy, keys: bool = True) -> Sec
         raise ConfigError(f"{p}: [security] authorized_clients: {e}") from None
     client_key = sec.get("client_key", "").strip()
     return SecurityConfig(True, clients, Path(client_key) if client_key else None)
+
+
+def _node_options(p: Path, sec: configparser.SectionProxy) -> NodeOptions:
+    default = NodeOptions().catch_up_s
+    _check_keys(p, "node", sec, {"catch_up_s": default})
+    raw = sec.get("catch_up_s", str(default)).strip()
+    try:
+        every = float(raw)
+    except ValueError:
+        every = -1.0
+    if not (every == 0 or 0.05 <= every <= 3600):
+        raise ConfigError(f"{p}: [node] catch_up_s: {raw!r} is not 0 (off) or a number of "
+                          f"seconds from 0.05 to 3600")
+    return NodeOptions(every)
 
 
 def _check_keys(p: Path, section: str, sec: configparser.SectionProxy,

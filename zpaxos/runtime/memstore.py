@@ -8,6 +8,7 @@ from collections.abc import Callable, Collection, Iterable
 
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.messages import Ballot
+from zpaxos.protocol.regmessages import REGISTER_PREFIX
 from zpaxos.runtime.keyrange import SortedKeys
 from zpaxos.runtime.valuefiles import glob_matcher
 
@@ -21,6 +22,7 @@ class MemoryStore:
         self.commits = 0
         self._keys = SortedKeys()  # saved only ever gains keys
         self.incarnation = os.urandom(16)
+        self.learn_log: list[str] = []  # chosen keys and slots as written (SqliteStore's)
 
     @property
     def commit_seq(self) -> int:
@@ -50,11 +52,18 @@ class MemoryStore:
         return [(k, s.chosen) for k, s in sorted(self.saved.items())
                 if s.chosen is not None and match(k)]
 
+    def count_chosen(self) -> int:
+        return sum(1 for s in self.saved.values() if s.chosen is not None)
+
     def count(self, prefix: str = "") -> int:
         return sum(k.startswith(prefix) for k in self.saved) if prefix else len(self.saved)
 
     def timed(self, fsync: Callable[[float], None], fold: Callable[[float], None]) -> None:
         """Nothing is fsynced or folded in memory: nothing to report."""
+
+    def learned_from(self, pos: int, limit: int) -> list[str]:
+        """As SqliteStore.learned_from."""
+        return self.learn_log[pos:pos + limit]
 
     def load_ranges(self) -> dict[str, Ballot]:
         return dict(self.saved_ranges)
@@ -67,6 +76,8 @@ class MemoryStore:
             self.saved.update(rows)
             self.saved_ranges.update(range_rows)
             self.commits += 1
+            self.learn_log += [k for k, st in rows
+                               if st.chosen is not None or k[:1] == REGISTER_PREFIX]
 
     def seal(self) -> None:
         """Nothing to do: what save() keeps is all there is."""

@@ -15,6 +15,7 @@ the simulator runs it too; this file only moves bytes, fsyncs and logs.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -27,8 +28,10 @@ from zpaxos.protocol.messages import Ballot, Message
 from zpaxos.runtime.acceptor_host import AcceptorHost, Ready
 from zpaxos.runtime.addresses import Caller, Src
 from zpaxos.runtime.admission import Admission
+from zpaxos.runtime.catchup import Cursor, dump_cursors, load_cursors
 from zpaxos.runtime.config import ClusterConfig, NodeConfig
 from zpaxos.runtime.curve import Curve
+from zpaxos.runtime.datadir import write_atomic
 from zpaxos.runtime.faults import crash_point
 from zpaxos.runtime.keyrange import SortedKeys, merge
 from zpaxos.runtime.log import EventLog
@@ -45,6 +48,11 @@ if TYPE_CHECKING:
 # node goes idle, and at most this many wait at once.
 LAZY_FLUSH_S = 0.02
 LAZY_MAX_KEYS = 10_000
+# Where a node keeps its catch-up cursors, one per peer (runtime/catchup.py), and how
+# often at most it writes them (an older saved cursor only means fetching some keys
+# again after a crash; a write per page would cost an fsync per page under load).
+CURSORS_NAME = "catchup.json"
+CURSORS_SAVE_S = 1.0
 
 
 class WithPending:
@@ -82,6 +90,15 @@ class WithPending:
                       if k > after and (s.chosen is not None or not chosen_only))
         return sorted(merged.items())[:limit]
 
+    @property
+    def incarnation(self) -> bytes:
+        return self.store.incarnation
+
+    def learned_from(self, pos: int, limit: int) -> list[str]:
+        """The store's learn log alone: a decision still waiting for its commit is not
+        listed to a peer until it is durable (it gets its position then)."""
+        return self.store.learned_from(pos, limit)
+
     def prefixed(self, prefix: str, limit: int) -> list[tuple[str, KeyState]]:
         rows = self.store.prefixed(prefix, limit)
         extra = self._pending_keys.prefixed(self.pending(), prefix)
@@ -109,13 +126,23 @@ class Node:
         # SqliteStore raises StorageError over a damaged database: the node never starts.
         self.store = store if store is not None else SqliteStore(self.cfg.data_dir)
         peers = [n.id for n in cluster.nodes if n.id != node_id]
+        self._cursors_path = self.cfg.data_dir / CURSORS_NAME
+        cursors = self._load_cursors(peers) if isinstance(self.store, SqliteStore) and not new \
+            else {}
+        pending = WithPending(self.store, lambda: self._lazy)
         # Nothing is loaded up front: the host reads each key's durable state (checksum
         # verified) the first time a pass names it, and keeps a bounded cache, so a node
         # with a million keys starts at once and stays small.
         self.host = AcceptorHost(node_id, {}, peers, check_client_decides=cluster.security.curve,
-                                 ranges=self.store.load_ranges(),
-                                 source=WithPending(self.store, lambda: self._lazy))
+                                 ranges=self.store.load_ranges(), source=pending,
+                                 catch_up_s=cluster.options.catch_up_s, learn=pending,
+                                 cursors=cursors)
         self.keys_known = self.store.count()
+        self.decided = self.store.count_chosen()  # status: decided keys this node knows
+        # Cursors the host moved, saved once what they cover is durable (_save_cursors).
+        self._cursors_wait: dict[int, Cursor] = {}
+        self._cursors_saved: dict[int, Cursor] = dict(cursors)
+        self._cursors_saved_at = 0.0
         # The chosen values of the keys value_files matches (none for an empty glob), read
         # now so that a damaged row among them stops the node before it starts serving.
         self._files_at_start = self.store.chosen_matching(self.cfg.value_files)
@@ -202,6 +229,8 @@ class Node:
             self.sockets.close()
             self.sockets = None
         self.values.close()
+        if self._cursors_wait and not self._lazy:
+            self._save_cursors(now=True)
         self.store.close()
 
     # ---- the loop
@@ -249,12 +278,20 @@ class Node:
         stats["voting"] = int(self.admission.voting)
         stats["syncing"] = self.admission.syncing
         stats["not_voting_dropped"] = self.admission.dropped
+        stats["decided"] = self.decided
+        follower = self.host.follower
+        if follower is not None:
+            stats["caught_up_keys"] = follower.learned_total
+            if follower.last_caught_up is not None:
+                stats["caught_up_ms_ago"] = int(1000 * max(0.0, time.monotonic()
+                                                           - follower.last_caught_up))
 
     def _do(self, ready: Ready) -> None:
         self._lazy.update(ready.lazy)
         if ready.learned:
             self._learned += ready.learned
             self.learned += len(ready.learned)
+            self.decided += len(ready.learned)
         if ready.persist or ready.ranges or len(self._lazy) >= LAZY_MAX_KEYS:
             # Persist, then send: the replies below promise or report state that must
             # survive a crash; if this commit fails, StorageError stops the node and no
@@ -267,6 +304,12 @@ class Node:
         if ready.send:
             self._send_all(ready.send)
         self.store.seal()  # the commit's marker, and folding the journal: after the replies
+        if ready.cursors:
+            self._cursors_wait.update(ready.cursors)
+        if self._cursors_wait and not self._lazy:
+            self._save_cursors()  # everything the host knows is durable now (when due)
+        for peer, n in ready.caught:  # before what it learned: a chart of a key shows both
+            self.log.event("caught_up", keys=n, peer=node_name(peer))
         for src, ev in ready.events:
             self._log_event(src, ev)
         if self.admission.notes or self.admission.refusal is not None:
@@ -291,6 +334,44 @@ class Node:
         learned, self._learned = self._learned, []
         for key, value in learned:
             self.values.submit(key, value)
+        if self._cursors_wait:
+            self._save_cursors()  # after the values they cover (this commit held them all)
+
+    # ---- catch-up cursors (runtime/catchup.py)
+
+    def _load_cursors(self, peers: list[int]) -> dict[int, Cursor]:
+        """The saved cursors, if they are this database's: cursors saved by another
+        incarnation (before a --new) would skip what this one never learned."""
+        try:
+            doc = json.loads(self._cursors_path.read_bytes())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError):
+            self.log.event("catch_up_cursors_unreadable", level=logging.WARNING,
+                           path=str(self._cursors_path))
+            return {}
+        if not isinstance(doc, dict) or doc.get("incarnation") != self.store.incarnation.hex():
+            return {}
+        return load_cursors(doc.get("peers"), peers)
+
+    def _save_cursors(self, now: bool = False) -> None:
+        """Save the cursors (at most every CURSORS_SAVE_S, unless ``now``): only ever
+        called when every value they cover is durable (persist, then the cursor; a cursor
+        ahead of its values would skip them for good after a crash)."""
+        t = time.monotonic()
+        if not now and t - self._cursors_saved_at < CURSORS_SAVE_S:
+            return  # kept waiting: saved by a later call, once due
+        self._cursors_saved_at = t
+        self._cursors_saved.update(self._cursors_wait)
+        self._cursors_wait.clear()
+        if not isinstance(self.store, SqliteStore):
+            return
+        doc = {"incarnation": self.store.incarnation.hex(),
+               "peers": dump_cursors(self._cursors_saved)}
+        try:
+            write_atomic(self._cursors_path, json.dumps(doc).encode() + b"\n")
+        except OSError as e:  # an older cursor only means fetching some keys again
+            self.log.event("catch_up_cursors_unsaved", level=logging.WARNING, error=str(e))
 
     def _after(self) -> None:
         """What admission has to say: notes for the log, and a peer's refusal."""

@@ -49,6 +49,7 @@ from typing import Any
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.messages import Ballot
 from zpaxos.protocol.ranges import prefix_end, superseded
+from zpaxos.protocol.regmessages import REGISTER_PREFIX
 from zpaxos.runtime.datadir import MARKER_NAME, DirLock, FileWatch, Marker, make_dir, retire
 from zpaxos.runtime.faults import crash_point
 from zpaxos.runtime.journal import JOURNAL_NAME, Journal, Record, encode
@@ -94,6 +95,17 @@ CREATE TABLE ranges (
     checksum BLOB NOT NULL
 );
 """
+# Catching up (zpaxos/runtime/catchup.py): the learn log, every chosen key and every
+# register slot in the order commits wrote them, numbered from 0 (its *position*). It is
+# kept append-only and packed: one row per fold (``first``, the position of its first key;
+# ``keys``, the fold's keys joined by newlines), so a fold adds one row to one table with
+# no index but its rowid, and "what did this node learn from position p?" is one seek.
+# Added in place (no new schema version): a database without it gets it, filled from its
+# chosen keys and slots, when opened.
+_LEARN_SCHEMA = """
+CREATE TABLE learn_log (first INTEGER PRIMARY KEY, keys TEXT NOT NULL);
+"""
+LEARN_ROW_KEYS = 4096  # keys in one learn_log row at most (a fold writes several if more)
 _STATE_COLUMNS = ["key", "promised_round", "promised_id", "accepted_round", "accepted_id",
                   "value", "chosen", "chosen_round", "chosen_id"]
 _COLUMNS = [*_STATE_COLUMNS, "checksum"]
@@ -146,6 +158,10 @@ class SqliteStore:
         # What the journal holds that state.db does not yet (latest state per key).
         self._pending: dict[str, KeyState] = {}
         self._pending_ranges: dict[str, Ballot] = {}
+        # The learn log: its keys in state.db end at position _learn_db_end; the journal's
+        # (chosen keys and register slots its commits wrote, in order) follow in memory.
+        self._learn_db_end = 0
+        self._pending_learn: list[str] = []
         self._pending_keys = SortedKeys()  # _pending's keys in order, for range lookups
         self._watch = FileWatch()
         self._on_fold: Callable[[float], None] | None = None
@@ -250,6 +266,8 @@ class SqliteStore:
             for key, pr, pid, ar, aid, v, ch, cr, cid in r.rows:
                 self._pending[key] = KeyState(Ballot(pr, pid), Ballot(ar, aid), v, ch,
                                               Ballot(cr, cid))
+                if ch is not None or key[:1] == REGISTER_PREFIX:
+                    self._pending_learn.append(key)  # the same position as before the stop
             for prefix, rnd, pid in r.ranges:
                 self._pending_ranges[prefix] = Ballot(rnd, pid)
         if self._journal.path.exists():
@@ -317,7 +335,7 @@ class SqliteStore:
         assert self._db is not None
         try:
             self._db.executescript(
-                "BEGIN;" + _SCHEMA + _RANGES_SCHEMA +
+                "BEGIN;" + _SCHEMA + _RANGES_SCHEMA + _LEARN_SCHEMA +
                 f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
                 f"INSERT INTO meta VALUES ('incarnation', '{inc.hex()}');"
                 "INSERT INTO meta VALUES ('commit_seq', '0'); COMMIT;")
@@ -367,6 +385,21 @@ class SqliteStore:
         cols = [r[1] for r in db.execute("PRAGMA table_info(ranges)")]
         if cols != ["prefix", "round", "id", "checksum"]:
             raise sqlite3.DatabaseError("the ranges table is missing or has the wrong columns")
+        if "learn_log" not in tables:
+            # From before catching up: every chosen key and register slot, in key order.
+            keys = [r[0] for r in db.execute(
+                "SELECT key FROM acceptor WHERE chosen IS NOT NULL OR substr(key, 1, 1) = '@' "
+                "ORDER BY key")]
+            db.executescript("BEGIN;" + _LEARN_SCHEMA)
+            db.executemany("INSERT INTO learn_log (first, keys) VALUES (?, ?)",
+                           _learn_rows(0, keys))
+            db.execute("COMMIT")
+        cols = [r[1] for r in db.execute("PRAGMA table_info(learn_log)")]
+        if cols != ["first", "keys"]:
+            raise sqlite3.DatabaseError("the learn_log table has the wrong columns")
+        last = db.execute("SELECT first, keys FROM learn_log ORDER BY first DESC "
+                          "LIMIT 1").fetchone()
+        self._learn_db_end = 0 if last is None else last[0] + last[1].count("\n") + 1
         meta = dict(db.execute("SELECT name, value FROM meta "
                                "WHERE name IN ('incarnation', 'commit_seq')").fetchall())
         try:
@@ -499,6 +532,37 @@ class SqliteStore:
         extra = self._pending_keys.prefixed(self._pending, prefix)
         return merge(states, extra, limit) if extra else states
 
+    def learned_from(self, pos: int, limit: int) -> list[str]:
+        """Up to ``limit`` keys of the learn log from position ``pos`` on, in log order:
+        what this node learned since, durable (the journal's included; never the node's
+        uncommitted learned decisions). A key can appear more than once (a register slot
+        at each write)."""
+        out: list[str] = []
+        db_end = self._learn_db_end
+        if pos < db_end:
+            assert self._db is not None
+            try:
+                start = self._db.execute("SELECT coalesce(max(first), 0) FROM learn_log "
+                                         "WHERE first <= ?", (pos,)).fetchone()[0]
+                for first, keys in self._db.execute(
+                        "SELECT first, keys FROM learn_log WHERE first >= ? ORDER BY first",
+                        (start,)):
+                    chunk = keys.split("\n")
+                    out += chunk[max(0, pos - first):max(0, pos - first) + limit - len(out)]
+                    if len(out) >= limit:
+                        break
+            except sqlite3.Error as e:
+                raise from_sqlite_error(self.path, e, running=True) from None
+        if len(out) < limit:
+            i = max(0, pos - db_end)
+            out += self._pending_learn[i:i + limit - len(out)]
+        return out
+
+    @property
+    def learn_end(self) -> int:
+        """The position after the learn log's last key (durable ones only)."""
+        return self._learn_db_end + len(self._pending_learn)
+
     def chosen_matching(self, pattern: str) -> list[tuple[str, bytes]]:
         """The chosen values of the keys ``pattern`` (a value_files glob) matches, read
         through the index where the glob has a literal prefix."""
@@ -509,6 +573,16 @@ class SqliteStore:
         rows = self._select("WHERE key GLOB ? AND chosen IS NOT NULL", (sql,))
         return [(k, s.chosen) for k, s in self._verified([r for r in rows if match(r[0])])
                 if s.chosen is not None]
+
+    def count_chosen(self) -> int:
+        """How many keys this node knows chosen (a scan: at start only)."""
+        self._fold()
+        assert self._db is not None
+        try:
+            return int(self._db.execute("SELECT count(*) FROM acceptor WHERE chosen IS NOT "
+                                        "NULL").fetchone()[0])
+        except sqlite3.Error as e:
+            raise from_sqlite_error(self.path, e, running=True) from None
 
     def timed(self, fsync: Callable[[float], None], fold: Callable[[float], None]) -> None:
         """Report, in seconds, each commit's fdatasync and each fold (the node's metrics)."""
@@ -568,6 +642,8 @@ class SqliteStore:
         self._journal.append(record)
         self.commit_seq = seq
         self._pending.update(states)
+        self._pending_learn += [k for k, st in states.items()
+                                if st.chosen is not None or k[:1] == REGISTER_PREFIX]
         self._pending_ranges.update(range_states)
         if len(self._pending) >= FOLD_KEYS_HARD:
             self._fold()
@@ -600,6 +676,8 @@ class SqliteStore:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany(_INSERT, rows)
             self._db.executemany(_INSERT_RANGE, range_rows)
+            learn = _learn_rows(self._learn_db_end, self._pending_learn)
+            self._db.executemany("INSERT INTO learn_log (first, keys) VALUES (?, ?)", learn)
             if range_rows:
                 self._drop_superseded()
             self._db.execute("UPDATE meta SET value=? WHERE name='commit_seq'",
@@ -614,6 +692,8 @@ class SqliteStore:
             raise from_sqlite_error(self.path, e, running=True) from None
         self._journal.reset()
         self._pending.clear()
+        self._learn_db_end += len(self._pending_learn)
+        self._pending_learn = []
         self._pending_keys.reset()
         self._pending_ranges.clear()
         self._marker.write(self.commit_seq)  # fdatasync'd: at least at every fold
@@ -656,3 +736,9 @@ class SqliteStore:
                 db.close()
             except sqlite3.Error:
                 pass
+
+
+def _learn_rows(first: int, keys: list[str]) -> list[tuple[int, str]]:
+    """The learn_log rows for ``keys`` from position ``first``: packed, LEARN_ROW_KEYS a row."""
+    return [(first + i, "\n".join(keys[i:i + LEARN_ROW_KEYS]))
+            for i in range(0, len(keys), LEARN_ROW_KEYS)]

@@ -97,6 +97,7 @@ class SimResult:
 
 
 DELIVER, PASS, WAKE, START, CRASH, RESTART, CHAOS_END, PROBE, FORGE, FLUSH = range(10)
+OTHER_KINDS = 100  # subclasses number their own event kinds from here
 
 
 class Simulation(Ghost, World):
@@ -220,8 +221,10 @@ class Simulation(Ghost, World):
                 self._forge_decide(item[3])
             elif kind == FLUSH:
                 self._flush(item[3])
-            else:
+            elif kind == CHAOS_END:
                 self._end_chaos()
+            else:
+                self._other(item)  # a subclass's own kinds (zpaxos/sim/catchup_sim.py)
         for spec in sc.proposers:
             o = self.outcomes.get(spec.name)
             if o is None:
@@ -231,6 +234,10 @@ class Simulation(Ghost, World):
                 self._violate(f"liveness: {spec.name} ended without a value ({o.reason})")
         return SimResult(sc, self.outcomes, self.finished_at, self.chosen, self.chosen_at,
                          self.events, self.vote_log, self.stats, self.trace)
+
+    def _other(self, item: tuple[Any, ...]) -> None:
+        """An event of a kind a subclass added (``item[2]``, numbered from OTHER_KINDS)."""
+        raise AssertionError(f"unknown event kind {item[2]}")
 
     # ---- network
 
