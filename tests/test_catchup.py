@@ -230,20 +230,21 @@ def test_a_database_from_before_catching_up_gets_its_learn_log(tmp_path: Path):
 
 
 @pytest.mark.parametrize("packed, why", [
-    ("a\nb c", "not keys joined by newlines"),     # a space: no key holds one
-    ("a\n\nb", "not keys joined by newlines"),      # an empty key
-    ("a\n.b", "not keys joined by newlines"),       # a key starting with a dot
-    ("a\n", "not keys joined by newlines"),
-    (b"a", "expected packed keys"),                 # bytes, not text
-    ("k" * (4096 * 130 + 1), "expected packed keys"),  # over the size bound: not scanned
-    ("k\n" * 4096 + "k", "more than 4096 keys"),
+    ("a\nb c", "keys: not keys joined by newlines"),     # a space: no key holds one
+    ("a\n\nb", "keys: not keys joined by newlines"),      # an empty key
+    ("a\n.b", "keys: not keys joined by newlines"),       # a key starting with a dot
+    ("a\n", "keys: not keys joined by newlines"),
+    (b"a", "packed: expected text"),                      # bytes, not text
+    ("k" * (4096 * 130 + 1), "packed: expected at most"),  # over the size bound: not scanned
+    ("k\n" * 4096 + "k", "keys: more than 4096"),
 ])
 def test_a_catch_up_page_with_bad_packed_keys_is_refused(packed, why):
-    from zpaxos.protocol.registry import MAX_LEARN_ENTRIES, DecodeError, _PackedKeys
-    from zpaxos.runtime.codec import decode, encode
-    page = CatchUpReply(b"i" * 16, 0, 2, ("a", "@r"), (("@r", B),), False)
-    assert decode(encode(page))[0] == page
-    kind = _PackedKeys(MAX_LEARN_ENTRIES)
-    assert kind.dec("a\n@r\nb-1.x", "keys") == ("a", "@r", "b-1.x") and kind.dec("", "k") == ()
+    from zpaxos.runtime.codec import DecodeError, decode, encode
+    page = CatchUpReply.of(b"i" * 16, 0, 2, ("a", "@r"), (("@r", B),), False)
+    assert decode(encode(page))[0] == page and page.keys == ("a", "@r")
+    many = CatchUpReply.of(b"i" * 16, 0, 3, ("a", "@r", "b-1.x"), (("@r", B),), False)
+    assert decode(encode(many))[0].keys == ("a", "@r", "b-1.x")
+    assert CatchUpReply.of(b"", 0, 0, (), (), False).keys == ()
+    bad = CatchUpReply(b"i" * 16, 0, 2, packed, (("@r", B),), False)  # as a peer might send
     with pytest.raises(DecodeError, match=why):
-        kind.dec(packed, "keys")
+        decode(encode(bad))

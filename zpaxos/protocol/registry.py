@@ -75,8 +75,8 @@ from zpaxos.protocol.regmessages import (
 
 __all__ = ["BOTH", "MAX_BUSY", "MAX_ENTRIES", "MAX_LEARN_ENTRIES", "MAX_NAMES",
            "MAX_RANGE_ENTRIES", "MAX_ROUND", "MAX_SLOT_BYTES", "MAX_VALUE_BYTES", "RUNTIME",
-           "SPECS", "TO_ACCEPTOR", "TO_PROPOSER", "ChartStyle", "DecodeError", "Part", "Spec", "label",
-           "label_parts", "log_fields", "spec_of", "style", "type_name"]
+           "SPECS", "TO_ACCEPTOR", "TO_PROPOSER", "ChartStyle", "DecodeError", "Part", "Spec",
+           "label", "label_parts", "log_fields", "spec_of", "style", "type_name"]
 
 # Directions: a Paxos message goes to acceptors, to proposers or (Decide) both ways;
 # runtime messages (status, sync) are plumbing between processes, not Paxos.

@@ -29,6 +29,9 @@ LOGGED: dict[str, str] = {
     "voting": "a --new node learned every decision and votes",
     "peer_refused": "a peer's Hello was refused: rolled back, replaced or retired",
     "peer_new_incarnation": "a peer rejoined with --new",
+    "caught_up": "a node learned decisions or register states it missed, from a peer",
+    "catch_up_cursors_unreadable": "a node's catch-up cursors could not be read",
+    "catch_up_cursors_unsaved": "a node's catch-up cursors could not be saved",
 }
 
 # The typed events: name -> the first line of the class's docstring.
