@@ -114,7 +114,7 @@ def test_idle_a_node_asks_less_often_and_at_the_period_again_once_paxos_runs():
         gaps.append(h.next_tick - now)
         now = h.next_tick
     # (the first page moves the cursor from nothing to the log's start: not idle yet)
-    assert gaps == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0, 8.0] and max(gaps) == IDLE_MAX_S
+    assert gaps == [0.5, 1.0, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5] and max(gaps) == IDLE_MAX_S
     last_tick = now - gaps[-1]
     c.run(2, h.handle([(Caller(b"c1"), Decide("a", b"a", B))]))  # Paxos runs again
     assert h.next_tick == last_tick + 0.5

@@ -57,8 +57,11 @@ GRACE_S = 0.1
 # Idle, a node asks a peer whose pages come back empty less and less often (the period
 # doubles, up to IDLE_MAX_S), and at the period again as soon as a page lists something or
 # a Paxos message arrives (``active``). A node cut off from a peer is not idle towards it:
-# its request stays unanswered and goes again every RETRY_S.
-IDLE_MAX_S = 8.0
+# its request stays unanswered and goes again every RETRY_S. Capped so that a decision a
+# node missed while it could talk (a proposer that died between its Decides, on an idle
+# cluster) is still learned within the 2 s target: at most 1.5 s to the next ask, then
+# the page, GRACE_S and the fetch.
+IDLE_MAX_S = 1.5
 PAGE_KEYS = 4000  # keys in one catch-up page (registry.MAX_LEARN_ENTRIES bounds the wire)
 
 Cursor = tuple[bytes, int]  # (the peer's incarnation, position in its learn log)
