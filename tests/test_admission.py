@@ -59,6 +59,7 @@ class Net:
         self.queue: deque = deque()
         self.client: list = []
         self.now = 0.0
+        self.handed: list = []  # (node, notes, refusal, peers changed) of every Ready
 
     def start(self, i: int, fresh: bool = False) -> Admission:
         d = self.disks[i]
@@ -74,6 +75,7 @@ class Net:
 
     def _after(self, i: int, ready) -> None:
         d = self.disks[i]
+        self.handed.append((i, ready.notes, ready.refusal, ready.peers_changed))
         if ready.persist or ready.lazy:  # learned decisions: committed at once here
             d.states.update(ready.lazy)
             d.states.update(ready.persist)
@@ -461,3 +463,18 @@ def test_what_waits_during_the_check_is_bounded() -> None:
     assert len(a.held) == admission.MAX_HELD_BYTES // len(big) and a.dropped == 80 - len(a.held)
     a.handle([(CLIENT, Prepare(f"p{i}", B1)) for i in range(admission.MAX_HELD)])
     assert len(a.held) == admission.MAX_HELD
+
+
+def test_admission_hands_the_loop_its_notes_refusal_and_peer_changes_in_its_ready():
+    """The loop (node.py) learns what admission has for it from each Ready, never by
+    reaching into the admission object: notes to log, peers.json to save, a refusal."""
+    net = Net()
+    for i in range(3):
+        net.start(i)
+    net.run()
+    notes = {(i, n.name) for i, ns, _, _ in net.handed for n in ns}
+    assert {(i, "admitted") for i in range(3)} <= notes
+    assert all(changed for i, _, _, changed in net.handed if i == 0) is False
+    assert any(changed for i, _, _, changed in net.handed if i == 0)  # it heard its peers
+    assert all(refusal is None for _, _, refusal, _ in net.handed)
+    assert not any(adm.notes for adm in net.up.values())  # handed over, none kept back

@@ -35,7 +35,7 @@ import itertools
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from zpaxos.protocol.core import Acceptor, KeyState, Learner
 from zpaxos.protocol.events import Conflict, Event, Ignored, Learned
@@ -174,6 +174,20 @@ class Ready:
     # values it covers); and (peer, keys learned from it) for the log.
     cursors: dict[int, catchup.Cursor] = field(default_factory=dict)
     caught: list[tuple[int, int]] = field(default_factory=list)
+    # What admission (runtime/admission.py) hands the loop: notes to log; a peer's refusal
+    # (the node must stop, never vote on state the cluster saw it lose); and whether what
+    # it remembers of the peers changed (peers.json, saved before this pass's replies).
+    notes: list[Note] = field(default_factory=list)
+    refusal: str | None = None
+    peers_changed: bool = False
+
+
+@dataclass
+class Note:
+    """Something the node should log: ``name`` and its fields."""
+
+    name: str
+    fields: dict[str, Any]
 
 
 class StateSource(Protocol):

@@ -31,8 +31,6 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 from zpaxos.naming import node_name
 from zpaxos.protocol.core import KeyState, quorum_size
@@ -54,7 +52,7 @@ from zpaxos.protocol.messages import (
     SyncReply,
     SyncRequest,
 )
-from zpaxos.runtime.acceptor_host import AcceptorHost, Ready
+from zpaxos.runtime.acceptor_host import AcceptorHost, Note, Ready
 from zpaxos.runtime.addresses import Caller, Src
 from zpaxos.runtime.peers import OK, STALE, VERDICTS, PeerRecord, judge, refusal_text
 
@@ -79,14 +77,6 @@ def _peer_of_routing_id(src: Caller) -> int | None:
     kind, _, rest = src.ident.partition(b":")
     who = rest.partition(b":")[0]
     return int(who) if kind == b"n" and who.isdigit() else None
-
-
-@dataclass(frozen=True)
-class Note:
-    """Something the node should log: ``name`` and its fields."""
-
-    name: str
-    fields: dict[str, Any]
 
 
 class Admission:
@@ -162,6 +152,15 @@ class Admission:
     def start(self, now: float) -> Ready:
         ready = Ready(send=self._hellos(now, self.peers))
         self._advance(ready)
+        return self._hand_over(ready)
+
+    def _hand_over(self, ready: Ready) -> Ready:
+        """Put in ``ready`` what the loop must do for admission: log its notes, save what
+        it remembers of the peers (before the replies), stop on a refusal."""
+        if self.notes:
+            ready.notes, self.notes = self.notes, []
+        ready.refusal = self.refusal
+        ready.peers_changed, self.dirty = self.dirty, False
         return ready
 
     def handle(self, batch: Iterable[tuple[Src, Message]]) -> Ready:
@@ -197,7 +196,7 @@ class Admission:
         ready = self.host.handle(forward) if forward or self.host.deferred else Ready()
         ready.send.extend(mine.send)
         self._advance(ready)
-        return ready
+        return self._hand_over(ready)
 
     def due(self, now: float) -> Ready:
         """Timed work: the host's (catching up with the peers, once voting), and the
@@ -205,7 +204,7 @@ class Admission:
         ready = self._hellos_due(now)
         if self.phase == VOTING:
             ready.send.extend(self.host.tick(now).send)
-        return ready
+        return self._hand_over(ready)
 
     def next_due(self) -> float | None:
         hello = self._next_hello()

@@ -297,10 +297,8 @@ class Node:
             # survive a crash; if this commit fails, StorageError stops the node and no
             # reply leaves.
             self._commit(ready.persist, ready.ranges)
-        admission = self.admission
-        if admission.dirty and self.peers_file is not None:
+        if ready.peers_changed and self.peers_file is not None:
             self.peers_file.save()  # what we remember of the peers, before we answer them
-        admission.dirty = False
         if ready.send:
             self._send_all(ready.send)
         self.store.seal()  # the commit's marker, and folding the journal: after the replies
@@ -312,8 +310,8 @@ class Node:
             self.log.event("caught_up", keys=n, peer=node_name(peer))
         for src, ev in ready.events:
             self._log_event(src, ev)
-        if self.admission.notes or self.admission.refusal is not None:
-            self._after()  # (becoming a voter always comes with a note)
+        if ready.notes or ready.refusal is not None:
+            self._after(ready)  # (becoming a voter always comes with a note)
 
     def _commit(self, persist: dict[str, KeyState],
                 ranges: dict[str, Ballot] | None = None) -> None:
@@ -373,14 +371,13 @@ class Node:
         except OSError as e:  # an older cursor only means fetching some keys again
             self.log.event("catch_up_cursors_unsaved", level=logging.WARNING, error=str(e))
 
-    def _after(self) -> None:
-        """What admission has to say: notes for the log, and a peer's refusal."""
+    def _after(self, ready: Ready) -> None:
+        """What admission handed over: notes for the log, and a peer's refusal."""
         admission = self.admission
-        for note in admission.notes:
+        for note in ready.notes:
             self._log_note(note.name, note.fields)
-        admission.notes.clear()
-        if admission.refusal is not None:
-            self._refuse(admission.refusal)
+        if ready.refusal is not None:
+            self._refuse(ready.refusal)
         if admission.fresh and admission.voting and self.peers_file is not None:
             # Every peer took the new incarnation and it learned every decision: once that
             # is durable, later restarts are ordinary ones (quorum - 1 peers, no learning).
