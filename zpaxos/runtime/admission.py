@@ -54,7 +54,7 @@ from zpaxos.protocol.messages import (
 )
 from zpaxos.runtime.acceptor_host import AcceptorHost, Note, Ready
 from zpaxos.runtime.addresses import Caller, Src
-from zpaxos.runtime.peers import OK, STALE, VERDICTS, PeerRecord, judge, refusal_text
+from zpaxos.runtime.verdicts import OK, STALE, VERDICTS, PeerRecord, judge, refusal_text
 
 HELLO_INTERVAL = 1.0  # s between Hellos while commits advance (and between retries)
 RETRY_MAX_FACTOR = 30  # retries back off to at most this many intervals (30 s)
