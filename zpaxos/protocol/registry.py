@@ -12,7 +12,8 @@ only zpaxos knows:
 
 The codec (:mod:`zpaxos.runtime.codec`), the event log, the log model and the charts all
 read this table; a test walks it and round-trips every type through each of them. So a
-new message type is one Struct in messages.py, one ``Spec`` here, and its handler.
+new message type is one Struct in messages.py (runtime_messages.py for one that is not
+Paxos), one ``Spec`` here, and its handler.
 
 Decoding is strict: any garbage raises :class:`DecodeError`, and its text never formats
 the offending value itself (a hostile, deeply nested value must not cost more than its

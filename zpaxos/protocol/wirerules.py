@@ -1,7 +1,8 @@
 """What the wire types cannot say, and how a refusal reads.
 
-The messages (messages.py) are msgspec Structs whose field types carry their bounds;
-msgspec checks those as it decodes. Left here:
+The messages (messages.py, runtime_messages.py; their field types in wiretypes.py) are
+msgspec Structs whose field types carry their bounds; msgspec checks those as it
+decodes. Left here:
 
 * rules across a value's parts or a message's fields, checked right after decoding and
   before anything acts on the message (:data:`CHECKS`): a ballot is ZERO or real, a

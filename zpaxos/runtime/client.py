@@ -10,7 +10,7 @@ socket layer), one loop, any number of proposals (many keys at once). Which prop
 reply belongs to, retries, staging and outcomes are the host's business
 (runtime/proposer_host.py); this loop only moves messages and time. Each proposal gets a
 fresh 16-byte proposer id from ``os.urandom`` (the first one reuses the client's id, so
-a CLI proposer's ballots carry its name), which keeps every ballot unique (messages.py).
+a CLI proposer's ballots carry its name), which keeps every ballot unique (wiretypes.py).
 Values are bytes; ``Outcome.chosen_text`` gives the chosen value as text.
 
 The fast path is on by default here (``Client(fast=True)``): a proposal for a key with a

@@ -8,7 +8,7 @@ own network. So the code that routes replies to proposals runs under the simulat
 
 Routing: a reply names its key; it goes to every running proposal of that key (each
 proposal ignores replies to ballots that are not its own). Proposals get a fresh
-proposer id each from ``new_id``, which keeps every ballot unique (messages.py).
+proposer id each from ``new_id``, which keeps every ballot unique (wiretypes.py).
 
 The fast path (``start(..., fast=True)``, zpaxos/protocol/ranges.py): a proposal whose key
 has a range (:func:`range_prefix`) takes a :class:`Lease` on it, one RangePrepare for the
