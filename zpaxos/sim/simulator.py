@@ -55,7 +55,6 @@ from zpaxos.protocol.messages import (
     Accepted,
     AcceptedAt,
     Ballot,
-    Decide,
     Promise,
     RangePromise,
     StatusReply,
@@ -69,6 +68,7 @@ from zpaxos.runtime.addresses import Caller
 from zpaxos.runtime.proposer_host import Leases, ProposerHost
 from zpaxos.runtime.proposer_host import Ready as ProposerReady
 from zpaxos.sim.fmt import fb, fevent, fmsg, fsends, fstate, fv, reply_to, who
+from zpaxos.sim.forgery import forged_decide, forged_sync
 from zpaxos.sim.ghost import Ghost, InvariantViolation
 from zpaxos.sim.scenario import INF, Chaos, ProposerSpec, Scenario, generate
 from zpaxos.sim.world import World
@@ -306,28 +306,18 @@ class Simulation(Ghost, World):
         self.land(PASS, dst, (origin, msg), self.sc.pass_delay_s)
 
     def _forge_decide(self, dst: int) -> None:
-        """A buggy but authorized client tells ``dst`` that a value was chosen: a vote
-        some acceptor cast that no quorum (yet) shares, or a value nobody proposed."""
-        unchosen = [(k, b, v) for (k, b, v), voters in self.votes.items()
-                    if self.chosen.get(k) != v]
-        if unchosen and self.rng.random() < 0.7:
-            key, ballot, value = self.rng.choice(sorted(unchosen))
-        else:
-            key = self.rng.choice(sorted({p.key for p in self.sc.proposers}))
-            ballot, value = Ballot(1, b"R"), b"made-up"
+        """A buggy but authorized client tells ``dst`` that a value was chosen."""
         self.stats["forged_decide"] += 1
-        self._send("rogue", dst, Decide(key, value, ballot))
+        self._send("rogue", dst, forged_decide(self.rng, self.votes, self.chosen,
+                                               [p.key for p in self.sc.proposers]))
 
     def _forge(self, dst: int, msg: SyncReply) -> SyncReply:
-        """A faulty peer: also name another value for a key ``dst`` has decided. The
-        host must never let it replace the decision."""
+        """A faulty peer: also name another value for a key ``dst`` has decided."""
         node = self.nodes[dst]
-        decided = sorted(k for k, s in node.states.items() if s.chosen is not None) if node else []
-        if not decided:
-            return msg
-        self.stats["forged_sync"] += 1
-        key = self.rng.choice(decided)
-        return SyncReply(msg.after, (*msg.chosen, (key, b"forged", Ballot(1, b"F"))), msg.more)
+        forged = forged_sync(self.rng, node.states if node else {}, msg)
+        if forged is not msg:
+            self.stats["forged_sync"] += 1
+        return forged
 
     # ---- nodes
 
