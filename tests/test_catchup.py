@@ -181,7 +181,7 @@ def test_a_register_behind_converges_through_the_accept_rule():
 
 
 def test_sqlite_learn_log_survives_a_restart_and_lists_the_journal(tmp_path: Path):
-    import zpaxos.runtime.storage as storage
+    import zpaxos.runtime.storage_learn as storage_learn
     s = SqliteStore(tmp_path)
     s.save([("a", KeyState(chosen=b"1", chosen_ballot=B))])
     s.save([("b", KeyState(promised=B)), ("c", KeyState(chosen=b"3", chosen_ballot=B))])
@@ -199,14 +199,14 @@ def test_sqlite_learn_log_survives_a_restart_and_lists_the_journal(tmp_path: Pat
     assert s.learned_from(0, 10) == ["a", "c", "d"]
     # Folds pack the log into rows of LEARN_ROW_KEYS keys; a read from inside one row,
     # across rows and into the journal skips nothing.
-    old = storage.LEARN_ROW_KEYS
-    storage.LEARN_ROW_KEYS = 4
+    old = storage_learn.LEARN_ROW_KEYS
+    storage_learn.LEARN_ROW_KEYS = 4
     try:
         s.save([(f"k{i:02}", KeyState(chosen=b"v", chosen_ballot=B)) for i in range(10)])
         s._fold()
         s.save([("z", KeyState(chosen=b"v", chosen_ballot=B))])
     finally:
-        storage.LEARN_ROW_KEYS = old
+        storage_learn.LEARN_ROW_KEYS = old
     want = ["a", "c", "d", *(f"k{i:02}" for i in range(10)), "z"]
     for pos in range(len(want) + 1):
         for limit in (1, 3, 5, 20):

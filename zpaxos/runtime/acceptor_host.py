@@ -26,21 +26,24 @@ at the start of a pass, when the loop has persisted every earlier pass, except t
 learned decisions it let wait (``Ready.lazy``): the loop's source must show those over the
 store (:class:`zpaxos.runtime.node.WithPending`), so a key evicted meanwhile reads back
 its latest state.
+
+The host is one class in parts, each a mixin in its own module so that no call costs more
+than it did when they were one: the read-only answers and pages (acceptor_pages.py),
+catching up (acceptor_catchup.py), the checks of client Decides (acceptor_checks.py) and
+the paced RangePrepares (acceptor_ranges.py); what they share, :class:`Ready` first, is
+in acceptor_ready.py. Here: the batch's dispatch, the Paxos and register messages, the
+cache and the watchers.
 """
 
 from __future__ import annotations
 
-import bisect
 import itertools
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from collections.abc import Iterable, Mapping, Sequence
 
 from zpaxos.protocol.core import Acceptor, KeyState, Learner
-from zpaxos.protocol.events import Conflict, Event, Ignored, Learned
+from zpaxos.protocol.events import Ignored, Learned
 from zpaxos.protocol.messages import (
-    ZERO,
     Accept,
     Accepted,
     AcceptedAt,
@@ -51,82 +54,60 @@ from zpaxos.protocol.messages import (
     Decide,
     Fetch,
     FetchReply,
-    KeyStatus,
     Message,
-    Nack,
     Prepare,
-    Promise,
     ProtocolMessage,
-    RAccepted,
-    RangeNack,
     RangePrepare,
-    RangePromise,
-    RegistersReply,
     RegistersRequest,
-    RNack,
     RNotify,
-    RPromise,
     RWatch,
-    StatusReply,
     StatusRequest,
     SyncReply,
     SyncRequest,
 )
-from zpaxos.protocol.ranges import MAX_SCAN
 from zpaxos.protocol.register import RegAcceptor
-from zpaxos.protocol.registry import MAX_VALUE_BYTES, REGISTER_TYPES, TO_ACCEPTOR_TYPES, type_name
-from zpaxos.protocol.regmessages import (
-    REGISTER_PREFIX,
-    BadState,
-    RAccept,
-    RegisterMessage,
-    decode_state,
-    register_slot,
-)
+from zpaxos.protocol.registry import REGISTER_TYPES, TO_ACCEPTOR_TYPES, type_name
+from zpaxos.protocol.regmessages import RAccept, RegisterMessage, decode_state, register_slot
 from zpaxos.runtime import catchup
+from zpaxos.runtime.acceptor_catchup import CatchUpMixin
+from zpaxos.runtime.acceptor_checks import MAX_CHECKS, ChecksMixin
+from zpaxos.runtime.acceptor_pages import (
+    KEY_OVERHEAD_BYTES,
+    REGISTER_PAGE,
+    REPLY_MAX_VALUE_BYTES,
+    STATUS_MAX_BYTES,
+    STATUS_MAX_KEYS,
+    STATUS_MAX_RANGES,
+    SYNC_PAGE,
+    PagesMixin,
+    page,
+)
+from zpaxos.runtime.acceptor_ranges import (
+    MAX_DEFERRED_RANGES,
+    RANGE_PREPARE_ROWS,
+    RANGE_ROWS_PER_PASS,
+    RangesMixin,
+)
+from zpaxos.runtime.acceptor_ready import (
+    ACCEPTED,
+    ANSWERED,
+    CHECKING,
+    CONFLICT,
+    DECIDED,
+    HANDLED,
+    IGNORED,
+    KNOWN,
+    LEARNED,
+    NACKED,
+    PROMISED,
+    Note,
+    Ready,
+    StateSource,
+    outcome_of,
+)
 from zpaxos.runtime.addresses import Caller, Src
-from zpaxos.runtime.keyrange import in_range, span
 from zpaxos.runtime.watchers import Watchers
 
-# What became of each message the host handled, as the node's metrics count it (the
-# outcome label of zpaxos_node_messages_total): for the Paxos messages, the core's reply
-# or event says it; the rest are answered (status, sync, checks), handled (replies to
-# this node's own requests) or ignored. Admission adds "refused" (runtime/admission.py).
-PROMISED, ACCEPTED, NACKED, DECIDED = "promised", "accepted", "nacked", "decided"
-LEARNED, KNOWN, CONFLICT = "learned", "known", "conflict"
-ANSWERED, HANDLED, IGNORED, CHECKING = "answered", "handled", "ignored", "checking"
-_REPLY_OUTCOME: dict[type, str] = {
-    Promise: PROMISED, RPromise: PROMISED, RangePromise: PROMISED,
-    Accepted: ACCEPTED, RAccepted: ACCEPTED,
-    Nack: NACKED, RNack: NACKED, RangeNack: NACKED,
-    Decide: DECIDED,  # the key was chosen already: the sender is told the value
-}
-_EVENT_OUTCOME: dict[type, str] = {Learned: LEARNED, Conflict: CONFLICT, Ignored: IGNORED}
-
-
-def outcome_of(send: Sequence[tuple[object, object]], events: Sequence[Event]) -> str:
-    """What a message came to, from what the core did with it: its reply, else its first
-    event, else nothing (a Decide this node knew already)."""
-    if send:
-        return _REPLY_OUTCOME.get(type(send[0][1]), ANSWERED)
-    if events:
-        return _EVENT_OUTCOME.get(type(events[0]), HANDLED)
-    return KNOWN
-
-
-STATUS_MAX_KEYS = 1000  # keys in one status reply
-SYNC_PAGE = 500  # chosen values in one sync reply
-REGISTER_PAGE = 1000  # register names in one RegistersReply (registry.MAX_NAMES)
-STATUS_MAX_RANGES = 256  # range promises listed in one status reply (all are counted)
-# Memory: a client that asks for status and never reads can make a node queue at most
-# sockets.SNDHWM replies for it, so a status reply is kept small: this many bytes of
-# values (and per-key overhead), though always at least one key's.
-STATUS_MAX_BYTES = 64 << 10
-KEY_OVERHEAD_BYTES = 160  # a status entry without its values, encoded (key and ballots)
-# Values are up to 1 MiB each: a sync reply stops short of this many value bytes, so with
-# one more value it still fits the decoder's body limit (codec.MAX_BODY_BYTES).
-REPLY_MAX_VALUE_BYTES = 1 << 20
-MAX_CHECKS = 10_000  # client Decides being checked with the peers at once
 # States a host with a ``source`` keeps in memory (a few hundred bytes each); a pass's
 # keys are always there, whatever this says.
 CACHE_KEYS = 50_000
@@ -134,97 +115,9 @@ CACHE_KEYS = 50_000
 # is built in memory before anything is sent; the rest are ignored (asked again, they are
 # answered in a later pass).
 MAX_PAGES_PER_PASS = 64
-# RangePrepares: each reads (and checksums) the keys of its range a node holds, up to
-# ranges.MAX_SCAN + 1 rows, and one frame can carry thousands of them. A pass takes them
-# while they have cost less than RANGE_ROWS_PER_PASS rows (always at least one a pass),
-# each costing the rows it read and RANGE_PREPARE_ROWS more (its own work, measured at
-# about 20 us, the time of a few rows: 128 of an empty range's a pass, a few ms). The rest
-# wait, in order, for the next passes (the loop runs one at once), never behind later
-# ones. At most MAX_DEFERRED_RANGES wait (a whole frame's worth); past it a new one is
-# dropped (logged ``ignored``): the proposer's range times out, and it runs two phases.
-RANGE_ROWS_PER_PASS = 1024
-RANGE_PREPARE_ROWS = 8
-MAX_DEFERRED_RANGES = 10_000
-
-T = TypeVar("T")
 
 
-@dataclass(slots=True)
-class Ready:
-    """One pass's work, in the order it must be done: persist, send, then the rest.
-
-    ``lazy`` holds states whose only change is a learned decision (a Decide, a sync page,
-    a confirmed client Decide). No reply waits on them: a chosen value stays chosen whether
-    or not this node remembers it (a quorum's accepted state, durable elsewhere, is what
-    makes it chosen), so forgetting one in a crash only means learning it again (the sync
-    at start). The runtime may make them durable with its next commit, or when idle,
-    instead of paying a commit of their own; ``learned`` values are handed to the value
-    files once their state is durable. A key with a change in ``persist`` has its whole
-    latest state there.
-    """
-
-    persist: dict[str, KeyState] = field(default_factory=dict)
-    ranges: dict[str, Ballot] = field(default_factory=dict)  # range promises, persisted alike
-    send: list[tuple[Src, Message]] = field(default_factory=list)
-    learned: list[tuple[str, bytes]] = field(default_factory=list)
-    events: list[tuple[Src | None, Event]] = field(default_factory=list)
-    lazy: dict[str, KeyState] = field(default_factory=dict)
-    # Catching up (runtime/catchup.py): each peer's cursor to save, only with or after the
-    # commit that makes this pass's persist and every earlier lazy state durable (the
-    # values it covers); and (peer, keys learned from it) for the log.
-    cursors: dict[int, catchup.Cursor] = field(default_factory=dict)
-    caught: list[tuple[int, int]] = field(default_factory=list)
-    # What admission (runtime/admission.py) hands the loop: notes to log; a peer's refusal
-    # (the node must stop, never vote on state the cluster saw it lose); and whether what
-    # it remembers of the peers changed (peers.json, saved before this pass's replies).
-    notes: list[Note] = field(default_factory=list)
-    refusal: str | None = None
-    peers_changed: bool = False
-
-
-@dataclass
-class Note:
-    """Something the node should log: ``name`` and its fields."""
-
-    name: str
-    fields: dict[str, Any]
-
-
-class StateSource(Protocol):
-    """The read side of durable storage (``SqliteStore``, ``MemoryStore``): what the host
-    reads instead of holding every key. Reads only; the loop still does every write."""
-
-    def get(self, keys: Collection[str]) -> Mapping[str, KeyState]:
-        """The durable states of ``keys``; a key never written is absent."""
-        ...
-
-    def page(self, after: str, limit: int, chosen_only: bool = False
-             ) -> list[tuple[str, KeyState]]:
-        """Up to ``limit`` (key, state) after ``after``, in key order."""
-        ...
-
-    def prefixed(self, prefix: str, limit: int) -> list[tuple[str, KeyState]]:
-        """Up to ``limit`` (key, state) of the keys starting with ``prefix``, in key order;
-        reads only those keys (an index seek, not a walk past the range)."""
-        ...
-
-
-def page(items: Iterable[T], max_items: int, size: Callable[[T], int],
-         max_bytes: int = REPLY_MAX_VALUE_BYTES) -> tuple[list[T], bool]:
-    """The first items that fit both limits (always at least one), and whether more remain."""
-    out: list[T] = []
-    total = 0
-    for item in items:
-        if len(out) >= max_items:
-            return out, True
-        total += size(item)
-        if out and total > max_bytes:
-            return out, True
-        out.append(item)
-    return out, False
-
-
-class AcceptorHost:
+class AcceptorHost(PagesMixin, CatchUpMixin, ChecksMixin, RangesMixin):
     """One node: ``node_id``, its recovered ``states``, and its ``peers`` (node ids)."""
 
     def __init__(self, node_id: int, states: Mapping[str, KeyState], peers: Sequence[int],
@@ -394,42 +287,6 @@ class AcceptorHost:
         handled = self.handled
         handled[t, outcome] = handled.get((t, outcome), 0) + 1
 
-    def _answer(self, src: Src,
-                msg: StatusRequest | SyncRequest | RegistersRequest | CheckAccepted
-                | CatchUp | Fetch,
-                ready: Ready) -> None:
-        """Status, sync, register and catch-up pages, fetched values, and a peer's check
-        of a client's Decide: read-only answers."""
-        if isinstance(msg, CatchUp):
-            if self.learn is not None:
-                ready.send.append((src, catchup.page(self.learn, msg, self._slot_ballots,
-                                                     self.catch_up_page)))
-        elif isinstance(msg, Fetch):
-            ready.send.append((src, catchup.fetch_reply(msg.keys, self._known,
-                                                        REPLY_MAX_VALUE_BYTES)))
-        elif isinstance(msg, StatusRequest):
-            ready.send.append((src, self.status(msg.key)))
-        elif isinstance(msg, SyncRequest):
-            ready.send.append((src, self.sync_page(msg.after)))
-        elif isinstance(msg, RegistersRequest):
-            ready.send.append((src, self.register_page(msg.after)))
-        else:
-            s = self.acceptor.state(msg.key)
-            value = (s.value if s.accepted == msg.ballot else
-                     s.chosen if s.chosen_ballot == msg.ballot else None)
-            ready.send.append((src, AcceptedAt(msg.key, msg.ballot, value)))
-
-    def _on_catch_up(self, src: int, msg: CatchUpReply | FetchReply, ready: Ready) -> None:
-        """A peer's catch-up page (fetch what we lack) or fetched values (apply them)."""
-        assert self.follower is not None
-        if isinstance(msg, FetchReply):
-            self._fetched(src, msg, ready)
-            return
-        sends, cursor = self.follower.on_page(src, msg, self._lacks)
-        ready.send.extend(sends)
-        if cursor is not None:
-            ready.cursors[src] = cursor
-
     def _on_reply(self, src: int, msg: AcceptedAt | SyncReply, ready: Ready) -> None:
         """A peer's answer to this node's own request, on our own socket to that peer."""
         if isinstance(msg, AcceptedAt):
@@ -481,97 +338,6 @@ class AcceptorHost:
         if want:
             states.update(self.source.get(want))
 
-    # ---- range prepares: paced, and each reads only its own range's keys
-
-    def _range_prepare(self, src: Src, msg: RangePrepare, ready: Ready) -> None:
-        """Phase 1 for a range (the core's rule), on every key of the range this node
-        holds, the pass's new ones included: the reply must name every busy one. Counts
-        the rows it looked at against the pass's RANGE_ROWS_PER_PASS."""
-        if self.source is None:
-            index = self._keys
-            lo, hi = span(index, msg.prefix)
-            self._range_rows += RANGE_PREPARE_ROWS + min(hi - lo, MAX_SCAN + 1)
-        else:
-            index = self._range_index(msg.prefix)
-        self.acceptor.key_index = index
-        step = self.acceptor.handle(src, msg)
-        ready.ranges.update(step.ranges)
-        ready.send.extend((src, m) for _, m in step.send)
-        self._count(RangePrepare, outcome_of(step.send, step.events))
-
-    def _defer(self, src: Src, msg: RangePrepare, ready: Ready) -> None:
-        if len(self.deferred) >= MAX_DEFERRED_RANGES:
-            self.stats["ranges_dropped"] = self.stats.get("ranges_dropped", 0) + 1
-            ready.events.append((src, Ignored("", type_name(msg))))
-            return
-        self.deferred.append((src, msg))
-
-    def _range_index(self, prefix: str) -> list[str]:
-        """The sorted keys a RangePrepare for ``prefix`` must look at, each state in the
-        cache so the core sees them as if every key were in memory: the range's keys in
-        the store (its first MAX_SCAN + 1: ranges.busy_keys looks at no more), read by an
-        index seek, and those this pass created, which the store does not hold yet. Every
-        other cached key is in the store: the cache holds only keys read from it and keys
-        an earlier pass created, which that pass persisted (or the loop's source shows,
-        for learned ones waiting: Ready.lazy)."""
-        assert self.source is not None
-        keys = self._range_keys.get(prefix)
-        if keys is None:
-            states = self.acceptor.states
-            keys = []
-            for k, s in self.source.prefixed(prefix, MAX_SCAN + 1):
-                keys.append(k)
-                if k not in states:  # a cached state is the latest
-                    states[k] = s
-            self._range_keys[prefix] = keys
-        self._range_rows += RANGE_PREPARE_ROWS + len(keys)
-        new, done = self._pass_new, self._pass_new_sorted
-        for k in new[len(done):]:  # the keys created since the last RangePrepare
-            bisect.insort(done, k)
-        fresh = in_range(done, prefix)
-        return sorted({*keys, *fresh}) if fresh else keys
-
-    def _paged(self, after: str, limit: int, chosen_only: bool) -> list[tuple[str, KeyState]]:
-        """The first ``limit`` keys after ``after`` (chosen ones only, if asked) as this
-        host sees them: the store's page, with this pass's unsaved states laid over it."""
-        assert self.source is not None
-        states = self.acceptor.states
-        rows = {k: states.get(k, s) for k, s in self.source.page(after, limit, chosen_only)}
-        for dirty in self._dirty:
-            for k, s in dirty.items():
-                if k > after and (s.chosen is not None or not chosen_only):
-                    rows[k] = s
-        return sorted(rows.items())[:limit]
-
-    def _check_decide(self, msg: Decide, ready: Ready) -> None:
-        """A client says ``msg.value`` was chosen at ``msg.ballot``. Believe it only when a
-        quorum of nodes (this one included) confirms it accepted exactly that ballot with
-        exactly that value: an acceptor's accepted ballot only grows, so each of them did
-        accept it at some point, and a quorum accepting one ballot is what chosen means.
-        A buggy client's claim for a minority's value, or a made-up one, never gets there."""
-        s = self.acceptor.state(msg.key)
-        if s.chosen is not None or msg.ballot.is_zero:
-            return  # nothing to learn, or nothing to check it against
-        entry = (msg.key, msg.ballot, msg.value)
-        if entry in self._checks:
-            return
-        if len(self._checks) >= MAX_CHECKS:  # bounded, whatever clients send
-            oldest = next(iter(self._checks))
-            del self._checks[oldest]
-            self._learner.forget(oldest[0])
-        self._checks[entry] = None
-        ready.send.extend((p, CheckAccepted(msg.key, msg.ballot)) for p in self.peers)
-        if s.accepted == msg.ballot and s.value == msg.value:
-            self._confirmed_by(self.node_id, Accepted(msg.key, msg.ballot, msg.value), ready)
-
-    def _confirmed_by(self, node: int, vote: Accepted, ready: Ready) -> None:
-        """``node`` accepted exactly this ballot and value: one vote for the core's Learner;
-        once a quorum voted, the value is chosen and recorded as any Decide is."""
-        chosen = self._learner.on_accepted(node, vote)
-        if chosen is not None:
-            self._checks = {e: None for e in self._checks if e[0] != vote.key}
-            self._apply(self.node_id, Decide(vote.key, chosen, vote.ballot), ready, reply=False)
-
     def _apply(self, src: Src, msg: ProtocolMessage, ready: Ready, reply: bool = True) -> None:
         states = self.acceptor.states
         before = states.get(msg.key)
@@ -616,22 +382,6 @@ class AcceptorHost:
             if after.chosen is not None and (before is None or before.chosen is None):
                 self._new_chosen.append(msg.key)
 
-    @property
-    def _keys(self) -> list[str]:
-        if self._new_keys:  # timsort merges the sorted run with the new keys
-            self._sorted_keys += self._new_keys
-            self._sorted_keys.sort()
-            self._new_keys = []
-        return self._sorted_keys
-
-    @property
-    def _chosen(self) -> list[str]:
-        if self._new_chosen:
-            self._sorted_chosen += self._new_chosen
-            self._sorted_chosen.sort()
-            self._new_chosen = []
-        return self._sorted_chosen
-
     def _apply_register(self, src: Src, msg: RegisterMessage, ready: Ready) -> None:
         slot = register_slot(msg.key)
         known = slot in self.acceptor.states
@@ -663,135 +413,13 @@ class AcceptorHost:
         ok = self.watchers.watch(self.now, src, msg.key)
         ready.send.append((src, RNotify(msg.key, self.registers.state(msg.key)[1].version, ok)))
 
-    # ---- catching up (runtime/catchup.py)
 
-    def _known(self, key: str) -> tuple[bytes, Ballot] | None:
-        """What a Fetch gets for ``key``: its chosen value, or a register slot's accepted
-        state (made durable in this pass before the reply leaves)."""
-        s = self.acceptor.states.get(key)
-        if s is None:
-            return None
-        if key[:1] == REGISTER_PREFIX:
-            return None if s.value is None or s.accepted.is_zero else (s.value, s.accepted)
-        return None if s.chosen is None else (s.chosen, s.chosen_ballot)
+# The names moved to the host's parts stay importable from here, as they always were.
+__all__ = ["ACCEPTED", "ANSWERED", "CACHE_KEYS", "CHECKING", "CONFLICT", "DECIDED", "HANDLED",
+           "IGNORED", "KEY_OVERHEAD_BYTES", "KNOWN", "LEARNED", "MAX_CHECKS",
+           "MAX_DEFERRED_RANGES", "MAX_PAGES_PER_PASS", "NACKED", "PROMISED",
+           "RANGE_PREPARE_ROWS", "RANGE_ROWS_PER_PASS", "REGISTER_PAGE",
+           "REPLY_MAX_VALUE_BYTES", "STATUS_MAX_BYTES", "STATUS_MAX_KEYS", "STATUS_MAX_RANGES",
+           "SYNC_PAGE", "AcceptorHost", "Caller", "Note", "Ready", "StateSource", "outcome_of",
+           "page"]
 
-    def _lacks(self, keys: Sequence[str], slots: Mapping[str, Ballot]) -> set[str]:
-        """A catch-up page lists ``keys`` (and its register ``slots`` at their ballots):
-        those this node lacks (the pass read every one of them: _fetch)."""
-        states = self.acceptor.states
-        out = set()
-        for key in keys:
-            s = states.get(key)
-            if s is None or s.chosen is None:
-                if key[:1] != REGISTER_PREFIX:
-                    out.add(key)
-                elif s is None or s.accepted < slots.get(key, ZERO):
-                    out.add(key)
-        return out
-
-    def _slot_ballots(self, slots: list[str]) -> list[Ballot]:
-        """The accepted ballots of register slots, for a catch-up page."""
-        states = self.acceptor.states
-        if self.source is not None:
-            missing = [k for k in slots if k not in states]
-            if missing:
-                states.update(self.source.get(missing))
-        return [states[k].accepted if k in states else ZERO for k in slots]
-
-    def _fetched(self, src: int, msg: FetchReply, ready: Ready) -> None:
-        """The values a peer sent for the keys this node asked it for. A key's is applied
-        as that peer's Decide (the core checks it as any other); a register slot's through
-        the register acceptor's Accept rule, as the late Accept it is."""
-        assert self.follower is not None
-        take, sends, cursor = self.follower.on_fetched(src, msg)
-        learned = 0
-        for key, value, ballot in msg.known:
-            if key not in take:
-                continue  # not asked for from this peer: ignored, whatever it says
-            if key[:1] == REGISTER_PREFIX:
-                learned += self._learn_register(src, key, value, ballot, ready)
-            elif len(value) <= MAX_VALUE_BYTES:
-                n = len(ready.learned)
-                self._apply(src, Decide(key, value, ballot), ready, reply=False)
-                learned += len(ready.learned) - n
-        ready.send.extend(sends)
-        if cursor is not None:
-            ready.cursors[src] = cursor
-        if learned:
-            self.follower.learned_total += learned
-            ready.caught.append((src, learned))
-
-    def _learn_register(self, src: int, slot: str, value: bytes, ballot: Ballot,
-                        ready: Ready) -> int:
-        s = self.acceptor.states.get(slot)
-        if ballot.is_zero or (s is not None and ballot <= s.accepted):
-            return 0
-        try:
-            state = decode_state(value)
-        except BadState:
-            ready.events.append((src, Ignored(slot, "FETCH_REPLY")))
-            return 0
-        scratch = Ready()  # the acceptor's reply (RACCEPTED) goes nowhere: nobody asked
-        self._apply_register(src, RAccept(slot[len(REGISTER_PREFIX):], ballot, state),
-                             scratch)
-        ready.persist.update(scratch.persist)
-        ready.events.extend(scratch.events)
-        return len(scratch.persist)
-
-    # ---- status and sync (answered from the core's state; no protocol rule here)
-
-    def status(self, key: str | None) -> StatusReply:
-        states: Mapping[str, KeyState] = self.acceptor.states
-        keys: Iterable[str] = ([key] if key in states else []) if key is not None else self._keys
-        if key is None and self.source is not None:
-            states = dict(self._paged("", self.status_page_size + 1, False))
-            keys = states
-
-        def entries() -> Iterable[KeyStatus]:
-            for k in keys:
-                s = states[k]
-                yield KeyStatus(k, s.promised, s.accepted, s.value, s.chosen, s.chosen_ballot)
-
-        items, more = page(entries(), self.status_page_size,
-                           lambda e: KEY_OVERHEAD_BYTES + len(e.value or b"")
-                           + len(e.chosen or b""), STATUS_MAX_BYTES)
-        ranges = self.acceptor.ranges.by_prefix
-        stats = sorted({**self.stats, "ranges": len(ranges)}.items())
-        listed = tuple((p, ranges[p]) for p in sorted(ranges)[:STATUS_MAX_RANGES])
-        return StatusReply(self.node_id, tuple(items), more, tuple(stats), listed)
-
-    def register_page(self, after: str) -> RegistersReply:
-        """The names of the registers this node holds a state for, after ``after``: their
-        slots (``@name``) sort together, so this is one walk down the key index."""
-        start = REGISTER_PREFIX + after if after else REGISTER_PREFIX
-        limit = self.register_page_size + 1
-        if self.source is not None:
-            slots = [k for k, _ in self._paged(start, limit, False)]
-        else:
-            keys = self._keys
-            i = bisect.bisect_right(keys, start)
-            slots = keys[i:i + limit]
-        names = [k[len(REGISTER_PREFIX):] for k in slots if k.startswith(REGISTER_PREFIX)]
-        more = len(names) > self.register_page_size
-        return RegistersReply(after, tuple(names[:self.register_page_size]), more)
-
-    def sync_page(self, after: str) -> SyncReply:
-        states: Mapping[str, KeyState] = self.acceptor.states
-        start = bisect.bisect_right(self._chosen, after)
-        window = self._chosen[start:start + self.sync_page_size + 1]
-        if self.source is not None:
-            states = dict(self._paged(after, self.sync_page_size + 1, True))
-            window = list(states)
-
-        def entries() -> Iterable[tuple[str, bytes, Ballot]]:
-            for k in window:
-                s = states[k]
-                if s.chosen is not None:
-                    yield (k, s.chosen, s.chosen_ballot)
-
-        items, more = page(entries(), self.sync_page_size, lambda e: len(e[1]))
-        return SyncReply(after, tuple(items), more)
-
-
-__all__ = ["CACHE_KEYS", "MAX_DEFERRED_RANGES", "RANGE_PREPARE_ROWS", "RANGE_ROWS_PER_PASS",
-           "AcceptorHost", "Caller", "Ready", "StateSource", "page"]

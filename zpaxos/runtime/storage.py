@@ -35,6 +35,11 @@ Schema versions: 1 (original); 2 adds the chosen ballot; 3 adds the row checksum
 ``incarnation`` and ``commit_seq`` meta rows; 4 adds the ``ranges`` table (range promises,
 zpaxos/protocol/ranges.py: a prefix and its ballot, checksummed like every row). Older
 databases are migrated when opened.
+
+The store is one class in parts: here, opening the data directory and writing (save,
+seal, the fold, close); its reads are a mixin of storage_reads.py, the learn log's reads
+one of storage_learn.py, and the schema (its creation, checks and migrations)
+storage_schema.py.
 """
 
 from __future__ import annotations
@@ -42,23 +47,22 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.messages import Ballot
-from zpaxos.protocol.ranges import prefix_end, superseded
+from zpaxos.protocol.ranges import superseded
 from zpaxos.protocol.regmessages import REGISTER_PREFIX
 from zpaxos.runtime.datadir import MARKER_NAME, DirLock, FileWatch, Marker, make_dir, retire
 from zpaxos.runtime.faults import crash_point
 from zpaxos.runtime.journal import JOURNAL_NAME, Journal, Record, encode
-from zpaxos.runtime.keyrange import SortedKeys, merge
+from zpaxos.runtime.keyrange import SortedKeys
 from zpaxos.runtime.memstore import MemoryStore
 from zpaxos.runtime.peers import LOST_NAME, read_lost
-from zpaxos.runtime.rows import checksum, range_row, row, state_of
+from zpaxos.runtime.rows import checksum, range_row, row
 from zpaxos.runtime.storage_errors import (
-    REJOIN_DOCS,
+    RESCUE,
     NotLost,
     StateDamaged,
     StateLost,
@@ -66,53 +70,15 @@ from zpaxos.runtime.storage_errors import (
     damaged,
     from_os_error,
     from_sqlite_error,
+    rescue,
 )
-from zpaxos.runtime.valuefiles import glob_matcher, sql_glob
+from zpaxos.runtime.storage_learn import LEARN_ROW_KEYS, LearnLogMixin, learn_rows
+from zpaxos.runtime.storage_reads import ReadsMixin
+from zpaxos.runtime.storage_schema import COLUMNS, SCHEMA_VERSION, check, create_tables
 
 DB_NAME = "state.db"
-SCHEMA_VERSION = "4"  # 2: chosen_round, chosen_id; 3: checksum, incarnation, commit_seq; 4: ranges
-
-_SCHEMA = """
-CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE acceptor (
-    key            TEXT PRIMARY KEY,
-    promised_round INTEGER NOT NULL,
-    promised_id    BLOB NOT NULL,
-    accepted_round INTEGER NOT NULL,
-    accepted_id    BLOB NOT NULL,
-    value          BLOB,
-    chosen         BLOB,
-    chosen_round   INTEGER NOT NULL,
-    chosen_id      BLOB NOT NULL,
-    checksum       BLOB NOT NULL
-);
-"""
-_RANGES_SCHEMA = """
-CREATE TABLE ranges (
-    prefix   TEXT PRIMARY KEY,
-    round    INTEGER NOT NULL,
-    id       BLOB NOT NULL,
-    checksum BLOB NOT NULL
-);
-"""
-# Catching up (zpaxos/runtime/catchup.py): the learn log, every chosen key and every
-# register slot in the order commits wrote them, numbered from 0 (its *position*). It is
-# kept append-only and packed: one row per fold (``first``, the position of its first key;
-# ``keys``, the fold's keys joined by newlines), so a fold adds one row to one table with
-# no index but its rowid, and "what did this node learn from position p?" is one seek.
-# Added in place (no new schema version): a database without it gets it, filled from its
-# chosen keys and slots, when opened.
-_LEARN_SCHEMA = """
-CREATE TABLE learn_log (first INTEGER PRIMARY KEY, keys TEXT NOT NULL);
-"""
-LEARN_ROW_KEYS = 4096  # keys in one learn_log row at most (a fold writes several if more)
-_STATE_COLUMNS = ["key", "promised_round", "promised_id", "accepted_round", "accepted_id",
-                  "value", "chosen", "chosen_round", "chosen_id"]
-_COLUMNS = [*_STATE_COLUMNS, "checksum"]
-_SELECT = ", ".join(_COLUMNS)
-_IN_CHUNK = 500  # keys per "IN (...)" query (SQLite's variable limit is far above)
-_INSERT = (f"INSERT OR REPLACE INTO acceptor ({', '.join(_COLUMNS)}) "
-           f"VALUES ({', '.join('?' * len(_COLUMNS))})")
+_INSERT = (f"INSERT OR REPLACE INTO acceptor ({', '.join(COLUMNS)}) "
+           f"VALUES ({', '.join('?' * len(COLUMNS))})")
 _INSERT_RANGE = "INSERT OR REPLACE INTO ranges (prefix, round, id, checksum) VALUES (?, ?, ?, ?)"
 # The journal is folded into state.db once this many keys wait in it (after a pass's
 # replies, in seal()), or this many bytes; and within a pass past FOLD_KEYS_HARD.
@@ -121,19 +87,11 @@ FOLD_BYTES = 8 << 20
 FOLD_KEYS_HARD = 4 * FOLD_KEYS
 MARKER_SYNC_S = 0.05  # state.marker is fdatasync'd at most this often (datadir.Marker)
 
-__all__ = ["DB_NAME", "SCHEMA_VERSION", "MemoryStore", "SqliteStore", "StorageError",
-           "checksum"]
+__all__ = ["DB_NAME", "LEARN_ROW_KEYS", "SCHEMA_VERSION", "MemoryStore", "SqliteStore",
+           "StorageError", "checksum"]
 
 
-_RESCUE = (f"the node will not vote on it: put back this node's own latest files if you "
-           f"still have them, else follow {REJOIN_DOCS} to rejoin with --new")
-
-
-def _rescue(why: str) -> str:
-    return f"{why}; {_RESCUE}"
-
-
-class SqliteStore:
+class SqliteStore(ReadsMixin, LearnLogMixin):
     """One node's acceptor state: ``load()`` at start, ``save(batch)`` once per loop pass.
 
     Holds the data directory's lock from construction to :meth:`close`. ``incarnation``
@@ -207,20 +165,21 @@ class SqliteStore:
             self._remove(self.path)
         if not self.path.exists():
             if self.wal.exists():
-                raise StateLost(_rescue(f"{self.path}: missing, but its write-ahead log is "
-                                        f"there (state lost)"))
+                raise StateLost(rescue(f"{self.path}: missing, but its write-ahead log is "
+                                       f"there (state lost)"))
             if self._journal.exists_with_records():
-                raise StateLost(_rescue(f"{self.path}: missing, but its journal "
-                                        f"({JOURNAL_NAME}) holds state (state lost)"))
+                raise StateLost(rescue(f"{self.path}: missing, but its journal "
+                                       f"({JOURNAL_NAME}) holds state (state lost)"))
             if marker is not None and marker.commits > 0:
-                raise StateLost(_rescue(f"{self.path}: missing, but this directory held "
-                                        f"zpaxos state ({marker.commits} commits; state lost)"))
+                raise StateLost(rescue(f"{self.path}: missing, but this directory held "
+                                       f"zpaxos state ({marker.commits} commits; state lost)"))
             self._create()  # never held state (a marker at 0 commits promised nothing)
             return
         self._probe_writable()
         self._connect()
+        assert self._db is not None
         try:
-            inc, db_seq = self._check()
+            inc, db_seq, self._learn_db_end = check(self._db)
         except sqlite3.Error as e:
             raise from_sqlite_error(self.path, e) from None
         records = self._read_journal(inc, db_seq)
@@ -230,10 +189,10 @@ class SqliteStore:
             # the database and its marker. Adopt it.
             self._marker.create(inc, seq)
         elif marker.incarnation != inc:
-            raise StateLost(_rescue(f"{self.path}: replaced: it is not the database this "
-                                    f"directory held ({marker.commits} commits; state lost)"))
+            raise StateLost(rescue(f"{self.path}: replaced: it is not the database this "
+                                   f"directory held ({marker.commits} commits; state lost)"))
         elif seq < marker.commits:
-            raise StateLost(_rescue(
+            raise StateLost(rescue(
                 f"{self.path}: rolled back: it holds {seq} commits but this node had made "
                 f"{marker.commits} (restored from an old backup, or its journal or "
                 f"write-ahead log was deleted)"))
@@ -249,10 +208,10 @@ class SqliteStore:
         from it; an absent journal (a database from before journals) has none."""
         if not self._journal.path.exists():
             return []
-        records = [r for r in self._journal.read(inc, _RESCUE) if r.seq > db_seq]
+        records = [r for r in self._journal.read(inc, RESCUE) if r.seq > db_seq]
         for want, r in enumerate(records, db_seq + 1):
             if r.seq != want:
-                raise StateLost(_rescue(
+                raise StateLost(rescue(
                     f"{self.path}: rolled back: it holds {db_seq} commits but its journal "
                     f"({JOURNAL_NAME}) goes on from commit {records[0].seq} (state.db was "
                     f"restored from an old backup)" if want == db_seq + 1 else
@@ -334,11 +293,7 @@ class SqliteStore:
         self._connect()
         assert self._db is not None
         try:
-            self._db.executescript(
-                "BEGIN;" + _SCHEMA + _RANGES_SCHEMA + _LEARN_SCHEMA +
-                f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
-                f"INSERT INTO meta VALUES ('incarnation', '{inc.hex()}');"
-                "INSERT INTO meta VALUES ('commit_seq', '0'); COMMIT;")
+            create_tables(self._db, inc)
         except sqlite3.Error as e:
             raise from_sqlite_error(self.path, e) from None
         self._journal.create(inc)
@@ -363,261 +318,12 @@ class SqliteStore:
         self._watch.add(self._journal.path, check_size=False)  # emptied at every fold
         self._watch.add(self._lock.path, check_size=False)  # deleted: a second owner could lock
 
-    def _check(self) -> tuple[bytes, int]:
-        """Integrity, schema (migrating 1 -> 2 -> 3), incarnation and commit count."""
-        assert self._db is not None
-        db = self._db
-        result = db.execute("PRAGMA quick_check").fetchone()
-        if not result or result[0] != "ok":
-            raise sqlite3.DatabaseError(f"integrity check failed: {result and result[0]}")
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if not {"meta", "acceptor"} <= tables:
-            raise sqlite3.DatabaseError("the zpaxos schema is missing")
-        version = db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
-        if version and version[0] in ("1", "2", "3"):
-            self._migrate(version[0])
-            version = (SCHEMA_VERSION,)
-        if not version or version[0] != SCHEMA_VERSION:
-            raise sqlite3.DatabaseError(f"unknown schema version {version and version[0]!r}")
-        cols = [r[1] for r in db.execute("PRAGMA table_info(acceptor)")]
-        if cols != _COLUMNS:
-            raise sqlite3.DatabaseError("the acceptor table has the wrong columns")
-        cols = [r[1] for r in db.execute("PRAGMA table_info(ranges)")]
-        if cols != ["prefix", "round", "id", "checksum"]:
-            raise sqlite3.DatabaseError("the ranges table is missing or has the wrong columns")
-        if "learn_log" not in tables:
-            # From before catching up: every chosen key and register slot, in key order.
-            keys = [r[0] for r in db.execute(
-                "SELECT key FROM acceptor WHERE chosen IS NOT NULL OR substr(key, 1, 1) = '@' "
-                "ORDER BY key")]
-            db.executescript("BEGIN;" + _LEARN_SCHEMA)
-            db.executemany("INSERT INTO learn_log (first, keys) VALUES (?, ?)",
-                           _learn_rows(0, keys))
-            db.execute("COMMIT")
-        cols = [r[1] for r in db.execute("PRAGMA table_info(learn_log)")]
-        if cols != ["first", "keys"]:
-            raise sqlite3.DatabaseError("the learn_log table has the wrong columns")
-        last = db.execute("SELECT first, keys FROM learn_log ORDER BY first DESC "
-                          "LIMIT 1").fetchone()
-        self._learn_db_end = 0 if last is None else last[0] + last[1].count("\n") + 1
-        meta = dict(db.execute("SELECT name, value FROM meta "
-                               "WHERE name IN ('incarnation', 'commit_seq')").fetchall())
-        try:
-            inc = bytes.fromhex(meta["incarnation"])
-            seq = int(meta["commit_seq"])
-            if len(inc) != 16 or seq < 0:
-                raise ValueError
-        except (KeyError, ValueError, TypeError):
-            raise sqlite3.DatabaseError("bad incarnation or commit_seq in meta") from None
-        return inc, seq
-
-    def _migrate(self, version: str) -> None:
-        """Versions 1, 2 and 3 to 4, in one transaction. Version 1 did not record the ballot
-        that chose a value (ZERO means "unknown"); rows from before version 3 are trusted
-        as they are when their checksums are first computed. Version 4 adds the (empty)
-        ranges table: no range promise was ever made before it."""
-        assert self._db is not None
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.execute(_RANGES_SCHEMA)
-            if version == "3":
-                db.execute("UPDATE meta SET value=? WHERE name='schema_version'",
-                           (SCHEMA_VERSION,))
-                db.execute("COMMIT")
-                return
-            if version == "1":
-                db.execute("ALTER TABLE acceptor ADD COLUMN chosen_round INTEGER NOT NULL "
-                           "DEFAULT 0")
-                db.execute("ALTER TABLE acceptor ADD COLUMN chosen_id BLOB NOT NULL "
-                           "DEFAULT x''")
-            db.execute("ALTER TABLE acceptor ADD COLUMN checksum BLOB NOT NULL DEFAULT x''")
-            rows = db.execute(f"SELECT {', '.join(_STATE_COLUMNS)} FROM acceptor").fetchall()
-            db.executemany("UPDATE acceptor SET checksum=? WHERE key=?",
-                           [(checksum(r), r[0]) for r in rows])
-            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                           [("schema_version", SCHEMA_VERSION),
-                            ("incarnation", os.urandom(16).hex()),
-                            # Rows mean promises: never let a marker say "nothing to lose".
-                            ("commit_seq", "1" if rows else "0")])
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-
-    # ---- use
-
-    def load(self) -> dict[str, KeyState]:
-        """Every key's state, each row's checksum verified (StateDamaged names the key)."""
-        self._fold()
-        assert self._db is not None
-        try:
-            rows = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM acceptor").fetchall()
-        except sqlite3.Error as e:
-            raise from_sqlite_error(self.path, e) from None
-        bad = [r[0] for r in rows if checksum(r[:-1]) != bytes(r[-1])]
-        if bad:
-            more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
-            raise StateDamaged(_rescue(f"{self.path}: the state of key {bad[0]!r}{more} fails "
-                                       f"its checksum (changed on disk)"))
-        try:
-            return {r[0]: state_of(r) for r in rows}
-        except (TypeError, ValueError) as e:
-            raise damaged(self.path, f"cannot read state: {e}") from None
-
-    # ---- lazy access: what a node with a million keys reads instead of load()
-
-    def _verified(self, rows: list[Any]) -> list[tuple[str, KeyState]]:
-        """Rows as states, each checksum verified: a row changed on disk stops the node
-        (StateDamaged names the key) before anyone votes on it, exactly as load() does."""
-        for r in rows:
-            if checksum(r[:-1]) != bytes(r[-1]):
-                raise StateDamaged(_rescue(f"{self.path}: the state of key {r[0]!r} fails its "
-                                           f"checksum (changed on disk)"))
-        try:
-            return [(r[0], state_of(r)) for r in rows]
-        except (TypeError, ValueError) as e:
-            raise damaged(self.path, f"cannot read state: {e}") from None
-
-    def _select(self, where: str, args: tuple[Any, ...]) -> list[Any]:
-        assert self._db is not None
-        try:
-            return self._db.execute(f"SELECT {_SELECT} FROM acceptor {where}", args).fetchall()
-        except sqlite3.Error as e:
-            raise from_sqlite_error(self.path, e, running=True) from None
-
-    def get(self, keys: Collection[str]) -> dict[str, KeyState]:
-        """The durable states of ``keys`` (a key never written is absent), verified."""
-        pending = self._pending
-        out = {k: pending[k] for k in keys if k in pending}
-        keys = [k for k in keys if k not in out] if out else list(keys)
-        for i in range(0, len(keys), _IN_CHUNK):
-            chunk = keys[i:i + _IN_CHUNK]
-            rows = self._select(f"WHERE key IN ({', '.join('?' * len(chunk))})", tuple(chunk))
-            out.update(self._verified(rows))
-        return out
-
-    def page(self, after: str, limit: int, chosen_only: bool = False
-             ) -> list[tuple[str, KeyState]]:
-        """Up to ``limit`` states of the keys after ``after``, in key order, verified: a
-        walk down the primary key's index, never a sort (SQLite's BINARY order of UTF-8
-        text is Python's order of str)."""
-        cond = " AND chosen IS NOT NULL" if chosen_only else ""
-        rows = self._verified(self._select(f"WHERE key > ?{cond} ORDER BY key LIMIT ?",
-                                           (after, limit)))
-        # With what the journal holds (newer than the database's rows): the first
-        # ``limit`` keys overall are among these two sets. Merged rather than folded, so a
-        # peer walking the pages does not cost a fold (three fsyncs) per page.
-        extra = [(k, st) for k, st in self._pending.items()
-                 if k > after and (not chosen_only or st.chosen is not None)]
-        if not extra:
-            return rows
-        merged = dict(rows)
-        merged.update(extra)
-        return sorted(merged.items())[:limit]
-
-    def prefixed(self, prefix: str, limit: int) -> list[tuple[str, KeyState]]:
-        """Up to ``limit`` states of the keys that start with ``prefix``, in key order,
-        verified: a seek down the primary key's index to ``prefix``, stopping at the first
-        key past the range (``prefix_end``), so it reads only the range's rows, however
-        many keys sort after it. With what the journal holds, as :meth:`page`."""
-        end = prefix_end(prefix)
-        if end is None:
-            rows = self._select("WHERE key >= ? ORDER BY key LIMIT ?", (prefix, limit))
-        else:
-            rows = self._select("WHERE key >= ? AND key < ? ORDER BY key LIMIT ?",
-                                (prefix, end, limit))
-        states = self._verified([r for r in rows if r[0].startswith(prefix)])
-        extra = self._pending_keys.prefixed(self._pending, prefix)
-        return merge(states, extra, limit) if extra else states
-
-    def learned_from(self, pos: int, limit: int) -> list[str]:
-        """Up to ``limit`` keys of the learn log from position ``pos`` on, in log order:
-        what this node learned since, durable (the journal's included; never the node's
-        uncommitted learned decisions). A key can appear more than once (a register slot
-        at each write)."""
-        out: list[str] = []
-        db_end = self._learn_db_end
-        if pos < db_end:
-            assert self._db is not None
-            try:
-                start = self._db.execute("SELECT coalesce(max(first), 0) FROM learn_log "
-                                         "WHERE first <= ?", (pos,)).fetchone()[0]
-                for first, keys in self._db.execute(
-                        "SELECT first, keys FROM learn_log WHERE first >= ? ORDER BY first",
-                        (start,)):
-                    chunk = keys.split("\n")
-                    out += chunk[max(0, pos - first):max(0, pos - first) + limit - len(out)]
-                    if len(out) >= limit:
-                        break
-            except sqlite3.Error as e:
-                raise from_sqlite_error(self.path, e, running=True) from None
-        if len(out) < limit:
-            i = max(0, pos - db_end)
-            out += self._pending_learn[i:i + limit - len(out)]
-        return out
-
-    @property
-    def learn_end(self) -> int:
-        """The position after the learn log's last key (durable ones only)."""
-        return self._learn_db_end + len(self._pending_learn)
-
-    def chosen_matching(self, pattern: str) -> list[tuple[str, bytes]]:
-        """The chosen values of the keys ``pattern`` (a value_files glob) matches, read
-        through the index where the glob has a literal prefix."""
-        match, sql = glob_matcher(pattern), sql_glob(pattern)
-        if sql is None:
-            return []
-        self._fold()
-        rows = self._select("WHERE key GLOB ? AND chosen IS NOT NULL", (sql,))
-        return [(k, s.chosen) for k, s in self._verified([r for r in rows if match(r[0])])
-                if s.chosen is not None]
-
-    def count_chosen(self) -> int:
-        """How many keys this node knows chosen (a scan: at start only)."""
-        self._fold()
-        assert self._db is not None
-        try:
-            return int(self._db.execute("SELECT count(*) FROM acceptor WHERE chosen IS NOT "
-                                        "NULL").fetchone()[0])
-        except sqlite3.Error as e:
-            raise from_sqlite_error(self.path, e, running=True) from None
+    # ---- use (the reads: storage_reads.py; the learn log's: storage_learn.py)
 
     def timed(self, fsync: Callable[[float], None], fold: Callable[[float], None]) -> None:
         """Report, in seconds, each commit's fdatasync and each fold (the node's metrics)."""
         self._journal.on_sync = fsync
         self._on_fold = fold
-
-    def count(self, prefix: str = "") -> int:
-        """How many keys the database holds (those starting with ``prefix``)."""
-        self._fold()
-        assert self._db is not None
-        try:
-            if prefix:
-                return int(self._db.execute(
-                    "SELECT count(*) FROM acceptor WHERE key GLOB ?",
-                    (sql_glob(prefix + "*"),)).fetchone()[0])
-            return int(self._db.execute("SELECT count(*) FROM acceptor").fetchone()[0])
-        except sqlite3.Error as e:
-            raise from_sqlite_error(self.path, e, running=True) from None
-
-    def load_ranges(self) -> dict[str, Ballot]:
-        """Every range promise, prefix -> ballot, each row's checksum verified."""
-        self._fold()
-        assert self._db is not None
-        try:
-            rows = self._db.execute("SELECT prefix, round, id, checksum FROM ranges").fetchall()
-        except sqlite3.Error as e:
-            raise from_sqlite_error(self.path, e) from None
-        bad = [r[0] for r in rows if checksum(("range", *r[:3])) != bytes(r[3])]
-        if bad:
-            raise StateDamaged(_rescue(f"{self.path}: the range promise for {bad[0]!r}* fails "
-                                       f"its checksum (changed on disk)"))
-        try:
-            return {r[0]: Ballot(r[1], bytes(r[2])) for r in rows}
-        except (TypeError, ValueError) as e:
-            raise damaged(self.path, f"cannot read range promises: {e}") from None
 
     def save(self, batch: Iterable[tuple[str, KeyState]],
              ranges: Iterable[tuple[str, Ballot]] = ()) -> None:
@@ -676,7 +382,7 @@ class SqliteStore:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany(_INSERT, rows)
             self._db.executemany(_INSERT_RANGE, range_rows)
-            learn = _learn_rows(self._learn_db_end, self._pending_learn)
+            learn = learn_rows(self._learn_db_end, self._pending_learn)
             self._db.executemany("INSERT INTO learn_log (first, keys) VALUES (?, ?)", learn)
             if range_rows:
                 self._drop_superseded()
@@ -736,9 +442,3 @@ class SqliteStore:
                 db.close()
             except sqlite3.Error:
                 pass
-
-
-def _learn_rows(first: int, keys: list[str]) -> list[tuple[int, str]]:
-    """The learn_log rows for ``keys`` from position ``first``: packed, LEARN_ROW_KEYS a row."""
-    return [(first + i, "\n".join(keys[i:i + LEARN_ROW_KEYS]))
-            for i in range(0, len(keys), LEARN_ROW_KEYS)]

@@ -91,6 +91,16 @@ def disk_full(path: Path, why: str = "no space left on device") -> DiskFull:
                     f"free space on that file system and start the node again")
 
 
+# What a message about lost or damaged state tells the operator to do (the store's, and
+# its reads': runtime/storage.py, runtime/storage_reads.py).
+RESCUE = (f"the node will not vote on it: put back this node's own latest files if you "
+          f"still have them, else follow {REJOIN_DOCS} to rejoin with --new")
+
+
+def rescue(why: str) -> str:
+    return f"{why}; {RESCUE}"
+
+
 def damaged(path: Path, why: str) -> StateDamaged:
     return StateDamaged(f"{path}: damaged or unreadable state database ({why}); the node "
                         f"will not vote on it: put back this node's own intact files if you "
