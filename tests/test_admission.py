@@ -60,12 +60,14 @@ class Net:
         self.client: list = []
         self.now = 0.0
         self.handed: list = []  # (node, notes, refusal, peers changed) of every Ready
+        self.boots = 0
 
     def start(self, i: int, fresh: bool = False) -> Admission:
         d = self.disks[i]
         peers = [p for p in range(self.n) if p != i]
+        self.boots += 1  # every start is a new process, with a boot id of its own
         adm = Admission(AcceptorHost(i, d.states, peers), i, peers, d.incarnation,
-                        d.commit_seq, fresh, d.memory)
+                        d.commit_seq, fresh, d.memory, boot=self.boots.to_bytes(8, "big"))
         self.up[i] = adm
         self._after(i, adm.start(self.now))
         return adm

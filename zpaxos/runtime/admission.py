@@ -28,7 +28,6 @@ the time in). It adds the Hello exchange of :mod:`zpaxos.runtime.peers`:
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
@@ -88,17 +87,18 @@ class Admission:
 
     def __init__(self, host: AcceptorHost, node_id: int, peers: Sequence[int],
                  incarnation: bytes, commit_seq: int, fresh: bool,
-                 memory: dict[int, PeerRecord], curve: bool = False,
-                 boot: bytes = b"", hello_interval: float = HELLO_INTERVAL,
+                 memory: dict[int, PeerRecord], curve: bool = False, *,
+                 boot: bytes, hello_interval: float = HELLO_INTERVAL,
                  peer_of: Callable[[Caller], int | None] | None = None) -> None:
-        """``boot``: 8 bytes drawn by this process (os.urandom by default); ``peer_of``:
+        """``boot``: 8 random bytes this process drew at its start (an input: the host
+        draws nothing itself; the simulator's come from its seed); ``peer_of``:
         which node a caller's routing id says it is (the simulator names callers its own
         way; CURVE's authenticated name is checked on top)."""
         self.hello_interval = hello_interval
         self._gap = hello_interval  # between retries: doubles up to RETRY_MAX_FACTOR times
         self.peer_of = peer_of or _peer_of_routing_id
         self.host = host
-        self.boot = boot or os.urandom(8)
+        self.boot = boot
         self.node_id = node_id
         self.peers = tuple(peers)
         self.incarnation = incarnation

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
@@ -157,7 +158,7 @@ class Node:
         self.admission = Admission(self.host, node_id, peers, self.store.incarnation,
                                    self.store.commit_seq, fresh,
                                    self.peers_file.peers if self.peers_file else {},
-                                   curve=cluster.security.curve)
+                                   curve=cluster.security.curve, boot=os.urandom(8))
         self.sockets: Sockets | None = None
         self.values = ValueFiles(self.cfg.data_dir, self.cfg.value_files, log)
         self.passes = 0
