@@ -1,4 +1,4 @@
-"""Admission (zpaxos/runtime/admission.py) driven as the node loop drives it, over a tiny
+"""Admission (zpaxos/hosts/admission.py) driven as the node loop drives it, over a tiny
 in-memory network: a (re)started node votes only once its peers agree it has not lost
 state, and nodes starting together never wait for each other.
 
@@ -10,6 +10,9 @@ from __future__ import annotations
 import os
 from collections import deque
 
+from zpaxos.hosts.acceptor_host import AcceptorHost
+from zpaxos.hosts.addresses import Caller
+from zpaxos.hosts.admission import CHECKING, LEARNING, REFUSED, VOTING, Admission
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.messages import (
     Accept,
@@ -21,9 +24,6 @@ from zpaxos.protocol.messages import (
     Promise,
     StatusRequest,
 )
-from zpaxos.runtime.acceptor_host import AcceptorHost
-from zpaxos.runtime.addresses import Caller
-from zpaxos.runtime.admission import CHECKING, LEARNING, REFUSED, VOTING, Admission
 from zpaxos.runtime.peers import OK, REPLACED, RETIRED, ROLLED_BACK, STALE, PeerRecord, judge
 
 CLIENT = Caller(b"p:0123456789abcdef:0")
@@ -455,7 +455,7 @@ def test_status_names_the_nodes_that_do_not_vote_yet() -> None:
 
 
 def test_what_waits_during_the_check_is_bounded() -> None:
-    from zpaxos.runtime import admission
+    from zpaxos.hosts import admission
 
     net = Net()
     a = net.start(0)  # nobody else up: it stays checking

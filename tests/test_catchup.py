@@ -1,4 +1,4 @@
-"""Catching up (zpaxos/runtime/catchup.py), pure: hosts over in-memory stores, messages
+"""Catching up (zpaxos/hosts/catchup.py), pure: hosts over in-memory stores, messages
 passed by hand; and the store's learn log (SqliteStore.learned_from)."""
 
 from __future__ import annotations
@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from zpaxos.hosts.acceptor_host import AcceptorHost, Ready
+from zpaxos.hosts.addresses import Caller
+from zpaxos.hosts.catchup import GRACE_S
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.messages import (
     Ballot,
@@ -18,9 +21,6 @@ from zpaxos.protocol.messages import (
     Message,
 )
 from zpaxos.protocol.regmessages import RegState, encode_state
-from zpaxos.runtime.acceptor_host import AcceptorHost, Ready
-from zpaxos.runtime.addresses import Caller
-from zpaxos.runtime.catchup import GRACE_S
 from zpaxos.runtime.memstore import MemoryStore
 from zpaxos.runtime.storage import SqliteStore
 
@@ -105,7 +105,7 @@ def test_a_key_whose_decide_arrives_within_the_grace_is_not_fetched():
 
 
 def test_idle_a_node_asks_less_often_and_at_the_period_again_once_paxos_runs():
-    from zpaxos.runtime.catchup import IDLE_MAX_S
+    from zpaxos.hosts.catchup import IDLE_MAX_S
     c = Cluster()
     h = c.hosts[2]
     gaps, now = [], 0.0
@@ -126,7 +126,7 @@ def test_pages_end_inside_one_commit_without_skipping_a_key():
     c = Cluster()
     c.stores[0].save([(f"k{i:02}", KeyState(chosen=b"v", chosen_ballot=B)) for i in range(25)])
     c.hosts[0].acceptor.states.clear()
-    import zpaxos.runtime.catchup as cu
+    import zpaxos.hosts.catchup as cu
     old = cu.PAGE_KEYS
     try:
         cu.page.__defaults__ = (7,)

@@ -21,7 +21,7 @@ import pytest
 from tests.harness import ROOT, env, free_ports, zpaxos_cmd
 from tests.test_admission import Net
 from zpaxos.cli import main
-from zpaxos.runtime.admission import VOTING
+from zpaxos.hosts.admission import VOTING
 from zpaxos.runtime.config import ConfigError, load_config
 from zpaxos.runtime.exits import Exit
 from zpaxos.runtime.storage_errors import StateDamaged, StateLost

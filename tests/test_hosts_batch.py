@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import random
 
+from zpaxos.hosts.acceptor_host import MAX_PAGES_PER_PASS, AcceptorHost
+from zpaxos.hosts.addresses import Caller
+from zpaxos.hosts.proposer_host import ProposerHost
 from zpaxos.protocol.events import Ignored
 from zpaxos.protocol.messages import (
     Accept,
@@ -16,9 +19,6 @@ from zpaxos.protocol.messages import (
     StatusReply,
     StatusRequest,
 )
-from zpaxos.runtime.acceptor_host import MAX_PAGES_PER_PASS, AcceptorHost
-from zpaxos.runtime.addresses import Caller
-from zpaxos.runtime.proposer_host import ProposerHost
 from zpaxos.runtime.sockets import grouped
 
 B = Ballot(1, b"p" * 16)

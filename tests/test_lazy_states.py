@@ -9,6 +9,8 @@ import sqlite3
 
 import pytest
 
+from zpaxos.hosts.acceptor_host import AcceptorHost
+from zpaxos.hosts.addresses import Caller
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.messages import (
     Accept,
@@ -24,8 +26,6 @@ from zpaxos.protocol.messages import (
     SyncReply,
     SyncRequest,
 )
-from zpaxos.runtime.acceptor_host import AcceptorHost
-from zpaxos.runtime.addresses import Caller
 from zpaxos.runtime.node import WithPending
 from zpaxos.runtime.storage import MemoryStore, SqliteStore
 from zpaxos.runtime.storage_errors import StateDamaged

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import pytest
 
+import zpaxos.hosts.acceptor_host as ah
 import zpaxos.protocol.ranges as ranges
-import zpaxos.runtime.acceptor_host as ah
+from zpaxos.hosts.acceptor_host import AcceptorHost
+from zpaxos.hosts.addresses import Caller
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.messages import (
     ZERO,
@@ -20,8 +22,6 @@ from zpaxos.protocol.messages import (
     RangePrepare,
     RangePromise,
 )
-from zpaxos.runtime.acceptor_host import AcceptorHost
-from zpaxos.runtime.addresses import Caller
 from zpaxos.runtime.node import WithPending
 from zpaxos.runtime.storage import MemoryStore, SqliteStore
 

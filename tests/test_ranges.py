@@ -15,6 +15,8 @@ from collections import Counter
 import pytest
 
 from tests.harness import free_ports
+from zpaxos.hosts.acceptor_host import AcceptorHost
+from zpaxos.hosts.proposer_host import COOL_MIN_S, COOL_RESET, Leases, ProposerHost
 from zpaxos.lab.launcher import LocalCluster, write_config
 from zpaxos.pictures.logmodel import read_log
 from zpaxos.protocol import ranges
@@ -35,11 +37,9 @@ from zpaxos.protocol.messages import (
 )
 from zpaxos.protocol.ranges import FAILED, HELD, LOST, MAX_SCAN, Lease, range_prefix
 from zpaxos.protocol.registry import MAX_BUSY
-from zpaxos.runtime.acceptor_host import AcceptorHost
 from zpaxos.runtime.client import Client
 from zpaxos.runtime.config import load_config
 from zpaxos.runtime.log import null_log
-from zpaxos.runtime.proposer_host import COOL_MIN_S, COOL_RESET, Leases, ProposerHost
 from zpaxos.runtime.sockets import Sockets, proposer_routing_id
 from zpaxos.runtime.storage import SqliteStore
 from zpaxos.runtime.storage_errors import StateDamaged

@@ -12,10 +12,10 @@ import os
 
 import pytest
 
+from zpaxos.hosts.staging import StagingOptions
 from zpaxos.protocol.core import ProposerOptions
 from zpaxos.protocol.events import Adopted, Event, Retry
 from zpaxos.protocol.messages import Ballot, Decide
-from zpaxos.runtime.staging import StagingOptions
 from zpaxos.sim.__main__ import main
 from zpaxos.sim.mutants import KEY_MUTANTS as MUTANTS
 from zpaxos.sim.mutants import RepromisingAcceptor

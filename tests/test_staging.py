@@ -1,4 +1,4 @@
-"""Staging (runtime/staging.py): messages held back on purpose for the textbook orderings,
+"""Staging (hosts/staging.py): messages held back on purpose for the textbook orderings,
 around an unchanged core proposer."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tests.test_core import ACCEPTORS, B1, B3, K, promise, proposer, sent
+from zpaxos.hosts.staging import Staged, StagingOptions
 from zpaxos.protocol.messages import Accept, Ballot, Decide, Nack, Prepare
-from zpaxos.runtime.staging import Staged, StagingOptions
 
 STAGING_FIELDS = ("pause_between_phases_s", "prepare_delay_s", "accept_delay_s")
 

@@ -147,12 +147,12 @@ def run_propose(a: ProposeArgs) -> None:
 
     import os
 
+    from zpaxos.hosts.staging import StagingOptions
     from zpaxos.naming import proposer_name
     from zpaxos.protocol.messages import DEFAULT_KEY
     from zpaxos.runtime.client import Client, Interrupted, Refused, options_from
     from zpaxos.runtime.config import ConfigError
     from zpaxos.runtime.sockets import SignalWakeup
-    from zpaxos.runtime.staging import StagingOptions
 
     opts = options_from(cluster.proposer, timeout_s=a.timeout, max_rounds=a.max_rounds,
                         round_timeout_s=a.round_timeout, backoff_s=a.backoff,

@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from zpaxos.hosts.catchup import dump_cursors
 from zpaxos.lab.launcher import (
     LocalCluster,
     cached_bytecode_env,
@@ -41,7 +42,6 @@ from zpaxos.lab.launcher import (
 )
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.messages import Ballot
-from zpaxos.runtime.catchup import dump_cursors
 from zpaxos.runtime.client import Client, options_from
 from zpaxos.runtime.config import load_config
 from zpaxos.runtime.datadir import write_atomic

@@ -178,7 +178,7 @@ def decided_lines(nodes: Sequence[NodeStatus]) -> list[str]:
     return out
 
 
-# Why a node that answers does not vote (runtime/admission.py): status and propose say it.
+# Why a node that answers does not vote (hosts/admission.py): status and propose say it.
 NOT_VOTING_WHY = ("waiting for its peers to confirm it lost no state, or learning every "
                   "decision after --new")
 

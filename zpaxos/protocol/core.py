@@ -12,7 +12,7 @@ socket, the clock, the disk or global randomness:
 
 So a seeded simulator can replay any schedule exactly (zpaxos/sim/simulator.py). Staging for
 the textbook orderings (late messages, a pause between phases) is not a Paxos rule: it
-lives in :mod:`zpaxos.runtime.staging`, around the proposer.
+lives in :mod:`zpaxos.hosts.staging`, around the proposer.
 """
 
 from __future__ import annotations

@@ -271,7 +271,7 @@ SPECS: tuple[Spec, ...] = (
          ChartStyle("#7f7f7f", "#555555", "2 3"), drawn=False),
     Spec(RegistersReply, RUNTIME, ("after", "more"), _simple(),
          ChartStyle("#7f7f7f", "#555555", "2 3"), drawn=False),
-    # Catching up (runtime/catchup.py): keys-only pages of a peer's learn log, then the
+    # Catching up (hosts/catchup.py): keys-only pages of a peer's learn log, then the
     # values of just the keys this node lacks.
     Spec(CatchUp, RUNTIME, ("pos",), _simple("pos"), ChartStyle("#7f8c8d", "#555f60", "2 3"),
          drawn=False),
@@ -303,7 +303,7 @@ SPECS: tuple[Spec, ...] = (
          ChartStyle("#6cbf6c", "#2f7d32")),
     Spec(RNack, TO_PROPOSER, ("key", "ballot", "promised"), _nack_parts,
          ChartStyle("#d62728", "#b71c1c", "6 4")),
-    # Watching a register (runtime/watchers.py): not Paxos, a hint to read again.
+    # Watching a register (hosts/watchers.py): not Paxos, a hint to read again.
     Spec(RWatch, RUNTIME, ("key",), _simple(), ChartStyle("#7f7f7f", "#555555", "2 3"),
          drawn=False),
     Spec(RNotify, RUNTIME, ("key", "version", "watching"), _simple("version"),

@@ -103,7 +103,7 @@ class SyncReply(_Msg, frozen=True, tag="SYNC_REPLY"):
 
 class CatchUp(_Msg, frozen=True, tag="CATCHUP"):
     """Node to node, every ``catch_up_s``: "which keys did you learn from position ``pos``
-    of your learn log on?" (zpaxos/runtime/catchup.py). ``incarnation``: the database
+    of your learn log on?" (zpaxos/hosts/catchup.py). ``incarnation``: the database
     whose log the position counts in (empty: none yet); another one is answered from the
     start of the peer's log."""
 

@@ -8,7 +8,7 @@
 One :class:`Client` is one proposer process's view of the cluster: a DEALER per node (the
 socket layer), one loop, any number of proposals (many keys at once). Which proposal a
 reply belongs to, retries, staging and outcomes are the host's business
-(runtime/proposer_host.py); this loop only moves messages and time. Each proposal gets a
+(hosts/proposer_host.py); this loop only moves messages and time. Each proposal gets a
 fresh 16-byte proposer id from ``os.urandom`` (the first one reuses the client's id, so
 a CLI proposer's ballots carry its name), which keeps every ballot unique (wiretypes.py).
 Values are bytes; ``Outcome.chosen_text`` gives the chosen value as text.
@@ -32,6 +32,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zpaxos.hosts.proposer_host import Leases, ProposerHost
+from zpaxos.hosts.proposing import Ready, Token
+from zpaxos.hosts.staging import NO_STAGING, StagingOptions
 from zpaxos.naming import node_name, proposer_name
 from zpaxos.protocol.core import Outcome, ProposerOptions
 from zpaxos.protocol.events import GaveUp
@@ -48,8 +51,6 @@ from zpaxos.runtime.config import ClusterConfig, load_config
 from zpaxos.runtime.curve import HANDSHAKE_CLOSED, Curve
 from zpaxos.runtime.log import EventLog, null_log
 from zpaxos.runtime.loop import drive
-from zpaxos.runtime.proposer_host import Leases, ProposerHost
-from zpaxos.runtime.proposing import Ready, Token
 from zpaxos.runtime.sockets import (
     ANSWERED_LINGER_MS,
     REACH_S,
@@ -57,7 +58,6 @@ from zpaxos.runtime.sockets import (
     Sockets,
     proposer_routing_id,
 )
-from zpaxos.runtime.staging import NO_STAGING, StagingOptions
 
 if TYPE_CHECKING:
     from zpaxos.protocol.register import RegisterOptions, RegOp, RegResult

@@ -5,7 +5,7 @@ It only moves messages and time: top up to ``concurrency`` operations, send what
 host asked for (one frame per node per pass), poll until the host's next wake-up, feed it
 the replies, a nudge when a node came back, and the time; yield each operation as it
 finishes. Which operation a reply belongs to, retries and outcomes are the host's business
-(:mod:`zpaxos.runtime.proposer_host`, :mod:`zpaxos.runtime.register_host`).
+(:mod:`zpaxos.hosts.proposer_host`, :mod:`zpaxos.hosts.register_host`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, TypeVar
 
+from zpaxos.hosts.proposing import Ready, Token
 from zpaxos.protocol.messages import Decide
-from zpaxos.runtime.proposing import Ready, Token
 from zpaxos.runtime.sockets import Sockets
 
 __all__ = ["Host", "drive"]

@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Collection, Iterable
 
+from zpaxos.hosts.keyrange import SortedKeys
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.messages import Ballot
 from zpaxos.protocol.regmessages import REGISTER_PREFIX
-from zpaxos.runtime.keyrange import SortedKeys
 from zpaxos.runtime.valuefiles import glob_matcher
 
 

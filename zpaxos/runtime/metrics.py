@@ -35,6 +35,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from zpaxos.hosts.admission import DROP_REASONS
 from zpaxos.protocol.core import Outcome
 from zpaxos.protocol.events import (
     DEADLINE,
@@ -47,7 +48,6 @@ from zpaxos.protocol.events import (
 )
 from zpaxos.protocol.registry import BY_CLASS, MALFORMED_REASONS
 from zpaxos.protocol.regmessages import REGISTER_PREFIX
-from zpaxos.runtime.admission import DROP_REASONS
 from zpaxos.runtime.curve import REFUSAL_REASONS
 from zpaxos.runtime.sockets import BindError
 
@@ -55,9 +55,9 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from wsgiref.simple_server import WSGIServer
 
+    from zpaxos.hosts.acceptor_host import AcceptorHost
+    from zpaxos.hosts.admission import Admission
     from zpaxos.protocol.core import KeyState
-    from zpaxos.runtime.acceptor_host import AcceptorHost
-    from zpaxos.runtime.admission import Admission
     from zpaxos.runtime.config import NodeConfig
     from zpaxos.runtime.sockets import Sockets
     from zpaxos.runtime.storage import MemoryStore, SqliteStore

@@ -9,7 +9,7 @@ One pass of the loop::
     -> only then send the pass's replies: one frame per destination (batched wire)
     -> hand newly chosen values to the value-file writer (off the loop)
 
-Everything that decides what to answer lives in the host (runtime/acceptor_host.py), so
+Everything that decides what to answer lives in the host (hosts/acceptor_host.py), so
 the simulator runs it too; this file only moves bytes, fsyncs and logs.
 """
 
@@ -22,19 +22,19 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
+from zpaxos.hosts.acceptor_host import AcceptorHost, Ready
+from zpaxos.hosts.addresses import Caller, Src
+from zpaxos.hosts.admission import Admission
+from zpaxos.hosts.catchup import Cursor, dump_cursors, load_cursors
+from zpaxos.hosts.keyrange import SortedKeys, merge
 from zpaxos.naming import node_name
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.events import Conflict, Event
 from zpaxos.protocol.messages import Ballot, Message
-from zpaxos.runtime.acceptor_host import AcceptorHost, Ready
-from zpaxos.runtime.addresses import Caller, Src
-from zpaxos.runtime.admission import Admission
-from zpaxos.runtime.catchup import Cursor, dump_cursors, load_cursors
 from zpaxos.runtime.config import ClusterConfig, NodeConfig
 from zpaxos.runtime.curve import Curve
 from zpaxos.runtime.datadir import write_atomic
 from zpaxos.runtime.faults import crash_point
-from zpaxos.runtime.keyrange import SortedKeys, merge
 from zpaxos.runtime.log import EventLog
 from zpaxos.runtime.peers import PeersFile, adopt_self, advice, write_lost
 from zpaxos.runtime.sockets import SignalWakeup, Sockets, node_routing_id, peer_name
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 # node goes idle, and at most this many wait at once.
 LAZY_FLUSH_S = 0.02
 LAZY_MAX_KEYS = 10_000
-# Where a node keeps its catch-up cursors, one per peer (runtime/catchup.py), and how
+# Where a node keeps its catch-up cursors, one per peer (hosts/catchup.py), and how
 # often at most it writes them (an older saved cursor only means fetching some keys
 # again after a crash; a write per page would cost an fsync per page under load).
 CURSORS_NAME = "catchup.json"
@@ -252,7 +252,7 @@ class Node:
             batch = sockets.poll(0.0 if deferred else timeout)
             if batch or deferred:
                 self.passes += 1
-                self.host.now = time.monotonic()  # watchers' leases (runtime/watchers.py)
+                self.host.now = time.monotonic()  # watchers' leases (hosts/watchers.py)
                 self._count(sockets)
                 if timing is None:
                     self._do(admission.handle(batch))
@@ -336,7 +336,7 @@ class Node:
         if self._cursors_wait:
             self._save_cursors()  # after the values they cover (this commit held them all)
 
-    # ---- catch-up cursors (runtime/catchup.py)
+    # ---- catch-up cursors (hosts/catchup.py)
 
     def _load_cursors(self, peers: list[int]) -> dict[int, Cursor]:
         """The saved cursors, if they are this database's: cursors saved by another

@@ -12,7 +12,7 @@ its database:
 * for itself (``self``): its node id, its incarnation, and whether that incarnation was
   started empty on purpose (``fresh``, by ``zpaxos node ID --new``).
 
-The peers' part is only ever raised: a Hello (see :mod:`zpaxos.runtime.admission`) is judged
+The peers' part is only ever raised: a Hello (see :mod:`zpaxos.hosts.admission`) is judged
 by :func:`judge` and remembered only when it is acceptable. The file is replaced
 atomically (temporary file, fsync, rename, fsync of the directory) whenever it changes,
 which is at most about once a second per peer.
@@ -29,10 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zpaxos.naming import node_name
-from zpaxos.runtime.datadir import write_atomic
-from zpaxos.runtime.storage_errors import REJOIN_DOCS, StateDamaged, StateLost, from_os_error
-from zpaxos.runtime.verdicts import (  # (the pure rules, re-exported for their users)
+from zpaxos.hosts.verdicts import (  # (the pure rules, re-exported for their users)
     OK,
     REPLACED,
     RETIRED,
@@ -43,6 +40,9 @@ from zpaxos.runtime.verdicts import (  # (the pure rules, re-exported for their 
     judge,
     refusal_text,
 )
+from zpaxos.naming import node_name
+from zpaxos.runtime.datadir import write_atomic
+from zpaxos.runtime.storage_errors import REJOIN_DOCS, StateDamaged, StateLost, from_os_error
 
 PEERS_NAME = "peers.json"
 LOST_NAME = "state.lost"

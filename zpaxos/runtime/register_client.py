@@ -17,14 +17,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import fields, replace
 from typing import Any
 
+from zpaxos.hosts.proposing import Ready, Token
+from zpaxos.hosts.register_host import RegisterHost
 from zpaxos.protocol.core import ProposerOptions
 from zpaxos.protocol.messages import key_problem
 from zpaxos.protocol.register import GET, RegisterOptions, RegOp, RegResult
 from zpaxos.protocol.registry import MAX_VALUE_BYTES
 from zpaxos.protocol.regmessages import RAccepted, RNack, RPromise
 from zpaxos.runtime.loop import drive
-from zpaxos.runtime.proposing import Ready, Token
-from zpaxos.runtime.register_host import RegisterHost
 from zpaxos.runtime.sockets import Sockets
 
 __all__ = ["Registers", "register_options"]

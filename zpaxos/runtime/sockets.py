@@ -18,10 +18,10 @@ from typing import Any, TypeAlias
 
 import zmq
 
+from zpaxos.hosts.addresses import Caller, Src
 from zpaxos.naming import proposer_name as proposer_name
 from zpaxos.protocol.messages import Message
 from zpaxos.runtime import codec
-from zpaxos.runtime.addresses import Caller, Src
 from zpaxos.runtime.curve import (
     Curve,
     HandshakeWatch,
@@ -129,7 +129,7 @@ class Sockets:
 
     A node binds a ROUTER (``bind``) and, like a proposer, opens one DEALER per remote
     node in ``nodes`` (id -> endpoint) with an explicit routing id. ``poll`` returns
-    decoded messages with their source (:mod:`zpaxos.runtime.addresses`): a node id for
+    decoded messages with their source (:mod:`zpaxos.hosts.addresses`): a node id for
     what came back on our DEALER to that node, a :class:`Caller` for what reached our
     ROUTER. ``send`` takes the same kind of address. Garbage is logged, counted and
     dropped by the :class:`Wire`.

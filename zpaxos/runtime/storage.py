@@ -50,6 +50,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from zpaxos.hosts.keyrange import SortedKeys
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.messages import Ballot
 from zpaxos.protocol.ranges import superseded
@@ -57,7 +58,6 @@ from zpaxos.protocol.regmessages import REGISTER_PREFIX
 from zpaxos.runtime.datadir import MARKER_NAME, DirLock, FileWatch, Marker, make_dir, retire
 from zpaxos.runtime.faults import crash_point
 from zpaxos.runtime.journal import JOURNAL_NAME, Journal, Record, encode
-from zpaxos.runtime.keyrange import SortedKeys
 from zpaxos.runtime.memstore import MemoryStore
 from zpaxos.runtime.peers import LOST_NAME, read_lost
 from zpaxos.runtime.rows import checksum, range_row, row

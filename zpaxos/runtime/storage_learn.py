@@ -1,5 +1,5 @@
 """The learn log in ``state.db``: what a node learned, in order, for the peers that catch
-up from it (zpaxos/runtime/catchup.py): its table, its packed rows, the filling of a
+up from it (zpaxos/hosts/catchup.py): its table, its packed rows, the filling of a
 database from before it, and :class:`LearnLogMixin`, the store's reads of it.
 
 Its own module because the learn log is a structure of its own beside the key states,
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from zpaxos.runtime.storage_errors import from_sqlite_error
 
-# Catching up (zpaxos/runtime/catchup.py): the learn log, every chosen key and every
+# Catching up (zpaxos/hosts/catchup.py): the learn log, every chosen key and every
 # register slot in the order commits wrote them, numbered from 0 (its *position*). It is
 # kept append-only and packed: one row per fold (``first``, the position of its first key;
 # ``keys``, the fold's keys joined by newlines), so a fold adds one row to one table with

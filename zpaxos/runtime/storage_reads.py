@@ -15,10 +15,10 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zpaxos.hosts.keyrange import SortedKeys, merge
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.messages import Ballot
 from zpaxos.protocol.ranges import prefix_end
-from zpaxos.runtime.keyrange import SortedKeys, merge
 from zpaxos.runtime.rows import checksum, state_of
 from zpaxos.runtime.storage_errors import (
     StateDamaged,

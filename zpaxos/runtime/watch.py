@@ -30,10 +30,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from zpaxos.hosts.watchers import WATCH_RENEW_S
 from zpaxos.printable import printable
 from zpaxos.protocol.messages import RNotify, RWatch
 from zpaxos.protocol.regops import OK
-from zpaxos.runtime.watchers import WATCH_RENEW_S
 
 if TYPE_CHECKING:
     from zpaxos.protocol.regops import RegisterOptions

@@ -13,12 +13,12 @@ from typing import Any, TypeAlias
 
 import zmq
 
+from zpaxos.hosts.addresses import Caller, Src
 from zpaxos.naming import node_name, proposer_name
 from zpaxos.protocol.messages import Message
 from zpaxos.protocol.registry import FRAME_COUNT, spec_of, type_name
 from zpaxos.protocol.registry import log_fields as message_fields
 from zpaxos.runtime import codec
-from zpaxos.runtime.addresses import Caller, Src
 from zpaxos.runtime.log import EventLog
 
 Sock: TypeAlias = "zmq.Socket[bytes]"

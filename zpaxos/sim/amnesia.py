@@ -1,9 +1,9 @@
-"""The simulator with admission (zpaxos/runtime/admission.py) in every node, and a node
+"""The simulator with admission (zpaxos/hosts/admission.py) in every node, and a node
 whose whole disk is put back to an older copy: what a restored backup does.
 
 :class:`AmnesiaSimulation` runs the same seeded schedules and checks the same invariants
 as :class:`~zpaxos.sim.simulator.Simulation`; in addition, every node is an
-:class:`~zpaxos.runtime.admission.Admission` around its AcceptorHost, with an incarnation,
+:class:`~zpaxos.hosts.admission.Admission` around its AcceptorHost, with an incarnation,
 a commit count and a memory of its peers on its disk, and HELLO traffic on the simulated
 network (delayed, duplicated, reordered and lost like the rest). One node of each run, the
 *victim*, has its disk copied at one restart; when it crashes again after its peers have
@@ -29,11 +29,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from zpaxos.hosts.acceptor_host import Ready
+from zpaxos.hosts.addresses import Caller
+from zpaxos.hosts.admission import Admission
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.messages import HelloReply
-from zpaxos.runtime.acceptor_host import Ready
-from zpaxos.runtime.addresses import Caller
-from zpaxos.runtime.admission import Admission
 from zpaxos.runtime.peers import PeerRecord
 from zpaxos.sim.simulator import PASS, InvariantViolation, Simulation, generate
 

@@ -30,6 +30,9 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+from zpaxos.hosts import catchup
+from zpaxos.hosts.acceptor_host import AcceptorHost, Ready
+from zpaxos.hosts.addresses import Src
 from zpaxos.protocol.events import Learned
 from zpaxos.protocol.messages import (
     Ballot,
@@ -41,9 +44,6 @@ from zpaxos.protocol.messages import (
 )
 from zpaxos.protocol.regmessages import REGISTER_PREFIX
 from zpaxos.protocol.state import KeyState
-from zpaxos.runtime import catchup
-from zpaxos.runtime.acceptor_host import AcceptorHost, Ready
-from zpaxos.runtime.addresses import Src
 from zpaxos.sim.ghost import InvariantViolation
 from zpaxos.sim.scenario import generate
 from zpaxos.sim.simulator import OTHER_KINDS, PASS, Simulation

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from zpaxos.hosts.addresses import Caller
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.events import Event
 from zpaxos.protocol.messages import Ballot
 from zpaxos.protocol.registry import spec_of
-from zpaxos.runtime.addresses import Caller
 
 
 def fb(b: Ballot) -> str:

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from zpaxos.hosts.acceptor_host import AcceptorHost
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.messages import ZERO, Ballot, StatusReply
 from zpaxos.protocol.ranges import RangeTable
-from zpaxos.runtime.acceptor_host import AcceptorHost
 from zpaxos.sim.fmt import fb, fv
 
 TRACE_TAIL_LINES = 60  # how much of the trace a failure message shows

@@ -16,6 +16,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from zpaxos.hosts.acceptor_host import AcceptorHost, Ready
+from zpaxos.hosts.addresses import Src
+from zpaxos.hosts.proposer_host import ProposerHost
+from zpaxos.hosts.proposer_host import Ready as ProposerReady
+from zpaxos.hosts.staging import NO_STAGING
 from zpaxos.protocol.core import ACCEPT, Acceptor, KeyState, Proposer, Step
 from zpaxos.protocol.events import Round
 from zpaxos.protocol.messages import (
@@ -31,11 +36,6 @@ from zpaxos.protocol.messages import (
     SyncReply,
 )
 from zpaxos.protocol.ranges import Lease
-from zpaxos.runtime.acceptor_host import AcceptorHost, Ready
-from zpaxos.runtime.addresses import Src
-from zpaxos.runtime.proposer_host import ProposerHost
-from zpaxos.runtime.proposer_host import Ready as ProposerReady
-from zpaxos.runtime.staging import NO_STAGING
 from zpaxos.sim.regmutants import AcceptBelowPromise, ReadSkipsQuorum, StaleValue
 from zpaxos.sim.simulator import REPLAY_CMD
 

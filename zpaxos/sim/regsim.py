@@ -1,10 +1,10 @@
 """The register simulator: seeded, deterministic, running the real hosts.
 
 It runs on the same simulated world as the write-once simulator (zpaxos/sim/world.py).
-The nodes are the real :class:`~zpaxos.runtime.acceptor_host.AcceptorHost` (which routes
+The nodes are the real :class:`~zpaxos.hosts.acceptor_host.AcceptorHost` (which routes
 register messages to the register rules), each with a "disk" that holds exactly what the
 host asked to persist; the clients are the real
-:class:`~zpaxos.runtime.register_host.RegisterHost`. A ``random.Random(seed)`` owns the
+:class:`~zpaxos.hosts.register_host.RegisterHost`. A ``random.Random(seed)`` owns the
 network: message delays (so messages reorder), losses, duplicates, partitions between
 clients and nodes, and node crashes (also between a pass's persist and its sends) with
 restarts from the disk. Each client runs a random mix of get, set, compare-and-set (on
@@ -26,6 +26,9 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from zpaxos.hosts.acceptor_host import AcceptorHost
+from zpaxos.hosts.addresses import Caller
+from zpaxos.hosts.register_host import RegisterHost
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.register import (
     CAS,
@@ -44,9 +47,6 @@ from zpaxos.protocol.register import (
     RegResult,
 )
 from zpaxos.protocol.regmessages import REGISTER_PREFIX
-from zpaxos.runtime.acceptor_host import AcceptorHost
-from zpaxos.runtime.addresses import Caller
-from zpaxos.runtime.register_host import RegisterHost
 from zpaxos.sim.world import World
 
 INF = float("inf")

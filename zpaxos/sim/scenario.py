@@ -7,8 +7,8 @@ import random
 from dataclasses import dataclass, replace
 from typing import Any
 
+from zpaxos.hosts.staging import NO_STAGING, StagingOptions
 from zpaxos.protocol.core import ProposerOptions
-from zpaxos.runtime.staging import NO_STAGING, StagingOptions
 
 INF = float("inf")
 

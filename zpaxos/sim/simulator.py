@@ -48,6 +48,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from zpaxos.hosts.acceptor_host import AcceptorHost, Ready
+from zpaxos.hosts.addresses import Caller
+from zpaxos.hosts.proposer_host import Leases, ProposerHost
+from zpaxos.hosts.proposer_host import Ready as ProposerReady
 from zpaxos.protocol.core import Acceptor, KeyState, Outcome, Proposer, quorum_size
 from zpaxos.protocol.events import Event
 from zpaxos.protocol.messages import (
@@ -63,10 +67,6 @@ from zpaxos.protocol.messages import (
 )
 from zpaxos.protocol.ranges import Lease, RangeTable
 from zpaxos.runtime import codec
-from zpaxos.runtime.acceptor_host import AcceptorHost, Ready
-from zpaxos.runtime.addresses import Caller
-from zpaxos.runtime.proposer_host import Leases, ProposerHost
-from zpaxos.runtime.proposer_host import Ready as ProposerReady
 from zpaxos.sim.fmt import fb, fevent, fmsg, fsends, fstate, fv, reply_to, who
 from zpaxos.sim.forgery import forged_decide, forged_sync
 from zpaxos.sim.ghost import Ghost, InvariantViolation

@@ -39,11 +39,11 @@ from collections.abc import Hashable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from zpaxos.hosts.addresses import Caller
 from zpaxos.naming import node_name
 from zpaxos.protocol.events import Chosen
 from zpaxos.protocol.messages import Ballot
 from zpaxos.protocol.registry import log_fields, type_name
-from zpaxos.runtime.addresses import Caller
 from zpaxos.sim.simulator import (
     CRASH,
     DELIVER,

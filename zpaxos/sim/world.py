@@ -15,8 +15,8 @@ import random
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
+from zpaxos.hosts.acceptor_host import AcceptorHost
 from zpaxos.protocol.core import KeyState
-from zpaxos.runtime.acceptor_host import AcceptorHost
 
 INF = float("inf")
 

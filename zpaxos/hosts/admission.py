@@ -1,6 +1,6 @@
 """Admission: a (re)started node votes only once its peers agree it has not lost state.
 
-:class:`Admission` wraps a node's :class:`~zpaxos.runtime.acceptor_host.AcceptorHost`
+:class:`Admission` wraps a node's :class:`~zpaxos.hosts.acceptor_host.AcceptorHost`
 and, like it, is pure (no sockets, disk or clock: the node loop and the simulator pass
 the time in). It adds the Hello exchange of :mod:`zpaxos.runtime.peers`:
 
@@ -31,6 +31,9 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from zpaxos.hosts.acceptor_host import AcceptorHost, Note, Ready
+from zpaxos.hosts.addresses import Caller, Src
+from zpaxos.hosts.verdicts import OK, STALE, VERDICTS, PeerRecord, judge, refusal_text
 from zpaxos.naming import node_name
 from zpaxos.protocol.core import KeyState, quorum_size
 from zpaxos.protocol.messages import (
@@ -51,9 +54,6 @@ from zpaxos.protocol.messages import (
     SyncReply,
     SyncRequest,
 )
-from zpaxos.runtime.acceptor_host import AcceptorHost, Note, Ready
-from zpaxos.runtime.addresses import Caller, Src
-from zpaxos.runtime.verdicts import OK, STALE, VERDICTS, PeerRecord, judge, refusal_text
 
 HELLO_INTERVAL = 1.0  # s between Hellos while commits advance (and between retries)
 RETRY_MAX_FACTOR = 30  # retries back off to at most this many intervals (30 s)

@@ -41,6 +41,45 @@ import itertools
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 
+from zpaxos.hosts import catchup
+from zpaxos.hosts.acceptor_catchup import CatchUpMixin
+from zpaxos.hosts.acceptor_checks import MAX_CHECKS, ChecksMixin
+from zpaxos.hosts.acceptor_pages import (
+    KEY_OVERHEAD_BYTES,
+    REGISTER_PAGE,
+    REPLY_MAX_VALUE_BYTES,
+    STATUS_MAX_BYTES,
+    STATUS_MAX_KEYS,
+    STATUS_MAX_RANGES,
+    SYNC_PAGE,
+    PagesMixin,
+    page,
+)
+from zpaxos.hosts.acceptor_ranges import (
+    MAX_DEFERRED_RANGES,
+    RANGE_PREPARE_ROWS,
+    RANGE_ROWS_PER_PASS,
+    RangesMixin,
+)
+from zpaxos.hosts.acceptor_ready import (
+    ACCEPTED,
+    ANSWERED,
+    CHECKING,
+    CONFLICT,
+    DECIDED,
+    HANDLED,
+    IGNORED,
+    KNOWN,
+    LEARNED,
+    NACKED,
+    PROMISED,
+    Note,
+    Ready,
+    StateSource,
+    outcome_of,
+)
+from zpaxos.hosts.addresses import Caller, Src
+from zpaxos.hosts.watchers import Watchers
 from zpaxos.protocol.core import Acceptor, KeyState, Learner
 from zpaxos.protocol.events import Ignored, Learned
 from zpaxos.protocol.messages import (
@@ -68,45 +107,6 @@ from zpaxos.protocol.messages import (
 from zpaxos.protocol.register import RegAcceptor
 from zpaxos.protocol.registry import REGISTER_TYPES, TO_ACCEPTOR_TYPES, type_name
 from zpaxos.protocol.regmessages import RAccept, RegisterMessage, decode_state, register_slot
-from zpaxos.runtime import catchup
-from zpaxos.runtime.acceptor_catchup import CatchUpMixin
-from zpaxos.runtime.acceptor_checks import MAX_CHECKS, ChecksMixin
-from zpaxos.runtime.acceptor_pages import (
-    KEY_OVERHEAD_BYTES,
-    REGISTER_PAGE,
-    REPLY_MAX_VALUE_BYTES,
-    STATUS_MAX_BYTES,
-    STATUS_MAX_KEYS,
-    STATUS_MAX_RANGES,
-    SYNC_PAGE,
-    PagesMixin,
-    page,
-)
-from zpaxos.runtime.acceptor_ranges import (
-    MAX_DEFERRED_RANGES,
-    RANGE_PREPARE_ROWS,
-    RANGE_ROWS_PER_PASS,
-    RangesMixin,
-)
-from zpaxos.runtime.acceptor_ready import (
-    ACCEPTED,
-    ANSWERED,
-    CHECKING,
-    CONFLICT,
-    DECIDED,
-    HANDLED,
-    IGNORED,
-    KNOWN,
-    LEARNED,
-    NACKED,
-    PROMISED,
-    Note,
-    Ready,
-    StateSource,
-    outcome_of,
-)
-from zpaxos.runtime.addresses import Caller, Src
-from zpaxos.runtime.watchers import Watchers
 
 # States a host with a ``source`` keeps in memory (a few hundred bytes each); a pass's
 # keys are always there, whatever this says.
@@ -135,7 +135,7 @@ class AcceptorHost(PagesMixin, CatchUpMixin, ChecksMixin, RangesMixin):
         ballot with that very value (see :meth:`_check_decide`). ``source``: read states
         from it as needed, keeping at most about ``cache_keys`` (``states`` is then only
         a warm start, normally empty). ``catch_up_s`` > 0: ask each peer that often what
-        it learned since ``cursors`` (runtime/catchup.py); 0: a start walks the peers'
+        it learned since ``cursors`` (hosts/catchup.py); 0: a start walks the peers'
         chosen keys instead, and nothing is timed. ``learn``: this node's learn index
         (its store), which answers the peers' catch-up requests."""
         self.node_id = node_id
@@ -178,7 +178,7 @@ class AcceptorHost(PagesMixin, CatchUpMixin, ChecksMixin, RangesMixin):
                                      if s.chosen is not None)
         self._new_keys: list[str] = []
         self._new_chosen: list[str] = []
-        # Register watchers (runtime/watchers.py), told when this node accepts a new
+        # Register watchers (hosts/watchers.py), told when this node accepts a new
         # state; their leases run on ``now``, the time as the loop last said it (the host
         # never reads a clock).
         self.watchers = Watchers()

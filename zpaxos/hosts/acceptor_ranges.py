@@ -13,14 +13,14 @@ import bisect
 from collections import deque
 from typing import TYPE_CHECKING
 
+from zpaxos.hosts.acceptor_ready import Ready, StateSource, outcome_of
+from zpaxos.hosts.addresses import Src
+from zpaxos.hosts.keyrange import in_range, span
 from zpaxos.protocol.core import Acceptor
 from zpaxos.protocol.events import Ignored
 from zpaxos.protocol.messages import RangePrepare
 from zpaxos.protocol.ranges import MAX_SCAN
 from zpaxos.protocol.registry import type_name
-from zpaxos.runtime.acceptor_ready import Ready, StateSource, outcome_of
-from zpaxos.runtime.addresses import Src
-from zpaxos.runtime.keyrange import in_range, span
 
 # RangePrepares: each reads (and checksums) the keys of its range a node holds, up to
 # ranges.MAX_SCAN + 1 rows, and one frame can carry thousands of them. A pass takes them
@@ -36,7 +36,7 @@ MAX_DEFERRED_RANGES = 10_000
 
 
 class RangesMixin:
-    """Part of :class:`~zpaxos.runtime.acceptor_host.AcceptorHost`: range prepares."""
+    """Part of :class:`~zpaxos.hosts.acceptor_host.AcceptorHost`: range prepares."""
 
     acceptor: Acceptor
     source: StateSource | None

@@ -4,7 +4,7 @@ A node tells its peers which incarnation of its state it is and how many commits
 made; each peer judges that against what it remembers of the node (:func:`judge`), and a
 refused node must not vote (:func:`refusal_text` says why, in one clause). Pure: no file,
 no clock. What a node remembers is kept in ``peers.json`` by :mod:`zpaxos.runtime.peers`;
-the protocol around the verdict is :mod:`zpaxos.runtime.admission`.
+the protocol around the verdict is :mod:`zpaxos.hosts.admission`.
 """
 
 from __future__ import annotations

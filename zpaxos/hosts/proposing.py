@@ -1,8 +1,8 @@
 """What both proposer hosts share: the caller's :data:`Token`, the :class:`Ready` a host
 answers with, and the :class:`Wakeups` heap that says when a proposer must be ticked.
 
-:class:`~zpaxos.runtime.proposer_host.ProposerHost` (write-once keys) and
-:class:`~zpaxos.runtime.register_host.RegisterHost` (registers) are two uses of this one
+:class:`~zpaxos.hosts.proposer_host.ProposerHost` (write-once keys) and
+:class:`~zpaxos.hosts.register_host.RegisterHost` (registers) are two uses of this one
 shape: a batch of replies, the time, or a nudge in; a Ready out. So the client loop
 (:mod:`zpaxos.runtime.loop`) and the simulators drive either the same way; only what a
 finished operation yields differs (an Outcome for a key, a RegResult for a register).

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from zpaxos.runtime.addresses import Caller
+from zpaxos.hosts.addresses import Caller
 
 __all__ = ["MAX_WATCHERS_PER_REGISTER", "MAX_WATCHES", "MAX_WATCHES_PER_CALLER",
            "WATCH_LEASE_S", "WATCH_RENEW_S", "Watchers"]

@@ -1,8 +1,8 @@
 """The register host: operations on many registers in one process, pure (no sockets, clock).
 
-Like :mod:`zpaxos.runtime.proposer_host`, it is driven from outside (``submit``,
+Like :mod:`zpaxos.hosts.proposer_host`, it is driven from outside (``submit``,
 ``receive_all``, ``tick``, ``nudge``) and answers with the same
-:class:`~zpaxos.runtime.proposing.Ready` (sends, events, finished operations); the client
+:class:`~zpaxos.hosts.proposing.Ready` (sends, events, finished operations); the client
 loop (:mod:`zpaxos.runtime.loop`) and the register simulator (zpaxos/sim/regsim.py) both
 drive it.
 
@@ -22,11 +22,11 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
+from zpaxos.hosts.proposing import Ready as _Ready
+from zpaxos.hosts.proposing import Token, Wakeups
 from zpaxos.protocol.pacing import Step
 from zpaxos.protocol.register import RegisterOptions, RegisterProposer, RegOp, RegResult
 from zpaxos.protocol.regmessages import RegisterMessage
-from zpaxos.runtime.proposing import Ready as _Ready
-from zpaxos.runtime.proposing import Token, Wakeups
 
 __all__ = ["RegReady", "RegisterHost", "Token"]
 

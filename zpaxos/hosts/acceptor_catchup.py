@@ -1,8 +1,8 @@
-"""The acceptor host's side of catching up (runtime/catchup.py): what a Fetch gets, which
+"""The acceptor host's side of catching up (hosts/catchup.py): what a Fetch gets, which
 listed keys this node lacks, and the fetched values applied (:class:`CatchUpMixin`).
 
 Its own module because catching up is a protocol of its own beside Paxos: the
-:class:`~zpaxos.runtime.catchup.Follower` keeps the cursors and the requests, and this
+:class:`~zpaxos.hosts.catchup.Follower` keeps the cursors and the requests, and this
 mixin is where its pages meet the host's states. The values it learns still go through
 the core's rules (a key's as a Decide, a register slot's as a late Accept).
 """
@@ -12,14 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from zpaxos.hosts import catchup
+from zpaxos.hosts.acceptor_ready import Ready, StateSource
+from zpaxos.hosts.addresses import Src
 from zpaxos.protocol.core import Acceptor
 from zpaxos.protocol.events import Ignored
 from zpaxos.protocol.messages import ZERO, Ballot, CatchUpReply, Decide, FetchReply
 from zpaxos.protocol.registry import MAX_VALUE_BYTES
 from zpaxos.protocol.regmessages import REGISTER_PREFIX, BadState, RAccept, decode_state
-from zpaxos.runtime import catchup
-from zpaxos.runtime.acceptor_ready import Ready, StateSource
-from zpaxos.runtime.addresses import Src
 
 if TYPE_CHECKING:
     from zpaxos.protocol.messages import ProtocolMessage
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 
 class CatchUpMixin:
-    """Part of :class:`~zpaxos.runtime.acceptor_host.AcceptorHost`: catching up."""
+    """Part of :class:`~zpaxos.hosts.acceptor_host.AcceptorHost`: catching up."""
 
     acceptor: Acceptor
     source: StateSource | None

@@ -12,6 +12,8 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from zpaxos.hosts import catchup
+from zpaxos.hosts.addresses import Src
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.events import Conflict, Event, Ignored, Learned
 from zpaxos.protocol.messages import (
@@ -27,13 +29,11 @@ from zpaxos.protocol.messages import (
     RNack,
     RPromise,
 )
-from zpaxos.runtime import catchup
-from zpaxos.runtime.addresses import Src
 
 # What became of each message the host handled, as the node's metrics count it (the
 # outcome label of zpaxos_node_messages_total): for the Paxos messages, the core's reply
 # or event says it; the rest are answered (status, sync, checks), handled (replies to
-# this node's own requests) or ignored. Admission adds "refused" (runtime/admission.py).
+# this node's own requests) or ignored. Admission adds "refused" (hosts/admission.py).
 PROMISED, ACCEPTED, NACKED, DECIDED = "promised", "accepted", "nacked", "decided"
 LEARNED, KNOWN, CONFLICT = "learned", "known", "conflict"
 ANSWERED, HANDLED, IGNORED, CHECKING = "answered", "handled", "ignored", "checking"
@@ -76,12 +76,12 @@ class Ready:
     learned: list[tuple[str, bytes]] = field(default_factory=list)
     events: list[tuple[Src | None, Event]] = field(default_factory=list)
     lazy: dict[str, KeyState] = field(default_factory=dict)
-    # Catching up (runtime/catchup.py): each peer's cursor to save, only with or after the
+    # Catching up (hosts/catchup.py): each peer's cursor to save, only with or after the
     # commit that makes this pass's persist and every earlier lazy state durable (the
     # values it covers); and (peer, keys learned from it) for the log.
     cursors: dict[int, catchup.Cursor] = field(default_factory=dict)
     caught: list[tuple[int, int]] = field(default_factory=list)
-    # What admission (runtime/admission.py) hands the loop: notes to log; a peer's refusal
+    # What admission (hosts/admission.py) hands the loop: notes to log; a peer's refusal
     # (the node must stop, never vote on state the cluster saw it lose); and whether what
     # it remembers of the peers changed (peers.json, saved before this pass's replies).
     notes: list[Note] = field(default_factory=list)

@@ -35,6 +35,9 @@ import random
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import replace
 
+from zpaxos.hosts.proposing import Ready as _Ready
+from zpaxos.hosts.proposing import Token, Wakeups
+from zpaxos.hosts.staging import NO_STAGING, Staged, StagingOptions
 from zpaxos.protocol.core import Outcome, Proposer, ProposerOptions, Step, quorum_size
 from zpaxos.protocol.messages import (
     Ballot,
@@ -44,9 +47,6 @@ from zpaxos.protocol.messages import (
     RangePromise,
 )
 from zpaxos.protocol.ranges import HELD, LOST, PENDING, Lease, range_prefix
-from zpaxos.runtime.proposing import Ready as _Ready
-from zpaxos.runtime.proposing import Token, Wakeups
-from zpaxos.runtime.staging import NO_STAGING, Staged, StagingOptions
 
 
 class Ready(_Ready[Outcome]):

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from zpaxos.hosts.acceptor_ready import Ready
+from zpaxos.hosts.addresses import Src
 from zpaxos.protocol.core import Acceptor, Learner
 from zpaxos.protocol.messages import Accepted, Ballot, CheckAccepted, Decide
-from zpaxos.runtime.acceptor_ready import Ready
-from zpaxos.runtime.addresses import Src
 
 if TYPE_CHECKING:
     from zpaxos.protocol.messages import ProtocolMessage
@@ -24,7 +24,7 @@ MAX_CHECKS = 10_000  # client Decides being checked with the peers at once
 
 
 class ChecksMixin:
-    """Part of :class:`~zpaxos.runtime.acceptor_host.AcceptorHost`: client Decides checked."""
+    """Part of :class:`~zpaxos.hosts.acceptor_host.AcceptorHost`: client Decides checked."""
 
     node_id: int
     peers: tuple[int, ...]

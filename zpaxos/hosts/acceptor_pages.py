@@ -12,6 +12,9 @@ import bisect
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
+from zpaxos.hosts import catchup
+from zpaxos.hosts.acceptor_ready import Ready, StateSource
+from zpaxos.hosts.addresses import Src
 from zpaxos.protocol.core import Acceptor, KeyState
 from zpaxos.protocol.messages import (
     AcceptedAt,
@@ -28,9 +31,6 @@ from zpaxos.protocol.messages import (
     SyncRequest,
 )
 from zpaxos.protocol.regmessages import REGISTER_PREFIX
-from zpaxos.runtime import catchup
-from zpaxos.runtime.acceptor_ready import Ready, StateSource
-from zpaxos.runtime.addresses import Src
 
 STATUS_MAX_KEYS = 1000  # keys in one status reply
 SYNC_PAGE = 500  # chosen values in one sync reply
@@ -64,7 +64,7 @@ def page(items: Iterable[T], max_items: int, size: Callable[[T], int],
 
 
 class PagesMixin:
-    """Part of :class:`~zpaxos.runtime.acceptor_host.AcceptorHost`: its pages and
+    """Part of :class:`~zpaxos.hosts.acceptor_host.AcceptorHost`: its pages and
     read-only answers, and the sorted key indexes they walk (without a source)."""
 
     node_id: int
