@@ -268,6 +268,16 @@ class LocalCluster:
         return None
 
 
+def join_all(procs: Sequence[Any], grace_s: float = 5.0) -> None:
+    """Wait for each multiprocessing.Process in ``procs`` (at most ``grace_s`` each), and
+    kill any still running: a benchmark's workers never outlive it."""
+    for p in procs:
+        p.join(grace_s)
+        if p.is_alive():
+            p.kill()
+            p.join()
+
+
 def wait_for(predicate: Callable[[], T], what: str, timeout_s: float = 20.0,
              every_s: float = 0.05) -> T:
     """Poll until ``predicate()`` is truthy: await an event instead of sleeping blindly."""

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from zpaxos.lab.launcher import join_all
 from zpaxos.lab.progress import Progress
 
 START_TIMEOUT_S = 60.0
@@ -84,11 +85,7 @@ def race(config: Path, prefix: str, proposers: int, keys: int, concurrency: int,
                 got[index] = (elapsed, results)
                 bar.step()
     finally:
-        for p in procs:
-            p.join(10)
-            if p.is_alive():
-                p.kill()
-                p.join()
+        join_all(procs, 10.0)
     chosen: dict[str, set[bytes | None]] = {}
     rounds: Counter[int] = Counter()
     lat: list[float] = []

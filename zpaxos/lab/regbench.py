@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from zpaxos.lab import regfair
-from zpaxos.lab.launcher import LocalCluster, free_ports, write_config
+from zpaxos.lab.launcher import LocalCluster, free_ports, join_all, write_config
 from zpaxos.printable import printable
 from zpaxos.protocol.register import CAS, GET, SET, RegOp, RegResult
 from zpaxos.runtime.client import Client
@@ -116,11 +116,7 @@ def measure(cluster: ClusterConfig, op: str, contended: bool, one_rtt: bool, ops
         results = [x for _ in procs for x in queue.get(timeout=600)]
         elapsed = time.perf_counter() - t0
     finally:
-        for p in procs:
-            p.join(5)
-            if p.is_alive():
-                p.kill()
-                p.join()
+        join_all(procs)
     if len(results) != waves * n_keys * clients:
         raise RuntimeError(f"register bench: a client stopped early ({len(results)} of "
                            f"{waves * n_keys * clients} operations)")

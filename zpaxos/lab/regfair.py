@@ -88,6 +88,8 @@ def _client(cluster: ClusterConfig, names: list[str], seconds: float, one_rtt: b
 def measure_fairness(cluster: ClusterConfig, prefix: str, one_rtt: bool = True,
                      clients: int = FAIR_CLIENTS, registers: int = FAIR_REGISTERS,
                      seconds: float = FAIR_SECONDS) -> FairRun:
+    from zpaxos.lab.launcher import join_all
+
     names = [f"{prefix}fair-{int(one_rtt)}-{i}" for i in range(registers)]
     ctx = multiprocessing.get_context("fork")
     start = ctx.Barrier(clients + 1)
@@ -101,11 +103,7 @@ def measure_fairness(cluster: ClusterConfig, prefix: str, one_rtt: bool = True,
         start.wait(timeout=60)
         got = [queue.get(timeout=seconds + 120) for _ in procs]
     finally:
-        for p in procs:
-            p.join(5)
-            if p.is_alive():
-                p.kill()
-                p.join()
+        join_all(procs)
     ops = [g[0] for g in got]
     n = max(1, sum(ops))
     rates = sorted(round(d / seconds, 1) for d in ops)
