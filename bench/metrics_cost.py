@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> None:
                        ("the client", lambda t, c: c)):
         off = statistics.median(part(*r) for r in runs[False])
         on = statistics.median(part(*r) for r in runs[True])
-        print(f"  {what:<13} off {off:5.1f}, on {on:5.1f}: {(on - off) / off * 100:+.1f}%")
+        # (a run too short for the kernel's 10 ms ticks can count 0: no ratio then)
+        change = f"{(on - off) / off * 100:+.1f}%" if off else "n/a (too short to measure)"
+        print(f"  {what:<13} off {off:5.1f}, on {on:5.1f}: {change}")
 
 
 if __name__ == "__main__":

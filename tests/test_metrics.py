@@ -375,3 +375,14 @@ def test_the_docs_commands_run_as_written(tmp_path):
         for p in started:
             os.killpg(p.pid, 15)
             p.communicate(timeout=30)
+
+
+def test_the_cost_report_of_a_run_too_short_to_measure_says_so(monkeypatch, capsys):
+    """A run shorter than the kernel's CPU ticks can count 0 microseconds for a side: the
+    A/B report says it cannot tell, rather than dividing by zero (it did, in CI)."""
+    from tests.harness import bench_module
+
+    cost = bench_module("metrics_cost")
+    monkeypatch.setattr(cost, "one_run", lambda metrics, proposals, concurrency: (0, 0))
+    cost.main(["--pairs", "1", "--proposals", "10"])
+    assert "n/a (too short to measure)" in capsys.readouterr().out
