@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from zpaxos.hosts import catchup
 from zpaxos.hosts.acceptor_catchup import CatchUpMixin
@@ -144,7 +144,10 @@ class AcceptorHost(PagesMixin, CatchUpMixin, ChecksMixin, RangesMixin):
         # Client Decides being checked: the core's Learner counts the confirmations.
         self._checks: dict[tuple[str, Ballot, bytes], None] = {}  # ordered: oldest first
         self._learner = Learner((node_id, *self.peers))
-        self.stats: dict[str, int] = {}  # counters the runtime keeps (status shows them)
+        self.stats: dict[str, int] = {}  # counters the host keeps (status shows them)
+        # The runtime's own counters (sockets, admission), read only when a status reply
+        # is built: never kept up to date on every pass.
+        self.counters: Callable[[], Mapping[str, int]] | None = None
         # Messages handled, by (type, outcome); and the keys and registers this host
         # created (first state of a key never seen before). Plain ints, counted as each
         # message goes by: the node's metrics read them when scraped.

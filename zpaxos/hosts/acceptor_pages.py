@@ -73,6 +73,7 @@ class PagesMixin:
     learn: catchup.LearnSource | None
     catch_up_page: int
     stats: dict[str, int]
+    counters: Callable[[], Mapping[str, int]] | None
     sync_page_size: int
     status_page_size: int
     register_page_size: int
@@ -155,7 +156,8 @@ class PagesMixin:
                            lambda e: KEY_OVERHEAD_BYTES + len(e.value or b"")
                            + len(e.chosen or b""), STATUS_MAX_BYTES)
         ranges = self.acceptor.ranges.by_prefix
-        stats = sorted({**self.stats, "ranges": len(ranges)}.items())
+        outside = self.counters() if self.counters is not None else {}
+        stats = sorted({**self.stats, **outside, "ranges": len(ranges)}.items())
         listed = tuple((p, ranges[p]) for p in sorted(ranges)[:STATUS_MAX_RANGES])
         return StatusReply(self.node_id, tuple(items), more, tuple(stats), listed)
 

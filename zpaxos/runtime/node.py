@@ -138,6 +138,7 @@ class Node:
                                  ranges=self.store.load_ranges(), source=pending,
                                  catch_up_s=cluster.options.catch_up_s, learn=pending,
                                  cursors=cursors)
+        self.host.counters = self._counters
         self.keys_known = self.store.count()
         self.decided = self.store.count_chosen()  # status: decided keys this node knows
         # Cursors the host moved, saved once what they cover is durable (_save_cursors).
@@ -253,7 +254,6 @@ class Node:
             if batch or deferred:
                 self.passes += 1
                 self.host.now = time.monotonic()  # watchers' leases (hosts/watchers.py)
-                self._count(sockets)
                 if timing is None:
                     self._do(admission.handle(batch))
                 else:
@@ -268,9 +268,13 @@ class Node:
         if self._lazy:
             self._commit({})  # stopping: what was learned is made durable too
 
-    def _count(self, sockets: Sockets) -> None:
-        """The socket layer's counters, for status replies."""
-        stats = self.host.stats
+    def _counters(self) -> dict[str, int]:
+        """The socket layer's and admission's counters, read when a status reply is built
+        (the host calls this; nothing is counted on the loop's passes for it)."""
+        sockets = self.sockets
+        if sockets is None:
+            return {}
+        stats: dict[str, int] = {}
         stats["malformed"] = sockets.wire.malformed
         stats["undeliverable"] = sockets.wire.undeliverable
         if sockets.zap is not None:
@@ -286,6 +290,7 @@ class Node:
             if follower.last_caught_up is not None:
                 stats["caught_up_ms_ago"] = int(1000 * max(0.0, time.monotonic()
                                                            - follower.last_caught_up))
+        return stats
 
     def _do(self, ready: Ready) -> None:
         self._lazy.update(ready.lazy)
