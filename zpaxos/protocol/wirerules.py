@@ -26,7 +26,6 @@ from functools import cache
 from typing import Any
 
 from zpaxos.protocol.messages import (
-    KEY_MAX_LEN,
     MAX_LEARN_ENTRIES,
     NONE_YET,
     PACK_SEP,
@@ -56,6 +55,7 @@ from zpaxos.protocol.messages import (
     SyncEntry,
     SyncReply,
 )
+from zpaxos.protocol.wiretypes import KEY_PATTERN
 
 # --------------------------------------------------------------------------- the rules
 
@@ -134,7 +134,7 @@ def _hello(m: Hello | HelloReply | CatchUp | CatchUpReply) -> str | None:
 
 
 # A catch-up page's keys, packed: keys and @slots joined by PACK_SEP, checked in one call.
-_PACKED_KEY = f"@?[A-Za-z0-9_-][A-Za-z0-9._-]{{0,{KEY_MAX_LEN - 1}}}"
+_PACKED_KEY = f"@?{KEY_PATTERN}"  # a key, or a register's @slot
 _VALID_PACKED = re.compile(f"{_PACKED_KEY}(?:{PACK_SEP}{_PACKED_KEY})*").fullmatch
 
 

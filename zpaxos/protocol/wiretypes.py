@@ -58,7 +58,8 @@ STATE_OVERHEAD_BYTES = 2 + 9 + 4 + 1 + RECENT_OPS * (1 + OP_ID_MAX_BYTES + 8)
 # encoded state, a value of up to MAX_VALUE_BYTES and the state's own fields.
 MAX_SLOT_BYTES = MAX_VALUE_BYTES + STATE_OVERHEAD_BYTES
 
-_KEY = f"[A-Za-z0-9_-][A-Za-z0-9._-]{{0,{KEY_MAX_LEN - 1}}}"  # see key_problem
+KEY_PATTERN = f"[A-Za-z0-9_-][A-Za-z0-9._-]{{0,{KEY_MAX_LEN - 1}}}"  # see key_problem
+_KEY = KEY_PATTERN
 # msgspec searches a pattern: anchored with \Z (``$`` would let a final newline through).
 Key = Annotated[str, Meta(max_length=KEY_MAX_LEN, pattern=f"^{_KEY}\\Z")]
 After = Annotated[str, Meta(max_length=KEY_MAX_LEN, pattern=f"^(?:{_KEY})?\\Z")]  # "" or a key
