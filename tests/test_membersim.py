@@ -90,3 +90,14 @@ def test_a_stale_proposer_is_told_the_configuration_and_retries_at_once() -> Non
     assert {a for _, a in votes} <= {4, 5, 6}
     # Retried on the refusal itself, not after a round timeout (virtual time).
     assert max(t for t, _ in votes) < 16.0 + ROUND_TIMEOUT_S
+
+
+def test_the_docs_list_the_seed_each_variant_took() -> None:
+    """docs/membership.md's table of broken variants names the seeds FIRST_SEEDS holds."""
+    import re
+
+    from tests.harness import ROOT
+
+    text = (ROOT / "docs" / "membership.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `([\w-]+)` \|.*\| (\d+) \|$", text, re.M))
+    assert {k: int(v) for k, v in rows.items()} == FIRST_SEEDS
