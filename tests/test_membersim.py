@@ -18,7 +18,8 @@ MUTANT_SEEDS = 3_000  # every membership mutant must be caught within it (all in
 # The seed that catches each first (the closing note's list; a change that moves one is
 # fine, one that loses a catch is not: test_member_mutant_is_caught says so).
 FIRST_SEEDS = {"one-step-reconfig": 27, "counted-before-caught-up": 26,
-               "removed-while-needed": 8, "ignores-epoch": 15, "range-across-epochs": 632}
+               "removed-while-needed": 8, "ignores-epoch": 15, "range-across-epochs": 632,
+               "moves-state-only-for-joins": 57}
 
 
 def test_default_schedules_keep_every_invariant(sim_seeds: int) -> None:
