@@ -180,6 +180,8 @@ class MemberSimulation(World):
             if not self.up[dst] or (src, dst) in self.cut:
                 return
             reply, vote = node_handle(self.disks[dst], msg)  # durable, then answered
+            if self.tracing:
+                self.log(f"{src} -> n{dst} {_show(msg)} => {_show(reply)}")
             if vote is not None:
                 self._vote(dst, *vote)
             self.send(dst, src, reply)
@@ -363,6 +365,17 @@ class MemberSimulation(World):
                 self.violate(f"no linearization of register {key}: {why}")
 
 
+def _show(msg: Any) -> str:
+    """A message in a trace line: its type, epoch and fields, configurations named."""
+    parts = [type(msg).__name__.upper()]
+    for k, v in vars(msg).items():
+        if isinstance(v, Config):
+            parts.append(f"epoch={v.epoch}")
+        elif v is not None:
+            parts.append(f"{k}={v!s}" if not isinstance(v, bytes) else f"{k}={v!r}")
+    return " ".join(parts)
+
+
 def _by_key(history: Iterable[lincheck.Op]) -> dict[str, list[lincheck.Op]]:
     out: dict[str, list[lincheck.Op]] = {}
     for o in history:
@@ -414,7 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=300)
     ap.add_argument("--mutant", choices=sorted(MUTANTS))
     a = ap.parse_args(argv)
-    variant = MUTANTS[a.mutant][0] if a.mutant else {}
+    variant = ({**MUTANTS[a.mutant][0], "replay": f"{REPLAY} --mutant {a.mutant}"}
+               if a.mutant else {})
     if a.seed is not None:
         try:
             run_schedule(a.seed, trace=True, **variant)
