@@ -243,6 +243,7 @@ class LoggedSimulation(MemberSimulation):
         self.msg_ids: dict[tuple[Any, Any, Any], list[str]] = {}
         self.current: dict[str, str] = {}  # client -> the operation it runs (or ran last)
         self.keys: dict[str, str] = {}  # operation -> its key
+        self.on_key: dict[tuple[str, str | None], str] = {}  # (client, key) -> operation
         self.violations: list[str] = []
         involved = {1, 2, 3} | {n for _, a, b in sc.changes for n in (a, b) if n}
         for a in sorted(involved):
@@ -255,10 +256,12 @@ class LoggedSimulation(MemberSimulation):
         self.lines.append({"ts": round(BASE_TS + self.now, 6), "process": process,
                            "level": "INFO", "event": event, **fields})
 
-    def _name(self, who: Any) -> str:
+    def _name(self, who: Any, key: str | None = None) -> str:
+        """A node, or the operation of a client that a message about ``key`` concerns:
+        the latest one on that key (a late reply belongs to it, not to the next one)."""
         if isinstance(who, int):
             return f"node{who}"
-        return f"proposer {self.current.get(who, who)}"
+        return f"proposer {self.on_key.get((who, key)) or self.current.get(who, who)}"
 
     def send(self, src: Any, dst: Any, msg: Any) -> None:
         if not isinstance(src, int):
@@ -266,15 +269,17 @@ class LoggedSimulation(MemberSimulation):
             if p.op is not None and self.current.get(src) != p.op.token:
                 self.current[src] = p.op.token
                 self.keys[p.op.token] = p.op.key
+                self.on_key[(src, p.op.key)] = p.op.token
                 self.emit(self._name(src), "start", role="proposer", key=p.op.key,
-                          value=_text(p.op.arg))
+                          value=_text(p.op.arg) if p.op.arg is not None else p.op.kind)
         t = _TYPES.get(type(msg))
         if t is not None:
-            sender = self._name(src)
+            sender = self._name(src, msg.key)
             self.sent[sender] = self.sent.get(sender, 0) + 1
             mid = f"{sender.replace('proposer ', '')}:{self.sent[sender]}"
             self.msg_ids.setdefault((src, dst, msg), []).append(mid)
-            self.emit(sender, "send", type=t, msg_id=mid, peer=self._name(dst), **_fields(msg))
+            self.emit(sender, "send", type=t, msg_id=mid, peer=self._name(dst, msg.key),
+                      **_fields(msg))
         elif isinstance(msg, Stale) and not isinstance(dst, int):
             self.emit(self._name(src), "stale", key=msg.about, peer=self._name(dst),
                       epoch=msg.cfg.epoch)
@@ -286,8 +291,8 @@ class LoggedSimulation(MemberSimulation):
         if t is not None and queue:
             up = self.up[dst] if isinstance(dst, int) else True
             if up:
-                self.emit(self._name(dst), "recv", type=t, msg_id=queue.pop(0),
-                          peer=self._name(src), **_fields(msg))
+                self.emit(self._name(dst, msg.key), "recv", type=t, msg_id=queue.pop(0),
+                          peer=self._name(src, msg.key), **_fields(msg))
         super()._deliver(src, dst, msg)
 
     def _finished(self, proc: str, token: str, state: bytes | None) -> None:
