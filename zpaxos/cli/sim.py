@@ -59,7 +59,8 @@ def _rule(ctx: click.Context, param: click.Parameter, name: str | None) -> str |
               help="Run this one schedule (with --break: start the search here).")
 @click.option("--break", "rule", default=None, callback=_rule, metavar="RULE",
               help="Break this rule, search seeds until two values are chosen, shrink the"
-                   " schedule and draw it (see --rules).")
+                   " schedule and draw it (see --rules; a membership rule runs its own"
+                   " schedules: --nodes, --proposers and --faults do not apply).")
 @click.option("--compare", is_flag=True,
               help="With --break: draw the same schedule with the rule kept beside it.")
 @click.option("--max-seeds", type=click.IntRange(min=1), default=100_000, show_default=True,
