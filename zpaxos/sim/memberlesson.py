@@ -124,16 +124,18 @@ class MemberLesson:
     seconds: float
 
 
-def break_membership(name: str, start: int = 0, limit: int = 20_000) -> MemberLesson:
+def break_membership(name: str, start: int = 0, limit: int = 20_000,
+                     deadline_s: float = 50.0) -> MemberLesson:
     t0 = time.monotonic()
     rule = MEMBER_RULES[name]
+    key = None
     for seed in range(start, start + limit):
         key = _splits(lesson_scenario(name, seed), name)
-        if key is not None:
+        if key is not None or time.monotonic() - t0 > deadline_s:
             break
-    else:
+    if key is None:
         raise NotFound(f"no schedule from seed {start} on chose two values with {name}"
-                       f" broken (searched {limit} seeds)")
+                       f" broken (searched up to {limit} seeds / {deadline_s:g} s)")
     sc = lesson_scenario(name, seed)
     ops = ddmin(list(sc.ops), lambda kept: _splits(replace(sc, ops=tuple(kept)), name, key)
                 is not None)
