@@ -1,0 +1,201 @@
+"""The fold, a slice per loop pass (zpaxos/runtime/storage_fold.py): no pass writes more
+than its slice, the passes meanwhile go to the other journal, reads see the newest state,
+and a crash at any moment of a fold restarts with every commit."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from zpaxos.protocol.core import KeyState
+from zpaxos.protocol.messages import Ballot
+from zpaxos.runtime import journal as journal_mod
+from zpaxos.runtime import storage_fold
+from zpaxos.runtime.journal import HEADER_SIZE, JOURNAL_NAMES
+from zpaxos.runtime.storage import SqliteStore
+from zpaxos.runtime.storage_errors import StateLost, StorageError
+
+ID = bytes(range(16))
+
+
+def state(n: int, chosen: bool = False) -> KeyState:
+    b = Ballot(n, ID)
+    v = b"v%d" % n
+    return KeyState(b, b, v, v if chosen else None, b if chosen else Ballot(0, b""))
+
+
+def crash(store: SqliteStore) -> None:
+    """Let go of every file as a killed process would: nothing folded or committed."""
+    store._close_journals()
+    store._close_db()  # an open transaction is dropped, as SQLite drops it after a crash
+    store._marker.close()
+    store._lock.release()
+    store._opened = False
+
+
+class Rows:
+    """state.db's connection, counting the acceptor rows each executemany writes."""
+
+    def __init__(self, db: sqlite3.Connection, fail: bool = False) -> None:
+        self.db, self.fail, self.slices = db, fail, []  # type: list[int]
+
+    def executemany(self, sql: str, rows: Any) -> Any:
+        rows = list(rows)
+        if "acceptor" in sql:
+            if self.fail:
+                raise sqlite3.OperationalError("disk I/O error")
+            self.slices.append(len(rows))
+        return self.db.executemany(sql, rows)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.db, name)
+
+
+@pytest.fixture
+def small(monkeypatch):
+    """A fold every 8 keys, written 2 keys a slice (at least)."""
+    monkeypatch.setattr(storage_fold, "FOLD_KEYS", 8)
+    monkeypatch.setattr(storage_fold, "FOLD_SLICE_KEYS", 2)
+
+
+def run(store: SqliteStore, passes: list[list[tuple[str, KeyState]]]) -> None:
+    for batch in passes:
+        store.save(batch)
+        store.seal()
+
+
+def test_a_fold_is_written_a_slice_per_pass_while_the_passes_go_on(tmp_path, small):
+    store = SqliteStore(tmp_path)
+    rows = store._db = Rows(store._db)  # type: ignore[assignment]
+    run(store, [[(f"k{i}", state(1))] for i in range(8)])  # the 8th key starts a fold
+    assert store.folding and rows.slices == [2]  # one slice, not the whole fold
+    assert store._active == 1  # the passes append to the other journal now
+    run(store, [[("k0", state(2))], [("new", state(1))]])  # one key each: 2-key slices
+    assert rows.slices == [2, 2, 2] and store.folding
+    store.save([(f"b{i}", state(1)) for i in range(3)])
+    store.seal()  # a pass of 3 keys: a slice of twice that (the 2 rows left)
+    assert rows.slices == [2, 2, 2, 2] and not store.folding
+    assert (tmp_path / JOURNAL_NAMES[0]).read_bytes()[HEADER_SIZE:HEADER_SIZE + 8] \
+        == bytes(8)  # emptied once its records were committed
+    want = {"k0": state(2), "k7": state(1), "new": state(1), "b2": state(1)}
+    assert store.get(list(want)) == want
+    crash(store)  # what the passes wrote during the fold is in the other journal
+    assert store.commit_seq == 11 and _commits(tmp_path, 11)
+    again = SqliteStore(tmp_path)
+    assert again.get(list(want)) == want
+    again.close()
+
+
+def test_a_slice_is_at_least_twice_its_pass_so_a_fold_keeps_up(tmp_path, small):
+    store = SqliteStore(tmp_path)
+    rows = store._db = Rows(store._db)  # type: ignore[assignment]
+    n = 0
+    for _ in range(60):
+        store.save([(f"k{n + i:04}", state(1)) for i in range(5)])
+        n += 5
+        store.seal()
+        assert all(s <= 10 for s in rows.slices)  # never more than twice the pass
+        assert len(store._pending) < storage_fold.FOLD_KEYS_HARD
+    assert sum(rows.slices) > 200  # the folds kept up with 300 keys
+    store.close()
+
+
+def test_reads_during_a_fold_see_the_newest_state(tmp_path, small):
+    store = SqliteStore(tmp_path)
+    run(store, [[(f"k{i}", state(1, chosen=i % 2 == 0))] for i in range(8)])
+    assert store.folding
+    store.save([("k1", state(5, chosen=True)), ("k9", state(1))])  # the other journal
+    want = {f"k{i}": state(1, chosen=i % 2 == 0) for i in range(8)}
+    want.update({"k1": state(5, chosen=True), "k9": state(1)})
+    assert store.get(list(want)) == want
+    assert store.page("", 100) == sorted(want.items())
+    assert store.page("k3", 2) == [("k4", want["k4"]), ("k5", want["k5"])]
+    assert store.prefixed("k", 100) == sorted(want.items())
+    assert store.learned_from(0, 100) == ["k0", "k2", "k4", "k6", "k1"]
+    assert store.learned_from(3, 1) == ["k6"] and store.learn_end == 5
+    store.close()
+
+
+def _commits(tmp_path: Path, n: int) -> dict[str, KeyState]:
+    again = SqliteStore(tmp_path)
+    try:
+        assert again.commit_seq == n
+        return again.page("", 1000)  # type: ignore[return-value]
+    finally:
+        again.close()
+
+
+@pytest.mark.parametrize("slices", [1, 2, 3])
+def test_a_crash_in_mid_fold_restarts_with_every_commit(tmp_path, small, slices):
+    store = SqliteStore(tmp_path)
+    passes = [[(f"k{i}", state(1))] for i in range(8)]
+    passes += [[("k0", state(7))], [("x", state(1))]][:slices - 1]
+    run(store, passes)
+    assert store.folding and store._db.in_transaction  # rows written, nothing committed
+    crash(store)
+    want: dict[str, KeyState] = {}
+    for batch in passes:
+        want.update(batch)  # a key's latest state
+    assert dict(_commits(tmp_path, len(passes))) == want
+
+
+def test_a_crash_after_the_fold_commits_before_its_journal_is_emptied(tmp_path, small,
+                                                                     monkeypatch):
+    store = SqliteStore(tmp_path)
+    run(store, [[(f"k{i}", state(1))] for i in range(8)])
+    store.save([("k0", state(2))])  # the other journal
+    monkeypatch.setattr(journal_mod.Journal, "reset", lambda self: None)
+    while store.folding:
+        store.seal()  # committed; state.journal keeps its records (the "crash")
+    crash(store)
+    monkeypatch.undo()
+    got = dict(_commits(tmp_path, 9))
+    assert got == {f"k{i}": state(1) for i in range(1, 8)} | {"k0": state(2)}
+
+
+def test_a_failed_slice_stops_with_a_storage_error_and_loses_nothing(tmp_path, small):
+    store = SqliteStore(tmp_path)
+    store._db = Rows(store._db, fail=True)  # type: ignore[assignment]
+    with pytest.raises(StorageError, match="state.db"):
+        run(store, [[(f"k{i}", state(1))] for i in range(8)])
+    assert not store._db.in_transaction  # rolled back
+    crash(store)
+    assert dict(_commits(tmp_path, 8)) == {f"k{i}": state(1) for i in range(8)}
+
+
+def test_a_commit_missing_between_the_two_journals_is_damage(tmp_path, small):
+    """The older journal's last record damaged after it was acknowledged, the newer one
+    going on after it: a gap, never a tail."""
+    store = SqliteStore(tmp_path)
+    run(store, [[(f"k{i}", state(1))] for i in range(8)])
+    store.save([("k0", state(2))])
+    end = store._journals[0].end
+    crash(store)
+    path = tmp_path / JOURNAL_NAMES[0]
+    data = bytearray(path.read_bytes())
+    last = HEADER_SIZE
+    while True:  # the start of the last record
+        length = int.from_bytes(data[last:last + 4], "big")
+        if last + 8 + length >= end:
+            break
+        last += 8 + length
+    data[last + 9] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(StateLost, match=r"state.journal2: damaged: commit 8 is missing "
+                                        r"from the journals"):
+        SqliteStore(tmp_path)
+
+
+def test_an_idle_store_finishes_its_fold_on_seals_alone(tmp_path, small):
+    store = SqliteStore(tmp_path)
+    run(store, [[(f"k{i}", state(1))] for i in range(8)])
+    seals = 0
+    while store.folding:  # what the node's loop does with nothing to read
+        store.seal()
+        seals += 1
+    assert seals == 3  # 2 keys a slice: 8 keys in 4 slices, one of them already written
+    assert store.commit_seq == 8
+    store.close()
