@@ -76,6 +76,7 @@ class Node(Protocol):
     sockets: Sockets | None
     keys_known: int
     learned: int
+    longest_pass_s: float
     peer_names: dict[int, str]
 
     @property
