@@ -123,6 +123,7 @@ class SqliteStore(FoldMixin, ReadsMixin, LearnLogMixin):
         self._fold_rows: list[tuple[str, KeyState]] | None = None
         self._fold_at = self._fold_seq = 0
         self._fold_s = 0.0
+        self._checkpoint_due = False
         self._saved_keys = self._saved_bytes = 0
         self._watch = FileWatch()
         self._on_fold: Callable[[float], None] | None = None
@@ -289,6 +290,8 @@ class SqliteStore(FoldMixin, ReadsMixin, LearnLogMixin):
                 raise damaged(self.path, f"cannot use a write-ahead log (journal mode "
                                          f"{mode and mode[0]!r})")
             self._db.execute("PRAGMA synchronous=FULL")
+            # Checkpoints are the fold's own step (storage_fold.py), not a commit's.
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
         except sqlite3.Error as e:
             raise from_sqlite_error(self.path, e) from None
 

@@ -47,6 +47,7 @@ from zpaxos.runtime.datadir import FileWatch, Marker
 from zpaxos.runtime.faults import crash_point
 from zpaxos.runtime.journal import Journal
 from zpaxos.runtime.rows import checksum, range_row, row
+from zpaxos.runtime.storage_errors import from_sqlite_error
 from zpaxos.runtime.storage_learn import learn_rows
 from zpaxos.runtime.storage_schema import COLUMNS
 
@@ -93,6 +94,7 @@ class FoldMixin:
     _fold_at: int
     _fold_seq: int
     _fold_s: float  # the loop's time spent on it so far
+    _checkpoint_due: bool  # a fold committed: state.db's WAL to checkpoint, next step
     _saved_keys: int  # keys and bytes committed since the last seal (for the slice's size)
     _saved_bytes: int
 
@@ -101,21 +103,25 @@ class FoldMixin:
 
     @property
     def folding(self) -> bool:
-        """A fold is under way: the loop should give it a slice even with nothing to do."""
-        return self._fold_rows is not None
+        """A fold is under way (or its checkpoint): the loop should give it a slice even
+        with nothing to do."""
+        return self._fold_rows is not None or self._checkpoint_due
 
     def seal(self) -> None:
         """After a pass's replies: state.marker records the commit (marker <= durable
         state: a crash before this leaves it one commit behind, never ahead), and the
-        fold goes on by one slice (or starts, once enough waits in the journal)."""
+        fold goes on by one step (or starts, once enough waits in the journal)."""
         self._seal_marker()
         keys, size = self._saved_keys, self._saved_bytes
         self._saved_keys = self._saved_bytes = 0
         if self._fold_rows is None:
+            if self._checkpoint_due:
+                self._checkpoint()
+                return
             if len(self._pending) < FOLD_KEYS and self._journals[self._active].end < FOLD_BYTES:
                 return
             self._start_fold()
-        self._fold_slice(max(FOLD_SLICE_KEYS, 2 * keys), max(FOLD_SLICE_BYTES, 2 * size))
+        self._fold_step(max(FOLD_SLICE_KEYS, 2 * keys), max(FOLD_SLICE_BYTES, 2 * size))
 
     def _seal_marker(self) -> None:
         """state.marker counts every commit made (written at once; fdatasync'd at most
@@ -131,11 +137,12 @@ class FoldMixin:
     def _fold(self) -> None:
         """Fold everything the journals hold, now (at start, for the reads that scan
         state.db, at a clean stop, and when the slices fell behind)."""
-        if self._fold_rows is not None:
-            self._fold_slice(None, None)
+        while self._fold_rows is not None:
+            self._fold_step(None, None)
         if self._pending or self._pending_ranges:
             self._start_fold()
-            self._fold_slice(None, None)
+            while self._fold_rows is not None:
+                self._fold_step(None, None)
 
     def _start_fold(self) -> None:
         """Freeze what the journal holds and switch the passes to the other journal."""
@@ -149,9 +156,10 @@ class FoldMixin:
         # The other journal was emptied when the last fold committed.
         self._active ^= 1
 
-    def _fold_slice(self, keys: int | None, size: int | None) -> None:
-        """Write the next ``keys`` rows (or ``size`` bytes of values; None: all) of the
-        fold under way; the last slice commits it."""
+    def _fold_step(self, keys: int | None, size: int | None) -> None:
+        """The fold's next step: write its next ``keys`` rows (or ``size`` bytes of
+        values; None: all of them), or, once all are written, commit it (a step of its
+        own: the commit's fsync is the step's largest cost)."""
         rows = self._fold_rows
         assert rows is not None and self._db is not None
         t0 = time.perf_counter()
@@ -161,6 +169,9 @@ class FoldMixin:
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as e:
                 self._rollback(e)
+        if self._fold_at == len(rows):
+            self._finish_fold(t0)
+            return
         start = at = self._fold_at
         stop = len(rows) if keys is None else min(len(rows), at + keys)
         if size is not None:  # big values: fewer keys
@@ -176,17 +187,26 @@ class FoldMixin:
         except sqlite3.Error as e:
             self._rollback(e)
         self._fold_at = stop
-        if stop < len(rows):
-            crash_point("mid_fold")  # tests only: a slice written, nothing committed
+        crash_point("mid_fold")  # tests only: a slice written, nothing committed
+        if keys is None:  # all at once: commit now too
+            self._finish_fold(t0)
+        else:
             self._fold_s += time.perf_counter() - t0
-            return
-        self._finish_fold()
-        took = self._fold_s + time.perf_counter() - t0
-        if self._on_fold is not None:
-            self._on_fold(took)
 
-    def _finish_fold(self) -> None:
-        """Commit the fold, then empty the journal it came from, then the marker."""
+    def _checkpoint(self) -> None:
+        """Copy the last fold's pages from state.db's write-ahead log into the database:
+        a step of its own after each fold (SQLite's automatic checkpoint, every 1,000
+        pages inside a commit, held one pass for about 8 ms; one fold's pages take 1-3)."""
+        assert self._db is not None
+        self._checkpoint_due = False
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as e:
+            raise from_sqlite_error(self.path, e, running=True) from None
+
+    def _finish_fold(self, t0: float) -> None:
+        """Commit the fold, then empty the journal it came from, then the marker (``t0``:
+        when this step began, for the fold's time)."""
         assert self._db is not None
         try:
             range_rows = [range_row(p, b) for p, b in self._folding_ranges.items()]
@@ -206,8 +226,11 @@ class FoldMixin:
         self._folding, self._folding_ranges, self._folding_learn = {}, {}, []
         self._folding_keys = SortedKeys()
         self._fold_rows = None
+        self._checkpoint_due = True
         self._marker.write(self.commit_seq)  # fdatasync'd: at least at every fold
         self._marker_seq, self._marker_synced = self.commit_seq, time.monotonic()
+        if self._on_fold is not None:
+            self._on_fold(self._fold_s + time.perf_counter() - t0)
 
     def _drop_superseded(self) -> None:
         """Delete the range promises another one implies (protocol/ranges.superseded: the
