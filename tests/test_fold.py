@@ -216,3 +216,17 @@ def test_state_db_write_ahead_log_is_checkpointed_after_each_fold(tmp_path, smal
     assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
     assert (tmp_path / "state.db-wal").stat().st_size < 64 << 10  # 37 folds: 680 KB without
     store.close()
+
+
+def test_a_fold_all_at_once_checkpoints_too(tmp_path, monkeypatch):
+    """Saves that never seal (the million-key build, a pass past FOLD_KEYS_HARD) fold
+    all at once, checkpoint included."""
+    from zpaxos.runtime import storage
+
+    monkeypatch.setattr(storage, "FOLD_KEYS_HARD", 8)
+    store = SqliteStore(tmp_path)
+    for n in range(0, 2400, 8):
+        store.save([(f"k{n + i:04}", state(1, chosen=True)) for i in range(8)])
+    assert not store.folding and not store._pending
+    assert (tmp_path / "state.db-wal").stat().st_size < 64 << 10
+    store.close()

@@ -143,6 +143,8 @@ class FoldMixin:
             self._start_fold()
             while self._fold_rows is not None:
                 self._fold_step(None, None)
+        if self._checkpoint_due:
+            self._checkpoint()
 
     def _start_fold(self) -> None:
         """Freeze what the journal holds and switch the passes to the other journal."""
