@@ -271,3 +271,33 @@ def test_a_node_killed_during_a_fold_restarts_with_every_commit(tmp_path, point,
         assert keys == len(store.prefixed("fold-", 10_000))
     finally:
         store.close()
+
+
+def test_an_idle_node_finishes_its_fold_without_waiting_for_traffic(tmp_path, monkeypatch):
+    """A node whose traffic stops in mid-fold goes on with it at once (its loop does not
+    sleep while a fold is under way), rather than holding the fold open until the next
+    message: one key a slice here, so only the idle loop can finish it."""
+    from tests.test_storage_node import one_node_cluster, run_node
+    from zpaxos.lab.launcher import wait_for
+    from zpaxos.runtime.client import Client
+    from zpaxos.runtime.log import null_log
+    from zpaxos.runtime.node import Node
+
+    monkeypatch.setattr(storage_fold, "FOLD_KEYS", 8)
+    monkeypatch.setattr(storage_fold, "FOLD_SLICE_KEYS", 1)
+    monkeypatch.setattr(storage_fold, "FOLD_SLICE_FACTOR", 0)
+    cluster = one_node_cluster(tmp_path)
+    store = SqliteStore(cluster.node(0).data_dir)
+    folds: list[float] = []
+    store.timed(lambda s: None, folds.append)
+    node = Node(cluster, 0, null_log(), store)
+    t, wakeup, errors = run_node(node)
+    try:
+        with Client(cluster, fast=False) as c:
+            out = c.propose_many([(f"k{i:02}", "v") for i in range(40)])
+        assert all(o.chosen == b"v" for o in out)
+        wait_for(lambda: folds and not store.folding, "the fold to end", timeout_s=10)
+    finally:
+        wakeup.request_stop()
+        t.join(10)
+    assert not errors

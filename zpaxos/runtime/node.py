@@ -252,19 +252,19 @@ class Node:
                 timeout = wait if timeout is None else min(timeout, wait)
             # Now: RangePrepares a pass left for the next, or a fold under way (a slice
             # per pass, storage_fold.py: an idle node finishes it at once).
-            now = self.host.deferred or store.folding
-            batch = sockets.poll(0.0 if now else timeout)
+            folding = store.folding
+            batch = sockets.poll(0.0 if folding or self.host.deferred else timeout)
             t0 = time.perf_counter()
             handled = bool(batch) or bool(self.host.deferred)
             if handled:
                 self.passes += 1
                 self.host.now = time.monotonic()  # watchers' leases (hosts/watchers.py)
                 self._do(admission.handle(batch))
+            elif folding:
+                store.seal()  # the fold's next step (learned decisions wait for its end)
             elif self._lazy:
                 self._commit({})
                 store.seal()
-            elif now:
-                store.seal()  # the fold's next slice
             took = time.perf_counter() - t0
             if took > self.longest_pass_s:
                 self.longest_pass_s = took

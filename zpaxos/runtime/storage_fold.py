@@ -64,6 +64,7 @@ FOLD_KEYS_HARD = 4 * FOLD_KEYS
 # of values, and at least twice what its pass committed.
 FOLD_SLICE_KEYS = 256
 FOLD_SLICE_BYTES = 1 << 20
+FOLD_SLICE_FACTOR = 2  # "twice what its pass committed"
 MARKER_SYNC_S = 0.05  # state.marker is fdatasync'd at most this often (datadir.Marker)
 
 
@@ -121,7 +122,8 @@ class FoldMixin:
             if len(self._pending) < FOLD_KEYS and self._journals[self._active].end < FOLD_BYTES:
                 return
             self._start_fold()
-        self._fold_step(max(FOLD_SLICE_KEYS, 2 * keys), max(FOLD_SLICE_BYTES, 2 * size))
+        self._fold_step(max(FOLD_SLICE_KEYS, FOLD_SLICE_FACTOR * keys),
+                        max(FOLD_SLICE_BYTES, FOLD_SLICE_FACTOR * size))
 
     def _seal_marker(self) -> None:
         """state.marker counts every commit made (written at once; fdatasync'd at most
