@@ -301,3 +301,15 @@ def test_an_idle_node_finishes_its_fold_without_waiting_for_traffic(tmp_path, mo
         wakeup.request_stop()
         t.join(10)
     assert not errors
+
+
+def test_a_database_deleted_with_the_second_journal_holding_state_is_refused(tmp_path, small):
+    store = SqliteStore(tmp_path)
+    run(store, [[(f"k{i}", state(1))] for i in range(8)])
+    store.save([("x", state(1))])  # in state.journal2 (a fold is under way)
+    crash(store)
+    for name in ("state.db", "state.db-wal", "state.marker", JOURNAL_NAMES[0]):
+        (tmp_path / name).unlink(missing_ok=True)
+    with pytest.raises(StateLost, match=r"missing, but its journal \(state.journal2\) "
+                                        r"holds state"):
+        SqliteStore(tmp_path)

@@ -57,7 +57,7 @@ from zpaxos.protocol.messages import Ballot
 from zpaxos.protocol.regmessages import REGISTER_PREFIX
 from zpaxos.runtime.datadir import MARKER_NAME, DirLock, FileWatch, Marker, make_dir, retire
 from zpaxos.runtime.faults import crash_point
-from zpaxos.runtime.journal import JOURNAL_NAME, JOURNAL_NAMES, Journal, Record, encode
+from zpaxos.runtime.journal import JOURNAL_NAMES, Journal, Record, encode
 from zpaxos.runtime.memstore import MemoryStore
 from zpaxos.runtime.peers import LOST_NAME, read_lost
 from zpaxos.runtime.rows import checksum
@@ -171,9 +171,10 @@ class SqliteStore(FoldMixin, ReadsMixin, LearnLogMixin):
             if self.wal.exists():
                 raise StateLost(rescue(f"{self.path}: missing, but its write-ahead log is "
                                        f"there (state lost)"))
-            if self._journal_has_records():
+            held = [j.path.name for j in self._journals if j.exists_with_records()]
+            if held:
                 raise StateLost(rescue(f"{self.path}: missing, but its journal "
-                                       f"({JOURNAL_NAME}) holds state (state lost)"))
+                                       f"({held[0]}) holds state (state lost)"))
             if marker is not None and marker.commits > 0:
                 raise StateLost(rescue(f"{self.path}: missing, but this directory held "
                                        f"zpaxos state ({marker.commits} commits; state lost)"))
