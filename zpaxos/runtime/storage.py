@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NoReturn
@@ -123,7 +124,9 @@ class SqliteStore(FoldMixin, ReadsMixin, LearnLogMixin):
         self._fold_rows: list[tuple[str, KeyState]] | None = None
         self._fold_at = self._fold_seq = 0
         self._fold_s = 0.0
-        self._checkpoint_due = False
+        self._reset_due = self._checkpoint_due = False
+        self._resetting: threading.Thread | None = None
+        self._reset_error: StorageError | None = None
         self._saved_keys = self._saved_bytes = 0
         self._watch = FileWatch()
         self._on_fold: Callable[[float], None] | None = None
@@ -401,6 +404,9 @@ class SqliteStore(FoldMixin, ReadsMixin, LearnLogMixin):
             lock.release()
 
     def _close_journals(self) -> None:
+        thread = self._resetting  # (never close a file under the thread emptying it)
+        if thread is not None:
+            thread.join()
         for journal in self._journals:
             journal.close()
 

@@ -13,9 +13,10 @@ journal's reset). Now a fold runs over several passes:
    least ``FOLD_SLICE_KEYS`` and at least twice what that pass committed, so a fold
    always finishes before the next is due. An idle node goes on with it at once
    (:attr:`folding`: the loop does not sleep while it is true).
-3. **Finish**: the range promises, the learn log's rows and ``commit_seq = _fold_seq``
-   are written and the transaction committed (fsynced: ``synchronous=FULL``); only then
-   is the frozen journal file emptied, and the marker written.
+3. **Commit**: the range promises, the learn log's rows and ``commit_seq = _fold_seq``
+   are written and the transaction committed (fsynced: ``synchronous=FULL``); then, each
+   a step of its own, the frozen journal file is emptied and the marker written, and
+   state.db's write-ahead log is checkpointed.
 
 Safety, a crash at any moment keeping every acknowledged promise:
 * until the commit, the transaction is not in ``state.db`` at all (SQLite drops an
@@ -34,6 +35,7 @@ stops, as for any failed write, and the journals still hold everything.
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -47,7 +49,7 @@ from zpaxos.runtime.datadir import FileWatch, Marker
 from zpaxos.runtime.faults import crash_point
 from zpaxos.runtime.journal import Journal
 from zpaxos.runtime.rows import checksum, range_row, row
-from zpaxos.runtime.storage_errors import from_sqlite_error
+from zpaxos.runtime.storage_errors import StorageError, from_sqlite_error
 from zpaxos.runtime.storage_learn import learn_rows
 from zpaxos.runtime.storage_schema import COLUMNS
 
@@ -95,7 +97,10 @@ class FoldMixin:
     _fold_at: int
     _fold_seq: int
     _fold_s: float  # the loop's time spent on it so far
-    _checkpoint_due: bool  # a fold committed: state.db's WAL to checkpoint, next step
+    _reset_due: bool  # a fold committed: the journal it came from to empty, next step
+    _checkpoint_due: bool  # and then state.db's WAL to checkpoint
+    _resetting: threading.Thread | None  # emptying that journal (see _empty_folded)
+    _reset_error: StorageError | None
     _saved_keys: int  # keys and bytes committed since the last seal (for the slice's size)
     _saved_bytes: int
 
@@ -104,9 +109,9 @@ class FoldMixin:
 
     @property
     def folding(self) -> bool:
-        """A fold is under way (or its checkpoint): the loop should give it a slice even
+        """A fold is under way (or its last steps): the loop should give it a step even
         with nothing to do."""
-        return self._fold_rows is not None or self._checkpoint_due
+        return self._fold_rows is not None or self._reset_due or self._checkpoint_due
 
     def seal(self) -> None:
         """After a pass's replies: state.marker records the commit (marker <= durable
@@ -116,6 +121,9 @@ class FoldMixin:
         keys, size = self._saved_keys, self._saved_bytes
         self._saved_keys = self._saved_bytes = 0
         if self._fold_rows is None:
+            if self._reset_due:
+                self._empty_folded()
+                return
             if self._checkpoint_due:
                 self._checkpoint()
                 return
@@ -141,15 +149,20 @@ class FoldMixin:
         state.db, at a clean stop, and when the slices fell behind)."""
         while self._fold_rows is not None:
             self._fold_step(None, None)
+        if self._reset_due:
+            self._empty_folded()
         if self._pending or self._pending_ranges:
             self._start_fold()
-            while self._fold_rows is not None:
-                self._fold_step(None, None)
+            self._fold_step(None, None)
+            self._empty_folded()
         if self._checkpoint_due:
             self._checkpoint()
+        self._join_reset()
 
     def _start_fold(self) -> None:
         """Freeze what the journal holds and switch the passes to the other journal."""
+        assert not self._reset_due  # (the other journal must be empty)
+        self._join_reset()
         self._folding, self._pending = self._pending, {}
         self._folding_ranges, self._pending_ranges = self._pending_ranges, {}
         self._folding_learn, self._pending_learn = self._pending_learn, []
@@ -197,6 +210,17 @@ class FoldMixin:
         else:
             self._fold_s += time.perf_counter() - t0
 
+    def _join_reset(self) -> None:
+        """Wait for the journal being emptied; its StorageError, if it failed."""
+        thread = self._resetting
+        if thread is None:
+            return
+        thread.join()
+        self._resetting = None
+        error, self._reset_error = self._reset_error, None
+        if error is not None:
+            raise error
+
     def _checkpoint(self) -> None:
         """Copy the last fold's pages from state.db's write-ahead log into the database:
         a step of its own after each fold (SQLite's automatic checkpoint, every 1,000
@@ -209,8 +233,8 @@ class FoldMixin:
             raise from_sqlite_error(self.path, e, running=True) from None
 
     def _finish_fold(self, t0: float) -> None:
-        """Commit the fold, then empty the journal it came from, then the marker (``t0``:
-        when this step began, for the fold's time)."""
+        """Commit the fold (``t0``: when this step began, for the fold's time); emptying
+        the journal it came from is the next step."""
         assert self._db is not None
         try:
             range_rows = [range_row(p, b) for p, b in self._folding_ranges.items()]
@@ -225,16 +249,39 @@ class FoldMixin:
         except sqlite3.Error as e:
             self._rollback(e)
         crash_point("after_fold")  # tests only: committed, its journal not yet emptied
-        self._journals[self._active ^ 1].reset()
         self._learn_db_end += len(self._folding_learn)
         self._folding, self._folding_ranges, self._folding_learn = {}, {}, []
         self._folding_keys = SortedKeys()
         self._fold_rows = None
-        self._checkpoint_due = True
-        self._marker.write(self.commit_seq)  # fdatasync'd: at least at every fold
-        self._marker_seq, self._marker_synced = self.commit_seq, time.monotonic()
+        self._reset_due = True
         if self._on_fold is not None:
             self._on_fold(self._fold_s + time.perf_counter() - t0)
+
+    def _empty_folded(self) -> None:
+        """The step after a fold's commit: empty the journal it came from (its records are
+        commits state.db holds now: a crash before this only has a restart skip them),
+        then state.marker, fdatasync'd (at least at every fold).
+
+        The journal is emptied in a thread of its own: truncating it, setting its space
+        aside again and flushing that (file system metadata) took 1-20 ms of the loop on
+        a busy disk, all in system calls that let go of the GIL, and nothing touches that
+        file until the next fold starts, which waits for it (:meth:`_join_reset`, as does
+        the end of every fold all at once and :meth:`close`)."""
+        journal = self._journals[self._active ^ 1]
+
+        def reset() -> None:
+            try:
+                journal.reset()
+            except StorageError as e:
+                self._reset_error = e
+
+        self._resetting = threading.Thread(target=reset, name="zpaxos-journal-reset",
+                                           daemon=True)
+        self._resetting.start()
+        self._reset_due = False
+        self._checkpoint_due = True
+        self._marker.write(self.commit_seq)
+        self._marker_seq, self._marker_synced = self.commit_seq, time.monotonic()
 
     def _drop_superseded(self) -> None:
         """Delete the range promises another one implies (protocol/ranges.superseded: the
