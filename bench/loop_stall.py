@@ -12,7 +12,9 @@ longer than 5/10/25/50 ms (``zpaxos_node_pass_duration_seconds``), the longest
 ``--store``: one SqliteStore alone (no sockets): ``--passes`` passes of ``--keys`` fresh
 keys, each a save and a seal as the node's loop makes them; prints the longest
 save+seal and the 99th percentile. Runs the same against an older release (only the
-store's save/seal are used), so the two can be compared A/B.
+store's save/seal are used), so the two can be compared A/B. ``--steps`` (this release
+only): the seals also by what they did of the fold (its start and first slice, a slice,
+the commit, emptying the folded journal, the checkpoint, or nothing).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from zpaxos.lab.launcher import child_env, free_ports, write_config
 from zpaxos.runtime.client import Client, options_from
@@ -105,6 +108,7 @@ def store(a: argparse.Namespace) -> None:
     from zpaxos.runtime.storage import SqliteStore
 
     b = Ballot(1, bytes(range(16)))
+    steps: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="zpaxos-stall-") as tmp:
         s = SqliteStore(Path(tmp))
         took = []
@@ -115,13 +119,30 @@ def store(a: argparse.Namespace) -> None:
             n += a.keys
             t0 = time.perf_counter()
             s.save(batch)
+            t1 = time.perf_counter()
+            kind = step_kind(s) if a.steps else ""
             s.seal()
-            took.append(time.perf_counter() - t0)
+            t2 = time.perf_counter()
+            took.append(t2 - t0)
+            if a.steps:
+                kind = "start+slice" if kind == "none" and s.folding else kind
+                steps.setdefault(kind, []).append(t2 - t1)
         s.close()
     took.sort()
     print(f"{a.passes} passes of {a.keys} keys: save+seal longest {took[-1] * 1000:.1f} ms, "
           f"p99 {took[int(len(took) * 0.99)] * 1000:.2f} ms, median "
           f"{took[len(took) // 2] * 1000:.2f} ms, total {sum(took):.2f} s")
+    for kind, t in steps.items():
+        t.sort()
+        print(f"  seal: {kind:<11} {len(t):5} times, median {t[len(t) // 2] * 1000:.2f} ms, "
+              f"longest {t[-1] * 1000:.2f} ms")
+
+
+def step_kind(s: Any) -> str:
+    """What the next seal will do of the fold (zpaxos/runtime/storage_fold.py)."""
+    if s._fold_rows is not None:
+        return "slice" if s._fold_at < len(s._fold_rows) else "commit"
+    return "reset" if s._reset_due else "checkpoint" if s._checkpoint_due else "none"
 
 
 def main() -> None:
@@ -131,6 +152,8 @@ def main() -> None:
     ap.add_argument("--store", action="store_true", help="one store alone, no cluster")
     ap.add_argument("--passes", type=int, default=400)
     ap.add_argument("--keys", type=int, default=64, help="fresh keys per pass (--store)")
+    ap.add_argument("--steps", action="store_true",
+                    help="--store: the seals by fold step too (this release only)")
     a = ap.parse_args()
     (store if a.store else cluster)(a)
 
