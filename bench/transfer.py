@@ -27,7 +27,7 @@ from zpaxos.protocol.register import DELETE, SET
 
 def disk(node_dir: Path) -> int:
     return sum(p.stat().st_size for p in node_dir.iterdir()
-               if p.name.startswith("state.db") or p.name == "state.journal")
+               if p.name.startswith(("state.db", "state.journal")))
 
 
 def cluster(root: Path, name: str) -> LocalCluster:

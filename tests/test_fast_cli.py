@@ -74,3 +74,25 @@ def test_a_fast_propose_never_loads_click(tmp_path):
                          "--config", str(missing)], capture_output=True, text=True,
                         env=child_env(), timeout=60)
     assert (r2.returncode, r2.stderr.splitlines()) == (2, errors)
+
+
+@pytest.mark.e2e
+def test_a_chosen_value_loads_only_what_a_propose_needs(tmp_path):
+    """A propose that ends chosen imports none of what only a failure, another command or
+    a node needs: the explanations of a failure, click, metrics, SQLite."""
+    from zpaxos.lab.launcher import LocalCluster, free_ports, write_config
+
+    path = write_config(tmp_path / "cluster.ini",
+                        [("127.0.0.1", p) for p in free_ports(3)], value_files="")
+    with LocalCluster(path, tmp_path, range(3)) as local:
+        local.start_all()
+        r = subprocess.run([sys.executable, "-X", "importtime", "-m", "zpaxos", "propose", "v",
+                            "-q", "--config", str(path)], capture_output=True, text=True,
+                           env=child_env(), timeout=60, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    imported = {line.split("|")[-1].strip() for line in r.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "zpaxos.runtime.client" in imported
+    unneeded = ("click", "prometheus_client", "sqlite3", "zpaxos.pictures.explain",
+                "zpaxos.pictures.statusview", "zpaxos.runtime.storage")
+    assert not {m for m in imported if m.split(".")[0] in unneeded[:3] or m in unneeded}

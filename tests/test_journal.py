@@ -13,7 +13,7 @@ import pytest
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.messages import Ballot
 from zpaxos.runtime import journal as journal_mod
-from zpaxos.runtime import storage
+from zpaxos.runtime import storage_fold
 from zpaxos.runtime.journal import HEADER_SIZE, JOURNAL_NAME
 from zpaxos.runtime.storage import SqliteStore, StateDamaged, StateLost
 from zpaxos.runtime.storage_errors import DiskFull
@@ -29,7 +29,7 @@ def state(n: int, chosen: bool = False) -> KeyState:
 
 def crash(store: SqliteStore) -> None:
     """Let go of every file as a killed process would: nothing folded, no marker sealed."""
-    store._journal.close()
+    store._close_journals()
     store._close_db()
     store._marker.close()
     store._lock.release()
@@ -65,7 +65,7 @@ def test_a_pass_is_durable_in_the_journal_and_replayed_after_a_crash(tmp_path):
 
 
 def test_fold_writes_a_key_once_and_keeps_the_latest(tmp_path, monkeypatch):
-    monkeypatch.setattr(storage, "FOLD_KEYS", 3)
+    monkeypatch.setattr(storage_fold, "FOLD_KEYS", 3)
     store = SqliteStore(tmp_path)
     for n in range(1, 6):
         store.save([("k", state(n))])
@@ -106,7 +106,7 @@ def test_a_torn_last_record_was_never_acknowledged_and_is_dropped(tmp_path):
     store = SqliteStore(tmp_path)
     store.save([("a", state(1))])
     store.seal()
-    end = store._journal.end
+    end = store._journals[0].end
     store.save([("b", state(2))])
     crash(store)
     path = tmp_path / JOURNAL_NAME
@@ -145,7 +145,7 @@ def test_losing_the_last_acknowledged_record_is_seen_by_the_marker(tmp_path):
     store = SqliteStore(tmp_path)
     store.save([("a", state(1))])
     store.seal()
-    end = store._journal.end
+    end = store._journals[0].end
     store.save([("b", state(2))])
     store.seal()  # replies sent, marker at 2
     crash(store)

@@ -179,9 +179,10 @@ def run_propose(a: ProposeArgs) -> None:
             log.event("start", role="proposer", key=key, value=data)
             outcome = client.propose(data, key, opts, wakeup, staging)
             took_ms = (time.monotonic() - started) * 1000
-            from zpaxos.pictures.explain import reach_of
+            if outcome.chosen is None:  # (only a failure's line uses it: not imported else)
+                from zpaxos.pictures.explain import reach_of
 
-            reach = reach_of(client, outcome.silent if outcome.chosen is None else ())
+                reach = reach_of(client, outcome.silent)
     except Interrupted:
         raise KeyboardInterrupt from None
     except ConfigError as e:  # the client's CURVE key
@@ -230,8 +231,6 @@ def _value(value: str | None, value_file: str | None) -> bytes:
 def _print_outcome(o: Outcome, elapsed_ms: float, as_json: bool, proposer: str,
                    reach: Reach | None = None) -> None:
     """``reach``: what the client knew of the silent nodes (explain.Reach)."""
-    import json
-
     from zpaxos.naming import as_node_name
     from zpaxos.printable import printable
     from zpaxos.runtime.log import show_value
@@ -240,6 +239,8 @@ def _print_outcome(o: Outcome, elapsed_ms: float, as_json: bool, proposer: str,
     told_by = as_node_name(o.told_by) if o.how == "already" and o.told_by is not None else None
     chosen_at = None if o.chosen_ballot.is_zero else str(o.chosen_ballot)
     if as_json:
+        import json
+
         echo(json.dumps({
             "key": o.key, "proposed": show_value(o.proposed), "chosen": show_value(o.chosen),
             "own": o.own, "how": o.how or None, "chosen_ballot": chosen_at,

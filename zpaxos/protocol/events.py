@@ -9,18 +9,19 @@ are peers (``peer_fields``), so the runtime can name them ("node1") when it logs
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
-from dataclasses import fields as dc_fields
 from typing import Any, ClassVar
+
+import msgspec
 
 from zpaxos.protocol.messages import ZERO, Ballot
 
 Peer = Hashable  # an acceptor id, a routing id...: whatever the runtime addresses
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """Base of every event; ``name`` is what the log calls it."""
+class Event(msgspec.Struct, frozen=True):
+    """Base of every event; ``name`` is what the log calls it. Frozen msgspec Structs, as
+    the messages are: every process imports these, and creating one such class costs
+    about 0.05 ms where a slotted dataclass cost 0.5 ms (5 ms of a ``zpaxos propose``)."""
 
     name: ClassVar[str] = "event"
     peer_fields: ClassVar[tuple[str, ...]] = ()
@@ -30,21 +31,20 @@ class Event:
         """The event's fields (key included), peers passed through ``name_peer``;
         None-valued optional fields and ZERO ballots meaning "unknown" are left out."""
         out: dict[str, Any] = {}
-        for f in dc_fields(self):
-            v = getattr(self, f.name)
-            if v is None or (isinstance(v, Ballot) and v.is_zero and f.name != "ballot"):
+        for name in self.__struct_fields__:
+            v = getattr(self, name)
+            if v is None or (isinstance(v, Ballot) and v.is_zero and name != "ballot"):
                 continue
-            if f.name in self.peer_fields:
+            if name in self.peer_fields:
                 v = [name_peer(p) for p in v] if isinstance(v, tuple) else name_peer(v)
-            out[f.name] = v
+            out[name] = v
         return out
 
 
 # --------------------------------------------------------------------------- proposer
 
 
-@dataclass(frozen=True, slots=True)
-class Round(Event):
+class Round(Event, frozen=True):
     """A proposer starts its ``round``-th ballot (phase 1; ``fast``: phase 2 at once, at a
     range promise's ballot, see zpaxos/protocol/ranges.py)."""
 
@@ -54,8 +54,7 @@ class Round(Event):
     fast: bool | None = None  # None (not logged) for an ordinary round
 
 
-@dataclass(frozen=True, slots=True)
-class Adopted(Event):
+class Adopted(Event, frozen=True):
     """A quorum's promises reported an accepted value: phase 2 proposes it, not ours."""
 
     name: ClassVar[str] = "adopted"
@@ -64,8 +63,7 @@ class Adopted(Event):
     ballot: Ballot
 
 
-@dataclass(frozen=True, slots=True)
-class Pause(Event):
+class Pause(Event, frozen=True):
     """Staging: the proposer waits ``seconds`` between its phases."""
 
     name: ClassVar[str] = "pause"
@@ -76,8 +74,7 @@ class Pause(Event):
 REJECTED, TIMEOUT = "rejected", "timeout"
 
 
-@dataclass(frozen=True, slots=True)
-class Retry(Event):
+class Retry(Event, frozen=True):
     """A round failed: ``cause`` is REJECTED (``acceptor`` promised ``promised``, above our
     ballot) or TIMEOUT (no quorum in ``phase`` before the round timeout). The next round
     starts after ``backoff_s``."""
@@ -96,8 +93,7 @@ class Retry(Event):
 PROPOSED, ADOPTED, ALREADY = "proposed", "adopted", "already"
 
 
-@dataclass(frozen=True, slots=True)
-class Chosen(Event):
+class Chosen(Event, frozen=True):
     """The proposal ended with ``value`` chosen. ``how``: PROPOSED (chosen now, our value),
     ADOPTED (chosen now, an earlier value we adopted) or ALREADY (chosen before we came;
     ``told_by`` an acceptor's Decide). ``chosen_ballot`` is the ballot a quorum accepted
@@ -117,8 +113,7 @@ class Chosen(Event):
 DEADLINE, MAX_ROUNDS = "deadline", "max_rounds"
 
 
-@dataclass(frozen=True, slots=True)
-class GaveUp(Event):
+class GaveUp(Event, frozen=True):
     """The proposal ended with nothing chosen: ``cause`` is DEADLINE or MAX_ROUNDS."""
 
     name: ClassVar[str] = "gave_up"
@@ -128,8 +123,7 @@ class GaveUp(Event):
     reason: str  # the same, as a sentence for people
 
 
-@dataclass(frozen=True, slots=True)
-class Applied(Event):
+class Applied(Event, frozen=True):
     """A register operation ended with a quorum's acceptance at ``ballot``: ``status`` is
     "ok" (the register is now at ``version``) or "cas_failed" (the comparison failed; the
     state was written back unchanged). Registers only: nothing is chosen for good, the
@@ -147,8 +141,7 @@ class Applied(Event):
 # --------------------------------------------------------------------------- acceptor
 
 
-@dataclass(frozen=True, slots=True)
-class Learned(Event):
+class Learned(Event, frozen=True):
     """An acceptor recorded ``value`` as chosen (from a Decide or a peer's sync)."""
 
     name: ClassVar[str] = "learned"
@@ -156,8 +149,7 @@ class Learned(Event):
     chosen_ballot: Ballot = ZERO
 
 
-@dataclass(frozen=True, slots=True)
-class Conflict(Event):
+class Conflict(Event, frozen=True):
     """A Decide named another value than the one recorded as chosen: a safety violation
     somewhere, or a rogue peer. The recorded decision stands."""
 
@@ -166,8 +158,7 @@ class Conflict(Event):
     value: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Ignored(Event):
+class Ignored(Event, frozen=True):
     """A message that makes no sense where it arrived (a reply sent to an acceptor), or
     one past a per-pass limit (more status pages than a pass builds)."""
 

@@ -14,6 +14,9 @@ The names, and where the runtime places them:
     before_commit       the pass's state changes are staged, the transaction not committed
     after_commit        committed and fsynced, no reply of the pass sent yet
     mid_value_write     a value file's temporary copy is half written, not yet renamed
+    mid_fold            a slice of a fold written into state.db's open transaction, the
+                        fold not committed (zpaxos/runtime/storage_fold.py)
+    after_fold          a fold committed, the journal it came from not yet emptied
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import sys
 
 from zpaxos.runtime.exits import Exit
 
-CRASH_POINTS = ("before_commit", "after_commit", "mid_value_write")
+CRASH_POINTS = ("before_commit", "after_commit", "mid_value_write", "mid_fold",
+                "after_fold")
 CRASH_EXIT_CODE = Exit.CRASH_POINT  # 99: tells a test "died at the crash point", not of a bug
 
 ENV_AT = "ZPAXOS_CRASH_AT"

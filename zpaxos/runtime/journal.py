@@ -5,8 +5,10 @@ one record appended here and ``fdatasync``'d: one small write and one flush, abo
 on the project's machine, where a SQLite transaction on ``state.db`` costs two to three
 times that and its row writes about 10-15 us each. The records are folded into
 ``state.db`` in bulk (one transaction for thousands of passes, a key written by many of
-them written once) and the journal then starts again empty; see
-:class:`zpaxos.runtime.storage.SqliteStore`.
+them written once) and the journal then starts again empty. There are two journal files,
+``state.journal`` and ``state.journal2``, used in turn: a fold is written a slice per loop
+pass, and the passes meanwhile append to the other file; see
+:mod:`zpaxos.runtime.storage_fold`.
 
 The layout::
 
@@ -48,6 +50,9 @@ from zpaxos.runtime.datadir import datasync, pwrite_all, write_atomic
 from zpaxos.runtime.storage_errors import StateDamaged, StateLost, from_os_error
 
 JOURNAL_NAME = "state.journal"
+# Two journals, used in turn: while one's records are folded into state.db (a slice per
+# loop pass, zpaxos/runtime/storage_fold.py), the passes append to the other.
+JOURNAL_NAMES = (JOURNAL_NAME, "state.journal2")
 _MAGIC = b"ZPXJ\x01"
 _HEAD = struct.Struct(">5s16s")
 HEADER_SIZE = _HEAD.size + 4
@@ -134,8 +139,8 @@ class Journal:
     """One data directory's journal: :meth:`read` (or :meth:`create`) once, then
     :meth:`append` per pass and :meth:`reset` after each fold into the database."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.path = Path(data_dir) / JOURNAL_NAME
+    def __init__(self, data_dir: Path, name: str = JOURNAL_NAME) -> None:
+        self.path = Path(data_dir) / name
         self._fd: int | None = None
         self.end = HEADER_SIZE  # where the next record goes
         self._allocated = 0
@@ -299,4 +304,4 @@ class Journal:
             self._fd = None
 
 
-__all__ = ["HEADER_SIZE", "JOURNAL_NAME", "Journal", "Record", "encode"]
+__all__ = ["HEADER_SIZE", "JOURNAL_NAME", "JOURNAL_NAMES", "Journal", "Record", "encode"]

@@ -82,6 +82,11 @@ class MemoryStore:
     def seal(self) -> None:
         """Nothing to do: what save() keeps is all there is."""
 
+    @property
+    def folding(self) -> bool:
+        """Nothing is ever folded in memory."""
+        return False
+
     def close(self) -> None:
         pass
 

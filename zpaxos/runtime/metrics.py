@@ -76,6 +76,7 @@ class Node(Protocol):
     sockets: Sockets | None
     keys_known: int
     learned: int
+    longest_pass_s: float
     peer_names: dict[int, str]
 
     @property
@@ -147,7 +148,8 @@ class NodeMetrics:
             buckets=DURATION_BUCKETS_S, registry=r)
         self.fold_seconds = Histogram(
             "zpaxos_node_fold_duration_seconds",
-            "Folding the journal into state.db (one SQLite transaction, off the replies).",
+            "Folding the journal into state.db: one SQLite transaction, written a slice "
+            "per loop pass after the replies (the sum of its slices).",
             buckets=FOLD_BUCKETS_S, registry=r)
         ProcessCollector(registry=r)
         r.register(NodeCollector(node))
@@ -217,6 +219,11 @@ class NodeCollector(Collector):
             "zpaxos_node_messages_undeliverable",
             "Messages this node could not send (peer gone, send queue full).",
             value=wire.undeliverable if wire is not None else 0)
+        yield GaugeMetricFamily(
+            "zpaxos_node_longest_pass_seconds",
+            "The loop's longest pass since the node started (a pass, a fold's slice, or a "
+            "lazy commit): how long a message can wait behind the loop.",
+            value=node.longest_pass_s)
         yield GaugeMetricFamily("zpaxos_node_keys", "Write-once keys this node holds state for.",
                                 value=self.keys_at_start + host.created_keys)
         yield GaugeMetricFamily("zpaxos_node_registers", "Registers this node holds state for.",

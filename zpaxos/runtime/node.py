@@ -163,6 +163,7 @@ class Node:
         self.sockets: Sockets | None = None
         self.values = ValueFiles(self.cfg.data_dir, self.cfg.value_files, log)
         self.passes = 0
+        self.longest_pass_s = 0.0  # the loop's longest pass since start (status, metrics)
         self.commits = 0
         self.learned = 0  # decisions learned (recorded as chosen) since the start
         self.peer_names = {p: node_name(p) for p in peers}
@@ -238,7 +239,7 @@ class Node:
     # ---- the loop
 
     def _loop(self, sockets: Sockets) -> None:
-        admission = self.admission
+        admission, store = self.admission, self.store
         timing = self.metrics.pass_seconds if self.metrics is not None else None
         while not sockets.stop_requested:
             # No timers but two: learned decisions that have waited long enough for a
@@ -249,20 +250,26 @@ class Node:
             if at is not None:
                 wait = max(0.0, at - time.monotonic())
                 timeout = wait if timeout is None else min(timeout, wait)
-            deferred = self.host.deferred  # RangePrepares a pass left for the next: now
-            batch = sockets.poll(0.0 if deferred else timeout)
-            if batch or deferred:
+            # Now: RangePrepares a pass left for the next, or a fold under way (a slice
+            # per pass, storage_fold.py: an idle node finishes it at once).
+            folding = store.folding
+            batch = sockets.poll(0.0 if folding or self.host.deferred else timeout)
+            t0 = time.perf_counter()
+            handled = bool(batch) or bool(self.host.deferred)
+            if handled:
                 self.passes += 1
                 self.host.now = time.monotonic()  # watchers' leases (hosts/watchers.py)
-                if timing is None:
-                    self._do(admission.handle(batch))
-                else:
-                    t0 = time.perf_counter()
-                    self._do(admission.handle(batch))
-                    timing.observe(time.perf_counter() - t0)
+                self._do(admission.handle(batch))
+            elif folding:
+                store.seal()  # the fold's next step (learned decisions wait for its end)
             elif self._lazy:
                 self._commit({})
-                self.store.seal()
+                store.seal()
+            took = time.perf_counter() - t0
+            if took > self.longest_pass_s:
+                self.longest_pass_s = took
+            if timing is not None and handled:
+                timing.observe(took)
             if at is not None:
                 self._do(admission.due(time.monotonic()))
         if self._lazy:
@@ -284,6 +291,7 @@ class Node:
         stats["syncing"] = self.admission.syncing
         stats["not_voting_dropped"] = self.admission.dropped
         stats["decided"] = self.decided
+        stats["longest_pass_us"] = int(self.longest_pass_s * 1e6)
         follower = self.host.follower
         if follower is not None:
             stats["caught_up_keys"] = follower.learned_total

@@ -1,10 +1,11 @@
 """Durable acceptor state in SQLite, fronted by the node's own journal, and an in-memory
 twin for tests.
 
-Each loop pass is made durable as one record of ``state.journal``
+Each loop pass is made durable as one record of the journal
 (:mod:`zpaxos.runtime.journal`: one write and one fdatasync); the records are folded
-into ``state.db`` in bulk, after a pass's replies (:meth:`SqliteStore.seal`), and at
-start whatever the journal still holds is checked and folded in.
+into ``state.db`` in bulk, a slice after each pass's replies (:meth:`SqliteStore.seal`,
+:mod:`zpaxos.runtime.storage_fold`), and at start whatever the journals still hold is
+checked and folded in.
 
 The database is the source of truth for everything an acceptor promised, accepted and
 learned. It is opened with ``journal_mode=WAL`` and ``synchronous=FULL``: every commit
@@ -37,30 +38,30 @@ zpaxos/protocol/ranges.py: a prefix and its ballot, checksummed like every row).
 databases are migrated when opened.
 
 The store is one class in parts: here, opening the data directory and writing (save,
-seal, the fold, close); its reads are a mixin of storage_reads.py, the learn log's reads
-one of storage_learn.py, and the schema (its creation, checks and migrations)
-storage_schema.py.
+close); the fold (and seal) is a mixin of storage_fold.py, its reads one of
+storage_reads.py, the learn log's reads one of storage_learn.py, and the schema (its
+creation, checks and migrations) storage_schema.py.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
-import time
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import NoReturn
 
 from zpaxos.hosts.keyrange import SortedKeys
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.messages import Ballot
-from zpaxos.protocol.ranges import superseded
 from zpaxos.protocol.regmessages import REGISTER_PREFIX
 from zpaxos.runtime.datadir import MARKER_NAME, DirLock, FileWatch, Marker, make_dir, retire
 from zpaxos.runtime.faults import crash_point
-from zpaxos.runtime.journal import JOURNAL_NAME, Journal, Record, encode
+from zpaxos.runtime.journal import JOURNAL_NAMES, Journal, Record, encode
 from zpaxos.runtime.memstore import MemoryStore
 from zpaxos.runtime.peers import LOST_NAME, read_lost
-from zpaxos.runtime.rows import checksum, range_row, row
+from zpaxos.runtime.rows import checksum
 from zpaxos.runtime.storage_errors import (
     RESCUE,
     NotLost,
@@ -72,26 +73,18 @@ from zpaxos.runtime.storage_errors import (
     from_sqlite_error,
     rescue,
 )
-from zpaxos.runtime.storage_learn import LEARN_ROW_KEYS, LearnLogMixin, learn_rows
+from zpaxos.runtime.storage_fold import FOLD_KEYS_HARD, FoldMixin
+from zpaxos.runtime.storage_learn import LEARN_ROW_KEYS, LearnLogMixin
 from zpaxos.runtime.storage_reads import ReadsMixin
-from zpaxos.runtime.storage_schema import COLUMNS, SCHEMA_VERSION, check, create_tables
+from zpaxos.runtime.storage_schema import SCHEMA_VERSION, check, create_tables
 
 DB_NAME = "state.db"
-_INSERT = (f"INSERT OR REPLACE INTO acceptor ({', '.join(COLUMNS)}) "
-           f"VALUES ({', '.join('?' * len(COLUMNS))})")
-_INSERT_RANGE = "INSERT OR REPLACE INTO ranges (prefix, round, id, checksum) VALUES (?, ?, ?, ?)"
-# The journal is folded into state.db once this many keys wait in it (after a pass's
-# replies, in seal()), or this many bytes; and within a pass past FOLD_KEYS_HARD.
-FOLD_KEYS = 4096
-FOLD_BYTES = 8 << 20
-FOLD_KEYS_HARD = 4 * FOLD_KEYS
-MARKER_SYNC_S = 0.05  # state.marker is fdatasync'd at most this often (datadir.Marker)
 
 __all__ = ["DB_NAME", "LEARN_ROW_KEYS", "SCHEMA_VERSION", "MemoryStore", "SqliteStore",
            "StorageError", "checksum"]
 
 
-class SqliteStore(ReadsMixin, LearnLogMixin):
+class SqliteStore(FoldMixin, ReadsMixin, LearnLogMixin):
     """One node's acceptor state: ``load()`` at start, ``save(batch)`` once per loop pass.
 
     Holds the data directory's lock from construction to :meth:`close`. ``incarnation``
@@ -112,15 +105,29 @@ class SqliteStore(ReadsMixin, LearnLogMixin):
         self._marker = Marker(self.dir)
         self._marker_seq = 0  # the commits state.marker records
         self._marker_synced = 0.0  # when it was last fdatasync'd (time.monotonic)
-        self._journal = Journal(self.dir)
-        # What the journal holds that state.db does not yet (latest state per key).
+        self._journals = [Journal(self.dir, name) for name in JOURNAL_NAMES]
+        self._active = 0  # the one the passes append to (the other is being folded)
+        # What the active journal holds that state.db does not yet (latest state per key).
         self._pending: dict[str, KeyState] = {}
         self._pending_ranges: dict[str, Ballot] = {}
-        # The learn log: its keys in state.db end at position _learn_db_end; the journal's
-        # (chosen keys and register slots its commits wrote, in order) follow in memory.
+        # The learn log: its keys in state.db end at position _learn_db_end; the fold's
+        # and the journal's (chosen keys and register slots its commits wrote, in order)
+        # follow in memory.
         self._learn_db_end = 0
         self._pending_learn: list[str] = []
         self._pending_keys = SortedKeys()  # _pending's keys in order, for range lookups
+        # The fold under way (storage_fold.py): none yet.
+        self._folding: dict[str, KeyState] = {}
+        self._folding_ranges: dict[str, Ballot] = {}
+        self._folding_learn: list[str] = []
+        self._folding_keys = SortedKeys()
+        self._fold_rows: list[tuple[str, KeyState]] | None = None
+        self._fold_at = self._fold_seq = 0
+        self._fold_s = 0.0
+        self._reset_due = self._checkpoint_due = False
+        self._resetting: threading.Thread | None = None
+        self._reset_error: StorageError | None = None
+        self._saved_keys = self._saved_bytes = 0
         self._watch = FileWatch()
         self._on_fold: Callable[[float], None] | None = None
         self._opened = False  # close() folds the journal only into a database that opened
@@ -142,9 +149,9 @@ class SqliteStore(ReadsMixin, LearnLogMixin):
             self._open_existing_or_fresh()
         except (StateLost, StateDamaged):
             self._close_db()
-            self._journal.close()
+            self._close_journals()
             self.retired = retire(self.dir, [DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm",
-                                             JOURNAL_NAME, MARKER_NAME, LOST_NAME])
+                                             *JOURNAL_NAMES, MARKER_NAME, LOST_NAME])
             self._create()
             return
         if self.commit_seq > 0:
@@ -158,7 +165,7 @@ class SqliteStore(ReadsMixin, LearnLogMixin):
             raise StateLost(f"{lost} (recorded in {LOST_NAME} when the peers refused it)")
         marker = self._marker.read()
         if (marker is None and self._empty(self.path) and self._empty(self.wal)
-                and not self._journal.exists_with_records()):
+                and not self._journal_has_records()):
             # A crash while the very first database was being created: an empty file
             # holds no promise, so this is still a new node.
             self._remove(self.wal)
@@ -167,9 +174,10 @@ class SqliteStore(ReadsMixin, LearnLogMixin):
             if self.wal.exists():
                 raise StateLost(rescue(f"{self.path}: missing, but its write-ahead log is "
                                        f"there (state lost)"))
-            if self._journal.exists_with_records():
+            held = [j.path.name for j in self._journals if j.exists_with_records()]
+            if held:
                 raise StateLost(rescue(f"{self.path}: missing, but its journal "
-                                       f"({JOURNAL_NAME}) holds state (state lost)"))
+                                       f"({held[0]}) holds state (state lost)"))
             if marker is not None and marker.commits > 0:
                 raise StateLost(rescue(f"{self.path}: missing, but this directory held "
                                        f"zpaxos state ({marker.commits} commits; state lost)"))
@@ -203,24 +211,28 @@ class SqliteStore(ReadsMixin, LearnLogMixin):
         self._replay(records)
         self._watch_files()
 
+    def _journal_has_records(self) -> bool:
+        return any(j.exists_with_records() for j in self._journals)
+
     def _read_journal(self, inc: bytes, db_seq: int) -> list[Record]:
-        """The journal's records that state.db does not hold yet, checked to follow on
-        from it; an absent journal (a database from before journals) has none."""
-        if not self._journal.path.exists():
-            return []
-        records = [r for r in self._journal.read(inc, RESCUE) if r.seq > db_seq]
-        for want, r in enumerate(records, db_seq + 1):
+        """The journals' records that state.db does not hold yet, in order, checked to
+        follow on from it without a gap (a fold under way at a crash leaves records in
+        both files); an absent journal (a database from before journals) has none."""
+        tagged = sorted(((r, j) for j in self._journals if j.path.exists()
+                         for r in j.read(inc, RESCUE) if r.seq > db_seq),
+                        key=lambda t: t[0].seq)
+        for want, (r, j) in enumerate(tagged, db_seq + 1):
             if r.seq != want:
                 raise StateLost(rescue(
                     f"{self.path}: rolled back: it holds {db_seq} commits but its journal "
-                    f"({JOURNAL_NAME}) goes on from commit {records[0].seq} (state.db was "
+                    f"({j.path.name}) goes on from commit {r.seq} (state.db was "
                     f"restored from an old backup)" if want == db_seq + 1 else
-                    f"{self._journal.path}: damaged: commit {want} is missing from it"))
-        return records
+                    f"{j.path}: damaged: commit {want} is missing from the journals"))
+        return [r for r, _ in tagged]
 
     def _replay(self, records: list[Record]) -> None:
-        """Fold what the journal held into state.db (after the checks that it belongs),
-        then start the journal empty (or create it)."""
+        """Fold what the journals held into state.db (after the checks that they belong),
+        then start them empty (or create them)."""
         for r in records:
             for key, pr, pid, ar, aid, v, ch, cr, cid in r.rows:
                 self._pending[key] = KeyState(Ballot(pr, pid), Ballot(ar, aid), v, ch,
@@ -229,11 +241,13 @@ class SqliteStore(ReadsMixin, LearnLogMixin):
                     self._pending_learn.append(key)  # the same position as before the stop
             for prefix, rnd, pid in r.ranges:
                 self._pending_ranges[prefix] = Ballot(rnd, pid)
-        if self._journal.path.exists():
-            self._fold()
-            self._journal.reset()
-        else:
-            self._journal.create(self.incarnation)
+        self._fold()
+        for journal in self._journals:
+            if journal.path.exists():
+                journal.reset()
+            else:
+                journal.create(self.incarnation)
+        self._active = 0
 
     @staticmethod
     def _empty(path: Path) -> bool:
@@ -280,13 +294,15 @@ class SqliteStore(ReadsMixin, LearnLogMixin):
                 raise damaged(self.path, f"cannot use a write-ahead log (journal mode "
                                          f"{mode and mode[0]!r})")
             self._db.execute("PRAGMA synchronous=FULL")
+            # Checkpoints are the fold's own step (storage_fold.py), not a commit's.
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
         except sqlite3.Error as e:
             raise from_sqlite_error(self.path, e) from None
 
     def _create(self) -> None:
         """A new incarnation: the database first, then its marker. A crash in between
         leaves a database without a marker, which the next start adopts."""
-        for leftover in (DB_NAME + "-wal", DB_NAME + "-shm", JOURNAL_NAME, MARKER_NAME):
+        for leftover in (DB_NAME + "-wal", DB_NAME + "-shm", *JOURNAL_NAMES, MARKER_NAME):
             self._remove(self.dir / leftover)  # only ever empty or promise-free here
         make_dir(self.dir)
         inc = os.urandom(16)
@@ -296,7 +312,8 @@ class SqliteStore(ReadsMixin, LearnLogMixin):
             create_tables(self._db, inc)
         except sqlite3.Error as e:
             raise from_sqlite_error(self.path, e) from None
-        self._journal.create(inc)
+        for journal in self._journals:
+            journal.create(inc)
         self._marker.create(inc, 0)
         self.incarnation, self.commit_seq, self._marker_seq = inc, 0, 0
         self._watch_files()
@@ -315,14 +332,16 @@ class SqliteStore(ReadsMixin, LearnLogMixin):
         self._watch.add(self.path)
         self._watch.add(self.wal, check_size=False)
         self._watch.add(self._marker.path)
-        self._watch.add(self._journal.path, check_size=False)  # emptied at every fold
+        for journal in self._journals:
+            self._watch.add(journal.path, check_size=False)  # emptied at every fold
         self._watch.add(self._lock.path, check_size=False)  # deleted: a second owner could lock
 
     # ---- use (the reads: storage_reads.py; the learn log's: storage_learn.py)
 
     def timed(self, fsync: Callable[[float], None], fold: Callable[[float], None]) -> None:
         """Report, in seconds, each commit's fdatasync and each fold (the node's metrics)."""
-        self._journal.on_sync = fsync
+        for journal in self._journals:
+            journal.on_sync = fsync
         self._on_fold = fold
 
     def save(self, batch: Iterable[tuple[str, KeyState]],
@@ -330,14 +349,14 @@ class SqliteStore(ReadsMixin, LearnLogMixin):
         """Make a whole loop pass (key states and range promises) durable: one journal
         record, fdatasync'd, when this returns. Raises a StorageError, never a signal.
 
-        Call :meth:`seal` once the pass's replies are sent (the next save does it
-        otherwise): it records the commit in state.marker and folds the journal into
-        state.db when enough waits there, both off the replies' path."""
+        Call :meth:`seal` once the pass's replies are sent: it records the commit in
+        state.marker and folds a slice of the journal into state.db, both off the
+        replies' path (the next save records the marker otherwise)."""
         states = dict(batch)
         range_states = dict(ranges)
         if not states and not range_states:
             return
-        self.seal()  # the previous pass's marker: marker <= durable state, always
+        self._seal_marker()  # the previous pass's marker: marker <= durable state, always
         self._watch.check()  # a deleted or replaced file would swallow this commit
         seq = self.commit_seq + 1
         rows = [(k, s.promised[0], s.promised[1], s.accepted[0], s.accepted[1], s.value,
@@ -345,78 +364,27 @@ class SqliteStore(ReadsMixin, LearnLogMixin):
                 for k, s in states.items()]
         record = encode(seq, rows, [(p, b[0], b[1]) for p, b in range_states.items()])
         crash_point("before_commit")  # tests only: a crash with the pass not yet durable
-        self._journal.append(record)
+        self._journals[self._active].append(record)
         self.commit_seq = seq
+        self._saved_keys += len(states)
+        self._saved_bytes += len(record)
         self._pending.update(states)
         self._pending_learn += [k for k, st in states.items()
                                 if st.chosen is not None or k[:1] == REGISTER_PREFIX]
         self._pending_ranges.update(range_states)
         if len(self._pending) >= FOLD_KEYS_HARD:
-            self._fold()
+            self._fold()  # the slices fell behind (they never should): all of it, now
 
-    def seal(self) -> None:
-        """After a pass's replies: state.marker records the commit (marker <= durable
-        state: a crash before this leaves it one commit behind, never ahead), and the
-        journal is folded into state.db once enough waits there."""
-        if self._marker_seq < self.commit_seq:
-            now = time.monotonic()
-            sync = now - self._marker_synced >= MARKER_SYNC_S
-            self._marker.write(self.commit_seq, sync)
-            self._marker_seq = self.commit_seq
-            if sync:
-                self._marker_synced = now
-        if len(self._pending) >= FOLD_KEYS or self._journal.end >= FOLD_BYTES:
-            self._fold()
-
-    def _fold(self) -> None:
-        """Write what the journal holds into state.db in one transaction (a key's latest
-        state once, however many passes wrote it), then empty the journal. A crash
-        between the two leaves records the database holds already: replay skips them."""
-        if not self._pending and not self._pending_ranges:
-            return
-        t0 = time.perf_counter()
+    def _rollback(self, e: sqlite3.Error) -> NoReturn:
+        """A fold's write failed: roll its transaction back (the next slice starts it
+        again from its first row) and stop the node with the storage error."""
         assert self._db is not None
-        rows = [row(k, s) for k, s in self._pending.items()]
-        range_rows = [range_row(p, b) for p, b in self._pending_ranges.items()]
         try:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany(_INSERT, rows)
-            self._db.executemany(_INSERT_RANGE, range_rows)
-            learn = learn_rows(self._learn_db_end, self._pending_learn)
-            self._db.executemany("INSERT INTO learn_log (first, keys) VALUES (?, ?)", learn)
-            if range_rows:
-                self._drop_superseded()
-            self._db.execute("UPDATE meta SET value=? WHERE name='commit_seq'",
-                             (str(self.commit_seq),))
-            self._db.execute("COMMIT")
-        except sqlite3.Error as e:
-            try:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            raise from_sqlite_error(self.path, e, running=True) from None
-        self._journal.reset()
-        self._pending.clear()
-        self._learn_db_end += len(self._pending_learn)
-        self._pending_learn = []
-        self._pending_keys.reset()
-        self._pending_ranges.clear()
-        self._marker.write(self.commit_seq)  # fdatasync'd: at least at every fold
-        self._marker_seq, self._marker_synced = self.commit_seq, time.monotonic()
-        if self._on_fold is not None:
-            self._on_fold(time.perf_counter() - t0)
-
-    def _drop_superseded(self) -> None:
-        """Delete the range promises another one implies (protocol/ranges.superseded: the
-        rule is the core's; the core's table dropped them already). In the transaction
-        that writes the new ones, so a row goes only with what supersedes it."""
-        assert self._db is not None
-        rows = self._db.execute("SELECT prefix, round, id, checksum FROM ranges").fetchall()
-        if any(checksum(("range", *r[:3])) != bytes(r[3]) for r in rows):
-            return  # a damaged row: decide nothing from it (the next start reports it)
-        gone = superseded({r[0]: Ballot(r[1], bytes(r[2])) for r in rows})
-        self._db.executemany("DELETE FROM ranges WHERE prefix = ?", [(p,) for p in gone])
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        raise from_sqlite_error(self.path, e, running=True) from None
 
     def close(self) -> None:
         """Fold the journal into state.db (a clean stop leaves it empty; if that fails,
@@ -429,11 +397,18 @@ class SqliteStore(ReadsMixin, LearnLogMixin):
             except StorageError:
                 pass
         self._close_db()
-        self._journal.close()
+        self._close_journals()
         self._marker.close()
         lock = getattr(self, "_lock", None)
         if lock is not None:
             lock.release()
+
+    def _close_journals(self) -> None:
+        thread = self._resetting  # (never close a file under the thread emptying it)
+        if thread is not None:
+            thread.join()
+        for journal in self._journals:
+            journal.close()
 
     def _close_db(self) -> None:
         db, self._db = self._db, None

@@ -58,9 +58,11 @@ class LearnLogMixin:
 
     path: Path
     _db: sqlite3.Connection | None
-    # The learn log: its keys in state.db end at position _learn_db_end; the journal's
-    # (chosen keys and register slots its commits wrote, in order) follow in memory.
+    # The learn log: its keys in state.db end at position _learn_db_end; the fold's
+    # under way and the journal's (chosen keys and register slots its commits wrote, in
+    # order) follow in memory.
     _learn_db_end: int
+    _folding_learn: list[str]
     _pending_learn: list[str]
 
     def learned_from(self, pos: int, limit: int) -> list[str]:
@@ -75,24 +77,29 @@ class LearnLogMixin:
             try:
                 start = self._db.execute("SELECT coalesce(max(first), 0) FROM learn_log "
                                          "WHERE first <= ?", (pos,)).fetchone()[0]
+                # (first < db_end: the rows of a fold's open transaction are listed from
+                # memory, below)
                 for first, keys in self._db.execute(
-                        "SELECT first, keys FROM learn_log WHERE first >= ? ORDER BY first",
-                        (start,)):
+                        "SELECT first, keys FROM learn_log WHERE first >= ? AND first < ? "
+                        "ORDER BY first", (start, db_end)):
                     chunk = keys.split("\n")
                     out += chunk[max(0, pos - first):max(0, pos - first) + limit - len(out)]
                     if len(out) >= limit:
                         break
             except sqlite3.Error as e:
                 raise from_sqlite_error(self.path, e, running=True) from None
-        if len(out) < limit:
-            i = max(0, pos - db_end)
-            out += self._pending_learn[i:i + limit - len(out)]
+        at = db_end
+        for mem in (self._folding_learn, self._pending_learn):
+            if len(out) < limit:
+                i = max(0, pos - at)
+                out += mem[i:i + limit - len(out)]
+            at += len(mem)
         return out
 
     @property
     def learn_end(self) -> int:
         """The position after the learn log's last key (durable ones only)."""
-        return self._learn_db_end + len(self._pending_learn)
+        return self._learn_db_end + len(self._folding_learn) + len(self._pending_learn)
 
 
 __all__ = ["LEARN_ROW_KEYS", "LEARN_SCHEMA", "LearnLogMixin", "learn_rows", "open_learn_log"]

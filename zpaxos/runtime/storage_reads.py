@@ -1,6 +1,7 @@
 """The store's reads of ``state.db`` (:class:`ReadsMixin`): every state at start, and the
 lazy reads a node with a million keys makes instead (a batch's keys, a page, a range),
-each row's checksum verified, with what the journal holds laid over the database's rows.
+each row's checksum verified, with what the journals hold laid over the database's rows
+(the passes' journal over the fold under way, over state.db).
 
 Its own module because reading is the store's other half: nothing here writes, and every
 read goes through :meth:`ReadsMixin._verified`, so a row changed on disk stops the node
@@ -40,6 +41,8 @@ class ReadsMixin:
     _db: sqlite3.Connection | None
     _pending: dict[str, KeyState]  # what the journal holds that state.db does not yet
     _pending_keys: SortedKeys
+    _folding: dict[str, KeyState]  # the fold under way (older than _pending)
+    _folding_keys: SortedKeys
 
     if TYPE_CHECKING:  # the store's own (storage.py)
         def _fold(self) -> None: ...
@@ -85,8 +88,10 @@ class ReadsMixin:
 
     def get(self, keys: Collection[str]) -> dict[str, KeyState]:
         """The durable states of ``keys`` (a key never written is absent), verified."""
-        pending = self._pending
+        pending, folding = self._pending, self._folding
         out = {k: pending[k] for k in keys if k in pending}
+        if folding:
+            out.update({k: folding[k] for k in keys if k in folding and k not in out})
         keys = [k for k in keys if k not in out] if out else list(keys)
         for i in range(0, len(keys), _IN_CHUNK):
             chunk = keys[i:i + _IN_CHUNK]
@@ -102,15 +107,15 @@ class ReadsMixin:
         cond = " AND chosen IS NOT NULL" if chosen_only else ""
         rows = self._verified(self._select(f"WHERE key > ?{cond} ORDER BY key LIMIT ?",
                                            (after, limit)))
-        # With what the journal holds (newer than the database's rows): the first
-        # ``limit`` keys overall are among these two sets. Merged rather than folded, so a
+        # With what the journals hold (newer than the database's rows): the first
+        # ``limit`` keys overall are among these sets. Merged rather than folded, so a
         # peer walking the pages does not cost a fold (three fsyncs) per page.
-        extra = [(k, st) for k, st in self._pending.items()
+        extra = [(k, st) for d in (self._folding, self._pending) for k, st in d.items()
                  if k > after and (not chosen_only or st.chosen is not None)]
         if not extra:
             return rows
         merged = dict(rows)
-        merged.update(extra)
+        merged.update(extra)  # the fold's, then the newer journal's
         return sorted(merged.items())[:limit]
 
     def prefixed(self, prefix: str, limit: int) -> list[tuple[str, KeyState]]:
@@ -125,8 +130,11 @@ class ReadsMixin:
             rows = self._select("WHERE key >= ? AND key < ? ORDER BY key LIMIT ?",
                                 (prefix, end, limit))
         states = self._verified([r for r in rows if r[0].startswith(prefix)])
+        folding = self._folding_keys.prefixed(self._folding, prefix)
+        if folding:
+            states = merge(states, folding, len(states) + len(folding))
         extra = self._pending_keys.prefixed(self._pending, prefix)
-        return merge(states, extra, limit) if extra else states
+        return merge(states, extra, limit) if extra else states[:limit]
 
     def chosen_matching(self, pattern: str) -> list[tuple[str, bytes]]:
         """The chosen values of the keys ``pattern`` (a value_files glob) matches, read
