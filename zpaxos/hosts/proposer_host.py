@@ -38,15 +38,22 @@ from dataclasses import replace
 from zpaxos.hosts.proposing import Ready as _Ready
 from zpaxos.hosts.proposing import Token, Wakeups
 from zpaxos.hosts.staging import NO_STAGING, Staged, StagingOptions
+from zpaxos.protocol.columns import rows
 from zpaxos.protocol.core import Outcome, Proposer, ProposerOptions, Step, quorum_size
 from zpaxos.protocol.messages import (
+    COLUMN_TYPES,
+    Accepted,
+    Accepteds,
     Ballot,
+    ColumnMessage,
     Nack,
     ProtocolMessage,
     RangeNack,
     RangePromise,
 )
 from zpaxos.protocol.ranges import HELD, LOST, PENDING, Lease, range_prefix
+
+COLUMNS = frozenset(COLUMN_TYPES)
 
 
 class Ready(_Ready[Outcome]):
@@ -228,25 +235,55 @@ class ProposerHost:
         return self.receive_all(now, [(src, msg)])
 
     def receive_all(self, now: float,
-                    replies: Iterable[tuple[int, ProtocolMessage | RangePromise | RangeNack]],
+                    replies: Iterable[tuple[int, ProtocolMessage | ColumnMessage | RangePromise
+                                            | RangeNack]],
                     ) -> Ready:
         """Every reply of one pass (many keys, many nodes; a batch off the wire), each to
         every running proposal of its key, in order: one Ready for the whole pass, so its
         sends leave as one frame per node."""
         ready = Ready()
-        by_key = self._by_key
-        leases = self.leases.by_prefix
         for src, msg in replies:
-            if isinstance(msg, (RangePromise, RangeNack)):
-                self._on_range(now, src, msg, ready)
-                continue
-            if leases and type(msg) is Nack and msg.promised > msg.ballot:
-                self._lost(msg)
-            props = by_key.get(msg.key)
-            if props:
-                for prop in tuple(props):
-                    self._after(prop, prop.staged.receive(now, src, msg), ready)
+            t = type(msg)
+            if t is Accepteds:
+                self._accepteds(now, src, msg, ready)  # type: ignore[arg-type]
+            elif t in COLUMNS:  # the rarer runs: their rows, one at a time
+                for row in rows(msg):
+                    self._receive(now, src, row, ready)  # type: ignore[arg-type]
+            else:
+                self._receive(now, src, msg, ready)  # type: ignore[arg-type]
         return ready
+
+    def _receive(self, now: float, src: int,
+                 msg: ProtocolMessage | RangePromise | RangeNack, ready: Ready) -> None:
+        if isinstance(msg, (RangePromise, RangeNack)):
+            self._on_range(now, src, msg, ready)
+            return
+        if self.leases.by_prefix and type(msg) is Nack and msg.promised > msg.ballot:
+            self._lost(msg)
+        props = self._by_key.get(msg.key)
+        if props:
+            for prop in tuple(props):
+                self._after(prop, prop.staged.receive(now, src, msg), ready)
+
+    def _accepteds(self, now: float, src: int, msg: Accepteds, ready: Ready) -> None:
+        """A run of Accepteds from ``src``, row by row, to the proposals of each row's
+        key: the core's ``accepted`` without a message or a Step per row (a proposal
+        behind staging gets its Accepted, as staging holds messages)."""
+        by_key = self._by_key
+        after = self._after
+        for key, ballot, value in zip(msg.keys, msg.ballots, msg.values, strict=True):
+            props = by_key.get(key)
+            if not props:
+                continue
+            for prop in tuple(props):
+                core = prop.core
+                if prop.staged is core:
+                    step = core.accepted(src, ballot, value)
+                    if step is not None:
+                        after(prop, step, ready)
+                else:
+                    after(prop, prop.staged.receive(now, src, Accepted(key, ballot, value)),
+                          ready)
 
     def _on_range(self, now: float, src: int, msg: RangePromise | RangeNack,
                   ready: Ready) -> None:
