@@ -108,13 +108,13 @@ class Replies:
     per run of one reply type. ``add`` takes a reply's type (its one-key class) and its
     fields in that class's order."""
 
-    __slots__ = ("columns", "out", "_type", "_cols")
+    __slots__ = ("columns", "out", "_type", "_rows")
 
     def __init__(self, columns: bool) -> None:
         self.columns = columns
         self.out: list[Message] = []
         self._type: type | None = None
-        self._cols: tuple[list[Any], ...] = ()
+        self._rows: list[tuple[Any, ...]] = []
 
     def add(self, t: type, *fields: Any) -> None:
         if not self.columns:
@@ -123,14 +123,13 @@ class Replies:
         if t is not self._type:
             self._close()
             self._type = t
-            self._cols = tuple([] for _ in fields)
-        for col, v in zip(self._cols, fields, strict=True):
-            col.append(v)
+        self._rows.append(fields)  # a row now, its fields made columns once the run ends
 
     def _close(self) -> None:
         if self._type is not None:
-            self.out.append(COLUMNS_OF[self._type](*map(tuple, self._cols)))
+            self.out.append(COLUMNS_OF[self._type](*zip(*self._rows, strict=True)))
             self._type = None
+            self._rows = []
 
     def messages(self) -> list[Message]:
         """The replies, once every row was added."""
@@ -140,4 +139,3 @@ class Replies:
 
 def is_columns(msg: Message) -> bool:
     return type(msg) in _COLUMN_SET
-
