@@ -119,8 +119,7 @@ class Simulation(Ghost, World):
                  replay: str = "", batch_wire: bool | None = None) -> None:
         """``replay`` is the command that reproduces the run, with ``{seed}`` in it.
         ``batch_wire``: frames (hot messages as column runs) or not, whatever the seed's."""
-        sc = self.sc = scenario if batch_wire is None else replace(scenario,
-                                                                   batch_wire=batch_wire)
+        sc = self.sc = scenario if batch_wire is None else replace(scenario, batch_wire=batch_wire)
         self.tracing = trace
         self.trace: list[str] = []
         self.replay = (replay or REPLAY_CMD).format(seed=sc.seed)
@@ -271,11 +270,12 @@ class Simulation(Ghost, World):
             if self.sc.drop_if is None or not self.sc.drop_if(src, dst, m):
                 by_dst.setdefault(dst, []).append(m)
         for dst, msgs in by_dst.items():
-            # Through the real codec, hot runs as columns (as wire.py): what arrives is ...
-            packed, count = pack(msgs)
+            packed, count = pack(msgs)  # hot runs as column messages, as wire.py sends them
             self.stats["wire_batch"] += count > 1
+            self.stats["columns"] += len(packed) < len(msgs)  # a run made one message
             for frame, _ in codec.encode_batch(who(src)[:32] or "x", 0, packed):
-                batch = codec.decode_batch(frame).messages  # ... what the decoder makes
+                # Through the real codec: what arrives is what the decoder makes of it.
+                batch = codec.decode_batch(frame).messages
                 self._send(src, dst, batch)
 
     def _deliver(self, src: Any, dst: Any, msg: Any) -> None:
