@@ -20,7 +20,6 @@ from __future__ import annotations
 import bisect
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from zpaxos.protocol.columns import Replies
 from zpaxos.protocol.events import ADOPTED as HOW_ADOPTED
@@ -53,6 +52,7 @@ from zpaxos.protocol.messages import (
     RangePrepare,
     RangePromise,
 )
+from zpaxos.protocol.outcome import Outcome
 from zpaxos.protocol.pacing import (
     ACCEPT,
     BACKOFF,
@@ -70,8 +70,6 @@ from zpaxos.protocol.state import EMPTY, KeyState
 
 __all__ = ["ACCEPT", "BACKOFF", "DONE", "IDLE", "PREPARE", "Acceptor", "KeyState", "Learner",
            "Outcome", "Peer", "Proposer", "ProposerOptions", "Step", "quorum_size"]
-
-
 
 
 # --------------------------------------------------------------------------- acceptor
@@ -302,31 +300,6 @@ class Learner:
 # --------------------------------------------------------------------------- proposer
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How a proposal ended. ``chosen`` is None when no value could be chosen in time."""
-
-    key: str
-    proposed: bytes
-    chosen: bytes | None
-    own: bool  # True exactly when chosen == proposed
-    rounds: int
-    ballot: Ballot  # this proposer's last ballot
-    reason: str
-    silent: tuple[Peer, ...]  # acceptors that never answered this proposer
-    # The ballot a quorum accepted the chosen value at (ZERO when not known), and how it
-    # came to be: "proposed" (chosen now, our value), "adopted" (chosen now, an earlier
-    # proposer's value we adopted), "already" (chosen before we came; told by a Decide).
-    chosen_ballot: Ballot = ZERO
-    how: str = ""
-    told_by: Peer | None = None  # the acceptor whose Decide told us, if one did
-
-    @property
-    def chosen_text(self) -> str | None:
-        """The chosen value as text (values are bytes; undecodable bytes escaped)."""
-        return None if self.chosen is None else self.chosen.decode("utf-8", "backslashreplace")
-
-
 class Proposer(PacedProposer):
     """Proposes one value for one key and runs rounds until a value is chosen or it gives up.
 
@@ -406,7 +379,7 @@ class Proposer(PacedProposer):
         elif isinstance(msg, Promise):
             self._on_promise(now, src, msg, step)
         elif isinstance(msg, Accepted):
-            self._on_accepted(src, msg, step)
+            self._accepted_row(src, msg.ballot, msg.value, step)
         elif isinstance(msg, Nack):
             self._on_nack(now, src, msg, step)
         return step
@@ -448,9 +421,6 @@ class Proposer(PacedProposer):
         step.send.extend([(a, accept) for a in self.acceptors])
 
     # ---- phase 2
-
-    def _on_accepted(self, src: Peer, msg: Accepted, step: Step) -> None:
-        self._accepted_row(src, msg.ballot, msg.value, step)
 
     def accepted(self, src: Peer, ballot: Ballot, value: bytes) -> Step | None:
         """One row of an Accepteds from ``src`` (for this proposal's key): as
