@@ -7,11 +7,13 @@ anything acts on it; the wire's ids and log count rows."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import random
 from typing import Any
 
 import pytest
+import zmq
 
 from zpaxos.hosts.acceptor_host import AcceptorHost, Ready
 from zpaxos.hosts.addresses import Caller
@@ -216,6 +218,17 @@ def test_the_wire_sends_runs_as_columns_and_logs_and_numbers_rows() -> None:
     assert [e["msg_id"] for e in sent_log.events] == ids  # one line per row, as before
     assert [e["msg_id"] for e in recv_log.events] == ids
     assert [e["type"] for e in recv_log.events] == ["ACCEPT", "ACCEPT", "DECIDE"] + ["PREPARE"] * 3
+    # A batch that cannot leave is counted and logged row by row too.
+    full_log = _Log()
+    full = Wire(full_log, "c")  # type: ignore[arg-type]
+    assert not full.send(_Full(), first, 0)  # type: ignore[arg-type]
+    assert full.undeliverable == 3
+    assert [e["msg_id"] for e in full_log.events if e["event"] == "undeliverable"] == ids[:3]
+
+
+class _Full(_Socket):
+    def send(self, frame: bytes, flags: int = 0) -> None:
+        raise zmq.ZMQError(errno.EAGAIN)
 
 
 @pytest.mark.parametrize("name", ["accepts-below-promise", "forgets-promise", "lab-ballots",

@@ -15,7 +15,7 @@ import zmq
 
 from zpaxos.hosts.addresses import Caller, Src
 from zpaxos.naming import node_name, proposer_name
-from zpaxos.protocol.columns import expand, pack
+from zpaxos.protocol.columns import expand, pack, row_count
 from zpaxos.protocol.messages import Message
 from zpaxos.protocol.registry import FRAME_COUNT, spec_of, type_name
 from zpaxos.protocol.registry import log_fields as message_fields
@@ -118,7 +118,7 @@ class Wire:
 
     def _undeliverable(self, e: zmq.ZMQError, msgs: Sequence[Message], first: int,
                        peer: str) -> None:
-        self.undeliverable += len(msgs)
+        self.undeliverable += sum(map(row_count, msgs))  # rows, as ids count them
         gone = e.errno == zmq.EHOSTUNREACH
         why = ("peer has gone away" if gone else
                "send queue full" if e.errno == zmq.EAGAIN else e.strerror)
