@@ -232,11 +232,12 @@ class _Full(_Socket):
 
 
 @pytest.mark.parametrize("name", ["accepts-below-promise", "forgets-promise", "lab-ballots",
-                                  "accepts-below-range-promise",
+                                  "accepts-below-range-promise", "ignores-accepted",
                                   "host-keeps-first-state-in-pass"])
 def test_broken_row_rules_are_caught_on_the_column_path_alone(name: str) -> None:
-    """With every frame's runs as columns, the core's row rules are what the nodes run:
-    a broken one is caught there too (the default seeds mix both paths)."""
+    """With every frame's runs as columns, the core's row rules are what the nodes run
+    (and a proposer's, for Promises and Accepteds): a broken one is caught there too (the
+    default seeds mix both paths)."""
     mutant = KEY_MUTANTS[name]
     failures, _ = check_seeds(range(3000), batch_wire=True, **mutant.variant)
     assert failures, f"mutant {name} survived on the column path"

@@ -47,6 +47,8 @@ from zpaxos.protocol.messages import (
     Ballot,
     ColumnMessage,
     Nack,
+    Promise,
+    Promises,
     ProtocolMessage,
     RangeNack,
     RangePromise,
@@ -244,8 +246,8 @@ class ProposerHost:
         ready = Ready()
         for src, msg in replies:
             t = type(msg)
-            if t is Accepteds:
-                self._accepteds(now, src, msg, ready)  # type: ignore[arg-type]
+            if t is Accepteds or t is Promises:
+                self._replies(now, src, msg, ready)  # type: ignore[arg-type]
             elif t in COLUMNS:  # the rarer runs: their rows, one at a time
                 for row in rows(msg):
                     self._receive(now, src, row, ready)  # type: ignore[arg-type]
@@ -265,25 +267,28 @@ class ProposerHost:
             for prop in tuple(props):
                 self._after(prop, prop.staged.receive(now, src, msg), ready)
 
-    def _accepteds(self, now: float, src: int, msg: Accepteds, ready: Ready) -> None:
-        """A run of Accepteds from ``src``, row by row, to the proposals of each row's
-        key: the core's ``accepted`` without a message or a Step per row (a proposal
-        behind staging gets its Accepted, as staging holds messages)."""
+    def _replies(self, now: float, src: int, msg: Accepteds | Promises, ready: Ready) -> None:
+        """A run of Accepteds (or Promises) from ``src``, row by row, to the proposals of
+        each row's key: the core's ``accepted`` (``promised``) without a message or a
+        Step per row (a proposal behind staging gets its one-key message, as staging
+        holds messages)."""
         by_key = self._by_key
         after = self._after
-        for key, ballot, value in zip(msg.keys, msg.ballots, msg.values, strict=True):
-            props = by_key.get(key)
+        accepteds = type(msg) is Accepteds
+        one = Accepted if accepteds else Promise
+        for row in zip(*[getattr(msg, f) for f in msg.__struct_fields__], strict=True):
+            props = by_key.get(row[0])
             if not props:
                 continue
             for prop in tuple(props):
                 core = prop.core
-                if prop.staged is core:
-                    step = core.accepted(src, ballot, value)
-                    if step is not None:
-                        after(prop, step, ready)
-                else:
-                    after(prop, prop.staged.receive(now, src, Accepted(key, ballot, value)),
-                          ready)
+                if prop.staged is not core:
+                    after(prop, prop.staged.receive(now, src, one(*row)), ready)
+                    continue
+                step = (core.accepted(src, *row[1:]) if accepteds
+                        else core.promised(now, src, *row[1:]))
+                if step is not None:
+                    after(prop, step, ready)
 
     def _on_range(self, now: float, src: int, msg: RangePromise | RangeNack,
                   ready: Ready) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 import random
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 
 from zpaxos.protocol.columns import Replies
 from zpaxos.protocol.events import ADOPTED as HOW_ADOPTED
@@ -78,11 +79,10 @@ __all__ = ["ACCEPT", "BACKOFF", "DONE", "IDLE", "PREPARE", "Acceptor", "KeyState
 class Acceptor:
     """The acceptor rules, for any number of independent keys.
 
-    ``states`` and ``ranges`` (range promises, prefix -> ballot; see
-    :mod:`zpaxos.protocol.ranges`) are what storage recovered at start-up: exactly what was
-    persisted before. ``key_index``, when the runtime keeps one, is every key of
-    ``states`` in order (a RangePrepare then looks only at its range's keys).
-    """
+    ``states`` and ``ranges`` (range promises, prefix -> ballot; see ranges.py) are what
+    storage recovered at start-up: exactly what was persisted before. ``key_index``, when
+    the runtime keeps one, is every key of ``states`` in order (a RangePrepare then looks
+    only at its range's keys)."""
 
     def __init__(self, states: Mapping[str, KeyState] | None = None,
                  ranges: Mapping[str, Ballot] | None = None) -> None:
@@ -113,22 +113,15 @@ class Acceptor:
         # Replies meant for proposers are a peer's mistake, not ours: ignore them.
         return Step(events=[Ignored(getattr(msg, "key", ""), type_name(msg))])
 
-    def _update(self, key: str, new: KeyState) -> list[tuple[str, KeyState]]:
-        if self.states.get(key, EMPTY) == new:
-            return []  # nothing changed: nothing to fsync
-        self.states[key] = new
-        return [(key, new)]
-
     @staticmethod
     def _absurd(promised: Ballot, accepted: Ballot, b: Ballot) -> bool:
         """A round too far ahead of anything seen: a forged or broken ballot that would
         lock the key (see MAX_ROUND_STEP). It is refused like a ballot that is too low."""
         return b.round > max(promised.round, accepted.round) + MAX_ROUND_STEP
 
-    # The rules over rows. A one-key message is a run of one row (its handler below); a
-    # column message (colmessages.py) is a run of many, in one loop over plain tuples, its
-    # replies as columns. Each builds the new state whole (``KeyState(...)``) rather than
-    # through ``dataclasses.replace``: the same rule, at a fifth of the cost per row.
+    # The rules over rows: a one-key message is a run of one (its handler below), a column
+    # message (colmessages.py) a run of many, in one loop over plain tuples. Each builds
+    # the new state whole (``KeyState(...)``): ``dataclasses.replace`` costs 5x as much.
 
     def prepare_rows(self, keys: Sequence[str], ballots: Sequence[Ballot],
                      out: Replies) -> list[tuple[str, KeyState]]:
@@ -202,8 +195,8 @@ class Acceptor:
             elif s.chosen == v:
                 if s.chosen_ballot.is_zero and not b.is_zero:
                     # Same decision, and now we also know the ballot that chose it.
-                    persist.extend(self._update(key, KeyState(s.promised, s.accepted,
-                                                              s.value, s.chosen, b)))
+                    new = states[key] = KeyState(s.promised, s.accepted, s.value, v, b)
+                    persist.append((key, new))
             else:
                 # Two different chosen values: a safety violation somewhere, or a rogue
                 # peer. Keep what we have and raise the alarm; never overwrite a decision.
@@ -272,8 +265,7 @@ class Learner:
         return self.vote(src, msg.key, msg.ballot, msg.value)
 
     def vote(self, src: Peer, key: str, ballot: Ballot, value: bytes) -> bytes | None:
-        """Count ``src``'s acceptance of ``(key, ballot, value)`` (an Accepted, or a row
-        of an Accepteds); return the value if it is (now) known to be chosen."""
+        """Count ``src``'s Accepted (or Accepteds row); the value if it is now chosen."""
         if key in self.chosen:
             return self.chosen[key]
         if src not in self.acceptors:
@@ -332,7 +324,7 @@ class Proposer(PacedProposer):
         self.outcome: Outcome | None = None
         self._round = 0
         self._max_seen_round = 0
-        self._promises: dict[Peer, Promise] = {}
+        self._promises: dict[Peer, tuple[Ballot, bytes | None]] = {}  # accepted, value
         self._learner = Learner(self.acceptors)
         self._heard: set[Peer] = set()
 
@@ -374,10 +366,10 @@ class Proposer(PacedProposer):
             return step
         self._heard.add(src)
         if isinstance(msg, Decide):
-            chosen = self._learner.on_decide(msg)
-            self._finish(step, chosen, f"already chosen (told by acceptor {src})", told_by=src)
+            self._finish(step, self._learner.on_decide(msg),
+                         f"already chosen (told by acceptor {src})", told_by=src)
         elif isinstance(msg, Promise):
-            self._on_promise(now, src, msg, step)
+            self._promise_row(now, src, msg.ballot, msg.accepted, msg.value, step)
         elif isinstance(msg, Accepted):
             self._accepted_row(src, msg.ballot, msg.value, step)
         elif isinstance(msg, Nack):
@@ -399,33 +391,43 @@ class Proposer(PacedProposer):
         prepare = Prepare(self.key, self.ballot)
         step.send.extend([(a, prepare) for a in self.acceptors])
 
-    def _on_promise(self, now: float, src: Peer, msg: Promise, step: Step) -> None:
-        if msg.ballot != self.ballot:
-            return  # a reply to an earlier round
+    def promised(self, now: float, src: Peer, ballot: Ballot, accepted: Ballot,
+                 value: bytes | None) -> Step | None:
+        """One row of a Promises from ``src``: as ``accepted`` is of an Accepteds."""
+        if self.phase == DONE or self.phase == IDLE or src not in self.acceptors:
+            return None
+        self._heard.add(src)
+        return self._promise_row(now, src, ballot, accepted, value, None)
+
+    def _promise_row(self, now: float, src: Peer, ballot: Ballot, accepted: Ballot,
+                     value: bytes | None, step: Step | None) -> Step | None:
+        if ballot != self.ballot:
+            return step  # a reply to an earlier round
         self._answered.add(src)
         if self.phase != PREPARE:
-            return  # quorum already reached; a late promise changes nothing
-        self._promises[src] = msg  # a dict: a duplicated Promise counts once
+            return step  # quorum already reached; a late promise changes nothing
+        self._promises[src] = (accepted, value)  # a dict: a duplicated Promise counts once
         if len(self._promises) < self.quorum:
-            return
+            return step
+        step = Step() if step is None else step
         # The Paxos rule: propose the value of the highest accepted ballot among the
         # quorum's promises; our own value only when none of them accepted anything.
-        best = max(self._promises.values(), key=lambda p: p.accepted)
-        if best.value is not None and not best.accepted.is_zero:
-            self.value = best.value
-            step.events.append(Adopted(self.key, best.value, best.accepted, self.ballot))
+        best, best_value = max(self._promises.values(), key=itemgetter(0))
+        if best_value is not None and not best.is_zero:
+            self.value = best_value
+            step.events.append(Adopted(self.key, best_value, best, self.ballot))
         # Phase 2: ask every acceptor to accept (ballot, value).
         self.phase = ACCEPT
         self._phase_started(now)
         accept = Accept(self.key, self.ballot, self.value)
         step.send.extend([(a, accept) for a in self.acceptors])
+        return step
 
     # ---- phase 2
 
     def accepted(self, src: Peer, ballot: Ballot, value: bytes) -> Step | None:
-        """One row of an Accepteds from ``src`` (for this proposal's key): as
-        ``receive`` of its Accepted, but None when it asks for nothing (most rows: only
-        the one that makes a quorum does), so a run of rows costs no Step each."""
+        """One row of an Accepteds from ``src`` (for this proposal's key): as ``receive``
+        of its Accepted, but None when it asks for nothing (no Step per row)."""
         if self.phase == DONE or self.phase == IDLE or src not in self.acceptors:
             return None
         self._heard.add(src)

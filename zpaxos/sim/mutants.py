@@ -74,10 +74,9 @@ class ForgetsPromise(Acceptor):
 class IgnoresAcceptedValues(Proposer):
     """Reads every Promise as 'nothing accepted', so it always proposes its own value."""
 
-    def receive(self, now: float, src: object, msg: Any) -> Step:
-        if isinstance(msg, Promise):
-            msg = Promise(msg.key, msg.ballot, ZERO, None)
-        return super().receive(now, src, msg)
+    def _promise_row(self, now: float, src: Any, ballot: Ballot, accepted: Ballot,
+                     value: bytes | None, step: Step | None) -> Step | None:
+        return super()._promise_row(now, src, ballot, ZERO, None, step)
 
 
 class RepromisingAcceptor(Acceptor):
