@@ -2,9 +2,9 @@
 
 * :func:`pack`: a pass's messages to one peer, with every run of one hot type (Prepare,
   Promise, Accept, Accepted, Nack, Decide) made one column message (a run of one stays
-  what it is: one key is cheaper as its own message). Only *runs* are
-  packed, so the order of the messages is kept exactly: a column message stands for its
-  rows, in order, where they were.
+  what it is: one key is cheaper as its own message). Only *runs* are packed, so the
+  order of the messages is kept exactly: a column message stands for its rows, in
+  order, where they were.
 * :func:`rows`: a column message's rows as one-key messages (logs, traces, tests, and
   the rare paths that take one message at a time); any other message is its own row.
 * :class:`Replies`: what the core's row rules answer, as one-key messages or as column
