@@ -7,6 +7,7 @@ import random
 import msgpack
 import pytest
 
+from zpaxos.protocol.colmessages import Accepteds, Accepts, Decides, Nacks, Prepares, Promises
 from zpaxos.protocol.messages import (
     ZERO,
     Accept,
@@ -45,6 +46,12 @@ MESSAGES = [
                 False),
     SyncRequest(""),
     SyncReply("a", (("b", b"1", B1), ("c", b"2", ZERO)), True),
+    Prepares(("a", "b"), (B1, BIG)),
+    Promises(("a", "b"), (B1, B1), (ZERO, B1), (None, b"x")),
+    Accepts(("a", "b"), (B1, B1), (b"1", b"")),
+    Accepteds(("a",), (BIG,), (b"1",)),
+    Nacks(("a", "b"), (B1, B1), (BIG, ZERO)),
+    Decides(("a", "b"), (b"1", b"2"), (B1, ZERO)),
 ]
 
 
@@ -241,7 +248,7 @@ def _plain(v):
 
 @pytest.mark.parametrize("msg", MESSAGES, ids=lambda m: type(m).__name__)
 def test_the_wire_bytes_are_msgpack_of_the_documented_layout(msg):
-    """ZPAXOS/2 is unchanged: b"ZPAXOS/2" + msgpack([sender, first_seq, [[TAG, field...]]])
+    """ZPAXOS/3 is as documented: b"ZPAXOS/3" + msgpack([sender, first_seq, [[TAG, field...]]])
     byte for byte, as any msgpack library packs it."""
     assert codec.encode(msg, "n0", 1) == codec.PROTOCOL + msgpack.packb(
         ["n0", 0, [_plain(msg)]], use_bin_type=True)

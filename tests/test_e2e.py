@@ -75,7 +75,7 @@ def test_malformed_frames_leave_node_serving(running):
     s = ctx.socket(zmq.DEALER)
     s.setsockopt(zmq.LINGER, 0)
     s.connect(f"tcp://127.0.0.1:{running.ports[0]}")
-    head = b"ZPAXOS/2\x93\xa1x\x00\x91"  # protocol, [sender "x", seq 0, [one message]]
+    head = b"ZPAXOS/3\x93\xa1x\x00\x91"  # protocol, [sender "x", seq 0, [one message]]
     garbage = [
         [b"hello"],
         [b"HTTP/1.1", b"GET", b"1", b"/"],
@@ -85,7 +85,7 @@ def test_malformed_frames_leave_node_serving(running):
         [head + b"\x93\xa7PREPARE\xa1k\x92\x01\xc4\x00"],  # ballot id empty
         [head + b"\x93\xa7PREPARE\xa3../\x92\x01\xc4\x01x"],  # bad key
         [head + b"\x94\xa6ACCEPT\xa1k\x92\xc3\xc4\x01x\xc4\x01v"],  # bool round
-        [b"ZPAXOS/2\x93\xa1\xff\x00\x90"],  # sender not ASCII
+        [b"ZPAXOS/3\x93\xa1\xff\x00\x90"],  # sender not ASCII
         [head + b"\x95\xa7PROMISE\xa1k\x92\x01\xc4\x01x\x92\x00\xc4\x00\xc0"],
         [head + b"\x93\xa7PREPARE\xa1k\x92\x01\xc4\x01x", b"second frame"],
     ]

@@ -53,11 +53,11 @@ def value(text: str, name: str, **labels: str) -> float:
 # ---------------------------------------------------------------- a real cluster, scraped
 
 # Frames that are not valid batches, each with the reason its drop is counted under.
-HEAD = b"ZPAXOS/2\x93\xa1x\x00\x91"  # protocol, [sender "x", seq 0, [one message]]
+HEAD = b"ZPAXOS/3\x93\xa1x\x00\x91"  # protocol, [sender "x", seq 0, [one message]]
 GARBAGE = [
     ([b"hello"], "unknown_protocol"),
     ([HEAD + b"\xc1\xc1"], "not_msgpack"),
-    ([b"ZPAXOS/2\x93\xa1x\xff\x90"], "bad_envelope"),  # first seq -1
+    ([b"ZPAXOS/3\x93\xa1x\xff\x90"], "bad_envelope"),  # first seq -1
     ([HEAD + b"\x91\xa4NOPE"], "unknown_type"),
     ([HEAD + b"\x93\xa7PREPARE\xa1k\x92\x01\xc4\x00"], "bad_fields"),  # ballot id empty
     ([HEAD + b"\x93\xa7PREPARE\xa1k\x92\x01\xc4\x01x", b"second frame"], "frame_count"),

@@ -20,6 +20,7 @@ from zpaxos.hosts.proposer_host import COOL_MIN_S, COOL_RESET, Leases, ProposerH
 from zpaxos.lab.launcher import LocalCluster, write_config
 from zpaxos.pictures.logmodel import read_log
 from zpaxos.protocol import ranges
+from zpaxos.protocol.columns import rows
 from zpaxos.protocol.core import Acceptor, KeyState, Proposer, ProposerOptions
 from zpaxos.protocol.events import Round
 from zpaxos.protocol.messages import (
@@ -377,7 +378,8 @@ def test_real_nodes_decide_fresh_keys_in_phase_2_and_remember_the_range(tmp_path
             while len(replies) < 3:
                 batch = sockets.poll(10.0)
                 assert batch, f"no reply in 10 s; got {replies}"
-                replies.update(batch)
+                # (a run of one-key messages travels as a column message: its rows)
+                replies.update((src, row) for src, msg in batch for row in rows(msg))
         finally:
             sockets.close(0)
         assert {n: replies[n] for n in holders} == {

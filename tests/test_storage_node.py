@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from tests.harness import free_ports
+from zpaxos.protocol.columns import pack, rows
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.messages import ZERO, Ballot
 from zpaxos.runtime.client import Client
@@ -116,7 +117,8 @@ def test_replies_leave_only_after_their_state_is_saved(tmp_path, fast):
     real_send = node._send_all
 
     def send(sends):
-        journal.extend(("sent", msg) for _, msg in sends)
+        # (a run of replies leaves as one column message: its rows, each checked)
+        journal.extend(("sent", row) for _, msg in sends for row in rows(msg))
         return real_send(sends)
 
     node._send_all = send
@@ -160,7 +162,7 @@ def test_failed_commit_sends_nothing_and_stops_the_node(tmp_path, fast):
     journal: list = []
     node = Node(cluster, 0, null_log(), RecordingStore(journal, fail=True))
     sent = []
-    node._send = lambda dst, msg: sent.append(msg)
+    node._send = lambda dst, msg: sent.extend(rows(msg))
     t, wakeup, errors = run_node(node)
     try:
         with Client(cluster, fast=fast) as c:  # (the second proposal asks for the range)
@@ -237,7 +239,8 @@ def test_many_keys_travel_as_one_frame_per_peer_per_pass(tmp_path, monkeypatch):
     real = sockets_mod.Sockets.send_batch
 
     def send_batch(self, dst, msgs):
-        frames.append(("node" if self.router is not None else "client", len(msgs)))
+        frames.append(("node" if self.router is not None else "client",
+                       pack(msgs)[1]))  # rows: a run travels as one column message
         return real(self, dst, msgs)
 
     monkeypatch.setattr(sockets_mod.Sockets, "send_batch", send_batch)

@@ -35,6 +35,7 @@ from zpaxos.hosts.acceptor_host import AcceptorHost, Note, Ready
 from zpaxos.hosts.addresses import Caller, Src
 from zpaxos.hosts.verdicts import OK, STALE, VERDICTS, PeerRecord, judge, refusal_text
 from zpaxos.naming import node_name
+from zpaxos.protocol.columns import rows
 from zpaxos.protocol.core import KeyState, quorum_size
 from zpaxos.protocol.messages import (
     Accept,
@@ -166,6 +167,8 @@ class Admission:
     def handle(self, batch: Iterable[tuple[Src, Message]]) -> Ready:
         mine = Ready()
         forward: list[tuple[Src, Message]] = []
+        if self.phase != VOTING:  # each message told apart below: column runs as rows
+            batch = [(src, m) for src, msg in batch for m in rows(msg)]
         for src, msg in batch:
             if isinstance(msg, Hello):
                 self._on_hello(src, msg, mine)

@@ -38,15 +38,24 @@ from dataclasses import replace
 from zpaxos.hosts.proposing import Ready as _Ready
 from zpaxos.hosts.proposing import Token, Wakeups
 from zpaxos.hosts.staging import NO_STAGING, Staged, StagingOptions
+from zpaxos.protocol.columns import rows
 from zpaxos.protocol.core import Outcome, Proposer, ProposerOptions, Step, quorum_size
 from zpaxos.protocol.messages import (
+    COLUMN_TYPES,
+    Accepted,
+    Accepteds,
     Ballot,
+    ColumnMessage,
     Nack,
+    Promise,
+    Promises,
     ProtocolMessage,
     RangeNack,
     RangePromise,
 )
 from zpaxos.protocol.ranges import HELD, LOST, PENDING, Lease, range_prefix
+
+COLUMNS = frozenset(COLUMN_TYPES)
 
 
 class Ready(_Ready[Outcome]):
@@ -228,25 +237,58 @@ class ProposerHost:
         return self.receive_all(now, [(src, msg)])
 
     def receive_all(self, now: float,
-                    replies: Iterable[tuple[int, ProtocolMessage | RangePromise | RangeNack]],
+                    replies: Iterable[tuple[int, ProtocolMessage | ColumnMessage | RangePromise
+                                            | RangeNack]],
                     ) -> Ready:
         """Every reply of one pass (many keys, many nodes; a batch off the wire), each to
         every running proposal of its key, in order: one Ready for the whole pass, so its
         sends leave as one frame per node."""
         ready = Ready()
-        by_key = self._by_key
-        leases = self.leases.by_prefix
         for src, msg in replies:
-            if isinstance(msg, (RangePromise, RangeNack)):
-                self._on_range(now, src, msg, ready)
-                continue
-            if leases and type(msg) is Nack and msg.promised > msg.ballot:
-                self._lost(msg)
-            props = by_key.get(msg.key)
-            if props:
-                for prop in tuple(props):
-                    self._after(prop, prop.staged.receive(now, src, msg), ready)
+            t = type(msg)
+            if t is Accepteds or t is Promises:
+                self._replies(now, src, msg, ready)  # type: ignore[arg-type]
+            elif t in COLUMNS:  # the rarer runs: their rows, one at a time
+                for row in rows(msg):
+                    self._receive(now, src, row, ready)  # type: ignore[arg-type]
+            else:
+                self._receive(now, src, msg, ready)  # type: ignore[arg-type]
         return ready
+
+    def _receive(self, now: float, src: int,
+                 msg: ProtocolMessage | RangePromise | RangeNack, ready: Ready) -> None:
+        if isinstance(msg, (RangePromise, RangeNack)):
+            self._on_range(now, src, msg, ready)
+            return
+        if self.leases.by_prefix and type(msg) is Nack and msg.promised > msg.ballot:
+            self._lost(msg)
+        props = self._by_key.get(msg.key)
+        if props:
+            for prop in tuple(props):
+                self._after(prop, prop.staged.receive(now, src, msg), ready)
+
+    def _replies(self, now: float, src: int, msg: Accepteds | Promises, ready: Ready) -> None:
+        """A run of Accepteds (or Promises) from ``src``, row by row, to the proposals of
+        each row's key: the core's ``accepted`` (``promised``) without a message or a
+        Step per row (a proposal behind staging gets its one-key message, as staging
+        holds messages)."""
+        by_key = self._by_key
+        after = self._after
+        accepteds = type(msg) is Accepteds
+        one = Accepted if accepteds else Promise
+        for row in zip(*[getattr(msg, f) for f in msg.__struct_fields__], strict=True):
+            props = by_key.get(row[0])
+            if not props:
+                continue
+            for prop in tuple(props):
+                core = prop.core
+                if prop.staged is not core:
+                    after(prop, prop.staged.receive(now, src, one(*row)), ready)
+                    continue
+                step = (core.accepted(src, *row[1:]) if accepteds
+                        else core.promised(now, src, *row[1:]))
+                if step is not None:
+                    after(prop, step, ready)
 
     def _on_range(self, now: float, src: int, msg: RangePromise | RangeNack,
                   ready: Ready) -> None:

@@ -20,8 +20,9 @@ from __future__ import annotations
 import bisect
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from operator import itemgetter
 
+from zpaxos.protocol.columns import Replies
 from zpaxos.protocol.events import ADOPTED as HOW_ADOPTED
 from zpaxos.protocol.events import (
     ALREADY,
@@ -29,6 +30,7 @@ from zpaxos.protocol.events import (
     Adopted,
     Chosen,
     Conflict,
+    Event,
     GaveUp,
     Ignored,
     Learned,
@@ -51,13 +53,13 @@ from zpaxos.protocol.messages import (
     RangePrepare,
     RangePromise,
 )
+from zpaxos.protocol.outcome import Outcome
 from zpaxos.protocol.pacing import (
     ACCEPT,
     BACKOFF,
     DONE,
     IDLE,
     PREPARE,
-    Outgoing,
     PacedProposer,
     ProposerOptions,
     Step,
@@ -71,19 +73,16 @@ __all__ = ["ACCEPT", "BACKOFF", "DONE", "IDLE", "PREPARE", "Acceptor", "KeyState
            "Outcome", "Peer", "Proposer", "ProposerOptions", "Step", "quorum_size"]
 
 
-
-
 # --------------------------------------------------------------------------- acceptor
 
 
 class Acceptor:
     """The acceptor rules, for any number of independent keys.
 
-    ``states`` and ``ranges`` (range promises, prefix -> ballot; see
-    :mod:`zpaxos.protocol.ranges`) are what storage recovered at start-up: exactly what was
-    persisted before. ``key_index``, when the runtime keeps one, is every key of
-    ``states`` in order (a RangePrepare then looks only at its range's keys).
-    """
+    ``states`` and ``ranges`` (range promises, prefix -> ballot; see ranges.py) are what
+    storage recovered at start-up: exactly what was persisted before. ``key_index``, when
+    the runtime keeps one, is every key of ``states`` in order (a RangePrepare then looks
+    only at its range's keys)."""
 
     def __init__(self, states: Mapping[str, KeyState] | None = None,
                  ranges: Mapping[str, Ballot] | None = None) -> None:
@@ -114,51 +113,105 @@ class Acceptor:
         # Replies meant for proposers are a peer's mistake, not ours: ignore them.
         return Step(events=[Ignored(getattr(msg, "key", ""), type_name(msg))])
 
-    def _update(self, key: str, new: KeyState) -> list[tuple[str, KeyState]]:
-        if self.states.get(key, EMPTY) == new:
-            return []  # nothing changed: nothing to fsync
-        self.states[key] = new
-        return [(key, new)]
-
     @staticmethod
     def _absurd(promised: Ballot, accepted: Ballot, b: Ballot) -> bool:
         """A round too far ahead of anything seen: a forged or broken ballot that would
         lock the key (see MAX_ROUND_STEP). It is refused like a ballot that is too low."""
         return b.round > max(promised.round, accepted.round) + MAX_ROUND_STEP
 
-    # The handlers build the new state whole (``KeyState(...)``) rather than through
-    # ``dataclasses.replace``: the same rule, at a fifth of the cost per message.
+    # The rules over rows: a one-key message is a run of one (its handler below), a column
+    # message (colmessages.py) a run of many, in one loop over plain tuples. Each builds
+    # the new state whole (``KeyState(...)``): ``dataclasses.replace`` costs 5x as much.
+
+    def prepare_rows(self, keys: Sequence[str], ballots: Sequence[Ballot],
+                     out: Replies) -> list[tuple[str, KeyState]]:
+        """Phase 1b for each row ``(key, ballot)``, in order: the replies go to ``out``;
+        returns the states to make durable before any of them leaves."""
+        states = self.states
+        get = states.get
+        ranges = self.ranges
+        absurd = self._absurd
+        add = out.add
+        persist: list[tuple[str, KeyState]] = []
+        for key, b in zip(keys, ballots, strict=True):
+            s = get(key, EMPTY)
+            if s.chosen is not None:
+                # Already decided: tell the proposer at once instead of running a round.
+                add(Decide, key, s.chosen, s.chosen_ballot)
+                continue
+            promised = self.promised(key, s) if ranges.by_prefix else s.promised
+            if b > promised and not absurd(promised, s.accepted, b):
+                # Promise: from now on ignore every ballot below b.
+                new = KeyState(b, s.accepted, s.value, s.chosen, s.chosen_ballot)
+                states[key] = new  # a higher promise: always a change
+                persist.append((key, new))
+                add(Promise, key, b, s.accepted, s.value)
+            else:
+                add(Nack, key, b, promised)
+        return persist
+
+    def accept_rows(self, keys: Sequence[str], ballots: Sequence[Ballot],
+                    values: Sequence[bytes], out: Replies) -> list[tuple[str, KeyState]]:
+        """Phase 2b for each row ``(key, ballot, value)``, in order (as prepare_rows)."""
+        states = self.states
+        get = states.get
+        ranges = self.ranges
+        absurd = self._absurd
+        add = out.add
+        persist: list[tuple[str, KeyState]] = []
+        for key, b, v in zip(keys, ballots, values, strict=True):
+            s = get(key, EMPTY)
+            if s.chosen is not None:
+                add(Decide, key, s.chosen, s.chosen_ballot)
+                continue
+            promised = self.promised(key, s) if ranges.by_prefix else s.promised
+            if b >= promised and not absurd(promised, s.accepted, b):
+                # Accepting also promises b, so accepted <= promised always holds.
+                add(Accepted, key, b, v)
+                if s.accepted == b and s.promised == b and s.value == v:
+                    continue  # the same Accept again: nothing to fsync
+                new = KeyState(b, b, v, s.chosen, s.chosen_ballot)
+                states[key] = new
+                persist.append((key, new))
+            else:
+                add(Nack, key, b, promised)
+        return persist
+
+    def decide_rows(self, keys: Sequence[str], values: Sequence[bytes],
+                    ballots: Sequence[Ballot], events: list[Event],
+                    ) -> list[tuple[str, KeyState]]:
+        """Record each row's decision ``(key, value, ballot)``, in order: what was
+        learned (or conflicts) goes to ``events``; returns the states changed."""
+        states = self.states
+        get = states.get
+        persist: list[tuple[str, KeyState]] = []
+        for key, v, b in zip(keys, values, ballots, strict=True):
+            s = get(key, EMPTY)
+            if s.chosen is None:
+                new = KeyState(s.promised, s.accepted, s.value, v, b)
+                states[key] = new  # chosen set: always a change
+                persist.append((key, new))
+                events.append(Learned(key, v, b))
+            elif s.chosen == v:
+                if s.chosen_ballot.is_zero and not b.is_zero:
+                    # Same decision, and now we also know the ballot that chose it.
+                    new = states[key] = KeyState(s.promised, s.accepted, s.value, v, b)
+                    persist.append((key, new))
+            else:
+                # Two different chosen values: a safety violation somewhere, or a rogue
+                # peer. Keep what we have and raise the alarm; never overwrite a decision.
+                events.append(Conflict(key, s.chosen, v))
+        return persist
 
     def on_prepare(self, src: Peer, msg: Prepare) -> Step:
-        s = self.states.get(msg.key, EMPTY)
-        if s.chosen is not None:
-            # Already decided: tell the proposer at once instead of running a round.
-            return Step([], [(src, Decide(msg.key, s.chosen, s.chosen_ballot))], [])
-        promised = self.promised(msg.key, s)
-        if msg.ballot > promised and not self._absurd(promised, s.accepted, msg.ballot):
-            # Promise: from now on ignore every ballot below msg.ballot.
-            new = KeyState(msg.ballot, s.accepted, s.value, s.chosen, s.chosen_ballot)
-            self.states[msg.key] = new  # a higher promise: always a change
-            reply = Promise(msg.key, msg.ballot, s.accepted, s.value)
-            return Step([(msg.key, new)], [(src, reply)], [])
-        return Step([], [(src, Nack(msg.key, msg.ballot, promised))], [])
+        out = Replies(columns=False)
+        persist = self.prepare_rows((msg.key,), (msg.ballot,), out)
+        return Step(persist, [(src, m) for m in out.out], [])  # type: ignore[misc]
 
     def on_accept(self, src: Peer, msg: Accept) -> Step:
-        s = self.states.get(msg.key, EMPTY)
-        if s.chosen is not None:
-            return Step([], [(src, Decide(msg.key, s.chosen, s.chosen_ballot))], [])
-        promised = self.promised(msg.key, s)
-        if msg.ballot >= promised and not self._absurd(promised, s.accepted, msg.ballot):
-            # Accepting also promises msg.ballot, so accepted <= promised always holds.
-            reply: list[tuple[Peer, Outgoing]] = [
-                (src, Accepted(msg.key, msg.ballot, msg.value))]
-            if (s.accepted == msg.ballot and s.promised == msg.ballot
-                    and s.value == msg.value):
-                return Step([], reply, [])  # the same Accept again: nothing to fsync
-            new = KeyState(msg.ballot, msg.ballot, msg.value, s.chosen, s.chosen_ballot)
-            self.states[msg.key] = new
-            return Step([(msg.key, new)], reply, [])
-        return Step([], [(src, Nack(msg.key, msg.ballot, promised))], [])
+        out = Replies(columns=False)
+        persist = self.accept_rows((msg.key,), (msg.ballot,), (msg.value,), out)
+        return Step(persist, [(src, m) for m in out.out], [])  # type: ignore[misc]
 
     def on_range_prepare(self, src: Peer, msg: RangePrepare) -> Step:
         """Phase 1 for every key starting with ``msg.prefix`` (zpaxos/protocol/ranges.py):
@@ -189,20 +242,9 @@ class Acceptor:
                     ranges=[(msg.prefix, msg.ballot)])
 
     def on_decide(self, src: Peer, msg: Decide) -> Step:
-        s = self.states.get(msg.key, EMPTY)
-        if s.chosen is None:
-            new = KeyState(s.promised, s.accepted, s.value, msg.value, msg.ballot)
-            self.states[msg.key] = new  # chosen set: always a change
-            return Step([(msg.key, new)], [], [Learned(msg.key, msg.value, msg.ballot)])
-        if s.chosen == msg.value and s.chosen_ballot.is_zero and not msg.ballot.is_zero:
-            # Same decision, and now we also know the ballot that chose it.
-            return Step(self._update(msg.key, KeyState(s.promised, s.accepted, s.value,
-                                                       s.chosen, msg.ballot)), [], [])
-        if s.chosen != msg.value:
-            # Two different chosen values: a safety violation somewhere, or a rogue peer.
-            # Keep what we have and raise the alarm; never overwrite a decision.
-            return Step([], [], [Conflict(msg.key, s.chosen, msg.value)])
-        return Step([], [], [])
+        events: list[Event] = []
+        persist = self.decide_rows((msg.key,), (msg.value,), (msg.ballot,), events)
+        return Step(persist, [], events)
 
 
 # --------------------------------------------------------------------------- learner
@@ -220,17 +262,21 @@ class Learner:
 
     def on_accepted(self, src: Peer, msg: Accepted) -> bytes | None:
         """Count one Accepted; return the value if it is (now) known to be chosen."""
-        if msg.key in self.chosen:
-            return self.chosen[msg.key]
+        return self.vote(src, msg.key, msg.ballot, msg.value)
+
+    def vote(self, src: Peer, key: str, ballot: Ballot, value: bytes) -> bytes | None:
+        """Count ``src``'s Accepted (or Accepteds row); the value if it is now chosen."""
+        if key in self.chosen:
+            return self.chosen[key]
         if src not in self.acceptors:
             return None
-        voters = self._votes.setdefault((msg.key, msg.ballot, msg.value), set())
+        voters = self._votes.setdefault((key, ballot, value), set())
         voters.add(src)  # a set: a duplicated Accepted counts once
         if len(voters) >= self.quorum:
-            self.chosen[msg.key] = msg.value
-            self.chosen_ballot[msg.key] = msg.ballot
-            self._votes = {k: v for k, v in self._votes.items() if k[0] != msg.key}
-            return msg.value
+            self.chosen[key] = value
+            self.chosen_ballot[key] = ballot
+            self._votes = {k: v for k, v in self._votes.items() if k[0] != key}
+            return value
         return None
 
     def forget(self, key: str) -> None:
@@ -244,31 +290,6 @@ class Learner:
 
 
 # --------------------------------------------------------------------------- proposer
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How a proposal ended. ``chosen`` is None when no value could be chosen in time."""
-
-    key: str
-    proposed: bytes
-    chosen: bytes | None
-    own: bool  # True exactly when chosen == proposed
-    rounds: int
-    ballot: Ballot  # this proposer's last ballot
-    reason: str
-    silent: tuple[Peer, ...]  # acceptors that never answered this proposer
-    # The ballot a quorum accepted the chosen value at (ZERO when not known), and how it
-    # came to be: "proposed" (chosen now, our value), "adopted" (chosen now, an earlier
-    # proposer's value we adopted), "already" (chosen before we came; told by a Decide).
-    chosen_ballot: Ballot = ZERO
-    how: str = ""
-    told_by: Peer | None = None  # the acceptor whose Decide told us, if one did
-
-    @property
-    def chosen_text(self) -> str | None:
-        """The chosen value as text (values are bytes; undecodable bytes escaped)."""
-        return None if self.chosen is None else self.chosen.decode("utf-8", "backslashreplace")
 
 
 class Proposer(PacedProposer):
@@ -303,7 +324,7 @@ class Proposer(PacedProposer):
         self.outcome: Outcome | None = None
         self._round = 0
         self._max_seen_round = 0
-        self._promises: dict[Peer, Promise] = {}
+        self._promises: dict[Peer, tuple[Ballot, bytes | None]] = {}  # accepted, value
         self._learner = Learner(self.acceptors)
         self._heard: set[Peer] = set()
 
@@ -345,12 +366,12 @@ class Proposer(PacedProposer):
             return step
         self._heard.add(src)
         if isinstance(msg, Decide):
-            chosen = self._learner.on_decide(msg)
-            self._finish(step, chosen, f"already chosen (told by acceptor {src})", told_by=src)
+            self._finish(step, self._learner.on_decide(msg),
+                         f"already chosen (told by acceptor {src})", told_by=src)
         elif isinstance(msg, Promise):
-            self._on_promise(now, src, msg, step)
+            self._promise_row(now, src, msg.ballot, msg.accepted, msg.value, step)
         elif isinstance(msg, Accepted):
-            self._on_accepted(src, msg, step)
+            self._accepted_row(src, msg.ballot, msg.value, step)
         elif isinstance(msg, Nack):
             self._on_nack(now, src, msg, step)
         return step
@@ -370,38 +391,62 @@ class Proposer(PacedProposer):
         prepare = Prepare(self.key, self.ballot)
         step.send.extend([(a, prepare) for a in self.acceptors])
 
-    def _on_promise(self, now: float, src: Peer, msg: Promise, step: Step) -> None:
-        if msg.ballot != self.ballot:
-            return  # a reply to an earlier round
+    def promised(self, now: float, src: Peer, ballot: Ballot, accepted: Ballot,
+                 value: bytes | None) -> Step | None:
+        """One row of a Promises from ``src``: as ``accepted`` is of an Accepteds."""
+        if self.phase == DONE or self.phase == IDLE or src not in self.acceptors:
+            return None
+        self._heard.add(src)
+        return self._promise_row(now, src, ballot, accepted, value, None)
+
+    def _promise_row(self, now: float, src: Peer, ballot: Ballot, accepted: Ballot,
+                     value: bytes | None, step: Step | None) -> Step | None:
+        if ballot != self.ballot:
+            return step  # a reply to an earlier round
         self._answered.add(src)
         if self.phase != PREPARE:
-            return  # quorum already reached; a late promise changes nothing
-        self._promises[src] = msg  # a dict: a duplicated Promise counts once
+            return step  # quorum already reached; a late promise changes nothing
+        self._promises[src] = (accepted, value)  # a dict: a duplicated Promise counts once
         if len(self._promises) < self.quorum:
-            return
+            return step
+        step = Step() if step is None else step
         # The Paxos rule: propose the value of the highest accepted ballot among the
         # quorum's promises; our own value only when none of them accepted anything.
-        best = max(self._promises.values(), key=lambda p: p.accepted)
-        if best.value is not None and not best.accepted.is_zero:
-            self.value = best.value
-            step.events.append(Adopted(self.key, best.value, best.accepted, self.ballot))
+        best, best_value = max(self._promises.values(), key=itemgetter(0))
+        if best_value is not None and not best.is_zero:
+            self.value = best_value
+            step.events.append(Adopted(self.key, best_value, best, self.ballot))
         # Phase 2: ask every acceptor to accept (ballot, value).
         self.phase = ACCEPT
         self._phase_started(now)
         accept = Accept(self.key, self.ballot, self.value)
         step.send.extend([(a, accept) for a in self.acceptors])
+        return step
 
     # ---- phase 2
 
-    def _on_accepted(self, src: Peer, msg: Accepted, step: Step) -> None:
-        if msg.ballot == self.ballot:
+    def accepted(self, src: Peer, ballot: Ballot, value: bytes) -> Step | None:
+        """One row of an Accepteds from ``src`` (for this proposal's key): as ``receive``
+        of its Accepted, but None when it asks for nothing (no Step per row)."""
+        if self.phase == DONE or self.phase == IDLE or src not in self.acceptors:
+            return None
+        self._heard.add(src)
+        return self._accepted_row(src, ballot, value, None)
+
+    def _accepted_row(self, src: Peer, ballot: Ballot, value: bytes,
+                      step: Step | None) -> Step | None:
+        if ballot == self.ballot:
             self._answered.add(src)
         # Count every Accepted, even for a round we have since abandoned (a Nack from one
         # acceptor does not stop the others from accepting): a quorum for any one ballot
         # means its value is chosen, whoever proposed it.
-        chosen = self._learner.on_accepted(src, msg)
-        if chosen is not None:
-            self._finish(step, chosen, "chosen by a quorum")
+        chosen = self._learner.vote(src, self.key, ballot, value)
+        if chosen is None:
+            return step
+        if step is None:
+            step = Step()
+        self._finish(step, chosen, "chosen by a quorum")
+        return step
 
     # ---- rejection, retry, end
 

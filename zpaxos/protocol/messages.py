@@ -6,7 +6,9 @@ single-decree Paxos instance per key. Values are bytes; the CLI encodes text as 
 The wire's shared vocabulary (bounds, field types, :class:`Ballot` and why no two
 proposers send the same one) is in wiretypes.py; the runtime messages (status, sync,
 registers pages, catch-up, hello, checks, watch) are in runtime_messages.py. Both are
-re-exported here, and :data:`Message` is the union of all of them: the codec decodes it.
+re-exported here, as are the hot path's column messages (colmessages.py: many keys'
+Prepares, Accepts, Decides and their replies in one message), and :data:`Message` is the
+union of all of them: the codec decodes it.
 """
 
 # No ``from __future__ import annotations`` here: msgspec reads the field types of every
@@ -16,6 +18,16 @@ from typing import Annotated
 
 from msgspec import Meta
 
+from zpaxos.protocol.colmessages import (
+    COLUMN_TYPES,
+    Accepteds,
+    Accepts,
+    ColumnMessage,
+    Decides,
+    Nacks,
+    Prepares,
+    Promises,
+)
 from zpaxos.protocol.runtime_messages import (
     AcceptedAt,
     CatchUp,
@@ -82,7 +94,9 @@ from zpaxos.protocol.wiretypes import (
     key_problem,
 )
 
-__all__ = ["Accept", "Accepted", "AcceptedAt", "After", "Ballot", "BootId", "CatchUp",
+__all__ = ["Accept", "Accepted", "Accepteds", "Accepts", "COLUMN_TYPES", "ColumnMessage",
+           "Decides", "Nacks", "Prepares", "Promises",
+           "AcceptedAt", "After", "Ballot", "BootId", "CatchUp",
            "CatchUpReply", "CheckAccepted", "Count", "Counter", "Decide", "DEFAULT_KEY", "Fetch",
            "FetchReply", "Hello", "HelloReply", "Incarnation", "Key", "KEY_MAX_LEN",
            "key_problem", "KeyStatus", "KnownEntry", "MAX_BUSY", "MAX_COUNTERS", "MAX_ENTRIES",
@@ -287,4 +301,6 @@ class RNack(_Msg, frozen=True, tag="RNACK"):
 RegisterMessage = RPrepare | RPromise | RAccept | RAccepted | RNack
 
 
-Message = ProtocolMessage | RangeMessage | RegisterMessage | RuntimeMessage
+# The hot path's column messages (colmessages.py): runs of the Paxos messages above.
+Message = (ProtocolMessage | ColumnMessage | RangeMessage | RegisterMessage
+           | RuntimeMessage)

@@ -40,18 +40,24 @@ from zpaxos.protocol.messages import (
     Accept,
     Accepted,
     AcceptedAt,
+    Accepteds,
+    Accepts,
     Ballot,
     CatchUp,
     CatchUpReply,
     CheckAccepted,
     Decide,
+    Decides,
     Fetch,
     FetchReply,
     Hello,
     HelloReply,
     Nack,
+    Nacks,
     Prepare,
+    Prepares,
     Promise,
+    Promises,
     RangeNack,
     RangePrepare,
     RangePromise,
@@ -239,6 +245,8 @@ def _checked_parts(f: Mapping[str, Any]) -> list[Part]:
     return [Part("CHECKED"), Part(_b(f.get("ballot"))), Part(value)]
 
 
+_COLUMNS = ChartStyle("#7f8c8d", "#555f60", "2 2")
+
 SPECS: tuple[Spec, ...] = (
     Spec(Prepare, TO_ACCEPTOR, ("key", "ballot"), _simple("ballot"),
          ChartStyle("#1f5fbf", "#174a94")),
@@ -252,6 +260,14 @@ SPECS: tuple[Spec, ...] = (
          ChartStyle("#d62728", "#b71c1c", "6 4")),
     Spec(Decide, BOTH, ("key", "value", "ballot"), _decide_parts,
          ChartStyle("#8e44ad", "#6c3483")),
+    # Column messages (colmessages.py): runs of the six above. The wire logs their rows,
+    # as the one-key messages they stand for (runtime/wire.py), so no chart draws them.
+    Spec(Prepares, TO_ACCEPTOR, ("keys",), _simple("keys"), _COLUMNS, drawn=False),
+    Spec(Promises, TO_PROPOSER, ("keys",), _simple("keys"), _COLUMNS, drawn=False),
+    Spec(Accepts, TO_ACCEPTOR, ("keys",), _simple("keys"), _COLUMNS, drawn=False),
+    Spec(Accepteds, TO_PROPOSER, ("keys",), _simple("keys"), _COLUMNS, drawn=False),
+    Spec(Nacks, TO_PROPOSER, ("keys",), _simple("keys"), _COLUMNS, drawn=False),
+    Spec(Decides, BOTH, ("keys",), _simple("keys"), _COLUMNS, drawn=False),
     Spec(RangePrepare, TO_ACCEPTOR, ("prefix", "ballot"), _range_parts(),
          ChartStyle("#1f5fbf", "#174a94"), drawn=False),
     Spec(RangePromise, TO_PROPOSER, ("prefix", "ballot", "busy", "more"), _range_parts("busy"),

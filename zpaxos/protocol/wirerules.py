@@ -30,18 +30,24 @@ from zpaxos.protocol.messages import (
     NONE_YET,
     PACK_SEP,
     ZERO,
+    Accepteds,
+    Accepts,
     After,
     Ballot,
     CatchUp,
     CatchUpReply,
     Counter,
     Decide,
+    Decides,
     Hello,
     HelloReply,
     Key,
     KeyStatus,
     Nack,
+    Nacks,
+    Prepares,
     Promise,
+    Promises,
     RAccept,
     RAccepted,
     RangeEntry,
@@ -149,6 +155,52 @@ def _catch_up_reply(m: CatchUpReply) -> str | None:
     return None
 
 
+# Column messages (colmessages.py): one length for every column (msgspec bounded each
+# by MAX_ROWS), and each row's rule as its one-key message's.
+
+def _columns(*cols: tuple[Any, ...]) -> str | None:
+    n = len(cols[0])
+    for c in cols[1:]:
+        if len(c) != n:
+            return "columns: not all of one length"
+    return None
+
+
+def _prepares(m: Prepares) -> str | None:
+    return _columns(m.keys, m.ballots)
+
+
+def _accepts(m: Accepts | Accepteds) -> str | None:
+    return _columns(m.keys, m.ballots, m.values)
+
+
+def _promises(m: Promises) -> str | None:
+    bad = _columns(m.keys, m.ballots, m.accepted, m.values)
+    for a, v in zip(m.accepted, m.values, strict=True):
+        if bad:
+            return bad
+        zero = a[0] == 0
+        if (v is None) != zero:
+            return "an accepted ballot and its value go together"
+        bad = None if zero == (a[1] == b"") else _ballot(a, "accepted")
+    return bad
+
+
+def _nacks(m: Nacks) -> str | None:
+    return _columns(m.keys, m.ballots, m.promised) or _ballots(m.promised, "promised")
+
+
+def _decides(m: Decides) -> str | None:
+    return _columns(m.keys, m.values, m.ballots) or _ballots(m.ballots, "ballot")
+
+
+def _ballots(col: tuple[Ballot, ...], name: str) -> str | None:
+    for b in col:
+        if (b[0] == 0) != (b[1] == b""):
+            return _ballot(b, name)
+    return None
+
+
 # Per type, the rule checked once msgspec has built the message (types without one need
 # nothing more: every write-once hot-path type but PROMISE and DECIDE).
 CHECKS: dict[type, Callable[[Any], str | None]] = {
@@ -156,6 +208,8 @@ CHECKS: dict[type, Callable[[Any], str | None]] = {
     RPromise: _rpromise, RAccept: _raccept, RAccepted: _next, RNack: _promised,
     StatusReply: _status_reply, SyncReply: _sync_reply, Hello: _hello, HelloReply: _hello,
     CatchUp: _hello, CatchUpReply: _catch_up_reply,
+    Prepares: _prepares, Promises: _promises, Accepts: _accepts, Accepteds: _accepts,
+    Nacks: _nacks, Decides: _decides,
 }
 
 # --------------------------------------------------------------------------- refusals

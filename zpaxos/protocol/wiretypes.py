@@ -40,6 +40,7 @@ MAX_ROUND_STEP = 1 << 20
 MAX_VALUE_BYTES = 1 << 20  # 1 MiB per value
 MAX_ROUND = (1 << 63) - 1  # fits SQLite's signed 64-bit integers
 MAX_ENTRIES = 100_000  # entries in one status or sync page
+MAX_ROWS = 10_000  # rows of one column message (colmessages.py): keys in one run of a pass
 MAX_NAMES = 1000  # register names in one RegistersReply
 MAX_RANGE_ENTRIES = 4096  # range promises in one status reply (ranges.MAX_RANGES)
 MAX_BUSY = 1024  # keys a RangePromise names as not fresh (more: two phases for the range)

@@ -3,7 +3,7 @@
 One ZeroMQ frame carries a *batch*: every message one process sends to one peer in one
 pass of its loop (a ROUTER adds the sender's routing id in front, as a frame of its own)::
 
-    b"ZPAXOS/2" + msgpack([sender, first_seq, [[TAG, field, ...], [TAG, field, ...], ...]])
+    b"ZPAXOS/3" + msgpack([sender, first_seq, [[TAG, field, ...], [TAG, field, ...], ...]])
 
 * the first 8 bytes, the protocol and version, so a stray client or another version is
   refused before anything else is read;
@@ -15,6 +15,9 @@ pass of its loop (a ROUTER adds the sender's routing id in front, as a frame of 
 * each message: its type in readable ASCII ("PREPARE", as packet captures show it) and
   its fields in the order its Struct (:mod:`zpaxos.protocol.messages`) declares them.
   Any message of the ``Message`` union can ride in a batch; nothing here names one.
+  A run of Prepares, Accepts, Decides (and their replies) rides as one *column
+  message* (protocol/colmessages.py: ``[TAG, [key, ...], [ballot, ...], ...]``), which
+  stands for its rows: their ids run on as if each had been sent alone (runtime/wire.py).
 
 Why one frame for many messages: libzmq's cost is per frame (a send of four frames cost
 7.6 µs, of one 0.7 µs) and a pass of a busy node answers hundreds of keys per peer. Why
@@ -58,7 +61,7 @@ __all__ = ["DecodeError", "MAX_BATCH", "MAX_BODY_BYTES", "MAX_ENTRIES", "MAX_FRA
            "MAX_ROUND", "MAX_VALUE_BYTES", "PROTOCOL", "Batch", "decode_batch",
            "encode_batch", "msg_id", "type_name"]
 
-PROTOCOL = b"ZPAXOS/2"
+PROTOCOL = b"ZPAXOS/3"  # 3: the column messages (protocol/colmessages.py)
 # The largest valid body: a status reply holds one key's value and chosen value (1 MiB
 # each) past its page limit, a sync page 1 MiB of values plus one more. A batch larger
 # than this is split by the sender; a frame larger than MAX_FRAME_BYTES is refused by the

@@ -15,6 +15,7 @@ import zmq
 
 from zpaxos.hosts.addresses import Caller, Src
 from zpaxos.naming import node_name, proposer_name
+from zpaxos.protocol.columns import expand, pack, row_count
 from zpaxos.protocol.messages import Message
 from zpaxos.protocol.registry import FRAME_COUNT, spec_of, type_name
 from zpaxos.protocol.registry import log_fields as message_fields
@@ -73,26 +74,30 @@ class Wire:
              ident: bytes | None = None) -> bool:
         """Send without blocking; a batch that cannot leave is logged, never hangs us.
 
-        Each send is logged just before its batch leaves, so in the log every send comes
-        before its receive; a batch that then fails is logged again, message by message,
-        as undeliverable."""
+        Each run of one hot one-key type leaves as one column message (columns.pack);
+        ids and the log count rows, so a message has the id, and the log the lines, it
+        would have as a one-key message. Each send is logged just before its batch
+        leaves, so in the log every send comes before its receive; a batch that then
+        fails is logged again, message by message, as undeliverable."""
         if not msgs:
             return True
+        packed, count = pack(msgs)
         first = self.sent
-        self.sent += len(msgs)
+        self.sent += count
         if self.log.enabled(logging.INFO):  # else no message of the batch is logged
             peer = src_name(dst)
-            for msg, level, msg_id in self._loggable(msgs, self.prefix, first):
+            for msg, level, msg_id in self._loggable(packed, self.prefix, first):
                 self.log.event("send", level=level, type=type_name(msg), msg_id=msg_id,
                                peer=peer, **message_fields(msg))
-        frame = codec.encode_frame(self.prefix, first, msgs)
+        frame = codec.encode_frame(self.prefix, first, packed)
         if frame is not None:  # the common case: the batch fits one frame
-            return self._send(sock, frame, ident, msgs, first, dst)
+            return self._send(sock, frame, ident, packed, first, dst)
         done = 0
-        for frame, part in codec.encode_batch(self.prefix, first, msgs):
+        each = list(expand(packed))  # else one-key messages, as many frames as it takes
+        for frame, part in codec.encode_batch(self.prefix, first, each):
             # The rest is not even encoded once one fails: a peer that never reads costs
             # at most its queue (SNDHWM frames), however much one pass had for it.
-            if not self._send(sock, frame, ident, msgs[done:], first + done, dst):
+            if not self._send(sock, frame, ident, each[done:], first + done, dst):
                 return False
             done += len(part)
         return True
@@ -113,7 +118,7 @@ class Wire:
 
     def _undeliverable(self, e: zmq.ZMQError, msgs: Sequence[Message], first: int,
                        peer: str) -> None:
-        self.undeliverable += len(msgs)
+        self.undeliverable += sum(map(row_count, msgs))  # rows, as ids count them
         gone = e.errno == zmq.EHOSTUNREACH
         why = ("peer has gone away" if gone else
                "send queue full" if e.errno == zmq.EAGAIN else e.strerror)
@@ -123,19 +128,21 @@ class Wire:
         level = logging.DEBUG if gone else logging.WARNING
         if not self.log.enabled(level):
             return
-        for i, msg in enumerate(msgs):
+        for msg, _, msg_id in self._loggable(msgs, self.prefix, first, level):
             self.log.event("undeliverable", why, level, type=type_name(msg),
-                           msg_id=codec.msg_id(self.prefix, first + i + 1), peer=peer,
-                           **message_fields(msg))
+                           msg_id=msg_id, peer=peer, **message_fields(msg))
 
-    def _loggable(self, msgs: Sequence[Message], sender: str,
-                  first: int) -> Iterator[tuple[Message, int, str]]:
-        """The messages of a batch whose level is on, with that level and their ids."""
+    def _loggable(self, msgs: Sequence[Message], sender: str, first: int,
+                  at: int | None = None) -> Iterator[tuple[Message, int, str]]:
+        """The one-key messages of a batch (a column message's rows, in order) whose
+        level is on (or ``at``), with that level and their ids."""
         enabled = self.log.enabled
-        for i, msg in enumerate(msgs):
-            level = _level(msg)
-            if enabled(level):
-                yield msg, level, codec.msg_id(sender, first + i + 1)
+        seq = first
+        for msg in expand(msgs):
+            seq += 1
+            level = _level(msg) if at is None else at
+            if at is not None or enabled(level):
+                yield msg, level, codec.msg_id(sender, seq)
 
     def parse(self, frames: Sequence[Any], src: Src) -> list[Message]:
         """Decode one received batch; garbage is the peer's fault: log it, count it, drop

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from zpaxos.hosts.addresses import Caller
+from zpaxos.protocol.columns import is_columns, rows
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.events import Event
 from zpaxos.protocol.messages import Ballot
@@ -35,7 +36,10 @@ def _fany(v: Any) -> str:
 
 def fmsg(m: Any) -> str:
     """``Prepare(k0, 2.P1)``, ``Nack(k0, 1.P1, promised=2.P2)``: any message, from its
-    registry declaration (the first two fields bare, the rest named)."""
+    registry declaration (the first two fields bare, the rest named); a column message
+    as its rows, as the one-key messages they stand for."""
+    if is_columns(m):
+        return " ".join(map(fmsg, rows(m)))
     spec = spec_of(m)
     parts = [(name, _fany(getattr(m, name))) for name in spec.fields]
     shown = [v if i < 2 else f"{n}={v}" for i, (n, v) in enumerate(parts)]
@@ -62,7 +66,7 @@ def fevent(e: Event) -> str:
 
 def fsends(sends: Iterable[tuple[Any, Any]]) -> str:
     groups: dict[Any, list[str]] = {}
-    for dst, m in sends:
+    for dst, m in ((d, r) for d, x in sends for r in rows(x)):
         groups.setdefault(m, []).append(str(dst.ident.decode() if isinstance(dst, Caller)
                                             else f"n{dst}"))
     return "; ".join(f"{fmsg(m)} -> {','.join(dsts)}" for m, dsts in groups.items())

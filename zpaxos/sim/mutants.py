@@ -13,7 +13,7 @@ rule ``zpaxos sim --break`` breaks (zpaxos/sim/rules.py) is the variant of the s
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -22,6 +22,7 @@ from zpaxos.hosts.addresses import Src
 from zpaxos.hosts.proposer_host import ProposerHost
 from zpaxos.hosts.proposer_host import Ready as ProposerReady
 from zpaxos.hosts.staging import NO_STAGING
+from zpaxos.protocol.columns import Replies, rows
 from zpaxos.protocol.core import ACCEPT, Acceptor, KeyState, Proposer, Step
 from zpaxos.protocol.events import Round
 from zpaxos.protocol.messages import (
@@ -30,7 +31,6 @@ from zpaxos.protocol.messages import (
     Accepted,
     Ballot,
     Message,
-    Prepare,
     Promise,
     RangePrepare,
     RangePromise,
@@ -49,32 +49,36 @@ NO_LINEARIZATION = "no linearization"  # what the checker says of a register's b
 class AcceptsBelowPromise(Acceptor):
     """Accepts a ballot below its promise (and leaves the promise as it was)."""
 
-    def on_accept(self, src: object, msg: Accept) -> Step:
-        s = self.state(msg.key)
-        if s.chosen is None and msg.ballot < s.promised:
-            new = replace(s, accepted=msg.ballot, value=msg.value)
-            self.states[msg.key] = new
-            return Step(persist=[(msg.key, new)],
-                        send=[(src, Accepted(msg.key, msg.ballot, msg.value))])
-        return super().on_accept(src, msg)
+    def accept_rows(self, keys: Sequence[str], ballots: Sequence[Ballot],
+                    values: Sequence[bytes], out: Replies) -> list[tuple[str, KeyState]]:
+        persist: list[tuple[str, KeyState]] = []
+        for key, b, v in zip(keys, ballots, values, strict=True):
+            s = self.state(key)
+            if s.chosen is None and b < s.promised:
+                new = replace(s, accepted=b, value=v)
+                self.states[key] = new
+                persist.append((key, new))
+                out.add(Accepted, key, b, v)
+            else:
+                persist += super().accept_rows((key,), (b,), (v,), out)
+        return persist
 
 
 class ForgetsPromise(Acceptor):
     """A promise alone is never written to disk, so a restart forgets it."""
 
-    def on_prepare(self, src: object, msg: Prepare) -> Step:
-        step = super().on_prepare(src, msg)
-        step.persist.clear()
-        return step
+    def prepare_rows(self, keys: Sequence[str], ballots: Sequence[Ballot],
+                     out: Replies) -> list[tuple[str, KeyState]]:
+        super().prepare_rows(keys, ballots, out)
+        return []
 
 
 class IgnoresAcceptedValues(Proposer):
     """Reads every Promise as 'nothing accepted', so it always proposes its own value."""
 
-    def receive(self, now: float, src: object, msg: Any) -> Step:
-        if isinstance(msg, Promise):
-            msg = Promise(msg.key, msg.ballot, ZERO, None)
-        return super().receive(now, src, msg)
+    def _promise_row(self, now: float, src: Any, ballot: Ballot, accepted: Ballot,
+                     value: bytes | None, step: Step | None) -> Step | None:
+        return super()._promise_row(now, src, ballot, ZERO, None, step)
 
 
 class RepromisingAcceptor(Acceptor):
@@ -86,20 +90,26 @@ class RepromisingAcceptor(Acceptor):
     proposers run the same ballot with different values: the lab's bug in full.
     """
 
-    def on_prepare(self, src: object, msg: Prepare) -> Step:
-        s = self.state(msg.key)
-        if s.chosen is None and msg.ballot == s.promised:
-            return Step(send=[(src, Promise(msg.key, msg.ballot, s.accepted, s.value))])
-        return super().on_prepare(src, msg)
+    def prepare_rows(self, keys: Sequence[str], ballots: Sequence[Ballot],
+                     out: Replies) -> list[tuple[str, KeyState]]:
+        persist: list[tuple[str, KeyState]] = []
+        for key, b in zip(keys, ballots, strict=True):
+            s = self.state(key)
+            if s.chosen is None and b == s.promised:
+                out.add(Promise, key, b, s.accepted, s.value)
+            else:
+                persist += super().prepare_rows((key,), (b,), out)
+        return persist
 
 
 class AcceptsBelowRangePromise(Acceptor):
     """Checks an Accept against the key's own promise only, not the range promises."""
 
-    def on_accept(self, src: object, msg: Accept) -> Step:
+    def accept_rows(self, keys: Sequence[str], ballots: Sequence[Ballot],
+                    values: Sequence[bytes], out: Replies) -> list[tuple[str, KeyState]]:
         ranges, self.ranges.by_prefix = self.ranges.by_prefix, {}
         try:
-            return super().on_accept(src, msg)
+            return super().accept_rows(keys, ballots, values, out)
         finally:
             self.ranges.by_prefix = ranges
 
@@ -185,7 +195,7 @@ class KeepsFirstStateInPass(AcceptorHost):
 
     def handle(self, batch: Iterable[tuple[Src, Message]]) -> Ready:
         merged = Ready()
-        for item in batch:
+        for item in ((src, row) for src, msg in batch for row in rows(msg)):
             one = super().handle([item])
             for k, s in one.persist.items():
                 merged.persist.setdefault(k, s)

@@ -28,7 +28,8 @@ def run_schedule(seed: int, trace: bool = False, **variant: Any) -> SimResult:
 
 COVERED = ("crashes", "crash_in_step", "stayed_down", "dropped", "duplicated", "adopted",
            "retry", "gave_up", "chosen", "batched", "forged_sync", "status_checked", "learned",
-           "forged_decide", "wire_batch", "lazy_commit", "range_promised", "fast_vote")
+           "forged_decide", "wire_batch", "lazy_commit", "range_promised", "fast_vote",
+           "columns")
 
 
 def check_seeds(seeds: Iterable[int], stop_at_first: bool = True,

@@ -52,6 +52,7 @@ from zpaxos.hosts.acceptor_host import AcceptorHost, Ready
 from zpaxos.hosts.addresses import Caller
 from zpaxos.hosts.proposer_host import Leases, ProposerHost
 from zpaxos.hosts.proposer_host import Ready as ProposerReady
+from zpaxos.protocol.columns import expand, pack
 from zpaxos.protocol.core import Acceptor, KeyState, Outcome, Proposer, quorum_size
 from zpaxos.protocol.events import Event
 from zpaxos.protocol.messages import (
@@ -115,9 +116,10 @@ class Simulation(Ghost, World):
                  proposer_host_cls: type[ProposerHost] = ProposerHost,
                  lease_cls: type[Lease] = Lease,
                  shared_ids: bool = False, one_process_each: bool = False,
-                 replay: str = "") -> None:
-        """``replay`` is the command that reproduces the run, with ``{seed}`` in it."""
-        sc = self.sc = scenario
+                 replay: str = "", batch_wire: bool | None = None) -> None:
+        """``replay`` is the command that reproduces the run, with ``{seed}`` in it.
+        ``batch_wire``: frames (hot messages as column runs) or not, whatever the seed's."""
+        sc = self.sc = scenario if batch_wire is None else replace(scenario, batch_wire=batch_wire)
         self.tracing = trace
         self.trace: list[str] = []
         self.replay = (replay or REPLAY_CMD).format(seed=sc.seed)
@@ -268,10 +270,12 @@ class Simulation(Ghost, World):
             if self.sc.drop_if is None or not self.sc.drop_if(src, dst, m):
                 by_dst.setdefault(dst, []).append(m)
         for dst, msgs in by_dst.items():
-            # Through the real codec: what arrives is what the decoder makes of the frame.
-            for frame, _ in codec.encode_batch(who(src)[:32] or "x", 0, msgs):
+            packed, count = pack(msgs)  # hot runs as column messages, as wire.py sends them
+            self.stats["wire_batch"] += count > 1
+            self.stats["columns"] += len(packed) < len(msgs)  # a run made one message
+            for frame, _ in codec.encode_batch(who(src)[:32] or "x", 0, packed):
+                # Through the real codec: what arrives is what the decoder makes of it.
                 batch = codec.decode_batch(frame).messages
-                self.stats["wire_batch"] += len(batch) > 1
                 self._send(src, dst, batch)
 
     def _deliver(self, src: Any, dst: Any, msg: Any) -> None:
@@ -372,7 +376,7 @@ class Simulation(Ghost, World):
         # The ghost learns the pass's promises and votes in the order they were made (the
         # order of the replies), then any vote the replies do not show (a crash lost them).
         if not crash:
-            for _, m in sends:
+            for m in expand(m for _, m in sends):  # (a column message: its rows)
                 if isinstance(m, Promise):
                     mk = (a, m.key)
                     if m.ballot > self.max_promise.get(mk, ZERO):
