@@ -6,7 +6,9 @@ nothing. For a key's variant (``layer`` "core" or "host"), ``MUTANTS[name].varia
 what ``Simulation(..., **variant)`` takes and ``caught_by`` the invariant that must trip
 (a substring of ``InvariantViolation.what``); for a register's (``layer`` "register",
 the classes in zpaxos/sim/regmutants.py) it is what ``RegScenario`` is replaced with, and
-the linearizability checker must find no linearization. A rule ``zpaxos sim --break``
+the linearizability checker must find no linearization; for a lock's (layer "lock", the
+classes in zpaxos/sim/lockmutants.py) it is what ``LockScenario`` is replaced with, and
+the lock simulator's invariants (one holder at a time; tokens that grow) must trip. A rule ``zpaxos sim --break``
 breaks (zpaxos/sim/rules.py) is the variant of the same name.
 """
 
@@ -36,6 +38,8 @@ from zpaxos.protocol.messages import (
     SyncReply,
 )
 from zpaxos.protocol.ranges import Lease
+from zpaxos.sim.locksim import TOKEN, TWO_HOLDERS
+from zpaxos.sim.lockmutants import RenewsWithoutMargin, ReusesToken, TrustsHoldersClock
 from zpaxos.sim.regmutants import AcceptBelowPromise, ReadSkipsQuorum, StaleValue
 from zpaxos.sim.simulator import REPLAY_CMD
 
@@ -256,7 +260,7 @@ class MisroutesReplies(ProposerHost):
 class Mutant:
     variant: dict[str, Any]
     caught_by: str  # a substring of the violation that must catch it ("a|b": either)
-    layer: str  # "core" or "host" (write-once keys), or "register"
+    layer: str  # "core" or "host" (write-once keys), "register" or "lock"
 
     @property
     def registers(self) -> bool:
@@ -264,10 +268,11 @@ class Mutant:
 
 
 REGISTER = "register"
+LOCK = "lock"
 
 
 def _m(name: str, caught_by: str, layer: str, **variant: Any) -> tuple[str, Mutant]:
-    if layer != REGISTER:
+    if layer not in (REGISTER, LOCK):
         variant["replay"] = f"{REPLAY_CMD} --mutant {name}"
     return name, Mutant(variant, caught_by, layer)
 
@@ -302,6 +307,11 @@ MUTANTS: dict[str, Mutant] = dict([
     _m("read-skips-quorum", NO_LINEARIZATION, REGISTER, proposer_cls=ReadSkipsQuorum),
     _m("stale-value", NO_LINEARIZATION, REGISTER, proposer_cls=StaleValue),
     _m("accept-below-promise", NO_LINEARIZATION, REGISTER, register_cls=AcceptBelowPromise),
+    # Locks (zpaxos/sim/locksim.py, on the rules of zpaxos/protocol/lease.py).
+    _m("lock-waiter-trusts-holders-clock", TWO_HOLDERS, LOCK, rules_cls=TrustsHoldersClock),
+    _m("lock-renews-without-margin", TWO_HOLDERS, LOCK, rules_cls=RenewsWithoutMargin),
+    _m("lock-token-reused", TOKEN, LOCK, rules_cls=ReusesToken),
 ])
-KEY_MUTANTS = {name: m for name, m in MUTANTS.items() if not m.registers}
+KEY_MUTANTS = {name: m for name, m in MUTANTS.items() if m.layer not in (REGISTER, LOCK)}
 REGISTER_MUTANTS = {name: m for name, m in MUTANTS.items() if m.registers}
+LOCK_MUTANTS = {name: m for name, m in MUTANTS.items() if m.layer == LOCK}
