@@ -61,6 +61,7 @@ from zpaxos.runtime.sockets import (
 
 if TYPE_CHECKING:
     from zpaxos.protocol.register import RegisterOptions, RegOp, RegResult
+    from zpaxos.runtime.locks import Leadership, Lock
     from zpaxos.runtime.metrics import ClientMetrics
     from zpaxos.runtime.register_client import Registers
     from zpaxos.runtime.watch import WatchState
@@ -123,6 +124,7 @@ class Client:
         (runtime/metrics.py; serve it with ``metrics.serve(host, port)``)."""
         self.fast = fast
         self.metrics = metrics
+        self.key_file = key_file
         self._leases = Leases()  # range promises held, across calls
         self.cluster = cluster
         keys = cluster.security.client_keys(cluster.path, key_file)  # ConfigError if bad
@@ -352,6 +354,36 @@ class Client:
         if problem:
             raise ValueError(f"invalid register name {key!r}: {problem}")
         return watch(self, key, from_version, options)
+
+    # ---- locks and elections (zpaxos.runtime.locks; docs/locks.md)
+
+    def lock(self, name: str, ttl: float = 10.0, timeout: float | None = None) -> Lock:
+        """A lock on register ``name``: ``with client.lock("jobs", ttl=10) as token:``
+        (``token``: the fencing token; ``timeout``: LockTimeout after so many seconds)."""
+        from zpaxos.runtime.locks import Lock
+
+        return Lock(self, name, ttl, timeout)
+
+    def campaign(self, name: str, candidate: str, ttl: float = 10.0,
+                 timeout: float | None = None) -> Leadership:
+        """Block until ``candidate`` leads election ``name``; the Leadership's ``term`` is
+        its fencing token, ``lost`` says when it ended; ``with`` it to resign at the end."""
+        from zpaxos.runtime.locks import Leadership
+
+        leadership = Leadership(self, name, ttl, timeout, holder=candidate)
+        leadership.acquire()
+        return leadership
+
+    def leader(self, name: str) -> tuple[str, int] | None:
+        """The current leader of election ``name`` and its term, or None."""
+        from zpaxos.runtime.locks import leader
+
+        return leader(self, name)
+
+    def sibling(self) -> Client:
+        """Another Client on the same cluster, with its own sockets (for another thread:
+        a ZeroMQ socket belongs to one thread)."""
+        return Client(self.cluster, client_id=os.urandom(16), key_file=self.key_file)
 
     # ---- status
 
