@@ -77,3 +77,29 @@ def test_the_invariants_see_two_holders_and_a_shared_token() -> None:
         "two holders believe they hold the lock: a (token 1, until t=2.0000) and b (token 2)",
         "the resource accepted token 5 from two holders: a and b"]
     assert [w.accepted for w in sim.out.writes] == [True, True, False]
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    from zpaxos.cli.app import main
+    with pytest.raises(SystemExit) as e:
+        main(["sim", *args])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return int(e.value.code or 0), out, err
+
+
+def test_zpaxos_sim_breaks_a_lock_rule_and_replays_it(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "--break", "lock-renews-without-margin")
+    assert code == 0
+    assert "two holders believe they hold the lock" in out
+    assert out.splitlines()[-1] == ("replay: zpaxos sim --lock --seed 5 --break "
+                                    "lock-renews-without-margin")
+    code, again, _ = run_cli(capsys, "--lock", "--seed", "5", "--break",
+                             "lock-renews-without-margin")
+    assert code == 0 and again == out
+
+
+def test_zpaxos_sim_lock_runs_pass(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "--lock", "--seeds", "10")
+    assert (code, err) == (0, "")
+    assert out == "10 lock runs: at most one holder at a time, tokens grew, no stale write accepted\n"

@@ -26,8 +26,9 @@ Invariants, checked on every run: at every moment at most one process believes i
 a valid lease; tokens grow strictly from holder to holder; the resource never accepts a
 write with a token below one it accepted, nor one token from two holders.
 
-    python -m zpaxos.sim.locksim --seed 7             # one run, summarized
-    python -m zpaxos.sim.locksim --mutant lock-token-reused   # the first seed that catches it
+    zpaxos sim --lock                          # 200 seeded runs, every invariant checked
+    zpaxos sim --lock --seed 7                 # one run, summarized
+    zpaxos sim --break lock-token-reused       # the first seed that catches a broken rule
 """
 
 from __future__ import annotations
@@ -417,23 +418,8 @@ def _no_nodes(n: int) -> Any:
     raise AssertionError("the lock simulator's register is a model: no nodes")
 
 
-def main() -> None:
-    import argparse
-    from dataclasses import replace
-
-    from zpaxos.sim.mutants import LOCK_MUTANTS
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--mutant", choices=sorted(LOCK_MUTANTS))
-    args = ap.parse_args()
-    sc = LockScenario()
-    if args.mutant:
-        sc = replace(sc, **LOCK_MUTANTS[args.mutant].variant)
-    r = run(args.seed, sc)
-    print(f"seed {r.seed}: TTL {r.ttl:g} s, {len(r.episodes)} leases, {r.takeovers} taken over, "
-          f"{r.paused_holders} holders paused past the TTL, {len(r.writes)} writes, "
-          f"{r.stale_refused} refused by their token; violations: {r.violations or 'none'}")
-
-
-if __name__ == "__main__":
-    main()
+def summary(r: LockRun) -> str:
+    """One run in one line."""
+    return (f"seed {r.seed}: TTL {r.ttl:g} s, {len(r.episodes)} leases, {r.takeovers} taken "
+            f"over, {r.paused_holders} holders paused past the TTL, {len(r.writes)} writes, "
+            f"{r.stale_refused} refused by their token")

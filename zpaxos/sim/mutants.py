@@ -8,8 +8,8 @@ what ``Simulation(..., **variant)`` takes and ``caught_by`` the invariant that m
 the classes in zpaxos/sim/regmutants.py) it is what ``RegScenario`` is replaced with, and
 the linearizability checker must find no linearization; for a lock's (layer "lock", the
 classes in zpaxos/sim/lockmutants.py) it is what ``LockScenario`` is replaced with, and
-the lock simulator's invariants (one holder at a time; tokens that grow) must trip. A rule ``zpaxos sim --break``
-breaks (zpaxos/sim/rules.py) is the variant of the same name.
+the lock simulator's invariants (one holder at a time; tokens that grow) must trip. A
+rule ``zpaxos sim --break`` breaks (zpaxos/sim/rules.py) is the variant of the same name.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from zpaxos.protocol.messages import (
     SyncReply,
 )
 from zpaxos.protocol.ranges import Lease
-from zpaxos.sim.locksim import TOKEN, TWO_HOLDERS
 from zpaxos.sim.lockmutants import RenewsWithoutMargin, ReusesToken, TrustsHoldersClock
+from zpaxos.sim.locksim import TOKEN, TWO_HOLDERS
 from zpaxos.sim.regmutants import AcceptBelowPromise, ReadSkipsQuorum, StaleValue
 from zpaxos.sim.simulator import REPLAY_CMD
 
