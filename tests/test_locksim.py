@@ -102,4 +102,5 @@ def test_zpaxos_sim_breaks_a_lock_rule_and_replays_it(capsys: pytest.CaptureFixt
 def test_zpaxos_sim_lock_runs_pass(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_cli(capsys, "--lock", "--seeds", "10")
     assert (code, err) == (0, "")
-    assert out == "10 lock runs: at most one holder at a time, tokens grew, no stale write accepted\n"
+    assert out == ("10 lock runs: at most one holder at a time, tokens grew, no stale write"
+                   " accepted\n")
