@@ -6,16 +6,20 @@
     python pso_client.py RPC_PORT reg N PREFIX          registers: sequential set, get
                                                         and cas latencies on N registers
     python pso_client.py RPC_PORT regthr N PREFIX WINDOW  register sets, WINDOW in flight
+    python pso_client.py RPC_PORT lock N LOCK SECONDS   lock LOCK, release it, N times (or
+                                                        for SECONDS when N is 0): latencies
 
 Prints one JSON object.
 """
 
 import json
+import os
 import sys
 import time
 from multiprocessing.connection import Client
 
 AUTHKEY = b"zpaxos-compare"
+RETRY_S = 0.001  # a refused tryAcquire is tried again this much later
 
 
 def windowed(conn, op: str, n: int, window: int, prefix: str) -> float:
@@ -35,10 +39,42 @@ def windowed(conn, op: str, n: int, window: int, prefix: str) -> float:
     return time.perf_counter() - t0
 
 
+def lock_loop(conn, n: int, lock: str, seconds: float) -> dict:
+    """Acquire and release ``lock``, as a ReplLockManager user does: tryAcquire until it
+    succeeds (it has no waiting: a refused try is tried again, after RETRY_S), then
+    release. ``n`` times, or for ``seconds`` when ``n`` is 0. Latencies in ms."""
+    me = f"c{os.getpid()}"
+    acquire, release, tries = [], [], 0
+    end = time.monotonic() + seconds
+    rid = 0
+    while (len(acquire) < n) if n else time.monotonic() < end:
+        t0 = time.perf_counter()
+        while True:
+            rid += 1
+            tries += 1
+            conn.send(("lacquire", rid, lock, me))
+            got, ok, err = conn.recv()
+            assert got == rid and err == 0, (got, err)
+            if ok:
+                break
+            time.sleep(RETRY_S)
+        t1 = time.perf_counter()
+        rid += 1
+        conn.send(("lrelease", rid, lock, me))
+        got, _, err = conn.recv()
+        assert got == rid and err == 0, (got, err)
+        acquire.append((t1 - t0) * 1000)
+        release.append((time.perf_counter() - t1) * 1000)
+    return {"acquire_ms": acquire, "release_ms": release, "tries": tries}
+
+
 def main():
     port, mode, n, prefix = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
-    window = int(sys.argv[5]) if len(sys.argv) > 5 else 1
     conn = Client(("127.0.0.1", port), authkey=AUTHKEY)
+    if mode == "lock":
+        print(json.dumps(lock_loop(conn, n, prefix, float(sys.argv[5]))))
+        return
+    window = int(sys.argv[5]) if len(sys.argv) > 5 else 1
     if mode == "seq":
         lat = []
         for i in range(n):
