@@ -52,12 +52,13 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-__all__ = ["FREE", "GRACE_FRACTION", "MAX_DRIFT", "MAX_HOLDER_CHARS", "MAX_QUEUE",
+__all__ = ["DEFAULT_TTL_S", "FREE", "GRACE_FRACTION", "MAX_DRIFT", "MAX_HOLDER_CHARS", "MAX_QUEUE",
            "MAX_TTL_S", "MIN_MARGIN_S", "MIN_TTL_S", "RENEWS_PER_LEASE", "HolderLease",
            "LockRecord", "LockRecordError", "Waiter", "WaiterClock", "acquired",
            "decode_record", "dequeued", "encode_record", "enqueued", "grace_for",
            "margin_for", "released", "ttl_problem", "wait_needed"]
 
+DEFAULT_TTL_S = 10.0  # a lock's or a leadership's TTL unless told
 MAX_DRIFT = 0.01  # bound on how much two clocks' rates differ (see the module doc)
 MIN_MARGIN_S = 0.5  # the margin is never below this (scheduling delays, process exit)
 GRACE_FRACTION = 0.5  # a holder's stopper (SIGTERM -> SIGKILL) gets this much of the margin

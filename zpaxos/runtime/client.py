@@ -38,6 +38,7 @@ from zpaxos.hosts.staging import NO_STAGING, StagingOptions
 from zpaxos.naming import node_name, proposer_name
 from zpaxos.protocol.core import Outcome, ProposerOptions
 from zpaxos.protocol.events import GaveUp
+from zpaxos.protocol.lease import DEFAULT_TTL_S
 from zpaxos.protocol.messages import (
     DEFAULT_KEY,
     Ballot,
@@ -357,14 +358,14 @@ class Client:
 
     # ---- locks and elections (zpaxos.runtime.locks; docs/locks.md)
 
-    def lock(self, name: str, ttl: float = 10.0, timeout: float | None = None) -> Lock:
+    def lock(self, name: str, ttl: float = DEFAULT_TTL_S, timeout: float | None = None) -> Lock:
         """A lock on register ``name``: ``with client.lock("jobs", ttl=10) as token:``
         (``token``: the fencing token; ``timeout``: LockTimeout after so many seconds)."""
         from zpaxos.runtime.locks import Lock
 
         return Lock(self, name, ttl, timeout)
 
-    def campaign(self, name: str, candidate: str, ttl: float = 10.0,
+    def campaign(self, name: str, candidate: str, ttl: float = DEFAULT_TTL_S,
                  timeout: float | None = None) -> Leadership:
         """Block until ``candidate`` leads election ``name``; the Leadership's ``term`` is
         its fencing token, ``lost`` says when it ended; ``with`` it to resign at the end."""

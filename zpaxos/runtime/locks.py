@@ -33,6 +33,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol
 
 from zpaxos.protocol.lease import (
+    DEFAULT_TTL_S,
     HolderLease,
     LockRecord,
     LockRecordError,
@@ -42,6 +43,8 @@ from zpaxos.protocol.lease import (
     dequeued,
     encode_record,
     enqueued,
+    grace_for,
+    margin_for,
     released,
     ttl_problem,
     wait_needed,
@@ -92,7 +95,7 @@ class Lock:
     acquires (blocking; ``timeout`` seconds at most, then LockTimeout) and releases.
     While held: ``token`` (the fencing token), ``valid()``, ``lost``, ``lost_at``."""
 
-    def __init__(self, client: Client, name: str, ttl: float = 10.0,
+    def __init__(self, client: Client, name: str, ttl: float = DEFAULT_TTL_S,
                  timeout: float | None = None, holder: str | None = None) -> None:
         problem = key_problem(name)
         if problem:
@@ -117,6 +120,17 @@ class Lock:
         self._thread: threading.Thread | None = None
 
     # ---- what the holder asks
+
+    @property
+    def lease_s(self) -> float:
+        """How long a lease lasts after its renewal was sent: ``ttl - margin``."""
+        return self.ttl - margin_for(self.ttl)
+
+    @property
+    def grace(self) -> float:
+        """How long whoever acts for the holder may take to stop once the lease is lost
+        (``zpaxos lock``: SIGTERM, then SIGKILL this much later): half the margin."""
+        return grace_for(self.ttl)
 
     @property
     def lost_at(self) -> float:
@@ -232,7 +246,9 @@ class Lock:
     # ---- holding
 
     def _renew_loop(self) -> None:
-        """The renewer thread: renew when due, on its own Client, until stopped or lost."""
+        """The renewer thread: renew when due, on its own Client, until lost or stopped;
+        stopped, it releases (its Client holds the register's 1-RTT promise, and no
+        signal that stopped the caller's Client stops it)."""
         c = self.client.sibling()
         try:
             while not self._stop.is_set():
@@ -241,13 +257,14 @@ class Lock:
                 assert lease is not None
                 now = time.monotonic()
                 if not lease.valid(now):
-                    self._set_lost(f"no renewal succeeded in {lease.ttl - lease.m:g} s")
+                    self._set_lost(f"no renewal succeeded in {self.lease_s:g} s")
                     return
                 if not lease.renew_due(now):
                     self._stop.wait(min(lease.renew_at, lease.lost_at) - now)
                     continue
                 if not self._renew_once(c, lease):
                     return
+            self._release_on(c)
         finally:
             c.close(reach_s=0)
 
@@ -287,32 +304,35 @@ class Lock:
     # ---- releasing
 
     def release(self) -> None:
-        """Stop renewing and free the lock if it is still this holding's (a few tries;
-        if no quorum answers, the lease runs out by itself)."""
+        """Stop renewing and free the lock if it is still this holding's (a few tries,
+        until the lease would be lost anyway; if no quorum answers, it runs out)."""
         thread, self._thread = self._thread, None
         if thread is None:
             return
         self._stop.set()
         thread.join()
-        if self.lost_reason:
-            return
         with self._mu:
-            rec, version = self._record, self._version
+            self._lease = None
+
+    def _release_on(self, c: Client) -> None:
+        with self._mu:
+            rec, version, lease = self._record, self._version, self._lease
+        assert rec is not None and lease is not None
         for _ in range(RELEASE_TRIES):
-            assert rec is not None
-            r = self.client.registers([(self.name, _cas(released(rec), version))],
-                                      self.client.register_options())[0]
+            left = lease.lost_at - time.monotonic()
+            if left <= 0:
+                return  # lost anyway: the waiters will take over
+            opts = c.register_options(timeout_s=left)
+            r = c.registers([(self.name, _cas(released(rec), version))], opts)[0]
             if r.status != CAS_FAILED:
-                break
+                return
             try:
                 cur = decode_record(r.value)
             except LockRecordError:
-                break
+                return
             if cur.owner != self.owner:
-                break  # not ours any more
+                return  # not ours any more
             rec, version = cur, r.version
-        with self._mu:
-            self._lease = None
 
 
 class Leadership(Lock):

@@ -1,0 +1,108 @@
+"""Run a command only while a lock (or a leadership) is held: ``zpaxos lock`` and
+``zpaxos elect``'s supervisor.
+
+The command runs in a process group of its own, so that stopping it stops what it
+started too (a shell's children). It is stopped, the group SIGTERMed then SIGKILLed
+``grace`` later, in three cases: the lease is lost (at ``lock.lost_at`` on this process's
+clock, the moment the lease rule says; the renewer thread may be late, the deadline is
+not), a signal asks us to stop (Ctrl-C), or the caller stops it. The grace fits inside
+the lease's margin (zpaxos/protocol/lease.py: SIGKILL at ``ttl - margin + margin / 2``
+after the last renewal was sent, and no waiter acts before ``ttl + margin``), so the
+command is dead before another holder can get the lock.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from zpaxos.runtime.locks import Lock
+    from zpaxos.runtime.sockets import SignalWakeup
+
+__all__ = ["Ran", "hold_until_lost", "run_while_held"]
+
+POLL_S = 0.05  # how often the supervisor looks at a signal or the child between deadlines
+
+
+@dataclass(frozen=True, slots=True)
+class Ran:
+    """How a supervised run ended. ``status``: the command's exit status as a shell gives
+    it (128 + N for a signal N), None when we stopped it; ``lost``: why the lease was
+    lost ("" if it was not); ``interrupted``: a signal asked us to stop; ``killed``: it
+    did not end on SIGTERM within the grace and was SIGKILLed."""
+
+    status: int | None
+    lost: str = ""
+    interrupted: bool = False
+    killed: bool = False
+
+
+def run_while_held(lock: Lock, argv: Sequence[str], env: Mapping[str, str],
+                   wakeup: SignalWakeup | None) -> Ran:
+    """Run ``argv`` while ``lock`` is held; stop it when the lease is lost or a signal
+    comes. OSError (no such command) is the caller's to report."""
+    proc = subprocess.Popen(list(argv), env=dict(env), start_new_session=True)
+    grace = lock.grace
+    try:
+        while True:
+            why = _lost(lock)
+            if why:
+                return Ran(None, why, killed=stop(proc, lock.lost_at + grace))
+            if wakeup is not None and wakeup.stop_requested:
+                return Ran(None, interrupted=True,
+                           killed=stop(proc, time.monotonic() + grace))
+            left = lock.lost_at - time.monotonic()
+            try:
+                rc = proc.wait(timeout=max(0.0, min(POLL_S, left)))
+            except subprocess.TimeoutExpired:
+                continue
+            return Ran(128 - rc if rc < 0 else rc)
+    finally:
+        if proc.poll() is None:  # an exception of ours: never leave it running
+            stop(proc, time.monotonic() + grace)
+
+
+def hold_until_lost(lock: Lock, wakeup: SignalWakeup | None) -> Ran:
+    """Hold ``lock`` (nothing to run) until its lease is lost or a signal comes."""
+    while True:
+        why = _lost(lock)
+        if why:
+            return Ran(None, why)
+        if wakeup is not None and wakeup.stop_requested:
+            return Ran(None, interrupted=True)
+        time.sleep(max(0.0, min(POLL_S, lock.lost_at - time.monotonic())))
+
+
+def _lost(lock: Lock) -> str:
+    if lock.lost_reason:
+        return lock.lost_reason
+    if time.monotonic() >= lock.lost_at:
+        return f"no renewal succeeded in {lock.lease_s:g} s"
+    return ""
+
+
+def stop(proc: subprocess.Popen[bytes], kill_at: float) -> bool:
+    """SIGTERM ``proc``'s process group now, SIGKILL it at ``kill_at`` (monotonic) if
+    it has not ended; True if it took the SIGKILL."""
+    _signal_group(proc, signal.SIGTERM)
+    try:
+        proc.wait(timeout=max(0.0, kill_at - time.monotonic()))
+        _signal_group(proc, signal.SIGKILL)  # what it started may outlive it
+        return False
+    except subprocess.TimeoutExpired:
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait()
+        return True
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
