@@ -173,6 +173,40 @@ def api_worker(config: str, name: str, ttl: float, port: int, me: str, seconds: 
             held.release()
 
 
+def scenario_holder(config: str, name: str, ttl: float, port: int, me: str, work_s: float,
+                    for_s: float) -> int:
+    """Scenario 12's holders (the lock's holder named ``me``; the cluster's log): take
+    the lock and, for ``for_s`` while the lease is valid, work ``work_s`` then write,
+    checking the lease *before* the work; then release (exit 0). One paused in the
+    middle of its work past the TTL wakes and writes with its old token: exit 3 when the
+    resource refuses it. It prints ``holding TOKEN``, then ``done``, ``refused TOKEN``
+    or ``lost TOKEN`` (paused between a write and its check)."""
+    from zpaxos.naming import proposer_name
+    from zpaxos.runtime.client import Client
+    from zpaxos.runtime.config import load_config
+    from zpaxos.runtime.locks import Lock
+    from zpaxos.runtime.log import setup_logging
+
+    conn = resource(port)
+    cluster, cid = load_config(config), os.urandom(16)
+    log = setup_logging(cluster.log, proposer_name(cid), stderr=False)
+    with Client(cluster, log, client_id=cid) as c:
+        held = Lock(c, name, ttl, holder=me)
+        with held as token:
+            print(f"holding {token}", flush=True)
+            end = time.monotonic() + for_s
+            while held.valid():
+                if time.monotonic() >= end:
+                    print("done", flush=True)
+                    return 0
+                time.sleep(work_s)  # the lease was valid when the work began
+                if not write(conn, token, me):
+                    print(f"refused {token}", flush=True)
+                    return 3
+            print(f"lost {token}", flush=True)
+            return 4
+
+
 # ---------------------------------------------------------------- the check
 
 
@@ -389,6 +423,9 @@ def main(argv: list[str] | None = None) -> int:
     if args[:1] == ["cli-worker"]:
         cli_worker(args[1], args[2], float(args[3]), int(args[4]), args[5], float(args[6]))
         return 0
+    if args[:1] == ["scenario-holder"]:
+        return scenario_holder(args[1], args[2], float(args[3]), int(args[4]), args[5],
+                               float(args[6]), float(args[7]))
     if args[:1] == ["api-worker"]:
         api_worker(args[1], args[2], float(args[3]), int(args[4]), args[5], float(args[6]),
                    args[7] if len(args) > 7 else None)

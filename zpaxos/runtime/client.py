@@ -383,8 +383,11 @@ class Client:
 
     def sibling(self) -> Client:
         """Another Client on the same cluster, with its own sockets (for another thread:
-        a ZeroMQ socket belongs to one thread)."""
-        return Client(self.cluster, client_id=os.urandom(16), key_file=self.key_file)
+        a ZeroMQ socket belongs to one thread). It logs where this one does, under its own
+        proposer name, so a chart of the log draws both (a lock's renewals, say)."""
+        cid = os.urandom(16)
+        return Client(self.cluster, EventLog(self.log.logger, proposer_name(cid)),
+                      client_id=cid, key_file=self.key_file)
 
     # ---- status
 
