@@ -112,6 +112,6 @@ def test_list_and_bad_numbers(tmp_path, config):
     script = ROOT / "run_scenarios.sh"
     r = subprocess.run([str(script), "--list"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and len(r.stdout.splitlines()) == 12 and "page25" in r.stdout
-    r = subprocess.run(runner(config, tmp_path / "out", "12"), env=env(), capture_output=True,
+    r = subprocess.run(runner(config, tmp_path / "out", "13"), env=env(), capture_output=True,
                        text=True, timeout=60)
-    assert r.returncode == 2 and "no scenario 12" in r.stderr
+    assert r.returncode == 2 and "no scenario 13" in r.stderr
