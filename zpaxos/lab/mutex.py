@@ -300,7 +300,10 @@ class MutexLab:
         self.res = subprocess.Popen([sys.executable, "-m", "zpaxos.lab.mutex", "resource",
                                      str(self.port), str(self.log)], stdout=subprocess.PIPE,
                                     text=True, env=self.env)
-        assert self.res.stdout is not None and self.res.stdout.readline().strip() == "ready"
+        if self.res.stdout is None or self.res.stdout.readline().strip() != "ready":
+            self.res.kill()
+            self.res.wait()
+            raise RuntimeError("the fenced resource did not start")
         self.conn = resource(self.port)
         self.workers: dict[int, subprocess.Popen[bytes]] = {}
         self.born: dict[int, int] = {}  # worker -> how many times it was started
