@@ -38,11 +38,17 @@ def running(tmp_path: Path) -> Iterator[Cluster]:
         c.start_all()
         yield c
     finally:
+        for p in Proc.started:  # a failed test leaves none running (their commands die
+            p.proc.kill()       # with them: zpaxos lock's parent-death signal)
+            p.proc.wait()
+        Proc.started.clear()
         c.stop_all()
 
 
 class Proc:
     """A zpaxos command in its own process, its stdout lines collected as they come."""
+
+    started: list[Proc] = []
 
     def __init__(self, cluster: Cluster, *args: str, cmd: tuple[str, ...] = ()) -> None:
         argv = zpaxos_cmd(*args, "--config", str(cluster.config))
@@ -52,6 +58,7 @@ class Proc:
             argv += ["--", *cmd]
         self.proc = subprocess.Popen(argv, cwd=cluster.dir, env=env, text=True,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        Proc.started.append(self)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -145,6 +152,24 @@ def test_holder_paused_past_its_ttl_loses_the_lock_and_stops_its_command(
         os.kill(int(seen[0][1]), 0)  # a's command is gone
 
 
+def test_kill_9_of_the_holder_kills_its_command(running: Cluster, tmp_path: Path) -> None:
+    log = tmp_path / "events"
+    p = Proc(running, "lock", "jobs", cmd=shell(f'echo "start $$" >> {log}; '
+                                                f"while :; do sleep 0.05; done"))
+    pid = int(Cluster.wait_for(lambda: events(log), "the command to start")[0][1])
+    p.proc.kill()
+    p.finish()
+    Cluster.wait_for(lambda: not _alive(pid), "the command to die with its holder")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def test_ctrl_c_stops_the_command_and_releases_at_once(running: Cluster,
                                                        tmp_path: Path) -> None:
     log = tmp_path / "events"
@@ -192,19 +217,26 @@ def test_election_a_paused_leader_learns_it_lost_and_runs_again(running: Cluster
                  f"while :; do sleep 0.05; done")
     a = Proc(running, "elect", "sched", "--id", "alice", "--ttl", TTL, cmd=body)
     a.wait_line("alice is leader")
+    ran(log, 1)
     a.proc.send_signal(signal.SIGSTOP)
     b = Proc(running, "elect", "sched", "--id", "bob", "--ttl", TTL, cmd=body)
     b.wait_line("bob is leader")
+    ran(log, 2)
     a.proc.send_signal(signal.SIGCONT)
     a.wait_line("alice is no longer leader")
     b.proc.send_signal(signal.SIGINT)
     b.finish()
-    a.wait_line("alice is leader (term ", timeout_s=30)
-    assert sum("alice is leader" in x for x in a.lines) == 2  # it campaigned again
+    Cluster.wait_for(lambda: sum("alice is leader" in x for x in a.lines) == 2,
+                     "alice to campaign again and lead")
+    ran(log, 3)
     a.proc.send_signal(signal.SIGINT)
     a.finish()
     terms = [int(x[0]) for x in events(log)]
     assert terms == sorted(terms) and len(set(terms)) == 3, terms
+
+
+def ran(log: Path, n: int) -> None:
+    Cluster.wait_for(lambda: len(events(log)) >= n, f"command {n} to start")
 
 
 def leader(cluster: Cluster) -> dict[str, object]:

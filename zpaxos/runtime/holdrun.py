@@ -2,10 +2,14 @@
 ``zpaxos elect``'s supervisor.
 
 The command runs in a process group of its own, so that stopping it stops what it
-started too (a shell's children). It is stopped, the group SIGTERMed then SIGKILLed
-``grace`` later, in three cases: the lease is lost (at ``lock.lost_at`` on this process's
-clock, the moment the lease rule says; the renewer thread may be late, the deadline is
-not), a signal asks us to stop (Ctrl-C), or the caller stops it. The grace fits inside
+started too (a shell's children), and (on Linux) dies with this process: a supervisor
+killed with SIGKILL leaves no command running unsupervised. A supervisor that is
+*paused* (SIGSTOP) cannot stop it in time: that is what fencing tokens are for.
+
+The command is stopped (its group SIGTERMed, then SIGKILLed ``grace`` later) when the
+lease is lost (at ``lock.lost_at`` on this process's clock, the moment the lease rule
+says; the renewer thread may be late, the deadline is not), or when a signal asks us to
+stop (Ctrl-C). The grace fits inside
 the lease's margin (zpaxos/protocol/lease.py: SIGKILL at ``ttl - margin + margin / 2``
 after the last renewal was sent, and no waiter acts before ``ttl + margin``), so the
 command is dead before another holder can get the lock.
@@ -16,6 +20,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,7 +30,7 @@ if TYPE_CHECKING:
     from zpaxos.runtime.locks import Lock
     from zpaxos.runtime.sockets import SignalWakeup
 
-__all__ = ["Ran", "hold_until_lost", "run_while_held"]
+__all__ = ["Ran", "hold_until_lost", "run_while_held", "with_parent_death"]
 
 POLL_S = 0.05  # how often the supervisor looks at a signal or the child between deadlines
 
@@ -47,7 +52,7 @@ def run_while_held(lock: Lock, argv: Sequence[str], env: Mapping[str, str],
                    wakeup: SignalWakeup | None) -> Ran:
     """Run ``argv`` while ``lock`` is held; stop it when the lease is lost or a signal
     comes. OSError (no such command) is the caller's to report."""
-    proc = subprocess.Popen(list(argv), env=dict(env), start_new_session=True)
+    proc = subprocess.Popen(with_parent_death(argv), env=dict(env), start_new_session=True)
     grace = lock.grace
     try:
         while True:
@@ -66,6 +71,25 @@ def run_while_held(lock: Lock, argv: Sequence[str], env: Mapping[str, str],
     finally:
         if proc.poll() is None:  # an exception of ours: never leave it running
             stop(proc, time.monotonic() + grace)
+
+
+# Linux: ask the kernel to SIGKILL the command when its parent (this supervisor) dies,
+# then exec it. Done by a tiny Python in the child rather than a preexec_fn, which is not
+# safe to run in a process with threads (the lock's renewer is one). If the parent died
+# before the prctl took effect, the child is already orphaned: it exits instead.
+_PDEATHSIG = ("import ctypes, os, sys\n"
+              "ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL\n"
+              "if os.getppid() != int(sys.argv[1]): sys.exit(137)\n"
+              "os.execvp(sys.argv[2], sys.argv[2:])")
+
+
+def with_parent_death(argv: Sequence[str]) -> list[str]:
+    """``argv``, run so that it dies with this process (kill -9 of ``zpaxos lock`` must
+    not leave its command running, unsupervised, past its lease). Linux only; elsewhere
+    ``argv`` as it is."""
+    if not sys.platform.startswith("linux"):
+        return list(argv)
+    return [sys.executable, "-c", _PDEATHSIG, str(os.getpid()), *argv]
 
 
 def hold_until_lost(lock: Lock, wakeup: SignalWakeup | None) -> Ran:
