@@ -324,8 +324,14 @@ class Lock:
                 return  # lost anyway: the waiters will take over
             opts = c.register_options(timeout_s=left)
             r = c.registers([(self.name, _cas(released(rec), version))], opts)[0]
-            if r.status != CAS_FAILED:
+            if r.status == OK:
                 return
+            if r.status != CAS_FAILED:
+                # Unknown (a collision, say, with a waiter queueing up): did it land? An
+                # unfreed lock would keep its waiters out for the whole TTL and margin.
+                r = c.registers([(self.name, RegOp(GET))], opts)[0]
+                if r.status != OK:
+                    continue
             try:
                 cur = decode_record(r.value)
             except LockRecordError:
