@@ -42,6 +42,8 @@ import compare
 
 TTL_S = 10.0  # both systems' lock TTL (PySyncObj's auto-unlock time: pso_node.AUTO_UNLOCK_S)
 CONTENDERS = 8
+ACQUIRE_TIMEOUT_S = 60.0  # an acquire that takes longer fails (counted)
+WORKER_TIMEOUT_S = 300.0  # a worker process that runs longer: the run fails
 NOTE = ("PySyncObj's lock expiry compares time.time() of different processes (it assumes "
         "synchronized clocks) and its waiters poll (tryAcquire again 1 ms after a refusal); "
         "zpaxos's waiters queue and are told of changes, and its expiry uses only local "
@@ -57,6 +59,7 @@ def zpaxos_worker(config: str, n: int, lock: str, seconds: float, start_at: floa
     """One zpaxos lock user (``locks.py --zpaxos-worker ...``): prints its latencies."""
     from zpaxos.runtime.client import Client
     from zpaxos.runtime.config import load_config
+    from zpaxos.runtime.locks import LockTimeout
     from zpaxos.runtime.log import null_log
 
     with Client(load_config(config), null_log("locks")) as c:
@@ -65,15 +68,20 @@ def zpaxos_worker(config: str, n: int, lock: str, seconds: float, start_at: floa
         acquire: list[float] = []
         release: list[float] = []
         end = time.monotonic() + seconds
+        failed = 0
         while (len(acquire) < n) if n else time.monotonic() < end:
-            held = c.lock(lock, ttl=TTL_S)
+            held = c.lock(lock, ttl=TTL_S, timeout=ACQUIRE_TIMEOUT_S)
             t0 = time.perf_counter()
-            held.acquire()
+            try:
+                held.acquire()
+            except LockTimeout:
+                failed += 1
+                continue
             t1 = time.perf_counter()
             held.release()
             acquire.append((t1 - t0) * 1000)
             release.append((time.perf_counter() - t1) * 1000)
-    print(json.dumps({"acquire_ms": acquire, "release_ms": release}))
+    print(json.dumps({"acquire_ms": acquire, "release_ms": release, "failed": failed}))
 
 
 def _workers(cmds: list[list[str]], env: dict[str, str] | None) -> list[dict[str, Any]]:
@@ -82,7 +90,10 @@ def _workers(cmds: list[list[str]], env: dict[str, str] | None) -> list[dict[str
     out = []
     try:
         for p in procs:
-            stdout, stderr = p.communicate(timeout=600)
+            try:
+                stdout, stderr = p.communicate(timeout=WORKER_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                raise RuntimeError(f"a lock worker ran over {WORKER_TIMEOUT_S:g} s") from None
             if p.returncode != 0:
                 raise RuntimeError(f"a lock worker failed: {stderr.strip()[-400:]}")
             out.append(json.loads(stdout))
@@ -113,7 +124,8 @@ def figures(runs: list[dict[str, Any]], seconds: float | None) -> dict[str, floa
     acq = [x for r in runs for x in r["acquire_ms"]]
     rel = [x for r in runs for x in r["release_ms"]]
     f = {"acquire_p50_ms": pct(acq, 0.5), "acquire_p99_ms": pct(acq, 0.99),
-         "release_p50_ms": pct(rel, 0.5), "release_p99_ms": pct(rel, 0.99)}
+         "release_p50_ms": pct(rel, 0.5), "release_p99_ms": pct(rel, 0.99),
+         "failed": float(sum(r.get("failed", 0) for r in runs))}
     if seconds is not None:
         counts = [len(r["acquire_ms"]) for r in runs]
         f.update(handovers_per_s=sum(counts) / seconds, fewest=min(counts), most=max(counts))
@@ -158,7 +170,7 @@ def run(rounds: int, n: int, seconds: float, pso: tuple[Path, str],
         zf, pf = med("zpaxos", case), med("pysyncobj", case)
         out[case] = {"zpaxos": zf, "pysyncobj": pf,
                      "ratios": {k: zf[k] / pf[k] if pf[k] else float("nan") for k in zf
-                                if k not in ("fewest", "most")}}
+                                if k not in ("fewest", "most", "failed")}}
     return out
 
 
@@ -176,6 +188,8 @@ def report(r: dict[str, Any]) -> str:
             rows.append((f"{label}: cycles per process (fewest-most)",
                          f"{z['fewest']:.0f}-{z['most']:.0f}", f"{p['fewest']:.0f}-{p['most']:.0f}",
                          ""))
+        rows.append((f"{label}: failed calls (timed out, retried)", f"{z['failed']:.0f}",
+                     f"{p['failed']:.0f}", ""))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
              for row in rows]
