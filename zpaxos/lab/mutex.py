@@ -321,9 +321,10 @@ class MutexLab:
                                            env=self.env, cwd=self.dir, start_new_session=True,
                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    def holder(self, timeout_s: float = 20.0) -> tuple[int, str] | None:
-        """The worker holding the lock now, and its holding: the last one the resource
-        accepted a write from, if that was just now and by a worker still running."""
+    def holder(self, kind: str = "", timeout_s: float = 20.0) -> tuple[int, str] | None:
+        """The worker holding the lock now (of ``kind``, if given), and its holding: the
+        last one the resource accepted a write from, if that was just now and by a worker
+        still running."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             self.conn.send(("last",))
@@ -331,7 +332,8 @@ class MutexLab:
             if last is not None and time.monotonic() - last[1] < 2 * WORK_S:
                 worker = last[0].split(".")[0]  # "w<k>-<incarnation>"
                 k = int(worker.split("-")[0][1:])
-                if worker == f"w{k}-{self.born[k]}" and self.workers[k].poll() is None:
+                if worker == f"w{k}-{self.born[k]}" and self.workers[k].poll() is None \
+                        and kind in ("", self.kinds[k]):
                     return k, last[0]
             time.sleep(0.005)
         return None
@@ -344,8 +346,10 @@ class MutexLab:
 
     def fault(self, kind: str, seconds: float, cut: Callable[[int, bool], None] | None,
               ) -> None:
-        """Hit the current holder: "kill", "stop" or "cut" (past the TTL)."""
-        found = self.holder()
+        """Hit the current holder: "kill", "stop" or "cut" (past the TTL); "stop-api" and
+        "stop-cli" wait for a holder of that kind of worker."""
+        kind, _, of = kind.partition("-")
+        found = self.holder(of)
         if found is None:
             self.faults.append(f"{kind}: no holder")
             return
@@ -437,7 +441,8 @@ def main(argv: list[str] | None = None) -> int:
                                  description=__doc__.splitlines()[0])
     ap.add_argument("what", choices=["run"])
     ap.add_argument("--workers", default="cli,api,cli,api", help="kinds, comma-separated")
-    ap.add_argument("--faults", default="stop,kill,stop,kill,stop")
+    ap.add_argument("--faults", default="stop-api,kill,stop-cli,kill",
+                    help="kill, stop, stop-api, stop-cli (comma-separated; cut needs the proxy)")
     ap.add_argument("--ttl", type=float, default=1.5)
     ap.add_argument("--break", dest="broken", choices=BREAKS, default=None)
     a = ap.parse_args(args)
