@@ -62,6 +62,9 @@ class Proc:
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        self.err: list[str] = []
+        self._err_reader = threading.Thread(target=self._read_err, daemon=True)
+        self._err_reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -73,20 +76,25 @@ class Proc:
                                 f"a line with {part!r} in {self.lines}", timeout_s)
 
     def finish(self, timeout_s: float = 30.0) -> tuple[int, str]:
+        """Its exit code and stderr. (Both pipes are read only until it exits: a command
+        it left running may hold them open.)"""
         try:
             code = self.proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
             self.proc.send_signal(signal.SIGABRT)  # its threads' stacks, on its stderr
-            assert self.proc.stderr is not None
-            pytest.fail(f"{self.proc.args} hangs: {self.proc.stderr.read()}")
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
+            time.sleep(1)
+            pytest.fail(f"{self.proc.args} hangs: {self._stderr()}")
+        self._reader.join(1)
+        return code, self._stderr()
+
+    def _stderr(self) -> str:
+        self._err_reader.join(1)
+        return "".join(self.err)
+
+    def _read_err(self) -> None:
         assert self.proc.stderr is not None
-        err = self.proc.stderr.read()
-        self._reader.join(5)
-        return code, err
+        for line in self.proc.stderr:
+            self.err.append(line)
 
 
 def shell(script: str) -> tuple[str, ...]:
@@ -159,7 +167,11 @@ def test_kill_9_of_the_holder_kills_its_command(running: Cluster, tmp_path: Path
     pid = int(Cluster.wait_for(lambda: events(log), "the command to start")[0][1])
     p.proc.kill()
     p.finish()
-    Cluster.wait_for(lambda: not _alive(pid), "the command to die with its holder")
+    try:
+        Cluster.wait_for(lambda: not _alive(pid), "the command to die with its holder")
+    finally:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _alive(pid: int) -> bool:
