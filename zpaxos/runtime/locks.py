@@ -30,7 +30,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from zpaxos.protocol.lease import (
     DEFAULT_TTL_S,
@@ -78,6 +78,8 @@ class Client(WatchClient, Protocol):
     def get(self, key: str, options: RegisterOptions | None = None) -> RegResult: ...
 
     def sibling(self) -> Client: ...
+
+    def give_back(self, sibling: Any) -> None: ...
 
     def close(self, reach_s: float = ...) -> None: ...
 
@@ -221,6 +223,11 @@ class Lock:
                 raise LockTimeout(f"lock {self.name!r} not acquired in {self.timeout:g} s: "
                                   f"held by {rec.holder or 'nobody'}, "
                                   f"{len(rec.queue)} waiting")
+            # Waiter k in the queue cannot be first before k more changes (each taking
+            # the lock takes one waiter off the front, or passes several gone ones):
+            # it leaves the reads before that to those ahead (reads are rounds too).
+            # Its clock then runs from an older read, which only makes it later.
+            session.read_ahead = rec.position(self.owner) or 1
             if session.wait(min(deadline, clock.take_over_at(need))):
                 r = session.read()
 
@@ -266,7 +273,7 @@ class Lock:
                     return
             self._release_on(c)
         finally:
-            c.close(reach_s=0)
+            self.client.give_back(c)
 
     def _renew_once(self, c: Client, lease: HolderLease) -> bool:
         """One renewal attempt; False when the lock is lost for good."""
