@@ -113,7 +113,12 @@ def _lost(lock: Lock) -> str:
 
 def stop(proc: subprocess.Popen[bytes], kill_at: float) -> bool:
     """SIGTERM ``proc``'s process group now, SIGKILL it at ``kill_at`` (monotonic) if
-    it has not ended; True if it took the SIGKILL."""
+    it has not ended; True if it took the SIGKILL. Past ``kill_at`` already (a holder
+    that was paused past its lease), no grace is left: SIGKILL at once."""
+    if time.monotonic() >= kill_at:
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait()
+        return True
     _signal_group(proc, signal.SIGTERM)
     try:
         proc.wait(timeout=max(0.0, kill_at - time.monotonic()))
