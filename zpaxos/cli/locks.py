@@ -40,8 +40,9 @@ TERM_ENV = "ZPAXOS_TERM"
 
 TTL = Option(("--ttl",), "ttl", "seconds", metavar="S", low=MIN_TTL_S, high=MAX_TTL_S,
              default=DEFAULT_TTL_S,
-             help=f"The lease: lost this long after the last renewal unless renewed "
-                  f"(default {DEFAULT_TTL_S:g}; renewed three times per lease).")
+             help="The lease, in seconds: a holder treats the lock as lost S minus a "
+                  "margin after its last renewal was sent (it renews three times per "
+                  "lease), a waiter takes over after S plus the margin (default 10).")
 WAIT = Option(("--timeout",), "timeout", "seconds", metavar="S", low=0.001,
               help="Give up (exit 1) if not acquired within S seconds (default: wait).")
 _CMD = click.argument("cmd", nargs=-1, metavar="[-- CMD ARGS...]", type=click.UNPROCESSED)
