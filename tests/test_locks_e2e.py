@@ -286,3 +286,11 @@ def test_lock_refuses_a_register_that_is_not_a_lock(running: Cluster) -> None:
     assert code == 1 and err.startswith("zpaxos lock: error: register 'cfg' is not a "
                                         "lock: not a lock record"), err
 
+
+
+def test_a_command_that_cannot_run_exits_127_and_releases(running: Cluster) -> None:
+    code, err = Proc(running, "lock", "jobs", "--ttl", "60",
+                     cmd=("no-such-command-here",)).finish()
+    assert (code, err) == (127, "zpaxos: cannot run 'no-such-command-here': No such file "
+                                "or directory\n")
+    assert Proc(running, "lock", "jobs", "--timeout", "10", cmd=("true",)).finish()[0] == 0

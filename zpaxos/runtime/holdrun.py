@@ -77,10 +77,15 @@ def run_while_held(lock: Lock, argv: Sequence[str], env: Mapping[str, str],
 # then exec it. Done by a tiny Python in the child rather than a preexec_fn, which is not
 # safe to run in a process with threads (the lock's renewer is one). If the parent died
 # before the prctl took effect, the child is already orphaned: it exits instead.
+# A command that cannot be run exits 127, as in a shell, with one line saying why.
 _PDEATHSIG = ("import ctypes, os, sys\n"
               "ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL\n"
               "if os.getppid() != int(sys.argv[1]): sys.exit(137)\n"
-              "os.execvp(sys.argv[2], sys.argv[2:])")
+              "try:\n"
+              "    os.execvp(sys.argv[2], sys.argv[2:])\n"
+              "except OSError as e:\n"
+              "    sys.stderr.write(f'zpaxos: cannot run {sys.argv[2]!r}: {e.strerror}\\n')\n"
+              "    sys.exit(127)")
 
 
 def with_parent_death(argv: Sequence[str]) -> list[str]:
