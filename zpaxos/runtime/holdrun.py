@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from zpaxos.runtime.exits import Exit
+
 if TYPE_CHECKING:
     from zpaxos.runtime.locks import Lock
     from zpaxos.runtime.sockets import SignalWakeup
@@ -77,15 +79,15 @@ def run_while_held(lock: Lock, argv: Sequence[str], env: Mapping[str, str],
 # then exec it. Done by a tiny Python in the child rather than a preexec_fn, which is not
 # safe to run in a process with threads (the lock's renewer is one). If the parent died
 # before the prctl took effect, the child is already orphaned: it exits instead.
-# A command that cannot be run exits 127, as in a shell, with one line saying why.
-_PDEATHSIG = ("import ctypes, os, sys\n"
+# A command that cannot be run exits CANNOT_RUN (127, as in a shell), with one line why.
+_PDEATHSIG = ("import ctypes, os, signal, sys\n"
               "ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL\n"
-              "if os.getppid() != int(sys.argv[1]): sys.exit(137)\n"
+              "if os.getppid() != int(sys.argv[1]): os.kill(os.getpid(), signal.SIGKILL)\n"
               "try:\n"
               "    os.execvp(sys.argv[2], sys.argv[2:])\n"
               "except OSError as e:\n"
               "    sys.stderr.write(f'zpaxos: cannot run {sys.argv[2]!r}: {e.strerror}\\n')\n"
-              "    sys.exit(127)")
+              f"    sys.exit({int(Exit.CANNOT_RUN)})")
 
 
 def with_parent_death(argv: Sequence[str]) -> list[str]:
