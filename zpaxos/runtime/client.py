@@ -394,7 +394,9 @@ class Client:
         with self._spares_mu:
             if self._spares:
                 return self._spares.pop()
-        return Client(self.cluster, client_id=os.urandom(16), key_file=self.key_file)
+        sibling_id = os.urandom(16)  # (its events go where this client's go)
+        return Client(self.cluster, EventLog(self.log.logger, proposer_name(sibling_id)),
+                      client_id=sibling_id, key_file=self.key_file)
 
     def give_back(self, sibling: Client) -> None:
         """A sibling no thread uses any more: kept for the next, closed with this one."""

@@ -26,6 +26,7 @@ the clock:
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from zpaxos.protocol.regops import RegisterOptions
+    from zpaxos.runtime.log import EventLog
 
 __all__ = ["Leadership", "Lock", "LockError", "LockTimeout", "leader"]
 
@@ -70,6 +72,7 @@ class Client(WatchClient, Protocol):
     import: the Client imports this module)."""
 
     name: str
+    log: EventLog
 
     def registers(self, items: Iterable[tuple[str, RegOp]],
                   options: RegisterOptions | None = None,
@@ -178,6 +181,9 @@ class Lock:
             self._record, self._version = rec, version
             self._lease = HolderLease(self.ttl, sent)
         self.token = rec.token
+        self.client.log.event("lock_acquired", f"{self.name}: {self.holder}, token "
+                              f"{rec.token}", lock=self.name, holder=self.holder,
+                              token=rec.token, ttl=self.ttl)
         self._stop.clear()
         self._thread = threading.Thread(target=self._renew_loop, daemon=True,
                                         name=f"lock-{self.name}")
@@ -305,6 +311,8 @@ class Lock:
 
     def _set_lost(self, why: str) -> None:
         self.lost_reason = why
+        self.client.log.event("lock_lost", f"{self.name}: token {self.token}: {why}",
+                              logging.WARNING, lock=self.name, token=self.token, why=why)
         if self.on_lost is not None:
             self.on_lost(why)
 
@@ -331,6 +339,9 @@ class Lock:
                 return  # lost anyway: the waiters will take over
             opts = c.register_options(timeout_s=left)
             r = c.registers([(self.name, _cas(released(rec), version))], opts)[0]
+            if r.status == OK:
+                self.client.log.event("lock_released", f"{self.name}: token {self.token}",
+                                      lock=self.name, token=self.token)
             if r.status != CAS_FAILED:
                 return
             try:
