@@ -24,6 +24,7 @@ import pytest
 from tests.harness import Cluster
 from zpaxos.client import Client, load_config
 from zpaxos.lab.launcher import zpaxos_cmd
+from zpaxos.protocol.lease import decode_record
 from zpaxos.runtime.locks import LockTimeout
 
 pytestmark = pytest.mark.e2e
@@ -267,6 +268,7 @@ def test_python_api_lock_campaign_and_timeout(running: Cluster) -> None:
             assert lock.token == token and lock.valid() and not lock.lost
             with pytest.raises(LockTimeout):
                 b.lock("res", ttl=2, timeout=0.3).acquire()
+            assert decode_record(a.get("res").value).queue == ()  # it left the queue
             time.sleep(1.0)  # longer than a lease's third: renewed meanwhile
             assert lock.valid()
         assert lock.lost  # released
