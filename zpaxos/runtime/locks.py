@@ -342,8 +342,13 @@ class Lock:
             if r.status == OK:
                 self.client.log.event("lock_released", f"{self.name}: token {self.token}",
                                       lock=self.name, token=self.token)
-            if r.status != CAS_FAILED:
                 return
+            if r.status != CAS_FAILED:
+                # Unknown (a collision, say, with a waiter queueing up): did it land? An
+                # unfreed lock would keep its waiters out for the whole TTL and margin.
+                r = c.registers([(self.name, RegOp(GET))], opts)[0]
+                if r.status != OK:
+                    continue
             try:
                 cur = decode_record(r.value)
             except LockRecordError:
