@@ -296,3 +296,20 @@ def test_a_command_that_cannot_run_exits_127_and_releases(running: Cluster) -> N
     assert (code, err) == (127, "zpaxos: cannot run 'no-such-command-here': No such file "
                                 "or directory\n")
     assert Proc(running, "lock", "jobs", "--timeout", "10", cmd=("true",)).finish()[0] == 0
+
+
+def test_a_waiter_stopped_by_ctrl_c_leaves_the_queue(running: Cluster) -> None:
+    holder = Proc(running, "lock", "jobs", "--ttl", "60", cmd=shell("sleep 60"))
+    with Client(load_config(running.config)) as c:
+        def queue() -> int:
+            r = c.get("jobs")
+            return len(decode_record(r.value).queue) if r.value else -1
+
+        Cluster.wait_for(lambda: queue() == 0, "the holder to take the lock")
+        waiter = Proc(running, "lock", "jobs", cmd=("true",))
+        Cluster.wait_for(lambda: queue() == 1, "the waiter to queue up")
+        waiter.proc.send_signal(signal.SIGINT)
+        assert waiter.finish()[0] == 130
+        assert queue() == 0
+    holder.proc.send_signal(signal.SIGINT)
+    assert holder.finish()[0] == 130

@@ -65,6 +65,7 @@ __all__ = ["Leadership", "Lock", "LockError", "LockTimeout", "leader"]
 
 RETRY_S = 0.05  # after an operation found no quorum, try again this much later
 RELEASE_TRIES = 5  # compare-and-sets a release tries (each rival write costs one)
+LEAVE_TIMEOUT_S = 1.0  # a waiter that gives up tries this long to leave the queue
 
 
 class Client(WatchClient, Protocol):
@@ -175,7 +176,7 @@ class Lock:
         try:
             rec, version, sent = self._wait_for_turn(session, deadline)
         except BaseException:
-            self._leave_queue(session)
+            self._leave_queue()
             raise
         with self._mu:
             self._record, self._version = rec, version
@@ -241,20 +242,27 @@ class Lock:
         return (f"lock {self.name!r} not acquired in {self.timeout:g} s: no quorum "
                 f"({r.reason or r.status})")
 
-    def _leave_queue(self, session: WatchSession) -> None:
+    def _leave_queue(self) -> None:
         """Best effort: take our entry out of the queue (a few compare-and-sets); an entry
-        left behind only delays the others by its TTL when it reaches the head."""
-        for _ in range(RELEASE_TRIES):
-            r = session.run(RegOp(GET))
-            if r.status != OK:
-                return
-            try:
-                rec = decode_record(r.value)
-            except LockRecordError:
-                return
-            new = dequeued(rec, self.owner)
-            if new is None or session.run(_cas(new, r.version)).status == OK:
-                return
+        left behind only delays the others by its TTL when it reaches the head. On a
+        sibling Client: the caller's may be stopping (Ctrl-C) and refuse to run more."""
+        c = self.client.sibling()
+        try:
+            opts = c.register_options(timeout_s=LEAVE_TIMEOUT_S)
+            for _ in range(RELEASE_TRIES):
+                r = c.registers([(self.name, RegOp(GET))], opts)[0]
+                if r.status != OK:
+                    return
+                try:
+                    rec = decode_record(r.value)
+                except LockRecordError:
+                    return
+                new = dequeued(rec, self.owner)
+                if new is None or c.registers([(self.name, _cas(new, r.version))],
+                                              opts)[0].status == OK:
+                    return
+        finally:
+            self.client.give_back(c)
 
     # ---- holding
 
