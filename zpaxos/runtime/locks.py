@@ -243,9 +243,10 @@ class Lock:
                 f"({r.reason or r.status})")
 
     def _leave_queue(self) -> None:
-        """Best effort: take our entry out of the queue (a few compare-and-sets); an entry
-        left behind only delays the others by its TTL when it reaches the head. On a
-        sibling Client: the caller's may be stopping (Ctrl-C) and refuse to run more."""
+        """Best effort: take our entry out of the queue, or free the lock if an attempt
+        whose answer was lost took it (a few compare-and-sets); an entry left behind only
+        delays the others by its TTL when it reaches the head. On a sibling Client: the
+        caller's may be stopping (Ctrl-C) and refuse to run more."""
         c = self.client.sibling()
         try:
             opts = c.register_options(timeout_s=LEAVE_TIMEOUT_S)
@@ -257,7 +258,8 @@ class Lock:
                     rec = decode_record(r.value)
                 except LockRecordError:
                     return
-                new = dequeued(rec, self.owner)
+                # (Ours after all: an acquisition whose answer was lost took effect.)
+                new = released(rec) if rec.owner == self.owner else dequeued(rec, self.owner)
                 if new is None or c.registers([(self.name, _cas(new, r.version))],
                                               opts)[0].status == OK:
                     return
