@@ -11,6 +11,7 @@ from typing import Any
 from zpaxos.protocol.lease import HolderLease, LockRecord, decode_record, encode_record
 from zpaxos.protocol.regops import CAS, GET, OK, UNKNOWN, RegOp, RegResult
 from zpaxos.runtime.locks import Lock
+from zpaxos.runtime.log import null_log
 
 MINE = LockRecord("A", "owner-a", 5, 10_000)
 
@@ -19,6 +20,7 @@ class Stub:
     """A client whose register operations answer from a script, recording each."""
 
     name = "stub"
+    log = null_log("stub")
 
     def __init__(self, answers: list[RegResult]) -> None:
         self.answers = answers

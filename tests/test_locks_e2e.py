@@ -24,6 +24,7 @@ import pytest
 from tests.harness import Cluster
 from zpaxos.client import Client, load_config
 from zpaxos.lab.launcher import zpaxos_cmd
+from zpaxos.protocol.lease import decode_record
 from zpaxos.runtime.locks import LockTimeout
 
 pytestmark = pytest.mark.e2e
@@ -62,6 +63,9 @@ class Proc:
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        self.err: list[str] = []
+        self._err_reader = threading.Thread(target=self._read_err, daemon=True)
+        self._err_reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -73,20 +77,25 @@ class Proc:
                                 f"a line with {part!r} in {self.lines}", timeout_s)
 
     def finish(self, timeout_s: float = 30.0) -> tuple[int, str]:
+        """Its exit code and stderr. (Both pipes are read only until it exits: a command
+        it left running may hold them open.)"""
         try:
             code = self.proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
             self.proc.send_signal(signal.SIGABRT)  # its threads' stacks, on its stderr
-            assert self.proc.stderr is not None
-            pytest.fail(f"{self.proc.args} hangs: {self.proc.stderr.read()}")
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
+            time.sleep(1)
+            pytest.fail(f"{self.proc.args} hangs: {self._stderr()}")
+        self._reader.join(1)
+        return code, self._stderr()
+
+    def _stderr(self) -> str:
+        self._err_reader.join(1)
+        return "".join(self.err)
+
+    def _read_err(self) -> None:
         assert self.proc.stderr is not None
-        err = self.proc.stderr.read()
-        self._reader.join(5)
-        return code, err
+        for line in self.proc.stderr:
+            self.err.append(line)
 
 
 def shell(script: str) -> tuple[str, ...]:
@@ -159,7 +168,11 @@ def test_kill_9_of_the_holder_kills_its_command(running: Cluster, tmp_path: Path
     pid = int(Cluster.wait_for(lambda: events(log), "the command to start")[0][1])
     p.proc.kill()
     p.finish()
-    Cluster.wait_for(lambda: not _alive(pid), "the command to die with its holder")
+    try:
+        Cluster.wait_for(lambda: not _alive(pid), "the command to die with its holder")
+    finally:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _alive(pid: int) -> bool:
@@ -255,6 +268,7 @@ def test_python_api_lock_campaign_and_timeout(running: Cluster) -> None:
             assert lock.token == token and lock.valid() and not lock.lost
             with pytest.raises(LockTimeout):
                 b.lock("res", ttl=2, timeout=0.3).acquire()
+            assert decode_record(a.get("res").value).queue == ()  # it left the queue
             time.sleep(1.0)  # longer than a lease's third: renewed meanwhile
             assert lock.valid()
         assert lock.lost  # released
@@ -274,3 +288,28 @@ def test_lock_refuses_a_register_that_is_not_a_lock(running: Cluster) -> None:
     assert code == 1 and err.startswith("zpaxos lock: error: register 'cfg' is not a "
                                         "lock: not a lock record"), err
 
+
+
+def test_a_command_that_cannot_run_exits_127_and_releases(running: Cluster) -> None:
+    code, err = Proc(running, "lock", "jobs", "--ttl", "60",
+                     cmd=("no-such-command-here",)).finish()
+    assert (code, err) == (127, "zpaxos: cannot run 'no-such-command-here': No such file "
+                                "or directory\n")
+    assert Proc(running, "lock", "jobs", "--timeout", "10", cmd=("true",)).finish()[0] == 0
+
+
+def test_a_waiter_stopped_by_ctrl_c_leaves_the_queue(running: Cluster) -> None:
+    holder = Proc(running, "lock", "jobs", "--ttl", "60", cmd=shell("sleep 60"))
+    with Client(load_config(running.config)) as c:
+        def queue() -> int:
+            r = c.get("jobs")
+            return len(decode_record(r.value).queue) if r.value else -1
+
+        Cluster.wait_for(lambda: queue() == 0, "the holder to take the lock")
+        waiter = Proc(running, "lock", "jobs", cmd=("true",))
+        Cluster.wait_for(lambda: queue() == 1, "the waiter to queue up")
+        waiter.proc.send_signal(signal.SIGINT)
+        assert waiter.finish()[0] == 130
+        assert queue() == 0
+    holder.proc.send_signal(signal.SIGINT)
+    assert holder.finish()[0] == 130

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from zpaxos.cli.common import Failure
+from zpaxos.cli.common import Failure, open_log
 from zpaxos.cli.options import CLIENT_KEY, CONFIG, JSON, Option, apply, key_param
 from zpaxos.protocol.lease import DEFAULT_TTL_S, MAX_HOLDER_CHARS, MAX_TTL_S, MIN_TTL_S
 from zpaxos.runtime.exits import Exit
@@ -40,8 +40,9 @@ TERM_ENV = "ZPAXOS_TERM"
 
 TTL = Option(("--ttl",), "ttl", "seconds", metavar="S", low=MIN_TTL_S, high=MAX_TTL_S,
              default=DEFAULT_TTL_S,
-             help=f"The lease: lost this long after the last renewal unless renewed "
-                  f"(default {DEFAULT_TTL_S:g}; renewed three times per lease).")
+             help="The lease, in seconds: a holder treats the lock as lost S minus a "
+                  "margin after its last renewal was sent (it renews three times per "
+                  "lease), a waiter takes over after S plus the margin (default 10).")
 WAIT = Option(("--timeout",), "timeout", "seconds", metavar="S", low=0.001,
               help="Give up (exit 1) if not acquired within S seconds (default: wait).")
 _CMD = click.argument("cmd", nargs=-1, metavar="[-- CMD ARGS...]", type=click.UNPROCESSED)
@@ -51,18 +52,20 @@ _CMD = click.argument("cmd", nargs=-1, metavar="[-- CMD ARGS...]", type=click.UN
 def _client(config: str | None, client_key: Path | None,
             ) -> Iterator[tuple[Client, SignalWakeup]]:
     """A Client that a signal (Ctrl-C, SIGTERM) stops; each failure as one line."""
+    from zpaxos.naming import proposer_name
     from zpaxos.runtime.client import Client, Interrupted, Refused
     from zpaxos.runtime.config import ConfigError, load_config
     from zpaxos.runtime.locks import LockError, LockTimeout
-    from zpaxos.runtime.log import null_log
     from zpaxos.runtime.sockets import SignalWakeup
 
     wakeup = SignalWakeup()
     wakeup.install()
     try:
         cluster = load_config(config)
-        with Client(cluster, null_log("lock"), os.urandom(16), key_file=client_key,
-                    wakeup=wakeup) as c:
+        client_id = os.urandom(16)
+        # The log file gets every message, as for propose (zpaxos trace draws them).
+        log = open_log(cluster, proposer_name(client_id), quiet=True)
+        with Client(cluster, log, client_id, key_file=client_key, wakeup=wakeup) as c:
             yield c, wakeup
     except ConfigError as e:
         raise Failure(str(e), Exit.USAGE) from None

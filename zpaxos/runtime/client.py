@@ -26,6 +26,7 @@ import itertools
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -146,6 +147,8 @@ class Client:
         self._closed = False
         self._warned: set[int] = set()
         self._regs: Registers | None = None
+        self._spares: list[Client] = []  # siblings given back (locks' renewers)
+        self._spares_mu = threading.Lock()
 
     def __enter__(self) -> Client:
         return self
@@ -162,6 +165,10 @@ class Client:
         if self._closed:
             return
         self._closed = True
+        with self._spares_mu:
+            spares, self._spares = self._spares, []
+        for spare in spares:
+            spare.close(reach_s=0)
         # Log replies that arrived after their proposal ended (a quorum answered first),
         # so the log shows them received, not lost. What is still on its way is not
         # waited for.
@@ -382,12 +389,31 @@ class Client:
         return leader(self, name)
 
     def sibling(self) -> Client:
+<<<<<<< HEAD
         """Another Client on the same cluster, with its own sockets (for another thread:
         a ZeroMQ socket belongs to one thread). It logs where this one does, under its own
         proposer name, so a chart of the log draws both (a lock's renewals, say)."""
         cid = os.urandom(16)
         return Client(self.cluster, EventLog(self.log.logger, proposer_name(cid)),
                       client_id=cid, key_file=self.key_file)
+=======
+        """Another Client on the same cluster, with its own sockets, for another thread
+        (a ZeroMQ socket belongs to one thread): one given back, else a new one."""
+        with self._spares_mu:
+            if self._spares:
+                return self._spares.pop()
+        sibling_id = os.urandom(16)  # (its events go where this client's go)
+        return Client(self.cluster, EventLog(self.log.logger, proposer_name(sibling_id)),
+                      client_id=sibling_id, key_file=self.key_file)
+
+    def give_back(self, sibling: Client) -> None:
+        """A sibling no thread uses any more: kept for the next, closed with this one."""
+        with self._spares_mu:
+            if not self._closed:
+                self._spares.append(sibling)
+                return
+        sibling.close(reach_s=0)
+>>>>>>> wt-lock
 
     # ---- status
 

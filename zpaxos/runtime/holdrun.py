@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from zpaxos.runtime.exits import Exit
+
 if TYPE_CHECKING:
     from zpaxos.runtime.locks import Lock
     from zpaxos.runtime.sockets import SignalWakeup
@@ -77,10 +79,15 @@ def run_while_held(lock: Lock, argv: Sequence[str], env: Mapping[str, str],
 # then exec it. Done by a tiny Python in the child rather than a preexec_fn, which is not
 # safe to run in a process with threads (the lock's renewer is one). If the parent died
 # before the prctl took effect, the child is already orphaned: it exits instead.
-_PDEATHSIG = ("import ctypes, os, sys\n"
+# A command that cannot be run exits CANNOT_RUN (127, as in a shell), with one line why.
+_PDEATHSIG = ("import ctypes, os, signal, sys\n"
               "ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL\n"
-              "if os.getppid() != int(sys.argv[1]): sys.exit(137)\n"
-              "os.execvp(sys.argv[2], sys.argv[2:])")
+              "if os.getppid() != int(sys.argv[1]): os.kill(os.getpid(), signal.SIGKILL)\n"
+              "try:\n"
+              "    os.execvp(sys.argv[2], sys.argv[2:])\n"
+              "except OSError as e:\n"
+              "    sys.stderr.write(f'zpaxos: cannot run {sys.argv[2]!r}: {e.strerror}\\n')\n"
+              f"    sys.exit({int(Exit.CANNOT_RUN)})")
 
 
 def with_parent_death(argv: Sequence[str]) -> list[str]:
@@ -113,7 +120,12 @@ def _lost(lock: Lock) -> str:
 
 def stop(proc: subprocess.Popen[bytes], kill_at: float) -> bool:
     """SIGTERM ``proc``'s process group now, SIGKILL it at ``kill_at`` (monotonic) if
-    it has not ended; True if it took the SIGKILL."""
+    it has not ended; True if it took the SIGKILL. Past ``kill_at`` already (a holder
+    that was paused past its lease), no grace is left: SIGKILL at once."""
+    if time.monotonic() >= kill_at:
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait()
+        return True
     _signal_group(proc, signal.SIGTERM)
     try:
         proc.wait(timeout=max(0.0, kill_at - time.monotonic()))

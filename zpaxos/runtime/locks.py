@@ -26,11 +26,12 @@ the clock:
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from zpaxos.protocol.lease import (
     DEFAULT_TTL_S,
@@ -58,11 +59,13 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from zpaxos.protocol.regops import RegisterOptions
+    from zpaxos.runtime.log import EventLog
 
 __all__ = ["Leadership", "Lock", "LockError", "LockTimeout", "leader"]
 
 RETRY_S = 0.05  # after an operation found no quorum, try again this much later
 RELEASE_TRIES = 5  # compare-and-sets a release tries (each rival write costs one)
+LEAVE_TIMEOUT_S = 1.0  # a waiter that gives up tries this long to leave the queue
 
 
 class Client(WatchClient, Protocol):
@@ -70,6 +73,7 @@ class Client(WatchClient, Protocol):
     import: the Client imports this module)."""
 
     name: str
+    log: EventLog
 
     def registers(self, items: Iterable[tuple[str, RegOp]],
                   options: RegisterOptions | None = None,
@@ -78,6 +82,8 @@ class Client(WatchClient, Protocol):
     def get(self, key: str, options: RegisterOptions | None = None) -> RegResult: ...
 
     def sibling(self) -> Client: ...
+
+    def give_back(self, sibling: Any) -> None: ...
 
     def close(self, reach_s: float = ...) -> None: ...
 
@@ -170,12 +176,15 @@ class Lock:
         try:
             rec, version, sent = self._wait_for_turn(session, deadline)
         except BaseException:
-            self._leave_queue(session)
+            self._leave_queue()
             raise
         with self._mu:
             self._record, self._version = rec, version
             self._lease = HolderLease(self.ttl, sent)
         self.token = rec.token
+        self.client.log.event("lock_acquired", f"{self.name}: {self.holder}, token "
+                              f"{rec.token}", lock=self.name, holder=self.holder,
+                              token=rec.token, ttl=self.ttl)
         self._stop.clear()
         self._thread = threading.Thread(target=self._renew_loop, daemon=True,
                                         name=f"lock-{self.name}")
@@ -221,6 +230,11 @@ class Lock:
                 raise LockTimeout(f"lock {self.name!r} not acquired in {self.timeout:g} s: "
                                   f"held by {rec.holder or 'nobody'}, "
                                   f"{len(rec.queue)} waiting")
+            # Waiter k in the queue cannot be first before k more changes (each taking
+            # the lock takes one waiter off the front, or passes several gone ones):
+            # it leaves the reads before that to those ahead (reads are rounds too).
+            # Its clock then runs from an older read, which only makes it later.
+            session.read_ahead = rec.position(self.owner) or 1
             if session.wait(min(deadline, clock.take_over_at(need))):
                 r = session.read()
 
@@ -228,20 +242,29 @@ class Lock:
         return (f"lock {self.name!r} not acquired in {self.timeout:g} s: no quorum "
                 f"({r.reason or r.status})")
 
-    def _leave_queue(self, session: WatchSession) -> None:
-        """Best effort: take our entry out of the queue (a few compare-and-sets); an entry
-        left behind only delays the others by its TTL when it reaches the head."""
-        for _ in range(RELEASE_TRIES):
-            r = session.run(RegOp(GET))
-            if r.status != OK:
-                return
-            try:
-                rec = decode_record(r.value)
-            except LockRecordError:
-                return
-            new = dequeued(rec, self.owner)
-            if new is None or session.run(_cas(new, r.version)).status == OK:
-                return
+    def _leave_queue(self) -> None:
+        """Best effort: take our entry out of the queue, or free the lock if an attempt
+        whose answer was lost took it (a few compare-and-sets); an entry left behind only
+        delays the others by its TTL when it reaches the head. On a sibling Client: the
+        caller's may be stopping (Ctrl-C) and refuse to run more."""
+        c = self.client.sibling()
+        try:
+            opts = c.register_options(timeout_s=LEAVE_TIMEOUT_S)
+            for _ in range(RELEASE_TRIES):
+                r = c.registers([(self.name, RegOp(GET))], opts)[0]
+                if r.status != OK:
+                    return
+                try:
+                    rec = decode_record(r.value)
+                except LockRecordError:
+                    return
+                # (Ours after all: an acquisition whose answer was lost took effect.)
+                new = released(rec) if rec.owner == self.owner else dequeued(rec, self.owner)
+                if new is None or c.registers([(self.name, _cas(new, r.version))],
+                                              opts)[0].status == OK:
+                    return
+        finally:
+            self.client.give_back(c)
 
     # ---- holding
 
@@ -266,7 +289,7 @@ class Lock:
                     return
             self._release_on(c)
         finally:
-            c.close(reach_s=0)
+            self.client.give_back(c)
 
     def _renew_once(self, c: Client, lease: HolderLease) -> bool:
         """One renewal attempt; False when the lock is lost for good."""
@@ -298,6 +321,8 @@ class Lock:
 
     def _set_lost(self, why: str) -> None:
         self.lost_reason = why
+        self.client.log.event("lock_lost", f"{self.name}: token {self.token}: {why}",
+                              logging.WARNING, lock=self.name, token=self.token, why=why)
         if self.on_lost is not None:
             self.on_lost(why)
 
@@ -325,6 +350,8 @@ class Lock:
             opts = c.register_options(timeout_s=left)
             r = c.registers([(self.name, _cas(released(rec), version))], opts)[0]
             if r.status == OK:
+                self.client.log.event("lock_released", f"{self.name}: token {self.token}",
+                                      lock=self.name, token=self.token)
                 return
             if r.status != CAS_FAILED:
                 # Unknown (a collision, say, with a waiter queueing up): did it land? An

@@ -111,6 +111,9 @@ class WatchSession:
         self.quorum = len(self.nodes) // 2 + 1
         self.options = options or client.register_options(one_rtt=False)
         self.last: int | None = None  # the highest version known; notices above it count
+        # A notice asks for a read from this many versions above ``last`` (a lock's
+        # waiter far back in the queue has nothing to do before that many changes).
+        self.read_ahead = 1
         self.want_read = True  # a notice came (or nothing was read yet): read
         self.refused: set[int] = set()
         self.renew_at = 0.0
@@ -123,7 +126,7 @@ class WatchSession:
                     self.refused.add(src)
                 else:
                     self.refused.discard(src)
-                if self.last is None or msg.version > self.last:
+                if self.last is None or msg.version >= self.last + self.read_ahead:
                     self.want_read = True
         if len(self.refused) > len(self.nodes) - self.quorum:
             raise WatchRefused(f"{len(self.refused)} of {len(self.nodes)} nodes refused to "
