@@ -389,14 +389,6 @@ class Client:
         return leader(self, name)
 
     def sibling(self) -> Client:
-<<<<<<< HEAD
-        """Another Client on the same cluster, with its own sockets (for another thread:
-        a ZeroMQ socket belongs to one thread). It logs where this one does, under its own
-        proposer name, so a chart of the log draws both (a lock's renewals, say)."""
-        cid = os.urandom(16)
-        return Client(self.cluster, EventLog(self.log.logger, proposer_name(cid)),
-                      client_id=cid, key_file=self.key_file)
-=======
         """Another Client on the same cluster, with its own sockets, for another thread
         (a ZeroMQ socket belongs to one thread): one given back, else a new one."""
         with self._spares_mu:
@@ -413,7 +405,6 @@ class Client:
                 self._spares.append(sibling)
                 return
         sibling.close(reach_s=0)
->>>>>>> wt-lock
 
     # ---- status
 
