@@ -1,10 +1,12 @@
 """The lock simulator: leases and fencing tokens on a register, seeded and deterministic.
 
-Processes contend for one lock kept in a register, following the lease rules (pure, in
-:class:`LockRules`): a holder treats its lease as lost at TTL - margin after it *sent*
-its last successful renewal; a waiter takes over only after it has watched the holder's
-register version stay unchanged for TTL + margin of its own elapsed time; the fencing
-token is the register version of the acquiring write. Nothing reads a shared clock.
+Processes contend for one lock kept in a register, following the lease rules of
+zpaxos/protocol/lease.py (called through :class:`LockRules`, which each broken variant
+overrides): a holder treats its lease as lost at TTL - margin after it *sent* its last
+successful renewal; a waiter takes over only after it has watched the holder's register
+version stay unchanged for TTL + margin of its own elapsed time; the fencing token is the
+register version of the acquiring write. Nothing reads a shared clock. (Waiters here do
+not queue up: the lock's FIFO queue is for fairness, and safety rests on the rules above.)
 
 The register is a faithful model of zpaxos's (a linearizable compare-and-set register
 whose every write makes the next version): each operation takes effect at one instant
