@@ -16,6 +16,7 @@ is labelled with the record it writes (``v5=lock A #1 +1 waiting``, ``v9=lock B 
 
 from __future__ import annotations
 
+import selectors
 import signal
 import subprocess
 import sys
@@ -23,7 +24,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from zpaxos.lab.launcher import _read_line as read_line
 from zpaxos.lab.launcher import child_env, free_ports, wait_for
 from zpaxos.lab.mutex import read_log
 from zpaxos.lab.scenario_kit import Ctx, Failed, check
@@ -42,7 +42,10 @@ def _mutex(*args: str) -> list[str]:
 
 def _line(p: subprocess.Popen[str], timeout_s: float) -> str:
     """The next line ``p`` prints (the workers print a line at each step)."""
-    line = read_line(p, timeout_s).strip()
+    assert p.stdout is not None
+    with selectors.DefaultSelector() as sel:
+        sel.register(p.stdout, selectors.EVENT_READ)
+        line = p.stdout.readline().strip() if sel.select(timeout_s) else ""
     if not line:
         raise Failed(f"a worker said nothing within {timeout_s:g} s (exit {p.poll()})")
     return line
