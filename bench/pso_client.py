@@ -6,16 +6,21 @@
     python pso_client.py RPC_PORT reg N PREFIX          registers: sequential set, get
                                                         and cas latencies on N registers
     python pso_client.py RPC_PORT regthr N PREFIX WINDOW  register sets, WINDOW in flight
+    python pso_client.py RPC_PORT lock N LOCK SECONDS   lock LOCK, release it, N times (or
+                                                        for SECONDS when N is 0): latencies
 
 Prints one JSON object.
 """
 
 import json
+import os
 import sys
 import time
 from multiprocessing.connection import Client
 
 AUTHKEY = b"zpaxos-compare"
+RETRY_S = 0.001  # a refused tryAcquire is tried again this much later
+REPLY_S = 5.0  # a lock call not answered by then failed (PySyncObj dropped it)
 
 
 def windowed(conn, op: str, n: int, window: int, prefix: str) -> float:
@@ -35,10 +40,55 @@ def windowed(conn, op: str, n: int, window: int, prefix: str) -> float:
     return time.perf_counter() - t0
 
 
+def _call(conn, rid: int, msg: tuple) -> tuple[bool, object]:
+    """Send ``msg`` (its id ``rid``) and wait for its answer: (answered without error, the
+    result). A command PySyncObj drops (a leader change) never answers: REPLY_S."""
+    conn.send(msg)
+    end = time.monotonic() + REPLY_S
+    while True:
+        left = end - time.monotonic()
+        if left <= 0 or not conn.poll(left):
+            return False, None
+        got, r, err = conn.recv()
+        if got == rid:  # (a late answer to an earlier call is skipped)
+            return err == 0, r
+
+
+def lock_loop(conn, n: int, lock: str, seconds: float) -> dict:
+    """Acquire and release ``lock``, as a ReplLockManager user does: tryAcquire until it
+    succeeds (it has no waiting: a refused try is tried again, after RETRY_S), then
+    release. ``n`` times, or for ``seconds`` when ``n`` is 0. Latencies in ms; calls
+    that failed or were never answered are counted (and tried again)."""
+    me = f"c{os.getpid()}"
+    acquire, release, tries, failed = [], [], 0, 0
+    end = time.monotonic() + seconds
+    rid = 0
+    while (len(acquire) < n) if n else time.monotonic() < end:
+        t0 = time.perf_counter()
+        while True:
+            rid += 1
+            tries += 1
+            answered, ok = _call(conn, rid, ("lacquire", rid, lock, me))
+            failed += not answered
+            if ok:
+                break
+            time.sleep(RETRY_S)
+        t1 = time.perf_counter()
+        rid += 1
+        answered, _ = _call(conn, rid, ("lrelease", rid, lock, me))
+        failed += not answered
+        acquire.append((t1 - t0) * 1000)
+        release.append((time.perf_counter() - t1) * 1000)
+    return {"acquire_ms": acquire, "release_ms": release, "tries": tries, "failed": failed}
+
+
 def main():
     port, mode, n, prefix = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
-    window = int(sys.argv[5]) if len(sys.argv) > 5 else 1
     conn = Client(("127.0.0.1", port), authkey=AUTHKEY)
+    if mode == "lock":
+        print(json.dumps(lock_loop(conn, n, prefix, float(sys.argv[5]))))
+        return
+    window = int(sys.argv[5]) if len(sys.argv) > 5 else 1
     if mode == "seq":
         lat = []
         for i in range(n):

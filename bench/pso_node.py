@@ -4,7 +4,10 @@ A replicated write-once map (``set(key, value)`` keeps the first value, like a z
 key), in memory: no journal file, so, like PySyncObj with one, it never fsyncs. Beside
 it, a small RPC listener (multiprocessing.connection) through which a separate client
 process proposes, or asks this node, if it leads, to generate load itself (PySyncObj's
-best configuration: the load inside the leader).
+best configuration: the load inside the leader). It also keeps PySyncObj's lock manager
+(``pysyncobj.batteries.ReplLockManager``'s replicated part, ``_ReplLockManagerImpl``, auto
+unlock after 10 s), whose acquire and release a client calls with its own client id
+(bench/locks.py).
 
     python pso_node.py INDEX RAFT_PORT,RAFT_PORT,RAFT_PORT RPC_PORT BATCH(0|1)
 """
@@ -16,8 +19,10 @@ import time
 from multiprocessing.connection import Listener
 
 from pysyncobj import SyncObj, SyncObjConf, replicated
+from pysyncobj.batteries import _ReplLockManagerImpl
 
 AUTHKEY = b"zpaxos-compare"
+AUTO_UNLOCK_S = 10.0  # the locks' TTL (bench/locks.py gives zpaxos's the same)
 
 
 class WriteOnce(SyncObj):
@@ -25,8 +30,10 @@ class WriteOnce(SyncObj):
         # appendEntriesUseBatch=False: a command from another thread wakes the Raft thread
         # through a pipe at once (low latency); True: commands wait for its next tick and
         # go out in batches (more throughput).
+        self.locks = _ReplLockManagerImpl(AUTO_UNLOCK_S)
         super().__init__(me, partners, conf=SyncObjConf(dynamicMembershipChange=False,
-                                                        appendEntriesUseBatch=batch))
+                                                        appendEntriesUseBatch=batch),
+                         consumers=[self.locks])
         self.data = {}
         self.regs = {}  # registers: key -> (version, value), as ReplDict keeps a dict
 
@@ -98,6 +105,13 @@ def serve(obj, conn):
         elif kind == "rcas":
             _, rid, key, expect, value = msg
             obj.rcas(key, expect, value, callback=lambda r, e, rid=rid: reply((rid, r, e)))
+        elif kind == "lacquire":  # ReplLockManager.tryAcquire's replicated call
+            _, rid, lock, client = msg
+            obj.locks.acquire(lock, client, time.time(),
+                              callback=lambda r, e, rid=rid: reply((rid, r, e)))
+        elif kind == "lrelease":
+            _, rid, lock, client = msg
+            obj.locks.release(lock, client, callback=lambda r, e, rid=rid: reply((rid, r, e)))
         elif kind == "rget":
             reply((msg[1], obj.rget(msg[2]), 0))
         elif kind == "leader?":

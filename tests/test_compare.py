@@ -59,3 +59,23 @@ def test_compare_registers_quick_reports_set_get_cas_and_the_ratios():
     assert "not linearizable" in out["note"] and "PySyncObj does not fsync" in out["note"]
     text = bench_module("compare_registers").report(out)
     assert "sequential cas p50" in text and "local read" in text
+
+
+def test_locks_quick_reports_both_systems_contended_and_not():
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "locks.py"), "--quick", "--json"],
+                       capture_output=True, text=True, timeout=900, env=child_env())
+    if r.returncode == 3:
+        pytest.skip(r.stderr.strip())
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    for case in ("uncontended", "contended"):
+        for system in ("zpaxos", "pysyncobj"):
+            f = out[case][system]
+            assert f["acquire_p50_ms"] > 0 and f["release_p99_ms"] >= f["release_p50_ms"] > 0
+        assert all(ratio > 0 for ratio in out[case]["ratios"].values())
+    # Every one of the 8 contenders got the lock at least once, in both systems.
+    assert out["contended"]["zpaxos"]["fewest"] >= 1
+    assert out["contended"]["pysyncobj"]["fewest"] >= 1
+    assert "synchronized clocks" in out["note"]
+    text = bench_module("locks").report(out)
+    assert "8 processes, one lock: hand-overs" in text and "1 process: acquire p50" in text

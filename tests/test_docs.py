@@ -110,6 +110,8 @@ def zpaxos_options() -> list[tuple[str, str, str]]:
         except ValueError:
             continue
         if args and args[0] in cli.commands:  # ("zpaxos node: error: ..." is output)
+            if "--" in args:  # what follows is a command's (zpaxos lock NAME -- CMD ...)
+                args = args[:args.index("--")]
             out += [(page, args[0], a.split("=")[0]) for a in args[1:] if a.startswith("-")
                     and a != "-"]
     return out

@@ -110,3 +110,16 @@ def test_the_hosts_know_every_direction() -> None:
     runtime = set(registry.RUNTIME_TYPES)
     assert to_acceptor | to_proposer | runtime == {s.cls for s in SPECS}
     assert messages.Decide in to_acceptor & to_proposer  # decisions travel both ways
+
+
+def test_a_lock_record_shows_its_holder_and_token_in_a_chart():
+    from zpaxos.protocol.lease import LockRecord, Waiter, encode_record
+    from zpaxos.protocol.registry import _show_state
+    from zpaxos.protocol.regmessages import RegState
+
+    held = encode_record(LockRecord("A", "o1", 7, 1500, (Waiter("o2", 1500),)))
+    assert _show_state(RegState(7, held)) == "v7=lock A #7 +1 waiting"
+    assert _show_state(RegState(9, encode_record(LockRecord(token=7)))) == "v9=free #7"
+    # Only exactly what a lock writes: other JSON shows as it is.
+    assert _show_state(RegState(3, b'{"token":7,"x":1}')) == 'v3={"token":7,"x":1}'
+    assert _show_state(RegState(3, b'{"holder": 5}')) == 'v3={"holder": 5}'

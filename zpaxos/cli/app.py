@@ -22,6 +22,7 @@ from zpaxos.cli import (
     bench,
     charts,
     cluster,
+    locks,
     propose,
     registers,
     scenarios,
@@ -41,7 +42,7 @@ def cli() -> None:
 
 for command in (*cluster.COMMANDS, propose.command(), *registers.COMMANDS,
                 *transfer.COMMANDS, *charts.COMMANDS, sim.sim, *bench.COMMANDS,
-                *scenarios.COMMANDS, *watch.COMMANDS):
+                *scenarios.COMMANDS, *watch.COMMANDS, *locks.COMMANDS):
     cli.add_command(command)
 
 

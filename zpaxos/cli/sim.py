@@ -8,6 +8,8 @@ the work). Registered on the ``zpaxos`` group by cli.py; kept apart so cli.py st
     zpaxos sim --break one-step-reconfig --compare    a membership change in one step
     zpaxos sim --lessons                every breakable rule into out/lessons/
     zpaxos sim --rules                  the breakable rules
+    zpaxos sim --lock                   200 seeded lock runs: one holder at a time, tokens grow
+    zpaxos sim --break lock-token-reused    the first lock run a broken lock rule fails
 
 Errors are one line (zpaxos.cli.app.main prints them so).
 """
@@ -23,6 +25,7 @@ import click
 from zpaxos.cli.common import Failure
 
 DEFAULT_SEEDS = 1000
+LOCK_SEEDS = 200
 
 
 def _faults(ctx: click.Context, param: click.Parameter, text: str) -> frozenset[str]:
@@ -36,11 +39,13 @@ def _faults(ctx: click.Context, param: click.Parameter, text: str) -> frozenset[
 
 def _rule(ctx: click.Context, param: click.Parameter, name: str | None) -> str | None:
     from zpaxos.sim.memberlesson import MEMBER_RULES
+    from zpaxos.sim.mutants import LOCK_MUTANTS
     from zpaxos.sim.rules import RULES
 
-    if name is not None and name not in RULES and name not in MEMBER_RULES:
+    known = [*RULES, *MEMBER_RULES, *LOCK_MUTANTS]
+    if name is not None and name not in known:
         raise click.BadParameter(f"{name!r} is not a breakable rule (choose from"
-                                 f" {', '.join([*RULES, *MEMBER_RULES])}; see --rules)")
+                                 f" {', '.join(known)}; see --rules)")
     return name
 
 
@@ -69,19 +74,24 @@ def _rule(ctx: click.Context, param: click.Parameter, name: str | None) -> str |
 @click.option("--out-dir", default="out/lessons", show_default=True, metavar="DIR",
               help="Where --lessons writes.")
 @click.option("--rules", "list_rules", is_flag=True, help="List the breakable rules.")
+@click.option("--lock", is_flag=True,
+              help="Run the lock simulator (leases, fencing tokens; zpaxos/sim/locksim.py):"
+                   f" --seeds runs (default {LOCK_SEEDS}), or one --seed.")
 @click.option("--out", default=None, metavar="FILE",
               help="Write the chart to FILE (.svg, .html or .txt), the log beside it (.log).")
 @click.option("--format", "fmt", type=click.Choice(["svg", "html", "text"]), default=None,
               help="Chart format (default: from --out's extension; text to the terminal).")
 def sim(seeds: int, start: int, nodes: int, proposers: int, faults: frozenset[str],
         seed: int | None, rule: str | None, compare: bool, max_seeds: int, lessons: bool,
-        out_dir: str, list_rules: bool, out: str | None, fmt: str | None) -> None:
+        out_dir: str, list_rules: bool, lock: bool, out: str | None, fmt: str | None) -> None:
     """Run the deterministic simulator on the real acceptor and proposer code.
 
     Each schedule is seeded: the same seed is the same run, message for message.
     Safety invariants (from the TLA+ spec of Paxos) are checked after every step.
     """
-    if list_rules:
+    if lock or (rule is not None and rule.startswith("lock-")):
+        _lock(seeds if seeds != DEFAULT_SEEDS else LOCK_SEEDS, start, seed, rule, max_seeds)
+    elif list_rules:
         _print_rules()
     elif lessons:
         _lessons(Path(out_dir))
@@ -131,6 +141,10 @@ def _print_rules() -> None:
                    + (f"\n    needs:  {', '.join(sorted(r.faults))}" if r.faults else ""))
     for m in MEMBER_RULES.values():
         click.echo(f"{m.name} (membership)\n    kept:   {m.rule}\n    broken: {m.broken}")
+    from zpaxos.sim.mutants import LOCK_MUTANTS
+    for name, m in LOCK_MUTANTS.items():  # the lock simulator's (zpaxos sim --lock)
+        doc = (m.variant["rules_cls"].__doc__ or "").split(".")[0]
+        click.echo(f"{name}\n    broken: {' '.join(doc.split())}")
 
 
 def _many(seeds: int, start: int, nodes: int, proposers: int, faults: frozenset[str]) -> None:
@@ -237,6 +251,34 @@ def _break_member(rule: str, start: int, limit: int, compare: bool, out: str | N
         files = draw_member_lesson(lesson, Path(d) / f"lesson.{'txt' if fmt == 'text' else fmt}",
                                    fmt, compare)
         _emit(files[-1].read_text(encoding="utf-8"), None, fmt, None)
+def _lock(seeds: int, start: int, seed: int | None, rule: str | None, limit: int) -> None:
+    """Lock runs (the rules kept, or ``rule`` broken): a broken rule searches seeds until
+    an invariant trips; kept, every run must pass."""
+    from dataclasses import replace
+
+    from zpaxos.sim import locksim
+    from zpaxos.sim.mutants import LOCK_MUTANTS
+
+    sc = locksim.LockScenario()
+    if rule is not None:
+        sc = replace(sc, **LOCK_MUTANTS[rule].variant)
+    first = seed if seed is not None else start
+    count = 1 if seed is not None else (limit if rule is not None else seeds)
+    broken = f" --break {rule}" if rule is not None else ""
+    for s in range(first, first + count):
+        r = locksim.run(s, sc)
+        if seed is not None or r.violations:
+            click.echo(locksim.summary(r))
+        if r.violations:
+            click.echo("\n".join(f"  {v}" for v in r.violations[:3]))
+            click.echo(f"replay: zpaxos sim --lock --seed {s}{broken}")
+            if rule is None:
+                raise Failure(f"seed {s} broke an invariant of the lock")
+            return
+    if rule is not None:
+        raise Failure(f"no lock run from seed {first} on caught {rule} in {count} seeds")
+    click.echo(f"{count} lock run{'s' if count != 1 else ''}: at most one holder at a time,"
+               " tokens grew, no stale write accepted")
 
 
 def _lesson_faults(faults: frozenset[str]) -> frozenset[str]:

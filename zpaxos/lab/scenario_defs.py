@@ -1,4 +1,5 @@
-"""The scenarios: the lab's nine (1-9), the register race (10) and catching up (11).
+"""The scenarios: the lab's nine (1-9), the register race (10), catching up (11) and a
+lock's hand-over (12, in lock_scenario.py).
 
 Each is a function of a :class:`~zpaxos.lab.scenario_kit.Ctx` that drives the running
 cluster, checks its outcome against what Paxos guarantees (raising Failed when it does
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from zpaxos.lab.launcher import wait_for
+from zpaxos.lab.lock_scenario import LOCK_SCENARIOS
 from zpaxos.lab.scenario_kit import Ctx, Failed, check, finish, won
 from zpaxos.naming import node_name
 from zpaxos.protocol.messages import DEFAULT_KEY
@@ -340,4 +342,5 @@ CATCH_UP_SCENARIOS: list[tuple[str, str, Callable[[Ctx], str]]] = [
     ("paused-catch-up", "A node paused during a decision, then resumed: it catches up",
      s11_paused_catch_up),
 ]
-ALL_SCENARIOS = SCENARIOS + REGISTER_SCENARIOS + CATCH_UP_SCENARIOS
+# Locks (docs/locks.md): scenario 12, in zpaxos/lab/lock_scenario.py.
+ALL_SCENARIOS = SCENARIOS + REGISTER_SCENARIOS + CATCH_UP_SCENARIOS + LOCK_SCENARIOS

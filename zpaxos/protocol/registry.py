@@ -109,8 +109,29 @@ class DecodeError(Exception):
 
 
 def _show_state(s: RegState) -> str:
+    if s.value is not None and s.value.startswith(b'{"'):
+        shown = _show_lock(s.value)
+        if shown:
+            return f"v{s.version}={shown}"
     shown = "absent" if s.value is None else s.value.decode("utf-8", "backslashreplace")
     return f"v{s.version}={shown[:40]}"
+
+
+def _show_lock(value: bytes) -> str:
+    """A lock's record as a chart shows it: its holder and fencing token (``lock A #7``,
+    ``free #7``), so a hand-over reads off the arrows; "" when it is not one (exactly
+    as a lock writes it)."""
+    from zpaxos.protocol.lease import LockRecordError, decode_record, encode_record
+
+    try:
+        r = decode_record(value)
+    except LockRecordError:
+        return ""
+    if encode_record(r) != value:
+        return ""
+    queue = f" +{len(r.queue)} waiting" if r.queue else ""
+    held = f"lock {r.holder[:24]}" if r.held else "free"
+    return f"{held} #{r.token}{queue}"
 
 
 def _token(v: bytes) -> str:

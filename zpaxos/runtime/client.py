@@ -26,6 +26,7 @@ import itertools
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -38,6 +39,7 @@ from zpaxos.hosts.staging import NO_STAGING, StagingOptions
 from zpaxos.naming import node_name, proposer_name
 from zpaxos.protocol.core import Outcome, ProposerOptions
 from zpaxos.protocol.events import GaveUp
+from zpaxos.protocol.lease import DEFAULT_TTL_S
 from zpaxos.protocol.messages import (
     DEFAULT_KEY,
     Ballot,
@@ -61,6 +63,7 @@ from zpaxos.runtime.sockets import (
 
 if TYPE_CHECKING:
     from zpaxos.protocol.register import RegisterOptions, RegOp, RegResult
+    from zpaxos.runtime.locks import Leadership, Lock
     from zpaxos.runtime.metrics import ClientMetrics
     from zpaxos.runtime.register_client import Registers
     from zpaxos.runtime.watch import WatchState
@@ -123,6 +126,7 @@ class Client:
         (runtime/metrics.py; serve it with ``metrics.serve(host, port)``)."""
         self.fast = fast
         self.metrics = metrics
+        self.key_file = key_file
         self._leases = Leases()  # range promises held, across calls
         self.cluster = cluster
         keys = cluster.security.client_keys(cluster.path, key_file)  # ConfigError if bad
@@ -143,6 +147,8 @@ class Client:
         self._closed = False
         self._warned: set[int] = set()
         self._regs: Registers | None = None
+        self._spares: list[Client] = []  # siblings given back (locks' renewers)
+        self._spares_mu = threading.Lock()
 
     def __enter__(self) -> Client:
         return self
@@ -159,6 +165,10 @@ class Client:
         if self._closed:
             return
         self._closed = True
+        with self._spares_mu:
+            spares, self._spares = self._spares, []
+        for spare in spares:
+            spare.close(reach_s=0)
         # Log replies that arrived after their proposal ended (a quorum answered first),
         # so the log shows them received, not lost. What is still on its way is not
         # waited for.
@@ -354,6 +364,49 @@ class Client:
         if problem:
             raise ValueError(f"invalid register name {key!r}: {problem}")
         return watch(self, key, from_version, options)
+
+    # ---- locks and elections (zpaxos.runtime.locks; docs/locks.md)
+
+    def lock(self, name: str, ttl: float = DEFAULT_TTL_S, timeout: float | None = None) -> Lock:
+        """A lock on register ``name``: ``with client.lock("jobs", ttl=10) as token:``
+        (``token``: the fencing token; ``timeout``: LockTimeout after so many seconds)."""
+        from zpaxos.runtime.locks import Lock
+
+        return Lock(self, name, ttl, timeout)
+
+    def campaign(self, name: str, candidate: str, ttl: float = DEFAULT_TTL_S,
+                 timeout: float | None = None) -> Leadership:
+        """Block until ``candidate`` leads election ``name``; the Leadership's ``term`` is
+        its fencing token, ``lost`` says when it ended; ``with`` it to resign at the end."""
+        from zpaxos.runtime.locks import Leadership
+
+        leadership = Leadership(self, name, ttl, timeout, holder=candidate)
+        leadership.acquire()
+        return leadership
+
+    def leader(self, name: str) -> tuple[str, int] | None:
+        """The current leader of election ``name`` and its term, or None."""
+        from zpaxos.runtime.locks import leader
+
+        return leader(self, name)
+
+    def sibling(self) -> Client:
+        """Another Client on the same cluster, with its own sockets, for another thread
+        (a ZeroMQ socket belongs to one thread): one given back, else a new one."""
+        with self._spares_mu:
+            if self._spares:
+                return self._spares.pop()
+        sibling_id = os.urandom(16)  # (its events go where this client's go)
+        return Client(self.cluster, EventLog(self.log.logger, proposer_name(sibling_id)),
+                      client_id=sibling_id, key_file=self.key_file)
+
+    def give_back(self, sibling: Client) -> None:
+        """A sibling no thread uses any more: kept for the next, closed with this one."""
+        with self._spares_mu:
+            if not self._closed:
+                self._spares.append(sibling)
+                return
+        sibling.close(reach_s=0)
 
     # ---- status
 

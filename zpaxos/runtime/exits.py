@@ -29,6 +29,7 @@ class Exit(IntEnum):
     DEGRADED = 10
     CONFLICT = 11
     UNKNOWN = 12
+    CANNOT_RUN = 127
     CRASH_POINT = 99
     INTERRUPTED = 130
     TERMINATED = 143
@@ -44,7 +45,9 @@ MEANING: dict[Exit, str] = {
              "node answered; `import`: every line is in the cluster)",
     Exit.FAILED: "the operation failed: `propose` chose nothing in time (the message names "
                  "the nodes that did not answer) or too many nodes refused its key; a "
-                 "register command found no quorum (nothing was written); `export`/`import` "
+                 "register command found no quorum (nothing was written); `lock`/`elect`: "
+                 "the lease was lost and the command stopped, or `--timeout` passed; "
+                 "`export`/`import` "
                  "could not read or write a key in time; `node` cannot listen (port in use) "
                  "or its data directory is in use by another process; `status`: a majority "
                  "of nodes did not answer; `sim`: a schedule broke an invariant, or "
@@ -68,6 +71,8 @@ MEANING: dict[Exit, str] = {
                    "(listed on stderr, kept)",
     Exit.UNKNOWN: "`get`/`set`/`cas`/`delete`: outcome unknown (a change reached some "
                   "nodes but no quorum confirmed it in time; read the register to find out)",
+    Exit.CANNOT_RUN: "`lock`/`elect`: the command to run could not be run (not found, not "
+                     "executable), as in a shell; the lock was released",
     Exit.INTERRUPTED: "interrupted (Ctrl-C)",
     Exit.TERMINATED: "`run_scenarios.sh` / `zpaxos scenarios`: stopped by SIGTERM (every "
                      "node it started was stopped)",

@@ -32,6 +32,9 @@ LOGGED: dict[str, str] = {
     "caught_up": "a node learned decisions or register states it missed, from a peer",
     "catch_up_cursors_unreadable": "a node's catch-up cursors could not be read",
     "catch_up_cursors_unsaved": "a node's catch-up cursors could not be saved",
+    "lock_acquired": "a lock or a leadership was taken (its name, holder, fencing token)",
+    "lock_lost": "a holder's lease was lost (why), or another took the lock",
+    "lock_released": "a holder freed its lock (or resigned)",
 }
 
 # The typed events: name -> the first line of the class's docstring.

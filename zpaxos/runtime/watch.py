@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from zpaxos.hosts.watchers import WATCH_RENEW_S
 from zpaxos.printable import printable
 from zpaxos.protocol.messages import RNotify, RWatch
-from zpaxos.protocol.regops import OK
+from zpaxos.protocol.regops import CAS_FAILED, OK
 
 if TYPE_CHECKING:
-    from zpaxos.protocol.regops import RegisterOptions
+    from zpaxos.protocol.regops import RegisterOptions, RegResult
     from zpaxos.runtime.config import ClusterConfig
     from zpaxos.runtime.register_client import Registers
     from zpaxos.runtime.sockets import Sockets
@@ -55,7 +55,7 @@ class Client(Protocol):
 
     def _stop(self) -> None: ...
 
-__all__ = ["WatchRefused", "WatchState", "watch"]
+__all__ = ["WatchRefused", "WatchSession", "WatchState", "watch"]
 
 READ_RETRY_S = 0.05  # a confirming read that found no quorum is tried again after this
 
@@ -95,61 +95,104 @@ class WatchState:
                                "utf-8", "replace"), "skipped": self.skipped})
 
 
+class WatchSession:
+    """One register watched on a client's sockets: the pieces of :func:`watch`, for a
+    caller that must also act at its own deadlines (a lock's waiter, runtime/locks.py).
+
+    ``wait(until)`` renews the watches when due and waits for a notification of a
+    version above ``last`` (or ``until``); ``read`` and ``run`` do register operations
+    without losing the notifications that arrive meanwhile."""
+
+    def __init__(self, client: Client, key: str, options: RegisterOptions | None = None,
+                 ) -> None:
+        self.client = client
+        self.key = key
+        self.nodes = [n.id for n in client.cluster.nodes]
+        self.quorum = len(self.nodes) // 2 + 1
+        self.options = options or client.register_options(one_rtt=False)
+        self.last: int | None = None  # the highest version known; notices above it count
+        # A notice asks for a read from this many versions above ``last`` (a lock's
+        # waiter far back in the queue has nothing to do before that many changes).
+        self.read_ahead = 1
+        self.want_read = True  # a notice came (or nothing was read yet): read
+        self.refused: set[int] = set()
+        self.renew_at = 0.0
+
+    def take(self, batch: list[tuple[Any, Any]]) -> None:
+        """Note the notifications in ``batch`` (other messages are not ours)."""
+        for src, msg in batch:
+            if type(msg) is RNotify and msg.key == self.key and type(src) is int:
+                if not msg.watching:
+                    self.refused.add(src)
+                else:
+                    self.refused.discard(src)
+                if self.last is None or msg.version >= self.last + self.read_ahead:
+                    self.want_read = True
+        if len(self.refused) > len(self.nodes) - self.quorum:
+            raise WatchRefused(f"{len(self.refused)} of {len(self.nodes)} nodes refused to "
+                               f"watch {self.key!r} (their watcher tables are full)")
+
+    def renew(self, now: float) -> None:
+        """Send the watches when due, or at once to a node that came back (it forgot)."""
+        sockets = self.client.sockets
+        watch_state = sockets.watch
+        if now >= self.renew_at or (watch_state is not None and watch_state.came_up):
+            if watch_state is not None:
+                watch_state.came_up.clear()
+            for node in self.nodes:
+                sockets.send(node, RWatch(self.key))
+            self.renew_at = now + WATCH_RENEW_S
+
+    def run(self, op: Any) -> RegResult:
+        """One register operation on ``key``; notices that arrive meanwhile are kept."""
+        r = self.client._registers().run([(self.key, op)], self.options, 1,
+                                         aside=self.take)[0]
+        if r.status in (OK, CAS_FAILED) and (self.last is None or r.version > self.last):
+            self.last = r.version
+        return r
+
+    def read(self) -> RegResult:
+        self.want_read = False
+        return self.run(_get())
+
+    def wait(self, until: float) -> bool:
+        """Wait until a notice asks for a read (True) or ``until`` (False), renewing the
+        watches meanwhile. A signal that asks to stop raises Interrupted."""
+        sockets = self.client.sockets
+        while not self.want_read:
+            now = time.monotonic()
+            self.renew(now)
+            if now >= until:
+                return False
+            self.take(sockets.poll(max(0.0, min(self.renew_at, until) - now)))
+            if sockets.stop_requested:
+                self.client._stop()
+        return True
+
+
 def watch(client: Client, key: str, from_version: int | None = None,
           options: RegisterOptions | None = None) -> Iterator[WatchState]:
     """Yield each new state of register ``key``: first its current one (with
     ``from_version`` N: the first state at N or above, saying which versions from N it
     skipped), then each newer one. Runs until the caller stops iterating."""
-    # One piece: the loop is one story (renew, wait, read, yield) over a few locals.
-    nodes = [n.id for n in client.cluster.nodes]
-    quorum = len(nodes) // 2 + 1
-    opts = options or client.register_options(one_rtt=False)
-    last = None if from_version is None else from_version - 1
-    sockets = client.sockets
-    refused: set[int] = set()
-    want_read = True  # read at once: the current state is the first to report
-    renew_at = 0.0
-
-    def take(batch: list[tuple[Any, Any]]) -> None:
-        nonlocal want_read
-        for src, msg in batch:
-            if type(msg) is RNotify and msg.key == key and type(src) is int:
-                if not msg.watching:
-                    refused.add(src)
-                else:
-                    refused.discard(src)
-                if last is None or msg.version > last:
-                    want_read = True
-        if len(refused) > len(nodes) - quorum:
-            raise WatchRefused(f"{len(refused)} of {len(nodes)} nodes refused to watch "
-                               f"{key!r} (their watcher tables are full)")
-
+    session = WatchSession(client, key, options)
+    last = None if from_version is None else from_version - 1  # the last one yielded
+    session.last = last
     while True:
-        now = time.monotonic()
-        watch_state = sockets.watch
-        if now >= renew_at or (watch_state is not None and watch_state.came_up):
-            if watch_state is not None:
-                watch_state.came_up.clear()  # a node is back: it forgot us, watch again
-            for node in nodes:
-                sockets.send(node, RWatch(key))
-            renew_at = now + WATCH_RENEW_S
-        if want_read:
-            want_read = False
-            r = client._registers().run([(key, _get())], opts, 1, aside=take)[0]
-            if r.status != OK:
-                want_read = True  # no quorum now: try again soon
-                take(sockets.poll(READ_RETRY_S))
-                continue
-            if last is None or r.version > last:
-                skipped = None
-                if last is not None and r.version > last + 1:
-                    skipped = (last + 1, r.version - 1)
-                last = r.version
-                yield WatchState(key, r.version, r.value, skipped, time.monotonic())
+        session.renew(time.monotonic())
+        if not session.wait(float("inf")):
             continue
-        take(sockets.poll(max(0.0, renew_at - time.monotonic())))
-        if sockets.stop_requested:
-            client._stop()
+        r = session.read()
+        if r.status != OK:
+            session.want_read = True  # no quorum now: try again soon
+            session.take(client.sockets.poll(READ_RETRY_S))
+            continue
+        if last is None or r.version > last:
+            skipped = None
+            if last is not None and r.version > last + 1:
+                skipped = (last + 1, r.version - 1)
+            last = r.version
+            yield WatchState(key, r.version, r.value, skipped, time.monotonic())
 
 
 def _get() -> Any:

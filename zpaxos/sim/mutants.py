@@ -7,7 +7,10 @@ what ``Simulation(..., **variant)`` takes and ``caught_by`` the invariant that m
 (a substring of ``InvariantViolation.what``); for a register's (``layer`` "register",
 the classes in zpaxos/sim/regmutants.py) it is what ``RegScenario`` is replaced with, and
 the linearizability checker must find no linearization; for a membership change's
-(``layer`` "membership", zpaxos/sim/membersim.py) it is what ``MemberSimulation`` takes. A
+(``layer`` "membership", zpaxos/sim/membersim.py) it is what ``MemberSimulation`` takes; for
+a lock's (layer "lock", the classes in zpaxos/sim/lockmutants.py) it is what
+``LockScenario`` is replaced with, and the lock simulator's invariants (one holder at a
+time; tokens that grow) must trip. A
 rule ``zpaxos sim --break`` breaks (zpaxos/sim/rules.py) is the variant of the same name.
 """
 
@@ -38,6 +41,8 @@ from zpaxos.protocol.messages import (
 )
 from zpaxos.protocol.ranges import Lease
 from zpaxos.sim import membersim
+from zpaxos.sim.lockmutants import RenewsWithoutMargin, ReusesToken, TrustsHoldersClock
+from zpaxos.sim.locksim import TOKEN, TWO_HOLDERS
 from zpaxos.sim.regmutants import AcceptBelowPromise, ReadSkipsQuorum, StaleValue
 from zpaxos.sim.simulator import REPLAY_CMD
 
@@ -268,20 +273,20 @@ class MisroutesReplies(ProposerHost):
 class Mutant:
     variant: dict[str, Any]
     caught_by: str  # a substring of the violation that must catch it ("a|b": either)
-    layer: str  # "core" or "host" (write-once keys), "register", or "membership"
+    layer: str  # "core" or "host" (write-once keys), "register", "membership" or "lock"
 
     @property
     def registers(self) -> bool:
         return self.layer == REGISTER
 
 
-REGISTER, MEMBERSHIP = "register", "membership"
+REGISTER, MEMBERSHIP, LOCK = "register", "membership", "lock"
 
 
 def _m(name: str, caught_by: str, layer: str, **variant: Any) -> tuple[str, Mutant]:
     if layer == MEMBERSHIP:
         variant["replay"] = f"{membersim.REPLAY} --mutant {name}"
-    elif layer != REGISTER:
+    elif layer not in (REGISTER, LOCK):
         variant["replay"] = f"{REPLAY_CMD} --mutant {name}"
     return name, Mutant(variant, caught_by, layer)
 
@@ -320,7 +325,12 @@ MUTANTS: dict[str, Mutant] = dict([
     # across configurations.
     *(_m(name, caught_by, MEMBERSHIP, **variant)
       for name, (variant, caught_by) in membersim.MUTANTS.items()),
+    # Locks (zpaxos/sim/locksim.py, on the rules of zpaxos/protocol/lease.py).
+    _m("lock-waiter-trusts-holders-clock", TWO_HOLDERS, LOCK, rules_cls=TrustsHoldersClock),
+    _m("lock-renews-without-margin", TWO_HOLDERS, LOCK, rules_cls=RenewsWithoutMargin),
+    _m("lock-token-reused", TOKEN, LOCK, rules_cls=ReusesToken),
 ])
 KEY_MUTANTS = {name: m for name, m in MUTANTS.items() if m.layer in ("core", "host")}
 REGISTER_MUTANTS = {name: m for name, m in MUTANTS.items() if m.registers}
 MEMBER_MUTANTS = {name: m for name, m in MUTANTS.items() if m.layer == MEMBERSHIP}
+LOCK_MUTANTS = {name: m for name, m in MUTANTS.items() if m.layer == LOCK}
