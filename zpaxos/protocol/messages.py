@@ -92,7 +92,8 @@ __all__ = ["Accept", "Accepted", "AcceptedAt", "After", "Ballot", "BootId", "Cat
            "PROPOSER_ID_BYTES", "ProtocolMessage", "RAccept", "RAccepted", "RangeEntry",
            "RangeMessage", "RangeNack", "RangePrepare", "RangePromise", "RealBallot",
            "RECENT_OPS", "RecentOp", "RegisterMessage", "RegistersReply", "RegistersRequest",
-           "RegState", "RNack", "RNotify", "RPrepare", "RPromise", "RuntimeMessage", "RWatch",
+           "RegState", "RNack", "RNotify", "RPrepare", "RPromise", "RRead", "RState",
+           "RuntimeMessage", "RWatch",
            "SlotEntry", "SlotValue", "STATE_OVERHEAD_BYTES", "StatusKey", "StatusReply",
            "StatusRequest", "SyncEntry", "SyncReply", "SyncRequest", "Value", "WRITER_BYTES",
            "ZERO"]
@@ -284,7 +285,24 @@ class RNack(_Msg, frozen=True, tag="RNACK"):
     promised: Ballot
 
 
-RegisterMessage = RPrepare | RPromise | RAccept | RAccepted | RNack
+class RRead(_Msg, frozen=True, tag="RREAD"):
+    """A read-only question for register ``key``: "what have you accepted?" Unlike an
+    RPrepare it promises nothing, so it changes nothing and outbids no one (a writer's
+    1-RTT promise survives it). See RegisterProposer's quorum read."""
+
+    key: Key
+
+
+class RState(_Msg, frozen=True, tag="RSTATE"):
+    """The answer to an RRead: the state this acceptor accepted at ``accepted`` (ZERO and
+    the empty state when it has accepted nothing)."""
+
+    key: Key
+    accepted: Ballot
+    state: RegState
+
+
+RegisterMessage = RPrepare | RPromise | RAccept | RAccepted | RNack | RRead | RState
 
 
 Message = ProtocolMessage | RangeMessage | RegisterMessage | RuntimeMessage

@@ -36,7 +36,12 @@ from zpaxos.protocol.messages import (
     SyncReply,
 )
 from zpaxos.protocol.ranges import Lease
-from zpaxos.sim.regmutants import AcceptBelowPromise, ReadSkipsQuorum, StaleValue
+from zpaxos.sim.regmutants import (
+    AcceptBelowPromise,
+    QuorumReadTrustsOneAnswer,
+    ReadSkipsQuorum,
+    StaleValue,
+)
 from zpaxos.sim.simulator import REPLAY_CMD
 
 NO_LINEARIZATION = "no linearization"  # what the checker says of a register's bad history
@@ -301,6 +306,8 @@ MUTANTS: dict[str, Mutant] = dict([
     # Registers (zpaxos/sim/regsim.py, checked by zpaxos/sim/lincheck.py).
     _m("read-skips-quorum", NO_LINEARIZATION, REGISTER, proposer_cls=ReadSkipsQuorum),
     _m("stale-value", NO_LINEARIZATION, REGISTER, proposer_cls=StaleValue),
+    _m("quorum-read-trusts-one-answer", NO_LINEARIZATION, REGISTER,
+       proposer_cls=QuorumReadTrustsOneAnswer),
     _m("accept-below-promise", NO_LINEARIZATION, REGISTER, register_cls=AcceptBelowPromise),
 ])
 KEY_MUTANTS = {name: m for name, m in MUTANTS.items() if not m.registers}
