@@ -33,7 +33,7 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -108,7 +108,7 @@ class WatchState:
 
 
 def watch(client: Client, key: str, from_version: int | None = None,
-          options: RegisterOptions | None = None) -> Iterator[WatchState]:
+          options: RegisterOptions | None = None) -> Generator[WatchState, None, None]:
     """Yield each new state of register ``key``: first its current one (with
     ``from_version`` N: the first state at N or above, saying which versions from N it
     skipped), then each newer one. Runs until the caller stops iterating."""
