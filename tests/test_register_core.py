@@ -185,7 +185,7 @@ def test_a_quorum_read_writes_nothing_and_leaves_the_writers_promise() -> None:
     q = RegisterProposer("r", B, list(accs), random.Random(2))
     step = q.start(0.0, RegOp(GET), OPTS)
     assert {type(m) for _, m in step.send} == {RRead}
-    assert accs[0].handle("q", RRead("r")).persist == []  # promises nothing: no fsync
+    assert accs[0].handle("q", RRead("r", 7)).persist == []  # promises nothing: no fsync
     run_round(q, accs, step)
     assert q.result is not None and (q.result.version, q.result.value) == (1, b"x")
     assert q.result.rounds == 0 and {i: a.states for i, a in accs.items()} == before
@@ -209,7 +209,7 @@ def test_a_quorum_read_of_answers_that_disagree_asks_again_then_runs_a_round() -
     step = q.start(0.0, RegOp(GET), OPTS)
     for _ in range(2):  # QUERY_TRIES
         assert {type(m) for _, m in step.send} == {RRead}
-        answers = [(i, accs[i].handle("q", RRead("r")).send[0][1]) for i in (0, 1, 2)]
+        answers = [(i, accs[i].handle("q", m).send[0][1]) for i, m in step.send]
         assert len({m.accepted for _, m in answers}) == 3
         step = Step()
         for i, msg in answers:
@@ -218,6 +218,25 @@ def test_a_quorum_read_of_answers_that_disagree_asks_again_then_runs_a_round() -
     assert {type(m) for _, m in step.send} == {RPrepare}  # then a round, as a read was
     run_round(q, accs, step)
     assert q.result is not None and (q.result.version, q.result.value) == (2, b"y")
+
+
+def test_a_quorum_read_takes_no_answer_to_an_earlier_question() -> None:
+    accs = cluster()
+    p = RegisterProposer("r", A, list(accs), random.Random(1))
+    run_round(p, accs, p.start(0.0, RegOp(SET, b"x", op_id=A[:8] + bytes(8)), OPTS))
+    q = RegisterProposer("r", B, list(accs), random.Random(2))
+    step = q.start(0.0, RegOp(GET), OPTS)
+    old = [(i, accs[i].handle("q", m).send[0][1]) for i, m in step.send]  # version 1
+    for i, msg in old:
+        q.receive(0.0, i, msg)
+    assert q.result is not None and q.result.version == 1
+    run_round(p, accs, p.start(0.0, RegOp(SET, b"y", op_id=A[:8] + (1).to_bytes(8, "big")),
+                               OPTS))  # version 2 is chosen; then q reads again
+    step = q.start(0.0, RegOp(GET), OPTS)
+    for i, msg in old:  # the first read's answers, delayed and duplicated: not this read's
+        assert q.receive(0.0, i, msg).send == [] and q.result is None
+    run_round(q, accs, step)
+    assert q.result is not None and q.result.version == 2
 
 
 def test_a_retried_change_is_not_applied_twice() -> None:

@@ -76,7 +76,7 @@ def test_the_node_notifies_watchers_of_an_accepted_state_and_bounds_the_fan_out(
     assert sorted(_accept(host, 1), key=str) == [(A, RNotify("k", 1, True)),
                                                  (B, RNotify("k", 1, True))]
     assert _accept(host, 2) == []  # neither read since: no second notification
-    host.handle([(A, RRead("k"))])  # A's confirming read re-arms A only
+    host.handle([(A, RRead("k", 1))])  # A's confirming read re-arms A only
     assert _accept(host, 3) == [(A, RNotify("k", 3, True))]
     host.now = 100.0  # the leases ran out: removed, nobody is told
     host.handle([])

@@ -288,16 +288,20 @@ class RNack(_Msg, frozen=True, tag="RNACK"):
 class RRead(_Msg, frozen=True, tag="RREAD"):
     """A read-only question for register ``key``: "what have you accepted?" Unlike an
     RPrepare it promises nothing, so it changes nothing and outbids no one (a writer's
-    1-RTT promise survives it). See RegisterProposer's quorum read."""
+    1-RTT promise survives it). See RegisterProposer's quorum read. ``read`` names this
+    question among its proposer's (a counter): the answer carries it back, so an answer
+    to an earlier question (delayed, duplicated) is never taken for one to this."""
 
     key: Key
+    read: Count
 
 
 class RState(_Msg, frozen=True, tag="RSTATE"):
-    """The answer to an RRead: the state this acceptor accepted at ``accepted`` (ZERO and
-    the empty state when it has accepted nothing)."""
+    """The answer to RRead ``read``: the state this acceptor accepted at ``accepted``
+    (ZERO and the empty state when it has accepted nothing)."""
 
     key: Key
+    read: Count
     accepted: Ballot
     state: RegState
 

@@ -150,7 +150,7 @@ class RegAcceptor:
         """Report what was accepted. It promises nothing, so there is nothing to persist
         before the answer leaves, and no ballot is outbid."""
         s, reg = self.state(msg.key)
-        return Step(send=[(src, RState(msg.key, s.accepted, reg))])
+        return Step(send=[(src, RState(msg.key, msg.read, s.accepted, reg))])
 
     def on_accept(self, src: Peer, msg: RAccept) -> Step:
         s, _ = self.state(msg.key)
@@ -198,6 +198,7 @@ class RegisterProposer(PacedProposer):
         self._heard: set[Peer] = set()  # acceptors that answered this operation at all
         self._states: dict[Peer, RState] = {}  # a quorum read's answers
         self._queries = 0  # a quorum read's questions so far
+        self._read_id = 0  # the last question's number (RRead.read), over our whole life
         self._writing: tuple[RegState, RegResult] | None = None
         self._fast = False
 
@@ -239,14 +240,18 @@ class RegisterProposer(PacedProposer):
 
     def _query(self, now: float, step: Step) -> None:
         self._queries += 1
+        self._read_id += 1
         self._states.clear()
         self.phase = QUERY
         self._phase_started(now)
-        msg = RRead(self.key)
+        msg = RRead(self.key, self._read_id)
         step.send.extend((a, msg) for a in self.acceptors)
 
     def _on_state(self, now: float, src: Peer, msg: RState, step: Step) -> None:
-        if self.phase != QUERY:
+        if self.phase != QUERY or msg.read != self._read_id:
+            # Only an answer to this very question counts: one given before this read
+            # began (a delayed or duplicated answer to an earlier one) may be older than
+            # a state chosen since, and the argument's step 2 needs answers given after.
             return
         self._answered.add(src)
         self._states[src] = msg
@@ -349,7 +354,7 @@ class RegisterProposer(PacedProposer):
 
     def _phase_message(self) -> RegisterMessage | None:
         if self.phase == QUERY:
-            return RRead(self.key)
+            return RRead(self.key, self._read_id)
         if self.phase == PREPARE:
             return RPrepare(self.key, self.ballot)
         if self._writing is None:

@@ -306,8 +306,9 @@ SPECS: tuple[Spec, ...] = (
     Spec(RNack, TO_PROPOSER, ("key", "ballot", "promised"), _nack_parts,
          ChartStyle("#d62728", "#b71c1c", "6 4")),
     # A quorum read's question and answers (promise nothing, persist nothing).
-    Spec(RRead, TO_ACCEPTOR, ("key",), _simple(), ChartStyle("#1f5fbf", "#174a94", "2 3")),
-    Spec(RState, TO_PROPOSER, ("key", "accepted", "state"), _simple("accepted", "state"),
+    Spec(RRead, TO_ACCEPTOR, ("key", "read"), _simple("read"),
+         ChartStyle("#1f5fbf", "#174a94", "2 3")),
+    Spec(RState, TO_PROPOSER, ("key", "read", "accepted", "state"), _simple("accepted", "state"),
          ChartStyle("#5a9ee0", "#2363a8", "2 3")),
     # Watching a register (hosts/watchers.py): not Paxos, a hint to read again.
     Spec(RWatch, RUNTIME, ("key",), _simple(), ChartStyle("#7f7f7f", "#555555", "2 3"),
