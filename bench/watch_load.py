@@ -1,7 +1,7 @@
 """What many watchers cost the writes: one register's write rate with 0 and 1,000 watchers.
 
     .venv/bin/python bench/watch_load.py [--watchers 1000] [--processes 4] [--seconds 5]
-                                         [--rounds 2] [--full-reads]
+                                         [--rounds 2] [--full-reads] [--read-gap S]
 
 A temporary 3-node cluster (fsync on). ``--processes`` watcher processes, each one Client
 with one :class:`~zpaxos.runtime.watch.SharedWatch` of register ``watched`` and
@@ -15,7 +15,9 @@ the machine's load falls on both alike. The watcher processes run throughout.
 Prints, per phase, the writes per second and their p50 / p99 latency, then the ratio of
 the medians (watched / quiet: 1.0 is no slowdown; the target is at least 0.9) and how
 many states the watchers were given. ``--full-reads``: the watchers confirm with a full
-round (a write of what they read, the way before quorum reads), the A/B of that lever.
+round (a write of what they read, the way before quorum reads), the A/B of that lever;
+``--read-gap S``: the watchers' least time between two confirming reads (default
+zpaxos.runtime.watch.READ_GAP_S; 0: read on every notification).
 """
 
 from __future__ import annotations
@@ -31,13 +33,15 @@ from typing import Any
 
 from zpaxos.client import Client, load_config
 from zpaxos.lab.launcher import LocalCluster, free_ports, write_config
+from zpaxos.runtime import watch
 from zpaxos.runtime.watch import SharedWatch, WatchState
 
 WATCHED, QUIET = "watched", "quiet"
 
 
-def _watcher(config: str, subscribers: int, full_reads: bool, ready: Any, stop: Any,
-             out: Any) -> None:
+def _watcher(config: str, subscribers: int, full_reads: bool, read_gap_s: float, ready: Any,
+             stop: Any, out: Any) -> None:
+    watch.READ_GAP_S = read_gap_s  # this process's watches (a lever to compare)
     seen = [0] * subscribers
     with Client(load_config(config)) as c:
         opts = replace(c.register_options(one_rtt=False), quorum_reads=not full_reads)
@@ -81,6 +85,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--full-reads", action="store_true")
+    ap.add_argument("--read-gap", type=float, default=watch.READ_GAP_S, metavar="S")
     a = ap.parse_args()
     if a.processes < 1 or a.watchers < a.processes:
         ap.error("need at least one watcher per process")
@@ -95,7 +100,8 @@ def main() -> None:
             ctx = multiprocessing.get_context("fork")
             ready, out, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
             procs = [ctx.Process(target=_watcher, daemon=True,
-                                 args=(str(path), n, a.full_reads, ready, stop, out))
+                                 args=(str(path), n, a.full_reads, a.read_gap, ready, stop,
+                                       out))
                      for n in per]
             with Client(load_config(path)) as c:
                 c.set(WATCHED, b"start")
@@ -118,7 +124,8 @@ def main() -> None:
                         if p.is_alive():
                             p.kill()
     print(f"{a.watchers} watchers in {a.processes} processes (shared watch per process, "
-          f"{'full-round' if a.full_reads else 'quorum'} reads); one writer, sets, "
+          f"{'full-round' if a.full_reads else 'quorum'} reads, at most one per "
+          f"{a.read_gap * 1000:g} ms); one writer, sets, "
           f"{a.seconds:g} s per phase")
     for key, rate, p50, p99 in rows:
         print(f"  {key:8} {rate:7.0f} writes/s  p50 {p50:5.2f} ms  p99 {p99:5.2f} ms")

@@ -65,11 +65,14 @@ class Client(Protocol):
 __all__ = ["SharedWatch", "WatchRefused", "WatchState", "watch"]
 
 READ_RETRY_S = 0.05  # a confirming read that found no quorum is tried again after this
-# Confirming reads start at most this often: changes faster than that are coalesced into
-# one read (the watch reports the latest, and says which versions it skipped). It bounds
-# what a watcher costs the cluster however fast the register changes, for at most this
-# much added latency (the target is 50 ms at p99).
-READ_GAP_S = 0.01
+# Confirming reads start at most once per READ_GAP_S on average, with a burst of
+# READ_BURST (a token bucket, kept as the time its next token is due): changes faster than
+# that are coalesced into one read (the watch reports the latest, and says which versions
+# it skipped). It bounds what a watcher costs the cluster however fast the register
+# changes, for at most READ_GAP_S of added latency (the target is 50 ms at p99), and a
+# change after a quiet moment is read at once.
+READ_GAP_S = 0.02
+READ_BURST = 2
 
 
 class WatchRefused(Exception):
@@ -121,15 +124,17 @@ def watch(client: Client, key: str, from_version: int | None = None,
     refused: set[int] = set()
     want_read = True  # read at once: the current state is the first to report
     renew_at = read_at = 0.0
+    heard = -1  # the newest version a node told us of during the current read
 
     def take(batch: list[tuple[Any, Any]]) -> None:
-        nonlocal want_read
+        nonlocal want_read, heard
         for src, msg in batch:
             if type(msg) is RNotify and msg.key == key and type(src) is int:
                 if not msg.watching:
                     refused.add(src)
                 else:
                     refused.discard(src)
+                heard = max(heard, msg.version)
                 if last is None or msg.version > last:
                     want_read = True
         if len(refused) > len(nodes) - quorum:
@@ -146,17 +151,21 @@ def watch(client: Client, key: str, from_version: int | None = None,
                 sockets.send(node, RWatch(key))
             renew_at = now + WATCH_RENEW_S
         if want_read:
-            wait = read_at - now
-            if wait > 0:  # the last read was a moment ago: coalesce the changes since
+            wait = read_at - (READ_BURST - 1) * READ_GAP_S - now
+            if wait > 0:  # no token: coalesce the changes until the next is due
                 take(sockets.poll(wait))
                 continue
-            want_read = False
-            read_at = now + READ_GAP_S
+            read_at = max(read_at, now) + READ_GAP_S
+            heard = -1
             r = client._registers().run([(key, _get())], opts, 1, aside=take)[0]
             if r.status != OK:
                 want_read = True  # no quorum now: try again soon
                 take(sockets.poll(READ_RETRY_S))
                 continue
+            # What nodes told us during the read asks for another only if it is newer
+            # than what the read returned (the other nodes' notes of the same change
+            # arrive while it runs).
+            want_read = heard > r.version
             if last is None or r.version > last:
                 skipped = None
                 if last is not None and r.version > last + 1:
