@@ -1,7 +1,7 @@
 """What many watchers cost the writes: one register's write rate with 0 and 1,000 watchers.
 
-    .venv/bin/python bench/watch_load.py [--watchers 1000] [--processes 4] [--seconds 5]
-                                         [--rounds 2] [--full-reads] [--read-gap S]
+    .venv/bin/python bench/watch_load.py [--watchers 1000] [--processes 4] [--seconds 2]
+                                         [--rounds 4] [--full-reads] [--read-gap S]
 
 A temporary 3-node cluster (fsync on). ``--processes`` watcher processes, each one Client
 with one :class:`~zpaxos.runtime.watch.SharedWatch` of register ``watched`` and
@@ -12,10 +12,13 @@ register, one set at a time on the 1-RTT path, for ``--seconds``: alternately ``
 (watched by no one) and ``watched`` (by all), ``--rounds`` times each, interleaved, so
 the machine's load falls on both alike. The watcher processes run throughout.
 
-Prints, per phase, the writes per second and their p50 / p99 latency, then the ratio of
-the medians (watched / quiet: 1.0 is no slowdown; the target is at least 0.9) and how
-many states the watchers were given. ``--full-reads``: the watchers confirm with a full
-round (a write of what they read, the way before quorum reads), the A/B of that lever;
+Prints, per phase, the writes per second and their p50 / p99 latency, and the CPU time
+the three nodes spent per write, then the ratio of the medians (watched / quiet: 1.0 is
+no slowdown; the target is at least 0.9), the nodes' CPU per write both ways (what the
+watchers cost the cluster, which a busy machine disturbs less than the rates) and the
+CPU the watcher processes used, and how many states the watchers were given.
+``--full-reads``: the watchers confirm with a full round (a write of what they read, the
+way before quorum reads), the A/B of that lever;
 ``--read-gap S``: the watchers' least time between two confirming reads (default
 zpaxos.runtime.watch.READ_GAP_S; 0: read on every notification).
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import statistics
 import tempfile
 import time
@@ -63,6 +67,16 @@ def _watcher(config: str, subscribers: int, full_reads: bool, read_gap_s: float,
     out.put(sum(seen))
 
 
+def _cpu_s(pids: list[int]) -> float:
+    """CPU seconds (user + system) the processes ``pids`` used so far."""
+    ticks = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _write(c: Client, key: str, seconds: float) -> tuple[float, float, float]:
     lat: list[float] = []
     end = time.monotonic() + seconds
@@ -82,8 +96,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--watchers", type=int, default=1000)
     ap.add_argument("--processes", type=int, default=4)
-    ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--full-reads", action="store_true")
     ap.add_argument("--read-gap", type=float, default=watch.READ_GAP_S, metavar="S")
     a = ap.parse_args()
@@ -91,7 +105,7 @@ def main() -> None:
         ap.error("need at least one watcher per process")
     per = [a.watchers // a.processes + (i < a.watchers % a.processes)
            for i in range(a.processes)]
-    rows: list[tuple[str, float, float, float]] = []
+    rows: list[tuple[str, float, float, float, float, float]] = []
     with tempfile.TemporaryDirectory(prefix="zpaxos-wload-") as tmp:
         path = write_config(Path(tmp) / "cluster.ini", [("127.0.0.1", p) for p in free_ports(3)],
                             log_level="WARNING", value_files="")
@@ -112,9 +126,16 @@ def main() -> None:
                         ready.get(timeout=60)
                     _write(c, QUIET, 1.0)  # warm-up: connections, the 1-RTT promise
                     _write(c, WATCHED, 1.0)
+                    nodes = [p.pid for p in local.procs.values()]
+                    watchers = [p.pid for p in procs if p.pid is not None]
                     for _ in range(a.rounds):
                         for key in (QUIET, WATCHED):
-                            rows.append((key, *_write(c, key, a.seconds)))
+                            n0, w0 = _cpu_s(nodes), _cpu_s(watchers)
+                            rate, p50, p99 = _write(c, key, a.seconds)
+                            n1, w1 = _cpu_s(nodes), _cpu_s(watchers)
+                            rows.append((key, rate, p50, p99,
+                                         (n1 - n0) / (rate * a.seconds) * 1e6,
+                                         (w1 - w0) / a.seconds))
                     stop.set()
                     given = sum(out.get(timeout=30) for _ in procs)
                 finally:
@@ -127,12 +148,20 @@ def main() -> None:
           f"{'full-round' if a.full_reads else 'quorum'} reads, at most one per "
           f"{a.read_gap * 1000:g} ms); one writer, sets, "
           f"{a.seconds:g} s per phase")
-    for key, rate, p50, p99 in rows:
-        print(f"  {key:8} {rate:7.0f} writes/s  p50 {p50:5.2f} ms  p99 {p99:5.2f} ms")
-    quiet = statistics.median(r[1] for r in rows if r[0] == QUIET)
-    watched = statistics.median(r[1] for r in rows if r[0] == WATCHED)
+    for key, rate, p50, p99, node_us, _ in rows:
+        print(f"  {key:8} {rate:7.0f} writes/s  p50 {p50:5.2f} ms  p99 {p99:5.2f} ms  "
+              f"nodes' CPU {node_us:4.0f} us/write")
+
+    def median(col: int, key: str) -> float:
+        return statistics.median(r[col] for r in rows if r[0] == key)
+
+    quiet, watched = median(1, QUIET), median(1, WATCHED)
     print(f"write rate with {a.watchers} watchers / with none: {watched / quiet:.3f} "
           f"({watched:.0f} / {quiet:.0f} writes/s); target at least 0.9")
+    print(f"nodes' CPU per write: {median(4, WATCHED):.0f} us watched, {median(4, QUIET):.0f} "
+          f"us not ({median(4, WATCHED) / median(4, QUIET):.2f}x)")
+    print(f"the watcher processes used {median(5, WATCHED):.2f} CPU s/s while the watched "
+          f"register changed, {median(5, QUIET):.2f} otherwise")
     print(f"states given to the watchers: {given} (each watcher sees coalesced changes)")
 
 
