@@ -144,6 +144,11 @@ def main() -> None:
                         p.join(10)
                         if p.is_alive():
                             p.kill()
+    _report(a, rows, given)
+
+
+def _report(a: argparse.Namespace, rows: list[tuple[str, float, float, float, float, float]],
+            given: int) -> None:
     print(f"{a.watchers} watchers in {a.processes} processes (shared watch per process, "
           f"{'full-round' if a.full_reads else 'quorum'} reads, at most one per "
           f"{a.read_gap * 1000:g} ms); one writer, sets, "
