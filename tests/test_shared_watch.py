@@ -85,3 +85,4 @@ def test_an_iterating_subscriber_gets_the_states_too(running: Cluster) -> None:
             assert next(states).value == b"b"
         finally:
             shared.stop()
+        assert not shared.running  # stopped while nothing changed: the client is free

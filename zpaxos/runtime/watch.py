@@ -73,6 +73,7 @@ READ_RETRY_S = 0.05  # a confirming read that found no quorum is tried again aft
 # change after a quiet moment is read at once.
 READ_GAP_S = 0.02
 READ_BURST = 2
+STOP_CHECK_S = 0.2  # a watch told when to stop (``until``) asks at least this often
 
 
 class WatchRefused(Exception):
@@ -111,10 +112,12 @@ class WatchState:
 
 
 def watch(client: Client, key: str, from_version: int | None = None,
-          options: RegisterOptions | None = None) -> Generator[WatchState, None, None]:
+          options: RegisterOptions | None = None,
+          until: Callable[[], bool] | None = None) -> Generator[WatchState, None, None]:
     """Yield each new state of register ``key``: first its current one (with
     ``from_version`` N: the first state at N or above, saying which versions from N it
-    skipped), then each newer one. Runs until the caller stops iterating."""
+    skipped), then each newer one. Runs until the caller stops iterating, or until
+    ``until()`` says so (asked at least every STOP_CHECK_S)."""
     # One piece: the loop is one story (renew, wait, read, yield) over a few locals.
     nodes = [n.id for n in client.cluster.nodes]
     quorum = len(nodes) // 2 + 1
@@ -173,9 +176,12 @@ def watch(client: Client, key: str, from_version: int | None = None,
                 last = r.version
                 yield WatchState(key, r.version, r.value, skipped, time.monotonic())
             continue
-        take(sockets.poll(max(0.0, renew_at - time.monotonic())))
+        idle = max(0.0, renew_at - time.monotonic())
+        take(sockets.poll(idle if until is None else min(idle, STOP_CHECK_S)))
         if sockets.stop_requested:
             client._stop()
+        if until is not None and until():
+            return
 
 
 def _get() -> Any:
@@ -199,7 +205,7 @@ class SharedWatch:
 
     def __init__(self, client: Client, key: str, from_version: int | None = None,
                  options: RegisterOptions | None = None) -> None:
-        self._states = watch(client, key, from_version, options)
+        self._states = watch(client, key, from_version, options, lambda: self._stopped)
         self._lock = threading.Lock()
         self._deliver: list[Callable[[WatchState | BaseException], None]] = []
         self._last: WatchState | BaseException | None = None
@@ -211,9 +217,14 @@ class SharedWatch:
         return self
 
     def stop(self, wait_s: float = WATCH_RENEW_S + 1) -> None:
-        """Stop sharing (the thread ends at its next wake-up, at most a renewal away)."""
+        """Stop sharing: the thread ends within STOP_CHECK_S, or at the end of a read in
+        progress (the client is free again once this returns)."""
         self._stopped = True
         self._thread.join(wait_s)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
 
     def add(self, deliver: Callable[[WatchState | BaseException], None]) -> None:
         """Call ``deliver`` (on the watch's thread) with each state, or with the error
