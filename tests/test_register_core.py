@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.messages import ZERO, Ballot
+from zpaxos.protocol.pacing import Step
 from zpaxos.protocol.register import (
     CAS,
     CAS_FAILED,
@@ -33,6 +35,7 @@ from zpaxos.protocol.regmessages import (
     RNack,
     RPrepare,
     RPromise,
+    RRead,
     decode_state,
     encode_state,
 )
@@ -163,7 +166,7 @@ def test_another_proposer_outbids_the_1rtt_promise_and_reads_the_latest() -> Non
     p = RegisterProposer("r", A, list(accs), random.Random(1))
     run_round(p, accs, p.start(0.0, RegOp(SET, b"x", op_id=A[:8] + bytes(8)), OPTS))
     q = RegisterProposer("r", B, list(accs), random.Random(2))
-    run_round(q, accs, q.start(0.0, RegOp(GET), OPTS))
+    run_round(q, accs, q.start(0.0, RegOp(GET), replace(OPTS, quorum_reads=False)))
     assert (q.result.version, q.result.value) == (1, b"x")
     # p's cached promise is gone: its 1-RTT Accept is refused and it goes back to phase 1.
     step = p.start(0.0, RegOp(CAS, b"z", expect_version=1, op_id=A[:8] + b"\x00" * 7 + b"\x01"),
@@ -172,6 +175,68 @@ def test_another_proposer_outbids_the_1rtt_promise_and_reads_the_latest() -> Non
     while p.result is None:  # the retry after the Nack (no backoff in OPTS)
         run_round(p, accs, p.tick(10.0), 10.0)
     assert (p.result.status, p.result.version, p.result.fast) == (OK, 2, False)
+
+
+def test_a_quorum_read_writes_nothing_and_leaves_the_writers_promise() -> None:
+    accs = cluster()
+    p = RegisterProposer("r", A, list(accs), random.Random(1))
+    run_round(p, accs, p.start(0.0, RegOp(SET, b"x", op_id=A[:8] + bytes(8)), OPTS))
+    before = {i: dict(a.states) for i, a in accs.items()}
+    q = RegisterProposer("r", B, list(accs), random.Random(2))
+    step = q.start(0.0, RegOp(GET), OPTS)
+    assert {type(m) for _, m in step.send} == {RRead}
+    assert accs[0].handle("q", RRead("r", 7)).persist == []  # promises nothing: no fsync
+    run_round(q, accs, step)
+    assert q.result is not None and (q.result.version, q.result.value) == (1, b"x")
+    assert q.result.rounds == 0 and {i: a.states for i, a in accs.items()} == before
+    # The writer's 1-RTT promise survived the read: its next change is one round trip.
+    step = p.start(0.0, RegOp(SET, b"y", op_id=A[:8] + (1).to_bytes(8, "big")), OPTS)
+    run_round(p, accs, step)
+    assert (p.result.status, p.result.version, p.result.fast) == (OK, 2, True)
+
+
+def test_a_quorum_read_of_answers_that_disagree_asks_again_then_runs_a_round() -> None:
+    accs = cluster()
+    p = RegisterProposer("r", A, list(accs), random.Random(1))
+    run_round(p, accs, p.start(0.0, RegOp(SET, b"x", op_id=A[:8] + bytes(8)), OPTS))
+    # Changes in flight: acceptor 0 accepted version 2, acceptor 1 holds version 1, and
+    # acceptor 2 (its disk replaced) nothing. No two answers agree.
+    assert p.cache is not None
+    nxt = p.cache[1].changed(b"y", A[:8] + (1).to_bytes(8, "big"))
+    accs[0].handle("p", RAccept("r", p.cache[0], nxt))
+    accs[2] = RegAcceptor({})
+    q = RegisterProposer("r", B, list(accs), random.Random(2))
+    step = q.start(0.0, RegOp(GET), OPTS)
+    for _ in range(2):  # QUERY_TRIES
+        assert {type(m) for _, m in step.send} == {RRead}
+        answers = [(i, accs[i].handle("q", m).send[0][1]) for i, m in step.send]
+        assert len({m.accepted for _, m in answers}) == 3
+        step = Step()
+        for i, msg in answers:
+            step.extend(q.receive(0.0, i, msg))
+        assert q.result is None
+    assert {type(m) for _, m in step.send} == {RPrepare}  # then a round, as a read was
+    run_round(q, accs, step)
+    assert q.result is not None and (q.result.version, q.result.value) == (2, b"y")
+
+
+def test_a_quorum_read_takes_no_answer_to_an_earlier_question() -> None:
+    accs = cluster()
+    p = RegisterProposer("r", A, list(accs), random.Random(1))
+    run_round(p, accs, p.start(0.0, RegOp(SET, b"x", op_id=A[:8] + bytes(8)), OPTS))
+    q = RegisterProposer("r", B, list(accs), random.Random(2))
+    step = q.start(0.0, RegOp(GET), OPTS)
+    old = [(i, accs[i].handle("q", m).send[0][1]) for i, m in step.send]  # version 1
+    for i, msg in old:
+        q.receive(0.0, i, msg)
+    assert q.result is not None and q.result.version == 1
+    run_round(p, accs, p.start(0.0, RegOp(SET, b"y", op_id=A[:8] + (1).to_bytes(8, "big")),
+                               OPTS))  # version 2 is chosen; then q reads again
+    step = q.start(0.0, RegOp(GET), OPTS)
+    for i, msg in old:  # the first read's answers, delayed and duplicated: not this read's
+        assert q.receive(0.0, i, msg).send == [] and q.result is None
+    run_round(q, accs, step)
+    assert q.result is not None and q.result.version == 2
 
 
 def test_a_retried_change_is_not_applied_twice() -> None:

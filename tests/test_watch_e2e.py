@@ -19,6 +19,7 @@ import pytest
 from tests.harness import Cluster
 from zpaxos.client import Client, load_config
 from zpaxos.lab.launcher import zpaxos_cmd
+from zpaxos.runtime.watch import READ_GAP_S
 from zpaxos.sim.lincheck import Op, Seen, check, check_watch
 
 pytestmark = pytest.mark.e2e
@@ -70,7 +71,8 @@ def running(tmp_path: Path):
         c.stop_all()
 
 
-def write(c: Cluster, name: str, n: int, history: list[Op], kill_at: int = -1) -> None:
+def write(c: Cluster, name: str, n: int, history: list[Op], kill_at: int = -1,
+          gap_s: float = 0.0) -> None:
     with Client(load_config(c.config)) as client:
         for i in range(n):
             if i == kill_at:
@@ -82,6 +84,7 @@ def write(c: Cluster, name: str, n: int, history: list[Op], kill_at: int = -1) -
             r = client.set(name, value)
             history.append(Op("writer", name, "set", t0, time.monotonic(), r.status,
                               r.version, r.value, value))
+            time.sleep(gap_s)
 
 
 def test_watch_reports_every_change_in_order_through_kill_9(running: Cluster) -> None:
@@ -89,7 +92,8 @@ def test_watch_reports_every_change_in_order_through_kill_9(running: Cluster) ->
     try:
         w.wait_version(0)  # the current state (absent) first
         history: list[Op] = []
-        write(running, "cfg", 60, history, kill_at=20)
+        # Changes a little slower than a watcher reads (it coalesces faster ones).
+        write(running, "cfg", 60, history, kill_at=20, gap_s=2 * READ_GAP_S)
         last = history[-1].version
         assert last == 60 and all(op.status == "ok" for op in history)
         w.wait_version(last)

@@ -398,16 +398,18 @@ class AcceptorHost(PagesMixin, CatchUpMixin, ChecksMixin, RangesMixin, RowsMixin
     def _apply_register(self, src: Src, msg: RegisterMessage, ready: Ready) -> None:
         slot = register_slot(msg.key)
         known = slot in self.acceptor.states
-        watchers = self.watchers.of(msg.key) if type(msg) is RAccept else ()
-        before = self.registers.state(msg.key)[1].version if watchers else 0
+        watched = bool(self.watchers) and bool(self.watchers.of(msg.key))
+        if watched and isinstance(src, Caller):
+            self.watchers.rearm(src, msg.key)  # it reads the register: bounded fan-out
+        before = self.registers.state(msg.key)[1].version if watched else 0
         step = self.registers.handle(src, msg)
-        if watchers and step.persist:
+        if watched and step.persist and type(msg) is RAccept:
             # A new state accepted: tell the watchers (after it is durable, as every send).
             # Only a hint: a watcher reads the register to learn what was chosen.
             version = decode_state(step.persist[-1][1].value or b"").version
             if version > before:
                 note = RNotify(msg.key, version, True)
-                ready.send.extend((w, note) for w in watchers)
+                ready.send.extend((w, note) for w in self.watchers.notify(msg.key))
         for k, state in step.persist:
             ready.persist[k] = state
         self._count(type(msg), outcome_of(step.send, step.events))

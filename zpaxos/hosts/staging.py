@@ -84,7 +84,8 @@ class Staged:
     def _drop_stale(self) -> None:
         p = self.p
         self._outbox = [m for m in self._outbox
-                        if p.phase in (PREPARE, ACCEPT) and m[2].ballot == p.ballot]
+                        if p.phase in (PREPARE, ACCEPT) and isinstance(m[2], (Prepare, Accept))
+                        and m[2].ballot == p.ballot]
 
     def _stage(self, now: float, step: Step) -> Step:
         if not self._active:

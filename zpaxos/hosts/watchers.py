@@ -11,6 +11,15 @@ table is a few megabytes at most.
 Leases all have the same length, so the table's insertion order is its expiry order:
 expiring is popping from the front while the oldest is due, and renewing a watch moves
 it to the back.
+
+Bounded fan-out: a watch is *armed* or not. A node notifies only armed watches of a new
+state (:meth:`Watchers.notify`), and disarms them; the watcher's next message about the
+register (the confirming read it sends because of the notification, or a renewal)
+re-arms it (:meth:`Watchers.rearm`). So a watcher gets at most one notification per read
+it makes, however fast the register changes, and nothing is missed: a change accepted
+after the read's question reached this node finds the watch armed again, and one
+accepted before is in the read's answer or newer than it (the watcher reads again on the
+next notification or renewal answer, which carries the node's version).
 """
 
 from __future__ import annotations
@@ -38,7 +47,7 @@ class Watchers:
         self.per_register = per_register
         self.per_caller = per_caller
         self._until: dict[tuple[str, Caller], float] = {}  # expiry order (see above)
-        self._by_key: dict[str, dict[Caller, None]] = {}
+        self._by_key: dict[str, dict[Caller, bool]] = {}  # watchers, armed or not
         self._per_caller: dict[Caller, int] = {}
         self.refused = 0  # watches refused because a bound was reached
 
@@ -58,10 +67,26 @@ class Watchers:
                     or self._per_caller.get(caller, 0) >= self.per_caller):
                 self.refused += 1
                 return False
-            self._by_key.setdefault(key, {})[caller] = None
             self._per_caller[caller] = self._per_caller.get(caller, 0) + 1
+        self._by_key.setdefault(key, {})[caller] = True
         self._until[entry] = now + self.lease_s
         return True
+
+    def rearm(self, caller: Caller, key: str) -> None:
+        """``caller`` asked about ``key`` (it reads it): notify it of the next change."""
+        watching = self._by_key.get(key)
+        if watching is not None and caller in watching:
+            watching[caller] = True
+
+    def notify(self, key: str) -> list[Caller]:
+        """The watchers of ``key`` to tell of a new state: the armed ones, now disarmed."""
+        watching = self._by_key.get(key)
+        if not watching:
+            return []
+        armed = [c for c, on in watching.items() if on]
+        for c in armed:
+            watching[c] = False
+        return armed
 
     def expire(self, now: float) -> None:
         until = self._until

@@ -106,7 +106,8 @@ __all__ = ["Accept", "Accepted", "Accepteds", "Accepts", "COLUMN_TYPES", "Column
            "PROPOSER_ID_BYTES", "ProtocolMessage", "RAccept", "RAccepted", "RangeEntry",
            "RangeMessage", "RangeNack", "RangePrepare", "RangePromise", "RealBallot",
            "RECENT_OPS", "RecentOp", "RegisterMessage", "RegistersReply", "RegistersRequest",
-           "RegState", "RNack", "RNotify", "RPrepare", "RPromise", "RuntimeMessage", "RWatch",
+           "RegState", "RNack", "RNotify", "RPrepare", "RPromise", "RRead", "RState",
+           "RuntimeMessage", "RWatch",
            "SlotEntry", "SlotValue", "STATE_OVERHEAD_BYTES", "StatusKey", "StatusReply",
            "StatusRequest", "SyncEntry", "SyncReply", "SyncRequest", "Value", "WRITER_BYTES",
            "ZERO"]
@@ -298,7 +299,28 @@ class RNack(_Msg, frozen=True, tag="RNACK"):
     promised: Ballot
 
 
-RegisterMessage = RPrepare | RPromise | RAccept | RAccepted | RNack
+class RRead(_Msg, frozen=True, tag="RREAD"):
+    """A read-only question for register ``key``: "what have you accepted?" Unlike an
+    RPrepare it promises nothing, so it changes nothing and outbids no one (a writer's
+    1-RTT promise survives it). See RegisterProposer's quorum read. ``read`` names this
+    question among its proposer's (a counter): the answer carries it back, so an answer
+    to an earlier question (delayed, duplicated) is never taken for one to this."""
+
+    key: Key
+    read: Count
+
+
+class RState(_Msg, frozen=True, tag="RSTATE"):
+    """The answer to RRead ``read``: the state this acceptor accepted at ``accepted``
+    (ZERO and the empty state when it has accepted nothing)."""
+
+    key: Key
+    read: Count
+    accepted: Ballot
+    state: RegState
+
+
+RegisterMessage = RPrepare | RPromise | RAccept | RAccepted | RNack | RRead | RState
 
 
 # The hot path's column messages (colmessages.py): runs of the Paxos messages above.

@@ -40,20 +40,25 @@ from zpaxos.protocol.messages import (
     RNack,
     RPrepare,
     RPromise,
+    RRead,
+    RState,
 )
 from zpaxos.protocol.state import KeyState
 
-__all__ = ["ACCEPT", "BACKOFF", "DONE", "IDLE", "INF", "PREPARE", "Outgoing", "PacedProposer",
-           "ProposerOptions", "Step", "quorum_size"]
+__all__ = ["ACCEPT", "BACKOFF", "DONE", "IDLE", "INF", "PREPARE", "QUERY", "Outgoing",
+           "PacedProposer", "ProposerOptions", "Step", "quorum_size"]
 
 INF = float("inf")
 
 # Proposer phases (a register proposer goes back to IDLE between operations; a write-once
-# proposer ends in DONE).
+# proposer ends in DONE). QUERY: a register's quorum read, asking without a ballot; its
+# round timeout and nudge are a phase's like the others.
 IDLE, PREPARE, ACCEPT, BACKOFF, DONE = "idle", "prepare", "accept", "backoff", "done"
+QUERY = "query"
+_TIMED = (PREPARE, ACCEPT, QUERY)  # phases waiting for a quorum's answers
 
 Outgoing = (ProtocolMessage | RangePromise | RangeNack
-            | RPrepare | RPromise | RAccept | RAccepted | RNack)
+            | RPrepare | RPromise | RAccept | RAccepted | RNack | RRead | RState)
 
 
 # Fairness: a proposer that was outbid waits out its backoff, and all that time a rival that
@@ -175,7 +180,7 @@ class PacedProposer:
     def next_wakeup(self) -> float | None:
         """When ``tick`` must next be called; None when nothing waits on the clock."""
         phase = self.phase
-        if phase == PREPARE or phase == ACCEPT:
+        if phase in _TIMED:
             return min(self._deadline, self._phase_deadline)
         if phase == BACKOFF:
             return min(self._deadline, self._wake_at)
@@ -201,7 +206,7 @@ class PacedProposer:
     def hold_phase(self, sent_at: float) -> None:
         """The runtime sent (some of) this phase's messages late, at ``sent_at``: the
         round timeout counts from then, so a late message is never taken for a lost one."""
-        if self.phase in (PREPARE, ACCEPT):
+        if self.phase in _TIMED:
             self._phase_deadline = max(self._phase_deadline, sent_at + self.opts.round_timeout_s)
 
     def tick(self, now: float) -> Step:
@@ -212,7 +217,7 @@ class PacedProposer:
         if now >= self._deadline:
             self._give_up(step, DEADLINE,
                           f"{self.FAILED} within the {self.opts.timeout_s:g} s deadline")
-        elif phase in (PREPARE, ACCEPT) and now >= self._phase_deadline:
+        elif phase in _TIMED and now >= self._phase_deadline:
             missing = tuple(a for a in self.acceptors if a not in self._answered)
             self._retry(now, step, TIMEOUT, no_reply_from=missing)
         elif phase == BACKOFF and now >= self._wake_at:
@@ -225,7 +230,7 @@ class PacedProposer:
         again to the acceptors that have not answered it (the same ballot: an acceptor
         that already had it answers as before); a backoff ends with the next round."""
         step = Step()
-        if self.phase in (PREPARE, ACCEPT):
+        if self.phase in _TIMED:
             msg = self._phase_message()
             if msg is not None:
                 step.send.extend((a, msg) for a in self.acceptors if a not in self._answered)

@@ -16,6 +16,19 @@ it writes back what it read, so a state a read returned is accepted by a quorum 
 later read can return an older one (a read that skipped the accept could return a state
 that only a minority had accepted, then a later read an older one).
 
+A quorum read (a ``get`` by default, RegisterOptions.quorum_reads) first asks every
+acceptor what it has accepted (RRead), which promises nothing and writes nothing. When a
+quorum answers with the same accepted ballot, the read returns that ballot's state, with
+no round at all. Why that is safe (and linearizable), docs/coordination.md ("A read that
+writes nothing") argues in full; in short: (1) that quorum accepted the state at one
+ballot, so it is chosen, and every later round's promise quorum meets that quorum and
+builds on it, so no later read or change sees an older state; (2) every acceptor answered
+after the read began and an acceptor's accepted ballot only grows, so no newer state was
+chosen before the read began (its quorum would meet the read's, and that acceptor would
+have answered with the newer ballot). When the answers do not agree (a change in flight),
+the read asks once more, then falls back to the full round below. A quorum read leaves
+every promise as it was, so it never takes a writer's 1-RTT promise away.
+
 1-RTT (the paper's optimisation): the Accept carries the proposer's *next* ballot, which
 the acceptor promises together with accepting. When a quorum accepted, the proposer
 knows that quorum promised its next ballot and has accepted exactly the state it just
@@ -36,7 +49,15 @@ from dataclasses import replace
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.events import REJECTED, Applied, GaveUp, Ignored, Peer, Round
 from zpaxos.protocol.messages import MAX_ROUND_STEP, ZERO, Ballot
-from zpaxos.protocol.pacing import ACCEPT, IDLE, PREPARE, PacedProposer, Step, quorum_size
+from zpaxos.protocol.pacing import (
+    ACCEPT,
+    IDLE,
+    PREPARE,
+    QUERY,
+    PacedProposer,
+    Step,
+    quorum_size,
+)
 from zpaxos.protocol.regmessages import (
     EMPTY,
     RAccept,
@@ -46,6 +67,8 @@ from zpaxos.protocol.regmessages import (
     RNack,
     RPrepare,
     RPromise,
+    RRead,
+    RState,
     decode_state,
     encode_state,
     register_slot,
@@ -65,9 +88,14 @@ from zpaxos.protocol.regops import (
     RegResult,
 )
 
-__all__ = ["CAS", "CAS_FAILED", "CAS_VALUE", "DELETE", "GET", "NO_QUORUM", "OK", "SET",
-           "UNKNOWN", "RegAcceptor", "RegOp", "RegResult", "RegisterOptions",
+__all__ = ["CAS", "CAS_FAILED", "CAS_VALUE", "DELETE", "GET", "NO_QUORUM", "OK", "QUERY_TRIES",
+           "SET", "UNKNOWN", "RegAcceptor", "RegOp", "RegResult", "RegisterOptions",
            "RegisterProposer", "Step", "next_ballot"]
+
+
+# A quorum read whose answers did not agree (a change was in flight) asks again this many
+# times in all before it falls back to a full round (which outbids the writer).
+QUERY_TRIES = 2
 
 
 def next_ballot(b: Ballot) -> Ballot:
@@ -95,6 +123,8 @@ class RegAcceptor:
             return self.on_prepare(src, msg)
         if isinstance(msg, RAccept):
             return self.on_accept(src, msg)
+        if isinstance(msg, RRead):
+            return self.on_read(src, msg)
         return Step(events=[Ignored(msg.key, type(msg).__name__)])
 
     def _update(self, key: str, new: KeyState) -> list[tuple[str, KeyState]]:
@@ -115,6 +145,12 @@ class RegAcceptor:
             return Step(persist=persist, send=[(src, RPromise(msg.key, msg.ballot, s.accepted,
                                                               reg))])
         return Step(send=[(src, RNack(msg.key, msg.ballot, s.promised))])
+
+    def on_read(self, src: Peer, msg: RRead) -> Step:
+        """Report what was accepted. It promises nothing, so there is nothing to persist
+        before the answer leaves, and no ballot is outbid."""
+        s, reg = self.state(msg.key)
+        return Step(send=[(src, RState(msg.key, msg.read, s.accepted, reg))])
 
     def on_accept(self, src: Peer, msg: RAccept) -> Step:
         s, _ = self.state(msg.key)
@@ -160,6 +196,9 @@ class RegisterProposer(PacedProposer):
         self._accepted: set[Peer] = set()
         self._promised_next: set[Peer] = set()
         self._heard: set[Peer] = set()  # acceptors that answered this operation at all
+        self._states: dict[Peer, RState] = {}  # a quorum read's answers
+        self._queries = 0  # a quorum read's questions so far
+        self._read_id = 0  # the last question's number (RRead.read), over our whole life
         self._writing: tuple[RegState, RegResult] | None = None
         self._fast = False
 
@@ -175,19 +214,72 @@ class RegisterProposer(PacedProposer):
         self._sent_versions = []
         self._begin(now)
         self._heard = set()
+        self._queries = 0
         step = Step()
-        if self.cache is not None and options.one_rtt:
+        if op.kind == GET and options.quorum_reads:
+            self._query(now, step)
+        else:
+            self._round_or_fast(now, step)
+        return step
+
+    def _round_or_fast(self, now: float, step: Step) -> None:
+        """A round: on the 1-RTT path when a quorum promised us our next ballot."""
+        if self.cache is not None and self.opts.one_rtt:
             ballot, state = self.cache
             self.cache = None
-            self.rounds = 1
+            self.rounds += 1
             self.ballot = ballot
             self._round = max(self._round, ballot.round)
             self._fast = True
-            step.events.append(Round(self.key, ballot, 1, fast=True))
+            step.events.append(Round(self.key, ballot, self.rounds, fast=True))
             self._write(now, state, step)
         else:
             self._start_round(now, step)
-        return step
+
+    # ---- a quorum read (no ballot, no write)
+
+    def _query(self, now: float, step: Step) -> None:
+        self._queries += 1
+        self._read_id += 1
+        self._states.clear()
+        self.phase = QUERY
+        self._phase_started(now)
+        msg = RRead(self.key, self._read_id)
+        step.send.extend((a, msg) for a in self.acceptors)
+
+    def _on_state(self, now: float, src: Peer, msg: RState, step: Step) -> None:
+        if self.phase != QUERY or msg.read != self._read_id:
+            # Only an answer to this very question counts: one given before this read
+            # began (a delayed or duplicated answer to an earlier one) may be older than
+            # a state chosen since, and the argument's step 2 needs answers given after.
+            return
+        self._answered.add(src)
+        self._states[src] = msg
+        agree: dict[Ballot, int] = {}
+        for m in self._states.values():
+            agree[m.accepted] = agree.get(m.accepted, 0) + 1
+        ballot, n = max(agree.items(), key=lambda kv: kv[1])
+        if n >= self.quorum:
+            # A quorum accepted this one state at one ballot: it is chosen, and nothing
+            # newer was chosen before we asked (module docstring).
+            self._phase_done(now)
+            state = msg.state if msg.accepted == ballot else next(
+                m.state for m in self._states.values() if m.accepted == ballot)
+            self._answer_read(ballot, state, step)
+        elif n + len(self.acceptors) - len(self._states) < self.quorum:
+            # No quorum can agree any more: a change is in flight. Ask again, then run
+            # the operation as a round (the 1-RTT one if we hold the promise).
+            if self._queries < QUERY_TRIES:
+                self._query(now, step)
+            else:
+                self._round_or_fast(now, step)
+
+    def _answer_read(self, ballot: Ballot, state: RegState, step: Step) -> None:
+        if ballot.is_zero:
+            state = EMPTY
+        self.result = RegResult(self.key, GET, OK, state.version, state.value, self.rounds)
+        step.events.append(Applied(self.key, ballot, self.rounds, GET, OK, state.version))
+        self._idle()
 
     # ---- phase 1
 
@@ -261,6 +353,8 @@ class RegisterProposer(PacedProposer):
         step.send.extend((p, msg) for p in self.acceptors)
 
     def _phase_message(self) -> RegisterMessage | None:
+        if self.phase == QUERY:
+            return RRead(self.key, self._read_id)
         if self.phase == PREPARE:
             return RPrepare(self.key, self.ballot)
         if self._writing is None:
@@ -336,4 +430,6 @@ class RegisterProposer(PacedProposer):
             self._on_accepted(now, src, msg, step)
         elif isinstance(msg, RNack):
             self._on_nack(now, src, msg, step)
+        elif isinstance(msg, RState):
+            self._on_state(now, src, msg, step)
         return step

@@ -78,6 +78,8 @@ from zpaxos.protocol.regmessages import (
     RNack,
     RPrepare,
     RPromise,
+    RRead,
+    RState,
 )
 
 __all__ = ["BOTH", "MAX_BUSY", "MAX_ENTRIES", "MAX_LEARN_ENTRIES", "MAX_NAMES",
@@ -340,6 +342,11 @@ SPECS: tuple[Spec, ...] = (
          ChartStyle("#6cbf6c", "#2f7d32")),
     Spec(RNack, TO_PROPOSER, ("key", "ballot", "promised"), _nack_parts,
          ChartStyle("#d62728", "#b71c1c", "6 4")),
+    # A quorum read's question and answers (promise nothing, persist nothing).
+    Spec(RRead, TO_ACCEPTOR, ("key", "read"), _simple("read"),
+         ChartStyle("#1f5fbf", "#174a94", "2 3")),
+    Spec(RState, TO_PROPOSER, ("key", "read", "accepted", "state"), _simple("accepted", "state"),
+         ChartStyle("#5a9ee0", "#2363a8", "2 3")),
     # Watching a register (hosts/watchers.py): not Paxos, a hint to read again.
     Spec(RWatch, RUNTIME, ("key",), _simple(), ChartStyle("#7f7f7f", "#555555", "2 3"),
          drawn=False),
@@ -358,7 +365,8 @@ TO_ACCEPTOR_TYPES: tuple[type, ...] = tuple(s.cls for s in SPECS
 TO_PROPOSER_TYPES: tuple[type, ...] = tuple(s.cls for s in SPECS
                                             if s.direction in (TO_PROPOSER, BOTH))
 RUNTIME_TYPES: tuple[type, ...] = tuple(s.cls for s in SPECS if s.direction == RUNTIME)
-REGISTER_TYPES: tuple[type, ...] = (RPrepare, RPromise, RAccept, RAccepted, RNack)
+REGISTER_TYPES: tuple[type, ...] = (RPrepare, RPromise, RAccept, RAccepted, RNack, RRead,
+                                    RState)
 
 
 def spec_of(msg: object) -> Spec:

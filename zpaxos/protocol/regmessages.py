@@ -36,11 +36,14 @@ from zpaxos.protocol.messages import (
     RNack,
     RPrepare,
     RPromise,
+    RRead,
+    RState,
 )
 
 __all__ = ["EMPTY", "OP_ID_MAX_BYTES", "RECENT_OPS", "REGISTER_PREFIX", "STATE_OVERHEAD_BYTES",
            "WRITER_BYTES",
-           "BadState", "RAccept", "RAccepted", "RNack", "RPrepare", "RPromise", "RegState",
+           "BadState", "RAccept", "RAccepted", "RNack", "RPrepare", "RPromise", "RRead", "RState",
+           "RegState",
            "RegisterMessage", "decode_state", "encode_state", "register_of_slot",
            "register_slot"]
 

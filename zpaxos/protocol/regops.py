@@ -73,6 +73,7 @@ class RegResult:
 
 @dataclass(frozen=True, slots=True)
 class RegisterOptions(ProposerOptions):
-    """A proposer's pacing, and the 1-RTT path (registers only)."""
+    """A proposer's pacing, the 1-RTT path and quorum reads (registers only)."""
 
     one_rtt: bool = True
+    quorum_reads: bool = True  # a get first tries a read that writes nothing (register.py)

@@ -56,6 +56,7 @@ from zpaxos.protocol.messages import (
     RegState,
     RNack,
     RPromise,
+    RState,
     StatusKey,
     StatusReply,
     SyncEntry,
@@ -98,7 +99,7 @@ def _promised(m: Nack | RangeNack | RNack) -> str | None:
     return _ballot(m.promised, "promised")
 
 
-def _rpromise(m: RPromise) -> str | None:
+def _rpromise(m: RPromise | RState) -> str | None:
     if m.accepted.is_zero and m.state != RegState():
         return "a register state comes with the ballot that accepted it"
     return _state(m.state, "state") or _ballot(m.accepted, "accepted")
@@ -205,7 +206,7 @@ def _ballots(col: tuple[Ballot, ...], name: str) -> str | None:
 # nothing more: every write-once hot-path type but PROMISE and DECIDE).
 CHECKS: dict[type, Callable[[Any], str | None]] = {
     Promise: _promise, Nack: _promised, Decide: _decide, RangeNack: _promised,
-    RPromise: _rpromise, RAccept: _raccept, RAccepted: _next, RNack: _promised,
+    RPromise: _rpromise, RState: _rpromise, RAccept: _raccept, RAccepted: _next, RNack: _promised,
     StatusReply: _status_reply, SyncReply: _sync_reply, Hello: _hello, HelloReply: _hello,
     CatchUp: _hello, CatchUpReply: _catch_up_reply,
     Prepares: _prepares, Promises: _promises, Accepts: _accepts, Accepteds: _accepts,

@@ -23,13 +23,13 @@ from zpaxos.protocol.core import ProposerOptions
 from zpaxos.protocol.messages import key_problem
 from zpaxos.protocol.register import GET, RegisterOptions, RegOp, RegResult
 from zpaxos.protocol.registry import MAX_VALUE_BYTES
-from zpaxos.protocol.regmessages import RAccepted, RNack, RPromise
+from zpaxos.protocol.regmessages import RAccepted, RNack, RPromise, RState
 from zpaxos.runtime.loop import drive
 from zpaxos.runtime.sockets import Sockets
 
 __all__ = ["Registers", "register_options"]
 
-_REPLIES = frozenset((RPromise, RAccepted, RNack))
+_REPLIES = frozenset((RPromise, RAccepted, RNack, RState))
 
 
 def register_options(p: ProposerOptions, one_rtt: bool = True) -> RegisterOptions:

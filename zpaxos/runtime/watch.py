@@ -20,13 +20,20 @@ its version is above the last one yielded. So:
   which carries the node's version.
 
 The watcher does not poll the cluster: between changes it only renews its watches.
+
+Many watchers of one register in one process share one watch (:class:`SharedWatch`): the
+nodes hold one entry and send one notification for all of them, and one confirming read
+serves them all. The read writes nothing (a quorum read, protocol/register.py), so it does
+not take a writer's 1-RTT promise away.
 """
 
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -55,9 +62,18 @@ class Client(Protocol):
 
     def _stop(self) -> None: ...
 
-__all__ = ["WatchRefused", "WatchSession", "WatchState", "watch"]
+__all__ = ["SharedWatch", "WatchRefused", "WatchSession", "WatchState", "watch"]
 
 READ_RETRY_S = 0.05  # a confirming read that found no quorum is tried again after this
+# Confirming reads start at most once per READ_GAP_S on average, with a burst of
+# READ_BURST (a token bucket, kept as the time its next token is due): changes faster than
+# that are coalesced into one read (the watch reports the latest, and says which versions
+# it skipped). It bounds what a watcher costs the cluster however fast the register
+# changes, for at most READ_GAP_S of added latency (the target is 50 ms at p99), and a
+# change after a quiet moment is read at once.
+READ_GAP_S = 0.02
+READ_BURST = 2
+STOP_CHECK_S = 0.2  # a watch told when to stop (``until``) asks at least this often
 
 
 class WatchRefused(Exception):
@@ -117,6 +133,7 @@ class WatchSession:
         self.want_read = True  # a notice came (or nothing was read yet): read
         self.refused: set[int] = set()
         self.renew_at = 0.0
+        self.heard = -1  # the newest version a node told us of (reset by watch per read)
 
     def take(self, batch: list[tuple[Any, Any]]) -> None:
         """Note the notifications in ``batch`` (other messages are not ours)."""
@@ -126,6 +143,7 @@ class WatchSession:
                     self.refused.add(src)
                 else:
                     self.refused.discard(src)
+                self.heard = max(self.heard, msg.version)
                 if self.last is None or msg.version >= self.last + self.read_ahead:
                     self.want_read = True
         if len(self.refused) > len(self.nodes) - self.quorum:
@@ -171,31 +189,125 @@ class WatchSession:
 
 
 def watch(client: Client, key: str, from_version: int | None = None,
-          options: RegisterOptions | None = None) -> Iterator[WatchState]:
+          options: RegisterOptions | None = None,
+          until: Callable[[], bool] | None = None) -> Generator[WatchState, None, None]:
     """Yield each new state of register ``key``: first its current one (with
     ``from_version`` N: the first state at N or above, saying which versions from N it
-    skipped), then each newer one. Runs until the caller stops iterating."""
+    skipped), then each newer one. Runs until the caller stops iterating, or until
+    ``until()`` says so (asked at least every STOP_CHECK_S). Confirming reads are paced
+    (READ_GAP_S, READ_BURST): faster changes are coalesced into one read."""
     session = WatchSession(client, key, options)
     last = None if from_version is None else from_version - 1  # the last one yielded
     session.last = last
+    sockets = client.sockets
+    read_at = 0.0  # when the token bucket's next token is due
     while True:
-        session.renew(time.monotonic())
-        if not session.wait(float("inf")):
+        now = time.monotonic()
+        session.renew(now)
+        if session.want_read:
+            wait = read_at - (READ_BURST - 1) * READ_GAP_S - now
+            if wait > 0:  # no token: coalesce the changes until the next is due
+                session.take(sockets.poll(wait))
+                continue
+            read_at = max(read_at, now) + READ_GAP_S
+            session.heard = -1
+            r = session.read()
+            if r.status != OK:
+                session.want_read = True  # no quorum now: try again soon
+                session.take(sockets.poll(READ_RETRY_S))
+                continue
+            # What nodes told us during the read asks for another only if it is newer
+            # than what the read returned (the other nodes' notes of the same change
+            # arrive while it runs).
+            session.want_read = session.heard > r.version
+            if last is None or r.version > last:
+                skipped = None
+                if last is not None and r.version > last + 1:
+                    skipped = (last + 1, r.version - 1)
+                last = r.version
+                yield WatchState(key, r.version, r.value, skipped, time.monotonic())
             continue
-        r = session.read()
-        if r.status != OK:
-            session.want_read = True  # no quorum now: try again soon
-            session.take(client.sockets.poll(READ_RETRY_S))
-            continue
-        if last is None or r.version > last:
-            skipped = None
-            if last is not None and r.version > last + 1:
-                skipped = (last + 1, r.version - 1)
-            last = r.version
-            yield WatchState(key, r.version, r.value, skipped, time.monotonic())
+        idle = max(0.0, session.renew_at - time.monotonic())
+        session.take(sockets.poll(idle if until is None else min(idle, STOP_CHECK_S)))
+        if sockets.stop_requested:
+            client._stop()
+        if until is not None and until():
+            return
 
 
 def _get() -> Any:
     from zpaxos.protocol.register import GET, RegOp
 
     return RegOp(GET)
+
+
+class SharedWatch:
+    """One watch of register ``key`` on ``client``, for any number of watchers in this
+    process: each new state goes to every subscriber, for one RWatch per node and one
+    confirming read per change in all. The watch runs on a thread of its own
+    (:meth:`start`), which then owns ``client``: nothing else may use it until
+    :meth:`stop`.
+
+        shared = SharedWatch(client, "config").start()
+        for state in shared.subscribe():     # in as many threads as you like
+            ...
+
+    A subscriber that joins late first gets the latest state reported."""
+
+    def __init__(self, client: Client, key: str, from_version: int | None = None,
+                 options: RegisterOptions | None = None) -> None:
+        self._states = watch(client, key, from_version, options, lambda: self._stopped)
+        self._lock = threading.Lock()
+        self._deliver: list[Callable[[WatchState | BaseException], None]] = []
+        self._last: WatchState | BaseException | None = None
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name=f"watch {key}", daemon=True)
+
+    def start(self) -> SharedWatch:
+        self._thread.start()
+        return self
+
+    def stop(self, wait_s: float = WATCH_RENEW_S + 1) -> None:
+        """Stop sharing: the thread ends within STOP_CHECK_S, or at the end of a read in
+        progress (the client is free again once this returns)."""
+        self._stopped = True
+        self._thread.join(wait_s)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def add(self, deliver: Callable[[WatchState | BaseException], None]) -> None:
+        """Call ``deliver`` (on the watch's thread) with each state, or with the error
+        that ended the watch; first with the latest state, if there was one."""
+        with self._lock:
+            self._deliver.append(deliver)
+            if self._last is not None:
+                deliver(self._last)
+
+    def subscribe(self) -> Iterator[WatchState]:
+        """Each new state, as :func:`watch` yields them; raises what ended the watch."""
+        q: queue.SimpleQueue[WatchState | BaseException] = queue.SimpleQueue()
+        self.add(q.put)
+        while True:
+            item = q.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def _run(self) -> None:
+        try:
+            for state in self._states:
+                self._publish(state)
+                if self._stopped:
+                    break
+        except Exception as e:  # noqa: BLE001  # handed to every subscriber, who raises it
+            self._publish(e)
+        finally:
+            self._states.close()
+
+    def _publish(self, item: WatchState | BaseException) -> None:
+        with self._lock:
+            self._last = item
+            for deliver in self._deliver:
+                deliver(item)

@@ -43,7 +43,12 @@ from zpaxos.protocol.ranges import Lease
 from zpaxos.sim import membersim
 from zpaxos.sim.lockmutants import RenewsWithoutMargin, ReusesToken, TrustsHoldersClock
 from zpaxos.sim.locksim import TOKEN, TWO_HOLDERS
-from zpaxos.sim.regmutants import AcceptBelowPromise, ReadSkipsQuorum, StaleValue
+from zpaxos.sim.regmutants import (
+    AcceptBelowPromise,
+    QuorumReadTrustsOneAnswer,
+    ReadSkipsQuorum,
+    StaleValue,
+)
 from zpaxos.sim.simulator import REPLAY_CMD
 
 NO_LINEARIZATION = "no linearization"  # what the checker says of a register's bad history
@@ -320,6 +325,8 @@ MUTANTS: dict[str, Mutant] = dict([
     # Registers (zpaxos/sim/regsim.py, checked by zpaxos/sim/lincheck.py).
     _m("read-skips-quorum", NO_LINEARIZATION, REGISTER, proposer_cls=ReadSkipsQuorum),
     _m("stale-value", NO_LINEARIZATION, REGISTER, proposer_cls=StaleValue),
+    _m("quorum-read-trusts-one-answer", NO_LINEARIZATION, REGISTER,
+       proposer_cls=QuorumReadTrustsOneAnswer),
     _m("accept-below-promise", NO_LINEARIZATION, REGISTER, register_cls=AcceptBelowPromise),
     # Membership changes (zpaxos/sim/membersim.py): keys, registers and range promises
     # across configurations.

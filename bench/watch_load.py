@@ -1,0 +1,174 @@
+"""What many watchers cost the writes: one register's write rate with 0 and 1,000 watchers.
+
+    .venv/bin/python bench/watch_load.py [--watchers 1000] [--processes 4] [--seconds 2]
+                                         [--rounds 4] [--full-reads] [--read-gap S]
+
+A temporary 3-node cluster (fsync on). ``--processes`` watcher processes, each one Client
+with one :class:`~zpaxos.runtime.watch.SharedWatch` of register ``watched`` and
+``watchers / processes`` subscribers on it (a callback each, which counts the states it
+is given): the nodes see one watcher per process, and each process confirms a change with
+one read for all its subscribers. The writer (this process, its own Client) sets a
+register, one set at a time on the 1-RTT path, for ``--seconds``: alternately ``quiet``
+(watched by no one) and ``watched`` (by all), ``--rounds`` times each, interleaved, so
+the machine's load falls on both alike. The watcher processes run throughout.
+
+Prints, per phase, the writes per second and their p50 / p99 latency, and the CPU time
+the three nodes spent per write, then the ratio of the medians (watched / quiet: 1.0 is
+no slowdown; the target is at least 0.9), the nodes' CPU per write both ways (what the
+watchers cost the cluster, which a busy machine disturbs less than the rates) and the
+CPU the watcher processes used, and how many states the watchers were given.
+``--full-reads``: the watchers confirm with a full round (a write of what they read, the
+way before quorum reads), the A/B of that lever;
+``--read-gap S``: the watchers' least time between two confirming reads (default
+zpaxos.runtime.watch.READ_GAP_S; 0: read on every notification).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from zpaxos.client import Client, load_config
+from zpaxos.lab.launcher import LocalCluster, free_ports, write_config
+from zpaxos.runtime import watch
+from zpaxos.runtime.watch import SharedWatch, WatchState
+
+WATCHED, QUIET = "watched", "quiet"
+
+
+def _watcher(config: str, subscribers: int, full_reads: bool, read_gap_s: float, ready: Any,
+             stop: Any, out: Any) -> None:
+    watch.READ_GAP_S = read_gap_s  # this process's watches (a lever to compare)
+    seen = [0] * subscribers
+    with Client(load_config(config)) as c:
+        opts = replace(c.register_options(one_rtt=False), quorum_reads=not full_reads)
+        shared = SharedWatch(c, WATCHED, options=opts)
+
+        def counter(i: int) -> Any:
+            def deliver(s: WatchState | BaseException) -> None:
+                seen[i] += 1
+            return deliver
+
+        for i in range(subscribers):
+            shared.add(counter(i))
+        shared.start()
+        while not any(seen):
+            time.sleep(0.01)
+        ready.put(1)
+        stop.wait()
+        shared.stop()
+    out.put(sum(seen))
+
+
+def _cpu_s(pids: list[int]) -> float:
+    """CPU seconds (user + system) the processes ``pids`` used so far."""
+    ticks = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _write(c: Client, key: str, seconds: float) -> tuple[float, float, float]:
+    lat: list[float] = []
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end:
+        t0 = time.perf_counter()
+        r = c.set(key, b"v%d" % n)
+        lat.append((time.perf_counter() - t0) * 1000)
+        if r.status != "ok":
+            raise SystemExit(f"a set failed: {r.status} {r.reason}")
+        n += 1
+    q = statistics.quantiles(lat, n=100)
+    return n / seconds, q[49], q[98]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--watchers", type=int, default=1000)
+    ap.add_argument("--processes", type=int, default=4)
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--full-reads", action="store_true")
+    ap.add_argument("--read-gap", type=float, default=watch.READ_GAP_S, metavar="S")
+    a = ap.parse_args()
+    if a.processes < 1 or a.watchers < a.processes:
+        ap.error("need at least one watcher per process")
+    per = [a.watchers // a.processes + (i < a.watchers % a.processes)
+           for i in range(a.processes)]
+    rows: list[tuple[str, float, float, float, float, float]] = []
+    with tempfile.TemporaryDirectory(prefix="zpaxos-wload-") as tmp:
+        path = write_config(Path(tmp) / "cluster.ini", [("127.0.0.1", p) for p in free_ports(3)],
+                            log_level="WARNING", value_files="")
+        with LocalCluster(path, Path(tmp), range(3)) as local:
+            local.start_all()
+            ctx = multiprocessing.get_context("fork")
+            ready, out, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
+            procs = [ctx.Process(target=_watcher, daemon=True,
+                                 args=(str(path), n, a.full_reads, a.read_gap, ready, stop,
+                                       out))
+                     for n in per]
+            with Client(load_config(path)) as c:
+                c.set(WATCHED, b"start")
+                for p in procs:
+                    p.start()
+                try:
+                    for _ in procs:
+                        ready.get(timeout=60)
+                    _write(c, QUIET, 1.0)  # warm-up: connections, the 1-RTT promise
+                    _write(c, WATCHED, 1.0)
+                    nodes = [p.pid for p in local.procs.values()]
+                    watchers = [p.pid for p in procs if p.pid is not None]
+                    for _ in range(a.rounds):
+                        for key in (QUIET, WATCHED):
+                            n0, w0 = _cpu_s(nodes), _cpu_s(watchers)
+                            rate, p50, p99 = _write(c, key, a.seconds)
+                            n1, w1 = _cpu_s(nodes), _cpu_s(watchers)
+                            rows.append((key, rate, p50, p99,
+                                         (n1 - n0) / (rate * a.seconds) * 1e6,
+                                         (w1 - w0) / a.seconds))
+                    stop.set()
+                    given = sum(out.get(timeout=30) for _ in procs)
+                finally:
+                    stop.set()
+                    for p in procs:
+                        p.join(10)
+                        if p.is_alive():
+                            p.kill()
+    _report(a, rows, given)
+
+
+def _report(a: argparse.Namespace, rows: list[tuple[str, float, float, float, float, float]],
+            given: int) -> None:
+    print(f"{a.watchers} watchers in {a.processes} processes (shared watch per process, "
+          f"{'full-round' if a.full_reads else 'quorum'} reads, at most one per "
+          f"{a.read_gap * 1000:g} ms); one writer, sets, "
+          f"{a.seconds:g} s per phase")
+    for key, rate, p50, p99, node_us, _ in rows:
+        print(f"  {key:8} {rate:7.0f} writes/s  p50 {p50:5.2f} ms  p99 {p99:5.2f} ms  "
+              f"nodes' CPU {node_us:4.0f} us/write")
+
+    def median(col: int, key: str) -> float:
+        return statistics.median(r[col] for r in rows if r[0] == key)
+
+    quiet, watched = median(1, QUIET), median(1, WATCHED)
+    print(f"write rate with {a.watchers} watchers / with none: {watched / quiet:.3f} "
+          f"({watched:.0f} / {quiet:.0f} writes/s); target at least 0.9")
+    print(f"nodes' CPU per write: {median(4, WATCHED):.0f} us watched, {median(4, QUIET):.0f} "
+          f"us not ({median(4, WATCHED) / median(4, QUIET):.2f}x)")
+    print(f"the watcher processes used {median(5, WATCHED):.2f} CPU s/s while the watched "
+          f"register changed, {median(5, QUIET):.2f} otherwise")
+    print(f"states given to the watchers: {given} (each watcher sees coalesced changes)")
+
+
+if __name__ == "__main__":
+    main()

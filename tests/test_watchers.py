@@ -1,0 +1,119 @@
+"""A node's table of register watchers (zpaxos/hosts/watchers.py), and the acceptor host
+that notifies from it: bounds, leases, notification on accept, bounded fan-out, removal,
+and no growth past the bounds whatever clients send."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from zpaxos.hosts.acceptor_host import AcceptorHost
+from zpaxos.hosts.addresses import Caller
+from zpaxos.hosts.watchers import MAX_WATCHES_PER_CALLER, Watchers
+from zpaxos.protocol.messages import Ballot, RegState, RNotify, RWatch
+from zpaxos.protocol.regmessages import RAccept, RRead
+
+A, B, C = Caller(b"a"), Caller(b"b"), Caller(b"c")
+
+
+def test_a_watch_lasts_its_lease_and_a_renewal_extends_it() -> None:
+    w = Watchers(lease_s=10.0)
+    assert w.watch(0.0, A, "k") and w.watch(5.0, B, "k")
+    assert w.watch(8.0, A, "k")  # renewed: now lasts until 18
+    w.expire(12.0)  # B's lease (until 15) holds, A's too
+    assert set(w.of("k")) == {A, B}
+    w.expire(15.0)
+    assert list(w.of("k")) == [A] and len(w) == 1
+    w.expire(18.0)
+    assert list(w.of("k")) == [] and len(w) == 0
+
+
+def test_bounds_refuse_a_new_watch_but_renew_an_old_one() -> None:
+    w = Watchers(max_watches=3, per_register=2, per_caller=2)
+    assert w.watch(0.0, A, "k") and w.watch(0.0, B, "k")
+    assert not w.watch(0.0, C, "k")  # two on "k" already
+    assert w.watch(0.0, A, "j")
+    assert not w.watch(0.0, A, "i")  # A watches two registers already
+    assert not w.watch(0.0, C, "j")  # three in all
+    assert w.refused == 3
+    assert w.watch(1.0, A, "k") and w.refused == 3  # a renewal is never refused
+    w.expire(w.lease_s + 0.5)  # all but A's renewed "k" expired: room again
+    assert w.watch(w.lease_s + 0.5, C, "j") and len(w) == 2
+
+
+def test_a_watch_is_notified_once_until_its_watcher_asks_again() -> None:
+    w = Watchers()
+    w.watch(0.0, A, "k")
+    w.watch(0.0, B, "k")
+    assert set(w.notify("k")) == {A, B}
+    assert w.notify("k") == []  # disarmed: no second notification before a read
+    w.rearm(A, "k")
+    w.rearm(C, "k")  # not a watcher: nothing to arm, nothing added
+    assert w.notify("k") == [A] and set(w.of("k")) == {A, B}
+    w.watch(1.0, B, "k")  # a renewal arms too
+    assert w.notify("k") == [B]
+    assert w.notify("other") == []
+
+
+def _host() -> AcceptorHost:
+    host = AcceptorHost(0, {}, [1, 2])
+    host.now = 0.0
+    return host
+
+
+def _accept(host: AcceptorHost, version: int) -> list[tuple[object, object]]:
+    state = RegState(version, b"v%d" % version)
+    ready = host.handle([(Caller(b"writer"), RAccept("k", Ballot(version, b"w"), state))])
+    return [(dst, m) for dst, m in ready.send if isinstance(m, RNotify)]
+
+
+def test_the_node_notifies_watchers_of_an_accepted_state_and_bounds_the_fan_out() -> None:
+    host = _host()
+    ready = host.handle([(A, RWatch("k")), (B, RWatch("k"))])
+    assert sorted(ready.send, key=str) == [(A, RNotify("k", 0, True)), (B, RNotify("k", 0, True))]
+    assert sorted(_accept(host, 1), key=str) == [(A, RNotify("k", 1, True)),
+                                                 (B, RNotify("k", 1, True))]
+    assert _accept(host, 2) == []  # neither read since: no second notification
+    host.handle([(A, RRead("k", 1))])  # A's confirming read re-arms A only
+    assert _accept(host, 3) == [(A, RNotify("k", 3, True))]
+    host.now = 100.0  # the leases ran out: removed, nobody is told
+    host.handle([])
+    assert len(host.watchers) == 0 and _accept(host, 4) == []
+
+
+def test_a_full_table_refuses_and_says_so() -> None:
+    host = _host()
+    keys = [f"r{i}" for i in range(MAX_WATCHES_PER_CALLER + 1)]
+    ready = host.handle([(A, RWatch(k)) for k in keys])
+    answers = [m for _, m in ready.send if isinstance(m, RNotify)]
+    assert [m.watching for m in answers] == [True] * MAX_WATCHES_PER_CALLER + [False]
+    assert len(host.watchers) == MAX_WATCHES_PER_CALLER
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32))
+def test_no_sequence_of_requests_grows_the_table_past_its_bounds(seed: int) -> None:
+    rng = random.Random(seed)
+    w = Watchers(lease_s=5.0, max_watches=40, per_register=15, per_caller=6)
+    callers = [Caller(b"c%d" % i) for i in range(30)]
+    keys = [f"k{i}" for i in range(12)]
+    now = 0.0
+    for _ in range(400):
+        now += rng.random()
+        caller, key = rng.choice(callers), rng.choice(keys)
+        what = rng.random()
+        if what < 0.6:
+            w.watch(now, caller, key)
+        elif what < 0.8:
+            w.rearm(caller, key)
+        else:
+            w.notify(key)
+        w.expire(now)
+        assert len(w) <= 40
+        assert all(len(w.of(k)) <= 15 for k in keys)
+        assert sum(len(w.of(k)) for k in keys) == len(w)
+        assert all(sum(c in w.of(k) for k in keys) <= 6 for c in callers)
+    w.expire(now + 5.0)  # every lease out: nothing left anywhere
+    assert len(w) == 0 and not w._by_key and not w._per_caller
