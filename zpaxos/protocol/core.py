@@ -21,6 +21,7 @@ import bisect
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from zpaxos.protocol.events import ADOPTED as HOW_ADOPTED
 from zpaxos.protocol.events import (
@@ -211,9 +212,10 @@ class Acceptor:
 class Learner:
     """Learns chosen values: a quorum of Accepted for one ballot, or a Decide."""
 
-    def __init__(self, acceptors: Sequence[Peer]) -> None:
+    def __init__(self, acceptors: Sequence[Peer], quorum: int | None = None) -> None:
+        """``quorum``: how many of ``acceptors`` must accept (default: a majority)."""
         self.acceptors = frozenset(acceptors)
-        self.quorum = quorum_size(len(self.acceptors))
+        self.quorum = quorum if quorum is not None else quorum_size(len(self.acceptors))
         self.chosen: dict[str, bytes] = {}
         self.chosen_ballot: dict[str, Ballot] = {}  # when known
         self._votes: dict[tuple[str, Ballot, bytes], set[Peer]] = {}
@@ -271,6 +273,19 @@ class Outcome:
         return None if self.chosen is None else self.chosen.decode("utf-8", "backslashreplace")
 
 
+class Quorums(Protocol):
+    """Who counts in each phase (protocol/membership.Config has these fields)."""
+
+    @property
+    def prepare(self) -> Sequence[int]: ...
+    @property
+    def prepare_quorum(self) -> int: ...
+    @property
+    def accept(self) -> Sequence[int]: ...
+    @property
+    def accept_quorum(self) -> int: ...
+
+
 class Proposer(PacedProposer):
     """Proposes one value for one key and runs rounds until a value is chosen or it gives up.
 
@@ -288,7 +303,11 @@ class Proposer(PacedProposer):
         acceptors: Sequence[Peer],
         options: ProposerOptions,
         rng: random.Random,
+        quorums: Quorums | None = None,
     ) -> None:
+        """``quorums``: who counts in each phase when the cluster's configuration says
+        so (protocol/membership.py: during a membership change the prepare and accept
+        sides differ); None: ``acceptors`` in both, majorities."""
         if not proposer_id:
             raise ValueError("proposer_id must be non-empty (the empty id is reserved for ZERO)")
         self.key = key
@@ -297,15 +316,35 @@ class Proposer(PacedProposer):
         self.acceptors = tuple(acceptors)
         self.opts = options
         self.rng = rng
-        self.quorum = quorum_size(len(self.acceptors))
+        self._use(quorums)
         self._init_pacing()
         self.value = value  # what phase 2 proposes: our own, or an adopted one
         self.outcome: Outcome | None = None
         self._round = 0
         self._max_seen_round = 0
         self._promises: dict[Peer, Promise] = {}
-        self._learner = Learner(self.acceptors)
         self._heard: set[Peer] = set()
+
+    def _use(self, quorums: Quorums | None) -> None:
+        if quorums is None:
+            self._prepare_to = self._accept_to = self.acceptors
+            self.quorum = quorum_size(len(self.acceptors))
+            self._learner = Learner(self.acceptors)
+            return
+        self._prepare_to, self._accept_to = tuple(quorums.prepare), tuple(quorums.accept)
+        self.acceptors = tuple(dict.fromkeys((*self._prepare_to, *self._accept_to)))
+        self.quorum = quorums.prepare_quorum
+        self._learner = Learner(self._accept_to, quorums.accept_quorum)
+
+    def reconfigure(self, now: float, quorums: Quorums) -> Step:
+        """The cluster moved to another configuration (an acceptor refused our epoch and
+        told us the new one): count the new voters, and start a new round at once (a
+        round's promises and acceptances were counted against the old ones)."""
+        self._use(quorums)
+        step = Step()
+        if self.phase in (PREPARE, ACCEPT, BACKOFF):
+            self._start_round(now, step)
+        return step
 
     # ---- driving
 
@@ -332,7 +371,7 @@ class Proposer(PacedProposer):
         self._phase_started(now)
         step.events.append(Round(self.key, self.ballot, self.rounds, fast=True))
         accept = Accept(self.key, self.ballot, self.value)  # one immutable message for all
-        step.send.extend([(a, accept) for a in self.acceptors])
+        step.send.extend([(a, accept) for a in self._accept_to])
         return step
 
     def _phase_message(self) -> ProtocolMessage:
@@ -368,14 +407,14 @@ class Proposer(PacedProposer):
         self._phase_started(now)
         step.events.append(Round(self.key, self.ballot, self.rounds))
         prepare = Prepare(self.key, self.ballot)
-        step.send.extend([(a, prepare) for a in self.acceptors])
+        step.send.extend([(a, prepare) for a in self._prepare_to])
 
     def _on_promise(self, now: float, src: Peer, msg: Promise, step: Step) -> None:
         if msg.ballot != self.ballot:
             return  # a reply to an earlier round
         self._answered.add(src)
-        if self.phase != PREPARE:
-            return  # quorum already reached; a late promise changes nothing
+        if self.phase != PREPARE or src not in self._prepare_to:
+            return  # quorum already reached (a late promise changes nothing), or no voter
         self._promises[src] = msg  # a dict: a duplicated Promise counts once
         if len(self._promises) < self.quorum:
             return
@@ -389,7 +428,7 @@ class Proposer(PacedProposer):
         self.phase = ACCEPT
         self._phase_started(now)
         accept = Accept(self.key, self.ballot, self.value)
-        step.send.extend([(a, accept) for a in self.acceptors])
+        step.send.extend([(a, accept) for a in self._accept_to])
 
     # ---- phase 2
 
