@@ -32,6 +32,10 @@ LOGGED: dict[str, str] = {
     "caught_up": "a node learned decisions or register states it missed, from a peer",
     "catch_up_cursors_unreadable": "a node's catch-up cursors could not be read",
     "catch_up_cursors_unsaved": "a node's catch-up cursors could not be saved",
+    "members_changed": "a node moved to a newer membership configuration (its epoch)",
+    "members_removed": "the new configuration leaves this node out",
+    "members_unreadable": "a chain key's value is no configuration (ignored)",
+    "members_step": "zpaxos members: a reconfiguration step proposed, or waited for",
 }
 
 # The typed events: name -> the first line of the class's docstring.
