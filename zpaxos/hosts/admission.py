@@ -135,6 +135,10 @@ class Admission:
         # the loop from the chain it holds; 0 and b"": none, the INI file's nodes).
         self.epoch = 0
         self.config = b""
+        # The other members of that configuration: a Hello from one is a peer's, even
+        # when it joined after this node started (it catches up from us; we answer it).
+        self.members: frozenset[int] = frozenset()
+        self.decided: Callable[[], int] = lambda: 0  # decided keys held (the loop's count)
 
     # ---- what the loop calls
 
@@ -225,7 +229,7 @@ class Admission:
     def members_info(self, refused: int = 0) -> MembersInfo:
         """This node's configuration: an answer, or (``refused`` > 0) a refusal."""
         return MembersInfo(self.node_id, self.epoch, self.config, refused,
-                           self.phase == VOTING and self.syncing == 0)
+                           self.phase == VOTING and self.syncing == 0, self.decided())
 
     def due(self, now: float) -> Ready:
         """Timed work: the host's (catching up with the peers, once voting), and the
@@ -306,7 +310,7 @@ class Admission:
 
     def _from_peer(self, src: Src, node: int) -> bool:
         """Is a Hello that says it is from ``node`` really from that peer's node socket?"""
-        if node not in self.peers or not isinstance(src, Caller):
+        if (node not in self.peers and node not in self.members) or not isinstance(src, Caller):
             return False
         if self.curve and src.user != f"node:{node_name(node)}":
             return False

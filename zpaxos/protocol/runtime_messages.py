@@ -222,7 +222,8 @@ class MembersInfo(_Msg, frozen=True, tag="MEMBERS"):
     epoch: Count
     config: Annotated[bytes, Meta(max_length=MAX_CONFIG_BYTES)]
     refused: Count
-    caught_up: bool  # the node has finished catching up since it started
+    caught_up: bool  # the node votes and has caught up with every peer since it started
+    decided: Count  # decided keys it holds (a joining node's progress)
 
 
 # --------------------------------------------------------------------------- register watch

@@ -38,16 +38,20 @@ from zpaxos.hosts.staging import NO_STAGING, StagingOptions
 from zpaxos.naming import node_name, proposer_name
 from zpaxos.protocol.core import Outcome, ProposerOptions
 from zpaxos.protocol.events import GaveUp
+from zpaxos.protocol.membership import Config
 from zpaxos.protocol.messages import (
     DEFAULT_KEY,
     Ballot,
     KeyStatus,
+    MembersAsk,
+    MembersInfo,
     StatusReply,
     StatusRequest,
     key_problem,
 )
 from zpaxos.protocol.registry import MAX_VALUE_BYTES, TO_PROPOSER_TYPES
-from zpaxos.runtime.config import ClusterConfig, load_config
+from zpaxos.runtime import members as members_chain
+from zpaxos.runtime.config import ClusterConfig, endpoint_of, load_config
 from zpaxos.runtime.curve import HANDSHAKE_CLOSED, Curve
 from zpaxos.runtime.log import EventLog, null_log
 from zpaxos.runtime.loop import drive
@@ -139,6 +143,9 @@ class Client:
                                lambda node: proposer_routing_id(self.id, node), wakeup=wakeup,
                                curve=curve, watch=True)
         self.quorum = len(cluster.nodes) // 2 + 1
+        # The cluster's membership configuration once a node told us (runtime/members.py);
+        # None: the config file's nodes, and frames that carry no epoch.
+        self.members: Config | None = None
         self._ids_used = 0
         self._closed = False
         self._warned: set[int] = set()
@@ -202,6 +209,12 @@ class Client:
         host = ProposerHost([n.id for n in self.cluster.nodes],
                             random.Random(self.rng.random()), self._new_proposer_id,
                             leases=self._leases, new_lease_id=lambda: os.urandom(16))
+        if self.members is not None:
+            host.reconfigure(time.monotonic(), self.members)
+
+        def moved(now: float, infos: list[MembersInfo]) -> Ready[Outcome] | None:
+            cfg = self.adopt(infos)
+            return host.reconfigure(now, cfg) if cfg is not None else None
         if wakeup is not None and self.sockets.wakeup is None:
             self.sockets.use_wakeup(wakeup)
 
@@ -212,7 +225,8 @@ class Client:
         metrics = self.metrics
         if metrics is None:
             return drive(host, self.sockets, items, concurrency, start, _TO_PROPOSER,
-                         self.report, self._stop, self._check_refusals, itertools.count())
+                         self.report, self._stop, self._check_refusals, itertools.count(),
+                         members=moved)
 
         def report(ready: Ready[Any]) -> None:
             metrics.saw(ready.events)  # retries and give-ups, by cause
@@ -220,7 +234,70 @@ class Client:
 
         return self._metered(drive(host, self.sockets, items, concurrency, start,
                                    _TO_PROPOSER, report, self._stop, self._check_refusals,
-                                   itertools.count()), host, metrics)
+                                   itertools.count(), members=moved), host, metrics)
+
+    def adopt(self, infos: Iterable[MembersInfo]) -> Config | None:
+        """Move to the newest configuration ``infos`` carry, if it is newer than ours:
+        reach its members (with CURVE, by the keys it lists), stamp its epoch on every
+        frame. Returns it, or None when nothing changed. A configuration that does not
+        decode is a broken node's: ignored."""
+        best: Config | None = None
+        for info in infos:
+            if info.config and info.epoch > (best.epoch if best else self.epoch):
+                try:
+                    cfg = members_chain.decode(info.config)
+                except ValueError:
+                    continue
+                if cfg.epoch == info.epoch:
+                    best = cfg
+        if best is None or best.epoch <= self.epoch:
+            return None
+        self.use(best)
+        return best
+
+    def use(self, best: Config) -> None:
+        """Move to configuration ``best`` (newer than ours: the caller checked)."""
+        for m in best.members:
+            key = m.public_key.encode() if m.public_key is not None else None
+            self.sockets.add_node(m.id, endpoint_of(m.host, m.port), key)
+        self.members = best
+        self.cluster = members_chain.apply(self.cluster, best)
+        self.quorum = len(best.members) // 2 + 1
+        self.sockets.wire.epoch = best.epoch
+        self.log.event("members_changed", epoch=best.epoch,
+                       members=[m.id for m in best.members], prepare=list(best.prepare),
+                       accept=list(best.accept))
+
+    @property
+    def epoch(self) -> int:
+        return self.members.epoch if self.members is not None else 0
+
+    def ask_members(self, timeout_s: float = 1.0) -> dict[int, MembersInfo]:
+        """Ask every node we know which configuration it is in (and adopt the newest);
+        the answers by node id, from those that answered within ``timeout_s``."""
+        got: dict[int, MembersInfo] = {}
+        asked = {n.id for n in self.cluster.nodes}
+        self.sockets.send_all((i, MembersAsk(self.epoch)) for i in asked)
+        deadline = time.monotonic() + timeout_s
+        while asked - got.keys():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            for src, msg in self.sockets.poll(left):
+                if type(src) is int and type(msg) is MembersInfo and msg.node == src:
+                    got[src] = msg
+            if self.sockets.stop_requested:
+                self._stop()
+        if self.adopt(got.values()) is not None:  # new members: ask them too
+            more = {n.id for n in self.cluster.nodes} - asked
+            if more:
+                self.sockets.send_all((i, MembersAsk(self.epoch)) for i in more)
+                end = time.monotonic() + timeout_s
+                while more - got.keys() and time.monotonic() < end:
+                    for src, msg in self.sockets.poll(end - time.monotonic()):
+                        if type(src) is int and type(msg) is MembersInfo and msg.node == src:
+                            got[src] = msg
+        return got
 
     @staticmethod
     def _metered(inner: Iterator[tuple[int, Outcome, float]], host: ProposerHost,

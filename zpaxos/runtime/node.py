@@ -180,7 +180,9 @@ class Node:
                                    self.store.commit_seq, fresh,
                                    self.peers_file.peers if self.peers_file else {},
                                    curve=cluster.security.curve, boot=os.urandom(8))
+        self.admission.decided = lambda: self.decided
         if self.members is not None:
+            self.admission.members = frozenset(self.members.ids) - {node_id}
             self.admission.epoch = self.members.epoch
             self.admission.config = members_chain.encode(self.members)
         self.sockets: Sockets | None = None
@@ -362,7 +364,7 @@ class Node:
         self.admission.epoch = cfg.epoch
         self.admission.config = members_chain.encode(cfg)
         peers = [m for m in cfg.members if m.id != me]
-        self.admission.peers = tuple(m.id for m in peers)
+        self.admission.members = frozenset(m.id for m in peers)
         if self.sockets is not None:
             self.sockets.wire.epoch = cfg.epoch
             for m in peers:
