@@ -104,6 +104,9 @@ def node(node_id: int, config: str | None, quiet: bool, new: bool,
     except StorageError as e:
         log.event("storage_error", str(e), logging.ERROR, exit_code=e.exit_code)
         raise Failure(f"{cfg.name}: stopping: {e}", e.exit_code) from None
+    if n.removed_at is not None:
+        click.echo(f"{cfg.name} stopped: removed from the cluster (epoch {n.removed_at})")
+        return
     click.echo(f"{cfg.name} stopped")
 
 

@@ -186,6 +186,7 @@ class Node:
             self.admission.epoch = self.members.epoch
             self.admission.config = members_chain.encode(self.members)
         self.sockets: Sockets | None = None
+        self.removed_at: int | None = None  # the epoch that left this node out, if one did
         self.values = ValueFiles(self.cfg.data_dir, self.cfg.value_files, log)
         self.passes = 0
         self.commits = 0
@@ -377,7 +378,12 @@ class Node:
                        members=[m.id for m in cfg.members], prepare=list(cfg.prepare),
                        accept=list(cfg.accept))
         if cfg.member(me) is None:
+            # Out of both sides: no proposer counts this node any more. It stops, and a
+            # later start says it is no member (NotAMember); its data stays on disk.
             self.log.event("members_removed", level=logging.WARNING, epoch=cfg.epoch)
+            self.removed_at = cfg.epoch
+            if self.sockets is not None and self.sockets.wakeup is not None:
+                self.sockets.wakeup.request_stop()
 
     def _commit(self, persist: dict[str, KeyState],
                 ranges: dict[str, Ballot] | None = None) -> None:

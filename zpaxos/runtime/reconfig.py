@@ -63,8 +63,10 @@ def plan_to(cfg: Config, goal: tuple[Member, ...]) -> list[Step]:
         if why is not None:
             raise ReconfigError(f"cannot finish the change in progress ({chain.describe(cfg)}):"
                                 f" {why}")
-        return [Step(step, joining, "finishing the change in progress"),
-                *plan_to(step, goal)]
+        left = sorted(set(cfg.ids) - set(ids))
+        what = "; ".join([*(f"node{i} votes in phase 1 too" for i in sorted(joining)),
+                          *(f"node{i} leaves" for i in left)]) or "majorities again"
+        return [Step(step, joining, what), *plan_to(step, goal)]
     for m in cfg.members:
         if want.get(m.id) != m:  # leaves, or moves to another address (replace)
             steps = plan_remove(cfg, m.id)
