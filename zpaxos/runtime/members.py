@@ -115,7 +115,7 @@ def apply(cluster: ClusterConfig, cfg: Config) -> ClusterConfig:
 
 
 def describe(cfg: Config) -> str:
-    """One line: ``epoch 3: node0, node1, node2 (prepare 0,1,2 need 2; accept ... )``."""
+    """One line: ``epoch 3: node0, node1, node2 (phase 1: 2 of 0,1,2; phase 2: ...)``."""
     def ids(xs: Sequence[int]) -> str:
         return ",".join(str(x) for x in xs)
     names = ", ".join(f"node{m.id}" for m in cfg.members)

@@ -23,7 +23,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from zpaxos.protocol.membership import Config, Member, Step, check_step, plan_add, plan_remove
+from zpaxos.protocol.membership import (
+    Config,
+    Member,
+    Step,
+    _plan,  # the planner's search from any configuration: finishes a half-done change
+    layout,
+    plan_add,
+    plan_remove,
+)
 from zpaxos.protocol.messages import MembersInfo
 from zpaxos.runtime import members as chain
 from zpaxos.runtime.client import Client, Interrupted
@@ -47,26 +55,22 @@ class Waiting:
 
 
 def plan_to(cfg: Config, goal: tuple[Member, ...]) -> list[Step]:
-    """The steps from ``cfg`` to the members ``goal`` (majorities, everyone in both
-    phases); [] when ``cfg`` is the goal. A configuration half way through a change
-    (someone in the accept side only) is first finished: forward when the goal keeps
-    that member, backward (it leaves) when it does not."""
+    """The steps from ``cfg`` to the members ``goal`` (each voting in both phases, the
+    quorums of protocol/membership.layout); [] when ``cfg`` is the goal. A configuration
+    half way through a change (a node on one side only, or other quorums) is first
+    finished: forward for a node the goal keeps, backward for one it does not."""
     want = {m.id: m for m in goal}
-    half = set(cfg.accept) ^ set(cfg.prepare)
-    if half or set(cfg.accept) != set(cfg.ids):
-        keep = [m for m in cfg.members if m.id not in half or want.get(m.id) == m]
-        ids = tuple(m.id for m in keep)
-        joining = frozenset(i for i in half if i in ids)
-        step = Config(cfg.epoch + 1, tuple(keep), ids, len(ids) // 2 + 1, ids,
-                      len(ids) // 2 + 1)
-        why = check_step(cfg, step)
-        if why is not None:
-            raise ReconfigError(f"cannot finish the change in progress ({chain.describe(cfg)}):"
-                                f" {why}")
-        left = sorted(set(cfg.ids) - set(ids))
-        what = "; ".join([*(f"node{i} votes in phase 1 too" for i in sorted(joining)),
-                          *(f"node{i} leaves" for i in left)]) or "majorities again"
-        return [Step(step, joining, what), *plan_to(step, goal)]
+    keep = tuple(m.id for m in cfg.members if want.get(m.id) == m)
+    if _shape(cfg) != _shape_of(cfg.ids):  # half way: finish it with the planner's search
+        p, a = frozenset(cfg.prepare), frozenset(cfg.accept)
+        target = frozenset(keep)
+        joining, leaving = target - p, frozenset(cfg.ids) - target
+        sets = [p, p | joining, p - leaving, (p | joining) - leaving]
+        accept = [a, a | joining, a - leaving, (a | joining) - leaving]
+        spare = min(leaving) if leaving else None
+        steps = _plan(cfg, cfg.members, list(dict.fromkeys(sets)), list(dict.fromkeys(accept)),
+                      _shape_of(keep), spare)
+        return [*steps, *plan_to(steps[-1].config, goal)] if steps else []
     for m in cfg.members:
         if want.get(m.id) != m:  # leaves, or moves to another address (replace)
             steps = plan_remove(cfg, m.id)
@@ -76,6 +80,16 @@ def plan_to(cfg: Config, goal: tuple[Member, ...]) -> list[Step]:
             steps = plan_add(cfg, m)
             return [*steps, *plan_to(steps[-1].config, goal)]
     return []
+
+
+def _shape(cfg: Config) -> tuple[frozenset[int], int, frozenset[int], int]:
+    return frozenset(cfg.prepare), cfg.prepare_quorum, frozenset(cfg.accept), cfg.accept_quorum
+
+
+def _shape_of(ids: tuple[int, ...]) -> tuple[frozenset[int], int, frozenset[int], int]:
+    """Everyone in both phases, with the layout's quorums: where every change ends."""
+    pq, aq = layout(len(ids))
+    return frozenset(ids), pq, frozenset(ids), aq
 
 
 class Runner:
@@ -88,6 +102,7 @@ class Runner:
         self.say = say
         self.wait = wait
         self.infos: dict[int, MembersInfo] = {}
+        self.seen: set[int] = set()  # nodes that answered once (a busy one may miss a round)
 
     def current(self) -> Config:
         """The cluster's configuration: the newest any member reports; epoch 1 (the
@@ -126,7 +141,7 @@ class Runner:
             step = steps[0]
             self._caught_up(step)
             self._old_epoch_over(cfg)
-            self.say(f"epoch {step.config.epoch}: {step.what}: proposing "
+            self.say(f"epoch {step.config.epoch}: {step.why}: proposing "
                      f"{chain.describe(step.config)}")
             chosen = self._decide(step.config)
             if chosen.epoch > self.client.epoch:
@@ -142,8 +157,10 @@ class Runner:
                 most = max((i.decided for i in self.infos.values()), default=0)
                 if info is not None and info.caught_up and info.epoch >= self.client.epoch:
                     break
-                what = (f"node{node_id} to start (zpaxos node {node_id} --join) and catch up"
-                        if info is None else f"node{node_id} to catch up")
+                if info is not None:
+                    self.seen.add(node_id)
+                what = (f"node{node_id} to catch up" if node_id in self.seen else
+                        f"node{node_id} to start (zpaxos node {node_id} --join) and catch up")
                 self.wait(Waiting(what, info.decided if info else 0, most))
                 self._pause()
 
