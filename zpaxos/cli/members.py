@@ -98,6 +98,7 @@ def _reconfigure(obj: dict[str, Any], config: str | None, client_key: Path | Non
     """Run the change to its end: each step said on stderr, a catch-up as a bar."""
     from zpaxos.lab.progress import Progress
     from zpaxos.runtime import members as chain
+    from zpaxos.runtime.client import Interrupted
     from zpaxos.runtime.reconfig import ReconfigError, Runner, Waiting
     from zpaxos.runtime.sockets import SignalWakeup
 
@@ -130,6 +131,10 @@ def _reconfigure(obj: dict[str, Any], config: str | None, client_key: Path | Non
                 done = runner.run(goal_of(cfg))
             except (ReconfigError, ValueError) as e:
                 raise Failure(str(e)) from None
+            except Interrupted:
+                where = chain.describe(client.members) if client.members else "epoch 0"
+                raise Failure(f"interrupted; the cluster is in {where}: run the command "
+                              f"again to finish the change", Exit.INTERRUPTED) from None
     finally:
         wakeup.close()
     say(f"done: {chain.describe(done)}")

@@ -288,8 +288,8 @@ class Client:
                     got[src] = msg
             if self.sockets.stop_requested:
                 self._stop()
-        if self.adopt(got.values()) is not None:  # new members: ask them too
-            more = {n.id for n in self.cluster.nodes} - asked
+        if self.adopt(got.values()) is not None:  # new (or moved) members: ask them too
+            more = {n.id for n in self.cluster.nodes} - got.keys()
             if more:
                 self.sockets.send_all((i, MembersAsk(self.epoch)) for i in more)
                 end = time.monotonic() + timeout_s

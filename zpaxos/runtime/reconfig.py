@@ -61,7 +61,11 @@ def plan_to(cfg: Config, goal: tuple[Member, ...]) -> list[Step]:
     finished: forward for a node the goal keeps, backward for one it does not."""
     want = {m.id: m for m in goal}
     keep = tuple(m.id for m in cfg.members if want.get(m.id) == m)
-    if _shape(cfg) != _shape_of(cfg.ids):  # half way: finish it with the planner's search
+    ids = set(cfg.ids)
+    if set(cfg.prepare) != ids or set(cfg.accept) != ids:
+        # Half way (someone on one side only): finish it with the planner's search. (Only
+        # the sides count here: quorum sizes other than the layout's are a configuration
+        # the planner starts from as well, and chasing them would undo its own steps.)
         p, a = frozenset(cfg.prepare), frozenset(cfg.accept)
         target = frozenset(keep)
         joining, leaving = target - p, frozenset(cfg.ids) - target
@@ -80,10 +84,6 @@ def plan_to(cfg: Config, goal: tuple[Member, ...]) -> list[Step]:
             steps = plan_add(cfg, m)
             return [*steps, *plan_to(steps[-1].config, goal)]
     return []
-
-
-def _shape(cfg: Config) -> tuple[frozenset[int], int, frozenset[int], int]:
-    return frozenset(cfg.prepare), cfg.prepare_quorum, frozenset(cfg.accept), cfg.accept_quorum
 
 
 def _shape_of(ids: tuple[int, ...]) -> tuple[frozenset[int], int, frozenset[int], int]:
