@@ -143,6 +143,10 @@ class Runner:
             self._old_epoch_over(cfg)
             self.say(f"epoch {step.config.epoch}: {step.why}: proposing "
                      f"{chain.describe(step.config)}")
+            self.client.log.event("members_step", step.why, epoch=step.config.epoch,
+                                  members=list(step.config.ids),
+                                  prepare=list(step.config.prepare),
+                                  accept=list(step.config.accept))
             chosen = self._decide(step.config)
             if chosen.epoch > self.client.epoch:
                 self.client.use(chosen)
