@@ -24,7 +24,6 @@ from zpaxos.runtime.config import load_config
 from zpaxos.runtime.storage import SqliteStore
 
 
-
 class Lab:
     """Nodes 0..2 from cluster.ini (the initial members); grow.ini also names nodes 3
     and 4 (what a new machine's file holds: itself, and seeds to ask)."""

@@ -43,15 +43,14 @@ from zpaxos.protocol.messages import (
     DEFAULT_KEY,
     Ballot,
     KeyStatus,
-    MembersAsk,
     MembersInfo,
     StatusReply,
     StatusRequest,
     key_problem,
 )
 from zpaxos.protocol.registry import MAX_VALUE_BYTES, TO_PROPOSER_TYPES
-from zpaxos.runtime import members as members_chain
-from zpaxos.runtime.config import ClusterConfig, endpoint_of, load_config
+from zpaxos.runtime.client_members import FollowsMembers
+from zpaxos.runtime.config import ClusterConfig, load_config
 from zpaxos.runtime.curve import HANDSHAKE_CLOSED, Curve
 from zpaxos.runtime.log import EventLog, null_log
 from zpaxos.runtime.loop import drive
@@ -113,7 +112,7 @@ class Refused(Exception):
     The text names each node and why, e.g. "node1 refused our key"."""
 
 
-class Client:
+class Client(FollowsMembers):
     """A proposer process's connection to the cluster (use as a context manager)."""
 
     def __init__(self, cluster: ClusterConfig, log: EventLog | None = None,
@@ -235,69 +234,6 @@ class Client:
         return self._metered(drive(host, self.sockets, items, concurrency, start,
                                    _TO_PROPOSER, report, self._stop, self._check_refusals,
                                    itertools.count(), members=moved), host, metrics)
-
-    def adopt(self, infos: Iterable[MembersInfo]) -> Config | None:
-        """Move to the newest configuration ``infos`` carry, if it is newer than ours:
-        reach its members (with CURVE, by the keys it lists), stamp its epoch on every
-        frame. Returns it, or None when nothing changed. A configuration that does not
-        decode is a broken node's: ignored."""
-        best: Config | None = None
-        for info in infos:
-            if info.config and info.epoch > (best.epoch if best else self.epoch):
-                try:
-                    cfg = members_chain.decode(info.config)
-                except ValueError:
-                    continue
-                if cfg.epoch == info.epoch:
-                    best = cfg
-        if best is None or best.epoch <= self.epoch:
-            return None
-        self.use(best)
-        return best
-
-    def use(self, best: Config) -> None:
-        """Move to configuration ``best`` (newer than ours: the caller checked)."""
-        for m in best.members:
-            key = m.public_key.encode() if m.public_key is not None else None
-            self.sockets.add_node(m.id, endpoint_of(m.host, m.port), key)
-        self.members = best
-        self.cluster = members_chain.apply(self.cluster, best)
-        self.quorum = len(best.members) // 2 + 1
-        self.sockets.wire.epoch = best.epoch
-        self.log.event("members_changed", epoch=best.epoch,
-                       members=[m.id for m in best.members], prepare=list(best.prepare),
-                       accept=list(best.accept))
-
-    @property
-    def epoch(self) -> int:
-        return self.members.epoch if self.members is not None else 0
-
-    def ask_members(self, timeout_s: float = 1.0) -> dict[int, MembersInfo]:
-        """Ask every node we know which configuration it is in (and adopt the newest);
-        the answers by node id, from those that answered within ``timeout_s``."""
-        got: dict[int, MembersInfo] = {}
-        asked = {n.id for n in self.cluster.nodes}
-        self.sockets.send_all((i, MembersAsk(self.epoch)) for i in asked)
-        deadline = time.monotonic() + timeout_s
-        while asked - got.keys():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            for src, msg in self.sockets.poll(left):
-                if type(src) is int and type(msg) is MembersInfo and msg.node == src:
-                    got[src] = msg
-            if self.sockets.stop_requested:
-                self._stop()
-        if self.adopt(got.values()) is not None:  # new (or moved) members: ask them too
-            more = {n.id for n in self.cluster.nodes} - got.keys()
-            if more:
-                self.sockets.send_all((i, MembersAsk(self.epoch)) for i in more)
-                end = time.monotonic() + timeout_s
-                while more - got.keys() and time.monotonic() < end:
-                    for src, msg in self.sockets.poll(end - time.monotonic()):
-                        if type(src) is int and type(msg) is MembersInfo and msg.node == src:
-                            got[src] = msg
-        return got
 
     @staticmethod
     def _metered(inner: Iterator[tuple[int, Outcome, float]], host: ProposerHost,
