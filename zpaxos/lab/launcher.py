@@ -177,7 +177,8 @@ class LocalCluster:
             err = open(stderr, "ab")  # noqa: SIM115 - the child holds it; closed below
         try:
             p = subprocess.Popen(zpaxos_cmd("node", str(i), "--config",
-                                            str(config or self.config), *quiet, *args),
+                                            str(Path(config).resolve() if config
+                                                else self.config), *quiet, *args),
                                  cwd=self.dir, env=self.env or child_env(),
                                  stdout=subprocess.PIPE, stderr=err, text=True)
         finally:

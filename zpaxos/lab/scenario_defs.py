@@ -1,4 +1,5 @@
-"""The scenarios: the lab's nine (1-9), the register race (10) and catching up (11).
+"""The scenarios: the lab's nine (1-9), the register race (10), catching up (11) and
+membership (12-14, zpaxos/lab/scenario_members.py).
 
 Each is a function of a :class:`~zpaxos.lab.scenario_kit.Ctx` that drives the running
 cluster, checks its outcome against what Paxos guarantees (raising Failed when it does
@@ -21,6 +22,7 @@ from typing import Any
 
 from zpaxos.lab.launcher import wait_for
 from zpaxos.lab.scenario_kit import Ctx, Failed, check, finish, won
+from zpaxos.lab.scenario_members import s12_grow, s13_remove, s14_replace
 from zpaxos.naming import node_name
 from zpaxos.protocol.messages import DEFAULT_KEY
 
@@ -340,4 +342,11 @@ CATCH_UP_SCENARIOS: list[tuple[str, str, Callable[[Ctx], str]]] = [
     ("paused-catch-up", "A node paused during a decision, then resumed: it catches up",
      s11_paused_catch_up),
 ]
-ALL_SCENARIOS = SCENARIOS + REGISTER_SCENARIOS + CATCH_UP_SCENARIOS
+# Membership (docs/members-operating.md): scenarios 12-14, in zpaxos/lab/scenario_members.py.
+MEMBER_SCENARIOS: list[tuple[str, str, Callable[[Ctx], str]]] = [
+    ("grow", "The cluster grows by two nodes while a proposer runs", s12_grow),
+    ("remove", "A node is removed while a proposer runs: it stops, the rest agree", s13_remove),
+    ("replace", "A node's data directory is deleted: a new node takes its place",
+     s14_replace),
+]
+ALL_SCENARIOS = SCENARIOS + REGISTER_SCENARIOS + CATCH_UP_SCENARIOS + MEMBER_SCENARIOS
