@@ -1,14 +1,15 @@
 """Membership changes under load, and adding a node to a cluster that holds many keys.
 
     .venv/bin/python bench/members.py                    # both parts
-    .venv/bin/python bench/members.py --load 6000        # part 1 only: proposals
+    .venv/bin/python bench/members.py --load 1000000     # part 1 only (at most N proposals)
     .venv/bin/python bench/members.py --keys 100000      # part 2 only: decided keys
 
 Part 1: a 3-node cluster on free loopback ports (nodes logging at WARNING), one Client
-proposing ``--load`` fresh keys with 64 in flight; meanwhile ``zpaxos members add 3``
-(node 3 started with --join when the command waits for it), then ``zpaxos members remove
-0``. It reports the proposals that failed (target: none) and the longest gap between two
-decisions while a change ran, beside the round timeout (target: at most one).
+proposing fresh keys with 64 in flight until a second after the changes; meanwhile
+``zpaxos members add 3`` (node 3 started with --join when the command waits for it), then
+``zpaxos members remove 0``. It reports the proposals that failed (target: none) and the
+longest gap between two decisions while a change ran, beside the round timeout (target: at
+most one).
 
 Part 2: three data directories built with ``--keys`` decided keys each (as ``zpaxos bench
 --million`` builds them), the nodes started, then ``zpaxos members add 3`` timed from its
@@ -65,9 +66,17 @@ def under_load(root: Path, n: int) -> dict[str, Any]:
     with c:
         c.start_all()
 
+        stop = threading.Event()
+
+        def keys() -> Any:
+            for i in range(n):
+                if stop.is_set():
+                    return
+                yield f"b-{i}", f"v{i}"
+
         def go() -> None:
             with Client(load_config(c.config), fast=False) as client:
-                items = ((f"b-{i}", f"v{i}") for i in range(n))
+                items = keys()
                 for _, o, _ in client.stream(items, IN_FLIGHT):
                     stamps.append(time.monotonic())
                     if o.chosen is None:
@@ -83,12 +92,19 @@ def under_load(root: Path, n: int) -> dict[str, Any]:
             t0 = time.monotonic()
             took = command(c, grow, *args)
             windows.append((args[0], t0, t0 + took))
+        time.sleep(1.0)  # decisions after the last change, then the load stops
+        stop.set()
         t.join()
-    gaps = {}
+    gaps, during = {}, {}
     for what, a, b in windows:
         inside = [s for s in stamps if a <= s <= b]
-        gaps[what] = max((y - x for x, y in zip(inside, inside[1:], strict=False)), default=0)
-    return {"proposals": len(stamps), "failed": len(failed), "gaps": gaps,
+        during[what] = len(inside)
+        if not stamps or stamps[-1] < b:
+            raise SystemExit(f"the load ended before the {what} did: give --load more")
+        # from the last decision before the change to the first after it, too
+        edge = [max(s for s in stamps if s < a), *inside, min(s for s in stamps if s > b)]
+        gaps[what] = max(y - x for x, y in zip(edge, edge[1:], strict=False))
+    return {"proposals": len(stamps), "failed": len(failed), "gaps": gaps, "during": during,
             "changes": {w: b - a for w, a, b in windows},
             "round_timeout_s": load_config(c.config).proposer.round_timeout_s}
 
@@ -107,27 +123,35 @@ def big_add(root: Path, keys: int) -> dict[str, Any]:
         c.start_all()
         took = command(c, grow, "add", "3", "--host", "127.0.0.1",
                        "--port", str(load_config(grow).node(3).port))
-    return {"keys": keys, "built_s": built, "add_s": took}
+        with Client(load_config(c.config), fast=False) as client:
+            held = client.ask_members().get(3)
+    if held is None or held.decided < keys:
+        raise SystemExit(f"node 3 holds {held.decided if held else 'no'} decided keys")
+    return {"keys": keys, "built_s": built, "add_s": took, "held": held.decided}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--load", type=int, default=None, help="proposals of part 1")
+    ap.add_argument("--load", type=int, default=None,
+                    help="at most this many proposals in part 1 (it stops 1 s after the changes)")
     ap.add_argument("--keys", type=int, default=None, help="decided keys of part 2")
     a = ap.parse_args()
     both = a.load is None and a.keys is None
     with tempfile.TemporaryDirectory(prefix="zpaxos-members-") as tmp:
         if both or a.load:
-            r = under_load(Path(tmp), a.load or 6000)
+            r = under_load(Path(tmp), a.load or 1_000_000)
             print(f"under load ({IN_FLIGHT} in flight): {r['proposals']} proposals, "
-                  f"{r['failed']} failed; add took {r['changes']['add']:.1f} s, longest gap "
+                  f"{r['failed']} failed; add took {r['changes']['add']:.1f} s "
+                  f"({r['during']['add']} decisions), longest gap "
                   f"{r['gaps']['add'] * 1000:.0f} ms; remove took {r['changes']['remove']:.1f}"
-                  f" s, longest gap {r['gaps']['remove'] * 1000:.0f} ms (round timeout "
+                  f" s ({r['during']['remove']} decisions), longest gap "
+                  f"{r['gaps']['remove'] * 1000:.0f} ms (round timeout "
                   f"{r['round_timeout_s'] * 1000:.0f} ms)")
         if both or a.keys:
             r = big_add(Path(tmp), a.keys or 100_000)
-            print(f"add to a cluster of {r['keys']:,} decided keys: {r['add_s']:.1f} s "
-                  f"(building the three data directories took {r['built_s']:.1f} s)")
+            print(f"add to a cluster of {r['keys']:,} decided keys: {r['add_s']:.1f} s, node 3 "
+                  f"then holds {r['held']:,} (building the three data directories took "
+                  f"{r['built_s']:.1f} s)")
 
 
 if __name__ == "__main__":
