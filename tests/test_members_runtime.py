@@ -137,8 +137,12 @@ def test_a_proposer_counts_each_phase_by_the_configuration() -> None:
                  quorums=cfg)
     step = p.start(0.0)
     assert sorted(dst for dst, _ in step.send) == list(cfg.prepare)
+    # an accept-only node's promise does not count in phase 1
+    early = p.receive(0.0, 3, Promise("k", p.ballot, Ballot(0, b""), None)).send
+    early += p.receive(0.0, 0, Promise("k", p.ballot, Ballot(0, b""), None)).send
+    assert cfg.prepare_quorum == 2 and early == []
     sends = []
-    for src in cfg.prepare[:cfg.prepare_quorum]:
+    for src in cfg.prepare[1:cfg.prepare_quorum]:
         sends += p.receive(0.0, src, Promise("k", p.ballot, Ballot(0, b""), None)).send
     assert sorted(dst for dst, _ in sends) == list(cfg.accept)  # node 3 gets phase 2
     for src in (0, 1):
