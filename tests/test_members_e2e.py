@@ -140,6 +140,10 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
 
 
 def test_add_then_remove_under_load(lab: Lab) -> None:
+    from zpaxos.lab.launcher import NodeStartError
+
+    with pytest.raises(NodeStartError, match="node3 is not a member"):
+        lab.nodes.start(3, None, "--join", config=lab.grow)  # not added yet: refused
     lab.start_load(3000, "a")
     port = str(lab.ports[3])
     lines = lab.run("add", "3", "--host", "127.0.0.1", "--port", port,
@@ -151,6 +155,8 @@ def test_add_then_remove_under_load(lab: Lab) -> None:
     lab.run("remove", "0")
     lab.wait_load()
     wait_for(lambda: not lab.nodes.is_running(0), "the removed node to stop", 20)
+    with pytest.raises(NodeStartError, match="node0 is not a member"):
+        lab.nodes.start(0)  # its own chain says it was removed
     lab.agree([1, 2, 3])
 
 

@@ -198,3 +198,34 @@ def test_replace_in_place_leaves_then_joins_caught_up() -> None:
     assert steps[-1].config.member(2) == moved
     assert any(2 in s.needs_caught_up for s in steps)  # it counts in phase 1 only caught up
     assert any(s.config.member(2) is None for s in steps)  # the old one left first
+
+
+# ---------------------------------------------------------------- the command's mistakes
+
+
+def _zpaxos(tmp_path: Path, *args: str, secure: bool = False) -> tuple[int, str]:
+    import subprocess
+
+    from zpaxos.lab.launcher import child_env, free_ports, make_keys, write_config, zpaxos_cmd
+
+    config = write_config(tmp_path / "c.ini", [("127.0.0.1", p) for p in free_ports(3)],
+                          secure=secure)
+    if secure:
+        make_keys(tmp_path, 3)
+    r = subprocess.run(zpaxos_cmd(*args, "--config", str(config)), cwd=tmp_path,
+                       env=child_env(), capture_output=True, text=True, timeout=60)
+    return r.returncode, r.stderr
+
+
+def test_a_mistake_is_one_line(tmp_path: Path) -> None:
+    code, err = _zpaxos(tmp_path, "members", "add", "3", "--host", "no such host!",
+                        "--port", "5004")
+    assert code == 2 and err.count("\n") == 1 and "--host" in err, err
+    code, err = _zpaxos(tmp_path, "members", "add", "3", "--host", "127.0.0.1",
+                        "--port", "5004", secure=True)
+    assert code == 2 and err.count("\n") == 1 and "--public-key: required" in err, err
+
+
+def test_no_cluster_is_one_line(tmp_path: Path) -> None:
+    code, err = _zpaxos(tmp_path, "members", "remove", "1")
+    assert code == 1 and err.count("\n") == 1 and "no node answered" in err, err

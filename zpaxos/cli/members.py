@@ -94,8 +94,13 @@ def _member(node_id: int, host: str, port: int, public_key: Path | None) -> Memb
 
 
 def _reconfigure(obj: dict[str, Any], config: str | None, client_key: Path | None,
-                 change: str, goal_of: Any) -> None:
-    """Run the change to its end: each step said on stderr, a catch-up as a bar."""
+                 change: str, goal_of: Any, new: Member | None = None) -> None:
+    """Run the change to its end: each step said on stderr, a catch-up as a bar.
+    ``new``: the member the change brings in (with CURVE it needs its key)."""
+    if new is not None and new.public_key is None and \
+            load_cluster(config or obj["config"]).security.curve:
+        raise Failure(f"--public-key: required with CURVE (node{new.id}'s public key file, "
+                      f"made by zpaxos keygen)", Exit.USAGE)
     from zpaxos.lab.progress import Progress
     from zpaxos.runtime import members as chain
     from zpaxos.runtime.client import Interrupted
@@ -162,7 +167,7 @@ def add(obj: dict[str, Any], config: str | None, client_key: Path | None, node_i
                           f"(to move it, use 'zpaxos members replace')")
         return (*[m for m in cfg.members if m.id != node_id], new)
 
-    _reconfigure(obj, config, client_key, "add", goal)
+    _reconfigure(obj, config, client_key, "add", goal, new)
 
 
 @members.command("remove")
@@ -205,7 +210,7 @@ def replace(obj: dict[str, Any], config: str | None, client_key: Path | None, no
             return cfg.members
         return (*[m for m in cfg.members if m.id != node_id], new)
 
-    _reconfigure(obj, config, client_key, "replace", goal)
+    _reconfigure(obj, config, client_key, "replace", goal, new)
 
 
 COMMANDS = (members,)

@@ -321,14 +321,17 @@ class Node:
 
     def _do(self, ready: Ready) -> None:
         self._lazy.update(ready.lazy)
+        chain = False
         if ready.learned:
             for key, value in ready.learned:
                 if key.startswith(members_chain.PREFIX):
-                    self._learn_members(key, value)
+                    chain = self._learn_members(key, value) or chain
             self._learned += ready.learned
             self.learned += len(ready.learned)
             self.decided += len(ready.learned)
-        if ready.persist or ready.ranges or len(self._lazy) >= LAZY_MAX_KEYS:
+        # A new configuration is made durable at once: the node says it is in that epoch
+        # (MembersInfo) only from the next pass on, and must never fall back from it.
+        if ready.persist or ready.ranges or chain or len(self._lazy) >= LAZY_MAX_KEYS:
             # Persist, then send: the replies below promise or report state that must
             # survive a crash; if this commit fails, StorageError stops the node and no
             # reply leaves.
@@ -349,17 +352,17 @@ class Node:
         if ready.notes or ready.refusal is not None:
             self._after(ready)  # (becoming a voter always comes with a note)
 
-    def _learn_members(self, key: str, value: bytes) -> None:
-        """A link of the membership chain was chosen: move to it if it is newer. The
-        epoch then fences older proposers (admission), and the new members are peers."""
+    def _learn_members(self, key: str, value: bytes) -> bool:
+        """A link of the membership chain was chosen: move to it if it is newer (True).
+        The epoch then fences older proposers (admission), and the new members are peers."""
         epoch = members_chain.epoch_of(key)
         try:
             cfg = members_chain.decode(value)
         except ValueError as e:
             self.log.event("members_unreadable", str(e), logging.WARNING, key=key)
-            return
+            return False
         if epoch != cfg.epoch or (self.members is not None and epoch <= self.members.epoch):
-            return
+            return False
         self.members = cfg
         me = self.cfg.id
         self.admission.epoch = cfg.epoch
@@ -384,6 +387,7 @@ class Node:
             self.removed_at = cfg.epoch
             if self.sockets is not None and self.sockets.wakeup is not None:
                 self.sockets.wakeup.request_stop()
+        return True
 
     def _commit(self, persist: dict[str, KeyState],
                 ranges: dict[str, Ballot] | None = None) -> None:
