@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from zpaxos.protocol.membership import Config
 from zpaxos.protocol.messages import MembersAsk, MembersInfo
 from zpaxos.runtime import members as members_chain
-from zpaxos.runtime.config import ClusterConfig, endpoint_of
+from zpaxos.runtime.config import ClusterConfig
 from zpaxos.runtime.log import EventLog
 from zpaxos.runtime.sockets import Sockets
 
@@ -53,7 +53,7 @@ class FollowsMembers:
         """Move to configuration ``best`` (newer than ours: the caller checked)."""
         for m in best.members:
             key = m.public_key.encode() if m.public_key is not None else None
-            self.sockets.add_node(m.id, endpoint_of(m.host, m.port), key)
+            self.sockets.add_node(m.id, members_chain.endpoint_of(m), key)
         self.members = best
         self.cluster = members_chain.apply(self.cluster, best)
         self.quorum = len(best.members) // 2 + 1

@@ -43,11 +43,6 @@ def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def endpoint_of(host: str, port: int) -> str:
-    """``tcp://host:port`` (IPv6 in brackets), where ZeroMQ connects."""
-    return f"tcp://{_address(host, port)}"
-
-
 @dataclass(frozen=True, slots=True)
 class NodeConfig:
     """One node. ``host`` is where the others reach it (what peers, proposers and

@@ -88,6 +88,11 @@ def latest(store: Prefixed) -> Config | None:
     return best
 
 
+def endpoint_of(m: Member) -> str:
+    """Where ZeroMQ reaches member ``m`` (an IPv6 address in brackets)."""
+    return f"tcp://[{m.host}]:{m.port}" if ":" in m.host else f"tcp://{m.host}:{m.port}"
+
+
 def member_of(node: NodeConfig) -> Member:
     key = node.public_key.decode() if node.public_key is not None else None
     return Member(node.id, node.host, node.port, key)

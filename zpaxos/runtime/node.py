@@ -33,7 +33,7 @@ from zpaxos.protocol.events import Conflict, Event
 from zpaxos.protocol.membership import Config
 from zpaxos.protocol.messages import Ballot, Message
 from zpaxos.runtime import members as members_chain
-from zpaxos.runtime.config import ClusterConfig, ConfigError, NodeConfig, endpoint_of
+from zpaxos.runtime.config import ClusterConfig, ConfigError, NodeConfig
 from zpaxos.runtime.curve import Curve
 from zpaxos.runtime.datadir import write_atomic
 from zpaxos.runtime.faults import crash_point
@@ -373,7 +373,7 @@ class Node:
             self.sockets.wire.epoch = cfg.epoch
             for m in peers:
                 added = self.sockets.add_node(
-                    m.id, endpoint_of(m.host, m.port),
+                    m.id, members_chain.endpoint_of(m),
                     m.public_key.encode() if m.public_key is not None else None)
                 if added:
                     self.peer_names[m.id] = node_name(m.id)
