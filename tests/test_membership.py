@@ -96,6 +96,12 @@ def test_one_step_from_three_to_four_is_refused_with_the_quorums_that_miss() -> 
     (Config(2, tuple(members(5)), (1, 2, 3), 2, (1, 2, 3, 4, 5), 4), "2 nodes at once"),
     (Config(2, tuple(members(3)), (1,), 1, (1, 2, 3), 3), "prepare changes by 2"),
     (Config(2, tuple(members(3)), (1, 2), 1, (1, 2, 3), 2), "can miss"),
+    # Each fine on its own, but not after epoch 1: phase 1 lowered before phase 2 grew...
+    (Config(2, tuple(members(3)), (1, 2, 3), 1, (1, 2, 3), 3),
+     "a prepare quorum of epoch 2 (1 of [1, 2, 3]) can miss an accept quorum of epoch 1"),
+    # ... and phase 2 lowered while the old phase 1 may still run.
+    (Config(2, tuple(members(2)), (1, 2), 2, (1, 2), 1),
+     "a prepare quorum of epoch 1 (2 of [1, 2, 3]) can miss an accept quorum of epoch 2"),
 ])
 def test_unsafe_steps_are_refused_with_a_reason(new: Config, why: str) -> None:
     reason = check_step(Config.initial(members(3)), new)

@@ -5,6 +5,7 @@ the work). Registered on the ``zpaxos`` group by cli.py; kept apart so cli.py st
     zpaxos sim --seed 7 --out run.svg   one schedule, drawn (its log beside it: run.log)
     zpaxos sim --break lab-ballots      find, shrink and draw two values being chosen
     zpaxos sim --break lab-ballots --compare --out lab.svg    broken and kept side by side
+    zpaxos sim --break one-step-reconfig --compare    a membership change in one step
     zpaxos sim --lessons                every breakable rule into out/lessons/
     zpaxos sim --rules                  the breakable rules
 
@@ -34,11 +35,12 @@ def _faults(ctx: click.Context, param: click.Parameter, text: str) -> frozenset[
 
 
 def _rule(ctx: click.Context, param: click.Parameter, name: str | None) -> str | None:
+    from zpaxos.sim.memberlesson import MEMBER_RULES
     from zpaxos.sim.rules import RULES
 
-    if name is not None and name not in RULES:
+    if name is not None and name not in RULES and name not in MEMBER_RULES:
         raise click.BadParameter(f"{name!r} is not a breakable rule (choose from"
-                                 f" {', '.join(RULES)}; see --rules)")
+                                 f" {', '.join([*RULES, *MEMBER_RULES])}; see --rules)")
     return name
 
 
@@ -57,7 +59,8 @@ def _rule(ctx: click.Context, param: click.Parameter, name: str | None) -> str |
               help="Run this one schedule (with --break: start the search here).")
 @click.option("--break", "rule", default=None, callback=_rule, metavar="RULE",
               help="Break this rule, search seeds until two values are chosen, shrink the"
-                   " schedule and draw it (see --rules).")
+                   " schedule and draw it (see --rules; a membership rule runs its own"
+                   " schedules: --nodes, --proposers and --faults do not apply).")
 @click.option("--compare", is_flag=True,
               help="With --break: draw the same schedule with the rule kept beside it.")
 @click.option("--max-seeds", type=click.IntRange(min=1), default=100_000, show_default=True,
@@ -83,7 +86,12 @@ def sim(seeds: int, start: int, nodes: int, proposers: int, faults: frozenset[st
     elif lessons:
         _lessons(Path(out_dir))
     elif rule is not None:
-        _break(rule, seed or 0, max_seeds, nodes, proposers, faults, compare, out, fmt)
+        from zpaxos.sim.memberlesson import MEMBER_RULES
+
+        if rule in MEMBER_RULES:
+            _break_member(rule, seed or 0, max_seeds, compare, out, fmt)
+        else:
+            _break(rule, seed or 0, max_seeds, nodes, proposers, faults, compare, out, fmt)
     elif seed is not None:
         _one(seed, nodes, proposers, faults, out, fmt)
     else:
@@ -115,11 +123,14 @@ def _write(path: Path, text: str) -> None:
 
 
 def _print_rules() -> None:
+    from zpaxos.sim.memberlesson import MEMBER_RULES
     from zpaxos.sim.rules import RULES
 
     for r in RULES.values():
         click.echo(f"{r.name}\n    kept:   {r.rule}\n    broken: {r.broken}"
                    + (f"\n    needs:  {', '.join(sorted(r.faults))}" if r.faults else ""))
+    for m in MEMBER_RULES.values():
+        click.echo(f"{m.name} (membership)\n    kept:   {m.rule}\n    broken: {m.broken}")
 
 
 def _many(seeds: int, start: int, nodes: int, proposers: int, faults: frozenset[str]) -> None:
@@ -200,6 +211,34 @@ def _break(rule: str, start: int, limit: int, nodes: int, proposers: int,
         _emit(files[-1].read_text(encoding="utf-8"), None, fmt, None)
 
 
+def _break_member(rule: str, start: int, limit: int, compare: bool, out: str | None,
+                  fmt: str | None) -> None:
+    """A membership rule (zpaxos/sim/memberlesson.py): the same output as _break's."""
+    from zpaxos.sim.memberlesson import NotFound, break_membership, draw_member_lesson, report
+
+    fmt = _format(out, fmt)
+    if compare and fmt == "html":
+        raise click.UsageError("--compare draws svg or text; the html page shows one run")
+    try:
+        lesson = break_membership(rule, start, limit)
+    except NotFound as e:
+        raise Failure(str(e)) from None
+    click.echo(report(lesson), err=out is None and fmt != "text")
+    if out is not None:
+        try:
+            files = draw_member_lesson(lesson, Path(out), fmt, compare)
+        except OSError as e:
+            raise Failure(f"cannot write {out}: {e.strerror}") from None
+        click.echo(f"wrote {', '.join(str(f) for f in files)}")
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        files = draw_member_lesson(lesson, Path(d) / f"lesson.{'txt' if fmt == 'text' else fmt}",
+                                   fmt, compare)
+        _emit(files[-1].read_text(encoding="utf-8"), None, fmt, None)
+
+
 def _lesson_faults(faults: frozenset[str]) -> frozenset[str]:
     """--break searches without faults unless asked (the default mix is the soak's):
     the shortest story is the clearest, and a rule that needs crashes brings them."""
@@ -210,9 +249,11 @@ def _lesson_faults(faults: frozenset[str]) -> frozenset[str]:
 
 def _lessons(out_dir: Path) -> None:
     from zpaxos.sim.lesson import write_lessons
+    from zpaxos.sim.memberlesson import write_member_lessons
 
     try:
         done = write_lessons(out_dir)
+        members = write_member_lessons(out_dir)
     except OSError as e:
         raise Failure(f"cannot write in {out_dir}: {e.strerror}") from None
     for lesson, files in done:
@@ -220,4 +261,7 @@ def _lessons(out_dir: Path) -> None:
         click.echo(f"{lesson.rule.name}: seed {lesson.seed} ({lesson.seeds_searched} searched),"
                    f" shrunk to {size['delivered']} messages and {size['crashes']} crashes"
                    f" -> {files[-3]}")
+    for m, files in members:
+        click.echo(f"{m.rule.name}: seed {m.seed} ({m.seeds_searched} searched), shrunk to"
+                   f" {len(m.scenario.ops)} client operations -> {files[-3]}")
     click.echo(f"wrote {out_dir / 'README.md'}")

@@ -19,10 +19,19 @@ then counts in phase 1; a node leaves in the reverse order. The planner
 (:func:`plan_add`, :func:`plan_remove`, :func:`plan_replace`) searches for the shortest
 such chain, so every step of a plan passes :func:`check_step` by construction.
 
-Two rules are the caller's, since no configuration can check them: a step marked
-``needs_caught_up`` is proposed only once those nodes hold every key's state; and epoch
-e+2 is proposed only once operations of epoch e are over (quorums of e and e+2 may miss
-each other). Pure: no sockets, clock or disk. See docs/membership.md.
+Three rules are the caller's, since no configuration can check them (the simulator,
+zpaxos/sim/membersim.py, breaks the last two and sees two values chosen):
+
+* a step to e+1 is over once so many nodes hold e+1 that no quorum of epoch e is left
+  among the others (in either phase): only then may e+2 be proposed;
+* after *every* step the state moves to e+1: each key's latest value is written again by
+  an e+1 accept quorum (an identity round: read with e+1's prepare quorum, write back),
+  because the quorums of e and e+2 may miss each other -- after a removal as well as an
+  addition (variant ``moves-state-only-for-joins``);
+* a step marked ``needs_caught_up`` is proposed only once those nodes accepted every one
+  of those rounds (they hold every key's state).
+
+Pure: no sockets, clock or disk. See docs/membership.md.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ nothing. For a key's variant (``layer`` "core" or "host"), ``MUTANTS[name].varia
 what ``Simulation(..., **variant)`` takes and ``caught_by`` the invariant that must trip
 (a substring of ``InvariantViolation.what``); for a register's (``layer`` "register",
 the classes in zpaxos/sim/regmutants.py) it is what ``RegScenario`` is replaced with, and
-the linearizability checker must find no linearization. A rule ``zpaxos sim --break``
-breaks (zpaxos/sim/rules.py) is the variant of the same name.
+the linearizability checker must find no linearization; for a membership change's
+(``layer`` "membership", zpaxos/sim/membersim.py) it is what ``MemberSimulation`` takes. A
+rule ``zpaxos sim --break`` breaks (zpaxos/sim/rules.py) is the variant of the same name.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from zpaxos.protocol.messages import (
     SyncReply,
 )
 from zpaxos.protocol.ranges import Lease
+from zpaxos.sim import membersim
 from zpaxos.sim.regmutants import AcceptBelowPromise, ReadSkipsQuorum, StaleValue
 from zpaxos.sim.simulator import REPLAY_CMD
 
@@ -256,18 +258,20 @@ class MisroutesReplies(ProposerHost):
 class Mutant:
     variant: dict[str, Any]
     caught_by: str  # a substring of the violation that must catch it ("a|b": either)
-    layer: str  # "core" or "host" (write-once keys), or "register"
+    layer: str  # "core" or "host" (write-once keys), "register", or "membership"
 
     @property
     def registers(self) -> bool:
         return self.layer == REGISTER
 
 
-REGISTER = "register"
+REGISTER, MEMBERSHIP = "register", "membership"
 
 
 def _m(name: str, caught_by: str, layer: str, **variant: Any) -> tuple[str, Mutant]:
-    if layer != REGISTER:
+    if layer == MEMBERSHIP:
+        variant["replay"] = f"{membersim.REPLAY} --mutant {name}"
+    elif layer != REGISTER:
         variant["replay"] = f"{REPLAY_CMD} --mutant {name}"
     return name, Mutant(variant, caught_by, layer)
 
@@ -302,6 +306,11 @@ MUTANTS: dict[str, Mutant] = dict([
     _m("read-skips-quorum", NO_LINEARIZATION, REGISTER, proposer_cls=ReadSkipsQuorum),
     _m("stale-value", NO_LINEARIZATION, REGISTER, proposer_cls=StaleValue),
     _m("accept-below-promise", NO_LINEARIZATION, REGISTER, register_cls=AcceptBelowPromise),
+    # Membership changes (zpaxos/sim/membersim.py): keys, registers and range promises
+    # across configurations.
+    *(_m(name, caught_by, MEMBERSHIP, **variant)
+      for name, (variant, caught_by) in membersim.MUTANTS.items()),
 ])
-KEY_MUTANTS = {name: m for name, m in MUTANTS.items() if not m.registers}
+KEY_MUTANTS = {name: m for name, m in MUTANTS.items() if m.layer in ("core", "host")}
 REGISTER_MUTANTS = {name: m for name, m in MUTANTS.items() if m.registers}
+MEMBER_MUTANTS = {name: m for name, m in MUTANTS.items() if m.layer == MEMBERSHIP}
