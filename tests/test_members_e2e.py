@@ -6,6 +6,7 @@ member (read from each node's own database once the nodes are stopped)."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import subprocess
@@ -17,7 +18,14 @@ from typing import Any
 
 import pytest
 
-from zpaxos.lab.launcher import LocalCluster, child_env, free_ports, wait_for, write_config
+from zpaxos.lab.launcher import (
+    LocalCluster,
+    child_env,
+    free_ports,
+    make_keys,
+    wait_for,
+    write_config,
+)
 from zpaxos.protocol.core import Outcome
 from zpaxos.runtime.client import Client
 from zpaxos.runtime.config import load_config
@@ -28,15 +36,19 @@ class Lab:
     """Nodes 0..2 from cluster.ini (the initial members); grow.ini also names nodes 3
     and 4 (what a new machine's file holds: itself, and seeds to ask)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, secure: bool = False) -> None:
         self.dir = workdir
         self.ports = free_ports(6)
         eps = [("127.0.0.1", p) for p in self.ports]
-        self.config = write_config(workdir / "cluster.ini", eps[:3], log_level="WARNING")
-        self.grow = write_config(workdir / "grow.ini", eps[:5], log_level="WARNING")
+        self.config = write_config(workdir / "cluster.ini", eps[:3], log_level="WARNING",
+                                   secure=secure)
+        self.grow = write_config(workdir / "grow.ini", eps[:5], log_level="WARNING",
+                                 secure=secure)
         # node 2 on another port, as a new machine that replaces a dead one says it
         self.moved = write_config(workdir / "moved.ini", [*eps[:2], eps[5]],
-                                  log_level="WARNING")
+                                  log_level="WARNING", secure=secure)
+        if secure:  # keys for nodes 0-4; only 0-2 are in the config file's cluster
+            make_keys(workdir, 5)
         self.nodes = LocalCluster(self.config, workdir, range(3))
         self.outcomes: list[Outcome] = []
         self._load: threading.Thread | None = None
@@ -81,8 +93,11 @@ class Lab:
         return lines
 
     def start_load(self, n: int, prefix: str) -> None:
+        with contextlib.chdir(self.dir):  # the file's relative paths (CURVE keys) from there
+            client = Client(load_config(self.config), fast=False)
+
         def go() -> None:
-            with Client(load_config(self.config), fast=False) as c:
+            with client as c:
                 items = ((f"{prefix}-{i}", f"v{i}") for i in range(n))
                 for _, outcome, _ in c.stream(items, 64):
                     self.outcomes.append(outcome)
@@ -202,3 +217,19 @@ def test_replace_a_node_whose_data_directory_was_deleted(lab: Lab) -> None:
     assert [r["address"] for r in doc["members"] if r["id"] == 2] == \
         [f"127.0.0.1:{lab.ports[5]}"]
     lab.agree([0, 1, 2])
+
+
+def test_with_curve_a_new_node_is_admitted_by_its_key_in_the_configuration(
+        tmp_path: Path) -> None:
+    lab = Lab(tmp_path, secure=True)
+    lab.nodes.start_all()
+    try:
+        lab.start_load(1000, "c")
+        lab.run("add", "3", "--host", "127.0.0.1", "--port", str(lab.ports[3]),
+                "--public-key", "keys/node3.key", start_joining={3: lab.grow})
+        lab.wait_load()
+        doc = lab.members()
+        assert [r["caught_up"] for r in doc["members"] if r["id"] == 3] == [True]
+        lab.agree([0, 1, 2, 3])
+    finally:
+        lab.nodes.close()
