@@ -229,3 +229,8 @@ def test_a_mistake_is_one_line(tmp_path: Path) -> None:
 def test_no_cluster_is_one_line(tmp_path: Path) -> None:
     code, err = _zpaxos(tmp_path, "members", "remove", "1")
     assert code == 1 and err.count("\n") == 1 and "no node answered" in err, err
+
+
+def test_the_chain_takes_configurations_only(tmp_path: Path) -> None:
+    code, err = _zpaxos(tmp_path, "propose", "junk", "--key", chain.key_of(2))
+    assert code == 2 and err.count("\n") == 1 and "membership" in err, err

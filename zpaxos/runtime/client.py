@@ -49,6 +49,7 @@ from zpaxos.protocol.messages import (
     key_problem,
 )
 from zpaxos.protocol.registry import MAX_VALUE_BYTES, TO_PROPOSER_TYPES
+from zpaxos.runtime import members as members_chain
 from zpaxos.runtime.client_members import FollowsMembers
 from zpaxos.runtime.config import ClusterConfig, load_config
 from zpaxos.runtime.curve import HANDSHAKE_CLOSED, Curve
@@ -426,6 +427,12 @@ def _checked(key: str, value: bytes | str) -> bytes:
     if len(data) > MAX_VALUE_BYTES:
         raise ValueError(f"value of {len(data)} bytes is over the {MAX_VALUE_BYTES}-byte limit "
                          f"(1 MiB)")
+    if key.startswith(members_chain.PREFIX):  # the membership chain: configurations only
+        try:
+            members_chain.decode(data)
+        except ValueError as e:
+            raise ValueError(f"key {key!r} holds the cluster's membership (zpaxos members "
+                             f"changes it): {e}") from None
     return data
 
 
