@@ -10,6 +10,7 @@ import re
 import shlex
 from pathlib import Path
 
+import click
 import pytest
 
 from tests.harness import ROOT
@@ -112,9 +113,23 @@ def zpaxos_options() -> list[tuple[str, str, str]]:
         if args and args[0] in cli.commands:  # ("zpaxos node: error: ..." is output)
             if "--" in args:  # what follows is a command's (zpaxos lock NAME -- CMD ...)
                 args = args[:args.index("--")]
-            out += [(page, args[0], a.split("=")[0]) for a in args[1:] if a.startswith("-")
+            name, rest = args[0], args[1:]
+            group = cli.commands[name]
+            if isinstance(group, click.Group) and rest and rest[0] in group.commands:
+                name, rest = f"{name} {rest[0]}", rest[1:]  # zpaxos members add ...
+            out += [(page, name, a.split("=")[0]) for a in rest if a.startswith("-")
                     and a != "-"]
     return out
+
+
+def command_options(name: str) -> set[str]:
+    """The options of ``zpaxos NAME`` (a subcommand: with its group's)."""
+    first, _, sub = name.partition(" ")
+    command = cli.commands[first]
+    if sub:
+        assert isinstance(command, click.Group)
+        return real_options(command) | real_options(command.commands[sub])
+    return real_options(command)
 
 
 def test_the_pages_mention_commands_in_passing():
@@ -128,7 +143,7 @@ OPTIONS = sorted(set(zpaxos_options()))
 
 @pytest.mark.parametrize("page,command,option", OPTIONS, ids=[" ".join(o) for o in OPTIONS])
 def test_every_option_mentioned_exists(page, command, option):
-    assert option in real_options(cli.commands[command]) | {"--help", "-h"}, \
+    assert option in command_options(command) | {"--help", "-h"}, \
         f"{page}: zpaxos {command} has no option {option}"
 
 

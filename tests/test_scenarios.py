@@ -44,17 +44,18 @@ def test_every_scenario_passes_and_nothing_is_left_running(tmp_path, config):
     r = subprocess.run(runner(config, out), cwd=tmp_path, env=env(), capture_output=True,
                        text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "12 of 12 scenarios passed" in r.stdout
+    assert "15 of 15 scenarios passed" in r.stdout
     table = r.stdout.split("\nwhat happened:")[0].rsplit("SCENARIO", 1)[1]
-    for line in table.strip().splitlines()[1:13]:
+    for line in table.strip().splitlines()[1:16]:
         assert line.rstrip().endswith("pass"), line
     for i in range(3):
         assert (out / "data" / f"node{i}" / "CISC5597.txt").read_text() == "Value_A\n"
         # scenario 11's key (scenario 1 chose CISC5597): node2 caught up on it
         assert (out / "data" / f"node{i}" / "CISC5597-paused.txt").read_text() == "Value_A\n"
     charts = sorted(p.name for p in out.glob("*.svg"))
-    assert len(charts) == 12 and "5-page25.svg" in charts and "10-cas-race.svg" in charts
+    assert len(charts) == 15 and "5-page25.svg" in charts and "10-cas-race.svg" in charts
     assert "12-lock-handover.svg" in charts
+    assert "13-grow.svg" in charts
     assert "caught up: 1 key from" in (out / "11-paused-catch-up.svg").read_text()
     assert not leftovers(config)
 
@@ -111,7 +112,7 @@ def test_ctrl_c_stops_every_node(tmp_path, config):
 def test_list_and_bad_numbers(tmp_path, config):
     script = ROOT / "run_scenarios.sh"
     r = subprocess.run([str(script), "--list"], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0 and len(r.stdout.splitlines()) == 12 and "page25" in r.stdout
-    r = subprocess.run(runner(config, tmp_path / "out", "13"), env=env(), capture_output=True,
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 15 and "page25" in r.stdout
+    r = subprocess.run(runner(config, tmp_path / "out", "16"), env=env(), capture_output=True,
                        text=True, timeout=60)
-    assert r.returncode == 2 and "no scenario 13" in r.stderr
+    assert r.returncode == 2 and "no scenario 16" in r.stderr

@@ -2,7 +2,7 @@
 one line on stderr with its exit code (zpaxos/runtime/exits.py), never a traceback.
 
 Each family is a module of its own (wiring only: parse, load config, call the library,
-print): cluster.py (node, status, keygen), propose.py, registers.py (get, set, cas,
+print): cluster.py (node, status, keygen), members.py, propose.py, registers.py (get, set, cas,
 delete), transfer.py (export, import), charts.py (trace, log), sim.py, bench.py,
 scenarios.py. Imports are deferred into each command, so a command loads only what it
 needs; a plain ``zpaxos propose`` does not even come here (zpaxos/cli/entry.py).
@@ -23,6 +23,7 @@ from zpaxos.cli import (
     charts,
     cluster,
     locks,
+    members,
     propose,
     registers,
     scenarios,
@@ -42,7 +43,8 @@ def cli() -> None:
 
 for command in (*cluster.COMMANDS, propose.command(), *registers.COMMANDS,
                 *transfer.COMMANDS, *charts.COMMANDS, sim.sim, *bench.COMMANDS,
-                *scenarios.COMMANDS, *watch.COMMANDS, *locks.COMMANDS):
+                *scenarios.COMMANDS, *watch.COMMANDS, *locks.COMMANDS,
+                *members.COMMANDS):
     cli.add_command(command)
 
 

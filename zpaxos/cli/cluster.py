@@ -28,8 +28,12 @@ from zpaxos.runtime.exits import Exit
               default=None, metavar="PORT",
               help="Serve Prometheus metrics on this port (at [metrics] host; default: "
                    "[node.N] metrics_port, else [metrics] port, else none).")
+@click.option("--join", "join", is_flag=True,
+              help="Join a running cluster that added this node ('zpaxos members add'): "
+                   "learn its configuration from the config file's other nodes; an empty "
+                   "data directory catches up before it votes.")
 def node(node_id: int, config: str | None, quiet: bool, new: bool,
-         metrics_port: int | None) -> None:
+         metrics_port: int | None, join: bool) -> None:
     """Run node ID of the cluster in the foreground until Ctrl-C or SIGTERM."""
     import logging
 
@@ -51,16 +55,24 @@ def node(node_id: int, config: str | None, quiet: bool, new: bool,
 
     # logrotate: move paxos.log aside, then SIGHUP; the next record opens a new file.
     signal.signal(signal.SIGHUP, lambda *_: reopen_logs())
+    members = _join(cluster, node_id) if join else None
     store = None
     try:
         # The store takes the data directory's lock first and holds it until n.close().
         store = SqliteStore(cfg.data_dir, new=new)
-        n = Node(cluster, node_id, log, store, new=new,
-                 metrics_at=cluster.metrics_address(node_id, metrics_port))
+        # Joining with nothing: a fresh incarnation, which votes only once every peer
+        # took it and it synced every decision (the --new machinery, docs/operating.md).
+        empty = join and store.commit_seq == 0 and store.count() == 0
+        n = Node(cluster, node_id, log, store, new=new or empty,
+                 metrics_at=cluster.metrics_address(node_id, metrics_port), members=members)
     except StorageError as e:
         if store is not None:
             store.close()
         raise Failure(f"{cfg.name}: {e}", e.exit_code) from None
+    except ConfigError as e:  # not a member of the cluster's configuration
+        if store is not None:
+            store.close()
+        raise Failure(str(e), Exit.USAGE) from None
     if store.retired is not None:
         log.event("started_new", "started empty on purpose (--new)",
                   retired=str(store.retired), incarnation=store.incarnation.hex())
@@ -92,7 +104,33 @@ def node(node_id: int, config: str | None, quiet: bool, new: bool,
     except StorageError as e:
         log.event("storage_error", str(e), logging.ERROR, exit_code=e.exit_code)
         raise Failure(f"{cfg.name}: stopping: {e}", e.exit_code) from None
+    if n.removed_at is not None:
+        click.echo(f"{cfg.name} stopped: removed from the cluster (epoch {n.removed_at})")
+        return
     click.echo(f"{cfg.name} stopped")
+
+
+def _join(cluster: Any, node_id: int) -> Any:
+    """The cluster's configuration, as the config file's other nodes tell it."""
+    from dataclasses import replace as with_nodes
+
+    from zpaxos.runtime.client import Client
+    from zpaxos.runtime.log import null_log
+
+    seeds = with_nodes(cluster, nodes=tuple(n for n in cluster.nodes if n.id != node_id))
+    if not seeds.nodes:
+        raise Failure("--join: the config file names no other node to ask", Exit.USAGE)
+    key = cluster.node(node_id).secret_key_file  # with CURVE: asks as the node it is
+    with Client(seeds, null_log("join"), key_file=key, fast=False) as client:
+        client.ask_members(2.0)
+        cfg = client.members
+    if cfg is None:
+        raise Failure(f"--join: no node of {cluster.path} told a configuration (is the "
+                      f"cluster running, and was 'zpaxos members add {node_id}' run?)")
+    if cfg.member(node_id) is None:
+        raise Failure(f"--join: node{node_id} is not a member (epoch {cfg.epoch}): run "
+                      f"'zpaxos members add {node_id} --host H --port P' first", Exit.USAGE)
+    return cfg
 
 
 # ---------------------------------------------------------------- status

@@ -187,6 +187,8 @@ def run_propose(a: ProposeArgs) -> None:
         raise KeyboardInterrupt from None
     except ConfigError as e:  # the client's CURVE key
         raise Failure(str(e), Exit.USAGE) from None
+    except ValueError as e:  # what the client refuses to send (a chain key's junk)
+        raise Failure(str(e), Exit.USAGE) from None
     except Refused as e:
         from zpaxos.pictures.explain import refused_line
 

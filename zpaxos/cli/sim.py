@@ -134,6 +134,7 @@ def _write(path: Path, text: str) -> None:
 
 def _print_rules() -> None:
     from zpaxos.sim.memberlesson import MEMBER_RULES
+    from zpaxos.sim.mutants import LOCK_MUTANTS
     from zpaxos.sim.rules import RULES
 
     for r in RULES.values():
@@ -141,9 +142,8 @@ def _print_rules() -> None:
                    + (f"\n    needs:  {', '.join(sorted(r.faults))}" if r.faults else ""))
     for m in MEMBER_RULES.values():
         click.echo(f"{m.name} (membership)\n    kept:   {m.rule}\n    broken: {m.broken}")
-    from zpaxos.sim.mutants import LOCK_MUTANTS
-    for name, m in LOCK_MUTANTS.items():  # the lock simulator's (zpaxos sim --lock)
-        doc = (m.variant["rules_cls"].__doc__ or "").split(".")[0]
+    for name, lm in LOCK_MUTANTS.items():  # the lock simulator's (zpaxos sim --lock)
+        doc = (lm.variant["rules_cls"].__doc__ or "").split(".")[0]
         click.echo(f"{name}\n    broken: {' '.join(doc.split())}")
 
 

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +17,9 @@ class Caller:
     # Who CURVE authenticated this connection as ("node:node1", "client:alice"); "" when
     # the cluster runs without CURVE (then nobody is authenticated).
     user: str = ""
+    # The membership epoch the caller's frame carried (0: it did not say). Not part of
+    # who the caller is: a reply goes to the same routing id whatever the epoch.
+    epoch: int = field(default=0, compare=False)
 
     @property
     def is_node(self) -> bool:

@@ -40,16 +40,23 @@ from zpaxos.protocol.core import KeyState, quorum_size
 from zpaxos.protocol.messages import (
     Accept,
     AcceptedAt,
+    Accepts,
     CatchUp,
     CheckAccepted,
     Decide,
     Fetch,
     Hello,
     HelloReply,
+    MembersAsk,
+    MembersInfo,
     Message,
     Prepare,
+    Prepares,
+    RAccept,
     RangePrepare,
     RegistersRequest,
+    RPrepare,
+    RRead,
     RWatch,
     StatusRequest,
     SyncReply,
@@ -67,9 +74,15 @@ CHECKING, LEARNING, VOTING, REFUSED = "checking", "learning", "voting", "refused
 # Why admission dropped a message (zpaxos_node_messages_refused_total's reason): peers
 # said this node lost its state (it is stopping), it is still learning, its hold for
 # the checking phase is full, or a Hello did not come from the peer it names.
-STATE_LOST, STILL_LEARNING, HOLD_FULL, NOT_A_PEER = (
-    "state_lost", "still_learning", "hold_full", "not_a_peer")
-DROP_REASONS = (STATE_LOST, STILL_LEARNING, HOLD_FULL, NOT_A_PEER)
+STATE_LOST, STILL_LEARNING, HOLD_FULL, NOT_A_PEER, STALE_EPOCH = (
+    "state_lost", "still_learning", "hold_full", "not_a_peer", "stale_epoch")
+DROP_REASONS = (STATE_LOST, STILL_LEARNING, HOLD_FULL, NOT_A_PEER, STALE_EPOCH)
+# What a proposer's frame from an older membership epoch may not get a vote for: its
+# quorums are not the cluster's any more (runtime/members.py). A Decide is a fact, and
+# read-only requests change nothing: those pass.
+# What a sender counts quorums for: from an older epoch, refused (column runs and the
+# registers' quorum read too: an old configuration's quorums need not meet this one's).
+FENCED = (Prepare, Accept, Prepares, Accepts, RangePrepare, RPrepare, RAccept, RRead)
 
 
 def _peer_of_routing_id(src: Caller) -> int | None:
@@ -124,6 +137,14 @@ class Admission:
         self.handled: dict[tuple[type, str], int] = {}
         self._hello_at: float | None = None
         self._hello_seq = -1
+        # The membership epoch this node is in and its configuration, encoded (set by
+        # the loop from the chain it holds; 0 and b"": none, the INI file's nodes).
+        self.epoch = 0
+        self.config = b""
+        # The other members of that configuration: a Hello from one is a peer's, even
+        # when it joined after this node started (it catches up from us; we answer it).
+        self.members: frozenset[int] = frozenset()
+        self.decided: Callable[[], int] = lambda: 0  # decided keys held (the loop's count)
 
     # ---- what the loop calls
 
@@ -169,8 +190,19 @@ class Admission:
         forward: list[tuple[Src, Message]] = []
         if self.phase != VOTING:  # each message told apart below: column runs as rows
             batch = [(src, m) for src, msg in batch for m in rows(msg)]
+        stale: dict[Caller, int] = {}
+        epoch = self.epoch
         for src, msg in batch:
-            if isinstance(msg, Hello):
+            if epoch > 1 and type(src) is Caller and src.epoch < epoch and \
+                    isinstance(msg, FENCED):
+                # Safety: the sender counts an older configuration's quorums, which need
+                # not meet this one's. Refused, and told the configuration (below).
+                stale[src] = stale.get(src, 0) + 1
+                self._drop(msg, STALE_EPOCH)
+            elif isinstance(msg, MembersAsk):
+                mine.send.append((src, self.members_info()))
+                self._count(MembersAsk, "handled")
+            elif isinstance(msg, Hello):
                 self._on_hello(src, msg, mine)
             elif isinstance(msg, HelloReply):
                 self._on_verdict(src, msg)
@@ -195,11 +227,17 @@ class Admission:
                         self.synced.add(src)
             else:
                 self._drop(msg, STILL_LEARNING)
+        mine.send.extend((src, self.members_info(n)) for src, n in stale.items())
         # A pass with nothing new still runs the RangePrepares the last one left waiting.
         ready = self.host.handle(forward) if forward or self.host.deferred else Ready()
         ready.send.extend(mine.send)
         self._advance(ready)
         return self._hand_over(ready)
+
+    def members_info(self, refused: int = 0) -> MembersInfo:
+        """This node's configuration: an answer, or (``refused`` > 0) a refusal."""
+        return MembersInfo(self.node_id, self.epoch, self.config, refused,
+                           self.phase == VOTING and self.syncing == 0, self.decided())
 
     def due(self, now: float) -> Ready:
         """Timed work: the host's (catching up with the peers, once voting), and the
@@ -280,7 +318,7 @@ class Admission:
 
     def _from_peer(self, src: Src, node: int) -> bool:
         """Is a Hello that says it is from ``node`` really from that peer's node socket?"""
-        if node not in self.peers or not isinstance(src, Caller):
+        if (node not in self.peers and node not in self.members) or not isinstance(src, Caller):
             return False
         if self.curve and src.user != f"node:{node_name(node)}":
             return False

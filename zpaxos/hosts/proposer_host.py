@@ -39,7 +39,14 @@ from zpaxos.hosts.proposing import Ready as _Ready
 from zpaxos.hosts.proposing import Token, Wakeups
 from zpaxos.hosts.staging import NO_STAGING, Staged, StagingOptions
 from zpaxos.protocol.columns import rows
-from zpaxos.protocol.core import Outcome, Proposer, ProposerOptions, Step, quorum_size
+from zpaxos.protocol.core import (
+    Outcome,
+    Proposer,
+    ProposerOptions,
+    Quorums,
+    Step,
+    quorum_size,
+)
 from zpaxos.protocol.messages import (
     COLUMN_TYPES,
     Accepted,
@@ -126,6 +133,9 @@ class ProposerHost:
         self._wakeups: Wakeups[_Proposal] = Wakeups()
         self._waiting: dict[str, list[_Waiting]] = {}  # by prefix: for a pending lease
         self.running = 0
+        # The cluster's configuration when it has one (protocol/membership.Config):
+        # who counts in each phase; None: ``nodes``, majorities.
+        self.quorums: Quorums | None = None
 
     @property
     def next_wakeup(self) -> float | None:
@@ -168,7 +178,8 @@ class ProposerHost:
                                                        lease.ballot.round + 1))
         # The proposals share the process's seeded stream (a proposal draws from it only
         # for a backoff): seeding a generator of its own cost ~25 us per proposal.
-        core = self.proposer_cls(key, value, pid, self.nodes, options, self.rng)
+        core = self.proposer_cls(key, value, pid, self.nodes, options, self.rng,
+                                 quorums=self.quorums)
         staged = staging is not NO_STAGING and staging.active
         prop = _Proposal(token, core, Staged(core, staging) if staged else core)
         self._by_key.setdefault(key, []).append(prop)
@@ -312,6 +323,25 @@ class ProposerHost:
         lease = self.leases.by_prefix.get(prefix) if prefix is not None else None
         if lease is not None and lease.ballot == msg.ballot:
             lease.lose(msg.promised)
+
+    def reconfigure(self, now: float, quorums: Quorums) -> Ready:
+        """The cluster is in another configuration: every later proposal counts its
+        voters, and every running one starts a new round with them at once. Leases
+        (range promises) were granted by the old configuration's quorums: a range
+        promise never lets a phase-1 skip through in a later epoch, so all are dropped."""
+        self.quorums = quorums
+        self.nodes = tuple(dict.fromkeys((*quorums.prepare, *quorums.accept)))
+        self.leases.by_prefix.clear()
+        ready = Ready()
+        for props in tuple(self._by_key.values()):
+            for prop in tuple(props):
+                self._after(prop, prop.core.reconfigure(now, quorums), ready)
+        waiting, self._waiting = self._waiting, {}
+        for items in waiting.values():  # waited for a lease: two phases, in the new one
+            for token, pid, key, value, options in items:
+                self.running -= 1
+                self._start(now, token, pid, key, value, options, NO_STAGING, None, ready)
+        return ready
 
     def nudge(self, now: float) -> Ready:
         """A node came back: every running proposal retries at once (Proposer.nudge)."""

@@ -163,9 +163,12 @@ class LocalCluster:
         p = self.procs.get(i)
         return p is not None and p.poll() is None
 
-    def start(self, i: int, stderr: Path | None = None) -> None:
+    def start(self, i: int, stderr: Path | None = None, *args: str,
+              config: Path | None = None) -> None:
         """Start node ``i`` and wait until it says it is listening. ``stderr``: the node
-        shows its log lines, as on a terminal, and they go to this file (default: -q)."""
+        shows its log lines, as on a terminal, and they go to this file (default: -q).
+        ``args``: more options (``--join``); ``config``: another cluster file for it (a
+        joining node's, which names it)."""
         if self.is_running(i):
             raise RuntimeError(f"{node_name(i)} is already running")
         quiet = ("-q",) if stderr is None else ()
@@ -173,8 +176,9 @@ class LocalCluster:
         if stderr is not None:
             err = open(stderr, "ab")  # noqa: SIM115 - the child holds it; closed below
         try:
-            p = subprocess.Popen(zpaxos_cmd("node", str(i), "--config", str(self.config),
-                                            *quiet),
+            p = subprocess.Popen(zpaxos_cmd("node", str(i), "--config",
+                                            str(Path(config).resolve() if config
+                                                else self.config), *quiet, *args),
                                  cwd=self.dir, env=self.env or child_env(),
                                  stdout=subprocess.PIPE, stderr=err, text=True)
         finally:

@@ -1,5 +1,6 @@
-"""The scenarios: the lab's nine (1-9), the register race (10), catching up (11) and a
-lock's hand-over (12, in lock_scenario.py).
+"""The scenarios: the lab's nine (1-9), the register race (10), catching up (11), a
+lock's hand-over (12, in lock_scenario.py) and membership (13-15,
+zpaxos/lab/scenario_members.py).
 
 Each is a function of a :class:`~zpaxos.lab.scenario_kit.Ctx` that drives the running
 cluster, checks its outcome against what Paxos guarantees (raising Failed when it does
@@ -23,6 +24,7 @@ from typing import Any
 from zpaxos.lab.launcher import wait_for
 from zpaxos.lab.lock_scenario import LOCK_SCENARIOS
 from zpaxos.lab.scenario_kit import Ctx, Failed, check, finish, won
+from zpaxos.lab.scenario_members import s13_grow, s14_remove, s15_replace
 from zpaxos.naming import node_name
 from zpaxos.protocol.messages import DEFAULT_KEY
 
@@ -343,4 +345,12 @@ CATCH_UP_SCENARIOS: list[tuple[str, str, Callable[[Ctx], str]]] = [
      s11_paused_catch_up),
 ]
 # Locks (docs/locks.md): scenario 12, in zpaxos/lab/lock_scenario.py.
-ALL_SCENARIOS = SCENARIOS + REGISTER_SCENARIOS + CATCH_UP_SCENARIOS + LOCK_SCENARIOS
+# Membership (docs/members-operating.md): scenarios 13-15, in zpaxos/lab/scenario_members.py.
+MEMBER_SCENARIOS: list[tuple[str, str, Callable[[Ctx], str]]] = [
+    ("grow", "The cluster grows by two nodes while a proposer runs", s13_grow),
+    ("remove", "A node is removed while a proposer runs: it stops, the rest agree", s14_remove),
+    ("replace", "A node's data directory is deleted: a new node takes its place",
+     s15_replace),
+]
+ALL_SCENARIOS = (SCENARIOS + REGISTER_SCENARIOS + CATCH_UP_SCENARIOS + LOCK_SCENARIOS
+                 + MEMBER_SCENARIOS)

@@ -38,6 +38,7 @@ from zpaxos.protocol.events import (
     Round,
 )
 from zpaxos.protocol.events import PROPOSED as HOW_PROPOSED
+from zpaxos.protocol.learner import Learner
 from zpaxos.protocol.messages import (
     MAX_ROUND_STEP,
     ZERO,
@@ -65,12 +66,13 @@ from zpaxos.protocol.pacing import (
     Step,
     quorum_size,
 )
+from zpaxos.protocol.quorums import Quorums
 from zpaxos.protocol.ranges import MAX_RANGES, RangeTable, busy_keys
 from zpaxos.protocol.registry import type_name
 from zpaxos.protocol.state import EMPTY, KeyState
 
 __all__ = ["ACCEPT", "BACKOFF", "DONE", "IDLE", "PREPARE", "Acceptor", "KeyState", "Learner",
-           "Outcome", "Peer", "Proposer", "ProposerOptions", "Step", "quorum_size"]
+           "Outcome", "Peer", "Proposer", "ProposerOptions", "Quorums", "Step", "quorum_size"]
 
 
 # --------------------------------------------------------------------------- acceptor
@@ -247,48 +249,6 @@ class Acceptor:
         return Step(persist, [], events)
 
 
-# --------------------------------------------------------------------------- learner
-
-
-class Learner:
-    """Learns chosen values: a quorum of Accepted for one ballot, or a Decide."""
-
-    def __init__(self, acceptors: Sequence[Peer]) -> None:
-        self.acceptors = frozenset(acceptors)
-        self.quorum = quorum_size(len(self.acceptors))
-        self.chosen: dict[str, bytes] = {}
-        self.chosen_ballot: dict[str, Ballot] = {}  # when known
-        self._votes: dict[tuple[str, Ballot, bytes], set[Peer]] = {}
-
-    def on_accepted(self, src: Peer, msg: Accepted) -> bytes | None:
-        """Count one Accepted; return the value if it is (now) known to be chosen."""
-        return self.vote(src, msg.key, msg.ballot, msg.value)
-
-    def vote(self, src: Peer, key: str, ballot: Ballot, value: bytes) -> bytes | None:
-        """Count ``src``'s Accepted (or Accepteds row); the value if it is now chosen."""
-        if key in self.chosen:
-            return self.chosen[key]
-        if src not in self.acceptors:
-            return None
-        voters = self._votes.setdefault((key, ballot, value), set())
-        voters.add(src)  # a set: a duplicated Accepted counts once
-        if len(voters) >= self.quorum:
-            self.chosen[key] = value
-            self.chosen_ballot[key] = ballot
-            self._votes = {k: v for k, v in self._votes.items() if k[0] != key}
-            return value
-        return None
-
-    def forget(self, key: str) -> None:
-        """Drop the votes counted for an undecided key (the caller bounds its memory)."""
-        self._votes = {k: v for k, v in self._votes.items() if k[0] != key}
-
-    def on_decide(self, msg: Decide) -> bytes:
-        if msg.key not in self.chosen and not msg.ballot.is_zero:
-            self.chosen_ballot[msg.key] = msg.ballot
-        return self.chosen.setdefault(msg.key, msg.value)
-
-
 # --------------------------------------------------------------------------- proposer
 
 
@@ -309,7 +269,10 @@ class Proposer(PacedProposer):
         acceptors: Sequence[Peer],
         options: ProposerOptions,
         rng: random.Random,
+        quorums: Quorums | None = None,
     ) -> None:
+        """``quorums``: who counts in each phase when the cluster's configuration says
+        so (protocol/quorums.py); None: ``acceptors`` in both, majorities."""
         if not proposer_id:
             raise ValueError("proposer_id must be non-empty (the empty id is reserved for ZERO)")
         self.key = key
@@ -318,15 +281,35 @@ class Proposer(PacedProposer):
         self.acceptors = tuple(acceptors)
         self.opts = options
         self.rng = rng
-        self.quorum = quorum_size(len(self.acceptors))
+        self._use(quorums)
         self._init_pacing()
         self.value = value  # what phase 2 proposes: our own, or an adopted one
         self.outcome: Outcome | None = None
         self._round = 0
         self._max_seen_round = 0
         self._promises: dict[Peer, tuple[Ballot, bytes | None]] = {}  # accepted, value
-        self._learner = Learner(self.acceptors)
         self._heard: set[Peer] = set()
+
+    def _use(self, quorums: Quorums | None) -> None:
+        if quorums is None:
+            self._prepare_to = self._accept_to = self.acceptors
+            self.quorum = quorum_size(len(self.acceptors))
+            self._learner = Learner(self.acceptors)
+            return
+        self._prepare_to, self._accept_to = tuple(quorums.prepare), tuple(quorums.accept)
+        self.acceptors = tuple(dict.fromkeys((*self._prepare_to, *self._accept_to)))
+        self.quorum = quorums.prepare_quorum
+        self._learner = Learner(self._accept_to, quorums.accept_quorum)
+
+    def reconfigure(self, now: float, quorums: Quorums) -> Step:
+        """The cluster moved to another configuration (an acceptor refused our epoch and
+        told us the new one): count the new voters, and start a new round at once (a
+        round's promises and acceptances were counted against the old ones)."""
+        self._use(quorums)
+        step = Step()
+        if self.phase in (PREPARE, ACCEPT, BACKOFF):
+            self._start_round(now, step)
+        return step
 
     # ---- driving
 
@@ -353,7 +336,7 @@ class Proposer(PacedProposer):
         self._phase_started(now)
         step.events.append(Round(self.key, self.ballot, self.rounds, fast=True))
         accept = Accept(self.key, self.ballot, self.value)  # one immutable message for all
-        step.send.extend([(a, accept) for a in self.acceptors])
+        step.send.extend([(a, accept) for a in self._accept_to])
         return step
 
     def _phase_message(self) -> ProtocolMessage:
@@ -389,7 +372,7 @@ class Proposer(PacedProposer):
         self._phase_started(now)
         step.events.append(Round(self.key, self.ballot, self.rounds))
         prepare = Prepare(self.key, self.ballot)
-        step.send.extend([(a, prepare) for a in self.acceptors])
+        step.send.extend([(a, prepare) for a in self._prepare_to])
 
     def promised(self, now: float, src: Peer, ballot: Ballot, accepted: Ballot,
                  value: bytes | None) -> Step | None:
@@ -404,8 +387,8 @@ class Proposer(PacedProposer):
         if ballot != self.ballot:
             return step  # a reply to an earlier round
         self._answered.add(src)
-        if self.phase != PREPARE:
-            return step  # quorum already reached; a late promise changes nothing
+        if self.phase != PREPARE or src not in self._prepare_to:
+            return step  # quorum already reached (a late promise changes nothing), or no voter
         self._promises[src] = (accepted, value)  # a dict: a duplicated Promise counts once
         if len(self._promises) < self.quorum:
             return step
@@ -420,7 +403,7 @@ class Proposer(PacedProposer):
         self.phase = ACCEPT
         self._phase_started(now)
         accept = Accept(self.key, self.ballot, self.value)
-        step.send.extend([(a, accept) for a in self.acceptors])
+        step.send.extend([(a, accept) for a in self._accept_to])
         return step
 
     # ---- phase 2

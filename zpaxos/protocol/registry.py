@@ -52,6 +52,8 @@ from zpaxos.protocol.messages import (
     FetchReply,
     Hello,
     HelloReply,
+    MembersAsk,
+    MembersInfo,
     Nack,
     Nacks,
     Prepare,
@@ -330,6 +332,12 @@ SPECS: tuple[Spec, ...] = (
     Spec(HelloReply, RUNTIME, ("node", "verdict", "incarnation", "commit_seq"),
          _simple("verdict"), ChartStyle("#7f7f7f", "#555555", "2 3"), drawn=False,
          shown={"incarnation": _token}),
+
+    # Membership (runtime/members.py): asked of any node; a stale epoch's refusal.
+    Spec(MembersAsk, RUNTIME, ("epoch",), _simple("epoch"),
+         ChartStyle("#7f7f7f", "#555555", "2 3"), drawn=False),
+    Spec(MembersInfo, RUNTIME, ("node", "epoch", "refused"), _simple("epoch", "refused"),
+         ChartStyle("#c0392b", "#922b21", "2 3")),
 
     # Registers (CASPaxos, protocol/register.py): their own types, so a key is never both.
     Spec(RPrepare, TO_ACCEPTOR, ("key", "ballot"), _simple("ballot"),

@@ -198,6 +198,34 @@ class HelloReply(_Msg, frozen=True, tag="HELLO_REPLY"):
     commit_seq: Count
 
 
+# --------------------------------------------------------------------------- membership
+# The cluster's configuration (zpaxos/runtime/members.py): asked of any member, and
+# sent unasked as the refusal of a frame from an older epoch.
+
+MAX_CONFIG_BYTES = 16 << 10  # an encoded configuration (protocol/membership.py's Config)
+
+
+class MembersAsk(_Msg, frozen=True, tag="MEMBERS_ASK"):
+    """"Which configuration are you in?" ``epoch``: the asker's (0: it has none)."""
+
+    epoch: Count
+
+
+class MembersInfo(_Msg, frozen=True, tag="MEMBERS"):
+    """A node's current configuration, msgpack-encoded (protocol/membership.Config),
+    with its epoch. The answer to MembersAsk; also the refusal of a Paxos message whose
+    frame carried an older epoch (``refused``: how many of the frame's messages were
+    dropped), so the sender retries at once with the right members. ``config`` empty:
+    the node holds no configuration chain yet (it runs on its INI file's nodes)."""
+
+    node: NodeId
+    epoch: Count
+    config: Annotated[bytes, Meta(max_length=MAX_CONFIG_BYTES)]
+    refused: Count
+    caught_up: bool  # the node votes and has caught up with every peer since it started
+    decided: Count  # decided keys it holds (a joining node's progress)
+
+
 # --------------------------------------------------------------------------- register watch
 # A client watching a register for changes (zpaxos/runtime/watch.py): not a Paxos
 # message either; the node answers it from the states it accepts.
@@ -222,4 +250,5 @@ class RNotify(_Msg, frozen=True, tag="RNOTIFY"):
 RuntimeMessage = (StatusRequest | StatusReply | SyncRequest | SyncReply | CheckAccepted
                   | RegistersRequest | RegistersReply | CatchUp | CatchUpReply | Fetch
                   | FetchReply
-                  | AcceptedAt | Hello | HelloReply | RWatch | RNotify)
+                  | AcceptedAt | Hello | HelloReply | RWatch | RNotify | MembersAsk
+                  | MembersInfo)

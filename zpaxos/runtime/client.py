@@ -40,15 +40,19 @@ from zpaxos.naming import node_name, proposer_name
 from zpaxos.protocol.core import Outcome, ProposerOptions
 from zpaxos.protocol.events import GaveUp
 from zpaxos.protocol.lease import DEFAULT_TTL_S
+from zpaxos.protocol.membership import Config
 from zpaxos.protocol.messages import (
     DEFAULT_KEY,
     Ballot,
     KeyStatus,
+    MembersInfo,
     StatusReply,
     StatusRequest,
     key_problem,
 )
 from zpaxos.protocol.registry import MAX_VALUE_BYTES, TO_PROPOSER_TYPES
+from zpaxos.runtime import members as members_chain
+from zpaxos.runtime.client_members import FollowsMembers
 from zpaxos.runtime.config import ClusterConfig, load_config
 from zpaxos.runtime.curve import HANDSHAKE_CLOSED, Curve
 from zpaxos.runtime.log import EventLog, null_log
@@ -112,7 +116,7 @@ class Refused(Exception):
     The text names each node and why, e.g. "node1 refused our key"."""
 
 
-class Client:
+class Client(FollowsMembers):
     """A proposer process's connection to the cluster (use as a context manager)."""
 
     def __init__(self, cluster: ClusterConfig, log: EventLog | None = None,
@@ -143,6 +147,9 @@ class Client:
                                lambda node: proposer_routing_id(self.id, node), wakeup=wakeup,
                                curve=curve, watch=True)
         self.quorum = len(cluster.nodes) // 2 + 1
+        # The cluster's membership configuration once a node told us (runtime/members.py);
+        # None: the config file's nodes, and frames that carry no epoch.
+        self.members: Config | None = None
         self._ids_used = 0
         self._closed = False
         self._warned: set[int] = set()
@@ -214,6 +221,12 @@ class Client:
         host = ProposerHost([n.id for n in self.cluster.nodes],
                             self.rng, self._new_proposer_id,
                             leases=self._leases, new_lease_id=lambda: os.urandom(16))
+        if self.members is not None:
+            host.reconfigure(time.monotonic(), self.members)
+
+        def moved(now: float, infos: list[MembersInfo]) -> Ready[Outcome] | None:
+            cfg = self.adopt(infos)
+            return host.reconfigure(now, cfg) if cfg is not None else None
         if wakeup is not None and self.sockets.wakeup is None:
             self.sockets.use_wakeup(wakeup)
 
@@ -224,7 +237,8 @@ class Client:
         metrics = self.metrics
         if metrics is None:
             return drive(host, self.sockets, items, concurrency, start, _TO_PROPOSER,
-                         self.report, self._stop, self._check_refusals, itertools.count())
+                         self.report, self._stop, self._check_refusals, itertools.count(),
+                         members=moved)
 
         def report(ready: Ready[Any]) -> None:
             metrics.saw(ready.events)  # retries and give-ups, by cause
@@ -232,7 +246,7 @@ class Client:
 
         return self._metered(drive(host, self.sockets, items, concurrency, start,
                                    _TO_PROPOSER, report, self._stop, self._check_refusals,
-                                   itertools.count()), host, metrics)
+                                   itertools.count(), members=moved), host, metrics)
 
     @staticmethod
     def _metered(inner: Iterator[tuple[int, Outcome, float]], host: ProposerHost,
@@ -371,7 +385,6 @@ class Client:
         """A lock on register ``name``: ``with client.lock("jobs", ttl=10) as token:``
         (``token``: the fencing token; ``timeout``: LockTimeout after so many seconds)."""
         from zpaxos.runtime.locks import Lock
-
         return Lock(self, name, ttl, timeout)
 
     def campaign(self, name: str, candidate: str, ttl: float = DEFAULT_TTL_S,
@@ -387,7 +400,6 @@ class Client:
     def leader(self, name: str) -> tuple[str, int] | None:
         """The current leader of election ``name`` and its term, or None."""
         from zpaxos.runtime.locks import leader
-
         return leader(self, name)
 
     def sibling(self) -> Client:
@@ -468,6 +480,12 @@ def _checked(key: str, value: bytes | str) -> bytes:
     if len(data) > MAX_VALUE_BYTES:
         raise ValueError(f"value of {len(data)} bytes is over the {MAX_VALUE_BYTES}-byte limit "
                          f"(1 MiB)")
+    if key.startswith(members_chain.PREFIX):  # the membership chain: configurations only
+        try:
+            members_chain.decode(data)
+        except ValueError as e:
+            raise ValueError(f"key {key!r} holds the cluster's membership (zpaxos members "
+                             f"changes it): {e}") from None
     return data
 
 

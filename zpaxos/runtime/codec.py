@@ -86,6 +86,10 @@ class Batch(msgspec.Struct, frozen=True, array_like=True, gc=False,
                                 pattern="^[\\x00-\\x7f]*\\Z")]
     first_seq: Count
     messages: Annotated[list[Message], Meta(max_length=MAX_BATCH)]
+    # The sender's membership epoch (runtime/members.py): one number for the whole
+    # frame, checked once by the receiving node's admission. 0: a sender that does not
+    # say (then the frame has three items, as before epochs).
+    epoch: Annotated[int, Meta(ge=0, le=2**53)] = 0
 
 
 _DECODER = msgspec.msgpack.Decoder(Batch)
@@ -99,24 +103,25 @@ _pack = _ENCODER.encode
 FRAME_CHUNK = 64  # messages packed in one call (a bigger batch is packed this many at a time)
 
 
-def encode_frame(sender: str, first_seq: int, msgs: Sequence[Message]) -> bytes | None:
+def encode_frame(sender: str, first_seq: int, msgs: Sequence[Message],
+                 epoch: int = 0) -> bytes | None:
     """The one frame carrying ``msgs`` (the common case: a pass's few messages to one
     peer), or None when they need :func:`encode_batch` (many, or over the body limit).
     Encoding what is no message is a bug: it raises."""
     if len(msgs) > FRAME_CHUNK:
         return None
-    body = _pack((sender, first_seq, msgs))
+    body = _pack((sender, first_seq, msgs, epoch) if epoch else (sender, first_seq, msgs))
     return PROTOCOL + body if len(body) <= MAX_BODY_BYTES else None
 
 
-def encode_batch(sender: str, first_seq: int, msgs: Sequence[Message],
+def encode_batch(sender: str, first_seq: int, msgs: Sequence[Message], epoch: int = 0,
                  ) -> Iterator[tuple[bytes, Sequence[Message]]]:
     """The frame(s) carrying ``msgs``, each with the messages it holds, made as they are
     taken: one frame, unless together they exceed the body limit (then as many as it
     takes, in order; a sender that stops taking them, because the peer's queue is full,
     never encodes more than FRAME_CHUNK messages past the frame it could not send).
     Encoding what is no message is a bug: it raises."""
-    frame = encode_frame(sender, first_seq, msgs)
+    frame = encode_frame(sender, first_seq, msgs, epoch)
     if frame is not None:
         yield frame, msgs
         return
@@ -134,19 +139,23 @@ def encode_batch(sender: str, first_seq: int, msgs: Sequence[Message],
         for i, msg in enumerate(chunk, c):  # else one message at a time
             part = _pack(msg)
             if parts and size + len(part) > limit:
-                yield _frame(sender, first_seq + start, i - start, parts), msgs[start:i]
+                yield (_frame(sender, first_seq + start, i - start, parts, epoch),
+                       msgs[start:i])
                 start, size = i, 0
                 parts = []
             parts.append(part)
             size += len(part)
     if parts:
-        yield _frame(sender, first_seq + start, len(msgs) - start, parts), msgs[start:]
+        yield (_frame(sender, first_seq + start, len(msgs) - start, parts, epoch),
+               msgs[start:])
 
 
-def _frame(sender: str, first_seq: int, count: int, parts: list[bytes]) -> bytes:
-    """A frame of ``count`` messages, already packed in ``parts``."""
-    head = b"\x93" + _pack(sender) + _pack(first_seq) + _array_header(count)
-    return b"".join((PROTOCOL, head, *parts))
+def _frame(sender: str, first_seq: int, count: int, parts: list[bytes],
+           epoch: int = 0) -> bytes:
+    """A frame of ``count`` messages, already packed in ``parts`` (then the epoch)."""
+    head = (b"\x94" if epoch else b"\x93") + _pack(sender) + _pack(first_seq) \
+        + _array_header(count)
+    return b"".join((PROTOCOL, head, *parts, _pack(epoch) if epoch else b""))
 
 
 def _array_header(n: int) -> bytes:

@@ -239,6 +239,12 @@ class HandshakeWatch:
         self.closed: set[int] = set()
         self._lost: set[int] = set()
 
+    def add(self, node_id: int, sock: Sock) -> Sock:
+        """Watch one more DEALER (a member added to the cluster); its monitor."""
+        monitor: Sock = sock.get_monitor_socket(WATCHED)
+        self.monitors[monitor] = node_id
+        return monitor
+
     def handle(self, monitor: Sock) -> None:
         node_id = self.monitors[monitor]
         while True:

@@ -35,6 +35,10 @@ LOGGED: dict[str, str] = {
     "lock_acquired": "a lock or a leadership was taken (its name, holder, fencing token)",
     "lock_lost": "a holder's lease was lost (why), or another took the lock",
     "lock_released": "a holder freed its lock (or resigned)",
+    "members_changed": "a node moved to a newer membership configuration (its epoch)",
+    "members_removed": "the new configuration leaves this node out",
+    "members_unreadable": "a chain key's value is no configuration (ignored)",
+    "members_step": "zpaxos members: a reconfiguration step proposed, or waited for",
 }
 
 # The typed events: name -> the first line of the class's docstring.

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, TypeVar
 
 from zpaxos.hosts.proposing import Ready, Token
-from zpaxos.protocol.messages import Decide
+from zpaxos.protocol.messages import Decide, MembersInfo
 from zpaxos.runtime.sockets import Sockets
 
 __all__ = ["Host", "drive"]
@@ -42,6 +42,7 @@ def drive(host: Host[R], sockets: Sockets, items: Iterable[T], concurrency: int,
           report: Callable[[Ready[R]], None], stop: Callable[[], None],
           refused: Callable[[], None], tokens: Iterator[int],
           aside: Callable[[list[tuple[Any, Any]]], None] | None = None,
+          members: Callable[[float, list[MembersInfo]], Ready[R] | None] | None = None,
           ) -> Iterator[tuple[int, R, float]]:
     """Run ``items`` with up to ``concurrency`` in flight; yield ``(index, how it ended,
     seconds it took)`` as each finishes. ``start(now, token, item)`` starts one (a bad
@@ -50,7 +51,9 @@ def drive(host: Host[R], sockets: Sockets, items: Iterable[T], concurrency: int,
     events; ``stop``: a signal asked us to stop (raises); ``refused``: nodes refused our
     connection (raises once no quorum can answer); ``tokens``: fresh tokens (a host that
     outlives one call never sees one twice); ``aside``: given what arrived that the host
-    does not take (a watch's notifications, during its confirming read)."""
+    does not take (a watch's notifications, during its confirming read); ``members``:
+    given the MembersInfo that arrived (a node refused our epoch and told us its
+    configuration), returns what the host does about it (a new round, at once)."""
     # One piece (over 70 lines): a pass of the loop is one ordered story -- start, send,
     # poll, feed replies/nudge/tick, send what running operations need, then yield -- and
     # the order is what keeps the wire batched and a round logged before its messages.
@@ -99,6 +102,11 @@ def drive(host: Host[R], sockets: Sockets, items: Iterable[T], concurrency: int,
                            if not (type(src) is int and type(msg) in replies)])
                 if got:
                     take(host.receive_all(now, got), finished)
+                if members is not None:
+                    infos = [m for _, m in batch if type(m) is MembersInfo]
+                    moved = members(now, infos) if infos else None
+                    if moved is not None:
+                        take(moved, finished)
                 if watch is not None and watch.came_up:
                     # A node is back (after a crash or a partition): retry at once, so
                     # decisions resume within a round trip of a majority being reachable.

@@ -30,8 +30,10 @@ from zpaxos.hosts.keyrange import SortedKeys, merge
 from zpaxos.naming import node_name
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.events import Conflict, Event
+from zpaxos.protocol.membership import Config
 from zpaxos.protocol.messages import Ballot, Message
-from zpaxos.runtime.config import ClusterConfig, NodeConfig
+from zpaxos.runtime import members as members_chain
+from zpaxos.runtime.config import ClusterConfig, ConfigError, NodeConfig
 from zpaxos.runtime.curve import Curve
 from zpaxos.runtime.datadir import write_atomic
 from zpaxos.runtime.faults import crash_point
@@ -106,6 +108,10 @@ class WithPending:
         return merge(rows, extra, limit) if extra else rows
 
 
+class NotAMember(ConfigError):
+    """This node is not in the cluster's configuration (removed, or not added yet)."""
+
+
 def src_name(src: Src | None) -> str | None:
     if src is None:
         return None
@@ -115,17 +121,31 @@ def src_name(src: Src | None) -> str | None:
 class Node:
     def __init__(self, cluster: ClusterConfig, node_id: int, log: EventLog,
                  store: SqliteStore | MemoryStore | None = None, new: bool = False,
-                 metrics_at: tuple[str, int] | None = None) -> None:
+                 metrics_at: tuple[str, int] | None = None,
+                 members: Config | None = None) -> None:
         """``new``: the store was started empty on purpose (``zpaxos node ID --new``).
-        ``metrics_at``: (host, port) to serve Prometheus metrics on while running."""
+        ``metrics_at``: (host, port) to serve Prometheus metrics on while running.
+        ``members``: the cluster's configuration as a member told it (``--join``); the
+        chain this node holds wins when it is newer (runtime/members.py)."""
         self.cfg: NodeConfig = cluster.node(node_id)
-        self.cluster = cluster
         self.log = log
         # CURVE keys first: a missing or bad key is a config error (ConfigError), found
         # before the database is touched.
         self.keys = cluster.node_keys(node_id)
         # SqliteStore raises StorageError over a damaged database: the node never starts.
         self.store = store if store is not None else SqliteStore(self.cfg.data_dir)
+        # The membership: the newest configuration this node holds or was told; without
+        # one, the INI file's nodes (epoch 0: no chain yet).
+        held = members_chain.latest(self.store)
+        self.members = held if members is None or (held and held.epoch >= members.epoch) \
+            else members
+        if self.members is not None:
+            if self.members.member(node_id) is None:
+                raise NotAMember(f"{node_name(node_id)} is not a member of the cluster's "
+                                 f"configuration ({members_chain.describe(self.members)})")
+            cluster = members_chain.apply(cluster, self.members)
+            self.cfg = cluster.node(node_id)
+        self.cluster = cluster
         peers = [n.id for n in cluster.nodes if n.id != node_id]
         self._cursors_path = self.cfg.data_dir / CURSORS_NAME
         cursors = self._load_cursors(peers) if isinstance(self.store, SqliteStore) and not new \
@@ -160,7 +180,13 @@ class Node:
                                    self.store.commit_seq, fresh,
                                    self.peers_file.peers if self.peers_file else {},
                                    curve=cluster.security.curve, boot=os.urandom(8))
+        self.admission.decided = lambda: self.decided
+        if self.members is not None:
+            self.admission.members = frozenset(self.members.ids) - {node_id}
+            self.admission.epoch = self.members.epoch
+            self.admission.config = members_chain.encode(self.members)
         self.sockets: Sockets | None = None
+        self.removed_at: int | None = None  # the epoch that left this node out, if one did
         self.values = ValueFiles(self.cfg.data_dir, self.cfg.value_files, log)
         self.passes = 0
         self.longest_pass_s = 0.0  # the loop's longest pass since start (status, metrics)
@@ -204,6 +230,7 @@ class Node:
                 {n.id: n.endpoint for n in self.cluster.nodes if n.id != me},
                 lambda peer: node_routing_id(me, peer), bind=self.cfg.bind_endpoint,
                 wakeup=wakeup, curve=curve, watch=self.metrics is not None)  # watch: peers up
+            self.sockets.wire.epoch = self.admission.epoch
             if self.metrics is not None and self.metrics_at is not None:
                 self.metrics.serve(*self.metrics_at)  # BindError, as for the node's port
             # where it listens, when not where the others reach it ([node.N] bind)
@@ -302,11 +329,17 @@ class Node:
 
     def _do(self, ready: Ready) -> None:
         self._lazy.update(ready.lazy)
+        chain = False
         if ready.learned:
+            for key, value in ready.learned:
+                if key.startswith(members_chain.PREFIX):
+                    chain = self._learn_members(key, value) or chain
             self._learned += ready.learned
             self.learned += len(ready.learned)
             self.decided += len(ready.learned)
-        if ready.persist or ready.ranges or len(self._lazy) >= LAZY_MAX_KEYS:
+        # A new configuration is made durable at once: the node says it is in that epoch
+        # (MembersInfo) only from the next pass on, and must never fall back from it.
+        if ready.persist or ready.ranges or chain or len(self._lazy) >= LAZY_MAX_KEYS:
             # Persist, then send: the replies below promise or report state that must
             # survive a crash; if this commit fails, StorageError stops the node and no
             # reply leaves.
@@ -326,6 +359,43 @@ class Node:
             self._log_event(src, ev)
         if ready.notes or ready.refusal is not None:
             self._after(ready)  # (becoming a voter always comes with a note)
+
+    def _learn_members(self, key: str, value: bytes) -> bool:
+        """A link of the membership chain was chosen: move to it if it is newer (True).
+        The epoch then fences older proposers (admission), and the new members are peers."""
+        epoch = members_chain.epoch_of(key)
+        try:
+            cfg = members_chain.decode(value)
+        except ValueError as e:
+            self.log.event("members_unreadable", str(e), logging.WARNING, key=key)
+            return False
+        if epoch != cfg.epoch or (self.members is not None and epoch <= self.members.epoch):
+            return False
+        self.members = cfg
+        me = self.cfg.id
+        self.admission.epoch = cfg.epoch
+        self.admission.config = members_chain.encode(cfg)
+        peers = [m for m in cfg.members if m.id != me]
+        self.admission.members = frozenset(m.id for m in peers)
+        if self.sockets is not None:
+            self.sockets.wire.epoch = cfg.epoch
+            for m in peers:
+                added = self.sockets.add_node(
+                    m.id, members_chain.endpoint_of(m),
+                    m.public_key.encode() if m.public_key is not None else None)
+                if added:
+                    self.peer_names[m.id] = node_name(m.id)
+        self.log.event("members_changed", epoch=cfg.epoch,
+                       members=[m.id for m in cfg.members], prepare=list(cfg.prepare),
+                       accept=list(cfg.accept))
+        if cfg.member(me) is None:
+            # Out of both sides: no proposer counts this node any more. It stops, and a
+            # later start says it is no member (NotAMember); its data stays on disk.
+            self.log.event("members_removed", level=logging.WARNING, epoch=cfg.epoch)
+            self.removed_at = cfg.epoch
+            if self.sockets is not None and self.sockets.wakeup is not None:
+                self.sockets.wakeup.request_stop()
+        return True
 
     def _commit(self, persist: dict[str, KeyState],
                 ranges: dict[str, Ballot] | None = None) -> None:

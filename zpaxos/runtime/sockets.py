@@ -19,6 +19,7 @@ from typing import Any, TypeAlias
 import zmq
 
 from zpaxos.hosts.addresses import Caller, Src
+from zpaxos.naming import node_name
 from zpaxos.naming import proposer_name as proposer_name
 from zpaxos.protocol.messages import Message
 from zpaxos.runtime import codec
@@ -31,6 +32,7 @@ from zpaxos.runtime.curve import (
     secure_server,
 )
 from zpaxos.runtime.log import EventLog
+from zpaxos.runtime.security import NODE_ROLE
 from zpaxos.runtime.wire import Sock, Wire
 from zpaxos.runtime.wire import peer_name as peer_name
 
@@ -143,6 +145,8 @@ class Sockets:
         only its listed keys); ``watch``: read the DEALERs' handshakes (``watch.refused``
         says which nodes refused us, ``watch.came_up`` which came (back) up)."""
         self.wire = Wire(log, prefix)
+        self.endpoints = dict(nodes)
+        self._routing_id = routing_id
         self.ctx: Ctx = zmq.Context()
         self.router: Sock | None = None
         self.dealers: dict[int, Sock] = {}
@@ -197,6 +201,33 @@ class Sockets:
             self._watch_item(self.router, None)
         for node_id, sock in self.dealers.items():
             self._watch_item(sock, node_id)
+
+    def add_node(self, node_id: int, endpoint: str, public_key: bytes | None = None) -> bool:
+        """Reach node ``node_id`` at ``endpoint`` from now on (a member the cluster's
+        configuration added, or moved: the old DEALER to it is closed). With CURVE its
+        key is the one its server must show, and (on a node) a peer admitted by ZAP.
+        False when nothing changed."""
+        if self.endpoints.get(node_id) == endpoint:
+            return False
+        if self.curve is not None and public_key is not None:
+            self.curve.server_keys[node_id] = public_key
+            if self.router is not None:
+                self.curve.allowed[public_key] = (NODE_ROLE, node_name(node_id))
+        old = self.dealers.pop(node_id, None)
+        if old is not None:
+            self.poller.unregister(old)
+            self._what.pop(old, None)
+            old.close(0)
+        sock = open_dealer(self.ctx, self._routing_id(node_id), None, self.curve, node_id)
+        self.dealers[node_id] = sock
+        if self.watch is not None:
+            monitor = self.watch.add(node_id, sock)
+            self.watch.handle(monitor)
+            self._watch_item(monitor.getsockopt(zmq.FD), partial(self.watch.handle, monitor))
+        sock.connect(endpoint)
+        self.endpoints[node_id] = endpoint
+        self._watch_item(sock, node_id)
+        return True
 
     def _watch_item(self, item: Any, what: int | Callable[[], None] | None) -> None:
         self._what[item] = what
@@ -260,10 +291,13 @@ class Sockets:
             src: Src
             if router:
                 src, parts = Caller(parts[0].bytes, user), parts[1:]
+                msgs = wire.parse([p.buffer for p in parts], src)
+                if wire.last_epoch:  # the frame's epoch, for admission's one check
+                    src = Caller(src.ident, user, wire.last_epoch)
             else:
                 self.answered.add(node_id)  # type: ignore[arg-type]
                 src = node_id  # type: ignore[assignment]
-            msgs = wire.parse([p.buffer for p in parts], src)
+                msgs = wire.parse([p.buffer for p in parts], src)
             if msgs:
                 taken += len(msgs)
                 out.extend([(src, m) for m in msgs])

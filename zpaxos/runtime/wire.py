@@ -63,6 +63,10 @@ class Wire:
         self.log = log
         self.prefix = prefix
         self.sent = 0
+        # The membership epoch stamped on every frame sent (0: none), and the one the
+        # last frame parsed carried (runtime/members.py; admission checks it).
+        self.epoch = 0
+        self.last_epoch = 0
         self.malformed = 0
         self.malformed_by: dict[str, int] = {}  # the same, by DecodeError.reason
         self.undeliverable = 0
@@ -89,12 +93,12 @@ class Wire:
             for msg, level, msg_id in self._loggable(packed, self.prefix, first):
                 self.log.event("send", level=level, type=type_name(msg), msg_id=msg_id,
                                peer=peer, **message_fields(msg))
-        frame = codec.encode_frame(self.prefix, first, packed)
+        frame = codec.encode_frame(self.prefix, first, packed, self.epoch)
         if frame is not None:  # the common case: the batch fits one frame
             return self._send(sock, frame, ident, packed, first, dst)
         done = 0
         each = list(expand(packed))  # else one-key messages, as many frames as it takes
-        for frame, part in codec.encode_batch(self.prefix, first, each):
+        for frame, part in codec.encode_batch(self.prefix, first, each, self.epoch):
             # The rest is not even encoded once one fails: a peer that never reads costs
             # at most its queue (SNDHWM frames), however much one pass had for it.
             if not self._send(sock, frame, ident, each[done:], first + done, dst):
@@ -160,6 +164,7 @@ class Wire:
                 self.unreadable[src] = str(e)
             return []
         msgs = batch.messages
+        self.last_epoch = batch.epoch
         if self.log.enabled(logging.INFO):  # else no message of the batch is logged
             peer = src_name(src)
             for msg, level, msg_id in self._loggable(msgs, batch.sender, batch.first_seq):
