@@ -112,7 +112,7 @@ def node(node_id: int, config: str | None, quiet: bool, new: bool,
 
 def _join(cluster: Any, node_id: int) -> Any:
     """The cluster's configuration, as the config file's other nodes tell it."""
-    from dataclasses import replace as with_nodes
+    from msgspec.structs import replace as with_nodes
 
     from zpaxos.runtime.client import Client
     from zpaxos.runtime.log import null_log

@@ -16,11 +16,11 @@ most MAX_CHAIN links of the chain when it starts.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
 import msgspec
+from msgspec.structs import replace
 
 from zpaxos.protocol.membership import MAX_MEMBERS, Config, Member
 from zpaxos.protocol.state import KeyState
