@@ -26,10 +26,12 @@ def test_cas_race_passes_and_its_chart_shows_versions(tmp_path, config):  # noqa
     assert not leftovers(config)
 
 
-def test_every_run_lists_the_lab_the_register_the_catch_up_and_the_lock_scenarios(tmp_path):
+def test_every_run_lists_the_lab_the_register_the_catch_up_the_lock_and_the_member_scenarios(
+        tmp_path):
     run = [sys.executable, "-m", "zpaxos", "scenarios", "--list"]
     listed = subprocess.run(run, env=env(), capture_output=True, text=True, timeout=60).stdout
     lines = listed.splitlines()
-    assert len(lines) == 12 and lines[0].startswith("1  single")
+    assert len(lines) == 15 and lines[0].startswith("1  single")
     assert lines[9].startswith("10  cas-race") and lines[10].startswith("11  paused-catch-up")
     assert lines[11].startswith("12  lock-handover")
+    assert [line.split()[1] for line in lines[12:]] == ["grow", "remove", "replace"]
