@@ -116,4 +116,46 @@ def test_no_sequence_of_requests_grows_the_table_past_its_bounds(seed: int) -> N
         assert sum(len(w.of(k)) for k in keys) == len(w)
         assert all(sum(c in w.of(k) for k in keys) <= 6 for c in callers)
     w.expire(now + 5.0)  # every lease out: nothing left anywhere
-    assert len(w) == 0 and not w._by_key and not w._per_caller
+    assert len(w) == 0 and not w._by_key and not w._per_caller and not w._armed
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32))
+def test_the_armed_watches_are_exactly_those_not_notified_since_they_asked(seed: int) -> None:
+    """The table against a model: a watch is armed from its watch, renewal or read (of a
+    watcher it holds) until a notification; ``armed`` is true exactly when one is. A
+    watch notified too few times would miss a change (the watcher hears nothing more)."""
+    rng = random.Random(seed)
+    w = Watchers(lease_s=5.0, per_register=4)
+    callers = [Caller(b"c%d" % i) for i in range(6)]
+    keys = ["k0", "k1"]
+    armed: dict[str, set[Caller]] = {k: set() for k in keys}
+    now = 0.0
+    for _ in range(300):
+        now += rng.random() / 2
+        caller, key = rng.choice(callers), rng.choice(keys)
+        what = rng.random()
+        if what < 0.3:
+            if w.watch(now, caller, key):
+                armed[key].add(caller)
+        elif what < 0.6:
+            w.rearm(caller, key)
+            if caller in w.of(key):
+                armed[key].add(caller)
+        else:
+            assert set(w.notify(key)) == armed[key]
+            armed[key] = set()
+        w.expire(now)
+        for k in keys:
+            armed[k] &= set(w.of(k))  # an expired watch is gone, armed or not
+            assert w.armed(k) == bool(armed[k])
+
+
+def test_a_write_with_no_watch_armed_costs_the_node_no_notification_work() -> None:
+    host = _host()
+    host.handle([(A, RWatch("k"))])
+    assert _accept(host, 1) == [(A, RNotify("k", 1, True))]
+    assert not host.watchers.armed("k")  # A was told: the next writes skip the watchers
+    assert _accept(host, 2) == []
+    host.handle([(A, RRead("k", 1))])
+    assert host.watchers.armed("k") and _accept(host, 3) == [(A, RNotify("k", 3, True))]

@@ -20,6 +20,10 @@ it makes, however fast the register changes, and nothing is missed: a change acc
 after the read's question reached this node finds the watch armed again, and one
 accepted before is in the read's answer or newer than it (the watcher reads again on the
 next notification or renewal answer, which carries the node's version).
+
+The armed watches are kept apart (``_armed``), so that a node's work on a write with no
+watch armed is one dictionary look-up (:meth:`armed`: the host then does nothing else for
+the watchers), and a notification costs the armed watches, not all the register's.
 """
 
 from __future__ import annotations
@@ -47,7 +51,8 @@ class Watchers:
         self.per_register = per_register
         self.per_caller = per_caller
         self._until: dict[tuple[str, Caller], float] = {}  # expiry order (see above)
-        self._by_key: dict[str, dict[Caller, bool]] = {}  # watchers, armed or not
+        self._by_key: dict[str, dict[Caller, None]] = {}  # watchers, armed or not
+        self._armed: dict[str, dict[Caller, None]] = {}  # those to notify (insertion order)
         self._per_caller: dict[Caller, int] = {}
         self.refused = 0  # watches refused because a bound was reached
 
@@ -68,7 +73,8 @@ class Watchers:
                 self.refused += 1
                 return False
             self._per_caller[caller] = self._per_caller.get(caller, 0) + 1
-        self._by_key.setdefault(key, {})[caller] = True
+        self._by_key.setdefault(key, {})[caller] = None
+        self._armed.setdefault(key, {})[caller] = None  # a renewal arms too
         self._until[entry] = now + self.lease_s
         return True
 
@@ -76,17 +82,16 @@ class Watchers:
         """``caller`` asked about ``key`` (it reads it): notify it of the next change."""
         watching = self._by_key.get(key)
         if watching is not None and caller in watching:
-            watching[caller] = True
+            self._armed.setdefault(key, {})[caller] = None
+
+    def armed(self, key: str) -> bool:
+        """Whether a new state of ``key`` would be notified to anyone."""
+        return key in self._armed
 
     def notify(self, key: str) -> list[Caller]:
         """The watchers of ``key`` to tell of a new state: the armed ones, now disarmed."""
-        watching = self._by_key.get(key)
-        if not watching:
-            return []
-        armed = [c for c, on in watching.items() if on]
-        for c in armed:
-            watching[c] = False
-        return armed
+        armed = self._armed.pop(key, None)
+        return [] if armed is None else list(armed)
 
     def expire(self, now: float) -> None:
         until = self._until
@@ -100,6 +105,11 @@ class Watchers:
             del watching[caller]
             if not watching:
                 del self._by_key[key]
+            armed = self._armed.get(key)
+            if armed is not None:
+                armed.pop(caller, None)
+                if not armed:
+                    del self._armed[key]
             left = self._per_caller[caller] - 1
             if left:
                 self._per_caller[caller] = left
