@@ -412,7 +412,7 @@ class AcceptorHost(PagesMixin, CatchUpMixin, ChecksMixin, RangesMixin, RowsMixin
             version = decode_state(step.persist[-1][1].value or b"").version
             if version > before:
                 note = RNotify(msg.key, version, True)
-                ready.send.extend((w, note) for w in self.watchers.notify(msg.key))
+                ready.send.extend((w, note) for w in watchers.notify(msg.key, self.now))
         for k, state in step.persist:
             ready.persist[k] = state
         self._count(type(msg), outcome_of(step.send, step.events))
