@@ -159,3 +159,25 @@ def test_a_write_with_no_watch_armed_costs_the_node_no_notification_work() -> No
     assert _accept(host, 2) == []
     host.handle([(A, RRead("k", 1))])
     assert host.watchers.armed("k") and _accept(host, 3) == [(A, RNotify("k", 3, True))]
+
+
+def test_notifications_past_the_pacing_stay_armed_first_in_line() -> None:
+    w = Watchers(notes_per_s=10.0, notes_burst=2)
+    for c in (A, B, C):
+        w.watch(0.0, c, "k")
+    assert w.notify("k", 0.0) == [A, B]  # the burst: two
+    assert w.armed("k") and w.deferred == 1
+    assert w.notify("k", 0.05) == []  # half a token: C waits, still armed
+    w.rearm(A, "k")  # A read since: armed again, behind C
+    assert w.notify("k", 0.1) == [C]
+    assert w.notify("k", 0.3) == [A] and not w.armed("k")
+
+
+def test_a_watcher_the_pacing_left_out_learns_the_version_from_its_renewal() -> None:
+    host = _host()
+    host.watchers = Watchers(notes_per_s=1.0, notes_burst=1)
+    host.handle([(A, RWatch("k")), (B, RWatch("k"))])
+    assert _accept(host, 1) == [(A, RNotify("k", 1, True))]  # B not told: armed
+    assert host.watchers.armed("k")
+    ready = host.handle([(B, RWatch("k"))])  # B's renewal, at the latest WATCH_RENEW_S on
+    assert ready.send == [(B, RNotify("k", 1, True))]  # the version it missed
