@@ -51,8 +51,8 @@ WATCH_RENEW_S = 3.0  # a watcher renews its watches this often (three tries per 
 MAX_WATCHES = 20_000  # (caller, register) pairs a node holds
 MAX_WATCHERS_PER_REGISTER = 5_000
 MAX_WATCHES_PER_CALLER = 256  # registers one connection may watch
-NOTES_PER_S = 1000.0  # notifications a node sends a second, all watches together
-NOTES_BURST = 200
+NOTES_PER_S = 200.0  # notifications a node sends a second, all watches together
+NOTES_BURST = 50
 
 
 class Watchers:
