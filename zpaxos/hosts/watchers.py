@@ -107,7 +107,7 @@ class Watchers:
         """Whether a new state of ``key`` would be notified to anyone."""
         return key in self._armed
 
-    def notify(self, key: str, now: float = 0.0) -> list[Caller]:
+    def notify(self, key: str, now: float) -> list[Caller]:
         """The watchers of ``key`` to tell of a new state at ``now``: the armed ones, now
         disarmed, as many as the pacing allows (the first armed first; the others stay
         armed for the next change)."""
