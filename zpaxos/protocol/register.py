@@ -27,7 +27,11 @@ after the read began and an acceptor's accepted ballot only grows, so no newer s
 chosen before the read began (its quorum would meet the read's, and that acceptor would
 have answered with the newer ballot). When the answers do not agree (a change in flight),
 the read asks once more, then falls back to the full round below. A quorum read leaves
-every promise as it was, so it never takes a writer's 1-RTT promise away.
+every promise as it was, so it never takes a writer's 1-RTT promise away. With
+RegisterOptions.read_quorum_first it asks only a quorum first (the one that answered its
+last read first), and the others the same question when those cannot agree or are slow
+(READ_WIDEN_S): the argument needs a quorum of agreeing answers to this question, not
+answers from every acceptor.
 
 1-RTT (the paper's optimisation): the Accept carries the proposer's *next* ballot, which
 the acceptor promises together with accepting. When a quorum accepted, the proposer
