@@ -1,7 +1,8 @@
 """What many watchers cost the writes: one register's write rate with 0 and 1,000 watchers.
 
     .venv/bin/python bench/watch_load.py [--watchers 1000] [--processes 4] [--seconds 2]
-                                         [--rounds 4] [--full-reads] [--read-gap S]
+                                         [--rounds 6] [--full-reads] [--read-gap S]
+                                         [--separate] [--all-first]
 
 A temporary 3-node cluster (fsync on). ``--processes`` watcher processes, each one Client
 with one :class:`~zpaxos.runtime.watch.SharedWatch` of register ``watched`` and
@@ -13,10 +14,17 @@ register, one set at a time on the 1-RTT path, for ``--seconds``: alternately ``
 the machine's load falls on both alike. The watcher processes run throughout.
 
 Prints, per phase, the writes per second and their p50 / p99 latency, and the CPU time
-the three nodes spent per write, then the ratio of the medians (watched / quiet: 1.0 is
-no slowdown; the target is at least 0.9), the nodes' CPU per write both ways (what the
-watchers cost the cluster, which a busy machine disturbs less than the rates) and the
-CPU the watcher processes used, and how many states the watchers were given.
+the three nodes spent per write; then each round's ratio (its watched phase's rate over
+its quiet phase's: 1.0 is no slowdown; the target is at least 0.9) as the median, the
+spread (min-max) and how many rounds met the target; the nodes' CPU per write both ways
+(what the watchers cost the cluster, the noise-free figure: a busy machine disturbs it
+far less than the rates) and the CPU the watcher processes used, and how many states the
+watchers were given.
+``--separate``: each watcher is a Client of its own with its own watch (one connection
+per watcher and node: what a user with one watcher per process would have), spread over
+the ``--processes``, a thread each; the nodes hold ``--watchers`` watches.
+``--all-first``: the confirming reads ask every node at once (the way before the reads
+asked a quorum first), the A/B of that lever;
 ``--full-reads``: the watchers confirm with a full round (a write of what they read, the
 way before quorum reads), the A/B of that lever;
 ``--read-gap S``: the watchers' least time between two confirming reads (default
@@ -30,6 +38,7 @@ import multiprocessing
 import os
 import statistics
 import tempfile
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -43,13 +52,19 @@ from zpaxos.runtime.watch import SharedWatch, WatchState
 WATCHED, QUIET = "watched", "quiet"
 
 
-def _watcher(config: str, subscribers: int, full_reads: bool, read_gap_s: float, ready: Any,
+def _options(c: Client, a: argparse.Namespace) -> Any:
+    return replace(c.register_options(one_rtt=False), quorum_reads=not a.full_reads,
+                   read_quorum_first=not a.all_first)
+
+
+def _watcher(config: str, subscribers: int, a: argparse.Namespace, ready: Any,
              stop: Any, out: Any) -> None:
-    watch.READ_GAP_S = read_gap_s  # this process's watches (a lever to compare)
+    watch.READ_GAP_S = a.read_gap  # this process's watches (a lever to compare)
+    if a.separate:
+        return _separate(config, subscribers, a, ready, stop, out)
     seen = [0] * subscribers
     with Client(load_config(config)) as c:
-        opts = replace(c.register_options(one_rtt=False), quorum_reads=not full_reads)
-        shared = SharedWatch(c, WATCHED, options=opts)
+        shared = SharedWatch(c, WATCHED, options=_options(c, a))
 
         def counter(i: int) -> Any:
             def deliver(s: WatchState | BaseException) -> None:
@@ -64,6 +79,34 @@ def _watcher(config: str, subscribers: int, full_reads: bool, read_gap_s: float,
         ready.put(1)
         stop.wait()
         shared.stop()
+    out.put(sum(seen))
+
+
+def _separate(config: str, watchers: int, a: argparse.Namespace, ready: Any, stop: Any,
+              out: Any) -> None:
+    """``watchers`` Clients in this process, each with its own watch on a thread."""
+    cluster = load_config(config)
+    seen = [0] * watchers
+    clients = [Client(cluster) for _ in range(watchers)]
+
+    def run(i: int) -> None:
+        for _ in watch.watch(clients[i], WATCHED, options=_options(clients[i], a),
+                             until=stop.is_set):
+            seen[i] += 1
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(watchers)]
+    try:
+        for t in threads:
+            t.start()
+        while not all(seen):
+            time.sleep(0.05)
+        ready.put(1)
+        stop.wait()
+        for t in threads:
+            t.join(10)
+    finally:
+        for c in clients:
+            c.close()
     out.put(sum(seen))
 
 
@@ -97,8 +140,10 @@ def main() -> None:
     ap.add_argument("--watchers", type=int, default=1000)
     ap.add_argument("--processes", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=2.0)
-    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--full-reads", action="store_true")
+    ap.add_argument("--separate", action="store_true")
+    ap.add_argument("--all-first", action="store_true")
     ap.add_argument("--read-gap", type=float, default=watch.READ_GAP_S, metavar="S")
     a = ap.parse_args()
     if a.processes < 1 or a.watchers < a.processes:
@@ -114,8 +159,7 @@ def main() -> None:
             ctx = multiprocessing.get_context("fork")
             ready, out, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
             procs = [ctx.Process(target=_watcher, daemon=True,
-                                 args=(str(path), n, a.full_reads, a.read_gap, ready, stop,
-                                       out))
+                                 args=(str(path), n, a, ready, stop, out))
                      for n in per]
             with Client(load_config(path)) as c:
                 c.set(WATCHED, b"start")
@@ -123,7 +167,7 @@ def main() -> None:
                     p.start()
                 try:
                     for _ in procs:
-                        ready.get(timeout=60)
+                        ready.get(timeout=180)
                     _write(c, QUIET, 1.0)  # warm-up: connections, the 1-RTT promise
                     _write(c, WATCHED, 1.0)
                     nodes = [p.pid for p in local.procs.values()]
@@ -149,22 +193,32 @@ def main() -> None:
 
 def _report(a: argparse.Namespace, rows: list[tuple[str, float, float, float, float, float]],
             given: int) -> None:
-    print(f"{a.watchers} watchers in {a.processes} processes (shared watch per process, "
-          f"{'full-round' if a.full_reads else 'quorum'} reads, at most one per "
-          f"{a.read_gap * 1000:g} ms); one writer, sets, "
-          f"{a.seconds:g} s per phase")
+    how = ("a Client and a watch each" if a.separate
+           else "a shared watch per process")
+    reads = ("full-round" if a.full_reads
+             else "quorum (all nodes asked)" if a.all_first else "quorum (a quorum asked first)")
+    print(f"{a.watchers} watchers in {a.processes} processes ({how}, {reads} reads, at most "
+          f"one per {a.read_gap * 1000:g} ms); one writer, sets, {a.seconds:g} s per phase, "
+          f"{a.rounds} rounds")
     for key, rate, p50, p99, node_us, _ in rows:
         print(f"  {key:8} {rate:7.0f} writes/s  p50 {p50:5.2f} ms  p99 {p99:5.2f} ms  "
               f"nodes' CPU {node_us:4.0f} us/write")
 
-    def median(col: int, key: str) -> float:
-        return statistics.median(r[col] for r in rows if r[0] == key)
+    def col(i: int, key: str) -> list[float]:
+        return [r[i] for r in rows if r[0] == key]
 
-    quiet, watched = median(1, QUIET), median(1, WATCHED)
-    print(f"write rate with {a.watchers} watchers / with none: {watched / quiet:.3f} "
-          f"({watched:.0f} / {quiet:.0f} writes/s); target at least 0.9")
+    def median(i: int, key: str) -> float:
+        return statistics.median(col(i, key))
+
+    ratios = [w / q for q, w in zip(col(1, QUIET), col(1, WATCHED), strict=True)]
+    cpu = [w / q for q, w in zip(col(4, QUIET), col(4, WATCHED), strict=True)]
+    print(f"write rate with {a.watchers} watchers / with none, per round: median "
+          f"{statistics.median(ratios):.3f}, spread {min(ratios):.3f}-{max(ratios):.3f}, "
+          f"{sum(r >= 0.9 for r in ratios)} of {len(ratios)} rounds at least 0.9 (target); "
+          f"medians {median(1, WATCHED):.0f} / {median(1, QUIET):.0f} writes/s")
     print(f"nodes' CPU per write: {median(4, WATCHED):.0f} us watched, {median(4, QUIET):.0f} "
-          f"us not ({median(4, WATCHED) / median(4, QUIET):.2f}x)")
+          f"us not; per round {statistics.median(cpu):.2f}x (spread "
+          f"{min(cpu):.2f}-{max(cpu):.2f}x)")
     print(f"the watcher processes used {median(5, WATCHED):.2f} CPU s/s while the watched "
           f"register changed, {median(5, QUIET):.2f} otherwise")
     print(f"states given to the watchers: {given} (each watcher sees coalesced changes)")

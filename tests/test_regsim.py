@@ -24,6 +24,9 @@ VARIANTS = {
     "3 nodes, 1-RTT": regsim.RegScenario(),
     "3 nodes, no 1-RTT": regsim.RegScenario(one_rtt=False),
     "5 nodes, 4 clients, 1 key": regsim.RegScenario(nodes=5, clients=4, keys=("r0",)),
+    # Reads ask a quorum first (the watchers' reads), the others when it disagrees or is slow.
+    "reads ask a quorum first": regsim.RegScenario(
+        options=replace(regsim.RegScenario().options, read_quorum_first=True)),
     # Clients that give up early: many operations end with their outcome unknown.
     "impatient clients": regsim.RegScenario(
         options=RegisterOptions(round_timeout_s=0.05, timeout_s=0.4, max_rounds=4,

@@ -47,14 +47,14 @@ def test_a_watch_is_notified_once_until_its_watcher_asks_again() -> None:
     w = Watchers()
     w.watch(0.0, A, "k")
     w.watch(0.0, B, "k")
-    assert set(w.notify("k")) == {A, B}
-    assert w.notify("k") == []  # disarmed: no second notification before a read
+    assert set(w.notify("k", 0.0)) == {A, B}
+    assert w.notify("k", 0.0) == []  # disarmed: no second notification before a read
     w.rearm(A, "k")
     w.rearm(C, "k")  # not a watcher: nothing to arm, nothing added
-    assert w.notify("k") == [A] and set(w.of("k")) == {A, B}
+    assert w.notify("k", 0.0) == [A] and set(w.of("k")) == {A, B}
     w.watch(1.0, B, "k")  # a renewal arms too
-    assert w.notify("k") == [B]
-    assert w.notify("other") == []
+    assert w.notify("k", 0.0) == [B]
+    assert w.notify("other", 0.0) == []
 
 
 def _host() -> AcceptorHost:
@@ -109,11 +109,91 @@ def test_no_sequence_of_requests_grows_the_table_past_its_bounds(seed: int) -> N
         elif what < 0.8:
             w.rearm(caller, key)
         else:
-            w.notify(key)
+            w.notify(key, now)
         w.expire(now)
         assert len(w) <= 40
         assert all(len(w.of(k)) <= 15 for k in keys)
         assert sum(len(w.of(k)) for k in keys) == len(w)
         assert all(sum(c in w.of(k) for k in keys) <= 6 for c in callers)
     w.expire(now + 5.0)  # every lease out: nothing left anywhere
-    assert len(w) == 0 and not w._by_key and not w._per_caller
+    assert len(w) == 0 and not w._by_key and not w._per_caller and not w._armed
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32))
+def test_the_armed_watches_are_exactly_those_not_notified_since_they_asked(seed: int) -> None:
+    """The table against a model: a watch is armed from its watch, renewal or read (of a
+    watcher it holds) until a notification; ``armed`` is true exactly when one is. A
+    watch notified too few times would miss a change (the watcher hears nothing more)."""
+    rng = random.Random(seed)
+    w = Watchers(lease_s=5.0, per_register=4, notes_burst=10**9)  # pacing: tested below
+    callers = [Caller(b"c%d" % i) for i in range(6)]
+    keys = ["k0", "k1"]
+    armed: dict[str, set[Caller]] = {k: set() for k in keys}
+    now = 0.0
+    for _ in range(300):
+        now += rng.random() / 2
+        caller, key = rng.choice(callers), rng.choice(keys)
+        what = rng.random()
+        if what < 0.3:
+            if w.watch(now, caller, key):
+                armed[key].add(caller)
+        elif what < 0.6:
+            w.rearm(caller, key)
+            if caller in w.of(key):
+                armed[key].add(caller)
+        else:
+            assert set(w.notify(key, now)) == armed[key]
+            armed[key] = set()
+        w.expire(now)
+        for k in keys:
+            armed[k] &= set(w.of(k))  # an expired watch is gone, armed or not
+            assert w.armed(k) == bool(armed[k])
+
+
+def test_a_write_with_no_watch_armed_costs_the_node_no_notification_work() -> None:
+    host = _host()
+    host.handle([(A, RWatch("k"))])
+    assert _accept(host, 1) == [(A, RNotify("k", 1, True))]
+    assert not host.watchers.armed("k")  # A was told: the next writes skip the watchers
+    assert _accept(host, 2) == []
+    host.handle([(A, RRead("k", 1))])
+    assert host.watchers.armed("k") and _accept(host, 3) == [(A, RNotify("k", 3, True))]
+
+
+def test_notifications_past_the_pacing_stay_armed_first_in_line() -> None:
+    w = Watchers(notes_per_s=10.0, notes_burst=2)
+    for c in (A, B, C):
+        w.watch(0.0, c, "k")
+    assert w.notify("k", 0.0) == [A, B]  # the burst: two
+    assert w.armed("k") and w.deferred == 1
+    assert w.notify("k", 0.05) == []  # half a token: C waits, still armed
+    w.rearm(A, "k")  # A read since: armed again, behind C
+    assert w.notify("k", 0.1) == [C]
+    assert w.notify("k", 0.3) == [A] and not w.armed("k")
+
+
+def test_a_watcher_the_pacing_left_out_learns_the_version_from_its_renewal() -> None:
+    host = _host()
+    host.watchers = Watchers(notes_per_s=1.0, notes_burst=1)
+    host.handle([(A, RWatch("k")), (B, RWatch("k"))])
+    assert _accept(host, 1) == [(A, RNotify("k", 1, True))]  # B not told: armed
+    assert host.watchers.armed("k")
+    ready = host.handle([(B, RWatch("k"))])  # B's renewal, at the latest WATCH_RENEW_S on
+    assert ready.send == [(B, RNotify("k", 1, True))]  # the version it missed
+
+
+def test_a_watcher_refused_by_too_many_nodes_is_told_why_and_what_to_do() -> None:
+    from types import SimpleNamespace
+
+    import pytest
+
+    from zpaxos.runtime.watch import WatchRefused, WatchSession
+
+    nodes = [SimpleNamespace(id=i) for i in range(3)]
+    client = SimpleNamespace(cluster=SimpleNamespace(nodes=nodes),
+                             register_options=lambda **kw: None)
+    session = WatchSession(client, "k")  # type: ignore[arg-type]
+    session.take([(0, RNotify("k", 0, False))])  # one refusal: a quorum still covered
+    with pytest.raises(WatchRefused, match="2 of 3 nodes refused.*tables are full.*SharedWatch"):
+        session.take([(1, RNotify("k", 0, False))])

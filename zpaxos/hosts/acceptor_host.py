@@ -398,18 +398,21 @@ class AcceptorHost(PagesMixin, CatchUpMixin, ChecksMixin, RangesMixin, RowsMixin
     def _apply_register(self, src: Src, msg: RegisterMessage, ready: Ready) -> None:
         slot = register_slot(msg.key)
         known = slot in self.acceptor.states
-        watched = bool(self.watchers) and bool(self.watchers.of(msg.key))
-        if watched and isinstance(src, Caller):
-            self.watchers.rearm(src, msg.key)  # it reads the register: bounded fan-out
+        watchers = self.watchers
+        if watchers and isinstance(src, Caller):
+            watchers.rearm(src, msg.key)  # it reads the register: bounded fan-out
+        # No watch armed (the usual case on a busy watched register: each watcher is
+        # notified once per read it makes): nothing to decode, no one to tell.
+        watched = bool(watchers) and type(msg) is RAccept and watchers.armed(msg.key)
         before = self.registers.state(msg.key)[1].version if watched else 0
         step = self.registers.handle(src, msg)
-        if watched and step.persist and type(msg) is RAccept:
+        if watched and step.persist:
             # A new state accepted: tell the watchers (after it is durable, as every send).
             # Only a hint: a watcher reads the register to learn what was chosen.
             version = decode_state(step.persist[-1][1].value or b"").version
             if version > before:
                 note = RNotify(msg.key, version, True)
-                ready.send.extend((w, note) for w in self.watchers.notify(msg.key))
+                ready.send.extend((w, note) for w in watchers.notify(msg.key, self.now))
         for k, state in step.persist:
             ready.persist[k] = state
         self._count(type(msg), outcome_of(step.send, step.events))

@@ -20,34 +20,58 @@ it makes, however fast the register changes, and nothing is missed: a change acc
 after the read's question reached this node finds the watch armed again, and one
 accepted before is in the read's answer or newer than it (the watcher reads again on the
 next notification or renewal answer, which carries the node's version).
+
+A node's notifications are paced too, for all registers together: at most
+``NOTES_PER_S`` a second (a token bucket of ``NOTES_BURST``). Past that, the armed watches
+not told stay armed, first in line for the next change's notification; a watcher that
+hears nothing more learns the node's version from its renewal's answer (within
+``WATCH_RENEW_S``) and reads then. So a thousand separate watchers of a busy register
+cost its nodes a bounded number of notifications (and so of confirming reads) a second,
+not one per watcher per change: they hear of changes later, coalesced, and the writes
+keep their pace. (Watchers sharing one watch, runtime/watch.py SharedWatch, are far
+below the budget.)
+
+The armed watches are kept apart (``_armed``), so that a node's work on a write with no
+watch armed is one dictionary look-up (:meth:`armed`: the host then does nothing else for
+the watchers), and a notification costs the armed watches, not all the register's.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Collection
 
 from zpaxos.hosts.addresses import Caller
 
 __all__ = ["MAX_WATCHERS_PER_REGISTER", "MAX_WATCHES", "MAX_WATCHES_PER_CALLER",
-           "WATCH_LEASE_S", "WATCH_RENEW_S", "Watchers"]
+           "NOTES_BURST", "NOTES_PER_S", "WATCH_LEASE_S", "WATCH_RENEW_S", "Watchers"]
 
 WATCH_LEASE_S = 10.0  # a watch lasts this long unless renewed
 WATCH_RENEW_S = 3.0  # a watcher renews its watches this often (three tries per lease)
 MAX_WATCHES = 20_000  # (caller, register) pairs a node holds
 MAX_WATCHERS_PER_REGISTER = 5_000
 MAX_WATCHES_PER_CALLER = 256  # registers one connection may watch
+NOTES_PER_S = 200.0  # notifications a node sends a second, all watches together
+NOTES_BURST = 50
 
 
 class Watchers:
     def __init__(self, lease_s: float = WATCH_LEASE_S, max_watches: int = MAX_WATCHES,
                  per_register: int = MAX_WATCHERS_PER_REGISTER,
-                 per_caller: int = MAX_WATCHES_PER_CALLER) -> None:
+                 per_caller: int = MAX_WATCHES_PER_CALLER, notes_per_s: float = NOTES_PER_S,
+                 notes_burst: int = NOTES_BURST) -> None:
         self.lease_s = lease_s
+        self.notes_per_s = notes_per_s
+        self.notes_burst = notes_burst
+        self._tokens = float(notes_burst)  # notifications that may leave now
+        self._tokens_at = 0.0
+        self.deferred = 0  # notifications held back by the pacing (watches left armed)
         self.max_watches = max_watches
         self.per_register = per_register
         self.per_caller = per_caller
         self._until: dict[tuple[str, Caller], float] = {}  # expiry order (see above)
-        self._by_key: dict[str, dict[Caller, bool]] = {}  # watchers, armed or not
+        self._by_key: dict[str, dict[Caller, None]] = {}  # watchers, armed or not
+        self._armed: dict[str, dict[Caller, None]] = {}  # those to notify (insertion order)
         self._per_caller: dict[Caller, int] = {}
         self.refused = 0  # watches refused because a bound was reached
 
@@ -68,7 +92,8 @@ class Watchers:
                 self.refused += 1
                 return False
             self._per_caller[caller] = self._per_caller.get(caller, 0) + 1
-        self._by_key.setdefault(key, {})[caller] = True
+        self._by_key.setdefault(key, {})[caller] = None
+        self._armed.setdefault(key, {})[caller] = None  # a renewal arms too
         self._until[entry] = now + self.lease_s
         return True
 
@@ -76,17 +101,32 @@ class Watchers:
         """``caller`` asked about ``key`` (it reads it): notify it of the next change."""
         watching = self._by_key.get(key)
         if watching is not None and caller in watching:
-            watching[caller] = True
+            self._armed.setdefault(key, {})[caller] = None
 
-    def notify(self, key: str) -> list[Caller]:
-        """The watchers of ``key`` to tell of a new state: the armed ones, now disarmed."""
-        watching = self._by_key.get(key)
-        if not watching:
+    def armed(self, key: str) -> bool:
+        """Whether a new state of ``key`` would be notified to anyone."""
+        return key in self._armed
+
+    def notify(self, key: str, now: float) -> list[Caller]:
+        """The watchers of ``key`` to tell of a new state at ``now``: the armed ones, now
+        disarmed, as many as the pacing allows (the first armed first; the others stay
+        armed for the next change)."""
+        armed = self._armed.get(key)
+        if armed is None:
             return []
-        armed = [c for c, on in watching.items() if on]
-        for c in armed:
-            watching[c] = False
-        return armed
+        tokens = min(float(self.notes_burst),
+                     self._tokens + max(0.0, now - self._tokens_at) * self.notes_per_s)
+        self._tokens_at = max(self._tokens_at, now)
+        n = min(len(armed), int(tokens))
+        self._tokens = tokens - n
+        if n == len(armed):
+            del self._armed[key]
+            return list(armed)
+        told = list(itertools.islice(armed, n))
+        for c in told:
+            del armed[c]
+        self.deferred += len(armed)
+        return told
 
     def expire(self, now: float) -> None:
         until = self._until
@@ -100,6 +140,11 @@ class Watchers:
             del watching[caller]
             if not watching:
                 del self._by_key[key]
+            armed = self._armed.get(key)
+            if armed is not None:
+                armed.pop(caller, None)
+                if not armed:
+                    del self._armed[key]
             left = self._per_caller[caller] - 1
             if left:
                 self._per_caller[caller] = left

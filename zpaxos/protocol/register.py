@@ -27,7 +27,11 @@ after the read began and an acceptor's accepted ballot only grows, so no newer s
 chosen before the read began (its quorum would meet the read's, and that acceptor would
 have answered with the newer ballot). When the answers do not agree (a change in flight),
 the read asks once more, then falls back to the full round below. A quorum read leaves
-every promise as it was, so it never takes a writer's 1-RTT promise away.
+every promise as it was, so it never takes a writer's 1-RTT promise away. With
+RegisterOptions.read_quorum_first it asks only a quorum first (the one that answered its
+last read first), and the others the same question when those cannot agree or are slow
+(READ_WIDEN_S): the argument needs a quorum of agreeing answers to this question, not
+answers from every acceptor.
 
 1-RTT (the paper's optimisation): the Accept carries the proposer's *next* ballot, which
 the acceptor promises together with accepting. When a quorum accepted, the proposer
@@ -52,6 +56,7 @@ from zpaxos.protocol.messages import MAX_ROUND_STEP, ZERO, Ballot
 from zpaxos.protocol.pacing import (
     ACCEPT,
     IDLE,
+    INF,
     PREPARE,
     QUERY,
     PacedProposer,
@@ -96,6 +101,9 @@ __all__ = ["CAS", "CAS_FAILED", "CAS_VALUE", "DELETE", "GET", "NO_QUORUM", "OK",
 # A quorum read whose answers did not agree (a change was in flight) asks again this many
 # times in all before it falls back to a full round (which outbids the writer).
 QUERY_TRIES = 2
+# A read asking a quorum first (RegisterOptions.read_quorum_first) asks the other
+# acceptors too when no agreeing quorum answered within this long.
+READ_WIDEN_S = 0.02
 
 
 def next_ballot(b: Ballot) -> Ballot:
@@ -199,6 +207,10 @@ class RegisterProposer(PacedProposer):
         self._states: dict[Peer, RState] = {}  # a quorum read's answers
         self._queries = 0  # a quorum read's questions so far
         self._read_id = 0  # the last question's number (RRead.read), over our whole life
+        self._asked: tuple[Peer, ...] = ()  # the acceptors asked the current question
+        self._widen_at = INF  # then ask the others too (read_quorum_first)
+        # read_quorum_first asks these first: a quorum that answered the last read first.
+        self._first: tuple[Peer, ...] = self.acceptors[:self.quorum]
         self._writing: tuple[RegState, RegResult] | None = None
         self._fast = False
 
@@ -245,7 +257,19 @@ class RegisterProposer(PacedProposer):
         self.phase = QUERY
         self._phase_started(now)
         msg = RRead(self.key, self._read_id)
-        step.send.extend((a, msg) for a in self.acceptors)
+        # Asking a quorum first is as safe as asking all: what counts is a quorum of
+        # answers to this question that agree, whoever gives them.
+        first = self.opts.read_quorum_first and self._queries == 1
+        self._asked = self._first if first else self.acceptors
+        self._widen_at = now + READ_WIDEN_S if first else INF
+        step.send.extend((a, msg) for a in self._asked)
+
+    def _widen(self, step: Step) -> None:
+        """Ask the current question of the acceptors not asked yet."""
+        msg = RRead(self.key, self._read_id)
+        step.send.extend((a, msg) for a in self.acceptors if a not in self._asked)
+        self._asked = self.acceptors
+        self._widen_at = INF
 
     def _on_state(self, now: float, src: Peer, msg: RState, step: Step) -> None:
         if self.phase != QUERY or msg.read != self._read_id:
@@ -263,9 +287,14 @@ class RegisterProposer(PacedProposer):
             # A quorum accepted this one state at one ballot: it is chosen, and nothing
             # newer was chosen before we asked (module docstring).
             self._phase_done(now)
+            if len(self._states) == self.quorum:  # the fastest quorum: ask it first next
+                self._first = tuple(self._states)
             state = msg.state if msg.accepted == ballot else next(
                 m.state for m in self._states.values() if m.accepted == ballot)
             self._answer_read(ballot, state, step)
+        elif (len(self._asked) < len(self.acceptors)
+              and n + len(self._asked) - len(self._states) < self.quorum):
+            self._widen(step)  # the quorum asked first cannot agree: ask the others
         elif n + len(self.acceptors) - len(self._states) < self.quorum:
             # No quorum can agree any more: a change is in flight. Ask again, then run
             # the operation as a round (the 1-RTT one if we hold the promise).
@@ -418,6 +447,25 @@ class RegisterProposer(PacedProposer):
         self._writing = None
 
     # ---- driving
+
+    @property
+    def next_wakeup(self) -> float | None:
+        due = super().next_wakeup
+        if self.phase == QUERY and self._widen_at < INF:
+            return self._widen_at if due is None else min(due, self._widen_at)
+        return due
+
+    def tick(self, now: float) -> Step:
+        if self.phase == QUERY and now >= self._widen_at and now < self._deadline:
+            step = Step()
+            self._widen(step)  # the quorum asked first was slow: ask the others too
+            return step
+        return super().tick(now)
+
+    def nudge(self, now: float) -> Step:
+        if self.phase == QUERY:
+            self._asked, self._widen_at = self.acceptors, INF  # it asks every silent one
+        return super().nudge(now)
 
     def receive(self, now: float, src: Peer, msg: RegisterMessage) -> Step:
         step = Step()

@@ -77,3 +77,6 @@ class RegisterOptions(ProposerOptions):
 
     one_rtt: bool = True
     quorum_reads: bool = True  # a get first tries a read that writes nothing (register.py)
+    # A quorum read asks only a quorum of acceptors first, and the others only when those
+    # do not agree or are slow (READ_WIDEN_S): fewer questions and answers per read.
+    read_quorum_first: bool = False
