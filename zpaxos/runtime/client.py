@@ -29,7 +29,7 @@ import random
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -317,13 +317,8 @@ class Client(FollowsMembers):
     def register_options(self, one_rtt: bool = True, **overrides: Any) -> RegisterOptions:
         """Register pacing: the config's [proposer] options with ``overrides`` (the
         registers' own options too, such as ``read_quorum_first``)."""
-        from zpaxos.runtime.register_client import register_options
-
-        own = {f.name for f in fields(ProposerOptions)}
-        opts = register_options(options_from(self.cluster.proposer, **{
-            k: v for k, v in overrides.items() if k in own}), one_rtt)
-        return replace(opts, **{k: v for k, v in overrides.items()
-                                if k not in own and v is not None})
+        from zpaxos.runtime.register_client import options_with
+        return options_with(self.cluster.proposer, one_rtt, overrides)
 
     def registers(self, items: Iterable[tuple[str, RegOp]],
                   options: RegisterOptions | None = None,

@@ -27,7 +27,7 @@ from zpaxos.protocol.regmessages import RAccepted, RNack, RPromise, RState
 from zpaxos.runtime.loop import drive
 from zpaxos.runtime.sockets import Sockets
 
-__all__ = ["Registers", "register_options"]
+__all__ = ["Registers", "options_with", "register_options"]
 
 _REPLIES = frozenset((RPromise, RAccepted, RNack, RState))
 
@@ -36,6 +36,18 @@ def register_options(p: ProposerOptions, one_rtt: bool = True) -> RegisterOption
     """Register pacing from the config's [proposer] options (RegisterOptions extends them)."""
     return RegisterOptions(**{f.name: getattr(p, f.name) for f in fields(ProposerOptions)},
                            one_rtt=one_rtt)
+
+
+def options_with(p: ProposerOptions, one_rtt: bool, overrides: dict[str, Any],
+                 ) -> RegisterOptions:
+    """Register pacing from ``p`` with ``overrides`` (None: keep), which may name the
+    [proposer] options and the registers' own (``read_quorum_first``...)."""
+    known = {f.name for f in fields(RegisterOptions)}
+    for name in overrides:
+        if name not in known:
+            raise TypeError(f"no register option {name!r}")
+    o = register_options(p, one_rtt)
+    return replace(o, **{k: v for k, v in overrides.items() if v is not None})
 
 
 def checked(key: str, op: RegOp) -> RegOp:
