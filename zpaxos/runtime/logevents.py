@@ -34,7 +34,7 @@ LOGGED: dict[str, str] = {
     "catch_up_cursors_unsaved": "a node's catch-up cursors could not be saved",
     "lock_acquired": "a lock or a leadership was taken (its name, holder, fencing token)",
     "lock_lost": "a holder's lease was lost (why), or another took the lock",
-    "lock_released": "a holder freed its lock (or resigned)",
+    "lock_released": "a holder freed its lock (or resigned), or handed it over to the next waiter",
 }
 
 # The typed events: name -> the first line of the class's docstring.
