@@ -11,7 +11,9 @@ A lock is a register holding a lease record; the rules (who may take it when, th
 margin, the token) are pure, in zpaxos/protocol/lease.py. Here they meet sockets and
 the clock:
 
-* acquiring runs on the caller's Client: read the record, queue up (FIFO), then wait
+* acquiring runs on the caller's Client, on the 1-RTT path (its last write of the register
+  left it a promise: uncontended, a read that writes nothing and one round trip of
+  compare-and-set): read the record, queue up (FIFO), then wait
   for notifications (a WatchSession: nodes tell their watchers of each new version, the
   waiter confirms with a read; it never polls the cluster) until the lock is free for it
   or its holder's state has stayed unchanged for ``ttl + margin`` on this process's
@@ -20,8 +22,11 @@ the clock:
   belong to one thread) so the caller's code and Client stay free; the lease is lost
   ``ttl - margin`` after the last renewal that succeeded was *sent*: ``lost``,
   ``valid()`` and ``lost_at`` say so from the clock, whether or not the thread is late;
-* release (on leaving the ``with``, exception or not) stops the thread and frees the
-  record by a compare-and-set, only if it is still this holding's.
+* release (on leaving the ``with``, exception or not) stops the thread and, by one
+  compare-and-set, only if the record is still this holding's, hands the lock over to
+  the head of the queue (lease.handed_over: the named waiter holds once its own renewal
+  succeeded) or frees it; on the caller's Client while it holds the 1-RTT promise (no
+  renewal yet), else on the renewer's.
 """
 
 from __future__ import annotations
