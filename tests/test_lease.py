@@ -29,6 +29,7 @@ from zpaxos.protocol.lease import (
     encode_record,
     enqueued,
     grace_for,
+    handed_over,
     margin_for,
     released,
     ttl_problem,
@@ -194,3 +195,28 @@ def test_holder_stops_before_any_waiter_may_take_over(
     wait = wait_needed(LockRecord("h", A, 9, round(ttl * 1000)), B)
     take_over_real = clock.take_over_at(wait) / waiter_rate
     assert killed_real < take_over_real
+
+
+def test_a_release_hands_the_lock_to_the_named_head_of_the_queue() -> None:
+    mine = LockRecord("me", A, 5, 10_000, (Waiter(B, 2_000, "bee"), Waiter(C, 3_000, "sea")))
+    new = handed_over(mine, 7)
+    # Held by the head, with the token of this very write (version 8), its own TTL; the
+    # rest of the queue stays in order.
+    assert new == LockRecord("bee", B, 8, 2_000, (Waiter(C, 3_000, "sea"),))
+    assert handed_over(new, 9).token == 10 > new.token  # tokens grow from holder to holder
+    # Nobody named waits (an empty queue; a head without a name, as in records written
+    # before hand-overs): free, as a plain release.
+    assert handed_over(LockRecord("me", A, 5, 10_000), 7) == released(
+        LockRecord("me", A, 5, 10_000))
+    unnamed = LockRecord("me", A, 5, 10_000, (Waiter(B, 2_000),))
+    assert handed_over(unnamed, 7) == released(unnamed)
+
+
+def test_a_waiter_without_a_name_decodes_as_before() -> None:
+    old = b'{"holder":"me","owner":"%s","token":5,"ttl_ms":10000,"queue":[["%s",2000]]}' % (
+        A.encode(), B.encode())
+    assert decode_record(old).queue == (Waiter(B, 2_000),)
+    assert enqueued(FREE, B, 2.0, "bee") == LockRecord(queue=(Waiter(B, 2_000, "bee"),))
+    with pytest.raises(LockRecordError):
+        decode_record(encode_record(LockRecord(queue=(Waiter(B, 2_000, "x" * (
+            MAX_HOLDER_CHARS + 1)),))))

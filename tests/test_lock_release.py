@@ -5,10 +5,11 @@ contenders, acquires took TTL + margin at p99 (docs/checking-locks.md)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
-from zpaxos.protocol.lease import HolderLease, LockRecord, decode_record, encode_record
+from zpaxos.protocol.lease import HolderLease, LockRecord, Waiter, decode_record, encode_record
 from zpaxos.protocol.regops import CAS, GET, OK, UNKNOWN, RegOp, RegResult
 from zpaxos.runtime.locks import Lock
 from zpaxos.runtime.log import null_log
@@ -16,11 +17,16 @@ from zpaxos.runtime.log import null_log
 MINE = LockRecord("A", "owner-a", 5, 10_000)
 
 
+class Sockets:
+    stop_requested = False
+
+
 class Stub:
     """A client whose register operations answer from a script, recording each."""
 
     name = "stub"
     log = null_log("stub")
+    sockets = Sockets()
 
     def __init__(self, answers: list[RegResult]) -> None:
         self.answers = answers
@@ -61,3 +67,38 @@ def test_an_unknown_release_that_did_not_land_is_tried_again() -> None:
     assert [op.kind for op in stub.ops] == [CAS, GET, CAS]
     assert stub.ops[2].expect_version == 9
     assert not decode_record(stub.ops[2].value).held
+
+
+def test_a_release_hands_the_lock_over_to_the_head_of_the_queue() -> None:
+    stub = Stub([result(OK, 8)])
+    lock = held_lock(stub)
+    lock._record = LockRecord("A", "owner-a", 5, 10_000, (Waiter("owner-b", 2_000, "B"),))
+    lock._release_on(stub)  # type: ignore[arg-type]
+    (op,) = stub.ops
+    assert op.expect_version == 7
+    assert decode_record(op.value) == LockRecord("B", "owner-b", 8, 2_000)
+
+
+def renewer_that_did(lock: Lock, renewed: bool) -> None:
+    """As if acquired: a renewer thread (here one that does nothing) that did, or did not,
+    write since the acquisition."""
+    lock._renewed = renewed
+    lock._thread = threading.Thread(target=lambda: None)
+    lock._thread.start()
+
+
+def test_a_release_before_any_renewal_runs_on_the_callers_client() -> None:
+    # The caller's Client made the last write (the acquisition): it holds the register's
+    # 1-RTT promise, so the release is one round trip there, not a full round on the
+    # renewer's Client.
+    stub = Stub([result(OK, 8, LockRecord(token=5))])
+    lock = held_lock(stub)
+    renewer_that_did(lock, renewed=False)
+    lock.release()
+    assert [op.kind for op in stub.ops] == [CAS] and not lock._renewer_releases
+    # Once the renewer wrote, it holds the promise: the release is its to do.
+    stub = Stub([])
+    lock = held_lock(stub)
+    renewer_that_did(lock, renewed=True)
+    lock.release()
+    assert stub.ops == [] and lock._renewer_releases

@@ -313,3 +313,23 @@ def test_a_waiter_stopped_by_ctrl_c_leaves_the_queue(running: Cluster) -> None:
         assert queue() == 0
     holder.proc.send_signal(signal.SIGINT)
     assert holder.finish()[0] == 130
+
+
+def test_a_release_hands_the_lock_over_to_the_waiter_at_the_head(running: Cluster) -> None:
+    cfg = load_config(running.config)
+    with Client(cfg) as a, Client(cfg) as b:
+        first = a.lock("res", ttl=2)
+        token_a = first.acquire()
+        second = b.lock("res", ttl=2, timeout=30)
+        waiter = threading.Thread(target=second.acquire)  # (b is used by this thread only)
+        waiter.start()
+        Cluster.wait_for(lambda: len(decode_record(a.get("res").value).queue) == 1,
+                         "the waiter to queue up")
+        first.release()
+        waiter.join()
+        # Handed over: its token is the version A's release wrote (above A's token), and
+        # it held the lock only once its own renewal (a later version) succeeded.
+        assert token_a < second.token < second._version  # type: ignore[operator]
+        rec = decode_record(a.get("res").value)
+        assert (rec.owner, rec.token, rec.queue) == (second.owner, second.token, ())
+        second.release()

@@ -41,6 +41,16 @@ from zpaxos.runtime.exits import Exit
 @click.option("--registers", is_flag=True,
               help="Measure registers instead: set, cas, get; contended or not; 1-RTT on/off "
                    "(--proposals operations per run, --concurrency registers).")
+@click.option("--locks", is_flag=True,
+              help="Measure locks instead: acquire and release latency, one process "
+                   "(--lock-cycles cycles) and --lock-contenders processes on one lock for "
+                   "--lock-seconds.")
+@click.option("--lock-cycles", type=click.IntRange(min=1, max=100_000), default=200,
+              show_default=True, metavar="N", help="Uncontended acquire/release cycles.")
+@click.option("--lock-contenders", type=click.IntRange(min=1, max=64), default=8,
+              show_default=True, metavar="C", help="Processes contending for one lock.")
+@click.option("--lock-seconds", type=click.FloatRange(min=0.5, max=3600), default=10.0,
+              show_default=True, metavar="S", help="How long the contenders run.")
 @click.option("--metrics-port", "metrics_port", type=click.IntRange(min=1, max=65535),
               default=None, metavar="PORT",
               help="Serve the benchmark client's Prometheus metrics on this port while it "
@@ -49,7 +59,8 @@ from zpaxos.runtime.exits import Exit
 def bench(config: str | None, proposals: int, concurrency: int, contended_keys: int,
           value_size: int, cli_runs: int, curve: bool, fast: bool, registers: bool,
           as_json: bool, race_proposers: int, race_keys: int, million: int | None,
-          metrics_port: int | None) -> None:
+          metrics_port: int | None, locks: bool, lock_cycles: int, lock_contenders: int,
+          lock_seconds: float) -> None:
     """Measure decisions per second and latency.
 
     End to end on real sockets; without --config on a temporary 3-node cluster.
@@ -58,6 +69,17 @@ def bench(config: str | None, proposals: int, concurrency: int, contended_keys: 
     from zpaxos.lab.launcher import NodeStartError
     from zpaxos.runtime.config import ConfigError
 
+    if locks:
+        from zpaxos.lab import lockbench
+
+        try:
+            lr = lockbench.run_lock_bench(config, lock_cycles, lock_contenders, lock_seconds)
+        except ConfigError as e:
+            raise Failure(str(e), Exit.USAGE) from None
+        except (NodeStartError, RuntimeError, OSError) as e:
+            raise Failure(str(e)) from None
+        click.echo(b.as_json(lr) if as_json else lockbench.report(lr))
+        return
     if registers:
         from zpaxos.lab import regbench
 

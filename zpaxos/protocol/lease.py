@@ -55,7 +55,7 @@ from msgspec import Meta
 __all__ = ["DEFAULT_TTL_S", "FREE", "GRACE_FRACTION", "MAX_DRIFT", "MAX_HOLDER_CHARS", "MAX_QUEUE",
            "MAX_TTL_S", "MIN_MARGIN_S", "MIN_TTL_S", "RENEWS_PER_LEASE", "HolderLease",
            "LockRecord", "LockRecordError", "Waiter", "WaiterClock", "acquired",
-           "decode_record", "dequeued", "encode_record", "enqueued", "grace_for",
+           "decode_record", "dequeued", "encode_record", "enqueued", "grace_for", "handed_over",
            "margin_for", "released", "ttl_problem", "wait_needed"]
 
 DEFAULT_TTL_S = 10.0  # a lock's or a leadership's TTL unless told
@@ -167,11 +167,14 @@ TtlMs = Annotated[int, Meta(ge=0, le=int(MAX_TTL_S * 1000))]
 
 
 class Waiter(msgspec.Struct, frozen=True, array_like=True):
-    """A waiter in a lock's queue: its owner id and its TTL (which says how long it may
-    sit at the head of the queue without acting before the next ones pass it)."""
+    """A waiter in a lock's queue: its owner id, its TTL (which says how long it may
+    sit at the head of the queue without acting before the next ones pass it, and its
+    lease if the lock is handed over to it) and its name ("": it is not handed the lock,
+    it takes it; records written before hand-overs have none)."""
 
     owner: Owner
     ttl_ms: TtlMs
+    holder: Annotated[str, Meta(max_length=MAX_HOLDER_CHARS)] = ""
 
     @property
     def ttl(self) -> float:
@@ -253,11 +256,30 @@ def released(r: LockRecord) -> LockRecord:
     return LockRecord(token=r.token, queue=r.queue)
 
 
-def enqueued(r: LockRecord, owner: str, ttl: float) -> LockRecord | None:
-    """The record with ``owner`` at the end of the queue (None: already there, or full)."""
+def handed_over(r: LockRecord, version: int) -> LockRecord:
+    """The record a holder's release writes by a compare-and-set at ``version``: held by
+    the head of the queue (its token ``version + 1``, the version this write makes), or
+    free when nobody named waits.
+
+    The named waiter does not hold the lock yet: it counts itself holder only once its
+    own first renewal (a compare-and-set at the version this write made) succeeded, and
+    its lease counts from when *it sent* that renewal, never from this write. Until then
+    nobody acts: the releaser has stopped, and any other waiter treats the record as a
+    held lock (its holder's ``ttl + m`` of unchanged version first; a named waiter that
+    died is passed so)."""
+    if not r.queue or not r.queue[0].holder:
+        return released(r)
+    w = r.queue[0]
+    return LockRecord(w.holder, w.owner, version + 1, w.ttl_ms, r.queue[1:])
+
+
+def enqueued(r: LockRecord, owner: str, ttl: float, holder: str = "") -> LockRecord | None:
+    """The record with ``owner`` at the end of the queue (None: already there, or full);
+    with ``holder``, a release may hand the lock over to it (:func:`handed_over`)."""
     if r.position(owner) is not None or len(r.queue) >= MAX_QUEUE:
         return None
-    return msgspec.structs.replace(r, queue=(*r.queue, Waiter(owner, round(ttl * 1000))))
+    return msgspec.structs.replace(r, queue=(*r.queue, Waiter(owner, round(ttl * 1000),
+                                                               holder)))
 
 
 def dequeued(r: LockRecord, owner: str) -> LockRecord | None:

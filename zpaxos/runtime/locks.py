@@ -11,7 +11,9 @@ A lock is a register holding a lease record; the rules (who may take it when, th
 margin, the token) are pure, in zpaxos/protocol/lease.py. Here they meet sockets and
 the clock:
 
-* acquiring runs on the caller's Client: read the record, queue up (FIFO), then wait
+* acquiring runs on the caller's Client, on the 1-RTT path (its last write of the register
+  left it a promise: uncontended, a read that writes nothing and one round trip of
+  compare-and-set): read the record, queue up (FIFO), then wait
   for notifications (a WatchSession: nodes tell their watchers of each new version, the
   waiter confirms with a read; it never polls the cluster) until the lock is free for it
   or its holder's state has stayed unchanged for ``ttl + margin`` on this process's
@@ -20,8 +22,11 @@ the clock:
   belong to one thread) so the caller's code and Client stay free; the lease is lost
   ``ttl - margin`` after the last renewal that succeeded was *sent*: ``lost``,
   ``valid()`` and ``lost_at`` say so from the clock, whether or not the thread is late;
-* release (on leaving the ``with``, exception or not) stops the thread and frees the
-  record by a compare-and-set, only if it is still this holding's.
+* release (on leaving the ``with``, exception or not) stops the thread and, by one
+  compare-and-set, only if the record is still this holding's, hands the lock over to
+  the head of the queue (lease.handed_over: the named waiter holds once its own renewal
+  succeeded) or frees it; on the caller's Client while it holds the 1-RTT promise (no
+  renewal yet), else on the renewer's.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from zpaxos.protocol.lease import (
     encode_record,
     enqueued,
     grace_for,
+    handed_over,
     margin_for,
     released,
     ttl_problem,
@@ -124,6 +130,11 @@ class Lock:
         self._version = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Whether the renewer has written since the acquisition: until it has, the
+        # caller's Client holds the register's 1-RTT promise and the release is one round
+        # trip on it; set by release(), read by the renewer: it releases, or not.
+        self._renewed = False
+        self._renewer_releases = True
 
     # ---- what the holder asks
 
@@ -172,7 +183,9 @@ class Lock:
         self.lost_reason = ""
         deadline = time.monotonic() + (self.timeout if self.timeout is not None
                                        else float("inf"))
-        session = WatchSession(self.client, self.name)
+        # On the 1-RTT path: this Client's last write of the register (its previous
+        # release, say) left it a promise for its next ballot; a rival's prepare takes it.
+        session = WatchSession(self.client, self.name, self.client.register_options())
         try:
             rec, version, sent = self._wait_for_turn(session, deadline)
         except BaseException:
@@ -181,6 +194,8 @@ class Lock:
         with self._mu:
             self._record, self._version = rec, version
             self._lease = HolderLease(self.ttl, sent)
+            self._renewed = False
+            self._renewer_releases = True
         self.token = rec.token
         self.client.log.event("lock_acquired", f"{self.name}: {self.holder}, token "
                               f"{rec.token}", lock=self.name, holder=self.holder,
@@ -210,8 +225,9 @@ class Lock:
             clock.observe(r.version, now)
             need = wait_needed(rec, self.owner)
             if rec.owner == self.owner or need == 0 or clock.may_take_over(now, need):
-                # Ours already (an attempt whose answer was lost took effect): rewrite it,
-                # so that the lease starts from a write whose sending time we know.
+                # Ours already (handed over by the releasing holder, or an attempt whose
+                # answer was lost took effect): rewrite it, so that the lease starts from
+                # a write whose sending time we know, never from the releaser's write.
                 new = rec if rec.owner == self.owner else acquired(
                     rec, r.version, self.holder, self.owner, self.ttl)
                 sent = time.monotonic()
@@ -222,7 +238,7 @@ class Lock:
                     r = session.read()
                 continue
             if rec.position(self.owner) is None:
-                queued = enqueued(rec, self.owner, self.ttl)
+                queued = enqueued(rec, self.owner, self.ttl, self.holder)
                 if queued is not None:
                     r = session.run(_cas(queued, r.version))
                     continue
@@ -277,6 +293,8 @@ class Lock:
             while not self._stop.is_set():
                 with self._mu:
                     lease = self._lease
+                    if lease is not None and lease.renew_due(time.monotonic()):
+                        self._renewed = True  # (before the write: a release waits for it)
                 assert lease is not None
                 now = time.monotonic()
                 if not lease.valid(now):
@@ -287,7 +305,8 @@ class Lock:
                     continue
                 if not self._renew_once(c, lease):
                     return
-            self._release_on(c)
+            if self._renewer_releases:
+                self._release_on(c)
         finally:
             self.client.give_back(c)
 
@@ -334,8 +353,15 @@ class Lock:
         thread, self._thread = self._thread, None
         if thread is None:
             return
+        with self._mu:
+            # The caller's Client holds the 1-RTT promise unless the renewer wrote since
+            # (or the caller's Client is stopping: a signal asked it to, Ctrl-C).
+            here = not self._renewed and not self.client.sockets.stop_requested
+            self._renewer_releases = not here
         self._stop.set()
         thread.join()
+        if here and not self.lost_reason:
+            self._release_on(self.client)
         with self._mu:
             self._lease = None
 
@@ -348,10 +374,15 @@ class Lock:
             if left <= 0:
                 return  # lost anyway: the waiters will take over
             opts = c.register_options(timeout_s=left)
-            r = c.registers([(self.name, _cas(released(rec), version))], opts)[0]
+            # Handed over to the head of the queue: one write instead of a release and
+            # the next holder's own acquisition (lease.handed_over says why it is safe).
+            new = handed_over(rec, version)
+            r = c.registers([(self.name, _cas(new, version))], opts)[0]
             if r.status == OK:
-                self.client.log.event("lock_released", f"{self.name}: token {self.token}",
-                                      lock=self.name, token=self.token)
+                self.client.log.event("lock_released", f"{self.name}: token {self.token}"
+                                      + (f", handed over to {new.holder}" if new.held else ""),
+                                      lock=self.name, token=self.token,
+                                      handed_to=new.holder or None)
                 return
             if r.status != CAS_FAILED:
                 # Unknown (a collision, say, with a waiter queueing up): did it land? An

@@ -34,7 +34,7 @@ LOGGED: dict[str, str] = {
     "catch_up_cursors_unsaved": "a node's catch-up cursors could not be saved",
     "lock_acquired": "a lock or a leadership was taken (its name, holder, fencing token)",
     "lock_lost": "a holder's lease was lost (why), or another took the lock",
-    "lock_released": "a holder freed its lock (or resigned)",
+    "lock_released": "a holder freed its lock (or resigned), or handed it over to the next waiter",
     "members_changed": "a node moved to a newer membership configuration (its epoch)",
     "members_removed": "the new configuration leaves this node out",
     "members_unreadable": "a chain key's value is no configuration (ignored)",

@@ -142,6 +142,16 @@ class WatchSession:
         self.refused: set[int] = set()
         self.renew_at = 0.0
         self.heard = -1  # the newest version a node told us of (reset by watch per read)
+        # A node disarms a watch when it notifies it, and re-arms it at the watcher's next
+        # message about the register (hosts/watchers.py). A notice that asks for no read
+        # (below ``read_ahead``; of our own write; one more node's note of what a read
+        # returned) would leave that node silent until the next renewal, seconds later:
+        # such nodes are sent an RWatch (a cheap message, no register round) before the
+        # next wait. Only a notice newer than the node's last one counts, so the answer
+        # to that RWatch (the same version) asks for nothing more.
+        self.told: dict[int, int] = {}  # node -> the newest version it told us of
+        self.disarmed: set[int] = set()  # nodes that told us since our last message
+        self.during = -1  # the newest version told of while an operation ran
 
     def take(self, batch: list[tuple[Any, Any]]) -> None:
         """Note the notifications in ``batch`` (other messages are not ours)."""
@@ -152,6 +162,10 @@ class WatchSession:
                 else:
                     self.refused.discard(src)
                 self.heard = max(self.heard, msg.version)
+                self.during = max(self.during, msg.version)
+                if msg.watching and msg.version > self.told.get(src, -1):
+                    self.told[src] = msg.version
+                    self.disarmed.add(src)
                 if self.last is None or msg.version >= self.last + self.read_ahead:
                     self.want_read = True
         if len(self.refused) > len(self.nodes) - self.quorum:
@@ -173,10 +187,21 @@ class WatchSession:
                 sockets.send(node, RWatch(self.key))
             self.renew_at = now + WATCH_RENEW_S
 
+    def rearm(self) -> None:
+        """Re-arm the nodes whose notices since our last message asked for no read."""
+        for node in self.disarmed:
+            self.client.sockets.send(node, RWatch(self.key))
+        self.disarmed.clear()
+
     def run(self, op: Any) -> RegResult:
         """One register operation on ``key``; notices that arrive meanwhile are kept."""
+        self.disarmed.clear()  # (the operation's messages re-arm every node they reach)
+        wanted, self.during = self.want_read, -1
         r = self.client._registers().run([(self.key, op)], self.options, 1,
                                          aside=self.take)[0]
+        if (not wanted and r.status in (OK, CAS_FAILED)
+                and self.during < r.version + self.read_ahead):
+            self.want_read = False  # the nodes' notes of what this operation returned
         if r.status in (OK, CAS_FAILED) and (self.last is None or r.version > self.last):
             self.last = r.version
         return r
@@ -194,6 +219,7 @@ class WatchSession:
             self.renew(now)
             if now >= until:
                 return False
+            self.rearm()
             self.take(sockets.poll(max(0.0, min(self.renew_at, until) - now)))
             if sockets.stop_requested:
                 self.client._stop()
@@ -239,6 +265,7 @@ def watch(client: Client, key: str, from_version: int | None = None,
                 last = r.version
                 yield WatchState(key, r.version, r.value, skipped, time.monotonic())
             continue
+        session.rearm()
         idle = max(0.0, session.renew_at - time.monotonic())
         session.take(sockets.poll(idle if until is None else min(idle, STOP_CHECK_S)))
         if sockets.stop_requested:

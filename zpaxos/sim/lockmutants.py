@@ -43,3 +43,16 @@ class ReusesToken(LockRules):
     def acquire(self, r: LockRecord, version: int, me: str, ttl: float) -> LockRecord:
         new = super().acquire(r, version, me, ttl)
         return msgspec.structs.replace(new, token=r.token) if r.held else new
+
+
+class CountsFromRelease(LockRules):
+    """A waiter named holder by a release counts its lease from the releaser's write (the
+    time the releaser wrote beside the record, on the releaser's clock) and holds at once,
+    without a renewal of its own: a releaser's clock is not its clock, and a lease that
+    counts from another process's reading runs out at the wrong moment."""
+
+    def stamp(self, ttl: float, now: float) -> float:
+        return now
+
+    def named(self, ttl: float, stamp: float) -> HolderLease | None:
+        return HolderLease(ttl, stamp)

@@ -43,8 +43,10 @@ from zpaxos.protocol.lease import (
     MAX_DRIFT,
     HolderLease,
     LockRecord,
+    Waiter,
     WaiterClock,
     acquired,
+    handed_over,
     released,
     wait_needed,
 )
@@ -76,6 +78,13 @@ class LockRules:
         """The record a compare-and-set at ``version`` writes to take the lock."""
         return acquired(r, version, me, me, ttl)
 
+    def named(self, ttl: float, stamp: float) -> HolderLease | None:
+        """A waiter that reads a record naming it holder (a release handed the lock over
+        to it; ``stamp`` is what the releaser wrote beside it): None, it holds nothing
+        until its first renewal, a compare-and-set at that version, succeeds, and its
+        lease counts from when it sent that (:meth:`lease`)."""
+        return None
+
 
 @dataclass(frozen=True)
 class LockScenario:
@@ -89,6 +98,7 @@ class LockScenario:
     backstop: float = 0.25  # a waiter also reads the register this often (lost notices)
     work_every: float = 0.05  # a holder writes to the resource this often
     hold: tuple[float, float] = (0.2, 2.0)  # how long a holder keeps the lock
+    handover: float = 0.6  # how often a release names a next holder (the queue's head)
     pause: tuple[float, float] = (0.2, 3.0)  # how long a pause lasts
     duration: float = 20.0
     pauses: int = 6
@@ -123,6 +133,7 @@ class LockRun:
     writes: list[Write] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     takeovers: int = 0  # acquisitions of a lease that expired (was not released)
+    handovers: int = 0  # leases begun by a waiter a release named holder
     stale_refused: int = 0  # writes the resource refused by their token
     ttl: float = 0.0  # the run's lock TTL
     paused_holders: int = 0  # holders paused past their TTL
@@ -151,6 +162,7 @@ class _Proc:
     release_at: float = 0.0  # local time the holder lets go
     pause_next: float = 0.0  # pause this long after its next write (0: no)
     taking: bool = False  # its acquiring write takes over a lease that was not released
+    held_token: int = 0  # the token of its last holding (a record with it is not new)
 
     @property
     def who(self) -> str:
@@ -297,9 +309,19 @@ class _Sim(World):
             self.at_local(p, self.rng.uniform(0.5, 1.0) * self.sc.backstop * self.ttl, "poll")
         elif p.local(self.now) >= p.release_at:
             self._end(p, self.now)
-            self.call(p, "release", p.version, released(p.record))
+            self.call(p, "release", p.version, self._released(p))
         else:
             self.at_local(p, p.lease.renew_at - p.local(self.now), "renew")
+
+    def _released(self, p: _Proc) -> LockRecord:
+        """What a release writes: free, or (as when a named waiter heads the queue)
+        handed over to another process, which may be dead or a crashed incarnation."""
+        others = [q for q in self.procs if q is not p]
+        if not others or self.rng.random() >= self.sc.handover:
+            return released(p.record)
+        q = self.rng.choice(others)
+        head = Waiter(q.who, round(self.ttl * 1000), q.who)
+        return handed_over(LockRecord(token=p.record.token, queue=(head,)), p.version)
 
     def _poll(self, p: _Proc) -> None:
         if p.lease is None and p.op == 0:
@@ -327,6 +349,15 @@ class _Sim(World):
         version, record, stamp = reg
         now = p.local(self.now)
         p.clock.observe(version, now)  # a new version restarts the clock, now
+        if record.owner == p.who and record.token != p.held_token:  # a release named it
+            lease = self.rules.named(self.ttl, stamp)
+            if lease is None:  # it renews at once, and holds once that succeeds
+                self.call(p, "acquire", version, record)
+                p.record, p.taking = record, False
+            elif lease.valid(now):
+                p.record = record
+                self._hold(p, lease, version)
+            return
         at = self.rules.take_over_at(record, p.who, p.clock, stamp)
         if now < at:
             self.at_local(p, at - now, "check")  # (or a notice of a change comes first)
@@ -340,11 +371,7 @@ class _Sim(World):
         now = p.local(self.now)
         lease = self.rules.lease(self.ttl, p.op_sent)
         if ok and p.op_kind == "acquire" and lease.valid(now):
-            p.lease, p.version, p.start = lease, version, self.now
-            p.release_at = now + self.rng.uniform(*self.sc.hold) * self.ttl
-            self._acquired(p)
-            self.out.takeovers += p.taking
-            self.at_local(p, 0.0, "work")
+            self._hold(p, lease, version)
         elif ok and p.lease is not None and not p.lease.valid(now):
             self._end(p, p.real(p.lease.lost_at))  # too late: the lease ran out before
         elif ok and p.lease is not None:
@@ -353,6 +380,16 @@ class _Sim(World):
             p.version = version  # an earlier renewal did land: no extension without its time
         elif p.lease is not None:
             self._end(p, self.now)  # someone else holds it now
+
+    def _hold(self, p: _Proc, lease: HolderLease, version: int) -> None:
+        """``p`` holds the lock from now (its record written at ``version``)."""
+        p.lease, p.version, p.start = lease, version, self.now
+        p.held_token = p.record.token
+        p.release_at = p.local(self.now) + self.rng.uniform(*self.sc.hold) * self.ttl
+        self._acquired(p)
+        self.out.takeovers += p.taking
+        self.out.handovers += p.record.token < version  # its token: the release's write
+        self.at_local(p, 0.0, "work")
 
     def _lapse(self, p: _Proc) -> bool:
         """Has the holder's lease run out (at its deadline, by its own clock)?"""

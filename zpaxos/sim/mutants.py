@@ -41,7 +41,12 @@ from zpaxos.protocol.messages import (
 )
 from zpaxos.protocol.ranges import Lease
 from zpaxos.sim import membersim
-from zpaxos.sim.lockmutants import RenewsWithoutMargin, ReusesToken, TrustsHoldersClock
+from zpaxos.sim.lockmutants import (
+    CountsFromRelease,
+    RenewsWithoutMargin,
+    ReusesToken,
+    TrustsHoldersClock,
+)
 from zpaxos.sim.locksim import TOKEN, TWO_HOLDERS
 from zpaxos.sim.regmutants import (
     AcceptBelowPromise,
@@ -336,6 +341,7 @@ MUTANTS: dict[str, Mutant] = dict([
     _m("lock-waiter-trusts-holders-clock", TWO_HOLDERS, LOCK, rules_cls=TrustsHoldersClock),
     _m("lock-renews-without-margin", TWO_HOLDERS, LOCK, rules_cls=RenewsWithoutMargin),
     _m("lock-token-reused", TOKEN, LOCK, rules_cls=ReusesToken),
+    _m("lock-handover-lease-from-release", TWO_HOLDERS, LOCK, rules_cls=CountsFromRelease),
 ])
 KEY_MUTANTS = {name: m for name, m in MUTANTS.items() if m.layer in ("core", "host")}
 REGISTER_MUTANTS = {name: m for name, m in MUTANTS.items() if m.registers}
