@@ -29,6 +29,8 @@ from zpaxos.protocol.messages import (
     StatusRequest,
     SyncReply,
     SyncRequest,
+    UndecidedReply,
+    UndecidedRequest,
 )
 from zpaxos.protocol.regmessages import REGISTER_PREFIX
 
@@ -89,7 +91,7 @@ class PagesMixin:
 
     def _answer(self, src: Src,
                 msg: StatusRequest | SyncRequest | RegistersRequest | CheckAccepted
-                | CatchUp | Fetch,
+                | CatchUp | Fetch | UndecidedRequest,
                 ready: Ready) -> None:
         """Status, sync, register and catch-up pages, fetched values, and a peer's check
         of a client's Decide: read-only answers."""
@@ -106,6 +108,8 @@ class PagesMixin:
             ready.send.append((src, self.sync_page(msg.after)))
         elif isinstance(msg, RegistersRequest):
             ready.send.append((src, self.register_page(msg.after)))
+        elif isinstance(msg, UndecidedRequest):
+            ready.send.append((src, self.undecided_page(msg.after)))
         else:
             s = self.acceptor.state(msg.key)
             value = (s.value if s.accepted == msg.ballot else
@@ -175,6 +179,24 @@ class PagesMixin:
         names = [k[len(REGISTER_PREFIX):] for k in slots if k.startswith(REGISTER_PREFIX)]
         more = len(names) > self.register_page_size
         return RegistersReply(after, tuple(names[:self.register_page_size]), more)
+
+    def undecided_page(self, after: str) -> UndecidedReply:
+        """The write-once keys this node holds a value accepted for but not known decided,
+        among the next page of keys after ``after`` (every key counts towards the page,
+        so the work per request is bounded whatever the keys hold)."""
+        limit = self.register_page_size
+        if self.source is not None:
+            rows = self._paged(after, limit + 1, False)
+        else:
+            keys = self._keys
+            i = bisect.bisect_right(keys, after)
+            states = self.acceptor.states
+            rows = [(k, states[k]) for k in keys[i:i + limit + 1]]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        open_keys = tuple(k for k, s in rows if not k.startswith(REGISTER_PREFIX)
+                          and s.chosen is None and not s.accepted.is_zero)
+        return UndecidedReply(after, open_keys, rows[-1][0] if rows else after, more)
 
     def sync_page(self, after: str) -> SyncReply:
         states: Mapping[str, KeyState] = self.acceptor.states

@@ -37,6 +37,8 @@ from zpaxos.protocol.runtime_messages import (
     StatusRequest,
     SyncReply,
     SyncRequest,
+    UndecidedReply,
+    UndecidedRequest,
 )
 from zpaxos.protocol.wiretypes import (
     DEFAULT_KEY,
@@ -97,7 +99,8 @@ __all__ = ["Accept", "Accepted", "AcceptedAt", "After", "Ballot", "BootId", "Cat
            "RECENT_OPS", "RecentOp", "RegisterMessage", "RegistersReply", "RegistersRequest",
            "RegState", "RNack", "RNotify", "RPrepare", "RPromise", "RuntimeMessage", "RWatch",
            "SlotEntry", "SlotValue", "STATE_OVERHEAD_BYTES", "StatusKey", "StatusReply",
-           "StatusRequest", "SyncEntry", "SyncReply", "SyncRequest", "Value", "WRITER_BYTES",
+           "StatusRequest", "SyncEntry", "SyncReply", "SyncRequest", "UndecidedReply",
+           "UndecidedRequest", "Value", "WRITER_BYTES",
            "ZERO"]
 
 

@@ -33,10 +33,18 @@ import random
 from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import replace
 
-from zpaxos.protocol.core import KeyState
+from zpaxos.protocol.core import KeyState, Quorums
 from zpaxos.protocol.events import REJECTED, Applied, GaveUp, Ignored, Peer, Round
 from zpaxos.protocol.messages import MAX_ROUND_STEP, ZERO, Ballot
-from zpaxos.protocol.pacing import ACCEPT, IDLE, PREPARE, PacedProposer, Step, quorum_size
+from zpaxos.protocol.pacing import (
+    ACCEPT,
+    BACKOFF,
+    IDLE,
+    PREPARE,
+    PacedProposer,
+    Step,
+    quorum_size,
+)
 from zpaxos.protocol.regmessages import (
     EMPTY,
     RAccept,
@@ -141,11 +149,13 @@ class RegisterProposer(PacedProposer):
     FAILED = "no quorum"
 
     def __init__(self, key: str, proposer_id: bytes, acceptors: Sequence[Peer],
-                 rng: random.Random) -> None:
+                 rng: random.Random, quorums: Quorums | None = None) -> None:
+        """``quorums``: who counts in each phase when the cluster's configuration says so
+        (protocol/membership.py); None: ``acceptors`` in both, majorities."""
         self.key = key
         self.id = proposer_id
         self.acceptors = tuple(acceptors)
-        self.quorum = quorum_size(len(self.acceptors))
+        self._use(quorums)
         self.rng = rng
         self._init_pacing()
         self.opts: RegisterOptions = RegisterOptions()
@@ -162,6 +172,27 @@ class RegisterProposer(PacedProposer):
         self._heard: set[Peer] = set()  # acceptors that answered this operation at all
         self._writing: tuple[RegState, RegResult] | None = None
         self._fast = False
+
+    def _use(self, quorums: Quorums | None) -> None:
+        if quorums is None:
+            self._prepare_to = self._accept_to = frozenset(self.acceptors)
+            self.quorum = self.accept_quorum = quorum_size(len(self.acceptors))
+            return
+        self._prepare_to, self._accept_to = frozenset(quorums.prepare), frozenset(quorums.accept)
+        self.acceptors = tuple(dict.fromkeys((*quorums.prepare, *quorums.accept)))
+        self.quorum, self.accept_quorum = quorums.prepare_quorum, quorums.accept_quorum
+
+    def reconfigure(self, now: float, quorums: Quorums) -> Step:
+        """The cluster moved to another configuration: count its voters from now on. The
+        1-RTT promise was a quorum of the old configuration's (it is bound to its epoch):
+        dropped. A running operation starts a new round at once (its promises and
+        acceptances were counted against the old voters)."""
+        self._use(quorums)
+        self.cache = None
+        step = Step()
+        if self.phase in (PREPARE, ACCEPT, BACKOFF):
+            self._start_round(now, step)
+        return step
 
     @property
     def busy(self) -> bool:
@@ -204,12 +235,14 @@ class RegisterProposer(PacedProposer):
         self._phase_started(now)
         step.events.append(Round(self.key, self.ballot, self.rounds))
         msg = RPrepare(self.key, self.ballot)
-        step.send.extend((a, msg) for a in self.acceptors)
+        step.send.extend((a, msg) for a in self.acceptors if a in self._prepare_to)
 
     def _on_promise(self, now: float, src: Peer, msg: RPromise, step: Step) -> None:
         if msg.ballot != self.ballot or self.phase != PREPARE:
             return
         self._answered.add(src)
+        if src not in self._prepare_to:
+            return
         self._promises[src] = msg
         if len(self._promises) >= self.quorum:
             self._phase_done(now)
@@ -272,10 +305,11 @@ class RegisterProposer(PacedProposer):
         if msg.ballot != self.ballot or self.phase != ACCEPT:
             return
         self._answered.add(src)
-        self._accepted.add(src)
-        if msg.next == next_ballot(self.ballot):  # only our next round counts
-            self._promised_next.add(src)
-        if len(self._accepted) < self.quorum:
+        if src in self._accept_to:
+            self._accepted.add(src)
+        if msg.next == next_ballot(self.ballot) and src in self._prepare_to:
+            self._promised_next.add(src)  # only our next round counts, by its voters
+        if len(self._accepted) < self.accept_quorum:
             return
         self._phase_done(now)
         assert self._writing is not None

@@ -54,6 +54,7 @@ from zpaxos.protocol.messages import (
     StatusReply,
     SyncEntry,
     SyncReply,
+    UndecidedReply,
 )
 from zpaxos.protocol.wiretypes import KEY_PATTERN
 
@@ -149,13 +150,27 @@ def _catch_up_reply(m: CatchUpReply) -> str | None:
     return None
 
 
+def _undecided_reply(m: UndecidedReply) -> str | None:
+    """Keys in order, after the request's cursor and up to the reply's: a reply that
+    does not move the cursor on (``more`` with ``last`` not after ``after``) would page
+    forever."""
+    prev = m.after
+    for k in m.keys:
+        if k <= prev:
+            return "keys: not in order after the cursor"
+        prev = k
+    if m.last < prev or (m.more and m.last <= m.after):
+        return "last: not after the keys"
+    return None
+
+
 # Per type, the rule checked once msgspec has built the message (types without one need
 # nothing more: every write-once hot-path type but PROMISE and DECIDE).
 CHECKS: dict[type, Callable[[Any], str | None]] = {
     Promise: _promise, Nack: _promised, Decide: _decide, RangeNack: _promised,
     RPromise: _rpromise, RAccept: _raccept, RAccepted: _next, RNack: _promised,
     StatusReply: _status_reply, SyncReply: _sync_reply, Hello: _hello, HelloReply: _hello,
-    CatchUp: _hello, CatchUpReply: _catch_up_reply,
+    CatchUp: _hello, CatchUpReply: _catch_up_reply, UndecidedReply: _undecided_reply,
 }
 
 # --------------------------------------------------------------------------- refusals

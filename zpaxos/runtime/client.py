@@ -36,8 +36,9 @@ from zpaxos.hosts.proposer_host import Leases, ProposerHost
 from zpaxos.hosts.proposing import Ready, Token
 from zpaxos.hosts.staging import NO_STAGING, StagingOptions
 from zpaxos.naming import node_name, proposer_name
-from zpaxos.protocol.core import Outcome, ProposerOptions
+from zpaxos.protocol.core import Outcome, Proposer, ProposerOptions
 from zpaxos.protocol.events import GaveUp
+from zpaxos.protocol.identity import IdentityProposer
 from zpaxos.protocol.membership import Config
 from zpaxos.protocol.messages import (
     DEFAULT_KEY,
@@ -198,16 +199,18 @@ class Client(FollowsMembers):
     def stream(self, items: Iterable[tuple[str, bytes | str]], concurrency: int,
                options: ProposerOptions | None = None, wakeup: SignalWakeup | None = None,
                staging: StagingOptions = NO_STAGING, fast: bool | None = None,
-               ) -> Iterator[tuple[int, Outcome, float]]:
+               identity: bool = False) -> Iterator[tuple[int, Outcome, float]]:
         """Run proposals with up to ``concurrency`` in flight, starting the next as one
         ends; yield ``(index, outcome, seconds it took)`` as each finishes.
 
         A bad key or an oversized value raises ValueError before anything is sent.
-        ``fast``: the client's setting unless given."""
+        ``fast``: the client's setting unless given. ``identity``: identity rounds
+        (protocol/identity.py: the values are ignored, and nothing new is proposed)."""
         opts = options or options_from(self.cluster.proposer)
-        fast = self.fast if fast is None else fast
+        fast = (self.fast if fast is None else fast) and not identity
         host = ProposerHost([n.id for n in self.cluster.nodes],
                             random.Random(self.rng.random()), self._new_proposer_id,
+                            IdentityProposer if identity else Proposer,
                             leases=self._leases, new_lease_id=lambda: os.urandom(16))
         if self.members is not None:
             host.reconfigure(time.monotonic(), self.members)
@@ -299,7 +302,7 @@ class Client(FollowsMembers):
             # host, so they stay unique.
             self._regs = Registers(self.sockets, [n.id for n in self.cluster.nodes],
                                    random.Random(self.rng.random()), self.id, self._stop,
-                                   self._check_refusals, self.report)
+                                   self._check_refusals, self.report, self)
         return self._regs
 
     def register_options(self, one_rtt: bool = True, **overrides: Any) -> RegisterOptions:
