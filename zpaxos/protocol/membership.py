@@ -319,8 +319,8 @@ def plan_remove(cfg: Config, node_id: int) -> list[Step]:
         raise ValueError("the last member cannot be removed")
     p, a = frozenset(cfg.prepare), frozenset(cfg.accept)
     rest = tuple(i for i in cfg.ids if i != node_id)
-    return plan_search(cfg, cfg.members, [p, p - {node_id}], [a, a - {node_id}], _goal(rest),
-                 node_id)
+    return plan_search(cfg, cfg.members, [p, p - {node_id}], [a, a - {node_id}],
+                       _goal(rest), node_id)
 
 
 def plan_replace(cfg: Config, node_id: int, member: Member) -> list[Step]:
