@@ -27,8 +27,8 @@ from zpaxos.protocol.messages import (
     Decide,
     Prepare,
     Promise,
-    RPrepare,
     RNack,
+    RPrepare,
     RPromise,
 )
 from zpaxos.protocol.register import OK
