@@ -151,16 +151,15 @@ def _catch_up_reply(m: CatchUpReply) -> str | None:
 
 
 def _undecided_reply(m: UndecidedReply) -> str | None:
-    """Keys in order, after the request's cursor and up to the reply's: a reply that
-    does not move the cursor on (``more`` with ``last`` not after ``after``) would page
-    forever."""
-    prev = m.after
+    """The keys of a page are in order and none is past the cursor the page ends at (a
+    lister that finds a page not moving on stops asking: runtime/settle.py)."""
+    prev = ""
     for k in m.keys:
-        if k <= prev:
-            return "keys: not in order after the cursor"
+        if k < prev:
+            return "keys: not in order"
         prev = k
-    if m.last < prev or (m.more and m.last <= m.after):
-        return "last: not after the keys"
+    if m.last < prev:
+        return "last: before the page's keys"
     return None
 
 

@@ -132,7 +132,7 @@ def listing(client: Client, cfg: Config, request: Callable[[str], Any], reply_ty
             names, last, more = unpack(msg)
             found.update(names)
             heard[src] = time.monotonic()
-            if more:
+            if more and last > cursor[src]:  # (a page that does not move on ends it)
                 cursor[src] = last
                 sockets.send(src, request(last))
             else:
