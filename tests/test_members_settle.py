@@ -127,6 +127,15 @@ def test_a_value_chosen_but_never_decided_survives_adding_and_removing_nodes(
     change(lab, [0, 2, 3])  # remove node 1 (of the quorum that chose it)
     with Client(load_config(lab.config), fast=False) as c:
         assert c.propose(b"other", KEY).chosen == b"original"
+    # The fast path within the epoch: one call at a time, a range promise granted by a
+    # prepare quorum of this configuration serves every key of "fast-" after the first.
+    with Client(load_config(lab.config)) as c:
+        for i in range(6):
+            assert c.propose(f"v{i}", f"fast-{i}").chosen == f"v{i}".encode()
+        assert c.members is not None and c.members.epoch > 1
+        ballots = {k.key: k.accepted for st in c.status() if st.id == 0 for k in st.keys
+                   if k.key.startswith("fast-")}
+    assert len(ballots) == 6 and len(set(ballots.values())) == 2, ballots
 
 
 def test_without_the_identity_rounds_a_second_value_is_chosen(

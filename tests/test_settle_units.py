@@ -132,3 +132,28 @@ def test_prepare_is_sent_to_the_prepare_side_only() -> None:
                          quorums=config((0, 1), 2, (0, 1, 2), 2))
     step = p.start(0.0)
     assert sorted(dst for dst, m in step.send if isinstance(m, Prepare)) == [0, 1]
+
+
+def test_a_range_promise_is_asked_of_the_prepare_side_and_bound_to_its_epoch() -> None:
+    from zpaxos.hosts.proposer_host import Leases, ProposerHost
+    from zpaxos.protocol.messages import RangePrepare
+
+    leases = Leases()
+    ids = iter(bytes([i]) * 16 for i in range(1, 100))
+    cfg = config((0, 1), 2, (0, 1, 2), 2)
+
+    def host() -> ProposerHost:
+        h = ProposerHost([0, 1, 2], random.Random(1), lambda: next(ids), leases=leases)
+        h.reconfigure(0.0, cfg)
+        return h
+
+    h = host()
+    h.start(0.0, "a", "order-1", b"A", ProposerOptions(), fast=True)
+    r = h.start(0.0, "b", "order-2", b"B", ProposerOptions(), fast=True)  # order- again
+    assert sorted(dst for dst, m in r.send if isinstance(m, RangePrepare)) == [0, 1]
+    lease = leases.by_prefix["order-"]
+    assert lease.quorum == 2 and set(lease.acceptors) == {0, 1}
+    host()  # another call of the same client, in the same epoch: the lease stays
+    assert leases.by_prefix == {"order-": lease}
+    h.reconfigure(0.1, config((0, 1, 2), 2, (0, 1, 2), 2, epoch=3))
+    assert leases.by_prefix == {}  # a new epoch: dropped
