@@ -57,6 +57,8 @@ def exchange(c: Client, to: list[int], msg: object, want: tuple[type, ...]) -> d
     """Send ``msg`` to ``to``; the first reply of a ``want`` type from each."""
     c.sockets.send_all((i, msg) for i in to)  # type: ignore[misc]
     got: dict[int, object] = {}
+    if not want:
+        return got
     deadline = time.monotonic() + 20
     while set(to) - got.keys():
         assert time.monotonic() < deadline, f"no answer from {set(to) - got.keys()}"
@@ -197,3 +199,30 @@ def test_without_the_identity_rounds_a_register_read_misses_its_state(
     change(lab, [0, 1, 2], {3: (lab.ports[3], lab.grow)})
     assert all(register_on_0_and_3(lab, name) is None for name in values)
 
+
+
+def test_status_asks_the_members_and_nodes_catch_up_from_a_new_one(tmp_path: Path) -> None:
+    import json
+
+    from zpaxos.lab.launcher import wait_for
+
+    lab = Lab(tmp_path)  # catch-up on (every 0.5 s)
+    lab.nodes.start_all()
+    try:
+        change(lab, [0, 1, 2], {3: (lab.ports[3], lab.grow)})
+        r = lab.nodes.run("status", "--json")  # the config file names nodes 0-2 only
+        assert r.code == 0, r.err
+        assert [n["id"] for n in json.loads(r.out)["nodes"]] == [0, 1, 2, 3]
+        with Client(load_config(lab.config), fast=False) as c:
+            c.ask_members()
+            exchange(c, [3], Decide("only-on-3", b"x", Ballot(1, c.id)), ())  # no reply
+            c.sockets.poll(0.2)
+
+            def learned() -> bool:
+                return all(k.chosen == b"x" for st in c.status("only-on-3") if st.id == 0
+                           for k in st.keys) and any(
+                    st.id == 0 and st.keys for st in c.status("only-on-3"))
+
+            wait_for(learned, "node 0 to catch up from node 3 (added while it ran)", 20)
+    finally:
+        lab.nodes.close()
