@@ -157,9 +157,9 @@ def status(config: str | None, client_key: Path | None, key: str | None, registe
     chosen value.
 
     The nodes are the cluster's current members (learned from the config file's nodes:
-    see `zpaxos members`). Like `etcdctl endpoint health`, the exit code tells the cluster's health: 0 every
-    node answered; 10 some did not, but a majority did (values can still be chosen);
-    1 a majority did not answer (nothing can be chosen).
+    see `zpaxos members`). Like `etcdctl endpoint health`, the exit code tells the
+    cluster's health: 0 every node answered; 10 some did not, but a majority did (values
+    can still be chosen); 1 a majority did not answer (nothing can be chosen).
     """
     from zpaxos.pictures.statusview import ranges_lines, status_json, status_table
     from zpaxos.protocol.core import quorum_size
