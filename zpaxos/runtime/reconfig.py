@@ -167,9 +167,12 @@ class Runner:
             self.wait(Waiting(what, done, total))
             self._pause()
         try:
-            settle(self.client, cfg, self.say, wait)
+            keys, registers = settle(self.client, cfg, self.say, wait)
         except SettleError as e:
             raise ReconfigError(str(e)) from None
+        if cfg.epoch > 1:
+            self.client.log.event("members_settled", epoch=cfg.epoch, identity_rounds=keys,
+                                  registers=registers)
 
     def _caught_up(self, step: Step) -> None:
         for node_id in sorted(step.needs_caught_up):

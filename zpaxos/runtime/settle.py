@@ -59,12 +59,13 @@ class SettleError(Exception):
 
 
 def settle(client: Client, cfg: Config, say: Callable[[str], None],
-           wait: Callable[[str, int, int], None]) -> None:
+           wait: Callable[[str, int, int], None]) -> tuple[int, int]:
     """Move the state into ``cfg`` (the configuration the cluster is in; see the module
     doc). ``say``: a line for the user; ``wait(what, done, total)``: one round of a wait
-    (it pauses, and raises when the user interrupts)."""
+    (it pauses, and raises when the user interrupts). Returns how many identity rounds
+    and register reads it ran."""
     if cfg.epoch <= 1 or not ENABLED:
-        return
+        return 0, 0
     _decided_held(client, cfg, wait)
     keys = sorted(k for k in listing(client, cfg, UndecidedRequest, UndecidedReply,
                                      lambda m: (m.keys, m.last, m.more))
@@ -88,6 +89,7 @@ def settle(client: Client, cfg: Config, say: Callable[[str], None],
                 raise SettleError(f"register {r.key!r} could not be moved to epoch "
                                   f"{cfg.epoch}: {r.reason or r.status} (run the command "
                                   f"again)")
+    return len(keys), len(names)
 
 
 def _decided_held(client: Client, cfg: Config,
