@@ -41,7 +41,16 @@ def test_the_page_lists_accepted_undecided_keys_and_walks_a_bounded_page() -> No
         "@r": KeyState(B1, B1, b"state"),  # a register's slot: never listed here
         "e": KeyState(B2, B2, b"z"),
     }
-    host = AcceptorHost(0, states, [1, 2], register_page=3)
+    assert pages_of(AcceptorHost(0, states, [1, 2], register_page=1)) == [
+        ("a",), ("d",), ("e",), ()]  # at most one listed per page
+    many = {f"p{i:02}": KeyState(B1) for i in range(25)}  # promised only: none listed
+    many["q"] = KeyState(B1, B1, b"x")
+    assert pages_of(AcceptorHost(0, many, [1, 2], register_page=2)) == [(), ("q",)]
+
+
+def pages_of(host: AcceptorHost) -> list[tuple[str, ...]]:
+    """Every page of undecided keys, following the cursor (20 keys walked per page with
+    register_page=2: UNDECIDED_WALK of them)."""
     pages = []
     after = ""
     while True:
@@ -50,9 +59,8 @@ def test_the_page_lists_accepted_undecided_keys_and_walks_a_bounded_page() -> No
         assert isinstance(reply, UndecidedReply) and reply.after == after
         pages.append(reply.keys)
         if not reply.more:
-            break
+            return pages
         after = reply.last
-    assert pages == [("a",), ("d", "e")]  # three keys walked per page, whatever they hold
 
 
 def test_an_undecided_page_out_of_order_is_refused() -> None:

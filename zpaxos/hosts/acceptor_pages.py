@@ -37,6 +37,9 @@ from zpaxos.protocol.regmessages import REGISTER_PREFIX
 STATUS_MAX_KEYS = 1000  # keys in one status reply
 SYNC_PAGE = 500  # chosen values in one sync reply
 REGISTER_PAGE = 1000  # register names in one RegistersReply (registry.MAX_NAMES)
+# An undecided-keys page walks this many register pages' worth of keys (10,000 of any
+# kind), and lists at most a register page of those accepted but not decided.
+UNDECIDED_WALK = 10
 STATUS_MAX_RANGES = 256  # range promises listed in one status reply (all are counted)
 # Memory: a client that asks for status and never reads can make a node queue at most
 # sockets.SNDHWM replies for it, so a status reply is kept small: this many bytes of
@@ -183,8 +186,9 @@ class PagesMixin:
     def undecided_page(self, after: str) -> UndecidedReply:
         """The write-once keys this node holds a value accepted for but not known decided,
         among the next page of keys after ``after`` (every key counts towards the page,
-        so the work per request is bounded whatever the keys hold)."""
-        limit = self.register_page_size
+        so the work per request is bounded whatever the keys hold): UNDECIDED_WALK pages
+        of keys walked, at most a page of them listed (the reply then ends at the last)."""
+        limit = self.register_page_size * UNDECIDED_WALK
         if self.source is not None:
             rows = self._paged(after, limit + 1, False)
         else:
@@ -194,9 +198,14 @@ class PagesMixin:
             rows = [(k, states[k]) for k in keys[i:i + limit + 1]]
         more = len(rows) > limit
         rows = rows[:limit]
-        open_keys = tuple(k for k, s in rows if not k.startswith(REGISTER_PREFIX)
-                          and s.chosen is None and not s.accepted.is_zero)
-        return UndecidedReply(after, open_keys, rows[-1][0] if rows else after, more)
+        listed: list[str] = []
+        for k, s in rows:
+            if not k.startswith(REGISTER_PREFIX) and s.chosen is None \
+                    and not s.accepted.is_zero:
+                listed.append(k)
+                if len(listed) == self.register_page_size:
+                    return UndecidedReply(after, tuple(listed), k, True)
+        return UndecidedReply(after, tuple(listed), rows[-1][0] if rows else after, more)
 
     def sync_page(self, after: str) -> SyncReply:
         states: Mapping[str, KeyState] = self.acceptor.states

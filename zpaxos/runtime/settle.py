@@ -66,8 +66,8 @@ def settle(client: Client, cfg: Config, say: Callable[[str], None],
     and register reads it ran."""
     if cfg.epoch <= 1 or not ENABLED:
         return 0, 0
-    _decided_held(client, cfg, wait)
-    keys = sorted(k for k in listing(client, cfg, UndecidedRequest, UndecidedReply,
+    up = _decided_held(client, cfg, wait)
+    keys = sorted(k for k in listing(client, cfg, up, UndecidedRequest, UndecidedReply,
                                      lambda m: (m.keys, m.last, m.more))
                   if not k.startswith(chain.PREFIX))  # the chain: the runner's own keys
     if keys:
@@ -78,7 +78,7 @@ def settle(client: Client, cfg: Config, say: Callable[[str], None],
             if not moved(outcome):
                 raise SettleError(f"key {outcome.key!r} could not be moved to epoch "
                                   f"{cfg.epoch}: {outcome.reason} (run the command again)")
-    names = sorted(listing(client, cfg, RegistersRequest, RegistersReply,
+    names = sorted(listing(client, cfg, up, RegistersRequest, RegistersReply,
                            lambda m: (m.names, m.names[-1] if m.names else m.after, m.more)))
     if names:
         say(f"epoch {cfg.epoch}: reading {len(names)} registers into the new quorums")
@@ -93,16 +93,17 @@ def settle(client: Client, cfg: Config, say: Callable[[str], None],
 
 
 def _decided_held(client: Client, cfg: Config,
-                  wait: Callable[[str, int, int], None]) -> None:
+                  wait: Callable[[str, int, int], None]) -> set[int]:
     """Wait until an accept quorum of ``cfg`` is in its epoch and holds at least as many
-    decided keys as the most any member held when the wait began."""
+    decided keys as the most any member held when the wait began; the members that
+    answered the last ask."""
     infos = client.ask_members()
     most = max((i.decided for i in infos.values()), default=0)
     while True:
         held = {i for i in cfg.accept if i in infos and infos[i].epoch >= cfg.epoch
                 and infos[i].decided >= most}
         if cfg.accept_ok(held):
-            return
+            return set(infos)
         best = max((infos[i].decided for i in cfg.accept if i in infos), default=0)
         wait(f"the decided keys to be held by an accept quorum of epoch {cfg.epoch} "
              f"({cfg.accept_quorum} of {', '.join(f'node{i}' for i in cfg.accept)} with "
@@ -110,15 +111,18 @@ def _decided_held(client: Client, cfg: Config,
         infos = client.ask_members()
 
 
-def listing(client: Client, cfg: Config, request: Callable[[str], Any], reply_type: type,
-            unpack: Callable[[Any], tuple[tuple[str, ...], str, bool]]) -> set[str]:
-    """Every name the members of ``cfg`` list, page by page (each member paged in
-    parallel: ``unpack(reply)`` gives a page's names, the cursor to ask after, and
-    whether more remain). A member silent for PAGE_TIMEOUT_S is left out; the members
-    that finished must include a prepare quorum of ``cfg``."""
+def listing(client: Client, cfg: Config, up: set[int], request: Callable[[str], Any],
+            reply_type: type, unpack: Callable[[Any], tuple[tuple[str, ...], str, bool]],
+            ) -> set[str]:
+    """Every name the members of ``cfg`` that are ``up`` (they answered just before)
+    list, page by page (each member paged in parallel: ``unpack(reply)`` gives a page's
+    names, the cursor to ask after, and whether more remain). A member silent for
+    PAGE_TIMEOUT_S is left out; the members that finished must include a prepare quorum
+    of ``cfg``."""
     sockets = client.sockets
-    cursor = {i: "" for i in cfg.ids}
-    heard = dict.fromkeys(cfg.ids, time.monotonic())
+    ids = [i for i in cfg.ids if i in up]
+    cursor = {i: "" for i in ids}
+    heard = dict.fromkeys(ids, time.monotonic())
     done: set[int] = set()
     found: set[str] = set()
     sockets.send_all((i, request("")) for i in cursor)
@@ -142,7 +146,7 @@ def listing(client: Client, cfg: Config, request: Callable[[str], Any], reply_ty
         if sockets.stop_requested:
             client._stop()
     if not cfg.prepare_ok(done):
-        silent = ", ".join(f"node{i}" for i in sorted(set(cursor) - done))
+        silent = ", ".join(f"node{i}" for i in sorted(set(cfg.ids) - done))
         raise SettleError(f"too few members of epoch {cfg.epoch} listed their keys "
                           f"({silent} did not answer): a prepare quorum must (is it running?)")
     return found
