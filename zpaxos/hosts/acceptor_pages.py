@@ -37,9 +37,11 @@ from zpaxos.protocol.regmessages import REGISTER_PREFIX
 STATUS_MAX_KEYS = 1000  # keys in one status reply
 SYNC_PAGE = 500  # chosen values in one sync reply
 REGISTER_PAGE = 1000  # register names in one RegistersReply (registry.MAX_NAMES)
-# An undecided-keys page walks this many register pages' worth of keys (10,000 of any
-# kind), and lists at most a register page of those accepted but not decided.
-UNDECIDED_WALK = 10
+# An undecided-keys page walks this many register pages' worth of keys (of any kind), and
+# lists at most a register page of those accepted but not decided. One: every member is
+# paged at once, and a longer walk (10) stalled them all together for long enough to
+# leave a 3.4 s gap between decisions under load (bench/members.py).
+UNDECIDED_WALK = 1
 STATUS_MAX_RANGES = 256  # range promises listed in one status reply (all are counted)
 # Memory: a client that asks for status and never reads can make a node queue at most
 # sockets.SNDHWM replies for it, so a status reply is kept small: this many bytes of
