@@ -140,6 +140,27 @@ def test_a_value_chosen_but_never_decided_survives_adding_and_removing_nodes(
     assert len(ballots) == 6 and len(set(ballots.values())) == 2, ballots
 
 
+class Stop(Exception):
+    """Stands for Ctrl-C or a crash of the command."""
+
+
+def test_a_rerun_after_a_stop_mid_way_redoes_the_identity_rounds(lab: Lab) -> None:
+    accept_on_1_and_2(lab, KEY, b"original")
+    from zpaxos.protocol.membership import Member
+
+    def say(line: str) -> None:
+        if "identity rounds" in line:
+            raise Stop(line)  # epoch 2 is chosen; its identity rounds have not run
+
+    with Client(load_config(lab.config), fast=False) as c:
+        runner = Runner(c, say, lambda w: None)
+        goal = (*runner.current().members, Member(3, "127.0.0.1", lab.ports[3]))
+        with pytest.raises(Stop, match="epoch 2: identity rounds for 1 keys"):
+            runner.run(goal)
+    change(lab, [0, 1, 2], {3: (lab.ports[3], lab.grow)})  # the rerun finishes the job
+    assert phase1_on_0_and_3(lab, KEY, b"other") == b"original"
+
+
 def test_without_the_identity_rounds_a_second_value_is_chosen(
         lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(settle, "ENABLED", False)
