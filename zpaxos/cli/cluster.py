@@ -135,6 +135,8 @@ def _join(cluster: Any, node_id: int) -> Any:
 
 # ---------------------------------------------------------------- status
 
+MEMBERS_ASK_S = 0.5  # status first asks the members for the configuration: this long at most
+
 
 @click.command()
 @click_option(CONFIG)
@@ -154,9 +156,10 @@ def status(config: str | None, client_key: Path | None, key: str | None, registe
     Per node: reachable or not; per key: promised and accepted ballots, accepted value,
     chosen value.
 
-    Like `etcdctl endpoint health`, the exit code tells the cluster's health: 0 every
-    node answered; 10 some did not, but a majority did (values can still be chosen);
-    1 a majority did not answer (nothing can be chosen).
+    The nodes are the cluster's current members (learned from the config file's nodes:
+    see `zpaxos members`). Like `etcdctl endpoint health`, the exit code tells the
+    cluster's health: 0 every node answered; 10 some did not, but a majority did (values
+    can still be chosen); 1 a majority did not answer (nothing can be chosen).
     """
     from zpaxos.pictures.statusview import ranges_lines, status_json, status_table
     from zpaxos.protocol.core import quorum_size
@@ -176,6 +179,9 @@ def status(config: str | None, client_key: Path | None, key: str | None, registe
         log = null_log("status")
     try:
         with Client(cluster, log, key_file=client_key) as client:
+            # The cluster's current members, once it has changed them (zpaxos members):
+            # the config file's nodes are only where to ask.
+            client.ask_members(min(timeout, MEMBERS_ASK_S))
             nodes = client.status(key, timeout)
     except ConfigError as e:  # the client's CURVE key
         raise Failure(str(e), Exit.USAGE) from None

@@ -107,6 +107,7 @@ from zpaxos.protocol.messages import (
     StatusRequest,
     SyncReply,
     SyncRequest,
+    UndecidedRequest,
 )
 from zpaxos.protocol.register import RegAcceptor
 from zpaxos.protocol.registry import REGISTER_TYPES, TO_ACCEPTOR_TYPES, type_name
@@ -254,7 +255,8 @@ class AcceptorHost(PagesMixin, CatchUpMixin, ChecksMixin, RangesMixin, RowsMixin
             if t is Accept or t is Prepare or (t is Decide and not check_decides):
                 apply(src, msg, ready)  # type: ignore[arg-type]
                 continue
-            if isinstance(msg, (StatusRequest, SyncRequest, RegistersRequest, CatchUp, Fetch)):
+            if isinstance(msg, (StatusRequest, SyncRequest, RegistersRequest, CatchUp, Fetch,
+                                UndecidedRequest)):
                 pages += 1
                 if pages > MAX_PAGES_PER_PASS:
                     ready.events.append((src, Ignored("", type_name(msg))))
@@ -277,7 +279,7 @@ class AcceptorHost(PagesMixin, CatchUpMixin, ChecksMixin, RangesMixin, RowsMixin
             elif isinstance(msg, TO_ACCEPTOR_TYPES):
                 self._apply(src, msg, ready)  # type: ignore[arg-type]
             elif isinstance(msg, (StatusRequest, SyncRequest, RegistersRequest, CheckAccepted,
-                                  CatchUp, Fetch)):
+                                  CatchUp, Fetch, UndecidedRequest)):
                 self._count(t, ANSWERED)
                 self._answer(src, msg, ready)
             elif isinstance(msg, (AcceptedAt, SyncReply)) and isinstance(src, int):

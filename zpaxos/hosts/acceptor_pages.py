@@ -29,12 +29,19 @@ from zpaxos.protocol.messages import (
     StatusRequest,
     SyncReply,
     SyncRequest,
+    UndecidedReply,
+    UndecidedRequest,
 )
 from zpaxos.protocol.regmessages import REGISTER_PREFIX
 
 STATUS_MAX_KEYS = 1000  # keys in one status reply
 SYNC_PAGE = 500  # chosen values in one sync reply
 REGISTER_PAGE = 1000  # register names in one RegistersReply (registry.MAX_NAMES)
+# An undecided-keys page walks this many register pages' worth of keys (of any kind), and
+# lists at most a register page of those accepted but not decided. One: every member is
+# paged at once, and a longer walk (10) stalled them all together for long enough to
+# leave a 3.4 s gap between decisions under load (bench/members.py).
+UNDECIDED_WALK = 1
 STATUS_MAX_RANGES = 256  # range promises listed in one status reply (all are counted)
 # Memory: a client that asks for status and never reads can make a node queue at most
 # sockets.SNDHWM replies for it, so a status reply is kept small: this many bytes of
@@ -89,7 +96,7 @@ class PagesMixin:
 
     def _answer(self, src: Src,
                 msg: StatusRequest | SyncRequest | RegistersRequest | CheckAccepted
-                | CatchUp | Fetch,
+                | CatchUp | Fetch | UndecidedRequest,
                 ready: Ready) -> None:
         """Status, sync, register and catch-up pages, fetched values, and a peer's check
         of a client's Decide: read-only answers."""
@@ -106,6 +113,8 @@ class PagesMixin:
             ready.send.append((src, self.sync_page(msg.after)))
         elif isinstance(msg, RegistersRequest):
             ready.send.append((src, self.register_page(msg.after)))
+        elif isinstance(msg, UndecidedRequest):
+            ready.send.append((src, self.undecided_page(msg.after)))
         else:
             s = self.acceptor.state(msg.key)
             value = (s.value if s.accepted == msg.ballot else
@@ -175,6 +184,30 @@ class PagesMixin:
         names = [k[len(REGISTER_PREFIX):] for k in slots if k.startswith(REGISTER_PREFIX)]
         more = len(names) > self.register_page_size
         return RegistersReply(after, tuple(names[:self.register_page_size]), more)
+
+    def undecided_page(self, after: str) -> UndecidedReply:
+        """The write-once keys this node holds a value accepted for but not known decided,
+        among the next page of keys after ``after`` (every key counts towards the page,
+        so the work per request is bounded whatever the keys hold): UNDECIDED_WALK pages
+        of keys walked, at most a page of them listed (the reply then ends at the last)."""
+        limit = self.register_page_size * UNDECIDED_WALK
+        if self.source is not None:
+            rows = self._paged(after, limit + 1, False)
+        else:
+            keys = self._keys
+            i = bisect.bisect_right(keys, after)
+            states = self.acceptor.states
+            rows = [(k, states[k]) for k in keys[i:i + limit + 1]]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        listed: list[str] = []
+        for k, s in rows:
+            if not k.startswith(REGISTER_PREFIX) and s.chosen is None \
+                    and not s.accepted.is_zero:
+                listed.append(k)
+                if len(listed) == self.register_page_size:
+                    return UndecidedReply(after, tuple(listed), k, True)
+        return UndecidedReply(after, tuple(listed), rows[-1][0] if rows else after, more)
 
     def sync_page(self, after: str) -> SyncReply:
         states: Mapping[str, KeyState] = self.acceptor.states

@@ -61,6 +61,7 @@ from zpaxos.protocol.messages import (
     StatusRequest,
     SyncReply,
     SyncRequest,
+    UndecidedRequest,
 )
 
 HELLO_INTERVAL = 1.0  # s between Hellos while commits advance (and between retries)
@@ -215,7 +216,7 @@ class Admission:
             elif self.phase == REFUSED:
                 self._drop(msg, STATE_LOST)
             elif isinstance(msg, (StatusRequest, SyncRequest, RegistersRequest, CheckAccepted,
-                                  RWatch, CatchUp, Fetch)):
+                                  RWatch, CatchUp, Fetch, UndecidedRequest)):
                 forward.append((src, msg))  # read-only: answered in every phase
             elif self.phase == CHECKING:
                 self._hold(src, msg)

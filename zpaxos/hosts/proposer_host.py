@@ -108,6 +108,9 @@ class Leases:
         # Ranges lost after being held (another process took them): prefix -> (two phases
         # until, the cool-down's length).
         self.cool: dict[str, tuple[float, float]] = {}
+        # The membership epoch the leases were granted in (None: no configuration, or
+        # one without an epoch): a lease is bound to it.
+        self.epoch: int | None = None
 
 
 _Waiting = tuple[Hashable, bytes, str, bytes, ProposerOptions]
@@ -211,8 +214,13 @@ class ProposerHost:
             return None
         leases.tries[prefix] = tries + 1  # reset once held
         round_ = lease.max_seen_round + 1 if lease is not None else options.first_round
-        lease = self.lease_cls(prefix, Ballot(round_, self.new_lease_id()), self.nodes,
-                               quorum_size(len(self.nodes)), now + options.round_timeout_s)
+        # A range promise is phase 1 for every key of the range: a prepare quorum of the
+        # configuration grants it (protocol/membership.py), as phase 1 of one key would.
+        q = self.quorums
+        voters, need = ((tuple(q.prepare), q.prepare_quorum) if q is not None
+                        else (self.nodes, quorum_size(len(self.nodes))))
+        lease = self.lease_cls(prefix, Ballot(round_, self.new_lease_id()), voters, need,
+                               now + options.round_timeout_s)
         leases.by_prefix[prefix] = lease
         ready.send.extend(lease.prepare())  # type: ignore[arg-type]  # peers are node ids
         return lease
@@ -328,10 +336,15 @@ class ProposerHost:
         """The cluster is in another configuration: every later proposal counts its
         voters, and every running one starts a new round with them at once. Leases
         (range promises) were granted by the old configuration's quorums: a range
-        promise never lets a phase-1 skip through in a later epoch, so all are dropped."""
+        promise never lets a phase-1 skip through in a later epoch, so all are dropped
+        (kept when ``quorums`` is the configuration they were granted in: a new host of
+        the same process, in the same epoch, goes on using them)."""
         self.quorums = quorums
         self.nodes = tuple(dict.fromkeys((*quorums.prepare, *quorums.accept)))
-        self.leases.by_prefix.clear()
+        epoch = getattr(quorums, "epoch", None)
+        if epoch is None or epoch != self.leases.epoch:
+            self.leases.by_prefix.clear()
+            self.leases.epoch = epoch
         ready = Ready()
         for props in tuple(self._by_key.values()):
             for prop in tuple(props):

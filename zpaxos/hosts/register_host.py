@@ -24,6 +24,7 @@ from dataclasses import replace
 
 from zpaxos.hosts.proposing import Ready as _Ready
 from zpaxos.hosts.proposing import Token, Wakeups
+from zpaxos.protocol.core import Quorums
 from zpaxos.protocol.pacing import Step
 from zpaxos.protocol.register import RegisterOptions, RegisterProposer, RegOp, RegResult
 from zpaxos.protocol.regmessages import RegisterMessage
@@ -62,6 +63,9 @@ class RegisterHost:
         self._wakeups: Wakeups[_Reg] = Wakeups()
         self._ops = 0
         self.running = 0  # submitted and not finished (queued ones included)
+        # The cluster's configuration when it has one (protocol/membership.Config):
+        # who counts in each phase; None: ``nodes``, majorities.
+        self.quorums: Quorums | None = None
 
     @property
     def next_wakeup(self) -> float | None:
@@ -74,8 +78,8 @@ class RegisterHost:
         op = replace(op, op_id=self.id[:8] + self._ops.to_bytes(8, "big"))
         reg = self._regs.get(key)
         if reg is None:
-            reg = self._regs[key] = _Reg(self.proposer_cls(key, self.id, self.nodes,
-                                                           random.Random(self.rng.random())))
+            reg = self._regs[key] = _Reg(self.proposer_cls(
+                key, self.id, self.nodes, random.Random(self.rng.random()), self.quorums))
         reg.queue.append((token, op, options))
         self.running += 1
         ready = RegReady()
@@ -100,6 +104,19 @@ class RegisterHost:
         ready = RegReady()
         for reg in self._wakeups.due(now):
             self._after(now, reg, reg.core.tick(now), ready)
+        return ready
+
+    def reconfigure(self, now: float, quorums: Quorums) -> RegReady:
+        """The cluster is in another configuration: every register counts its voters,
+        drops its 1-RTT promise (the old configuration's), and a running operation
+        starts a new round with them at once."""
+        self.quorums = quorums
+        self.nodes = tuple(dict.fromkeys((*quorums.prepare, *quorums.accept)))
+        ready = RegReady()
+        for reg in tuple(self._regs.values()):
+            step = reg.core.reconfigure(now, quorums)
+            if reg.token is not None:
+                self._after(now, reg, step, ready)
         return ready
 
     def nudge(self, now: float) -> RegReady:

@@ -42,7 +42,7 @@ from collections.abc import Iterable
 from msgspec import Struct
 
 __all__ = ["MAX_MEMBERS", "Config", "Member", "Step", "check_step", "layout", "plan_add",
-           "plan_remove", "plan_replace", "quorums_meet"]
+           "plan_remove", "plan_replace", "plan_search", "quorums_meet"]
 
 MAX_MEMBERS = 15  # members one configuration holds; more is refused
 MAX_NODE_ID = 65535  # the wire's NodeId bound (zpaxos/protocol/wiretypes.py)
@@ -216,8 +216,10 @@ def _config(base: Config, shape: _Shape, epoch: int, members: tuple[Member, ...]
     return Config(epoch, ms, tuple(sorted(p)), pq, tuple(sorted(a)), aq)
 
 
-def _plan(cfg: Config, members: tuple[Member, ...], prepare_sets: list[frozenset[int]],
-          accept_sets: list[frozenset[int]], goal: _Shape, spare: int | None) -> list[Step]:
+def plan_search(cfg: Config, members: tuple[Member, ...],
+                prepare_sets: list[frozenset[int]], accept_sets: list[frozenset[int]],
+                goal: tuple[frozenset[int], int, frozenset[int], int],
+                spare: int | None) -> list[Step]:
     """The best chain of steps from ``cfg`` to ``goal``, each passing check_step.
 
     A search over the shapes (prepare set, quorum, accept set, quorum) built from the given
@@ -304,7 +306,7 @@ def plan_add(cfg: Config, member: Member) -> list[Step]:
         raise ValueError(f"a configuration holds at most {MAX_MEMBERS} members")
     p, a = frozenset(cfg.prepare), frozenset(cfg.accept)
     members = cfg.members + (member,)
-    return _plan(cfg, members, [p, p | {member.id}], [a, a | {member.id}],
+    return plan_search(cfg, members, [p, p | {member.id}], [a, a | {member.id}],
                  _goal(cfg.ids + (member.id,)), member.id)
 
 
@@ -317,8 +319,8 @@ def plan_remove(cfg: Config, node_id: int) -> list[Step]:
         raise ValueError("the last member cannot be removed")
     p, a = frozenset(cfg.prepare), frozenset(cfg.accept)
     rest = tuple(i for i in cfg.ids if i != node_id)
-    return _plan(cfg, cfg.members, [p, p - {node_id}], [a, a - {node_id}], _goal(rest),
-                 node_id)
+    return plan_search(cfg, cfg.members, [p, p - {node_id}], [a, a - {node_id}],
+                       _goal(rest), node_id)
 
 
 def plan_replace(cfg: Config, node_id: int, member: Member) -> list[Step]:
@@ -339,5 +341,5 @@ def plan_replace(cfg: Config, node_id: int, member: Member) -> list[Step]:
     x, y = member.id, node_id
     members = cfg.members + (member,)
     rest = tuple(i for i in cfg.ids if i != y) + (x,)
-    return _plan(cfg, members, [p, p | {x}, (p | {x}) - {y}, p - {y}],
+    return plan_search(cfg, members, [p, p | {x}, (p | {x}) - {y}, p - {y}],
                  [a, a | {x}, (a | {x}) - {y}, a - {y}], _goal(rest), y)

@@ -49,6 +49,8 @@ from zpaxos.protocol.runtime_messages import (
     StatusRequest,
     SyncReply,
     SyncRequest,
+    UndecidedReply,
+    UndecidedRequest,
 )
 from zpaxos.protocol.wiretypes import (
     DEFAULT_KEY,
@@ -112,7 +114,8 @@ __all__ = ["Accept", "Accepted", "Accepteds", "Accepts", "COLUMN_TYPES", "Column
            "RegState", "RNack", "RNotify", "RPrepare", "RPromise", "RRead", "RState",
            "RuntimeMessage", "RWatch",
            "SlotEntry", "SlotValue", "STATE_OVERHEAD_BYTES", "StatusKey", "StatusReply",
-           "StatusRequest", "SyncEntry", "SyncReply", "SyncRequest", "Value", "WRITER_BYTES",
+           "StatusRequest", "SyncEntry", "SyncReply", "SyncRequest", "UndecidedReply",
+           "UndecidedRequest", "Value", "WRITER_BYTES",
            "ZERO"]
 
 

@@ -50,16 +50,16 @@ import random
 from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import replace
 
-from zpaxos.protocol.core import KeyState
+from zpaxos.protocol.core import KeyState, Quorums
 from zpaxos.protocol.events import REJECTED, Applied, GaveUp, Ignored, Peer, Round
 from zpaxos.protocol.messages import MAX_ROUND_STEP, ZERO, Ballot
 from zpaxos.protocol.pacing import (
     ACCEPT,
+    BACKOFF,
     IDLE,
     INF,
     PREPARE,
     QUERY,
-    PacedProposer,
     Step,
     quorum_size,
 )
@@ -92,18 +92,12 @@ from zpaxos.protocol.regops import (
     RegOp,
     RegResult,
 )
+from zpaxos.protocol.regread import QUERY_TRIES, READ_WIDEN_S, QuorumReader
 
 __all__ = ["CAS", "CAS_FAILED", "CAS_VALUE", "DELETE", "GET", "NO_QUORUM", "OK", "QUERY_TRIES",
+           "READ_WIDEN_S",
            "SET", "UNKNOWN", "RegAcceptor", "RegOp", "RegResult", "RegisterOptions",
            "RegisterProposer", "Step", "next_ballot"]
-
-
-# A quorum read whose answers did not agree (a change was in flight) asks again this many
-# times in all before it falls back to a full round (which outbids the writer).
-QUERY_TRIES = 2
-# A read asking a quorum first (RegisterOptions.read_quorum_first) asks the other
-# acceptors too when no agreeing quorum answered within this long.
-READ_WIDEN_S = 0.02
 
 
 def next_ballot(b: Ballot) -> Ballot:
@@ -173,7 +167,7 @@ class RegAcceptor:
         return Step(send=[(src, RNack(msg.key, msg.ballot, s.promised))])
 
 
-class RegisterProposer(PacedProposer):
+class RegisterProposer(QuorumReader):
     """Runs operations on one register, one at a time, and keeps the 1-RTT promise between
     them. The caller serialises operations per key (the host queues them), which with the
     proposer id and a round that only grows keeps every ballot unique. The pacing
@@ -185,11 +179,13 @@ class RegisterProposer(PacedProposer):
     FAILED = "no quorum"
 
     def __init__(self, key: str, proposer_id: bytes, acceptors: Sequence[Peer],
-                 rng: random.Random) -> None:
+                 rng: random.Random, quorums: Quorums | None = None) -> None:
+        """``quorums``: who counts in each phase when the cluster's configuration says so
+        (protocol/membership.py); None: ``acceptors`` in both, majorities."""
         self.key = key
         self.id = proposer_id
         self.acceptors = tuple(acceptors)
-        self.quorum = quorum_size(len(self.acceptors))
+        self._use(quorums)
         self.rng = rng
         self._init_pacing()
         self.opts: RegisterOptions = RegisterOptions()
@@ -213,6 +209,29 @@ class RegisterProposer(PacedProposer):
         self._first: tuple[Peer, ...] = self.acceptors[:self.quorum]
         self._writing: tuple[RegState, RegResult] | None = None
         self._fast = False
+
+    def _use(self, quorums: Quorums | None) -> None:
+        if quorums is None:
+            self._prepare_to = self._accept_to = frozenset(self.acceptors)
+            self.quorum = self.accept_quorum = quorum_size(len(self.acceptors))
+            return
+        self._prepare_to, self._accept_to = frozenset(quorums.prepare), frozenset(quorums.accept)
+        self.acceptors = tuple(dict.fromkeys((*quorums.prepare, *quorums.accept)))
+        self.quorum, self.accept_quorum = quorums.prepare_quorum, quorums.accept_quorum
+
+    def reconfigure(self, now: float, quorums: Quorums) -> Step:
+        """The cluster moved to another configuration: count its voters from now on. The
+        1-RTT promise was a quorum of the old configuration's (it is bound to its epoch):
+        dropped. A running operation starts a new round at once (its promises and
+        acceptances were counted against the old voters)."""
+        self._use(quorums)
+        self.cache = None
+        step = Step()
+        if self.phase in (PREPARE, ACCEPT, BACKOFF):
+            self._start_round(now, step)
+        elif self.phase == QUERY:
+            self._query(now, step)  # its answers were counted against the old voters
+        return step
 
     @property
     def busy(self) -> bool:
@@ -248,68 +267,6 @@ class RegisterProposer(PacedProposer):
         else:
             self._start_round(now, step)
 
-    # ---- a quorum read (no ballot, no write)
-
-    def _query(self, now: float, step: Step) -> None:
-        self._queries += 1
-        self._read_id += 1
-        self._states.clear()
-        self.phase = QUERY
-        self._phase_started(now)
-        msg = RRead(self.key, self._read_id)
-        # Asking a quorum first is as safe as asking all: what counts is a quorum of
-        # answers to this question that agree, whoever gives them.
-        first = self.opts.read_quorum_first and self._queries == 1
-        self._asked = self._first if first else self.acceptors
-        self._widen_at = now + READ_WIDEN_S if first else INF
-        step.send.extend((a, msg) for a in self._asked)
-
-    def _widen(self, step: Step) -> None:
-        """Ask the current question of the acceptors not asked yet."""
-        msg = RRead(self.key, self._read_id)
-        step.send.extend((a, msg) for a in self.acceptors if a not in self._asked)
-        self._asked = self.acceptors
-        self._widen_at = INF
-
-    def _on_state(self, now: float, src: Peer, msg: RState, step: Step) -> None:
-        if self.phase != QUERY or msg.read != self._read_id:
-            # Only an answer to this very question counts: one given before this read
-            # began (a delayed or duplicated answer to an earlier one) may be older than
-            # a state chosen since, and the argument's step 2 needs answers given after.
-            return
-        self._answered.add(src)
-        self._states[src] = msg
-        agree: dict[Ballot, int] = {}
-        for m in self._states.values():
-            agree[m.accepted] = agree.get(m.accepted, 0) + 1
-        ballot, n = max(agree.items(), key=lambda kv: kv[1])
-        if n >= self.quorum:
-            # A quorum accepted this one state at one ballot: it is chosen, and nothing
-            # newer was chosen before we asked (module docstring).
-            self._phase_done(now)
-            if len(self._states) == self.quorum:  # the fastest quorum: ask it first next
-                self._first = tuple(self._states)
-            state = msg.state if msg.accepted == ballot else next(
-                m.state for m in self._states.values() if m.accepted == ballot)
-            self._answer_read(ballot, state, step)
-        elif (len(self._asked) < len(self.acceptors)
-              and n + len(self._asked) - len(self._states) < self.quorum):
-            self._widen(step)  # the quorum asked first cannot agree: ask the others
-        elif n + len(self.acceptors) - len(self._states) < self.quorum:
-            # No quorum can agree any more: a change is in flight. Ask again, then run
-            # the operation as a round (the 1-RTT one if we hold the promise).
-            if self._queries < QUERY_TRIES:
-                self._query(now, step)
-            else:
-                self._round_or_fast(now, step)
-
-    def _answer_read(self, ballot: Ballot, state: RegState, step: Step) -> None:
-        if ballot.is_zero:
-            state = EMPTY
-        self.result = RegResult(self.key, GET, OK, state.version, state.value, self.rounds)
-        step.events.append(Applied(self.key, ballot, self.rounds, GET, OK, state.version))
-        self._idle()
-
     # ---- phase 1
 
     def _start_round(self, now: float, step: Step) -> None:
@@ -325,12 +282,14 @@ class RegisterProposer(PacedProposer):
         self._phase_started(now)
         step.events.append(Round(self.key, self.ballot, self.rounds))
         msg = RPrepare(self.key, self.ballot)
-        step.send.extend((a, msg) for a in self.acceptors)
+        step.send.extend((a, msg) for a in self.acceptors if a in self._prepare_to)
 
     def _on_promise(self, now: float, src: Peer, msg: RPromise, step: Step) -> None:
         if msg.ballot != self.ballot or self.phase != PREPARE:
             return
         self._answered.add(src)
+        if src not in self._prepare_to:
+            return
         self._promises[src] = msg
         if len(self._promises) >= self.quorum:
             self._phase_done(now)
@@ -395,10 +354,11 @@ class RegisterProposer(PacedProposer):
         if msg.ballot != self.ballot or self.phase != ACCEPT:
             return
         self._answered.add(src)
-        self._accepted.add(src)
-        if msg.next == next_ballot(self.ballot):  # only our next round counts
-            self._promised_next.add(src)
-        if len(self._accepted) < self.quorum:
+        if src in self._accept_to:
+            self._accepted.add(src)
+        if msg.next == next_ballot(self.ballot) and src in self._prepare_to:
+            self._promised_next.add(src)  # only our next round counts, by its voters
+        if len(self._accepted) < self.accept_quorum:
             return
         self._phase_done(now)
         assert self._writing is not None

@@ -72,6 +72,8 @@ from zpaxos.protocol.messages import (
     StatusRequest,
     SyncReply,
     SyncRequest,
+    UndecidedReply,
+    UndecidedRequest,
 )
 from zpaxos.protocol.regmessages import (
     RAccept,
@@ -311,6 +313,11 @@ SPECS: tuple[Spec, ...] = (
     Spec(RegistersRequest, RUNTIME, ("after",), _simple(),
          ChartStyle("#7f7f7f", "#555555", "2 3"), drawn=False),
     Spec(RegistersReply, RUNTIME, ("after", "more"), _simple(),
+         ChartStyle("#7f7f7f", "#555555", "2 3"), drawn=False),
+    # A membership change lists the keys accepted but not decided (runtime/reconfig.py).
+    Spec(UndecidedRequest, RUNTIME, ("after",), _simple(),
+         ChartStyle("#7f7f7f", "#555555", "2 3"), drawn=False),
+    Spec(UndecidedReply, RUNTIME, ("after", "last", "more"), _simple(),
          ChartStyle("#7f7f7f", "#555555", "2 3"), drawn=False),
     # Catching up (hosts/catchup.py): keys-only pages of a peer's learn log, then the
     # values of just the keys this node lacks.

@@ -29,6 +29,7 @@ from zpaxos.protocol.wiretypes import (
     BootId,
     Count,
     Counter,
+    Cursor,
     Incarnation,
     Key,
     KnownEntry,
@@ -87,6 +88,22 @@ class RegistersReply(_Msg, frozen=True, tag="REGISTERS_REPLY"):
     after: After  # the request this answers
     names: Annotated[tuple[Key, ...], Meta(max_length=MAX_NAMES)]
     more: bool  # ask again after the last name of this page
+
+
+class UndecidedRequest(_Msg, frozen=True, tag="UNDECIDED"):
+    """A membership change (runtime/reconfig.py) asks a node for the write-once keys it
+    holds a value accepted for but not known decided, one page: the node walks at most
+    a page of its keys after ``after`` ("" for the first; a register's ``@slot`` may be a
+    cursor). Names only: each key is then settled through the protocol."""
+
+    after: Cursor
+
+
+class UndecidedReply(_Msg, frozen=True, tag="UNDECIDED_REPLY"):
+    after: Cursor  # the request this answers
+    keys: Annotated[tuple[Key, ...], Meta(max_length=MAX_NAMES)]  # in order, after ``after``
+    last: Cursor  # the last key the node walked: ask again after it
+    more: bool
 
 
 class SyncRequest(_Msg, frozen=True, tag="SYNC"):
@@ -251,4 +268,4 @@ RuntimeMessage = (StatusRequest | StatusReply | SyncRequest | SyncReply | CheckA
                   | RegistersRequest | RegistersReply | CatchUp | CatchUpReply | Fetch
                   | FetchReply
                   | AcceptedAt | Hello | HelloReply | RWatch | RNotify | MembersAsk
-                  | MembersInfo)
+                  | MembersInfo | UndecidedRequest | UndecidedReply)

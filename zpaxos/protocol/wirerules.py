@@ -61,6 +61,7 @@ from zpaxos.protocol.messages import (
     StatusReply,
     SyncEntry,
     SyncReply,
+    UndecidedReply,
 )
 from zpaxos.protocol.wiretypes import KEY_PATTERN
 
@@ -202,13 +203,26 @@ def _ballots(col: tuple[Ballot, ...], name: str) -> str | None:
     return None
 
 
+def _undecided_reply(m: UndecidedReply) -> str | None:
+    """The keys of a page are in order and none is past the cursor the page ends at (a
+    lister that finds a page not moving on stops asking: runtime/settle.py)."""
+    prev = ""
+    for k in m.keys:
+        if k < prev:
+            return "keys: not in order"
+        prev = k
+    if m.last < prev:
+        return "last: before the page's keys"
+    return None
+
+
 # Per type, the rule checked once msgspec has built the message (types without one need
 # nothing more: every write-once hot-path type but PROMISE and DECIDE).
 CHECKS: dict[type, Callable[[Any], str | None]] = {
     Promise: _promise, Nack: _promised, Decide: _decide, RangeNack: _promised,
     RPromise: _rpromise, RState: _rpromise, RAccept: _raccept, RAccepted: _next, RNack: _promised,
     StatusReply: _status_reply, SyncReply: _sync_reply, Hello: _hello, HelloReply: _hello,
-    CatchUp: _hello, CatchUpReply: _catch_up_reply,
+    CatchUp: _hello, CatchUpReply: _catch_up_reply, UndecidedReply: _undecided_reply,
     Prepares: _prepares, Promises: _promises, Accepts: _accepts, Accepteds: _accepts,
     Nacks: _nacks, Decides: _decides,
 }

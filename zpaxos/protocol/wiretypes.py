@@ -64,6 +64,8 @@ _KEY = KEY_PATTERN
 # msgspec searches a pattern: anchored with \Z (``$`` would let a final newline through).
 Key = Annotated[str, Meta(max_length=KEY_MAX_LEN, pattern=f"^{_KEY}\\Z")]
 After = Annotated[str, Meta(max_length=KEY_MAX_LEN, pattern=f"^(?:{_KEY})?\\Z")]  # "" or a key
+# A page cursor over every key a node holds: "", a key, or a register's @slot.
+Cursor = Annotated[str, Meta(max_length=KEY_MAX_LEN + 1, pattern=f"^(?:@?{_KEY})?\\Z")]
 StatusKey = Annotated[str, Meta(max_length=KEY_MAX_LEN + 1, pattern=f"^@?{_KEY}\\Z")]  # or @reg
 Name = Annotated[str, Meta(min_length=1, max_length=32, pattern="^[\\x00-\\x7f]*\\Z")]  # ASCII
 Value = Annotated[bytes, Meta(max_length=MAX_VALUE_BYTES)]

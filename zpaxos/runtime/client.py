@@ -37,8 +37,9 @@ from zpaxos.hosts.proposer_host import Leases, ProposerHost
 from zpaxos.hosts.proposing import Ready, Token
 from zpaxos.hosts.staging import NO_STAGING, StagingOptions
 from zpaxos.naming import node_name, proposer_name
-from zpaxos.protocol.core import Outcome, ProposerOptions
+from zpaxos.protocol.core import Outcome, Proposer, ProposerOptions
 from zpaxos.protocol.events import GaveUp
+from zpaxos.protocol.identity import IdentityProposer
 from zpaxos.protocol.lease import DEFAULT_TTL_S
 from zpaxos.protocol.membership import Config
 from zpaxos.protocol.messages import (
@@ -208,18 +209,19 @@ class Client(FollowsMembers):
     def stream(self, items: Iterable[tuple[str, bytes | str]], concurrency: int,
                options: ProposerOptions | None = None, wakeup: SignalWakeup | None = None,
                staging: StagingOptions = NO_STAGING, fast: bool | None = None,
-               ) -> Iterator[tuple[int, Outcome, float]]:
+               identity: bool = False) -> Iterator[tuple[int, Outcome, float]]:
         """Run proposals with up to ``concurrency`` in flight, starting the next as one
         ends; yield ``(index, outcome, seconds it took)`` as each finishes.
 
         A bad key or an oversized value raises ValueError before anything is sent.
-        ``fast``: the client's setting unless given."""
+        ``fast``: the client's setting unless given. ``identity``: identity rounds
+        (protocol/identity.py: the values are ignored, and nothing new is proposed)."""
         opts = options or options_from(self.cluster.proposer)
-        fast = self.fast if fast is None else fast
-        # The client's own random source, not one seeded per call (seeding a Random
-        # cost about 8 us, a tenth of a sequential Client.propose's own CPU).
+        fast = (self.fast if fast is None else fast) and not identity
+        # The client's own random source: seeding one per call cost about 8 us.
         host = ProposerHost([n.id for n in self.cluster.nodes],
                             self.rng, self._new_proposer_id,
+                            IdentityProposer if identity else Proposer,
                             leases=self._leases, new_lease_id=lambda: os.urandom(16))
         if self.members is not None:
             host.reconfigure(time.monotonic(), self.members)
@@ -311,7 +313,7 @@ class Client(FollowsMembers):
             # host, so they stay unique.
             self._regs = Registers(self.sockets, [n.id for n in self.cluster.nodes],
                                    random.Random(self.rng.random()), self.id, self._stop,
-                                   self._check_refusals, self.report)
+                                   self._check_refusals, self.report, self)
         return self._regs
 
     def register_options(self, one_rtt: bool = True, **overrides: Any) -> RegisterOptions:
@@ -380,7 +382,6 @@ class Client(FollowsMembers):
         return watch(self, key, from_version, options)
 
     # ---- locks and elections (zpaxos.runtime.locks; docs/locks.md)
-
     def lock(self, name: str, ttl: float = DEFAULT_TTL_S, timeout: float | None = None) -> Lock:
         """A lock on register ``name``: ``with client.lock("jobs", ttl=10) as token:``
         (``token``: the fencing token; ``timeout``: LockTimeout after so many seconds)."""
@@ -392,7 +393,6 @@ class Client(FollowsMembers):
         """Block until ``candidate`` leads election ``name``; the Leadership's ``term`` is
         its fencing token, ``lost`` says when it ended; ``with`` it to resign at the end."""
         from zpaxos.runtime.locks import Leadership
-
         leadership = Leadership(self, name, ttl, timeout, holder=candidate)
         leadership.acquire()
         return leadership

@@ -39,6 +39,7 @@ LOGGED: dict[str, str] = {
     "members_removed": "the new configuration leaves this node out",
     "members_unreadable": "a chain key's value is no configuration (ignored)",
     "members_step": "zpaxos members: a reconfiguration step proposed, or waited for",
+    "members_settled": "zpaxos members: the state moved into a configuration (its epoch)",
 }
 
 # The typed events: name -> the first line of the class's docstring.

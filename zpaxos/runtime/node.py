@@ -377,6 +377,8 @@ class Node:
         self.admission.config = members_chain.encode(cfg)
         peers = [m for m in cfg.members if m.id != me]
         self.admission.members = frozenset(m.id for m in peers)
+        if self.host.follower is not None:  # catch up from the members, new ones included
+            self.host.follower.peers = tuple(m.id for m in peers)
         if self.sockets is not None:
             self.sockets.wire.epoch = cfg.epoch
             for m in peers:

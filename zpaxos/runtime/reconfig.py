@@ -7,14 +7,19 @@ the next epoch, proposed with the current epoch's quorums), so Ctrl-C or a crash
 moment leaves the cluster in the old configuration or the new one, never in neither, and
 running the command again finishes the job.
 
-Before proposing a step the runner waits for two things, and says so:
+Before proposing a step the runner waits for three things, and says so:
 
 * the members the step starts counting in phase 1 (``needs_caught_up``) have caught up:
   they vote, and have synced every decision from every peer (the ``--new`` machinery:
   a joining node is a fresh incarnation, docs/operating.md);
 * the epoch before the current one is over: the nodes that have not moved on from it can
   no longer form either of its quorums, so none of its operations can still complete
-  (its quorums need not meet the next epoch's).
+  (its quorums need not meet the next epoch's);
+* the state has moved into the current configuration (runtime/settle.py): every decided
+  key held by an accept quorum of it, an identity round for every key accepted but not
+  decided, and every register read and written back with its quorums. It is done again
+  on every pass (a rerun redoes it for the configuration it finds), and once more when
+  the goal is reached.
 """
 
 from __future__ import annotations
@@ -27,14 +32,15 @@ from zpaxos.protocol.membership import (
     Config,
     Member,
     Step,
-    _plan,  # the planner's search from any configuration: finishes a half-done change
     layout,
     plan_add,
     plan_remove,
+    plan_search,
 )
 from zpaxos.protocol.messages import MembersInfo
 from zpaxos.runtime import members as chain
 from zpaxos.runtime.client import Client, Interrupted
+from zpaxos.runtime.settle import SettleError, settle
 
 ASK_S = 0.5  # how long one round of MembersAsk waits for the members' answers
 POLL_S = 0.2  # between two rounds while waiting
@@ -72,8 +78,8 @@ def plan_to(cfg: Config, goal: tuple[Member, ...]) -> list[Step]:
         sets = [p, p | joining, p - leaving, (p | joining) - leaving]
         accept = [a, a | joining, a - leaving, (a | joining) - leaving]
         spare = min(leaving) if leaving else None
-        steps = _plan(cfg, cfg.members, list(dict.fromkeys(sets)), list(dict.fromkeys(accept)),
-                      _shape_of(keep), spare)
+        steps = plan_search(cfg, cfg.members, list(dict.fromkeys(sets)),
+                            list(dict.fromkeys(accept)), _shape_of(keep), spare)
         return [*steps, *plan_to(steps[-1].config, goal)] if steps else []
     for m in cfg.members:
         if want.get(m.id) != m:  # leaves, or moves to another address (replace)
@@ -135,12 +141,13 @@ class Runner:
         """Move the cluster to ``goal``; the configuration it ends in."""
         while True:
             cfg = self.current()
+            self._old_epoch_over(cfg)
+            self._settle(cfg)
             steps = plan_to(cfg, goal)
             if not steps:
                 return cfg
             step = steps[0]
             self._caught_up(step)
-            self._old_epoch_over(cfg)
             self.say(f"epoch {step.config.epoch}: {step.why}: proposing "
                      f"{chain.describe(step.config)}")
             self.client.log.event("members_step", step.why, epoch=step.config.epoch,
@@ -153,6 +160,19 @@ class Runner:
             if chosen != step.config:
                 self.say(f"epoch {chosen.epoch} was taken by another change: "
                          f"{chain.describe(chosen)}; planning again")
+
+    def _settle(self, cfg: Config) -> None:
+        """Move every key's and register's state into ``cfg`` (runtime/settle.py)."""
+        def wait(what: str, done: int, total: int) -> None:
+            self.wait(Waiting(what, done, total))
+            self._pause()
+        try:
+            keys, registers = settle(self.client, cfg, self.say, wait)
+        except SettleError as e:
+            raise ReconfigError(str(e)) from None
+        if cfg.epoch > 1:
+            self.client.log.event("members_settled", epoch=cfg.epoch, identity_rounds=keys,
+                                  registers=registers)
 
     def _caught_up(self, step: Step) -> None:
         for node_id in sorted(step.needs_caught_up):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import fields, replace
 from typing import Any
@@ -20,10 +21,11 @@ from typing import Any
 from zpaxos.hosts.proposing import Ready, Token
 from zpaxos.hosts.register_host import RegisterHost
 from zpaxos.protocol.core import ProposerOptions
-from zpaxos.protocol.messages import key_problem
+from zpaxos.protocol.messages import MembersInfo, key_problem
 from zpaxos.protocol.register import GET, RegisterOptions, RegOp, RegResult
 from zpaxos.protocol.registry import MAX_VALUE_BYTES
 from zpaxos.protocol.regmessages import RAccepted, RNack, RPromise, RState
+from zpaxos.runtime.client_members import FollowsMembers
 from zpaxos.runtime.loop import drive
 from zpaxos.runtime.sockets import Sockets
 
@@ -70,9 +72,14 @@ class Registers:
     def __init__(self, sockets: Sockets, nodes: list[int], rng: random.Random,
                  proposer_id: bytes, on_stop: Callable[[], None],
                  on_refused: Callable[[], None] = lambda: None,
-                 report: Callable[[Ready[RegResult]], None] = lambda ready: None) -> None:
+                 report: Callable[[Ready[RegResult]], None] = lambda ready: None,
+                 follow: FollowsMembers | None = None) -> None:
+        """``follow``: the client whose membership view the registers follow (a refusal
+        of our epoch moves it, and every register, to the configuration it carries)."""
         self.sockets = sockets
         self.host = RegisterHost(nodes, rng, proposer_id)
+        self.follow = follow
+        self.epoch = 0  # the configuration's the registers count (0: the file's nodes)
         self.on_stop = on_stop  # called when a signal asks us to stop (raises)
         # Called when nodes refused our connection (CURVE); raises once no quorum can
         # answer, as for a proposal (Client._check_refusals), instead of at the deadline.
@@ -92,8 +99,25 @@ class Registers:
             key, op = item
             return host.submit(now, token, key, checked(key, op), options)
 
+        follow = self.follow
+        self._follow(time.monotonic())
+
+        def moved(now: float, infos: list[MembersInfo]) -> Ready[RegResult] | None:
+            assert follow is not None
+            follow.adopt(infos)
+            return self._follow(now)
+
         return drive(host, self.sockets, items, concurrency, start, _REPLIES, self.report,
-                     self.on_stop, self.on_refused, self._tokens, aside)
+                     self.on_stop, self.on_refused, self._tokens, aside,
+                     members=moved if follow is not None else None)
+
+    def _follow(self, now: float) -> Ready[RegResult] | None:
+        """Move every register to the client's configuration if it is newer than theirs."""
+        cfg = self.follow.members if self.follow is not None else None
+        if cfg is None or cfg.epoch <= self.epoch:
+            return None
+        self.epoch = cfg.epoch
+        return self.host.reconfigure(now, cfg)
 
     def run(self, items: Iterable[tuple[str, RegOp]], options: RegisterOptions,
             concurrency: int | None = None,
