@@ -142,8 +142,8 @@ def _print_rules() -> None:
     for m in MEMBER_RULES.values():
         click.echo(f"{m.name} (membership)\n    kept:   {m.rule}\n    broken: {m.broken}")
     from zpaxos.sim.mutants import LOCK_MUTANTS
-    for name, m in LOCK_MUTANTS.items():  # the lock simulator's (zpaxos sim --lock)
-        doc = (m.variant["rules_cls"].__doc__ or "").split(".")[0]
+    for name, lm in LOCK_MUTANTS.items():  # the lock simulator's (zpaxos sim --lock)
+        doc = (lm.variant["rules_cls"].__doc__ or "").split(".")[0]
         click.echo(f"{name}\n    broken: {' '.join(doc.split())}")
 
 
