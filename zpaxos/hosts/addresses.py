@@ -8,11 +8,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 
-@dataclass(frozen=True, slots=True)
-class Caller:
+class Caller(msgspec.Struct, frozen=True, gc=False):
     ident: bytes
     # Who CURVE authenticated this connection as ("node:node1", "client:alice"); "" when
     # the cluster runs without CURVE (then nobody is authenticated).

@@ -29,9 +29,11 @@ import random
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import msgspec
+from msgspec.structs import replace
 
 from zpaxos.hosts.proposer_host import Leases, ProposerHost
 from zpaxos.hosts.proposing import Ready, Token
@@ -91,8 +93,7 @@ def options_from(cfg: ProposerOptions, **overrides: Any) -> ProposerOptions:
     return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
 
 
-@dataclass(frozen=True, slots=True)
-class NodeStatus:
+class NodeStatus(msgspec.Struct, frozen=True):
     id: int
     endpoint: str
     reachable: bool
