@@ -37,9 +37,8 @@ def test_fast_path_parses_as_click_does(args):
 def test_one_table_makes_the_click_options_and_the_arguments():
     """PROPOSE_OPTIONS builds the click command; ProposeArgs has a field for VALUE and
     each of its options, with click's defaults."""
-    from msgspec.structs import fields
-
     import click
+    from msgspec.structs import fields
 
     params = cli.commands["propose"].params
     assert [p.name for p in params if isinstance(p, click.Option)] == [
