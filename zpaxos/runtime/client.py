@@ -41,7 +41,6 @@ from zpaxos.hosts.staging import NO_STAGING, StagingOptions
 from zpaxos.naming import node_name, proposer_name
 from zpaxos.protocol.core import Outcome, ProposerOptions
 from zpaxos.protocol.events import GaveUp
-from zpaxos.protocol.lease import DEFAULT_TTL_S
 from zpaxos.protocol.messages import (
     DEFAULT_KEY,
     Ballot,
@@ -368,20 +367,26 @@ class Client:
 
     # ---- locks and elections (zpaxos.runtime.locks; docs/locks.md)
 
-    def lock(self, name: str, ttl: float = DEFAULT_TTL_S, timeout: float | None = None) -> Lock:
+    def lock(self, name: str, ttl: float | None = None,
+             timeout: float | None = None) -> Lock:
         """A lock on register ``name``: ``with client.lock("jobs", ttl=10) as token:``
-        (``token``: the fencing token; ``timeout``: LockTimeout after so many seconds)."""
+        (``token``: the fencing token; ``ttl``: DEFAULT_TTL_S, 10 s, unless given;
+        ``timeout``: LockTimeout after so many seconds)."""
+        from zpaxos.protocol.lease import DEFAULT_TTL_S  # here: a propose never needs it
         from zpaxos.runtime.locks import Lock
 
-        return Lock(self, name, ttl, timeout)
+        return Lock(self, name, DEFAULT_TTL_S if ttl is None else ttl, timeout)
 
-    def campaign(self, name: str, candidate: str, ttl: float = DEFAULT_TTL_S,
+    def campaign(self, name: str, candidate: str, ttl: float | None = None,
                  timeout: float | None = None) -> Leadership:
         """Block until ``candidate`` leads election ``name``; the Leadership's ``term`` is
-        its fencing token, ``lost`` says when it ended; ``with`` it to resign at the end."""
+        its fencing token, ``lost`` says when it ended; ``with`` it to resign at the end
+        (``ttl``: as for :meth:`lock`)."""
+        from zpaxos.protocol.lease import DEFAULT_TTL_S
         from zpaxos.runtime.locks import Leadership
 
-        leadership = Leadership(self, name, ttl, timeout, holder=candidate)
+        leadership = Leadership(self, name, DEFAULT_TTL_S if ttl is None else ttl, timeout,
+                                holder=candidate)
         leadership.acquire()
         return leadership
 
