@@ -98,3 +98,30 @@ def test_a_chosen_value_loads_only_what_a_propose_needs(tmp_path):
                 "zpaxos.pictures.explain", "zpaxos.pictures.statusview",
                 "zpaxos.runtime.storage", "zpaxos.protocol.lease")
     assert not {m for m in imported if m.split(".")[0] in unneeded[:4] or m in unneeded}
+
+
+def test_the_fast_process_runs_without_the_cyclic_collector(monkeypatch):
+    """`zpaxos propose` as a process of its own (argv from sys.argv, ended with os._exit)
+    turns the cyclic collector off; a caller in the same process (argv given) keeps it."""
+    import gc
+
+    from zpaxos.cli import entry
+
+    seen: list[bool] = []
+
+    def leave(code: int) -> None:
+        raise SystemExit(code)
+
+    monkeypatch.setattr(entry, "run_propose", lambda args: seen.append(gc.isenabled()))
+    monkeypatch.setattr(entry, "_leave", leave)
+    monkeypatch.setattr(sys, "argv", ["zpaxos", "propose", "v", "--key", "k", "-q"])
+    assert gc.isenabled()
+    try:
+        with pytest.raises(SystemExit):
+            entry.main()
+        with pytest.raises(SystemExit):
+            gc.enable()
+            entry.main(["propose", "v", "--key", "k", "-q"])
+    finally:
+        gc.enable()
+    assert seen == [False, True]
