@@ -219,8 +219,8 @@ def test_bad_command_lines(tmp_path, capsys, args, expect):
     (["stats"], "zpaxos: error: No such command 'stats'. Did you mean 'status'? "
                 "(see 'zpaxos status --help')"),
     (["frobnicate"], "zpaxos: error: No such command 'frobnicate'. (commands: bench, cas, "
-                     "delete, export, get, import, keygen, log, node, propose, scenarios, set, "
-                     "sim, status, trace, watch; see 'zpaxos --help')"),
+                     "delete, elect, export, get, import, keygen, leader, lock, log, node, "
+                     "propose, scenarios, set, sim, status, trace, watch; see 'zpaxos --help')"),
     (["propose"], "zpaxos propose: error: give the value to propose as VALUE or with "
                   "--value-file (exactly one of them) (see 'zpaxos propose --help')"),
     (["propose", "x", "-v", "-q"], "zpaxos propose: error: -v and -q cannot be used together "
