@@ -2,6 +2,7 @@
 cProfile, one client process (this one, profiled too) running independent proposals.
 
     .venv/bin/python bench/profile_run.py --proposals 5000 --concurrency 64 [--top 15]
+    .venv/bin/python bench/profile_run.py --calls --proposals 2000   # one Client.propose each
     .venv/bin/python bench/profile_run.py --no-profile --concurrency 256 \
         --proposals 20000 --catch-up-s 0 --settle-s 1.5
 
@@ -54,6 +55,9 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--top", type=int, default=12)
     ap.add_argument("--no-profile", action="store_true", help="only the CPU accounting")
+    ap.add_argument("--calls", action="store_true",
+                    help="one Client.propose call per decision (the sequential path of "
+                         "bench/compare.py), instead of one stream")
     ap.add_argument("--metrics", action="store_true",
                     help="nodes serve metrics, scraped every second; the client counts too")
     ap.add_argument("--catch-up-s", type=float, default=None,
@@ -105,8 +109,11 @@ def main() -> None:
                 t0 = time.perf_counter()
                 if not a.no_profile:
                     prof.enable()
-                n = sum(o.chosen is not None for _, o, _ in client.stream(items, a.concurrency,
-                                                                            opts))
+                if a.calls:
+                    n = sum(client.propose(v, k, opts).chosen is not None for k, v in items)
+                else:
+                    n = sum(o.chosen is not None
+                            for _, o, _ in client.stream(items, a.concurrency, opts))
                 prof.disable()
                 elapsed = time.perf_counter() - t0
             me1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -120,8 +127,9 @@ def main() -> None:
                 p.send_signal(signal.SIGTERM)
             for p in procs:
                 p.wait(30)
+        how = "one call each" if a.calls else f"{a.concurrency} in flight"
         print(f"{n} decisions in {elapsed:.2f} s: {n / elapsed:.0f}/s "
-              f"({a.concurrency} in flight{'' if a.no_profile else ', profiled'}"
+              f"({how}{'' if a.no_profile else ', profiled'}"
               f"{', metrics on' if a.metrics else ''})")
         rows = [("client", me1.ru_utime - me0.ru_utime, me1.ru_stime - me0.ru_stime)]
         rows += [(f"node{i}", c[0] - b[0], c[1] - b[1])

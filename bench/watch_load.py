@@ -40,9 +40,10 @@ import statistics
 import tempfile
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from msgspec.structs import replace
 
 from zpaxos.client import Client, load_config
 from zpaxos.lab.launcher import LocalCluster, free_ports, write_config

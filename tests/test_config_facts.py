@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import configparser
 import re
-from dataclasses import fields
+
+from msgspec.structs import fields
 
 from tests.harness import ROOT
 from tests.test_readme import section

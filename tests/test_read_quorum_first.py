@@ -4,7 +4,8 @@ questions, the same answers (the watchers' confirming reads use it: runtime/watc
 from __future__ import annotations
 
 import random
-from dataclasses import replace
+
+from msgspec.structs import replace
 
 from zpaxos.protocol.pacing import Step
 from zpaxos.protocol.register import (

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 
 import pytest
+from msgspec.structs import replace as struct_replace
 
 from zpaxos.protocol.register import RegisterOptions
 from zpaxos.sim import regsim
@@ -26,7 +27,7 @@ VARIANTS = {
     "5 nodes, 4 clients, 1 key": regsim.RegScenario(nodes=5, clients=4, keys=("r0",)),
     # Reads ask a quorum first (the watchers' reads), the others when it disagrees or is slow.
     "reads ask a quorum first": regsim.RegScenario(
-        options=replace(regsim.RegScenario().options, read_quorum_first=True)),
+        options=struct_replace(regsim.RegScenario().options, read_quorum_first=True)),
     # Clients that give up early: many operations end with their outcome unknown.
     "impatient clients": regsim.RegScenario(
         options=RegisterOptions(round_timeout_s=0.05, timeout_s=0.4, max_rounds=4,

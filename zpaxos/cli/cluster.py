@@ -80,8 +80,12 @@ def node(node_id: int, config: str | None, quiet: bool, new: bool,
                    f"in {store.retired}", err=True)
 
     from zpaxos.printable import printable
+    from zpaxos.runtime.gctune import own_process_gc
 
     def ready(_n: Any) -> None:
+        # This process is ours: what the node loaded is frozen out of the collector's
+        # way, and its young generation collected less often (runtime/gctune.py).
+        own_process_gc()
         # With [node.N] bind, say both: where it listens and where the others reach it.
         reached = f", reached at {cfg.endpoint}" if cfg.bind is not None else ""
         serving = n.metrics.serving if n.metrics is not None else None

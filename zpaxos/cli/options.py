@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
 
 if TYPE_CHECKING:
     import click
@@ -20,8 +21,7 @@ Kind = Literal["flag", "text", "key", "file", "seconds", "count", "node_delays"]
 MAX_SECONDS = 1e9
 
 
-@dataclass(frozen=True)
-class Option:
+class Option(msgspec.Struct, frozen=True):
     """One command-line option. ``kind`` is its type, for click and for the fast path:
 
     flag         a switch (``--json``)

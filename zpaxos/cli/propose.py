@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Hashable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import msgspec
+from msgspec import field
 
 from zpaxos.cli.common import Failure, Usage, echo, load_cluster, open_log
 from zpaxos.cli.options import CLIENT_KEY, CONFIG, JSON, Option
@@ -69,8 +71,7 @@ PROPOSE_OPTIONS: tuple[Option, ...] = (
 )
 
 
-@dataclass(frozen=True)
-class ProposeArgs:
+class ProposeArgs(msgspec.Struct, frozen=True):
     """``zpaxos propose``'s arguments, converted and checked: VALUE and one field per
     option of :data:`PROPOSE_OPTIONS` (tests/test_fast_cli.py checks they match)."""
 

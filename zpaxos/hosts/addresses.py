@@ -8,18 +8,32 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
-
-@dataclass(frozen=True, slots=True)
 class Caller:
-    ident: bytes
-    # Who CURVE authenticated this connection as ("node:node1", "client:alice"); "" when
-    # the cluster runs without CURVE (then nobody is authenticated).
-    user: str = ""
-    # The membership epoch the caller's frame carried (0: it did not say). Not part of
-    # who the caller is: a reply goes to the same routing id whatever the epoch.
-    epoch: int = field(default=0, compare=False)
+    """Whoever reached our ROUTER socket: its routing id ``ident``; ``user``, who CURVE
+    authenticated the connection as ("node:node1", "client:alice"; "" without CURVE);
+    ``epoch``, the membership epoch its frame carried (0: it did not say). The epoch is
+    not part of who the caller is: a reply goes to the same routing id whatever the
+    epoch, so equality and hash leave it out (which is why this is a plain class: a
+    msgspec Struct compares every field, and a dataclass costs its import on the
+    propose path)."""
+
+    __slots__ = ("epoch", "ident", "user")
+
+    def __init__(self, ident: bytes, user: str = "", epoch: int = 0) -> None:
+        self.ident = ident
+        self.user = user
+        self.epoch = epoch
+
+    def __eq__(self, other: object) -> bool:
+        return (type(other) is Caller and other.ident == self.ident
+                and other.user == self.user)
+
+    def __hash__(self) -> int:
+        return hash((self.ident, self.user))
+
+    def __repr__(self) -> str:
+        return f"Caller(ident={self.ident!r}, user={self.user!r}, epoch={self.epoch})"
 
     @property
     def is_node(self) -> bool:

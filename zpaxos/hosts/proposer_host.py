@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import replace
+
+from msgspec.structs import replace
 
 from zpaxos.hosts.proposing import Ready as _Ready
 from zpaxos.hosts.proposing import Token, Wakeups
@@ -67,8 +68,6 @@ COLUMNS = frozenset(COLUMN_TYPES)
 
 class Ready(_Ready[Outcome]):
     """What the host asks of the runtime (proposing.Ready): finished proposals' Outcomes."""
-
-    __slots__ = ()
 
 
 class _Proposal:

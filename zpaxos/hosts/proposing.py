@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Hashable, Iterator
-from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
+
+import msgspec
+from msgspec import field
 
 from zpaxos.protocol.events import Event
 
@@ -24,8 +26,7 @@ Token = Hashable  # the caller's handle for one operation (an index, a future...
 R = TypeVar("R")
 
 
-@dataclass(slots=True)
-class Ready(Generic[R]):
+class Ready(msgspec.Struct, Generic[R]):
     """What a proposer host asks of the runtime: send these (to node ids), report these
     events; these operations finished (the caller's token, and how it ended)."""
 

@@ -35,8 +35,6 @@ __all__ = ["RegReady", "RegisterHost", "Token"]
 class RegReady(_Ready[RegResult]):
     """What the host asks of the runtime (proposing.Ready): finished operations' RegResults."""
 
-    __slots__ = ()
-
 
 class _Reg:
     __slots__ = ("core", "queue", "token", "wake")

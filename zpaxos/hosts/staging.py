@@ -18,7 +18,9 @@ would only be stale. The round timeout of a phase counts from its last held mess
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+
+import msgspec
+from msgspec import field
 
 from zpaxos.protocol.core import ACCEPT, PREPARE, Peer, Proposer, Step
 from zpaxos.protocol.events import Pause
@@ -31,8 +33,7 @@ from zpaxos.protocol.messages import (
 from zpaxos.protocol.pacing import Outgoing
 
 
-@dataclass(frozen=True, slots=True)
-class StagingOptions:
+class StagingOptions(msgspec.Struct, frozen=True):
     pause_between_phases_s: float = 0.0
     prepare_delay_s: Mapping[Peer, float] = field(default_factory=dict)
     accept_delay_s: Mapping[Peer, float] = field(default_factory=dict)

@@ -46,7 +46,6 @@ token reused across holders (instead of :func:`acquired`'s ``version + 1``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
 import msgspec
@@ -91,8 +90,7 @@ def ttl_problem(ttl: float) -> str | None:
 # ---------------------------------------------------------------- the holder's side
 
 
-@dataclass(frozen=True, slots=True)
-class HolderLease:
+class HolderLease(msgspec.Struct, frozen=True):
     """A holder's lease: ``sent_at`` is when (on the holder's monotonic clock) it sent the
     last acquisition or renewal that succeeded. Renewals whose outcome is unknown never
     move it (one may have taken effect, but only a later time than ``sent_at``)."""

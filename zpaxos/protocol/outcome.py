@@ -6,7 +6,7 @@ core.py re-exports it, as it always did.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 from zpaxos.protocol.events import Peer
 from zpaxos.protocol.messages import ZERO, Ballot
@@ -14,8 +14,7 @@ from zpaxos.protocol.messages import ZERO, Ballot
 __all__ = ["Outcome"]
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(msgspec.Struct, frozen=True, gc=False):
     """How a proposal ended. ``chosen`` is None when no value could be chosen in time."""
 
     key: str

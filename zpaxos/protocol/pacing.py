@@ -16,8 +16,10 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import ClassVar
+
+import msgspec
+from msgspec import field
 
 from zpaxos.protocol.events import (
     DEADLINE,
@@ -86,8 +88,7 @@ def quorum_size(n: int) -> int:
     return n // 2 + 1
 
 
-@dataclass(frozen=True, slots=True)
-class ProposerOptions:
+class ProposerOptions(msgspec.Struct, frozen=True):
     """How a proposer paces itself. These defaults are the only ones: the config's
     [proposer] section and the CLI start from them (and RegisterOptions extends them)."""
 
@@ -99,8 +100,7 @@ class ProposerOptions:
     first_round: int = 1  # start at this round (staging: who holds the higher ballot)
 
 
-@dataclass(slots=True)
-class Step:
+class Step(msgspec.Struct):
     """What a handler asks the runtime to do, in this order.
 
     1. ``persist``: make these key states durable (fsync);

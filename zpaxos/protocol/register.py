@@ -50,6 +50,8 @@ import random
 from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import replace
 
+from msgspec.structs import replace as struct_replace
+
 from zpaxos.protocol.core import KeyState, Quorums
 from zpaxos.protocol.events import REJECTED, Applied, GaveUp, Ignored, Peer, Round
 from zpaxos.protocol.messages import MAX_ROUND_STEP, ZERO, Ballot
@@ -143,7 +145,7 @@ class RegAcceptor:
     def on_prepare(self, src: Peer, msg: RPrepare) -> Step:
         s, reg = self.state(msg.key)
         if msg.ballot > s.promised and not self._absurd(s, msg.ballot):
-            persist = self._update(msg.key, replace(s, promised=msg.ballot))
+            persist = self._update(msg.key, struct_replace(s, promised=msg.ballot))
             return Step(persist=persist, send=[(src, RPromise(msg.key, msg.ballot, s.accepted,
                                                               reg))])
         return Step(send=[(src, RNack(msg.key, msg.ballot, s.promised))])

@@ -71,8 +71,7 @@ class RegResult:
     silent: tuple[Hashable, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class RegisterOptions(ProposerOptions):
+class RegisterOptions(ProposerOptions, frozen=True):
     """A proposer's pacing, the 1-RTT path and quorum reads (registers only)."""
 
     one_rtt: bool = True

@@ -7,15 +7,14 @@ re-exports both names).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 from zpaxos.protocol.messages import ZERO, Ballot
 
 __all__ = ["EMPTY", "KeyState"]
 
 
-@dataclass(frozen=True, slots=True)
-class KeyState:
+class KeyState(msgspec.Struct, frozen=True, gc=False):
     """What one acceptor must remember about one key, across crashes."""
 
     promised: Ballot = ZERO

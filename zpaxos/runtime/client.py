@@ -29,9 +29,11 @@ import random
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import msgspec
+from msgspec.structs import replace
 
 from zpaxos.hosts.proposer_host import Leases, ProposerHost
 from zpaxos.hosts.proposing import Ready, Token
@@ -40,7 +42,6 @@ from zpaxos.naming import node_name, proposer_name
 from zpaxos.protocol.core import Outcome, Proposer, ProposerOptions
 from zpaxos.protocol.events import GaveUp
 from zpaxos.protocol.identity import IdentityProposer
-from zpaxos.protocol.lease import DEFAULT_TTL_S
 from zpaxos.protocol.membership import Config
 from zpaxos.protocol.messages import (
     DEFAULT_KEY,
@@ -96,8 +97,7 @@ def options_from(cfg: ProposerOptions, **overrides: Any) -> ProposerOptions:
     return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
 
 
-@dataclass(frozen=True, slots=True)
-class NodeStatus:
+class NodeStatus(msgspec.Struct, frozen=True):
     id: int
     endpoint: str
     reachable: bool
@@ -382,13 +382,13 @@ class Client(FollowsMembers):
         return watch(self, key, from_version, options)
 
     # ---- locks and elections (zpaxos.runtime.locks; docs/locks.md)
-    def lock(self, name: str, ttl: float = DEFAULT_TTL_S, timeout: float | None = None) -> Lock:
-        """A lock on register ``name``: ``with client.lock("jobs", ttl=10) as token:``
-        (``token``: the fencing token; ``timeout``: LockTimeout after so many seconds)."""
-        from zpaxos.runtime.locks import Lock
+    def lock(self, name: str, ttl: float | None = None, timeout: float | None = None) -> Lock:
+        """``with client.lock("jobs", ttl=10) as token:`` (the fencing token; ``ttl``: 10 s
+        unless given; ``timeout``: LockTimeout after so many seconds)."""
+        from zpaxos.runtime.locks import Lock  # here: a propose never needs the lock rules
         return Lock(self, name, ttl, timeout)
 
-    def campaign(self, name: str, candidate: str, ttl: float = DEFAULT_TTL_S,
+    def campaign(self, name: str, candidate: str, ttl: float | None = None,
                  timeout: float | None = None) -> Leadership:
         """Block until ``candidate`` leads election ``name``; the Leadership's ``term`` is
         its fencing token, ``lost`` says when it ended; ``with`` it to resign at the end."""

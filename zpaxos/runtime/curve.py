@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import TypeAlias
 
+import msgspec
 import zmq
+from msgspec import field
 
 from zpaxos.naming import node_name
 from zpaxos.runtime.log import EventLog
@@ -44,8 +45,7 @@ REFUSAL_REASONS = (KEY_NOT_LISTED, HANDSHAKE_PROTOCOL)
 REFUSAL_LOG_EVERY_S = 60.0  # a refused peer that keeps retrying is logged this often
 
 
-@dataclass(frozen=True)
-class Curve:
+class Curve(msgspec.Struct, frozen=True):
     """One process's CURVE setup: its own key pair, each node's public key (whom our
     DEALERs must reach), and for a node, who may connect: public key -> (role, name)."""
 

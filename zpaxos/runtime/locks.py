@@ -107,8 +107,9 @@ class Lock:
     acquires (blocking; ``timeout`` seconds at most, then LockTimeout) and releases.
     While held: ``token`` (the fencing token), ``valid()``, ``lost``, ``lost_at``."""
 
-    def __init__(self, client: Client, name: str, ttl: float = DEFAULT_TTL_S,
+    def __init__(self, client: Client, name: str, ttl: float | None = None,
                  timeout: float | None = None, holder: str | None = None) -> None:
+        ttl = DEFAULT_TTL_S if ttl is None else ttl
         problem = key_problem(name)
         if problem:
             raise ValueError(f"invalid lock name {name!r}: {problem}")

@@ -15,6 +15,7 @@ the simulator runs it too; this file only moves bytes, fsyncs and logs.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -319,6 +320,9 @@ class Node:
         stats["not_voting_dropped"] = self.admission.dropped
         stats["decided"] = self.decided
         stats["longest_pass_us"] = int(self.longest_pass_s * 1e6)
+        # objects out of the collector's way: a `zpaxos node` process freezes what it
+        # loaded once up (runtime/gctune.py); 0 for a node run inside another program
+        stats["gc_frozen"] = gc.get_freeze_count()
         follower = self.host.follower
         if follower is not None:
             stats["caught_up_keys"] = follower.learned_total

@@ -15,8 +15,9 @@ import itertools
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import fields, replace
 from typing import Any
+
+from msgspec.structs import fields, replace
 
 from zpaxos.hosts.proposing import Ready, Token
 from zpaxos.hosts.register_host import RegisterHost

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
+
+import msgspec
 
 Z85_KEY_LEN = 40  # a Curve25519 key in Z85 text
 NODE_ROLE, CLIENT_ROLE = "node", "client"
@@ -35,8 +36,7 @@ class KeyFileError(Exception):
     """A key file is missing, unreadable, malformed or not private (the user's fault)."""
 
 
-@dataclass(frozen=True, slots=True)
-class KeyPair:
+class KeyPair(msgspec.Struct, frozen=True):
     public: bytes  # Z85, 40 bytes
     secret: bytes
 

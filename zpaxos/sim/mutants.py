@@ -17,8 +17,10 @@ rule ``zpaxos sim --break`` breaks (zpaxos/sim/rules.py) is the variant of the s
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
+
+from msgspec.structs import replace as struct_replace
 
 from zpaxos.hosts.acceptor_host import AcceptorHost, Ready
 from zpaxos.hosts.addresses import Src
@@ -70,7 +72,7 @@ class AcceptsBelowPromise(Acceptor):
         for key, b, v in zip(keys, ballots, values, strict=True):
             s = self.state(key)
             if s.chosen is None and b < s.promised:
-                new = replace(s, accepted=b, value=v)
+                new = struct_replace(s, accepted=b, value=v)
                 self.states[key] = new
                 persist.append((key, new))
                 out.add(Accepted, key, b, v)
@@ -232,7 +234,7 @@ class SyncOverwritesChosen(AcceptorHost):
                 for key, value, ballot in msg.chosen:
                     s = self.acceptor.state(key)
                     if s.chosen is not None and s.chosen != value:
-                        new = replace(s, chosen=value, chosen_ballot=ballot)
+                        new = struct_replace(s, chosen=value, chosen_ballot=ballot)
                         self.acceptor.states[key] = new
                         ready.persist[key] = new
         return ready

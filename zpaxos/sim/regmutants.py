@@ -9,8 +9,9 @@ runs each over seeds until the checker reports a history that is not linearizabl
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 from typing import Any
+
+from msgspec.structs import replace
 
 from zpaxos.protocol.core import KeyState
 from zpaxos.protocol.events import Peer

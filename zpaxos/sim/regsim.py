@@ -23,8 +23,10 @@ with a result (not "no quorum").
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
+
+from msgspec.structs import replace as struct_replace
 
 from zpaxos.hosts.acceptor_host import AcceptorHost
 from zpaxos.hosts.addresses import Caller
@@ -133,7 +135,7 @@ class _Sim(World):
                                           self.rng.randbytes(16), sc.proposer_cls))
             for i in range(sc.clients)]
         self.token = 0
-        self.opts = replace(sc.options, one_rtt=sc.one_rtt)
+        self.opts = struct_replace(sc.options, one_rtt=sc.one_rtt)
 
     def _boot(self, n: int) -> AcceptorHost:
         return AcceptorHost(n, dict(self.disk[n]), [p for p in range(1, self.sc.nodes + 1)
