@@ -202,8 +202,8 @@ def nothing_changed(c: Cluster, refusers: list[int], plaintext: bool = False) ->
     assert all(n["keys"].get("k1", {}).get("chosen") is None for n in nodes)
     counted = ("refused", "handshakes_closed") if plaintext else ("refused",)
     assert sum(nodes[i]["counters"].get(k, 0) for i in refusers for k in counted) >= 2
-    refused = [json.loads(line) for line in (c.dir / "paxos.log").read_text().splitlines()
-               if '"refused"' in line and '"process":"node' in line]
+    refused = [e for e in map(json.loads, (c.dir / "paxos.log").read_text().splitlines())
+               if e.get("event") == "refused" and e.get("process", "").startswith("node")]
     assert plaintext or refused
     assert all("address" in e and "key" in e for e in refused)
     stored = db_keys(c)
