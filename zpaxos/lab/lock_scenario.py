@@ -53,7 +53,7 @@ def _line(p: subprocess.Popen[str], timeout_s: float) -> str:
 
 def s12_lock_handover(ctx: Ctx) -> str:
     port = free_ports(1)[0]
-    log = ctx.workdir / "lock-resource.jsonl"
+    log = (ctx.workdir / "lock-resource.jsonl").resolve()  # the workers run in workdir
     log.unlink(missing_ok=True)
     procs: list[subprocess.Popen[str]] = []
 
