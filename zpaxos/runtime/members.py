@@ -24,7 +24,12 @@ from msgspec.structs import replace
 
 from zpaxos.protocol.membership import MAX_MEMBERS, Config, Member
 from zpaxos.protocol.state import KeyState
-from zpaxos.runtime.config import ClusterConfig, NodeConfig
+from zpaxos.runtime.config import ClusterConfig, ConfigError, NodeConfig
+
+
+class NotAMember(ConfigError):
+    """This node is not in the cluster's configuration (removed, or not added yet)."""
+
 
 PREFIX = "_members."
 EPOCH_DIGITS = 12

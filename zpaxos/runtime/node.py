@@ -34,11 +34,12 @@ from zpaxos.protocol.events import Conflict, Event
 from zpaxos.protocol.membership import Config
 from zpaxos.protocol.messages import Ballot, Message
 from zpaxos.runtime import members as members_chain
-from zpaxos.runtime.config import ClusterConfig, ConfigError, NodeConfig
+from zpaxos.runtime.config import ClusterConfig, NodeConfig
 from zpaxos.runtime.curve import Curve
 from zpaxos.runtime.datadir import write_atomic
 from zpaxos.runtime.faults import crash_point
 from zpaxos.runtime.log import EventLog
+from zpaxos.runtime.node_members import FollowsChain
 from zpaxos.runtime.peers import PeersFile, adopt_self, advice, write_lost
 from zpaxos.runtime.sockets import SignalWakeup, Sockets, node_routing_id, peer_name
 from zpaxos.runtime.storage import MemoryStore, SqliteStore
@@ -109,17 +110,13 @@ class WithPending:
         return merge(rows, extra, limit) if extra else rows
 
 
-class NotAMember(ConfigError):
-    """This node is not in the cluster's configuration (removed, or not added yet)."""
-
-
 def src_name(src: Src | None) -> str | None:
     if src is None:
         return None
     return peer_name(src.ident) if isinstance(src, Caller) else node_name(src)
 
 
-class Node:
+class Node(FollowsChain):
     def __init__(self, cluster: ClusterConfig, node_id: int, log: EventLog,
                  store: SqliteStore | MemoryStore | None = None, new: bool = False,
                  metrics_at: tuple[str, int] | None = None,
@@ -142,8 +139,9 @@ class Node:
             else members
         if self.members is not None:
             if self.members.member(node_id) is None:
-                raise NotAMember(f"{node_name(node_id)} is not a member of the cluster's "
-                                 f"configuration ({members_chain.describe(self.members)})")
+                raise members_chain.NotAMember(
+                    f"{node_name(node_id)} is not a member of the cluster's configuration"
+                    f" ({members_chain.describe(self.members)})")
             cluster = members_chain.apply(cluster, self.members)
             self.cfg = cluster.node(node_id)
         self.cluster = cluster
@@ -363,45 +361,6 @@ class Node:
             self._log_event(src, ev)
         if ready.notes or ready.refusal is not None:
             self._after(ready)  # (becoming a voter always comes with a note)
-
-    def _learn_members(self, key: str, value: bytes) -> bool:
-        """A link of the membership chain was chosen: move to it if it is newer (True).
-        The epoch then fences older proposers (admission), and the new members are peers."""
-        epoch = members_chain.epoch_of(key)
-        try:
-            cfg = members_chain.decode(value)
-        except ValueError as e:
-            self.log.event("members_unreadable", str(e), logging.WARNING, key=key)
-            return False
-        if epoch != cfg.epoch or (self.members is not None and epoch <= self.members.epoch):
-            return False
-        self.members = cfg
-        me = self.cfg.id
-        self.admission.epoch = cfg.epoch
-        self.admission.config = members_chain.encode(cfg)
-        peers = [m for m in cfg.members if m.id != me]
-        self.admission.members = frozenset(m.id for m in peers)
-        if self.host.follower is not None:  # catch up from the members, new ones included
-            self.host.follower.peers = tuple(m.id for m in peers)
-        if self.sockets is not None:
-            self.sockets.wire.epoch = cfg.epoch
-            for m in peers:
-                added = self.sockets.add_node(
-                    m.id, members_chain.endpoint_of(m),
-                    m.public_key.encode() if m.public_key is not None else None)
-                if added:
-                    self.peer_names[m.id] = node_name(m.id)
-        self.log.event("members_changed", epoch=cfg.epoch,
-                       members=[m.id for m in cfg.members], prepare=list(cfg.prepare),
-                       accept=list(cfg.accept))
-        if cfg.member(me) is None:
-            # Out of both sides: no proposer counts this node any more. It stops, and a
-            # later start says it is no member (NotAMember); its data stays on disk.
-            self.log.event("members_removed", level=logging.WARNING, epoch=cfg.epoch)
-            self.removed_at = cfg.epoch
-            if self.sockets is not None and self.sockets.wakeup is not None:
-                self.sockets.wakeup.request_stop()
-        return True
 
     def _commit(self, persist: dict[str, KeyState],
                 ranges: dict[str, Ballot] | None = None) -> None:
