@@ -31,6 +31,11 @@ from zpaxos.runtime.client import Client
 from zpaxos.runtime.config import load_config
 from zpaxos.runtime.storage import SqliteStore
 
+# Real clusters changing their members under load: about a minute each; CI runs them
+# (tests/run.sh --slow). The default suite keeps test_members_runtime.py and
+# test_settle_units.py, and run_scenarios.sh changes the members every run.
+pytestmark = pytest.mark.slow
+
 
 class Lab:
     """Nodes 0..2 from cluster.ini (the initial members); grow.ini also names nodes 3
