@@ -61,6 +61,7 @@ def test_compare_registers_quick_reports_set_get_cas_and_the_ratios():
     assert "sequential cas p50" in text and "local read" in text
 
 
+@pytest.mark.slow  # a benchmark's smoke run (CI runs it)
 def test_locks_quick_reports_both_systems_contended_and_not():
     r = subprocess.run([sys.executable, str(ROOT / "bench" / "locks.py"), "--quick", "--json"],
                        capture_output=True, text=True, timeout=900, env=child_env())

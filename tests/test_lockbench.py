@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.harness import free_ports
 from zpaxos.client import Client, load_config
 from zpaxos.lab.launcher import LocalCluster, write_config
@@ -13,6 +15,7 @@ from zpaxos.lab.lockbench import report
 from zpaxos.protocol.lease import decode_record
 
 
+@pytest.mark.slow  # a benchmark's smoke run (CI runs it)
 def test_bench_locks_measures_both_cases_and_leaves_the_locks_free(tmp_path: Path) -> None:
     config = write_config(tmp_path / "c.ini", [("127.0.0.1", p) for p in free_ports(3)],
                           value_files="")

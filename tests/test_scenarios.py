@@ -39,6 +39,7 @@ def config(tmp_path):
         os.kill(int(line.split()[0]), signal.SIGKILL)
 
 
+@pytest.mark.slow  # a minute: ./run_scenarios.sh runs them all anyway
 def test_every_scenario_passes_and_nothing_is_left_running(tmp_path, config):
     out = tmp_path / "out"
     r = subprocess.run(runner(config, out), cwd=tmp_path, env=env(), capture_output=True,
