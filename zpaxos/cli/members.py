@@ -7,6 +7,7 @@ docs/membership.md ("What the operator sees")."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -145,14 +146,23 @@ def _reconfigure(obj: dict[str, Any], config: str | None, client_key: Path | Non
     say(f"done: {chain.describe(done)}")
 
 
+def _new_node_options(f: Callable[..., None]) -> Callable[..., None]:
+    """Where the new node of ``add`` and ``replace`` is reached, and its CURVE key."""
+    for option in reversed([
+            click.option("--host", required=True, help="Where the others reach the new node."),
+            click.option("--port", required=True, type=click.IntRange(min=1, max=65535)),
+            click.option("--public-key", "public_key", type=click.Path(path_type=Path),
+                         default=None,
+                         help="With CURVE: the new node's public key file (zpaxos keygen).")]):
+        f = option(f)
+    return f
+
+
 @members.command("add")
 @click_option(CONFIG)
 @click_option(CLIENT_KEY)
 @click.argument("node_id", metavar="ID", type=click.IntRange(min=0, max=9999))
-@click.option("--host", required=True, help="Where the others reach the new node.")
-@click.option("--port", required=True, type=click.IntRange(min=1, max=65535))
-@click.option("--public-key", "public_key", type=click.Path(path_type=Path), default=None,
-              help="With CURVE: the new node's public key file (zpaxos keygen).")
+@_new_node_options
 @click.pass_obj
 def add(obj: dict[str, Any], config: str | None, client_key: Path | None, node_id: int,
         host: str, port: int, public_key: Path | None) -> None:
@@ -191,10 +201,7 @@ def remove(obj: dict[str, Any], config: str | None, client_key: Path | None,
 @click_option(CONFIG)
 @click_option(CLIENT_KEY)
 @click.argument("node_id", metavar="ID", type=click.IntRange(min=0, max=9999))
-@click.option("--host", required=True, help="Where the others reach the new node.")
-@click.option("--port", required=True, type=click.IntRange(min=1, max=65535))
-@click.option("--public-key", "public_key", type=click.Path(path_type=Path), default=None,
-              help="With CURVE: the new node's public key file (zpaxos keygen).")
+@_new_node_options
 @click.pass_obj
 def replace(obj: dict[str, Any], config: str | None, client_key: Path | None, node_id: int,
             host: str, port: int, public_key: Path | None) -> None:

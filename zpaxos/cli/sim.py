@@ -16,7 +16,7 @@ Errors are one line (zpaxos.cli.app.main prints them so).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -202,27 +202,13 @@ def _break(rule: str, start: int, limit: int, nodes: int, proposers: int,
     from zpaxos.sim.lesson import NotFound, break_rule, draw_lesson, report
 
     fmt = _format(out, fmt)
-    if compare and fmt == "html":
-        raise click.UsageError("--compare draws svg or text; the html page shows one run")
+    _no_html_compare(compare, fmt)
     # The faults a rule needs come with it; the default mix is for --seeds runs.
     try:
         lesson = break_rule(rule, start, limit, nodes, proposers, _lesson_faults(faults))
     except NotFound as e:
         raise Failure(str(e)) from None
-    click.echo(report(lesson), err=out is None and fmt != "text")
-    if out is not None:
-        try:
-            files = draw_lesson(lesson, Path(out), fmt, compare)
-        except OSError as e:
-            raise Failure(f"cannot write {out}: {e.strerror}") from None
-        click.echo(f"wrote {', '.join(str(f) for f in files)}")
-        return
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as d:
-        files = draw_lesson(lesson, Path(d) / f"lesson.{'txt' if fmt == 'text' else fmt}",
-                            fmt, compare)
-        _emit(files[-1].read_text(encoding="utf-8"), None, fmt, None)
+    _show_lesson(report(lesson), lambda path: draw_lesson(lesson, path, fmt, compare), out, fmt)
 
 
 def _break_member(rule: str, start: int, limit: int, compare: bool, out: str | None,
@@ -231,16 +217,27 @@ def _break_member(rule: str, start: int, limit: int, compare: bool, out: str | N
     from zpaxos.sim.memberlesson import NotFound, break_membership, draw_member_lesson, report
 
     fmt = _format(out, fmt)
-    if compare and fmt == "html":
-        raise click.UsageError("--compare draws svg or text; the html page shows one run")
+    _no_html_compare(compare, fmt)
     try:
         lesson = break_membership(rule, start, limit)
     except NotFound as e:
         raise Failure(str(e)) from None
-    click.echo(report(lesson), err=out is None and fmt != "text")
+    _show_lesson(report(lesson), lambda path: draw_member_lesson(lesson, path, fmt, compare),
+                 out, fmt)
+
+
+def _no_html_compare(compare: bool, fmt: str) -> None:
+    if compare and fmt == "html":
+        raise click.UsageError("--compare draws svg or text; the html page shows one run")
+
+
+def _show_lesson(text: str, draw: Callable[[Path], list[Path]], out: str | None,
+                 fmt: str) -> None:
+    """A lesson's report, then its drawing: into ``out``, or (none given) to the terminal."""
+    click.echo(text, err=out is None and fmt != "text")
     if out is not None:
         try:
-            files = draw_member_lesson(lesson, Path(out), fmt, compare)
+            files = draw(Path(out))
         except OSError as e:
             raise Failure(f"cannot write {out}: {e.strerror}") from None
         click.echo(f"wrote {', '.join(str(f) for f in files)}")
@@ -248,9 +245,10 @@ def _break_member(rule: str, start: int, limit: int, compare: bool, out: str | N
     import tempfile
 
     with tempfile.TemporaryDirectory() as d:
-        files = draw_member_lesson(lesson, Path(d) / f"lesson.{'txt' if fmt == 'text' else fmt}",
-                                   fmt, compare)
+        files = draw(Path(d) / f"lesson.{'txt' if fmt == 'text' else fmt}")
         _emit(files[-1].read_text(encoding="utf-8"), None, fmt, None)
+
+
 def _lock(seeds: int, start: int, seed: int | None, rule: str | None, limit: int) -> None:
     """Lock runs (the rules kept, or ``rule`` broken): a broken rule searches seeds until
     an invariant trips; kept, every run must pass."""

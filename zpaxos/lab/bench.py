@@ -40,11 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from zpaxos.lab.launcher import (
-    LocalCluster,
+    bench_cluster,
     cached_bytecode_env,
-    free_ports,
-    make_keys,
-    write_config,
     zpaxos_cmd,
 )
 from zpaxos.lab.progress import Progress
@@ -171,19 +168,7 @@ def run_bench(config: str | None, proposals: int, concurrency: int, contended_ke
         tag += ", fast" if fast else ""
         with tempfile.TemporaryDirectory(prefix="zpaxos-bench-") as tmp:
             work = Path(tmp)
-            if config is None:
-                path = write_config(work / "cluster.ini",
-                                    [("127.0.0.1", p) for p in free_ports(3)],
-                                    log_level="WARNING", value_files="", secure=secure,
-                                    keys_dir=str(work / "keys"))
-                if secure:
-                    make_keys(work, 3)
-                local: LocalCluster | None = LocalCluster(path, work, range(3))
-            else:
-                path, local = Path(config).resolve(), None
-            try:
-                if local is not None:
-                    local.start_all()
+            with bench_cluster(config, work, secure) as path:
                 cluster = load_config(path)
                 pre = f"{keys}{'c' if secure else ''}"
                 runs += [
@@ -200,9 +185,6 @@ def run_bench(config: str | None, proposals: int, concurrency: int, contended_ke
                                          max(1, concurrency // race_proposers), fast=fast))
                 if cli_runs and not secure:
                     cli = cli_latency(path, work, cli_runs, f"{keys}cli-")
-            finally:
-                if local is not None:
-                    local.close()
     return {"cluster": "temporary 3-node cluster on loopback" if config is None else str(path),
             "nodes": len(cluster.nodes), "value_bytes": value_size, "keys": f"{keys}*",
             "fast": fast,

@@ -16,7 +16,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -305,3 +306,24 @@ def _read_line(p: subprocess.Popen[str], timeout_s: float) -> str:
         return str(p.stdout.readline())
     finally:
         sel.close()
+
+
+@contextmanager
+def bench_cluster(config: str | None, work: Path, secure: bool = False) -> Iterator[Path]:
+    """The cluster file a benchmark runs against: ``config``'s (a running cluster), or
+    with None a temporary 3-node cluster on loopback in ``work`` (with CURVE keys when
+    ``secure``), started here and stopped on the way out, even on an error."""
+    if config is not None:
+        yield Path(config).resolve()
+        return
+    path = write_config(work / "cluster.ini", [("127.0.0.1", p) for p in free_ports(3)],
+                        log_level="WARNING", value_files="", secure=secure,
+                        keys_dir=str(work / "keys"))
+    if secure:
+        make_keys(work, 3)
+    local = LocalCluster(path, work, range(3))
+    try:
+        local.start_all()
+        yield path
+    finally:
+        local.close()

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from zpaxos.lab.launcher import LocalCluster, free_ports, write_config
+from zpaxos.lab.launcher import bench_cluster
 from zpaxos.printable import printable
 from zpaxos.runtime.config import load_config
 
@@ -104,24 +104,11 @@ def run_lock_bench(config: str | None, cycles: int, contenders: int, seconds: fl
                    ) -> dict[str, Any]:
     lock = f"lbench-{os.urandom(3).hex()}"
     with tempfile.TemporaryDirectory(prefix="zpaxos-lbench-") as tmp:
-        work = Path(tmp)
-        local: LocalCluster | None = None
-        if config is None:
-            path = write_config(work / "cluster.ini", [("127.0.0.1", p) for p in free_ports(3)],
-                                log_level="WARNING", value_files="")
-            local = LocalCluster(path, work, range(3))
-        else:
-            path = Path(config).resolve()
-        try:
-            if local is not None:
-                local.start_all()
+        with bench_cluster(config, Path(tmp)) as path:
             nodes = len(load_config(path).nodes)
             solo = _figures(_run(str(path), lock + "-solo", 1, cycles, 0.0), None)
             contended = _figures(_run(str(path), lock + "-contended", contenders, 0, seconds),
                                  seconds)
-        finally:
-            if local is not None:
-                local.close()
     return {"cluster": "temporary 3-node cluster on loopback" if config is None else str(path),
             "nodes": nodes, "ttl_s": TTL_S, "locks": f"{lock}-*",
             "uncontended": solo, "contended": contended}

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from zpaxos.lab import regfair
-from zpaxos.lab.launcher import LocalCluster, free_ports, join_all, write_config
+from zpaxos.lab.launcher import bench_cluster, join_all
 from zpaxos.printable import printable
 from zpaxos.protocol.register import CAS, GET, SET, RegOp, RegResult
 from zpaxos.runtime.client import Client
@@ -135,17 +135,7 @@ def run_register_bench(config: str | None, ops: int, keys: int, contended_keys: 
     prefix = f"rbench-{os.urandom(3).hex()}-"
     runs: list[RegRun] = []
     with tempfile.TemporaryDirectory(prefix="zpaxos-rbench-") as tmp:
-        work = Path(tmp)
-        local: LocalCluster | None = None
-        if config is None:
-            path = write_config(work / "cluster.ini", [("127.0.0.1", p) for p in free_ports(3)],
-                                log_level="WARNING", value_files="")
-            local = LocalCluster(path, work, range(3))
-        else:
-            path = Path(config).resolve()
-        try:
-            if local is not None:
-                local.start_all()
+        with bench_cluster(config, Path(tmp)) as path:
             cluster = load_config(path)
             for op in OPS:
                 for contended in (False, True):
@@ -154,9 +144,6 @@ def run_register_bench(config: str | None, ops: int, keys: int, contended_keys: 
                                             contended_keys, value_size, prefix))
             # The fairness case (issue 23): 5 clients, 4 registers, no think time, 30 s.
             fairness = regfair.fairness_runs(cluster, prefix, regfair.FAIR_SECONDS)
-        finally:
-            if local is not None:
-                local.close()
     return {"cluster": "temporary 3-node cluster on loopback" if config is None else str(path),
             "nodes": len(cluster.nodes), "value_bytes": value_size, "registers": f"{prefix}*",
             "runs": [asdict(r) for r in runs], "fairness": fairness}

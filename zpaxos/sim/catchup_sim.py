@@ -23,7 +23,6 @@ know every decision any live node knew CAUGHT_UP_S before the end**.
 
 from __future__ import annotations
 
-import argparse
 import random
 import sys
 from collections import Counter
@@ -46,6 +45,7 @@ from zpaxos.protocol.regmessages import REGISTER_PREFIX
 from zpaxos.protocol.state import KeyState
 from zpaxos.sim.ghost import InvariantViolation
 from zpaxos.sim.scenario import generate
+from zpaxos.sim.seedcli import seeds_main
 from zpaxos.sim.simulator import OTHER_KINDS, PASS, Simulation
 
 TICK, FORGE_FETCH = OTHER_KINDS, OTHER_KINDS + 1
@@ -324,28 +324,8 @@ def check_seeds(seeds: Iterable[int], stop_at_first: bool = True, **variant: Any
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="catching up in the simulator")
-    ap.add_argument("--seed", type=int)
-    ap.add_argument("--seeds", type=int, default=1000)
-    ap.add_argument("--mutant", choices=sorted(MUTANTS))
-    a = ap.parse_args(argv)
-    variant: dict[str, Any] = {}
-    if a.mutant:
-        variant["host_cls"] = MUTANTS[a.mutant]
-    if a.seed is not None:
-        try:
-            run_schedule(a.seed, trace=True, **variant)
-        except InvariantViolation as e:
-            print(e)
-            return 1
-        print(f"seed {a.seed}: ok")
-        return 0
-    failures, cover = check_seeds(range(a.seeds), **variant)
-    if failures:
-        print(f"caught at seed {failures[0].seed}: {failures[0].what}")
-        return 1
-    print(f"{a.seeds} schedules: no violation; {dict(cover)}")
-    return 0
+    return seeds_main("catching up in the simulator", 1000, MUTANTS,
+                      lambda m: {"host_cls": MUTANTS[m]}, run_schedule, check_seeds, argv)
 
 
 if __name__ == "__main__":

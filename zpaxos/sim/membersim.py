@@ -31,7 +31,6 @@ change must finish.
 
 from __future__ import annotations
 
-import argparse
 import random
 import sys
 from collections import Counter
@@ -70,6 +69,7 @@ from zpaxos.sim.memberproc import (
     node_handle,
     reg_state,
 )
+from zpaxos.sim.seedcli import seeds_main
 from zpaxos.sim.world import World
 
 __all__ = ["MUTANTS", "REPLAY", "InvariantViolation", "MemberRun", "MemberScenario",
@@ -422,27 +422,9 @@ def check_seeds(seeds: Iterable[int], stop_at_first: bool = True, **variant: Any
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="membership changes in the simulator")
-    ap.add_argument("--seed", type=int)
-    ap.add_argument("--seeds", type=int, default=300)
-    ap.add_argument("--mutant", choices=sorted(MUTANTS))
-    a = ap.parse_args(argv)
-    variant = ({**MUTANTS[a.mutant][0], "replay": f"{REPLAY} --mutant {a.mutant}"}
-               if a.mutant else {})
-    if a.seed is not None:
-        try:
-            run_schedule(a.seed, trace=True, **variant)
-        except InvariantViolation as e:
-            print(e)
-            return 1
-        print(f"seed {a.seed}: ok")
-        return 0
-    failures, cover = check_seeds(range(a.seeds), **variant)
-    if failures:
-        print(f"caught at seed {failures[0].seed}: {failures[0].what}")
-        return 1
-    print(f"{a.seeds} schedules: no violation; {dict(cover)}")
-    return 0
+    return seeds_main("membership changes in the simulator", 300, MUTANTS,
+                      lambda m: {**MUTANTS[m][0], "replay": f"{REPLAY} --mutant {m}"},
+                      run_schedule, check_seeds, argv)
 
 
 if __name__ == "__main__":
