@@ -8,18 +8,22 @@ A temporary 3-node cluster (fsync on). ``--processes`` watcher processes, each o
 with one :class:`~zpaxos.runtime.watch.SharedWatch` of register ``watched`` and
 ``watchers / processes`` subscribers on it (a callback each, which counts the states it
 is given): the nodes see one watcher per process, and each process confirms a change with
-one read for all its subscribers. The writer (this process, its own Client) sets a
-register, one set at a time on the 1-RTT path, for ``--seconds``: alternately ``quiet``
-(watched by no one) and ``watched`` (by all), ``--rounds`` times each, interleaved, so
-the machine's load falls on both alike. The watcher processes run throughout.
+one read for all its subscribers. The writer (this process, its own Client) sets register
+``watched``, one set at a time on the 1-RTT path, in phases of ``--seconds``: ``--rounds``
+phases with no watcher process at all (``none``), then, with the watchers started and
+watching, ``--rounds`` phases (``watched``), then, the watcher processes gone, ``--rounds``
+phases again (``none``): the baseline brackets the watched phases, so a drift of the
+machine's load shows as a difference between the two baselines. (Watchers that exist
+but are not changing anything are not a baseline: a node's paced notifications owed to
+them, and their reads, go on after the writes stop.)
 
 Prints, per phase, the writes per second and their p50 / p99 latency, and the CPU time
 the three nodes spent per write; then each round's ratio (its watched phase's rate over
-its quiet phase's: 1.0 is no slowdown; the target is at least 0.9) as the median, the
-spread (min-max) and how many rounds met the target; the nodes' CPU per write both ways
-(what the watchers cost the cluster, the noise-free figure: a busy machine disturbs it
-far less than the rates) and the CPU the watcher processes used, and how many states the
-watchers were given.
+the mean of the same round's two baseline phases: 1.0 is no slowdown; the target is at
+least 0.9) as the median, the spread (min-max) and how many rounds met the target; the
+nodes' CPU per write both ways (what the watchers cost the cluster, the noise-free
+figure: a busy machine disturbs it far less than the rates) and the CPU the watcher
+processes used, and how many states the watchers were given.
 ``--separate``: each watcher is a Client of its own with its own watch (one connection
 per watcher and node: what a user with one watcher per process would have), spread over
 the ``--processes``, a thread each; the nodes hold ``--watchers`` watches.
@@ -46,11 +50,12 @@ from typing import Any
 from msgspec.structs import replace
 
 from zpaxos.client import Client, load_config
+from zpaxos.hosts.watchers import WATCH_LEASE_S
 from zpaxos.lab.launcher import LocalCluster, free_ports, write_config
 from zpaxos.runtime import watch
 from zpaxos.runtime.watch import SharedWatch, WatchState
 
-WATCHED, QUIET = "watched", "quiet"
+WATCHED, NONE = "watched", "none"
 
 
 def _options(c: Client, a: argparse.Namespace) -> Any:
@@ -91,24 +96,23 @@ def _separate(config: str, watchers: int, a: argparse.Namespace, ready: Any, sto
     clients = [Client(cluster) for _ in range(watchers)]
 
     def run(i: int) -> None:
-        for _ in watch.watch(clients[i], WATCHED, options=_options(clients[i], a),
-                             until=stop.is_set):
+        # No ``until``: a watch told when to stop wakes every STOP_CHECK_S to ask, and
+        # 1,000 of them would cost the machine 5,000 wake-ups a second that a user's
+        # ``for state in client.watch(...)`` does not have. The process ends instead.
+        for _ in watch.watch(clients[i], WATCHED, options=_options(clients[i], a)):
             seen[i] += 1
 
     threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(watchers)]
-    try:
-        for t in threads:
-            t.start()
-        while not all(seen):
-            time.sleep(0.05)
-        ready.put(1)
-        stop.wait()
-        for t in threads:
-            t.join(10)
-    finally:
-        for c in clients:
-            c.close()
+    for t in threads:
+        t.start()
+    while not all(seen):
+        time.sleep(0.05)
+    ready.put(1)
+    stop.wait()
     out.put(sum(seen))
+    out.close()
+    out.join_thread()  # the count is sent before the process ends
+    os._exit(0)  # with its watches mid-poll: the sockets close with the process
 
 
 def _cpu_s(pids: list[int]) -> float:
@@ -162,25 +166,28 @@ def main() -> None:
             procs = [ctx.Process(target=_watcher, daemon=True,
                                  args=(str(path), n, a, ready, stop, out))
                      for n in per]
+            nodes = [p.pid for p in local.procs.values()]
+
+            def phases(c: Client, label: str, watchers: list[int]) -> None:
+                for _ in range(a.rounds):
+                    n0, w0 = _cpu_s(nodes), _cpu_s(watchers)
+                    rate, p50, p99 = _write(c, WATCHED, a.seconds)
+                    n1, w1 = _cpu_s(nodes), _cpu_s(watchers)
+                    rows.append((label, rate, p50, p99,
+                                 (n1 - n0) / (rate * a.seconds) * 1e6,
+                                 (w1 - w0) / a.seconds))
+
             with Client(load_config(path)) as c:
                 c.set(WATCHED, b"start")
+                _write(c, WATCHED, 1.0)  # warm-up: connections, the 1-RTT promise
+                phases(c, NONE, [])
                 for p in procs:
                     p.start()
                 try:
                     for _ in procs:
                         ready.get(timeout=180)
-                    _write(c, QUIET, 1.0)  # warm-up: connections, the 1-RTT promise
                     _write(c, WATCHED, 1.0)
-                    nodes = [p.pid for p in local.procs.values()]
-                    watchers = [p.pid for p in procs if p.pid is not None]
-                    for _ in range(a.rounds):
-                        for key in (QUIET, WATCHED):
-                            n0, w0 = _cpu_s(nodes), _cpu_s(watchers)
-                            rate, p50, p99 = _write(c, key, a.seconds)
-                            n1, w1 = _cpu_s(nodes), _cpu_s(watchers)
-                            rows.append((key, rate, p50, p99,
-                                         (n1 - n0) / (rate * a.seconds) * 1e6,
-                                         (w1 - w0) / a.seconds))
+                    phases(c, WATCHED, [p.pid for p in procs if p.pid is not None])
                     stop.set()
                     given = sum(out.get(timeout=30) for _ in procs)
                 finally:
@@ -189,6 +196,10 @@ def main() -> None:
                         p.join(10)
                         if p.is_alive():
                             p.kill()
+                # The nodes forget the watches of the processes gone (their lease) and
+                # have nothing more to tell: the second baseline.
+                time.sleep(WATCH_LEASE_S)
+                phases(c, NONE, [])
     _report(a, rows, given)
 
 
@@ -211,17 +222,22 @@ def _report(a: argparse.Namespace, rows: list[tuple[str, float, float, float, fl
     def median(i: int, key: str) -> float:
         return statistics.median(col(i, key))
 
-    ratios = [w / q for q, w in zip(col(1, QUIET), col(1, WATCHED), strict=True)]
-    cpu = [w / q for q, w in zip(col(4, QUIET), col(4, WATCHED), strict=True)]
+    n = a.rounds
+    before, after = col(1, NONE)[:n], col(1, NONE)[n:]
+    base = [(b + f) / 2 for b, f in zip(before, after, strict=True)]
+    ratios = [w / q for q, w in zip(base, col(1, WATCHED), strict=True)]
+    cpu_base = [(b + f) / 2 for b, f in zip(col(4, NONE)[:n], col(4, NONE)[n:], strict=True)]
+    cpu = [w / q for q, w in zip(cpu_base, col(4, WATCHED), strict=True)]
     print(f"write rate with {a.watchers} watchers / with none, per round: median "
           f"{statistics.median(ratios):.3f}, spread {min(ratios):.3f}-{max(ratios):.3f}, "
           f"{sum(r >= 0.9 for r in ratios)} of {len(ratios)} rounds at least 0.9 (target); "
-          f"medians {median(1, WATCHED):.0f} / {median(1, QUIET):.0f} writes/s")
-    print(f"nodes' CPU per write: {median(4, WATCHED):.0f} us watched, {median(4, QUIET):.0f} "
-          f"us not; per round {statistics.median(cpu):.2f}x (spread "
+          f"medians {median(1, WATCHED):.0f} / {statistics.median(before):.0f} before and "
+          f"{statistics.median(after):.0f} after writes/s")
+    print(f"nodes' CPU per write: {median(4, WATCHED):.0f} us watched, {median(4, NONE):.0f} "
+          f"us with none; per round {statistics.median(cpu):.2f}x (spread "
           f"{min(cpu):.2f}-{max(cpu):.2f}x)")
     print(f"the watcher processes used {median(5, WATCHED):.2f} CPU s/s while the watched "
-          f"register changed, {median(5, QUIET):.2f} otherwise")
+          f"register changed")
     print(f"states given to the watchers: {given} (each watcher sees coalesced changes)")
 
 

@@ -118,3 +118,51 @@ def test_notes_of_what_an_operation_returned_ask_for_no_second_read() -> None:
     s, _ = session([], version=10, during=newer)
     s.read()
     assert s.want_read  # a change after the one read: read again
+
+
+def test_an_answer_to_our_rwatch_is_not_a_notification_no_ping_pong() -> None:
+    # On a register changing faster than a round trip, each answer carries a newer
+    # version. Taken for a notification, it re-armed its node again: an RWatch
+    # ping-pong per watcher and node, past every pacing (1,000 watchers cost the
+    # writes 70%).
+    s, sockets = session([])
+    s.read()  # version 10
+    s.read_ahead = 5  # (no reads: only the re-arming is looked at)
+    s.take([(1, RNotify("k", 11, True))])  # a notification: node 1 disarmed
+    s.rearm()
+    s.take([(1, RNotify("k", 12, True))])  # the RWatch's answer: newer, node 1 armed
+    s.rearm()
+    s.take([(1, RNotify("k", 13, True))])  # a notification again
+    s.rearm()
+    watches = [node for node, msg in sockets.sent if type(msg) is RWatch]
+    assert watches == [1, 1]  # after each notification, not after the answer
+
+
+def test_a_rearms_answer_asks_for_no_read_but_a_renewals_does() -> None:
+    # After a read, the nodes that answered it were armed by its question: a re-arm's
+    # answer with a newer version is told again by them. A renewal's answer is what a
+    # watcher the pacing left out, or whose notification was lost, hears.
+    s, sockets = session([])
+    s.read()  # version 10
+    s.take([(1, RNotify("k", 10, True))])  # the note of what it read: no read
+    assert not s.want_read
+    s.rearm()  # node 1 re-armed
+    s.take([(1, RNotify("k", 11, True))])  # its answer: 11
+    assert not s.want_read
+    s.renew_at = 0.0
+    s.renew(1.0)  # a renewal to every node
+    s.take([(0, RNotify("k", 11, True))])
+    assert s.want_read
+
+
+def test_a_waiter_reading_ahead_reads_on_a_rearms_answer() -> None:
+    # A lock's waiter far back (read_ahead > 1) has no read to lean on: a re-arm's
+    # answer that reaches its turn asks for a read.
+    s, _ = session([])
+    s.read()  # version 10
+    s.read_ahead = 2
+    s.take([(1, RNotify("k", 11, True))])  # a notification, below its turn
+    assert not s.want_read
+    s.rearm()
+    s.take([(1, RNotify("k", 12, True))])  # the answer: its turn
+    assert s.want_read

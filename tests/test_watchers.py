@@ -115,8 +115,10 @@ def test_no_sequence_of_requests_grows_the_table_past_its_bounds(seed: int) -> N
         assert all(len(w.of(k)) <= 15 for k in keys)
         assert sum(len(w.of(k)) for k in keys) == len(w)
         assert all(sum(c in w.of(k) for k in keys) <= 6 for c in callers)
+        w.due(now)
     w.expire(now + 5.0)  # every lease out: nothing left anywhere
     assert len(w) == 0 and not w._by_key and not w._per_caller and not w._armed
+    assert not w._owed and not w._owed_version
 
 
 @settings(max_examples=60, deadline=None)
@@ -173,14 +175,52 @@ def test_notifications_past_the_pacing_stay_armed_first_in_line() -> None:
     assert w.notify("k", 0.3) == [A] and not w.armed("k")
 
 
+def test_a_watcher_the_pacing_left_out_is_told_when_a_token_comes_change_or_not() -> None:
+    # A lock's waiters once heard of a hand-over only at their renewal, seconds later,
+    # when a burst of hand-overs had spent the bucket and no change came after it.
+    host = _host()
+    host.watchers = Watchers(notes_per_s=10.0, notes_burst=1)
+    host.handle([(A, RWatch("k")), (B, RWatch("k")), (C, RWatch("k"))])
+    assert _accept(host, 1) == [(A, RNotify("k", 1, True))]  # B and C are owed it
+    assert _accept(host, 2) == []  # no token yet; still owed, now version 2
+    due = host.next_tick
+    assert due is not None and abs(due - 0.1) < 1e-9  # one token at 10 a second
+    assert host.tick(0.05).send == []
+    assert host.tick(due).send == [(B, RNotify("k", 2, True))]  # the newest version
+    assert host.tick(due + 0.1).send == [(C, RNotify("k", 2, True))]
+    assert host.next_tick is None and not host.watchers.armed("k")
+
+
+def test_a_watcher_owed_a_notification_that_asks_meanwhile_is_owed_nothing() -> None:
+    w = Watchers(notes_per_s=10.0, notes_burst=1)
+    for c in (A, B, C):
+        w.watch(0.0, c, "k")
+    assert w.notify("k", 0.0, 1) == [A]
+    w.rearm(B, "k")  # B reads the register: its answer is newer than the notification
+    assert w.due(1.0) == [(C, "k", 1)]  # only C is still owed it
+    assert w.armed("k")  # B is armed for the next change
+    assert w.notify("k", 1.0, 2) == [] and w.due(2.0) == [(B, "k", 2)]
+
+
+def test_an_owed_watch_that_expires_is_owed_nothing() -> None:
+    w = Watchers(lease_s=5.0, notes_per_s=10.0, notes_burst=1)
+    w.watch(0.0, A, "k")
+    w.watch(0.0, B, "k")
+    w.notify("k", 0.0, 1)
+    w.expire(5.0)
+    assert w.due(10.0) == [] and w.next_due() is None and not w.armed("k")
+    assert not w._owed and not w._owed_version
+
+
 def test_a_watcher_the_pacing_left_out_learns_the_version_from_its_renewal() -> None:
     host = _host()
     host.watchers = Watchers(notes_per_s=1.0, notes_burst=1)
     host.handle([(A, RWatch("k")), (B, RWatch("k"))])
-    assert _accept(host, 1) == [(A, RNotify("k", 1, True))]  # B not told: armed
+    assert _accept(host, 1) == [(A, RNotify("k", 1, True))]  # B not told: owed
     assert host.watchers.armed("k")
-    ready = host.handle([(B, RWatch("k"))])  # B's renewal, at the latest WATCH_RENEW_S on
+    ready = host.handle([(B, RWatch("k"))])  # B's renewal before its token came
     assert ready.send == [(B, RNotify("k", 1, True))]  # the version it missed
+    assert host.tick(10.0).send == []  # and owed nothing more
 
 
 def test_a_watcher_refused_by_too_many_nodes_is_told_why_and_what_to_do() -> None:
@@ -197,3 +237,51 @@ def test_a_watcher_refused_by_too_many_nodes_is_told_why_and_what_to_do() -> Non
     session.take([(0, RNotify("k", 0, False))])  # one refusal: a quorum still covered
     with pytest.raises(WatchRefused, match="2 of 3 nodes refused.*tables are full.*SharedWatch"):
         session.take([(1, RNotify("k", 0, False))])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32))
+def test_the_pacing_delays_notifications_and_loses_none(seed: int) -> None:
+    """Against a model: a watch armed when its register changes is told of it (at once,
+    or later by ``due``, with the newest version) unless it asks about the register or
+    expires first; nothing is told to a watch not armed; nothing owed is left behind."""
+    rng = random.Random(seed)
+    w = Watchers(lease_s=50.0, per_register=5, notes_per_s=4.0, notes_burst=2)
+    callers = [Caller(b"c%d" % i) for i in range(6)]
+    keys = ["k0", "k1"]
+    armed: dict[str, set[Caller]] = {k: set() for k in keys}  # told of the next change
+    owed: dict[str, set[Caller]] = {k: set() for k in keys}  # a change not told yet
+    version = {k: 0 for k in keys}
+    now = 0.0
+
+    def told(out: list[tuple[Caller, str, int]]) -> None:
+        for c, k, v in out:
+            assert c in owed[k] and v == version[k]
+            owed[k].discard(c)
+
+    for _ in range(300):
+        now += rng.random() / 4
+        caller, key = rng.choice(callers), rng.choice(keys)
+        what = rng.random()
+        if what < 0.2:
+            if w.watch(now, caller, key):
+                armed[key].add(caller)
+                owed[key].discard(caller)
+        elif what < 0.4:
+            w.rearm(caller, key)
+            if caller in w.of(key):
+                armed[key].add(caller)
+                owed[key].discard(caller)
+        elif what < 0.7:
+            version[key] += 1
+            owed[key] |= armed[key]
+            armed[key] = set()
+            told([(c, key, version[key]) for c in w.notify(key, now, version[key])])
+        else:
+            told(w.due(now))
+        for k in keys:
+            assert w.armed(k) == bool(armed[k] or owed[k])
+    while w.next_due() is not None:
+        now = max(now, w.next_due() or now)
+        told(w.due(now))
+    assert not any(owed.values())

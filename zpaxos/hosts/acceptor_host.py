@@ -213,15 +213,25 @@ class AcceptorHost(PagesMixin, CatchUpMixin, ChecksMixin, RangesMixin, RowsMixin
         return Ready(send=[(p, SyncRequest("")) for p in self.peers])
 
     def tick(self, now: float) -> Ready:
-        """Timed work at ``now``: the periodic catch-up requests, and their retries."""
-        if self.follower is None:
-            return Ready()
-        sends, moved = self.follower.tick(now, self._lacks)
-        return Ready(send=list[tuple[Src, Message]](sends), cursors=moved)
+        """Timed work at ``now``: the periodic catch-up requests, and their retries; the
+        notifications the watchers' pacing owes (hosts/watchers.py)."""
+        ready = Ready()
+        if self.follower is not None:
+            sends, moved = self.follower.tick(now, self._lacks)
+            ready = Ready(send=list[tuple[Src, Message]](sends), cursors=moved)
+        if self.watchers:
+            ready.send.extend((w, RNotify(key, version, True))
+                              for w, key, version in self.watchers.due(now))
+        return ready
 
     @property
     def next_tick(self) -> float | None:
-        return self.follower.next_due() if self.follower is not None and self.peers else None
+        follower = (self.follower.next_due() if self.follower is not None and self.peers
+                    else None)
+        owed = self.watchers.next_due() if self.watchers else None
+        if follower is None or owed is None:
+            return owed if follower is None else follower
+        return min(follower, owed)
 
     def handle(self, batch: Iterable[tuple[Src, Message]]) -> Ready:
         ready = Ready()
@@ -414,7 +424,8 @@ class AcceptorHost(PagesMixin, CatchUpMixin, ChecksMixin, RangesMixin, RowsMixin
             version = decode_state(step.persist[-1][1].value or b"").version
             if version > before:
                 note = RNotify(msg.key, version, True)
-                ready.send.extend((w, note) for w in watchers.notify(msg.key, self.now))
+                ready.send.extend((w, note)
+                                  for w in watchers.notify(msg.key, self.now, version))
         for k, state in step.persist:
             ready.persist[k] = state
         self._count(type(msg), outcome_of(step.send, step.events))

@@ -23,13 +23,16 @@ next notification or renewal answer, which carries the node's version).
 
 A node's notifications are paced too, for all registers together: at most
 ``NOTES_PER_S`` a second (a token bucket of ``NOTES_BURST``). Past that, the armed watches
-not told stay armed, first in line for the next change's notification; a watcher that
-hears nothing more learns the node's version from its renewal's answer (within
-``WATCH_RENEW_S``) and reads then. So a thousand separate watchers of a busy register
-cost its nodes a bounded number of notifications (and so of confirming reads) a second,
-not one per watcher per change: they hear of changes later, coalesced, and the writes
-keep their pace. (Watchers sharing one watch, runtime/watch.py SharedWatch, are far
-below the budget.)
+not told are *owed* a notification: they get it as soon as the bucket has a token (the
+host asks :meth:`Watchers.due` at :meth:`Watchers.next_due`, with no change needed), with
+the newest version, and they come first at the next change. A watcher owed one that asks
+about the register meanwhile (its read or renewal answers it) is owed nothing more. So a
+thousand separate watchers of a busy register cost its nodes a bounded number of
+notifications (and so of confirming reads) a second, not one per watcher per change:
+they hear of changes later, coalesced, and the writes keep their pace; and no watcher
+waits for its renewal to hear of a change (a lock's waiter did, for seconds, once a
+burst of hand-overs had spent the bucket). (Watchers sharing one watch, runtime/watch.py
+SharedWatch, are far below the budget.)
 
 The armed watches are kept apart (``_armed``), so that a node's work on a write with no
 watch armed is one dictionary look-up (:meth:`armed`: the host then does nothing else for
@@ -46,8 +49,10 @@ from zpaxos.hosts.addresses import Caller
 __all__ = ["MAX_WATCHERS_PER_REGISTER", "MAX_WATCHES", "MAX_WATCHES_PER_CALLER",
            "NOTES_BURST", "NOTES_PER_S", "WATCH_LEASE_S", "WATCH_RENEW_S", "Watchers"]
 
-WATCH_LEASE_S = 10.0  # a watch lasts this long unless renewed
-WATCH_RENEW_S = 3.0  # a watcher renews its watches this often (three tries per lease)
+# A renewal keeps the lease, and catches what no notification said (a lost one; a node
+# that restarted and forgot the watch): not the pacing's way of telling (due() is).
+WATCH_LEASE_S = 30.0  # a watch lasts this long unless renewed
+WATCH_RENEW_S = 10.0  # a watcher renews its watches this often (+-20%; three per lease)
 MAX_WATCHES = 20_000  # (caller, register) pairs a node holds
 MAX_WATCHERS_PER_REGISTER = 5_000
 MAX_WATCHES_PER_CALLER = 256  # registers one connection may watch
@@ -72,6 +77,10 @@ class Watchers:
         self._until: dict[tuple[str, Caller], float] = {}  # expiry order (see above)
         self._by_key: dict[str, dict[Caller, None]] = {}  # watchers, armed or not
         self._armed: dict[str, dict[Caller, None]] = {}  # those to notify (insertion order)
+        # Armed watches the pacing left untold at a change (first in line), and the newest
+        # version of their register: told when a token comes (due), change or not.
+        self._owed: dict[str, dict[Caller, None]] = {}
+        self._owed_version: dict[str, int] = {}
         self._per_caller: dict[Caller, int] = {}
         self.refused = 0  # watches refused because a bound was reached
 
@@ -93,7 +102,7 @@ class Watchers:
                 return False
             self._per_caller[caller] = self._per_caller.get(caller, 0) + 1
         self._by_key.setdefault(key, {})[caller] = None
-        self._armed.setdefault(key, {})[caller] = None  # a renewal arms too
+        self._arm(caller, key)  # a renewal arms too (its answer says the version)
         self._until[entry] = now + self.lease_s
         return True
 
@@ -101,32 +110,82 @@ class Watchers:
         """``caller`` asked about ``key`` (it reads it): notify it of the next change."""
         watching = self._by_key.get(key)
         if watching is not None and caller in watching:
-            self._armed.setdefault(key, {})[caller] = None
+            self._arm(caller, key)
+
+    def _arm(self, caller: Caller, key: str) -> None:
+        owed = self._owed.get(key)
+        if owed is not None and caller in owed:  # what it asked answers it: owed nothing
+            self._unowe(key, caller)
+        self._armed.setdefault(key, {})[caller] = None
+
+    def _unowe(self, key: str, caller: Caller) -> None:
+        owed = self._owed[key]
+        del owed[caller]
+        if not owed:
+            del self._owed[key]
+            del self._owed_version[key]
 
     def armed(self, key: str) -> bool:
         """Whether a new state of ``key`` would be notified to anyone."""
-        return key in self._armed
+        return key in self._armed or key in self._owed
 
-    def notify(self, key: str, now: float) -> list[Caller]:
-        """The watchers of ``key`` to tell of a new state at ``now``: the armed ones, now
-        disarmed, as many as the pacing allows (the first armed first; the others stay
-        armed for the next change)."""
-        armed = self._armed.get(key)
-        if armed is None:
-            return []
+    def _take_tokens(self, now: float, wanted: int) -> int:
+        """Up to ``wanted`` notifications the pacing allows at ``now`` (spent)."""
         tokens = min(float(self.notes_burst),
                      self._tokens + max(0.0, now - self._tokens_at) * self.notes_per_s)
         self._tokens_at = max(self._tokens_at, now)
-        n = min(len(armed), int(tokens))
+        n = min(wanted, int(tokens))
         self._tokens = tokens - n
-        if n == len(armed):
-            del self._armed[key]
-            return list(armed)
-        told = list(itertools.islice(armed, n))
+        return n
+
+    def notify(self, key: str, now: float, version: int = 0) -> list[Caller]:
+        """The watchers of ``key`` to tell of its new state (``version``) at ``now``: the
+        armed ones, now disarmed, as many as the pacing allows (those owed from an
+        earlier change first, then the first armed first); the others are owed it."""
+        armed = self._armed.pop(key, None)
+        owed = self._owed.pop(key, None)
+        if owed is None:
+            if armed is None:
+                return []
+            owed = armed
+        elif armed is not None:
+            owed.update(armed)  # (no watch is both armed and owed)
+        n = self._take_tokens(now, len(owed))
+        if n == len(owed):
+            self._owed_version.pop(key, None)
+            return list(owed)
+        told = list(itertools.islice(owed, n))
         for c in told:
-            del armed[c]
-        self.deferred += len(armed)
+            del owed[c]
+        self.deferred += len(owed)
+        self._owed[key] = owed
+        self._owed_version[key] = version
         return told
+
+    def next_due(self) -> float | None:
+        """When :meth:`due` has a notification to send (None: none owed)."""
+        if not self._owed:
+            return None
+        missing = 1.0 - self._tokens
+        return self._tokens_at + (missing / self.notes_per_s if missing > 0 else 0.0)
+
+    def due(self, now: float) -> list[tuple[Caller, str, int]]:
+        """The owed notifications the pacing allows at ``now``, oldest first: (watcher,
+        register, its newest version); those watches are disarmed."""
+        out: list[tuple[Caller, str, int]] = []
+        if not self._owed:
+            return out
+        n = self._take_tokens(now, sum(len(o) for o in self._owed.values()))
+        for key in list(self._owed):
+            if n == 0:
+                break
+            owed, version = self._owed[key], self._owed_version[key]
+            told = list(itertools.islice(owed, n))
+            n -= len(told)
+            out.extend((c, key, version) for c in told)
+            for c in told:
+                self._unowe(key, c)
+        return out
 
     def expire(self, now: float) -> None:
         until = self._until
@@ -145,6 +204,9 @@ class Watchers:
                 armed.pop(caller, None)
                 if not armed:
                     del self._armed[key]
+            owed = self._owed.get(key)
+            if owed is not None and caller in owed:
+                self._unowe(key, caller)
             left = self._per_caller[caller] - 1
             if left:
                 self._per_caller[caller] = left

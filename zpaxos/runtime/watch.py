@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import json
 import queue
+import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -69,6 +71,7 @@ class Client(Protocol):
 
 __all__ = ["SharedWatch", "WatchRefused", "WatchSession", "WatchState", "watch"]
 
+RENEWAL, REARM = True, False  # why an RWatch was sent (WatchSession.asked)
 READ_RETRY_S = 0.05  # a confirming read that found no quorum is tried again after this
 # Confirming reads start at most once per READ_GAP_S on average, with a burst of
 # READ_BURST (a token bucket, kept as the time its next token is due): changes faster than
@@ -141,6 +144,7 @@ class WatchSession:
         self.want_read = True  # a notice came (or nothing was read yet): read
         self.refused: set[int] = set()
         self.renew_at = 0.0
+        self._jitter = random.Random()
         self.heard = -1  # the newest version a node told us of (reset by watch per read)
         # A node disarms a watch when it notifies it, and re-arms it at the watcher's next
         # message about the register (hosts/watchers.py). A notice that asks for no read
@@ -151,6 +155,13 @@ class WatchSession:
         # to that RWatch (the same version) asks for nothing more.
         self.told: dict[int, int] = {}  # node -> the newest version it told us of
         self.disarmed: set[int] = set()  # nodes that told us since our last message
+        # RWatches sent to a node and not answered yet, oldest first (RENEWAL or REARM):
+        # the node's next RNotify is an answer, sent as it armed the watch again, not a
+        # notification that disarmed it. (Counting an answer as a notification re-armed
+        # the node again, and on a register changing faster than a round trip each answer
+        # carried a newer version: an RWatch ping-pong per watcher and node, past every
+        # pacing.) At most a few: a node that does not answer is not waited on for ever.
+        self.asked: dict[int, deque[bool]] = {}
         self.during = -1  # the newest version told of while an operation ran
 
     def take(self, batch: list[tuple[Any, Any]]) -> None:
@@ -161,11 +172,22 @@ class WatchSession:
                     self.refused.add(src)
                 else:
                     self.refused.discard(src)
-                self.heard = max(self.heard, msg.version)
-                self.during = max(self.during, msg.version)
-                if msg.watching and msg.version > self.told.get(src, -1):
+                asked = self.asked.get(src)
+                if asked:  # an answer: the node is armed
+                    renewal = asked.popleft()
+                    self.told[src] = max(self.told.get(src, -1), msg.version)
+                    if not renewal and self.read_ahead == 1:
+                        # A re-arm's answer asks for no read: the nodes that answered
+                        # our last read were armed by its question, and every change
+                        # accepted since reaches a quorum holding one of them, which
+                        # tells us (or the renewal's answer does, past its pacing).
+                        # A waiter reading ahead (locks) has no such read to lean on.
+                        continue
+                elif msg.watching and msg.version > self.told.get(src, -1):
                     self.told[src] = msg.version
                     self.disarmed.add(src)
+                self.heard = max(self.heard, msg.version)
+                self.during = max(self.during, msg.version)
                 if self.last is None or msg.version >= self.last + self.read_ahead:
                     self.want_read = True
         if len(self.refused) > len(self.nodes) - self.quorum:
@@ -185,12 +207,15 @@ class WatchSession:
                 watch_state.came_up.clear()
             for node in self.nodes:
                 sockets.send(node, RWatch(self.key))
-            self.renew_at = now + WATCH_RENEW_S
+                self.asked.setdefault(node, deque(maxlen=4)).append(RENEWAL)
+            # Spread over +-20%: watchers started together do not renew together.
+            self.renew_at = now + WATCH_RENEW_S * self._jitter.uniform(0.8, 1.2)
 
     def rearm(self) -> None:
         """Re-arm the nodes whose notices since our last message asked for no read."""
         for node in self.disarmed:
             self.client.sockets.send(node, RWatch(self.key))
+            self.asked.setdefault(node, deque(maxlen=4)).append(REARM)
         self.disarmed.clear()
 
     def run(self, op: Any) -> RegResult:
