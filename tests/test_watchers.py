@@ -164,7 +164,7 @@ def test_a_write_with_no_watch_armed_costs_the_node_no_notification_work() -> No
 
 
 def test_notifications_past_the_pacing_stay_armed_first_in_line() -> None:
-    w = Watchers(notes_per_s=10.0, notes_burst=2)
+    w = Watchers(unpaced=0, notes_per_s=10.0, notes_burst=2)
     for c in (A, B, C):
         w.watch(0.0, c, "k")
     assert w.notify("k", 0.0) == [A, B]  # the burst: two
@@ -179,7 +179,7 @@ def test_a_watcher_the_pacing_left_out_is_told_when_a_token_comes_change_or_not(
     # A lock's waiters once heard of a hand-over only at their renewal, seconds later,
     # when a burst of hand-overs had spent the bucket and no change came after it.
     host = _host()
-    host.watchers = Watchers(notes_per_s=10.0, notes_burst=1)
+    host.watchers = Watchers(unpaced=0, notes_per_s=10.0, notes_burst=1)
     host.handle([(A, RWatch("k")), (B, RWatch("k")), (C, RWatch("k"))])
     assert _accept(host, 1) == [(A, RNotify("k", 1, True))]  # B and C are owed it
     assert _accept(host, 2) == []  # no token yet; still owed, now version 2
@@ -192,7 +192,7 @@ def test_a_watcher_the_pacing_left_out_is_told_when_a_token_comes_change_or_not(
 
 
 def test_a_watcher_owed_a_notification_that_asks_meanwhile_is_owed_nothing() -> None:
-    w = Watchers(notes_per_s=10.0, notes_burst=1)
+    w = Watchers(unpaced=0, notes_per_s=10.0, notes_burst=1)
     for c in (A, B, C):
         w.watch(0.0, c, "k")
     assert w.notify("k", 0.0, 1) == [A]
@@ -203,7 +203,7 @@ def test_a_watcher_owed_a_notification_that_asks_meanwhile_is_owed_nothing() -> 
 
 
 def test_an_owed_watch_that_expires_is_owed_nothing() -> None:
-    w = Watchers(lease_s=5.0, notes_per_s=10.0, notes_burst=1)
+    w = Watchers(lease_s=5.0, unpaced=0, notes_per_s=10.0, notes_burst=1)
     w.watch(0.0, A, "k")
     w.watch(0.0, B, "k")
     w.notify("k", 0.0, 1)
@@ -214,7 +214,7 @@ def test_an_owed_watch_that_expires_is_owed_nothing() -> None:
 
 def test_a_watcher_the_pacing_left_out_learns_the_version_from_its_renewal() -> None:
     host = _host()
-    host.watchers = Watchers(notes_per_s=1.0, notes_burst=1)
+    host.watchers = Watchers(unpaced=0, notes_per_s=1.0, notes_burst=1)
     host.handle([(A, RWatch("k")), (B, RWatch("k"))])
     assert _accept(host, 1) == [(A, RNotify("k", 1, True))]  # B not told: owed
     assert host.watchers.armed("k")
@@ -246,7 +246,7 @@ def test_the_pacing_delays_notifications_and_loses_none(seed: int) -> None:
     or later by ``due``, with the newest version) unless it asks about the register or
     expires first; nothing is told to a watch not armed; nothing owed is left behind."""
     rng = random.Random(seed)
-    w = Watchers(lease_s=50.0, per_register=5, notes_per_s=4.0, notes_burst=2)
+    w = Watchers(lease_s=50.0, per_register=5, unpaced=0, notes_per_s=4.0, notes_burst=2)
     callers = [Caller(b"c%d" % i) for i in range(6)]
     keys = ["k0", "k1"]
     armed: dict[str, set[Caller]] = {k: set() for k in keys}  # told of the next change
@@ -285,3 +285,18 @@ def test_the_pacing_delays_notifications_and_loses_none(seed: int) -> None:
         now = max(now, w.next_due() or now)
         told(w.due(now))
     assert not any(owed.values())
+
+
+def test_a_register_with_few_watches_is_not_paced() -> None:
+    # A lock's 8 waiters hear of each hand-over at once, whatever a register with a
+    # thousand watchers has spent of the bucket.
+    w = Watchers(notes_per_s=1.0, notes_burst=1, unpaced=3)
+    for c in (A, B, C):
+        w.watch(0.0, c, "lock")
+    many = [Caller(b"m%d" % i) for i in range(4)]
+    for c in many:
+        w.watch(0.0, c, "config")
+    assert len(w.notify("config", 0.0, 1)) == 1  # paced: the bucket is spent
+    assert w.notify("lock", 0.0, 1) == [A, B, C]  # not paced
+    w.rearm(A, "lock")
+    assert w.notify("lock", 0.0, 2) == [A]

@@ -21,8 +21,9 @@ after the read's question reached this node finds the watch armed again, and one
 accepted before is in the read's answer or newer than it (the watcher reads again on the
 next notification or renewal answer, which carries the node's version).
 
-A node's notifications are paced too, for all registers together: at most
-``NOTES_PER_S`` a second (a token bucket of ``NOTES_BURST``). Past that, the armed watches
+A node's notifications are paced too, for all registers together with more than
+``UNPACED_WATCHES`` watches: at most ``NOTES_PER_S`` a second (a token bucket of
+``NOTES_BURST``). Past that, the armed watches
 not told are *owed* a notification: they get it as soon as the bucket has a token (the
 host asks :meth:`Watchers.due` at :meth:`Watchers.next_due`, with no change needed), with
 the newest version, and they come first at the next change. A watcher owed one that asks
@@ -47,7 +48,8 @@ from collections.abc import Collection
 from zpaxos.hosts.addresses import Caller
 
 __all__ = ["MAX_WATCHERS_PER_REGISTER", "MAX_WATCHES", "MAX_WATCHES_PER_CALLER",
-           "NOTES_BURST", "NOTES_PER_S", "WATCH_LEASE_S", "WATCH_RENEW_S", "Watchers"]
+           "NOTES_BURST", "NOTES_PER_S", "UNPACED_WATCHES", "WATCH_LEASE_S", "WATCH_RENEW_S",
+           "Watchers"]
 
 # A renewal keeps the lease, and catches what no notification said (a lost one; a node
 # that restarted and forgot the watch): not the pacing's way of telling (due() is).
@@ -56,16 +58,20 @@ WATCH_RENEW_S = 10.0  # a watcher renews its watches this often (+-20%; three pe
 MAX_WATCHES = 20_000  # (caller, register) pairs a node holds
 MAX_WATCHERS_PER_REGISTER = 5_000
 MAX_WATCHES_PER_CALLER = 256  # registers one connection may watch
-NOTES_PER_S = 200.0  # notifications a node sends a second, all watches together
+NOTES_PER_S = 50.0  # notifications a node sends a second, all paced watches together
 NOTES_BURST = 50
+# A register with at most this many watches is not paced (a lock's waiters, an election's
+# candidates): a write of it costs at most this many notifications, and they go at once.
+UNPACED_WATCHES = 16
 
 
 class Watchers:
     def __init__(self, lease_s: float = WATCH_LEASE_S, max_watches: int = MAX_WATCHES,
                  per_register: int = MAX_WATCHERS_PER_REGISTER,
                  per_caller: int = MAX_WATCHES_PER_CALLER, notes_per_s: float = NOTES_PER_S,
-                 notes_burst: int = NOTES_BURST) -> None:
+                 notes_burst: int = NOTES_BURST, unpaced: int = UNPACED_WATCHES) -> None:
         self.lease_s = lease_s
+        self.unpaced = unpaced
         self.notes_per_s = notes_per_s
         self.notes_burst = notes_burst
         self._tokens = float(notes_burst)  # notifications that may leave now
@@ -150,7 +156,10 @@ class Watchers:
             owed = armed
         elif armed is not None:
             owed.update(armed)  # (no watch is both armed and owed)
-        n = self._take_tokens(now, len(owed))
+        if len(self._by_key[key]) <= self.unpaced:
+            n = len(owed)
+        else:
+            n = self._take_tokens(now, len(owed))
         if n == len(owed):
             self._owed_version.pop(key, None)
             return list(owed)
