@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/watch_load.py [--watchers 1000] [--processes 4] [--seconds 2]
                                          [--rounds 6] [--full-reads] [--read-gap S]
-                                         [--separate] [--all-first]
+                                         [--separate] [--all-first] [--settle S]
 
 A temporary 3-node cluster (fsync on). ``--processes`` watcher processes, each one Client
 with one :class:`~zpaxos.runtime.watch.SharedWatch` of register ``watched`` and
@@ -150,6 +150,9 @@ def main() -> None:
     ap.add_argument("--separate", action="store_true")
     ap.add_argument("--all-first", action="store_true")
     ap.add_argument("--read-gap", type=float, default=watch.READ_GAP_S, metavar="S")
+    ap.add_argument("--settle", type=float, default=WATCH_LEASE_S, metavar="S",
+                    help="wait between the watchers' end and the second baseline "
+                         "(default: a watch's lease, so the nodes have forgotten them)")
     a = ap.parse_args()
     if a.processes < 1 or a.watchers < a.processes:
         ap.error("need at least one watcher per process")
@@ -198,7 +201,7 @@ def main() -> None:
                             p.kill()
                 # The nodes forget the watches of the processes gone (their lease) and
                 # have nothing more to tell: the second baseline.
-                time.sleep(WATCH_LEASE_S)
+                time.sleep(a.settle)
                 phases(c, NONE, [])
     _report(a, rows, given)
 
