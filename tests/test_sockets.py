@@ -66,6 +66,7 @@ def test_a_node_that_comes_back_is_seen_through_the_monitor_fd():
         _poll_until(sockets, lambda _: 0 in watch._lost, "the disconnection")
         router = _node(ctx, endpoint)  # ... and comes back
         _poll_until(sockets, lambda _: 0 in watch.came_up, "the node back up")
+        assert watch.comebacks == 1  # (for a reader of its own: the set gets cleared)
         assert not watch.refused
     finally:
         sockets.close()

@@ -166,3 +166,21 @@ def test_a_waiter_reading_ahead_reads_on_a_rearms_answer() -> None:
     s.rearm()
     s.take([(1, RNotify("k", 12, True))])  # the answer: its turn
     assert s.want_read
+
+
+def test_a_node_back_up_is_renewed_at_once_even_if_the_register_loop_saw_it_first() -> None:
+    # The register loop clears ``came_up`` when it retries its operations; the watch
+    # session counts comebacks instead, so a restarted node (which forgot the watch) gets
+    # it back at once, not at the next renewal, 10 s on.
+    from types import SimpleNamespace
+
+    s, sockets = session([])
+    sockets.watch = SimpleNamespace(came_up=set(), comebacks=0)  # type: ignore[assignment]
+    s.renew_at = 100.0
+    s.renew(1.0)
+    assert sockets.sent == []
+    sockets.watch.comebacks = 1  # node 2 came back; the loop already cleared came_up
+    s.renew(2.0)
+    assert [m for _, m in sockets.sent] == [RWatch("k")] * 3
+    s.renew(3.0)
+    assert len(sockets.sent) == 3  # once per comeback

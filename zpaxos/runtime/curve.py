@@ -234,6 +234,9 @@ class HandshakeWatch:
             self.monitors[sock.get_monitor_socket(WATCHED)] = node_id
         self.refused: dict[int, str] = {}
         self.came_up: set[int] = set()  # nodes back after a disconnection, since last look
+        # How many times a node came back, ever: for a second reader of ``came_up`` (a
+        # watch session beside the register loop, which clears the set).
+        self.comebacks = 0
         self.up: set[int] = set()
         self.down: set[int] = set()
         self.closed: set[int] = set()
@@ -262,6 +265,7 @@ class HandshakeWatch:
                 if node_id in self._lost:
                     self._lost.discard(node_id)
                     self.came_up.add(node_id)
+                    self.comebacks += 1
             elif event == zmq.EVENT_DISCONNECTED:
                 self._lost.add(node_id)
                 self.up.discard(node_id)

@@ -145,6 +145,7 @@ class WatchSession:
         self.refused: set[int] = set()
         self.renew_at = 0.0
         self._jitter = random.Random()
+        self.comebacks = 0  # the socket layer's count of nodes back up, when we renewed
         self.heard = -1  # the newest version a node told us of (reset by watch per read)
         # A node disarms a watch when it notifies it, and re-arms it at the watcher's next
         # message about the register (hosts/watchers.py). A notice that asks for no read
@@ -202,9 +203,12 @@ class WatchSession:
         """Send the watches when due, or at once to a node that came back (it forgot)."""
         sockets = self.client.sockets
         watch_state = sockets.watch
-        if now >= self.renew_at or (watch_state is not None and watch_state.came_up):
+        # A node came back (it forgot our watch) since we last looked: renew at once. Not
+        # ``came_up``, which the register loop clears when it retries its operations.
+        back = watch_state is not None and watch_state.comebacks != self.comebacks
+        if now >= self.renew_at or back:
             if watch_state is not None:
-                watch_state.came_up.clear()
+                self.comebacks = watch_state.comebacks
             for node in self.nodes:
                 sockets.send(node, RWatch(self.key))
                 self.asked.setdefault(node, deque(maxlen=4)).append(RENEWAL)
