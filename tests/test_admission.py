@@ -480,3 +480,32 @@ def test_admission_hands_the_loop_its_notes_refusal_and_peer_changes_in_its_read
     assert any(changed for i, _, _, changed in net.handed if i == 0)  # it heard its peers
     assert all(refusal is None for _, _, refusal, _ in net.handed)
     assert not any(adm.notes for adm in net.up.values())  # handed over, none kept back
+
+
+def test_the_hosts_timed_work_reaches_the_loop_whole_sends_and_cursors() -> None:
+    """A voting node's timer (Admission.due) hands the loop what the host's tick made:
+    its sends (owed watch notifications, catch-up requests) and the catch-up cursors that
+    moved, which the loop saves (they were dropped: a restarted node asked again from
+    an older cursor)."""
+    from zpaxos.hosts.acceptor_ready import Ready
+    from zpaxos.protocol.messages import RWatch
+
+    net = Net(1)
+    a = net.start(0)
+    assert a.phase == VOTING
+    cursor = (b"peer", 3)
+    sent = [(5, RWatch("k"))]
+
+    class Ticking:
+        def __init__(self, host: AcceptorHost) -> None:
+            self.host = host
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.host, name)
+
+        def tick(self, now: float) -> Ready:
+            return Ready(send=list(sent), cursors={1: cursor})
+
+    a.host = Ticking(a.host)  # type: ignore[assignment]
+    ready = a.due(0.0)
+    assert ready.send[-1:] == sent and ready.cursors == {1: cursor}

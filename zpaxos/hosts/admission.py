@@ -245,7 +245,9 @@ class Admission:
         Hellos (:meth:`_hellos_due`)."""
         ready = self._hellos_due(now)
         if self.phase == VOTING:
-            ready.send.extend(self.host.tick(now).send)
+            ticked = self.host.tick(now)
+            ready.send.extend(ticked.send)
+            ready.cursors.update(ticked.cursors)  # (the loop saves them once durable)
         return self._hand_over(ready)
 
     def next_due(self) -> float | None:
