@@ -173,7 +173,7 @@ class Watchers:
 
     def next_due(self) -> float | None:
         """When :meth:`due` has a notification to send (None: none owed)."""
-        if not self._owed:
+        if not self._owed or self.notes_per_s <= 0:  # (no rate: only renewals tell them)
             return None
         missing = 1.0 - self._tokens
         return self._tokens_at + (missing / self.notes_per_s if missing > 0 else 0.0)
