@@ -215,10 +215,11 @@ class AcceptorHost(PagesMixin, CatchUpMixin, ChecksMixin, RangesMixin, RowsMixin
     def tick(self, now: float) -> Ready:
         """Timed work at ``now``: the periodic catch-up requests, and their retries; the
         notifications the watchers' pacing owes (hosts/watchers.py)."""
-        ready = Ready()
         if self.follower is not None:
             sends, moved = self.follower.tick(now, self._lacks)
             ready = Ready(send=list[tuple[Src, Message]](sends), cursors=moved)
+        else:
+            ready = Ready()
         if self.watchers:
             ready.send.extend((w, RNotify(key, version, True))
                               for w, key, version in self.watchers.due(now))

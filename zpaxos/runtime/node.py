@@ -297,7 +297,9 @@ class Node(FollowsChain):
             if timing is not None and handled:
                 timing.observe(took)
             if at is not None:
-                self._do(admission.due(time.monotonic()))
+                now = time.monotonic()
+                if now >= at:  # (not every pass: a watcher owed a note keeps a timer set)
+                    self._do(admission.due(now))
         if self._lazy:
             self._commit({})  # stopping: what was learned is made durable too
 
