@@ -140,7 +140,9 @@ class Watchers:
         tokens = min(float(self.notes_burst),
                      self._tokens + max(0.0, now - self._tokens_at) * self.notes_per_s)
         self._tokens_at = max(self._tokens_at, now)
-        n = min(wanted, int(tokens))
+        # (At next_due's time the sum may fall short of 1 by a rounding: a timer that
+        # fired for a token must find it, or the loop would wake for nothing again.)
+        n = min(wanted, int(tokens + 1e-9))
         self._tokens = tokens - n
         return n
 
