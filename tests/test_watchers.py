@@ -47,14 +47,14 @@ def test_a_watch_is_notified_once_until_its_watcher_asks_again() -> None:
     w = Watchers()
     w.watch(0.0, A, "k")
     w.watch(0.0, B, "k")
-    assert set(w.notify("k", 0.0)) == {A, B}
-    assert w.notify("k", 0.0) == []  # disarmed: no second notification before a read
+    assert set(w.notify("k", 0.0, 1)) == {A, B}
+    assert w.notify("k", 0.0, 1) == []  # disarmed: no second notification before a read
     w.rearm(A, "k")
     w.rearm(C, "k")  # not a watcher: nothing to arm, nothing added
-    assert w.notify("k", 0.0) == [A] and set(w.of("k")) == {A, B}
+    assert w.notify("k", 0.0, 1) == [A] and set(w.of("k")) == {A, B}
     w.watch(1.0, B, "k")  # a renewal arms too
-    assert w.notify("k", 0.0) == [B]
-    assert w.notify("other", 0.0) == []
+    assert w.notify("k", 0.0, 1) == [B]
+    assert w.notify("other", 0.0, 1) == []
 
 
 def _host() -> AcceptorHost:
@@ -109,7 +109,7 @@ def test_no_sequence_of_requests_grows_the_table_past_its_bounds(seed: int) -> N
         elif what < 0.8:
             w.rearm(caller, key)
         else:
-            w.notify(key, now)
+            w.notify(key, now, 1)
         w.expire(now)
         assert len(w) <= 40
         assert all(len(w.of(k)) <= 15 for k in keys)
@@ -145,7 +145,7 @@ def test_the_armed_watches_are_exactly_those_not_notified_since_they_asked(seed:
             if caller in w.of(key):
                 armed[key].add(caller)
         else:
-            assert set(w.notify(key, now)) == armed[key]
+            assert set(w.notify(key, now, 1)) == armed[key]
             armed[key] = set()
         w.expire(now)
         for k in keys:
@@ -167,12 +167,12 @@ def test_notifications_past_the_pacing_stay_armed_first_in_line() -> None:
     w = Watchers(unpaced=0, notes_per_s=10.0, notes_burst=2)
     for c in (A, B, C):
         w.watch(0.0, c, "k")
-    assert w.notify("k", 0.0) == [A, B]  # the burst: two
+    assert w.notify("k", 0.0, 1) == [A, B]  # the burst: two
     assert w.armed("k") and w.deferred == 1
-    assert w.notify("k", 0.05) == []  # half a token: C waits, still armed
+    assert w.notify("k", 0.05, 1) == []  # half a token: C waits, still armed
     w.rearm(A, "k")  # A read since: armed again, behind C
-    assert w.notify("k", 0.1) == [C]
-    assert w.notify("k", 0.3) == [A] and not w.armed("k")
+    assert w.notify("k", 0.1, 1) == [C]
+    assert w.notify("k", 0.3, 1) == [A] and not w.armed("k")
 
 
 def test_a_watcher_the_pacing_left_out_is_told_when_a_token_comes_change_or_not() -> None:

@@ -146,7 +146,7 @@ class Watchers:
         self._tokens = tokens - n
         return n
 
-    def notify(self, key: str, now: float, version: int = 0) -> list[Caller]:
+    def notify(self, key: str, now: float, version: int) -> list[Caller]:
         """The watchers of ``key`` to tell of its new state (``version``) at ``now``: the
         armed ones, now disarmed, as many as the pacing allows (those owed from an
         earlier change first, then the first armed first); the others are owed it."""

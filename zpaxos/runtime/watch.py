@@ -152,8 +152,8 @@ class WatchSession:
         # (below ``read_ahead``; of our own write; one more node's note of what a read
         # returned) would leave that node silent until the next renewal, seconds later:
         # such nodes are sent an RWatch (a cheap message, no register round) before the
-        # next wait. Only a notice newer than the node's last one counts, so the answer
-        # to that RWatch (the same version) asks for nothing more.
+        # next wait, once per notice newer than the node's last one; its answer is told
+        # apart from a notice (``asked``).
         self.told: dict[int, int] = {}  # node -> the newest version it told us of
         self.disarmed: set[int] = set()  # nodes that told us since our last message
         # RWatches sent to a node and not answered yet, oldest first (RENEWAL or REARM):
@@ -211,7 +211,7 @@ class WatchSession:
                 self.comebacks = watch_state.comebacks
             for node in self.nodes:
                 sockets.send(node, RWatch(self.key))
-                self.asked.setdefault(node, deque(maxlen=4)).append(RENEWAL)
+                self._ask(node, RENEWAL)
             # Spread over +-20%: watchers started together do not renew together.
             self.renew_at = now + WATCH_RENEW_S * self._jitter.uniform(0.8, 1.2)
 
@@ -219,8 +219,11 @@ class WatchSession:
         """Re-arm the nodes whose notices since our last message asked for no read."""
         for node in self.disarmed:
             self.client.sockets.send(node, RWatch(self.key))
-            self.asked.setdefault(node, deque(maxlen=4)).append(REARM)
+            self._ask(node, REARM)
         self.disarmed.clear()
+
+    def _ask(self, node: int, why: bool) -> None:
+        self.asked.setdefault(node, deque(maxlen=4)).append(why)
 
     def run(self, op: Any) -> RegResult:
         """One register operation on ``key``; notices that arrive meanwhile are kept."""
