@@ -3,6 +3,7 @@
     .venv/bin/python bench/watch_load.py [--watchers 1000] [--processes 4] [--seconds 2]
                                          [--rounds 6] [--full-reads] [--read-gap S]
                                          [--separate] [--all-first] [--settle S]
+                                         [--messages]
 
 A temporary 3-node cluster (fsync on). ``--processes`` watcher processes, each one Client
 with one :class:`~zpaxos.runtime.watch.SharedWatch` of register ``watched`` and
@@ -31,6 +32,8 @@ the ``--processes``, a thread each; the nodes hold ``--watchers`` watches.
 asked a quorum first), the A/B of that lever;
 ``--full-reads``: the watchers confirm with a full round (a write of what they read, the
 way before quorum reads), the A/B of that lever;
+``--messages``: the nodes serve their metrics, and the messages they received per write
+are printed by type and outcome, watched and not (what the watchers send them);
 ``--read-gap S``: the watchers' least time between two confirming reads (default
 zpaxos.runtime.watch.READ_GAP_S; 0: read on every notification).
 """
@@ -44,10 +47,12 @@ import statistics
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 from msgspec.structs import replace
+from prometheus_client.parser import text_string_to_metric_families
 
 from zpaxos.client import Client, load_config
 from zpaxos.hosts.watchers import WATCH_LEASE_S
@@ -66,6 +71,8 @@ def _options(c: Client, a: argparse.Namespace) -> Any:
 def _watcher(config: str, subscribers: int, a: argparse.Namespace, ready: Any,
              stop: Any, out: Any) -> None:
     watch.READ_GAP_S = a.read_gap  # this process's watches (a lever to compare)
+    if a.nice:
+        os.nice(a.nice)
     if a.separate:
         return _separate(config, subscribers, a, ready, stop, out)
     seen = [0] * subscribers
@@ -125,6 +132,22 @@ def _cpu_s(pids: list[int]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def _messages(ports: list[int]) -> dict[str, float]:
+    """The nodes' received-message counters (zpaxos_node_messages), summed over nodes, by
+    type and outcome."""
+    out: dict[str, float] = {}
+    for port in ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            for family in text_string_to_metric_families(r.read().decode()):
+                if family.name != "zpaxos_node_messages":
+                    continue
+                for sample in family.samples:
+                    if sample.name.endswith("_total"):
+                        k = f"{sample.labels['type']}/{sample.labels['outcome']}"
+                        out[k] = out.get(k, 0.0) + sample.value
+    return out
+
+
 def _write(c: Client, key: str, seconds: float) -> tuple[float, float, float]:
     lat: list[float] = []
     end = time.monotonic() + seconds
@@ -150,6 +173,12 @@ def main() -> None:
     ap.add_argument("--separate", action="store_true")
     ap.add_argument("--all-first", action="store_true")
     ap.add_argument("--read-gap", type=float, default=watch.READ_GAP_S, metavar="S")
+    ap.add_argument("--nice", type=int, default=0, metavar="N",
+                    help="run the watcher processes at this niceness (19: they use only "
+                         "what the cluster and writer leave of the cores)")
+    ap.add_argument("--messages", action="store_true",
+                    help="print the messages the nodes received per write, by type, "
+                         "watched and not (from their metrics)")
     ap.add_argument("--settle", type=float, default=WATCH_LEASE_S, metavar="S",
                     help="wait between the watchers' end and the second baseline "
                          "(default: a watch's lease, so the nodes have forgotten them)")
@@ -160,8 +189,10 @@ def main() -> None:
            for i in range(a.processes)]
     rows: list[tuple[str, float, float, float, float, float]] = []
     with tempfile.TemporaryDirectory(prefix="zpaxos-wload-") as tmp:
-        path = write_config(Path(tmp) / "cluster.ini", [("127.0.0.1", p) for p in free_ports(3)],
-                            log_level="WARNING", value_files="")
+        ports = free_ports(6)
+        path = write_config(Path(tmp) / "cluster.ini", [("127.0.0.1", p) for p in ports[:3]],
+                            log_level="WARNING", value_files="",
+                            metrics_ports=ports[3:] if a.messages else ())
         with LocalCluster(path, Path(tmp), range(3)) as local:
             local.start_all()
             ctx = multiprocessing.get_context("fork")
@@ -170,12 +201,19 @@ def main() -> None:
                                  args=(str(path), n, a, ready, stop, out))
                      for n in per]
             nodes = [p.pid for p in local.procs.values()]
+            messages: dict[str, dict[str, float]] = {}
 
             def phases(c: Client, label: str, watchers: list[int]) -> None:
                 for _ in range(a.rounds):
+                    m0 = _messages(ports[3:]) if a.messages else {}
                     n0, w0 = _cpu_s(nodes), _cpu_s(watchers)
                     rate, p50, p99 = _write(c, WATCHED, a.seconds)
                     n1, w1 = _cpu_s(nodes), _cpu_s(watchers)
+                    if a.messages:
+                        m1, writes = _messages(ports[3:]), rate * a.seconds
+                        per = messages.setdefault(label, {})
+                        for k, v in m1.items():
+                            per[k] = per.get(k, 0.0) + (v - m0.get(k, 0.0)) / writes / a.rounds
                     rows.append((label, rate, p50, p99,
                                  (n1 - n0) / (rate * a.seconds) * 1e6,
                                  (w1 - w0) / a.seconds))
@@ -204,6 +242,13 @@ def main() -> None:
                 time.sleep(a.settle)
                 phases(c, NONE, [])
     _report(a, rows, given)
+    if a.messages:
+        print("messages the nodes received per write (all three nodes; none: the mean of "
+              "both baselines)")
+        for k in sorted(set(messages.get(WATCHED, {})) | set(messages.get(NONE, {}))):
+            w, n = messages.get(WATCHED, {}).get(k, 0.0), messages.get(NONE, {}).get(k, 0.0) / 2
+            if w or n:
+                print(f"  {k:28} {n:7.3f} none  {w:7.3f} watched")
 
 
 def _report(a: argparse.Namespace, rows: list[tuple[str, float, float, float, float, float]],

@@ -12,7 +12,7 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "watch_load.py"
 
 
-@pytest.mark.parametrize("how", [[], ["--separate"]])
+@pytest.mark.parametrize("how", [[], ["--separate", "--messages", "--nice", "5"]])
 def test_the_watch_load_benchmark_runs_and_reports_its_ratio(how: list[str]) -> None:
     out = subprocess.run([sys.executable, str(BENCH), "--watchers", "4", "--processes", "2",
                           "--seconds", "0.3", "--rounds", "1", "--settle", "0", *how],
@@ -20,3 +20,5 @@ def test_the_watch_load_benchmark_runs_and_reports_its_ratio(how: list[str]) -> 
     assert out.returncode == 0, out.stderr
     assert "write rate with 4 watchers / with none, per round: median" in out.stdout
     assert "states given to the watchers:" in out.stdout
+    if "--messages" in how:  # the nodes' counters, read from their metrics
+        assert "raccept/accepted" in out.stdout and "rwatch/answered" in out.stdout

@@ -441,9 +441,11 @@ class AcceptorHost(PagesMixin, CatchUpMixin, ChecksMixin, RangesMixin, RowsMixin
 
     def _watch(self, src: Caller, msg: RWatch, ready: Ready) -> None:
         """Start or renew a watch; the answer says the version this node holds (a watcher
-        that missed a change while it was away reads again), or that it was refused."""
+        that missed a change while it was away reads again), or that it was refused, or
+        that a notification is owed (the watcher waits for it)."""
         ok = self.watchers.watch(self.now, src, msg.key)
-        ready.send.append((src, RNotify(msg.key, self.registers.state(msg.key)[1].version, ok)))
+        ready.send.append((src, RNotify(msg.key, self.registers.state(msg.key)[1].version, ok,
+                                        ok and self.watchers.owes(src, msg.key))))
 
 
 # The names moved to the host's parts stay importable from here, as they always were.

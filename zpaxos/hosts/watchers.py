@@ -26,8 +26,10 @@ A node's notifications are paced too, for all registers together with more than
 ``NOTES_BURST``). Past that, the armed watches
 not told are *owed* a notification: they get it as soon as the bucket has a token (the
 host asks :meth:`Watchers.due` at :meth:`Watchers.next_due`, with no change needed), with
-the newest version, and they come first at the next change. A watcher owed one that asks
-about the register meanwhile (its read or renewal answers it) is owed nothing more. So a
+the newest version, and they come first at the next change. A watcher owed one that reads
+the register meanwhile (the read answers it) is owed nothing more; one that renews its
+watch stays owed, and the renewal's answer says so (``owed``: the watcher does not read on
+it, or a thousand watchers' renewals would be a read each past the pacing). So a
 thousand separate watchers of a busy register cost its nodes a bounded number of
 notifications (and so of confirming reads) a second, not one per watcher per change:
 they hear of changes later, coalesced, and the writes keep their pace; and no watcher
@@ -94,11 +96,17 @@ class Watchers:
         return len(self._until)
 
     def watch(self, now: float, caller: Caller, key: str) -> bool:
-        """Start or renew ``caller``'s watch of ``key``; False when a bound refuses it."""
+        """Start or renew ``caller``'s watch of ``key``; False when a bound refuses it.
+        A renewal of a watch owed a notification leaves it owed (:meth:`owes`): its
+        answer is no notification, or renewals would take the pacing's place."""
         self.expire(now)
         entry = (key, caller)
         if entry in self._until:
             del self._until[entry]  # renewed: to the back of the expiry order
+            owed = self._owed.get(key)
+            if owed is not None and caller in owed:
+                self._until[entry] = now + self.lease_s
+                return True
         else:
             watching = self._by_key.get(key)
             if (len(self._until) >= self.max_watches
@@ -130,6 +138,11 @@ class Watchers:
         if not owed:
             del self._owed[key]
             del self._owed_version[key]
+
+    def owes(self, caller: Caller, key: str) -> bool:
+        """Whether ``caller`` is owed a notification of ``key`` the pacing holds back."""
+        owed = self._owed.get(key)
+        return owed is not None and caller in owed
 
     def armed(self, key: str) -> bool:
         """Whether a new state of ``key`` would be notified to anyone."""
