@@ -81,6 +81,8 @@ _KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123
 
 def key_problem(key: str) -> str | None:
     """Why ``key`` is not a valid instance key (keys become file names), or None."""
+    if not isinstance(key, str):  # (a caller's bytes key: said, not a TypeError inside)
+        return f"a key is a str, not {type(key).__name__}"
     if not key:
         return "a key must not be empty"
     if len(key) > KEY_MAX_LEN:
