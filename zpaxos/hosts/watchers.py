@@ -53,10 +53,13 @@ __all__ = ["MAX_WATCHERS_PER_REGISTER", "MAX_WATCHES", "MAX_WATCHES_PER_CALLER",
            "NOTES_BURST", "NOTES_PER_S", "UNPACED_WATCHES", "WATCH_LEASE_S", "WATCH_RENEW_S",
            "Watchers"]
 
-# A renewal keeps the lease, and catches what no notification said (a lost one; a node
-# that restarted and forgot the watch): not the pacing's way of telling (due() is).
-WATCH_LEASE_S = 30.0  # a watch lasts this long unless renewed
-WATCH_RENEW_S = 10.0  # a watcher renews its watches this often (+-20%; three per lease)
+# A renewal keeps the lease, and catches what no notification said (one the node dropped
+# for a watcher that did not read its socket): not the pacing's way of telling (due()
+# is), nor a reconnection's (a watcher renews at once when a node's connection comes
+# back, runtime/watch.py: a restarted node forgot its watches). So renewals are rare: a
+# thousand watchers' renewals were a third of what they cost the nodes every 10 s.
+WATCH_LEASE_S = 90.0  # a watch lasts this long unless renewed
+WATCH_RENEW_S = 30.0  # a watcher renews its watches this often (+-20%; three per lease)
 MAX_WATCHES = 20_000  # (caller, register) pairs a node holds
 MAX_WATCHERS_PER_REGISTER = 5_000
 MAX_WATCHES_PER_CALLER = 256  # registers one connection may watch
