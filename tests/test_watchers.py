@@ -212,22 +212,21 @@ def test_an_owed_watch_that_expires_is_owed_nothing() -> None:
     assert not w._owed and not w._owed_version
 
 
-def test_a_renewal_leaves_an_owed_watch_owed_and_says_so() -> None:
-    # A renewal's answer is no notification: a thousand watchers renewing on a busy
-    # register would each read on it, past the pacing.
+def test_a_renewal_leaves_an_owed_watch_owed_and_the_notification_answers_it() -> None:
+    # An answer now, with a newer version, would be a read past the pacing: a thousand
+    # watchers renewing on a busy register would each read on it.
     host = _host()
     host.watchers = Watchers(unpaced=0, notes_per_s=1.0, notes_burst=1)
     host.handle([(A, RWatch("k")), (B, RWatch("k"))])
     assert _accept(host, 1) == [(A, RNotify("k", 1, True))]  # B not told: owed
     assert host.watchers.armed("k")
-    ready = host.handle([(B, RWatch("k"))])  # B's renewal before its token came
-    assert ready.send == [(B, RNotify("k", 1, True, True))]  # "owed: it will come"
+    assert host.handle([(B, RWatch("k"))]).send == []  # B's renewal: owed still, no answer
     assert host.tick(0.5).send == []  # no token yet
     assert host.tick(1.0).send == [(B, RNotify("k", 1, True))]  # the notification
-    assert host.handle([(B, RWatch("k"))]).send == [(B, RNotify("k", 1, True, False))]
+    assert host.handle([(B, RWatch("k"))]).send == [(B, RNotify("k", 1, True))]  # owed none
 
 
-def test_a_watcher_does_not_read_on_a_renewal_answer_that_says_owed() -> None:
+def test_a_renewal_answered_by_the_owed_notification_asks_for_a_read() -> None:
     from types import SimpleNamespace
 
     from zpaxos.runtime.watch import RENEWAL, WatchSession
@@ -237,15 +236,9 @@ def test_a_watcher_does_not_read_on_a_renewal_answer_that_says_owed() -> None:
                              register_options=lambda **kw: None)
     session = WatchSession(client, "k")  # type: ignore[arg-type]
     session.last, session.want_read = 3, False
-    session._ask(0, RENEWAL)
-    session.take([(0, RNotify("k", 7, True, True))])
-    assert not session.want_read  # the owed notification will come
-    session.take([(0, RNotify("k", 7, True))])  # and then it does: read
-    assert session.want_read and 0 in session.disarmed
-    session.want_read = False
-    session._ask(1, RENEWAL)
-    session.take([(1, RNotify("k", 8, True))])  # a renewal's answer, nothing owed
-    assert session.want_read  # a change it had not told us of (a lost notification)
+    session._ask(0, RENEWAL)  # no answer of its own: the node owes us a notification
+    session.take([(0, RNotify("k", 7, True))])  # which comes, paced, as the answer
+    assert session.want_read and not session.asked[0]
 
 
 def test_a_watcher_refused_by_too_many_nodes_is_told_why_and_what_to_do() -> None:

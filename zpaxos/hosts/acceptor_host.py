@@ -441,11 +441,14 @@ class AcceptorHost(PagesMixin, CatchUpMixin, ChecksMixin, RangesMixin, RowsMixin
 
     def _watch(self, src: Caller, msg: RWatch, ready: Ready) -> None:
         """Start or renew a watch; the answer says the version this node holds (a watcher
-        that missed a change while it was away reads again), or that it was refused, or
-        that a notification is owed (the watcher waits for it)."""
+        that missed a change while it was away reads again), or that it was refused. A
+        watch owed a notification gets none now: the notification, when the pacing lets
+        it go, is the answer (an answer now would be a read past the pacing; the wire
+        stays as older clients read it)."""
         ok = self.watchers.watch(self.now, src, msg.key)
-        ready.send.append((src, RNotify(msg.key, self.registers.state(msg.key)[1].version, ok,
-                                        ok and self.watchers.owes(src, msg.key))))
+        if ok and self.watchers.owes(src, msg.key):
+            return
+        ready.send.append((src, RNotify(msg.key, self.registers.state(msg.key)[1].version, ok)))
 
 
 # The names moved to the host's parts stay importable from here, as they always were.

@@ -28,8 +28,9 @@ not told are *owed* a notification: they get it as soon as the bucket has a toke
 host asks :meth:`Watchers.due` at :meth:`Watchers.next_due`, with no change needed), with
 the newest version, and they come first at the next change. A watcher owed one that reads
 the register meanwhile (the read answers it) is owed nothing more; one that renews its
-watch stays owed, and the renewal's answer says so (``owed``: the watcher does not read on
-it, or a thousand watchers' renewals would be a read each past the pacing). So a
+watch stays owed, and the host sends no answer to that renewal (the notification, when it
+goes, answers it: an answer now, carrying a newer version, would be a read past the
+pacing, a thousand watchers' renewals a read each). So a
 thousand separate watchers of a busy register cost its nodes a bounded number of
 notifications (and so of confirming reads) a second, not one per watcher per change:
 they hear of changes later, coalesced, and the writes keep their pace; and no watcher

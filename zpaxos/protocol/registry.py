@@ -365,7 +365,7 @@ SPECS: tuple[Spec, ...] = (
     # Watching a register (hosts/watchers.py): not Paxos, a hint to read again.
     Spec(RWatch, RUNTIME, ("key",), _simple(), ChartStyle("#7f7f7f", "#555555", "2 3"),
          drawn=False),
-    Spec(RNotify, RUNTIME, ("key", "version", "watching", "owed"), _simple("version"),
+    Spec(RNotify, RUNTIME, ("key", "version", "watching"), _simple("version"),
          ChartStyle("#7f7f7f", "#555555", "2 3"), drawn=False),
 )
 

@@ -258,13 +258,12 @@ class RWatch(_Msg, frozen=True, tag="RWATCH"):
 class RNotify(_Msg, frozen=True, tag="RNOTIFY"):
     """This node accepted ``version`` of register ``key`` (answering an RWatch: the
     version it holds). ``watching`` False: it refused the watch (its table is full).
-    ``owed`` (an answer only): the node owes the watcher a notification its pacing holds
-    back (hosts/watchers.py), which will carry the newest version: no need to read now."""
+    (A renewal of a watch the node owes a notification gets no answer of its own: the
+    notification, paced, answers it; hosts/watchers.py.)"""
 
     key: Key
     version: Count
     watching: bool
-    owed: bool = False
 
 
 RuntimeMessage = (StatusRequest | StatusReply | SyncRequest | SyncReply | CheckAccepted

@@ -174,13 +174,11 @@ class WatchSession:
                 else:
                     self.refused.discard(src)
                 asked = self.asked.get(src)
-                if asked:  # an answer: the node is armed, or owes us a notification
+                if asked:  # an answer: the node is armed
+                    # (A renewal of a watch the node owes a notification is answered by
+                    # that notification, when its pacing lets it go: taken here as the
+                    # renewal's answer, it asks for a read, as a notification would.)
                     renewal = asked.popleft()
-                    if msg.owed:
-                        # Its pacing holds a notification back for us, which will carry
-                        # its newest version: reading now would jump the pacing (a
-                        # thousand watchers' renewals, a read each on a busy register).
-                        continue
                     self.told[src] = max(self.told.get(src, -1), msg.version)
                     if not renewal and self.read_ahead == 1:
                         # A re-arm's answer asks for no read: the nodes that answered
