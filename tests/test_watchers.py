@@ -264,7 +264,8 @@ def test_the_pacing_delays_notifications_and_loses_none(seed: int) -> None:
     or later by ``due``, with the newest version) unless it asks about the register or
     expires first; nothing is told to a watch not armed; nothing owed is left behind."""
     rng = random.Random(seed)
-    w = Watchers(lease_s=50.0, per_register=5, unpaced=0, notes_per_s=4.0, notes_burst=2)
+    w = Watchers(lease_s=50.0, per_register=5, unpaced=0, notes_per_s=4.0, notes_burst=2,
+                 spread=seed % 3)  # (a node's place to start telling: any order holds)
     callers = [Caller(b"c%d" % i) for i in range(6)]
     keys = ["k0", "k1"]
     armed: dict[str, set[Caller]] = {k: set() for k in keys}  # told of the next change
@@ -333,3 +334,20 @@ def test_a_timer_that_fires_for_a_token_finds_it_despite_rounding() -> None:
     assert w.notify("k", 0.7, 1) == [A]
     due = w.next_due()
     assert due is not None and w.due(due) == [(B, "k", 1)]
+
+
+def test_the_nodes_of_a_cluster_tell_a_change_to_different_watchers_first() -> None:
+    # 1,000 separate watchers of one change: each needs one notification, from any node;
+    # nodes that started at the same place would spend their budgets on the same ones.
+    from zpaxos.hosts.watchers import NOTES_BURST
+
+    callers = [Caller(b"w%d" % i) for i in range(1000)]
+    nodes = [Watchers(spread=i) for i in range(3)]
+    for w in nodes:
+        for c in callers:
+            w.watch(0.0, c, "k")
+    told = [set(w.notify("k", 0.0, 1)) for w in nodes]
+    assert [len(t) for t in told] == [NOTES_BURST] * 3
+    assert len(told[0] | told[1] | told[2]) == 3 * NOTES_BURST  # no watcher told twice
+    later = [{c for c, _, _ in w.due(2.0)} for w in nodes]  # and so on, paced
+    assert len(later[0] | later[1] | later[2]) == sum(len(t) for t in later) > 0

@@ -189,7 +189,7 @@ class AcceptorHost(PagesMixin, CatchUpMixin, ChecksMixin, RangesMixin, RowsMixin
         # Register watchers (hosts/watchers.py), told when this node accepts a new
         # state; their leases run on ``now``, the time as the loop last said it (the host
         # never reads a clock).
-        self.watchers = Watchers()
+        self.watchers = Watchers(spread=node_id)  # (each node tells its owed in its own order)
         self.now = 0.0
         self.learn = learn
         self.catch_up_page = catchup.PAGE_KEYS  # keys in one page it answers (tests: fewer)

@@ -64,7 +64,10 @@ WATCH_RENEW_S = 30.0  # a watcher renews its watches this often (+-20%; three pe
 MAX_WATCHES = 20_000  # (caller, register) pairs a node holds
 MAX_WATCHERS_PER_REGISTER = 5_000
 MAX_WATCHES_PER_CALLER = 256  # registers one connection may watch
-NOTES_PER_S = 50.0  # notifications a node sends a second, all paced watches together
+# Notifications a node sends a second, all paced watches together. Each costs a confirming
+# read (about four messages at two nodes); at 50 a second 1,000 separate watchers slowed a
+# busy register's writer by 9-13%, at 25 by 7% (bench/watch_load.py --separate).
+NOTES_PER_S = 25.0
 NOTES_BURST = 50
 # A register with at most this many watches is not paced (a lock's waiters, an election's
 # candidates): a write of it costs at most this many notifications, and they go at once.
@@ -75,8 +78,16 @@ class Watchers:
     def __init__(self, lease_s: float = WATCH_LEASE_S, max_watches: int = MAX_WATCHES,
                  per_register: int = MAX_WATCHERS_PER_REGISTER,
                  per_caller: int = MAX_WATCHES_PER_CALLER, notes_per_s: float = NOTES_PER_S,
-                 notes_burst: int = NOTES_BURST, unpaced: int = UNPACED_WATCHES) -> None:
+                 notes_burst: int = NOTES_BURST, unpaced: int = UNPACED_WATCHES,
+                 spread: int = 0) -> None:
         self.lease_s = lease_s
+        # Where in a change's armed watches this node starts telling them (a fraction,
+        # from its node id by the golden ratio: 0, .618, .236... for nodes 0, 1, 2): the
+        # nodes of a cluster hold the watches in about the same order, and each watcher
+        # needs one notification, so paced nodes that started at the same place would
+        # spend their budgets on the same watchers (1,000 separate watchers of one change
+        # reached at one node's rate, not three's).
+        self.start_at = (spread * 0.6180339887498949) % 1.0
         self.unpaced = unpaced
         self.notes_per_s = notes_per_s
         self.notes_burst = notes_burst
@@ -166,16 +177,27 @@ class Watchers:
     def notify(self, key: str, now: float, version: int) -> list[Caller]:
         """The watchers of ``key`` to tell of its new state (``version``) at ``now``: the
         armed ones, now disarmed, as many as the pacing allows (those owed from an
-        earlier change first, then the first armed first); the others are owed it."""
+        earlier change first, then the armed ones from this node's place in them,
+        ``start_at``); the others are owed it."""
         armed = self._armed.pop(key, None)
         owed = self._owed.pop(key, None)
+        if armed is None and owed is None:
+            return []
+        if len(self._by_key[key]) <= self.unpaced:
+            paced = False
+        else:
+            paced = True
+            if armed is not None and len(armed) > 1 and self.start_at:
+                k = int(len(armed) * self.start_at)  # this node's place to start
+                armed = dict.fromkeys(itertools.chain(itertools.islice(armed, k, None),
+                                                      itertools.islice(armed, k)))
         if owed is None:
             if armed is None:
                 return []
             owed = armed
         elif armed is not None:
             owed.update(armed)  # (no watch is both armed and owed)
-        if len(self._by_key[key]) <= self.unpaced:
+        if not paced:
             n = len(owed)
         else:
             n = self._take_tokens(now, len(owed))

@@ -78,8 +78,11 @@ READ_RETRY_S = 0.05  # a confirming read that found no quorum is tried again aft
 # that are coalesced into one read (the watch reports the latest, and says which versions
 # it skipped). It bounds what a watcher costs the cluster however fast the register
 # changes, for at most READ_GAP_S of added latency (the target is 50 ms at p99), and a
-# change after a quiet moment is read at once.
-READ_GAP_S = 0.02
+# change after a quiet moment is read at once. 40 ms, not 20: each confirming read is
+# about four messages at two nodes, ~100 us of a node's CPU each (mostly ZeroMQ and the
+# kernel), and at 20 ms four watching processes slowed a register's writer by 11-12%
+# (bench/watch_load.py; 0-1% at 40 ms, with watch latency p99 22 ms: docs/coordination.md).
+READ_GAP_S = 0.04
 READ_BURST = 2
 STOP_CHECK_S = 0.2  # a watch told when to stop (``until``) asks at least this often
 
