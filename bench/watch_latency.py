@@ -1,9 +1,11 @@
 """Watch latency: from a change's acknowledgement to the watch reporting it, on loopback.
 
-    .venv/bin/python bench/watch_latency.py [CHANGES]
+    .venv/bin/python bench/watch_latency.py [CHANGES [GAP_MS]]
 
 A temporary 3-node cluster; one watcher process (Client.watch); the writer (this
-process) sets the register every 20 ms to the time.monotonic() it is sent at (the clock
+process) sets the register every GAP_MS (default 20 ms: faster than a watch's confirming
+reads, READ_GAP_S, so some changes are coalesced; 100: each change after a quiet moment)
+to the time.monotonic() it is sent at (the clock
 is the machine's, the same in both processes). The watcher reports, per state, how long
 after that time it yielded it. Prints p50 / p99 / max in ms, and how many changes were
 reported (the others were overwritten before the watcher read: reported as skipped).
@@ -38,6 +40,7 @@ def _watch(config: str, n: int, ready: Any, out: Any) -> None:
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 300
+    gap_s = (float(sys.argv[2]) if len(sys.argv) > 2 else 20.0) / 1000
     with tempfile.TemporaryDirectory(prefix="zpaxos-wlat-") as tmp:
         path = write_config(Path(tmp) / "cluster.ini", [("127.0.0.1", p) for p in free_ports(3)],
                             log_level="WARNING", value_files="")
@@ -52,14 +55,15 @@ def main() -> None:
                 with Client(load_config(path)) as c:
                     for _ in range(n):
                         c.set("lat", repr(time.monotonic()))
-                        time.sleep(0.02)
+                        time.sleep(gap_s)
                 lat = sorted(out.get(timeout=60))
             finally:
                 p.join(5)
                 if p.is_alive():
                     p.kill()
     q = statistics.quantiles(lat, n=100)
-    print(f"watch latency over {len(lat)} reported changes of {n}: p50 {q[49]:.1f} ms, "
+    print(f"watch latency over {len(lat)} reported changes of {n}, {gap_s * 1000:g} ms apart: "
+          f"p50 {q[49]:.1f} ms, "
           f"p99 {q[98]:.1f} ms, max {lat[-1]:.1f} ms")
 
 
