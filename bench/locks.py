@@ -68,8 +68,11 @@ def zpaxos_worker(config: str, n: int, lock: str, seconds: float, start_at: floa
         acquire: list[float] = []
         release: list[float] = []
         end = time.monotonic() + seconds
-        failed = 0
-        while (len(acquire) < n) if n else time.monotonic() < end:
+        failed = attempts = 0
+        # ``n`` attempts (an acquire that timed out is one, counted as failed), or until
+        # ``end``: never for ever, whatever the cluster does.
+        while (attempts < n) if n else time.monotonic() < end:
+            attempts += 1
             held = c.lock(lock, ttl=TTL_S, timeout=ACQUIRE_TIMEOUT_S)
             t0 = time.perf_counter()
             try:
@@ -84,7 +87,8 @@ def zpaxos_worker(config: str, n: int, lock: str, seconds: float, start_at: floa
     print(json.dumps({"acquire_ms": acquire, "release_ms": release, "failed": failed}))
 
 
-def _workers(cmds: list[list[str]], env: dict[str, str] | None) -> list[dict[str, Any]]:
+def _workers(cmds: list[list[str]], env: dict[str, str] | None, system: str,
+             ) -> list[dict[str, Any]]:
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env=env) for cmd in cmds]
     out = []
@@ -93,9 +97,10 @@ def _workers(cmds: list[list[str]], env: dict[str, str] | None) -> list[dict[str
             try:
                 stdout, stderr = p.communicate(timeout=WORKER_TIMEOUT_S)
             except subprocess.TimeoutExpired:
-                raise RuntimeError(f"a lock worker ran over {WORKER_TIMEOUT_S:g} s") from None
+                raise RuntimeError(f"a {system} lock worker ran over {WORKER_TIMEOUT_S:g} s"
+                                   ) from None
             if p.returncode != 0:
-                raise RuntimeError(f"a lock worker failed: {stderr.strip()[-400:]}")
+                raise RuntimeError(f"a {system} lock worker failed: {stderr.strip()[-400:]}")
             out.append(json.loads(stdout))
     finally:
         for p in procs:
@@ -110,14 +115,14 @@ def _zpaxos(z: compare.ZpaxosCluster, procs: int, n: int, lock: str,
     start_at = time.time() + 1.5  # every process connected by then
     cmd = [sys.executable, str(Path(__file__).resolve()), "--zpaxos-worker", str(z.config),
            str(n), lock, str(seconds), str(start_at)]
-    return _workers([cmd] * procs, z.env)
+    return _workers([cmd] * procs, z.env, "zpaxos")
 
 
 def _pso(p: compare.PsoCluster, procs: int, n: int, lock: str,
          seconds: float) -> list[dict[str, Any]]:
     cmd = [str(p.python), str(compare.HERE / "pso_client.py"), str(p.leader_port), "lock",
            str(n), lock, str(seconds)]
-    return _workers([cmd] * procs, None)
+    return _workers([cmd] * procs, None, "PySyncObj")
 
 
 def figures(runs: list[dict[str, Any]], seconds: float | None) -> dict[str, float]:

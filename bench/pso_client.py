@@ -21,6 +21,10 @@ from multiprocessing.connection import Client
 AUTHKEY = b"zpaxos-compare"
 RETRY_S = 0.001  # a refused tryAcquire is tried again this much later
 REPLY_S = 5.0  # a lock call not answered by then failed (PySyncObj dropped it)
+# An acquire not had by then gives up, counted as failed (as zpaxos's side of
+# bench/locks.py, whose acquires time out after as long): a run of this benchmark once
+# hung here, its cluster answering no lock call, until the harness's 300 s ran out.
+ACQUIRE_TIMEOUT_S = 60.0
 
 
 def windowed(conn, op: str, n: int, window: int, prefix: str) -> float:
@@ -57,22 +61,29 @@ def _call(conn, rid: int, msg: tuple) -> tuple[bool, object]:
 def lock_loop(conn, n: int, lock: str, seconds: float) -> dict:
     """Acquire and release ``lock``, as a ReplLockManager user does: tryAcquire until it
     succeeds (it has no waiting: a refused try is tried again, after RETRY_S), then
-    release. ``n`` times, or for ``seconds`` when ``n`` is 0. Latencies in ms; calls
-    that failed or were never answered are counted (and tried again)."""
+    release. ``n`` attempts, or for ``seconds`` when ``n`` is 0. Latencies in ms; calls
+    that failed or were never answered are counted (and tried again), and so is an
+    acquire given up after ACQUIRE_TIMEOUT_S."""
     me = f"c{os.getpid()}"
     acquire, release, tries, failed = [], [], 0, 0
     end = time.monotonic() + seconds
     rid = 0
-    while (len(acquire) < n) if n else time.monotonic() < end:
+    attempts = 0
+    while (attempts < n) if n else time.monotonic() < end:
+        attempts += 1
         t0 = time.perf_counter()
-        while True:
+        give_up = time.monotonic() + ACQUIRE_TIMEOUT_S
+        ok = False
+        while not ok and time.monotonic() < give_up:
             rid += 1
             tries += 1
             answered, ok = _call(conn, rid, ("lacquire", rid, lock, me))
             failed += not answered
-            if ok:
-                break
-            time.sleep(RETRY_S)
+            if not ok:
+                time.sleep(RETRY_S)
+        if not ok:
+            failed += 1  # timed out: not held, nothing to release
+            continue
         t1 = time.perf_counter()
         rid += 1
         answered, _ = _call(conn, rid, ("lrelease", rid, lock, me))

@@ -87,8 +87,14 @@ def serve(obj, conn):
     send_lock = threading.Lock()
 
     def reply(msg):
-        with send_lock:
-            conn.send(msg)
+        # Called from PySyncObj's own thread (a command's callback): an exception here
+        # would end that thread and the node with it, every later call unanswered (a
+        # run of bench/locks.py hung so). A client gone (its late answer) is no error.
+        try:
+            with send_lock:
+                conn.send(msg)
+        except (OSError, EOFError, ValueError):
+            pass
 
     while True:
         try:
@@ -128,7 +134,10 @@ def main():
     addrs = [f"127.0.0.1:{p}" for p in ports]
     batch = sys.argv[4] == "1"
     obj = WriteOnce(addrs[index], [a for i, a in enumerate(addrs) if i != index], batch)
-    listener = Listener(("127.0.0.1", rpc), authkey=AUTHKEY)
+    # A backlog for every client connecting at once (bench/locks.py starts 8): the
+    # default of 1 let a connection overflow the accept queue, its client left waiting
+    # for the authentication challenge for ever (a run of bench/locks.py hung so).
+    listener = Listener(("127.0.0.1", rpc), authkey=AUTHKEY, backlog=64)
     print("ready", flush=True)
     while True:
         conn = listener.accept()
