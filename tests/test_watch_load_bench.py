@@ -20,5 +20,7 @@ def test_the_watch_load_benchmark_runs_and_reports_its_ratio(how: list[str]) -> 
     assert out.returncode == 0, out.stderr
     assert "write rate with 4 watchers / with none, per round: median" in out.stdout
     assert "states given to the watchers:" in out.stdout
-    if "--messages" in how:  # the nodes' counters, read from their metrics
-        assert "raccept/accepted" in out.stdout and "rwatch/answered" in out.stdout
+    if "--messages" in how:  # the nodes' counters, read from their metrics (the writes';
+        # whether a watcher's RWATCH falls in a 0.3 s phase is chance: renewals are 30 s)
+        assert "messages the nodes received per write" in out.stdout
+        assert "raccept/accepted" in out.stdout
