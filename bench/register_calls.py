@@ -14,24 +14,15 @@ config's [proposer] section).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+from watch_load import _cpu_s  # (bench/ is this script's directory, first on sys.path)
+
 from zpaxos.client import Client, load_config
 from zpaxos.lab.launcher import LocalCluster, free_ports, write_config
-
-
-def _cpu_s(pids: list[int]) -> float:
-    """CPU seconds (user + system) the processes ``pids`` used so far."""
-    ticks = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
