@@ -143,7 +143,7 @@ def _raw(*top):
     return codec.PROTOCOL + msgpack.packb(list(top), use_bin_type=True)
 
 
-@pytest.mark.parametrize("frame,why", [
+GARBAGE = [
     (b"ZPAXOS/1" + msgpack.packb(["x", 0, []]), "unknown protocol"),
     (b"ZPAX", "unknown protocol"),
     (codec.PROTOCOL + b"\xc1", "not valid msgpack"),
@@ -170,7 +170,10 @@ def _raw(*top):
     (_one("STATUS_REPLY", 1, [["k"]], False, [], []), "status entry"),
     (_one("STATUS_REPLY", 1, [], False, [], [["p-", [0, b"x"]]]), "ranges ballot"),
     (_one("SYNC_REPLY", "", [["k", b"v", [0, b""]]], 1), "true/false"),
-])
+]
+
+
+@pytest.mark.parametrize("frame,why", GARBAGE)
 def test_garbage_is_a_decode_error(frame, why):
     with pytest.raises(codec.DecodeError, match=why):
         codec.decode_batch(frame)
@@ -272,3 +275,47 @@ def test_a_refusal_never_quotes_the_value_it_refuses():
                                                                       use_bin_type=True))
                 except codec.DecodeError as err:
                     assert marker not in str(err) and str(2**64 - 1) not in str(err), err
+
+
+_WITHOUT_TYPING_EXTENSIONS = """
+import sys
+sys.modules["typing_extensions"] = None  # as zpaxos.cli.entry does for a propose process
+import json
+from zpaxos.runtime import codec
+out = []
+for h in json.load(sys.stdin):
+    try:
+        b = codec.decode_batch(bytes.fromhex(h))
+        out.append(["ok", b"".join(f for f, _ in codec.encode_batch(
+            b.sender, b.first_seq, b.messages)).hex()])
+    except codec.DecodeError as e:
+        out.append(["error", str(e)])
+print(json.dumps([out, "typing_extensions" in sys.modules and
+                  sys.modules["typing_extensions"] is not None]))
+"""
+
+
+def test_the_codec_is_the_same_without_typing_extensions():
+    """``zpaxos propose`` keeps msgspec's optional typing_extensions out of its process
+    (zpaxos.cli.entry); every message type still round-trips to the same bytes and every
+    malformed frame is refused with the same words as in a process that has it."""
+    import json
+    import subprocess
+    import sys
+
+    from zpaxos.lab.launcher import child_env
+
+    good = [codec.encode(m, "n0", 1) for m in MESSAGES]
+    frames = good + [f for f, _ in GARBAGE]
+    r = subprocess.run([sys.executable, "-c", _WITHOUT_TYPING_EXTENSIONS],
+                       input=json.dumps([f.hex() for f in frames]), capture_output=True,
+                       text=True, env=child_env(), timeout=60)
+    assert r.returncode == 0, r.stderr
+    got, had_it = json.loads(r.stdout)
+    assert not had_it
+    expected = [["ok", f.hex()] for f in good]
+    for f, _ in GARBAGE:
+        with pytest.raises(codec.DecodeError) as e:
+            codec.decode_batch(f)
+        expected.append(["error", str(e.value)])
+    assert got == expected
