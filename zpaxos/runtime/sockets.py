@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
@@ -387,6 +388,9 @@ class SignalWakeup:
         self._r, self._w = os.pipe()
         os.set_blocking(self._r, False)
         os.set_blocking(self._w, False)
+        # request_stop may come from another thread while close runs: a write to a
+        # closed descriptor number could land in a file opened since under that number.
+        self._fds = threading.Lock()
         self._old: dict[int, Any] = {}
         self._old_fd = -1
 
@@ -408,10 +412,13 @@ class SignalWakeup:
     def request_stop(self) -> None:
         """Stop from another thread (tests, embedding), as a signal would."""
         self.stop_requested = True
-        try:
-            os.write(self._w, b"\0")
-        except OSError:  # full (a wake-up is pending anyway) or closed
-            pass
+        with self._fds:
+            if self._w < 0:
+                return  # closed
+            try:
+                os.write(self._w, b"\0")
+            except OSError:  # full: a wake-up is pending anyway
+                pass
 
     def drain(self) -> None:
         try:
@@ -425,7 +432,8 @@ class SignalWakeup:
             signal.signal(sig, old)
         if self._old:
             signal.set_wakeup_fd(self._old_fd)
-        for fd in (self._r, self._w):
-            if fd >= 0:
-                os.close(fd)
-        self._r = self._w = -1
+        with self._fds:
+            for fd in (self._r, self._w):
+                if fd >= 0:
+                    os.close(fd)
+            self._r = self._w = -1
