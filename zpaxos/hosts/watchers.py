@@ -183,24 +183,17 @@ class Watchers:
         owed = self._owed.pop(key, None)
         if armed is None and owed is None:
             return []
-        if len(self._by_key[key]) <= self.unpaced:
-            paced = False
-        else:
-            paced = True
-            if armed is not None and len(armed) > 1 and self.start_at:
-                k = int(len(armed) * self.start_at)  # this node's place to start
-                armed = dict.fromkeys(itertools.chain(itertools.islice(armed, k, None),
-                                                      itertools.islice(armed, k)))
+        paced = len(self._by_key[key]) > self.unpaced
+        if paced and armed is not None and len(armed) > 1 and self.start_at:
+            k = int(len(armed) * self.start_at)  # this node's place to start
+            armed = dict.fromkeys(itertools.chain(itertools.islice(armed, k, None),
+                                                  itertools.islice(armed, k)))
         if owed is None:
-            if armed is None:
-                return []
+            assert armed is not None
             owed = armed
         elif armed is not None:
             owed.update(armed)  # (no watch is both armed and owed)
-        if not paced:
-            n = len(owed)
-        else:
-            n = self._take_tokens(now, len(owed))
+        n = self._take_tokens(now, len(owed)) if paced else len(owed)
         if n == len(owed):
             self._owed_version.pop(key, None)
             return list(owed)
